@@ -1,0 +1,9 @@
+"""``python -m watchkeeper.daemon`` is the ``watchkeeper`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from watchkeeper.daemon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""The ``watchkeeper`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+from watchkeeper.daemon.config import Config, load_config, secret_values
+from watchkeeper.daemon.logs import setup_logging
+from watchkeeper.policies.errors import WatchkeeperDocumentError
+
+log = logging.getLogger("watchkeeper")
+DEFAULT_CONFIG = "watchkeeper.yaml"
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except WatchkeeperDocumentError as exc:
+        print(f"watchkeeper: invalid configuration\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from watchkeeper.daemon.app import Daemon
+
+    config = _load(args.config)
+    setup_logging(args.log_level or config.log_level, secret_values(config))
+    stop = _stop_on_signals()
+    Daemon(config).run(stop)
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.paths:
+        try:
+            load_config(path)
+        except WatchkeeperDocumentError as exc:
+            print(exc, file=sys.stderr)
+            failed += 1
+        else:
+            print(f"{path}: ok")
+    return 1 if failed else 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from watchkeeper.daemon.store import Store
+
+    config = _load(args.config)
+    Store.open(config.store_url()).close()
+    print("store schema is up to date")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from watchkeeper.daemon.store import Store
+
+    config = _load(args.config)
+    with Store.open(config.store_url(), migrate=False) as store:
+        windows = store.windows()
+        report = {
+            "totals": store.totals(),
+            "quarantine": store.quarantine_counts(),
+            "offsets": {
+                f"{t}[{p}]": o for (t, p), o in sorted(store.offsets(config.kafka.group_id).items())
+            },
+            "windows": [
+                {
+                    "model": w.summary.model,
+                    "version": w.summary.version,
+                    "start_ms": w.summary.start_ms,
+                    "events": w.events,
+                    "late": w.late_events,
+                    "features": len(w.summary.features),
+                }
+                for w in windows[-args.last :]
+            ],
+        }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from watchkeeper.daemon.store import Store
+
+    config = _load(args.config)
+    with Store.open(config.store_url(), migrate=False) as store:
+        for row in store.quarantined(args.reason, args.limit):
+            raw = bytes(row["raw"])[:120].decode("utf-8", "replace")
+            print(
+                f"{row['topic']}[{row['partition']}]@{row['offset']} {row['reason']}: "
+                f"{row['detail']} | {raw!r}"
+            )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from watchkeeper.daemon.demo import run_demo
+
+    setup_logging("WARNING")
+    return run_demo(Path(args.config), args.duration, args.bootstrap, args.rate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watchkeeper", description="Keeps watch over ML models in production."
+    )
+    parser.add_argument("--version", action="version", version=version("watchkeeper"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.set_defaults(func=cmd_run)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate config files; exit 1 on any error")
+    check.add_argument("paths", nargs="+")
+    check.set_defaults(func=cmd_config_check)
+
+    db = sub.add_parser("db", help="store tools")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="migrate the store's schema to the latest")
+    upgrade.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    status = sub.add_parser("status", help="what the store holds: totals, offsets, windows")
+    status.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    status.add_argument("--last", type=int, default=20, help="windows to list")
+    status.set_defaults(func=cmd_status)
+
+    quarantine = sub.add_parser("quarantine", help="list quarantined records")
+    quarantine.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    quarantine.add_argument("--reason")
+    quarantine.add_argument("--limit", type=int, default=50)
+    quarantine.set_defaults(func=cmd_quarantine)
+
+    demo = sub.add_parser(
+        "demo", help="run the daemon on an embedded broker with synthetic traffic"
+    )
+    demo.add_argument(
+        "-c",
+        "--config",
+        default=str(Path(__file__).resolve().parent.parent / "deploy" / "watchkeeper.yaml"),
+    )
+    demo.add_argument("--duration", type=float, default=120.0, help="seconds (0: until Ctrl-C)")
+    demo.add_argument("--bootstrap", help="use this Kafka cluster instead of the embedded broker")
+    demo.add_argument("--rate", type=float, default=300.0, help="events per second")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

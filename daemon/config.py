@@ -1,0 +1,356 @@
+"""The daemon's configuration: one YAML file (``watchkeeper.yaml``) loaded into frozen objects.
+
+Unknown keys are errors, every error names the file, line, column and key, and secrets are
+never written in the file: it names the environment variables that hold them
+(``token_env: SLACK_BOT_TOKEN``), and loading fails when such a variable is not set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+from kafka import KafkaConsumer
+from pydantic import ConfigDict, Field
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from watchkeeper.policies.durations import Duration
+from watchkeeper.policies.yamlsource import read_yaml, validate_document
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_env_name(value: str, info: pydantic.ValidationInfo) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(
+            f"'{value}' is not an environment variable name (letters, digits and _); "
+            "name the variable that holds the secret, never the secret itself"
+        )
+    env = (info.context or {}).get("env")
+    if env is not None and not env.get(value):
+        raise ValueError(f"environment variable {value} is not set (or is empty)")
+    return value
+
+
+EnvName = Annotated[str, pydantic.AfterValidator(_check_env_name)]
+"""The name of an environment variable holding a secret; checked to be set at load."""
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldPaths(_Strict):
+    """Dotted paths of each field inside a topic's JSON records; ``null`` when absent."""
+
+    model: str | None = "model"
+    model_version: str | None = "model_version"
+    request_id: str | None = "request_id"
+    ts: str | None = "ts"
+    features: str | None = "features"
+    prediction: str | None = "prediction"
+    latency_ms: str | None = "latency_ms"
+    label: str | None = "label"
+
+
+class TopicConfig(_Strict):
+    """One Kafka topic and how to read its records."""
+
+    name: NonEmpty
+    model: str | None = None
+    """The model every record of this topic belongs to, for topics that carry no model field."""
+    fields: FieldPaths = FieldPaths()
+    ts_unit: Literal["auto", "ms", "s"] = "auto"
+    """Unit of numeric timestamps; ``auto`` reads values ≥ 10¹¹ as milliseconds, others as s."""
+
+
+Role = Literal["predictions", "features", "labels"]
+ROLES: tuple[Role, ...] = ("predictions", "features", "labels")
+
+# What a record of each role must carry; other fields are optional.
+REQUIRED_FIELDS: dict[Role, tuple[str, ...]] = {
+    "predictions": ("model", "ts", "prediction"),
+    "features": ("model", "ts", "features"),
+    "labels": ("model", "ts", "request_id", "label"),
+}
+
+
+class TopicsConfig(_Strict):
+    predictions: TopicConfig | None = None
+    features: TopicConfig | None = None
+    labels: TopicConfig | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> TopicsConfig:
+        named = [(role, t.name) for role in ROLES if (t := getattr(self, role)) is not None]
+        if not named:
+            raise ValueError("name at least one topic: predictions, features or labels")
+        names = [n for _, n in named]
+        if len(set(names)) != len(names):
+            raise ValueError("each role needs its own topic; the same name appears twice")
+        for role in ROLES:
+            topic: TopicConfig | None = getattr(self, role)
+            if topic is None:
+                continue
+            for field in REQUIRED_FIELDS[role]:
+                if field == "model" and topic.model is not None:
+                    continue
+                if field == "ts":
+                    continue  # a null ts path means "use the Kafka record timestamp"
+                if getattr(topic.fields, field) is None:
+                    raise ValueError(f"topic '{role}' needs a path for '{field}'")
+        return self
+
+    def by_role(self) -> dict[Role, TopicConfig]:
+        return {role: t for role in ROLES if (t := getattr(self, role)) is not None}
+
+
+# kafka-python options that carry secrets: they must come from the environment.
+_SECRET_OPTIONS = {"sasl_plain_password", "ssl_password", "sasl_oauth_token_provider"}
+# options watchkeeper sets itself; a user value would break its offset handling.
+_OWNED_OPTIONS = {
+    "bootstrap_servers",
+    "group_id",
+    "enable_auto_commit",
+    "key_deserializer",
+    "value_deserializer",
+    "auto_offset_reset",
+    "client_id",
+}
+
+
+class KafkaConfig(_Strict):
+    bootstrap_servers: list[NonEmpty] = Field(min_length=1)
+    group_id: NonEmpty = "watchkeeper"
+    client_id: NonEmpty = "watchkeeper"
+    topics: TopicsConfig
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    """Where to start on a partition watchkeeper has stored no offset for."""
+    session_timeout: Duration = 10.0
+    heartbeat_interval: Duration = 3.0
+    max_poll_records: PositiveInt = 20_000
+    fetch_max_bytes: PositiveInt = 64 * 1024 * 1024
+    max_partition_fetch_bytes: PositiveInt = 16 * 1024 * 1024
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password_env: EnvName | None = None
+    ssl_cafile: str | None = None
+    options: dict[str, Any] = {}
+    """Further kafka-python ``KafkaConsumer`` options, checked against its own list."""
+
+    @pydantic.field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @pydantic.field_validator("options")
+    @classmethod
+    def _known_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        known = set(KafkaConsumer.DEFAULT_CONFIG)
+        for key in value:
+            if key in _SECRET_OPTIONS:
+                raise ValueError(f"'{key}' is a secret: use sasl_password_env instead")
+            if key in _OWNED_OPTIONS:
+                raise ValueError(f"'{key}' is set by watchkeeper itself (see the kafka section)")
+            if key not in known:
+                raise ValueError(
+                    f"unrecognized kafka-python consumer option '{key}' "
+                    "(see kafka-python's KafkaConsumer documentation for the list)"
+                )
+        return value
+
+
+FeatureKind = Literal["numeric", "categorical"]
+
+
+class IngestConfig(_Strict):
+    max_record_bytes: PositiveInt = 1024 * 1024
+    """Records larger than this are quarantined as ``oversized``."""
+    flush_interval: Duration = 5.0
+    """How often window state and offsets are committed to the store (one transaction)."""
+    flush_max_events: PositiveInt = 500_000
+    """Commit sooner when this many events wait in memory."""
+    poll_timeout: Duration = 1.0
+    max_future_skew: Duration = 3600.0
+    """Events stamped further ahead of the daemon's clock are quarantined (``ts_in_future``)."""
+    max_features: PositiveInt = 500
+    """Per model; features beyond it are ignored and counted, so memory stays bounded."""
+    quarantine_prefix_bytes: PositiveInt = 1024
+    feature_kinds: dict[str, dict[str, FeatureKind]] = {}
+    """Declared kinds per model and feature; undeclared ones are inferred from the first value."""
+    store_retry_interval: Duration = 2.0
+    """While the store is unreachable, consumption pauses and the commit is retried this often."""
+
+
+class WindowConfig(_Strict):
+    size: Duration = Field(default=300.0, gt=0)
+    allowed_lateness: Duration = 600.0
+    reservoir_size: Annotated[int, Field(ge=0, le=100_000)] = 512
+    sketch_k: Annotated[int, Field(ge=8, le=65535)] = 200
+    """KLL accuracy parameter: normalised rank error ≈ 1.33 % at k = 200 (DataSketches docs)."""
+    max_categories: Annotated[int, Field(ge=1, le=100_000)] = 256
+
+
+class StoreConfig(_Strict):
+    url: str | None = None
+    url_env: EnvName | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> StoreConfig:
+        if self.url is not None and self.url_env is not None:
+            raise ValueError("give either url or url_env, not both")
+        if self.url is not None:
+            try:
+                parsed = make_url(self.url)
+            except ArgumentError as exc:
+                raise ValueError(f"not a database URL: {exc}") from None
+            if parsed.password:
+                raise ValueError(
+                    "the URL holds a password: put the whole URL in an environment "
+                    "variable and name it with url_env"
+                )
+            if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+                raise ValueError("the store is SQLite (sqlite:///file.db) or PostgreSQL")
+        return self
+
+
+class HttpConfig(_Strict):
+    listen: str = "127.0.0.1:8450"
+
+    @pydantic.field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("write host:port, e.g. 127.0.0.1:8450 (port 0 picks a free one)")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class PoliciesConfig(_Strict):
+    paths: list[NonEmpty] = []
+
+
+class ConsoleChannelConfig(_Strict):
+    type: Literal["console"]
+    format: Literal["text", "json"] = "text"
+
+
+class SlackChannelConfig(_Strict):
+    type: Literal["slack"]
+    token_env: EnvName | None = None
+    webhook_url_env: EnvName | None = None
+    channel: str | None = None
+    channel_by_severity: dict[str, str] = {}
+
+    @pydantic.model_validator(mode="after")
+    def _one_way(self) -> SlackChannelConfig:
+        if (self.token_env is None) == (self.webhook_url_env is None):
+            raise ValueError("give exactly one of token_env (bot token) or webhook_url_env")
+        if self.token_env is not None and self.channel is None and not self.channel_by_severity:
+            raise ValueError("a bot token needs a channel to post to")
+        return self
+
+
+class AlertmanagerChannelConfig(_Strict):
+    type: Literal["alertmanager"]
+    url: NonEmpty
+
+
+class WebhookChannelConfig(_Strict):
+    type: Literal["webhook"]
+    url: NonEmpty
+    secret_env: EnvName | None = None
+
+
+ChannelConfig = Annotated[
+    ConsoleChannelConfig | SlackChannelConfig | AlertmanagerChannelConfig | WebhookChannelConfig,
+    Field(discriminator="type"),
+]
+
+
+class AlertsConfig(_Strict):
+    channels: dict[NonEmpty, ChannelConfig] = {}
+
+
+class Config(_Strict):
+    """The whole daemon configuration."""
+
+    kafka: KafkaConfig
+    store: StoreConfig = StoreConfig()
+    http: HttpConfig = HttpConfig()
+    ingest: IngestConfig = IngestConfig()
+    windows: WindowConfig = WindowConfig()
+    policies: PoliciesConfig = PoliciesConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def store_url(self, env: Mapping[str, str] | None = None) -> str:
+        """The store URL, read from the environment when the file names a variable."""
+        if self.store.url_env is not None:
+            return (env if env is not None else os.environ)[self.store.url_env]
+        return self.store.url or "sqlite:///watchkeeper.db"
+
+
+def _resolve_relative(config: Config, base: Path) -> Config:
+    """Relative file paths in the config are relative to the config file, not the CWD."""
+    update: dict[str, Any] = {}
+    url = config.store.url
+    if url is not None:
+        parsed = make_url(url)
+        db = parsed.database
+        relative = db and db != ":memory:" and not Path(db).is_absolute()
+        if parsed.get_backend_name() == "sqlite" and relative:
+            url = parsed.set(database=str(base / str(db))).render_as_string(hide_password=False)
+            update["store"] = config.store.model_copy(update={"url": url})
+    if url is None and config.store.url_env is None:
+        update["store"] = StoreConfig(url=f"sqlite:///{base / 'watchkeeper.db'}")
+    paths = [p if Path(p).is_absolute() else str(base / p) for p in config.policies.paths]
+    update["policies"] = PoliciesConfig(paths=paths)
+    return config.model_copy(update=update)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a config file; raise ``InvalidDocumentError`` naming every error."""
+    doc = read_yaml(path)
+    context = {"env": env if env is not None else os.environ}
+    config = validate_document(Config, doc, context=context)
+    return _resolve_relative(config, Path(path).resolve().parent)
+
+
+def secret_values(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
+    """Every secret the config makes the daemon hold, so logs can redact them."""
+    source = env if env is not None else os.environ
+    names: list[str] = []
+    if config.kafka.sasl_password_env:
+        names.append(config.kafka.sasl_password_env)
+    if config.store.url_env:
+        names.append(config.store.url_env)
+    for channel in config.alerts.channels.values():
+        for attr in ("token_env", "webhook_url_env", "secret_env"):
+            name = getattr(channel, attr, None)
+            if name:
+                names.append(name)
+    values = [source[n] for n in names if source.get(n)]
+    if config.store.url_env and source.get(config.store.url_env):
+        password = make_url(source[config.store.url_env]).password
+        if password:
+            values.append(str(password))
+    return values

@@ -1,0 +1,445 @@
+"""Turning a batch of Kafka records of one topic into columnar arrays, per model.
+
+Good records become :class:`~watchkeeper.detectors.window.ColumnBatch` objects (numpy
+arrays per feature); bad ones become :class:`Quarantined` entries with a reason, and never
+an exception. The reasons:
+
+=================  ===============================================================
+``empty``          the record has no value (a tombstone)
+``oversized``      larger than ``ingest.max_record_bytes``
+``not_json``       the value does not parse as JSON
+``not_object``     it parses, but not to a JSON object
+``missing_field``  a field the topic's role requires is absent or null
+``wrong_type``     a field has the wrong JSON type (a string where a number belongs…)
+``not_finite``     NaN or ±inf where a finite number is required (timestamp, latency)
+``bad_timestamp``  a timestamp string that is not ISO-8601
+``ts_in_future``   stamped further ahead of the clock than ``ingest.max_future_skew``
+=================  ===============================================================
+
+NaN in a *feature* or *prediction* is not a bad record: it is data about the model, and
+the NaN-rate checks count it.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+from watchkeeper.daemon.config import REQUIRED_FIELDS, IngestConfig, Role, TopicConfig
+from watchkeeper.daemon.fields import (
+    MISSING,
+    BadRows,
+    absent_masks,
+    category_column,
+    column_getter,
+    numeric_column,
+    object_array,
+    string_column,
+    timestamps_ms,
+    transpose,
+    type_name,
+)
+from watchkeeper.daemon.kinds import LABEL, PREDICTION, KindRegistry
+from watchkeeper.detectors.reservoir import record_keys
+from watchkeeper.detectors.window import Column, ColumnBatch
+
+REASONS = (
+    "empty",
+    "oversized",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "not_finite",
+    "bad_timestamp",
+    "ts_in_future",
+)
+
+
+class RecordLike(Protocol):
+    """What the decoder needs of a kafka-python ``ConsumerRecord``."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A record that could not be used, with why and its first bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    detail: str
+    raw: bytes
+    size: int
+
+
+@dataclass
+class DecodeResult:
+    batches: list[ColumnBatch] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    ignored_features: int = 0
+    """Feature values dropped because their model already had ``max_features`` features."""
+
+
+def _parse(value: bytes) -> Any:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        # orjson is strict JSON; the stdlib also reads NaN and Infinity, which model
+        # servers written in Python emit, and which the NaN-rate checks want to see.
+        return json.loads(value)
+
+
+def _kind_of(value: Any) -> str | None:
+    t = type(value)
+    if t is str:
+        return "categorical"
+    if t in (int, float, bool):
+        return "numeric"
+    if t is list:
+        return "proba"
+    return None
+
+
+class Decoder:
+    """Decodes records of one topic (one role); see the module docstring."""
+
+    def __init__(
+        self,
+        topic: str,
+        role: Role,
+        config: TopicConfig,
+        ingest: IngestConfig,
+        kinds: KindRegistry,
+    ) -> None:
+        self.topic = topic
+        self.role = role
+        self.config = config
+        self.ingest = ingest
+        self.kinds = kinds
+        self._topic_hash = zlib.crc32(topic.encode())
+        self._required = set(REQUIRED_FIELDS[role])
+        f = config.fields
+        self._paths = {
+            name: column_getter(path)
+            for name in (
+                "model",
+                "model_version",
+                "request_id",
+                "ts",
+                "features",
+                "prediction",
+                "latency_ms",
+                "label",
+            )
+            if (path := getattr(f, name)) is not None
+        }
+        if role != "predictions":
+            for name in ("prediction", "latency_ms"):
+                self._paths.pop(name, None)
+        if role != "labels":
+            self._paths.pop("label", None)
+        if role == "labels":
+            self._paths.pop("features", None)
+
+    def decode(self, partition: int, records: Sequence[RecordLike], now_ms: int) -> DecodeResult:
+        """Decode one partition's records (in offset order)."""
+        result = DecodeResult()
+        objs, offsets, stamps, kept = self._parse_all(partition, records, result)
+        if not objs:
+            return result
+        bad: BadRows = {}
+        cols = {name: get(objs) for name, get in self._paths.items()}
+        n = len(objs)
+        models = self._models(cols, n, bad)
+        versions = (
+            string_column(cols["model_version"], "model_version", bad, False)
+            if "model_version" in cols
+            else object_array([""] * n)
+        )
+        request_ids = (
+            string_column(cols["request_id"], "request_id", bad, "request_id" in self._required)
+            if "request_id" in cols
+            else None
+        )
+        if "ts" in cols:
+            ts = timestamps_ms(cols["ts"], self.config.ts_unit, "ts", bad)
+        else:
+            ts = np.asarray(stamps, dtype=np.int64)
+        future = np.flatnonzero(ts > now_ms + int(self.ingest.max_future_skew * 1000))
+        for i in future.tolist():
+            bad.setdefault(i, ("ts_in_future", f"ts is {(ts[i] - now_ms) / 1000:.0f}s ahead"))
+        latency = self._latency(cols.get("latency_ms"), bad)
+        for name in ("features", "prediction", "label"):
+            if name in self._required and name in cols:
+                for i, v in enumerate(cols[name]):
+                    if v is MISSING or v is None:
+                        bad.setdefault(i, ("missing_field", f"{name} is required"))
+        feats = cols.get("features")
+        if feats is not None:
+            for i, v in enumerate(feats):
+                if type(v) is not dict:
+                    if v is not MISSING and v is not None:
+                        bad.setdefault(
+                            i, ("wrong_type", f"features: expected an object, got {type_name(v)}")
+                        )
+                    feats[i] = {}
+        keys = record_keys(self._topic_hash, partition, np.asarray(offsets, dtype=np.int64))
+        for model in sorted({m for m in models.tolist() if m is not None}):
+            idx = np.flatnonzero(models == model)
+            idx = idx[[i not in bad for i in idx.tolist()]] if bad else idx
+            batch = self._model_batch(
+                model, idx, cols, ts, versions, request_ids, latency, keys, bad, result
+            )
+            if batch is not None:
+                result.batches.append(batch)
+        for i, (reason, detail) in sorted(bad.items()):
+            rec = records[kept[i]]
+            result.quarantined.append(self._entry(partition, rec, reason, detail))
+        return result
+
+    # -- stages -------------------------------------------------------------------------
+    def _parse_all(
+        self, partition: int, records: Sequence[RecordLike], result: DecodeResult
+    ) -> tuple[list[dict[str, Any]], list[int], list[int], list[int]]:
+        """JSON objects of the good records, their offsets, timestamps and positions."""
+        values = [rec.value for rec in records]
+        limit = self.ingest.max_record_bytes
+        if values and all(values) and max(map(len, values)) <= limit:  # type: ignore[arg-type]
+            try:
+                objs: list[Any] = list(map(orjson.loads, values))  # type: ignore[arg-type]
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                if set(map(type, objs)) == {dict}:
+                    return (
+                        objs,
+                        [r.offset for r in records],
+                        [r.timestamp for r in records],
+                        list(range(len(records))),
+                    )
+        # the slow path, one record at a time, only for a batch holding a bad record
+        objs = []
+        offsets: list[int] = []
+        stamps: list[int] = []
+        kept: list[int] = []
+        for pos, rec in enumerate(records):
+            value = rec.value
+            reason = "empty" if not value else "oversized" if len(value) > limit else None
+            if reason is not None:
+                detail = (
+                    "the record has no value"
+                    if reason == "empty"
+                    else f"{len(value or b'')} bytes > max_record_bytes {limit}"
+                )
+                result.quarantined.append(self._entry(partition, rec, reason, detail))
+                continue
+            try:
+                obj = _parse(value)  # type: ignore[arg-type]
+            except (ValueError, RecursionError) as exc:
+                result.quarantined.append(self._entry(partition, rec, "not_json", str(exc)[:200]))
+                continue
+            if type(obj) is not dict:
+                result.quarantined.append(
+                    self._entry(
+                        partition,
+                        rec,
+                        "not_object",
+                        f"expected a JSON object, got {type_name(obj)}",
+                    )
+                )
+                continue
+            objs.append(obj)
+            offsets.append(rec.offset)
+            stamps.append(rec.timestamp)
+            kept.append(pos)
+        return objs, offsets, stamps, kept
+
+    def _models(self, cols: dict[str, list[Any]], n: int, bad: BadRows) -> Any:
+        if self.config.model is not None:
+            return object_array([self.config.model] * n)
+        return string_column(cols["model"], "model", bad, True)
+
+    def _latency(self, values: list[Any] | None, bad: BadRows) -> Any:
+        if values is None:
+            return None
+        types = set(map(type, values))
+        out = numeric_column(values, types, "latency_ms", bad)
+        present = (
+            np.ones(out.size, dtype=bool)
+            if not types & {type(None), type(MISSING)}
+            else (np.fromiter((v is not None and v is not MISSING for v in values), bool, out.size))
+        )
+        invalid = present & ~(np.isfinite(out) & (out >= 0))
+        for i in np.flatnonzero(invalid).tolist():
+            if i not in bad:
+                bad[i] = ("not_finite", f"latency_ms must be a finite number ≥ 0, got {values[i]}")
+        return out
+
+    def _model_batch(
+        self,
+        model: str,
+        idx: Any,
+        cols: dict[str, list[Any]],
+        ts: Any,
+        versions: Any,
+        request_ids: Any,
+        latency: Any,
+        keys: Any,
+        bad: BadRows,
+        result: DecodeResult,
+    ) -> ColumnBatch | None:
+        if idx.size == 0:
+            return None
+        rows = idx.tolist()
+        local_bad: BadRows = {}
+        features: dict[str, Column] = {}
+        feats = cols.get("features")
+        if feats is not None:
+            sub = [feats[i] for i in rows]
+            names = sorted(set().union(*sub))
+            admitted = self.kinds.admit(model, names)
+            if len(admitted) < len(names):
+                for name in set(names) - set(admitted):
+                    result.ignored_features += sum(1 for d in sub if name in d)
+            for name, values in zip(admitted, transpose(sub, admitted), strict=True):
+                column = self._column(
+                    model, name, values, f"features.{name}", local_bad, allow_proba=False
+                )
+                if isinstance(column, Column):
+                    features[name] = column
+        prediction = prediction_class = label = None
+        if "prediction" in cols:
+            values = [cols["prediction"][i] for i in rows]
+            column = self._column(model, PREDICTION, values, "prediction", local_bad, True)
+            if isinstance(column, tuple):  # a probability vector: score and class
+                prediction, prediction_class = column
+            else:
+                prediction = column
+        if "label" in cols:
+            column = self._column(
+                model, LABEL, [cols["label"][i] for i in rows], "label", local_bad, False
+            )
+            label = column if not isinstance(column, tuple) else None
+        keep = np.ones(len(rows), dtype=bool)
+        for j, entry in local_bad.items():
+            bad.setdefault(rows[j], entry)
+            keep[j] = False
+        if not keep.any():
+            return None
+        sel = idx[keep]
+
+        def take(c: Column | None) -> Column | None:
+            if c is None or keep.all():
+                return c
+            return Column(c.kind, c.values[keep], c.null[keep], c.missing[keep])
+
+        return ColumnBatch(
+            model=model,
+            role=self.role,
+            ts_ms=ts[sel],
+            versions=versions[sel],
+            keys=keys[sel],
+            request_ids=None if request_ids is None else request_ids[sel],
+            features={n: c for n, c in ((n, take(c)) for n, c in features.items()) if c},
+            prediction=take(prediction),
+            prediction_class=take(prediction_class),
+            label=take(label),
+            latency_ms=None if latency is None else latency[sel],
+        )
+
+    def _column(
+        self,
+        model: str,
+        name: str,
+        values: list[Any],
+        field: str,
+        bad: BadRows,
+        allow_proba: bool,
+    ) -> Column | tuple[Column, Column] | None:
+        types = set(map(type, values))
+        kind = self.kinds.kind(model, name)
+        if kind is None:
+            first = next((v for v in values if v is not None and v is not MISSING), MISSING)
+            kind = _kind_of(first)
+            if kind == "proba" and not allow_proba:
+                kind = None
+            if kind is None:
+                if first is not MISSING:
+                    for i, v in enumerate(values):
+                        if v is not None and v is not MISSING:
+                            bad.setdefault(
+                                i,
+                                (
+                                    "wrong_type",
+                                    f"{field}: a {type_name(v)} "
+                                    "is not a feature value (number or string)",
+                                ),
+                            )
+                return None
+            self.kinds.learn(model, name, kind)
+        null, missing = absent_masks(values, types)
+        if kind == "numeric":
+            return Column("numeric", numeric_column(values, types, field, bad), null, missing)
+        if kind == "categorical":
+            return Column("categorical", category_column(values, types, field, bad), null, missing)
+        return self._proba(values, null, missing, field, bad)
+
+    def _proba(
+        self, values: list[Any], null: Any, missing: Any, field: str, bad: BadRows
+    ) -> tuple[Column, Column]:
+        """A probability vector per record → (score column, class column).
+
+        The score is P(class 1) for two classes and the top probability otherwise; the
+        class is the argmax index as text.
+        """
+        width = next((len(v) for v in values if type(v) is list), 0)
+        rows = np.full((len(values), max(width, 1)), np.nan)
+        for i, v in enumerate(values):
+            if v is None or v is MISSING:
+                continue
+            if (
+                type(v) is not list
+                or len(v) != width
+                or width == 0
+                or not all(type(p) in (int, float) for p in v)
+            ):
+                bad.setdefault(
+                    i, ("wrong_type", f"{field}: expected an array of {width} probabilities")
+                )
+                continue
+            rows[i] = v
+        absent = null | missing
+        score = rows[:, 1] if width == 2 else rows.max(axis=1)
+        finite_rows = np.isfinite(rows).all(axis=1)
+        cls = object_array([None] * len(values))
+        ok = finite_rows & ~absent
+        cls[ok] = np.argmax(rows[ok], axis=1).astype(str).astype(object)
+        score_col = Column("numeric", score, null, missing)
+        class_col = Column("categorical", cls, null, missing | (~finite_rows & ~absent))
+        return score_col, class_col
+
+    # -- quarantine ---------------------------------------------------------------------
+    def _entry(self, partition: int, rec: RecordLike, reason: str, detail: str) -> Quarantined:
+        raw = rec.value or b""
+        return Quarantined(
+            self.topic,
+            partition,
+            rec.offset,
+            reason,
+            detail,
+            raw[: self.ingest.quarantine_prefix_bytes],
+            len(raw),
+        )

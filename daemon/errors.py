@@ -1,0 +1,34 @@
+"""Errors of the daemon. Each builds its own message and says whether retrying may help."""
+
+from __future__ import annotations
+
+
+class WatchkeeperError(Exception):
+    """Base of the daemon's errors."""
+
+    retriable = False
+
+
+class StoreUnavailableError(WatchkeeperError):
+    """The store could not be reached or refused a transaction; nothing was committed."""
+
+    retriable = True
+
+    def __init__(self, operation: str, cause: BaseException) -> None:
+        self.operation = operation
+        self.cause = cause
+        super().__init__(f"store unavailable during {operation}: {type(cause).__name__}: {cause}")
+
+
+class BrokerBinaryError(WatchkeeperError):
+    """The embedded Tansu broker could not be found or did not start."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"embedded Kafka broker: {reason}")
+
+
+class MigrationError(WatchkeeperError):
+    """The store's schema could not be brought up to date."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        super().__init__(f"cannot migrate the store at {url}: {cause}")

@@ -1,0 +1,388 @@
+"""The store: window summaries, consumer offsets and quarantined records, via SQLAlchemy 2.
+
+SQLite (a file, the default) or PostgreSQL (by URL; several replicas may share it).
+The one promise everything rests on: :meth:`Store.commit` writes the window deltas, the
+consumer offsets that produced them, the watermarks, newly learned feature kinds and the
+quarantined records in ONE transaction. After a crash the consumer seeks to the stored
+offsets, so every event is in the store exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.pool import NullPool
+from watchkeeper.daemon import tables as t
+from watchkeeper.daemon.decode import Quarantined
+from watchkeeper.daemon.errors import MigrationError, StoreUnavailableError
+from watchkeeper.daemon.windows import Delta
+from watchkeeper.detectors.window import WindowSummary
+
+TopicPartitionKey = tuple[str, int]
+_MIGRATION_LOCK = 0x5741_5443  # "WATC": PostgreSQL advisory lock id for migrations
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class StoredWindow:
+    """A window read back from the store."""
+
+    summary: WindowSummary
+    events: int
+    late_events: int
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine set up for the daemon's access pattern on SQLite or PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # one connection per use: SQLite connections are cheap, and a pooled one would
+        # outlive a test or a fork; the file is the shared state
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            # pysqlite's own BEGIN is deferred; writers take the lock up front instead
+            # (BEGIN IMMEDIATE below) so two writers never deadlock on a lock upgrade.
+            dbapi_connection.isolation_level = None
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable against a process crash (kill -9) in WAL mode; only an OS
+            # crash or power loss can lose the last commits (SQLite docs, "PRAGMA synchronous")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(
+        parsed,
+        pool_size=2,
+        max_overflow=2,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 10},
+    )
+
+
+class Store:
+    """Access to the store; see the module docstring. Build with :meth:`open`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Store:
+        store = cls(create_store_engine(url))
+        if migrate:
+            store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------------------
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` with Alembic; replicas take turns on PostgreSQL."""
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        except DBAPIError as exc:
+            raise MigrationError(self.engine.url.render_as_string(), exc) from exc
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except DBAPIError:
+            return False
+        return True
+
+    # -- the commit -----------------------------------------------------------------------
+    def commit(
+        self,
+        group_id: str,
+        delta: Delta,
+        offsets: Mapping[TopicPartitionKey, int],
+        kinds: Mapping[tuple[str, str], str] | None = None,
+        quarantined: Sequence[Quarantined] = (),
+    ) -> None:
+        """Write everything of one flush in one transaction, or nothing.
+
+        Raises :class:`StoreUnavailableError` when the store cannot be reached or the
+        transaction fails; nothing is then committed and the caller keeps its state.
+        """
+        attempts = 3
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as conn:
+                    self._merge_windows(conn, delta)
+                    self._upsert_offsets(conn, group_id, offsets)
+                    self._merge_watermarks(conn, group_id, delta.watermarks)
+                    if kinds:
+                        self._insert_kinds(conn, kinds)
+                    if quarantined:
+                        self._insert_quarantine(conn, quarantined)
+                return
+            except IntegrityError as exc:
+                # another replica inserted the same new window first: retry as an update
+                if attempt == attempts - 1:
+                    raise StoreUnavailableError("commit", exc) from exc
+            except (OperationalError, DBAPIError) as exc:
+                raise StoreUnavailableError("commit", exc) from exc
+
+    def _merge_windows(self, conn: Connection, delta: Delta) -> None:
+        keys = set(delta.windows) | set(delta.late)
+        if not keys:
+            return
+        size = delta.size_ms
+        now = _utcnow()
+        for key in sorted(keys):  # a fixed order: two replicas lock rows in the same order
+            fresh = delta.windows.get(key)
+            where = (
+                (t.windows.c.model == key.model)
+                & (t.windows.c.model_version == key.version)
+                & (t.windows.c.window_size_ms == size)
+                & (t.windows.c.window_start_ms == key.start_ms)
+            )
+            query = select(t.windows.c.summary, t.windows.c.late_events).where(where)
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).first()
+            late = delta.late.get(key, 0)
+            if row is None:
+                summary = fresh or WindowSummary(key.model, key.version, key.start_ms, size)
+                conn.execute(
+                    t.windows.insert().values(
+                        model=key.model,
+                        model_version=key.version,
+                        window_size_ms=size,
+                        window_start_ms=key.start_ms,
+                        events=summary.count,
+                        late_events=late,
+                        first_ts_ms=summary.first_ts_ms,
+                        last_ts_ms=summary.last_ts_ms,
+                        summary=orjson.dumps(summary.to_dict()),
+                        updated_at=now,
+                    )
+                )
+                continue
+            stored = WindowSummary.from_dict(orjson.loads(row.summary))
+            if fresh is not None:
+                stored.merge(fresh)
+            conn.execute(
+                t.windows.update()
+                .where(where)
+                .values(
+                    events=stored.count,
+                    late_events=row.late_events + late,
+                    first_ts_ms=stored.first_ts_ms,
+                    last_ts_ms=stored.last_ts_ms,
+                    summary=orjson.dumps(stored.to_dict()),
+                    updated_at=now,
+                )
+            )
+
+    def _upsert(
+        self,
+        conn: Connection,
+        table: Any,
+        rows: list[dict[str, Any]],
+        keys: list[str],
+        update: list[str] | None,
+    ) -> None:
+        if not rows:
+            return
+        insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+        if update:
+            stmt = insert.on_conflict_do_update(
+                index_elements=keys, set_={c: insert.excluded[c] for c in update}
+            )
+        else:
+            stmt = insert.on_conflict_do_nothing(index_elements=keys)
+        conn.execute(stmt, rows)
+
+    def _upsert_offsets(
+        self, conn: Connection, group_id: str, offsets: Mapping[TopicPartitionKey, int]
+    ) -> None:
+        now = _utcnow()
+        rows = [
+            {
+                "group_id": group_id,
+                "topic": topic,
+                "partition": part,
+                "next_offset": off,
+                "updated_at": now,
+            }
+            for (topic, part), off in sorted(offsets.items())
+        ]
+        self._upsert(
+            conn,
+            t.consumer_offsets,
+            rows,
+            ["group_id", "topic", "partition"],
+            ["next_offset", "updated_at"],
+        )
+
+    def _merge_watermarks(self, conn: Connection, group_id: str, marks: Mapping[str, int]) -> None:
+        if not marks:
+            return
+        stored = self.watermarks(group_id, conn=conn)
+        rows = [
+            {"group_id": group_id, "model": m, "watermark_ms": max(v, stored.get(m, v))}
+            for m, v in sorted(marks.items())
+        ]
+        self._upsert(conn, t.watermarks, rows, ["group_id", "model"], ["watermark_ms"])
+
+    def _insert_kinds(self, conn: Connection, kinds: Mapping[tuple[str, str], str]) -> None:
+        rows = [{"model": m, "feature": f, "kind": k} for (m, f), k in sorted(kinds.items())]
+        self._upsert(conn, t.feature_kinds, rows, ["model", "feature"], None)
+
+    def _insert_quarantine(self, conn: Connection, entries: Sequence[Quarantined]) -> None:
+        now = _utcnow()
+        rows = [
+            {
+                "received_at": now,
+                "topic": q.topic,
+                "partition": q.partition,
+                "offset": q.offset,
+                "reason": q.reason,
+                "detail": q.detail,
+                "size": q.size,
+                "raw": q.raw,
+            }
+            for q in entries
+        ]
+        self._upsert(conn, t.quarantine, rows, ["topic", "partition", "offset"], None)
+
+    # -- reading --------------------------------------------------------------------------
+    @contextmanager
+    def _read(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+            return
+        try:
+            with self.engine.connect() as own:
+                yield own
+        except (OperationalError, DBAPIError) as exc:
+            raise StoreUnavailableError("read", exc) from exc
+
+    def offsets(self, group_id: str) -> dict[TopicPartitionKey, int]:
+        with self._read(None) as conn:
+            rows = conn.execute(
+                select(t.consumer_offsets).where(t.consumer_offsets.c.group_id == group_id)
+            ).all()
+        return {(r.topic, r.partition): int(r.next_offset) for r in rows}
+
+    def watermarks(self, group_id: str, conn: Connection | None = None) -> dict[str, int]:
+        with self._read(conn) as c:
+            rows = c.execute(select(t.watermarks).where(t.watermarks.c.group_id == group_id)).all()
+        return {r.model: int(r.watermark_ms) for r in rows}
+
+    def kinds(self) -> list[tuple[str, str, str]]:
+        with self._read(None) as conn:
+            rows = conn.execute(select(t.feature_kinds)).all()
+        return [(r.model, r.feature, r.kind) for r in rows]
+
+    def windows(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[StoredWindow]:
+        """Stored windows, oldest first; ``start_ms``/``end_ms`` bound their start times."""
+        query = select(t.windows).order_by(
+            t.windows.c.model, t.windows.c.model_version, t.windows.c.window_start_ms
+        )
+        if model is not None:
+            query = query.where(t.windows.c.model == model)
+        if version is not None:
+            query = query.where(t.windows.c.model_version == version)
+        if start_ms is not None:
+            query = query.where(t.windows.c.window_start_ms >= start_ms)
+        if end_ms is not None:
+            query = query.where(t.windows.c.window_start_ms < end_ms)
+        with self._read(None) as conn:
+            rows = conn.execute(query).all()
+        return [
+            StoredWindow(
+                WindowSummary.from_dict(orjson.loads(r.summary)), int(r.events), int(r.late_events)
+            )
+            for r in rows
+        ]
+
+    def totals(self) -> dict[str, int]:
+        """Events and late events over all stored windows, and quarantined records."""
+        with self._read(None) as conn:
+            events, late = conn.execute(
+                select(
+                    func.coalesce(func.sum(t.windows.c.events), 0),
+                    func.coalesce(func.sum(t.windows.c.late_events), 0),
+                )
+            ).one()
+            quarantined = conn.execute(select(func.count()).select_from(t.quarantine)).scalar()
+        return {
+            "events": int(events),
+            "late_events": int(late),
+            "quarantined": int(quarantined or 0),
+        }
+
+    def quarantined(self, reason: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        query = select(t.quarantine).order_by(t.quarantine.c.id.desc()).limit(limit)
+        if reason is not None:
+            query = query.where(t.quarantine.c.reason == reason)
+        with self._read(None) as conn:
+            return [dict(r._mapping) for r in conn.execute(query).all()]
+
+    def quarantine_counts(self) -> dict[str, int]:
+        with self._read(None) as conn:
+            rows = conn.execute(
+                select(t.quarantine.c.reason, func.count()).group_by(t.quarantine.c.reason)
+            ).all()
+        return {str(reason): int(n) for reason, n in rows}
+
+
+def wait_for(store: Store, timeout_s: float = 30.0) -> bool:
+    """Poll until the store answers (used at start, where the database may still boot)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if store.ping():
+            return True
+        time.sleep(0.5)
+    return store.ping()

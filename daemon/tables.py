@@ -1,0 +1,77 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` create them.
+
+Table definitions are schema, not state: nothing here connects to anything.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+windows = Table(
+    "windows",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("model_version", String(200), primary_key=True),
+    Column("window_size_ms", BigInteger, primary_key=True),
+    Column("window_start_ms", BigInteger, primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("late_events", BigInteger, nullable=False),
+    Column("first_ts_ms", BigInteger),
+    Column("last_ts_ms", BigInteger),
+    Column("summary", LargeBinary, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("group_id", String(255), primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("group_id", String(255), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("watermark_ms", BigInteger, nullable=False),
+)
+
+feature_kinds = Table(
+    "feature_kinds",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("feature", String(500), primary_key=True),
+    Column("kind", String(20), nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    UniqueConstraint("topic", "partition", "offset", name="uq_quarantine_record"),
+)

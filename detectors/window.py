@@ -1,0 +1,287 @@
+"""A window's summary: what checks read instead of raw events.
+
+One :class:`WindowSummary` covers one model (and version) over one tumbling event-time
+window. It holds a sketch per feature, for the prediction, the label and the latency,
+event counts per role, and a bounded sample of rows. Summaries merge: two summaries of
+disjoint parts of the same window merge into the summary of the whole, which is how
+small flushes accumulate into a window, how several replicas' partial windows combine,
+and how small windows roll up into large ones.
+
+:class:`ColumnBatch` is the input: events of one model and one role decoded into arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from watchkeeper.detectors.reservoir import KeyArray, Reservoir, Row
+from watchkeeper.detectors.sketches import (
+    CategoryCounts,
+    ColumnSketch,
+    NumericSketch,
+    sketch_from_dict,
+)
+
+Kind = Literal["numeric", "categorical"]
+IndexArray = np.ndarray[Any, np.dtype[np.intp]]
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Column:
+    """One column of a batch: ``values`` (float64 or object of str), with null and missing masks.
+
+    ``null`` marks a present key whose value is null; ``missing`` marks an absent key.
+    Where either is set, ``values`` holds NaN (numeric) or None (categorical).
+    """
+
+    kind: Kind
+    values: np.ndarray[Any, Any]
+    null: np.ndarray[Any, np.dtype[np.bool_]]
+    missing: np.ndarray[Any, np.dtype[np.bool_]]
+
+    def present(self, idx: IndexArray) -> tuple[np.ndarray[Any, Any], int, int]:
+        """Values at ``idx`` that are neither null nor missing, and the null / missing counts."""
+        null = self.null[idx]
+        missing = self.missing[idx]
+        absent = null | missing
+        values = self.values[idx]
+        if absent.any():
+            values = values[~absent]
+        return values, int(null.sum()), int(missing.sum())
+
+
+@dataclass
+class ColumnBatch:
+    """Events of one model and one role (``predictions``, ``features`` or ``labels``)."""
+
+    model: str
+    role: str
+    ts_ms: np.ndarray[Any, np.dtype[np.int64]]
+    versions: np.ndarray[Any, Any]
+    keys: KeyArray
+    request_ids: np.ndarray[Any, Any] | None = None
+    features: dict[str, Column] = field(default_factory=dict)
+    prediction: Column | None = None
+    prediction_class: Column | None = None
+    label: Column | None = None
+    latency_ms: np.ndarray[Any, np.dtype[np.float64]] | None = None
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.size)
+
+
+@dataclass(frozen=True)
+class SketchSettings:
+    """Sizes of the sketches a window keeps (see WindowConfig in the daemon config)."""
+
+    k: int = 200
+    max_categories: int = 256
+    reservoir_size: int = 512
+
+
+def _new_sketch(kind: Kind, settings: SketchSettings) -> ColumnSketch:
+    if kind == "numeric":
+        return NumericSketch(settings.k)
+    return CategoryCounts(settings.max_categories)
+
+
+def _feed(sketch: ColumnSketch, column: Column, idx: IndexArray) -> None:
+    values, nulls, missing = column.present(idx)
+    if isinstance(sketch, NumericSketch):
+        sketch.update(values.astype(np.float64, copy=False), nulls=nulls, missing=missing)
+    else:
+        sketch.update(values.tolist(), nulls=nulls, missing=missing)
+
+
+def _value(column: Column, i: int) -> Any:
+    if column.null[i] or column.missing[i]:
+        return None
+    value = column.values[i]
+    if column.kind == "numeric":
+        number = float(value)
+        return number if number == number else None  # NaN is stored as null in samples
+    return value
+
+
+class WindowSummary:
+    """Summary of one model (and version) over one window; see the module docstring."""
+
+    def __init__(
+        self,
+        model: str,
+        version: str,
+        start_ms: int,
+        size_ms: int,
+        settings: SketchSettings | None = None,
+    ) -> None:
+        self.model = model
+        self.version = version
+        self.start_ms = start_ms
+        self.size_ms = size_ms
+        self.settings = settings or SketchSettings()
+        self.events: dict[str, int] = {}
+        self.first_ts_ms: int | None = None
+        self.last_ts_ms: int | None = None
+        self.features: dict[str, ColumnSketch] = {}
+        self.prediction: ColumnSketch | None = None
+        self.prediction_class: ColumnSketch | None = None
+        self.label: ColumnSketch | None = None
+        self.latency = NumericSketch(self.settings.k)
+        self.sample = Reservoir(self.settings.reservoir_size)
+
+    @property
+    def end_ms(self) -> int:
+        return self.start_ms + self.size_ms
+
+    @property
+    def count(self) -> int:
+        """All events of every role in the window."""
+        return sum(self.events.values())
+
+    def _sketch(self, current: ColumnSketch | None, column: Column) -> ColumnSketch:
+        if current is None or current.kind != column.kind:
+            # a kind is fixed per model and feature upstream; a change starts a new sketch
+            return _new_sketch(column.kind, self.settings)
+        return current
+
+    def update(self, batch: ColumnBatch, idx: IndexArray) -> None:
+        """Add the events of ``batch`` at positions ``idx`` (all inside this window)."""
+        if idx.size == 0:
+            return
+        self.events[batch.role] = self.events.get(batch.role, 0) + int(idx.size)
+        ts = batch.ts_ms[idx]
+        lo, hi = int(ts.min()), int(ts.max())
+        self.first_ts_ms = lo if self.first_ts_ms is None else min(self.first_ts_ms, lo)
+        self.last_ts_ms = hi if self.last_ts_ms is None else max(self.last_ts_ms, hi)
+        for name, column in batch.features.items():
+            sketch = self._sketch(self.features.get(name), column)
+            _feed(sketch, column, idx)
+            self.features[name] = sketch
+        if batch.prediction is not None:
+            self.prediction = self._sketch(self.prediction, batch.prediction)
+            _feed(self.prediction, batch.prediction, idx)
+        if batch.prediction_class is not None:
+            self.prediction_class = self._sketch(self.prediction_class, batch.prediction_class)
+            _feed(self.prediction_class, batch.prediction_class, idx)
+        if batch.label is not None:
+            self.label = self._sketch(self.label, batch.label)
+            _feed(self.label, batch.label, idx)
+        if batch.latency_ms is not None:
+            latency = batch.latency_ms[idx]
+            self.latency.update(latency[~np.isnan(latency)])
+        if batch.features and self.sample.capacity:
+            self.sample.update(batch.keys[idx], lambda sel: _rows(batch, idx[sel]))
+
+    def merge(self, other: WindowSummary) -> None:
+        """Fold the summary of another part of the same window into this one."""
+        if (other.model, other.version, other.start_ms, other.size_ms) != (
+            self.model,
+            self.version,
+            self.start_ms,
+            self.size_ms,
+        ):
+            raise ValueError("only summaries of the same model, version and window merge")
+        for role, n in other.events.items():
+            self.events[role] = self.events.get(role, 0) + n
+        for bound in ("first_ts_ms", "last_ts_ms"):
+            mine, theirs = getattr(self, bound), getattr(other, bound)
+            pick = min if bound == "first_ts_ms" else max
+            setattr(
+                self,
+                bound,
+                theirs if mine is None else mine if theirs is None else pick(mine, theirs),
+            )
+        for name, sketch in other.features.items():
+            self.features[name] = _merged(self.features.get(name), sketch)
+        self.prediction = _merged_opt(self.prediction, other.prediction)
+        self.prediction_class = _merged_opt(self.prediction_class, other.prediction_class)
+        self.label = _merged_opt(self.label, other.label)
+        self.latency.merge(other.latency)
+        self.sample.merge(other.sample)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form; :meth:`from_dict` reads it back (format version 1)."""
+
+        def opt(s: ColumnSketch | None) -> dict[str, Any] | None:
+            return None if s is None else s.to_dict()
+
+        return {
+            "format": FORMAT_VERSION,
+            "model": self.model,
+            "version": self.version,
+            "start_ms": self.start_ms,
+            "size_ms": self.size_ms,
+            "settings": [
+                self.settings.k,
+                self.settings.max_categories,
+                self.settings.reservoir_size,
+            ],
+            "events": self.events,
+            "first_ts_ms": self.first_ts_ms,
+            "last_ts_ms": self.last_ts_ms,
+            "features": {n: s.to_dict() for n, s in self.features.items()},
+            "prediction": opt(self.prediction),
+            "prediction_class": opt(self.prediction_class),
+            "label": opt(self.label),
+            "latency": self.latency.to_dict(),
+            "sample": self.sample.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowSummary:
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"window summary format {data.get('format')!r} is not supported")
+        k, max_categories, reservoir = data["settings"]
+        out = cls(
+            data["model"],
+            data["version"],
+            int(data["start_ms"]),
+            int(data["size_ms"]),
+            SketchSettings(int(k), int(max_categories), int(reservoir)),
+        )
+        out.events = {str(r): int(n) for r, n in data["events"].items()}
+        out.first_ts_ms, out.last_ts_ms = data["first_ts_ms"], data["last_ts_ms"]
+        out.features = {n: sketch_from_dict(s) for n, s in data["features"].items()}
+        for name in ("prediction", "prediction_class", "label"):
+            if data[name] is not None:
+                setattr(out, name, sketch_from_dict(data[name]))
+        latency = sketch_from_dict(data["latency"])
+        assert isinstance(latency, NumericSketch)
+        out.latency = latency
+        out.sample = Reservoir.from_dict(data["sample"])
+        return out
+
+
+def _merged(mine: ColumnSketch | None, theirs: ColumnSketch) -> ColumnSketch:
+    if mine is None or mine.kind != theirs.kind:
+        return sketch_from_dict(theirs.to_dict())  # a copy: never alias another summary
+    if isinstance(mine, NumericSketch) and isinstance(theirs, NumericSketch):
+        mine.merge(theirs)
+    elif isinstance(mine, CategoryCounts) and isinstance(theirs, CategoryCounts):
+        mine.merge(theirs)
+    return mine
+
+
+def _merged_opt(mine: ColumnSketch | None, theirs: ColumnSketch | None) -> ColumnSketch | None:
+    return mine if theirs is None else _merged(mine, theirs)
+
+
+def _rows(batch: ColumnBatch, idx: IndexArray) -> list[Row]:
+    """Rows for the sample, built only for the few events it may keep."""
+    rows: list[Row] = []
+    for i in idx.tolist():
+        row: Row = {
+            "ts_ms": int(batch.ts_ms[i]),
+            "features": {n: _value(c, i) for n, c in batch.features.items() if not c.missing[i]},
+        }
+        if batch.request_ids is not None and batch.request_ids[i] is not None:
+            row["request_id"] = batch.request_ids[i]
+        if batch.prediction is not None:
+            row["prediction"] = _value(batch.prediction, i)
+        if batch.latency_ms is not None and batch.latency_ms[i] == batch.latency_ms[i]:
+            row["latency_ms"] = float(batch.latency_ms[i])
+        rows.append(row)
+    return rows
