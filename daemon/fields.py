@@ -29,6 +29,7 @@ MISSING: Any = _Missing()
 NUMBER_TYPES = frozenset({int, float, bool})
 ABSENT_TYPES = frozenset({type(None), _Missing})
 BadRows = dict[int, tuple[str, str]]
+_MAX_EPOCH_MS = 9.2e15
 
 
 def getter(path: str) -> Callable[[Any], Any]:
@@ -206,11 +207,15 @@ def timestamps_ms(values: list[Any], unit: str, field: str, bad: BadRows) -> Any
             else (1.0 if unit == "ms" else 1000.0)
         )
         ms = np.where(finite, nums, 0.0) * scale
-        out[numeric] = ms.astype(np.int64)
+        # epoch milliseconds that numpy's datetime and int64 can hold (1970 to ~2262)
+        in_range = (ms >= 0) & (ms < _MAX_EPOCH_MS)
+        out[numeric] = np.where(in_range, ms, 0.0).astype(np.int64)
+        positions = np.flatnonzero(numeric)
         for j in np.flatnonzero(~finite).tolist():
-            bad.setdefault(
-                int(np.flatnonzero(numeric)[j]), ("not_finite", f"{field} is not finite")
-            )
+            bad.setdefault(int(positions[j]), ("not_finite", f"{field} is not finite"))
+        for j in np.flatnonzero(finite & ~in_range).tolist():
+            pos = int(positions[j])
+            bad.setdefault(pos, ("bad_timestamp", f"{field}: {values[pos]} is out of range"))
     if textual.any():
         idx = np.flatnonzero(textual)
         texts = [values[i] for i in idx]

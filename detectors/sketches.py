@@ -72,20 +72,25 @@ class NumericSketch:
         if vals.size == 0:
             return
         self._kll.update(np.ascontiguousarray(vals, dtype=np.float64))
-        n = vals.size
-        mean = float(vals.mean())
-        m2 = float(((vals - mean) ** 2).sum())
-        self._combine(n, mean, m2, float(vals.min()), float(vals.max()))
+        # moments of values near the float64 limit overflow to inf: a signal, not a crash
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = float(vals.mean())
+            m2 = float(((vals - mean) ** 2).sum())
+            self._combine(vals.size, mean, m2, float(vals.min()), float(vals.max()))
 
     def _combine(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         # Chan, Golub & LeVeque (1979) pairwise update: exact for merged partial moments.
         total = self.count + n
-        delta = mean - self._mean
-        self._mean += delta * n / total
-        self._m2 += m2 + delta * delta * self.count * n / total
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._combine_moments(n, total, mean, m2)
         self.count = total
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)
+
+    def _combine_moments(self, n: int, total: int, mean: float, m2: float) -> None:
+        delta = mean - self._mean
+        self._mean += delta * n / total
+        self._m2 += m2 + delta * delta * self.count * n / total
 
     def merge(self, other: NumericSketch) -> None:
         """Fold ``other`` into this sketch; the result equals sketching both inputs at once."""

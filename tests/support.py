@@ -1,0 +1,99 @@
+"""Helpers shared by the tests: topics, producing, configs, waiting."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+from watchkeeper.daemon.config import Config, load_config
+
+PG_ADMIN_URL = os.environ.get(
+    "WATCHKEEPER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 1) -> str:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        admin.close()
+    return name
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], partition: int | None = None) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=256 * 1024)
+    try:
+        for value in values:
+            producer.send(topic, value, partition=partition)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def postgres_available() -> bool:
+    engine = create_engine(PG_ADMIN_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def daemon_config_dict(
+    bootstrap: str,
+    store_url: str,
+    topics: dict[str, Any],
+    group: str | None = None,
+    **sections: Any,
+) -> dict[str, Any]:
+    """A config for tests: fast group joins on Tansu and frequent flushes."""
+    data: dict[str, Any] = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": group or f"g-{uuid.uuid4().hex[:8]}",
+            "topics": topics,
+            "session_timeout": "6s",
+            "heartbeat_interval": "1s",
+        },
+        "store": {"url": store_url},
+        "http": {"listen": "127.0.0.1:0"},
+        "ingest": {"flush_interval": "200ms", "poll_timeout": "200ms"},
+        "windows": {"size": "5m", "allowed_lateness": "10m"},
+    }
+    for name, section in sections.items():
+        data.setdefault(name, {}).update(section)
+    return data
+
+
+def make_config(tmp_path: Path, *args: Any, **kwargs: Any) -> Config:
+    path = write_config(tmp_path / "watchkeeper.yaml", daemon_config_dict(*args, **kwargs))
+    return load_config(path)
+
+
+def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

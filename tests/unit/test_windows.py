@@ -1,0 +1,67 @@
+"""Tumbling event-time windows, the watermark and allowed lateness."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from watchkeeper.daemon.windows import WindowKey, WindowState
+from watchkeeper.detectors.reservoir import record_keys
+from watchkeeper.detectors.window import Column, ColumnBatch
+
+MIN = 60_000
+
+
+def batch(ts_min: list[float], versions: list[str] | None = None) -> ColumnBatch:
+    n = len(ts_min)
+    ts = (np.array(ts_min) * MIN).astype(np.int64)
+    return ColumnBatch(
+        model="m", role="predictions", ts_ms=ts,
+        versions=np.array(versions or ["1"] * n, dtype=object),
+        keys=record_keys(0, 0, np.arange(n)),
+        features={"x": Column("numeric", np.arange(n, dtype=float), np.zeros(n, bool),
+                              np.zeros(n, bool))},
+    )
+
+
+def test_events_land_in_their_tumbling_window_per_version() -> None:
+    state = WindowState(size_s=300, allowed_lateness_s=600)
+    state.add(batch([0, 4.99, 5, 9, 12], ["1", "1", "1", "2", "1"]))
+    delta = state.drain()
+    counts = {k: w.count for k, w in delta.windows.items()}
+    assert counts == {
+        WindowKey("m", "1", 0): 2,
+        WindowKey("m", "1", 5 * MIN): 1,
+        WindowKey("m", "2", 5 * MIN): 1,
+        WindowKey("m", "1", 10 * MIN): 1,
+    }
+    assert delta.events == 5 and delta.watermarks == {"m": 12 * MIN}
+    assert state.pending_events == 0 and state.open_windows == 0
+
+
+def test_late_events_within_allowed_lateness_are_kept_later_ones_dropped() -> None:
+    state = WindowState(size_s=300, allowed_lateness_s=600)
+    state.add(batch([29]))  # watermark 29 min
+    late = state.add(batch([16, 14.9, 20]))  # window [15,20) closes at 20+10=30 → still open
+    assert late == 1  # 14.9 is in [10,15), closed at 15+10=25 ≤ 29
+    delta = state.drain()
+    assert delta.late == {WindowKey("m", "1", 10 * MIN): 1}
+    assert delta.windows[WindowKey("m", "1", 15 * MIN)].count == 1
+    assert delta.events == 4
+    state.add(batch([30]))
+    assert state.add(batch([19.9])) == 1  # the watermark reached 30: [15,20) is closed now
+
+
+def test_failed_flush_is_restored_and_discard_rewinds_the_watermark() -> None:
+    state = WindowState(size_s=300, allowed_lateness_s=0)
+    state.add(batch([1, 2]))
+    first = state.drain()
+    state.committed(first)
+    state.add(batch([3]))
+    failed = state.drain()
+    state.add(batch([4]))
+    state.restore(failed)
+    again = state.drain()
+    assert again.windows[WindowKey("m", "1", 0)].count == 2 and again.events == 2
+    state.add(batch([100]))
+    state.discard()
+    assert state.watermarks == {"m": 2 * MIN} and state.pending_events == 0
