@@ -14,6 +14,8 @@ an exception. The reasons:
 ``not_finite``     NaN or ±inf where a finite number is required (timestamp, latency)
 ``bad_timestamp``  a timestamp string that is not ISO-8601
 ``ts_in_future``   stamped further ahead of the clock than ``ingest.max_future_skew``
+``internal_error`` watchkeeper itself failed on the batch (a bug: logged with its
+                   traceback); the batch is set aside so a restart cannot loop on it
 =================  ===============================================================
 
 NaN in a *feature* or *prediction* is not a bad record: it is data about the model, and
@@ -23,6 +25,7 @@ the NaN-rate checks count it.
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +51,10 @@ from watchkeeper.daemon.kinds import LABEL, PREDICTION, KindRegistry
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
 
+log = logging.getLogger(__name__)
+
 REASONS = (
+    "internal_error",
     "empty",
     "oversized",
     "not_json",
@@ -155,7 +161,21 @@ class Decoder:
             self._paths.pop("features", None)
 
     def decode(self, partition: int, records: Sequence[RecordLike], now_ms: int) -> DecodeResult:
-        """Decode one partition's records (in offset order)."""
+        """Decode one partition's records (in offset order); never raises."""
+        try:
+            return self._decode(partition, records, now_ms)
+        except Exception as exc:
+            log.exception(
+                "decoding %d records of %s[%d] failed", len(records), self.topic, partition
+            )
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            result = DecodeResult()
+            result.quarantined = [
+                self._entry(partition, r, "internal_error", detail) for r in records
+            ]
+            return result
+
+    def _decode(self, partition: int, records: Sequence[RecordLike], now_ms: int) -> DecodeResult:
         result = DecodeResult()
         objs, offsets, stamps, kept = self._parse_all(partition, records, result)
         if not objs:
@@ -164,11 +184,11 @@ class Decoder:
         cols = {name: get(objs) for name, get in self._paths.items()}
         n = len(objs)
         models = self._models(cols, n, bad)
-        versions = (
-            string_column(cols["model_version"], "model_version", bad, False)
-            if "model_version" in cols
-            else object_array([""] * n)
-        )
+        versions = object_array([""] * n)
+        if "model_version" in cols:
+            given = string_column(cols["model_version"], "model_version", bad, False)
+            known = given != None  # noqa: E711 (elementwise on an object array)
+            versions[known] = given[known]
         request_ids = (
             string_column(cols["request_id"], "request_id", bad, "request_id" in self._required)
             if "request_id" in cols

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sqlalchemy import inspect, text
-
 from watchkeeper.daemon.decode import Quarantined
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.store import Store
@@ -16,11 +15,19 @@ from watchkeeper.detectors.window import Column, ColumnBatch
 
 def batch(n: int, ts_ms: int = 0, start: int = 0) -> ColumnBatch:
     return ColumnBatch(
-        model="fraud", role="predictions", ts_ms=np.full(n, ts_ms, dtype=np.int64),
+        model="fraud",
+        role="predictions",
+        ts_ms=np.full(n, ts_ms, dtype=np.int64),
         versions=np.array(["3"] * n, dtype=object),
         keys=record_keys(0, 0, np.arange(start, start + n)),
-        features={"amount": Column("numeric", np.arange(start, start + n, dtype=float),
-                                   np.zeros(n, bool), np.zeros(n, bool))},
+        features={
+            "amount": Column(
+                "numeric",
+                np.arange(start, start + n, dtype=float),
+                np.zeros(n, bool),
+                np.zeros(n, bool),
+            )
+        },
     )
 
 
@@ -31,8 +38,14 @@ def q(offset: int) -> Quarantined:
 def test_migrations_create_the_schema(store_url: str) -> None:
     with Store.open(store_url) as store:
         names = set(inspect(store.engine).get_table_names())
-        assert {"windows", "consumer_offsets", "watermarks", "feature_kinds", "quarantine",
-                "alembic_version"} <= names
+        assert {
+            "windows",
+            "consumer_offsets",
+            "watermarks",
+            "feature_kinds",
+            "quarantine",
+            "alembic_version",
+        } <= names
         store.migrate()  # idempotent
         with store.engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
@@ -42,8 +55,9 @@ def test_commit_merges_windows_and_stores_offsets_atomically(store_url: str) -> 
     with Store.open(store_url) as store:
         state = WindowState(300, 600)
         state.add(batch(100))
-        store.commit("g", state.drain(), {("preds", 0): 100}, {("fraud", "amount"): "numeric"},
-                     [q(5)])
+        store.commit(
+            "g", state.drain(), {("preds", 0): 100}, {("fraud", "amount"): "numeric"}, [q(5)]
+        )
         state.add(batch(50, start=100))
         store.commit("g", state.drain(), {("preds", 0): 150, ("preds", 1): 7}, {}, [q(120)])
         (window,) = store.windows("fraud")

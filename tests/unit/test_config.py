@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from watchkeeper.daemon.config import load_config, secret_values
 from watchkeeper.daemon.logs import RedactingFilter
 from watchkeeper.policies.errors import InvalidDocumentError, UnreadableDocumentError
@@ -90,14 +89,19 @@ def test_channel_type_is_checked_with_suggestion(tmp_path: Path) -> None:
 
 
 def test_unknown_key_inside_a_tagged_union_lists_that_members_keys(tmp_path: Path) -> None:
-    text = MINIMAL + "alerts:\n  channels:\n    hook: {type: webhook, url: 'http://x', secrt_env: S}\n"
+    text = (
+        MINIMAL + "alerts:\n  channels:\n    hook: {type: webhook, url: 'http://x', secrt_env: S}\n"
+    )
     (error,) = errors_of(tmp_path, text)
     assert "unknown key 'secrt_env'; did you mean 'secret_env'?" in error
     assert "(allowed: secret_env, type, url)" in error
 
 
 def test_secrets_come_from_the_environment(tmp_path: Path) -> None:
-    text = MINIMAL + "alerts:\n  channels:\n    slack: {type: slack, token_env: WK_TOKEN, channel: '#ml'}\n"
+    text = (
+        MINIMAL
+        + "alerts:\n  channels:\n    slack: {type: slack, token_env: WK_TOKEN, channel: '#ml'}\n"
+    )
     (error,) = errors_of(tmp_path, text, env={})
     assert "environment variable WK_TOKEN is not set" in error
     config = load_text(tmp_path, text, env={"WK_TOKEN": "xoxb-secret-value"})
@@ -158,9 +162,11 @@ def test_redacting_filter_hides_secrets_in_messages_and_tracebacks() -> None:
 def test_any_text_either_loads_or_fails_with_located_reasons(text: str) -> None:
     from watchkeeper.daemon.config import Config
 
+    errors = []
     try:
         doc = parse_yaml(text, "fuzz.yaml")
         validate_document(Config, doc, context={"env": {}})
     except InvalidDocumentError as exc:
-        assert exc.errors
-        assert all(e.file == "fuzz.yaml" and e.message for e in exc.errors)
+        errors = exc.errors
+        assert errors, "a rejection must carry at least one reason"
+    assert all(e.file == "fuzz.yaml" and e.message for e in errors)

@@ -10,7 +10,6 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from watchkeeper.daemon.config import FieldPaths, IngestConfig, TopicConfig
 from watchkeeper.daemon.decode import REASONS, Decoder
 from watchkeeper.daemon.kinds import KindRegistry
@@ -41,17 +40,22 @@ def recs(*values: object) -> list[Rec]:
 
 def good(i: int = 0, **over: object) -> dict[str, object]:
     event: dict[str, object] = {
-        "model": "fraud", "model_version": "3", "request_id": f"r{i}",
-        "ts": "2026-11-21T10:00:00Z", "features": {"amount": 12.5 + i, "country": "DE"},
-        "prediction": 0.91, "latency_ms": 23.4,
+        "model": "fraud",
+        "model_version": "3",
+        "request_id": f"r{i}",
+        "ts": "2026-11-21T10:00:00Z",
+        "features": {"amount": 12.5 + i, "country": "DE"},
+        "prediction": 0.91,
+        "latency_ms": 23.4,
     }
     event.update(over)
     return event
 
 
 def test_documented_event_shapes_decode_into_columns() -> None:
-    result = decoder().decode(0, recs(good(0), good(1, ts=NOW), good(2, prediction="approve",
-                                                                     model="other")), NOW)
+    result = decoder().decode(
+        0, recs(good(0), good(1, ts=NOW), good(2, prediction="approve", model="other")), NOW
+    )
     assert result.quarantined == []
     fraud, other = sorted(result.batches, key=lambda b: b.model)
     assert (fraud.model, len(fraud), other.model, len(other)) == ("fraud", 2, "other", 1)
@@ -65,8 +69,9 @@ def test_documented_event_shapes_decode_into_columns() -> None:
 
 
 def test_probability_vectors_become_score_and_class() -> None:
-    result = decoder().decode(0, recs(good(0, prediction=[0.1, 0.9]),
-                                      good(1, prediction=[0.8, 0.2])), NOW)
+    result = decoder().decode(
+        0, recs(good(0, prediction=[0.1, 0.9]), good(1, prediction=[0.8, 0.2])), NOW
+    )
     (batch,) = result.batches
     assert batch.prediction is not None and batch.prediction_class is not None
     assert batch.prediction.values.tolist() == [0.9, 0.2]  # P(class 1)
@@ -75,22 +80,39 @@ def test_probability_vectors_become_score_and_class() -> None:
 
 def test_features_and_labels_topics() -> None:
     feats = decoder("features").decode(
-        0, recs({"model": "fraud", "request_id": "r1", "ts": NOW, "features": {"a": 1}}), NOW)
+        0, recs({"model": "fraud", "request_id": "r1", "ts": NOW, "features": {"a": 1}}), NOW
+    )
     assert len(feats.batches[0]) == 1 and feats.batches[0].role == "features"
     labels = decoder("labels").decode(
-        0, recs({"model": "fraud", "request_id": "r1", "ts": NOW, "label": 1},
-                {"model": "fraud", "ts": NOW, "label": 1}), NOW)
+        0,
+        recs(
+            {"model": "fraud", "request_id": "r1", "ts": NOW, "label": 1},
+            {"model": "fraud", "ts": NOW, "label": 1},
+        ),
+        NOW,
+    )
     assert len(labels.batches[0]) == 1
     assert labels.batches[0].label is not None
     assert [(q.offset, q.reason) for q in labels.quarantined] == [(1, "missing_field")]
 
 
 def test_field_paths_are_configurable() -> None:
-    d = decoder(model="fraud", fields=FieldPaths(
-        model=None, ts="meta.time", features="payload.inputs", prediction="payload.output.score",
-        latency_ms="meta.latency", request_id="meta.id", model_version=None))
-    event = {"meta": {"time": NOW, "latency": 3.0, "id": "x"},
-             "payload": {"inputs": {"a": 1.0}, "output": {"score": 0.5}}}
+    d = decoder(
+        model="fraud",
+        fields=FieldPaths(
+            model=None,
+            ts="meta.time",
+            features="payload.inputs",
+            prediction="payload.output.score",
+            latency_ms="meta.latency",
+            request_id="meta.id",
+            model_version=None,
+        ),
+    )
+    event = {
+        "meta": {"time": NOW, "latency": 3.0, "id": "x"},
+        "payload": {"inputs": {"a": 1.0}, "output": {"score": 0.5}},
+    }
     (batch,) = d.decode(0, recs(event), NOW).batches
     assert batch.model == "fraud" and batch.features["a"].values.tolist() == [1.0]
     assert batch.prediction is not None and batch.prediction.values.tolist() == [0.5]
@@ -110,15 +132,24 @@ def test_field_paths_are_configurable() -> None:
         ({"model": 5.5, "ts": NOW, "prediction": 1}, "wrong_type", "model: expected a string"),
         ({"model": "m", "ts": "yesterday", "prediction": 1}, "bad_timestamp", "yesterday"),
         ({"model": "m", "ts": [1], "prediction": 1}, "wrong_type", "ts: expected"),
-        ({"model": "m", "ts": NOW, "prediction": 1, "latency_ms": "fast"}, "wrong_type",
-         "latency_ms: expected a number"),
-        (b'{"model": "m", "ts": 1795255200000, "prediction": 1, "latency_ms": NaN}',
-         "not_finite", "latency_ms"),
+        (
+            {"model": "m", "ts": NOW, "prediction": 1, "latency_ms": "fast"},
+            "wrong_type",
+            "latency_ms: expected a number",
+        ),
+        (
+            b'{"model": "m", "ts": 1795255200000, "prediction": 1, "latency_ms": NaN}',
+            "not_finite",
+            "latency_ms",
+        ),
         (b'{"model": "m", "ts": Infinity, "prediction": 1}', "not_finite", "ts is not finite"),
         ({"model": "m", "ts": NOW, "prediction": 1, "latency_ms": -1}, "not_finite", "≥ 0"),
         ({"model": "m", "ts": NOW + 86_400_000, "prediction": 1}, "ts_in_future", "ahead"),
-        ({"model": "m", "ts": NOW, "prediction": 1, "features": [1]}, "wrong_type",
-         "features: expected an object"),
+        (
+            {"model": "m", "ts": NOW, "prediction": 1, "features": [1]},
+            "wrong_type",
+            "features: expected an object",
+        ),
         ({"model": "m", "ts": NOW, "prediction": {"a": 1}}, "wrong_type", "prediction"),
     ],
 )
@@ -136,8 +167,14 @@ def test_each_kind_of_bad_record_is_quarantined_with_its_reason(
 def test_a_feature_keeps_its_first_kind() -> None:
     d = decoder()
     d.decode(0, recs(good(0)), NOW)
-    result = d.decode(0, recs(good(1, features={"amount": "lots", "country": "DE"}),
-                              good(2, features={"amount": 1.0, "country": 7})), NOW)
+    result = d.decode(
+        0,
+        recs(
+            good(1, features={"amount": "lots", "country": "DE"}),
+            good(2, features={"amount": 1.0, "country": 7}),
+        ),
+        NOW,
+    )
     assert [(q.offset, q.reason) for q in result.quarantined] == [(0, "wrong_type")]
     assert "features.amount: expected a number, got string" in result.quarantined[0].detail
     (batch,) = result.batches
@@ -146,8 +183,19 @@ def test_a_feature_keeps_its_first_kind() -> None:
 
 def test_nan_features_and_nulls_are_data_not_bad_records() -> None:
     raw = b'{"model":"m","ts":1795255200000,"prediction":NaN,"features":{"a":NaN,"b":null}}'
-    result = decoder().decode(0, [Rec(0, raw), Rec(1, orjson.dumps(
-        {"model": "m", "ts": NOW, "prediction": 1.0, "features": {"a": 2.0, "b": 1.0}}))], NOW)
+    result = decoder().decode(
+        0,
+        [
+            Rec(0, raw),
+            Rec(
+                1,
+                orjson.dumps(
+                    {"model": "m", "ts": NOW, "prediction": 1.0, "features": {"a": 2.0, "b": 1.0}}
+                ),
+            ),
+        ],
+        NOW,
+    )
     assert result.quarantined == []
     (batch,) = result.batches
     a, b = batch.features["a"], batch.features["b"]
@@ -171,15 +219,15 @@ def test_features_beyond_the_bound_are_ignored_and_counted() -> None:
 
 def test_iso_timestamps_with_offsets_and_epoch_seconds() -> None:
     d = decoder()
-    result = d.decode(0, recs(good(0, ts="2026-11-21T11:00:00+01:00"), good(1, ts=NOW / 1000)),
-                      NOW)
+    result = d.decode(0, recs(good(0, ts="2026-11-21T11:00:00+01:00"), good(1, ts=NOW / 1000)), NOW)
     assert result.batches[0].ts_ms.tolist() == [NOW, NOW]
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=12,
 )
 events = st.fixed_dictionaries(
@@ -198,8 +246,7 @@ events = st.fixed_dictionaries(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(events.map(lambda e: json.dumps(e).encode()) | st.binary(max_size=64),
-                max_size=12))
+@given(st.lists(events.map(lambda e: json.dumps(e).encode()) | st.binary(max_size=64), max_size=12))
 def test_no_input_crashes_the_decoder_and_every_record_is_accounted_for(
     values: list[bytes],
 ) -> None:
@@ -211,3 +258,20 @@ def test_no_input_crashes_the_decoder_and_every_record_is_accounted_for(
     assert all(q.reason in REASONS and q.detail for q in result.quarantined)
     decoded = sum(len(b) for b in result.batches)
     assert decoded + len(quarantined) == len(values)
+
+
+def test_an_internal_failure_quarantines_the_batch_instead_of_crashing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(KindRegistry):
+        def admit(self, model: str, names: list[str]) -> list[str]:
+            raise RuntimeError("boom")
+
+    d = Decoder("t", "predictions", TopicConfig(name="t"), IngestConfig(), Broken())
+    result = d.decode(0, recs(good(0), good(1)), NOW)
+    assert [(q.offset, q.reason) for q in result.quarantined] == [
+        (0, "internal_error"),
+        (1, "internal_error"),
+    ]
+    assert "RuntimeError: boom" in result.quarantined[0].detail
+    assert "decoding 2 records of t[0] failed" in caplog.text

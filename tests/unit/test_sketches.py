@@ -7,7 +7,6 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from watchkeeper.detectors.reservoir import Reservoir, record_keys
 from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
 from watchkeeper.detectors.window import Column, ColumnBatch, SketchSettings, WindowSummary
@@ -28,7 +27,8 @@ def batch_of(rng: np.random.Generator, n: int, offset0: int = 0) -> ColumnBatch:
     missing = rng.random(n) < 0.05
     country[missing] = None
     return ColumnBatch(
-        model="fraud", role="predictions",
+        model="fraud",
+        role="predictions",
         ts_ms=np.full(n, 1_000_000, dtype=np.int64),
         versions=np.array(["1"] * n, dtype=object),
         keys=record_keys(1, 0, np.arange(offset0, offset0 + n)),
@@ -72,8 +72,7 @@ def test_numeric_quantiles_within_the_stated_rank_error() -> None:
     # moments are exact up to float rounding for magnitudes a feature can have; near the
     # float64 limit they overflow to inf (checked not to crash by the next test)
     st.lists(
-        st.floats(min_value=-1e100, max_value=1e100)
-        | st.sampled_from([np.nan, np.inf, -np.inf]),
+        st.floats(min_value=-1e100, max_value=1e100) | st.sampled_from([np.nan, np.inf, -np.inf]),
         max_size=300,
     ),
     st.integers(min_value=0, max_value=300),

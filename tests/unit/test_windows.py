@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from watchkeeper.daemon.windows import WindowKey, WindowState
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
@@ -15,11 +14,14 @@ def batch(ts_min: list[float], versions: list[str] | None = None) -> ColumnBatch
     n = len(ts_min)
     ts = (np.array(ts_min) * MIN).astype(np.int64)
     return ColumnBatch(
-        model="m", role="predictions", ts_ms=ts,
+        model="m",
+        role="predictions",
+        ts_ms=ts,
         versions=np.array(versions or ["1"] * n, dtype=object),
         keys=record_keys(0, 0, np.arange(n)),
-        features={"x": Column("numeric", np.arange(n, dtype=float), np.zeros(n, bool),
-                              np.zeros(n, bool))},
+        features={
+            "x": Column("numeric", np.arange(n, dtype=float), np.zeros(n, bool), np.zeros(n, bool))
+        },
     )
 
 

@@ -1,0 +1,184 @@
+"""Ingestion on the real Tansu broker into the real stores (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+from watchkeeper.daemon.app import Daemon
+from watchkeeper.daemon.broker import EmbeddedBroker
+from watchkeeper.daemon.config import Config
+from watchkeeper.daemon.store import Store
+
+from tests.support import create_topic, make_config, produce, wait_until
+
+pytestmark = pytest.mark.broker
+NOW_MS = 1_795_255_200_000
+
+
+def event(i: int, model: str = "fraud", ts: int | None = None) -> bytes:
+    return orjson.dumps(
+        {
+            "model": model,
+            "model_version": "3",
+            "request_id": f"r{i}",
+            "ts": ts if ts is not None else NOW_MS + i,
+            "features": {"amount": float(i % 100), "country": ["DE", "FR"][i % 2]},
+            "prediction": [0.2, 0.8],
+            "latency_ms": 5.0 + i % 7,
+        }
+    )
+
+
+@contextmanager
+def running(config: Config) -> Iterator[Daemon]:
+    daemon = Daemon(config)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            daemon.run(stop)
+        except BaseException as exc:  # surfaced in the test thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="wk-test-daemon")
+    thread.start()
+    try:
+        wait_until(lambda: daemon.started.is_set() or errors, timeout=30)
+        assert not errors, errors
+        yield daemon
+        assert thread.is_alive() and not errors, f"the daemon died: {errors}"
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the daemon did not stop"
+    assert not errors, errors
+
+
+def totals(config: Config) -> dict[str, int]:
+    with Store.open(config.store_url(), migrate=False) as store:
+        return store.totals()
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+BAD = {
+    "not_json": b"{oops",
+    "not_object": b'"a string"',
+    "missing_field": orjson.dumps({"model": "fraud", "prediction": 1}),
+    "wrong_type": orjson.dumps(
+        {"model": "fraud", "ts": NOW_MS, "prediction": [0.1, 0.9], "features": {"amount": "many"}}
+    ),
+    "not_finite": b'{"model": "fraud", "ts": 1795255200000, "prediction": [0.1, 0.9], '
+    b'"latency_ms": NaN}',
+    "bad_timestamp": orjson.dumps({"model": "fraud", "ts": "noon", "prediction": [0.5, 0.5]}),
+    "oversized": orjson.dumps(
+        {"model": "fraud", "ts": NOW_MS, "prediction": [0.5, 0.5], "pad": "x" * 5000}
+    ),
+}
+
+
+def test_good_and_bad_records_land_where_they_belong(
+    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str
+) -> None:
+    create_topic(broker.bootstrap, topic_name, partitions=2)
+    values = [event(i) for i in range(300)]
+    for j, bad in enumerate(BAD.values()):
+        values.insert(40 * j + 7, bad)  # bad records among good ones
+    produce(broker.bootstrap, topic_name, values)
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        store_url,
+        {"predictions": {"name": topic_name}},
+        ingest={"max_record_bytes": 4096},
+    )
+    with running(config) as daemon:
+        wait_until(lambda: totals(config)["events"] + totals(config)["quarantined"] == len(values))
+        assert daemon.http is not None
+        base = f"http://{daemon.http.address}"
+        status, body = fetch(base + "/healthz")
+        assert status == 200 and '"ok"' in body
+        wait_until(lambda: fetch(base + "/readyz")[0] == 200, timeout=10)
+        _, metrics = fetch(base + "/metrics")
+    assert totals(config) == {"events": 300, "late_events": 0, "quarantined": len(BAD)}
+    with Store.open(config.store_url(), migrate=False) as store:
+        assert store.quarantine_counts() == dict.fromkeys(BAD, 1)
+        for row in store.quarantined():
+            assert row["topic"] == topic_name and row["detail"]
+            assert bytes(row["raw"]) == BAD[row["reason"]][:1024]
+        assert sum(store.offsets(config.kafka.group_id).values()) == len(values)
+        (window,) = store.windows("fraud")
+        amount = window.summary.features["amount"]
+        assert amount.count == 300 and window.summary.prediction_class is not None
+    assert f'watchkeeper_ingest_records_total{{topic="{topic_name}"}} {len(values)}.0' in metrics
+    assert (
+        f'watchkeeper_quarantined_records_total{{reason="not_json",topic="{topic_name}"}} 1.0'
+        in metrics
+    )
+    assert 'watchkeeper_events_total{model="fraud",role="predictions"} 300.0' in metrics
+    assert "watchkeeper_flush_duration_seconds_count" in metrics
+    assert "watchkeeper_consumer_lag_records" in metrics
+
+
+def test_a_restart_resumes_from_the_stored_offsets(
+    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str
+) -> None:
+    create_topic(broker.bootstrap, topic_name, partitions=3)
+    config = make_config(
+        tmp_path, broker.bootstrap, store_url, {"predictions": {"name": topic_name}}
+    )
+    produce(broker.bootstrap, topic_name, [event(i) for i in range(400)])
+    with running(config):
+        wait_until(lambda: totals(config)["events"] == 400)
+    produce(broker.bootstrap, topic_name, [event(i) for i in range(400, 700)])
+    with running(config):
+        wait_until(lambda: totals(config)["events"] >= 700)
+    assert totals(config)["events"] == 700
+
+
+def test_labels_topic_and_late_events(
+    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str
+) -> None:
+    preds = create_topic(broker.bootstrap, f"p-{topic_name}")
+    labels = create_topic(broker.bootstrap, f"l-{topic_name}")
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        store_url,
+        {"predictions": {"name": preds}, "labels": {"name": labels}},
+        windows={"size": "1m", "allowed_lateness": "1m"},
+    )
+    produce(broker.bootstrap, preds, [event(i, ts=NOW_MS + 10 * 60_000) for i in range(50)])
+    labelled = [
+        {"model": "fraud", "request_id": f"r{i}", "ts": NOW_MS + 10 * 60_000, "label": i % 2}
+        for i in range(20)
+    ]
+    labelled[3]["model_version"] = "3"  # versions optional on labels: unversioned → ""
+    produce(broker.bootstrap, labels, [orjson.dumps(e) for e in labelled])
+    with running(config):
+        wait_until(lambda: totals(config)["events"] == 70)
+        # the watermark is now 10 min ahead: these belong to a window closed 8 min ago
+        produce(broker.bootstrap, preds, [event(i, ts=NOW_MS) for i in range(5)])
+        wait_until(lambda: totals(config)["late_events"] == 5)
+    assert totals(config)["events"] == 70
+    with Store.open(config.store_url(), migrate=False) as store:
+        windows = {(w.summary.version, w.summary.start_ms): w for w in store.windows("fraud")}
+    start = NOW_MS + 10 * 60_000 - (NOW_MS + 10 * 60_000) % 60_000
+    assert windows[("3", start)].summary.events == {"predictions": 50, "labels": 1}
+    unversioned = windows[("", start)].summary
+    assert unversioned.events == {"labels": 19}
+    assert unversioned.label is not None and unversioned.label.count == 19
+    assert windows[("3", NOW_MS - NOW_MS % 60_000)].late_events == 5
