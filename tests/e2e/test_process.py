@@ -1,0 +1,196 @@
+"""The daemon as a process: kill -9 mid-stream loses and double-counts nothing; SIGTERM
+commits and exits 0; the HTTP endpoints answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.support import create_topic, daemon_config_dict, produce, wait_until, write_config
+from watchkeeper.daemon.broker import EmbeddedBroker, free_port
+from watchkeeper.daemon.store import Store
+
+pytestmark = [pytest.mark.slow, pytest.mark.broker]
+NOW_MS = 1_795_255_200_000
+
+
+def events(start: int, n: int) -> list[bytes]:
+    return [
+        orjson.dumps(
+            {
+                "model": "fraud",
+                "model_version": "3",
+                "request_id": f"r{i}",
+                "ts": NOW_MS + i * 10,
+                "features": {f"f{j}": float((i * (j + 1)) % 97) for j in range(8)} | {"c": "DE"},
+                "prediction": (i % 100) / 100,
+                "latency_ms": 1.0 + i % 9,
+            }
+        )
+        for i in range(start, start + n)
+    ]
+
+
+class DaemonProcess:
+    def __init__(self, config_path: Path, log_path: Path) -> None:
+        self.config_path = config_path
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DaemonProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 (closed with the process)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watchkeeper.daemon", "run", "-c", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+def stored(url: str) -> int:
+    with Store.open(url, migrate=False) as store:
+        try:
+            return store.totals()["events"]
+        except Exception:
+            return 0  # not migrated yet
+
+
+def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(
+    broker: EmbeddedBroker,
+    store_url: str,
+    tmp_path: Path,
+    topic_name: str,
+    processes: list[DaemonProcess],
+) -> None:
+    """Promise: window state and offsets commit together, so totals equal what was produced."""
+    total = 40_000
+    create_topic(broker.bootstrap, topic_name, partitions=3)
+    data = daemon_config_dict(
+        broker.bootstrap,
+        store_url,
+        {"predictions": {"name": topic_name}},
+        ingest={"flush_interval": "100ms", "max_record_bytes": 65536},
+        http={"listen": f"127.0.0.1:{free_port()}"},
+    )
+    config = write_config(tmp_path / "watchkeeper.yaml", data)
+    log = tmp_path / "daemon.log"
+    first = DaemonProcess(config, log).start()
+    processes.append(first)
+    producer = threading.Thread(
+        target=lambda: [
+            produce(broker.bootstrap, topic_name, events(i, 2000)) for i in range(0, total, 2000)
+        ],
+        name="wk-test-producer",
+    )
+    producer.start()
+    try:
+        # kill while the stream is still flowing and something has been committed
+        wait_until(lambda: stored(store_url) > 0, timeout=90)
+        assert stored(store_url) < total
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+    finally:
+        producer.join()
+    at_kill = stored(store_url)
+    second = DaemonProcess(config, log).start()
+    processes.append(second)
+    wait_until(lambda: stored(store_url) >= total, timeout=120)
+    # a few more commits must not add anything
+    second_stored = stored(store_url)
+    assert second.proc is not None
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.proc.wait(timeout=60) == 0
+    assert second_stored == stored(store_url) == total, log.read_text()[-3000:]
+    assert 0 < at_kill < total
+    with Store.open(store_url, migrate=False) as store:
+        assert sum(store.offsets(data["kafka"]["group_id"]).values()) == total
+        assert store.totals() == {"events": total, "late_events": 0, "quarantined": 0}
+        windows = store.windows("fraud")
+        assert sum(w.summary.features["f0"].count for w in windows) == total
+
+
+def test_sigterm_commits_pending_state_and_exits_zero(
+    broker: EmbeddedBroker,
+    tmp_path: Path,
+    topic_name: str,
+    processes: list[DaemonProcess],
+) -> None:
+    create_topic(broker.bootstrap, topic_name)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    port = free_port()
+    data = daemon_config_dict(
+        broker.bootstrap,
+        url,
+        {"predictions": {"name": topic_name}},
+        ingest={"flush_interval": "1h"},  # only the final commit
+        http={"listen": f"127.0.0.1:{port}"},
+    )
+    config = write_config(tmp_path / "watchkeeper.yaml", data)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    processes.append(daemon)
+    produce(broker.bootstrap, topic_name, events(0, 1000))
+    base = f"http://127.0.0.1:{port}"
+
+    def consumed() -> bool:
+        try:
+            with urllib.request.urlopen(base + "/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return False
+        return f'watchkeeper_ingest_records_total{{topic="{topic_name}"}} 1000.0' in text
+
+    wait_until(consumed, timeout=90)
+    with urllib.request.urlopen(base + "/readyz", timeout=2) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(base + "/healthz", timeout=2) as resp:
+        assert resp.status == 200
+    assert stored(url) == 0  # nothing committed yet: the flush interval is an hour
+    assert daemon.proc is not None
+    os.kill(daemon.proc.pid, signal.SIGTERM)
+    assert daemon.proc.wait(timeout=60) == 0
+    assert stored(url) == 1000
+    log = (tmp_path / "daemon.log").read_text()
+    assert "stopping: committing window state and offsets" in log
+
+
+def test_a_bad_config_fails_at_start_naming_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "watchkeeper.yaml"
+    path.write_text(
+        "kafka:\n  bootstrap_servers: x:1\n  topics: {predictions: {name: p}}\n  grup_id: oops\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "watchkeeper.daemon", "run", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{path}:4:3: kafka.grup_id: unknown key 'grup_id'; did you mean 'group_id'?" in (
+        result.stderr
+    )
