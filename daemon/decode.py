@@ -39,7 +39,8 @@ from watchkeeper.daemon.fields import (
     BadRows,
     absent_masks,
     category_column,
-    column_getter,
+    columns_of,
+    numeric_block,
     numeric_column,
     object_array,
     string_column,
@@ -139,7 +140,7 @@ class Decoder:
         self._required = set(REQUIRED_FIELDS[role])
         f = config.fields
         self._paths = {
-            name: column_getter(path)
+            name: path
             for name in (
                 "model",
                 "model_version",
@@ -181,7 +182,7 @@ class Decoder:
         if not objs:
             return result
         bad: BadRows = {}
-        cols = {name: get(objs) for name, get in self._paths.items()}
+        cols = columns_of(objs, self._paths) if objs else {n: [] for n in self._paths}
         n = len(objs)
         models = self._models(cols, n, bad)
         versions = object_array([""] * n)
@@ -334,6 +335,13 @@ class Decoder:
             if len(admitted) < len(names):
                 for name in set(names) - set(admitted):
                     result.ignored_features += sum(1 for d in sub if name in d)
+            numeric = [n for n in admitted if self.kinds.kind(model, n) == "numeric"]
+            block = numeric_block(sub, numeric)
+            if block is not None:
+                present = np.zeros(len(sub), dtype=bool)
+                for j, name in enumerate(numeric):
+                    features[name] = Column("numeric", block[:, j], present, present)
+                admitted = [n for n in admitted if n not in features]
             for name, values in zip(admitted, transpose(sub, admitted), strict=True):
                 column = self._column(
                     model, name, values, f"features.{name}", local_bad, allow_proba=False

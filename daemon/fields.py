@@ -7,6 +7,7 @@ batches that hold a value of an unexpected type, to find the records at fault.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from collections.abc import Callable
@@ -80,6 +81,46 @@ def transpose(dicts: list[dict[str, Any]], names: list[str]) -> list[Any]:
             matrix[:] = rows
             return list(matrix.T)  # 1-D object arrays, one per name
     return [[d.get(name, MISSING) for d in dicts] for name in names]
+
+
+def numeric_block(dicts: list[dict[str, Any]], names: list[str]) -> Any:
+    """A float64 matrix (records × names) when every record holds a number for every name.
+
+    The fast path for numeric features: ``itemgetter`` and numpy's conversion both run in C,
+    and one type check over all values keeps strings out (numpy would parse "1.5").
+    Returns None when any value is absent, null or not a plain number: the column-by-column
+    path then sorts out which records are at fault.
+    """
+    if not names or not dicts:
+        return None
+    try:
+        rows = list(map(operator.itemgetter(*names), dicts))
+    except KeyError:
+        return None
+    flat = itertools.chain.from_iterable(rows) if len(names) > 1 else rows
+    if not set(map(type, flat)) <= {float, int}:
+        return None
+    try:
+        return np.array(rows, dtype=np.float64).reshape(len(dicts), len(names))
+    except OverflowError:  # an integer beyond float64: let the slow path report it
+        return None
+
+
+def columns_of(objs: list[dict[str, Any]], paths: dict[str, str]) -> dict[str, list[Any]]:
+    """Each named field of every record; one C-level pass when all are present top-level."""
+    simple = {name: path for name, path in paths.items() if "." not in path}
+    out: dict[str, list[Any]] = {}
+    if len(simple) > 1:
+        try:
+            rows = list(map(operator.itemgetter(*simple.values()), objs))
+        except KeyError:
+            pass
+        else:
+            out = dict(zip(simple, map(list, zip(*rows, strict=True)), strict=True))
+    for name, path in paths.items():
+        if name not in out:
+            out[name] = column_getter(path)(objs)
+    return out
 
 
 def type_name(value: Any) -> str:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from tests.support import create_topic, daemon_config_dict, produce, wait_until, write_config
 from watchkeeper.daemon.broker import EmbeddedBroker, free_port
 from watchkeeper.daemon.store import Store
+
+from tests.support import create_topic, daemon_config_dict, produce, wait_until, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 NOW_MS = 1_795_255_200_000

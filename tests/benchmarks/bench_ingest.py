@@ -1,0 +1,194 @@
+"""Ingest benchmark: watchkeeper's full path against raw kafka-python consume, in one run.
+
+1. starts the embedded Tansu broker (or uses ``--bootstrap``) and produces ``--events``
+   prediction events with 20 numeric features into one topic;
+2. (a) raw consume: kafka-python with watchkeeper's own client settings (crc32c
+   installed, the same fetch sizes), records only, no decode;
+3. (b) watchkeeper: consume, decode, sketch into windows, commit to a SQLite store;
+4. prints events/s of both, the ratio (b)/(a) and each phase's peak RSS.
+
+Each phase runs in its own process, so the RSS it reports is its own.
+Run: ``make bench`` or ``python tests/benchmarks/bench_ingest.py [--events N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+FEATURES = 20
+
+
+def produce(bootstrap: str, topic: str, n: int) -> float:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1,
+                             batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+    rng = np.random.default_rng(1)
+    base_ms = int(time.time() * 1000) - 60_000
+    started = time.perf_counter()
+    chunk = 50_000
+    for lo in range(0, n, chunk):
+        size = min(chunk, n - lo)
+        values = np.round(rng.normal(size=(size, FEATURES)), 4).tolist()
+        preds = np.round(rng.random(size), 4).tolist()
+        for i in range(size):
+            j = lo + i
+            producer.send(topic, orjson.dumps({
+                "model": "fraud", "model_version": "3", "request_id": f"r{j}",
+                "ts": base_ms + j // 20, "features": dict(zip(NAMES, values[i], strict=True)),
+                "prediction": preds[i], "latency_ms": 12.5,
+            }))
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - started
+
+
+NAMES = [f"f{i:02d}" for i in range(FEATURES)]
+
+
+def consumer_settings(bootstrap: str) -> dict[str, object]:
+    """The client settings watchkeeper uses (config defaults), for a fair baseline."""
+    from watchkeeper.daemon.config import Config
+    from watchkeeper.daemon.ingest import consumer_options
+
+    config = Config.model_validate({"kafka": {
+        "bootstrap_servers": bootstrap, "group_id": f"bench-{uuid.uuid4().hex[:6]}",
+        "topics": {"predictions": {"name": "x"}}, "session_timeout": "6s",
+        "heartbeat_interval": "1s"}})
+    return consumer_options(config)
+
+
+def phase_raw(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(**consumer_settings(bootstrap))
+    consumer.subscribe([topic])
+    count = 0
+    started = None
+    while count < n:
+        polled = consumer.poll(timeout_ms=1000)
+        if polled and started is None:
+            started = time.perf_counter()
+        for records in polled.values():
+            count += len(records)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return {"events": count, "seconds": elapsed}
+
+
+def phase_watchkeeper(bootstrap: str, topic: str, n: int, workdir: str) -> dict[str, float]:
+    from prometheus_client import CollectorRegistry
+
+    from watchkeeper.daemon.config import Config
+    from watchkeeper.daemon.ingest import Ingestor
+    from watchkeeper.daemon.metrics import IngestMetrics
+    from watchkeeper.daemon.store import Store
+
+    options = consumer_settings(bootstrap)
+    config = Config.model_validate({
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": options["group_id"],
+                  "topics": {"predictions": {"name": topic}}, "session_timeout": "6s",
+                  "heartbeat_interval": "1s"},
+        "store": {"url": f"sqlite:///{workdir}/bench.db"},
+    })
+    store = Store.open(config.store_url())
+    metrics = IngestMetrics(CollectorRegistry(), [topic])
+    ingestor = Ingestor(config, store, metrics)
+    ingestor.open()
+    import gc
+
+    gc.freeze()  # as Ingestor.run does
+    started = None
+    flushes = []
+    while True:
+        ingestor.step()
+        consumed = metrics.records.labels(topic)._value.get()
+        if consumed and started is None:
+            started = time.perf_counter()
+        if consumed >= n:
+            break
+    t = time.perf_counter()
+    ingestor.flush()  # the last commit is part of the path
+    flushes.append(time.perf_counter() - t)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    ingestor.close()
+    totals = store.totals()
+    store.close()
+    flush_hist = metrics.flush_duration.collect()[0].samples
+    flush_sum = next(s.value for s in flush_hist if s.name.endswith("_sum"))
+    flush_count = next(s.value for s in flush_hist if s.name.endswith("_count"))
+    return {"events": totals["events"], "seconds": elapsed,
+            "flush_mean_s": flush_sum / max(flush_count, 1)}
+
+
+def run_phase(args: argparse.Namespace) -> None:
+    if args.phase == "raw":
+        result = phase_raw(args.bootstrap, args.topic, args.events)
+    else:
+        with tempfile.TemporaryDirectory() as workdir:
+            result = phase_watchkeeper(args.bootstrap, args.topic, args.events, workdir)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--phase", choices=["raw", "watchkeeper"])
+    parser.add_argument("--topic")
+    args = parser.parse_args()
+    if args.phase:
+        run_phase(args)
+        return
+
+    from watchkeeper.daemon.broker import EmbeddedBroker
+    from watchkeeper.daemon.demo import create_topics
+
+    broker = None
+    if args.bootstrap is None:
+        broker = EmbeddedBroker().start()
+        args.bootstrap = broker.bootstrap
+    try:
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        create_topics(args.bootstrap, [topic], args.partitions)
+        print(f"producing {args.events:,} events ({FEATURES} numeric features) to {topic} ...")
+        seconds = produce(args.bootstrap, topic, args.events)
+        print(f"  produced in {seconds:.1f}s ({args.events / seconds:,.0f}/s)")
+        results = {}
+        for phase in ("raw", "watchkeeper"):
+            out = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--bootstrap",
+                 args.bootstrap, "--topic", topic, "--events", str(args.events)],
+                check=True, capture_output=True, text=True,
+            )
+            results[phase] = json.loads(out.stdout.strip().splitlines()[-1])
+            r = results[phase]
+            print(f"({'a' if phase == 'raw' else 'b'}) {phase:<12} {r['events']:>10,} events "
+                  f"in {r['seconds']:.2f}s = {r['events'] / r['seconds']:>10,.0f} events/s, "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB")
+        raw = results["raw"]["events"] / results["raw"]["seconds"]
+        wk = results["watchkeeper"]["events"] / results["watchkeeper"]["seconds"]
+        print(f"ratio (b)/(a) = {wk / raw:.2f}  (goal ≥ 0.5); watchkeeper peak RSS "
+              f"{results['watchkeeper']['peak_rss_mb']:.0f} MB (goal < 300 MB); mean commit "
+              f"{results['watchkeeper']['flush_mean_s'] * 1000:.0f} ms")
+        assert results["watchkeeper"]["events"] == args.events, "watchkeeper lost or added events"
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
