@@ -32,8 +32,13 @@ FEATURES = 20
 def produce(bootstrap: str, topic: str, n: int) -> float:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1,
-                             batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        acks=1,
+        batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+    )
     rng = np.random.default_rng(1)
     base_ms = int(time.time() * 1000) - 60_000
     started = time.perf_counter()
@@ -44,11 +49,20 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
         preds = np.round(rng.random(size), 4).tolist()
         for i in range(size):
             j = lo + i
-            producer.send(topic, orjson.dumps({
-                "model": "fraud", "model_version": "3", "request_id": f"r{j}",
-                "ts": base_ms + j // 20, "features": dict(zip(NAMES, values[i], strict=True)),
-                "prediction": preds[i], "latency_ms": 12.5,
-            }))
+            producer.send(
+                topic,
+                orjson.dumps(
+                    {
+                        "model": "fraud",
+                        "model_version": "3",
+                        "request_id": f"r{j}",
+                        "ts": base_ms + j // 20,
+                        "features": dict(zip(NAMES, values[i], strict=True)),
+                        "prediction": preds[i],
+                        "latency_ms": 12.5,
+                    }
+                ),
+            )
     producer.flush()
     producer.close()
     return time.perf_counter() - started
@@ -62,10 +76,17 @@ def consumer_settings(bootstrap: str) -> dict[str, object]:
     from watchkeeper.daemon.config import Config
     from watchkeeper.daemon.ingest import consumer_options
 
-    config = Config.model_validate({"kafka": {
-        "bootstrap_servers": bootstrap, "group_id": f"bench-{uuid.uuid4().hex[:6]}",
-        "topics": {"predictions": {"name": "x"}}, "session_timeout": "6s",
-        "heartbeat_interval": "1s"}})
+    config = Config.model_validate(
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_id": f"bench-{uuid.uuid4().hex[:6]}",
+                "topics": {"predictions": {"name": "x"}},
+                "session_timeout": "6s",
+                "heartbeat_interval": "1s",
+            }
+        }
+    )
     return consumer_options(config)
 
 
@@ -89,19 +110,24 @@ def phase_raw(bootstrap: str, topic: str, n: int) -> dict[str, float]:
 
 def phase_watchkeeper(bootstrap: str, topic: str, n: int, workdir: str) -> dict[str, float]:
     from prometheus_client import CollectorRegistry
-
     from watchkeeper.daemon.config import Config
     from watchkeeper.daemon.ingest import Ingestor
     from watchkeeper.daemon.metrics import IngestMetrics
     from watchkeeper.daemon.store import Store
 
     options = consumer_settings(bootstrap)
-    config = Config.model_validate({
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": options["group_id"],
-                  "topics": {"predictions": {"name": topic}}, "session_timeout": "6s",
-                  "heartbeat_interval": "1s"},
-        "store": {"url": f"sqlite:///{workdir}/bench.db"},
-    })
+    config = Config.model_validate(
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_id": options["group_id"],
+                "topics": {"predictions": {"name": topic}},
+                "session_timeout": "6s",
+                "heartbeat_interval": "1s",
+            },
+            "store": {"url": f"sqlite:///{workdir}/bench.db"},
+        }
+    )
     store = Store.open(config.store_url())
     metrics = IngestMetrics(CollectorRegistry(), [topic])
     ingestor = Ingestor(config, store, metrics)
@@ -128,8 +154,11 @@ def phase_watchkeeper(bootstrap: str, topic: str, n: int, workdir: str) -> dict[
     flush_hist = metrics.flush_duration.collect()[0].samples
     flush_sum = next(s.value for s in flush_hist if s.name.endswith("_sum"))
     flush_count = next(s.value for s in flush_hist if s.name.endswith("_count"))
-    return {"events": totals["events"], "seconds": elapsed,
-            "flush_mean_s": flush_sum / max(flush_count, 1)}
+    return {
+        "events": totals["events"],
+        "seconds": elapsed,
+        "flush_mean_s": flush_sum / max(flush_count, 1),
+    }
 
 
 def run_phase(args: argparse.Namespace) -> None:
@@ -170,20 +199,36 @@ def main() -> None:
         results = {}
         for phase in ("raw", "watchkeeper"):
             out = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--bootstrap",
-                 args.bootstrap, "--topic", topic, "--events", str(args.events)],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--phase",
+                    phase,
+                    "--bootstrap",
+                    args.bootstrap,
+                    "--topic",
+                    topic,
+                    "--events",
+                    str(args.events),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             results[phase] = json.loads(out.stdout.strip().splitlines()[-1])
             r = results[phase]
-            print(f"({'a' if phase == 'raw' else 'b'}) {phase:<12} {r['events']:>10,} events "
-                  f"in {r['seconds']:.2f}s = {r['events'] / r['seconds']:>10,.0f} events/s, "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB")
+            print(
+                f"({'a' if phase == 'raw' else 'b'}) {phase:<12} {r['events']:>10,} events "
+                f"in {r['seconds']:.2f}s = {r['events'] / r['seconds']:>10,.0f} events/s, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB"
+            )
         raw = results["raw"]["events"] / results["raw"]["seconds"]
         wk = results["watchkeeper"]["events"] / results["watchkeeper"]["seconds"]
-        print(f"ratio (b)/(a) = {wk / raw:.2f}  (goal ≥ 0.5); watchkeeper peak RSS "
-              f"{results['watchkeeper']['peak_rss_mb']:.0f} MB (goal < 300 MB); mean commit "
-              f"{results['watchkeeper']['flush_mean_s'] * 1000:.0f} ms")
+        print(
+            f"ratio (b)/(a) = {wk / raw:.2f}  (goal ≥ 0.5); watchkeeper peak RSS "
+            f"{results['watchkeeper']['peak_rss_mb']:.0f} MB (goal < 300 MB); mean commit "
+            f"{results['watchkeeper']['flush_mean_s'] * 1000:.0f} ms"
+        )
         assert results["watchkeeper"]["events"] == args.events, "watchkeeper lost or added events"
     finally:
         if broker is not None:

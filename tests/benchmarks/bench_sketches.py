@@ -41,8 +41,13 @@ def bench_kll(x: np.ndarray, k: int) -> dict[str, float]:
         merged.merge(part)
     mrg = time.perf_counter() - t
     est = np.asarray(merged.get_quantiles(QS.tolist()))
-    return {"update_s": upd, "split_merge_s": mrg, "bytes": len(merged.serialize()),
-            "est": est, "bound": s.normalized_rank_error(False)}
+    return {
+        "update_s": upd,
+        "split_merge_s": mrg,
+        "bytes": len(merged.serialize()),
+        "est": est,
+        "bound": s.normalized_rank_error(False),
+    }
 
 
 def bench_tdigest(x: np.ndarray) -> dict[str, float]:
@@ -57,8 +62,13 @@ def bench_tdigest(x: np.ndarray) -> dict[str, float]:
         merged.merge_inplace(TDigest.from_values(p))
     mrg = time.perf_counter() - t
     est = np.array([merged.quantile(q) for q in QS])
-    return {"update_s": upd, "split_merge_s": mrg, "bytes": len(merged.to_bytes()), "est": est,
-            "bound": float("nan")}
+    return {
+        "update_s": upd,
+        "split_merge_s": mrg,
+        "bytes": len(merged.to_bytes()),
+        "est": est,
+        "bound": float("nan"),
+    }
 
 
 def bench_ddsketch(x: np.ndarray) -> dict[str, float]:
@@ -71,32 +81,48 @@ def bench_ddsketch(x: np.ndarray) -> dict[str, float]:
         s.add(v)
     upd = (time.perf_counter() - t) * x.size / sub.size
     est = np.array([s.get_quantile_value(q) for q in QS])
-    return {"update_s": upd, "split_merge_s": float("nan"), "bytes": float("nan"), "est": est,
-            "bound": float("nan"), "n": sub.size}
+    return {
+        "update_s": upd,
+        "split_merge_s": float("nan"),
+        "bytes": float("nan"),
+        "est": est,
+        "bound": float("nan"),
+        "n": sub.size,
+    }
 
 
 def main() -> None:
     rng = np.random.default_rng(0)
     datasets = {"normal": rng.normal(size=N), "lognormal": rng.lognormal(3, 1, N)}
-    print(f"{'sketch':<22}{'data':<11}{'update s':>10}{'10-way merge s':>16}{'bytes':>9}"
-          f"{'max rank err':>14}{'stated bound':>14}")
+    print(
+        f"{'sketch':<22}{'data':<11}{'update s':>10}{'10-way merge s':>16}{'bytes':>9}"
+        f"{'max rank err':>14}{'stated bound':>14}"
+    )
     for name, x in datasets.items():
         exact_sorted = np.sort(x)
         t = time.perf_counter()
         np.sort(x)
         sort_s = time.perf_counter() - t
-        print(f"{'exact (numpy sort)':<22}{name:<11}{sort_s:>10.3f}{'-':>16}{x.nbytes:>9}"
-              f"{0.0:>14.4%}{'-':>14}")
-        runs = {"KLL k=200": bench_kll(x, 200), "KLL k=400": bench_kll(x, 400),
-                "t-digest (fastdigest)": bench_tdigest(x), "DDSketch 1%": bench_ddsketch(x)}
+        print(
+            f"{'exact (numpy sort)':<22}{name:<11}{sort_s:>10.3f}{'-':>16}{x.nbytes:>9}"
+            f"{0.0:>14.4%}{'-':>14}"
+        )
+        runs = {
+            "KLL k=200": bench_kll(x, 200),
+            "KLL k=400": bench_kll(x, 400),
+            "t-digest (fastdigest)": bench_tdigest(x),
+            "DDSketch 1%": bench_ddsketch(x),
+        }
         for label, r in runs.items():
             ref = np.sort(x[: int(r.get("n", x.size))])
             err = rank_error(ref if "n" in r else exact_sorted, r["est"])
             bound = "-" if r["bound"] != r["bound"] else f"{r['bound']:.4%}"
             merge = "-" if r["split_merge_s"] != r["split_merge_s"] else f"{r['split_merge_s']:.3f}"
             size = "-" if r["bytes"] != r["bytes"] else f"{int(r['bytes'])}"
-            print(f"{label:<22}{name:<11}{r['update_s']:>10.3f}{merge:>16}{size:>9}"
-                  f"{err:>14.4%}{bound:>14}")
+            print(
+                f"{label:<22}{name:<11}{r['update_s']:>10.3f}{merge:>16}{size:>9}"
+                f"{err:>14.4%}{bound:>14}"
+            )
 
 
 if __name__ == "__main__":
