@@ -347,6 +347,15 @@ class Store:
             for r in rows
         ]
 
+    def window_range(
+        self, model: str, start_ms: int, end_ms: int, version: str | None = None
+    ) -> WindowSummary | None:
+        """The stored windows of ``model`` starting in ``[start_ms, end_ms)``, rolled up."""
+        parts = [w.summary for w in self.windows(model, version, start_ms, end_ms)]
+        if not parts:
+            return None
+        return WindowSummary.rollup(parts, start_ms, end_ms - start_ms, version)
+
     def totals(self) -> dict[str, int]:
         """Events and late events over all stored windows, and quarantined records."""
         with self._read(None) as conn:

@@ -12,6 +12,7 @@ and how small windows roll up into large ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -184,6 +185,45 @@ class WindowSummary:
             self.size_ms,
         ):
             raise ValueError("only summaries of the same model, version and window merge")
+        self._absorb(other)
+
+    @classmethod
+    def rollup(
+        cls,
+        parts: Iterable[WindowSummary],
+        start_ms: int,
+        size_ms: int,
+        version: str | None = None,
+    ) -> WindowSummary:
+        """One summary of ``[start_ms, start_ms + size_ms)`` from the windows inside it.
+
+        Small windows roll up into a large one (5-minute windows into an hour) and, with
+        ``version=None``, the versions of a model into one summary (version ``"*"``, or the
+        single version present). The result equals summarising all their events at once.
+        """
+        parts = list(parts)
+        if not parts:
+            raise ValueError("nothing to roll up")
+        models = {p.model for p in parts}
+        if len(models) != 1:
+            raise ValueError(f"windows of several models: {sorted(models)}")
+        end_ms = start_ms + size_ms
+        for p in parts:
+            if p.start_ms < start_ms or p.end_ms > end_ms:
+                raise ValueError(
+                    f"window [{p.start_ms}, {p.end_ms}) is not inside [{start_ms}, {end_ms})"
+                )
+        versions = {p.version for p in parts}
+        if version is None:
+            version = versions.pop() if len(versions) == 1 else "*"
+        elif versions != {version}:
+            raise ValueError(f"windows of versions {sorted(versions)}, not only {version!r}")
+        out = cls(models.pop(), version, start_ms, size_ms, parts[0].settings)
+        for p in sorted(parts, key=lambda p: (p.start_ms, p.version)):
+            out._absorb(p)
+        return out
+
+    def _absorb(self, other: WindowSummary) -> None:
         for role, n in other.events.items():
             self.events[role] = self.events.get(role, 0) + n
         for bound in ("first_ts_ms", "last_ts_ms"):

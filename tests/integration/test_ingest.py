@@ -182,3 +182,48 @@ def test_labels_topic_and_late_events(
     assert unversioned.events == {"labels": 19}
     assert unversioned.label is not None and unversioned.label.count == 19
     assert windows[("3", NOW_MS - NOW_MS % 60_000)].late_events == 5
+
+
+def test_a_store_outage_pauses_ingestion_and_loses_nothing(
+    broker: EmbeddedBroker, pg_database: str, tmp_path: Path, topic_name: str
+) -> None:
+    """Promise: an unreachable store delays commits but loses and double-counts nothing."""
+    from sqlalchemy.engine import make_url
+
+    from tests.support import TcpProxy
+
+    real = make_url(pg_database)
+    proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5432).start()
+    try:
+        via_proxy = real.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+        create_topic(broker.bootstrap, topic_name, partitions=2)
+        config = make_config(
+            tmp_path,
+            broker.bootstrap,
+            via_proxy,
+            {"predictions": {"name": topic_name}},
+            ingest={"store_retry_interval": "300ms"},
+        )
+        produce(broker.bootstrap, topic_name, [event(i) for i in range(300)])
+        with running(config) as daemon:
+            direct = Store.open(pg_database, migrate=False)
+            try:
+                wait_until(lambda: direct.totals()["events"] == 300)
+                proxy.stop()  # the store is gone
+                produce(broker.bootstrap, topic_name, [event(i) for i in range(300, 600)])
+                assert daemon.http is not None
+                base = f"http://{daemon.http.address}"
+                wait_until(lambda: fetch(base + "/readyz")[0] == 503, timeout=30)
+                assert "store is unavailable" in fetch(base + "/readyz")[1]
+                _, metrics = fetch(base + "/metrics")
+                assert "watchkeeper_store_up 0.0" in metrics
+                assert direct.totals()["events"] == 300  # nothing committed meanwhile
+                proxy.start()  # the store is back
+                wait_until(lambda: direct.totals()["events"] >= 600, timeout=60)
+                wait_until(lambda: fetch(base + "/readyz")[0] == 200, timeout=30)
+                assert direct.totals() == {"events": 600, "late_events": 0, "quarantined": 0}
+                assert sum(direct.offsets(config.kafka.group_id).values()) == 600
+            finally:
+                direct.close()
+    finally:
+        proxy.stop()

@@ -72,6 +72,20 @@ def test_commit_merges_windows_and_stores_offsets_atomically(store_url: str) -> 
         assert store.quarantine_counts() == {"not_json": 2}
 
 
+def test_window_range_rolls_stored_windows_up(store_url: str) -> None:
+    with Store.open(store_url) as store:
+        state = WindowState(60, 3600)
+        for minute in range(10):
+            state.add(batch(7, ts_ms=minute * 60_000, start=minute * 7))
+        store.commit("g", state.drain(), {("preds", 0): 70})
+        assert len(store.windows("fraud")) == 10
+        ten = store.window_range("fraud", 0, 600_000)
+        assert ten is not None and ten.count == 70 and ten.size_ms == 600_000
+        assert ten.features["amount"].count == 70
+        assert store.window_range("fraud", 0, 120_000).count == 14  # type: ignore[union-attr]
+        assert store.window_range("other", 0, 600_000) is None
+
+
 def test_quarantine_is_idempotent_per_record(store_url: str) -> None:
     with Store.open(store_url) as store:
         state = WindowState(300, 600)

@@ -182,3 +182,36 @@ def test_window_summary_round_trips_through_storage() -> None:
 def test_merging_different_windows_is_refused() -> None:
     with pytest.raises(ValueError, match="same model"):
         WindowSummary("a", "1", 0, 10).merge(WindowSummary("a", "1", 10, 10))
+
+
+def test_small_windows_roll_up_into_a_large_one_exactly() -> None:
+    rng = np.random.default_rng(11)
+    minute = 60_000
+    n = 12_000
+    batch = batch_of(rng, n)
+    batch.ts_ms = np.sort(rng.integers(0, 60 * minute, n)).astype(np.int64)
+    batch.versions = np.array(rng.choice(["1", "2"], n).tolist(), dtype=object)
+    settings_ = SketchSettings(reservoir_size=64)
+    hour = WindowSummary("fraud", "*", 0, 60 * minute, settings_)
+    hour.update(batch, np.arange(n))
+    parts = []
+    for start in range(0, 60 * minute, 5 * minute):
+        for version in ("1", "2"):
+            idx = np.flatnonzero(
+                (batch.ts_ms >= start)
+                & (batch.ts_ms < start + 5 * minute)
+                & (batch.versions == version)
+            )
+            part = WindowSummary("fraud", version, start, 5 * minute, settings_)
+            part.update(batch, idx)
+            parts.append(part)
+    rolled = WindowSummary.rollup(parts, 0, 60 * minute)
+    assert rolled.version == "*" and rolled.count == hour.count == n
+    assert (rolled.first_ts_ms, rolled.last_ts_ms) == (hour.first_ts_ms, hour.last_ts_ms)
+    assert rolled.features["country"].counts == hour.features["country"].counts  # type: ignore[union-attr]
+    assert rolled.features["amount"].count == hour.features["amount"].count
+    assert rolled.sample.rows == hour.sample.rows
+    only_1 = WindowSummary.rollup([p for p in parts if p.version == "1"], 0, 60 * minute, "1")
+    assert only_1.count == int((batch.versions == "1").sum())
+    with pytest.raises(ValueError, match="not inside"):
+        WindowSummary.rollup(parts, 0, 30 * minute)
