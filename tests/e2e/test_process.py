@@ -194,3 +194,17 @@ def test_a_bad_config_fails_at_start_naming_file_and_key(tmp_path: Path) -> None
     assert f"{path}:4:3: kafka.grup_id: unknown key 'grup_id'; did you mean 'group_id'?" in (
         result.stderr
     )
+
+
+def test_the_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "watchkeeper.daemon", "demo", "--duration", "12", "--rate", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "demo finished" in result.stdout
+    assert "fraud" in result.stdout and "churn" in result.stdout
