@@ -127,7 +127,8 @@ class NumericSketch:
         ranks = list(ranks)
         if not self.count:
             return np.full(len(ranks), np.nan)
-        return np.asarray(self._kll.get_quantiles(ranks), dtype=np.float64)
+        # inclusive: the smallest x with F(x) ≥ rank (numpy's "inverted_cdf" definition)
+        return np.asarray(self._kll.get_quantiles(ranks, True), dtype=np.float64)
 
     def cdf(self, points: Iterable[float]) -> FloatArray:
         """Fraction of finite values ≤ each of the increasing ``points``."""
@@ -146,6 +147,10 @@ class NumericSketch:
             return np.zeros(len(pts) + 1)
         pmf = np.asarray(self._kll.get_pmf(pts, True), dtype=np.float64)
         return pmf * self.count
+
+    def kll_bytes(self) -> bytes:
+        """The quantile sketch alone, serialised (empty when no finite value was seen)."""
+        return bytes(self._kll.serialize()) if self.count else b""
 
     # -- storage -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

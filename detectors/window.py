@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reservoir import KeyArray, Reservoir, Row
 from watchkeeper.detectors.sketches import (
     CategoryCounts,
@@ -132,6 +133,8 @@ class WindowSummary:
         self.label: ColumnSketch | None = None
         self.latency = NumericSketch(self.settings.k)
         self.sample = Reservoir(self.settings.reservoir_size)
+        self.performance: PerformanceSketch | None = None
+        """Joined (prediction, label) pairs of this window's predictions, as labels arrive."""
 
     @property
     def end_ms(self) -> int:
@@ -241,6 +244,11 @@ class WindowSummary:
         self.label = _merged_opt(self.label, other.label)
         self.latency.merge(other.latency)
         self.sample.merge(other.sample)
+        if other.performance is not None:
+            if self.performance is None:
+                self.performance = PerformanceSketch.from_dict(other.performance.to_dict())
+            else:
+                self.performance.merge(other.performance)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form; :meth:`from_dict` reads it back (format version 1)."""
@@ -268,6 +276,7 @@ class WindowSummary:
             "label": opt(self.label),
             "latency": self.latency.to_dict(),
             "sample": self.sample.to_dict(),
+            "performance": None if self.performance is None else self.performance.to_dict(),
         }
 
     @classmethod
@@ -292,6 +301,8 @@ class WindowSummary:
         assert isinstance(latency, NumericSketch)
         out.latency = latency
         out.sample = Reservoir.from_dict(data["sample"])
+        if data.get("performance") is not None:
+            out.performance = PerformanceSketch.from_dict(data["performance"])
         return out
 
 

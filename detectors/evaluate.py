@@ -1,0 +1,246 @@
+"""Scoring a window against a reference: metrics in, :class:`Finding` objects out.
+
+The sample-size guard lives here: a column with fewer than ``min_samples`` values (or a
+window with fewer events, or fewer labelled pairs for performance metrics) yields a
+finding with status ``insufficient_data`` and no value — never a drift alarm. A detector
+that fails yields status ``error`` with the reason, and the other metrics go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+
+from watchkeeper.detectors.base import (
+    PREDICTION,
+    PREDICTION_CLASS,
+    Finding,
+    Score,
+    WindowView,
+)
+from watchkeeper.detectors.errors import InsufficientDataError
+from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.registry import METRICS, MetricInfo, metric
+from watchkeeper.detectors.sketches import ColumnSketch
+from watchkeeper.detectors.window import WindowSummary
+
+
+def select_features(reference: ReferenceProfile, patterns: Sequence[str] | None) -> list[str]:
+    """Reference features matching any of ``patterns`` (names or globs); all when None.
+
+    ``__prediction__`` selects the prediction (and, for probability vectors, its class).
+    """
+    names = sorted(reference.features)
+    specials = [n for n in (PREDICTION, PREDICTION_CLASS) if reference.column(n) is not None]
+    if patterns is None:
+        return names + specials
+    chosen = [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
+    if PREDICTION in patterns:
+        chosen += specials
+    return chosen
+
+
+def _sketch_of(window: WindowSummary, name: str) -> ColumnSketch | None:
+    if name == PREDICTION:
+        return window.prediction
+    if name == PREDICTION_CLASS:
+        return window.prediction_class
+    return window.features.get(name)
+
+
+def evaluate(
+    reference: ReferenceProfile | None,
+    window: WindowSummary,
+    metrics: Iterable[str],
+    *,
+    features: Sequence[str] | None = None,
+    min_samples: int = 100,
+    duration_s: float | None = None,
+    baseline_rates: tuple[float, ...] = (),
+    options: dict[str, dict[str, Any]] | None = None,
+) -> list[Finding]:
+    """Every finding of ``metrics`` for ``window`` (see the module docstring).
+
+    ``options`` passes constructor arguments per metric, e.g. ``{"psi": {"smoothing":
+    "laplace"}}``.
+    """
+    options = options or {}
+    infos = [metric(name) for name in metrics]
+    findings: list[Finding] = []
+    view = WindowView(
+        window,
+        reference,
+        duration_s if duration_s is not None else window.size_ms / 1000,
+        baseline_rates,
+    )
+    columns = select_features(reference, features) if reference is not None else []
+    for info in infos:
+
+        def make(info: MetricInfo = info) -> Any:
+            return info.factory(**options.get(info.name, {}))
+
+        if info.scope == "column":
+            if reference is None:
+                continue
+            for name in columns:
+                findings.append(_column_finding(info, make(), reference, window, name, min_samples))
+        elif info.scope == "window":
+            findings.append(_window_finding(info, make(), view, min_samples))
+        else:
+            findings.append(_performance_finding(info, make(), reference, window, min_samples))
+    return findings
+
+
+def _finding(
+    window: WindowSummary,
+    info: MetricInfo,
+    feature: str | None,
+    value: float | None,
+    status: str,
+    n_current: int,
+    n_reference: int = 0,
+    details: dict[str, Any] | None = None,
+) -> Finding:
+    return Finding(
+        window.model,
+        info.name,
+        feature,
+        value,
+        status,  # type: ignore[arg-type]
+        window.start_ms,
+        window.end_ms,
+        n_current,
+        n_reference,
+        details or {},
+    )
+
+
+def _run(score: Any) -> tuple[Score | None, str, dict[str, Any]]:
+    try:
+        return score(), "ok", {}
+    except InsufficientDataError as exc:
+        return None, "insufficient_data", {"reason": str(exc)}
+    except Exception as exc:  # a detector bug must not take the other metrics with it
+        return None, "error", {"reason": f"{type(exc).__name__}: {exc}"}
+
+
+def _column_finding(
+    info: MetricInfo,
+    detector: Any,
+    reference: ReferenceProfile,
+    window: WindowSummary,
+    name: str,
+    min_samples: int,
+) -> Finding:
+    ref = reference.column(name)
+    cur = _sketch_of(window, name)
+    if ref is None or cur is None:
+        return _finding(
+            window,
+            info,
+            name,
+            None,
+            "insufficient_data",
+            0,
+            0 if ref is None else ref.count,
+            {"reason": "no values for this column in the window"},
+        )
+    if ref.kind not in info.kinds:
+        return _finding(
+            window,
+            info,
+            name,
+            None,
+            "insufficient_data",
+            cur.total,
+            ref.count,
+            {"reason": f"{info.name} does not apply to {ref.kind} columns"},
+        )
+    if cur.total < min_samples:
+        return _finding(
+            window,
+            info,
+            name,
+            None,
+            "insufficient_data",
+            cur.total,
+            ref.count,
+            {"reason": f"{cur.total} values < min_samples {min_samples}"},
+        )
+    score, status, details = _run(lambda: detector.score(ref, cur))
+    if score is not None:
+        details = score.details
+    return _finding(
+        window,
+        info,
+        name,
+        None if score is None else score.value,
+        status,
+        cur.total,
+        ref.count,
+        details,
+    )
+
+
+def _window_finding(info: MetricInfo, detector: Any, view: WindowView, min_samples: int) -> Finding:
+    window = view.summary
+    needs_events = info.name not in ("throughput_eps", "traffic_ratio")
+    if needs_events and window.count < min_samples:
+        return _finding(
+            window,
+            info,
+            None,
+            None,
+            "insufficient_data",
+            window.count,
+            0,
+            {"reason": f"{window.count} events < min_samples {min_samples}"},
+        )
+    score, status, details = _run(lambda: detector.score(view))
+    if score is not None:
+        details = score.details
+    return _finding(
+        window, info, None, None if score is None else score.value, status, window.count, 0, details
+    )
+
+
+def _performance_finding(
+    info: MetricInfo,
+    detector: Any,
+    reference: ReferenceProfile | None,
+    window: WindowSummary,
+    min_samples: int,
+) -> Finding:
+    perf = window.performance
+    pairs = perf.n if perf is not None else 0
+    if perf is None or pairs < min_samples:
+        return _finding(
+            window,
+            info,
+            None,
+            None,
+            "insufficient_data",
+            pairs,
+            0,
+            {"reason": f"{pairs} labelled predictions < min_samples {min_samples}"},
+        )
+    score, status, details = _run(lambda: Score(detector.value(perf)))
+    ref_value = reference.metrics.get(info.name) if reference is not None else None
+    value = None if score is None else score.value
+    if value is not None and ref_value is not None:
+        details = {"reference": ref_value, "delta": value - ref_value}
+    return _finding(
+        window,
+        info,
+        None,
+        value,
+        status,
+        pairs,
+        reference.rows if reference is not None else 0,
+        details,
+    )
+
+
+def known_metrics() -> list[str]:
+    return sorted(METRICS)

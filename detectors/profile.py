@@ -1,0 +1,280 @@
+"""Reference profiles: what "normal" looks like for a model, to score windows against.
+
+A profile holds, per feature and for the prediction and the label:
+
+* numeric columns — quantile bin edges (``bins`` bins, default 10, open-ended outer bins:
+  ``(-inf, e1], (e1, e2], …, (em, inf)``), the reference's proportion in each bin, a KLL
+  sketch for CDF-based metrics (KS, Wasserstein), null and NaN rates, min, max, mean, std;
+* categorical columns — the proportion of each category (the ``max_categories`` most
+  frequent; the rest as one ``other`` share), and the null rate;
+* the model's reference performance (accuracy, AUC, … or MAE, RMSE …) when labels were given.
+
+File format (JSON, ``"format": "watchkeeper.reference/v1"``)::
+
+    {"format": "watchkeeper.reference/v1", "model": "fraud", "created_at": "…",
+     "source": "train.parquet", "rows": 1000000, "bins": 10, "task": "classification",
+     "features": {"amount": {"kind": "numeric", "count": …, "nulls": …, "nans": …,
+                  "min": …, "max": …, "mean": …, "std": …, "edges": [...],
+                  "proportions": [...], "sketch": "<base64 KLL>"},
+                  "country": {"kind": "categorical", "count": …, "nulls": …,
+                  "proportions": {"DE": 0.3, …}, "other": 0.0}},
+     "prediction": {…} | null, "prediction_class": {…} | null, "label": {…} | null,
+     "metrics": {"accuracy": 0.93, …}}
+
+Readers refuse other ``format`` values, so a future v2 cannot be misread.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from datasketches import kll_doubles_sketch
+from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
+
+FORMAT = "watchkeeper.reference/v1"
+
+
+@dataclass(frozen=True)
+class NumericProfile:
+    """The reference distribution of one numeric column; see the module docstring."""
+
+    count: int
+    nulls: int
+    nans: int
+    min: float
+    max: float
+    mean: float
+    std: float
+    edges: tuple[float, ...]
+    proportions: tuple[float, ...]
+    sketch: bytes = b""
+    kind: Literal["numeric"] = "numeric"
+
+    @property
+    def total(self) -> int:
+        return self.count + self.nulls + self.nans
+
+    def kll(self) -> kll_doubles_sketch:
+        return kll_doubles_sketch.deserialize(self.sketch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "count": self.count,
+            "nulls": self.nulls,
+            "nans": self.nans,
+            "min": self.min,
+            "max": self.max,
+            "mean": self.mean,
+            "std": self.std,
+            "edges": list(self.edges),
+            "proportions": list(self.proportions),
+            "sketch": base64.b64encode(self.sketch).decode(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NumericProfile:
+        return cls(
+            count=int(d["count"]),
+            nulls=int(d["nulls"]),
+            nans=int(d["nans"]),
+            min=float(d["min"]),
+            max=float(d["max"]),
+            mean=float(d["mean"]),
+            std=float(d["std"]),
+            edges=tuple(float(e) for e in d["edges"]),
+            proportions=tuple(float(p) for p in d["proportions"]),
+            sketch=base64.b64decode(d["sketch"]),
+        )
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    """The reference distribution of one categorical column."""
+
+    count: int
+    nulls: int
+    proportions: dict[str, float]
+    other: float = 0.0
+    """Share of the categories beyond the ones listed (rare ones folded together)."""
+    kind: Literal["categorical"] = "categorical"
+
+    @property
+    def total(self) -> int:
+        return self.count + self.nulls
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "count": self.count,
+            "nulls": self.nulls,
+            "proportions": self.proportions,
+            "other": self.other,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CategoricalProfile:
+        return cls(
+            count=int(d["count"]),
+            nulls=int(d["nulls"]),
+            proportions={str(k): float(v) for k, v in d["proportions"].items()},
+            other=float(d.get("other", 0.0)),
+        )
+
+
+ColumnProfile = NumericProfile | CategoricalProfile
+
+
+def column_from_dict(d: dict[str, Any]) -> ColumnProfile:
+    if d["kind"] == "numeric":
+        return NumericProfile.from_dict(d)
+    if d["kind"] == "categorical":
+        return CategoricalProfile.from_dict(d)
+    raise ValueError(f"unknown column kind {d['kind']!r}")
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """A model's reference: column profiles and reference metrics."""
+
+    model: str
+    features: dict[str, ColumnProfile]
+    rows: int
+    bins: int = 10
+    prediction: ColumnProfile | None = None
+    prediction_class: ColumnProfile | None = None
+    label: ColumnProfile | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    task: Literal["classification", "regression"] | None = None
+    source: str = ""
+    created_at: str = ""
+
+    def column(self, name: str) -> ColumnProfile | None:
+        """A feature by name, or ``__prediction__`` / ``__prediction_class__`` / ``__label__``."""
+        special = {
+            "__prediction__": self.prediction,
+            "__prediction_class__": self.prediction_class,
+            "__label__": self.label,
+        }
+        return special[name] if name in special else self.features.get(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        def opt(c: ColumnProfile | None) -> dict[str, Any] | None:
+            return None if c is None else c.to_dict()
+
+        return {
+            "format": FORMAT,
+            "model": self.model,
+            "created_at": self.created_at,
+            "source": self.source,
+            "rows": self.rows,
+            "bins": self.bins,
+            "task": self.task,
+            "features": {n: c.to_dict() for n, c in self.features.items()},
+            "prediction": opt(self.prediction),
+            "prediction_class": opt(self.prediction_class),
+            "label": opt(self.label),
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ReferenceProfile:
+        if d.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} reference profile (format {d.get('format')!r})")
+
+        def opt(x: dict[str, Any] | None) -> ColumnProfile | None:
+            return None if x is None else column_from_dict(x)
+
+        return cls(
+            model=str(d["model"]),
+            rows=int(d["rows"]),
+            bins=int(d["bins"]),
+            features={n: column_from_dict(c) for n, c in d["features"].items()},
+            prediction=opt(d.get("prediction")),
+            prediction_class=opt(d.get("prediction_class")),
+            label=opt(d.get("label")),
+            metrics={k: float(v) for k, v in d["metrics"].items()},
+            task=d.get("task"),
+            source=str(d.get("source", "")),
+            created_at=str(d.get("created_at", "")),
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReferenceProfile:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def quantile_edges(sketch: NumericSketch, bins: int) -> tuple[float, ...]:
+    """Inner edges at the reference's 1/bins … (bins-1)/bins quantiles, duplicates removed.
+
+    A feature with few distinct values gets fewer bins; a constant one gets a single bin.
+    """
+    if sketch.count == 0 or bins < 2:
+        return ()
+    ranks = [i / bins for i in range(1, bins)]
+    edges = np.unique(sketch.quantiles(ranks))
+    edges = edges[(edges < sketch.max)]  # an edge at the max would leave the top bin empty
+    return tuple(float(e) for e in edges)
+
+
+def bin_counts(values: np.ndarray[Any, Any], edges: tuple[float, ...]) -> np.ndarray[Any, Any]:
+    """Exact counts of finite ``values`` in the bins (-inf, e1], (e1, e2], …, (em, inf)."""
+    finite = values[np.isfinite(values)]
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), finite, side="left")
+    return np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
+
+
+def numeric_profile(
+    sketch: NumericSketch, edges: tuple[float, ...], counts: np.ndarray[Any, Any] | None = None
+) -> NumericProfile:
+    """A numeric profile from a sketch; ``counts`` are exact bin counts when known, else the
+    sketch's histogram (within its rank error) is used."""
+    hist = counts if counts is not None else sketch.histogram(edges)
+    total = float(hist.sum())
+    proportions = (
+        tuple(float(c / total) for c in hist)
+        if total
+        else tuple(0.0 for _ in range(len(edges) + 1))
+    )
+    std = math.sqrt(sketch.variance) if sketch.count else 0.0
+    return NumericProfile(
+        count=sketch.count,
+        nulls=sketch.nulls + sketch.missing,
+        nans=sketch.nans + sketch.infs,
+        min=sketch.min if sketch.count else 0.0,
+        max=sketch.max if sketch.count else 0.0,
+        mean=sketch.mean if sketch.count else 0.0,
+        std=std if math.isfinite(std) else 0.0,
+        edges=edges,
+        proportions=proportions,
+        sketch=sketch.kll_bytes(),
+    )
+
+
+def categorical_profile(counts: CategoryCounts, max_categories: int = 256) -> CategoricalProfile:
+    n = counts.count
+    ranked = sorted(counts.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = ranked[:max_categories]
+    other = counts.overflow + sum(c for _, c in ranked[max_categories:])
+    return CategoricalProfile(
+        count=n,
+        nulls=counts.nulls + counts.missing,
+        proportions={k: v / n for k, v in kept} if n else {},
+        other=other / n if n else 0.0,
+    )
+
+
+def column_profile(sketch: ColumnSketch, bins: int) -> ColumnProfile:
+    """A profile from a sketch alone (a stored window range): bins from its quantiles."""
+    if isinstance(sketch, NumericSketch):
+        return numeric_profile(sketch, quantile_edges(sketch, bins))
+    return categorical_profile(sketch)

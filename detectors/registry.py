@@ -1,0 +1,151 @@
+"""Every metric by its stable name: what it measures, where it applies, which way is bad.
+
+Policy files name metrics from this table; the names never change meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from watchkeeper.detectors.chi2 import ChiSquare
+from watchkeeper.detectors.js import JSDistance
+from watchkeeper.detectors.kl import KLDivergence
+from watchkeeper.detectors.ks import KS
+from watchkeeper.detectors.latency import QUANTILES, LatencyQuantile
+from watchkeeper.detectors.missing_features import MissingFeatures
+from watchkeeper.detectors.missing_rate import MissingRate
+from watchkeeper.detectors.nan_rate import NanRate
+from watchkeeper.detectors.null_rate import NullRate
+from watchkeeper.detectors.out_of_range import OutOfRange
+from watchkeeper.detectors.performance import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    PerformanceMetric,
+)
+from watchkeeper.detectors.prediction_std import PredictionStd
+from watchkeeper.detectors.psi import PSI
+from watchkeeper.detectors.throughput import Throughput
+from watchkeeper.detectors.top_class_share import TopClassShare
+from watchkeeper.detectors.traffic import TrafficRatio
+from watchkeeper.detectors.unexpected_features import UnexpectedFeatures
+from watchkeeper.detectors.unseen import UnseenMass
+from watchkeeper.detectors.wasserstein import Wasserstein
+
+Scope = Literal["column", "window", "performance"]
+Direction = Literal["higher_is_worse", "lower_is_worse"]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    scope: Scope
+    description: str
+    factory: Callable[..., Any]
+    kinds: frozenset[str] = frozenset()
+    direction: Direction = "higher_is_worse"
+
+
+def _column(cls: Any, description: str) -> MetricInfo:
+    return MetricInfo(cls.name, "column", description, cls, cls.kinds)
+
+
+METRICS: dict[str, MetricInfo] = {
+    m.name: m
+    for m in [
+        _column(PSI, "population stability index on the reference's bins"),
+        _column(KLDivergence, "KL(reference ‖ current) in nats on the reference's bins"),
+        _column(JSDistance, "Jensen–Shannon distance (base 2, in [0, 1])"),
+        _column(KS, "Kolmogorov–Smirnov statistic from the sketches' CDFs"),
+        _column(Wasserstein, "Wasserstein-1 distance in reference standard deviations"),
+        _column(ChiSquare, "Pearson χ² statistic (a significance test; p-value in details)"),
+        _column(UnseenMass, "share of values in categories the reference never saw"),
+        _column(NanRate, "share of NaN / ±inf values"),
+        _column(NullRate, "share of null values"),
+        _column(MissingRate, "share of events without the feature's key"),
+        _column(OutOfRange, "share of values outside the reference range (+10 % margin)"),
+        *(
+            MetricInfo(
+                n,
+                "window",
+                f"latency {'maximum' if q == 1 else f'p{q * 100:g}'} (ms)",
+                lambda q=q: LatencyQuantile(q),
+            )
+            for n, q in QUANTILES.items()
+        ),
+        MetricInfo(
+            Throughput.name,
+            "window",
+            "prediction events per second",
+            Throughput,
+            direction="lower_is_worse",
+        ),
+        MetricInfo(
+            TrafficRatio.name,
+            "window",
+            "event rate / median of recent windows",
+            TrafficRatio,
+            direction="lower_is_worse",
+        ),
+        MetricInfo(
+            MissingFeatures.name,
+            "window",
+            "reference features absent from the window",
+            MissingFeatures,
+        ),
+        MetricInfo(
+            UnexpectedFeatures.name,
+            "window",
+            "window features the reference lacks",
+            UnexpectedFeatures,
+        ),
+        MetricInfo(
+            TopClassShare.name,
+            "window",
+            "share of the most frequent predicted class",
+            TopClassShare,
+        ),
+        MetricInfo(
+            PredictionStd.name,
+            "window",
+            "standard deviation of numeric predictions",
+            PredictionStd,
+            direction="lower_is_worse",
+        ),
+        *(
+            MetricInfo(
+                n,
+                "performance",
+                f"{n} on joined labels",
+                lambda n=n: PerformanceMetric(n),
+                direction="higher_is_worse" if n == "log_loss" else "lower_is_worse",
+            )
+            for n in CLASSIFICATION_METRICS
+        ),
+        *(
+            MetricInfo(n, "performance", f"{n} on joined labels", lambda n=n: PerformanceMetric(n))
+            for n in REGRESSION_METRICS
+        ),
+    ]
+}
+
+# what a drift check computes when a policy (or `watchkeeper drift`) names no metrics
+DEFAULT_DRIFT_METRICS = (
+    "psi",
+    "kl_divergence",
+    "js_distance",
+    "ks",
+    "wasserstein",
+    "unseen_mass",
+    "nan_rate",
+    "null_rate",
+    "out_of_range_rate",
+)
+
+
+def metric(name: str) -> MetricInfo:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"metric {name!r} is not known") from None
