@@ -42,6 +42,8 @@ class Binned:
     current: Array  # counts
     n_reference: int
     unseen: dict[str, int]
+    rank_error: float = 0.0
+    """Bound on each current proportion's error from the sketch (0 when counts are exact)."""
 
     @property
     def n_current(self) -> int:
@@ -58,13 +60,12 @@ def binned(reference: ColumnProfile, current: ColumnSketch) -> Binned:
     if isinstance(reference, NumericProfile) and isinstance(current, NumericSketch):
         if current.count == 0 or reference.count == 0:
             raise InsufficientDataError("no finite values to compare")
-        return Binned(
-            _edge_labels(reference.edges),
-            np.asarray(reference.proportions),
-            current.histogram(reference.edges),
-            reference.count,
-            {},
-        )
+        # each bin's share comes from two CDF queries, each within the rank error; while
+        # the sketch holds fewer than k values it holds them all and is exact
+        error = 2 * current.rank_error if current.count > current.k else 0.0
+        hist = current.histogram(reference.edges)
+        props = np.asarray(reference.proportions)
+        return Binned(_edge_labels(reference.edges), props, hist, reference.count, {}, error)
     if isinstance(reference, CategoricalProfile) and isinstance(current, CategoryCounts):
         if current.count == 0 or reference.count == 0:
             raise InsufficientDataError("no values to compare")

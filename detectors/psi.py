@@ -37,7 +37,11 @@ class PSI:
         p, q = proportions(b, self.smoothing, self.epsilon)
         terms = (q - p) * np.log(q / p)
         worst = int(np.argmax(terms))
-        return Score(
-            float(terms.sum()),
-            {"top_bin": b.labels[worst], "top_bin_contribution": float(terms[worst])},
-        )
+        # first-order propagation of the sketch's per-bin error: ∂PSI/∂qᵢ = ln(qᵢ/pᵢ) + 1 − pᵢ/qᵢ
+        bound = float(np.sum(np.abs(np.log(q / p) + 1 - p / q)) * b.rank_error)
+        details = {
+            "top_bin": b.labels[worst],
+            "top_bin_contribution": float(terms[worst]),
+            "error_bound": bound,
+        }
+        return Score(float(terms.sum()), details)

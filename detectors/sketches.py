@@ -131,11 +131,14 @@ class NumericSketch:
         return np.asarray(self._kll.get_quantiles(ranks, True), dtype=np.float64)
 
     def cdf(self, points: Iterable[float]) -> FloatArray:
-        """Fraction of finite values ≤ each of the increasing ``points``."""
+        """Fraction of finite values ≤ each of ``points`` (any order, repeats allowed)."""
         pts = [float(p) for p in points]
         if not self.count:
             return np.full(len(pts), np.nan)
-        return np.asarray(self._kll.get_cdf(pts, True), dtype=np.float64)[:-1]
+        # the sketch wants strictly increasing points: ask for the distinct ones, map back
+        unique, back = np.unique(np.asarray(pts, dtype=np.float64), return_inverse=True)
+        values = np.asarray(self._kll.get_cdf(unique.tolist(), True), dtype=np.float64)[:-1]
+        return values[back]
 
     def histogram(self, edges: Iterable[float]) -> FloatArray:
         """Counts in the open-ended bins cut at the increasing inner ``edges``.
@@ -146,7 +149,7 @@ class NumericSketch:
         if not self.count:
             return np.zeros(len(pts) + 1)
         pmf = np.asarray(self._kll.get_pmf(pts, True), dtype=np.float64)
-        return pmf * self.count
+        return np.rint(pmf * self.count)  # KLL weights are integers: undo float error
 
     def kll_bytes(self) -> bytes:
         """The quantile sketch alone, serialised (empty when no finite value was seen)."""
