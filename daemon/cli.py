@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
+from watchkeeper.daemon.cli_detect import add_parsers as add_detect_parsers
 from watchkeeper.daemon.config import Config, load_config, secret_values
 from watchkeeper.daemon.logs import setup_logging
 from watchkeeper.policies.errors import WatchkeeperDocumentError
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--reason")
     quarantine.add_argument("--limit", type=int, default=50)
     quarantine.set_defaults(func=cmd_quarantine)
+
+    add_detect_parsers(sub, DEFAULT_CONFIG)
 
     demo = sub.add_parser(
         "demo", help="run the daemon on an embedded broker with synthetic traffic"

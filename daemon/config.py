@@ -190,6 +190,12 @@ class IngestConfig(_Strict):
     """Declared kinds per model and feature; undeclared ones are inferred from the first value."""
     store_retry_interval: Duration = 2.0
     """While the store is unreachable, consumption pauses and the commit is retried this often."""
+    label_ttl: Duration = 7 * 86400.0
+    """How long (event time) a prediction waits for its label, and a label for its prediction."""
+    max_pending: PositiveInt = 1_000_000
+    """Per model: predictions (and early labels) waiting to be joined; the oldest go first."""
+    decision_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Turns a binary score into a predicted class when the prediction carries no class."""
 
 
 class WindowConfig(_Strict):

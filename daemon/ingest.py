@@ -29,6 +29,7 @@ from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.decode import Decoder, Quarantined
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.kinds import KindRegistry
+from watchkeeper.daemon.labels import JoinBuffer, JoinSettings
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.store import Store, TopicPartitionKey
 from watchkeeper.daemon.windows import WindowState
@@ -126,6 +127,13 @@ class Ingestor:
         self._pending: dict[TopicPartitionKey, int] = {}
         self._durable: dict[TopicPartitionKey, int] = {}
         self._quarantined: list[Quarantined] = []
+        self._joins = JoinBuffer()
+        self._join_settings = JoinSettings(
+            ttl_ms=int(config.ingest.label_ttl * 1000),
+            max_pending=config.ingest.max_pending,
+            threshold=config.ingest.decision_threshold,
+        )
+        self._last_expiry = 0.0
         self._consumer: KafkaConsumer | None = None
         self._paused = False
         self._last_flush = time.monotonic()
@@ -207,6 +215,7 @@ class Ingestor:
         self.metrics.bytes.labels(tp.topic).inc(sum(len(r.value or b"") for r in records))
         for batch in result.batches:
             late = self.windows.add(batch)
+            self._joins.add(batch, self.windows.size_ms)
             self.metrics.events.labels(batch.model, batch.role).inc(len(batch) - late)
             if late:
                 self.metrics.late.labels(batch.model).inc(late)
@@ -241,15 +250,30 @@ class Ingestor:
             self._last_flush = time.monotonic()
             if not self._pending and not self._quarantined:
                 return {}
+            joins, self._joins = self._joins, JoinBuffer()
+            # expiring old pending joins scans their tables: once a minute is plenty
+            expire = time.monotonic() - self._last_expiry >= 60.0
             delta = self.windows.drain()
             kinds = self.kinds.pending()
             offsets = dict(self._pending)
             quarantined = list(self._quarantined)
             started = time.perf_counter()
             try:
-                self.store.commit(self.group_id, delta, offsets, kinds, quarantined)
+                self.store.commit(
+                    self.group_id,
+                    delta,
+                    offsets,
+                    kinds,
+                    quarantined,
+                    joins,
+                    self._join_settings,
+                    expire,
+                )
             except StoreUnavailableError as exc:
                 self.windows.restore(delta)
+                joins.predictions += self._joins.predictions
+                joins.labels += self._joins.labels
+                self._joins = joins
                 self.metrics.flush_failures.inc()
                 self.metrics.store_up.set(0)
                 self.store_ok = False
@@ -261,6 +285,8 @@ class Ingestor:
             self.metrics.windows_committed.inc(len(delta.windows))
             self.metrics.windows_open.set(self.windows.open_windows)
             self.store_ok = True
+            if expire:
+                self._last_expiry = time.monotonic()
             self.windows.committed(delta)
             self.kinds.committed(kinds)
             del self._quarantined[: len(quarantined)]
@@ -317,6 +343,7 @@ class Ingestor:
         with self._lock:
             self.windows.discard()
             self._quarantined.clear()
+            self._joins = JoinBuffer()
             self._pending.clear()
         self._resume()
         revoked_keys = {(tp.topic, tp.partition) for tp in revoked}

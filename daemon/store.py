@@ -28,7 +28,9 @@ from sqlalchemy.pool import NullPool
 from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.decode import Quarantined
 from watchkeeper.daemon.errors import MigrationError, StoreUnavailableError
-from watchkeeper.daemon.windows import Delta
+from watchkeeper.daemon.labels import JoinBuffer, JoinSettings, join_in_transaction
+from watchkeeper.daemon.windows import Delta, StreamKey, WindowKey
+from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 
 TopicPartitionKey = tuple[str, int]
@@ -141,8 +143,14 @@ class Store:
         offsets: Mapping[TopicPartitionKey, int],
         kinds: Mapping[tuple[str, str], str] | None = None,
         quarantined: Sequence[Quarantined] = (),
+        joins: JoinBuffer | None = None,
+        join_settings: JoinSettings | None = None,
+        expire_joins: bool = True,
     ) -> None:
         """Write everything of one flush in one transaction, or nothing.
+
+        ``joins`` are the predictions and labels to store and match (:mod:`labels`); the
+        performance of the pairs they complete is merged into their windows here too.
 
         Raises :class:`StoreUnavailableError` when the store cannot be reached or the
         transaction fails; nothing is then committed and the caller keeps its state.
@@ -151,7 +159,13 @@ class Store:
         for attempt in range(attempts):
             try:
                 with self.engine.begin() as conn:
-                    self._merge_windows(conn, delta)
+                    graded: dict[WindowKey, WindowSummary] = {}
+                    if joins:
+                        settings = join_settings or JoinSettings()
+                        graded = join_in_transaction(
+                            conn, self._insert_fn(), joins, delta, settings, expire_joins
+                        )
+                    self._merge_windows(conn, delta, graded)
                     self._upsert_offsets(conn, group_id, offsets)
                     self._merge_watermarks(conn, group_id, delta.watermarks)
                     if kinds:
@@ -166,14 +180,25 @@ class Store:
             except (OperationalError, DBAPIError) as exc:
                 raise StoreUnavailableError("commit", exc) from exc
 
-    def _merge_windows(self, conn: Connection, delta: Delta) -> None:
-        keys = set(delta.windows) | set(delta.late)
+    def _insert_fn(self) -> Any:
+        return postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+
+    def _merge_windows(
+        self, conn: Connection, delta: Delta, graded: Mapping[WindowKey, WindowSummary]
+    ) -> None:
+        keys = set(delta.windows) | set(delta.late) | set(graded)
         if not keys:
             return
         size = delta.size_ms
         now = _utcnow()
         for key in sorted(keys):  # a fixed order: two replicas lock rows in the same order
             fresh = delta.windows.get(key)
+            if key in graded:
+                if fresh is None:
+                    fresh = graded[key]
+                else:  # never mutate the caller's delta: a failed commit restores it
+                    fresh = WindowSummary.from_dict(fresh.to_dict())
+                    fresh.merge(graded[key])
             where = (
                 (t.windows.c.model == key.model)
                 & (t.windows.c.model_version == key.version)
@@ -228,7 +253,7 @@ class Store:
     ) -> None:
         if not rows:
             return
-        insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+        insert = self._insert_fn()(table)
         if update:
             stmt = insert.on_conflict_do_update(
                 index_elements=keys, set_={c: insert.excluded[c] for c in update}
@@ -259,15 +284,22 @@ class Store:
             ["next_offset", "updated_at"],
         )
 
-    def _merge_watermarks(self, conn: Connection, group_id: str, marks: Mapping[str, int]) -> None:
+    def _merge_watermarks(
+        self, conn: Connection, group_id: str, marks: Mapping[StreamKey, int]
+    ) -> None:
         if not marks:
             return
         stored = self.watermarks(group_id, conn=conn)
         rows = [
-            {"group_id": group_id, "model": m, "watermark_ms": max(v, stored.get(m, v))}
+            {
+                "group_id": group_id,
+                "model": m[0],
+                "role": m[1],
+                "watermark_ms": max(v, stored.get(m, v)),
+            }
             for m, v in sorted(marks.items())
         ]
-        self._upsert(conn, t.watermarks, rows, ["group_id", "model"], ["watermark_ms"])
+        self._upsert(conn, t.watermarks, rows, ["group_id", "model", "role"], ["watermark_ms"])
 
     def _insert_kinds(self, conn: Connection, kinds: Mapping[tuple[str, str], str]) -> None:
         rows = [{"model": m, "feature": f, "kind": k} for (m, f), k in sorted(kinds.items())]
@@ -309,10 +341,10 @@ class Store:
             ).all()
         return {(r.topic, r.partition): int(r.next_offset) for r in rows}
 
-    def watermarks(self, group_id: str, conn: Connection | None = None) -> dict[str, int]:
+    def watermarks(self, group_id: str, conn: Connection | None = None) -> dict[StreamKey, int]:
         with self._read(conn) as c:
             rows = c.execute(select(t.watermarks).where(t.watermarks.c.group_id == group_id)).all()
-        return {r.model: int(r.watermark_ms) for r in rows}
+        return {(r.model, r.role): int(r.watermark_ms) for r in rows}
 
     def kinds(self) -> list[tuple[str, str, str]]:
         with self._read(None) as conn:
@@ -346,6 +378,42 @@ class Store:
             )
             for r in rows
         ]
+
+    def save_reference(self, profile: ReferenceProfile, name: str = "default") -> None:
+        """Keep a reference profile under (model, name), replacing an older one."""
+        row = {
+            "model": profile.model,
+            "name": name,
+            "created_at": _utcnow(),
+            "profile": orjson.dumps(profile.to_dict()),
+        }
+        try:
+            with self.engine.begin() as conn:
+                self._upsert(
+                    conn, t.reference_profiles, [row], ["model", "name"], ["created_at", "profile"]
+                )
+        except (OperationalError, DBAPIError) as exc:
+            raise StoreUnavailableError("save reference", exc) from exc
+
+    def reference(self, model: str, name: str = "default") -> ReferenceProfile | None:
+        with self._read(None) as conn:
+            blob = conn.execute(
+                select(t.reference_profiles.c.profile).where(
+                    (t.reference_profiles.c.model == model) & (t.reference_profiles.c.name == name)
+                )
+            ).scalar()
+        return None if blob is None else ReferenceProfile.from_dict(orjson.loads(blob))
+
+    def references(self) -> list[tuple[str, str, dt.datetime]]:
+        with self._read(None) as conn:
+            rows = conn.execute(
+                select(
+                    t.reference_profiles.c.model,
+                    t.reference_profiles.c.name,
+                    t.reference_profiles.c.created_at,
+                )
+            ).all()
+        return [(r.model, r.name, r.created_at) for r in rows]
 
     def window_range(
         self, model: str, start_ms: int, end_ms: int, version: str | None = None

@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     Integer,
     LargeBinary,
     MetaData,
@@ -50,6 +51,7 @@ watermarks = Table(
     metadata,
     Column("group_id", String(255), primary_key=True),
     Column("model", String(200), primary_key=True),
+    Column("role", String(20), primary_key=True),
     Column("watermark_ms", BigInteger, nullable=False),
 )
 
@@ -74,4 +76,35 @@ quarantine = Table(
     Column("size", BigInteger, nullable=False),
     Column("raw", LargeBinary, nullable=False),
     UniqueConstraint("topic", "partition", "offset", name="uq_quarantine_record"),
+)
+
+reference_profiles = Table(
+    "reference_profiles",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("profile", LargeBinary, nullable=False),
+)
+
+pending_predictions = Table(
+    "pending_predictions",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("request_id", String(255), primary_key=True),
+    Column("model_version", String(200), nullable=False),
+    Column("window_start_ms", BigInteger, nullable=False),
+    Column("ts_ms", BigInteger, nullable=False, index=True),
+    Column("score", Float),
+    Column("predicted", String(255)),
+)
+
+pending_labels = Table(
+    "pending_labels",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("request_id", String(255), primary_key=True),
+    Column("label", String(255), nullable=False),
+    Column("value", Float),
+    Column("ts_ms", BigInteger, nullable=False, index=True),
 )

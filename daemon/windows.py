@@ -7,8 +7,9 @@ this state starts empty again. Memory is therefore bounded by the windows touche
 between two flushes × features × sketch size, not by the number of events.
 
 Lateness follows the watermark model of stream processors (Akidau et al., "The Dataflow
-Model", VLDB 2015): a model's watermark is the largest event time seen; a window closes
-once the watermark passes its end plus ``allowed_lateness``, and an event for a closed
+Model", VLDB 2015): the watermark of a model's stream of one role (predictions, features,
+labels) is the largest event time seen in it; a window closes for that stream once the
+watermark passes its end plus ``allowed_lateness``, and an event for a closed
 window is counted as dropped (per window) rather than summarised.
 """
 
@@ -19,6 +20,9 @@ from typing import NamedTuple
 
 import numpy as np
 from watchkeeper.detectors.window import ColumnBatch, SketchSettings, WindowSummary
+
+StreamKey = tuple[str, str]
+"""(model, role): one stream of events with its own watermark."""
 
 
 class WindowKey(NamedTuple):
@@ -34,7 +38,7 @@ class Delta:
     size_ms: int
     windows: dict[WindowKey, WindowSummary] = field(default_factory=dict)
     late: dict[WindowKey, int] = field(default_factory=dict)
-    watermarks: dict[str, int] = field(default_factory=dict)
+    watermarks: dict[StreamKey, int] = field(default_factory=dict)
 
     @property
     def events(self) -> int:
@@ -50,8 +54,10 @@ class WindowState:
         self.size_ms = int(size_s * 1000)
         self.lateness_ms = int(allowed_lateness_s * 1000)
         self.settings = settings or SketchSettings()
-        self.watermarks: dict[str, int] = {}
-        self._committed_watermarks: dict[str, int] = {}
+        # per (model, role): labels carry their own, later, event times and must not
+        # close the windows predictions are still arriving for
+        self.watermarks: dict[StreamKey, int] = {}
+        self._committed_watermarks: dict[StreamKey, int] = {}
         self._delta = Delta(self.size_ms)
         self.pending_events = 0
 
@@ -63,7 +69,8 @@ class WindowState:
         self.pending_events += n
         ts = batch.ts_ms
         starts = ts - ts % self.size_ms
-        watermark = self.watermarks.get(batch.model)
+        stream = (batch.model, batch.role)
+        watermark = self.watermarks.get(stream)
         late_mask = (
             np.zeros(n, dtype=bool)
             if watermark is None
@@ -94,7 +101,7 @@ class WindowState:
                 window.update(batch, idx)
         high = int(ts.max())
         if watermark is None or high > watermark:
-            self.watermarks[batch.model] = high
+            self.watermarks[stream] = high
         return late_total
 
     @property
@@ -130,6 +137,6 @@ class WindowState:
         self.pending_events = 0
         self.watermarks = dict(self._committed_watermarks)
 
-    def load_watermarks(self, watermarks: dict[str, int]) -> None:
+    def load_watermarks(self, watermarks: dict[StreamKey, int]) -> None:
         self.watermarks = dict(watermarks)
         self._committed_watermarks = dict(watermarks)

@@ -180,3 +180,21 @@ class PerformanceMetric:
         if self.name not in metrics:
             raise InsufficientDataError(f"{self.name} needs more labelled pairs of its kind")
         return metrics[self.name]
+
+
+def class_names(values: Any) -> list[str]:
+    """Labels and predicted classes as text, one spelling per class: ``1``, ``1.0`` and
+    ``True`` all read ``"1"``, so a label logged as a number joins a class logged as text.
+
+    >>> class_names([1, 0.0, True, "spam", 2.5])
+    ['1', '0', '1', 'spam', '2.5']
+    """
+    out: list[str] = []
+    for v in values.tolist() if isinstance(values, np.ndarray) else values:
+        if isinstance(v, bool):
+            out.append("1" if v else "0")
+        elif isinstance(v, int | float) and float(v).is_integer():
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return out

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from datasketches import kll_doubles_sketch
 from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
+from watchkeeper.detectors.window import WindowSummary
 
 FORMAT = "watchkeeper.reference/v1"
 
@@ -154,6 +155,8 @@ class ReferenceProfile:
     task: Literal["classification", "regression"] | None = None
     source: str = ""
     created_at: str = ""
+    sample: tuple[dict[str, Any], ...] = ()
+    """A bounded uniform sample of reference rows, for drift reports (not for metrics)."""
 
     def column(self, name: str) -> ColumnProfile | None:
         """A feature by name, or ``__prediction__`` / ``__prediction_class__`` / ``__label__``."""
@@ -181,6 +184,7 @@ class ReferenceProfile:
             "prediction_class": opt(self.prediction_class),
             "label": opt(self.label),
             "metrics": self.metrics,
+            "sample": list(self.sample),
         }
 
     @classmethod
@@ -203,6 +207,7 @@ class ReferenceProfile:
             task=d.get("task"),
             source=str(d.get("source", "")),
             created_at=str(d.get("created_at", "")),
+            sample=tuple(d.get("sample", ())),
         )
 
     def save(self, path: str | Path) -> None:
@@ -270,6 +275,35 @@ def categorical_profile(counts: CategoryCounts, max_categories: int = 256) -> Ca
         nulls=counts.nulls + counts.missing,
         proportions={k: v / n for k, v in kept} if n else {},
         other=other / n if n else 0.0,
+    )
+
+
+def profile_from_window(
+    summary: WindowSummary, bins: int = 10, source: str = "", created_at: str = ""
+) -> ReferenceProfile:
+    """A reference from stored window state (e.g. "the first 24 h after deploy").
+
+    Bin proportions come from the windows' KLL sketches, so they are within the sketch's
+    rank error of the exact ones; a profile built from a file counts them exactly.
+    """
+
+    def opt(s: ColumnSketch | None) -> ColumnProfile | None:
+        return None if s is None else column_profile(s, bins)
+
+    perf = summary.performance
+    return ReferenceProfile(
+        model=summary.model,
+        rows=summary.count,
+        bins=bins,
+        features={n: column_profile(s, bins) for n, s in sorted(summary.features.items())},
+        prediction=opt(summary.prediction),
+        prediction_class=opt(summary.prediction_class),
+        label=opt(summary.label),
+        metrics=perf.metrics() if perf is not None else {},
+        task=perf.task if perf is not None else None,
+        source=source,
+        created_at=created_at,
+        sample=tuple(summary.sample.rows),
     )
 
 

@@ -44,11 +44,14 @@ def test_migrations_create_the_schema(store_url: str) -> None:
             "watermarks",
             "feature_kinds",
             "quarantine",
+            "reference_profiles",
+            "pending_predictions",
+            "pending_labels",
             "alembic_version",
         } <= names
         store.migrate()  # idempotent
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
 
 
 def test_commit_merges_windows_and_stores_offsets_atomically(store_url: str) -> None:
@@ -67,7 +70,7 @@ def test_commit_merges_windows_and_stores_offsets_atomically(store_url: str) -> 
         assert store.offsets("g") == {("preds", 0): 150, ("preds", 1): 7}
         assert store.offsets("other-group") == {}
         assert store.kinds() == [("fraud", "amount", "numeric")]
-        assert store.watermarks("g") == {"fraud": 0}
+        assert store.watermarks("g") == {("fraud", "predictions"): 0}
         assert store.totals() == {"events": 150, "late_events": 0, "quarantined": 2}
         assert store.quarantine_counts() == {"not_json": 2}
 

@@ -36,7 +36,7 @@ def test_events_land_in_their_tumbling_window_per_version() -> None:
         WindowKey("m", "2", 5 * MIN): 1,
         WindowKey("m", "1", 10 * MIN): 1,
     }
-    assert delta.events == 5 and delta.watermarks == {"m": 12 * MIN}
+    assert delta.events == 5 and delta.watermarks == {("m", "predictions"): 12 * MIN}
     assert state.pending_events == 0 and state.open_windows == 0
 
 
@@ -66,4 +66,4 @@ def test_failed_flush_is_restored_and_discard_rewinds_the_watermark() -> None:
     assert again.windows[WindowKey("m", "1", 0)].count == 2 and again.events == 2
     state.add(batch([100]))
     state.discard()
-    assert state.watermarks == {"m": 2 * MIN} and state.pending_events == 0
+    assert state.watermarks == {("m", "predictions"): 2 * MIN} and state.pending_events == 0

@@ -1,0 +1,220 @@
+"""Building reference profiles from training / validation files (CSV or Parquet).
+
+Two passes over the file, in chunks so files larger than memory work, with a progress
+bar: the first sketches every column and fixes the quantile bin edges, the second counts
+the numeric columns into those bins exactly. Columns are numeric or categorical by dtype
+(numbers and booleans numeric, anything else categorical).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from watchkeeper.detectors.performance import PerformanceSketch, Task, class_names
+from watchkeeper.detectors.profile import (
+    ColumnProfile,
+    ReferenceProfile,
+    bin_counts,
+    categorical_profile,
+    numeric_profile,
+    quantile_edges,
+)
+from watchkeeper.detectors.reservoir import Reservoir, mix64
+from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
+
+Progress = Callable[[int], None]
+REFERENCE_K = 2000  # ≈0.1 % rank error: a reference is built once and read on every check
+
+
+def utc_now_iso() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def read_chunks(
+    path: str | Path, columns: Sequence[str] | None = None, chunk_rows: int = 200_000
+) -> Iterator[pd.DataFrame]:
+    """The file as data frames of at most ``chunk_rows`` rows."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as handle:
+            for batch in handle.iter_batches(
+                batch_size=chunk_rows, columns=list(columns) if columns else None
+            ):
+                yield batch.to_pandas()
+    elif suffix in (".csv", ".tsv", ".txt") or suffix == ".gz":
+        sep = "\t" if ".tsv" in path.name.lower() else ","
+        yield from pd.read_csv(path, chunksize=chunk_rows, usecols=columns, sep=sep)
+    else:
+        raise ValueError(f"{path}: a reference is read from .csv, .tsv or .parquet files")
+
+
+def count_rows(path: str | Path) -> int | None:
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return None
+
+
+def is_numeric(series: pd.Series) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series))
+
+
+def numeric_values(series: pd.Series) -> np.ndarray[Any, Any]:
+    values: np.ndarray[Any, Any] = pd.to_numeric(series, errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    return values
+
+
+def _sketch(series: pd.Series, current: ColumnSketch | None) -> ColumnSketch:
+    if current is None:
+        current = NumericSketch(REFERENCE_K) if is_numeric(series) else CategoryCounts(10_000)
+    nulls = int(series.isna().sum())
+    if isinstance(current, NumericSketch):
+        values = numeric_values(series)
+        present = values[~series.isna().to_numpy()]
+        current.update(present, nulls=nulls)
+    else:
+        current.update(series.dropna().astype(str).tolist(), nulls=nulls)
+    return current
+
+
+def infer_task(label: pd.Series) -> Task:
+    """Classification for text, booleans or ≤ 20 integer-valued classes; else regression."""
+    values = label.dropna()
+    if not is_numeric(values) or pd.api.types.is_bool_dtype(values):
+        return "classification"
+    numbers = numeric_values(values)
+    if np.all(np.mod(numbers, 1) == 0) and np.unique(numbers).size <= 20:
+        return "classification"
+    return "regression"
+
+
+def _performance(perf: PerformanceSketch, frame: pd.DataFrame, prediction: str, label: str) -> None:
+    pairs = frame[[prediction, label]].dropna()
+    if pairs.empty:
+        return
+    if perf.task == "regression":
+        perf.update_regression(numeric_values(pairs[label]), numeric_values(pairs[prediction]))
+        return
+    labels = class_names(pairs[label].to_numpy())
+    if is_numeric(pairs[prediction]) and set(labels) <= {"0", "1"}:
+        scores = numeric_values(pairs[prediction])
+        predicted = ["1" if s >= 0.5 else "0" for s in scores]
+        perf.update_classification(labels, predicted, scores)
+    else:
+        perf.update_classification(labels, class_names(pairs[prediction].to_numpy()))
+
+
+def build_reference(
+    path: str | Path,
+    model: str,
+    *,
+    features: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    prediction: str | None = None,
+    label: str | None = None,
+    bins: int = 10,
+    sample_size: int = 2000,
+    task: Task | None = None,
+    progress: Progress | None = None,
+) -> ReferenceProfile:
+    """A reference profile of ``model`` from a file; see the module docstring.
+
+    ``features`` defaults to every column but the prediction, the label and ``exclude``.
+    ``progress`` is called with the number of rows done in each pass.
+    """
+    sketches: dict[str, ColumnSketch] = {}
+    sample = Reservoir(sample_size)
+    perf: PerformanceSketch | None = None
+    rows = 0
+    chosen: list[str] | None = list(features) if features is not None else None
+    special = [c for c in (prediction, label) if c]
+    for chunk in read_chunks(path):
+        if chosen is None:
+            chosen = [c for c in chunk.columns if c not in special and c not in exclude]
+        missing = [c for c in (*chosen, *special) if c not in chunk.columns]
+        if missing:
+            raise ValueError(f"{path}: no column(s) {', '.join(map(str, missing))}")
+        for name in (*chosen, *special):
+            sketches[name] = _sketch(chunk[name], sketches.get(name))
+        if prediction and label:
+            if perf is None:
+                perf = PerformanceSketch(task or infer_task(chunk[label]))
+            _performance(perf, chunk, prediction, label)
+        keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
+        columns = list(chosen)
+
+        def make_rows(
+            idx: np.ndarray[Any, Any], c: pd.DataFrame = chunk, cols: list[str] = columns
+        ) -> list[dict[str, Any]]:
+            return _rows(c, idx, cols, special)
+
+        sample.update(keys, make_rows)
+        rows += len(chunk)
+        if progress:
+            progress(len(chunk))
+    if chosen is None:
+        raise ValueError(f"{path}: the file has no rows")
+    edges = {
+        n: quantile_edges(s, bins) for n, s in sketches.items() if isinstance(s, NumericSketch)
+    }
+    counts = {n: np.zeros(len(e) + 1) for n, e in edges.items()}
+    for chunk in read_chunks(path, columns=list(edges)):  # pass 2: exact bin counts
+        for name, e in edges.items():
+            counts[name] += bin_counts(numeric_values(chunk[name]), e)
+        if progress:
+            progress(len(chunk))
+
+    def profile_of(name: str) -> ColumnProfile:
+        s = sketches[name]
+        if isinstance(s, NumericSketch):
+            return numeric_profile(s, edges[name], counts[name])
+        return categorical_profile(s)
+
+    return ReferenceProfile(
+        model=model,
+        rows=rows,
+        bins=bins,
+        features={n: profile_of(n) for n in chosen},
+        prediction=profile_of(prediction) if prediction else None,
+        label=profile_of(label) if label else None,
+        metrics=perf.metrics() if perf is not None else {},
+        task=perf.task if perf is not None else task,
+        source=str(path),
+        created_at=utc_now_iso(),
+        sample=tuple(sample.rows),
+    )
+
+
+def _rows(
+    frame: pd.DataFrame, idx: np.ndarray[Any, Any], features: list[str], special: list[str]
+) -> list[dict[str, Any]]:
+    picked = frame.iloc[idx]
+    out = []
+    for record in picked.to_dict(orient="records"):
+        row: dict[str, Any] = {"features": {f: _json_value(record[f]) for f in features}}
+        for name in special:
+            row[name] = _json_value(record[name])
+        out.append(row)
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
