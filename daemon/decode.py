@@ -33,12 +33,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import orjson
+from watchkeeper.daemon.columns import ColumnBuilder
 from watchkeeper.daemon.config import REQUIRED_FIELDS, IngestConfig, Role, TopicConfig
 from watchkeeper.daemon.fields import (
     MISSING,
     BadRows,
-    absent_masks,
-    category_column,
     columns_of,
     numeric_block,
     numeric_column,
@@ -109,17 +108,6 @@ def _parse(value: bytes) -> Any:
         return json.loads(value)
 
 
-def _kind_of(value: Any) -> str | None:
-    t = type(value)
-    if t is str:
-        return "categorical"
-    if t in (int, float, bool):
-        return "numeric"
-    if t is list:
-        return "proba"
-    return None
-
-
 class Decoder:
     """Decodes records of one topic (one role); see the module docstring."""
 
@@ -136,6 +124,7 @@ class Decoder:
         self.config = config
         self.ingest = ingest
         self.kinds = kinds
+        self.columns = ColumnBuilder(kinds)
         self._topic_hash = zlib.crc32(topic.encode())
         self._required = set(REQUIRED_FIELDS[role])
         f = config.fields
@@ -343,7 +332,7 @@ class Decoder:
                     features[name] = Column("numeric", block[:, j], present, present)
                 admitted = [n for n in admitted if n not in features]
             for name, values in zip(admitted, transpose(sub, admitted), strict=True):
-                column = self._column(
+                column = self.columns.build(
                     model, name, values, f"features.{name}", local_bad, allow_proba=False
                 )
                 if isinstance(column, Column):
@@ -351,13 +340,13 @@ class Decoder:
         prediction = prediction_class = label = None
         if "prediction" in cols:
             values = [cols["prediction"][i] for i in rows]
-            column = self._column(model, PREDICTION, values, "prediction", local_bad, True)
+            column = self.columns.build(model, PREDICTION, values, "prediction", local_bad, True)
             if isinstance(column, tuple):  # a probability vector: score and class
                 prediction, prediction_class = column
             else:
                 prediction = column
         if "label" in cols:
-            column = self._column(
+            column = self.columns.build(
                 model, LABEL, [cols["label"][i] for i in rows], "label", local_bad, False
             )
             label = column if not isinstance(column, tuple) else None
@@ -388,78 +377,6 @@ class Decoder:
             latency_ms=None if latency is None else latency[sel],
         )
 
-    def _column(
-        self,
-        model: str,
-        name: str,
-        values: list[Any],
-        field: str,
-        bad: BadRows,
-        allow_proba: bool,
-    ) -> Column | tuple[Column, Column] | None:
-        types = set(map(type, values))
-        kind = self.kinds.kind(model, name)
-        if kind is None:
-            first = next((v for v in values if v is not None and v is not MISSING), MISSING)
-            kind = _kind_of(first)
-            if kind == "proba" and not allow_proba:
-                kind = None
-            if kind is None:
-                if first is not MISSING:
-                    for i, v in enumerate(values):
-                        if v is not None and v is not MISSING:
-                            bad.setdefault(
-                                i,
-                                (
-                                    "wrong_type",
-                                    f"{field}: a {type_name(v)} "
-                                    "is not a feature value (number or string)",
-                                ),
-                            )
-                return None
-            self.kinds.learn(model, name, kind)
-        null, missing = absent_masks(values, types)
-        if kind == "numeric":
-            return Column("numeric", numeric_column(values, types, field, bad), null, missing)
-        if kind == "categorical":
-            return Column("categorical", category_column(values, types, field, bad), null, missing)
-        return self._proba(values, null, missing, field, bad)
-
-    def _proba(
-        self, values: list[Any], null: Any, missing: Any, field: str, bad: BadRows
-    ) -> tuple[Column, Column]:
-        """A probability vector per record → (score column, class column).
-
-        The score is P(class 1) for two classes and the top probability otherwise; the
-        class is the argmax index as text.
-        """
-        width = next((len(v) for v in values if type(v) is list), 0)
-        rows = np.full((len(values), max(width, 1)), np.nan)
-        for i, v in enumerate(values):
-            if v is None or v is MISSING:
-                continue
-            if (
-                type(v) is not list
-                or len(v) != width
-                or width == 0
-                or not all(type(p) in (int, float) for p in v)
-            ):
-                bad.setdefault(
-                    i, ("wrong_type", f"{field}: expected an array of {width} probabilities")
-                )
-                continue
-            rows[i] = v
-        absent = null | missing
-        score = rows[:, 1] if width == 2 else rows.max(axis=1)
-        finite_rows = np.isfinite(rows).all(axis=1)
-        cls = object_array([None] * len(values))
-        ok = finite_rows & ~absent
-        cls[ok] = np.argmax(rows[ok], axis=1).astype(str).astype(object)
-        score_col = Column("numeric", score, null, missing)
-        class_col = Column("categorical", cls, null, missing | (~finite_rows & ~absent))
-        return score_col, class_col
-
-    # -- quarantine ---------------------------------------------------------------------
     def _entry(self, partition: int, rec: RecordLike, reason: str, detail: str) -> Quarantined:
         raw = rec.value or b""
         return Quarantined(

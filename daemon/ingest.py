@@ -31,7 +31,8 @@ from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.kinds import KindRegistry
 from watchkeeper.daemon.labels import JoinBuffer, JoinSettings
 from watchkeeper.daemon.metrics import IngestMetrics
-from watchkeeper.daemon.store import Store, TopicPartitionKey
+from watchkeeper.daemon.queries import TopicPartitionKey
+from watchkeeper.daemon.store import Store
 from watchkeeper.daemon.windows import WindowState
 from watchkeeper.detectors.window import SketchSettings
 

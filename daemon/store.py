@@ -10,30 +10,26 @@ offsets, so every event is in the store exactly once.
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.pool import NullPool
 from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.decode import Quarantined
+from watchkeeper.daemon.engine import create_store_engine
 from watchkeeper.daemon.errors import MigrationError, StoreUnavailableError
 from watchkeeper.daemon.labels import JoinBuffer, JoinSettings, join_in_transaction
+from watchkeeper.daemon.queries import StoreQueries, TopicPartitionKey
 from watchkeeper.daemon.windows import Delta, StreamKey, WindowKey
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 
-TopicPartitionKey = tuple[str, int]
 _MIGRATION_LOCK = 0x5741_5443  # "WATC": PostgreSQL advisory lock id for migrations
 
 
@@ -41,56 +37,7 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass(frozen=True)
-class StoredWindow:
-    """A window read back from the store."""
-
-    summary: WindowSummary
-    events: int
-    late_events: int
-
-
-def create_store_engine(url: str) -> Engine:
-    """An engine set up for the daemon's access pattern on SQLite or PostgreSQL."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        # one connection per use: SQLite connections are cheap, and a pooled one would
-        # outlive a test or a fork; the file is the shared state
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection: Any, _record: Any) -> None:
-            # pysqlite's own BEGIN is deferred; writers take the lock up front instead
-            # (BEGIN IMMEDIATE below) so two writers never deadlock on a lock upgrade.
-            dbapi_connection.isolation_level = None
-            cur = dbapi_connection.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable against a process crash (kill -9) in WAL mode; only an OS
-            # crash or power loss can lose the last commits (SQLite docs, "PRAGMA synchronous")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(
-        parsed,
-        pool_size=2,
-        max_overflow=2,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-        connect_args={"connect_timeout": 10},
-    )
-
-
-class Store:
+class Store(StoreQueries):
     """Access to the store; see the module docstring. Build with :meth:`open`."""
 
     def __init__(self, engine: Engine) -> None:
@@ -322,63 +269,6 @@ class Store:
         ]
         self._upsert(conn, t.quarantine, rows, ["topic", "partition", "offset"], None)
 
-    # -- reading --------------------------------------------------------------------------
-    @contextmanager
-    def _read(self, conn: Connection | None) -> Iterator[Connection]:
-        if conn is not None:
-            yield conn
-            return
-        try:
-            with self.engine.connect() as own:
-                yield own
-        except (OperationalError, DBAPIError) as exc:
-            raise StoreUnavailableError("read", exc) from exc
-
-    def offsets(self, group_id: str) -> dict[TopicPartitionKey, int]:
-        with self._read(None) as conn:
-            rows = conn.execute(
-                select(t.consumer_offsets).where(t.consumer_offsets.c.group_id == group_id)
-            ).all()
-        return {(r.topic, r.partition): int(r.next_offset) for r in rows}
-
-    def watermarks(self, group_id: str, conn: Connection | None = None) -> dict[StreamKey, int]:
-        with self._read(conn) as c:
-            rows = c.execute(select(t.watermarks).where(t.watermarks.c.group_id == group_id)).all()
-        return {(r.model, r.role): int(r.watermark_ms) for r in rows}
-
-    def kinds(self) -> list[tuple[str, str, str]]:
-        with self._read(None) as conn:
-            rows = conn.execute(select(t.feature_kinds)).all()
-        return [(r.model, r.feature, r.kind) for r in rows]
-
-    def windows(
-        self,
-        model: str | None = None,
-        version: str | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-    ) -> list[StoredWindow]:
-        """Stored windows, oldest first; ``start_ms``/``end_ms`` bound their start times."""
-        query = select(t.windows).order_by(
-            t.windows.c.model, t.windows.c.model_version, t.windows.c.window_start_ms
-        )
-        if model is not None:
-            query = query.where(t.windows.c.model == model)
-        if version is not None:
-            query = query.where(t.windows.c.model_version == version)
-        if start_ms is not None:
-            query = query.where(t.windows.c.window_start_ms >= start_ms)
-        if end_ms is not None:
-            query = query.where(t.windows.c.window_start_ms < end_ms)
-        with self._read(None) as conn:
-            rows = conn.execute(query).all()
-        return [
-            StoredWindow(
-                WindowSummary.from_dict(orjson.loads(r.summary)), int(r.events), int(r.late_events)
-            )
-            for r in rows
-        ]
-
     def save_reference(self, profile: ReferenceProfile, name: str = "default") -> None:
         """Keep a reference profile under (model, name), replacing an older one."""
         row = {
@@ -394,72 +284,3 @@ class Store:
                 )
         except (OperationalError, DBAPIError) as exc:
             raise StoreUnavailableError("save reference", exc) from exc
-
-    def reference(self, model: str, name: str = "default") -> ReferenceProfile | None:
-        with self._read(None) as conn:
-            blob = conn.execute(
-                select(t.reference_profiles.c.profile).where(
-                    (t.reference_profiles.c.model == model) & (t.reference_profiles.c.name == name)
-                )
-            ).scalar()
-        return None if blob is None else ReferenceProfile.from_dict(orjson.loads(blob))
-
-    def references(self) -> list[tuple[str, str, dt.datetime]]:
-        with self._read(None) as conn:
-            rows = conn.execute(
-                select(
-                    t.reference_profiles.c.model,
-                    t.reference_profiles.c.name,
-                    t.reference_profiles.c.created_at,
-                )
-            ).all()
-        return [(r.model, r.name, r.created_at) for r in rows]
-
-    def window_range(
-        self, model: str, start_ms: int, end_ms: int, version: str | None = None
-    ) -> WindowSummary | None:
-        """The stored windows of ``model`` starting in ``[start_ms, end_ms)``, rolled up."""
-        parts = [w.summary for w in self.windows(model, version, start_ms, end_ms)]
-        if not parts:
-            return None
-        return WindowSummary.rollup(parts, start_ms, end_ms - start_ms, version)
-
-    def totals(self) -> dict[str, int]:
-        """Events and late events over all stored windows, and quarantined records."""
-        with self._read(None) as conn:
-            events, late = conn.execute(
-                select(
-                    func.coalesce(func.sum(t.windows.c.events), 0),
-                    func.coalesce(func.sum(t.windows.c.late_events), 0),
-                )
-            ).one()
-            quarantined = conn.execute(select(func.count()).select_from(t.quarantine)).scalar()
-        return {
-            "events": int(events),
-            "late_events": int(late),
-            "quarantined": int(quarantined or 0),
-        }
-
-    def quarantined(self, reason: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        query = select(t.quarantine).order_by(t.quarantine.c.id.desc()).limit(limit)
-        if reason is not None:
-            query = query.where(t.quarantine.c.reason == reason)
-        with self._read(None) as conn:
-            return [dict(r._mapping) for r in conn.execute(query).all()]
-
-    def quarantine_counts(self) -> dict[str, int]:
-        with self._read(None) as conn:
-            rows = conn.execute(
-                select(t.quarantine.c.reason, func.count()).group_by(t.quarantine.c.reason)
-            ).all()
-        return {str(reason): int(n) for reason, n in rows}
-
-
-def wait_for(store: Store, timeout_s: float = 30.0) -> bool:
-    """Poll until the store answers (used at start, where the database may still boot)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if store.ping():
-            return True
-        time.sleep(0.5)
-    return store.ping()
