@@ -5,15 +5,18 @@ server and the store close)."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.http import HttpServer
 from watchkeeper.daemon.ingest import Ingestor
 from watchkeeper.daemon.metrics import IngestMetrics
+from watchkeeper.daemon.reports import Reports, report_routes
 from watchkeeper.daemon.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,8 +60,16 @@ class Daemon:
             topics = [t.name for t in config.kafka.topics.by_role().values()]
             metrics = IngestMetrics(self.registry, topics)
             self.ingestor = Ingestor(config, store, metrics)
+            reports = Reports(store, Path(config.reports.dir))
+            token = os.environ[config.http.token_env] if config.http.token_env else None
             self.http = HttpServer(
-                config.http.host, config.http.port, self.registry, self._liveness, self._readiness
+                config.http.host,
+                config.http.port,
+                self.registry,
+                self._liveness,
+                self._readiness,
+                report_routes(reports),
+                token,
             ).start()
             stack.callback(self.http.close)
             self.ingestor.open()

@@ -232,6 +232,10 @@ class StoreConfig(_Strict):
 
 class HttpConfig(_Strict):
     listen: str = "127.0.0.1:8450"
+    token_env: EnvName | None = None
+    """Bearer token for requests that change something (required beyond loopback)."""
+    public_url: str | None = None
+    """How others reach this server, for links in alerts (default: http://<listen>)."""
 
     @pydantic.field_validator("listen")
     @classmethod
@@ -248,6 +252,11 @@ class HttpConfig(_Strict):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+
+class ReportsConfig(_Strict):
+    dir: NonEmpty = "reports"
+    """Where drift reports are written (relative to the config file) and served from."""
 
 
 class PoliciesConfig(_Strict):
@@ -304,6 +313,7 @@ class Config(_Strict):
     http: HttpConfig = HttpConfig()
     ingest: IngestConfig = IngestConfig()
     windows: WindowConfig = WindowConfig()
+    reports: ReportsConfig = ReportsConfig()
     policies: PoliciesConfig = PoliciesConfig()
     alerts: AlertsConfig = AlertsConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -328,6 +338,8 @@ def _resolve_relative(config: Config, base: Path) -> Config:
             update["store"] = config.store.model_copy(update={"url": url})
     if url is None and config.store.url_env is None:
         update["store"] = StoreConfig(url=f"sqlite:///{base / 'watchkeeper.db'}")
+    if not Path(config.reports.dir).is_absolute():
+        update["reports"] = ReportsConfig(dir=str(base / config.reports.dir))
     paths = [p if Path(p).is_absolute() else str(base / p) for p in config.policies.paths]
     update["policies"] = PoliciesConfig(paths=paths)
     return config.model_copy(update=update)
@@ -349,6 +361,8 @@ def secret_values(config: Config, env: Mapping[str, str] | None = None) -> list[
         names.append(config.kafka.sasl_password_env)
     if config.store.url_env:
         names.append(config.store.url_env)
+    if config.http.token_env:
+        names.append(config.http.token_env)
     for channel in config.alerts.channels.values():
         for attr in ("token_env", "webhook_url_env", "secret_env"):
             name = getattr(channel, attr, None)

@@ -51,7 +51,11 @@ def read_chunks(
                 yield batch.to_pandas()
     elif suffix in (".csv", ".tsv", ".txt") or suffix == ".gz":
         sep = "\t" if ".tsv" in path.name.lower() else ","
-        yield from pd.read_csv(path, chunksize=chunk_rows, usecols=columns, sep=sep)
+        # round_trip: pandas' default float parser can be one ulp off, which moves a value
+        # sitting on a bin edge into the next bin
+        yield from pd.read_csv(
+            path, chunksize=chunk_rows, usecols=columns, sep=sep, float_precision="round_trip"
+        )
     else:
         raise ValueError(f"{path}: a reference is read from .csv, .tsv or .parquet files")
 

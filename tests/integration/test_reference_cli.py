@@ -1,0 +1,266 @@
+"""Reference profiles from files and from the store, `drift` as a CI gate, drift reports."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client import CollectorRegistry
+from watchkeeper.daemon.cli import main
+from watchkeeper.daemon.http import HttpServer
+from watchkeeper.daemon.reports import Reports, report_routes
+from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.windows import WindowState
+from watchkeeper.detectors.profile import ReferenceProfile, bin_counts
+from watchkeeper.detectors.reservoir import record_keys
+from watchkeeper.detectors.window import Column, ColumnBatch
+
+from tests.support import write_config
+
+NOW_MS = 1_795_255_200_000
+
+
+@pytest.fixture
+def training(tmp_path: Path) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 20_000
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "amount": rng.lognormal(3, 1, n),
+            "age": rng.normal(40, 10, n),
+            "country": rng.choice(["DE", "FR", "US"], n, p=[0.5, 0.3, 0.2]),
+        }
+    )
+    frame.loc[::50, "age"] = np.nan
+    frame["score"] = 1 / (1 + np.exp(-(np.log(frame.amount) - 3)))
+    frame["label"] = (rng.random(n) < frame.score).astype(int)
+    frame.to_parquet(tmp_path / "train.parquet")
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    return frame
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_reference_build_from_a_file(tmp_path: Path, training: pd.DataFrame, suffix: str) -> None:
+    out = tmp_path / f"ref-{suffix}.json"
+    assert (
+        main(
+            [
+                "reference",
+                "build",
+                "--model",
+                "fraud",
+                "--from",
+                str(tmp_path / f"train.{suffix}"),
+                "--prediction",
+                "score",
+                "--label",
+                "label",
+                "--exclude",
+                "id",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    profile = ReferenceProfile.load(out)
+    assert profile.model == "fraud" and profile.rows == len(training)
+    assert sorted(profile.features) == ["age", "amount", "country"]
+    age = profile.features["age"]
+    assert age.kind == "numeric" and age.nulls == 400 and len(age.edges) == 9  # type: ignore[union-attr]
+    exact = bin_counts(training.age.to_numpy(), age.edges)  # type: ignore[union-attr]
+    assert np.allclose(age.proportions, exact / exact.sum())  # type: ignore[union-attr]
+    country = profile.features["country"]
+    assert country.kind == "categorical"
+    assert country.proportions["DE"] == pytest.approx((training.country == "DE").mean())  # type: ignore[union-attr]
+    assert profile.task == "classification"
+    expected_accuracy = ((training.score >= 0.5).astype(int) == training.label).mean()
+    assert profile.metrics["accuracy"] == pytest.approx(expected_accuracy)
+    assert 0.5 < profile.metrics["roc_auc"] < 1.0
+    assert len(profile.sample) == 2000 and "amount" in profile.sample[0]["features"]
+
+
+def test_drift_is_a_ci_gate(
+    tmp_path: Path, training: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = tmp_path / "ref.json"
+    main(
+        [
+            "reference",
+            "build",
+            "--model",
+            "fraud",
+            "--from",
+            str(tmp_path / "train.parquet"),
+            "--exclude",
+            "id,score,label",
+            "-o",
+            str(ref),
+        ]
+    )
+    same = training.sample(3000, random_state=1)
+    same.to_csv(tmp_path / "same.csv", index=False)
+    shifted = same.copy()
+    shifted["amount"] *= 2.0
+    shifted.iloc[:200, shifted.columns.get_loc("country")] = "BR"
+    shifted.to_parquet(tmp_path / "shifted.parquet")
+    capsys.readouterr()
+    assert main(["drift", "--reference", str(ref), "--current", str(tmp_path / "same.csv")]) == 0
+    assert "0 critical" in capsys.readouterr().out
+    code = main(
+        [
+            "drift",
+            "--reference",
+            str(ref),
+            "--current",
+            str(tmp_path / "shifted.parquet"),
+            "--format",
+            "json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["critical"] > 0
+    critical = {
+        (f["feature"], f["metric"]) for f in report["findings"] if f["severity"] == "critical"
+    }
+    assert ("amount", "psi") in critical and ("country", "unseen_mass") in critical
+    assert not any(feature == "age" for feature, _ in critical)
+
+
+def _commit_windows(url: str, n: int = 600) -> None:
+    rng = np.random.default_rng(1)
+    with Store.open(url) as store:
+        state = WindowState(300, 3600)
+        amount = rng.lognormal(3, 1, n)
+        country = np.empty(n, dtype=object)
+        country[:] = rng.choice(["DE", "FR"], n).tolist()
+        zeros = np.zeros(n, bool)
+        state.add(
+            ColumnBatch(
+                model="fraud",
+                role="predictions",
+                ts_ms=NOW_MS + np.arange(n, dtype=np.int64) * 1000,
+                versions=np.array(["3"] * n, dtype=object),
+                keys=record_keys(0, 0, np.arange(n)),
+                features={
+                    "amount": Column("numeric", amount, zeros, zeros),
+                    "country": Column("categorical", country, zeros, zeros),
+                },
+            )
+        )
+        store.commit("g", state.drain(), {("preds", 0): n})
+
+
+def test_reference_from_a_stored_window_range_and_a_report(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _commit_windows(store_url)
+    config = write_config(
+        tmp_path / "watchkeeper.yaml",
+        {
+            "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": {"predictions": {"name": "p"}}},
+            "store": {"url": store_url},
+        },
+    )
+    start, end = str(NOW_MS - NOW_MS % 300_000), str(NOW_MS + 3_600_000)
+    assert (
+        main(
+            [
+                "reference",
+                "build",
+                "--model",
+                "fraud",
+                "--from-store",
+                "--start",
+                start,
+                "--end",
+                end,
+                "-c",
+                str(config),
+                "--into-store",
+                "-o",
+                str(tmp_path / "pinned.json"),
+            ]
+        )
+        == 0
+    )
+    pinned = ReferenceProfile.load(tmp_path / "pinned.json")
+    assert pinned.rows == 600 and sorted(pinned.features) == ["amount", "country"]
+    assert pinned.source.startswith("store:")
+    out = tmp_path / "report.html"
+    assert (
+        main(
+            [
+                "report",
+                "--model",
+                "fraud",
+                "--window",
+                f"{start}/{end}",
+                "-c",
+                str(config),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    html = out.read_text()
+    assert out.stat().st_size > 10_000 and "drifted columns" in html.lower()
+    assert "amount" in html and "country" in html
+    assert main(["report", "--model", "nobody", "--window", start, "-c", str(config)]) == 1
+
+
+def _fetch(url: str, data: bytes | None = None, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_the_daemon_makes_and_serves_reports(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    _commit_windows(url)
+    with Store.open(url) as store:
+        window = store.window_range("fraud", 0, NOW_MS * 2)
+        assert window is not None
+        from watchkeeper.detectors.profile import profile_from_window
+
+        store.save_reference(profile_from_window(window))
+        reports = Reports(store, tmp_path / "reports")
+        server = HttpServer(
+            "127.0.0.1",
+            0,
+            CollectorRegistry(),
+            lambda: (True, ""),
+            lambda: (True, ""),
+            report_routes(reports),
+            token="s3cret-token",
+        )
+        server.start()
+        try:
+            base = f"http://{server.address}"
+            body = json.dumps({"model": "fraud", "start_ms": 0, "end_ms": NOW_MS * 2}).encode()
+            assert _fetch(base + "/api/reports", body)[0] == 401
+            status, answer = _fetch(base + "/api/reports", body, token="s3cret-token")
+            assert status == 201
+            link = json.loads(answer)["url"]
+            status, html = _fetch(base + link)
+            assert status == 200 and b"drifted columns" in html.lower()
+            assert json.loads(_fetch(base + "/reports/")[1])["reports"] == [link]
+            assert _fetch(base + "/reports/..%2Fs.db")[0] == 404
+            assert _fetch(base + "/reports/nothing.html")[0] == 404
+            bad = json.dumps({"model": "fraud"}).encode()
+            assert _fetch(base + "/api/reports", bad, token="s3cret-token")[0] == 400
+            assert _fetch(base + "/api/reports")[0] == 405
+        finally:
+            server.close()
