@@ -40,4 +40,5 @@ class ChiSquare:
         expected = observed.sum() * p / p.sum()
         statistic = float(np.sum((observed - expected) ** 2 / expected))
         dof = max(int(used.sum()) - 1, 1)
-        return Score(statistic, {"p_value": float(stats.chi2.sf(statistic, dof)), "dof": dof})
+        p_value = float(stats.chi2.sf(statistic, dof))
+        return Score(statistic, {"p_value": p_value, "dof": dof, "bins": dof + 1})

@@ -38,4 +38,4 @@ class JSDistance:
         q = b.current / b.current.sum()
         m = 0.5 * (p + q)
         divergence = max(0.0, 0.5 * _kl2(p, m) + 0.5 * _kl2(q, m))
-        return Score(float(min(1.0, np.sqrt(divergence))))
+        return Score(float(min(1.0, np.sqrt(divergence))), {"bins": int((p > 0).sum())})

@@ -33,5 +33,6 @@ class KLDivergence:
         self.epsilon = epsilon
 
     def score(self, reference: ColumnProfile, current: ColumnSketch) -> Score:
-        p, q = proportions(binned(reference, current), self.smoothing, self.epsilon)
-        return Score(float(np.sum(p * np.log(p / q))))
+        b = binned(reference, current)
+        p, q = proportions(b, self.smoothing, self.epsilon)
+        return Score(float(np.sum(p * np.log(p / q))), {"bins": int((b.reference > 0).sum())})

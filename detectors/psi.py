@@ -43,5 +43,6 @@ class PSI:
             "top_bin": b.labels[worst],
             "top_bin_contribution": float(terms[worst]),
             "error_bound": bound,
+            "bins": int((b.reference > 0).sum()),
         }
         return Score(float(terms.sum()), details)

@@ -1,0 +1,429 @@
+"""Rule evaluation and the incident lifecycle: findings in, evaluations and incident events out.
+
+Per rule and feature (a *member*) the engine keeps a small state machine::
+
+    ok ──breach──▶ pending ──breach × for──▶ firing ──clear × for──▶ ok
+                     │                         │
+                     └──────no breach──────────┘ (back to ok, streak reset)
+
+A *breach* is a value past the warn (or critical) threshold; a *clear* is a value back
+past the resolve threshold (hysteresis: between the two, a firing member holds). A rule
+over many features raises one incident for all of them (a digest, "3 features drifted on
+fraud"), unless it says ``group: feature``. A window with too little data, and a check
+that fails, raise incidents of their own and leave the drift members as they were.
+
+Incident events are emitted on transitions only (opened, escalated / de-escalated,
+members changed, resolved): one incident is one notification stream, never one message
+per evaluation. The engine is pure: time comes in as ``at_ms``, state goes out as a dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from watchkeeper.detectors.base import Finding
+from watchkeeper.policies.auto import auto_threshold
+from watchkeeper.policies.schema import Policy, Rule, Severity
+
+Decision = Literal["breach", "clear", "hold", "ok", "insufficient_data", "error"]
+EventKind = Literal["opened", "escalated", "de-escalated", "updated", "resolved"]
+NO_DATA = "__no_data__"
+ERROR = "__error__"
+DIGEST = "*"
+_RANK = {None: 0, "warn": 1, "critical": 2}
+
+
+def fingerprint(policy: str, rule: str, feature: str | None) -> str:
+    """Stable across restarts and reloads: the same (policy, rule, feature) is one incident."""
+    return hashlib.sha256(f"{policy}\x00{rule}\x00{feature or ''}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class Member:
+    rule: str
+    feature: str
+    state: Literal["ok", "pending", "firing"] = "ok"
+    severity: Severity | None = None
+    breaches: int = 0
+    clears: int = 0
+    value: float | None = None
+    threshold: float | None = None
+
+
+@dataclass
+class Incident:
+    fingerprint: str
+    policy: str
+    model: str
+    rule: str
+    feature: str | None
+    metric: str
+    severity: Severity
+    opened_ms: int
+    members: dict[str, float | None] = field(default_factory=dict)
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One rule applied to one finding: the answer to "why did (not) this fire"."""
+
+    at_ms: int
+    policy: str
+    model: str
+    rule: str
+    metric: str
+    feature: str | None
+    value: float | None
+    warn: float | None
+    critical: float | None
+    resolve: float | None
+    decision: Decision
+    severity: Severity | None
+    state: str
+    n_current: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    kind: EventKind
+    incident: Incident
+    at_ms: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warn: float | None
+    critical: float | None
+    resolve: float | None
+    above: bool
+
+    def severity(self, value: float) -> Severity | None:
+        def past(t: float | None) -> bool:
+            return t is not None and (value >= t if self.above else value <= t)
+
+        return "critical" if past(self.critical) else "warn" if past(self.warn) else None
+
+    def cleared(self, value: float) -> bool:
+        bound = self.resolve
+        if bound is None:
+            bound = self.warn if self.warn is not None else self.critical
+        assert bound is not None
+        return value < bound if self.above else value > bound
+
+
+def rule_thresholds(
+    rule: Rule,
+    finding: Finding,
+    reference_metrics: dict[str, float],
+    period_s: float,
+    features_checked: int,
+) -> Thresholds | str:
+    """The thresholds for this finding, or why there are none."""
+    above = rule.bad_side() == "above"
+    if rule.threshold == "auto":
+        bins = int(finding.details.get("bins", 10))
+        alpha = period_s / rule.false_alarm_every / max(features_checked, 1)
+        value = auto_threshold(rule.metric, finding.n_current, finding.n_reference, bins, alpha)
+        # the sketch's own error comes on top of sampling noise (see detectors.binning)
+        value += float(finding.details.get("error_bound", 0.0))
+        return Thresholds(None, value, None, above)
+    if rule.relative:
+        base = reference_metrics.get(rule.metric)
+        if base is None:
+            return f"the reference has no {rule.metric} to compare with"
+
+        def shift(t: float | None) -> float | None:
+            return None if t is None else base + t
+
+        return Thresholds(shift(rule.warn), shift(rule.critical), shift(rule.resolve), above)
+    return Thresholds(rule.warn, rule.critical, rule.resolve, above)
+
+
+class PolicyEngine:
+    """State of one policy's rules and incidents; see the module docstring."""
+
+    def __init__(self, policy: Policy, period_s: float | None = None) -> None:
+        self.policy = policy
+        self.period_s = period_s if period_s is not None else policy.schedule.period_s()
+        self.members: dict[str, Member] = {}
+        self.incidents: dict[str, Incident] = {}
+
+    # -- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "members": {k: asdict(m) for k, m in self.members.items()},
+            "incidents": {k: asdict(i) for k, i in self.incidents.items()},
+        }
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        self.members = {k: Member(**m) for k, m in data.get("members", {}).items()}
+        self.incidents = {k: Incident(**i) for k, i in data.get("incidents", {}).items()}
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def step(
+        self,
+        findings: dict[str, list[Finding]],
+        at_ms: int,
+        reference_metrics: dict[str, float] | None = None,
+    ) -> tuple[list[Evaluation], list[IncidentEvent]]:
+        """Apply every rule to its findings (``findings[rule.key]``) at time ``at_ms``."""
+        evaluations: list[Evaluation] = []
+        events: list[IncidentEvent] = []
+        events += self._resolve_special(NO_DATA, None, at_ms, "data is back")
+        for rule in self.policy.rules:
+            rule_findings = findings.get(rule.key, [])
+            errors = [f for f in rule_findings if f.status == "error"]
+            if errors:
+                reason = "; ".join(
+                    f"{f.feature or rule.metric}: {f.details.get('reason', '')}" for f in errors[:3]
+                )
+                events += self._open_special(
+                    ERROR, rule, at_ms, "critical", f"check {rule.metric} failed: {reason}"
+                )
+            else:
+                events += self._resolve_special(ERROR, rule, at_ms, "the check runs again")
+            for finding in rule_findings:
+                evaluation = self._apply(
+                    rule, finding, at_ms, reference_metrics or {}, len(rule_findings)
+                )
+                evaluations.append(evaluation)
+            events += self._incident_events(rule, at_ms)
+        return evaluations, events
+
+    def no_data(self, at_ms: int, since_ms: int | None, events_seen: int) -> list[IncidentEvent]:
+        """The window held too little to judge: one incident of its own, drift left as is."""
+        since = "" if since_ms is None else f" since {_hhmm(since_ms)}"
+        summary = (
+            f"no data for {self.policy.model}{since}: {events_seen} events in the last "
+            f"{_duration(self.policy.window)} (< {self.policy.min_samples})"
+        )
+        return self._open_special(NO_DATA, None, at_ms, "warn", summary)
+
+    def _apply(
+        self,
+        rule: Rule,
+        finding: Finding,
+        at_ms: int,
+        reference: dict[str, float],
+        features_checked: int,
+    ) -> Evaluation:
+        key = fingerprint(self.policy.key, rule.key, finding.feature)
+        member = self.members.setdefault(key, Member(rule.key, finding.feature or ""))
+
+        def record(decision: Decision, t: Thresholds | None, reason: str = "") -> Evaluation:
+            return Evaluation(
+                at_ms,
+                self.policy.key,
+                self.policy.model,
+                rule.key,
+                rule.metric,
+                finding.feature,
+                finding.value,
+                t.warn if t else None,
+                t.critical if t else None,
+                t.resolve if t else None,
+                decision,
+                member.severity,
+                member.state,
+                finding.n_current,
+                reason,
+            )
+
+        if finding.status != "ok" or finding.value is None:
+            reason = str(finding.details.get("reason", finding.status))
+            status: Decision = "error" if finding.status == "error" else "insufficient_data"
+            return record(status, None, reason)
+        t = rule_thresholds(rule, finding, reference, self.period_s, features_checked)
+        if isinstance(t, str):
+            return record("insufficient_data", None, t)
+        value = finding.value
+        severity = t.severity(value)
+        member.value = value
+        if severity is not None:
+            member.breaches += 1
+            member.clears = 0
+            member.threshold = t.critical if severity == "critical" else t.warn
+            if member.state == "firing":
+                member.severity = severity
+            elif member.breaches >= rule.for_:
+                member.state, member.severity = "firing", severity
+            else:
+                member.state = "pending"
+            return record("breach", t)
+        member.breaches = 0
+        if member.state == "firing":
+            if t.cleared(value):
+                member.clears += 1
+                if member.clears >= rule.for_:
+                    member.state, member.severity, member.clears = "ok", None, 0
+                return record("clear", t)
+            member.clears = 0
+            return record("hold", t)  # between resolve and warn: hysteresis holds it
+        member.state = "ok"
+        return record("ok", t)
+
+    # -- incidents ----------------------------------------------------------------------------
+    def _incident_events(self, rule: Rule, at_ms: int) -> list[IncidentEvent]:
+        members = self._rule_members(rule)
+        firing = {feature: m for feature, m in members if m.state == "firing"}
+        if rule.grouped():
+            return self._sync(rule, DIGEST, firing, at_ms)
+        events: list[IncidentEvent] = []
+        for feature in sorted({f for f, _ in members} | self._open_features(rule)):
+            events += self._sync(
+                rule, feature, {feature: firing[feature]} if feature in firing else {}, at_ms
+            )
+        return events
+
+    def _rule_members(self, rule: Rule) -> list[tuple[str, Member]]:
+        return sorted(
+            ((m.feature, m) for m in self.members.values() if m.rule == rule.key),
+            key=lambda kv: kv[0],
+        )
+
+    def _open_features(self, rule: Rule) -> set[str]:
+        return {
+            i.feature or ""
+            for i in self.incidents.values()
+            if i.rule == rule.key and i.feature not in (DIGEST, ERROR, NO_DATA)
+        }
+
+    def _sync(
+        self, rule: Rule, feature: str, firing: dict[str, Member], at_ms: int
+    ) -> list[IncidentEvent]:
+        key = fingerprint(self.policy.key, rule.key, feature)
+        incident = self.incidents.get(key)
+        if not firing:
+            if incident is None:
+                return []
+            del self.incidents[key]
+            incident.summary = f"resolved: {incident.summary}"
+            return [IncidentEvent("resolved", incident, at_ms)]
+        severity: Severity = max(
+            (m.severity or "warn" for m in firing.values()), key=lambda s: _RANK[s]
+        )
+        members = {f: m.value for f, m in firing.items()}
+        summary = _summary(self.policy, rule, members, firing, severity, feature == DIGEST)
+        if incident is None:
+            incident = Incident(
+                key,
+                self.policy.key,
+                self.policy.model,
+                rule.key,
+                None if feature == "" else feature,
+                rule.metric,
+                severity,
+                at_ms,
+                members,
+                summary,
+            )
+            self.incidents[key] = incident
+            return [IncidentEvent("opened", incident, at_ms)]
+        kind: EventKind | None = None
+        if severity != incident.severity:
+            kind = "escalated" if _RANK[severity] > _RANK[incident.severity] else "de-escalated"
+        elif set(members) != set(incident.members):
+            kind = "updated"
+        incident.severity, incident.members, incident.summary = severity, members, summary
+        return [IncidentEvent(kind, incident, at_ms)] if kind else []
+
+    def _open_special(
+        self, kind: str, rule: Rule | None, at_ms: int, severity: Severity, summary: str
+    ) -> list[IncidentEvent]:
+        rule_key = rule.key if rule else ""
+        key = fingerprint(self.policy.key, rule_key, kind)
+        incident = self.incidents.get(key)
+        if incident is not None:
+            incident.summary = summary
+            return []
+        incident = Incident(
+            key,
+            self.policy.key,
+            self.policy.model,
+            rule_key,
+            kind,
+            rule.metric if rule else "",
+            severity,
+            at_ms,
+            {},
+            summary,
+        )
+        self.incidents[key] = incident
+        return [IncidentEvent("opened", incident, at_ms)]
+
+    def _resolve_special(
+        self, kind: str, rule: Rule | None, at_ms: int, note: str
+    ) -> list[IncidentEvent]:
+        key = fingerprint(self.policy.key, rule.key if rule else "", kind)
+        incident = self.incidents.pop(key, None)
+        if incident is None:
+            return []
+        return [IncidentEvent("resolved", incident, at_ms, note)]
+
+    def reconcile(self, policy: Policy, at_ms: int) -> list[IncidentEvent]:
+        """Take a new version of the policy; incidents of removed rules resolve with a note."""
+        keep = {r.key for r in policy.rules}
+        events = []
+        for key, incident in list(self.incidents.items()):
+            if incident.rule and incident.rule not in keep:
+                del self.incidents[key]
+                events.append(
+                    IncidentEvent(
+                        "resolved",
+                        incident,
+                        at_ms,
+                        f"rule '{incident.rule}' was removed from the policy",
+                    )
+                )
+        self.members = {k: m for k, m in self.members.items() if m.rule in keep}
+        self.policy = policy
+        self.period_s = policy.schedule.period_s()
+        return events
+
+
+def _hhmm(ms: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _duration(seconds: float) -> str:
+    from watchkeeper.policies.durations import format_duration
+
+    return format_duration(seconds)
+
+
+def _summary(
+    policy: Policy,
+    rule: Rule,
+    members: dict[str, float | None],
+    firing: dict[str, Member],
+    severity: Severity,
+    digest: bool,
+) -> str:
+    def show(feature: str) -> str:
+        name = "prediction" if feature == "__prediction__" else feature
+        value = members[feature]
+        return f"{name} {value:.4g}" if value is not None else name
+
+    ordered = sorted(members, key=lambda f: -(members[f] or 0.0))
+    if digest:
+        noun = "feature" if len(members) == 1 else "features"
+        shown = ", ".join(show(f) for f in ordered[:5])
+        more = f" and {len(ordered) - 5} more" if len(ordered) > 5 else ""
+        return (
+            f"{len(members)} {noun} drifted on {policy.model} ({rule.metric} "
+            f"{severity}): {shown}{more}"
+        )
+    (feature,) = ordered
+    member = firing[feature]
+    where = f"{policy.model}.{feature}" if feature else policy.model
+    side = ">=" if rule.bad_side() == "above" else "<="
+    value = "n/a" if member.value is None else f"{member.value:.4g}"
+    threshold = "n/a" if member.threshold is None else f"{member.threshold:.4g}"
+    return f"{rule.metric} {value} {side} {threshold} on {where} ({severity})"

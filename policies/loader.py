@@ -1,0 +1,153 @@
+"""Finding, loading and cross-checking policy files.
+
+``load_all`` never raises for a bad file: it returns the good policies and, per bad file,
+every error with its location, so the daemon can keep the last good version of that file
+while the others load, and ``watchkeeper policy check`` can print everything at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from watchkeeper.policies.errors import (
+    InvalidDocumentError,
+    SourceError,
+    UnreadableDocumentError,
+    WatchkeeperDocumentError,
+)
+from watchkeeper.policies.schema import SEVERITIES, Policy
+from watchkeeper.policies.yamlsource import SourceDocument, parse_yaml, validate_document
+
+TEST_SUFFIXES = (".test.yaml", ".test.yml")
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: Policy
+    path: str
+    digest: str
+    """sha256 of the file's text: the policy's version."""
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.path).parent
+
+
+@dataclass
+class LoadResult:
+    policies: list[LoadedPolicy] = field(default_factory=list)
+    errors: dict[str, list[SourceError]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def policy_files(paths: Iterable[str | Path]) -> list[Path]:
+    """YAML files named by ``paths`` (directories are searched, test files skipped)."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                if (
+                    candidate.suffix in (".yaml", ".yml")
+                    and not candidate.name.endswith(TEST_SUFFIXES)
+                    and candidate.is_file()
+                ):
+                    out.append(candidate)
+        else:
+            out.append(path)
+    return out
+
+
+def _cross_check(
+    doc: SourceDocument, policy: Policy, channels: set[str] | None, window_size_s: float | None
+) -> list[SourceError]:
+    errors: list[SourceError] = []
+
+    def err(path: tuple[str | int, ...], message: str) -> None:
+        pos = doc.position(path)
+        dotted = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path)
+        errors.append(
+            SourceError(
+                doc.file,
+                pos.line if pos else None,
+                pos.column if pos else None,
+                dotted.replace(".[", "["),
+                message,
+            )
+        )
+
+    if window_size_s and policy.window % window_size_s:
+        err(("window",), f"must be a multiple of the daemon's windows.size ({window_size_s:g}s)")
+    if channels is not None:
+        for i, rule in enumerate(policy.rules):
+            for severity in SEVERITIES:
+                for j, name in enumerate(getattr(rule.actions, severity)):
+                    if name not in channels:
+                        known = ", ".join(sorted(channels)) or "none are configured"
+                        err(
+                            ("rules", i, "actions", severity, j),
+                            f"channel '{name}' is not defined in alerts.channels ({known})",
+                        )
+    ref = policy.reference
+    if ref and not ref.startswith("store:"):
+        path = Path(ref) if Path(ref).is_absolute() else Path(doc.file).parent / ref
+        if not path.is_file():
+            err(("reference",), f"no reference profile file at {path}")
+    return errors
+
+
+def load_policy(
+    path: str | Path, channels: set[str] | None = None, window_size_s: float | None = None
+) -> LoadedPolicy:
+    """One policy file, validated; raises :class:`InvalidDocumentError` with every error."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UnreadableDocumentError(name, str(exc)) from exc
+    doc = parse_yaml(text, name)
+    policy = validate_document(Policy, doc)
+    errors = _cross_check(doc, policy, channels, window_size_s)
+    if errors:
+        raise InvalidDocumentError(name, errors)
+    return LoadedPolicy(policy, name, hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+def load_all(
+    paths: Iterable[str | Path],
+    channels: set[str] | None = None,
+    window_size_s: float | None = None,
+) -> LoadResult:
+    """Every policy under ``paths``; bad files are reported, never raised."""
+    result = LoadResult()
+    seen: dict[str, str] = {}
+    for path in policy_files(paths):
+        try:
+            loaded = load_policy(path, channels, window_size_s)
+        except InvalidDocumentError as exc:
+            result.errors[str(path)] = exc.errors
+            continue
+        except WatchkeeperDocumentError as exc:
+            result.errors[str(path)] = [SourceError(str(path), None, None, "", str(exc))]
+            continue
+        key = loaded.policy.key
+        if key in seen:
+            result.errors[str(path)] = [
+                SourceError(
+                    str(path),
+                    1,
+                    1,
+                    "name",
+                    f"policy '{key}' is also defined in {seen[key]}: give one a distinct name",
+                )
+            ]
+            continue
+        seen[key] = str(path)
+        result.policies.append(loaded)
+    return result

@@ -1,0 +1,229 @@
+"""The policy file schema: frozen, strict, self-describing when wrong.
+
+A policy file describes one model's checks::
+
+    model: fraud
+    reference: fraud-ref.json        # a profile file (relative to this file) or store:NAME
+    window: 1h                       # what each evaluation looks at (multiple of windows.size)
+    schedule: {every: 5m}            # or {cron: "*/5 * * * *"}
+    min_samples: 500                 # fewer events / values: "insufficient data", never drift
+    rules:
+      - name: feature-drift
+        metric: psi
+        features: all                # all | [a, b] | "amount*" | prediction
+        warn: 0.1
+        critical: 0.25
+        for: 2                       # consecutive evaluations before firing (and resolving)
+        resolve: 0.08                # hysteresis: back below this to count as resolved
+        actions: {warn: [console], critical: [oncall, retrain]}
+      - name: accuracy-drop
+        metric: accuracy
+        relative: true               # thresholds are changes from the reference's value
+        critical: -0.02
+      - name: psi-auto
+        metric: psi
+        threshold: auto              # derived from the reference: one false alarm per…
+        false_alarm_every: 30d       # …30 days at this schedule, over all features checked
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import ConfigDict, Field
+from watchkeeper.detectors.registry import METRICS
+from watchkeeper.policies.durations import Duration
+
+Severity = Literal["warn", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("warn", "critical")
+AUTO_METRICS = ("psi", "kl_divergence", "js_distance", "ks", "chi2")
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class Schedule(_Strict):
+    every: Duration | None = None
+    cron: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one(self) -> Schedule:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of every (e.g. 5m) or cron (e.g. '*/5 * * * *')")
+        if self.every is not None and self.every < 1:
+            raise ValueError("every must be at least 1s")
+        if self.cron is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"cron '{self.cron}' is not a crontab expression: {exc}") from None
+        return self
+
+    def period_s(self) -> float:
+        """The interval, or for cron the gap between its next two firings."""
+        if self.every is not None:
+            return self.every
+        import datetime as dt
+
+        from apscheduler.triggers.cron import CronTrigger
+
+        trigger = CronTrigger.from_crontab(str(self.cron), timezone="UTC")
+        start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+        first = trigger.get_next_fire_time(None, start)
+        assert first is not None
+        second = trigger.get_next_fire_time(first, first + dt.timedelta(seconds=1))
+        assert second is not None
+        return float((second - first).total_seconds())
+
+
+class Actions(_Strict):
+    warn: tuple[str, ...] = ()
+    critical: tuple[str, ...] = ()
+
+
+class Rule(_Strict):
+    name: Annotated[str, Field(pattern=NAME)] | None = None
+    metric: str
+    features: Literal["all", "prediction"] | str | list[str] = "all"
+    warn: float | None = None
+    critical: float | None = None
+    threshold: Literal["auto"] | None = None
+    false_alarm_every: Duration = 30 * 86400.0
+    comparison: Literal["above", "below"] | None = None
+    """Which side is bad; by default the metric's own (accuracy: below, psi: above)."""
+    relative: bool = False
+    resolve: float | None = None
+    for_: Annotated[int, Field(alias="for", ge=1, le=1000)] = 1
+    group: Literal["rule", "feature"] | None = None
+    """One incident for all the rule's features (a digest) or one per feature."""
+    actions: Actions = Actions()
+    min_samples: Annotated[int, Field(ge=1)] | None = None
+    options: dict[str, Any] = {}
+    """Arguments of the metric's detector, e.g. {smoothing: laplace} for psi."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @pydantic.field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            names = sorted(METRICS)
+            raise ValueError(
+                f"metric '{value}' is not known{_suggest(value, names)} (known: {', '.join(names)})"
+            )
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _thresholds(self) -> Rule:
+        if self.threshold == "auto":
+            if self.metric not in AUTO_METRICS:
+                raise ValueError(
+                    f"threshold: auto is derived for {', '.join(AUTO_METRICS)}; "
+                    f"give warn / critical for {self.metric}"
+                )
+            if self.warn is not None or self.critical is not None:
+                raise ValueError("threshold: auto replaces warn / critical; give one or the other")
+            if self.relative:
+                raise ValueError("threshold: auto cannot be relative")
+            return self
+        if self.warn is None and self.critical is None:
+            raise ValueError("give a warn and/or a critical threshold (or threshold: auto)")
+        if self.relative and METRICS[self.metric].scope != "performance":
+            raise ValueError(
+                "relative thresholds compare with the reference's metrics: they "
+                "apply to accuracy, f1, roc_auc, mae … not to "
+                f"{self.metric}"
+            )
+        if self.warn is not None and self.critical is not None:
+            bad_side = self.bad_side()
+            worse = (
+                self.critical >= self.warn if bad_side == "above" else (self.critical <= self.warn)
+            )
+            if not worse:
+                raise ValueError(
+                    f"critical ({self.critical}) must be beyond warn ({self.warn}) "
+                    f"on the bad side ({bad_side})"
+                )
+        if self.resolve is not None:
+            first = self.warn if self.warn is not None else self.critical
+            assert first is not None
+            ok = self.resolve <= first if self.bad_side() == "above" else self.resolve >= first
+            if not ok:
+                raise ValueError(
+                    f"resolve ({self.resolve}) must be on the good side of the "
+                    f"first threshold ({first})"
+                )
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _features_apply(self) -> Rule:
+        info = METRICS[self.metric]
+        if info.scope != "column" and self.features not in ("all",):
+            raise ValueError(f"{self.metric} is a whole-window metric: it takes no features")
+        return self
+
+    def bad_side(self) -> Literal["above", "below"]:
+        if self.comparison is not None:
+            return self.comparison
+        if self.relative:
+            return "below" if METRICS[self.metric].direction == "lower_is_worse" else "above"
+        return "above" if METRICS[self.metric].direction == "higher_is_worse" else "below"
+
+    @property
+    def key(self) -> str:
+        return self.name or self.metric
+
+    def feature_patterns(self) -> list[str] | None:
+        """Selected features as names / globs; None for all; ["__prediction__"] for it."""
+        if self.features == "all":
+            return None
+        if self.features == "prediction":
+            return ["__prediction__"]
+        if isinstance(self.features, str):
+            return [self.features]
+        return ["__prediction__" if f == "prediction" else f for f in self.features]
+
+    def grouped(self) -> bool:
+        if self.group is not None:
+            return self.group == "rule"
+        patterns = self.feature_patterns()
+        if METRICS[self.metric].scope != "column":
+            return False
+        return patterns is None or len(patterns) > 1 or any("*" in p for p in patterns)
+
+
+class Policy(_Strict):
+    model: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(pattern=NAME)] | None = None
+    reference: str | None = None
+    """A profile file (relative to the policy file) or ``store:NAME`` (default store:default)."""
+    window: Duration = Field(default=3600.0, gt=0)
+    schedule: Schedule = Schedule(every=300.0)
+    min_samples: Annotated[int, Field(ge=1)] = 100
+    rules: Annotated[list[Rule], Field(min_length=1)]
+    labels: dict[str, str] = {}
+    """Extra labels carried into incidents and alerts (team, service …)."""
+
+    @pydantic.model_validator(mode="after")
+    def _unique_rules(self) -> Policy:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.key in seen:
+                raise ValueError(f"two rules are named '{rule.key}': give each a distinct name")
+            seen.add(rule.key)
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.name or self.model
