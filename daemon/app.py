@@ -12,11 +12,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from watchkeeper.daemon.channels import build_channels
+from watchkeeper.daemon.checks import Checker
 from watchkeeper.daemon.config import Config
-from watchkeeper.daemon.http import HttpServer
+from watchkeeper.daemon.http import HttpServer, Request, Response, Route
+from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.ingest import Ingestor
 from watchkeeper.daemon.metrics import IngestMetrics
+from watchkeeper.daemon.notify import Router
 from watchkeeper.daemon.reports import Reports, report_routes
+from watchkeeper.daemon.scheduler import PolicyScheduler, PolicyStatus, describe
 from watchkeeper.daemon.store import Store
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,8 @@ class Daemon:
         self.store: Store | None = None
         self.ingestor: Ingestor | None = None
         self.started = threading.Event()
+        self.scheduler: PolicyScheduler | None = None
+        self.incidents: IncidentStore | None = None
 
     def _liveness(self) -> tuple[bool, str]:
         ingestor = self.ingestor
@@ -51,6 +58,51 @@ class Daemon:
             return False, "the store is unavailable; consumption is paused"
         return True, "consuming"
 
+    def _base_url(self) -> str | None:
+        if self.config.http.public_url:
+            return self.config.http.public_url.rstrip("/")
+        return None
+
+    def reload(self) -> PolicyStatus | None:
+        """Re-read the policy files now (SIGHUP, ``POST /-/reload``)."""
+        return self.scheduler.reload() if self.scheduler is not None else None
+
+    def _api_routes(self) -> list[Route]:
+        def policies(_request: Request) -> Response:
+            if self.scheduler is None:
+                return Response.of_json(503, {"error": "starting"})
+            return Response.of_json(200, describe(self.scheduler.status))
+
+        def incidents(request: Request) -> Response:
+            if self.incidents is None:
+                return Response.of_json(503, {"error": "starting"})
+            state = request.query.get("state", ["open"])[0]
+            rows = self.incidents.incidents(None if state == "all" else state)
+            return Response.of_json(200, {"incidents": rows})
+
+        def evaluations(request: Request) -> Response:
+            if self.incidents is None:
+                return Response.of_json(503, {"error": "starting"})
+            q = {k: v[0] for k, v in request.query.items()}
+            rows = self.incidents.evaluations(
+                q.get("policy"), q.get("rule"), q.get("feature"), int(q.get("limit", "100"))
+            )
+            return Response.of_json(200, {"evaluations": rows})
+
+        def reload(_request: Request) -> Response:
+            status = self.reload()
+            if status is None:
+                return Response.of_json(503, {"error": "starting"})
+            body = describe(status)
+            return Response.of_json(200 if status.ok else 422, body)
+
+        return [
+            Route("GET", "/api/policies", policies),
+            Route("GET", "/api/incidents", incidents),
+            Route("GET", "/api/evaluations", evaluations),
+            Route("POST", "/-/reload", reload),
+        ]
+
     def run(self, stop: threading.Event) -> None:
         config = self.config
         with ExitStack() as stack:
@@ -61,6 +113,14 @@ class Daemon:
             metrics = IngestMetrics(self.registry, topics)
             self.ingestor = Ingestor(config, store, metrics)
             reports = Reports(store, Path(config.reports.dir))
+            incidents = IncidentStore(store.engine)
+            self.incidents = incidents
+            channels = build_channels(config)
+            for channel in channels.values():
+                stack.callback(channel.close)
+            checker = Checker(
+                store, incidents, config.windows.size, Router(channels, self._base_url())
+            )
             token = os.environ[config.http.token_env] if config.http.token_env else None
             self.http = HttpServer(
                 config.http.host,
@@ -68,12 +128,20 @@ class Daemon:
                 self.registry,
                 self._liveness,
                 self._readiness,
-                report_routes(reports),
+                report_routes(reports) + self._api_routes(),
                 token,
             ).start()
             stack.callback(self.http.close)
             self.ingestor.open()
             stack.callback(self.ingestor.close)
+            self.scheduler = PolicyScheduler(
+                checker,
+                list(config.policies.paths),
+                self.registry,
+                set(config.alerts.channels),
+                config.windows.size,
+            ).start()
+            stack.callback(self.scheduler.close)
             self.started.set()
             log.info(
                 "watchkeeper is running (group %s, topics %s)",

@@ -47,7 +47,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     setup_logging(args.log_level or config.log_level, secret_values(config))
     stop = _stop_on_signals()
-    Daemon(config).run(stop)
+    daemon = Daemon(config)
+
+    def reload(_signum: int, _frame: object) -> None:
+        log.info("SIGHUP: reloading policies")
+        threading.Thread(target=daemon.reload, name="wk-sighup-reload").start()
+
+    signal.signal(signal.SIGHUP, reload)
+    daemon.run(stop)
     return 0
 
 

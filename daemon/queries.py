@@ -122,6 +122,20 @@ class StoreQueries:
             return None
         return WindowSummary.rollup(parts, start_ms, end_ms - start_ms, version)
 
+    def event_counts(self, model: str, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+        """(window start, events) of the model's stored windows starting in [start, end)."""
+        c = t.windows.c
+        query = (
+            select(c.window_start_ms, func.sum(c.events))
+            .where(
+                (c.model == model) & (c.window_start_ms >= start_ms) & (c.window_start_ms < end_ms)
+            )
+            .group_by(c.window_start_ms)
+            .order_by(c.window_start_ms)
+        )
+        with self._read(None) as conn:
+            return [(int(s), int(n)) for s, n in conn.execute(query).all()]
+
     def totals(self) -> dict[str, int]:
         """Events and late events over all stored windows, and quarantined records."""
         with self._read(None) as conn:

@@ -108,3 +108,52 @@ pending_labels = Table(
     Column("value", Float),
     Column("ts_ms", BigInteger, nullable=False, index=True),
 )
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False, index=True),
+    Column("state", String(20), nullable=False),
+    Column("policy", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("feature", String(500)),
+    Column("metric", String(100), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("members", Text, nullable=False),
+    Column("opened_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("resolved_ms", BigInteger),
+    Column("note", Text, nullable=False),
+)
+
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False, index=True),
+    Column("policy", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("metric", String(100), nullable=False),
+    Column("feature", String(500)),
+    Column("value", Float),
+    Column("warn", Float),
+    Column("critical", Float),
+    Column("resolve", Float),
+    Column("decision", String(30), nullable=False),
+    Column("severity", String(20)),
+    Column("state", String(20), nullable=False),
+    Column("n_current", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+policy_states = Table(
+    "policy_states",
+    metadata,
+    Column("policy", String(200), primary_key=True),
+    Column("state", LargeBinary, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)

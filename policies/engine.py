@@ -365,7 +365,7 @@ class PolicyEngine:
             return []
         return [IncidentEvent("resolved", incident, at_ms, note)]
 
-    def reconcile(self, policy: Policy, at_ms: int) -> list[IncidentEvent]:
+    def reconcile(self, policy: Policy, at_ms: int, note: str | None = None) -> list[IncidentEvent]:
         """Take a new version of the policy; incidents of removed rules resolve with a note."""
         keep = {r.key for r in policy.rules}
         events = []
@@ -377,7 +377,7 @@ class PolicyEngine:
                         "resolved",
                         incident,
                         at_ms,
-                        f"rule '{incident.rule}' was removed from the policy",
+                        note or f"rule '{incident.rule}' was removed from the policy",
                     )
                 )
         self.members = {k: m for k, m in self.members.items() if m.rule in keep}

@@ -1,0 +1,49 @@
+"""The console channel: notifications printed as the on-call would read them, for the
+demo and for people without Slack."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import threading
+from typing import TextIO
+
+from watchkeeper.alerts.notification import Notification
+
+_ICON = {"opened": "🔥", "escalated": "⬆", "de-escalated": "⬇", "updated": "✎", "resolved": "✅"}
+
+
+def render(n: Notification) -> str:
+    """The text of a notification, laid out like the Slack message."""
+    when = dt.datetime.fromtimestamp(n.at_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    head = f"{_ICON.get(n.kind, '•')} [{n.severity.upper()}] {n.kind}: {n.summary}"
+    lines = [head, f"    model {n.model} · policy {n.policy} · rule {n.rule} · {when}"]
+    if n.members and len(n.members) > 1:
+        top = sorted(n.members.items(), key=lambda kv: -(kv[1] or 0.0))[:10]
+        lines.append("    " + ", ".join(f"{k}={v:.4g}" if v is not None else k for k, v in top))
+    if n.note:
+        lines.append(f"    note: {n.note}")
+    for label, url in n.links.items():
+        lines.append(f"    {label}: {url}")
+    return "\n".join(lines)
+
+
+class ConsoleChannel:
+    def __init__(
+        self, name: str = "console", fmt: str = "text", stream: TextIO | None = None
+    ) -> None:
+        self.name = name
+        self.fmt = fmt
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, notification: Notification) -> None:
+        text = json.dumps(notification.to_dict()) if self.fmt == "json" else render(notification)
+        with self._lock:
+            out = self.stream or sys.stdout
+            out.write(text + "\n")
+            out.flush()
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,26 @@
+"""Building the alert channels named in the config."""
+
+from __future__ import annotations
+
+import logging
+
+from watchkeeper.alerts.console import ConsoleChannel
+from watchkeeper.alerts.notification import Channel
+from watchkeeper.daemon.config import Config, ConsoleChannelConfig
+
+log = logging.getLogger(__name__)
+
+
+def build_channels(config: Config) -> dict[str, Channel]:
+    """The channels that can deliver; the others are validated but not built yet.
+
+    Slack, Alertmanager and webhook delivery are not implemented in this version: their
+    configuration is checked, and a notification routed to one is logged and not sent.
+    """
+    channels: dict[str, Channel] = {}
+    for name, spec in config.alerts.channels.items():
+        if isinstance(spec, ConsoleChannelConfig):
+            channels[name] = ConsoleChannel(name, spec.format)
+        else:
+            log.warning("alert channel %s (%s) is not delivered by this version", name, spec.type)
+    return channels

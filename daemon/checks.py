@@ -1,0 +1,188 @@
+"""Running one policy once: read the window, score it, apply the rules, keep the outcome.
+
+Which window: the policy's ``window`` of event time ending at the current
+``windows.size`` boundary, current (partial) window included — "the last hour". Stored
+windows are rolled up; nothing reads raw events, so the cost does not grow with traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchkeeper.daemon.incidents import IncidentStore
+from watchkeeper.daemon.store import Store
+from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.evaluate import evaluate
+from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.registry import METRICS
+from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.policies.engine import Evaluation, IncidentEvent, PolicyEngine
+from watchkeeper.policies.loader import LoadedPolicy
+from watchkeeper.policies.schema import Policy
+
+log = logging.getLogger(__name__)
+Notify = Callable[[IncidentEvent, Policy], None]
+BASELINE_WINDOWS = 6  # previous policy windows whose median rate is the traffic baseline
+
+
+@dataclass
+class CheckResult:
+    at_ms: int
+    evaluations: list[Evaluation]
+    events: list[IncidentEvent]
+    events_seen: int
+
+
+class ReferenceCache:
+    """Reference profiles by policy: files re-read when they change, stored ones by name."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._files: dict[str, tuple[float, ReferenceProfile]] = {}
+
+    def get(self, loaded: LoadedPolicy) -> ReferenceProfile | None:
+        ref = loaded.policy.reference or "store:default"
+        if ref.startswith("store:"):
+            return self.store.reference(loaded.policy.model, ref.removeprefix("store:"))
+        path = Path(ref) if Path(ref).is_absolute() else loaded.directory / ref
+        mtime = path.stat().st_mtime
+        cached = self._files.get(str(path))
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, ReferenceProfile.load(path))
+            self._files[str(path)] = cached
+        return cached[1]
+
+
+def window_bounds(now_ms: int, size_ms: int, policy_window_ms: int) -> tuple[int, int]:
+    """[start, end) of the stored windows an evaluation at ``now_ms`` reads."""
+    end = now_ms - now_ms % size_ms + size_ms
+    return end - policy_window_ms, end
+
+
+def findings_for(
+    policy: Policy,
+    reference: ReferenceProfile | None,
+    window: WindowSummary,
+    duration_s: float,
+    baseline: tuple[float, ...],
+) -> dict[str, list[Finding]]:
+    """Every rule's findings for one window."""
+    out: dict[str, list[Finding]] = {}
+    for rule in policy.rules:
+        info = METRICS[rule.metric]
+        if info.scope == "column" and reference is None:
+            out[rule.key] = [
+                Finding(
+                    policy.model,
+                    rule.metric,
+                    None,
+                    None,
+                    "error",
+                    window.start_ms,
+                    window.end_ms,
+                    window.count,
+                    0,
+                    {"reason": "no reference profile for this model"},
+                )
+            ]
+            continue
+        out[rule.key] = evaluate(
+            reference,
+            window,
+            [rule.metric],
+            features=rule.feature_patterns(),
+            min_samples=rule.min_samples or policy.min_samples,
+            duration_s=duration_s,
+            baseline_rates=baseline,
+            options={rule.metric: rule.options} if rule.options else None,
+        )
+    return out
+
+
+class Checker:
+    """Evaluates policies against the store and records what it decided."""
+
+    def __init__(
+        self,
+        store: Store,
+        incidents: IncidentStore,
+        window_size_s: float,
+        notify: Notify | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.incidents = incidents
+        self.size_ms = int(window_size_s * 1000)
+        self.notify = notify
+        self.clock = clock
+        self.references = ReferenceCache(store)
+        self.engines: dict[str, PolicyEngine] = {}
+
+    def engine(self, loaded: LoadedPolicy) -> tuple[PolicyEngine, list[IncidentEvent]]:
+        """The policy's engine, restored from the store; a new version reconciles."""
+        key = loaded.policy.key
+        engine = self.engines.get(key)
+        events: list[IncidentEvent] = []
+        if engine is None:
+            engine = PolicyEngine(loaded.policy)
+            state = self.incidents.state(key)
+            if state is not None:
+                engine.load_state(state)
+                events = engine.reconcile(loaded.policy, int(self.clock() * 1000))
+            self.engines[key] = engine
+        elif engine.policy != loaded.policy:
+            events = engine.reconcile(loaded.policy, int(self.clock() * 1000))
+        return engine, events
+
+    def run(self, loaded: LoadedPolicy, now_ms: int | None = None) -> CheckResult:
+        policy = loaded.policy
+        at_ms = now_ms if now_ms is not None else int(self.clock() * 1000)
+        engine, events = self.engine(loaded)
+        window_ms = int(policy.window * 1000)
+        start, end = window_bounds(at_ms, self.size_ms, window_ms)
+        window = self.store.window_range(policy.model, start, end)
+        seen = window.count if window is not None else 0
+        evaluations: list[Evaluation] = []
+        if window is None or seen < policy.min_samples:
+            last = self._last_seen(policy.model, end)
+            events += engine.no_data(at_ms, last, seen)
+        else:
+            duration_s = max(1.0, (min(at_ms, end) - start) / 1000)
+            baseline = self._baseline(policy.model, start, window_ms)
+            try:
+                reference = self.references.get(loaded)
+            except (OSError, ValueError) as exc:
+                log.error("policy %s: cannot read its reference: %s", policy.key, exc)
+                reference = None
+            found = findings_for(policy, reference, window, duration_s, baseline)
+            evaluations, step_events = engine.step(
+                found, at_ms, reference.metrics if reference is not None else {}
+            )
+            events += step_events
+        self.incidents.record(policy.key, at_ms, evaluations, events, engine.state_dict())
+        for event in events:
+            log.warning("incident %s: %s", event.kind, event.incident.summary)
+            if self.notify is not None:
+                try:
+                    self.notify(event, policy)
+                except Exception:  # delivery has its own retries; never lose the check
+                    log.exception("notifying %s failed", event.incident.fingerprint)
+        return CheckResult(at_ms, evaluations, events, seen)
+
+    def _baseline(self, model: str, start_ms: int, window_ms: int) -> tuple[float, ...]:
+        counts = self.store.event_counts(model, start_ms - BASELINE_WINDOWS * window_ms, start_ms)
+        rates = []
+        for i in range(BASELINE_WINDOWS):
+            lo = start_ms - (i + 1) * window_ms
+            total = sum(n for s, n in counts if lo <= s < lo + window_ms)
+            if total:
+                rates.append(total / (window_ms / 1000))
+        return tuple(rates)
+
+    def _last_seen(self, model: str, before_ms: int) -> int | None:
+        counts = self.store.event_counts(model, 0, before_ms)
+        return max((s + self.size_ms for s, n in counts if n), default=None)

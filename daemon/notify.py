@@ -1,0 +1,65 @@
+"""Routing incident events to the channels a rule names for their severity."""
+
+from __future__ import annotations
+
+import logging
+
+from watchkeeper.alerts.notification import Channel, Notification
+from watchkeeper.policies.engine import IncidentEvent
+from watchkeeper.policies.schema import Policy
+
+log = logging.getLogger(__name__)
+
+
+def notification(event: IncidentEvent, policy: Policy, base_url: str | None) -> Notification:
+    i = event.incident
+    links = {}
+    if base_url:
+        links["status"] = f"{base_url}/api/incidents"
+    return Notification(
+        kind=event.kind,
+        fingerprint=i.fingerprint,
+        severity=i.severity,
+        summary=i.summary,
+        model=i.model,
+        policy=i.policy,
+        rule=i.rule,
+        metric=i.metric,
+        feature=i.feature,
+        members=dict(i.members),
+        at_ms=event.at_ms,
+        opened_ms=i.opened_ms,
+        note=event.note,
+        labels=dict(policy.labels),
+        links=links,
+    )
+
+
+class Router:
+    """Sends each event to the channels of its rule's actions at the incident's severity.
+
+    No-data and check-failure incidents (no rule actions of their own) go to every channel
+    the policy's rules name, so a silent model or a broken check is never silent.
+    """
+
+    def __init__(self, channels: dict[str, Channel], base_url: str | None = None) -> None:
+        self.channels = channels
+        self.base_url = base_url
+
+    def targets(self, event: IncidentEvent, policy: Policy) -> list[str]:
+        rule = next((r for r in policy.rules if r.key == event.incident.rule), None)
+        if rule is not None:
+            actions = rule.actions
+            names = actions.critical if event.incident.severity == "critical" else actions.warn
+            return sorted(set(names))
+        every = {n for r in policy.rules for n in (*r.actions.warn, *r.actions.critical)}
+        return sorted(every)
+
+    def __call__(self, event: IncidentEvent, policy: Policy) -> None:
+        note = notification(event, policy, self.base_url)
+        for name in self.targets(event, policy):
+            channel = self.channels.get(name)
+            if channel is None:
+                log.warning("channel %s is configured but cannot deliver yet", name)
+                continue
+            channel.send(note)
