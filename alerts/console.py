@@ -18,7 +18,8 @@ def render(n: Notification) -> str:
     """The text of a notification, laid out like the Slack message."""
     when = dt.datetime.fromtimestamp(n.at_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     head = f"{_ICON.get(n.kind, '•')} [{n.severity.upper()}] {n.kind}: {n.summary}"
-    lines = [head, f"    model {n.model} · policy {n.policy} · rule {n.rule} · {when}"]
+    rule = n.rule or "—"
+    lines = [head, f"    model {n.model} · policy {n.policy} · rule {rule} · {when}"]
     if n.members and len(n.members) > 1:
         top = sorted(n.members.items(), key=lambda kv: -(kv[1] or 0.0))[:10]
         lines.append("    " + ", ".join(f"{k}={v:.4g}" if v is not None else k for k, v in top))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -13,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from watchkeeper.daemon.cli_detect import add_parsers as add_detect_parsers
+from watchkeeper.daemon.cli_policy import add_parsers as add_policy_parsers
 from watchkeeper.daemon.config import Config, load_config, secret_values
 from watchkeeper.daemon.logs import setup_logging
 from watchkeeper.policies.errors import WatchkeeperDocumentError
@@ -80,34 +80,6 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from watchkeeper.daemon.store import Store
-
-    config = _load(args.config)
-    with Store.open(config.store_url(), migrate=False) as store:
-        windows = store.windows()
-        report = {
-            "totals": store.totals(),
-            "quarantine": store.quarantine_counts(),
-            "offsets": {
-                f"{t}[{p}]": o for (t, p), o in sorted(store.offsets(config.kafka.group_id).items())
-            },
-            "windows": [
-                {
-                    "model": w.summary.model,
-                    "version": w.summary.version,
-                    "start_ms": w.summary.start_ms,
-                    "events": w.events,
-                    "late": w.late_events,
-                    "features": len(w.summary.features),
-                }
-                for w in windows[-args.last :]
-            ],
-        }
-    print(json.dumps(report, indent=2))
-    return 0
-
-
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from watchkeeper.daemon.store import Store
 
@@ -153,11 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     upgrade.set_defaults(func=cmd_db_upgrade)
 
-    status = sub.add_parser("status", help="what the store holds: totals, offsets, windows")
-    status.add_argument("-c", "--config", default=DEFAULT_CONFIG)
-    status.add_argument("--last", type=int, default=20, help="windows to list")
-    status.set_defaults(func=cmd_status)
-
     quarantine = sub.add_parser("quarantine", help="list quarantined records")
     quarantine.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     quarantine.add_argument("--reason")
@@ -165,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.set_defaults(func=cmd_quarantine)
 
     add_detect_parsers(sub, DEFAULT_CONFIG)
+    add_policy_parsers(sub, DEFAULT_CONFIG)
 
     demo = sub.add_parser(
         "demo", help="run the daemon on an embedded broker with synthetic traffic"

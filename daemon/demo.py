@@ -76,6 +76,27 @@ def _view(daemon: Daemon, started: float) -> Table:
     return table
 
 
+def store_references(url: str, workdir: Path, rows: int = 20_000) -> None:
+    """Reference profiles of both synthetic models, from their "training" data."""
+    import pandas as pd
+    from watchkeeper.daemon.reference import build_reference
+    from watchkeeper.daemon.store import Store
+
+    server = SyntheticServer(seed=1)
+    now = int(time.time() * 1000)
+    with Store.open(url) as store:
+        for model, events in (
+            ("fraud", server.fraud(rows, now)),
+            ("churn", server.churn(rows, now)),
+        ):
+            frame = pd.DataFrame([e["features"] for e in events])
+            prediction = [e["prediction"] for e in events]
+            frame["prediction"] = [p[1] if isinstance(p, list) else p for p in prediction]
+            path = workdir / f"{model}-train.parquet"
+            frame.to_parquet(path)
+            store.save_reference(build_reference(path, model, prediction="prediction"))
+
+
 def run_demo(config_path: Path, duration: float, bootstrap: str | None, rate: float) -> int:
     base = load_config(config_path)
     console = Console()
@@ -104,6 +125,7 @@ def run_demo(config_path: Path, duration: float, bootstrap: str | None, rate: fl
                 "ingest": base.ingest.model_copy(update={"flush_interval": 1.0}),
             }
         )
+        store_references(config.store_url(), workdir)
         daemon = Daemon(config)
         daemon_stop = threading.Event()
         runner = threading.Thread(target=daemon.run, args=(daemon_stop,), name="wk-daemon")
