@@ -20,7 +20,7 @@ per evaluation. The engine is pure: time comes in as ``at_ms``, state goes out a
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from watchkeeper.detectors.base import Finding
@@ -89,10 +89,17 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class IncidentEvent:
+    """A change of an incident, with a snapshot of the incident as it is after the change
+    (the engine keeps mutating its own copy as later evaluations arrive)."""
+
     kind: EventKind
     incident: Incident
     at_ms: int
     note: str = ""
+
+    def __post_init__(self) -> None:
+        snapshot = replace(self.incident, members=dict(self.incident.members))
+        object.__setattr__(self, "incident", snapshot)  # frozen: set once, at creation
 
 
 @dataclass(frozen=True)
