@@ -81,14 +81,29 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from watchkeeper.daemon.offline import drift_findings, render_table, summarize_file
+    from watchkeeper.daemon.offline import (
+        drift_findings,
+        policy_findings,
+        render_table,
+        summarize_file,
+    )
     from watchkeeper.detectors.profile import ReferenceProfile
     from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 
     reference = ReferenceProfile.load(args.reference)
     window = summarize_file(args.current, reference, args.prediction)
-    metrics = args.metrics or list(DEFAULT_DRIFT_METRICS)
-    results = drift_findings(reference, window, metrics, min_samples=args.min_samples)
+    if args.policy:
+        from watchkeeper.policies.loader import load_policy
+
+        try:
+            policy = load_policy(args.policy).policy
+        except WatchkeeperDocumentError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        results = policy_findings(policy, reference, window)
+    else:
+        metrics = args.metrics or list(DEFAULT_DRIFT_METRICS)
+        results = drift_findings(reference, window, metrics, min_samples=args.min_samples)
     critical = [f for f, s in results if s == "critical"]
     if args.format == "json":
         print(
@@ -177,6 +192,10 @@ def add_parsers(sub: Any, default_config: str) -> None:
         help="psi,ks,… (default: the drift and data-quality set)",
     )
     drift.add_argument("--min-samples", type=int, default=100)
+    drift.add_argument(
+        "--policy",
+        help="judge with this policy file's rules and thresholds instead of the defaults",
+    )
     drift.add_argument("--format", choices=["table", "json"], default="table")
     drift.set_defaults(func=cmd_drift)
 

@@ -19,6 +19,7 @@ from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 from watchkeeper.detectors.reservoir import Reservoir, mix64
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.defaults import Severity, severity
+from watchkeeper.policies.schema import Policy
 
 
 def summarize_file(
@@ -69,6 +70,32 @@ def drift_findings(
     features = None if window.prediction is not None else sorted(reference.features)
     findings = evaluate(reference, window, metrics, min_samples=min_samples, features=features)
     return [(f, severity(f.metric, f.value)) for f in findings]
+
+
+def policy_findings(
+    policy: Policy, reference: ReferenceProfile, window: WindowSummary
+) -> list[tuple[Finding, Severity]]:
+    """A batch judged by a policy file's column rules, with the thresholds the daemon uses
+    (fixed, relative or derived from the false-alarm budget)."""
+    from watchkeeper.daemon.checks import findings_for
+    from watchkeeper.detectors.registry import METRICS
+    from watchkeeper.policies.engine import rule_thresholds
+
+    column_rules = [r for r in policy.rules if METRICS[r.metric].scope == "column"]
+    scoped = policy.model_copy(update={"rules": column_rules})
+    found = findings_for(scoped, reference, window, 1.0, ())
+    out: list[tuple[Finding, Severity]] = []
+    for rule in column_rules:
+        for f in found.get(rule.key, []):
+            sev: Severity = "ok"
+            if f.status == "ok" and f.value is not None:
+                t = rule_thresholds(
+                    rule, f, reference.metrics, policy.schedule.period_s(), len(found[rule.key])
+                )
+                if not isinstance(t, str):
+                    sev = t.severity(f.value) or "ok"
+            out.append((f, sev))
+    return out
 
 
 _SHORT = {

@@ -131,6 +131,53 @@ def test_drift_is_a_ci_gate(
     }
     assert ("amount", "psi") in critical and ("country", "unseen_mass") in critical
     assert not any(feature == "age" for feature, _ in critical)
+    # the same gate with a policy's own thresholds: only amount's PSI matters here
+    policy = tmp_path / "fraud.yaml"
+    policy.write_text(
+        "model: fraud\nrules:\n  - {metric: psi, features: [amount], "
+        "critical: 5.0}\n  - {metric: unseen_mass, features: [country], "
+        "warn: 0.5}\n"
+    )
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "drift",
+                "--reference",
+                str(ref),
+                "--current",
+                str(tmp_path / "shifted.parquet"),
+                "--policy",
+                str(policy),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    lenient = json.loads(capsys.readouterr().out)
+    assert lenient["critical"] == 0
+    assert {(f["feature"], f["metric"]) for f in lenient["findings"]} == {
+        ("amount", "psi"),
+        ("country", "unseen_mass"),
+    }
+    policy.write_text(
+        "model: fraud\nrules:\n  - {metric: psi, features: [amount], critical: 0.25}\n"
+    )
+    assert (
+        main(
+            [
+                "drift",
+                "--reference",
+                str(ref),
+                "--current",
+                str(tmp_path / "shifted.parquet"),
+                "--policy",
+                str(policy),
+            ]
+        )
+        == 1
+    )
 
 
 def _commit_windows(url: str, n: int = 600) -> None:
