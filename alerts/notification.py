@@ -24,9 +24,15 @@ class Notification:
     note: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
+    delivery_id: str = ""
+    """Stable across redeliveries of this notification: receivers dedupe on it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Notification:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 class Channel(Protocol):
@@ -37,3 +43,11 @@ class Channel(Protocol):
     def send(self, notification: Notification) -> None: ...
 
     def close(self) -> None: ...
+
+
+class ChannelState(Protocol):
+    """Durable per-incident memory of a channel (e.g. which Slack message to update)."""
+
+    def get(self, fingerprint: str) -> dict[str, Any] | None: ...
+
+    def set(self, fingerprint: str, state: dict[str, Any]) -> None: ...

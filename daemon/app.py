@@ -15,11 +15,13 @@ from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.channels import build_channels
 from watchkeeper.daemon.checks import Checker
 from watchkeeper.daemon.config import Config
+from watchkeeper.daemon.delivery import DeliveryWorker
 from watchkeeper.daemon.http import HttpServer, Request, Response, Route
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.ingest import Ingestor
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.notify import Router
+from watchkeeper.daemon.outbox import Outbox
 from watchkeeper.daemon.reports import Reports, report_routes
 from watchkeeper.daemon.scheduler import PolicyScheduler, PolicyStatus, describe
 from watchkeeper.daemon.store import Store
@@ -39,6 +41,7 @@ class Daemon:
         self.started = threading.Event()
         self.scheduler: PolicyScheduler | None = None
         self.incidents: IncidentStore | None = None
+        self.delivery: DeliveryWorker | None = None
 
     def _liveness(self) -> tuple[bool, str]:
         ingestor = self.ingestor
@@ -115,11 +118,23 @@ class Daemon:
             reports = Reports(store, Path(config.reports.dir))
             incidents = IncidentStore(store.engine)
             self.incidents = incidents
-            channels = build_channels(config)
+            outbox = Outbox(store.engine)
+            channels = build_channels(config, outbox)
             for channel in channels.values():
                 stack.callback(channel.close)
+            self.delivery = DeliveryWorker(
+                outbox,
+                channels,
+                self.registry,
+                failure_channels=tuple(config.alerts.on_delivery_failure),
+            ).start()
+            stack.callback(self.delivery.close)
             checker = Checker(
-                store, incidents, config.windows.size, Router(channels, self._base_url())
+                store,
+                incidents,
+                config.windows.size,
+                Router(self._base_url()).plan,
+                enqueued=self.delivery.wake,
             )
             token = os.environ[config.http.token_env] if config.http.token_env else None
             self.http = HttpServer(

@@ -7,11 +7,12 @@ import logging
 from watchkeeper.alerts.console import ConsoleChannel
 from watchkeeper.alerts.notification import Channel
 from watchkeeper.daemon.config import Config, ConsoleChannelConfig
+from watchkeeper.daemon.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 
-def build_channels(config: Config) -> dict[str, Channel]:
+def build_channels(config: Config, outbox: Outbox | None = None) -> dict[str, Channel]:
     """The channels that can deliver; the others are validated but not built yet.
 
     Slack, Alertmanager and webhook delivery are not implemented in this version: their

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.store import Store
 from watchkeeper.detectors.base import Finding
@@ -25,7 +26,7 @@ from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.schema import Policy
 
 log = logging.getLogger(__name__)
-Notify = Callable[[IncidentEvent, Policy], None]
+Plan = Callable[[IncidentEvent, Policy], list[tuple[str, Notification]]]
 BASELINE_WINDOWS = 6  # previous policy windows whose median rate is the traffic baseline
 
 
@@ -111,13 +112,17 @@ class Checker:
         store: Store,
         incidents: IncidentStore,
         window_size_s: float,
-        notify: Notify | None = None,
+        plan: Plan | None = None,
         clock: Callable[[], float] = time.time,
+        silenced: Callable[[Notification], bool] | None = None,
+        enqueued: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.incidents = incidents
         self.size_ms = int(window_size_s * 1000)
-        self.notify = notify
+        self.plan = plan
+        self.silenced = silenced
+        self.enqueued = enqueued
         self.clock = clock
         self.references = ReferenceCache(store)
         self.engines: dict[str, PolicyEngine] = {}
@@ -163,14 +168,14 @@ class Checker:
                 found, at_ms, reference.metrics if reference is not None else {}
             )
             events += step_events
-        self.incidents.record(policy.key, at_ms, evaluations, events, engine.state_dict())
+        notes = [n for e in events for n in self.plan(e, policy)] if self.plan else []
+        self.incidents.record(
+            policy.key, at_ms, evaluations, events, engine.state_dict(), notes, self.silenced
+        )
         for event in events:
             log.warning("incident %s: %s", event.kind, event.incident.summary)
-            if self.notify is not None:
-                try:
-                    self.notify(event, policy)
-                except Exception:  # delivery has its own retries; never lose the check
-                    log.exception("notifying %s failed", event.incident.fingerprint)
+        if notes and self.enqueued is not None:
+            self.enqueued()
         return CheckResult(at_ms, evaluations, events, seen)
 
     def _baseline(self, model: str, start_ms: int, window_ms: int) -> tuple[float, ...]:

@@ -303,6 +303,10 @@ ChannelConfig = Annotated[
 
 class AlertsConfig(_Strict):
     channels: dict[NonEmpty, ChannelConfig] = {}
+    on_delivery_failure: list[NonEmpty] = ["console"]
+    """Where a notification given up on is reported (channels that exist are used)."""
+    give_up_after: Duration = 24 * 3600.0
+    """Retry a failing delivery this long (exponential backoff with jitter) before giving up."""
 
 
 class Config(_Strict):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
+from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.errors import StoreUnavailableError
+from watchkeeper.daemon.outbox import enqueue, rows_for
 from watchkeeper.policies.engine import Evaluation, IncidentEvent
 
 
@@ -30,7 +32,11 @@ class IncidentStore:
         evaluations: Sequence[Evaluation],
         events: Sequence[IncidentEvent],
         state: dict[str, Any],
+        notifications: Sequence[tuple[str, Notification]] = (),
+        silenced: Callable[[Notification], bool] | None = None,
     ) -> None:
+        """Evaluations, incident changes, engine state and the notifications they cause, in
+        one transaction: an incident change is never stored without its notifications."""
         try:
             with self.engine.begin() as conn:
                 if evaluations:
@@ -59,6 +65,7 @@ class IncidentStore:
                     )
                 for event in events:
                     self._apply(conn, event)
+                enqueue(conn, rows_for(notifications, at_ms, silenced))
                 dialect = self.engine.dialect.name
                 ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
                     t.policy_states

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
-from watchkeeper.alerts.notification import Channel, Notification
+from watchkeeper.alerts.notification import Notification
 from watchkeeper.policies.engine import IncidentEvent
 from watchkeeper.policies.schema import Policy
-
-log = logging.getLogger(__name__)
 
 
 def notification(event: IncidentEvent, policy: Policy, base_url: str | None) -> Notification:
@@ -42,8 +38,7 @@ class Router:
     the policy's rules name, so a silent model or a broken check is never silent.
     """
 
-    def __init__(self, channels: dict[str, Channel], base_url: str | None = None) -> None:
-        self.channels = channels
+    def __init__(self, base_url: str | None = None) -> None:
         self.base_url = base_url
 
     def targets(self, event: IncidentEvent, policy: Policy) -> list[str]:
@@ -55,11 +50,7 @@ class Router:
         every = {n for r in policy.rules for n in (*r.actions.warn, *r.actions.critical)}
         return sorted(every)
 
-    def __call__(self, event: IncidentEvent, policy: Policy) -> None:
+    def plan(self, event: IncidentEvent, policy: Policy) -> list[tuple[str, Notification]]:
+        """(channel, notification) for each channel this event goes to."""
         note = notification(event, policy, self.base_url)
-        for name in self.targets(event, policy):
-            channel = self.channels.get(name)
-            if channel is None:
-                log.warning("channel %s is configured but cannot deliver yet", name)
-                continue
-            channel.send(note)
+        return [(name, note) for name in self.targets(event, policy)]

@@ -157,3 +157,38 @@ policy_states = Table(
     Column("state", LargeBinary, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
 )
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(200), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(20), nullable=False, index=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("sent_ms", BigInteger),
+    Column("last_error", Text, nullable=False),
+)
+
+channel_state = Table(
+    "channel_state",
+    metadata,
+    Column("channel", String(200), primary_key=True),
+    Column("fingerprint", String(64), primary_key=True),
+    Column("state", Text, nullable=False),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("matchers", Text, nullable=False),
+    Column("starts_ms", BigInteger, nullable=False),
+    Column("ends_ms", BigInteger, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("comment", Text, nullable=False),
+)
