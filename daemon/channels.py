@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from watchkeeper.alerts.console import ConsoleChannel
 from watchkeeper.alerts.notification import Channel
-from watchkeeper.daemon.config import Config, ConsoleChannelConfig
+from watchkeeper.alerts.webhook import WebhookChannel
+from watchkeeper.daemon.config import Config, ConsoleChannelConfig, WebhookChannelConfig
 from watchkeeper.daemon.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,9 @@ def build_channels(config: Config, outbox: Outbox | None = None) -> dict[str, Ch
     for name, spec in config.alerts.channels.items():
         if isinstance(spec, ConsoleChannelConfig):
             channels[name] = ConsoleChannel(name, spec.format)
+        elif isinstance(spec, WebhookChannelConfig):
+            secret = os.environ[spec.secret_env] if spec.secret_env else None
+            channels[name] = WebhookChannel(name, spec.url, secret)
         else:
             log.warning("alert channel %s (%s) is not delivered by this version", name, spec.type)
     return channels

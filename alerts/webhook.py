@@ -1,0 +1,121 @@
+"""Signed webhooks for pipelines (retraining, promotion, anything that listens).
+
+The payload is JSON with a versioned schema (``"schema": "watchkeeper.notification/v1"``)::
+
+    {"schema": "watchkeeper.notification/v1", "id": "wk-42", "type": "incident.opened",
+     "timestamp": "2026-11-21T10:05:00Z", "model": "fraud",
+     "incident": {"fingerprint": "…", "state": "firing", "severity": "critical",
+                  "summary": "…", "policy": "fraud", "rule": "feature-drift",
+                  "metric": "psi", "feature": "*", "members": {"amount": 0.31},
+                  "opened_at": "…"},
+     "labels": {"team": "payments"}, "links": {"status": "…"}, "note": ""}
+
+It is signed per the Standard Webhooks specification (``webhook-id``,
+``webhook-timestamp``, ``webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>``)
+with the ``standardwebhooks`` package; ``webhook-id`` (also sent as ``Idempotency-Key``)
+stays the same on every redelivery, so a receiver drops duplicates. 2xx is success;
+408, 429 and 5xx are retried (``Retry-After`` honoured); other statuses are final.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from standardwebhooks import Webhook
+from watchkeeper.alerts.errors import DeliveryError
+from watchkeeper.alerts.notification import Notification
+
+SCHEMA = "watchkeeper.notification/v1"
+RETRIABLE = {408, 425, 429}
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def payload(n: Notification) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "id": n.delivery_id,
+        "type": f"incident.{n.kind}",
+        "timestamp": _iso(n.at_ms),
+        "model": n.model,
+        "incident": {
+            "fingerprint": n.fingerprint,
+            "state": "resolved" if n.kind == "resolved" else "firing",
+            "severity": n.severity,
+            "summary": n.summary,
+            "policy": n.policy,
+            "rule": n.rule,
+            "metric": n.metric,
+            "feature": n.feature,
+            "members": n.members,
+            "opened_at": _iso(n.opened_ms),
+        },
+        "labels": n.labels,
+        "links": n.links,
+        "note": n.note,
+    }
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+class WebhookChannel:
+    def __init__(
+        self, name: str, url: str, secret: str | None = None, timeout_s: float = 10.0
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.timeout_s = timeout_s
+        self._signer = Webhook(secret) if secret else None
+
+    def send(self, notification: Notification) -> None:
+        body = json.dumps(payload(notification), separators=(",", ":"))
+        now = dt.datetime.now(dt.UTC)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "watchkeeper",
+            "webhook-id": notification.delivery_id,
+            "Idempotency-Key": notification.delivery_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+        }
+        if self._signer is not None:
+            headers["webhook-signature"] = self._signer.sign(notification.delivery_id, now, body)
+        request = urllib.request.Request(
+            self.url, data=body.encode(), headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            wait = retry_after(exc.headers.get("Retry-After"))
+            exc.close()  # it holds the connection
+            retriable = status in RETRIABLE or status >= 500
+            raise DeliveryError(
+                self.name, f"HTTP {status}", retriable=retriable, retry_after=wait
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DeliveryError(self.name, f"unreachable: {reason}") from None
+
+    def close(self) -> None:
+        return None
