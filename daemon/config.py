@@ -274,6 +274,9 @@ class SlackChannelConfig(_Strict):
     webhook_url_env: EnvName | None = None
     channel: str | None = None
     channel_by_severity: dict[str, str] = {}
+    channel_by_model: dict[str, str] = {}
+    api_url: str | None = None
+    """The Web API base URL (default https://slack.com/api/)."""
 
     @pydantic.model_validator(mode="after")
     def _one_way(self) -> SlackChannelConfig:
