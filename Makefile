@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Debian packages for the alerting tests (Prometheus and Alertmanager), installed only
-# when missing. Not yet a prerequisite of `test`: no test uses them until the alert
-# channels land.
+# Debian packages for the alerting tests (Prometheus, promtool and Alertmanager), installed
+# only when missing. Needs root (CI runs as root); the tests start their own instances.
 system-deps:
-	@command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null || \
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && \
+	  command -v prometheus-alertmanager >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null)
 	@# the Debian packages start their services; the tests start their own on free ports
 	@-systemctl stop prometheus prometheus-alertmanager >/dev/null 2>&1 || true
@@ -39,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP) typecheck-tree
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) system-deps lint typecheck
 	$(BIN)/pytest
 
 test-fast: $(STAMP)

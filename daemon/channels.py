@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import os
 
+from watchkeeper.alerts.alertmanager import AlertmanagerChannel
 from watchkeeper.alerts.console import ConsoleChannel
 from watchkeeper.alerts.notification import Channel
 from watchkeeper.alerts.slack import SlackChannel
 from watchkeeper.alerts.webhook import WebhookChannel
 from watchkeeper.daemon.config import (
+    AlertmanagerChannelConfig,
     Config,
     ConsoleChannelConfig,
     SlackChannelConfig,
-    WebhookChannelConfig,
 )
 from watchkeeper.daemon.delivery import OutboxState
 from watchkeeper.daemon.outbox import Outbox
@@ -22,11 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def build_channels(config: Config, outbox: Outbox | None = None) -> dict[str, Channel]:
-    """The channels that can deliver; the others are validated but not built yet.
-
-    Slack, Alertmanager and webhook delivery are not implemented in this version: their
-    configuration is checked, and a notification routed to one is logged and not sent.
-    """
+    """Every configured channel, ready to deliver (secrets read from the environment)."""
     channels: dict[str, Channel] = {}
     for name, spec in config.alerts.channels.items():
         if isinstance(spec, ConsoleChannelConfig):
@@ -42,9 +39,15 @@ def build_channels(config: Config, outbox: Outbox | None = None) -> dict[str, Ch
                 state=OutboxState(outbox, name) if outbox is not None else None,
                 base_url=spec.api_url,
             )
-        elif isinstance(spec, WebhookChannelConfig):
+        elif isinstance(spec, AlertmanagerChannelConfig):
+            channels[name] = AlertmanagerChannel(
+                name,
+                spec.url,
+                state=OutboxState(outbox, name) if outbox is not None else None,
+                resend_interval_s=spec.resend_interval,
+                resolved_resend_s=spec.resolved_resend,
+            )
+        else:  # a webhook: the config's union is exhaustive
             secret = os.environ[spec.secret_env] if spec.secret_env else None
             channels[name] = WebhookChannel(name, spec.url, secret)
-        else:
-            log.warning("alert channel %s (%s) is not delivered by this version", name, spec.type)
     return channels

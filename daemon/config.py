@@ -290,6 +290,10 @@ class SlackChannelConfig(_Strict):
 class AlertmanagerChannelConfig(_Strict):
     type: Literal["alertmanager"]
     url: NonEmpty
+    resend_interval: Duration = 60.0
+    """Firing alerts are re-sent this often (endsAt four intervals ahead)."""
+    resolved_resend: Duration = 300.0
+    """Resolved alerts are re-sent as resolved this long."""
 
 
 class WebhookChannelConfig(_Strict):

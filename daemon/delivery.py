@@ -90,6 +90,7 @@ class DeliveryWorker:
         self.interval_s = interval_s
         self.clock = clock
         self.metrics = DeliveryMetrics(registry)
+        self._refreshed: dict[str, float] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="wk-delivery", daemon=False)
@@ -127,7 +128,23 @@ class DeliveryWorker:
             delivered += self._deliver(row)
         for channel, depth in self.outbox.depth().items():
             self.metrics.depth.labels(channel).set(depth)
+        self._refresh(now)
         return delivered
+
+    def _refresh(self, now: float) -> None:
+        """Channels that must repeat themselves (Alertmanager forgets what is not re-sent)."""
+        for name, channel in self.channels.items():
+            refresh = getattr(channel, "refresh", None)
+            if refresh is None:
+                continue
+            every = float(getattr(channel, "resend_interval_s", 60.0))
+            if now - self._refreshed.get(name, 0.0) < every:
+                continue
+            self._refreshed[name] = now
+            try:
+                refresh()
+            except DeliveryError as exc:
+                log.warning("re-sending active alerts to %s failed: %s", name, exc.reason)
 
     def _deliver(self, row: OutboxRow) -> int:
         channel = self.channels.get(row.channel)

@@ -75,3 +75,86 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'store.db'}"
     url: str = request.getfixturevalue("pg_database")
     return url
+
+
+# -- Prometheus and Alertmanager (Debian packages, installed by `make system-deps`) -------
+def _binary(*names: str) -> str:
+    import shutil
+
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    message = f"none of {names} is installed (make system-deps installs them)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+    raise AssertionError  # unreachable
+
+
+class _Process:
+    def __init__(self, argv: list[str], url: str, log: Path) -> None:
+        import subprocess
+        import urllib.request
+
+        self.url = url
+        self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/-/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{argv[0]} did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[str]:
+    """A real Alertmanager on a free loopback port; yields its base URL."""
+    from watchkeeper.daemon.broker import free_port
+
+    binary = _binary("prometheus-alertmanager", "alertmanager")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text("route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n")
+    port = free_port()
+    proc = _Process(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        f"http://127.0.0.1:{port}",
+        tmp_path / "alertmanager.log",
+    )
+    yield proc.url
+    proc.stop()
+
+
+@pytest.fixture
+def prometheus_binary() -> str:
+    return _binary("prometheus")
+
+
+@pytest.fixture
+def promtool() -> str:
+    return _binary("promtool")
