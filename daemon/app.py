@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.channels import build_channels
-from watchkeeper.daemon.checks import Checker
+from watchkeeper.daemon.checks import Checker, CheckMetrics
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.delivery import DeliveryWorker
 from watchkeeper.daemon.http import HttpServer, Request, Response, Route
@@ -135,6 +135,7 @@ class Daemon:
                 config.windows.size,
                 Router(self._base_url()).plan,
                 enqueued=self.delivery.wake,
+                metrics=CheckMetrics(self.registry),
             )
             token = os.environ[config.http.token_env] if config.http.token_env else None
             self.http = HttpServer(

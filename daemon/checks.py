@@ -7,12 +7,15 @@ windows are rolled up; nothing reads raw events, so the cost does not grow with 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Gauge
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.store import Store
@@ -104,6 +107,51 @@ def findings_for(
     return out
 
 
+class CheckMetrics:
+    """Latest value of every evaluated metric, and open incidents, for Prometheus / Grafana.
+
+    Cardinality is bounded by the policies: models × (features a rule selects) × metrics,
+    and for incidents policies × rules × features × severities.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.value = Gauge(
+            "watchkeeper_metric_value",
+            "Latest value of a metric (NaN: not enough data).",
+            ["model", "feature", "metric"],
+            registry=registry,
+        )
+        self.threshold = Gauge(
+            "watchkeeper_metric_threshold",
+            "Threshold the latest value was compared with.",
+            ["model", "feature", "metric", "severity"],
+            registry=registry,
+        )
+        self.incident = Gauge(
+            "watchkeeper_incident_open",
+            "1 while an incident is open.",
+            ["policy", "model", "rule", "feature", "severity"],
+            registry=registry,
+        )
+
+    def observe(self, evaluations: list[Evaluation], events: list[IncidentEvent]) -> None:
+        for e in evaluations:
+            feature = e.feature or ""
+            value = e.value if e.decision not in ("insufficient_data", "error") else None
+            self.value.labels(e.model, feature, e.metric).set(math.nan if value is None else value)
+            for severity, bound in (("warn", e.warn), ("critical", e.critical)):
+                if bound is not None:
+                    self.threshold.labels(e.model, feature, e.metric, severity).set(bound)
+        for event in events:
+            i = event.incident
+            labels = (i.policy, i.model, i.rule, i.feature or "")
+            for severity in ("warn", "critical"):
+                with contextlib.suppress(KeyError):
+                    self.incident.remove(*labels, severity)
+            if event.kind != "resolved":
+                self.incident.labels(*labels, i.severity).set(1)
+
+
 class Checker:
     """Evaluates policies against the store and records what it decided."""
 
@@ -116,6 +164,7 @@ class Checker:
         clock: Callable[[], float] = time.time,
         silenced: Callable[[Notification], bool] | None = None,
         enqueued: Callable[[], None] | None = None,
+        metrics: CheckMetrics | None = None,
     ) -> None:
         self.store = store
         self.incidents = incidents
@@ -123,6 +172,7 @@ class Checker:
         self.plan = plan
         self.silenced = silenced
         self.enqueued = enqueued
+        self.metrics = metrics
         self.clock = clock
         self.references = ReferenceCache(store)
         self.engines: dict[str, PolicyEngine] = {}
@@ -172,6 +222,8 @@ class Checker:
         self.incidents.record(
             policy.key, at_ms, evaluations, events, engine.state_dict(), notes, self.silenced
         )
+        if self.metrics is not None:
+            self.metrics.observe(evaluations, events)
         for event in events:
             log.warning("incident %s: %s", event.kind, event.incident.summary)
         if notes and self.enqueued is not None:
