@@ -12,10 +12,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from watchkeeper.alerts.retry import RetryPolicy
 from watchkeeper.daemon.channels import build_channels
 from watchkeeper.daemon.checks import Checker, CheckMetrics
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.delivery import DeliveryWorker
+from watchkeeper.daemon.housekeeping import Housekeeper
 from watchkeeper.daemon.http import HttpServer, Request, Response, Route
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.ingest import Ingestor
@@ -24,6 +26,7 @@ from watchkeeper.daemon.notify import Router
 from watchkeeper.daemon.outbox import Outbox
 from watchkeeper.daemon.reports import Reports, report_routes
 from watchkeeper.daemon.scheduler import PolicyScheduler, PolicyStatus, describe
+from watchkeeper.daemon.silences import Silences
 from watchkeeper.daemon.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class Daemon:
         self.scheduler: PolicyScheduler | None = None
         self.incidents: IncidentStore | None = None
         self.delivery: DeliveryWorker | None = None
+        self.silences: Silences | None = None
 
     def _liveness(self) -> tuple[bool, str]:
         ingestor = self.ingestor
@@ -99,7 +103,13 @@ class Daemon:
             body = describe(status)
             return Response.of_json(200 if status.ok else 422, body)
 
+        def silences(_request: Request) -> Response:
+            if self.silences is None:
+                return Response.of_json(503, {"error": "starting"})
+            return Response.of_json(200, {"silences": self.silences.active()})
+
         return [
+            Route("GET", "/api/silences", silences),
             Route("GET", "/api/policies", policies),
             Route("GET", "/api/incidents", incidents),
             Route("GET", "/api/evaluations", evaluations),
@@ -126,16 +136,22 @@ class Daemon:
                 outbox,
                 channels,
                 self.registry,
-                failure_channels=tuple(config.alerts.on_delivery_failure),
+                retry=RetryPolicy(give_up_after=config.alerts.give_up_after),
+                failure_channels=tuple(
+                    c for c in config.alerts.on_delivery_failure if c in channels
+                ),
             ).start()
             stack.callback(self.delivery.close)
+            self.silences = Silences(store.engine)
+            router = Router(self._base_url(), config.alerts.routes)
             checker = Checker(
                 store,
                 incidents,
                 config.windows.size,
-                Router(self._base_url()).plan,
+                router.plan,
                 enqueued=self.delivery.wake,
                 metrics=CheckMetrics(self.registry),
+                silenced=self.silences.silenced,
             )
             token = os.environ[config.http.token_env] if config.http.token_env else None
             self.http = HttpServer(
@@ -158,6 +174,16 @@ class Daemon:
                 config.windows.size,
             ).start()
             stack.callback(self.scheduler.close)
+            scheduler = self.scheduler
+            housekeeper = Housekeeper(
+                config.alerts,
+                outbox,
+                incidents,
+                router,
+                lambda: {k: p.policy for k, p in scheduler.status.policies.items()},
+                self.delivery.wake,
+            ).start()
+            stack.callback(housekeeper.close)
             self.started.set()
             log.info(
                 "watchkeeper is running (group %s, topics %s)",

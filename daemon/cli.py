@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
+from watchkeeper.daemon.cli_alerts import add_parsers as add_alert_parsers
 from watchkeeper.daemon.cli_detect import add_parsers as add_detect_parsers
 from watchkeeper.daemon.cli_policy import add_parsers as add_policy_parsers
 from watchkeeper.daemon.config import Config, load_config, secret_values
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_detect_parsers(sub, DEFAULT_CONFIG)
     add_policy_parsers(sub, DEFAULT_CONFIG)
+    add_alert_parsers(sub, DEFAULT_CONFIG)
 
     demo = sub.add_parser(
         "demo", help="run the daemon on an embedded broker with synthetic traffic"

@@ -308,9 +308,55 @@ ChannelConfig = Annotated[
 ]
 
 
+class RouteConfig(_Strict):
+    """Send notifications whose labels match to more channels (Alertmanager-style)."""
+
+    match: dict[NonEmpty, str] = {}
+    """Label → value; a value starting with ``~`` is a regular expression (full match)."""
+    channels: list[NonEmpty]
+    continue_: bool = Field(default=False, alias="continue")
+    """Also try the routes after this one when it matched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @pydantic.field_validator("match")
+    @classmethod
+    def _patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, pattern in value.items():
+            if pattern.startswith("~"):
+                try:
+                    re.compile(pattern[1:])
+                except re.error as exc:
+                    raise ValueError(f"match.{label}: not a regular expression: {exc}") from None
+        return value
+
+
+class HeartbeatConfig(_Strict):
+    channels: list[NonEmpty]
+    every: Duration = 300.0
+
+
 class AlertsConfig(_Strict):
     channels: dict[NonEmpty, ChannelConfig] = {}
+    routes: list[RouteConfig] = []
+    repeat_interval: Duration = 4 * 3600.0
+    """A firing incident is notified again after this long without news (0: never)."""
+    heartbeat: HeartbeatConfig | None = None
+    """"watchkeeper is alive" notifications, so a receiver can alarm when they stop."""
     on_delivery_failure: list[NonEmpty] = ["console"]
+
+    @pydantic.model_validator(mode="after")
+    def _known_channels(self) -> AlertsConfig:
+        named = [c for r in self.routes for c in r.channels]
+        named += self.heartbeat.channels if self.heartbeat else []
+        unknown = sorted({c for c in named if c not in self.channels})
+        if unknown:
+            known = ", ".join(sorted(self.channels)) or "none are defined"
+            raise ValueError(
+                f"routes / heartbeat name unknown channels {', '.join(unknown)} (channels: {known})"
+            )
+        return self
+
     """Where a notification given up on is reported (channels that exist are used)."""
     give_up_after: Duration = 24 * 3600.0
     """Retry a failing delivery this long (exponential backoff with jitter) before giving up."""

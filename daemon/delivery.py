@@ -186,12 +186,12 @@ class DeliveryWorker:
         n = row.notification
         note = Notification(
             kind="delivery_failed",
-            fingerprint=n.fingerprint,
+            fingerprint=f"delivery-{row.channel}-{n.fingerprint}",
             severity="critical",
             summary=f"could not deliver to {row.channel}: {n.summary}",
             model=n.model,
             policy=n.policy,
-            rule=n.rule,
+            rule="delivery_failed",
             metric=n.metric,
             feature=n.feature,
             members={},

@@ -9,6 +9,14 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+READ_ONLY = "watchkeeper_read_only"
+"""Execution option marking a connection that only reads (see :func:`reader`)."""
+
+
+def reader(engine: Engine) -> Connection:
+    """A connection for reading only; on SQLite it does not wait for the write lock."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
 
 def create_store_engine(url: str) -> Engine:
     """An engine set up for the daemon's access pattern on SQLite or PostgreSQL."""
@@ -35,7 +43,10 @@ def create_store_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # readers (connections marked read_only) take no write lock: in WAL mode they
+            # read a snapshot while a writer commits
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     if parsed.drivername == "postgresql":

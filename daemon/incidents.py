@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon import tables as t
+from watchkeeper.daemon.engine import reader
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.outbox import enqueue, rows_for
 from watchkeeper.policies.engine import Evaluation, IncidentEvent
@@ -37,6 +38,9 @@ class IncidentStore:
     ) -> None:
         """Evaluations, incident changes, engine state and the notifications they cause, in
         one transaction: an incident change is never stored without its notifications."""
+        # silences are read before the transaction: on SQLite a read inside it would wait
+        # for the write lock the transaction itself holds
+        queued = rows_for(notifications, at_ms, silenced)
         try:
             with self.engine.begin() as conn:
                 if evaluations:
@@ -65,7 +69,7 @@ class IncidentStore:
                     )
                 for event in events:
                     self._apply(conn, event)
-                enqueue(conn, rows_for(notifications, at_ms, silenced))
+                enqueue(conn, queued)
                 dialect = self.engine.dialect.name
                 ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
                     t.policy_states
@@ -118,7 +122,7 @@ class IncidentStore:
 
     def state(self, policy: str) -> dict[str, Any] | None:
         try:
-            with self.engine.connect() as conn:
+            with reader(self.engine) as conn:
                 blob = conn.execute(
                     select(t.policy_states.c.state).where(t.policy_states.c.policy == policy)
                 ).scalar()
@@ -130,7 +134,7 @@ class IncidentStore:
         query = select(t.incidents).order_by(t.incidents.c.updated_ms.desc()).limit(limit)
         if state is not None:
             query = query.where(t.incidents.c.state == state)
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             rows = [dict(r._mapping) for r in conn.execute(query).all()]
         for row in rows:
             row["members"] = json.loads(row["members"])
@@ -147,5 +151,5 @@ class IncidentStore:
         for column, value in (("policy", policy), ("rule", rule), ("feature", feature)):
             if value is not None:
                 query = query.where(t.evaluations.c[column] == value)
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.config import RouteConfig
 from watchkeeper.policies.engine import IncidentEvent
 from watchkeeper.policies.schema import Policy
 
@@ -38,8 +42,28 @@ class Router:
     the policy's rules name, so a silent model or a broken check is never silent.
     """
 
-    def __init__(self, base_url: str | None = None) -> None:
+    def __init__(self, base_url: str | None = None, routes: Sequence[RouteConfig] = ()) -> None:
         self.base_url = base_url
+        self.routes = list(routes)
+
+    def routed(self, note: Notification) -> list[str]:
+        """Channels of the routes whose matchers all hold (first match, unless continue)."""
+        labels = {
+            "model": note.model,
+            "severity": note.severity,
+            "policy": note.policy,
+            "rule": note.rule,
+            "feature": note.feature or "",
+            "metric": note.metric,
+            **note.labels,
+        }
+        out: list[str] = []
+        for route in self.routes:
+            if all(_matches(labels.get(k, ""), v) for k, v in route.match.items()):
+                out += route.channels
+                if not route.continue_:
+                    break
+        return out
 
     def targets(self, event: IncidentEvent, policy: Policy) -> list[str]:
         rule = next((r for r in policy.rules if r.key == event.incident.rule), None)
@@ -53,4 +77,11 @@ class Router:
     def plan(self, event: IncidentEvent, policy: Policy) -> list[tuple[str, Notification]]:
         """(channel, notification) for each channel this event goes to."""
         note = notification(event, policy, self.base_url)
-        return [(name, note) for name in self.targets(event, policy)]
+        names = sorted(set(self.targets(event, policy)) | set(self.routed(note)))
+        return [(name, note) for name in names]
+
+
+def _matches(value: str, pattern: str) -> bool:
+    if pattern.startswith("~"):
+        return re.fullmatch(pattern[1:], value) is not None
+    return value == pattern

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon import tables as t
+from watchkeeper.daemon.engine import reader
 
 PENDING, SENT, FAILED, SILENCED = "pending", "sent", "failed", "silenced"
 
@@ -68,7 +69,7 @@ class Outbox:
     def due(self, now_ms: int, limit: int = 200) -> list[OutboxRow]:
         """The first pending row of each (channel, incident), when its time has come."""
         o = t.outbox.c
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             rows = conn.execute(
                 select(
                     o.id,
@@ -111,7 +112,7 @@ class Outbox:
 
     def depth(self) -> dict[str, int]:
         o = t.outbox.c
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             rows = conn.execute(
                 select(o.channel, func.count()).where(o.state == PENDING).group_by(o.channel)
             ).all()
@@ -121,13 +122,13 @@ class Outbox:
         query = select(t.outbox).order_by(t.outbox.c.id)
         if channel is not None:
             query = query.where(t.outbox.c.channel == channel)
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]
 
     # -- per channel and incident state (e.g. the Slack message to update) ----------------
     def channel_state(self, channel: str, fingerprint: str) -> dict[str, Any] | None:
         c = t.channel_state.c
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             raw = conn.execute(
                 select(c.state).where((c.channel == channel) & (c.fingerprint == fingerprint))
             ).scalar()

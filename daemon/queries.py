@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from watchkeeper.daemon import tables as t
+from watchkeeper.daemon.engine import reader
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.windows import StreamKey
 from watchkeeper.detectors.profile import ReferenceProfile
@@ -43,7 +44,7 @@ class StoreQueries:
             yield conn
             return
         try:
-            with self.engine.connect() as own:
+            with reader(self.engine) as own:
                 yield own
         except (OperationalError, DBAPIError) as exc:
             raise StoreUnavailableError("read", exc) from exc

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.decode import Quarantined
-from watchkeeper.daemon.engine import create_store_engine
+from watchkeeper.daemon.engine import create_store_engine, reader
 from watchkeeper.daemon.errors import MigrationError, StoreUnavailableError
 from watchkeeper.daemon.labels import JoinBuffer, JoinSettings, join_in_transaction
 from watchkeeper.daemon.queries import StoreQueries, TopicPartitionKey
@@ -76,7 +76,7 @@ class Store(StoreQueries):
 
     def ping(self) -> bool:
         try:
-            with self.engine.connect() as conn:
+            with reader(self.engine) as conn:
                 conn.execute(text("SELECT 1"))
         except DBAPIError:
             return False

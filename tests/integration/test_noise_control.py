@@ -1,0 +1,239 @@
+"""Routing, silences, heartbeat and reminders; and secrets stay out of logs and the API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from watchkeeper.daemon.broker import EmbeddedBroker, free_port
+from watchkeeper.daemon.config import AlertsConfig, RouteConfig
+from watchkeeper.daemon.housekeeping import Housekeeper
+from watchkeeper.daemon.incidents import IncidentStore
+from watchkeeper.daemon.notify import Router
+from watchkeeper.daemon.outbox import Outbox
+from watchkeeper.daemon.silences import Silences, parse_matchers
+from watchkeeper.daemon.store import Store
+from watchkeeper.policies.engine import Incident, IncidentEvent
+from watchkeeper.policies.schema import Policy
+
+from tests.integration.test_slack import FakeSlack
+from tests.support import daemon_config_dict, wait_until, write_config
+
+POLICY = Policy.model_validate(
+    {
+        "model": "fraud",
+        "labels": {"team": "payments"},
+        "rules": [
+            {
+                "name": "drift",
+                "metric": "psi",
+                "critical": 0.25,
+                "warn": 0.1,
+                "actions": {"critical": ["oncall"], "warn": ["console"]},
+            }
+        ],
+    }
+)
+
+
+def event(severity: str = "critical", kind: str = "opened", at: int = 0) -> IncidentEvent:
+    return IncidentEvent(
+        kind,
+        Incident(
+            "fp",
+            "fraud",
+            "fraud",
+            "drift",
+            "amount",
+            "psi",  # type: ignore[arg-type]
+            severity,
+            at,
+            {"amount": 0.3},
+            "psi 0.3 on fraud",
+        ),
+        at,
+    )
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    server = FakeSlack()
+    server.thread.start()
+    yield server
+    server.shutdown()
+    server.thread.join()
+    server.server_close()
+
+
+def test_routes_add_channels_by_labels() -> None:
+    routes = [
+        RouteConfig.model_validate(
+            {
+                "match": {"team": "payments", "severity": "~crit.*"},
+                "channels": ["pager"],
+                "continue": True,
+            }
+        ),
+        RouteConfig.model_validate({"match": {"model": "fraud"}, "channels": ["audit"]}),
+        RouteConfig.model_validate({"match": {"model": "fraud"}, "channels": ["never"]}),
+    ]
+    router = Router("http://wk:8450", routes)
+    critical = router.plan(event("critical"), POLICY)
+    assert sorted(c for c, _ in critical) == ["audit", "oncall", "pager"]
+    assert critical[0][1].links == {"status": "http://wk:8450/api/incidents"}
+    assert sorted(c for c, _ in router.plan(event("warn"), POLICY)) == ["audit", "console"]
+
+
+def test_silences_keep_notifications_unsent_until_they_expire(store_url: str) -> None:
+    with Store.open(store_url) as store:
+        silences = Silences(store.engine, cache_s=0.0)
+        incidents = IncidentStore(store.engine)
+        router = Router()
+        sid = silences.add(
+            parse_matchers(["model=fraud", "severity=~warn|critical"]), 3600, "alice", "deploying"
+        )
+        e = event()
+        incidents.record("fraud", 0, [], [e], {}, router.plan(e, POLICY), silences.silenced)
+        assert [r["state"] for r in Outbox(store.engine).rows()] == ["silenced"]
+        assert [s["created_by"] for s in silences.active()] == ["alice"]
+        assert silences.expire(sid) and silences.active() == []
+        e2 = event(kind="resolved", at=1)
+        incidents.record("fraud", 1, [], [e2], {}, router.plan(e2, POLICY), silences.silenced)
+        assert [r["state"] for r in Outbox(store.engine).rows()] == ["silenced", "pending"]
+    with pytest.raises(ValueError, match="label=value"):
+        parse_matchers(["fraud"])
+
+
+def test_heartbeat_and_reminders(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        outbox, incidents = Outbox(store.engine), IncidentStore(store.engine)
+        config = AlertsConfig.model_validate(
+            {
+                "channels": {
+                    "am": {"type": "alertmanager", "url": "http://x"},
+                    "oncall": {"type": "console"},
+                },
+                "heartbeat": {"channels": ["am"], "every": "5m"},
+                "repeat_interval": "4h",
+            }
+        )
+        woke = []
+        keeper = Housekeeper(
+            config,
+            outbox,
+            incidents,
+            Router(),
+            lambda: {"fraud": POLICY},
+            lambda: woke.append(1),
+            clock=lambda: now[0],
+        )
+        assert keeper.run_once() == 1
+        (beat,) = outbox.rows()
+        assert (beat["channel"], beat["kind"]) == ("am", "heartbeat")
+        now[0] += 60
+        assert keeper.run_once() == 0  # not due yet
+        e = event(at=int(now[0] * 1000))
+        incidents.record("fraud", e.at_ms, [], [e], {}, Router().plan(e, POLICY))
+        now[0] += 4 * 3600 - 30
+        assert [r["kind"] for r in outbox.rows()][-1] == "opened"
+        keeper.run_once()
+        assert [r["kind"] for r in outbox.rows() if r["channel"] == "oncall"] == ["opened"]
+        now[0] += 60  # four hours without news: remind
+        keeper.run_once()
+        kinds = [(r["channel"], r["kind"]) for r in outbox.rows()]
+        assert ("oncall", "reminder") in kinds and woke
+
+
+@pytest.mark.slow
+def test_secrets_appear_in_no_log_line_and_no_api_response(
+    broker: EmbeddedBroker,
+    tmp_path: Path,
+    fake_slack: FakeSlack,
+    topic_name: str,
+) -> None:
+    from tests.support import create_topic
+
+    create_topic(broker.bootstrap, topic_name)
+    token, hook_secret = "xoxb-do-not-leak-4242", "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHM="
+    port = free_port()
+    data = daemon_config_dict(
+        broker.bootstrap,
+        f"sqlite:///{tmp_path / 's.db'}",
+        {"predictions": {"name": topic_name}},
+        http={"listen": f"127.0.0.1:{port}"},
+        alerts={
+            "channels": {
+                "oncall": {
+                    "type": "slack",
+                    "token_env": "WK_SLACK",
+                    "channel": "#x",
+                    "api_url": fake_slack.api,
+                },
+                "hook": {
+                    "type": "webhook",
+                    "url": f"http://127.0.0.1:{free_port()}/h",
+                    "secret_env": "WK_HOOK",
+                },
+                "console": {"type": "console"},
+            },
+            "heartbeat": {"channels": ["oncall", "hook"], "every": "1s"},
+            "give_up_after": "2s",
+        },
+    )
+    config = write_config(tmp_path / "watchkeeper.yaml", data)
+    env = dict(os.environ, WK_SLACK=token, WK_HOOK=hook_secret)
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "watchkeeper.daemon",
+                "run",
+                "-c",
+                str(config),
+                "--log-level",
+                "DEBUG",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+
+        def gave_up() -> bool:
+            return "gave up delivering" in log.read_text()
+
+        wait_until(gave_up, timeout=90)  # Slack said invalid_auth; the hook was unreachable
+        bodies = []
+        for path in (
+            "/api/policies",
+            "/api/incidents?state=all",
+            "/api/silences",
+            "/api/evaluations",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+        ):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    bodies.append(r.read().decode())
+            except urllib.error.HTTPError as exc:
+                bodies.append(exc.read().decode())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    text = log.read_text()
+    assert "invalid_auth" in text  # the failure is logged…
+    for secret in (token, hook_secret, "c2VjcmV0LWtleS1mb3ItdGVzdHM="):
+        assert secret not in text  # …without the secret
+        assert all(secret not in body for body in bodies)
+    assert json.loads(bodies[0])["last_reload_successful"] is True
