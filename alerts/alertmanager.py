@@ -60,6 +60,8 @@ def alert(n: Notification, now_s: float, ends_s: float) -> dict[str, Any]:
 
 
 class AlertmanagerChannel:
+    grouped = False  # every notification, in order: the receiver decides what to do with it
+
     def __init__(
         self,
         name: str,

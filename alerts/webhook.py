@@ -79,6 +79,8 @@ def retry_after(value: str | None) -> float | None:
 
 
 class WebhookChannel:
+    grouped = False  # every notification, in order: the receiver decides what to do with it
+
     def __init__(
         self, name: str, url: str, secret: str | None = None, timeout_s: float = 10.0
     ) -> None:

@@ -137,6 +137,8 @@ class Daemon:
                 channels,
                 self.registry,
                 retry=RetryPolicy(give_up_after=config.alerts.give_up_after),
+                group_wait_s=config.alerts.group_wait,
+                group_interval_s=config.alerts.group_interval,
                 failure_channels=tuple(
                     c for c in config.alerts.on_delivery_failure if c in channels
                 ),

@@ -339,6 +339,10 @@ class HeartbeatConfig(_Strict):
 class AlertsConfig(_Strict):
     channels: dict[NonEmpty, ChannelConfig] = {}
     routes: list[RouteConfig] = []
+    group_wait: Duration = 30.0
+    """A new incident's first notification waits this long (a flap in between is not sent)."""
+    group_interval: Duration = 300.0
+    """Changes of an incident go out at most this often; only the newest waiting one."""
     repeat_interval: Duration = 4 * 3600.0
     """A firing incident is notified again after this long without news (0: never)."""
     heartbeat: HeartbeatConfig | None = None

@@ -80,6 +80,8 @@ class DeliveryWorker:
         registry: CollectorRegistry,
         retry: RetryPolicy | None = None,
         failure_channels: tuple[str, ...] = (),
+        group_wait_s: float = 0.0,
+        group_interval_s: float = 0.0,
         interval_s: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -89,6 +91,8 @@ class DeliveryWorker:
         self.failure_channels = failure_channels
         self.interval_s = interval_s
         self.clock = clock
+        self.group_wait_ms = int(group_wait_s * 1000)
+        self.group_interval_ms = int(group_interval_s * 1000)
         self.metrics = DeliveryMetrics(registry)
         self._refreshed: dict[str, float] = {}
         self._stop = threading.Event()
@@ -122,7 +126,13 @@ class DeliveryWorker:
         """One round: every due notification once. Returns how many were delivered."""
         delivered = 0
         now = self.clock()
-        for row in self.outbox.due(int(now * 1000)):
+        exact = frozenset(n for n, c in self.channels.items() if not getattr(c, "grouped", True))
+        for row in self.outbox.due(
+            int(now * 1000),
+            group_wait_ms=self.group_wait_ms,
+            group_interval_ms=self.group_interval_ms,
+            exact=exact,
+        ):
             if self._stop.is_set():
                 break
             delivered += self._deliver(row)

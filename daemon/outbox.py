@@ -20,6 +20,10 @@ from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.engine import reader
 
 PENDING, SENT, FAILED, SILENCED = "pending", "sent", "failed", "silenced"
+SUPERSEDED = "superseded"
+GROUPED = {"opened", "updated", "escalated", "de-escalated", "reminder", "resolved"}
+COALESCED = {"updated", "escalated", "de-escalated", "reminder"}
+"""Changes of which only the newest waiting one is worth sending."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,23 @@ class Outbox:
         with self.engine.begin() as conn:
             enqueue(conn, rows_for(notes, now_ms))
 
-    def due(self, now_ms: int, limit: int = 200) -> list[OutboxRow]:
-        """The first pending row of each (channel, incident), when its time has come."""
+    def due(
+        self,
+        now_ms: int,
+        limit: int = 200,
+        group_wait_ms: int = 0,
+        group_interval_ms: int = 0,
+        exact: frozenset[str] = frozenset(),
+    ) -> list[OutboxRow]:
+        """The first pending row of each (channel, incident), when its time has come.
+
+        Noise control, with Alertmanager's meaning: a new incident's first notification
+        waits ``group_wait`` (an incident that resolves meanwhile is never notified at
+        all); later changes go out at most every ``group_interval``, and only the newest
+        of several waiting changes is sent (the others are superseded). Channels in
+        ``exact`` (webhooks, Alertmanager: they group for themselves) get every
+        notification, in order, without waiting.
+        """
         o = t.outbox.c
         with reader(self.engine) as conn:
             rows = conn.execute(
@@ -75,6 +94,7 @@ class Outbox:
                     o.id,
                     o.channel,
                     o.fingerprint,
+                    o.kind,
                     o.payload,
                     o.attempts,
                     o.created_ms,
@@ -84,17 +104,44 @@ class Outbox:
                 .order_by(o.id)
                 .limit(5000)
             ).all()
-        heads: dict[tuple[str, str], Any] = {}
+            last_sent = {
+                (c, f): int(m)
+                for c, f, m in conn.execute(
+                    select(o.channel, o.fingerprint, func.max(o.sent_ms))
+                    .where(o.state == SENT)
+                    .group_by(o.channel, o.fingerprint)
+                ).all()
+            }
+        groups: dict[tuple[str, str], list[Any]] = {}
         for row in rows:
-            heads.setdefault((row.channel, row.fingerprint), row)
-        out = []
-        for row in sorted(heads.values(), key=lambda r: r.id):
-            if row.next_attempt_ms <= now_ms:
-                n = Notification.from_dict(json.loads(row.payload))
-                n = Notification.from_dict({**n.to_dict(), "delivery_id": f"wk-{row.id}"})
-                out.append(OutboxRow(row.id, row.channel, n, row.attempts, row.created_ms))
-            if len(out) >= limit:
-                break
+            groups.setdefault((row.channel, row.fingerprint), []).append(row)
+        superseded: list[int] = []
+        out: list[OutboxRow] = []
+        for key, queue in sorted(groups.items(), key=lambda kv: kv[1][0].id):
+            grouped = queue[0].kind in GROUPED and key[0] not in exact
+            flapped = (
+                grouped and queue[0].kind == "opened" and any(r.kind == "resolved" for r in queue)
+            )
+            if flapped and now_ms - queue[0].created_ms < group_wait_ms:
+                superseded += [r.id for r in queue]  # a flap inside group_wait: silence
+                continue
+            while grouped and group_interval_ms and len(queue) > 1 and queue[0].kind in COALESCED:
+                superseded.append(queue.pop(0).id)
+            head = queue[0]
+            when = head.next_attempt_ms
+            if grouped and head.kind == "opened":
+                when = max(when, head.created_ms + group_wait_ms)
+            elif grouped and head.kind in COALESCED and key in last_sent:
+                when = max(when, last_sent[key] + group_interval_ms)
+            if when <= now_ms and len(out) < limit:
+                n = Notification.from_dict(json.loads(head.payload))
+                n = Notification.from_dict({**n.to_dict(), "delivery_id": f"wk-{head.id}"})
+                out.append(OutboxRow(head.id, head.channel, n, head.attempts, head.created_ms))
+        if superseded:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(t.outbox).where(t.outbox.c.id.in_(superseded)).values(state=SUPERSEDED)
+                )
         return out
 
     def _update(self, row_id: int, **values: Any) -> None:
