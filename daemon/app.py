@@ -136,7 +136,11 @@ class Daemon:
                 outbox,
                 channels,
                 self.registry,
-                retry=RetryPolicy(give_up_after=config.alerts.give_up_after),
+                retry=RetryPolicy(
+                    base=config.alerts.retry_base,
+                    cap=config.alerts.retry_cap,
+                    give_up_after=config.alerts.give_up_after,
+                ),
                 group_wait_s=config.alerts.group_wait,
                 group_interval_s=config.alerts.group_interval,
                 failure_channels=tuple(

@@ -362,6 +362,9 @@ class AlertsConfig(_Strict):
         return self
 
     """Where a notification given up on is reported (channels that exist are used)."""
+    retry_base: Duration = 1.0
+    retry_cap: Duration = 300.0
+    """Failed deliveries wait a random time in [0, min(retry_cap, retry_base·2ⁿ)]."""
     give_up_after: Duration = 24 * 3600.0
     """Retry a failing delivery this long (exponential backoff with jitter) before giving up."""
 

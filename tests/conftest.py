@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from watchkeeper.daemon.broker import EmbeddedBroker
 
-from tests.support import IN_CI, PG_ADMIN_URL, postgres_available
+from tests.support import IN_CI, PG_ADMIN_URL, DaemonProcess, postgres_available
 
 
 # -- leak check ------------------------------------------------------------------------
@@ -158,3 +158,12 @@ def prometheus_binary() -> str:
 @pytest.fixture
 def promtool() -> str:
     return _binary("promtool")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[DaemonProcess]]:
+    """Daemon processes a test starts; killed at its end whatever happened."""
+    started: list[DaemonProcess] = []
+    yield started
+    for p in started:
+        p.stop()

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -17,7 +16,14 @@ import pytest
 from watchkeeper.daemon.broker import EmbeddedBroker, free_port
 from watchkeeper.daemon.store import Store
 
-from tests.support import create_topic, daemon_config_dict, produce, wait_until, write_config
+from tests.support import (
+    DaemonProcess,
+    create_topic,
+    daemon_config_dict,
+    produce,
+    wait_until,
+    write_config,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 NOW_MS = 1_795_255_200_000
@@ -38,37 +44,6 @@ def events(start: int, n: int) -> list[bytes]:
         )
         for i in range(start, start + n)
     ]
-
-
-class DaemonProcess:
-    def __init__(self, config_path: Path, log_path: Path) -> None:
-        self.config_path = config_path
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> DaemonProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 (closed with the process)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watchkeeper.daemon", "run", "-c", str(self.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for p in started:
-        p.stop()
 
 
 def stored(url: str) -> int:
