@@ -135,6 +135,9 @@ class Ingestor:
             threshold=config.ingest.decision_threshold,
         )
         self._last_expiry = 0.0
+        # predictions wait for labels only when a labels topic is read: otherwise the join
+        # would store every prediction for nothing
+        self._joining = config.kafka.topics.labels is not None
         self._consumer: KafkaConsumer | None = None
         self._paused = False
         self._last_flush = time.monotonic()
@@ -216,7 +219,8 @@ class Ingestor:
         self.metrics.bytes.labels(tp.topic).inc(sum(len(r.value or b"") for r in records))
         for batch in result.batches:
             late = self.windows.add(batch)
-            self._joins.add(batch, self.windows.size_ms)
+            if self._joining:
+                self._joins.add(batch, self.windows.size_ms)
             self.metrics.events.labels(batch.model, batch.role).inc(len(batch) - late)
             if late:
                 self.metrics.late.labels(batch.model).inc(late)

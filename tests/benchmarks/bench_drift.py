@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -131,7 +130,9 @@ def main() -> None:
     if args.phase:
         fn = phase_evidently if args.phase == "evidently" else phase_watchkeeper
         result = fn(args.rows, args.current_rows)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        with open("/proc/self/status") as status:  # VmHWM: ru_maxrss survives execve
+            hwm = next(line for line in status if line.startswith("VmHWM:"))
+        result["peak_rss_mb"] = int(hwm.split()[1]) / 1024
         print(json.dumps(result))
         return
     print(

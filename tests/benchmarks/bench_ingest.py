@@ -161,13 +161,23 @@ def phase_watchkeeper(bootstrap: str, topic: str, n: int, workdir: str) -> dict[
     }
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: that one survives
+    execve, so a phase would report the parent's peak (the producer's) as its own."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_phase(args: argparse.Namespace) -> None:
     if args.phase == "raw":
         result = phase_raw(args.bootstrap, args.topic, args.events)
     else:
         with tempfile.TemporaryDirectory() as workdir:
             result = phase_watchkeeper(args.bootstrap, args.topic, args.events, workdir)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 

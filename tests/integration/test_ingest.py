@@ -123,6 +123,12 @@ def test_good_and_bad_records_land_where_they_belong(
         (window,) = store.windows("fraud")
         amount = window.summary.features["amount"]
         assert amount.count == 300 and window.summary.prediction_class is not None
+        with store.engine.connect() as conn:  # no labels topic: no prediction waits for one
+            from sqlalchemy import func, select
+            from watchkeeper.daemon import tables as t
+
+            waiting = select(func.count()).select_from(t.pending_predictions)
+            assert conn.execute(waiting).scalar() == 0
     assert f'watchkeeper_ingest_records_total{{topic="{topic_name}"}} {len(values)}.0' in metrics
     assert (
         f'watchkeeper_quarantined_records_total{{reason="not_json",topic="{topic_name}"}} 1.0'
