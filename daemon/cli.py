@@ -12,22 +12,15 @@ from importlib.metadata import version
 from pathlib import Path
 
 from watchkeeper.daemon.cli_alerts import add_parsers as add_alert_parsers
+from watchkeeper.daemon.cli_common import load_or_exit
 from watchkeeper.daemon.cli_detect import add_parsers as add_detect_parsers
 from watchkeeper.daemon.cli_policy import add_parsers as add_policy_parsers
-from watchkeeper.daemon.config import Config, load_config, secret_values
+from watchkeeper.daemon.config import load_config, secret_values
 from watchkeeper.daemon.logs import setup_logging
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 
 log = logging.getLogger("watchkeeper")
 DEFAULT_CONFIG = "watchkeeper.yaml"
-
-
-def _load(path: str) -> Config:
-    try:
-        return load_config(path)
-    except WatchkeeperDocumentError as exc:
-        print(f"watchkeeper: invalid configuration\n{exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def _stop_on_signals() -> threading.Event:
@@ -45,7 +38,7 @@ def _stop_on_signals() -> threading.Event:
 def cmd_run(args: argparse.Namespace) -> int:
     from watchkeeper.daemon.app import Daemon
 
-    config = _load(args.config)
+    config = load_or_exit(args.config)
     setup_logging(args.log_level or config.log_level, secret_values(config))
     stop = _stop_on_signals()
     daemon = Daemon(config)
@@ -75,7 +68,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from watchkeeper.daemon.store import Store
 
-    config = _load(args.config)
+    config = load_or_exit(args.config)
     Store.open(config.store_url()).close()
     print("store schema is up to date")
     return 0
@@ -84,7 +77,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from watchkeeper.daemon.store import Store
 
-    config = _load(args.config)
+    config = load_or_exit(args.config)
     with Store.open(config.store_url(), migrate=False) as store:
         for row in store.quarantined(args.reason, args.limit):
             raw = bytes(row["raw"])[:120].decode("utf-8", "replace")

@@ -8,21 +8,14 @@ import getpass
 import sys
 from typing import Any
 
-from watchkeeper.daemon.config import load_config
+from watchkeeper.daemon.cli_common import open_store
 from watchkeeper.policies.durations import parse_duration
-from watchkeeper.policies.errors import WatchkeeperDocumentError
 
 
 def _silences(args: argparse.Namespace) -> Any:
     from watchkeeper.daemon.silences import Silences
-    from watchkeeper.daemon.store import Store
 
-    try:
-        config = load_config(args.config)
-    except WatchkeeperDocumentError as exc:
-        print(exc, file=sys.stderr)
-        raise SystemExit(2) from None
-    store = Store.open(config.store_url())
+    store = open_store(args.config)
     return store, Silences(store.engine)
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from watchkeeper.daemon.config import load_config
+from watchkeeper.daemon.cli_common import open_store
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 
 
@@ -23,17 +23,6 @@ def _ms(text: str) -> int:
     return int(when.timestamp() * 1000)
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from watchkeeper.daemon.store import Store
-
-    try:
-        config = load_config(args.config)
-    except WatchkeeperDocumentError as exc:
-        print(exc, file=sys.stderr)
-        raise SystemExit(2) from None
-    return Store.open(config.store_url())
-
-
 def cmd_reference_build(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from watchkeeper.daemon.reference import build_reference, count_rows, utc_now_iso
@@ -43,7 +32,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
         if not (args.start and args.end):
             print("--from-store needs --start and --end", file=sys.stderr)
             return 2
-        with _store(args) as store:
+        with open_store(args.config) as store:
             start, end = _ms(args.start), _ms(args.end)
             window = store.window_range(args.model, start, end, args.version)
             if window is None:
@@ -67,7 +56,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 progress=lambda n: bar.advance(task, n),
             )
     if args.into_store:
-        with _store(args) as store:
+        with open_store(args.config) as store:
             store.save_reference(profile, args.name)
         print(f"stored reference {args.model}/{args.name} ({profile.rows} rows)")
     if args.output:
@@ -127,7 +116,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from watchkeeper.daemon.offline import drift_report
     from watchkeeper.detectors.profile import ReferenceProfile
 
-    with _store(args) as store:
+    with open_store(args.config) as store:
         if args.reference:
             reference = ReferenceProfile.load(args.reference)
         else:

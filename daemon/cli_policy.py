@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from watchkeeper.daemon.config import Config, load_config
+from watchkeeper.daemon.cli_common import load_or_exit
+from watchkeeper.daemon.config import Config
 from watchkeeper.policies.durations import format_duration, parse_duration
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 from watchkeeper.policies.loader import TEST_SUFFIXES, LoadedPolicy, load_all
@@ -18,13 +19,7 @@ SIZES = (500, 5_000, 50_000, 500_000)
 
 
 def _config(path: str | None) -> Config | None:
-    if path is None:
-        return None
-    try:
-        return load_config(path)
-    except WatchkeeperDocumentError as exc:
-        print(exc, file=sys.stderr)
-        raise SystemExit(2) from None
+    return None if path is None else load_or_exit(path)
 
 
 def _auto_lines(loaded: LoadedPolicy) -> list[str]:

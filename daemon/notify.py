@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.config import RouteConfig
+from watchkeeper.daemon.silences import matches
 from watchkeeper.policies.engine import IncidentEvent
 from watchkeeper.policies.schema import Policy
 
@@ -48,18 +48,9 @@ class Router:
 
     def routed(self, note: Notification) -> list[str]:
         """Channels of the routes whose matchers all hold (first match, unless continue)."""
-        labels = {
-            "model": note.model,
-            "severity": note.severity,
-            "policy": note.policy,
-            "rule": note.rule,
-            "feature": note.feature or "",
-            "metric": note.metric,
-            **note.labels,
-        }
         out: list[str] = []
         for route in self.routes:
-            if all(_matches(labels.get(k, ""), v) for k, v in route.match.items()):
+            if matches(route.match, note):
                 out += route.channels
                 if not route.continue_:
                     break
@@ -79,9 +70,3 @@ class Router:
         note = notification(event, policy, self.base_url)
         names = sorted(set(self.targets(event, policy)) | set(self.routed(note)))
         return [(name, note) for name in names]
-
-
-def _matches(value: str, pattern: str) -> bool:
-    if pattern.startswith("~"):
-        return re.fullmatch(pattern[1:], value) is not None
-    return value == pattern

@@ -33,8 +33,9 @@ def parse_matchers(items: list[str]) -> dict[str, str]:
     return out
 
 
-def matches(matchers: dict[str, str], n: Notification) -> bool:
-    labels = {
+def labels_of(n: Notification) -> dict[str, str]:
+    """The labels routes and silences match on."""
+    return {
         "model": n.model,
         "severity": n.severity,
         "policy": n.policy,
@@ -43,14 +44,17 @@ def matches(matchers: dict[str, str], n: Notification) -> bool:
         "metric": n.metric,
         **n.labels,
     }
+
+
+def matches(matchers: dict[str, str], n: Notification) -> bool:
+    """Whether every matcher holds: ``value`` exactly, or ``~regex`` as a full match."""
+    labels = labels_of(n)
     for label, pattern in matchers.items():
         value = labels.get(label, "")
-        ok = (
-            re.fullmatch(pattern[1:], value) is not None
-            if pattern.startswith("~")
-            else value == pattern
-        )
-        if not ok:
+        if pattern.startswith("~"):
+            if re.fullmatch(pattern[1:], value) is None:
+                return False
+        elif value != pattern:
             return False
     return True
 
