@@ -68,6 +68,8 @@ class Daemon:
     def _base_url(self) -> str | None:
         if self.config.http.public_url:
             return self.config.http.public_url.rstrip("/")
+        if self.http is not None:  # the address it listens on: right for a local setup
+            return f"http://{self.http.address}"
         return None
 
     def reload(self) -> PolicyStatus | None:
@@ -148,17 +150,6 @@ class Daemon:
                 ),
             ).start()
             stack.callback(self.delivery.close)
-            self.silences = Silences(store.engine)
-            router = Router(self._base_url(), config.alerts.routes)
-            checker = Checker(
-                store,
-                incidents,
-                config.windows.size,
-                router.plan,
-                enqueued=self.delivery.wake,
-                metrics=CheckMetrics(self.registry),
-                silenced=self.silences.silenced,
-            )
             token = os.environ[config.http.token_env] if config.http.token_env else None
             self.http = HttpServer(
                 config.http.host,
@@ -170,6 +161,17 @@ class Daemon:
                 token,
             ).start()
             stack.callback(self.http.close)
+            self.silences = Silences(store.engine)
+            router = Router(self._base_url(), config.alerts.routes, int(config.windows.size * 1000))
+            checker = Checker(
+                store,
+                incidents,
+                config.windows.size,
+                router.plan,
+                enqueued=self.delivery.wake,
+                metrics=CheckMetrics(self.registry),
+                silenced=self.silences.silenced,
+            )
             self.ingestor.open()
             stack.callback(self.ingestor.close)
             self.scheduler = PolicyScheduler(

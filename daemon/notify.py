@@ -6,16 +6,29 @@ from collections.abc import Sequence
 
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.config import RouteConfig
+from watchkeeper.daemon.reports import Reports
 from watchkeeper.daemon.silences import matches
+from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.engine import IncidentEvent
 from watchkeeper.policies.schema import Policy
 
 
-def notification(event: IncidentEvent, policy: Policy, base_url: str | None) -> Notification:
+def notification(
+    event: IncidentEvent, policy: Policy, base_url: str | None, window_size_ms: int = 0
+) -> Notification:
     i = event.incident
     links = {}
     if base_url:
         links["status"] = f"{base_url}/api/incidents"
+        drift = i.metric in METRICS and METRICS[i.metric].scope == "column"
+        if drift and window_size_ms and event.kind != "resolved":
+            # the report of the window that fired; the daemon makes it on the first visit
+            end = event.at_ms - event.at_ms % window_size_ms + window_size_ms
+            start = end - int(policy.window * 1000)
+            reference = (policy.reference or "store:default").removeprefix("store:")
+            if policy.reference is None or policy.reference.startswith("store:"):
+                name = Reports.name_for(i.model, start, end, reference)
+                links["report"] = f"{base_url}/reports/{name}"
     return Notification(
         kind=event.kind,
         fingerprint=i.fingerprint,
@@ -42,8 +55,14 @@ class Router:
     the policy's rules name, so a silent model or a broken check is never silent.
     """
 
-    def __init__(self, base_url: str | None = None, routes: Sequence[RouteConfig] = ()) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        routes: Sequence[RouteConfig] = (),
+        window_size_ms: int = 0,
+    ) -> None:
         self.base_url = base_url
+        self.window_size_ms = window_size_ms
         self.routes = list(routes)
 
     def routed(self, note: Notification) -> list[str]:
@@ -67,6 +86,6 @@ class Router:
 
     def plan(self, event: IncidentEvent, policy: Policy) -> list[tuple[str, Notification]]:
         """(channel, notification) for each channel this event goes to."""
-        note = notification(event, policy, self.base_url)
+        note = notification(event, policy, self.base_url, self.window_size_ms)
         names = sorted(set(self.targets(event, policy)) | set(self.routed(note)))
         return [(name, note) for name in names]

@@ -10,7 +10,7 @@ from watchkeeper.daemon.http import Request, Response, Route
 from watchkeeper.daemon.offline import drift_report
 from watchkeeper.daemon.store import Store
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.html$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,200}\.html$")
 
 
 class ReportNotPossibleError(ValueError):
@@ -29,8 +29,20 @@ class Reports:
 
     @staticmethod
     def name_for(model: str, start_ms: int, end_ms: int, reference: str) -> str:
-        safe = re.sub(r"[^A-Za-z0-9_-]", "_", f"{model}-{reference}")
-        return f"{safe}-{start_ms}-{end_ms}.html"
+        """A stable name for the report of a window: links can be made before the report."""
+        model_part = re.sub(r"[^A-Za-z0-9_.-]", "_", model)
+        reference_part = re.sub(r"[^A-Za-z0-9_.-]", "_", reference)
+        return f"{model_part}~{reference_part}~{start_ms}~{end_ms}.html"
+
+    def make_named(self, name: str) -> str | None:
+        """Make the report a link names (``name_for``'s form), if the store allows it."""
+        parts = name.removesuffix(".html").split("~")
+        if len(parts) != 4 or not parts[2].isdigit() or not parts[3].isdigit():
+            return None
+        try:
+            return self.make(parts[0], int(parts[2]), int(parts[3]), parts[1])
+        except ReportNotPossibleError:
+            return None
 
     def make(self, model: str, start_ms: int, end_ms: int, reference: str = "default") -> str:
         """The report's file name, creating the report if it does not exist yet."""
@@ -75,6 +87,8 @@ def report_routes(reports: Reports) -> list[Route]:
         if not name:
             return listing(request)
         path = reports.path(name)
+        if path is None and _NAME.match(name) and reports.make_named(name):
+            path = reports.path(name)  # a link from an alert: made on first visit
         if path is None:
             return Response.of_json(404, {"error": "no such report"})
         return Response(200, path.read_bytes(), "text/html; charset=utf-8")

@@ -91,6 +91,17 @@ def test_routes_add_channels_by_labels() -> None:
     assert sorted(c for c, _ in router.plan(event("warn"), POLICY)) == ["audit", "console"]
 
 
+def test_drift_notifications_link_their_window_report() -> None:
+    router = Router("http://wk:8450", window_size_ms=300_000)
+    ((_, note),) = router.plan(event("critical", at=1_795_255_380_000), POLICY)
+    assert note.links["report"] == (
+        "http://wk:8450/reports/fraud~default~1795251900000~1795255500000.html"
+    )
+    assert note.links["status"] == "http://wk:8450/api/incidents"
+    ((_, resolved),) = router.plan(event("critical", kind="resolved"), POLICY)
+    assert "report" not in resolved.links
+
+
 def test_silences_keep_notifications_unsent_until_they_expire(store_url: str) -> None:
     with Store.open(store_url) as store:
         silences = Silences(store.engine, cache_s=0.0)
