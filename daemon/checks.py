@@ -1,8 +1,8 @@
 """Running one policy once: read the window, score it, apply the rules, keep the outcome.
 
-Which window: the policy's ``window`` of event time ending at the current
-``windows.size`` boundary, current (partial) window included — "the last hour". Stored
-windows are rolled up; nothing reads raw events, so the cost does not grow with traffic.
+Which window: the last ``window`` of event time, rounded out to whole stored windows
+(see :func:`window_bounds`) — "the last hour". Stored windows are rolled up; nothing
+reads raw events, so the cost does not grow with traffic.
 """
 
 from __future__ import annotations
@@ -62,9 +62,16 @@ class ReferenceCache:
 
 
 def window_bounds(now_ms: int, size_ms: int, policy_window_ms: int) -> tuple[int, int]:
-    """[start, end) of the stored windows an evaluation at ``now_ms`` reads."""
+    """[start, end) of the stored windows an evaluation at ``now_ms`` reads.
+
+    The last ``policy_window`` of event time, rounded out to whole stored windows: the
+    current (partial) window is included, and so is the oldest partly covered one, so an
+    evaluation always sees at least ``policy_window`` of data — never just the few events
+    of a window that has only begun.
+    """
     end = now_ms - now_ms % size_ms + size_ms
-    return end - policy_window_ms, end
+    since = now_ms - policy_window_ms
+    return since - since % size_ms, end
 
 
 def findings_for(

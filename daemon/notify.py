@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.checks import window_bounds
 from watchkeeper.daemon.config import RouteConfig
 from watchkeeper.daemon.reports import Reports
 from watchkeeper.daemon.silences import matches
@@ -23,8 +24,7 @@ def notification(
         drift = i.metric in METRICS and METRICS[i.metric].scope == "column"
         if drift and window_size_ms and event.kind != "resolved":
             # the report of the window that fired; the daemon makes it on the first visit
-            end = event.at_ms - event.at_ms % window_size_ms + window_size_ms
-            start = end - int(policy.window * 1000)
+            start, end = window_bounds(event.at_ms, window_size_ms, int(policy.window * 1000))
             reference = (policy.reference or "store:default").removeprefix("store:")
             if policy.reference is None or policy.reference.startswith("store:"):
                 name = Reports.name_for(i.model, start, end, reference)

@@ -95,7 +95,7 @@ def test_drift_notifications_link_their_window_report() -> None:
     router = Router("http://wk:8450", window_size_ms=300_000)
     ((_, note),) = router.plan(event("critical", at=1_795_255_380_000), POLICY)
     assert note.links["report"] == (
-        "http://wk:8450/reports/fraud~default~1795251900000~1795255500000.html"
+        "http://wk:8450/reports/fraud~default~1795251600000~1795255500000.html"
     )
     assert note.links["status"] == "http://wk:8450/api/incidents"
     ((_, resolved),) = router.plan(event("critical", kind="resolved"), POLICY)
