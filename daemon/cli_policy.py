@@ -11,6 +11,7 @@ from typing import Any
 
 from watchkeeper.daemon.cli_common import load_or_exit
 from watchkeeper.daemon.config import Config
+from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.policies.durations import format_duration, parse_duration
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 from watchkeeper.policies.loader import TEST_SUFFIXES, LoadedPolicy, load_all
@@ -22,16 +23,34 @@ def _config(path: str | None) -> Config | None:
     return None if path is None else load_or_exit(path)
 
 
-def _auto_lines(loaded: LoadedPolicy) -> list[str]:
-    """The thresholds ``threshold: auto`` derives, at a few window sizes."""
+def _reference(loaded: LoadedPolicy, config: Config | None) -> ReferenceProfile | None:
+    """The policy's reference: its file, or from the store when a config names one."""
     from watchkeeper.detectors.profile import ReferenceProfile
+
+    ref = loaded.policy.reference or "store:default"
+    if not ref.startswith("store:"):
+        return ReferenceProfile.load(loaded.directory / ref)
+    if config is None:
+        return None
+    from watchkeeper.daemon.store import Store
+
+    try:
+        with Store.open(config.store_url(), migrate=False) as store:
+            return store.reference(loaded.policy.model, ref.removeprefix("store:"))
+    except Exception:  # no store yet: the defaults below are printed instead
+        return None
+
+
+def _auto_lines(loaded: LoadedPolicy, config: Config | None = None) -> list[str]:
+    """The thresholds ``threshold: auto`` derives, at a few window sizes."""
     from watchkeeper.policies.auto import auto_threshold
 
     policy = loaded.policy
     ref_rows, bins, features = 0, 10, None
-    ref = policy.reference
-    if ref and not ref.startswith("store:"):
-        profile = ReferenceProfile.load(loaded.directory / ref)
+    if not any(r.threshold == "auto" for r in policy.rules):
+        return []
+    profile = _reference(loaded, config)
+    if profile is not None:
         ref_rows = profile.rows
         features = len(profile.features)
         bins = max(
@@ -69,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"{format_duration(policy.window)}, every "
             f"{format_duration(policy.schedule.period_s())}"
         )
-        for line in _auto_lines(loaded):
+        for line in _auto_lines(loaded, config):
             print(line)
     count = sum(len(e) for e in result.errors.values())
     for errors in result.errors.values():

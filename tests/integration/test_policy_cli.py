@@ -155,3 +155,33 @@ def _iso(ms: int) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_check_derives_auto_thresholds_from_the_stored_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    x = np.random.default_rng(4).normal(size=5000)
+    sketch = NumericSketch(2000)
+    sketch.update(x)
+    column = numeric_profile(
+        sketch, quantile_edges(sketch, 10), bin_counts(x, quantile_edges(sketch, 10))
+    )
+    with Store.open(url) as store:
+        store.save_reference(
+            ReferenceProfile("churn", {"a": column, "b": column, "c": column}, 5000)
+        )
+    config = write_config(
+        tmp_path / "watchkeeper.yaml",
+        {
+            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
+            "store": {"url": url},
+        },
+    )
+    policy = tmp_path / "churn.yaml"
+    policy.write_text(
+        "model: churn\nrules:\n  - {metric: psi, threshold: auto, false_alarm_every: 30d}\n"
+    )
+    assert main(["policy", "check", str(policy), "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "over 3 feature(s)" in out and "n=500:" in out
