@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -71,6 +72,12 @@ class Daemon:
         if self.http is not None:  # the address it listens on: right for a local setup
             return f"http://{self.http.address}"
         return None
+
+    def _pruner(self, store: Store) -> Callable[[float], dict[str, int]] | None:
+        retention = self.config.store.retention
+        if retention <= 0:
+            return None
+        return lambda now: store.prune(int((now - retention) * 1000))
 
     def reload(self) -> PolicyStatus | None:
         """Re-read the policy files now (SIGHUP, ``POST /-/reload``)."""
@@ -190,6 +197,7 @@ class Daemon:
                 router,
                 lambda: {k: p.policy for k, p in scheduler.status.policies.items()},
                 self.delivery.wake,
+                prune=self._pruner(store),
             ).start()
             stack.callback(housekeeper.close)
             self.started.set()

@@ -210,6 +210,9 @@ class WindowConfig(_Strict):
 class StoreConfig(_Strict):
     url: str | None = None
     url_env: EnvName | None = None
+    retention: Duration = 30 * 86400.0
+    """Stored windows, quarantined records and sent notifications older than this are
+    deleted (hourly); 0 keeps everything."""
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> StoreConfig:

@@ -4,6 +4,8 @@
   channels. On Alertmanager it is an always-firing ``watchkeeper_heartbeat`` alert (like
   Prometheus' Watchdog): when the daemon stops, the alert ends, and a dead-man's-switch
   receiver alarms — the alerting path itself is watched.
+* Retention (``store.retention``): hourly, old windows, quarantined records and
+  delivered notifications are deleted, so the store does not grow without bound.
 * Reminders (``alerts.repeat_interval``, Alertmanager's default of 4 h): an incident still
   open with no notification for that long is notified again.
 """
@@ -41,6 +43,7 @@ class Housekeeper:
         wake: Callable[[], None],
         interval_s: float = 15.0,
         clock: Callable[[], float] = time.time,
+        prune: Callable[[float], dict[str, int]] | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -51,6 +54,8 @@ class Housekeeper:
         self.interval_s = interval_s
         self.clock = clock
         self._last_heartbeat = 0.0
+        self._last_prune = 0.0
+        self.prune = prune
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="wk-housekeeping", daemon=False)
 
@@ -74,6 +79,11 @@ class Housekeeper:
 
     def run_once(self) -> int:
         now = self.clock()
+        if self.prune is not None and now - self._last_prune >= 3600.0:
+            self._last_prune = now
+            removed = self.prune(now)
+            if any(removed.values()):
+                log.info("retention: deleted %s", removed)
         notes: list[tuple[str, Notification]] = []
         beat = self.config.heartbeat
         if beat is not None and now - self._last_heartbeat >= beat.every:

@@ -269,6 +269,27 @@ class Store(StoreQueries):
         ]
         self._upsert(conn, t.quarantine, rows, ["topic", "partition", "offset"], None)
 
+    def prune(self, before_ms: int) -> dict[str, int]:
+        """Delete windows (by start), quarantined records and delivered or given-up
+        notifications older than ``before_ms``; returns how many rows each lost."""
+        from sqlalchemy import delete
+
+        received = dt.datetime.fromtimestamp(before_ms / 1000, dt.UTC)
+        statements = {
+            "windows": delete(t.windows).where(t.windows.c.window_start_ms < before_ms),
+            "quarantine": delete(t.quarantine).where(t.quarantine.c.received_at < received),
+            "outbox": delete(t.outbox).where(
+                (t.outbox.c.created_ms < before_ms) & (t.outbox.c.state != "pending")
+            ),
+        }
+        try:
+            with self.engine.begin() as conn:
+                return {
+                    name: int(conn.execute(stmt).rowcount or 0) for name, stmt in statements.items()
+                }
+        except DBAPIError as exc:
+            raise StoreUnavailableError("prune", exc) from exc
+
     def save_reference(self, profile: ReferenceProfile, name: str = "default") -> None:
         """Keep a reference profile under (model, name), replacing an older one."""
         row = {

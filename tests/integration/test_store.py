@@ -134,3 +134,29 @@ def test_unreachable_store_raises_a_retriable_error() -> None:
         assert info.value.retriable
     finally:
         store.close()
+
+
+def test_retention_prunes_old_windows_quarantine_and_delivered_notifications(
+    store_url: str,
+) -> None:
+    import time as _time
+
+    from watchkeeper.alerts.notification import Notification
+    from watchkeeper.daemon.outbox import Outbox
+
+    with Store.open(store_url) as store:
+        state = WindowState(60, 10**9)
+        state.add(batch(5, ts_ms=0))
+        state.add(batch(5, ts_ms=10 * 86_400_000))
+        store.commit("g", state.drain(), {("preds", 0): 10}, {}, [q(1)])
+        outbox = Outbox(store.engine)
+        note = Notification("opened", "fp", "critical", "s", "m", "p", "r", "psi", None, {}, 0, 0)
+        outbox.add([("c", note), ("c", note)], 0)
+        (first,) = outbox.due(10, limit=1)
+        outbox.mark_sent(first.id, 10, 1)
+        now_ms = int(_time.time() * 1000)
+        removed = store.prune(5 * 86_400_000)  # older than day 5 goes
+        assert removed["windows"] == 1 and removed["outbox"] == 1
+        assert [w.summary.start_ms for w in store.windows()] == [10 * 86_400_000]
+        assert [r["state"] for r in outbox.rows()] == ["pending"]  # unsent: kept
+        assert store.prune(now_ms + 1)["quarantine"] == 1
