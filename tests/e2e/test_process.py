@@ -183,3 +183,45 @@ def test_the_demo_runs_and_stops_by_itself(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "demo finished" in result.stdout
     assert "fraud" in result.stdout and "churn" in result.stdout
+
+
+def test_sighup_reloads_the_policies(
+    broker: EmbeddedBroker,
+    tmp_path: Path,
+    topic_name: str,
+    processes: list[DaemonProcess],
+) -> None:
+    import json
+
+    create_topic(broker.bootstrap, topic_name)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "fraud.yaml").write_text("model: fraud\nrules: [{metric: psi, critical: 0.25}]\n")
+    port = free_port()
+    data = daemon_config_dict(
+        broker.bootstrap,
+        f"sqlite:///{tmp_path / 's.db'}",
+        {"predictions": {"name": topic_name}},
+        http={"listen": f"127.0.0.1:{port}"},
+        policies={"paths": [str(policies)]},
+    )
+    config = write_config(tmp_path / "watchkeeper.yaml", data)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    processes.append(daemon)
+
+    def status() -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/policies", timeout=2) as resp:
+                return dict(json.loads(resp.read()))
+        except OSError:
+            return None
+
+    first = wait_until(status, timeout=60)
+    assert daemon.proc is not None
+    os.kill(daemon.proc.pid, signal.SIGHUP)  # nothing changed on disk: only SIGHUP reloads
+    wait_until(
+        lambda: (s := status()) is not None and s["loaded_at"] != first["loaded_at"], timeout=20
+    )
+    assert "SIGHUP: reloading policies" in (tmp_path / "daemon.log").read_text()
+    os.kill(daemon.proc.pid, signal.SIGTERM)
+    assert daemon.proc.wait(timeout=60) == 0
