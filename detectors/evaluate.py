@@ -116,6 +116,19 @@ def _finding(
     )
 
 
+def _insufficient(
+    window: WindowSummary,
+    info: MetricInfo,
+    feature: str | None,
+    n_current: int,
+    n_reference: int,
+    reason: str,
+) -> Finding:
+    return _finding(
+        window, info, feature, None, "insufficient_data", n_current, n_reference, {"reason": reason}
+    )
+
+
 def _run(score: Any) -> tuple[Score | None, str, dict[str, Any]]:
     try:
         return score(), "ok", {}
@@ -136,37 +149,31 @@ def _column_finding(
     ref = reference.column(name)
     cur = _sketch_of(window, name)
     if ref is None or cur is None:
-        return _finding(
+        return _insufficient(
             window,
             info,
             name,
-            None,
-            "insufficient_data",
             0,
             0 if ref is None else ref.count,
-            {"reason": "no values for this column in the window"},
+            "no values for this column in the window",
         )
     if ref.kind not in info.kinds:
-        return _finding(
+        return _insufficient(
             window,
             info,
             name,
-            None,
-            "insufficient_data",
             cur.total,
             ref.count,
-            {"reason": f"{info.name} does not apply to {ref.kind} columns"},
+            f"{info.name} does not apply to {ref.kind} columns",
         )
     if cur.total < min_samples:
-        return _finding(
+        return _insufficient(
             window,
             info,
             name,
-            None,
-            "insufficient_data",
             cur.total,
             ref.count,
-            {"reason": f"{cur.total} values < min_samples {min_samples}"},
+            f"{cur.total} values < min_samples {min_samples}",
         )
     score, status, details = _run(lambda: detector.score(ref, cur))
     if score is not None:
@@ -187,15 +194,13 @@ def _window_finding(info: MetricInfo, detector: Any, view: WindowView, min_sampl
     window = view.summary
     needs_events = info.name not in ("throughput_eps", "traffic_ratio")
     if needs_events and window.count < min_samples:
-        return _finding(
+        return _insufficient(
             window,
             info,
             None,
-            None,
-            "insufficient_data",
             window.count,
             0,
-            {"reason": f"{window.count} events < min_samples {min_samples}"},
+            f"{window.count} events < min_samples {min_samples}",
         )
     score, status, details = _run(lambda: detector.score(view))
     if score is not None:
@@ -215,15 +220,13 @@ def _performance_finding(
     perf = window.performance
     pairs = perf.n if perf is not None else 0
     if perf is None or pairs < min_samples:
-        return _finding(
+        return _insufficient(
             window,
             info,
             None,
-            None,
-            "insufficient_data",
             pairs,
             0,
-            {"reason": f"{pairs} labelled predictions < min_samples {min_samples}"},
+            f"{pairs} labelled predictions < min_samples {min_samples}",
         )
     score, status, details = _run(lambda: Score(detector.value(perf)))
     ref_value = reference.metrics.get(info.name) if reference is not None else None
