@@ -146,14 +146,5 @@ class Housekeeper:
                 note="still firing",
                 labels=dict(policy.labels),
             )
-            rule = next((r for r in policy.rules if r.key == row["rule"]), None)
-            actions = (
-                []
-                if rule is None
-                else list(
-                    rule.actions.critical if row["severity"] == "critical" else rule.actions.warn
-                )
-            )
-            for channel in sorted(set(actions) | set(self.router.routed(note))):
-                out.append((channel, note))
+            out += [(channel, note) for channel in self.router.channels(note, policy)]
         return out

@@ -75,17 +75,20 @@ class Router:
                     break
         return out
 
-    def targets(self, event: IncidentEvent, policy: Policy) -> list[str]:
-        rule = next((r for r in policy.rules if r.key == event.incident.rule), None)
+    def targets(self, rule_key: str, severity: str, policy: Policy) -> list[str]:
+        rule = next((r for r in policy.rules if r.key == rule_key), None)
         if rule is not None:
             actions = rule.actions
-            names = actions.critical if event.incident.severity == "critical" else actions.warn
+            names = actions.critical if severity == "critical" else actions.warn
             return sorted(set(names))
         every = {n for r in policy.rules for n in (*r.actions.warn, *r.actions.critical)}
         return sorted(every)
 
+    def channels(self, note: Notification, policy: Policy) -> list[str]:
+        """The rule's actions at the notification's severity, plus the matching routes."""
+        return sorted(set(self.targets(note.rule, note.severity, policy)) | set(self.routed(note)))
+
     def plan(self, event: IncidentEvent, policy: Policy) -> list[tuple[str, Notification]]:
         """(channel, notification) for each channel this event goes to."""
         note = notification(event, policy, self.base_url, self.window_size_ms)
-        names = sorted(set(self.targets(event, policy)) | set(self.routed(note)))
-        return [(name, note) for name in names]
+        return [(name, note) for name in self.channels(note, policy)]
