@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from watchkeeper.alerts.errors import DeliveryError
-from watchkeeper.alerts.notification import ChannelState, Notification
+from watchkeeper.alerts.notification import DECISIONS, ChannelState, Notification
 from watchkeeper.alerts.webhook import retry_after
 
 ACTIVE = "__active__"
@@ -115,6 +115,10 @@ class AlertmanagerChannel:
 
     def send(self, notification: Notification) -> None:
         now = self.clock()
+        if notification.kind in DECISIONS:
+            # a recommendation, not a condition: shown for a while, never re-sent
+            self._post([alert(notification, now, now + 4 * self.resend_interval_s)])
+            return
         entry = {
             "note": notification.to_dict(),
             "resolved_s": now if notification.kind == "resolved" else None,

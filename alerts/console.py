@@ -9,9 +9,17 @@ import sys
 import threading
 from typing import TextIO
 
-from watchkeeper.alerts.notification import Notification
+from watchkeeper.alerts.notification import Notification, comparison_lines
 
-_ICON = {"opened": "🔥", "escalated": "⬆", "de-escalated": "⬇", "updated": "✎", "resolved": "✅"}
+_ICON = {
+    "opened": "🔥",
+    "escalated": "⬆",
+    "de-escalated": "⬇",
+    "updated": "✎",
+    "resolved": "✅",
+    "promote": "🚀",
+    "reject": "⛔",
+}
 
 
 def render(n: Notification) -> str:
@@ -20,7 +28,10 @@ def render(n: Notification) -> str:
     head = f"{_ICON.get(n.kind, '•')} [{n.severity.upper()}] {n.kind}: {n.summary}"
     rule = n.rule or "—"
     lines = [head, f"    model {n.model} · policy {n.policy} · rule {rule} · {when}"]
-    if n.members and len(n.members) > 1:
+    table = comparison_lines(n)
+    if table:
+        lines += ["    " + line for line in table]
+    elif n.members and len(n.members) > 1:
         top = sorted(n.members.items(), key=lambda kv: -(kv[1] or 0.0))[:10]
         lines.append("    " + ", ".join(f"{k}={v:.4g}" if v is not None else k for k, v in top))
     if n.note:

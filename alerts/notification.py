@@ -9,7 +9,8 @@ from typing import Any, Protocol
 @dataclass(frozen=True)
 class Notification:
     kind: str
-    """opened, escalated, de-escalated, updated or resolved."""
+    """opened, escalated, de-escalated, updated or resolved; for shadow candidates'
+    recommendations, promote or reject."""
     fingerprint: str
     severity: str
     summary: str
@@ -26,6 +27,8 @@ class Notification:
     links: dict[str, str] = field(default_factory=dict)
     delivery_id: str = ""
     """Stable across redeliveries of this notification: receivers dedupe on it."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Kind-specific content, e.g. a shadow decision's comparison table."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -33,6 +36,33 @@ class Notification:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Notification:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+DECISIONS = ("promote", "reject")
+"""Kinds of a shadow candidate's recommendation (the rest are incident changes)."""
+
+
+def comparison_lines(n: Notification) -> list[str]:
+    """A shadow decision's comparison table as aligned text lines (empty for incidents).
+
+    Conditions come first with their verdict, then the other measured values.
+    """
+    if n.kind not in DECISIONS:
+        return []
+    checks = n.details.get("checks", [])
+    table: dict[str, float] = n.details.get("table", {})
+    lines = []
+    shown = set()
+    for c in checks:
+        metric = str(c["condition"]).split()[0]
+        shown.add(metric)
+        shown_value = "—" if c["value"] is None else f"{c['value']:.4g}"
+        mark = {True: "ok", False: "FAIL", None: "wait"}[c["holds"]]
+        lines.append(f"{c['condition']:<36} {shown_value:>10}  {mark}")
+    for metric, number in table.items():
+        if metric not in shown:
+            lines.append(f"{metric:<36} {number:>10.4g}")
+    return lines
 
 
 class Channel(Protocol):

@@ -26,7 +26,12 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.webhook import WebhookClient
 from watchkeeper.alerts.errors import DeliveryError
-from watchkeeper.alerts.notification import ChannelState, Notification
+from watchkeeper.alerts.notification import (
+    DECISIONS,
+    ChannelState,
+    Notification,
+    comparison_lines,
+)
 
 _COLOUR = {"critical": ":red_circle:", "warn": ":large_yellow_circle:"}
 FINAL_ERRORS = {
@@ -49,9 +54,19 @@ def _when(ms: int) -> str:
 
 
 def headline(n: Notification) -> str:
+    if n.kind == "promote":
+        return f":rocket: PROMOTE: {n.summary}"
+    if n.kind == "reject":
+        return f":no_entry: REJECTED: {n.summary}"
     if n.kind == "resolved":
         return f":white_check_mark: RESOLVED: {n.summary.removeprefix('resolved: ')}"
     return f"{_COLOUR.get(n.severity, ':warning:')} {n.severity.upper()}: {n.summary}"
+
+
+def _state(n: Notification) -> str:
+    if n.kind in DECISIONS:
+        return "recommend promotion" if n.kind == "promote" else "rejected"
+    return "resolved" if n.kind == "resolved" else "firing"
 
 
 def blocks(n: Notification) -> list[dict[str, Any]]:
@@ -62,13 +77,17 @@ def blocks(n: Notification) -> list[dict[str, Any]]:
         f"*Rule*\n{n.policy} / {n.rule or '—'}",
         f"*Metric*\n{n.metric or '—'}",
         f"*Since*\n{_when(n.opened_ms)}",
-        f"*State*\n{'resolved' if n.kind == 'resolved' else 'firing'}",
+        f"*State*\n{_state(n)}",
     ]
     out: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": headline(n)[:2900]}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
-    if len(n.members) > 1:
+    table = comparison_lines(n)
+    if table:
+        text = "*Shadow comparison*\n```" + "\n".join(table) + "```"
+        out.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}})
+    elif len(n.members) > 1:
         top = sorted(n.members.items(), key=lambda kv: -(kv[1] or 0.0))[:10]
         lines = "\n".join(f"• `{k}` {v:.4g}" if v is not None else f"• `{k}`" for k, v in top)
         more = f"\n…and {len(n.members) - 10} more" if len(n.members) > 10 else ""
@@ -175,14 +194,14 @@ class SlackChannel:
     def _send_web(self, client: WebClient, n: Notification) -> None:
         known = self.state.get(n.fingerprint) if self.state is not None else None
         text, layout = headline(n), blocks(n)
-        if known is None or n.kind == "opened":
+        if known is None or n.kind == "opened" or n.kind in DECISIONS:
             channel = self.target(n)
             if channel is None:
                 raise DeliveryError(
                     self.name, "no Slack channel for this notification", retriable=False
                 )
             response = client.chat_postMessage(channel=channel, text=text, blocks=layout)
-            if self.state is not None:
+            if self.state is not None and n.kind not in DECISIONS:
                 self.state.set(
                     n.fingerprint, {"channel": response["channel"], "ts": response["ts"]}
                 )

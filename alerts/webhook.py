@@ -10,6 +10,11 @@ The payload is JSON with a versioned schema (``"schema": "watchkeeper.notificati
                   "opened_at": "…"},
      "labels": {"team": "payments"}, "links": {"status": "…"}, "note": ""}
 
+A shadow candidate's recommendation has ``"type": "shadow.promote"`` (or
+``shadow.reject``) and, instead of ``incident``, a ``decision`` object: candidate, file,
+decision, reasons, checks (condition, value, holds), rows, labelled_rows and the
+comparison table.
+
 It is signed per the Standard Webhooks specification (``webhook-id``,
 ``webhook-timestamp``, ``webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>``)
 with the ``standardwebhooks`` package; ``webhook-id`` (also sent as ``Idempotency-Key``)
@@ -27,7 +32,7 @@ from typing import Any
 
 from standardwebhooks import Webhook
 from watchkeeper.alerts.errors import DeliveryError
-from watchkeeper.alerts.notification import Notification
+from watchkeeper.alerts.notification import DECISIONS, Notification
 
 SCHEMA = "watchkeeper.notification/v1"
 RETRIABLE = {408, 425, 429}
@@ -38,6 +43,19 @@ def _iso(ms: int) -> str:
 
 
 def payload(n: Notification) -> dict[str, Any]:
+    if n.kind in DECISIONS:
+        # a shadow candidate's recommendation: {"type": "shadow.promote", "decision": {…}}
+        return {
+            "schema": SCHEMA,
+            "id": n.delivery_id,
+            "type": f"shadow.{n.kind}",
+            "timestamp": _iso(n.at_ms),
+            "model": n.model,
+            "decision": {"policy": n.policy, "summary": n.summary, **n.details},
+            "labels": n.labels,
+            "links": n.links,
+            "note": n.note,
+        }
     return {
         "schema": SCHEMA,
         "id": n.delivery_id,

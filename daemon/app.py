@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from watchkeeper.alerts.retry import RetryPolicy
@@ -25,8 +26,11 @@ from watchkeeper.daemon.ingest import Ingestor
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.notify import Router
 from watchkeeper.daemon.outbox import Outbox
+from watchkeeper.daemon.promotion import ShadowChecks, comparison
 from watchkeeper.daemon.reports import Reports, report_routes
 from watchkeeper.daemon.scheduler import PolicyScheduler, PolicyStatus, describe
+from watchkeeper.daemon.shadow import ShadowEvaluator
+from watchkeeper.daemon.shadow_store import ShadowStore
 from watchkeeper.daemon.silences import Silences
 from watchkeeper.daemon.store import Store
 
@@ -47,6 +51,8 @@ class Daemon:
         self.incidents: IncidentStore | None = None
         self.delivery: DeliveryWorker | None = None
         self.silences: Silences | None = None
+        self.shadow: ShadowEvaluator | None = None
+        self.shadow_store: ShadowStore | None = None
 
     def _liveness(self) -> tuple[bool, str]:
         ingestor = self.ingestor
@@ -77,7 +83,15 @@ class Daemon:
         retention = self.config.store.retention
         if retention <= 0:
             return None
-        return lambda now: store.prune(int((now - retention) * 1000))
+        shadow = ShadowStore(store.engine)
+
+        def prune(now: float) -> dict[str, int]:
+            before = int((now - retention) * 1000)
+            counts = store.prune(before)
+            counts["shadow_windows"] = shadow.prune(before)
+            return counts
+
+        return prune
 
     def reload(self) -> PolicyStatus | None:
         """Re-read the policy files now (SIGHUP, ``POST /-/reload``)."""
@@ -112,6 +126,17 @@ class Daemon:
             body = describe(status)
             return Response.of_json(200 if status.ok else 422, body)
 
+        def shadow(_request: Request) -> Response:
+            if self.shadow_store is None or self.scheduler is None:
+                return Response.of_json(503, {"error": "starting"})
+            body = shadow_table(
+                self.shadow_store,
+                {k: p.policy for k, p in self.scheduler.status.policies.items()},
+                int(time.time() * 1000),
+                int(self.config.windows.size * 1000),
+            )
+            return Response.of_json(200, body)
+
         def silences(_request: Request) -> Response:
             if self.silences is None:
                 return Response.of_json(503, {"error": "starting"})
@@ -119,6 +144,7 @@ class Daemon:
 
         return [
             Route("GET", "/api/silences", silences),
+            Route("GET", "/api/shadow", shadow),
             Route("GET", "/api/policies", policies),
             Route("GET", "/api/incidents", incidents),
             Route("GET", "/api/evaluations", evaluations),
@@ -133,7 +159,18 @@ class Daemon:
             self.store = store
             topics = [t.name for t in config.kafka.topics.by_role().values()]
             metrics = IngestMetrics(self.registry, topics)
-            self.ingestor = Ingestor(config, store, metrics)
+            size_ms = int(config.windows.size * 1000)
+            self.shadow_store = ShadowStore(store.engine)
+            self.shadow = ShadowEvaluator(
+                config.shadow,
+                self.shadow_store,
+                config.kafka.group_id,
+                size_ms,
+                self.registry,
+                label_ttl_ms=int(config.ingest.label_ttl * 1000),
+                decision_threshold=config.ingest.decision_threshold,
+            )
+            self.ingestor = Ingestor(config, store, metrics, shadow=self.shadow)
             reports = Reports(store, Path(config.reports.dir))
             incidents = IncidentStore(store.engine)
             self.incidents = incidents
@@ -178,7 +215,19 @@ class Daemon:
                 enqueued=self.delivery.wake,
                 metrics=CheckMetrics(self.registry),
                 silenced=self.silences.silenced,
+                shadow=ShadowChecks(
+                    self.shadow_store,
+                    size_ms,
+                    router.routed,
+                    self._base_url(),
+                    self.silences.silenced,
+                    self.delivery.wake,
+                ),
             )
+            # the worker stops after ingestion (it may still hold offered rows), before
+            # the store closes
+            self.shadow.start()
+            stack.callback(self.shadow.close)
             self.ingestor.open()
             stack.callback(self.ingestor.close)
             self.scheduler = PolicyScheduler(
@@ -187,6 +236,7 @@ class Daemon:
                 self.registry,
                 set(config.alerts.channels),
                 config.windows.size,
+                on_reload=self.shadow.configure,
             ).start()
             stack.callback(self.scheduler.close)
             scheduler = self.scheduler
@@ -209,3 +259,47 @@ class Daemon:
             self.ingestor.run(stop)
             log.info("stopping: committing window state and offsets")
         log.info("stopped")
+
+
+def shadow_table(
+    store: ShadowStore, policies: dict[str, Any], now_ms: int, size_ms: int
+) -> dict[str, Any]:
+    """``/api/shadow``: per model, each candidate's state, comparison and decision."""
+    models: dict[str, Any] = {}
+    decisions = store.decisions()
+    states = {(r["model"], r["candidate"]): r for r in store.candidates()}
+    for key, policy in sorted(policies.items()):
+        spec = policy.shadow
+        if spec is None:
+            continue
+        over = spec.promotion.over if spec.promotion is not None else policy.window
+        since = now_ms - int(over * 1000)
+        stats = store.stats(
+            policy.model, since - since % size_ms, now_ms - now_ms % size_ms + size_ms
+        )
+        rows = []
+        for c in spec.candidates:
+            state = states.get((policy.model, c.name), {})
+            decision = decisions.get((key, c.name))
+            rows.append(
+                {
+                    "candidate": c.name,
+                    "file": c.onnx,
+                    "state": state.get("state", "unknown"),
+                    "reason": state.get("reason", ""),
+                    "info": state.get("info", {}),
+                    "sample_rate": spec.rate_of(c),
+                    "comparison": comparison(stats.get(c.name)),
+                    "decision": None
+                    if decision is None
+                    else {k: decision[k] for k in ("decision", "reasons", "at_ms")},
+                }
+            )
+        models[policy.model] = {
+            "policy": key,
+            "task": spec.task,
+            "over_s": over,
+            "baseline": spec.baseline,
+            "candidates": rows,
+        }
+    return {"models": models}

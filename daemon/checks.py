@@ -17,7 +17,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge
 from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.incidents import IncidentStore
+from watchkeeper.daemon.promotion import ShadowChecks
 from watchkeeper.daemon.store import Store
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.evaluate import evaluate
@@ -172,8 +174,10 @@ class Checker:
         silenced: Callable[[Notification], bool] | None = None,
         enqueued: Callable[[], None] | None = None,
         metrics: CheckMetrics | None = None,
+        shadow: ShadowChecks | None = None,
     ) -> None:
         self.store = store
+        self.shadow = shadow
         self.incidents = incidents
         self.size_ms = int(window_size_s * 1000)
         self.plan = plan
@@ -221,10 +225,14 @@ class Checker:
                 log.error("policy %s: cannot read its reference: %s", policy.key, exc)
                 reference = None
             found = findings_for(policy, reference, window, duration_s, baseline)
+            if self.shadow is not None:
+                found.update(self.shadow.findings(policy, start, end))
             evaluations, step_events = engine.step(
                 found, at_ms, reference.metrics if reference is not None else {}
             )
             events += step_events
+        if self.shadow is not None:
+            events += self.shadow.failures(policy, engine, at_ms)
         notes = [n for e in events for n in self.plan(e, policy)] if self.plan else []
         self.incidents.record(
             policy.key, at_ms, evaluations, events, engine.state_dict(), notes, self.silenced
@@ -235,6 +243,11 @@ class Checker:
             log.warning("incident %s: %s", event.kind, event.incident.summary)
         if notes and self.enqueued is not None:
             self.enqueued()
+        if self.shadow is not None:
+            try:
+                self.shadow.decisions(policy, at_ms)
+            except StoreUnavailableError as exc:
+                log.error("policy %s: shadow decisions postponed: %s", policy.key, exc)
         return CheckResult(at_ms, evaluations, events, seen)
 
     def _baseline(self, model: str, start_ms: int, window_ms: int) -> tuple[float, ...]:

@@ -18,6 +18,7 @@ from kafka import KafkaConsumer
 from pydantic import ConfigDict, Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.policies.durations import Duration
 from watchkeeper.policies.yamlsource import read_yaml, validate_document
 
@@ -383,6 +384,7 @@ class Config(_Strict):
     reports: ReportsConfig = ReportsConfig()
     policies: PoliciesConfig = PoliciesConfig()
     alerts: AlertsConfig = AlertsConfig()
+    shadow: ShadowConfig = ShadowConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def store_url(self, env: Mapping[str, str] | None = None) -> str:
@@ -409,6 +411,8 @@ def _resolve_relative(config: Config, base: Path) -> Config:
         update["reports"] = ReportsConfig(dir=str(base / config.reports.dir))
     paths = [p if Path(p).is_absolute() else str(base / p) for p in config.policies.paths]
     update["policies"] = PoliciesConfig(paths=paths)
+    dirs = [d if Path(d).is_absolute() else str(base / d) for d in config.shadow.model_dirs]
+    update["shadow"] = config.shadow.model_copy(update={"model_dirs": tuple(dirs)})
     return config.model_copy(update=update)
 
 

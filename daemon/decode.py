@@ -206,12 +206,13 @@ class Decoder:
                             i, ("wrong_type", f"features: expected an object, got {type_name(v)}")
                         )
                     feats[i] = {}
-        keys = record_keys(self._topic_hash, partition, np.asarray(offsets, dtype=np.int64))
+        offs = np.asarray(offsets, dtype=np.int64)
+        keys = record_keys(self._topic_hash, partition, offs)
         for model in sorted({m for m in models.tolist() if m is not None}):
             idx = np.flatnonzero(models == model)
             idx = idx[[i not in bad for i in idx.tolist()]] if bad else idx
             batch = self._model_batch(
-                model, idx, cols, ts, versions, request_ids, latency, keys, bad, result
+                model, idx, cols, ts, versions, request_ids, latency, (keys, offs), bad, result
             )
             if batch is not None:
                 result.batches.append(batch)
@@ -307,10 +308,12 @@ class Decoder:
         versions: Any,
         request_ids: Any,
         latency: Any,
-        keys: Any,
+        positions: tuple[Any, Any],
         bad: BadRows,
         result: DecodeResult,
     ) -> ColumnBatch | None:
+        """The batch of ``model``'s good rows; ``positions`` are every row's (key, offset)."""
+        keys, offsets = positions
         if idx.size == 0:
             return None
         rows = idx.tolist()
@@ -369,6 +372,7 @@ class Decoder:
             ts_ms=ts[sel],
             versions=versions[sel],
             keys=keys[sel],
+            offsets=offsets[sel],
             request_ids=None if request_ids is None else request_ids[sel],
             features={n: c for n, c in ((n, take(c)) for n, c in features.items()) if c},
             prediction=take(prediction),

@@ -32,3 +32,16 @@ class MigrationError(WatchkeeperError):
 
     def __init__(self, url: str, cause: BaseException) -> None:
         super().__init__(f"cannot migrate the store at {url}: {cause}")
+
+
+class CandidateError(WatchkeeperError):
+    """A shadow candidate (or baseline) model cannot be used: it is disabled and reported.
+
+    Not retriable: the same file fails the same way until it (or the policy) changes.
+    """
+
+    def __init__(self, model: str, candidate: str, reason: str) -> None:
+        self.model = model
+        self.candidate = candidate
+        self.reason = reason
+        super().__init__(f"candidate {candidate} of model {model}: {reason}")

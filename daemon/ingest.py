@@ -32,6 +32,7 @@ from watchkeeper.daemon.kinds import KindRegistry
 from watchkeeper.daemon.labels import JoinBuffer, JoinSettings
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.queries import TopicPartitionKey
+from watchkeeper.daemon.shadow import ShadowEvaluator
 from watchkeeper.daemon.store import Store
 from watchkeeper.daemon.windows import WindowState
 from watchkeeper.detectors.window import SketchSettings
@@ -106,8 +107,10 @@ class Ingestor:
         store: Store,
         metrics: IngestMetrics,
         clock: Callable[[], float] = time.time,
+        shadow: ShadowEvaluator | None = None,
     ) -> None:
         self.config = config
+        self.shadow = shadow
         self.store = store
         self.metrics = metrics
         self.clock = clock
@@ -221,6 +224,8 @@ class Ingestor:
             late = self.windows.add(batch)
             if self._joining:
                 self._joins.add(batch, self.windows.size_ms)
+            if self.shadow is not None:
+                self.shadow.offer(batch, tp.topic, tp.partition)
             self.metrics.events.labels(batch.model, batch.role).inc(len(batch) - late)
             if late:
                 self.metrics.late.labels(batch.model).inc(late)
@@ -377,5 +382,7 @@ class Ingestor:
                     # no stored offset: Kafka's committed offset or auto_offset_reset decides,
                     # and the first record read marks the point to rewind to
                     self._durable.pop(key, None)
+        if self.shadow is not None:
+            self.shadow.forget_partitions()
         self.metrics.assigned.set(len(assigned))
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned))

@@ -94,8 +94,10 @@ class PolicyScheduler:
         reload_interval_s: float = 2.0,
         workers: int = 2,
         clock: Callable[[], float] = time.time,
+        on_reload: Callable[[dict[str, LoadedPolicy]], None] | None = None,
     ) -> None:
         self.checker = checker
+        self.on_reload = on_reload
         self.paths = paths
         self.channels = channels
         self.window_size_s = window_size_s
@@ -169,6 +171,11 @@ class PolicyScheduler:
             self.metrics.reload_time.set(self.status.loaded_at)
             self.metrics.policies.set(len(fresh))
             self._sync_jobs(removed)
+            if self.on_reload is not None:
+                try:
+                    self.on_reload(dict(fresh))
+                except Exception:  # e.g. shadow set-up: must not undo a good reload
+                    log.exception("acting on the reloaded policies failed")
             return self.status
 
     def _sync_jobs(self, removed: set[str]) -> None:

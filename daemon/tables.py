@@ -192,3 +192,48 @@ silences = Table(
     Column("created_by", String(200), nullable=False),
     Column("comment", Text, nullable=False),
 )
+
+# shadow evaluation (migration 0007): per candidate and window, the comparison summary
+shadow_windows = Table(
+    "shadow_windows",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("candidate", String(200), primary_key=True),
+    Column("window_size_ms", BigInteger, primary_key=True),
+    Column("window_start_ms", BigInteger, primary_key=True),
+    Column("rows", BigInteger, nullable=False),
+    Column("stats", LargeBinary, nullable=False),
+)
+
+# how far shadow evaluation got per partition, committed with the summaries it produced
+shadow_offsets = Table(
+    "shadow_offsets",
+    metadata,
+    Column("group_id", String(200), primary_key=True),
+    Column("topic", String(400), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+# per candidate: active or disabled (and why), and the latest promotion decision
+shadow_candidates = Table(
+    "shadow_candidates",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("candidate", String(200), primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("info", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+shadow_decisions = Table(
+    "shadow_decisions",
+    metadata,
+    Column("policy", String(200), primary_key=True),
+    Column("candidate", String(200), primary_key=True),
+    Column("decision", String(20), nullable=False),
+    Column("reasons", Text, nullable=False),
+    Column("table", Text, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+)

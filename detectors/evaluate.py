@@ -87,6 +87,8 @@ def evaluate(
                 findings.append(_column_finding(info, make(), reference, window, name, min_samples))
         elif info.scope == "window":
             findings.append(_window_finding(info, make(), view, min_samples))
+        elif info.scope == "shadow":
+            continue  # candidates' comparisons: see detectors.shadow.shadow_finding
         else:
             findings.append(_performance_finding(info, make(), reference, window, min_samples))
     return findings

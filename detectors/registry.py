@@ -26,6 +26,7 @@ from watchkeeper.detectors.performance import (
 )
 from watchkeeper.detectors.prediction_std import PredictionStd
 from watchkeeper.detectors.psi import PSI
+from watchkeeper.detectors.shadow import SHADOW_METRICS
 from watchkeeper.detectors.throughput import Throughput
 from watchkeeper.detectors.top_class_share import TopClassShare
 from watchkeeper.detectors.traffic import TrafficRatio
@@ -33,7 +34,7 @@ from watchkeeper.detectors.unexpected_features import UnexpectedFeatures
 from watchkeeper.detectors.unseen import UnseenMass
 from watchkeeper.detectors.wasserstein import Wasserstein
 
-Scope = Literal["column", "window", "performance"]
+Scope = Literal["column", "window", "performance", "shadow"]
 Direction = Literal["higher_is_worse", "lower_is_worse"]
 
 
@@ -126,6 +127,10 @@ METRICS: dict[str, MetricInfo] = {
         *(
             MetricInfo(n, "performance", f"{n} on joined labels", lambda n=n: PerformanceMetric(n))
             for n in REGRESSION_METRICS
+        ),
+        *(
+            MetricInfo(n, "shadow", what, lambda: None, direction=direction)  # type: ignore[arg-type]
+            for n, (direction, what) in SHADOW_METRICS.items()
         ),
     ]
 }

@@ -70,6 +70,8 @@ class ColumnBatch:
     prediction_class: Column | None = None
     label: Column | None = None
     latency_ms: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    offsets: np.ndarray[Any, np.dtype[np.int64]] | None = None
+    """Each event's Kafka offset in its partition (shadow evaluation's progress)."""
 
     def __len__(self) -> int:
         return int(self.ts_ms.size)

@@ -31,6 +31,8 @@ Decision = Literal["breach", "clear", "hold", "ok", "insufficient_data", "error"
 EventKind = Literal["opened", "escalated", "de-escalated", "updated", "resolved"]
 NO_DATA = "__no_data__"
 ERROR = "__error__"
+CANDIDATE = "__candidate__:"
+"""Prefix of the incidents of disabled shadow candidates (one per candidate)."""
 DIGEST = "*"
 _RANK = {None: 0, "warn": 1, "critical": 2}
 
@@ -201,6 +203,27 @@ class PolicyEngine:
                 evaluations.append(evaluation)
             events += self._incident_events(rule, at_ms)
         return evaluations, events
+
+    def candidate_failures(self, failures: dict[str, str], at_ms: int) -> list[IncidentEvent]:
+        """Open an incident per disabled shadow candidate (``failures``: name → reason);
+        resolve those of candidates that run again or left the policy."""
+        shadow = self.policy.shadow
+        names = [c.name for c in shadow.candidates] if shadow is not None else []
+        events: list[IncidentEvent] = []
+        for name in names:
+            kind = f"{CANDIDATE}{name}"
+            if name in failures:
+                summary = (
+                    f"shadow candidate {name} of {self.policy.model} disabled: {failures[name]}"
+                )
+                events += self._open_special(kind, None, at_ms, "warn", summary)
+            else:
+                events += self._resolve_special(kind, None, at_ms, "the candidate runs again")
+        for incident in list(self.incidents.values()):
+            feature = incident.feature or ""
+            if feature.startswith(CANDIDATE) and feature.removeprefix(CANDIDATE) not in names:
+                events += self._resolve_special(feature, None, at_ms, "no longer a candidate")
+        return events
 
     def no_data(self, at_ms: int, since_ms: int | None, events_seen: int) -> list[IncidentEvent]:
         """The window held too little to judge: one incident of its own, drift left as is."""

@@ -94,6 +94,27 @@ def _cross_check(
                             ("rules", i, "actions", severity, j),
                             f"channel '{name}' is not defined in alerts.channels ({known})",
                         )
+    shadow = policy.shadow
+    if shadow is not None:
+        base = Path(doc.file).parent
+        files: list[tuple[tuple[str | int, ...], str]] = [
+            (("shadow", "candidates", i, "onnx"), c.onnx) for i, c in enumerate(shadow.candidates)
+        ]
+        if shadow.baseline:
+            files.append((("shadow", "baseline"), shadow.baseline))
+        for where, file in files:
+            path = Path(file) if Path(file).is_absolute() else base / file
+            if not path.is_file():
+                err(where, f"no ONNX model file at {path}")
+        if shadow.promotion is not None and channels is not None:
+            for field_name in ("on_promote", "on_reject"):
+                for j, name in enumerate(getattr(shadow.promotion, field_name)):
+                    if name not in channels:
+                        known = ", ".join(sorted(channels)) or "none are configured"
+                        err(
+                            ("shadow", "promotion", field_name, j),
+                            f"channel '{name}' is not defined in alerts.channels ({known})",
+                        )
     ref = policy.reference
     if ref and not ref.startswith("store:"):
         path = Path(ref) if Path(ref).is_absolute() else Path(doc.file).parent / ref

@@ -35,6 +35,7 @@ import pydantic
 from pydantic import ConfigDict, Field
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.durations import Duration
+from watchkeeper.policies.shadow import Shadow
 
 Severity = Literal["warn", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("warn", "critical")
@@ -111,6 +112,8 @@ class Rule(_Strict):
     min_samples: Annotated[int, Field(ge=1)] | None = None
     options: dict[str, Any] = {}
     """Arguments of the metric's detector, e.g. {smoothing: laplace} for psi."""
+    candidates: Literal["all"] | list[str] = "all"
+    """For ``shadow_*`` metrics: which candidates of the policy's shadow section."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -169,8 +172,14 @@ class Rule(_Strict):
     @pydantic.model_validator(mode="after")
     def _features_apply(self) -> Rule:
         info = METRICS[self.metric]
+        if info.scope == "shadow" and self.features != "all":
+            raise ValueError(
+                f"{self.metric} compares candidate models: choose them with `candidates`"
+            )
         if info.scope != "column" and self.features not in ("all",):
             raise ValueError(f"{self.metric} is a whole-window metric: it takes no features")
+        if info.scope != "shadow" and self.candidates != "all":
+            raise ValueError("`candidates` applies to shadow_* metrics only")
         return self
 
     def bad_side(self) -> Literal["above", "below"]:
@@ -198,6 +207,8 @@ class Rule(_Strict):
         if self.group is not None:
             return self.group == "rule"
         patterns = self.feature_patterns()
+        if METRICS[self.metric].scope == "shadow":
+            return False  # one incident per candidate
         if METRICS[self.metric].scope != "column":
             return False
         return patterns is None or len(patterns) > 1 or any("*" in p for p in patterns)
@@ -214,6 +225,8 @@ class Policy(_Strict):
     rules: Annotated[list[Rule], Field(min_length=1)]
     labels: dict[str, str] = {}
     """Extra labels carried into incidents and alerts (team, service …)."""
+    shadow: Shadow | None = None
+    """Candidate models evaluated in shadow (see :mod:`watchkeeper.policies.shadow`)."""
 
     @pydantic.model_validator(mode="after")
     def _unique_rules(self) -> Policy:
@@ -222,6 +235,21 @@ class Policy(_Strict):
             if rule.key in seen:
                 raise ValueError(f"two rules are named '{rule.key}': give each a distinct name")
             seen.add(rule.key)
+        names = {c.name for c in self.shadow.candidates} if self.shadow else set()
+        for rule in self.rules:
+            if METRICS[rule.metric].scope != "shadow":
+                continue
+            if self.shadow is None:
+                raise ValueError(
+                    f"rule '{rule.key}' uses {rule.metric}, but the policy has no shadow section"
+                )
+            if rule.candidates != "all":
+                unknown = sorted(set(rule.candidates) - names)
+                if unknown:
+                    raise ValueError(
+                        f"rule '{rule.key}' names candidates {unknown} that the shadow "
+                        f"section does not declare ({', '.join(sorted(names))})"
+                    )
         return self
 
     @property

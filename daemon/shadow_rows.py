@@ -1,0 +1,104 @@
+"""What shadow evaluation passes from ingestion to its worker, and its metrics.
+
+:class:`Rows` are the sampled rows of one decoded batch (copies: the batch is released
+at once); :class:`Labels` are a labels batch for rows waiting to be graded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from watchkeeper.detectors.performance import class_names
+from watchkeeper.detectors.window import Column, ColumnBatch
+
+
+class ShadowMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = Counter(
+            "watchkeeper_shadow_rows",
+            "Rows run through a candidate.",
+            ["model", "candidate"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "watchkeeper_shadow_dropped_rows",
+            "Sampled rows dropped because inference could not keep up.",
+            ["model"],
+            registry=registry,
+        )
+        self.up = Gauge(
+            "watchkeeper_shadow_candidate_up",
+            "1 while a candidate is evaluated, 0 once it was disabled.",
+            ["model", "candidate"],
+            registry=registry,
+        )
+        self.queue = Gauge(
+            "watchkeeper_shadow_queue_batches",
+            "Sampled batches waiting for inference.",
+            registry=registry,
+        )
+        self.seconds = Counter(
+            "watchkeeper_shadow_inference_seconds",
+            "Time spent in inference, by model and side (candidate or baseline).",
+            ["model", "candidate", "side"],
+            registry=registry,
+        )
+
+
+@dataclass
+class Rows:
+    model: str
+    topic: str
+    partition: int
+    next_offset: int
+    ts_ms: np.ndarray[Any, Any]
+    keys: np.ndarray[Any, Any]
+    features: dict[str, Column]
+    scores: np.ndarray[Any, Any]
+    classes: list[str | None] | None
+    request_ids: np.ndarray[Any, Any] | None
+    latency_ms: np.ndarray[Any, Any] | None
+
+
+@dataclass
+class Labels:
+    model: str
+    request_ids: np.ndarray[Any, Any]
+    labels: Column
+
+
+def take(column: Column, idx: np.ndarray[Any, Any]) -> Column:
+    return Column(column.kind, column.values[idx], column.null[idx], column.missing[idx])
+
+
+def production_outputs(
+    batch: ColumnBatch, idx: np.ndarray[Any, Any], task: str, threshold: float
+) -> tuple[np.ndarray[Any, Any], list[str | None] | None]:
+    """Production's logged score and class for the rows at ``idx`` (NaN / None if absent)."""
+    n = idx.size
+    scores = np.full(n, np.nan)
+    pred = batch.prediction
+    if pred is not None and pred.kind == "numeric":
+        scores = pred.values[idx].astype(np.float64)
+        scores[pred.null[idx] | pred.missing[idx]] = np.nan
+    if task != "classification":
+        return scores, None
+    if batch.prediction_class is not None:
+        c = batch.prediction_class
+        return scores, [None if v is None else str(v) for v in c.values[idx].tolist()]
+    if pred is not None and pred.kind == "categorical":
+        return scores, [None if v is None else str(v) for v in pred.values[idx].tolist()]
+    if pred is None:
+        return scores, None
+    finite = np.isfinite(scores)
+    integral = finite & (scores == np.round(scores))
+    if integral[finite].all():  # class indices logged as numbers
+        names = class_names(np.where(finite, scores, 0))
+        return np.full(n, np.nan), [
+            nm if ok else None for nm, ok in zip(names, finite, strict=True)
+        ]
+    decided = np.where(scores >= threshold, "1", "0")
+    return scores, [str(d) if ok else None for d, ok in zip(decided, finite, strict=True)]
