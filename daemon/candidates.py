@@ -139,29 +139,7 @@ class OnnxModel:
     # -- rows in --------------------------------------------------------------------------
     def matrix(self, features: dict[str, Column], n: int) -> np.ndarray[Any, Any]:
         """The input tensor for ``n`` rows: one column per ``inputs.features`` entry."""
-        spec = self.inputs
-        missing = np.nan if spec.missing is None else spec.missing
-        out = np.empty((n, len(spec.features)), dtype=np.float64)
-        for j, name in enumerate(spec.features):
-            column = features.get(name)
-            if column is None:
-                out[:, j] = missing
-                continue
-            absent = column.null | column.missing
-            if column.kind == "numeric":
-                out[:, j] = column.values
-            else:
-                # categories → codes per distinct value, not per row
-                values = np.where(absent, "", column.values).astype(str)
-                uniq, inverse = np.unique(values, return_inverse=True)
-                codes = spec.encodings.get(name, {})
-                table = np.array([codes.get(u, spec.unknown) for u in uniq.tolist()])
-                out[:, j] = table[inverse] if uniq.size else spec.unknown
-            if absent.any():
-                out[absent, j] = missing
-        if self.dtype is np.int64:
-            return np.nan_to_num(out, nan=float(missing)).astype(np.int64)
-        return out.astype(self.dtype, copy=False)
+        return feature_matrix(self.inputs, features, n)
 
     # -- outputs --------------------------------------------------------------------------
     def predict(self, x: np.ndarray[Any, Any]) -> Prediction:
@@ -233,3 +211,55 @@ def _probabilities(raw: Any) -> np.ndarray[Any, Any]:
             return np.array([[row[k] for k in keys] for row in raw], dtype=np.float64)
         return np.asarray(raw, dtype=np.float64)
     return np.asarray(raw)
+
+
+def feature_matrix(spec: Inputs, features: dict[str, Column], n: int) -> np.ndarray[Any, Any]:
+    """``n`` rows as the model's input tensor, columns in ``spec.features`` order.
+
+    Categorical values are encoded per distinct value (``spec.encodings``, else
+    ``spec.unknown``), never per row; null and absent values become ``spec.missing``
+    (NaN by default).
+    """
+    missing = np.nan if spec.missing is None else spec.missing
+    out = np.empty((n, len(spec.features)), dtype=np.float64)
+    for j, name in enumerate(spec.features):
+        column = features.get(name)
+        if column is None:
+            out[:, j] = missing
+            continue
+        absent = column.null | column.missing
+        if column.kind == "numeric":
+            out[:, j] = column.values
+        else:
+            values = np.where(absent, "", column.values).astype(str)
+            uniq, inverse = np.unique(values, return_inverse=True)
+            codes = spec.encodings.get(name, {})
+            table = np.array([codes.get(u, spec.unknown) for u in uniq.tolist()])
+            out[:, j] = table[inverse] if uniq.size else spec.unknown
+        if absent.any():
+            out[absent, j] = missing
+    dtype = _DTYPES[spec.dtype]
+    if dtype is np.int64:
+        return np.nan_to_num(out, nan=float(missing)).astype(np.int64)
+    return out.astype(dtype, copy=False)
+
+
+def columns_from_rows(rows: list[dict[str, Any]]) -> dict[str, Column]:
+    """Feature columns from row dicts (a reference sample, a JSON-lines file): numeric
+    where every present value is a number, categorical otherwise."""
+    names = sorted({k for r in rows for k in r})
+    out: dict[str, Column] = {}
+    n = len(rows)
+    for name in names:
+        values = [r.get(name) for r in rows]
+        missing = np.array([name not in r for r in rows], dtype=bool)
+        null = np.array([v is None for v in values], dtype=bool) & ~missing
+        present = [v for v in values if v is not None]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+            arr = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+            out[name] = Column("numeric", arr, null, missing)
+        else:
+            obj = np.empty(n, dtype=object)
+            obj[:] = [None if v is None else str(v) for v in values]
+            out[name] = Column("categorical", obj, null, missing)
+    return out

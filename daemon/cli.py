@@ -15,6 +15,7 @@ from watchkeeper.daemon.cli_alerts import add_parsers as add_alert_parsers
 from watchkeeper.daemon.cli_common import load_or_exit
 from watchkeeper.daemon.cli_detect import add_parsers as add_detect_parsers
 from watchkeeper.daemon.cli_policy import add_parsers as add_policy_parsers
+from watchkeeper.daemon.cli_shadow import add_parsers as add_shadow_parsers
 from watchkeeper.daemon.config import load_config, secret_values
 from watchkeeper.daemon.logs import setup_logging
 from watchkeeper.policies.errors import WatchkeeperDocumentError
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_detect_parsers(sub, DEFAULT_CONFIG)
     add_policy_parsers(sub, DEFAULT_CONFIG)
+    add_shadow_parsers(sub, DEFAULT_CONFIG)
     add_alert_parsers(sub, DEFAULT_CONFIG)
 
     demo = sub.add_parser(

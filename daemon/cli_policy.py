@@ -234,6 +234,21 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         console.print(recent)
     result = load_all(config.policies.paths, set(config.alerts.channels), config.windows.size)
+    if any(p.policy.shadow for p in result.policies):
+        import time
+
+        from watchkeeper.daemon.cli_shadow import print_shadow
+        from watchkeeper.daemon.promotion import shadow_table
+        from watchkeeper.daemon.shadow_store import ShadowStore
+
+        with Store.open(config.store_url(), migrate=False) as store:
+            body = shadow_table(
+                ShadowStore(store.engine),
+                {p.policy.key: p.policy for p in result.policies},
+                int(time.time() * 1000),
+                int(config.windows.size * 1000),
+            )
+        print_shadow(console, body)
     state = "ok" if result.ok else f"{sum(len(e) for e in result.errors.values())} error(s)"
     console.print(
         f"policies: {len(result.policies)} loaded, files {state}; stored events "

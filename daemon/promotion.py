@@ -221,3 +221,47 @@ class ShadowChecks:
             links=links,
             details=details,
         )
+
+
+def shadow_table(
+    store: ShadowStore, policies: dict[str, Any], now_ms: int, size_ms: int
+) -> dict[str, Any]:
+    """``/api/shadow``: per model, each candidate's state, comparison and decision."""
+    models: dict[str, Any] = {}
+    decisions = store.decisions()
+    states = {(r["model"], r["candidate"]): r for r in store.candidates()}
+    for key, policy in sorted(policies.items()):
+        spec = policy.shadow
+        if spec is None:
+            continue
+        over = spec.promotion.over if spec.promotion is not None else policy.window
+        since = now_ms - int(over * 1000)
+        stats = store.stats(
+            policy.model, since - since % size_ms, now_ms - now_ms % size_ms + size_ms
+        )
+        rows = []
+        for c in spec.candidates:
+            state = states.get((policy.model, c.name), {})
+            decision = decisions.get((key, c.name))
+            rows.append(
+                {
+                    "candidate": c.name,
+                    "file": c.onnx,
+                    "state": state.get("state", "unknown"),
+                    "reason": state.get("reason", ""),
+                    "info": state.get("info", {}),
+                    "sample_rate": spec.rate_of(c),
+                    "comparison": comparison(stats.get(c.name)),
+                    "decision": None
+                    if decision is None
+                    else {k: decision[k] for k in ("decision", "reasons", "at_ms")},
+                }
+            )
+        models[policy.model] = {
+            "policy": key,
+            "task": spec.task,
+            "over_s": over,
+            "baseline": spec.baseline,
+            "candidates": rows,
+        }
+    return {"models": models}
