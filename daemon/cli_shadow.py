@@ -49,7 +49,7 @@ def _mapping(args: argparse.Namespace, model: Path) -> tuple[Any, str, Any]:
     from watchkeeper.policies.shadow import Inputs
 
     if args.policy:
-        shadow = load_policy(args.policy).policy.shadow
+        shadow = load_policy(args.policy, cross_check=False).policy.shadow
         if shadow is None:
             raise SystemExit(f"watchkeeper: {args.policy} has no shadow section")
         return shadow.inputs, shadow.task, shadow.outputs
@@ -124,7 +124,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
             for note in r["notes"]:
                 print(f"{r['variant']}: {note}")
     text = snippet(source, results, inputs, task, outputs, Path(args.snippet_dir or out_dir))
-    target = out_dir / f"{source.stem}.shadow.yaml"
+    target = out_dir / f"{source.stem}.shadow.snippet.yaml"
     target.write_text(
         "# paste under the model's policy file (paths relative to the policy file's folder)\n"
         + text

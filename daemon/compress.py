@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,16 @@ def compress(
         target = out_dir / f"{source.stem}.{name}.onnx"
         result = Result(name, target)
         try:
-            _convert(name, source, target, rows, reference.input_name)
+            # converters warn about what they change (weights truncated to float16's
+            # range …): kept as notes, the agreement below measures their effect
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                _convert(name, source, target, rows, reference.input_name)
+            for message in dict.fromkeys(str(w.message).split(" will ")[0] for w in caught):
+                result.notes.append(f"converter: {message[:120]}")
+            result.notes[3:] = (
+                [f"… and {len(result.notes) - 3} more"] if len(result.notes) > 3 else []
+            )
             model = OnnxModel("offline", name, target, inputs, outputs, task, allowed)
         except (CandidateError, Exception) as exc:  # one failed variant must not stop the rest
             result.error = f"{type(exc).__name__}: {exc}"[:300]

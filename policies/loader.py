@@ -22,6 +22,8 @@ from watchkeeper.policies.schema import SEVERITIES, Policy
 from watchkeeper.policies.yamlsource import SourceDocument, parse_yaml, validate_document
 
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
+SNIPPET_SUFFIXES = (".snippet.yaml", ".snippet.yml")
+"""Policy fragments (``watchkeeper compress`` writes one) that are not policies."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def policy_files(paths: Iterable[str | Path]) -> list[Path]:
             for candidate in sorted(path.rglob("*")):
                 if (
                     candidate.suffix in (".yaml", ".yml")
-                    and not candidate.name.endswith(TEST_SUFFIXES)
+                    and not candidate.name.endswith(TEST_SUFFIXES + SNIPPET_SUFFIXES)
                     and candidate.is_file()
                 ):
                     out.append(candidate)
@@ -124,9 +126,16 @@ def _cross_check(
 
 
 def load_policy(
-    path: str | Path, channels: set[str] | None = None, window_size_s: float | None = None
+    path: str | Path,
+    channels: set[str] | None = None,
+    window_size_s: float | None = None,
+    *,
+    cross_check: bool = True,
 ) -> LoadedPolicy:
-    """One policy file, validated; raises :class:`InvalidDocumentError` with every error."""
+    """One policy file, validated; raises :class:`InvalidDocumentError` with every error.
+
+    ``cross_check=False`` checks the schema only, not that files and channels it names
+    exist (``watchkeeper compress`` reads a policy before its candidates exist)."""
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -134,7 +143,7 @@ def load_policy(
         raise UnreadableDocumentError(name, str(exc)) from exc
     doc = parse_yaml(text, name)
     policy = validate_document(Policy, doc)
-    errors = _cross_check(doc, policy, channels, window_size_s)
+    errors = _cross_check(doc, policy, channels, window_size_s) if cross_check else []
     if errors:
         raise InvalidDocumentError(name, errors)
     return LoadedPolicy(policy, name, hashlib.sha256(text.encode()).hexdigest()[:16])

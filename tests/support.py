@@ -93,14 +93,18 @@ def make_config(tmp_path: Path, *args: Any, **kwargs: Any) -> Config:
     return load_config(path)
 
 
-def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
+def wait_until(
+    predicate: Any, timeout: float = 60.0, interval: float = 0.1, describe: Any = None
+) -> Any:
+    """Poll ``predicate`` until it is true; on timeout, say what ``describe()`` shows."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            state = f": {describe()}" if describe is not None else ""
+            raise AssertionError(f"condition not met within {timeout}s{state}")
         time.sleep(interval)
 
 
