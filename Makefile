@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_sketches.py
 	$(BIN)/python tests/benchmarks/bench_ingest.py
 	$(BIN)/python tests/benchmarks/bench_drift.py
+	$(BIN)/python tests/benchmarks/bench_shadow.py
 
 clean:
 	rm -rf $(VENV) .typecheck .mypy_cache .pytest_cache .ruff_cache build *.egg-info

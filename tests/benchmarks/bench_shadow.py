@@ -1,0 +1,212 @@
+"""Shadow-evaluation benchmark: ingest throughput with and without one candidate at 10 %
+sampling on a 20-feature model, in one run, and INT8 vs FP32 offline latency.
+
+1. builds a 20-feature MLP classifier (scikit-learn → skl2onnx) and its dynamic INT8
+   candidate with ``watchkeeper compress``'s code, and prints their offline latency;
+2. produces ``--events`` prediction events into the embedded Tansu broker;
+3. (a) watchkeeper ingestion alone; (b) the same with the shadow evaluator running the
+   candidate on 10 % of rows (its worker at the default ``max_cpu_share``);
+4. prints both rates, the ratio (b)/(a) (goal ≥ 0.8), and the rows the candidate ran
+   on and dropped.
+
+Run: ``make bench`` or ``python tests/benchmarks/bench_shadow.py [--events N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.benchmarks.bench_ingest import (
+    FEATURES,
+    NAMES,
+    consumer_settings,
+    peak_rss_mb,
+    produce,
+)
+
+POLICY = """\
+model: fraud
+rules: [{metric: shadow_agreement, critical: 0.9}]
+shadow:
+  task: classification
+  inputs: {features: [%s]}
+  outputs: {label: label, probabilities: probabilities}
+  baseline: fp32.onnx
+  sample_rate: 0.1
+  candidates: [{name: int8, onnx: fp32.int8-dynamic.onnx}]
+"""
+
+
+def build_models(folder: Path) -> dict[str, float]:
+    from skl2onnx import to_onnx
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    from watchkeeper.daemon.compress import compress, table
+    from watchkeeper.daemon.config_shadow import ShadowConfig
+    from watchkeeper.policies.shadow import Inputs, Outputs
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, FEATURES)).astype(np.float32)
+    y = (x[:, :5].sum(axis=1) > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(128, 64), max_iter=30, random_state=0).fit(x, y)
+    source = folder / "fp32.onnx"
+    source.write_bytes(to_onnx(clf, x[:1], options={"zipmap": False}).SerializeToString())
+    (folder / "fraud.yaml").write_text(POLICY % ", ".join(NAMES))
+    results = compress(
+        source,
+        folder,
+        x[:1000],
+        Inputs(features=tuple(NAMES)),
+        "classification",
+        Outputs(label="label", probabilities="probabilities"),
+        ShadowConfig(),
+        variants=("int8-dynamic",),
+        repeats=200,
+    )
+    rows = {r["variant"]: r for r in table(results)}
+    return {
+        "fp32_batch_ms": rows["fp32"]["batch_ms"],
+        "int8_batch_ms": rows["int8-dynamic"]["batch_ms"],
+        "fp32_row_ms": rows["fp32"]["row_ms"],
+        "int8_row_ms": rows["int8-dynamic"]["row_ms"],
+        "agreement": rows["int8-dynamic"]["agreement"],
+    }
+
+
+def phase(bootstrap: str, topic: str, n: int, folder: str, shadow: bool) -> dict[str, float]:
+    from prometheus_client import CollectorRegistry
+    from watchkeeper.daemon.config import Config
+    from watchkeeper.daemon.ingest import Ingestor
+    from watchkeeper.daemon.metrics import IngestMetrics
+    from watchkeeper.daemon.shadow import ShadowEvaluator
+    from watchkeeper.daemon.shadow_store import ShadowStore
+    from watchkeeper.daemon.store import Store
+    from watchkeeper.policies.loader import load_all
+
+    options = consumer_settings(bootstrap)
+    config = Config.model_validate(
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_id": options["group_id"],
+                "topics": {"predictions": {"name": topic}},
+                "session_timeout": "6s",
+                "heartbeat_interval": "1s",
+            },
+            "store": {"url": f"sqlite:///{folder}/bench-{uuid.uuid4().hex[:6]}.db"},
+        }
+    )
+    store = Store.open(config.store_url())
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry, [topic])
+    evaluator = None
+    if shadow:
+        evaluator = ShadowEvaluator(
+            config.shadow, ShadowStore(store.engine), config.kafka.group_id, 300_000, registry
+        )
+        loaded = load_all([folder])
+        assert loaded.ok, loaded.errors
+        evaluator.configure({p.policy.key: p for p in loaded.policies})
+        evaluator.start()
+    ingestor = Ingestor(config, store, metrics, shadow=evaluator)
+    ingestor.open()
+    gc.freeze()
+    started = None
+    while True:
+        ingestor.step()
+        consumed = metrics.records.labels(topic)._value.get()
+        if consumed and started is None:
+            started = time.perf_counter()
+        if consumed >= n:
+            break
+    ingestor.flush()
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    ingestor.close()
+    out = {"events": store.totals()["events"], "seconds": elapsed}
+    if evaluator is not None:
+        evaluator.close()
+        rows = ShadowStore(store.engine).stats("fraud", 0, 2**62).get("int8")
+        out["shadow_rows"] = rows.rows if rows else 0
+        out["shadow_dropped"] = rows.dropped if rows else 0
+    store.close()
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--phase", choices=["plain", "shadow"])
+    parser.add_argument("--topic")
+    parser.add_argument("--folder")
+    args = parser.parse_args()
+    if args.phase:
+        result = phase(args.bootstrap, args.topic, args.events, args.folder, args.phase == "shadow")
+        print(json.dumps(result))
+        return
+
+    from watchkeeper.daemon.broker import EmbeddedBroker
+    from watchkeeper.daemon.demo import create_topics
+
+    broker = None
+    if args.bootstrap is None:
+        broker = EmbeddedBroker().start()
+        args.bootstrap = broker.bootstrap
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            offline = build_models(Path(folder))
+            print(
+                f"offline, 256-row batch: FP32 {offline['fp32_batch_ms']:.3f} ms, INT8 "
+                f"{offline['int8_batch_ms']:.3f} ms → ratio "
+                f"{offline['int8_batch_ms'] / offline['fp32_batch_ms']:.2f}; one row: FP32 "
+                f"{offline['fp32_row_ms']:.3f} ms, INT8 {offline['int8_row_ms']:.3f} ms → "
+                f"{offline['int8_row_ms'] / offline['fp32_row_ms']:.2f}; agreement "
+                f"{offline['agreement']:.4f}"
+            )
+            topic = f"bench-{uuid.uuid4().hex[:8]}"
+            create_topics(args.bootstrap, [topic], 3)
+            print(f"producing {args.events:,} events ({FEATURES} numeric features) ...")
+            produce(args.bootstrap, topic, args.events)
+            results = {}
+            for name in ("plain", "shadow"):
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", name]
+                cmd += ["--bootstrap", args.bootstrap, "--topic", topic]
+                cmd += ["--events", str(args.events), "--folder", folder]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                results[name] = r = json.loads(out.stdout.strip().splitlines()[-1])
+                extra = ""
+                if name == "shadow":
+                    extra = (
+                        f", candidate ran on {r['shadow_rows']:,} rows, "
+                        f"dropped {r['shadow_dropped']:,}"
+                    )
+                print(
+                    f"({'a' if name == 'plain' else 'b'}) {name:<7} {r['events']:>9,} events in "
+                    f"{r['seconds']:.2f}s = {r['events'] / r['seconds']:>9,.0f}/s, peak RSS "
+                    f"{r['peak_rss_mb']:.0f} MB{extra}"
+                )
+            plain = results["plain"]["events"] / results["plain"]["seconds"]
+            shadow = results["shadow"]["events"] / results["shadow"]["seconds"]
+            print(f"ratio (b)/(a) = {shadow / plain:.2f}  (goal ≥ 0.8)")
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
