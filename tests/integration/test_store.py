@@ -47,11 +47,15 @@ def test_migrations_create_the_schema(store_url: str) -> None:
             "reference_profiles",
             "pending_predictions",
             "pending_labels",
+            "shadow_windows",
+            "shadow_offsets",
+            "shadow_candidates",
+            "shadow_decisions",
             "alembic_version",
         } <= names
         store.migrate()  # idempotent
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
 
 
 def test_commit_merges_windows_and_stores_offsets_atomically(store_url: str) -> None:

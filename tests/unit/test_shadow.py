@@ -168,3 +168,51 @@ def test_promotion_conditions_must_parse(tmp_path: Path) -> None:
     with pytest.raises(InvalidDocumentError) as info:
         load_policy(path)
     assert "not a condition" in str(info.value) and "p.yaml:" in str(info.value)
+
+
+def test_the_readme_shadow_example_loads() -> None:
+    """The README's shadow section is a valid policy section (the docs cannot rot)."""
+    import re
+
+    import yaml
+    from watchkeeper.policies.shadow import Shadow
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(shadow:\n.*?)```", readme, re.S)
+    assert blocks, "the README lost its shadow example"
+    for block in blocks:
+        shadow = Shadow.model_validate(yaml.safe_load(block)["shadow"])
+        assert shadow.promotion is not None and shadow.candidates
+
+
+def test_decisions_render_a_comparison_table() -> None:
+    from watchkeeper.alerts.console import render
+    from watchkeeper.alerts.notification import Notification
+    from watchkeeper.alerts.slack import blocks, headline
+    from watchkeeper.alerts.webhook import payload
+
+    note = Notification(
+        kind="reject",
+        fingerprint="abc",
+        severity="info",
+        summary="fraud: candidate int8 rejected: shadow_agreement = 0.9, needs >= 0.99",
+        model="fraud",
+        policy="fraud",
+        rule="promotion",
+        metric="",
+        feature="int8",
+        members={"shadow_agreement": 0.9},
+        at_ms=1_795_000_000_000,
+        opened_ms=1_795_000_000_000,
+        details={
+            "candidate": "int8",
+            "checks": [{"condition": "shadow_agreement >= 0.99", "value": 0.9, "holds": False}],
+            "table": {"shadow_agreement": 0.9, "shadow_latency_p99_ratio": 0.6},
+        },
+    )
+    text = render(note)
+    assert "⛔" in text and "FAIL" in text and "shadow_latency_p99_ratio" in text
+    assert headline(note).startswith(":no_entry: REJECTED")
+    assert any("Shadow comparison" in str(b) for b in blocks(note))
+    body = payload(note)
+    assert body["type"] == "shadow.reject" and body["decision"]["candidate"] == "int8"
