@@ -21,6 +21,7 @@ from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.promotion import ShadowChecks
 from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.windows import window_bounds
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
@@ -61,19 +62,6 @@ class ReferenceCache:
             cached = (mtime, ReferenceProfile.load(path))
             self._files[str(path)] = cached
         return cached[1]
-
-
-def window_bounds(now_ms: int, size_ms: int, policy_window_ms: int) -> tuple[int, int]:
-    """[start, end) of the stored windows an evaluation at ``now_ms`` reads.
-
-    The last ``policy_window`` of event time, rounded out to whole stored windows: the
-    current (partial) window is included, and so is the oldest partly covered one, so an
-    evaluation always sees at least ``policy_window`` of data — never just the few events
-    of a window that has only begun.
-    """
-    end = now_ms - now_ms % size_ms + size_ms
-    since = now_ms - policy_window_ms
-    return since - since % size_ms, end
 
 
 def findings_for(

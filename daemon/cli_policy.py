@@ -146,8 +146,9 @@ def backtest(
     config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int
 ) -> list[tuple[int, Any]]:
     """Replay a policy over stored history: (time, incident event) for each transition."""
-    from watchkeeper.daemon.checks import ReferenceCache, findings_for, window_bounds
+    from watchkeeper.daemon.checks import ReferenceCache, findings_for
     from watchkeeper.daemon.store import Store
+    from watchkeeper.daemon.windows import window_bounds
     from watchkeeper.policies.engine import PolicyEngine
 
     policy = loaded.policy

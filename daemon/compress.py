@@ -31,7 +31,6 @@ import numpy as np
 import yaml
 from watchkeeper.daemon.candidates import OnnxModel
 from watchkeeper.daemon.config_shadow import ShadowConfig
-from watchkeeper.daemon.errors import CandidateError
 from watchkeeper.policies.shadow import Inputs, Outputs
 
 VARIANTS = ("int8-dynamic", "int8-static", "fp16")
@@ -204,7 +203,7 @@ def compress(
                 [f"… and {len(result.notes) - 3} more"] if len(result.notes) > 3 else []
             )
             model = OnnxModel("offline", name, target, inputs, outputs, task, allowed)
-        except (CandidateError, Exception) as exc:  # one failed variant must not stop the rest
+        except Exception as exc:  # one failed variant must not stop the rest
             result.error = f"{type(exc).__name__}: {exc}"[:300]
             result.path = None
             results.append(result)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from watchkeeper.alerts.notification import Notification
-from watchkeeper.daemon.checks import window_bounds
 from watchkeeper.daemon.config import RouteConfig
 from watchkeeper.daemon.reports import Reports
 from watchkeeper.daemon.silences import matches
+from watchkeeper.daemon.windows import window_bounds
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.engine import IncidentEvent
 from watchkeeper.policies.schema import Policy

@@ -21,6 +21,7 @@ from typing import Any
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.outbox import rows_for
 from watchkeeper.daemon.shadow_store import ShadowStore
+from watchkeeper.daemon.windows import window_bounds
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.shadow import ShadowStats, shadow_finding
@@ -118,9 +119,8 @@ class ShadowChecks:
         if shadow is None or shadow.promotion is None:
             return []
         promotion = shadow.promotion
-        end = at_ms - at_ms % self.size_ms + self.size_ms
-        since = at_ms - int(promotion.over * 1000)
-        stats = self.store.stats(policy.model, since - since % self.size_ms, end)
+        start, end = window_bounds(at_ms, self.size_ms, int(promotion.over * 1000))
+        stats = self.store.stats(policy.model, start, end)
         stored = self.store.decisions(policy.key)
         states = {r["candidate"]: r for r in self.store.candidates(policy.model)}
         verdicts = []
@@ -235,10 +235,8 @@ def shadow_table(
         if spec is None:
             continue
         over = spec.promotion.over if spec.promotion is not None else policy.window
-        since = now_ms - int(over * 1000)
-        stats = store.stats(
-            policy.model, since - since % size_ms, now_ms - now_ms % size_ms + size_ms
-        )
+        start, end = window_bounds(now_ms, size_ms, int(over * 1000))
+        stats = store.stats(policy.model, start, end)
         rows = []
         for c in spec.candidates:
             state = states.get((policy.model, c.name), {})

@@ -58,6 +58,11 @@ class _Model:
     rates: dict[str, float]
 
 
+def _by_window(starts: np.ndarray[Any, Any]) -> list[tuple[int, np.ndarray[Any, Any]]]:
+    """(window start, row positions) for each window the rows' starts fall in."""
+    return [(int(s), np.flatnonzero(starts == s)) for s in np.unique(starts).tolist()]
+
+
 class ShadowEvaluator:
     """See the module docstring."""
 
@@ -222,10 +227,8 @@ class ShadowEvaluator:
         starts = rows.ts_ms - rows.ts_ms % self.size_ms
         with self._lock:
             for name, rate in setup.rates.items():
-                mask = sample_mask(rows.keys, rate)
-                for start in np.unique(starts[mask]).tolist():
-                    stats = self._stats_for(setup, rows.model, name, int(start))
-                    stats.dropped += int((starts[mask] == start).sum())
+                for start, idx in _by_window(starts[sample_mask(rows.keys, rate)]):
+                    self._stats_for(setup, rows.model, name, start).dropped += idx.size
 
     def forget_partitions(self) -> None:
         """After a rebalance: progress is read from the store again for each partition."""
@@ -326,9 +329,8 @@ class ShadowEvaluator:
         setup.rates.pop(name, None)
         starts = rows.ts_ms[part] - rows.ts_ms[part] % self.size_ms
         with self._lock:
-            for start in np.unique(starts).tolist():
-                stats = self._stats_for(setup, rows.model, name, int(start))
-                stats.errors += int((starts == start).sum())
+            for start, idx in _by_window(starts):
+                self._stats_for(setup, rows.model, name, start).errors += idx.size
         self._disable(rows.model, name, reason, int(self.clock() * 1000))
 
     def _fold(
@@ -351,9 +353,8 @@ class ShadowEvaluator:
         starts = rows.ts_ms[part] - rows.ts_ms[part] % self.size_ms
         candidate = setup.candidates.get(name)
         with self._lock:
-            for start in np.unique(starts).tolist():
-                sel = np.flatnonzero(starts == start)
-                stats = self._stats_for(setup, rows.model, name, int(start))
+            for start, sel in _by_window(starts):
+                stats = self._stats_for(setup, rows.model, name, start)
                 stats.update(
                     prediction.scores[sel],
                     prod_scores[sel],

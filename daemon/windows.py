@@ -140,3 +140,16 @@ class WindowState:
     def load_watermarks(self, watermarks: dict[StreamKey, int]) -> None:
         self.watermarks = dict(watermarks)
         self._committed_watermarks = dict(watermarks)
+
+
+def window_bounds(now_ms: int, size_ms: int, policy_window_ms: int) -> tuple[int, int]:
+    """[start, end) of the stored windows an evaluation at ``now_ms`` reads.
+
+    The last ``policy_window`` of event time, rounded out to whole stored windows: the
+    current (partial) window is included, and so is the oldest partly covered one, so an
+    evaluation always sees at least ``policy_window`` of data — never just the few events
+    of a window that has only begun.
+    """
+    end = now_ms - now_ms % size_ms + size_ms
+    since = now_ms - policy_window_ms
+    return since - since % size_ms, end

@@ -80,6 +80,11 @@ SHADOW_METRICS: dict[str, tuple[str, str]] = {
 }
 
 
+def label_based(metric: str) -> bool:
+    """Whether a ``shadow_*`` metric compares the models on labelled rows."""
+    return metric.endswith("_delta")
+
+
 def sample_mask(keys: Array, rate: float) -> Array:
     """Rows to evaluate at ``rate``: those whose 64-bit record key falls below rate·2⁶⁴.
 
@@ -313,7 +318,7 @@ def shadow_finding(
     Label-based metrics need ``min_samples`` labelled rows, the others as many rows.
     """
     start, end = window
-    labelled = metric.endswith("_delta") and metric not in ("shadow_size_ratio",)
+    labelled = label_based(metric)
     if stats is None:
         n = 0
     elif labelled:

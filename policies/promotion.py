@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from watchkeeper.detectors.shadow import label_based
 from watchkeeper.policies.shadow import Promotion
 
 DecisionKind = Literal["pending", "promote", "reject"]
@@ -43,7 +44,7 @@ class Verdict:
 
 
 def _labelled(metric: str) -> bool:
-    return metric.endswith("_delta") or metric == "shadow_labelled_rows"
+    return label_based(metric) or metric == "shadow_labelled_rows"
 
 
 def decide(promotion: Promotion, values: Mapping[str, float], rows: int, labelled: int) -> Verdict:
