@@ -41,6 +41,14 @@ def render(n: Notification) -> str:
     return "\n".join(lines)
 
 
+def render_line(n: Notification, channel: str) -> str:
+    """One line per notification, naming the channel: for channels that stand in for
+    another (the demo's Slack, Alertmanager and webhook stand-ins) and for compact logs."""
+    rule = n.rule or n.kind
+    target = f" {n.model}" + (f".{n.feature}" if n.feature else "")
+    return f"  {_ICON.get(n.kind, '•')} {channel}: {n.kind} {rule}{target} [{n.severity}]"
+
+
 class ConsoleChannel:
     def __init__(
         self, name: str = "console", fmt: str = "text", stream: TextIO | None = None
@@ -51,7 +59,12 @@ class ConsoleChannel:
         self._lock = threading.Lock()
 
     def send(self, notification: Notification) -> None:
-        text = json.dumps(notification.to_dict()) if self.fmt == "json" else render(notification)
+        if self.fmt == "json":
+            text = json.dumps(notification.to_dict())
+        elif self.fmt == "line":
+            text = render_line(notification, self.name)
+        else:
+            text = render(notification)
         with self._lock:
             out = self.stream or sys.stdout
             out.write(text + "\n")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -90,10 +92,27 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from watchkeeper.daemon.demo import run_demo
+    from watchkeeper.daemon.demo import DemoOptions, run_demo
 
-    setup_logging("WARNING")
-    return run_demo(Path(args.config), args.duration, args.bootstrap, args.rate)
+    workdir = Path(args.workdir) if args.workdir else None
+    log_path = (workdir or Path(tempfile.gettempdir())) / "watchkeeper-demo.log"
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+    # the terminal belongs to the live view and the console channel: the log goes to a file
+    secrets = [os.environ.get("SLACK_BOT_TOKEN", "")]
+    setup_logging("INFO", secrets, log_file=log_path)
+    print(f"daemon log: {log_path}")
+    options = DemoOptions(
+        config=Path(args.config),
+        duration=args.duration,
+        bootstrap=args.bootstrap,
+        rate=args.rate,
+        phase_s=args.phase,
+        workdir=workdir,
+        listen=args.listen,
+        alertmanager=args.alertmanager,
+    )
+    return run_demo(options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,9 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         default=str(Path(__file__).resolve().parent.parent / "deploy" / "watchkeeper.yaml"),
     )
-    demo.add_argument("--duration", type=float, default=120.0, help="seconds (0: until Ctrl-C)")
+    demo.add_argument(
+        "--duration",
+        type=float,
+        help="stop after this many seconds (default: when the timeline ends; 0: at Ctrl-C)",
+    )
+    demo.add_argument("--phase", type=float, default=20.0, help="seconds per timeline phase")
     demo.add_argument("--bootstrap", help="use this Kafka cluster instead of the embedded broker")
-    demo.add_argument("--rate", type=float, default=300.0, help="events per second")
+    demo.add_argument("--rate", type=float, default=300.0, help="events per second, both models")
+    demo.add_argument("--workdir", help="keep the store, config, policies and models here")
+    demo.add_argument("--listen", help="HTTP address (default: a free loopback port)")
+    demo.add_argument("--alertmanager", help="an Alertmanager URL to send alerts to")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -269,7 +269,9 @@ class PoliciesConfig(_Strict):
 
 class ConsoleChannelConfig(_Strict):
     type: Literal["console"]
-    format: Literal["text", "json"] = "text"
+    format: Literal["text", "json", "line"] = "text"
+    """text: laid out as the Slack message; json: one object per line; line: one short
+    line naming the channel."""
 
 
 class SlackChannelConfig(_Strict):
