@@ -25,7 +25,8 @@ _ICON = {
 def render(n: Notification) -> str:
     """The text of a notification, laid out like the Slack message."""
     when = dt.datetime.fromtimestamp(n.at_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    head = f"{_ICON.get(n.kind, '•')} [{n.severity.upper()}] {n.kind}: {n.summary}"
+    summary = n.summary.removeprefix(f"{n.kind}: ")  # the engine's "resolved: …"
+    head = f"{_ICON.get(n.kind, '•')} [{n.severity.upper()}] {n.kind}: {summary}"
     rule = n.rule or "—"
     lines = [head, f"    model {n.model} · policy {n.policy} · rule {rule} · {when}"]
     table = comparison_lines(n)

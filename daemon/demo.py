@@ -271,8 +271,9 @@ def _shadow_policy(workdir: Path, shadow: dict[str, Any], phase_s: float) -> Non
             "shadow_accuracy_delta >= -0.005",
             "shadow_size_ratio <= 0.5",
         ],
-        "min_rows": int(20 * phase_s),
-        "min_labelled_rows": int(10 * phase_s),
+        # enough labelled rows that one or two disagreements do not decide
+        "min_rows": int(100 * phase_s),
+        "min_labelled_rows": int(80 * phase_s),
         "over": f"{1.5 * phase_s:g}s",
         "on_promote": ["console", "retrain"],
         "on_reject": ["console"],

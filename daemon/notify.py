@@ -91,4 +91,9 @@ class Router:
     def plan(self, event: IncidentEvent, policy: Policy) -> list[tuple[str, Notification]]:
         """(channel, notification) for each channel this event goes to."""
         note = notification(event, policy, self.base_url, self.window_size_ms)
-        return [(name, note) for name in self.channels(note, policy)]
+        names = set(self.channels(note, policy))
+        peak = event.incident.peak
+        if event.kind in ("de-escalated", "resolved") and peak and peak != note.severity:
+            # the channels told when it was at its worst must hear that it eased or ended
+            names |= set(self.targets(note.rule, peak, policy))
+        return [(name, note) for name in sorted(names)]

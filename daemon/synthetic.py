@@ -3,7 +3,7 @@
 ``fraud`` is a classifier — a small MLP over ``log1p(amount, age)`` that also exists as an
 FP32 ONNX file (:meth:`FraudModel.save_onnx`), so the demo can compress it and shadow-
 evaluate the INT8 copy against the very predictions this server logs. Its labels arrive
-later on their own topic and agree with the prediction except for a small noise share.
+later on their own topic: the truth the model approximates, with a small noise share.
 ``churn`` is a regressor logging a score, with no labels. Both log latency and a
 categorical feature. Deterministic for a given seed.
 
@@ -28,7 +28,7 @@ COUNTRIES = ["DE", "FR", "US", "GB", "NL", "ES", "IT", "PL"]
 COUNTRY_P = [0.3, 0.2, 0.2, 0.1, 0.08, 0.06, 0.04, 0.02]
 PLANS = ["basic", "plus", "pro"]
 LABEL_NOISE = 0.005
-"""Share of labels that disagree with the prediction in normal times (reference ≈ 0.995)."""
+"""Share of labels that disagree with the truth in normal times (reference ≈ 0.995)."""
 AGE_MEAN = 40.0
 """What the fraud model imputes for a missing age, as a server with a default would."""
 
@@ -46,7 +46,7 @@ class Faults:
     nan_share: float = 0.0
     """Share of ``fraud.age`` values sent as NaN, imputed by the model: a silent failure."""
     label_flip: float = 0.0
-    """Extra share of ``fraud`` labels that disagree with the prediction: accuracy drops."""
+    """Extra share of ``fraud`` labels flipped: the world changed, accuracy drops."""
 
 
 class FraudModel:
@@ -162,18 +162,19 @@ class SyntheticServer:
         rng = self.rng
         amount = rng.lognormal(3.0 + faults.amount_shift, 1.0, n).round(2)
         age = rng.normal(40, 12, n).clip(18, 90).round(1)
+        # the truth the model approximates (it agrees on 99.97 % of ordinary rows)
+        truth = (2.0 * (np.log1p(amount) - 4.5) + 0.02 * (age - 40) > 0).astype(np.int64)
         if faults.nan_share:
             age[rng.random(n) < faults.nan_share] = np.nan
         country = rng.choice(COUNTRIES, n, p=COUNTRY_P)
         proba = self.fraud_model.predict_proba(amount, age)
-        predicted = proba.argmax(axis=1)
         flip = rng.random(n) < LABEL_NOISE + faults.label_flip
         return {
             "amount": amount,
             "age": age,
             "country": country,
             "proba": proba,
-            "label": np.where(flip, 1 - predicted, predicted),
+            "label": np.where(flip, 1 - truth, truth),
             "latency": (rng.gamma(4.0, 5.0, n) * faults.latency_factor).round(2),
         }
 

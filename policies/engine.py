@@ -66,6 +66,9 @@ class Incident:
     opened_ms: int
     members: dict[str, float | None] = field(default_factory=dict)
     summary: str = ""
+    peak: Severity | None = None
+    """The highest severity it reached: its de-escalation and resolution go to the
+    channels that heard of it then (None: its severity)."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +354,7 @@ class PolicyEngine:
                 at_ms,
                 members,
                 summary,
+                peak=severity,
             )
             self.incidents[key] = incident
             return [IncidentEvent("opened", incident, at_ms)]
@@ -359,6 +363,7 @@ class PolicyEngine:
             kind = "escalated" if _RANK[severity] > _RANK[incident.severity] else "de-escalated"
         elif set(members) != set(incident.members):
             kind = "updated"
+        incident.peak = max(incident.peak or incident.severity, severity, key=lambda x: _RANK[x])
         incident.severity, incident.members, incident.summary = severity, members, summary
         return [IncidentEvent(kind, incident, at_ms)] if kind else []
 

@@ -91,6 +91,21 @@ def test_routes_add_channels_by_labels() -> None:
     assert sorted(c for c, _ in router.plan(event("warn"), POLICY)) == ["audit", "console"]
 
 
+def test_an_incident_that_eases_or_ends_reaches_the_channels_of_its_worst_severity() -> None:
+    """A critical incident that de-escalates to warn, or resolves from warn, must still
+    reach the critical channels (else Alertmanager or the pager never hears it ended)."""
+    router = Router()
+    calmer = event("warn", kind="de-escalated")
+    calmer.incident.peak = "critical"
+    assert [c for c, _ in router.plan(calmer, POLICY)] == ["console", "oncall"]
+    ended = event("warn", kind="resolved")
+    ended.incident.peak = "critical"
+    assert [c for c, _ in router.plan(ended, POLICY)] == ["console", "oncall"]
+    only_warn = event("warn", kind="resolved")
+    only_warn.incident.peak = "warn"
+    assert [c for c, _ in router.plan(only_warn, POLICY)] == ["console"]
+
+
 def test_drift_notifications_link_their_window_report() -> None:
     router = Router("http://wk:8450", window_size_ms=300_000)
     ((_, note),) = router.plan(event("critical", at=1_795_255_380_000), POLICY)

@@ -16,6 +16,7 @@ from watchkeeper.daemon.delivery import DeliveryMetrics
 from watchkeeper.daemon.http import HttpServer
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.scheduler import PolicyMetrics
+from watchkeeper.daemon.shadow_rows import ShadowMetrics
 from watchkeeper.policies.engine import Evaluation, Incident, IncidentEvent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,7 @@ def exported_names() -> set[str]:
     PolicyMetrics(registry)
     DeliveryMetrics(registry)
     CheckMetrics(registry)
+    ShadowMetrics(registry)
     names = set()
     for family in registry.collect():
         names.add(family.name)
@@ -69,6 +71,7 @@ def test_rules_and_dashboard_use_only_exported_metrics() -> None:
         "PSI per feature",
         "Latency p50 / p95 / p99 (ms)",
         "Open incidents",
+        "Shadow rows evaluated/s by candidate",
     ):
         assert needed in titles
 

@@ -1,0 +1,153 @@
+"""``watchkeeper demo`` as a newcomer runs it, on a short timeline: every injected fault
+opens exactly the incidents it should and they resolve when it ends, the INT8 candidate is
+promoted, the alerts reach Slack (a Slack-compatible server) and the console, the report
+link of the first incident opens, and nothing is left running afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from watchkeeper.daemon.demo_timeline import timeline
+from watchkeeper.daemon.incidents import IncidentStore
+from watchkeeper.daemon.shadow_store import ShadowStore
+from watchkeeper.daemon.store import Store
+
+from tests.integration.test_slack import TOKEN, FakeSlack
+
+pytestmark = [pytest.mark.slow, pytest.mark.broker]
+PHASE_S = 10.0
+
+
+def tansu_pids() -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"tansu" in cmdline[0].rsplit(b"/", 1)[-1]:
+            pids.add(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    server = FakeSlack()
+    server.thread.start()
+    yield server
+    server.shutdown()
+    server.thread.join()
+    server.server_close()
+
+
+def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    brokers_before = tansu_pids()
+    workdir = tmp_path / "demo"
+    env = os.environ | {
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_CHANNEL": "#ml-demo",
+        "SLACK_API_URL": slack.api,
+        "COLUMNS": "160",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "watchkeeper.daemon",
+            "demo",
+            "--phase",
+            str(PHASE_S),
+            "--workdir",
+            str(workdir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    report: dict[str, object] = {}
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            match = re.search(r"report: (http://\S+\.html)", line)
+            if match and "status" not in report:
+                # the report of the first drift incident, made on the first visit
+                with urllib.request.urlopen(match.group(1), timeout=120) as response:
+                    report["status"] = response.status
+                    report["body"] = response.read().decode("utf-8", "replace")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        code = process.wait(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(timeout=120)
+        process.stdout.close()
+    output = "".join(lines)
+    assert code == 0, output[-4000:]
+    assert "demo finished" in output
+
+    # the store, read independently of the demo's own summary
+    result = json.loads((workdir / "demo-result.json").read_text())
+    t0 = result["t0_ms"]
+    with Store.open(f"sqlite:///{workdir / 'watchkeeper.db'}", migrate=False) as store:
+        incidents = IncidentStore(store.engine).incidents(None, limit=1000)
+        decisions = list(ShadowStore(store.engine).decisions().values())
+        totals = store.totals()
+    for phase in timeline(PHASE_S):
+        lo, hi = t0 + phase.start_s * 1000, t0 + phase.settle_s * 1000
+        opened = [i for i in incidents if lo <= i["opened_ms"] < hi]
+        assert {i["rule"] for i in opened} == set(phase.expects), (phase.name, opened)
+        assert all(i["model"] == "fraud" for i in opened)
+        for i in opened:
+            assert i["opened_ms"] >= lo  # not before the fault began
+            assert i["resolved_ms"] is not None, (phase.name, i)
+            assert i["resolved_ms"] >= t0 + phase.end_s * 1000  # not while it still went on
+            assert i["resolved_ms"] < hi  # within the quiet phase after it
+    assert not [i for i in incidents if i["state"] == "open"]
+    assert all(o["ok"] for o in result["outcomes"]), result["outcomes"]
+    assert [(d["candidate"], d["decision"]) for d in decisions] == [("int8-static", "promote")]
+    assert totals["events"] > 0 and totals["quarantined"] > 0  # 1 % malformed on purpose
+    assert totals["events"] + totals["quarantined"] <= result["produced"] * 2  # + labels
+
+    # the console printed each incident as Slack would show it, opened and resolved
+    for rule in ("feature-drift", "latency", "nan-burst", "accuracy-drop"):
+        assert re.search(rf"rule {rule} ·", output), rule
+    assert output.count("🚀") >= 1  # the promotion, announced
+    body = str(report.get("body", "")).lower()
+    assert report.get("status") == 200 and "drifted columns" in body and "amount" in body
+
+    # oncall-slack went to the Slack API: critical drift and NaN incidents, then resolved
+    posts = [body for method, body in slack.calls if method == "chat.postMessage"]
+    texts = " ".join(str(p.get("text", "")) for p in posts)
+    assert posts and "psi" in texts and "nan_rate" in texts, texts[:2000]
+    assert any(method == "chat.update" for method, _ in slack.calls)  # resolved in place
+    assert TOKEN not in output
+    assert TOKEN not in (workdir / "watchkeeper-demo.log").read_text()
+
+    # nothing left running: the broker the demo started is gone
+    deadline = time.monotonic() + 10
+    while tansu_pids() - brokers_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not tansu_pids() - brokers_before
