@@ -6,15 +6,21 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PKGS   := daemon detectors policies alerts
 
-.PHONY: install system-deps typecheck-tree lint typecheck test test-fast demo bench clean
+.PHONY: install constraints system-deps typecheck-tree lint typecheck test test-fast demo bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' --constraint constraints.txt
 	touch $@
+
+# Re-pin after changing the dependencies in pyproject.toml (then run make test).
+constraints: $(STAMP)
+	$(BIN)/python -m pip install --quiet --upgrade -e '.[dev]'
+	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
 
 # Debian packages for the alerting tests (Prometheus, promtool and Alertmanager), installed
 # only when missing. Needs root (CI runs as root); the tests start their own instances.

@@ -80,8 +80,9 @@ class FraudModel:
         self.b3 = np.array([0.0, coef[-1]], dtype=np.float32)
 
     def _hidden(self, x: Array) -> Array:
-        h1 = np.maximum(np.log1p(x) @ self.w1 + self.b1, 0)
-        return np.maximum(h1 @ self.w2 + self.b2, 0)
+        h1: Array = np.maximum(np.log1p(x) @ self.w1 + self.b1, 0)
+        h2: Array = np.maximum(h1 @ self.w2 + self.b2, 0)
+        return h2
 
     def predict_proba(self, amount: Array, age: Array) -> Array:
         x = np.column_stack([amount, np.where(np.isnan(age), AGE_MEAN, age)]).astype(np.float32)
