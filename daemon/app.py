@@ -22,6 +22,7 @@ from watchkeeper.daemon.housekeeping import Housekeeper
 from watchkeeper.daemon.http import HttpServer, Request, Response, Route
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.ingest import Ingestor
+from watchkeeper.daemon.leadership import Leadership
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.notify import Router
 from watchkeeper.daemon.outbox import Outbox
@@ -52,6 +53,14 @@ class Daemon:
         self.silences: Silences | None = None
         self.shadow: ShadowEvaluator | None = None
         self.shadow_store: ShadowStore | None = None
+        self.leadership: Leadership | None = None
+        self.checker: Checker | None = None
+
+    def _leadership_changed(self, leading: bool) -> None:
+        if leading and self.checker is not None:
+            # the previous leader's incident state is in the store: re-read it, never
+            # act on what this replica remembered from its own last term
+            self.checker.engines.clear()
 
     def _liveness(self) -> tuple[bool, str]:
         ingestor = self.ingestor
@@ -173,6 +182,15 @@ class Daemon:
             reports = Reports(store, Path(config.reports.dir))
             incidents = IncidentStore(store.engine)
             self.incidents = incidents
+            # one replica per group runs checks, delivery and housekeeping (leadership.py)
+            leadership = Leadership(
+                store.engine,
+                config.kafka.group_id,
+                self.registry,
+                on_change=self._leadership_changed,
+            ).start()
+            stack.callback(leadership.close)
+            self.leadership = leadership
             outbox = Outbox(store.engine)
             channels = build_channels(config, outbox)
             for channel in channels.values():
@@ -191,6 +209,7 @@ class Daemon:
                 failure_channels=tuple(
                     c for c in config.alerts.on_delivery_failure if c in channels
                 ),
+                leading=leadership.is_leader,
             ).start()
             stack.callback(self.delivery.close)
             token = os.environ[config.http.token_env] if config.http.token_env else None
@@ -206,7 +225,7 @@ class Daemon:
             stack.callback(self.http.close)
             self.silences = Silences(store.engine)
             router = Router(self._base_url(), config.alerts.routes, int(config.windows.size * 1000))
-            checker = Checker(
+            checker = self.checker = Checker(
                 store,
                 incidents,
                 config.windows.size,
@@ -236,6 +255,7 @@ class Daemon:
                 set(config.alerts.channels),
                 config.windows.size,
                 on_reload=self.shadow.configure,
+                leading=leadership.is_leader,
             ).start()
             stack.callback(self.scheduler.close)
             scheduler = self.scheduler
@@ -247,6 +267,7 @@ class Daemon:
                 lambda: {k: p.policy for k, p in scheduler.status.policies.items()},
                 self.delivery.wake,
                 prune=self._pruner(store),
+                leading=leadership.is_leader,
             ).start()
             stack.callback(housekeeper.close)
             self.started.set()

@@ -84,8 +84,10 @@ class DeliveryWorker:
         group_interval_s: float = 0.0,
         interval_s: float = 0.5,
         clock: Callable[[], float] = time.time,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.outbox = outbox
+        self.leading = leading
         self.channels = channels
         self.retry = retry or RetryPolicy()
         self.failure_channels = failure_channels
@@ -116,7 +118,8 @@ class DeliveryWorker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.deliver_due()
+                if self.leading():  # standby replicas leave the outbox to the leader
+                    self.deliver_due()
             except Exception:  # the store may be away: try again next round
                 log.exception("delivery round failed")
             self._wake.wait(self.interval_s)

@@ -200,7 +200,9 @@ def demo_config(
     alerts["group_wait"] = f"{scale.window_size_s:g}s"
     alerts["group_interval"] = f"{scale.window_size_s:g}s"
     # candidates load only from allowed folders: the policy's own, and these
-    doc.setdefault("shadow", {})["model_dirs"] = [str(workdir / "models")]
+    shadow = doc.setdefault("shadow", {})
+    shadow["model_dirs"] = [str(workdir / "models")]
+    shadow["flush_interval"] = f"{scale.window_size_s:g}s"
     channels = alerts["channels"]
     notes = []
     stand_in = {"type": "console", "format": "line"}

@@ -94,8 +94,8 @@ def timeline(phase_s: float) -> list[Phase]:
             "shadow",
             "INT8 candidate of fraud (watchkeeper compress) in shadow on live traffic",
             t,
-            t + 1.5 * p,
-            t + 1.5 * p,
+            t + 2 * p,
+            t + 2 * p,
             shadow=True,
         )
     )

@@ -44,7 +44,9 @@ class Housekeeper:
         interval_s: float = 15.0,
         clock: Callable[[], float] = time.time,
         prune: Callable[[float], dict[str, int]] | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
+        self.leading = leading
         self.config = config
         self.outbox = outbox
         self.incidents = incidents
@@ -71,7 +73,8 @@ class Housekeeper:
     def _loop(self) -> None:
         while True:
             try:
-                self.run_once()
+                if self.leading():  # one replica reminds, beats and prunes
+                    self.run_once()
             except Exception:  # the store may be away; next round
                 log.exception("housekeeping failed")
             if self._stop.wait(self.interval_s):

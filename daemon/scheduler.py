@@ -95,8 +95,10 @@ class PolicyScheduler:
         workers: int = 2,
         clock: Callable[[], float] = time.time,
         on_reload: Callable[[dict[str, LoadedPolicy]], None] | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.checker = checker
+        self.leading = leading
         self.on_reload = on_reload
         self.paths = paths
         self.channels = channels
@@ -183,7 +185,9 @@ class PolicyScheduler:
             if self._scheduler.get_job(key) is not None:
                 self._scheduler.remove_job(key)
             engine = self.checker.engines.pop(key, None)
-            if engine is not None:  # a removed policy's incidents resolve with a note
+            if (
+                engine is not None and self.leading()
+            ):  # a removed policy's incidents resolve with a note
                 now = int(self.clock() * 1000)
                 empty = engine.policy.model_copy(update={"rules": engine.policy.rules[:0]})
                 events = engine.reconcile(empty, now, "the policy was removed")
@@ -211,6 +215,9 @@ class PolicyScheduler:
         with self._lock:
             loaded = self.status.policies.get(key)
         if loaded is None:
+            return
+        if not self.leading():  # a standby replica: the leader runs the checks
+            self.metrics.checks.labels(key, "standby").inc()
             return
         started = time.perf_counter()
         try:
