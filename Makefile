@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PKGS   := daemon detectors policies alerts
 
-.PHONY: install constraints system-deps typecheck-tree lint typecheck test test-fast demo bench clean
+.PHONY: soak install constraints system-deps typecheck-tree lint typecheck test test-fast demo bench clean
 
 install: $(STAMP)
 
@@ -60,6 +60,11 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_ingest.py
 	$(BIN)/python tests/benchmarks/bench_drift.py
 	$(BIN)/python tests/benchmarks/bench_shadow.py
+	$(BIN)/python tests/benchmarks/bench_replicas.py
+
+# a sustained-rate run: RSS must stay flat and lag bounded (exit 1 otherwise)
+soak: $(STAMP)
+	$(BIN)/python tests/benchmarks/soak.py --duration $${SOAK_SECONDS:-600} --rate $${SOAK_RATE:-20000}
 
 clean:
 	rm -rf $(VENV) .typecheck .mypy_cache .pytest_cache .ruff_cache build *.egg-info

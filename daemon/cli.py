@@ -92,7 +92,8 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from watchkeeper.daemon.demo import DemoOptions, run_demo
+    from watchkeeper.daemon.demo import run_demo
+    from watchkeeper.daemon.demo_setup import DemoOptions
 
     workdir = Path(args.workdir) if args.workdir else None
     log_path = (workdir or Path(tempfile.gettempdir())) / "watchkeeper-demo.log"

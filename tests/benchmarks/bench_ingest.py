@@ -194,7 +194,7 @@ def main() -> None:
         return
 
     from watchkeeper.daemon.broker import EmbeddedBroker
-    from watchkeeper.daemon.demo import create_topics
+    from watchkeeper.daemon.demo_setup import create_topics
 
     broker = None
     if args.bootstrap is None:
