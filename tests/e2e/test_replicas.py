@@ -8,6 +8,7 @@ carries the incident on from the store, and still nothing is lost or counted twi
 from __future__ import annotations
 
 import signal
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -194,3 +195,68 @@ def test_two_replicas_share_the_work_and_one_leads_with_failover(
         receiver.shutdown()
         receiver.thread.join()
         receiver.server_close()
+
+
+def test_rebalances_as_replicas_join_and_leave_mid_stream_lose_and_double_count_nothing(
+    broker: EmbeddedBroker,
+    pg_database: str,
+    tmp_path: Path,
+    topic_name: str,
+    processes: list[DaemonProcess],
+) -> None:
+    """A replica joins while events flow (partitions move to it), then the first one
+    leaves with SIGTERM (they move back): the store holds each event exactly once."""
+    create_topic(broker.bootstrap, topic_name, partitions=6)
+    group = f"g-{topic_name}"
+    ports = [free_port(), free_port()]
+    configs = [
+        write_config(
+            tmp_path / f"replica{i}.yaml",
+            daemon_config_dict(
+                broker.bootstrap,
+                pg_database,
+                {"predictions": {"name": topic_name}},
+                group=group,
+                http={"listen": f"127.0.0.1:{port}"},
+            ),
+        )
+        for i, port in enumerate(ports)
+    ]
+    first = DaemonProcess(configs[0], tmp_path / "replica0.log").start()
+    processes.append(first)
+    wait_until(lambda: leader_metric(ports[0]) == 1.0, timeout=60)
+    produced = 0
+    stop = threading.Event()
+
+    def stream() -> None:
+        nonlocal produced
+        i = 0
+        while not stop.is_set():
+            produce(broker.bootstrap, topic_name, events(i, 500, latency=5.0))
+            produced += 500
+            i += 500
+            time.sleep(0.2)
+
+    producer = threading.Thread(target=stream)
+    producer.start()
+    try:
+        wait_until(lambda: stored(pg_database) > 2000, timeout=60)
+        second = DaemonProcess(configs[1], tmp_path / "replica1.log").start()  # joins
+        processes.append(second)
+        wait_until(lambda: leader_metric(ports[1]) is not None, timeout=60)
+        time.sleep(8)  # the group rebalances onto both while events keep flowing
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGTERM)  # leaves: commits, then its partitions move
+        assert first.proc.wait(timeout=60) == 0
+        wait_until(lambda: leader_metric(ports[1]) == 1.0, timeout=TAKEOVER_S)
+        time.sleep(8)  # the survivor consumes everything for a while
+    finally:
+        stop.set()
+        producer.join()
+    wait_until(
+        lambda: stored(pg_database) == produced,
+        timeout=90,
+        describe=lambda: (stored(pg_database), produced),
+    )
+    time.sleep(3)  # anything counted twice would show now
+    assert stored(pg_database) == produced

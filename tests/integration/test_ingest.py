@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -193,7 +195,8 @@ def test_labels_topic_and_late_events(
 def test_a_store_outage_pauses_ingestion_and_loses_nothing(
     broker: EmbeddedBroker, pg_database: str, tmp_path: Path, topic_name: str
 ) -> None:
-    """Promise: an unreachable store delays commits but loses and double-counts nothing."""
+    """Promise: a store unreachable for 30 s delays commits but loses and double-counts
+    nothing, and memory does not grow with the events that arrive meanwhile."""
     from sqlalchemy.engine import make_url
 
     from tests.support import TcpProxy
@@ -215,21 +218,101 @@ def test_a_store_outage_pauses_ingestion_and_loses_nothing(
             direct = Store.open(pg_database, migrate=False)
             try:
                 wait_until(lambda: direct.totals()["events"] == 300)
-                proxy.stop()  # the store is gone
-                produce(broker.bootstrap, topic_name, [event(i) for i in range(300, 600)])
-                assert daemon.http is not None
+                proxy.stop()  # the store is gone, for 30 s, while events keep coming
+                assert daemon.http is not None and daemon.ingestor is not None
                 base = f"http://{daemon.http.address}"
-                wait_until(lambda: fetch(base + "/readyz")[0] == 503, timeout=30)
+                pending = []
+                outage_ends = time.monotonic() + 30
+                produced = 300
+                while time.monotonic() < outage_ends:
+                    produce(
+                        broker.bootstrap,
+                        topic_name,
+                        [event(i) for i in range(produced, produced + 100)],
+                    )
+                    produced += 100
+                    pending.append(daemon.ingestor.windows.pending_events)
+                    time.sleep(1)
+                assert fetch(base + "/readyz")[0] == 503
                 assert "store is unavailable" in fetch(base + "/readyz")[1]
                 _, metrics = fetch(base + "/metrics")
                 assert "watchkeeper_store_up 0.0" in metrics
                 assert direct.totals()["events"] == 300  # nothing committed meanwhile
+                # consumption paused: what waits in memory stopped growing with the
+                # stream (at most what was polled before the pause), not 30 s of events
+                assert max(pending) < produced - 300
+                assert pending[-1] == pending[len(pending) // 2]
                 proxy.start()  # the store is back
-                wait_until(lambda: direct.totals()["events"] >= 600, timeout=60)
+                wait_until(lambda: direct.totals()["events"] >= produced, timeout=60)
                 wait_until(lambda: fetch(base + "/readyz")[0] == 200, timeout=30)
-                assert direct.totals() == {"events": 600, "late_events": 0, "quarantined": 0}
-                assert sum(direct.offsets(config.kafka.group_id).values()) == 600
+                assert direct.totals() == {
+                    "events": produced,
+                    "late_events": 0,
+                    "quarantined": 0,
+                }
+                assert sum(direct.offsets(config.kafka.group_id).values()) == produced
             finally:
                 direct.close()
     finally:
         proxy.stop()
+
+
+def test_a_full_disk_under_a_sqlite_store_pauses_ingestion_and_loses_nothing(
+    broker: EmbeddedBroker, tmp_path: Path, topic_name: str
+) -> None:
+    """Promise: when SQLite cannot grow its file ("database or disk is full"), commits fail
+    and ingestion pauses, nothing crashes; once there is room again it resumes, and the
+    store holds each event once. The disk is made full with SQLite's own page limit
+    (``PRAGMA max_page_count``), which fails writes with the very error a full disk does."""
+    from sqlalchemy import event as sa_event
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    create_topic(broker.bootstrap, topic_name, partitions=2)
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        url,
+        {"predictions": {"name": topic_name}},
+        ingest={"store_retry_interval": "300ms"},
+    )
+    produce(broker.bootstrap, topic_name, [event(i) for i in range(300)])
+    full = threading.Event()
+    with running(config) as daemon:
+        assert daemon.store is not None
+        engine = daemon.store.engine
+
+        @sa_event.listens_for(engine, "checkout")
+        def limit(dbapi_conn: Any, *_: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            if full.is_set():  # no page beyond what the file has now
+                pages = cursor.execute("PRAGMA page_count").fetchone()[0]
+                cursor.execute(f"PRAGMA max_page_count = {pages}")
+            else:
+                cursor.execute("PRAGMA max_page_count = 1073741823")
+            cursor.close()
+
+        direct = Store.open(url, migrate=False)
+        try:
+            wait_until(lambda: direct.totals()["events"] == 300)
+            full.set()
+            # new windows (another hour of event time) need new pages
+            later = NOW_MS + 3_600_000
+            produce(
+                broker.bootstrap,
+                topic_name,
+                [event(i, ts=later + i * 1000) for i in range(300, 900)],
+            )
+            assert daemon.http is not None
+            base = f"http://{daemon.http.address}"
+            wait_until(lambda: fetch(base + "/readyz")[0] == 503, timeout=30)
+            assert "store is unavailable" in fetch(base + "/readyz")[1]
+            assert direct.totals()["events"] == 300  # nothing half-committed
+            assert fetch(base + "/healthz")[0] == 200  # alive, waiting for room
+            full.clear()  # room again
+            wait_until(lambda: direct.totals()["events"] >= 900, timeout=60)
+            wait_until(lambda: fetch(base + "/readyz")[0] == 200, timeout=30)
+            assert direct.totals()["events"] == 900
+            assert sum(direct.offsets(config.kafka.group_id).values()) == 900
+        finally:
+            direct.close()
+            sa_event.remove(engine, "checkout", limit)
