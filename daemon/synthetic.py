@@ -58,8 +58,9 @@ class FraudModel:
     The hidden layers are random; the output layer is fitted (least squares) so the fraud
     logit follows ``2·(log1p(amount) − 4.5)``: about 7 % of ordinary traffic scores as
     fraud. Age is an input the fit learnt to (nearly) ignore, so a model that imputes a
-    missing age answers as before: a NaN burst is silent in accuracy too. The numpy forward pass is the same float32 arithmetic as the
-    ONNX graph, so the logged predictions are the FP32 model's outputs.
+    missing age answers as before: a NaN burst is silent in accuracy too. The numpy
+    forward pass is the same float32 arithmetic as the ONNX graph, so the logged
+    predictions are the FP32 model's outputs.
     """
 
     def __init__(self, seed: int = 3, hidden: int = 128) -> None:
