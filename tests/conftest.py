@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from watchkeeper.daemon.broker import EmbeddedBroker
 
-from tests.support import IN_CI, PG_ADMIN_URL, DaemonProcess, postgres_available
+from tests.support import IN_CI, PG_ADMIN_URL, DaemonProcess, FakeSlack, postgres_available
 
 
 # -- leak check ------------------------------------------------------------------------
@@ -167,3 +167,14 @@ def processes() -> Iterator[list[DaemonProcess]]:
     yield started
     for p in started:
         p.stop()
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    """A local server answering like Slack's Web API (429s on request included)."""
+    server = FakeSlack()
+    server.thread.start()
+    yield server
+    server.shutdown()
+    server.thread.join()
+    server.server_close()

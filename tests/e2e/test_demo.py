@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.shadow_store import ShadowStore
 from watchkeeper.daemon.store import Store
 
-from tests.integration.test_slack import TOKEN, FakeSlack
+from tests.support import TOKEN, FakeSlack
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 PHASE_S = 12.0  # quiet phases leave room for slow resolution on a loaded machine
@@ -40,16 +39,6 @@ def tansu_pids() -> set[int]:
         if b"tansu" in cmdline[0].rsplit(b"/", 1)[-1]:
             pids.add(int(entry.name))
     return pids
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    server = FakeSlack()
-    server.thread.start()
-    yield server
-    server.shutdown()
-    server.thread.join()
-    server.server_close()
 
 
 def test_the_demo_timeline_opens_and_resolves_each_expected_incident(

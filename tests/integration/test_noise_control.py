@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,7 @@ from watchkeeper.daemon.store import Store
 from watchkeeper.policies.engine import Incident, IncidentEvent
 from watchkeeper.policies.schema import Policy
 
-from tests.integration.test_slack import FakeSlack
-from tests.support import daemon_config_dict, wait_until, write_config
+from tests.support import FakeSlack, daemon_config_dict, wait_until, write_config
 
 POLICY = Policy.model_validate(
     {
@@ -60,16 +58,6 @@ def event(severity: str = "critical", kind: str = "opened", at: int = 0) -> Inci
         ),
         at,
     )
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    server = FakeSlack()
-    server.thread.start()
-    yield server
-    server.shutdown()
-    server.thread.join()
-    server.server_close()
 
 
 def test_routes_add_channels_by_labels() -> None:
@@ -182,7 +170,7 @@ def test_heartbeat_and_reminders(tmp_path: Path) -> None:
 def test_secrets_appear_in_no_log_line_and_no_api_response(
     broker: EmbeddedBroker,
     tmp_path: Path,
-    fake_slack: FakeSlack,
+    slack: FakeSlack,
     topic_name: str,
 ) -> None:
     from tests.support import create_topic
@@ -201,7 +189,7 @@ def test_secrets_appear_in_no_log_line_and_no_api_response(
                     "type": "slack",
                     "token_env": "WK_SLACK",
                     "channel": "#x",
-                    "api_url": fake_slack.api,
+                    "api_url": slack.api,
                 },
                 "hook": {
                     "type": "webhook",

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -19,91 +15,7 @@ from watchkeeper.daemon.delivery import DeliveryWorker, OutboxState
 from watchkeeper.daemon.outbox import Outbox
 from watchkeeper.daemon.store import Store
 
-TOKEN = "xoxb-test-0123456789-secret"
-
-
-class FakeSlack(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SlackHandler)
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.ratelimit_next = 0
-        self.webhook_posts: list[dict[str, Any]] = []
-        self.counter = 0
-        self.thread = threading.Thread(target=self.serve_forever, name="fake-slack")
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/api/"
-
-
-class _SlackHandler(BaseHTTPRequestHandler):
-    server: FakeSlack
-
-    def log_message(self, *args: Any) -> None:
-        return None
-
-    def _reply(
-        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.headers.get("Content-Type", "").startswith("application/json"):
-            body = json.loads(raw or b"{}")
-        else:
-            body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-        slack = self.server
-        if self.path == "/hook":
-            slack.webhook_posts.append(body)
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-            return
-        method = self.path.removeprefix("/api/")
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            self._reply(200, {"ok": False, "error": "invalid_auth"})
-            return
-        if slack.ratelimit_next > 0:
-            slack.ratelimit_next -= 1
-            self._reply(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"})
-            return
-        slack.calls.append((method, body))
-        if method == "chat.postMessage":
-            slack.counter += 1
-            self._reply(
-                200,
-                {
-                    "ok": True,
-                    "channel": "C123",
-                    "ts": f"1700000000.{slack.counter:06d}",
-                    "message": {"text": body.get("text")},
-                },
-            )
-        elif method == "chat.update":
-            self._reply(200, {"ok": True, "channel": body["channel"], "ts": body["ts"]})
-        else:
-            self._reply(200, {"ok": False, "error": "unknown_method"})
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    server = FakeSlack()
-    server.thread.start()
-    yield server
-    server.shutdown()
-    server.thread.join()
-    server.server_close()
+from tests.support import TOKEN, FakeSlack
 
 
 def note(
