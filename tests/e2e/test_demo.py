@@ -76,6 +76,14 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line)
+            status = re.search(r"status: (http://[^/\s]+)/api/incidents", line)
+            if status and "metrics" not in report:
+                # the status API and /metrics are served while the demo runs
+                base = status.group(1)
+                with urllib.request.urlopen(base + "/metrics", timeout=30) as response:
+                    report["metrics"] = response.read().decode()
+                with urllib.request.urlopen(base + "/api/incidents", timeout=30) as response:
+                    report["incidents"] = json.loads(response.read())
             match = re.search(r"report: (http://\S+\.html)", line)
             if match and "status" not in report:
                 # the report of the first drift incident, made on the first visit
@@ -124,6 +132,8 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     for rule in ("feature-drift", "latency", "nan-burst", "accuracy-drop"):
         assert re.search(rf"rule {rule} ·", output), rule
     assert output.count("🚀") >= 1  # the promotion, announced
+    assert "watchkeeper_incident_open" in str(report.get("metrics"))
+    assert isinstance(report.get("incidents"), dict) and "incidents" in report["incidents"]
     body = str(report.get("body", "")).lower()
     assert report.get("status") == 200 and "drifted columns" in body and "amount" in body
 
