@@ -206,6 +206,7 @@ def _summary(
         decisions = list(ShadowStore(store.engine).decisions().values())
         totals = store.totals()
     outcomes = judge(done, record["t0_ms"], incidents) if record["t0_ms"] else []
+    console.print()
     table = Table(title="what the timeline injected and what watchkeeper made of it")
     for column in (
         "phase",
