@@ -26,6 +26,12 @@ from typing import Any, Literal
 from watchkeeper.detectors.base import Finding
 from watchkeeper.policies.auto import auto_threshold
 from watchkeeper.policies.schema import Policy, Rule, Severity
+from watchkeeper.policies.summaries import (
+    duration_text,
+    hhmm,
+    incident_summary,
+    resolved_summary,
+)
 
 Decision = Literal["breach", "clear", "hold", "ok", "insufficient_data", "error"]
 EventKind = Literal["opened", "escalated", "de-escalated", "updated", "resolved"]
@@ -230,10 +236,10 @@ class PolicyEngine:
 
     def no_data(self, at_ms: int, since_ms: int | None, events_seen: int) -> list[IncidentEvent]:
         """The window held too little to judge: one incident of its own, drift left as is."""
-        since = "" if since_ms is None else f" since {_hhmm(since_ms)}"
+        since = "" if since_ms is None else f" since {hhmm(since_ms)}"
         summary = (
             f"no data for {self.policy.model}{since}: {events_seen} events in the last "
-            f"{_duration(self.policy.window)} (< {self.policy.min_samples})"
+            f"{duration_text(self.policy.window)} (< {self.policy.min_samples})"
         )
         return self._open_special(NO_DATA, None, at_ms, "warn", summary)
 
@@ -335,13 +341,18 @@ class PolicyEngine:
             if incident is None:
                 return []
             del self.incidents[key]
-            incident.summary = f"resolved: {incident.summary}"
+            # say where the values are now, not the last firing comparison ("47 >= 150")
+            now: dict[str, float | None] = {}
+            for f in incident.members:
+                member = self.members.get(fingerprint(self.policy.key, rule.key, f))
+                now[f] = member.value if member is not None else None
+            incident.summary = resolved_summary(self.policy, rule, now)
             return [IncidentEvent("resolved", incident, at_ms)]
         severity: Severity = max(
             (m.severity or "warn" for m in firing.values()), key=lambda s: _RANK[s]
         )
         members = {f: m.value for f, m in firing.items()}
-        summary = _summary(self.policy, rule, members, firing, severity, feature == DIGEST)
+        summary = incident_summary(self.policy, rule, members, firing, severity, feature == DIGEST)
         if incident is None:
             incident = Incident(
                 key,
@@ -419,46 +430,3 @@ class PolicyEngine:
         self.policy = policy
         self.period_s = policy.schedule.period_s()
         return events
-
-
-def _hhmm(ms: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _duration(seconds: float) -> str:
-    from watchkeeper.policies.durations import format_duration
-
-    return format_duration(seconds)
-
-
-def _summary(
-    policy: Policy,
-    rule: Rule,
-    members: dict[str, float | None],
-    firing: dict[str, Member],
-    severity: Severity,
-    digest: bool,
-) -> str:
-    def show(feature: str) -> str:
-        name = "prediction" if feature == "__prediction__" else feature
-        value = members[feature]
-        return f"{name} {value:.4g}" if value is not None else name
-
-    ordered = sorted(members, key=lambda f: -(members[f] or 0.0))
-    if digest:
-        noun = "feature" if len(members) == 1 else "features"
-        shown = ", ".join(show(f) for f in ordered[:5])
-        more = f" and {len(ordered) - 5} more" if len(ordered) > 5 else ""
-        return (
-            f"{len(members)} {noun} drifted on {policy.model} ({rule.metric} "
-            f"{severity}): {shown}{more}"
-        )
-    (feature,) = ordered
-    member = firing[feature]
-    where = f"{policy.model}.{feature}" if feature else policy.model
-    side = ">=" if rule.bad_side() == "above" else "<="
-    value = "n/a" if member.value is None else f"{member.value:.4g}"
-    threshold = "n/a" if member.threshold is None else f"{member.threshold:.4g}"
-    return f"{rule.metric} {value} {side} {threshold} on {where} ({severity})"

@@ -110,6 +110,19 @@ def test_relative_thresholds_compare_with_the_reference() -> None:
     assert "reference has no accuracy" in evaluations[0].reason
 
 
+def test_a_resolved_incident_says_where_its_values_are_now() -> None:
+    """Not the last firing comparison ("latency 47 >= 150"): the values that cleared."""
+    engine = PolicyEngine(policy(features="all"))
+    engine.step({"psi": [finding(0.3, "amount"), finding(0.27, "age")]}, 0)
+    _, events = engine.step({"psi": [finding(0.02, "amount"), finding(0.03, "age")]}, 1)
+    (event,) = events
+    assert event.kind == "resolved"
+    assert event.incident.peak == "critical"
+    assert event.incident.summary == (
+        "resolved: psi on fraud back within its thresholds (age 0.03, amount 0.02)"
+    )
+
+
 def test_many_features_drifting_make_one_digest_incident() -> None:
     engine = PolicyEngine(policy(features="all"))
     names = [f"f{i}" for i in range(12)]
