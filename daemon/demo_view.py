@@ -50,8 +50,11 @@ class LiveView:
         if phase is None:
             line.append("timeline done — steady traffic (Ctrl-C stops)")
             return line
-        injecting = t < phase.end_s and (phase.expects or phase.shadow)
-        label = phase.title if injecting else f"quiet after {phase.name}: incidents resolve"
+        injecting = t < phase.end_s and bool(phase.expects or phase.shadow)
+        quiet = not (phase.expects or phase.shadow)  # the baseline
+        label = (
+            phase.title if injecting or quiet else f"quiet after {phase.name}: incidents resolve"
+        )
         left = (phase.end_s if t < phase.end_s else phase.settle_s) - t
         line.append(f"{phase.name}: ", style="bold magenta" if injecting else "bold green")
         line.append(f"{label} ({left:.0f}s left)")
