@@ -8,13 +8,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.engine import reader
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.outbox import enqueue, rows_for
+from watchkeeper.daemon.upsert import upsert
 from watchkeeper.policies.engine import Evaluation, IncidentEvent
 
 
@@ -70,16 +70,12 @@ class IncidentStore:
                 for event in events:
                     self._apply(conn, event)
                 enqueue(conn, queued)
-                dialect = self.engine.dialect.name
-                ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-                    t.policy_states
-                )
-                conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=["policy"],
-                        set_={"state": ins.excluded.state, "updated_ms": ins.excluded.updated_ms},
-                    ),
+                upsert(
+                    conn,
+                    t.policy_states,
                     [{"policy": policy, "state": orjson.dumps(state), "updated_ms": at_ms}],
+                    ["policy"],
+                    ["state", "updated_ms"],
                 )
                 conn.execute(
                     delete(t.evaluations).where(t.evaluations.c.at_ms < at_ms - self.retention_ms)

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.engine import reader
+from watchkeeper.daemon.upsert import upsert
 
 PENDING, SENT, FAILED, SILENCED = "pending", "sent", "failed", "silenced"
 SUPERSEDED = "superseded"
@@ -182,14 +183,11 @@ class Outbox:
         return None if raw is None else dict(json.loads(raw))
 
     def set_channel_state(self, channel: str, fingerprint: str, state: dict[str, Any]) -> None:
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        dialect = self.engine.dialect.name
-        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t.channel_state)
         with self.engine.begin() as conn:
-            conn.execute(
-                ins.on_conflict_do_update(
-                    index_elements=["channel", "fingerprint"], set_={"state": ins.excluded.state}
-                ),
+            upsert(
+                conn,
+                t.channel_state,
                 [{"channel": channel, "fingerprint": fingerprint, "state": json.dumps(state)}],
+                ["channel", "fingerprint"],
+                ["state"],
             )

@@ -14,13 +14,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.engine import reader
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.outbox import enqueue
 from watchkeeper.daemon.queries import TopicPartitionKey
+from watchkeeper.daemon.upsert import upsert
 from watchkeeper.detectors.shadow import ShadowStats
 
 ShadowKey = tuple[str, str, int]
@@ -32,10 +32,6 @@ class ShadowStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    def _insert(self, table: Any) -> Any:
-        dialect = self.engine.dialect.name
-        return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
     # -- writing -----------------------------------------------------------------------
     def commit(
@@ -49,18 +45,16 @@ class ShadowStore:
             with self.engine.begin() as conn:
                 for key in sorted(stats):
                     self._merge(conn, size_ms, key, stats[key])
-                if offsets:
-                    ins = self._insert(t.shadow_offsets)
-                    conn.execute(
-                        ins.on_conflict_do_update(
-                            index_elements=["group_id", "topic", "partition"],
-                            set_={"next_offset": ins.excluded.next_offset},
-                        ),
-                        [
-                            {"group_id": group_id, "topic": tp, "partition": p, "next_offset": o}
-                            for (tp, p), o in sorted(offsets.items())
-                        ],
-                    )
+                upsert(
+                    conn,
+                    t.shadow_offsets,
+                    [
+                        {"group_id": group_id, "topic": tp, "partition": p, "next_offset": o}
+                        for (tp, p), o in sorted(offsets.items())
+                    ],
+                    ["group_id", "topic", "partition"],
+                    ["next_offset"],
+                )
         except DBAPIError as exc:
             raise StoreUnavailableError("commit shadow summaries", exc) from exc
 
@@ -100,7 +94,6 @@ class ShadowStore:
     def set_candidate(
         self, model: str, candidate: str, state: str, reason: str, info: dict[str, Any], at_ms: int
     ) -> None:
-        ins = self._insert(t.shadow_candidates)
         row = {
             "model": model,
             "candidate": candidate,
@@ -111,14 +104,12 @@ class ShadowStore:
         }
         try:
             with self.engine.begin() as conn:
-                conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=["model", "candidate"],
-                        set_={
-                            k: ins.excluded[k] for k in ("state", "reason", "info", "updated_ms")
-                        },
-                    ),
+                upsert(
+                    conn,
+                    t.shadow_candidates,
                     [row],
+                    ["model", "candidate"],
+                    ["state", "reason", "info", "updated_ms"],
                 )
         except DBAPIError as exc:
             raise StoreUnavailableError("record candidate state", exc) from exc
@@ -134,7 +125,6 @@ class ShadowStore:
         outbox_rows: list[dict[str, Any]],
     ) -> None:
         """The new decision and the notifications announcing it, in one transaction."""
-        ins = self._insert(t.shadow_decisions)
         row = {
             "policy": policy,
             "candidate": candidate,
@@ -145,14 +135,12 @@ class ShadowStore:
         }
         try:
             with self.engine.begin() as conn:
-                conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=["policy", "candidate"],
-                        set_={
-                            k: ins.excluded[k] for k in ("decision", "reasons", "table", "at_ms")
-                        },
-                    ),
+                upsert(
+                    conn,
+                    t.shadow_decisions,
                     [row],
+                    ["policy", "candidate"],
+                    ["decision", "reasons", "table", "at_ms"],
                 )
                 enqueue(conn, outbox_rows)
         except DBAPIError as exc:

@@ -18,7 +18,6 @@ import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.decode import Quarantined
@@ -26,6 +25,7 @@ from watchkeeper.daemon.engine import create_store_engine, reader
 from watchkeeper.daemon.errors import MigrationError, StoreUnavailableError
 from watchkeeper.daemon.labels import JoinBuffer, JoinSettings, join_in_transaction
 from watchkeeper.daemon.queries import StoreQueries, TopicPartitionKey
+from watchkeeper.daemon.upsert import dialect_insert, upsert
 from watchkeeper.daemon.windows import Delta, StreamKey, WindowKey
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
@@ -128,7 +128,7 @@ class Store(StoreQueries):
                 raise StoreUnavailableError("commit", exc) from exc
 
     def _insert_fn(self) -> Any:
-        return postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(self.dialect)
 
     def _merge_windows(
         self, conn: Connection, delta: Delta, graded: Mapping[WindowKey, WindowSummary]
@@ -190,25 +190,6 @@ class Store(StoreQueries):
                 )
             )
 
-    def _upsert(
-        self,
-        conn: Connection,
-        table: Any,
-        rows: list[dict[str, Any]],
-        keys: list[str],
-        update: list[str] | None,
-    ) -> None:
-        if not rows:
-            return
-        insert = self._insert_fn()(table)
-        if update:
-            stmt = insert.on_conflict_do_update(
-                index_elements=keys, set_={c: insert.excluded[c] for c in update}
-            )
-        else:
-            stmt = insert.on_conflict_do_nothing(index_elements=keys)
-        conn.execute(stmt, rows)
-
     def _upsert_offsets(
         self, conn: Connection, group_id: str, offsets: Mapping[TopicPartitionKey, int]
     ) -> None:
@@ -223,7 +204,7 @@ class Store(StoreQueries):
             }
             for (topic, part), off in sorted(offsets.items())
         ]
-        self._upsert(
+        upsert(
             conn,
             t.consumer_offsets,
             rows,
@@ -246,11 +227,11 @@ class Store(StoreQueries):
             }
             for m, v in sorted(marks.items())
         ]
-        self._upsert(conn, t.watermarks, rows, ["group_id", "model", "role"], ["watermark_ms"])
+        upsert(conn, t.watermarks, rows, ["group_id", "model", "role"], ["watermark_ms"])
 
     def _insert_kinds(self, conn: Connection, kinds: Mapping[tuple[str, str], str]) -> None:
         rows = [{"model": m, "feature": f, "kind": k} for (m, f), k in sorted(kinds.items())]
-        self._upsert(conn, t.feature_kinds, rows, ["model", "feature"], None)
+        upsert(conn, t.feature_kinds, rows, ["model", "feature"], None)
 
     def _insert_quarantine(self, conn: Connection, entries: Sequence[Quarantined]) -> None:
         now = _utcnow()
@@ -267,7 +248,7 @@ class Store(StoreQueries):
             }
             for q in entries
         ]
-        self._upsert(conn, t.quarantine, rows, ["topic", "partition", "offset"], None)
+        upsert(conn, t.quarantine, rows, ["topic", "partition", "offset"], None)
 
     def prune(self, before_ms: int) -> dict[str, int]:
         """Delete windows (by start), quarantined records and delivered or given-up
@@ -300,7 +281,7 @@ class Store(StoreQueries):
         }
         try:
             with self.engine.begin() as conn:
-                self._upsert(
+                upsert(
                     conn, t.reference_profiles, [row], ["model", "name"], ["created_at", "profile"]
                 )
         except (OperationalError, DBAPIError) as exc:

@@ -1,0 +1,36 @@
+"""``INSERT … ON CONFLICT`` on either store: SQLite and PostgreSQL accept the same
+statement, which SQLAlchemy builds from each dialect's own ``insert``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def dialect_insert(dialect: str) -> Callable[[Any], Any]:
+    """The ``insert`` construct that knows ``on_conflict_*`` for this dialect."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def upsert(
+    conn: Connection,
+    table: Any,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str] | None,
+) -> None:
+    """Insert ``rows``; on a conflict on ``keys`` overwrite the ``update`` columns (or,
+    with none, keep the stored row)."""
+    if not rows:
+        return
+    insert = dialect_insert(conn.dialect.name)(table)
+    if update:
+        stmt = insert.on_conflict_do_update(
+            index_elements=list(keys), set_={c: insert.excluded[c] for c in update}
+        )
+    else:
+        stmt = insert.on_conflict_do_nothing(index_elements=list(keys))
+    conn.execute(stmt, list(rows))
