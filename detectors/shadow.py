@@ -325,53 +325,23 @@ def shadow_finding(
         n = min(stats.performance["candidate"].n, stats.performance["production"].n)
     else:
         n = stats.rows
+
+    def without_value(status: Literal["insufficient_data", "error"], reason: str) -> Finding:
+        return Finding(model, metric, candidate, None, status, start, end, n, 0, {"reason": reason})
+
     if stats is None or (n < min_samples and metric not in ("shadow_rows", "shadow_drop_rate")):
         what = "labelled shadow rows" if labelled else "shadow rows"
-        reason = f"{n} {what} < min_samples {min_samples}"
-        return Finding(
-            model,
-            metric,
-            candidate,
-            None,
-            "insufficient_data",
-            start,
-            end,
-            n,
-            0,
-            {"reason": reason},
-        )
+        return without_value("insufficient_data", f"{n} {what} < min_samples {min_samples}")
     try:
         values = stats.metrics()
     except Exception as exc:  # a bug here must not take the other metrics with it
-        return Finding(
-            model,
-            metric,
-            candidate,
-            None,
-            "error",
-            start,
-            end,
-            n,
-            0,
-            {"reason": f"{type(exc).__name__}: {exc}"},
-        )
+        return without_value("error", f"{type(exc).__name__}: {exc}")
     if metric not in values:
         reason = {
             "shadow_agreement": "agreement needs predicted classes from both models",
             "shadow_size_ratio": "size ratio needs production's model file (shadow.baseline)",
         }.get(metric, f"{metric} is not available for these rows")
-        return Finding(
-            model,
-            metric,
-            candidate,
-            None,
-            "insufficient_data",
-            start,
-            end,
-            n,
-            0,
-            {"reason": reason},
-        )
+        return without_value("insufficient_data", reason)
     details: dict[str, Any] = {"rows": stats.rows}
     if "latency" in metric:
         details["baseline"] = stats.baseline_basis
