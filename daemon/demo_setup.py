@@ -176,7 +176,10 @@ def demo_config(
     shadow["flush_interval"] = f"{scale.window_size_s:g}s"
     channels = alerts["channels"]
     notes = []
-    stand_in = {"type": "console", "format": "line"}
+
+    def stand_in() -> dict[str, str]:  # a fresh dict each: one shared would dump as YAML aliases
+        return {"type": "console", "format": "line"}
+
     if os.environ.get("SLACK_BOT_TOKEN") and os.environ.get("SLACK_CHANNEL"):
         slack = {
             "type": "slack",
@@ -188,15 +191,15 @@ def demo_config(
         channels["oncall-slack"] = slack
         notes.append(f"oncall-slack → Slack channel {os.environ['SLACK_CHANNEL']}")
     else:
-        channels["oncall-slack"] = stand_in
+        channels["oncall-slack"] = stand_in()
         notes.append("oncall-slack → console (set SLACK_BOT_TOKEN and SLACK_CHANNEL for Slack)")
     if options.alertmanager:
         channels["alertmanager"] = {"type": "alertmanager", "url": options.alertmanager}
         notes.append(f"alertmanager → {options.alertmanager}")
     else:
-        channels["alertmanager"] = stand_in
+        channels["alertmanager"] = stand_in()
         notes.append("alertmanager → console (--alertmanager URL for a real one)")
-    channels["retrain"] = stand_in
+    channels["retrain"] = stand_in()
     notes.append("retrain webhook → console")
     path = workdir / "watchkeeper.yaml"
     path.write_text(
