@@ -12,7 +12,14 @@ import pytest
 from sqlalchemy import create_engine, text
 from watchkeeper.daemon.broker import EmbeddedBroker
 
-from tests.support import IN_CI, PG_ADMIN_URL, DaemonProcess, FakeSlack, postgres_available
+from tests.support import (
+    IN_CI,
+    PG_ADMIN_URL,
+    DaemonProcess,
+    FakeSlack,
+    Receiver,
+    postgres_available,
+)
 
 
 # -- leak check ------------------------------------------------------------------------
@@ -173,6 +180,17 @@ def processes() -> Iterator[list[DaemonProcess]]:
 def slack() -> Iterator[FakeSlack]:
     """A local server answering like Slack's Web API (429s on request included)."""
     server = FakeSlack()
+    server.thread.start()
+    yield server
+    server.shutdown()
+    server.thread.join()
+    server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook endpoint that verifies signatures and can fail on purpose."""
+    server = Receiver()
     server.thread.start()
     yield server
     server.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -21,6 +22,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
+from standardwebhooks import Webhook
 from watchkeeper.daemon.config import Config, load_config
 
 PG_ADMIN_URL = os.environ.get(
@@ -283,3 +285,55 @@ class _SlackHandler(BaseHTTPRequestHandler):
             self._reply(200, {"ok": True, "channel": body["channel"], "ts": body["ts"]})
         else:
             self._reply(200, {"ok": False, "error": "unknown_method"})
+
+
+# -- a pipeline's webhook endpoint, verifying Standard Webhooks signatures ------------------
+SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+class Receiver(ThreadingHTTPServer):
+    """A pipeline's endpoint: verifies every signature, can fail on purpose."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.verifier = Webhook(SECRET)
+        self.fail_next = 0
+        self.fail_status = 503
+        self.received: list[dict[str, Any]] = []
+        self.rejected = 0
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.serve_forever, name="test-receiver")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        receiver = self.server
+        with receiver.lock:
+            try:
+                receiver.verifier.verify(body, dict(self.headers.items()))
+            except Exception:
+                receiver.rejected += 1
+                self.send_response(401)
+                self.end_headers()
+                return
+            if receiver.fail_next > 0:
+                receiver.fail_next -= 1
+                self.send_response(receiver.fail_status)
+                self.send_header("Retry-After", "0")
+                self.end_headers()
+                return
+            receiver.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()

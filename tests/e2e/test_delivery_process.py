@@ -12,9 +12,10 @@ from watchkeeper.daemon.broker import EmbeddedBroker, free_port
 from watchkeeper.daemon.outbox import Outbox
 from watchkeeper.daemon.store import Store
 
-from tests.integration.test_webhooks import SECRET, Receiver
 from tests.support import (
+    SECRET,
     DaemonProcess,
+    Receiver,
     create_topic,
     daemon_config_dict,
     wait_until,
@@ -30,64 +31,58 @@ def test_kill_9_and_restart_during_an_outage_loses_and_duplicates_nothing(
     topic_name: str,
     monkeypatch: pytest.MonkeyPatch,
     processes: list[DaemonProcess],
+    receiver: Receiver,
 ) -> None:
-    receiver = Receiver()
-    receiver.thread.start()
-    try:
-        create_topic(broker.bootstrap, topic_name)
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-        data = daemon_config_dict(
-            broker.bootstrap,
-            url,
-            {"predictions": {"name": topic_name}},
-            http={"listen": f"127.0.0.1:{free_port()}"},
-            alerts={
-                "channels": {
-                    "retrain": {"type": "webhook", "url": receiver.url, "secret_env": "WK_HOOK"}
-                },
-                "heartbeat": {"channels": ["retrain"], "every": "1s"},
-                "retry_base": "100ms",
-                "retry_cap": "1s",
+    create_topic(broker.bootstrap, topic_name)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    data = daemon_config_dict(
+        broker.bootstrap,
+        url,
+        {"predictions": {"name": topic_name}},
+        http={"listen": f"127.0.0.1:{free_port()}"},
+        alerts={
+            "channels": {
+                "retrain": {"type": "webhook", "url": receiver.url, "secret_env": "WK_HOOK"}
             },
-        )
-        config = write_config(tmp_path / "watchkeeper.yaml", data)
-        monkeypatch.setenv("WK_HOOK", SECRET)
-        receiver.fail_next = 10**9  # the endpoint is down
-        first = DaemonProcess(config, tmp_path / "daemon.log").start()
-        processes.append(first)
+            "heartbeat": {"channels": ["retrain"], "every": "1s"},
+            "retry_base": "100ms",
+            "retry_cap": "1s",
+        },
+    )
+    config = write_config(tmp_path / "watchkeeper.yaml", data)
+    monkeypatch.setenv("WK_HOOK", SECRET)
+    receiver.fail_next = 10**9  # the endpoint is down
+    first = DaemonProcess(config, tmp_path / "daemon.log").start()
+    processes.append(first)
 
-        def rows() -> list[dict[str, object]]:
-            try:
-                with Store.open(url, migrate=False) as store:
-                    return Outbox(store.engine).rows("retrain")
-            except Exception:
-                return []
-
-        wait_until(lambda: len(rows()) >= 4, timeout=90)  # heartbeats pile up unsent
-        receiver.fail_next = 3  # it comes back, after a few more failures
-        wait_until(lambda: len(receiver.received) >= 2, timeout=60)
-        assert first.proc is not None
-        first.proc.send_signal(signal.SIGKILL)  # killed mid-delivery
-        first.proc.wait()
-        second = DaemonProcess(config, tmp_path / "daemon.log").start()
-        processes.append(second)
+    def rows() -> list[dict[str, object]]:
         try:
-            time.sleep(2)
-            wait_until(lambda: rows() and all(r["state"] == "sent" for r in rows()), timeout=90)
-        finally:
-            assert second.proc is not None
-            second.proc.send_signal(signal.SIGTERM)
-            assert second.proc.wait(timeout=60) == 0
-        final = rows()
-        sent_ids = [f"wk-{r['id']}" for r in final]
-        received = [body["id"] for body in receiver.received]
-        # at least once, and the idempotency key makes it exactly once for the receiver
-        assert set(received) == set(sent_ids)
-        assert len(set(received)) == len(final) >= 4
-        # in order: the heartbeat is one stream, so its ids arrive ascending
-        first_seen = list(dict.fromkeys(received))
-        assert first_seen == sorted(first_seen, key=lambda i: int(i[3:]))
+            with Store.open(url, migrate=False) as store:
+                return Outbox(store.engine).rows("retrain")
+        except Exception:
+            return []
+
+    wait_until(lambda: len(rows()) >= 4, timeout=90)  # heartbeats pile up unsent
+    receiver.fail_next = 3  # it comes back, after a few more failures
+    wait_until(lambda: len(receiver.received) >= 2, timeout=60)
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGKILL)  # killed mid-delivery
+    first.proc.wait()
+    second = DaemonProcess(config, tmp_path / "daemon.log").start()
+    processes.append(second)
+    try:
+        time.sleep(2)
+        wait_until(lambda: rows() and all(r["state"] == "sent" for r in rows()), timeout=90)
     finally:
-        receiver.shutdown()
-        receiver.thread.join()
-        receiver.server_close()
+        assert second.proc is not None
+        second.proc.send_signal(signal.SIGTERM)
+        assert second.proc.wait(timeout=60) == 0
+    final = rows()
+    sent_ids = [f"wk-{r['id']}" for r in final]
+    received = [body["id"] for body in receiver.received]
+    # at least once, and the idempotency key makes it exactly once for the receiver
+    assert set(received) == set(sent_ids)
+    assert len(set(received)) == len(final) >= 4
+    # in order: the heartbeat is one stream, so its ids arrive ascending
+    first_seen = list(dict.fromkeys(received))
+    assert first_seen == sorted(first_seen, key=lambda i: int(i[3:]))

@@ -18,9 +18,10 @@ import pytest
 from watchkeeper.daemon.broker import EmbeddedBroker, free_port
 from watchkeeper.daemon.store import Store
 
-from tests.integration.test_webhooks import SECRET, Receiver
 from tests.support import (
+    SECRET,
     DaemonProcess,
+    Receiver,
     create_topic,
     daemon_config_dict,
     produce,
@@ -77,124 +78,116 @@ def test_two_replicas_share_the_work_and_one_leads_with_failover(
     topic_name: str,
     monkeypatch: pytest.MonkeyPatch,
     processes: list[DaemonProcess],
+    receiver: Receiver,
 ) -> None:
-    receiver = Receiver()
-    receiver.thread.start()
-    try:
-        create_topic(broker.bootstrap, topic_name, partitions=6)
-        policies = tmp_path / "policies"
-        policies.mkdir()
-        (policies / "fraud.yaml").write_text(
-            "model: fraud\nwindow: 4s\nschedule: {every: 1s}\nmin_samples: 10\n"
-            "rules:\n  - name: latency\n    metric: latency_p99_ms\n    critical: 100\n"
-            "    actions: {critical: [hook]}\n"
-        )
-        monkeypatch.setenv("WK_HOOK", SECRET)
-        ports = [free_port(), free_port()]
-        replicas = []
-        group = f"g-{topic_name}"
-        for i, port in enumerate(ports):
-            data = daemon_config_dict(
-                broker.bootstrap,
-                pg_database,
-                {"predictions": {"name": topic_name}},
-                group=group,
-                http={"listen": f"127.0.0.1:{port}"},
-                windows={"size": "1s"},
-                policies={"paths": [str(policies)]},
-                alerts={
-                    "channels": {
-                        "hook": {"type": "webhook", "url": receiver.url, "secret_env": "WK_HOOK"}
-                    },
-                    "group_wait": "0s",
-                    "group_interval": "0s",
+    create_topic(broker.bootstrap, topic_name, partitions=6)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "fraud.yaml").write_text(
+        "model: fraud\nwindow: 4s\nschedule: {every: 1s}\nmin_samples: 10\n"
+        "rules:\n  - name: latency\n    metric: latency_p99_ms\n    critical: 100\n"
+        "    actions: {critical: [hook]}\n"
+    )
+    monkeypatch.setenv("WK_HOOK", SECRET)
+    ports = [free_port(), free_port()]
+    replicas = []
+    group = f"g-{topic_name}"
+    for i, port in enumerate(ports):
+        data = daemon_config_dict(
+            broker.bootstrap,
+            pg_database,
+            {"predictions": {"name": topic_name}},
+            group=group,
+            http={"listen": f"127.0.0.1:{port}"},
+            windows={"size": "1s"},
+            policies={"paths": [str(policies)]},
+            alerts={
+                "channels": {
+                    "hook": {"type": "webhook", "url": receiver.url, "secret_env": "WK_HOOK"}
                 },
-            )
-            config = write_config(tmp_path / f"replica{i}.yaml", data)
-            replica = DaemonProcess(config, tmp_path / f"replica{i}.log").start()
-            processes.append(replica)
-            replicas.append(replica)
-
-        def leaders() -> list[int]:
-            return [p for p in ports if leader_metric(p) == 1.0]
-
-        wait_until(
-            lambda: all(leader_metric(p) is not None for p in ports), timeout=60
-        )  # both serving
-        wait_until(lambda: len(leaders()) == 1, timeout=30, describe=leaders)
-        produced = 0
-        slow = events(0, 3000, latency=500.0)
-        produce(broker.bootstrap, topic_name, slow)
-        produced += len(slow)
-        wait_until(
-            lambda: stored(pg_database) == produced,
-            timeout=90,
-            describe=lambda: stored(pg_database),
+                "group_wait": "0s",
+                "group_interval": "0s",
+            },
         )
+        config = write_config(tmp_path / f"replica{i}.yaml", data)
+        replica = DaemonProcess(config, tmp_path / f"replica{i}.log").start()
+        processes.append(replica)
+        replicas.append(replica)
 
-        def about_latency(kind: str) -> list[dict[str, object]]:
-            with receiver.lock:
-                return [
-                    b
-                    for b in receiver.received
-                    if b.get("type") == f"incident.{kind}"
-                    and (b.get("incident") or {}).get("rule") == "latency"
-                ]
+    def leaders() -> list[int]:
+        return [p for p in ports if leader_metric(p) == 1.0]
 
-        wait_until(lambda: about_latency("opened"), timeout=60)
-        time.sleep(4)  # several more check rounds: a second leader would notify again
-        assert len({b["id"] for b in about_latency("opened")}) == 1
-        assert len(leaders()) == 1
+    wait_until(lambda: all(leader_metric(p) is not None for p in ports), timeout=60)  # both serving
+    wait_until(lambda: len(leaders()) == 1, timeout=30, describe=leaders)
+    produced = 0
+    slow = events(0, 3000, latency=500.0)
+    produce(broker.bootstrap, topic_name, slow)
+    produced += len(slow)
+    wait_until(
+        lambda: stored(pg_database) == produced,
+        timeout=90,
+        describe=lambda: stored(pg_database),
+    )
 
-        # kill -9 the leader mid-stream; the other must lead within the bound
-        (leader_port,) = leaders()
-        leader = replicas[ports.index(leader_port)]
-        survivor_port = ports[1 - ports.index(leader_port)]
-        more = events(3000, 3000, latency=500.0)
-        produce(broker.bootstrap, topic_name, more[:1500])
-        assert leader.proc is not None
-        leader.proc.send_signal(signal.SIGKILL)
-        leader.proc.wait()
-        killed_at = time.monotonic()
-        produce(broker.bootstrap, topic_name, more[1500:])
-        produced += len(more)
-        wait_until(lambda: leader_metric(survivor_port) == 1.0, timeout=TAKEOVER_S)
-        takeover = time.monotonic() - killed_at
-        assert takeover < TAKEOVER_S
-        # the survivor owns every partition after the session timeout and resumes from
-        # the offsets committed in the store with the windows: nothing lost, nothing twice
-        wait_until(
-            lambda: stored(pg_database) == produced,
-            timeout=90,
-            describe=lambda: stored(pg_database),
-        )
+    def about_latency(kind: str) -> list[dict[str, object]]:
+        with receiver.lock:
+            return [
+                b
+                for b in receiver.received
+                if b.get("type") == f"incident.{kind}"
+                and (b.get("incident") or {}).get("rule") == "latency"
+            ]
 
-        # the incident carries on from the store: recovery is notified once, by the new
-        # leader, and the opening is not repeated
-        deadline = time.monotonic() + 60
-        i = 6000
-        while not about_latency("resolved") and time.monotonic() < deadline:
-            fast = events(i, 300, latency=5.0)
-            produce(broker.bootstrap, topic_name, fast)
-            produced += len(fast)
-            i += 300
-            time.sleep(1)
-        time.sleep(4)
-        assert len({b["id"] for b in about_latency("resolved")}) == 1
-        assert len({b["id"] for b in about_latency("opened")}) == 1
-        wait_until(
-            lambda: stored(pg_database) == produced,
-            timeout=90,
-            describe=lambda: stored(pg_database),
-        )
-        survivor = replicas[1 - ports.index(leader_port)]
-        assert survivor.proc is not None
-        survivor.proc.send_signal(signal.SIGTERM)
-        assert survivor.proc.wait(timeout=60) == 0
-    finally:
-        receiver.shutdown()
-        receiver.thread.join()
-        receiver.server_close()
+    wait_until(lambda: about_latency("opened"), timeout=60)
+    time.sleep(4)  # several more check rounds: a second leader would notify again
+    assert len({b["id"] for b in about_latency("opened")}) == 1
+    assert len(leaders()) == 1
+
+    # kill -9 the leader mid-stream; the other must lead within the bound
+    (leader_port,) = leaders()
+    leader = replicas[ports.index(leader_port)]
+    survivor_port = ports[1 - ports.index(leader_port)]
+    more = events(3000, 3000, latency=500.0)
+    produce(broker.bootstrap, topic_name, more[:1500])
+    assert leader.proc is not None
+    leader.proc.send_signal(signal.SIGKILL)
+    leader.proc.wait()
+    killed_at = time.monotonic()
+    produce(broker.bootstrap, topic_name, more[1500:])
+    produced += len(more)
+    wait_until(lambda: leader_metric(survivor_port) == 1.0, timeout=TAKEOVER_S)
+    takeover = time.monotonic() - killed_at
+    assert takeover < TAKEOVER_S
+    # the survivor owns every partition after the session timeout and resumes from
+    # the offsets committed in the store with the windows: nothing lost, nothing twice
+    wait_until(
+        lambda: stored(pg_database) == produced,
+        timeout=90,
+        describe=lambda: stored(pg_database),
+    )
+
+    # the incident carries on from the store: recovery is notified once, by the new
+    # leader, and the opening is not repeated
+    deadline = time.monotonic() + 60
+    i = 6000
+    while not about_latency("resolved") and time.monotonic() < deadline:
+        fast = events(i, 300, latency=5.0)
+        produce(broker.bootstrap, topic_name, fast)
+        produced += len(fast)
+        i += 300
+        time.sleep(1)
+    time.sleep(4)
+    assert len({b["id"] for b in about_latency("resolved")}) == 1
+    assert len({b["id"] for b in about_latency("opened")}) == 1
+    wait_until(
+        lambda: stored(pg_database) == produced,
+        timeout=90,
+        describe=lambda: stored(pg_database),
+    )
+    survivor = replicas[1 - ports.index(leader_port)]
+    assert survivor.proc is not None
+    survivor.proc.send_signal(signal.SIGTERM)
+    assert survivor.proc.wait(timeout=60) == 0
 
 
 def test_rebalances_as_replicas_join_and_leave_mid_stream_lose_and_double_count_nothing(

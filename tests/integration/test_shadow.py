@@ -26,8 +26,7 @@ from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.shadow import sample_mask
 
 from tests.integration.test_ingest import fetch, running
-from tests.integration.test_webhooks import SECRET, receiver  # noqa: F401 (fixture)
-from tests.support import create_topic, make_config, produce, wait_until
+from tests.support import SECRET, Receiver, create_topic, make_config, produce, wait_until
 
 pytestmark = pytest.mark.broker
 COUNTRIES = {"DE": 0, "FR": 1, "US": 2}
@@ -191,7 +190,7 @@ def _events(
 def test_shadow_evaluation_on_the_stream(
     broker: Any,
     tmp_path: Path,
-    receiver: Any,  # noqa: F811 (fixture)
+    receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
-import os
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from standardwebhooks import Webhook
 from watchkeeper.alerts.console import ConsoleChannel
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.alerts.retry import RetryPolicy
@@ -25,65 +19,7 @@ from watchkeeper.daemon.delivery import DeliveryWorker
 from watchkeeper.daemon.outbox import Outbox
 from watchkeeper.daemon.store import Store
 
-SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
-
-
-class Receiver(ThreadingHTTPServer):
-    """A pipeline's endpoint: verifies every signature, can fail on purpose."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.verifier = Webhook(SECRET)
-        self.fail_next = 0
-        self.fail_status = 503
-        self.received: list[dict[str, Any]] = []
-        self.rejected = 0
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self.serve_forever, name="test-receiver")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def log_message(self, *args: Any) -> None:
-        return None
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        receiver = self.server
-        with receiver.lock:
-            try:
-                receiver.verifier.verify(body, dict(self.headers.items()))
-            except Exception:
-                receiver.rejected += 1
-                self.send_response(401)
-                self.end_headers()
-                return
-            if receiver.fail_next > 0:
-                receiver.fail_next -= 1
-                self.send_response(receiver.fail_status)
-                self.send_header("Retry-After", "0")
-                self.end_headers()
-                return
-            receiver.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.thread.start()
-    yield server
-    server.shutdown()
-    server.thread.join()
-    server.server_close()
+from tests.support import SECRET, Receiver
 
 
 def note(fingerprint: str, kind: str, at: int) -> Notification:
