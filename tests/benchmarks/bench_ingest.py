@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -108,35 +109,31 @@ def phase_raw(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     return {"events": count, "seconds": elapsed}
 
 
-def phase_watchkeeper(bootstrap: str, topic: str, n: int, workdir: str) -> dict[str, float]:
-    from prometheus_client import CollectorRegistry
+def bench_config(bootstrap: str, topic: str, store_url: str) -> Any:
+    """The daemon config both benchmarks run: watchkeeper's client settings, one topic."""
     from watchkeeper.daemon.config import Config
-    from watchkeeper.daemon.ingest import Ingestor
-    from watchkeeper.daemon.metrics import IngestMetrics
-    from watchkeeper.daemon.store import Store
 
-    options = consumer_settings(bootstrap)
-    config = Config.model_validate(
+    return Config.model_validate(
         {
             "kafka": {
                 "bootstrap_servers": bootstrap,
-                "group_id": options["group_id"],
+                "group_id": consumer_settings(bootstrap)["group_id"],
                 "topics": {"predictions": {"name": topic}},
                 "session_timeout": "6s",
                 "heartbeat_interval": "1s",
             },
-            "store": {"url": f"sqlite:///{workdir}/bench.db"},
+            "store": {"url": store_url},
         }
     )
-    store = Store.open(config.store_url())
-    metrics = IngestMetrics(CollectorRegistry(), [topic])
-    ingestor = Ingestor(config, store, metrics)
-    ingestor.open()
+
+
+def consume(ingestor: Any, metrics: Any, topic: str, n: int) -> float:
+    """Step the ingestor until ``n`` records were consumed, then commit; the seconds from
+    the first record to the end of that last commit (it is part of the path)."""
     import gc
 
     gc.freeze()  # as Ingestor.run does
     started = None
-    flushes = []
     while True:
         ingestor.step()
         consumed = metrics.records.labels(topic)._value.get()
@@ -144,10 +141,22 @@ def phase_watchkeeper(bootstrap: str, topic: str, n: int, workdir: str) -> dict[
             started = time.perf_counter()
         if consumed >= n:
             break
-    t = time.perf_counter()
-    ingestor.flush()  # the last commit is part of the path
-    flushes.append(time.perf_counter() - t)
-    elapsed = time.perf_counter() - (started or time.perf_counter())
+    ingestor.flush()
+    return time.perf_counter() - (started or time.perf_counter())
+
+
+def phase_watchkeeper(bootstrap: str, topic: str, n: int, workdir: str) -> dict[str, float]:
+    from prometheus_client import CollectorRegistry
+    from watchkeeper.daemon.ingest import Ingestor
+    from watchkeeper.daemon.metrics import IngestMetrics
+    from watchkeeper.daemon.store import Store
+
+    config = bench_config(bootstrap, topic, f"sqlite:///{workdir}/bench.db")
+    store = Store.open(config.store_url())
+    metrics = IngestMetrics(CollectorRegistry(), [topic])
+    ingestor = Ingestor(config, store, metrics)
+    ingestor.open()
+    elapsed = consume(ingestor, metrics, topic, n)
     ingestor.close()
     totals = store.totals()
     store.close()

@@ -15,12 +15,10 @@ Run: ``make bench`` or ``python tests/benchmarks/bench_shadow.py [--events N]``.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 import warnings
 from pathlib import Path
@@ -31,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks.bench_ingest import (
     FEATURES,
     NAMES,
-    consumer_settings,
+    bench_config,
+    consume,
     peak_rss_mb,
     produce,
 )
@@ -89,7 +88,6 @@ def build_models(folder: Path) -> dict[str, float]:
 
 def phase(bootstrap: str, topic: str, n: int, folder: str, shadow: bool) -> dict[str, float]:
     from prometheus_client import CollectorRegistry
-    from watchkeeper.daemon.config import Config
     from watchkeeper.daemon.ingest import Ingestor
     from watchkeeper.daemon.metrics import IngestMetrics
     from watchkeeper.daemon.shadow import ShadowEvaluator
@@ -97,19 +95,7 @@ def phase(bootstrap: str, topic: str, n: int, folder: str, shadow: bool) -> dict
     from watchkeeper.daemon.store import Store
     from watchkeeper.policies.loader import load_all
 
-    options = consumer_settings(bootstrap)
-    config = Config.model_validate(
-        {
-            "kafka": {
-                "bootstrap_servers": bootstrap,
-                "group_id": options["group_id"],
-                "topics": {"predictions": {"name": topic}},
-                "session_timeout": "6s",
-                "heartbeat_interval": "1s",
-            },
-            "store": {"url": f"sqlite:///{folder}/bench-{uuid.uuid4().hex[:6]}.db"},
-        }
-    )
+    config = bench_config(bootstrap, topic, f"sqlite:///{folder}/bench-{uuid.uuid4().hex[:6]}.db")
     store = Store.open(config.store_url())
     registry = CollectorRegistry()
     metrics = IngestMetrics(registry, [topic])
@@ -124,17 +110,7 @@ def phase(bootstrap: str, topic: str, n: int, folder: str, shadow: bool) -> dict
         evaluator.start()
     ingestor = Ingestor(config, store, metrics, shadow=evaluator)
     ingestor.open()
-    gc.freeze()
-    started = None
-    while True:
-        ingestor.step()
-        consumed = metrics.records.labels(topic)._value.get()
-        if consumed and started is None:
-            started = time.perf_counter()
-        if consumed >= n:
-            break
-    ingestor.flush()
-    elapsed = time.perf_counter() - (started or time.perf_counter())
+    elapsed = consume(ingestor, metrics, topic, n)
     ingestor.close()
     out = {"events": store.totals()["events"], "seconds": elapsed}
     if evaluator is not None:
