@@ -185,9 +185,8 @@ class PolicyScheduler:
             if self._scheduler.get_job(key) is not None:
                 self._scheduler.remove_job(key)
             engine = self.checker.engines.pop(key, None)
-            if (
-                engine is not None and self.leading()
-            ):  # a removed policy's incidents resolve with a note
+            # a removed policy's incidents resolve with a note (by the leader: its state)
+            if engine is not None and self.leading():
                 now = int(self.clock() * 1000)
                 empty = engine.policy.model_copy(update={"rules": engine.policy.rules[:0]})
                 events = engine.reconcile(empty, now, "the policy was removed")
