@@ -38,6 +38,7 @@ from watchkeeper.daemon.demo_setup import (
     make_candidate,
     shadow_policy,
     store_references,
+    store_url,
 )
 from watchkeeper.daemon.demo_timeline import (
     Phase,
@@ -114,7 +115,7 @@ def _run(
     create_topics(bootstrap, [t.name for t in topics.values()])
     console.print(f"[bold]watchkeeper demo[/] · broker {bootstrap} · work dir {workdir}")
     (workdir / "policies").mkdir(exist_ok=True)
-    reference = store_references(f"sqlite:///{workdir / 'watchkeeper.db'}", workdir)
+    reference = store_references(store_url(workdir), workdir)
     shadow = make_candidate(workdir, reference, console)
     config_path, notes = demo_config(options, workdir, bootstrap, scale)
     config = load_config(config_path)
@@ -161,7 +162,7 @@ def _run(
             if options.duration is None and t >= phases[-1].settle_s:
                 break
             if not runner.is_alive():
-                console.print("[red]the daemon stopped unexpectedly; see the log above[/]")
+                console.print("[red]the daemon stopped unexpectedly; see its log file[/]")
                 outcome = 1
                 break
             phase = phase_at(phases, t)
@@ -201,7 +202,7 @@ def _summary(
         for p in phases
         if p.name in record["phases"] and p.settle_s <= record.get("elapsed_s", 0) + 0.5
     ]
-    with Store.open(f"sqlite:///{workdir / 'watchkeeper.db'}") as store:
+    with Store.open(store_url(workdir)) as store:
         incidents = IncidentStore(store.engine).incidents(None, limit=1000)
         decisions = list(ShadowStore(store.engine).decisions().values())
         totals = store.totals()

@@ -25,6 +25,11 @@ from watchkeeper.daemon.demo_timeline import Scale
 from watchkeeper.daemon.synthetic import Faults, FraudModel, SyntheticServer, paced
 
 
+def store_url(workdir: Path) -> str:
+    """The demo's SQLite store, in its work dir."""
+    return f"sqlite:///{workdir / 'watchkeeper.db'}"
+
+
 @dataclass(frozen=True)
 class DemoOptions:
     config: Path
@@ -161,7 +166,7 @@ def demo_config(
     # Tansu holds a group join for half the session timeout: Kafka's minimum, 6 s
     kafka["session_timeout"] = "6s"
     kafka["heartbeat_interval"] = "1s"
-    doc["store"] = {"url": f"sqlite:///{workdir / 'watchkeeper.db'}"}
+    doc["store"] = {"url": store_url(workdir)}
     doc["http"] = {"listen": options.listen or f"127.0.0.1:{free_port()}"}
     doc["ingest"]["flush_interval"] = f"{min(1.0, scale.window_size_s / 2):g}s"
     doc["windows"]["size"] = f"{scale.window_size_s:g}s"
