@@ -79,7 +79,6 @@ class Leadership:
             "1 while this replica runs the checks and delivers notifications.",
             registry=registry,
         )
-        self.changes = 0
 
     def is_leader(self) -> bool:
         return self._leading.is_set()
@@ -160,7 +159,6 @@ class Leadership:
         else:
             self._leading.clear()
         self._gauge.set(1 if leading else 0)
-        self.changes += 1
         if self.on_change is not None:
             try:
                 self.on_change(leading)
