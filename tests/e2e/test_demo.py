@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -146,6 +147,52 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     assert TOKEN not in (workdir / "watchkeeper-demo.log").read_text()
 
     # nothing left running: the broker the demo started is gone
+    deadline = time.monotonic() + 10
+    while tansu_pids() - brokers_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not tansu_pids() - brokers_before
+
+
+def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
+    """``--duration 0`` runs until Ctrl-C; SIGINT then stops everything it started, in
+    order, and the demo still prints its summary and exits 0."""
+    brokers_before = tansu_pids()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "watchkeeper.daemon",
+            "demo",
+            "--duration",
+            "0",
+            "--phase",
+            "10",
+            "--workdir",
+            str(tmp_path / "demo"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("policies in force"):
+                break  # the timeline has begun: everything is running
+        time.sleep(3)
+        process.send_signal(signal.SIGINT)
+        lines += process.stdout.read().splitlines(keepends=True)
+        code = process.wait(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+    output = "".join(lines)
+    assert code == 0, output[-3000:]
+    assert "policies in force" in output and "demo finished" in output
     deadline = time.monotonic() + 10
     while tansu_pids() - brokers_before and time.monotonic() < deadline:
         time.sleep(0.2)
