@@ -278,8 +278,14 @@ class SequentialDifference:
         return replace(iv, paired=True)
 
     def _interval(self, estimate: float, variance: float, rows: int, nb: int, nc: int) -> Interval:
-        half = float(radius(variance, rows, self.alpha, self._rho2))
-        log_ratio = float(log_mixture_ratio(estimate, variance, rows, self._rho2))
+        # the scalar form of radius() and log_mixture_ratio(), without numpy's overhead
+        r = rows * self._rho2
+        half = math.sqrt(variance * (1 + r) / r * (math.log1p(r) + 2 * math.log(1 / self.alpha)))
+        if variance > 0:
+            z2 = estimate * estimate / variance
+        else:
+            z2 = 0.0 if estimate == 0 else math.inf
+        log_ratio = -0.5 * math.log1p(r) + r / (1 + r) * z2 / 2
         p = 1.0 if log_ratio <= 0 else math.exp(-log_ratio)
         return Interval(estimate, estimate - half, estimate + half, self.alpha, nb, nc, p)
 
