@@ -312,10 +312,16 @@ class ABComparison:
         (vb,), (vc,) = lb.quantiles([q]), lc.quantiles([q])
         if not vb > 0:
             raise InsufficientDataError("the baseline's latency quantile is 0")
+        # what the sketches' own rank error allows (KLL, 99 % confidence each): the ratio
+        # of the candidate's quantile at q ∓ ε to the baseline's at q ± ε
+        eb, ec = lb.rank_error, lc.rank_error
+        c_lo, c_hi = lc.quantiles([max(0.0, q - ec), min(1.0, q + ec)])
+        b_lo, b_hi = lb.quantiles([max(0.0, q - eb), min(1.0, q + eb)])
         details = {
             "baseline_ms": float(vb),
             "candidate_ms": float(vc),
-            "rank_error": max(lb.rank_error, lc.rank_error),
+            "rank_error": max(eb, ec),
+            "sketch_range": [float(c_lo / b_hi), float(c_hi / b_lo) if b_lo > 0 else math.inf],
             "n_baseline": lb.count,
             "n_candidate": lc.count,
         }

@@ -281,10 +281,8 @@ class SequentialDifference:
         # the scalar form of radius() and log_mixture_ratio(), without numpy's overhead
         r = rows * self._rho2
         half = math.sqrt(variance * (1 + r) / r * (math.log1p(r) + 2 * math.log(1 / self.alpha)))
-        if variance > 0:
-            z2 = estimate * estimate / variance
-        else:
-            z2 = 0.0 if estimate == 0 else math.inf
+        degenerate = 0.0 if estimate == 0 else math.inf  # no variance: certain either way
+        z2 = estimate * estimate / variance if variance > 0 else degenerate
         log_ratio = -0.5 * math.log1p(r) + r / (1 + r) * z2 / 2
         p = 1.0 if log_ratio <= 0 else math.exp(-log_ratio)
         return Interval(estimate, estimate - half, estimate + half, self.alpha, nb, nc, p)

@@ -103,6 +103,21 @@ def test_latency_ratios_from_the_latency_sketches() -> None:
         )
         assert values[name].value == pytest.approx(want, rel=1e-12)  # exact below k values
         assert values[name].interval is None
+        low, high = values[name].details["sketch_range"]
+        assert low <= values[name].value <= high
+
+
+def test_latency_ratio_range_covers_the_exact_ratio_beyond_the_sketch_size() -> None:
+    rng = np.random.default_rng(8)
+    a, b = WindowSummary("m", "3", 0, 60_000), WindowSummary("m", "4", 0, 60_000)
+    la, lb = rng.lognormal(2.0, 0.6, 200_000), rng.lognormal(2.1, 0.6, 150_000)
+    a.latency.update(la)
+    b.latency.update(lb)
+    v = ABComparison().compare(a, b).values["ab_latency_p99_ratio"]
+    exact = np.quantile(lb, 0.99) / np.quantile(la, 0.99)
+    low, high = v.details["sketch_range"]
+    assert low <= exact <= high and low < v.value < high
+    assert v.details["rank_error"] > 0
 
 
 def test_score_js_distance_on_the_baseline_deciles() -> None:
