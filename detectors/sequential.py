@@ -12,9 +12,10 @@ Annals of Statistics 2021).
 The method: the two-sided normal-mixture boundary (Robbins 1970) with the variance
 estimated from the data — the *asymptotic confidence sequence* of Waudby-Smith, Arbour,
 Sinha, Kennedy & Ramdas, "Time-uniform central limit theory and asymptotic confidence
-sequences" (Annals of Statistics 2024, Thm 2.2), which is what Eppo's sequential tests
-use. For an estimate Δ̂ of candidate − baseline with estimated variance V (Σ s²ᵢ / nᵢ over
-the two versions) after N = n_baseline + n_candidate rows, and r = N·ρ²::
+sequences" (Annals of Statistics 2024), the same two-sided mixture as ``confseq``'s
+``TwoSidedNormalMixture`` (Howard et al.). For an estimate Δ̂ of candidate − baseline
+with estimated variance V (Σ s²ᵢ / nᵢ over the two versions) after
+N = n_baseline + n_candidate rows, and r = N·ρ²::
 
     Δ̂ ± √( V · (1 + r) / r · (ln(1 + r) + 2 ln(1/α)) )
 
@@ -24,7 +25,7 @@ exactly when the mixture likelihood ratio Λ = (1 + r)^(-½) · exp(r / (1 + r) 
 exceeds 1/α (Ville's inequality), and ``p_value`` = min(1, 1/Λ). ρ only sets *where* the
 interval is tightest, never its validity: ``tuned_rows`` picks
 ρ² = (2 ln(1/α) + ln(1 + 2 ln(1/α))) / tuned_rows, the approximate minimiser of the width
-at N = tuned_rows (Waudby-Smith et al., §B.2; their R package's ``best_rho2_approx``).
+at N = tuned_rows (Waudby-Smith et al.; ``confseq``'s ``best_rho``).
 
 Everything is computed from per-version sufficient statistics — row count, Σx, Σx² —
 which are plain sums: they merge exactly across flushes, windows and replicas, and the
