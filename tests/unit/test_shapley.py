@@ -21,6 +21,12 @@ def mlp(d: int, hidden: int = 16, seed: int = 0):
     return lambda x: np.tanh(x @ w1 + b1) @ w2, (w1, b1, w2)
 
 
+def pairwise_model(d: int, rng: np.random.Generator):
+    """A model with main effects and every pairwise interaction, none of higher order."""
+    w, v = rng.normal(size=d), np.triu(rng.normal(size=(d, d)), 1)
+    return lambda z: z @ w + np.einsum("ni,ij,nj->n", z, v, z)
+
+
 def brute_force(f, x: np.ndarray, background: np.ndarray) -> np.ndarray:
     """The definition: the mean marginal contribution over all d! orderings."""
     d = x.size
@@ -92,11 +98,7 @@ def test_one_antithetic_pair_is_exact_with_pairwise_interactions() -> None:
     # both ways by an ordering and its reverse
     rng = np.random.default_rng(1)
     d = 6
-    w, v = rng.normal(size=d), np.triu(rng.normal(size=(d, d)), 1)
-
-    def f(z: np.ndarray) -> np.ndarray:
-        return z @ w + np.einsum("ni,ij,nj->n", z, v, z)
-
+    f = pairwise_model(d, rng)
     background, x = rng.normal(size=(20, d)), rng.normal(size=(4, d))
     phi = ShapleyExplainer(f, background, method="permutation", permutations=2).explain(x)
     want = np.array([brute_force(f, row, background) for row in x])
@@ -237,11 +239,7 @@ def test_permutation_values_agree_with_shaps_permutation_explainer() -> None:
     background, x = rng.normal(size=(50, d)), rng.normal(size=(4, d))
     masker = shap.maskers.Independent(background, max_samples=50)
     # shap's own statement: one forward-and-back pass is exact with pairwise interactions
-    w, v = rng.normal(size=d), np.triu(rng.normal(size=(d, d)), 1)
-
-    def pairwise(z: np.ndarray) -> np.ndarray:
-        return z @ w + np.einsum("ni,ij,nj->n", z, v, z)
-
+    pairwise = pairwise_model(d, rng)
     theirs = shap.explainers.Permutation(pairwise, masker, seed=1)(
         x, max_evals=2 * d + 1, silent=True
     )
