@@ -162,6 +162,11 @@ def test_vectorised_bounds_equal_the_scalar_interval() -> None:
     iv = seq.interval(MeanStats.of(a), MeanStats.of(b))
     est, lo, hi = seq.bounds((700, a.sum(), a @ a), (300, b.sum(), b @ b))
     assert (float(est), float(lo), float(hi)) == pytest.approx((iv.estimate, iv.low, iv.high))
+    # and for rates, whose variance is the smoothed p̃(1 − p̃) on both paths
+    rate = seq.interval(MeanStats.proportion(0, 400), MeanStats.proportion(7, 500))
+    est, lo, hi = seq.bounds((400, 0, 0), (500, 7, 7), binary=True)
+    assert (float(est), float(lo), float(hi)) == pytest.approx((rate.estimate, rate.low, rate.high))
+    assert rate.high > rate.low  # a version with no failure yet still has uncertainty
 
 
 def test_paired_interval_uses_the_differences() -> None:
