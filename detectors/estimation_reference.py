@@ -280,7 +280,7 @@ def fit_multiclass_estimation(
         calibrator,
         realised_multiclass(s, y, pred, k),
         multiclass_estimates(sketch, calibrator),
-        chunk_spreads(lambda i: realised_multiclass(s[i], y[i], pred[i], k), s.size, chunks),
+        chunk_spreads(lambda i: realised_multiclass(s[i], y[i], pred[i], k), s.shape[0], chunks),
     )
 
 
