@@ -94,7 +94,10 @@ class EstimateTrust:
             raise InsufficientDataError("the trust check needs labelled and scored rows")
         if not (math.isfinite(realised) and math.isfinite(estimate.value)):
             raise InsufficientDataError("the realised or estimated value is not a number")
-        se = math.hypot(spread.standard_error(n_labelled), spread.standard_error(estimate.n))
+        se = math.hypot(
+            spread.standard_error(n_labelled, realised),
+            spread.standard_error(estimate.n, estimate.value),
+        )
         allowed = self.width * se
         gap = realised - estimate.value
         # a metric without spread on the reference (constant): any gap is a mismatch

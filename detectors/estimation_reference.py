@@ -313,5 +313,5 @@ def fit_regression_estimation(
         model,
         realised(np.arange(err.size)),
         sketch.estimates(),
-        chunk_spreads(realised, err.size, chunks),
+        chunk_spreads(realised, err.size, chunks, relative=frozenset({"mae", "rmse"})),
     )

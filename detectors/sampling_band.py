@@ -9,7 +9,10 @@ rows (a seeded random permutation, so the spread is sampling error rather than a
 drift inside the reference period), the *realised* metric is computed on each chunk,
 and its standard deviation σ_m at chunk size m gives SE(n) = σ_m · √(m / n) — the 1/√n
 law every metric here (a proportion, a ratio of proportions, a Mann–Whitney U, a mean
-loss) follows asymptotically.
+loss) follows asymptotically. Error metrics (MAE, RMSE) have no upper limit and their
+spread grows with their level — a window whose errors doubled has a noisier MAE — so
+their spread is kept *relative* (σ_m divided by the reference's mean over the chunks, a
+coefficient of variation) and scaled by the value at hand.
 
 The band is a statement about the realised value: if the estimate is right, the
 realised metric of a window of n labelled rows lies within it with high probability
@@ -44,19 +47,30 @@ class MetricSpread:
     std: float
     chunk_size: int
     chunks: int
+    relative: bool = False
+    """``std`` is a coefficient of variation, to be multiplied by the metric's value."""
 
-    def standard_error(self, n: int) -> float:
-        """SE at ``n`` rows; infinite for an empty window (no claim can be made)."""
+    def standard_error(self, n: int, value: float = 1.0) -> float:
+        """SE at ``n`` rows (for a relative spread: around ``value``); infinite for an
+        empty window (no claim can be made)."""
         if n <= 0:
             return math.inf
-        return self.std * math.sqrt(self.chunk_size / n)
+        scale = abs(value) if self.relative else 1.0
+        return self.std * scale * math.sqrt(self.chunk_size / n)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"std": self.std, "chunk_size": self.chunk_size, "chunks": self.chunks}
+        return {
+            "std": self.std,
+            "chunk_size": self.chunk_size,
+            "chunks": self.chunks,
+            "relative": self.relative,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MetricSpread:
-        return cls(float(d["std"]), int(d["chunk_size"]), int(d["chunks"]))
+        return cls(
+            float(d["std"]), int(d["chunk_size"]), int(d["chunks"]), bool(d.get("relative", False))
+        )
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,7 @@ def band_around(
     width: float = SAMPLING_ERROR_RANGE,
 ) -> Band:
     """The band of ``value`` for a window of ``n`` rows (see the module docstring)."""
-    se = spread.standard_error(n)
+    se = spread.standard_error(n, value)
     return Band(
         lower=max(lower_limit, value - width * se),
         upper=min(upper_limit, value + width * se),
@@ -106,11 +120,13 @@ def chunk_spreads(
     rows: int,
     chunks: int = DEFAULT_CHUNKS,
     seed: int = 7,
+    relative: frozenset[str] = frozenset(),
 ) -> dict[str, MetricSpread]:
     """σ of every metric ``metrics_of(row_indices)`` returns, over ``chunks`` equal chunks
     of a seeded permutation of ``rows`` reference rows. A metric some chunk cannot compute
     (say, AUC on a chunk of one class) is measured on the chunks that can, if at least
-    :data:`MIN_CHUNKS` remain; otherwise it gets no spread (and so no band)."""
+    :data:`MIN_CHUNKS` remain; otherwise it gets no spread (and so no band). Metrics
+    named in ``relative`` get a relative spread (σ / mean)."""
     chunks = min(chunks, rows // 2)
     if chunks < MIN_CHUNKS:
         return {}
@@ -121,8 +137,13 @@ def chunk_spreads(
         for name, value in metrics_of(order[c * size : (c + 1) * size]).items():
             if math.isfinite(value):
                 values.setdefault(name, []).append(value)
-    return {
-        name: MetricSpread(float(np.std(v, ddof=1)), size, len(v))
-        for name, v in values.items()
-        if len(v) >= MIN_CHUNKS
-    }
+    out = {}
+    for name, v in values.items():
+        if len(v) < MIN_CHUNKS:
+            continue
+        std, mean = float(np.std(v, ddof=1)), float(np.mean(v))
+        if name in relative and mean > 0:
+            out[name] = MetricSpread(std / mean, size, len(v), relative=True)
+        elif name not in relative:
+            out[name] = MetricSpread(std, size, len(v))
+    return out
