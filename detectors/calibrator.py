@@ -49,6 +49,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -143,7 +144,7 @@ class StepCalibrator:
             return self.steps
         return int(np.searchsorted(np.asarray(self.edges), self.threshold, side="right"))
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Identifies the step function: window state counted under another one never mixes."""
         blob = json.dumps([self.edges, self.values, self.threshold]).encode()
@@ -192,7 +193,7 @@ class MulticlassCalibrator:
         if len(self.classes) != len(self.per_class) or len(self.classes) < 2:
             raise ValueError("a multiclass calibrator needs one calibrator per class (≥ 2)")
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         blob = json.dumps([self.classes, [c.fingerprint for c in self.per_class]]).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

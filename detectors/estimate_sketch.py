@@ -187,13 +187,13 @@ class MulticlassEstimateSketch:
             self.unknown_class += int(unknown.sum())
             ok &= ~unknown
         s, pred = s[ok], pred[ok]
-        q = np.rint(calibrator.calibrate(s) * SCALE).astype(np.int64)
+        steps = [c.step_of(s[:, k]) for k, c in enumerate(calibrator.per_class)]
+        q = _renormalised(calibrator, steps)
         self.predicted += np.bincount(pred, minlength=self.classes)
         for k in range(self.classes):
             self.expected[k] += q[pred == k].sum(axis=0)
-            step = calibrator.per_class[k].step_of(s[:, k])
-            self.step_count[k] += np.bincount(step, minlength=self.steps[k])
-            np.add.at(self.step_mass[k], step, q[:, k])  # int64 adds: exact, unlike bincount
+            self.step_count[k] += np.bincount(steps[k], minlength=self.steps[k])
+            self.step_mass[k] += _exact_group_sum(steps[k], q[:, k], self.steps[k])
 
     def merge(self, other: MulticlassEstimateSketch) -> None:
         _check(self.fingerprint, other.fingerprint, "multiclass estimate merge")
@@ -234,6 +234,32 @@ class MulticlassEstimateSketch:
         out.nan_scores = int(d["nan_scores"])
         out.unknown_class = int(d["unknown_class"])
         return out
+
+
+def _renormalised(calibrator: MulticlassCalibrator, steps: list[IntArray]) -> IntArray:
+    """Fixed-point renormalised calibrated probabilities from each class's step (the same
+    numbers as ``calibrator.calibrate`` on finite rows, without searching twice)."""
+    values = [np.asarray(c.values, dtype=np.float64) for c in calibrator.per_class]
+    cal = np.column_stack([v[s] for v, s in zip(values, steps, strict=True)])
+    total = cal.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where(total > 0, cal / total, 1.0 / len(values))
+    return np.rint(q * SCALE).astype(np.int64)
+
+
+_EXACT_ROWS = 2**20  # 2²⁰ rows × 2³² < 2⁵³: float64 sums of these integers are exact
+
+
+def _exact_group_sum(groups: IntArray, values: IntArray, size: int) -> IntArray:
+    """Σ values per group, exact in int64: ``bincount`` adds in float64, which holds every
+    integer below 2⁵³, so it is exact on chunks of up to 2²⁰ rows of values ≤ 2³²."""
+    out = np.zeros(size, dtype=np.int64)
+    for lo in range(0, groups.size, _EXACT_ROWS):
+        part = np.bincount(
+            groups[lo : lo + _EXACT_ROWS], weights=values[lo : lo + _EXACT_ROWS], minlength=size
+        )
+        out += part.astype(np.int64)
+    return out
 
 
 EstimateSketch = BinaryEstimateSketch | MulticlassEstimateSketch

@@ -40,6 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -141,7 +142,7 @@ class LossModel:
     fit: dict[str, Any] = field(default_factory=dict, compare=False)
     """How it was fitted: library, version, parameters, rows, seconds, held-out check."""
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         blob = json.dumps([self.absolute.to_dict(), self.squared.to_dict()]).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
