@@ -45,6 +45,7 @@ from watchkeeper.detectors.estimate_sketch import (
     EstimateSketch,
     MulticlassEstimateSketch,
     class_index,
+    estimate_sketch_from_dict,
 )
 from watchkeeper.detectors.estimated_performance import (
     ESTIMATED_METRICS,
@@ -63,6 +64,7 @@ from watchkeeper.detectors.sampling_band import (
     DEFAULT_CHUNKS,
     SAMPLING_ERROR_RANGE,
     MetricSpread,
+    band_around,
     chunk_spreads,
 )
 
@@ -124,6 +126,38 @@ class Estimation:
         details = {"reference": self.reference.get(spec.realised)}
         return Estimate(out.metric, out.value, out.band, out.n, out.nan_scores, details)
 
+    def estimate_all(
+        self, sketch: EstimateSketch | LossSketch, width: float = SAMPLING_ERROR_RANGE
+    ) -> dict[str, Estimate]:
+        """Every estimate the window allows (the metrics computed once, not per metric);
+        an undefined one is left out. Raises InsufficientDataError for an empty window."""
+        if isinstance(sketch, LossSketch):
+            values = sketch.estimates()
+            n, nan = sketch.n, sketch.nan_predictions
+        elif isinstance(sketch, BinaryEstimateSketch) and isinstance(self.model, StepCalibrator):
+            values, n, nan = binary_estimates(sketch, self.model), sketch.n, sketch.nan_scores
+        elif isinstance(sketch, MulticlassEstimateSketch) and isinstance(
+            self.model, MulticlassCalibrator
+        ):
+            values, n, nan = multiclass_estimates(sketch, self.model), sketch.n, sketch.nan_scores
+        else:
+            raise ValueError(f"a {type(sketch).__name__} does not fit a {self.problem} model")
+        out = {}
+        for metric in self.metrics:
+            spec = ESTIMATED_METRICS[metric]
+            if spec.realised not in values:
+                continue
+            value = values[spec.realised]
+            spread = self.spreads.get(spec.realised)
+            band = (
+                None
+                if spread is None
+                else band_around(value, spread, n, spec.lower_limit, spec.upper_limit, width)
+            )
+            details = {"reference": self.reference.get(spec.realised)}
+            out[metric] = Estimate(metric, value, band, n, nan, details)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": ESTIMATION_FORMAT,
@@ -153,6 +187,13 @@ class Estimation:
             estimated_reference={k: float(v) for k, v in d["estimated_reference"].items()},
             spreads={k: MetricSpread.from_dict(s) for k, s in d["spreads"].items()},
         )
+
+
+def window_estimate_from_dict(d: dict[str, Any]) -> EstimateSketch | LossSketch:
+    """Any of the three window states from its stored form (``kind`` tells which)."""
+    if d.get("kind") == LossSketch.kind:
+        return LossSketch.from_dict(d)
+    return estimate_sketch_from_dict(d)
 
 
 # -- realised metrics on reference rows (raw scores; reference time only) ---------------

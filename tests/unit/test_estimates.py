@@ -326,6 +326,18 @@ def test_trust_check_quiet_without_concept_drift_and_flags_it(estimation) -> Non
     assert flagged == 20
 
 
+def test_estimate_all_equals_one_by_one(estimation) -> None:
+    rng = np.random.default_rng(23)
+    sketch = estimation.new_sketch()
+    sketch.update(estimation.calibrator, rng.random(5000))  # type: ignore[arg-type]
+    every = estimation.estimate_all(sketch)
+    assert set(every) == set(estimation.metrics)
+    for metric, e in every.items():
+        assert e == estimation.estimate(metric, sketch)
+    with pytest.raises(InsufficientDataError):
+        estimation.estimate_all(estimation.new_sketch())
+
+
 def test_band_never_leaves_the_metric_range(estimation, calibrator) -> None:
     sketch = estimation.new_sketch()
     assert isinstance(sketch, BinaryEstimateSketch)

@@ -16,7 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from watchkeeper.detectors.errors import InsufficientDataError
-from watchkeeper.detectors.estimation_reference import Estimation, fit_regression_estimation
+from watchkeeper.detectors.estimation_reference import (
+    Estimation,
+    fit_regression_estimation,
+    window_estimate_from_dict,
+)
 from watchkeeper.detectors.loss_model import (
     OTHER,
     PREDICTION_FEATURE,
@@ -140,7 +144,9 @@ def test_loss_sums_merge_to_float_associativity(cuts: list[int]) -> None:
     for lo, hi in itertools.pairwise(bounds):
         part = LossSketch(model.fingerprint)
         part.update(model, {k: v[lo:hi] for k, v in cols.items()}, pred[lo:hi])
-        merged.merge(LossSketch.from_dict(json.loads(json.dumps(part.to_dict()))))
+        stored = window_estimate_from_dict(json.loads(json.dumps(part.to_dict())))
+        assert isinstance(stored, LossSketch)
+        merged.merge(stored)
     assert (merged.n, merged.nan_predictions) == (whole.n, whole.nan_predictions) == (989, 11)
     assert merged.sum_abs == pytest.approx(whole.sum_abs, rel=1e-12)
     assert merged.sum_sq == pytest.approx(whole.sum_sq, rel=1e-12)
