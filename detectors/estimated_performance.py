@@ -160,7 +160,9 @@ def binary_confusion(sketch: BinaryEstimateSketch, calibrator: StepCalibrator) -
     }
 
 
-def _from_confusion(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
+def confusion_ratios(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
+    """Accuracy, precision, recall, specificity and F1 of (expected or counted) cells; a
+    ratio with a zero denominator is left out."""
     out: dict[str, float] = {}
     for name, num, den in (
         ("accuracy", tp + tn, tp + fp + fn + tn),
@@ -180,7 +182,7 @@ def binary_estimates(sketch: BinaryEstimateSketch, calibrator: StepCalibrator) -
     if sketch.n == 0:
         raise InsufficientDataError("no scored predictions in this window")
     c = binary_confusion(sketch, calibrator)
-    out = _from_confusion(c["tp"], c["fp"], c["fn"], c["tn"])
+    out = confusion_ratios(c["tp"], c["fp"], c["fn"], c["tn"])
     p = np.asarray(calibrator.values, dtype=np.float64)
     n_step = sketch.counts.sum(axis=0).astype(np.float64)
     with contextlib.suppress(InsufficientDataError):

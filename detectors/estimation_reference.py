@@ -36,9 +36,8 @@ from watchkeeper.detectors.calibrator import (
     MulticlassCalibrator,
     StepCalibrator,
     calibrator_from_dict,
-    fit_binary_calibrator,
-    fit_multiclass_calibrator,
 )
+from watchkeeper.detectors.calibrator_fit import fit_binary_calibrator, fit_multiclass_calibrator
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimate_sketch import (
     BinaryEstimateSketch,
@@ -52,6 +51,7 @@ from watchkeeper.detectors.estimated_performance import (
     Estimate,
     EstimatedClassificationMetric,
     binary_estimates,
+    confusion_ratios,
     multiclass_estimates,
 )
 from watchkeeper.detectors.loss_model import (
@@ -199,20 +199,6 @@ def window_estimate_from_dict(d: dict[str, Any]) -> EstimateSketch | LossSketch:
 # -- realised metrics on reference rows (raw scores; reference time only) ---------------
 
 
-def _ratios(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
-    out = {}
-    for name, num, den in (
-        ("accuracy", tp + tn, tp + fp + fn + tn),
-        ("precision", tp, tp + fp),
-        ("recall", tp, tp + fn),
-        ("specificity", tn, tn + fp),
-        ("f1", 2 * tp, 2 * tp + fp + fn),
-    ):
-        if den > 0:
-            out[name] = num / den
-    return out
-
-
 def realised_binary(
     scores: FloatArray, labels: np.ndarray[Any, Any], predicted: np.ndarray[Any, Any]
 ) -> dict[str, float]:
@@ -220,7 +206,7 @@ def realised_binary(
     from sklearn.metrics import roc_auc_score
 
     y, p = labels.astype(bool), predicted.astype(bool)
-    out = _ratios(
+    out = confusion_ratios(
         float(np.sum(y & p)), float(np.sum(~y & p)), float(np.sum(y & ~p)), float(np.sum(~y & ~p))
     )
     if y.any() and not y.all():
@@ -241,7 +227,7 @@ def realised_multiclass(
         y, p = labels == k, predicted == k
         if not (y.any() or p.any()):
             continue
-        ratios = _ratios(
+        ratios = confusion_ratios(
             float(np.sum(y & p)),
             float(np.sum(~y & p)),
             float(np.sum(y & ~p)),

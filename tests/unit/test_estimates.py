@@ -16,6 +16,8 @@ from watchkeeper.detectors.calibrator import (
     MulticlassCalibrator,
     StepCalibrator,
     calibrator_from_dict,
+)
+from watchkeeper.detectors.calibrator_fit import (
     fit_binary_calibrator,
     fit_multiclass_calibrator,
     score_bins,
