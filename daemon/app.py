@@ -221,6 +221,7 @@ class Daemon:
                 self._readiness,
                 report_routes(reports) + self._api_routes(),
                 token,
+                public_url=config.http.public_url,
             ).start()
             stack.callback(self.http.close)
             self.silences = Silences(store.engine)
