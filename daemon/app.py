@@ -179,7 +179,15 @@ class Daemon:
                 decision_threshold=config.ingest.decision_threshold,
             )
             self.ingestor = Ingestor(config, store, metrics, shadow=self.shadow)
-            reports = Reports(store, Path(config.reports.dir))
+            reports = Reports(
+                store,
+                Path(config.reports.dir),
+                max_bytes=config.reports.max_bytes,
+                max_age_s=config.reports.max_age,
+                queue_size=config.reports.queue,
+                wait_s=config.reports.wait,
+            )
+            stack.callback(reports.close)
             incidents = IncidentStore(store.engine)
             self.incidents = incidents
             # one replica per group runs checks, delivery and housekeeping (leadership.py)
@@ -225,7 +233,12 @@ class Daemon:
             ).start()
             stack.callback(self.http.close)
             self.silences = Silences(store.engine)
-            router = Router(self._base_url(), config.alerts.routes, int(config.windows.size * 1000))
+            router = Router(
+                self._base_url(),
+                config.alerts.routes,
+                int(config.windows.size * 1000),
+                report_name=reports.name_for,
+            )
             checker = self.checker = Checker(
                 store,
                 incidents,

@@ -261,6 +261,14 @@ class HttpConfig(_Strict):
 class ReportsConfig(_Strict):
     dir: NonEmpty = "reports"
     """Where drift reports are written (relative to the config file) and served from."""
+    max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 256 * 1024 * 1024
+    """The folder's size bound: the oldest reports are deleted beyond it (and logged)."""
+    max_age: Duration = Field(default=7 * 86400.0, gt=0)
+    """Reports older than this are deleted; a link still works (made again on a visit)."""
+    queue: Annotated[int, Field(ge=1, le=100)] = 4
+    """Reports waiting to be made (one is made at a time); beyond, 503 with Retry-After."""
+    wait: Duration = Field(default=20.0, gt=0)
+    """How long a visit waits for its report to be made before 503 with Retry-After."""
 
 
 class PoliciesConfig(_Strict):
@@ -410,7 +418,9 @@ def _resolve_relative(config: Config, base: Path) -> Config:
     if url is None and config.store.url_env is None:
         update["store"] = StoreConfig(url=f"sqlite:///{base / 'watchkeeper.db'}")
     if not Path(config.reports.dir).is_absolute():
-        update["reports"] = ReportsConfig(dir=str(base / config.reports.dir))
+        update["reports"] = config.reports.model_copy(
+            update={"dir": str(base / config.reports.dir)}
+        )
     paths = [p if Path(p).is_absolute() else str(base / p) for p in config.policies.paths]
     update["policies"] = PoliciesConfig(paths=paths)
     dirs = [d if Path(d).is_absolute() else str(base / d) for d in config.shadow.model_dirs]

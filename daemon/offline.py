@@ -135,6 +135,53 @@ def render_table(results: list[tuple[Finding, Severity]]) -> Any:
     return table
 
 
+_INERT = str.maketrans(
+    {
+        "<": "‹",
+        ">": "›",
+        "&": "＆",
+        "\u2028": " ",
+        "\u2029": " ",
+        **{chr(c): " " for c in (*range(0x20), 0x7F)},
+    }
+)
+MAX_SHOWN = 200
+
+
+def inert_text(value: str) -> str:
+    """``value`` as text that cannot end or open markup wherever a report embeds it.
+
+    Evidently puts column names and category values into the page, some inside the JSON
+    of a ``<script>`` element, where HTML escaping does not apply and ``</script>``,
+    ``<!--`` or U+2028 would end or change the script. So every such string has ``<``,
+    ``>`` and ``&`` replaced by look-alikes (‹ › ＆), line / paragraph separators and
+    control characters by spaces, and is cut at 200 characters. The page reads the same
+    to a person; nothing in it is markup.
+
+    >>> inert_text("</script><script>alert(1)</script>")
+    '‹/script›‹script›alert(1)‹/script›'
+    """
+    return value.translate(_INERT)[:MAX_SHOWN]
+
+
+def _inert_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with inert column names and inert text values (numbers untouched)."""
+    out = frame.copy()
+    names = [inert_text(str(c)) for c in out.columns]
+    # two names that differ only in what was replaced stay two columns
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        unique.append(name if count == 0 else f"{name} ({count + 1})")
+    out.columns = unique
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: inert_text(v) if isinstance(v, str) else v)
+    return out
+
+
 def _frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     flat = []
     for row in rows:
@@ -162,6 +209,10 @@ def drift_report(reference: ReferenceProfile, window: WindowSummary, path: Path)
             raise ValueError("the window holds no sample rows")
         ref, cur = _frame(reference.sample), _frame(window.sample.rows)
         columns = [c for c in ref.columns if c in cur.columns]
+        if not columns:
+            raise ValueError("the window and the reference share no column")
+        ref, cur = _inert_frame(ref[columns]), _inert_frame(cur[columns])
+        columns = list(ref.columns)
         snapshot = Report([DataDriftPreset()]).run(
             current_data=cur[columns], reference_data=ref[columns]
         )
