@@ -20,6 +20,13 @@ from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.delivery import DeliveryWorker
 from watchkeeper.daemon.housekeeping import Housekeeper
 from watchkeeper.daemon.http import HttpServer, Request, Response, Route
+from watchkeeper.daemon.http_params import (
+    INCIDENT_STATES,
+    ParamError,
+    bounded_int,
+    choice,
+    query_params,
+)
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.ingest import Ingestor
 from watchkeeper.daemon.leadership import Leadership
@@ -114,16 +121,25 @@ class Daemon:
         def incidents(request: Request) -> Response:
             if self.incidents is None:
                 return Response.of_json(503, {"error": "starting"})
-            state = request.query.get("state", ["open"])[0]
-            rows = self.incidents.incidents(None if state == "all" else state)
+            try:
+                q = query_params(request, {"state", "limit"})
+                state = choice(q, "state", INCIDENT_STATES, "open")
+                limit = bounded_int(q, "limit", 200, 1, 1000)
+            except ParamError as exc:
+                return Response.of_json(400, {"error": str(exc)})
+            rows = self.incidents.incidents(None if state == "all" else state, limit)
             return Response.of_json(200, {"incidents": rows})
 
         def evaluations(request: Request) -> Response:
             if self.incidents is None:
                 return Response.of_json(503, {"error": "starting"})
-            q = {k: v[0] for k, v in request.query.items()}
+            try:
+                q = query_params(request, {"policy", "rule", "feature", "limit"})
+                limit = bounded_int(q, "limit", 100, 1, 1000)
+            except ParamError as exc:
+                return Response.of_json(400, {"error": str(exc)})
             rows = self.incidents.evaluations(
-                q.get("policy"), q.get("rule"), q.get("feature"), int(q.get("limit", "100"))
+                q.get("policy"), q.get("rule"), q.get("feature"), limit
             )
             return Response.of_json(200, {"evaluations": rows})
 

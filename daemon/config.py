@@ -186,6 +186,13 @@ class IngestConfig(_Strict):
     """Events stamped further ahead of the daemon's clock are quarantined (``ts_in_future``)."""
     max_features: PositiveInt = 500
     """Per model; features beyond it are ignored and counted, so memory stays bounded."""
+    max_models: PositiveInt = 200
+    """Distinct models; records of further models are quarantined (``too_many_models``)."""
+    max_versions: PositiveInt = 50
+    """Per model; records of further versions are quarantined (``too_many_versions``)."""
+    max_name_chars: Annotated[int, Field(ge=1, le=200)] = 200
+    """Longest model, version, request id and feature name, and category value
+    (``name_too_long`` / ``value_too_long``); the store's columns hold 200."""
     quarantine_prefix_bytes: PositiveInt = 1024
     feature_kinds: dict[str, dict[str, FeatureKind]] = {}
     """Declared kinds per model and feature; undeclared ones are inferred from the first value."""
