@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from watchkeeper.alerts.retry import RetryPolicy
 from watchkeeper.daemon.channels import build_channels
 from watchkeeper.daemon.checks import Checker, CheckMetrics
-from watchkeeper.daemon.config import Config
+from watchkeeper.daemon.config import Config, secret_values
 from watchkeeper.daemon.delivery import DeliveryWorker
 from watchkeeper.daemon.housekeeping import Housekeeper
 from watchkeeper.daemon.http import HttpServer, Request, Response, Route
@@ -30,6 +30,7 @@ from watchkeeper.daemon.http_params import (
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.ingest import Ingestor
 from watchkeeper.daemon.leadership import Leadership
+from watchkeeper.daemon.logs import RedactingFilter
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.notify import Router
 from watchkeeper.daemon.outbox import Outbox
@@ -234,6 +235,7 @@ class Daemon:
                     c for c in config.alerts.on_delivery_failure if c in channels
                 ),
                 leading=leadership.is_leader,
+                redact=RedactingFilter(secret_values(config)).redact,
             ).start()
             stack.callback(self.delivery.close)
             token = os.environ[config.http.token_env] if config.http.token_env else None

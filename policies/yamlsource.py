@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import pydantic
 import yaml
 from watchkeeper.policies.errors import InvalidDocumentError, SourceError, UnreadableDocumentError
+from watchkeeper.policies.secrets import looks_like_secret
 from watchkeeper.policies.yamlbounds import MAX_BYTES, BoundError, load_bounded
 
 PathKey = tuple[str | int, ...]
@@ -241,6 +242,8 @@ def _message(model: type[pydantic.BaseModel], err: Any) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if kind not in ("value_error", "assertion_error") and "input" in err:
+        if looks_like_secret(err["input"]):
+            return f"{msg} (the value looks like a secret and is not shown)"
         shown = repr(err["input"])
         if len(shown) > 60:
             shown = shown[:57] + "..."
