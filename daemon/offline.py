@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.daemon.reference import REFERENCE_K, _sketch, read_chunks
 from watchkeeper.detectors.base import PREDICTION, Finding
 from watchkeeper.detectors.evaluate import evaluate
@@ -32,7 +33,9 @@ def summarize_file(
     window = WindowSummary(reference.model, "batch", 0, 0, SketchSettings(k=REFERENCE_K))
     window.sample = Reservoir(sample_size)
     rows = 0
+    shared: set[str] = set()
     for chunk in read_chunks(path):
+        shared.update(n for n in reference.features if n in chunk.columns)
         for name in reference.features:
             if name in chunk.columns:
                 window.features[name] = _sketch(chunk[name], window.features.get(name))
@@ -49,6 +52,13 @@ def summarize_file(
 
         window.sample.update(keys, make_rows)
         rows += len(chunk)
+    if rows == 0:
+        raise DataFileError(f"{path}: the batch has no rows: there is nothing to judge")
+    if not shared:
+        raise DataFileError(
+            f"{path}: the batch shares no column with the reference "
+            f"(reference columns: {', '.join(sorted(reference.features)[:10])})"
+        )
     window.events = {"features": rows}
     return window
 

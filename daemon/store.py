@@ -72,7 +72,9 @@ class Store(StoreQueries):
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
         except DBAPIError as exc:
-            raise MigrationError(self.engine.url.render_as_string(), exc) from exc
+            # the URL without its password and query (credentials may sit there)
+            shown = self.engine.url.set(query={}).render_as_string(hide_password=True)
+            raise MigrationError(shown, exc) from exc
 
     def ping(self) -> bool:
         try:
