@@ -10,6 +10,8 @@ log redaction of the daemon knows which pieces of a secret URL are secret on the
 True
 >>> looks_like_secret("SLACK_BOT_TOKEN")
 False
+>>> looks_like_secret("http://127.0.0.1:8080/retrain"), looks_like_secret("https://u:pw@host/x")
+(False, True)
 >>> url = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/cccccccc"
 >>> secret_parts(url)[1:]
 ['/services/T0AAAAAAA/B0BBBBBBB/cccccccc', 'T0AAAAAAA', 'B0BBBBBBB']
@@ -67,6 +69,8 @@ def looks_like_secret(value: object) -> bool:
         return True
     if has_url_credentials(text):
         return True
+    if "://" in text:  # a URL without credentials is an address, not a secret
+        return False
     if _TOKENISH.match(text) and any(c.isdigit() for c in text) and any(c.isalpha() for c in text):
         # an identifier has words; a token is noise (≥ 3.5 bits a character)
         return _entropy(text) >= 3.5 and not text.isupper()
