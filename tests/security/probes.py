@@ -44,7 +44,7 @@ def connect(address: tuple[str, int], timeout: float = 10.0) -> socket.socket:
     return sock
 
 
-def _parse(data: bytes, head: bool = False) -> tuple[list[RawResponse], bytes]:
+def _parse(data: bytes, no_body: bool = False) -> tuple[list[RawResponse], bytes]:
     out: list[RawResponse] = []
     while True:
         head_end = data.find(b"\r\n\r\n")
@@ -73,7 +73,7 @@ def _parse(data: bytes, head: bool = False) -> tuple[list[RawResponse], bytes]:
                 if size == 0:
                     break
         else:
-            length = 0 if head else int(headers.get("content-length", "0") or 0)
+            length = 0 if no_body else int(headers.get("content-length", "0") or 0)
             if len(rest) < length:
                 return out, data
             body, rest = rest[:length], rest[length:]
