@@ -43,6 +43,9 @@ def summarize_file(
             window.prediction = _sketch(chunk[prediction], window.prediction)
         keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
         names = [n for n in reference.features if n in chunk.columns]
+        if not names:  # nothing to sample: the check after the loop says so
+            rows += len(chunk)
+            continue
 
         def make_rows(
             idx: np.ndarray[Any, Any], c: pd.DataFrame = chunk, n: list[str] = names

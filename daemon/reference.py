@@ -121,7 +121,11 @@ def count_rows(path: str | Path) -> int | None:
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        try:
+            with pq.ParquetFile(path) as handle:
+                return int(handle.metadata.num_rows)
+        except Exception:  # unreadable: read_chunks says why, in one line
+            return None
     return None
 
 
