@@ -205,7 +205,7 @@ def build_app(
     def endpoint(handler: Handler) -> Callable[[StarletteRequest], Any]:
         async def run(request: StarletteRequest) -> StarletteResponse:
             body = await request.body() if request.method not in SAFE_METHODS else b""
-            ours = _request(request.scope, body)
+            ours = _request(dict(request.scope), body)
 
             def call() -> Response:
                 try:

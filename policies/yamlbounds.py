@@ -64,7 +64,7 @@ class BoundedLoader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > self._max_depth:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise BoundError(
                     f"nested deeper than {self._max_depth} levels",
                     mark.line + 1,
