@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
+from watchkeeper.alerts.text import terminal
 from watchkeeper.daemon.cli_alerts import add_parsers as add_alert_parsers
 from watchkeeper.daemon.cli_common import load_or_exit
 from watchkeeper.daemon.cli_detect import add_parsers as add_detect_parsers
@@ -84,9 +85,10 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     with Store.open(config.store_url(), migrate=False) as store:
         for row in store.quarantined(args.reason, args.limit):
             raw = bytes(row["raw"])[:120].decode("utf-8", "replace")
+            # repr() shows control characters as escapes; the detail quotes the record
             print(
                 f"{row['topic']}[{row['partition']}]@{row['offset']} {row['reason']}: "
-                f"{row['detail']} | {raw!r}"
+                f"{terminal(row['detail'])} | {raw!r}"
             )
     return 0
 

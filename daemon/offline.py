@@ -134,8 +134,12 @@ def render_table(results: list[tuple[Finding, Severity]]) -> Any:
     for m in metrics:
         table.add_column(_SHORT.get(m, m), justify="right")
     style = {"ok": "", "warn": "yellow", "critical": "bold red"}
+    from rich.markup import escape
+    from watchkeeper.alerts.text import terminal
+
     for feature in features:
-        row = [("prediction" if feature == PREDICTION else feature)]
+        # a feature name is data: no rich markup, no terminal escapes
+        row = [("prediction" if feature == PREDICTION else escape(terminal(feature)))]
         for m in metrics:
             f, s = cells.get((feature, m), (None, "ok"))
             if f is None:

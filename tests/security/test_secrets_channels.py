@@ -239,3 +239,21 @@ def test_the_pieces_of_secret_urls_are_redacted(tmp_path: Path) -> None:
         "pw-Secret-99",
     ):
         assert secret not in text, text
+
+
+def test_command_line_tables_show_names_as_text() -> None:
+    """A feature named like rich markup or carrying escapes prints as itself, inert."""
+    from rich.console import Console
+    from watchkeeper.daemon.cli_common import cell
+    from watchkeeper.daemon.offline import render_table
+    from watchkeeper.detectors.base import Finding
+
+    name = "[link=https://evil.example]x[/link]\x1b]0;owned\x07\x1b[2J"
+    finding = Finding("m", "psi", name, 0.1, "ok", 0, 1, 100)
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False, color_system=None)
+    console.print(render_table([(finding, "ok")]))
+    console.print(cell(name))
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "[link=https://evil.example]x[/link]" in text  # shown, not interpreted
