@@ -178,7 +178,11 @@ class HttpServer:
         config.read_timeout = int(limits.read_timeout)
         config.graceful_timeout = limits.shutdown_timeout
         config.h11_max_incomplete_size = limits.max_head_bytes
+        # HTTP/2 (prior knowledge or an h2c upgrade) cannot be switched off in Hypercorn:
+        # bound it as HTTP/1.1 is bounded
         config.h2_max_inbound_frame_size = 16 * 1024
+        config.h2_max_concurrent_streams = 16
+        config.h2_max_header_list_size = limits.max_head_bytes
         config.max_app_queue_size = 10
         config.include_server_header = False
         config.accesslog = None

@@ -155,3 +155,37 @@ def test_fuzz_requests_never_get_a_5xx_nor_hang(
     assert all(status < 500 or status == 503 for status in answer.statuses), answer.statuses
     # whatever that was, the server still answers the next client at once
     assert get(fuzzed.server_address, "/healthz", timeout=5).status == 200
+
+
+def test_http2_prior_knowledge_is_bounded_like_http1() -> None:
+    """Hypercorn also speaks HTTP/2 in clear text; its requests meet the same limits."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from tests.security.probes import connect
+
+    server = serve()
+    try:
+        with connect(server.server_address) as sock:
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            conn.initiate_connection()
+            sock.sendall(conn.data_to_send())
+            head = [(":method", "POST"), (":path", "/-/reload"), (":scheme", "http")]
+            head += [(":authority", "127.0.0.1"), ("content-type", "application/json")]
+            conn.send_headers(1, [*head, ("content-length", str(4 * 1024 * 1024))])
+            sock.sendall(conn.data_to_send())
+            statuses: list[int] = []
+            deadline = time.monotonic() + 10
+            while not statuses and time.monotonic() < deadline:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.ResponseReceived):
+                        statuses += [int(v) for k, v in ev.headers if k == b":status"]
+                sock.sendall(conn.data_to_send())
+        assert statuses == [413]
+        assert get(server.server_address, "/healthz").status == 200
+    finally:
+        server.close()
