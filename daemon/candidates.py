@@ -90,7 +90,9 @@ def external_data_bytes(model_path: Path, allowed: list[Path]) -> int:
     try:
         model = onnx.load(str(model_path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise ValueError(f"{model_path.name} is not an ONNX model: {type(exc).__name__}") from None
+        raise ValueError(
+            f"cannot load {model_path.name}: not an ONNX model ({type(exc).__name__})"
+        ) from None
     total = 0
     base = model_path.parent
     for tensor in _tensors(model.graph):

@@ -57,11 +57,12 @@ def test_policy_check_refuses_the_bomb_within_time_and_memory(tmp_path: Path) ->
     """Was: past 5 GB RSS in 60 s."""
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(BOMB)
+    # VmHWM, not ru_maxrss: the latter keeps the forked parent's (pytest's) peak across exec
     script = (
-        "import resource, sys\n"
+        "import sys\n"
         "from watchkeeper.daemon.cli import main\n"
         "code = main(['policy', 'check', sys.argv[1]])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
         "sys.exit(code)\n"
     )
     started = time.monotonic()
@@ -71,7 +72,7 @@ def test_policy_check_refuses_the_bomb_within_time_and_memory(tmp_path: Path) ->
     assert done.returncode == 1, done.stderr
     assert time.monotonic() - started < 60
     peak_kib = int(done.stdout.strip().splitlines()[-1])
-    assert peak_kib < 600 * 1024  # the interpreter and its imports, nothing expanded
+    assert peak_kib < 400 * 1024  # the interpreter and its imports (~130 MB), nothing expanded
     assert "expands to more than" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
 
