@@ -49,8 +49,9 @@ class Limits:
     """Pending connections the kernel queues before accept (was 5)."""
     workers: int = 8
     """Threads running handlers (they read the store)."""
-    max_inflight: int = 64
-    """Requests handled or queued for a worker at once; beyond, 503."""
+    max_inflight: int = 128
+    """Requests handled or queued for a worker at once; beyond, 503. With ``max_body``
+    this bounds the memory requests in progress hold (128 MiB at worst)."""
     shutdown_timeout: float = 3.0
     """How long a stop waits for requests in progress."""
 

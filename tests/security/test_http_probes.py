@@ -159,9 +159,8 @@ def test_a_crowd_of_clients_is_served_in_bounded_time(daemon: RunningDaemon) -> 
         w.join()
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1]
-    # 503 is the concurrency bound answering (allowed, bounded); anything else is not
-    assert set(failures) <= {503}, failures
-    assert len(failures) < len(latencies) // 2
+    # 100 clients fit under the bound of 128 requests in progress: every one is served
+    assert not failures, failures
     assert p99 < 3.0, f"p99 {p99:.2f}s"
     assert latencies[-1] < 10.0
 
