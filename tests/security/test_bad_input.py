@@ -3,11 +3,10 @@ traceback; an empty or column-less batch fails the offline drift gate; ``[::1]``
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,23 +14,34 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from prometheus_client import CollectorRegistry
+from watchkeeper.daemon.cli import main
 from watchkeeper.daemon.http import HttpServer
 
 from tests.security.probes import get
 from tests.support import write_config
 
 
-def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "watchkeeper.daemon", *argv],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=cwd,
-    )
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Any:
+    """The CLI in this process (``main`` is what ``watchkeeper`` runs): exit code and output."""
+
+    def call(*argv: str) -> Done:
+        capsys.readouterr()
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return Done(code, out.out, out.err)
+
+    return call
+
+
+def assert_one_line_error(done: Done, *words: str) -> None:
     assert done.returncode == 2, (done.returncode, done.stdout[-500:], done.stderr[-2000:])
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -81,7 +91,7 @@ def _files(tmp: Path) -> dict[str, Path]:
         "wide.csv",
     ],
 )
-def test_a_bad_data_file_is_one_line_and_exit_2(tmp_path: Path, name: str) -> None:
+def test_a_bad_data_file_is_one_line_and_exit_2(tmp_path: Path, name: str, run: Any) -> None:
     path = _files(tmp_path)[name]
     started = time.monotonic()
     done = run(
@@ -92,7 +102,7 @@ def test_a_bad_data_file_is_one_line_and_exit_2(tmp_path: Path, name: str) -> No
 
 
 @pytest.fixture
-def profile(tmp_path: Path) -> Path:
+def profile(tmp_path: Path, run: Any) -> Path:
     source = tmp_path / "train.csv"
     rng = np.random.default_rng(1)
     pd.DataFrame({"amount": rng.normal(size=500), "country": rng.choice(["DE", "FR"], 500)}).to_csv(
@@ -104,7 +114,9 @@ def profile(tmp_path: Path) -> Path:
     return out
 
 
-def test_drift_refuses_an_empty_or_column_less_batch(tmp_path: Path, profile: Path) -> None:
+def test_drift_refuses_an_empty_or_column_less_batch(
+    tmp_path: Path, profile: Path, run: Any
+) -> None:
     """A CI gate must not pass on nothing: was exit 0 on an empty batch, IndexError on a
     batch sharing no column."""
     empty = tmp_path / "empty.csv"
@@ -120,7 +132,9 @@ def test_drift_refuses_an_empty_or_column_less_batch(tmp_path: Path, profile: Pa
     assert_one_line_error(done, "not a reference profile")
 
 
-def test_an_unreachable_store_is_one_line(tmp_path: Path) -> None:
+def test_an_unreachable_store_is_one_line(
+    tmp_path: Path, run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Was: a 130-line traceback."""
     config = write_config(
         tmp_path / "watchkeeper.yaml",
@@ -129,21 +143,14 @@ def test_an_unreachable_store_is_one_line(tmp_path: Path) -> None:
             "store": {"url_env": "WK_STORE"},
         },
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "watchkeeper.daemon", "db", "upgrade", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "WK_STORE": "postgresql+psycopg://u:pw-Secret-42@127.0.0.1:1/db?connect_timeout=2",
-        },
-    )
+    url = "postgresql+psycopg://u:pw-Secret-42@127.0.0.1:1/db?connect_timeout=2"
+    monkeypatch.setenv("WK_STORE", url)
+    done = run("db", "upgrade", "-c", str(config))
     assert_one_line_error(done, "store")
     assert "pw-Secret-42" not in done.stderr
 
 
-def test_a_bad_time_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+def test_a_bad_time_on_the_command_line_is_one_line(tmp_path: Path, run: Any) -> None:
     config = write_config(
         tmp_path / "watchkeeper.yaml",
         {
@@ -169,7 +176,7 @@ def test_a_bad_time_on_the_command_line_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(done, "not a time")
 
 
-def test_ipv6_loopback_listen_addresses_work(tmp_path: Path) -> None:
+def test_ipv6_loopback_listen_addresses_work(tmp_path: Path, run: Any) -> None:
     config = write_config(
         tmp_path / "watchkeeper.yaml",
         {
