@@ -22,12 +22,13 @@ constraints: $(STAMP)
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.new
 	mv constraints.new constraints.txt
 
-# Debian packages for the alerting tests (Prometheus, promtool and Alertmanager), installed
-# only when missing. Needs root (CI runs as root); the tests start their own instances.
+# Debian packages for the alerting tests (Prometheus, promtool and Alertmanager) and the
+# browser tests (Chromium, driven by Playwright), installed only when missing. Needs root
+# (CI runs as root); the tests start their own instances.
 system-deps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null && \
-	  command -v prometheus-alertmanager >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null)
+	  command -v prometheus-alertmanager >/dev/null && command -v chromium >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager chromium >/dev/null)
 	@# the Debian packages start their services; the tests start their own on free ports
 	@-systemctl stop prometheus prometheus-alertmanager >/dev/null 2>&1 || true
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -25,6 +26,7 @@ from typing import Any
 
 from watchkeeper.alerts.errors import DeliveryError
 from watchkeeper.alerts.notification import DECISIONS, ChannelState, Notification
+from watchkeeper.alerts.text import terminal
 from watchkeeper.alerts.webhook import retry_after
 
 ACTIVE = "__active__"
@@ -34,28 +36,50 @@ def _iso(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+# bounds on what one alert carries: Alertmanager keeps every label set in memory and
+# shows annotations as they are; label names must match [a-zA-Z_][a-zA-Z0-9_]*
+LABEL_CHARS = 256
+ANNOTATION_CHARS = 4096
+MAX_LABELS = 40
+_LABEL_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def _label_name(name: str) -> str:
+    cleaned = _LABEL_NAME.sub("_", name)[:100]
+    return cleaned if cleaned and not cleaned[0].isdigit() else f"_{cleaned}"
+
+
+def _value(text: object, limit: int) -> str:
+    value = terminal(text, newlines=limit > LABEL_CHARS)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def alert(n: Notification, now_s: float, ends_s: float) -> dict[str, Any]:
     labels = {
-        "alertname": f"watchkeeper_{(n.rule or n.feature or 'check').replace('-', '_')}",
+        "alertname": _label_name(f"watchkeeper_{n.rule or n.feature or 'check'}"),
         "model": n.model,
         "severity": n.severity,
         "policy": n.policy,
         "feature": n.feature or "",
         "source": "watchkeeper",
     }
-    labels.update({k: v for k, v in n.labels.items() if k not in labels})
+    for key, value in n.labels.items():
+        name = _label_name(key)
+        if name not in labels and len(labels) < MAX_LABELS:
+            labels[name] = value
+    labels = {k: _value(v, LABEL_CHARS) for k, v in labels.items()}
     annotations = {
-        "summary": n.summary.removeprefix("resolved: "),
-        "description": f"{n.metric or 'check'} on {n.model}: {n.summary}",
+        "summary": _value(n.summary.removeprefix("resolved: "), ANNOTATION_CHARS),
+        "description": _value(f"{n.metric or 'check'} on {n.model}: {n.summary}", ANNOTATION_CHARS),
     }
     if "report" in n.links:
-        annotations["report_url"] = n.links["report"]
+        annotations["report_url"] = _value(n.links["report"], ANNOTATION_CHARS)
     return {
         "labels": {k: v for k, v in labels.items() if v != ""},
         "annotations": annotations,
         "startsAt": _iso(n.opened_ms / 1000),
         "endsAt": _iso(ends_s),
-        "generatorURL": n.links.get("status", ""),
+        "generatorURL": _value(n.links.get("status", ""), ANNOTATION_CHARS),
     }
 
 
@@ -104,7 +128,7 @@ class AlertmanagerChannel:
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             raise DeliveryError(
-                self.name, f"alertmanager unreachable: {getattr(exc, 'reason', exc)}"
+                self.name, f"alertmanager unreachable: {str(getattr(exc, 'reason', exc))[:200]}"
             ) from None
 
     def _render(self, entry: dict[str, Any], now: float) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import threading
 from typing import TextIO
 
 from watchkeeper.alerts.notification import Notification, comparison_lines
+from watchkeeper.alerts.text import terminal
 
 _ICON = {
     "opened": "🔥",
@@ -23,7 +24,13 @@ _ICON = {
 
 
 def render(n: Notification) -> str:
-    """The text of a notification, laid out like the Slack message."""
+    """The text of a notification, laid out like the Slack message; every string from an
+    event has its control characters and ANSI escapes removed first."""
+    return terminal(_render(n), newlines=True)
+
+
+def _render(n: Notification) -> str:
+    n = _plain(n)
     when = dt.datetime.fromtimestamp(n.at_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     summary = n.summary.removeprefix(f"{n.kind}: ")  # the engine's "resolved: …"
     head = f"{_ICON.get(n.kind, '•')} [{n.severity.upper()}] {n.kind}: {summary}"
@@ -42,9 +49,29 @@ def render(n: Notification) -> str:
     return "\n".join(lines)
 
 
+def _plain(n: Notification) -> Notification:
+    """The notification with its one-line strings free of line breaks and escapes."""
+    import dataclasses
+
+    return dataclasses.replace(
+        n,
+        summary=terminal(n.summary),
+        model=terminal(n.model),
+        policy=terminal(n.policy),
+        rule=terminal(n.rule),
+        metric=terminal(n.metric),
+        feature=terminal(n.feature) if n.feature is not None else None,
+        note=terminal(n.note),
+        members={terminal(k): v for k, v in n.members.items()},
+        links={terminal(k): terminal(v) for k, v in n.links.items()},
+    )
+
+
 def render_line(n: Notification, channel: str) -> str:
     """One line per notification, naming the channel: for channels that stand in for
     another (the demo's Slack, Alertmanager and webhook stand-ins) and for compact logs."""
+    n = _plain(n)
+    channel = terminal(channel)
     rule = n.rule or n.kind
     target = f" {n.model}" + (f".{n.feature}" if n.feature else "")
     return f"  {_ICON.get(n.kind, '•')} {channel}: {n.kind} {rule}{target} [{n.severity}]"

@@ -16,6 +16,7 @@ still failing goes back to the outbox's retry policy, except errors that no retr
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from slack_sdk import WebClient
@@ -32,6 +33,7 @@ from watchkeeper.alerts.notification import (
     Notification,
     comparison_lines,
 )
+from watchkeeper.alerts.text import clip, mrkdwn
 
 _COLOUR = {"critical": ":red_circle:", "warn": ":large_yellow_circle:"}
 FINAL_ERRORS = {
@@ -53,14 +55,29 @@ def _when(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+# Block Kit limits (api.slack.com/reference/block-kit): a section's text 3000 characters,
+# a field 2000, at most 10 fields, a context element 2000, a button's text 75 and its
+# URL 3000, 50 blocks a message; the fallback text is cut at 3000 (Slack's own is 40,000)
+SECTION_CHARS = 3000
+FIELD_CHARS = 2000
+BUTTON_CHARS = 75
+URL_CHARS = 3000
+MAX_BLOCKS = 50
+
+
 def headline(n: Notification) -> str:
+    """The message's first line, escaped for mrkdwn (every name in it came from events)."""
+    summary = mrkdwn(n.summary)
     if n.kind == "promote":
-        return f":rocket: PROMOTE: {n.summary}"
-    if n.kind == "reject":
-        return f":no_entry: REJECTED: {n.summary}"
-    if n.kind == "resolved":
-        return f":white_check_mark: RESOLVED: {n.summary.removeprefix('resolved: ')}"
-    return f"{_COLOUR.get(n.severity, ':warning:')} {n.severity.upper()}: {n.summary}"
+        text = f":rocket: PROMOTE: {summary}"
+    elif n.kind == "reject":
+        text = f":no_entry: REJECTED: {summary}"
+    elif n.kind == "resolved":
+        text = f":white_check_mark: RESOLVED: {mrkdwn(n.summary.removeprefix('resolved: '))}"
+    else:
+        severity = mrkdwn(n.severity.upper())
+        text = f"{_COLOUR.get(n.severity, ':warning:')} {severity}: {summary}"
+    return clip(text, SECTION_CHARS - 100)
 
 
 def _state(n: Notification) -> str:
@@ -72,29 +89,39 @@ def _state(n: Notification) -> str:
 def blocks(n: Notification) -> list[dict[str, Any]]:
     """Block Kit layout of an incident in its current state."""
     fields = [
-        f"*Model*\n{n.model}",
-        f"*Severity*\n{n.severity}",
-        f"*Rule*\n{n.policy} / {n.rule or '—'}",
-        f"*Metric*\n{n.metric or '—'}",
+        f"*Model*\n{mrkdwn(n.model, 500)}",
+        f"*Severity*\n{mrkdwn(n.severity, 100)}",
+        f"*Rule*\n{mrkdwn(n.policy, 500)} / {mrkdwn(n.rule or '—', 500)}",
+        f"*Metric*\n{mrkdwn(n.metric or '—', 500)}",
         f"*Since*\n{_when(n.opened_ms)}",
         f"*State*\n{_state(n)}",
     ]
     out: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": headline(n)[:2900]}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": headline(n)}},
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": clip(f, FIELD_CHARS)} for f in fields],
+        },
     ]
     table = comparison_lines(n)
     if table:
-        text = "*Shadow comparison*\n```" + "\n".join(table) + "```"
-        out.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}})
+        text = "*Shadow comparison*\n```" + mrkdwn("\n".join(table)) + "```"
+        text = clip(text, SECTION_CHARS - 3) + ("```" if len(text) > SECTION_CHARS - 3 else "")
+        out.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     elif len(n.members) > 1:
         top = sorted(n.members.items(), key=lambda kv: -(kv[1] or 0.0))[:10]
-        lines = "\n".join(f"• `{k}` {v:.4g}" if v is not None else f"• `{k}`" for k, v in top)
+        lines = "\n".join(
+            f"• `{mrkdwn(k, 200)}` {v:.4g}" if v is not None else f"• `{mrkdwn(k, 200)}`"
+            for k, v in top
+        )
         more = f"\n…and {len(n.members) - 10} more" if len(n.members) > 10 else ""
         out.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": f"*Top drifted features*\n{lines}{more}"},
+                "text": {
+                    "type": "mrkdwn",
+                    "text": clip(f"*Top drifted features*\n{lines}{more}", SECTION_CHARS),
+                },
             }
         )
     if n.links:
@@ -104,23 +131,30 @@ def blocks(n: Notification) -> list[dict[str, Any]]:
                 "elements": [
                     {
                         "type": "button",
-                        "text": {"type": "plain_text", "text": label.title()},
+                        "text": {"type": "plain_text", "text": clip(label.title(), BUTTON_CHARS)},
                         "url": url,
                     }
                     for label, url in list(n.links.items())[:5]
+                    if len(url) <= URL_CHARS and url.startswith(("https://", "http://"))
                 ],
             }
         )
-    context = f"fingerprint `{n.fingerprint}` · {_when(n.at_ms)}"
+    context = f"fingerprint `{mrkdwn(n.fingerprint, 100)}` · {_when(n.at_ms)}"
     if n.note:
-        context += f" · {n.note}"
-    out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context[:2000]}]})
-    return out
+        context += f" · {mrkdwn(n.note)}"
+    out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(context, 2000)}]})
+    return out[:MAX_BLOCKS]
+
+
+def _code(value: object) -> str:
+    """Slack's error code (``channel_not_found``), never free text from the far end."""
+    text = str(value)
+    return text if re.fullmatch(r"[a-z0-9_]{1,60}", text) else "unknown_error"
 
 
 def _raise(name: str, exc: Exception) -> DeliveryError:
     if isinstance(exc, SlackApiError):
-        error = str(exc.response.get("error", "unknown_error"))
+        error = _code(exc.response.get("error", "unknown_error"))
         wait = exc.response.headers.get("Retry-After") if exc.response.headers else None
         return DeliveryError(
             name,
@@ -128,7 +162,8 @@ def _raise(name: str, exc: Exception) -> DeliveryError:
             retriable=error not in FINAL_ERRORS,
             retry_after=float(wait) if wait else None,
         )
-    return DeliveryError(name, f"slack: {type(exc).__name__}: {exc}")
+    # the type only: the text of a client error can hold the webhook URL or a body
+    return DeliveryError(name, f"slack: {type(exc).__name__}")
 
 
 class SlackChannel:
@@ -181,9 +216,10 @@ class SlackChannel:
                 response = self._hook.send(text=headline(notification), blocks=blocks(notification))
                 if response.status_code != 200:
                     retriable = response.status_code == 429 or response.status_code >= 500
+                    # never the body: an endpoint (or a proxy) may echo the secret URL in it
                     raise DeliveryError(
                         self.name,
-                        f"slack webhook: HTTP {response.status_code} {response.body}",
+                        f"slack webhook: HTTP {response.status_code}",
                         retriable=retriable,
                     )
         except DeliveryError:
@@ -207,7 +243,10 @@ class SlackChannel:
                 )
             return
         client.chat_update(channel=known["channel"], ts=known["ts"], text=text, blocks=layout)
-        reply = f"{n.kind}: {n.summary}" + (f" ({n.note})" if n.note else "")
+        reply = f"{mrkdwn(n.kind)}: {mrkdwn(n.summary)}" + (
+            f" ({mrkdwn(n.note)})" if n.note else ""
+        )
+        reply = clip(reply, SECTION_CHARS)
         client.chat_postMessage(channel=known["channel"], thread_ts=known["ts"], text=reply)
 
     def close(self) -> None:

@@ -135,7 +135,7 @@ class WebhookChannel:
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise DeliveryError(self.name, f"unreachable: {reason}") from None
+            raise DeliveryError(self.name, f"unreachable: {str(reason)[:200]}") from None
 
     def close(self) -> None:
         return None

@@ -16,13 +16,21 @@ from prometheus_client import CollectorRegistry
 from watchkeeper.alerts.retry import RetryPolicy
 from watchkeeper.daemon.channels import build_channels
 from watchkeeper.daemon.checks import Checker, CheckMetrics
-from watchkeeper.daemon.config import Config
+from watchkeeper.daemon.config import Config, secret_values
 from watchkeeper.daemon.delivery import DeliveryWorker
 from watchkeeper.daemon.housekeeping import Housekeeper
 from watchkeeper.daemon.http import HttpServer, Request, Response, Route
+from watchkeeper.daemon.http_params import (
+    INCIDENT_STATES,
+    ParamError,
+    bounded_int,
+    choice,
+    query_params,
+)
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.ingest import Ingestor
 from watchkeeper.daemon.leadership import Leadership
+from watchkeeper.daemon.logs import RedactingFilter
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.notify import Router
 from watchkeeper.daemon.outbox import Outbox
@@ -114,16 +122,25 @@ class Daemon:
         def incidents(request: Request) -> Response:
             if self.incidents is None:
                 return Response.of_json(503, {"error": "starting"})
-            state = request.query.get("state", ["open"])[0]
-            rows = self.incidents.incidents(None if state == "all" else state)
+            try:
+                q = query_params(request, {"state", "limit"})
+                state = choice(q, "state", INCIDENT_STATES, "open")
+                limit = bounded_int(q, "limit", 200, 1, 1000)
+            except ParamError as exc:
+                return Response.of_json(400, {"error": str(exc)})
+            rows = self.incidents.incidents(None if state == "all" else state, limit)
             return Response.of_json(200, {"incidents": rows})
 
         def evaluations(request: Request) -> Response:
             if self.incidents is None:
                 return Response.of_json(503, {"error": "starting"})
-            q = {k: v[0] for k, v in request.query.items()}
+            try:
+                q = query_params(request, {"policy", "rule", "feature", "limit"})
+                limit = bounded_int(q, "limit", 100, 1, 1000)
+            except ParamError as exc:
+                return Response.of_json(400, {"error": str(exc)})
             rows = self.incidents.evaluations(
-                q.get("policy"), q.get("rule"), q.get("feature"), int(q.get("limit", "100"))
+                q.get("policy"), q.get("rule"), q.get("feature"), limit
             )
             return Response.of_json(200, {"evaluations": rows})
 
@@ -179,7 +196,15 @@ class Daemon:
                 decision_threshold=config.ingest.decision_threshold,
             )
             self.ingestor = Ingestor(config, store, metrics, shadow=self.shadow)
-            reports = Reports(store, Path(config.reports.dir))
+            reports = Reports(
+                store,
+                Path(config.reports.dir),
+                max_bytes=config.reports.max_bytes,
+                max_age_s=config.reports.max_age,
+                queue_size=config.reports.queue,
+                wait_s=config.reports.wait,
+            )
+            stack.callback(reports.close)
             incidents = IncidentStore(store.engine)
             self.incidents = incidents
             # one replica per group runs checks, delivery and housekeeping (leadership.py)
@@ -210,6 +235,7 @@ class Daemon:
                     c for c in config.alerts.on_delivery_failure if c in channels
                 ),
                 leading=leadership.is_leader,
+                redact=RedactingFilter(secret_values(config)).redact,
             ).start()
             stack.callback(self.delivery.close)
             token = os.environ[config.http.token_env] if config.http.token_env else None
@@ -221,10 +247,16 @@ class Daemon:
                 self._readiness,
                 report_routes(reports) + self._api_routes(),
                 token,
+                public_url=config.http.public_url,
             ).start()
             stack.callback(self.http.close)
             self.silences = Silences(store.engine)
-            router = Router(self._base_url(), config.alerts.routes, int(config.windows.size * 1000))
+            router = Router(
+                self._base_url(),
+                config.alerts.routes,
+                int(config.windows.size * 1000),
+                report_name=reports.name_for,
+            )
             checker = self.checker = Checker(
                 store,
                 incidents,

@@ -47,11 +47,79 @@ def resolve_model_path(file: str, policy_dir: Path, settings: ShadowConfig) -> P
     if not real.is_file():
         raise ValueError(f"no model file at {path}")
     size = real.stat().st_size
-    if size > settings.max_model_bytes:
+    limit = settings.max_model_bytes
+    if size > limit:
+        raise ValueError(f"{path} is {size} bytes, more than shadow.max_model_bytes ({limit})")
+    external = external_data_bytes(real, allowed)
+    if size + external > limit:
         raise ValueError(
-            f"{path} is {size} bytes, more than shadow.max_model_bytes ({settings.max_model_bytes})"
+            f"{path} is {size} bytes with {external} bytes of external data, more than "
+            f"shadow.max_model_bytes ({limit})"
         )
     return real
+
+
+def _tensors(graph: Any) -> Any:
+    """Every tensor of a graph and of its subgraphs (If / Loop / Scan bodies)."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for sub in attribute.graphs:
+                yield from _tensors(sub)
+
+
+def external_data_bytes(model_path: Path, allowed: list[Path]) -> int:
+    """Bytes of external data the model refers to, each file inside ``allowed``.
+
+    ONNX Runtime reads a tensor's external data from the ``location`` its entry names,
+    relative to the model file; watchkeeper checks each one first: it must resolve
+    (symlinks and ``..`` included) inside an allowed directory and exist, and what it
+    adds counts against ``shadow.max_model_bytes`` (the referenced length, or the rest of
+    the file from its offset). The model is parsed without its external data for this.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ValueError(
+            f"cannot load {model_path.name}: not an ONNX model ({type(exc).__name__})"
+        ) from None
+    total = 0
+    base = model_path.parent
+    for tensor in _tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entry = {item.key: item.value for item in tensor.external_data}
+        location = entry.get("location", "")
+        if not location or Path(location).is_absolute():
+            raise ValueError(f"{model_path.name}: external data must be a relative path")
+        target = (base / location).resolve()
+        if not any(target.is_relative_to(d) for d in allowed):
+            raise ValueError(
+                f"{model_path.name}: external data {location!r} is outside the allowed "
+                "model directories"
+            )
+        if not target.is_file():
+            raise ValueError(f"{model_path.name}: no external data file {location!r}")
+        available = target.stat().st_size
+        try:
+            offset = int(entry.get("offset", "0"))
+            length = int(entry["length"]) if "length" in entry else available - offset
+        except ValueError:
+            raise ValueError(f"{model_path.name}: bad external data offset / length") from None
+        if offset < 0 or length < 0 or offset + length > available:
+            raise ValueError(f"{model_path.name}: external data {location!r} is out of range")
+        total += length
+    return total
 
 
 def parameter_count(path: Path) -> int:

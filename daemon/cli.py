@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
+from watchkeeper.alerts.text import terminal
 from watchkeeper.daemon.cli_alerts import add_parsers as add_alert_parsers
 from watchkeeper.daemon.cli_common import load_or_exit
 from watchkeeper.daemon.cli_detect import add_parsers as add_detect_parsers
@@ -84,9 +85,10 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     with Store.open(config.store_url(), migrate=False) as store:
         for row in store.quarantined(args.reason, args.limit):
             raw = bytes(row["raw"])[:120].decode("utf-8", "replace")
+            # repr() shows control characters as escapes; the detail quotes the record
             print(
                 f"{row['topic']}[{row['partition']}]@{row['offset']} {row['reason']}: "
-                f"{row['detail']} | {raw!r}"
+                f"{terminal(row['detail'])} | {raw!r}"
             )
     return 0
 
@@ -174,9 +176,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; an error it cannot go on from is one line on stderr and exit 2,
+    never a traceback (a bug of ours still shows one: it should be reported)."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from watchkeeper.daemon.errors import WatchkeeperError
+
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except WatchkeeperError as exc:
+        print(f"watchkeeper: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        # the driver's message (first line only): no URL, no SQL, no parameters
+        first = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0][:200]
+        print(f"watchkeeper: the store cannot be used: {first}", file=sys.stderr)
+        return 2
     return result
 
 

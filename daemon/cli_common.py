@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper.daemon.config import Config, load_config
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 
 if TYPE_CHECKING:
     from watchkeeper.daemon.store import Store
+
+
+def cell(value: object) -> Any:
+    """A table cell or line for rich from a string that came from events or files: shown
+    as text (rich markup such as ``[red]`` in a feature name is not interpreted), with its
+    ANSI escapes and control characters removed."""
+    from rich.text import Text
+    from watchkeeper.alerts.text import terminal
+
+    return Text(terminal("" if value is None else value))
 
 
 def load_or_exit(path: str) -> Config:

@@ -10,17 +10,34 @@ from pathlib import Path
 from typing import Any
 
 from watchkeeper.daemon.cli_common import open_store
+from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 
 
 def _ms(text: str) -> int:
     """Epoch ms from an ISO-8601 time (``2026-11-21T10:00Z``) or a number of ms."""
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 16:
         return int(text)
-    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise DataFileError(
+            f"{text[:40]!r} is not a time: give ISO-8601 (2026-11-21T10:00Z) or epoch ms"
+        ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp() * 1000)
+
+
+def load_profile(path: str) -> Any:
+    """A reference profile file, or a one-line :class:`DataFileError`."""
+    from watchkeeper.detectors.profile import ReferenceProfile
+
+    try:
+        return ReferenceProfile.load(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DataFileError(f"{path}: not a reference profile: {detail}") from None
 
 
 def cmd_reference_build(args: argparse.Namespace) -> int:
@@ -76,10 +93,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
         render_table,
         summarize_file,
     )
-    from watchkeeper.detectors.profile import ReferenceProfile
     from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 
-    reference = ReferenceProfile.load(args.reference)
+    reference = load_profile(args.reference)
     window = summarize_file(args.current, reference, args.prediction)
     if args.policy:
         from watchkeeper.policies.loader import load_policy
@@ -114,11 +130,10 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from watchkeeper.daemon.offline import drift_report
-    from watchkeeper.detectors.profile import ReferenceProfile
 
     with open_store(args.config) as store:
         if args.reference:
-            reference = ReferenceProfile.load(args.reference)
+            reference = load_profile(args.reference)
         else:
             stored = store.reference(args.model, args.reference_name)
             if stored is None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from watchkeeper.daemon.cli_common import load_or_exit
+from watchkeeper.daemon.cli_common import cell, load_or_exit
 from watchkeeper.daemon.config import Config
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.policies.durations import format_duration, parse_duration
@@ -217,11 +217,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         for row in incidents.incidents("open"):
             since = dt.datetime.fromtimestamp(row["opened_ms"] / 1000, dt.UTC)
             table.add_row(
-                row["severity"],
+                cell(row["severity"]),
                 since.strftime("%m-%d %H:%M"),
-                row["policy"],
-                row["rule"],
-                row["summary"],
+                cell(row["policy"]),
+                cell(row["rule"]),
+                cell(row["summary"]),
             )
         console.print(table)
         recent = Table(title="last evaluations")
@@ -231,7 +231,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             at = dt.datetime.fromtimestamp(row["at_ms"] / 1000, dt.UTC).strftime("%H:%M:%S")
             value = "" if row["value"] is None else f"{row['value']:.4g}"
             recent.add_row(
-                at, row["policy"], row["rule"], row["feature"] or "", value, row["decision"]
+                at,
+                cell(row["policy"]),
+                cell(row["rule"]),
+                cell(row["feature"]),
+                value,
+                cell(row["decision"]),
             )
         console.print(recent)
     result = load_all(config.policies.paths, set(config.alerts.channels), config.windows.size)
@@ -257,7 +262,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     for errors in result.errors.values():
         for error in errors:
-            console.print(f"[red]{error}[/]")
+            line = cell(error)
+            line.stylize("red")
+            console.print(line)
     return 0
 
 

@@ -38,8 +38,19 @@ def _kind_of(value: Any) -> str | None:
 class ColumnBuilder:
     """Columns of one batch, checked against and teaching the kind registry."""
 
-    def __init__(self, kinds: KindRegistry) -> None:
+    def __init__(self, kinds: KindRegistry, max_value_chars: int = 200) -> None:
         self.kinds = kinds
+        self.max_value_chars = max_value_chars
+
+    def _long_values(self, values: Any, field: str, bad: BadRows) -> None:
+        """Flag category values past ``max_value_chars`` (checked on the distinct values)."""
+        limit = self.max_value_chars
+        long = {v for v in set(values.tolist()) if v is not None and len(v) > limit}
+        if not long:
+            return
+        hits = np.fromiter((v in long for v in values), dtype=bool, count=len(values))
+        for i in np.flatnonzero(hits).tolist():
+            bad.setdefault(i, ("value_too_long", f"{field}: a value longer than {limit}"))
 
     def build(
         self,
@@ -75,7 +86,9 @@ class ColumnBuilder:
         if kind == "numeric":
             return Column("numeric", numeric_column(values, types, field, bad), null, missing)
         if kind == "categorical":
-            return Column("categorical", category_column(values, types, field, bad), null, missing)
+            column = category_column(values, types, field, bad)
+            self._long_values(column, field, bad)
+            return Column("categorical", column, null, missing)
         return self._proba(values, null, missing, field, bad)
 
     def _proba(

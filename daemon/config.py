@@ -7,6 +7,7 @@ never written in the file: it names the environment variables that hold them
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -20,16 +21,45 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.policies.durations import Duration
+from watchkeeper.policies.secrets import (
+    CREDENTIAL_QUERY_KEYS,
+    has_url_credentials,
+    looks_like_secret,
+    secret_parts,
+)
 from watchkeeper.policies.yamlsource import read_yaml, validate_document
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _query_secret(query: Mapping[str, Any]) -> bool:
+    """A database URL's query holding a credential (``?password=…``, ``sslpassword``)."""
+    return any(str(key).lower() in CREDENTIAL_QUERY_KEYS for key in query)
+
+
+def _no_url_credentials(value: str | None) -> str | None:
+    """URLs in the file must not carry credentials: they belong in the environment."""
+    if value is not None and (has_url_credentials(value) or looks_like_secret(value)):
+        raise ValueError(
+            "the URL holds a password, token or other credential (the value is not "
+            "shown): keep credentials in environment variables (*_env keys)"
+        )
+    return value
+
+
+PlainUrl = Annotated[str, pydantic.AfterValidator(_no_url_credentials)]
+"""A URL that may be written in the file: one without credentials."""
 
 
 def _check_env_name(value: str, info: pydantic.ValidationInfo) -> str:
     if not _ENV_NAME.match(value):
+        # never echo the value: it is often the secret itself, pasted in the wrong place
         raise ValueError(
-            f"'{value}' is not an environment variable name (letters, digits and _); "
-            "name the variable that holds the secret, never the secret itself"
+            "not an environment variable name (letters, digits and _; the value is not "
+            "shown): name the variable that holds the secret, never the secret itself"
         )
     env = (info.context or {}).get("env")
     if env is not None and not env.get(value):
@@ -186,6 +216,13 @@ class IngestConfig(_Strict):
     """Events stamped further ahead of the daemon's clock are quarantined (``ts_in_future``)."""
     max_features: PositiveInt = 500
     """Per model; features beyond it are ignored and counted, so memory stays bounded."""
+    max_models: PositiveInt = 200
+    """Distinct models; records of further models are quarantined (``too_many_models``)."""
+    max_versions: PositiveInt = 50
+    """Per model; records of further versions are quarantined (``too_many_versions``)."""
+    max_name_chars: Annotated[int, Field(ge=1, le=200)] = 200
+    """Longest model, version, request id and feature name, and category value
+    (``name_too_long`` / ``value_too_long``); the store's columns hold 200."""
     quarantine_prefix_bytes: PositiveInt = 1024
     feature_kinds: dict[str, dict[str, FeatureKind]] = {}
     """Declared kinds per model and feature; undeclared ones are inferred from the first value."""
@@ -224,10 +261,11 @@ class StoreConfig(_Strict):
                 parsed = make_url(self.url)
             except ArgumentError as exc:
                 raise ValueError(f"not a database URL: {exc}") from None
-            if parsed.password:
+            if parsed.password or has_url_credentials(self.url) or _query_secret(parsed.query):
                 raise ValueError(
-                    "the URL holds a password: put the whole URL in an environment "
-                    "variable and name it with url_env"
+                    "the URL holds a password or another credential (the value is not "
+                    "shown): put the whole URL in an environment variable and name it "
+                    "with url_env"
                 )
             if parsed.get_backend_name() not in ("sqlite", "postgresql"):
                 raise ValueError("the store is SQLite (sqlite:///file.db) or PostgreSQL")
@@ -238,7 +276,7 @@ class HttpConfig(_Strict):
     listen: str = "127.0.0.1:8450"
     token_env: EnvName | None = None
     """Bearer token for requests that change something (required beyond loopback)."""
-    public_url: str | None = None
+    public_url: PlainUrl | None = None
     """How others reach this server, for links in alerts (default: http://<listen>)."""
 
     @pydantic.field_validator("listen")
@@ -246,7 +284,18 @@ class HttpConfig(_Strict):
     def _host_port(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError("write host:port, e.g. 127.0.0.1:8450 (port 0 picks a free one)")
+            raise ValueError(
+                "write host:port, e.g. 127.0.0.1:8450 or [::1]:8450 (port 0 picks a free one)"
+            )
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        try:
+            address = ipaddress.ip_address(bare)
+        except ValueError:
+            if not _HOSTNAME.match(bare):
+                raise ValueError(f"'{host[:60]}' is not an IP address or host name") from None
+        else:
+            if address.version == 6 and bare == host:
+                raise ValueError("write an IPv6 address in brackets: [::1]:8450")
         return value
 
     @property
@@ -261,6 +310,14 @@ class HttpConfig(_Strict):
 class ReportsConfig(_Strict):
     dir: NonEmpty = "reports"
     """Where drift reports are written (relative to the config file) and served from."""
+    max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 256 * 1024 * 1024
+    """The folder's size bound: the oldest reports are deleted beyond it (and logged)."""
+    max_age: Duration = Field(default=7 * 86400.0, gt=0)
+    """Reports older than this are deleted; a link still works (made again on a visit)."""
+    queue: Annotated[int, Field(ge=1, le=100)] = 4
+    """Reports waiting to be made (one is made at a time); beyond, 503 with Retry-After."""
+    wait: Duration = Field(default=20.0, gt=0)
+    """How long a visit waits for its report to be made before 503 with Retry-After."""
 
 
 class PoliciesConfig(_Strict):
@@ -281,7 +338,7 @@ class SlackChannelConfig(_Strict):
     channel: str | None = None
     channel_by_severity: dict[str, str] = {}
     channel_by_model: dict[str, str] = {}
-    api_url: str | None = None
+    api_url: PlainUrl | None = None
     """The Web API base URL (default https://slack.com/api/)."""
 
     @pydantic.model_validator(mode="after")
@@ -295,7 +352,7 @@ class SlackChannelConfig(_Strict):
 
 class AlertmanagerChannelConfig(_Strict):
     type: Literal["alertmanager"]
-    url: NonEmpty
+    url: Annotated[PlainUrl, Field(min_length=1)]
     resend_interval: Duration = 60.0
     """Firing alerts are re-sent this often (endsAt four intervals ahead)."""
     resolved_resend: Duration = 300.0
@@ -304,7 +361,7 @@ class AlertmanagerChannelConfig(_Strict):
 
 class WebhookChannelConfig(_Strict):
     type: Literal["webhook"]
-    url: NonEmpty
+    url: Annotated[PlainUrl, Field(min_length=1)]
     secret_env: EnvName | None = None
 
 
@@ -410,7 +467,9 @@ def _resolve_relative(config: Config, base: Path) -> Config:
     if url is None and config.store.url_env is None:
         update["store"] = StoreConfig(url=f"sqlite:///{base / 'watchkeeper.db'}")
     if not Path(config.reports.dir).is_absolute():
-        update["reports"] = ReportsConfig(dir=str(base / config.reports.dir))
+        update["reports"] = config.reports.model_copy(
+            update={"dir": str(base / config.reports.dir)}
+        )
     paths = [p if Path(p).is_absolute() else str(base / p) for p in config.policies.paths]
     update["policies"] = PoliciesConfig(paths=paths)
     dirs = [d if Path(d).is_absolute() else str(base / d) for d in config.shadow.model_dirs]
@@ -443,7 +502,19 @@ def secret_values(config: Config, env: Mapping[str, str] | None = None) -> list[
                 names.append(name)
     values = [source[n] for n in names if source.get(n)]
     if config.store.url_env and source.get(config.store.url_env):
-        password = make_url(source[config.store.url_env]).password
-        if password:
-            values.append(str(password))
-    return values
+        try:
+            url = make_url(source[config.store.url_env])
+        except ArgumentError:
+            url = None
+        if url is not None:
+            if url.password:
+                values.append(str(url.password))
+            values += [str(v) for k, v in url.query.items() if k.lower() in CREDENTIAL_QUERY_KEYS]
+    # a URL secret is secret in pieces too: its path (a Slack webhook's /services/T…/B…/…),
+    # its query and user info, which an endpoint or a proxy may echo without the rest
+    out: list[str] = []
+    for value in values:
+        for part in secret_parts(value):
+            if part not in out:
+                out.append(part)
+    return out

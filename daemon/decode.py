@@ -14,6 +14,10 @@ an exception. The reasons:
 ``not_finite``     NaN or ±inf where a finite number is required (timestamp, latency)
 ``bad_timestamp``  a timestamp string that is not ISO-8601
 ``ts_in_future``   stamped further ahead of the clock than ``ingest.max_future_skew``
+``value_too_long`` a category value (feature, prediction, label) longer than
+                   ``ingest.max_name_chars``
+(and the bounds of :mod:`~watchkeeper.daemon.admission`: ``too_many_models``,
+``too_many_versions``, ``name_too_long``, ``empty_name``, ``reserved_name``)
 ``internal_error`` watchkeeper itself failed on the batch (a bug: logged with its
                    traceback); the batch is set aside so a restart cannot loop on it
 =================  ===============================================================
@@ -33,6 +37,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import orjson
+from watchkeeper.daemon.admission import REASONS as ADMISSION_REASONS
+from watchkeeper.daemon.admission import Admission
 from watchkeeper.daemon.columns import ColumnBuilder
 from watchkeeper.daemon.config import REQUIRED_FIELDS, IngestConfig, Role, TopicConfig
 from watchkeeper.daemon.fields import (
@@ -64,6 +70,8 @@ REASONS = (
     "not_finite",
     "bad_timestamp",
     "ts_in_future",
+    "value_too_long",
+    *ADMISSION_REASONS,
 )
 
 
@@ -118,13 +126,17 @@ class Decoder:
         config: TopicConfig,
         ingest: IngestConfig,
         kinds: KindRegistry,
+        admission: Admission | None = None,
     ) -> None:
         self.topic = topic
         self.role = role
         self.config = config
         self.ingest = ingest
         self.kinds = kinds
-        self.columns = ColumnBuilder(kinds)
+        self.admission = admission or Admission(
+            ingest.max_models, ingest.max_versions, ingest.max_name_chars
+        )
+        self.columns = ColumnBuilder(kinds, ingest.max_name_chars)
         self._topic_hash = zlib.crc32(topic.encode())
         self._required = set(REQUIRED_FIELDS[role])
         f = config.fields
@@ -184,6 +196,7 @@ class Decoder:
             if "request_id" in cols
             else None
         )
+        self.admission.check(models, versions, request_ids, bad)
         if "ts" in cols:
             ts = timestamps_ms(cols["ts"], self.config.ts_unit, "ts", bad)
         else:
@@ -323,10 +336,17 @@ class Decoder:
         if feats is not None:
             sub = [feats[i] for i in rows]
             names = sorted(set().union(*sub))
+            wrong = self.admission.bad_feature_names(names)
+            if wrong:  # one pass over the records, whatever the number of wrong names
+                for j, d in enumerate(sub):
+                    if not wrong.keys().isdisjoint(d):
+                        local_bad.setdefault(j, wrong[next(n for n in d if n in wrong)])
+                names = [n for n in names if n not in wrong]
             admitted = self.kinds.admit(model, names)
             if len(admitted) < len(names):
-                for name in set(names) - set(admitted):
-                    result.ignored_features += sum(1 for d in sub if name in d)
+                # counted in one pass over the records (linear, whatever the names)
+                ignored = set(names).difference(admitted)
+                result.ignored_features += sum(map(len, map(ignored.intersection, sub)))
             numeric = [n for n in admitted if self.kinds.kind(model, n) == "numeric"]
             block = numeric_block(sub, numeric)
             if block is not None:

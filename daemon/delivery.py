@@ -85,9 +85,11 @@ class DeliveryWorker:
         interval_s: float = 0.5,
         clock: Callable[[], float] = time.time,
         leading: Callable[[], bool] = lambda: True,
+        redact: Callable[[str], str] = lambda text: text,
     ) -> None:
         self.outbox = outbox
         self.leading = leading
+        self.redact = redact
         self.channels = channels
         self.retry = retry or RetryPolicy()
         self.failure_channels = failure_channels
@@ -157,7 +159,9 @@ class DeliveryWorker:
             try:
                 refresh()
             except DeliveryError as exc:
-                log.warning("re-sending active alerts to %s failed: %s", name, exc.reason)
+                log.warning(
+                    "re-sending active alerts to %s failed: %s", name, self.redact(exc.reason)
+                )
 
     def _deliver(self, row: OutboxRow) -> int:
         channel = self.channels.get(row.channel)
@@ -175,6 +179,9 @@ class DeliveryWorker:
                 if isinstance(exc, DeliveryError)
                 else DeliveryError(row.channel, f"{type(exc).__name__}: {exc}")
             )
+            # the reason goes to the log, the outbox row and maybe another channel: no
+            # secret (an echoed webhook path, a token) may ride along
+            error.reason = self.redact(error.reason)[:500]
             if error.retriable and not self.retry.exhausted(row.created_ms / 1000, now):
                 wait = self.retry.delay(attempts, error.retry_after)
                 self.outbox.mark_retry(row.id, attempts, int((now + wait) * 1000), error.reason)

@@ -9,6 +9,11 @@ class WatchkeeperError(Exception):
     retriable = False
 
 
+class DataFileError(WatchkeeperError, ValueError):
+    """A data file (CSV / Parquet) or profile that cannot be used; the message is one line
+    naming the file and what is wrong."""
+
+
 class StoreUnavailableError(WatchkeeperError):
     """The store could not be reached or refused a transaction; nothing was committed."""
 

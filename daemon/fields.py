@@ -31,6 +31,7 @@ NUMBER_TYPES = frozenset({int, float, bool})
 ABSENT_TYPES = frozenset({type(None), _Missing})
 BadRows = dict[int, tuple[str, str]]
 _MAX_EPOCH_MS = 9.2e15
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}"
 
 
 def getter(path: str) -> Callable[[Any], Any]:
@@ -260,9 +261,11 @@ def timestamps_ms(values: list[Any], unit: str, field: str, bad: BadRows) -> Any
     if textual.any():
         idx = np.flatnonzero(textual)
         texts = [values[i] for i in idx]
-        parsed = pd.to_datetime(
-            pd.Series(texts, dtype=object), utc=True, format="ISO8601", errors="coerce"
-        )
+        series = pd.Series(texts, dtype=object)
+        parsed = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
+        # pandas also reads "now" and "today": a timestamp is a date, or it is not one
+        dated = series.str.match(_ISO_DATE).fillna(False).to_numpy(dtype=bool)
+        parsed[~dated] = pd.NaT
         ok = parsed.notna().to_numpy()
         naive = parsed.dt.tz_localize(None)
         ms = naive.to_numpy(dtype="datetime64[ms]").astype(np.int64)

@@ -1,35 +1,47 @@
 """The daemon's HTTP server: ``/healthz``, ``/readyz``, ``/metrics`` and the routes the daemon
-adds (reports, and the API as it grows).
+adds (reports, the API, and later the console).
 
-A small stdlib server on its own thread: liveness says the ingestion loop is turning,
-readiness says the consumer holds partitions and the store answers, and ``/metrics``
-renders the registry the daemon built (never the process-global default one).
+The application is Starlette (:mod:`watchkeeper.daemon.http_app`), served by Hypercorn on
+an event loop in one thread that the daemon starts and stops through its exit stack.
+Hypercorn was chosen over uvicorn by measurement against the probes of issue 15 (README,
+"HTTP server"): it closes connections whose request head does not arrive within
+``keep_alive_timeout`` and refuses request heads over ``h11_max_incomplete_size`` (431),
+where uvicorn, as shipped, keeps a half-sent request open forever and accepts a 1 MiB
+header line. No signal handler is installed (a shutdown trigger is passed instead), and
+shutdown is bounded by ``graceful_timeout``.
+
+Handlers are plain functions ``Request -> Response`` that read the store, so they run on
+a bounded pool of worker threads, never on the event loop; the limits (body size, header
+size, timeouts, backlog, concurrency) are :class:`~watchkeeper.daemon.http_guard.Limits`.
 
 Requests that change something (any method but GET / HEAD) need ``Authorization: Bearer
-<token>`` when a token is configured (``http.token_env``), and are refused outright when
-the server listens beyond loopback without one.
+<token>`` when a token is configured (``http.token_env``), are refused outright when the
+server listens beyond loopback without one, and must not come from another origin
+(``http_app`` documents the cross-site rule).
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from watchkeeper.daemon.http_guard import Limits
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[], tuple[bool, str]]
-MAX_BODY = 1024 * 1024
+MAX_BODY = Limits().max_body
 
 
 @dataclass(frozen=True)
@@ -72,56 +84,36 @@ def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return host == "localhost"
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: HttpServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http: " + format, *args)
-
-    def _send(self, response: Response) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-
-    def _request(self) -> Request:
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(min(length, MAX_BODY)) if length else b""
-        return Request(
-            self.command,
-            parts.path,
-            parse_qs(parts.query),
-            {k.lower(): v for k, v in self.headers.items()},
-            body,
-        )
-
-    def _dispatch(self) -> None:
-        try:
-            request = self._request()
-            self._send(self.server.handle(request))
-        except Exception:  # one bad request never takes the server down
-            log.exception("HTTP %s %s failed", self.command, self.path)
-            self._send(Response.of_json(500, {"error": "internal error"}))
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch  # noqa: N815
+def _bind(host: str, port: int, backlog: int) -> socket.socket:
+    """The listening socket, bound here so the port is known before the loop starts and
+    ``[::1]`` works like ``127.0.0.1``."""
+    family = socket.AF_INET
+    bare = host.strip("[]")
+    try:
+        if ipaddress.ip_address(bare).version == 6:
+            family = socket.AF_INET6
+    except ValueError:
+        infos = socket.getaddrinfo(bare or None, port, type=socket.SOCK_STREAM)
+        family = infos[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((bare, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
-class HttpServer(ThreadingHTTPServer):
+class HttpServer:
     """Serves the endpoints on ``host:port`` from a thread; ``close()`` stops it."""
-
-    daemon_threads = True
-    allow_reuse_address = True
 
     def __init__(
         self,
@@ -132,84 +124,111 @@ class HttpServer(ThreadingHTTPServer):
         readiness: Check,
         routes: list[Route] | None = None,
         token: str | None = None,
+        *,
+        limits: Limits | None = None,
+        public_url: str | None = None,
+        extra_routes: list[Any] | None = None,
     ) -> None:
-        super().__init__((host, port), _Handler)
-        self.registry = registry
-        self.liveness = liveness
-        self.readiness = readiness
-        self.routes = list(routes or [])
+        from watchkeeper.daemon.http_app import build_app
+
+        self.limits = limits or Limits()
         self.token = token
         self.loopback = is_loopback(host)
-        self._thread = threading.Thread(target=self.serve_forever, name="wk-http", daemon=False)
+        self._socket = _bind(host, port, self.limits.backlog)
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.limits.workers, thread_name_prefix="wk-http-worker"
+        )
+        self.app = build_app(
+            registry,
+            liveness,
+            readiness,
+            list(routes or []),
+            token=token,
+            loopback=self.loopback,
+            limits=self.limits,
+            executor=self._executor,
+            public_url=public_url,
+            extra_routes=extra_routes,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shutdown: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name="wk-http", daemon=False)
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        host, port = self._socket.getsockname()[:2]
+        return str(host), int(port)
 
     @property
     def address(self) -> str:
-        host, port = self.server_address[:2]
-        return f"{host!s}:{port}"
+        host, port = self.server_address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def _config(self) -> Any:
+        from hypercorn.config import Config as HypercornConfig
+
+        limits = self.limits
+        config = HypercornConfig()
+        # Hypercorn wraps (and at shutdown closes) the descriptor it is given: give it a copy
+        config.bind = [f"fd://{os.dup(self._socket.fileno())}"]
+        config.backlog = limits.backlog
+        config.keep_alive_timeout = limits.header_timeout
+        config.read_timeout = int(limits.read_timeout)
+        config.graceful_timeout = limits.shutdown_timeout
+        config.h11_max_incomplete_size = limits.max_head_bytes
+        # HTTP/2 (prior knowledge or an h2c upgrade) cannot be switched off in Hypercorn:
+        # bound it as HTTP/1.1 is bounded
+        config.h2_max_inbound_frame_size = 16 * 1024
+        config.h2_max_concurrent_streams = 16
+        config.h2_max_header_list_size = limits.max_head_bytes
+        config.max_app_queue_size = 10
+        config.include_server_header = False
+        config.accesslog = None
+        config.errorlog = logging.getLogger("watchkeeper.daemon.http.server")
+        config.use_reloader = False
+        return config
+
+    def _serve(self) -> None:
+        from hypercorn.asyncio import serve
+
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        shutdown = self._shutdown = asyncio.Event()
+
+        async def main() -> None:
+            async def started() -> None:
+                await shutdown.wait()
+
+            loop.call_soon(self._ready.set)
+            await serve(self.app, self._config(), shutdown_trigger=started)  # type: ignore[arg-type]
+
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:  # reported by start(); the thread ends either way
+            self._failed = exc
+            log.exception("the HTTP server stopped")
+        finally:
+            self._ready.set()
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
 
     def start(self) -> HttpServer:
         self._thread.start()
+        self._ready.wait(timeout=30)
+        if self._failed is not None:
+            raise RuntimeError(f"the HTTP server did not start: {self._failed}")
         log.info("HTTP endpoints on http://%s", self.address)
         return self
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self.shutdown()
-            self._thread.join(timeout=10)
-        self.server_close()
-
-    # -- routing --------------------------------------------------------------------------
-    def _check(self, check: Check) -> Response:
-        ok, reason = check()
-        return Response.of_json(
-            200 if ok else 503, {"status": "ok" if ok else "unavailable", "reason": reason}
-        )
-
-    def _authorised(self, request: Request) -> Response | None:
-        if request.method in ("GET", "HEAD"):
-            return None
-        if self.token is None:
-            if self.loopback:
-                return None
-            return Response.of_json(
-                403,
-                {"error": "changes need http.token_env when the server listens beyond loopback"},
-            )
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-            return Response(
-                401,
-                b'{"error": "a valid bearer token is required"}',
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return None
-
-    def handle(self, request: Request) -> Response:
-        if request.method in ("GET", "HEAD"):
-            if request.path == "/healthz":
-                return self._check(self.liveness)
-            if request.path == "/readyz":
-                return self._check(self.readiness)
-            if request.path == "/metrics":
-                encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-                return Response(200, encoder(self.registry), content_type)
-        denied = self._authorised(request)
-        if denied is not None:
-            return denied
-        method = "GET" if request.method == "HEAD" else request.method
-        allowed = set()
-        for route in self.routes:
-            matches = (
-                request.path.startswith(route.path) if route.prefix else request.path == route.path
-            )
-            if matches:
-                if route.method == method:
-                    return route.handler(request)
-                allowed.add(route.method)
-        if allowed:
-            return Response(
-                405,
-                b'{"error": "method not allowed"}',
-                headers={"Allow": ", ".join(sorted(allowed))},
-            )
-        return Response.of_json(404, {"error": "not found"})
+        loop, shutdown = self._loop, self._shutdown
+        if self._thread.is_alive() and loop is not None and shutdown is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(shutdown.set)
+            self._thread.join(timeout=self.limits.shutdown_timeout + 10)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._socket.close()

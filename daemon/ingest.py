@@ -25,6 +25,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
+from watchkeeper.daemon.admission import Admission
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.decode import Decoder, Quarantined
 from watchkeeper.daemon.errors import StoreUnavailableError
@@ -124,8 +125,13 @@ class Ingestor:
             SketchSettings(w.sketch_k, w.max_categories, w.reservoir_size),
         )
         self.windows.load_watermarks(store.watermarks(self.group_id))
+        i = config.ingest
+        # shared by the topics' decoders: a model admitted on one topic is known on all
+        self.admission = Admission(
+            i.max_models, i.max_versions, i.max_name_chars, store.model_versions()
+        )
         self.decoders = {
-            topic.name: Decoder(topic.name, role, topic, config.ingest, self.kinds)
+            topic.name: Decoder(topic.name, role, topic, i, self.kinds, self.admission)
             for role, topic in config.kafka.topics.by_role().items()
         }
         self._pending: dict[TopicPartitionKey, int] = {}

@@ -2,9 +2,9 @@
 
 Names follow Prometheus' conventions (base units, ``_total`` for counters, ``_seconds``
 for durations). Label cardinality is bounded: ``topic`` by the configured topics,
-``reason`` by the decoder's fixed list, ``model`` by the models in the stream (which
-``ingest.max_features`` and the windows bound in turn), ``partition`` by the topics'
-partition counts.
+``reason`` by the decoder's fixed list, ``model`` by ``ingest.max_models`` (records of
+further models are quarantined before they reach a metric, ``daemon/admission.py``), each
+value by ``ingest.max_name_chars``, ``partition`` by the topics' partition counts.
 """
 
 from __future__ import annotations

@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.config import RouteConfig
-from watchkeeper.daemon.reports import Reports
 from watchkeeper.daemon.silences import matches
 from watchkeeper.daemon.windows import window_bounds
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.engine import IncidentEvent
 from watchkeeper.policies.schema import Policy
 
+ReportName = Callable[[str, int, int, str], str]
+"""(model, start ms, end ms, reference) → the signed name of that window's report."""
+
 
 def notification(
-    event: IncidentEvent, policy: Policy, base_url: str | None, window_size_ms: int = 0
+    event: IncidentEvent,
+    policy: Policy,
+    base_url: str | None,
+    window_size_ms: int = 0,
+    report_name: ReportName | None = None,
 ) -> Notification:
     i = event.incident
     links = {}
     if base_url:
         links["status"] = f"{base_url}/api/incidents"
         drift = i.metric in METRICS and METRICS[i.metric].scope == "column"
-        if drift and window_size_ms and event.kind != "resolved":
+        if drift and window_size_ms and report_name is not None and event.kind != "resolved":
             # the report of the window that fired; the daemon makes it on the first visit
             start, end = window_bounds(event.at_ms, window_size_ms, int(policy.window * 1000))
             reference = (policy.reference or "store:default").removeprefix("store:")
             if policy.reference is None or policy.reference.startswith("store:"):
-                name = Reports.name_for(i.model, start, end, reference)
+                name = report_name(i.model, start, end, reference)
                 links["report"] = f"{base_url}/reports/{name}"
     return Notification(
         kind=event.kind,
@@ -60,9 +66,11 @@ class Router:
         base_url: str | None = None,
         routes: Sequence[RouteConfig] = (),
         window_size_ms: int = 0,
+        report_name: ReportName | None = None,
     ) -> None:
         self.base_url = base_url
         self.window_size_ms = window_size_ms
+        self.report_name = report_name
         self.routes = list(routes)
 
     def routed(self, note: Notification) -> list[str]:
@@ -90,7 +98,7 @@ class Router:
 
     def plan(self, event: IncidentEvent, policy: Policy) -> list[tuple[str, Notification]]:
         """(channel, notification) for each channel this event goes to."""
-        note = notification(event, policy, self.base_url, self.window_size_ms)
+        note = notification(event, policy, self.base_url, self.window_size_ms, self.report_name)
         names = set(self.channels(note, policy))
         peak = event.incident.peak
         if event.kind in ("de-escalated", "resolved") and peak and peak != note.severity:

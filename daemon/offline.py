@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.daemon.reference import REFERENCE_K, _sketch, read_chunks
 from watchkeeper.detectors.base import PREDICTION, Finding
 from watchkeeper.detectors.evaluate import evaluate
@@ -32,7 +33,9 @@ def summarize_file(
     window = WindowSummary(reference.model, "batch", 0, 0, SketchSettings(k=REFERENCE_K))
     window.sample = Reservoir(sample_size)
     rows = 0
+    shared: set[str] = set()
     for chunk in read_chunks(path):
+        shared.update(n for n in reference.features if n in chunk.columns)
         for name in reference.features:
             if name in chunk.columns:
                 window.features[name] = _sketch(chunk[name], window.features.get(name))
@@ -40,6 +43,9 @@ def summarize_file(
             window.prediction = _sketch(chunk[prediction], window.prediction)
         keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
         names = [n for n in reference.features if n in chunk.columns]
+        if not names:  # nothing to sample: the check after the loop says so
+            rows += len(chunk)
+            continue
 
         def make_rows(
             idx: np.ndarray[Any, Any], c: pd.DataFrame = chunk, n: list[str] = names
@@ -49,6 +55,13 @@ def summarize_file(
 
         window.sample.update(keys, make_rows)
         rows += len(chunk)
+    if rows == 0:
+        raise DataFileError(f"{path}: the batch has no rows: there is nothing to judge")
+    if not shared:
+        raise DataFileError(
+            f"{path}: the batch shares no column with the reference "
+            f"(reference columns: {', '.join(sorted(reference.features)[:10])})"
+        )
     window.events = {"features": rows}
     return window
 
@@ -121,8 +134,12 @@ def render_table(results: list[tuple[Finding, Severity]]) -> Any:
     for m in metrics:
         table.add_column(_SHORT.get(m, m), justify="right")
     style = {"ok": "", "warn": "yellow", "critical": "bold red"}
+    from rich.markup import escape
+    from watchkeeper.alerts.text import terminal
+
     for feature in features:
-        row = [("prediction" if feature == PREDICTION else feature)]
+        # a feature name is data: no rich markup, no terminal escapes
+        row = [("prediction" if feature == PREDICTION else escape(terminal(feature)))]
         for m in metrics:
             f, s = cells.get((feature, m), (None, "ok"))
             if f is None:
@@ -133,6 +150,53 @@ def render_table(results: list[tuple[Finding, Severity]]) -> Any:
                 row.append(f"[{style[s]}]{f.value:.3f}[/]" if style[s] else f"{f.value:.3f}")
         table.add_row(*row)
     return table
+
+
+_INERT = str.maketrans(
+    {
+        "<": "‹",
+        ">": "›",
+        "&": "＆",
+        "\u2028": " ",
+        "\u2029": " ",
+        **{chr(c): " " for c in (*range(0x20), 0x7F)},
+    }
+)
+MAX_SHOWN = 200
+
+
+def inert_text(value: str) -> str:
+    """``value`` as text that cannot end or open markup wherever a report embeds it.
+
+    Evidently puts column names and category values into the page, some inside the JSON
+    of a ``<script>`` element, where HTML escaping does not apply and ``</script>``,
+    ``<!--`` or U+2028 would end or change the script. So every such string has ``<``,
+    ``>`` and ``&`` replaced by look-alikes (‹ › ＆), line / paragraph separators and
+    control characters by spaces, and is cut at 200 characters. The page reads the same
+    to a person; nothing in it is markup.
+
+    >>> inert_text("</script><script>alert(1)</script>")
+    '‹/script›‹script›alert(1)‹/script›'
+    """
+    return value.translate(_INERT)[:MAX_SHOWN]
+
+
+def _inert_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with inert column names and inert text values (numbers untouched)."""
+    out = frame.copy()
+    names = [inert_text(str(c)) for c in out.columns]
+    # two names that differ only in what was replaced stay two columns
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        unique.append(name if count == 0 else f"{name} ({count + 1})")
+    out.columns = unique
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: inert_text(v) if isinstance(v, str) else v)
+    return out
 
 
 def _frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -162,6 +226,10 @@ def drift_report(reference: ReferenceProfile, window: WindowSummary, path: Path)
             raise ValueError("the window holds no sample rows")
         ref, cur = _frame(reference.sample), _frame(window.sample.rows)
         columns = [c for c in ref.columns if c in cur.columns]
+        if not columns:
+            raise ValueError("the window and the reference share no column")
+        ref, cur = _inert_frame(ref[columns]), _inert_frame(cur[columns])
+        columns = list(ref.columns)
         snapshot = Report([DataDriftPreset()]).run(
             current_data=cur[columns], reference_data=ref[columns]
         )

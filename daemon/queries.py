@@ -66,6 +66,13 @@ class StoreQueries:
             rows = conn.execute(select(t.feature_kinds)).all()
         return [(r.model, r.feature, r.kind) for r in rows]
 
+    def model_versions(self) -> list[tuple[str, str]]:
+        """Every (model, version) with stored windows: who was admitted before a restart."""
+        c = t.windows.c
+        with self._read(None) as conn:
+            rows = conn.execute(select(c.model, c.model_version).distinct()).all()
+        return [(str(m), str(v)) for m, v in rows]
+
     def windows(
         self,
         model: str | None = None,

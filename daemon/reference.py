@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.detectors.performance import PerformanceSketch, Task, class_names
 from watchkeeper.detectors.profile import (
     ColumnProfile,
@@ -35,29 +36,84 @@ def utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+MAX_COLUMNS = 2000
+"""Columns a data file may have: past it the file is refused before it is read (a
+profile of 10,000 columns took 12 s and ~1 GB to be useless)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:200] + "…") if len(text) > 200 else text or type(exc).__name__
+
+
 def read_chunks(
     path: str | Path, columns: Sequence[str] | None = None, chunk_rows: int = 200_000
 ) -> Iterator[pd.DataFrame]:
-    """The file as data frames of at most ``chunk_rows`` rows."""
+    """The file as data frames of at most ``chunk_rows`` rows; :class:`DataFileError` for a
+    file that is not a readable table (empty, ragged, not UTF-8, truncated, nested)."""
     path = Path(path)
+    try:
+        yield from _read_chunks(path, columns, chunk_rows)
+    except DataFileError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError, TypeError, KeyError, IndexError) as exc:
+        raise DataFileError(f"{path}: cannot be read as a table: {_one_line(exc)}") from None
+    except Exception as exc:  # pyarrow's ArrowInvalid / ArrowNotImplementedError and friends
+        if type(exc).__module__.startswith(("pyarrow", "pandas")):
+            raise DataFileError(f"{path}: cannot be read as a table: {_one_line(exc)}") from None
+        raise
+
+
+def _flat_types(schema: Any) -> None:
+    import pyarrow as pa
+
+    for field in schema:
+        kind = field.type
+        if pa.types.is_nested(kind):
+            raise DataFileError(
+                f"column {field.name!r} is nested ({kind}): only flat columns can be profiled"
+            )
+
+
+def _read_chunks(
+    path: Path, columns: Sequence[str] | None, chunk_rows: int
+) -> Iterator[pd.DataFrame]:
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
         with pq.ParquetFile(path) as handle:
+            schema = handle.schema_arrow
+            if len(schema) > MAX_COLUMNS:
+                raise DataFileError(f"{path}: {len(schema)} columns, more than {MAX_COLUMNS}")
+            try:
+                _flat_types(schema if not columns else [schema.field(c) for c in columns])
+            except DataFileError as exc:
+                raise DataFileError(f"{path}: {exc}") from None
             for batch in handle.iter_batches(
                 batch_size=chunk_rows, columns=list(columns) if columns else None
             ):
                 yield batch.to_pandas()
     elif suffix in (".csv", ".tsv", ".txt") or suffix == ".gz":
         sep = "\t" if ".tsv" in path.name.lower() else ","
+        try:
+            header = pd.read_csv(path, nrows=0, sep=sep, encoding="utf-8")
+        except pd.errors.EmptyDataError:
+            raise DataFileError(f"{path}: the file is empty (no header row)") from None
+        if len(header.columns) > MAX_COLUMNS:
+            raise DataFileError(f"{path}: {len(header.columns)} columns, more than {MAX_COLUMNS}")
         # round_trip: pandas' default float parser can be one ulp off, which moves a value
         # sitting on a bin edge into the next bin
         yield from pd.read_csv(
-            path, chunksize=chunk_rows, usecols=columns, sep=sep, float_precision="round_trip"
+            path,
+            chunksize=chunk_rows,
+            usecols=columns,
+            sep=sep,
+            float_precision="round_trip",
+            encoding="utf-8",
         )
     else:
-        raise ValueError(f"{path}: a reference is read from .csv, .tsv or .parquet files")
+        raise DataFileError(f"{path}: a reference is read from .csv, .tsv or .parquet files")
 
 
 def count_rows(path: str | Path) -> int | None:
@@ -65,7 +121,11 @@ def count_rows(path: str | Path) -> int | None:
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        try:
+            with pq.ParquetFile(path) as handle:
+                return int(handle.metadata.num_rows)
+        except Exception:  # unreadable: read_chunks says why, in one line
+            return None
     return None
 
 
@@ -149,7 +209,8 @@ def build_reference(
             chosen = [c for c in chunk.columns if c not in special and c not in exclude]
         missing = [c for c in (*chosen, *special) if c not in chunk.columns]
         if missing:
-            raise ValueError(f"{path}: no column(s) {', '.join(map(str, missing))}")
+            shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
+            raise DataFileError(f"{path}: no column(s) {shown}")
         for name in (*chosen, *special):
             sketches[name] = _sketch(chunk[name], sketches.get(name))
         if prediction and label:
@@ -168,8 +229,10 @@ def build_reference(
         rows += len(chunk)
         if progress:
             progress(len(chunk))
-    if chosen is None:
-        raise ValueError(f"{path}: the file has no rows")
+    if chosen is None or rows == 0:
+        raise DataFileError(f"{path}: the file has no rows (a header alone is no reference)")
+    if not chosen:
+        raise DataFileError(f"{path}: no feature columns to profile")
     edges = {
         n: quantile_edges(s, bins) for n, s in sketches.items() if isinstance(s, NumericSketch)
     }

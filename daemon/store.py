@@ -72,7 +72,9 @@ class Store(StoreQueries):
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
         except DBAPIError as exc:
-            raise MigrationError(self.engine.url.render_as_string(), exc) from exc
+            # the URL without its password and query (credentials may sit there)
+            shown = self.engine.url.set(query={}).render_as_string(hide_password=True)
+            raise MigrationError(shown, exc) from exc
 
     def ping(self) -> bool:
         try:
@@ -270,6 +272,24 @@ class Store(StoreQueries):
                 }
         except DBAPIError as exc:
             raise StoreUnavailableError("prune", exc) from exc
+
+    def secret(self, name: str, size: int = 32) -> bytes:
+        """A random secret of the store's own, made on first use and kept: every replica
+        reads the same one (the first writer wins a race)."""
+        import secrets
+
+        with self.engine.begin() as conn:
+            upsert(
+                conn,
+                t.store_secrets,
+                [{"name": name, "value": secrets.token_bytes(size)}],
+                ["name"],
+                None,
+            )
+            value = conn.execute(
+                select(t.store_secrets.c.value).where(t.store_secrets.c.name == name)
+            ).scalar_one()
+        return bytes(value)
 
     def save_reference(self, profile: ReferenceProfile, name: str = "default") -> None:
         """Keep a reference profile under (model, name), replacing an older one."""

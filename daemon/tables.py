@@ -237,3 +237,11 @@ shadow_decisions = Table(
     Column("table", Text, nullable=False),
     Column("at_ms", BigInteger, nullable=False),
 )
+
+# secrets the daemon generates for itself (migration 0008): the report-link signing key
+store_secrets = Table(
+    "store_secrets",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)

@@ -8,6 +8,7 @@ while the others load, and ``watchkeeper policy check`` can print everything at 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,17 @@ from pathlib import Path
 from watchkeeper.policies.errors import (
     InvalidDocumentError,
     SourceError,
-    UnreadableDocumentError,
     WatchkeeperDocumentError,
 )
 from watchkeeper.policies.schema import SEVERITIES, Policy
-from watchkeeper.policies.yamlsource import SourceDocument, parse_yaml, validate_document
+from watchkeeper.policies.yamlsource import (
+    SourceDocument,
+    parse_yaml,
+    read_text,
+    validate_document,
+)
+
+log = logging.getLogger(__name__)
 
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
 SNIPPET_SUFFIXES = (".snippet.yaml", ".snippet.yml")
@@ -137,10 +144,7 @@ def load_policy(
     ``cross_check=False`` checks the schema only, not that files and channels it names
     exist (``watchkeeper compress`` reads a policy before its candidates exist)."""
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UnreadableDocumentError(name, str(exc)) from exc
+    text = read_text(path)
     doc = parse_yaml(text, name)
     policy = validate_document(Policy, doc)
     errors = _cross_check(doc, policy, channels, window_size_s) if cross_check else []
@@ -165,6 +169,13 @@ def load_all(
             continue
         except WatchkeeperDocumentError as exc:
             result.errors[str(path)] = [SourceError(str(path), None, None, "", str(exc))]
+            continue
+        except Exception as exc:  # a bug of ours on one file must not block the others
+            log.exception("loading policy file %s failed", path)
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            result.errors[str(path)] = [
+                SourceError(str(path), None, None, "", f"could not be loaded ({detail})")
+            ]
             continue
         key = loaded.policy.key
         if key in seen:

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import pydantic
 import yaml
 from watchkeeper.policies.errors import InvalidDocumentError, SourceError, UnreadableDocumentError
+from watchkeeper.policies.secrets import looks_like_secret
+from watchkeeper.policies.yamlbounds import MAX_BYTES, BoundError, load_bounded
 
 PathKey = tuple[str | int, ...]
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
@@ -87,13 +89,18 @@ def _walk(node: yaml.Node, path: PathKey, doc: SourceDocument, errors: list[Sour
 
 
 def parse_yaml(text: str, file: str) -> SourceDocument:
-    """Parse one YAML document, recording positions; raise ``InvalidDocumentError`` on bad syntax.
+    """Parse one YAML document, recording positions; raise ``InvalidDocumentError`` on bad
+    syntax or a broken bound (size, depth, alias expansion, integer digits: see
+    :mod:`~watchkeeper.policies.yamlbounds`).
 
     An empty document parses to an empty mapping.
     """
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text) if node is not None else {}
+        node, data = load_bounded(text)
+    except BoundError as exc:
+        raise InvalidDocumentError(
+            file, [SourceError(file, exc.line, exc.column, "", f"YAML: {exc.message}")]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -102,11 +109,12 @@ def parse_yaml(text: str, file: str) -> SourceDocument:
         raise InvalidDocumentError(
             file, [SourceError(file, line, column, "", f"YAML: {problem}")]
         ) from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        # ValueError: a scalar PyYAML's constructor cannot convert (a date like 2026-13-45)
         raise InvalidDocumentError(
-            file, [SourceError(file, None, None, "", f"YAML: {exc}")]
+            file, [SourceError(file, None, None, "", f"YAML: {str(exc)[:200]}")]
         ) from None
-    doc = SourceDocument(file, data)
+    doc = SourceDocument(file, data if node is not None else {})
     errors: list[SourceError] = []
     if node is not None:
         _walk(node, (), doc, errors)
@@ -115,14 +123,32 @@ def parse_yaml(text: str, file: str) -> SourceDocument:
     return doc
 
 
-def read_yaml(path: str | Path) -> SourceDocument:
-    """Read and parse a YAML file; see :func:`parse_yaml`."""
+def read_text(path: str | Path) -> str:
+    """A YAML file's text, refusing files beyond the size bound before reading them."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        size = Path(path).stat().st_size
+        if size > MAX_BYTES:
+            raise InvalidDocumentError(
+                name,
+                [
+                    SourceError(
+                        name,
+                        1,
+                        1,
+                        "",
+                        f"YAML: {size} bytes: larger than the limit of {MAX_BYTES} bytes",
+                    )
+                ],
+            )
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UnreadableDocumentError(name, str(exc)) from exc
-    return parse_yaml(text, name)
+
+
+def read_yaml(path: str | Path) -> SourceDocument:
+    """Read and parse a YAML file; see :func:`parse_yaml`."""
+    return parse_yaml(read_text(path), str(path))
 
 
 def _dotted(path: PathKey) -> str:
@@ -216,6 +242,8 @@ def _message(model: type[pydantic.BaseModel], err: Any) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if kind not in ("value_error", "assertion_error") and "input" in err:
+        if looks_like_secret(err["input"]):
+            return f"{msg} (the value looks like a secret and is not shown)"
         shown = repr(err["input"])
         if len(shown) > 60:
             shown = shown[:57] + "..."

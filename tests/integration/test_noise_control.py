@@ -17,6 +17,7 @@ from watchkeeper.daemon.housekeeping import Housekeeper
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.notify import Router
 from watchkeeper.daemon.outbox import Outbox
+from watchkeeper.daemon.reports import ReportSigner
 from watchkeeper.daemon.silences import Silences, parse_matchers
 from watchkeeper.daemon.store import Store
 from watchkeeper.policies.engine import Incident, IncidentEvent
@@ -95,11 +96,13 @@ def test_an_incident_that_eases_or_ends_reaches_the_channels_of_its_worst_severi
 
 
 def test_drift_notifications_link_their_window_report() -> None:
-    router = Router("http://wk:8450", window_size_ms=300_000)
+    signer = ReportSigner(b"k" * 32)
+    router = Router("http://wk:8450", window_size_ms=300_000, report_name=signer.name)
     ((_, note),) = router.plan(event("critical", at=1_795_255_380_000), POLICY)
-    assert note.links["report"] == (
-        "http://wk:8450/reports/fraud~default~1795251600000~1795255500000.html"
-    )
+    name = signer.name("fraud", 1795251600000, 1795255500000, "default")
+    assert note.links["report"] == f"http://wk:8450/reports/{name}"
+    assert name.startswith("fraud~default~1795251600000~1795255500000~")
+    assert signer.key(name) is not None  # minted: the daemon will make it on a visit
     assert note.links["status"] == "http://wk:8450/api/incidents"
     ((_, resolved),) = router.plan(event("critical", kind="resolved"), POLICY)
     assert "report" not in resolved.links

@@ -305,12 +305,18 @@ def test_the_daemon_makes_and_serves_reports(tmp_path: Path) -> None:
             assert status == 200 and b"drifted columns" in html.lower()
             assert link in json.loads(_fetch(base + "/reports/")[1])["reports"]
             # an alert's link names a report that does not exist yet: made on first visit
-            lazy = Reports.name_for(
+            lazy = reports.name_for(
                 "fraud", NOW_MS - NOW_MS % 300_000, NOW_MS - NOW_MS % 300_000 + 3_600_000, "default"
             )
             status, html = _fetch(base + f"/reports/{lazy}")
             assert status == 200 and b"drifted columns" in html.lower()
+            # a name the daemon did not mint (a range written by hand, a forged signature)
+            # is a 404 that costs nothing: no report is made for it
+            made = reports.made
+            forged = lazy.replace(str(NOW_MS - NOW_MS % 300_000), "0", 1)
+            assert _fetch(base + f"/reports/{forged}")[0] == 404
             assert _fetch(base + "/reports/nobody~default~0~1.html")[0] == 404
+            assert reports.made == made
             assert _fetch(base + "/reports/..%2Fs.db")[0] == 404
             assert _fetch(base + "/reports/nothing.html")[0] == 404
             bad = json.dumps({"model": "fraud"}).encode()
@@ -318,3 +324,4 @@ def test_the_daemon_makes_and_serves_reports(tmp_path: Path) -> None:
             assert _fetch(base + "/api/reports")[0] == 405
         finally:
             server.close()
+            reports.close()

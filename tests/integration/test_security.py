@@ -17,6 +17,7 @@ TOKEN = "a-long-random-token-for-tests"
 
 def call(url: str, method: str = "GET", token: str | None = None) -> int:
     request = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None)
+    request.add_header("Content-Type", "application/json")  # a form type is refused (CSRF)
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
