@@ -11,14 +11,23 @@ is retried every ``ingest.store_retry_interval``, and consumption resumes once i
 If a partition is revoked while its events cannot be committed, every uncommitted event
 is dropped from memory and the remaining partitions are rewound to their last committed
 offsets: they are read again, so nothing is lost and nothing is counted twice.
+
+Event time is tracked per partition (:mod:`watermarks`): each batch is checked for late
+events against the minimum over the partitions of its (model, role) — this replica's
+live, the other replicas' as last committed — and each commit stores how far every
+assigned partition got, with where its consumer stands, so a rebalance or a restart
+resumes from the stored watermarks and the leader can tell when a tick is ready.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,15 +38,27 @@ from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.decode import Decoder, Quarantined
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.kinds import KindRegistry
-from watchkeeper.daemon.labels import JoinBuffer, JoinSettings
+from watchkeeper.daemon.labels import JoinBuffer, JoinOutcome, JoinSettings
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.queries import TopicPartitionKey
 from watchkeeper.daemon.shadow import ShadowEvaluator
 from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.watermarks import ClockSettings, LocalClocks, PartitionStatus
 from watchkeeper.daemon.windows import WindowState
-from watchkeeper.detectors.window import SketchSettings
+from watchkeeper.detectors.window import ColumnBatch, SketchSettings
 
 log = logging.getLogger(__name__)
+STATUS_INTERVAL_S = 5.0
+"""With nothing to commit, the partition status is still refreshed this often: the leader
+reads a partition whose status is older than ``clock_settings().stale_ms`` as behind."""
+LATE_LOG_INTERVAL_S = 60.0
+
+
+def clock_settings(config: Config) -> ClockSettings:
+    """How the stored partition clocks are read, for this config."""
+    roles = {t.name: role for role, t in config.kafka.topics.by_role().items()}
+    stale = max(60.0, 3 * config.kafka.session_timeout, 10 * config.ingest.flush_interval)
+    return ClockSettings(roles, int(config.ingest.idle_timeout * 1000), int(stale * 1000))
 
 
 def consumer_options(config: Config, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -123,7 +144,10 @@ class Ingestor:
             w.allowed_lateness,
             SketchSettings(w.sketch_k, w.max_categories, w.reservoir_size),
         )
-        self.windows.load_watermarks(store.watermarks(self.group_id))
+        self.clock_settings = clock_settings(config)
+        self.clocks = LocalClocks(self.clock_settings.roles, self.clock_settings.idle_ms)
+        # names this replica in the partition status rows (status pages, operators)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.decoders = {
             topic.name: Decoder(topic.name, role, topic, config.ingest, self.kinds)
             for role, topic in config.kafka.topics.by_role().items()
@@ -136,8 +160,15 @@ class Ingestor:
             ttl_ms=int(config.ingest.label_ttl * 1000),
             max_pending=config.ingest.max_pending,
             threshold=config.ingest.decision_threshold,
+            max_wait_ms=int(config.ingest.label_max_wait * 1000),
         )
         self._last_expiry = 0.0
+        self._last_status = 0.0
+        # per partition, from the main thread (the rebalance callbacks may not ask the
+        # consumer): its end at the last fetch, and its position when nothing was read
+        self._ends: dict[TopicPartitionKey, int] = {}
+        self._positions: dict[TopicPartitionKey, int] = {}
+        self._late_logged: dict[str, tuple[float, int]] = {}
         # predictions wait for labels only when a labels topic is read: otherwise the join
         # would store every prediction for nothing
         self._joining = config.kafka.topics.labels is not None
@@ -197,6 +228,7 @@ class Ingestor:
                 if records:
                     self._process(tp, records)
             del polled
+        self._track_positions(consumer)
         now = time.monotonic()
         if self._paused:
             if now - self._last_retry >= ingest.store_retry_interval:
@@ -207,6 +239,27 @@ class Ingestor:
             or self.windows.pending_events >= ingest.flush_max_events
         ):
             self.flush()
+
+    def _track_positions(self, consumer: KafkaConsumer) -> None:
+        """Each assigned partition's end and position, and whether it is caught up."""
+        with self._lock:
+            for tp in consumer.assignment():
+                key = (tp.topic, tp.partition)
+                try:
+                    end = consumer.highwater(tp)
+                    position = None
+                    if key not in self._pending and key not in self._durable:
+                        position = consumer.position(tp, timeout_ms=0)
+                except KafkaError:
+                    continue
+                if end is not None:
+                    self._ends[key] = int(end)
+                if position is not None:
+                    self._positions[key] = int(position)
+                read = self._pending.get(key, self._durable.get(key, self._positions.get(key)))
+                self.clocks.set_caught_up(
+                    key, end is not None and read is not None and read >= int(end)
+                )
 
     def _process(self, tp: TopicPartition, records: list[Any]) -> None:
         with self._lock:
@@ -221,7 +274,11 @@ class Ingestor:
         self.metrics.records.labels(tp.topic).inc(len(records))
         self.metrics.bytes.labels(tp.topic).inc(sum(len(r.value or b"") for r in records))
         for batch in result.batches:
-            late = self.windows.add(batch)
+            watermark = self.clocks.watermark(batch.model, batch.role, now_ms)
+            late = self.windows.add(batch, watermark)
+            self.clocks.observe(key, batch.model, int(batch.ts_ms.max()), now_ms)
+            if late:
+                self._log_late(batch, late, watermark)
             if self._joining:
                 self._joins.add(batch, self.windows.size_ms)
             if self.shadow is not None:
@@ -238,6 +295,29 @@ class Ingestor:
             self.metrics.ignored_features.inc(result.ignored_features)
         self._pending[key] = records[-1].offset + 1
         self.metrics.windows_open.set(self.windows.open_windows)
+
+    def _log_late(self, batch: ColumnBatch, late: int, watermark: int | None) -> None:
+        """Late events are counted always, logged at most once a minute per model."""
+        now = time.monotonic()
+        last, unlogged = self._late_logged.get(batch.model, (0.0, 0))
+        unlogged += late
+        if now - last < LATE_LOG_INTERVAL_S:
+            self._late_logged[batch.model] = (last, unlogged)
+            return
+        self._late_logged[batch.model] = (now, 0)
+        lateness = self.config.windows.allowed_lateness
+        oldest = int(batch.ts_ms.min())
+        log.warning(
+            "%s: %d late %s event(s) dropped since the last report (oldest %s; the %s "
+            "watermark is %s and windows close %gs after their end); counted per window",
+            batch.model,
+            unlogged,
+            batch.role,
+            _iso(oldest),
+            batch.role,
+            _iso(watermark),
+            lateness,
+        )
 
     def flush(self) -> bool:
         """Commit the window deltas, offsets, kinds and quarantine in one transaction.
@@ -258,26 +338,32 @@ class Ingestor:
         """The store part of a flush; returns the committed offsets, or None on failure."""
         with self._lock:
             self._last_flush = time.monotonic()
-            if not self._pending and not self._quarantined:
+            status_due = time.monotonic() - self._last_status >= STATUS_INTERVAL_S
+            if not self._pending and not self._quarantined and not status_due:
                 return {}
             joins, self._joins = self._joins, JoinBuffer()
             # expiring old pending joins scans their tables: once a minute is plenty
             expire = time.monotonic() - self._last_expiry >= 60.0
             delta = self.windows.drain()
+            delta.now_ms = int(self.clock() * 1000)
+            delta.marks = self.clocks.pending()
             kinds = self.kinds.pending()
             offsets = dict(self._pending)
+            delta.partitions = self._statuses(offsets)
             quarantined = list(self._quarantined)
             started = time.perf_counter()
             try:
-                self.store.commit(
+                outcome = self.store.commit(
                     self.group_id,
                     delta,
                     offsets,
                     kinds,
                     quarantined,
-                    joins,
+                    joins if self._joining else None,
                     self._join_settings,
                     expire,
+                    self.clock_settings,
+                    self.owner,
                 )
             except StoreUnavailableError as exc:
                 self.windows.restore(delta)
@@ -297,14 +383,53 @@ class Ingestor:
             self.store_ok = True
             if expire:
                 self._last_expiry = time.monotonic()
-            self.windows.committed(delta)
+            self._last_status = time.monotonic()
+            self.clocks.committed(delta.marks)
+            self._count_joins(outcome)
             self.kinds.committed(kinds)
             del self._quarantined[: len(quarantined)]
             self._durable.update(offsets)
             for key, offset in offsets.items():
                 if self._pending.get(key) == offset:
                     del self._pending[key]
+            if status_due:
+                self._refresh_remote(delta.now_ms)
+            self._export_watermarks(delta.now_ms)
             return offsets
+
+    def _statuses(self, offsets: dict[TopicPartitionKey, int]) -> dict[Any, PartitionStatus]:
+        """Where each assigned partition's consumer stands once ``offsets`` are committed."""
+        out = {}
+        for key in self.clocks.assigned():
+            position = offsets.get(key, self._durable.get(key, self._positions.get(key)))
+            out[key] = PartitionStatus(
+                self.clock_settings.roles.get(key[0], ""), position, self._ends.get(key)
+            )
+        return out
+
+    def _refresh_remote(self, now_ms: int) -> None:
+        """The partitions other replicas own, for the lateness watermark."""
+        try:
+            stored = self.store.partition_clocks(self.group_id, self.clock_settings, now_ms)
+        except StoreUnavailableError:
+            return  # the last known ones stay
+        self.clocks.set_remote(stored)
+
+    def _count_joins(self, outcome: JoinOutcome) -> None:
+        for model, n in outcome.joined.items():
+            self.metrics.joined.labels(model).inc(n)
+        for (model, side), n in outcome.expired.items():
+            self.metrics.join_expired.labels(model, side).inc(n)
+        for (model, side, reason), n in sorted(outcome.reasons.items()):
+            log.info("%s: %d waiting %s(s) expired (%s)", model, n, side, reason)
+
+    def _export_watermarks(self, now_ms: int) -> None:
+        models = {m for clock in self.clocks.clocks() for m in clock.marks}
+        for model in models:
+            for role in set(self.clock_settings.roles.values()):
+                mark = self.clocks.watermark(model, role, now_ms)
+                if mark is not None:
+                    self.metrics.watermark.labels(model, role).set(mark / 1000)
 
     def _pause(self) -> None:
         if self._consumer is not None and not self._paused:
@@ -346,12 +471,18 @@ class Ingestor:
     # they only touch the store and the consumer's local state (seek, pause, resume).
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
         if self._commit() is not None:
+            with self._lock:
+                for tp in revoked:
+                    self.clocks.revoke((tp.topic, tp.partition))
             return
         # The events of the revoked partitions cannot be committed, and their next owner
         # starts from the stored offsets: forget every uncommitted event and rewind.
         log.error("partitions revoked while the store is down: re-reading from committed offsets")
         with self._lock:
             self.windows.discard()
+            self.clocks.discard()
+            for tp in revoked:
+                self.clocks.revoke((tp.topic, tp.partition))
             self._quarantined.clear()
             self._joins = JoinBuffer()
             self._pending.clear()
@@ -369,10 +500,22 @@ class Ingestor:
         assert consumer is not None
         try:
             stored = self.store.offsets(self.group_id)
+            marks = self.store.partition_marks(self.group_id)
         except StoreUnavailableError as exc:
             log.error("cannot read stored offsets (%s); using the last known ones", exc)
             stored = dict(self._durable)
+            marks = {k: self.clocks.marks(k) for k in self.clocks.assigned()}
         with self._lock:
+            mine = {(tp.topic, tp.partition) for tp in assigned}
+            for key in self.clocks.assigned():
+                if key not in mine:
+                    self.clocks.revoke(key)
+            for tp in assigned:
+                key = (tp.topic, tp.partition)
+                # resume from the stored event time: the previous owner's, or ours
+                self.clocks.assign(key, marks.get(key, {}))
+                self._ends.pop(key, None)
+                self._positions.pop(key, None)
             for tp in assigned:
                 key = (tp.topic, tp.partition)
                 if key in stored:
@@ -386,3 +529,11 @@ class Ingestor:
             self.shadow.forget_partitions()
         self.metrics.assigned.set(len(assigned))
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "none yet"
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
