@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -142,35 +144,82 @@ def _ms(text: str) -> int:
     return int((when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp() * 1000)
 
 
-def backtest(
-    config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int
-) -> list[tuple[int, Any]]:
-    """Replay a policy over stored history: (time, incident event) for each transition."""
-    from watchkeeper.daemon.checks import ReferenceCache, findings_for
+@dataclass
+class Backtest:
+    """What a policy would have said over a stored span, tick by tick."""
+
+    ticks: list[int] = field(default_factory=list)
+    evaluations: list[Any] = field(default_factory=list)
+    events: list[tuple[int, Any]] = field(default_factory=list)
+    no_data: list[tuple[int, int]] = field(default_factory=list)
+    """(tick, events seen) of the ticks whose windows held too little."""
+
+
+def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -> Backtest:
+    """Replay a policy over stored history, on the daemon's tick grid and evaluation path
+    (:func:`~watchkeeper.daemon.checks.assess`): every tick in [start, end]."""
+    from watchkeeper.daemon.checks import ReferenceCache, assess
     from watchkeeper.daemon.store import Store
-    from watchkeeper.daemon.windows import window_bounds
+    from watchkeeper.daemon.ticks import Ticks
     from watchkeeper.policies.engine import PolicyEngine
 
     policy = loaded.policy
     engine = PolicyEngine(policy)
-    period_ms = int(policy.schedule.period_s() * 1000)
+    grid = Ticks.of(policy.schedule)
     size_ms = int(config.windows.size * 1000)
-    out: list[tuple[int, Any]] = []
+    out = Backtest()
     with Store.open(config.store_url(), migrate=False) as store:
-        reference = ReferenceCache(store).get(loaded)
-        at = start_ms
+        references = ReferenceCache(store)
+        cached: list[Any] = []
+
+        def reference() -> Any:
+            if not cached:
+                cached.append(references.get(loaded))
+            return cached[0]
+
+        at = grid.at_or_after(start_ms)
         while at <= end_ms:
-            lo, hi = window_bounds(at, size_ms, int(policy.window * 1000))
-            window = store.window_range(policy.model, lo, hi)
-            if window is None or window.count < policy.min_samples:
-                events = engine.no_data(at, None, window.count if window else 0)
-            else:
-                duration = max(1.0, (min(at, hi) - lo) / 1000)
-                found = findings_for(policy, reference, window, duration, ())
-                _, events = engine.step(found, at, reference.metrics if reference else {})
-            out += [(at, e) for e in events]
-            at += period_ms
+            found = assess(store, loaded, engine, reference, size_ms, at)
+            out.ticks.append(at)
+            out.evaluations += found.evaluations
+            out.events += [(at, e) for e in found.events]
+            if not found.evaluations:
+                out.no_data.append((at, found.seen))
+            at = grid.after(at)
     return out
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _backtest_json(loaded: LoadedPolicy, result: Backtest) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {
+        "policy": loaded.policy.key,
+        "model": loaded.policy.model,
+        "ticks": len(result.ticks),
+        "first_tick": result.ticks[0] if result.ticks else None,
+        "last_tick": result.ticks[-1] if result.ticks else None,
+        "evaluations": [asdict(e) for e in result.evaluations],
+        "no_data": [{"at_ms": at, "events_seen": n} for at, n in result.no_data],
+        "transitions": [
+            {
+                "at_ms": at,
+                "kind": e.kind,
+                "severity": e.incident.severity,
+                "rule": e.incident.rule,
+                "feature": e.incident.feature,
+                "summary": e.incident.summary,
+            }
+            for at, e in result.events
+        ],
+    }
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -184,41 +233,88 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return 1
     end_ms = _ms(args.until) if args.until else int(time.time() * 1000)
     start_ms = end_ms - int(parse_duration(args.since) * 1000)
+    documents = []
     for loaded in result.policies:
-        events = backtest(config, loaded, start_ms, end_ms)
-        opened = sum(1 for _, e in events if e.kind == "opened")
-        print(
-            f"{loaded.policy.key}: {opened} incident(s) would have opened, "
-            f"{len(events)} notification(s) in {args.since}"
-        )
-        for at, event in events:
-            when = dt.datetime.fromtimestamp(at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
-            print(
-                f"  {when}  {event.kind:<12} {event.incident.severity:<8} {event.incident.summary}"
-            )
+        run = backtest(config, loaded, start_ms, end_ms)
+        if args.format == "json":
+            documents.append(_backtest_json(loaded, run))
+            continue
+        _print_backtest(loaded, run, args.since)
+    if args.format == "json":
+        print(json.dumps({"policies": documents}, indent=2))
     return 0
+
+
+def _print_backtest(loaded: LoadedPolicy, run: Backtest, since: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    opened = sum(1 for _, e in run.events if e.kind == "opened")
+    table = Table(title=f"{loaded.policy.key}: evaluations")
+    for column in ("at (UTC)", "rule", "feature", "value", "warn", "critical", "decision", "state"):
+        table.add_column(column)
+    rows: list[tuple[int, int, tuple[str, ...]]] = [
+        (
+            e.at_ms,
+            0,
+            (
+                _when(e.at_ms),
+                e.rule,
+                e.feature or "",
+                _number(e.value),
+                _number(e.warn),
+                _number(e.critical),
+                e.decision,
+                e.state,
+            ),
+        )
+        for e in run.evaluations
+    ]
+    min_samples = loaded.policy.min_samples
+    rows += [
+        (at, 1, (_when(at), "", "", "", "", "", f"no data ({n} events < {min_samples})", ""))
+        for at, n in run.no_data
+    ]
+    for _, _, row in sorted(rows, key=lambda r: (r[0], r[1])):
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"{loaded.policy.key}: {len(run.ticks)} tick(s), {len(run.evaluations)} evaluation(s); "
+        f"{opened} incident(s) would have opened, {len(run.events)} notification(s) in {since}"
+    )
+    for at, event in run.events:
+        console.print(
+            f"  {_when(at)}  {event.kind:<12} {event.incident.severity:<8} "
+            f"{event.incident.summary}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
     from watchkeeper.daemon.incidents import IncidentStore
+    from watchkeeper.daemon.status import status
     from watchkeeper.daemon.store import Store
 
     config = _config(args.config)
     assert config is not None
     console = Console()
+    result = load_all(config.policies.paths, set(config.alerts.channels), config.windows.size)
+    policies = {p.policy.key: p.policy for p in result.policies}
+    now_ms = int(time.time() * 1000)
     with Store.open(config.store_url(), migrate=False) as store:
-        totals = store.totals()
+        doc = status(store, config, policies, now_ms)
         incidents = IncidentStore(store.engine)
         table = Table(title="open incidents")
         for column in ("severity", "since (UTC)", "policy", "rule", "summary"):
             table.add_column(column)
         for row in incidents.incidents("open"):
-            since = dt.datetime.fromtimestamp(row["opened_ms"] / 1000, dt.UTC)
             table.add_row(
                 row["severity"],
-                since.strftime("%m-%d %H:%M"),
+                _when(row["opened_ms"]),
                 row["policy"],
                 row["rule"],
                 row["summary"],
@@ -228,16 +324,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         for column in ("at (UTC)", "policy", "rule", "feature", "value", "decision"):
             recent.add_column(column)
         for row in incidents.evaluations(limit=args.last):
-            at = dt.datetime.fromtimestamp(row["at_ms"] / 1000, dt.UTC).strftime("%H:%M:%S")
-            value = "" if row["value"] is None else f"{row['value']:.4g}"
             recent.add_row(
-                at, row["policy"], row["rule"], row["feature"] or "", value, row["decision"]
+                _when(row["at_ms"]),
+                row["policy"],
+                row["rule"],
+                row["feature"] or "",
+                _number(row["value"]),
+                row["decision"],
             )
         console.print(recent)
-    result = load_all(config.policies.paths, set(config.alerts.channels), config.windows.size)
+    _print_models(console, doc)
+    _print_progress(console, doc)
     if any(p.policy.shadow for p in result.policies):
-        import time
-
         from watchkeeper.daemon.cli_shadow import print_shadow
         from watchkeeper.daemon.promotion import shadow_table
         from watchkeeper.daemon.shadow_store import ShadowStore
@@ -245,20 +343,81 @@ def cmd_status(args: argparse.Namespace) -> int:
         with Store.open(config.store_url(), migrate=False) as store:
             body = shadow_table(
                 ShadowStore(store.engine),
-                {p.policy.key: p.policy for p in result.policies},
-                int(time.time() * 1000),
+                policies,
+                now_ms,
                 int(config.windows.size * 1000),
             )
         print_shadow(console, body)
+    totals = doc["totals"]
     state = "ok" if result.ok else f"{sum(len(e) for e in result.errors.values())} error(s)"
     console.print(
         f"policies: {len(result.policies)} loaded, files {state}; stored events "
-        f"{totals['events']:,}, quarantined {totals['quarantined']:,}"
+        f"{totals['events']:,}, late events {totals['late_events']:,} (not stored), "
+        f"quarantined {totals['quarantined']:,}"
     )
     for errors in result.errors.values():
         for error in errors:
             console.print(f"[red]{error}[/]")
     return 0
+
+
+def _print_models(console: Any, doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="models: stored, late, label joins, event time")
+    for column in (
+        "model",
+        "stored events",
+        "late",
+        "labels joined",
+        "expired (pred / label)",
+        "waiting (pred / label)",
+        "watermark (UTC): predictions",
+        "labels",
+    ):
+        table.add_column(column)
+    for model, m in doc["models"].items():
+        streams = m.get("streams", {})
+
+        def mark(role: str, streams: dict[str, Any] = streams) -> str:
+            s = streams.get(role)
+            if s is None:
+                return ""
+            if s["watermark"] is None:
+                return "held" if s["held"] else f"idle (newest {s['newest'][:16]})"
+            return str(s["watermark"])[:16].replace("T", " ") + (" idle" if s["idle"] else "")
+
+        table.add_row(
+            model,
+            f"{m.get('events', 0):,}",
+            f"{m.get('late_events', 0):,}",
+            f"{m.get('joined', 0):,}",
+            f"{m.get('expired_predictions', 0):,} / {m.get('expired_labels', 0):,}",
+            f"{m.get('pending_predictions', 0):,} / {m.get('pending_labels', 0):,}",
+            mark("predictions"),
+            mark("labels"),
+        )
+    console.print(table)
+
+
+def _print_progress(console: Any, doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="policies: evaluated up to (event time)")
+    for column in ("policy", "model", "last tick (UTC)", "behind", "mode", "ticks due", "waiting"):
+        table.add_column(column)
+    for key, p in doc["policies"].items():
+        behind = "" if p["behind_s"] is None else format_duration(p["behind_s"])
+        table.add_row(
+            key,
+            p["model"],
+            (p["tick"] or "not started")[:16].replace("T", " "),
+            behind,
+            p["mode"],
+            f"{p['ticks_due']:,}",
+            p["waiting_for"] or "",
+        )
+    console.print(table)
 
 
 def add_parsers(sub: Any, default_config: str) -> None:
@@ -279,6 +438,12 @@ def add_parsers(sub: Any, default_config: str) -> None:
     back.add_argument("paths", nargs="+")
     back.add_argument("--since", default="7d", help="how far back (e.g. 7d, 12h)")
     back.add_argument("--until", help="ISO-8601 end (default: now)")
+    back.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="table: every evaluation and the transitions; json: the same as one document",
+    )
     back.add_argument("-c", "--config", default=default_config)
     back.set_defaults(func=cmd_backtest)
 
