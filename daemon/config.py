@@ -57,6 +57,10 @@ class FieldPaths(_Strict):
     ts: str | None = "ts"
     features: str | None = "features"
     prediction: str | None = "prediction"
+    """The model's output: a score, probabilities, a class or a regression value."""
+    prediction_class: str | None = None
+    """The model's own decision, when it logs one beside its score (``y_pred`` beside
+    ``y_pred_proba``): accuracy-type metrics grade it; ranking metrics use the score."""
     latency_ms: str | None = "latency_ms"
     label: str | None = "label"
 

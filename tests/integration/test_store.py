@@ -206,3 +206,66 @@ def test_retention_runs_in_event_time_per_model_and_logs_what_it_removed(
         assert starts == [(year_ago + d * day) // 60_000 * 60_000 for d in (20, 45)]
         assert "retention: fraud: deleted 1 window(s)" in caplog.text
         assert prune(now + 31 * 86_400)["quarantine"] == 1
+
+
+def test_a_logged_class_grades_accuracy_and_the_score_grades_ranking(store_url: str) -> None:
+    """A model logging its score and its own decision (threshold 0.7, not 0.5): accuracy,
+    precision and recall grade the decision; ROC AUC and log-loss the score."""
+    import orjson
+    from sklearn.metrics import accuracy_score, log_loss, recall_score, roc_auc_score
+    from watchkeeper.daemon.config import FieldPaths, IngestConfig, TopicConfig
+    from watchkeeper.daemon.decode import Decoder
+    from watchkeeper.daemon.kinds import KindRegistry
+    from watchkeeper.daemon.labels import JoinBuffer
+
+    rng = np.random.default_rng(5)
+    n = 2000
+    proba = rng.random(n)
+    y = (rng.random(n) < proba).astype(int)
+    decision = (proba >= 0.7).astype(int)
+    assert (decision != (proba >= 0.5)).mean() > 0.15  # the two graders would differ
+
+    class Rec:
+        def __init__(self, offset: int, value: dict[str, object]) -> None:
+            self.offset, self.value, self.timestamp = offset, orjson.dumps(value), 0
+
+    kinds = KindRegistry()
+    ingest = IngestConfig()
+    fields = FieldPaths(prediction="y_pred_proba", prediction_class="y_pred")
+    preds = Decoder("p", "predictions", TopicConfig(name="p", fields=fields), ingest, kinds)
+    labels = Decoder("l", "labels", TopicConfig(name="l"), ingest, kinds)
+    t0 = 1_795_255_200_000
+    pred_records = [
+        Rec(
+            i,
+            {
+                "model": "m",
+                "request_id": f"r{i}",
+                "ts": t0 + i,
+                "y_pred_proba": float(proba[i]),
+                "y_pred": int(decision[i]),
+            },
+        )
+        for i in range(n)
+    ]
+    label_records = [
+        Rec(i, {"model": "m", "request_id": f"r{i}", "ts": t0 + 60_000 + i, "label": int(y[i])})
+        for i in range(n)
+    ]
+    buffer = JoinBuffer()
+    state = WindowState(300, 600)
+    for decoder, records in ((preds, pred_records), (labels, label_records)):
+        for b in decoder.decode(0, records, t0 + 10**6).batches:
+            state.add(b)
+            buffer.add(b, 300_000)
+    with Store.open(store_url) as store:
+        outcome = store.commit("g", state.drain(), {("p", 0): n, ("l", 0): n}, joins=buffer)
+        assert outcome.joined == {"m": n}
+        window = store.window_range("m", t0 - t0 % 300_000, t0 - t0 % 300_000 + 300_000)
+        assert window is not None and window.performance is not None
+        metrics = window.performance.metrics()
+        assert metrics["accuracy"] == accuracy_score(y, decision)
+        assert metrics["recall"] == recall_score(y, decision)
+        assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y, proba), abs=2e-3)
+        assert metrics["log_loss"] == pytest.approx(log_loss(y, proba), rel=1e-9)
+        assert store.join_counts()["m"]["joined"] == n
