@@ -49,8 +49,9 @@ from watchkeeper.detectors.window import ColumnBatch, SketchSettings
 
 log = logging.getLogger(__name__)
 STATUS_INTERVAL_S = 5.0
-"""With nothing to commit, the partition status is still refreshed this often: the leader
-reads a partition whose status is older than ``clock_settings().stale_ms`` as behind."""
+"""With nothing to commit, the partition status is still refreshed this often (at most;
+sooner with a short flush interval): the leader reads a partition whose status is older
+than ``clock_settings().stale_ms`` as behind."""
 LATE_LOG_INTERVAL_S = 60.0
 
 
@@ -338,7 +339,8 @@ class Ingestor:
         """The store part of a flush; returns the committed offsets, or None on failure."""
         with self._lock:
             self._last_flush = time.monotonic()
-            status_due = time.monotonic() - self._last_status >= STATUS_INTERVAL_S
+            every = min(STATUS_INTERVAL_S, max(1.0, 5 * self.config.ingest.flush_interval))
+            status_due = time.monotonic() - self._last_status >= every
             if not self._pending and not self._quarantined and not status_due:
                 return {}
             joins, self._joins = self._joins, JoinBuffer()

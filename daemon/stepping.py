@@ -20,7 +20,6 @@ and change nothing — the cursor moves to it directly.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,8 +115,6 @@ class PolicyStepper:
         self.metrics = StepMetrics(registry)
         self.progress: dict[str, Progress] = {}
         self._cursors: dict[str, int] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
 
     def forget(self, key: str) -> None:
         """A policy left: its cursor is re-read if it comes back."""
@@ -130,15 +127,9 @@ class PolicyStepper:
 
     # -- stepping -------------------------------------------------------------------------
     def step(self, loaded: LoadedPolicy) -> StepResult:
-        key = loaded.policy.key
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        if not lock.acquire(blocking=False):  # a step of this policy is running
-            return StepResult()
-        try:
-            return self._step(loaded)
-        finally:
-            lock.release()
+        """Evaluate the policy's ready ticks (the scheduler runs one step per policy at a
+        time)."""
+        return self._step(loaded)
 
     def _cursor(self, policy: Policy) -> int | None:
         """The last evaluated tick; for a new policy, just before its first tick."""
