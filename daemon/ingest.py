@@ -163,7 +163,7 @@ class Ingestor:
             threshold=config.ingest.decision_threshold,
             max_wait_ms=int(config.ingest.label_max_wait * 1000),
         )
-        self._last_expiry = 0.0
+        self._last_expiry = -1e18  # on the injected clock: the first commit expires
         self._last_status = 0.0
         # per partition, from the main thread (the rebalance callbacks may not ask the
         # consumer): its end at the last fetch, and its position when nothing was read
@@ -345,7 +345,7 @@ class Ingestor:
                 return {}
             joins, self._joins = self._joins, JoinBuffer()
             # expiring old pending joins scans their tables: once a minute is plenty
-            expire = time.monotonic() - self._last_expiry >= 60.0
+            expire = self.clock() - self._last_expiry >= 60.0
             delta = self.windows.drain()
             delta.now_ms = int(self.clock() * 1000)
             delta.marks = self.clocks.pending()
@@ -384,7 +384,7 @@ class Ingestor:
             self.metrics.windows_open.set(self.windows.open_windows)
             self.store_ok = True
             if expire:
-                self._last_expiry = time.monotonic()
+                self._last_expiry = self.clock()
             self._last_status = time.monotonic()
             self.clocks.committed(delta.marks)
             self._count_joins(outcome)

@@ -510,3 +510,151 @@ def test_a_replay_from_offset_zero_into_a_fresh_store_rebuilds_the_same_windows(
     assert replay.windows == backfill.result.windows  # samples included: same offsets
     assert replay.totals == backfill.result.totals
     assert replay.evaluations == backfill.result.evaluations
+
+
+# -- real lateness, and label joins on the labels' clock ---------------------------------------
+def test_real_lateness_is_counted_exactly_and_shown(
+    broker: EmbeddedBroker,
+    store_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Events older than a window every partition has closed (end + allowed lateness) are
+    late — no more, no fewer: a partition's own out-of-order events within the lateness,
+    and a slow partition's events behind a fast one, are not."""
+    import logging
+
+    from watchkeeper.daemon.cli import main
+
+    tag = uuid.uuid4().hex[:8]
+    topic = create_topic(broker.bootstrap, f"late-{tag}", PARTITIONS)
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        store_url,
+        {"predictions": {"name": topic}},
+        windows={"size": "1h", "allowed_lateness": "2h"},
+    )
+    t = START
+
+    def events(times: list[int], tag: str) -> list[bytes]:
+        return [
+            orjson.dumps({"model": "fraud", "request_id": f"{tag}{i}", "ts": ts, "prediction": 0.5})
+            for i, ts in enumerate(times)
+        ]
+
+    # partition 2 runs a day ahead of the others: nothing of 0 and 1 becomes late for it
+    fast = [t + 24 * HOUR + m * 60_000 for m in range(0, 360, 10)]
+    produce(broker.bootstrap, topic, events(fast, "fast"), partition=2)
+    first = [t + m * 60_000 for m in range(0, 6 * 60, 10)]  # 0h … 5h50
+    for p in (0, 1):
+        produce(broker.bootstrap, topic, events(first, f"p{p}-"), partition=p)
+    produced = len(fast) + 2 * len(first)
+    with (
+        caplog.at_level(logging.WARNING, logger="watchkeeper.daemon.ingest"),
+        running(config, Clock()) as daemon,
+    ):
+        wait_until(lambda: stored(store_url) == produced, timeout=60)
+        assert totals_late(store_url) == 0
+        # the watermark: min over partitions = 5h50 (partitions 0 and 1)
+        late = [t + 1 * HOUR + m * 60_000 for m in (0, 15, 30, 59)]  # [1h, 2h): closed at 4h
+        on_time = [t + 4 * HOUR + m * 60_000 for m in (0, 20, 40)]  # [4h, 5h): open till 7h
+        produce(broker.bootstrap, topic, events(late[:2] + on_time, "a"), partition=0)
+        produce(broker.bootstrap, topic, events(late[2:], "b"), partition=1)
+        produced += len(late) + len(on_time)
+        wait_until(lambda: stored(store_url) + totals_late(store_url) == produced, timeout=60)
+        assert daemon.http is not None
+        base = f"http://{daemon.http.address}"
+        metrics = fetch(base + "/metrics")[1]
+        status = orjson.loads(fetch(base + "/api/status")[1])
+    assert totals_late(store_url) == len(late)
+    assert stored(store_url) == produced - len(late)
+    assert f'watchkeeper_late_events_dropped_total{{model="fraud"}} {len(late)}.0' in metrics
+    assert status["models"]["fraud"]["late_events"] == len(late)
+    assert status["totals"]["late_events"] == len(late)
+    logged = [r for r in caplog.records if "late predictions event(s) dropped" in r.getMessage()]
+    assert len(logged) == 1  # rate-limited: once a minute per model, however many batches
+    assert main(["status", "-c", str(tmp_path / "watchkeeper.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert f"late events {len(late)}" in out
+
+
+def totals_late(url: str) -> int:
+    with Store.open(url, migrate=False) as store:
+        return store.totals()["late_events"]
+
+
+def test_labels_expire_on_the_labels_clock_and_every_join_and_expiry_is_counted(
+    broker: EmbeddedBroker, store_url: str, tmp_path: Path
+) -> None:
+    """Predictions five days ahead of their labels expire nothing; once the labels stream
+    is ``label_ttl`` past a waiting prediction it expires, as does a label whose
+    prediction the predictions stream has passed; the wall-clock cap ends the rest."""
+    tag = uuid.uuid4().hex[:8]
+    preds = create_topic(broker.bootstrap, f"p-{tag}", PARTITIONS)
+    labels = create_topic(broker.bootstrap, f"l-{tag}", PARTITIONS)
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        store_url,
+        {"predictions": {"name": preds}, "labels": {"name": labels}},
+        windows={"size": "1h", "allowed_lateness": "1h"},
+        ingest={"label_ttl": "1d", "label_max_wait": "10d"},
+    )
+    t = START
+    n = 120  # one an hour for five days
+
+    def prediction(i: int) -> bytes:
+        ts = t + i * HOUR
+        return orjson.dumps({"model": "fraud", "request_id": f"r{i}", "ts": ts, "prediction": 0.9})
+
+    def label(rid: str, ts: int) -> bytes:
+        return orjson.dumps({"model": "fraud", "request_id": rid, "ts": ts, "label": 1})
+
+    def per_partition(values: list[bytes], topic: str) -> None:
+        for p in range(PARTITIONS):
+            produce(broker.bootstrap, topic, values[p::PARTITIONS], partition=p)
+
+    def joins() -> dict[str, int]:
+        with Store.open(store_url, migrate=False) as store:
+            return store.join_counts().get("fraud", {})
+
+    clock = Clock()
+    per_partition([prediction(i) for i in range(n)], preds)
+    # the labels stream is behind: at 2h, labels for r0–r2, and two for unknown requests
+    early = [label(f"r{i}", t + 2 * HOUR) for i in range(3)]
+    ghosts = [label(f"ghost{j}", t + 2 * HOUR) for j in range(2)]
+    per_partition(early + ghosts + [label("r0-dup", t + 2 * HOUR)], labels)
+    with running(config, clock) as daemon:
+        wait_until(lambda: joins().get("joined") == 3, timeout=60, describe=joins)
+        clock.offset += 61  # expiry runs once a minute (by the daemon's clock)
+        wait_until(lambda: joins().get("expired_labels") == 3, timeout=60, describe=joins)
+        # the predictions stream is days ahead: it expired the labels with no prediction
+        # (ghosts, r0-dup), but the labels stream expires no prediction
+        assert joins()["expired_predictions"] == 0
+        assert joins()["pending_predictions"] == n - 3
+        # the labels stream moves to day 3 on every partition: predictions before day 2
+        # (label_ttl behind it) expire; r24… keep waiting
+        later = [label(f"r{i}", t + 72 * HOUR) for i in (30, 31, 32)]
+        per_partition(later, labels)
+        wait_until(lambda: joins().get("joined") == 6, timeout=60, describe=joins)
+        clock.offset += 61  # expiry runs once a minute (by the daemon's clock)
+        expected = sum(1 for i in range(3, 48) if i not in (30, 31, 32))  # ts < day 2
+        wait_until(
+            lambda: joins().get("expired_predictions") == expected, timeout=60, describe=joins
+        )
+        # the wall-clock cap: ten days later every row still waiting goes
+        clock.offset += 10 * 86_400 + 61
+        wait_until(lambda: joins().get("pending_predictions") == 0, timeout=60, describe=joins)
+        assert daemon.http is not None
+        metrics = fetch(f"http://{daemon.http.address}/metrics")[1]
+    final = joins()
+    assert final["joined"] == 6 and final["expired_labels"] == 3
+    assert final["expired_predictions"] == n - 6  # every prediction joined or expired
+    assert 'watchkeeper_labels_joined_total{model="fraud"} 6.0' in metrics
+    assert (
+        f'watchkeeper_label_join_expired_total{{model="fraud",side="prediction"}} {n - 6}.0'
+        in metrics
+    )
+    assert 'watchkeeper_label_join_expired_total{model="fraud",side="label"} 3.0' in metrics
