@@ -10,7 +10,8 @@ Where a policy starts: after its last stored tick; a policy with none (new, or r
 starts at the first tick that reads a full ``window`` of its model's stored history, so
 a backfill is evaluated from its beginning — and adding a policy to a running daemon
 first evaluates the stored past (notifications older than ``alerts.max_age`` are
-recorded, not sent).
+recorded, not sent). When that history is younger than one ``window`` (a stream that
+has just begun), it starts at the latest tick instead, as a live evaluation would.
 
 Stretches without data are crossed at once: after a tick that read no window, with the
 "no data" incident open, the ticks up to the next stored window would each read nothing
@@ -144,7 +145,10 @@ class PolicyStepper:
         if first is None:
             return None
         window_ms = int(policy.window * 1000)
-        return Ticks.of(policy.schedule).at_or_after(first + window_ms) - 1
+        ticks = Ticks.of(policy.schedule)
+        period_ms = int(policy.schedule.period_s() * 1000)
+        latest = ticks.at_or_before(int(self.clock() * 1000), period_ms)
+        return min(ticks.at_or_after(first + window_ms), latest) - 1
 
     def _step(self, loaded: LoadedPolicy) -> StepResult:
         policy = loaded.policy

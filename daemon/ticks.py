@@ -83,6 +83,25 @@ class Ticks:
     def at_or_after(self, t_ms: int) -> int:
         return self.after(t_ms - 1)
 
+    def at_or_before(self, t_ms: int, period_ms: int) -> int:
+        """The last tick at or before ``t_ms`` (``period_ms``: about the gap between ticks).
+
+        >>> Ticks(every_ms=300_000).at_or_before(899_999, 300_000)
+        600000
+        >>> Ticks(cron="0 9 * * *").at_or_before(1_799_000_000_000, 86_400_000)  # at 18:13
+        1798966800000
+        """
+        if self.every_ms is not None:
+            return t_ms // self.every_ms * self.every_ms
+        back = max(period_ms, 1000)
+        while True:
+            tick = self.at_or_after(t_ms - back)
+            if tick <= t_ms:
+                while (following := self.after(tick)) <= t_ms:
+                    tick = following
+                return tick
+            back *= 2
+
     def count_between(self, after_ms: int, until_ms: int, period_ms: int) -> int:
         """How many ticks fall in ``(after_ms, until_ms]`` (cron: estimated by the period)."""
         if until_ms <= after_ms:

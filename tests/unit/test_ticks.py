@@ -95,3 +95,14 @@ def test_live_needs_caught_up_partitions_and_a_current_watermark() -> None:
     assert policy_clock(behind, margins, NOW, 10 * MIN, True).mode == "event time"
     live = PolicyClock(None, live=True, idle=False)
     assert live.ready(NOW, MIN, NOW) and live.ready_until(MIN, NOW) == NOW
+
+
+def test_the_examples_in_the_time_modules_hold() -> None:
+    """``daemon/`` is not collected for doctests: run the event-time modules' here."""
+    import doctest
+
+    from watchkeeper.daemon import retention, ticks, watermarks
+
+    for module in (ticks, watermarks, retention):
+        result = doctest.testmod(module)
+        assert result.attempted and not result.failed, module.__name__
