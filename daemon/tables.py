@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -177,6 +178,7 @@ evaluations = Table(
     Column("state", String(20), nullable=False),
     Column("n_current", BigInteger, nullable=False),
     Column("reason", Text, nullable=False),
+    Index("ix_evaluations_policy_at_ms", "policy", "at_ms"),
 )
 
 policy_states = Table(

@@ -14,11 +14,9 @@ fires when the test moves it), absence is proven by counters.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ from watchkeeper.detectors.profile import (
 from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 
-from tests.integration.test_ingest import fetch
+from tests.integration.test_ingest import fetch, running
 from tests.support import (
     IN_CI,
     PG_ADMIN_URL,
@@ -232,32 +230,6 @@ class Setup:
             policies={"paths": [str(folder / "policies")], "poll_interval": "200ms"},
             alerts={"channels": {"console": {"type": "console"}}},
         )
-
-
-@contextmanager
-def running(config: Config, clock: Callable[[], float]) -> Iterator[Daemon]:
-    daemon = Daemon(config, clock=clock)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            daemon.run(stop)
-        except BaseException as exc:  # surfaced in the test thread below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="wk-test-daemon")
-    thread.start()
-    try:
-        wait_until(lambda: daemon.started.is_set() or errors, timeout=30)
-        assert not errors, errors
-        yield daemon
-        assert thread.is_alive() and not errors, f"the daemon died: {errors}"
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "the daemon did not stop"
-    assert not errors, errors
 
 
 def stored(url: str) -> int:

@@ -59,9 +59,12 @@ def upgrade() -> None:
             )
     with op.batch_alter_table("policy_states") as batch:
         batch.add_column(sa.Column("tick_ms", sa.BigInteger))
+    # evaluations are now kept per policy, behind its own last tick
+    op.create_index("ix_evaluations_policy_at_ms", "evaluations", ["policy", "at_ms"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_evaluations_policy_at_ms", "evaluations")
     with op.batch_alter_table("policy_states") as batch:
         batch.drop_column("tick_ms")
     for table in ("pending_labels", "pending_predictions"):
