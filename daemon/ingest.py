@@ -44,7 +44,7 @@ from watchkeeper.daemon.queries import TopicPartitionKey
 from watchkeeper.daemon.shadow import ShadowEvaluator
 from watchkeeper.daemon.store import Store
 from watchkeeper.daemon.watermarks import ClockSettings, LocalClocks, PartitionStatus
-from watchkeeper.daemon.windows import WindowState
+from watchkeeper.daemon.windows import WindowState, on_time
 from watchkeeper.detectors.window import ColumnBatch, SketchSettings
 
 log = logging.getLogger(__name__)
@@ -275,15 +275,18 @@ class Ingestor:
         self.metrics.records.labels(tp.topic).inc(len(records))
         self.metrics.bytes.labels(tp.topic).inc(sum(len(r.value or b"") for r in records))
         for batch in result.batches:
-            watermark = self.clocks.watermark(batch.model, batch.role, now_ms)
-            late = self.windows.add(batch, watermark)
+            marks = self.clocks.event_watermarks(key, batch.model, batch.role, batch.ts_ms, now_ms)
+            late_mask = self.windows.summarise(batch, marks)
+            late = int(late_mask.sum())
             self.clocks.observe(key, batch.model, int(batch.ts_ms.max()), now_ms)
             if late:
-                self._log_late(batch, late, watermark)
+                self._log_late(batch, late, self.clocks.watermark(batch.model, batch.role, now_ms))
+            # a late event is not in its window: it must not be graded or sampled there
+            kept = on_time(batch, late_mask)
             if self._joining:
-                self._joins.add(batch, self.windows.size_ms)
+                self._joins.add(kept, self.windows.size_ms)
             if self.shadow is not None:
-                self.shadow.offer(batch, tp.topic, tp.partition)
+                self.shadow.offer(kept, tp.topic, tp.partition)
             self.metrics.events.labels(batch.model, batch.role).inc(len(batch) - late)
             if late:
                 self.metrics.late.labels(batch.model).inc(late)

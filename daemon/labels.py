@@ -10,7 +10,10 @@ and the consumer offsets, so a crash can neither lose a pair nor count it twice.
 A matched pair is graded into the performance sketch of the *prediction's* window: a
 window's accuracy keeps improving in completeness as its labels arrive.
 
-Expiry runs on the clock of the stream that would bring the missing partner: a waiting
+A label joins its prediction only within ``ingest.label_ttl`` of it in event time (either
+way); one further off expires both, so which pairs join never depends on when the
+expiry below happened to run. Expiry runs on the clock of the stream that would bring
+the missing partner: a waiting
 prediction expires once the model's *labels* stream has progressed ``ingest.label_ttl``
 past it in event time (the minimum over the labels topic's partitions,
 :func:`~watchkeeper.daemon.watermarks.expiry_watermark`), and a waiting label once the
@@ -226,8 +229,16 @@ def join_in_transaction(
         if early:
             preds = _take(conn, t.pending_predictions, list(early))
             pairs += [(preds[key], label) for key, label in early.items() if key in preds]
+    # a label more than label_ttl (event time) from its prediction does not join, whether
+    # or not the expiry has run yet: which pairs join must not depend on when it ran
+    timely = [(p, lab) for p, lab in pairs if abs(lab["ts_ms"] - p["ts_ms"]) <= settings.ttl_ms]
+    for pred, _label in pairs:
+        if abs(_label["ts_ms"] - pred["ts_ms"]) > settings.ttl_ms:
+            for side in ("prediction", "label"):
+                outcome.expired[(pred["model"], side)] += 1
+                outcome.reasons[(pred["model"], side, "ttl")] += 1
     graded: dict[WindowKey, WindowSummary] = {}
-    outcome.joined = _grade(graded, delta.size_ms, pairs, settings)
+    outcome.joined = _grade(graded, delta.size_ms, timely, settings)
     if expire:
         _expire(conn, clocks or {}, settings, delta.now_ms, outcome)
     return graded, outcome

@@ -88,14 +88,15 @@ def status(
         grid = Ticks.of(policy.schedule)
         due = 0 if tick is None or until is None else grid.count_between(tick, until, period_ms)
         running = (progress or {}).get(key)
+        due = running.due if running is not None else due
         out_policies[key] = {
             "model": policy.model,
             "tick": iso(tick),
             "tick_ms": tick,
             "behind_s": None if tick is None else max(0, now_ms - tick) / 1000,
             "mode": clock.mode,
-            "waiting_for": clock.reason or None,
-            "ticks_due": running.due if running is not None else due,
+            "waiting_for": (clock.reason or None) if due == 0 else None,
+            "ticks_due": due,
         }
     totals = store.totals()
     return {

@@ -187,6 +187,8 @@ class PolicyStepper:
         progress.tick_ms = self._cursors.get(key)
         period_ms = int(policy.schedule.period_s() * 1000)
         progress.due = 0 if until is None else ticks.count_between(cursor, until, period_ms)
+        if progress.due:
+            progress.reason = "catching up"
         if progress.tick_ms is not None:
             self.metrics.tick.labels(key).set(progress.tick_ms / 1000)
         self.metrics.due.labels(key).set(progress.due)

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 PartitionKey = tuple[str, int]
 """(topic, partition)."""
@@ -258,6 +261,35 @@ class LocalClocks:
     def watermark(self, model: str, role: str, now_ms: int) -> int | None:
         """The (model, role) watermark for lateness: local marks live, remote ones stored."""
         return stream_time(self.clocks(), model, role, now_ms, self.idle_ms).watermark_ms
+
+    def event_watermarks(
+        self, key: PartitionKey, model: str, role: str, ts_ms: Any, now_ms: int
+    ) -> np.ndarray[Any, Any] | None:
+        """The stream's watermark just before each event of a batch read from ``key``.
+
+        The minimum of the other partitions' marks and this partition's own progress up
+        to the event — its mark before the batch, raised by the batch's earlier events —
+        so an event is judged the same however the partition's records were cut into
+        batches. None while another partition holds the stream (nothing can be late).
+        """
+        others = [
+            PartitionClock(self.roles.get(k[0], ""), self._caught_up.get(k, False), dict(m))
+            for k, m in self._marks.items()
+            if k != key
+        ] + [c for k, c in self._remote.items() if k != key]
+        around = stream_time(others, model, role, now_ms, self.idle_ms)
+        if around.held:
+            return None
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        floor = np.iinfo(np.int64).min
+        own = self._marks.get(key, {}).get(model)
+        before = np.empty_like(ts)
+        before[0] = own.event_ms if own is not None else floor
+        if ts.size > 1:
+            before[1:] = np.maximum(np.maximum.accumulate(ts[:-1]), before[0])
+        if around.watermark_ms is None:  # no other partition counts: this one alone
+            return before
+        return np.minimum(before, around.watermark_ms)
 
     # -- commits ----------------------------------------------------------------------
     def pending(self) -> dict[MarkKey, Mark]:

@@ -16,12 +16,12 @@ the caller with each batch: a fast partition never makes a slow one's events lat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 import numpy as np
 from watchkeeper.daemon.watermarks import Mark, MarkKey, PartitionKey, PartitionStatus
-from watchkeeper.detectors.window import ColumnBatch, SketchSettings, WindowSummary
+from watchkeeper.detectors.window import Column, ColumnBatch, SketchSettings, WindowSummary
 
 StreamKey = tuple[str, str]
 """(model, role): one stream of events with its own watermark."""
@@ -64,15 +64,23 @@ class WindowState:
         self._delta = Delta(self.size_ms)
         self.pending_events = 0
 
-    def add(self, batch: ColumnBatch, watermark: int | None = None) -> int:
+    def add(self, batch: ColumnBatch, watermark: int | np.ndarray[Any, Any] | None = None) -> int:
         """Summarise a batch into its windows; return how many events were too late.
 
-        ``watermark`` is the watermark of the batch's (model, role) stream before the
-        batch (None: no window is closed yet).
+        ``watermark`` is the watermark of the batch's (model, role) stream: one value for
+        the whole batch, or one per event (the stream's watermark just before each event,
+        :meth:`~watchkeeper.daemon.watermarks.LocalClocks.event_watermarks`); None: no
+        window is closed yet.
         """
+        return int(self.summarise(batch, watermark).sum())
+
+    def summarise(
+        self, batch: ColumnBatch, watermark: int | np.ndarray[Any, Any] | None = None
+    ) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """:meth:`add`, returning which events were late (they join and sample nothing)."""
         n = len(batch)
         if n == 0:
-            return 0
+            return np.zeros(0, dtype=bool)
         self.pending_events += n
         ts = batch.ts_ms
         starts = ts - ts % self.size_ms
@@ -86,7 +94,6 @@ class WindowState:
         slot = (starts - starts.min()) // self.size_ms
         combined = version_code.astype(np.int64) * (int(slot.max()) + 1) + slot
         _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
-        late_total = 0
         for group, pos in enumerate(first.tolist()):
             idx = np.flatnonzero(inverse == group)
             key = WindowKey(batch.model, str(names[version_code[pos]]), int(starts[pos]))
@@ -94,7 +101,6 @@ class WindowState:
             if late.any():
                 count = int(late.sum())
                 self._delta.late[key] = self._delta.late.get(key, 0) + count
-                late_total += count
                 idx = idx[~late]
             if idx.size:
                 window = self._delta.windows.get(key)
@@ -104,7 +110,7 @@ class WindowState:
                     )
                     self._delta.windows[key] = window
                 window.update(batch, idx)
-        return late_total
+        return late_mask
 
     @property
     def open_windows(self) -> int:
@@ -147,3 +153,29 @@ def window_bounds(now_ms: int, size_ms: int, policy_window_ms: int) -> tuple[int
     end = -(-now_ms // size_ms) * size_ms  # rounded up to a window boundary
     since = now_ms - policy_window_ms
     return since - since % size_ms, end
+
+
+def on_time(batch: ColumnBatch, late: np.ndarray[Any, np.dtype[np.bool_]]) -> ColumnBatch:
+    """The batch without its late events (what the label join and shadow sampling see)."""
+    if not late.any():
+        return batch
+    keep = np.flatnonzero(~late)
+
+    def take(column: Column | None) -> Column | None:
+        if column is None:
+            return None
+        return Column(column.kind, column.values[keep], column.null[keep], column.missing[keep])
+
+    return replace(
+        batch,
+        ts_ms=batch.ts_ms[keep],
+        versions=batch.versions[keep],
+        keys=batch.keys[keep],
+        request_ids=None if batch.request_ids is None else batch.request_ids[keep],
+        features={n: c for n, c in ((n, take(c)) for n, c in batch.features.items()) if c},
+        prediction=take(batch.prediction),
+        prediction_class=take(batch.prediction_class),
+        label=take(batch.label),
+        latency_ms=None if batch.latency_ms is None else batch.latency_ms[keep],
+        offsets=None if batch.offsets is None else batch.offsets[keep],
+    )

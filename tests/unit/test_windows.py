@@ -65,3 +65,23 @@ def test_failed_flush_is_restored_and_discard_forgets() -> None:
     state.add(batch([100]))
     state.discard()
     assert state.pending_events == 0 and state.drain().events == 0
+
+
+def test_late_events_are_neither_joined_nor_sampled() -> None:
+    """A late prediction is not in its window: grading its label there would make the
+    window's accuracy describe other events than its drift does."""
+    from watchkeeper.daemon.labels import JoinBuffer
+    from watchkeeper.daemon.windows import on_time
+
+    state = WindowState(size_s=300, allowed_lateness_s=0)
+    b = batch([1, 20, 21])
+    b.request_ids = np.array(["old", "a", "b"], dtype=object)
+    b.prediction = Column(
+        "numeric", np.array([0.1, 0.7, 0.9]), np.zeros(3, bool), np.zeros(3, bool)
+    )
+    late = state.summarise(b, 20 * MIN)
+    assert late.tolist() == [True, False, False]
+    joins = JoinBuffer()
+    joins.add(on_time(b, late), 300_000)
+    assert [p["request_id"] for p in joins.predictions] == ["a", "b"]
+    assert [p["score"] for p in joins.predictions] == [0.7, 0.9]
