@@ -221,7 +221,11 @@ class Daemon:
             )
             self.ingestor = Ingestor(config, store, metrics, clock=self.clock, shadow=self.shadow)
             reports = Reports(store, Path(config.reports.dir))
-            incidents = IncidentStore(store.engine)
+            # evaluations are kept store.retention behind each policy's last tick (all: 0)
+            retention = config.store.retention
+            incidents = IncidentStore(
+                store.engine, int(retention * 1000) if retention > 0 else 2**62
+            )
             self.incidents = incidents
             # one replica per group runs checks, delivery and housekeeping (leadership.py)
             leadership = Leadership(

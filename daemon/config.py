@@ -227,7 +227,8 @@ class StoreConfig(_Strict):
     """Hourly, windows (and shadow windows, and label joins still waiting for them) more
     than this behind their model's newest event time are deleted — never one a policy of
     the model has still to evaluate — and quarantined records and sent notifications
-    older than this by the wall clock; 0 keeps everything."""
+    older than this by the wall clock; evaluations are kept this long behind their
+    policy's last tick; 0 keeps everything."""
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> StoreConfig:
