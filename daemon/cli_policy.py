@@ -407,7 +407,7 @@ def _print_progress(console: Any, doc: dict[str, Any]) -> None:
     for column in ("policy", "model", "last tick (UTC)", "behind", "mode", "ticks due", "waiting"):
         table.add_column(column)
     for key, p in doc["policies"].items():
-        behind = "" if p["behind_s"] is None else format_duration(p["behind_s"])
+        behind = "" if p["behind_s"] is None else format_duration(round(p["behind_s"]))
         table.add_row(
             key,
             p["model"],

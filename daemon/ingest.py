@@ -280,7 +280,10 @@ class Ingestor:
             late = int(late_mask.sum())
             self.clocks.observe(key, batch.model, int(batch.ts_ms.max()), now_ms)
             if late:
-                self._log_late(batch, late, self.clocks.watermark(batch.model, batch.role, now_ms))
+                oldest = int(batch.ts_ms[late_mask].min())
+                self._log_late(
+                    batch, late, oldest, self.clocks.watermark(batch.model, batch.role, now_ms)
+                )
             # a late event is not in its window: it must not be graded or sampled there
             kept = on_time(batch, late_mask)
             if self._joining:
@@ -300,7 +303,7 @@ class Ingestor:
         self._pending[key] = records[-1].offset + 1
         self.metrics.windows_open.set(self.windows.open_windows)
 
-    def _log_late(self, batch: ColumnBatch, late: int, watermark: int | None) -> None:
+    def _log_late(self, batch: ColumnBatch, late: int, oldest: int, watermark: int | None) -> None:
         """Late events are counted always, logged at most once a minute per model."""
         now = time.monotonic()
         last, unlogged = self._late_logged.get(batch.model, (0.0, 0))
@@ -310,9 +313,8 @@ class Ingestor:
             return
         self._late_logged[batch.model] = (now, 0)
         lateness = self.config.windows.allowed_lateness
-        oldest = int(batch.ts_ms.min())
         log.warning(
-            "%s: %d late %s event(s) dropped since the last report (oldest %s; the %s "
+            "%s: %d late %s event(s) dropped since the last report (the last at %s; the %s "
             "watermark is %s and windows close %gs after their end); counted per window",
             batch.model,
             unlogged,
@@ -426,7 +428,10 @@ class Ingestor:
         for (model, side), n in outcome.expired.items():
             self.metrics.join_expired.labels(model, side).inc(n)
         for (model, side, reason), n in sorted(outcome.reasons.items()):
-            log.info("%s: %d waiting %s(s) expired (%s)", model, n, side, reason)
+            if reason == "apart":
+                log.info("%s: %d %s(s) not joined: more than label_ttl apart", model, n, side)
+            else:
+                log.info("%s: %d waiting %s(s) expired (%s)", model, n, side, reason)
 
     def _export_watermarks(self, now_ms: int) -> None:
         models = {m for clock in self.clocks.clocks() for m in clock.marks}

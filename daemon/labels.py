@@ -60,7 +60,8 @@ class JoinOutcome:
     expired: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(model, side) → rows expired; side is ``prediction`` or ``label``."""
     reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    """(model, side, reason) → rows; reason ``ttl``, ``max_wait`` or ``max_pending``."""
+    """(model, side, reason) → rows; reason ``ttl``, ``max_wait``, ``max_pending``, or
+    ``apart``: a pair more than ``ttl`` apart, neither joined."""
 
 
 @dataclass
@@ -236,7 +237,7 @@ def join_in_transaction(
         if abs(_label["ts_ms"] - pred["ts_ms"]) > settings.ttl_ms:
             for side in ("prediction", "label"):
                 outcome.expired[(pred["model"], side)] += 1
-                outcome.reasons[(pred["model"], side, "ttl")] += 1
+                outcome.reasons[(pred["model"], side, "apart")] += 1
     graded: dict[WindowKey, WindowSummary] = {}
     outcome.joined = _grade(graded, delta.size_ms, timely, settings)
     if expire:
