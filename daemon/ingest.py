@@ -37,29 +37,17 @@ from kafka.errors import KafkaError
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.decode import Decoder, Quarantined
 from watchkeeper.daemon.errors import StoreUnavailableError
+from watchkeeper.daemon.ingest_time import PartitionTime
 from watchkeeper.daemon.kinds import KindRegistry
 from watchkeeper.daemon.labels import JoinBuffer, JoinOutcome, JoinSettings
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.queries import TopicPartitionKey
 from watchkeeper.daemon.shadow import ShadowEvaluator
 from watchkeeper.daemon.store import Store
-from watchkeeper.daemon.watermarks import ClockSettings, LocalClocks, PartitionStatus
 from watchkeeper.daemon.windows import WindowState, on_time
-from watchkeeper.detectors.window import ColumnBatch, SketchSettings
+from watchkeeper.detectors.window import SketchSettings
 
 log = logging.getLogger(__name__)
-STATUS_INTERVAL_S = 5.0
-"""With nothing to commit, the partition status is still refreshed this often (at most;
-sooner with a short flush interval): the leader reads a partition whose status is older
-than ``clock_settings().stale_ms`` as behind."""
-LATE_LOG_INTERVAL_S = 60.0
-
-
-def clock_settings(config: Config) -> ClockSettings:
-    """How the stored partition clocks are read, for this config."""
-    roles = {t.name: role for role, t in config.kafka.topics.by_role().items()}
-    stale = max(60.0, 3 * config.kafka.session_timeout, 10 * config.ingest.flush_interval)
-    return ClockSettings(roles, int(config.ingest.idle_timeout * 1000), int(stale * 1000))
 
 
 def consumer_options(config: Config, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -145,8 +133,9 @@ class Ingestor:
             w.allowed_lateness,
             SketchSettings(w.sketch_k, w.max_categories, w.reservoir_size),
         )
-        self.clock_settings = clock_settings(config)
-        self.clocks = LocalClocks(self.clock_settings.roles, self.clock_settings.idle_ms)
+        self.time = PartitionTime(config, metrics)
+        self.clock_settings = self.time.settings
+        self.clocks = self.time.clocks
         # names this replica in the partition status rows (status pages, operators)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.decoders = {
@@ -164,12 +153,6 @@ class Ingestor:
             max_wait_ms=int(config.ingest.label_max_wait * 1000),
         )
         self._last_expiry = -1e18  # on the injected clock: the first commit expires
-        self._last_status = 0.0
-        # per partition, from the main thread (the rebalance callbacks may not ask the
-        # consumer): its end at the last fetch, and its position when nothing was read
-        self._ends: dict[TopicPartitionKey, int] = {}
-        self._positions: dict[TopicPartitionKey, int] = {}
-        self._late_logged: dict[str, tuple[float, int]] = {}
         # predictions wait for labels only when a labels topic is read: otherwise the join
         # would store every prediction for nothing
         self._joining = config.kafka.topics.labels is not None
@@ -244,23 +227,10 @@ class Ingestor:
     def _track_positions(self, consumer: KafkaConsumer) -> None:
         """Each assigned partition's end and position, and whether it is caught up."""
         with self._lock:
-            for tp in consumer.assignment():
-                key = (tp.topic, tp.partition)
-                try:
-                    end = consumer.highwater(tp)
-                    position = None
-                    if key not in self._pending and key not in self._durable:
-                        position = consumer.position(tp, timeout_ms=0)
-                except KafkaError:
-                    continue
-                if end is not None:
-                    self._ends[key] = int(end)
-                if position is not None:
-                    self._positions[key] = int(position)
-                read = self._pending.get(key, self._durable.get(key, self._positions.get(key)))
-                self.clocks.set_caught_up(
-                    key, end is not None and read is not None and read >= int(end)
-                )
+            self.time.track(consumer, self._read_up_to)
+
+    def _read_up_to(self, key: TopicPartitionKey) -> int | None:
+        return self._pending.get(key, self._durable.get(key))
 
     def _process(self, tp: TopicPartition, records: list[Any]) -> None:
         with self._lock:
@@ -275,24 +245,14 @@ class Ingestor:
         self.metrics.records.labels(tp.topic).inc(len(records))
         self.metrics.bytes.labels(tp.topic).inc(sum(len(r.value or b"") for r in records))
         for batch in result.batches:
-            marks = self.clocks.event_watermarks(key, batch.model, batch.role, batch.ts_ms, now_ms)
-            late_mask = self.windows.summarise(batch, marks)
-            late = int(late_mask.sum())
-            self.clocks.observe(key, batch.model, int(batch.ts_ms.max()), now_ms)
-            if late:
-                oldest = int(batch.ts_ms[late_mask].min())
-                self._log_late(
-                    batch, late, oldest, self.clocks.watermark(batch.model, batch.role, now_ms)
-                )
+            late = self.time.judge(key, batch, self.windows, now_ms)
             # a late event is not in its window: it must not be graded or sampled there
-            kept = on_time(batch, late_mask)
+            kept = on_time(batch, late)
             if self._joining:
                 self._joins.add(kept, self.windows.size_ms)
             if self.shadow is not None:
                 self.shadow.offer(kept, tp.topic, tp.partition)
-            self.metrics.events.labels(batch.model, batch.role).inc(len(batch) - late)
-            if late:
-                self.metrics.late.labels(batch.model).inc(late)
+            self.metrics.events.labels(batch.model, batch.role).inc(len(kept))
         for entry in result.quarantined:
             self.metrics.quarantined.labels(entry.topic, entry.reason).inc()
         if result.quarantined:
@@ -302,28 +262,6 @@ class Ingestor:
             self.metrics.ignored_features.inc(result.ignored_features)
         self._pending[key] = records[-1].offset + 1
         self.metrics.windows_open.set(self.windows.open_windows)
-
-    def _log_late(self, batch: ColumnBatch, late: int, oldest: int, watermark: int | None) -> None:
-        """Late events are counted always, logged at most once a minute per model."""
-        now = time.monotonic()
-        last, unlogged = self._late_logged.get(batch.model, (0.0, 0))
-        unlogged += late
-        if now - last < LATE_LOG_INTERVAL_S:
-            self._late_logged[batch.model] = (last, unlogged)
-            return
-        self._late_logged[batch.model] = (now, 0)
-        lateness = self.config.windows.allowed_lateness
-        log.warning(
-            "%s: %d late %s event(s) dropped since the last report (the last at %s; the %s "
-            "watermark is %s and windows close %gs after their end); counted per window",
-            batch.model,
-            unlogged,
-            batch.role,
-            _iso(oldest),
-            batch.role,
-            _iso(watermark),
-            lateness,
-        )
 
     def flush(self) -> bool:
         """Commit the window deltas, offsets, kinds and quarantine in one transaction.
@@ -344,8 +282,7 @@ class Ingestor:
         """The store part of a flush; returns the committed offsets, or None on failure."""
         with self._lock:
             self._last_flush = time.monotonic()
-            every = min(STATUS_INTERVAL_S, max(1.0, 5 * self.config.ingest.flush_interval))
-            status_due = time.monotonic() - self._last_status >= every
+            status_due = self.time.status_due()
             if not self._pending and not self._quarantined and not status_due:
                 return {}
             joins, self._joins = self._joins, JoinBuffer()
@@ -353,10 +290,10 @@ class Ingestor:
             expire = self.clock() - self._last_expiry >= 60.0
             delta = self.windows.drain()
             delta.now_ms = int(self.clock() * 1000)
-            delta.marks = self.clocks.pending()
+            delta.marks = self.time.pending()
             kinds = self.kinds.pending()
             offsets = dict(self._pending)
-            delta.partitions = self._statuses(offsets)
+            delta.partitions = self.time.statuses(lambda k: offsets.get(k, self._durable.get(k)))
             quarantined = list(self._quarantined)
             started = time.perf_counter()
             try:
@@ -390,8 +327,6 @@ class Ingestor:
             self.store_ok = True
             if expire:
                 self._last_expiry = self.clock()
-            self._last_status = time.monotonic()
-            self.clocks.committed(delta.marks)
             self._count_joins(outcome)
             self.kinds.committed(kinds)
             del self._quarantined[: len(quarantined)]
@@ -399,28 +334,8 @@ class Ingestor:
             for key, offset in offsets.items():
                 if self._pending.get(key) == offset:
                     del self._pending[key]
-            if status_due:
-                self._refresh_remote(delta.now_ms)
-            self._export_watermarks(delta.now_ms)
+            self.time.committed(delta.marks, self.store, self.group_id, delta.now_ms, status_due)
             return offsets
-
-    def _statuses(self, offsets: dict[TopicPartitionKey, int]) -> dict[Any, PartitionStatus]:
-        """Where each assigned partition's consumer stands once ``offsets`` are committed."""
-        out = {}
-        for key in self.clocks.assigned():
-            position = offsets.get(key, self._durable.get(key, self._positions.get(key)))
-            out[key] = PartitionStatus(
-                self.clock_settings.roles.get(key[0], ""), position, self._ends.get(key)
-            )
-        return out
-
-    def _refresh_remote(self, now_ms: int) -> None:
-        """The partitions other replicas own, for the lateness watermark."""
-        try:
-            stored = self.store.partition_clocks(self.group_id, self.clock_settings, now_ms)
-        except StoreUnavailableError:
-            return  # the last known ones stay
-        self.clocks.set_remote(stored)
 
     def _count_joins(self, outcome: JoinOutcome) -> None:
         for model, n in outcome.joined.items():
@@ -432,14 +347,6 @@ class Ingestor:
                 log.info("%s: %d %s(s) not joined: more than label_ttl apart", model, n, side)
             else:
                 log.info("%s: %d waiting %s(s) expired (%s)", model, n, side, reason)
-
-    def _export_watermarks(self, now_ms: int) -> None:
-        models = {m for clock in self.clocks.clocks() for m in clock.marks}
-        for model in models:
-            for role in set(self.clock_settings.roles.values()):
-                mark = self.clocks.watermark(model, role, now_ms)
-                if mark is not None:
-                    self.metrics.watermark.labels(model, role).set(mark / 1000)
 
     def _pause(self) -> None:
         if self._consumer is not None and not self._paused:
@@ -482,8 +389,7 @@ class Ingestor:
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
         if self._commit() is not None:
             with self._lock:
-                for tp in revoked:
-                    self.clocks.revoke((tp.topic, tp.partition))
+                self.time.revoke({(tp.topic, tp.partition) for tp in revoked})
             return
         # The events of the revoked partitions cannot be committed, and their next owner
         # starts from the stored offsets: forget every uncommitted event and rewind.
@@ -491,8 +397,7 @@ class Ingestor:
         with self._lock:
             self.windows.discard()
             self.clocks.discard()
-            for tp in revoked:
-                self.clocks.revoke((tp.topic, tp.partition))
+            self.time.revoke({(tp.topic, tp.partition) for tp in revoked})
             self._quarantined.clear()
             self._joins = JoinBuffer()
             self._pending.clear()
@@ -516,16 +421,8 @@ class Ingestor:
             stored = dict(self._durable)
             marks = {k: self.clocks.marks(k) for k in self.clocks.assigned()}
         with self._lock:
-            mine = {(tp.topic, tp.partition) for tp in assigned}
-            for key in self.clocks.assigned():
-                if key not in mine:
-                    self.clocks.revoke(key)
-            for tp in assigned:
-                key = (tp.topic, tp.partition)
-                # resume from the stored event time: the previous owner's, or ours
-                self.clocks.assign(key, marks.get(key, {}))
-                self._ends.pop(key, None)
-                self._positions.pop(key, None)
+            # resume from the stored event time: the previous owner's, or ours
+            self.time.assign({(tp.topic, tp.partition) for tp in assigned}, marks)
             for tp in assigned:
                 key = (tp.topic, tp.partition)
                 if key in stored:
@@ -539,11 +436,3 @@ class Ingestor:
             self.shadow.forget_partitions()
         self.metrics.assigned.set(len(assigned))
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned))
-
-
-def _iso(ms: int | None) -> str:
-    if ms is None:
-        return "none yet"
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

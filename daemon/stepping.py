@@ -29,7 +29,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge
 from watchkeeper.daemon.checks import Checker, CheckResult
 from watchkeeper.daemon.config import Config
-from watchkeeper.daemon.ingest import clock_settings
+from watchkeeper.daemon.ingest_time import clock_settings
 from watchkeeper.daemon.store import Store
 from watchkeeper.daemon.ticks import PolicyClock, Ticks, policy_clock, read_end
 from watchkeeper.daemon.watermarks import ClockSettings, stream_time
