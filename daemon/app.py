@@ -10,7 +10,9 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from watchkeeper.alerts.retry import RetryPolicy
@@ -36,20 +38,32 @@ from watchkeeper.daemon.notify import Router
 from watchkeeper.daemon.outbox import Outbox
 from watchkeeper.daemon.promotion import ShadowChecks, shadow_table
 from watchkeeper.daemon.reports import Reports, report_routes
+from watchkeeper.daemon.retention import Retention
 from watchkeeper.daemon.scheduler import PolicyScheduler, PolicyStatus, describe
 from watchkeeper.daemon.shadow import ShadowEvaluator
 from watchkeeper.daemon.shadow_store import ShadowStore
 from watchkeeper.daemon.silences import Silences
+from watchkeeper.daemon.status import status as status_document
+from watchkeeper.daemon.stepping import PolicyStepper, step_settings
 from watchkeeper.daemon.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class Daemon:
-    """One watchkeeper process's components; :meth:`run` blocks until ``stop`` is set."""
+    """One watchkeeper process's components; :meth:`run` blocks until ``stop`` is set.
 
-    def __init__(self, config: Config, registry: CollectorRegistry | None = None) -> None:
+    ``clock`` is the wall clock every component reads (tests inject one to make idleness
+    and ``alerts.max_age`` happen on cue)."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
+        self.clock = clock
         self.registry = registry if registry is not None else CollectorRegistry()
         self.http: HttpServer | None = None
         self.store: Store | None = None
@@ -63,12 +77,16 @@ class Daemon:
         self.shadow_store: ShadowStore | None = None
         self.leadership: Leadership | None = None
         self.checker: Checker | None = None
+        self.stepper: PolicyStepper | None = None
+        self.housekeeper: Housekeeper | None = None
 
     def _leadership_changed(self, leading: bool) -> None:
         if leading and self.checker is not None:
             # the previous leader's incident state is in the store: re-read it, never
             # act on what this replica remembered from its own last term
             self.checker.engines.clear()
+        if leading and self.stepper is not None:
+            self.stepper.reset()  # and where its policies stood
 
     def _liveness(self) -> tuple[bool, str]:
         ingestor = self.ingestor
@@ -95,29 +113,51 @@ class Daemon:
             return f"http://{self.http.address}"
         return None
 
+    def _policies(self) -> dict[str, Any]:
+        scheduler = self.scheduler
+        if scheduler is None:
+            return {}
+        return {k: p.policy for k, p in scheduler.status.policies.items()}
+
     def _pruner(self, store: Store) -> Callable[[float], dict[str, int]] | None:
         retention = self.config.store.retention
         if retention <= 0:
             return None
-        shadow = ShadowStore(store.engine)
-
-        def prune(now: float) -> dict[str, int]:
-            before = int((now - retention) * 1000)
-            counts = store.prune(before)
-            counts["shadow_windows"] = shadow.prune(before)
-            return counts
-
-        return prune
+        return Retention(
+            store,
+            self.config.kafka.group_id,
+            retention,
+            int(self.config.windows.size * 1000),
+            self._policies,
+        )
 
     def reload(self) -> PolicyStatus | None:
         """Re-read the policy files now (SIGHUP, ``POST /-/reload``)."""
         return self.scheduler.reload() if self.scheduler is not None else None
 
     def _api_routes(self) -> list[Route]:
+        def progress(key: str) -> dict[str, Any] | None:
+            stepper = self.stepper
+            entry = stepper.progress.get(key) if stepper is not None else None
+            return None if entry is None else asdict(entry)
+
         def policies(_request: Request) -> Response:
             if self.scheduler is None:
                 return Response.of_json(503, {"error": "starting"})
-            return Response.of_json(200, describe(self.scheduler.status))
+            return Response.of_json(200, describe(self.scheduler.status, progress))
+
+        def status(_request: Request) -> Response:
+            if self.store is None or self.scheduler is None:
+                return Response.of_json(503, {"error": "starting"})
+            stepper = self.stepper
+            body = status_document(
+                self.store,
+                self.config,
+                self._policies(),
+                int(self.clock() * 1000),
+                stepper.progress if stepper is not None else None,
+            )
+            return Response.of_json(200, body)
 
         def incidents(request: Request) -> Response:
             if self.incidents is None:
@@ -171,6 +211,7 @@ class Daemon:
             Route("GET", "/api/silences", silences),
             Route("GET", "/api/shadow", shadow),
             Route("GET", "/api/policies", policies),
+            Route("GET", "/api/status", status),
             Route("GET", "/api/incidents", incidents),
             Route("GET", "/api/evaluations", evaluations),
             Route("POST", "/-/reload", reload),
@@ -195,7 +236,7 @@ class Daemon:
                 label_ttl_ms=int(config.ingest.label_ttl * 1000),
                 decision_threshold=config.ingest.decision_threshold,
             )
-            self.ingestor = Ingestor(config, store, metrics, shadow=self.shadow)
+            self.ingestor = Ingestor(config, store, metrics, clock=self.clock, shadow=self.shadow)
             reports = Reports(
                 store,
                 Path(config.reports.dir),
@@ -205,7 +246,11 @@ class Daemon:
                 wait_s=config.reports.wait,
             )
             stack.callback(reports.close)
-            incidents = IncidentStore(store.engine)
+            # evaluations are kept store.retention behind each policy's last tick (all: 0)
+            retention = config.store.retention
+            incidents = IncidentStore(
+                store.engine, int(retention * 1000) if retention > 0 else 2**62
+            )
             self.incidents = incidents
             # one replica per group runs checks, delivery and housekeeping (leadership.py)
             leadership = Leadership(
@@ -263,8 +308,10 @@ class Daemon:
                 config.windows.size,
                 router.plan,
                 enqueued=self.delivery.wake,
+                clock=self.clock,
                 metrics=CheckMetrics(self.registry),
                 silenced=self.silences.silenced,
+                max_age_s=config.alerts.max_age,
                 shadow=ShadowChecks(
                     self.shadow_store,
                     size_ms,
@@ -280,28 +327,33 @@ class Daemon:
             stack.callback(self.shadow.close)
             self.ingestor.open()
             stack.callback(self.ingestor.close)
+            self.stepper = PolicyStepper(
+                checker, store, step_settings(config), self.registry, clock=self.clock
+            )
             self.scheduler = PolicyScheduler(
-                checker,
+                self.stepper,
                 list(config.policies.paths),
                 self.registry,
                 set(config.alerts.channels),
                 config.windows.size,
+                clock=self.clock,
                 on_reload=self.shadow.configure,
                 leading=leadership.is_leader,
+                poll_interval_s=config.policies.poll_interval,
             ).start()
             stack.callback(self.scheduler.close)
-            scheduler = self.scheduler
-            housekeeper = Housekeeper(
+            self.housekeeper = Housekeeper(
                 config.alerts,
                 outbox,
                 incidents,
                 router,
-                lambda: {k: p.policy for k, p in scheduler.status.policies.items()},
+                self._policies,
                 self.delivery.wake,
+                clock=self.clock,
                 prune=self._pruner(store),
                 leading=leadership.is_leader,
             ).start()
-            stack.callback(housekeeper.close)
+            stack.callback(self.housekeeper.close)
             self.started.set()
             log.info(
                 "watchkeeper is running (group %s, topics %s)",

@@ -1,8 +1,11 @@
-"""Running one policy once: read the window, score it, apply the rules, keep the outcome.
+"""Running one policy at one tick: read the windows, score them, apply the rules, keep it.
 
-Which window: the last ``window`` of event time, rounded out to whole stored windows
-(see :func:`window_bounds`) — "the last hour". Stored windows are rolled up; nothing
-reads raw events, so the cost does not grow with traffic.
+Which windows: the last ``window`` of event time before the tick, rounded out to whole
+stored windows (see :func:`window_bounds`) — "the last hour". Stored windows are rolled
+up; nothing reads raw events, so the cost does not grow with traffic. Everything the
+tick decides is stamped with the tick (event time); :mod:`stepping` decides which ticks
+run. Notifications about a tick older than ``alerts.max_age`` by the wall clock are
+recorded in the outbox as ``historical`` and not sent.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.incidents import IncidentStore
@@ -42,6 +45,7 @@ class CheckResult:
     evaluations: list[Evaluation]
     events: list[IncidentEvent]
     events_seen: int
+    historical: bool = False
 
 
 class ReferenceCache:
@@ -104,6 +108,69 @@ def findings_for(
     return out
 
 
+@dataclass
+class Assessment:
+    """What one tick of a policy found, before it is recorded."""
+
+    evaluations: list[Evaluation]
+    events: list[IncidentEvent]
+    seen: int
+    start_ms: int
+    end_ms: int
+
+
+def assess(
+    store: Store,
+    loaded: LoadedPolicy,
+    engine: PolicyEngine,
+    reference_of: Callable[[], ReferenceProfile | None],
+    size_ms: int,
+    at_ms: int,
+    extra: Callable[[int, int], dict[str, list[Finding]]] | None = None,
+) -> Assessment:
+    """Evaluate ``loaded`` at tick ``at_ms`` on the stored windows, advancing ``engine``.
+
+    The one evaluation path of the daemon and of ``policy backtest``: the same windows,
+    baseline and rules give the same values and decisions. ``reference_of`` is asked
+    only when there is data to score; ``extra`` adds findings for the window range
+    (shadow comparisons).
+    """
+    policy = loaded.policy
+    window_ms = int(policy.window * 1000)
+    start, end = window_bounds(at_ms, size_ms, window_ms)
+    window = store.window_range(policy.model, start, end)
+    seen = window.count if window is not None else 0
+    if window is None or seen < policy.min_samples:
+        events = engine.no_data(at_ms, _last_seen(store, policy.model, end, size_ms), seen)
+        return Assessment([], events, seen, start, end)
+    duration_s = max(1.0, (min(at_ms, end) - start) / 1000)
+    baseline = _baseline(store, policy.model, start, window_ms)
+    reference = reference_of()
+    found = findings_for(policy, reference, window, duration_s, baseline)
+    if extra is not None:
+        found.update(extra(start, end))
+    evaluations, events = engine.step(
+        found, at_ms, reference.metrics if reference is not None else {}
+    )
+    return Assessment(evaluations, events, seen, start, end)
+
+
+def _baseline(store: Store, model: str, start_ms: int, window_ms: int) -> tuple[float, ...]:
+    counts = store.event_counts(model, start_ms - BASELINE_WINDOWS * window_ms, start_ms)
+    rates = []
+    for i in range(BASELINE_WINDOWS):
+        lo = start_ms - (i + 1) * window_ms
+        total = sum(n for s, n in counts if lo <= s < lo + window_ms)
+        if total:
+            rates.append(total / (window_ms / 1000))
+    return tuple(rates)
+
+
+def _last_seen(store: Store, model: str, before_ms: int, size_ms: int) -> int | None:
+    counts = store.event_counts(model, 0, before_ms)
+    return max((s + size_ms for s, n in counts if n), default=None)
+
+
 class CheckMetrics:
     """Latest value of every evaluated metric, and open incidents, for Prometheus / Grafana.
 
@@ -128,6 +195,12 @@ class CheckMetrics:
             "watchkeeper_incident_open",
             "1 while an incident is open.",
             ["policy", "model", "rule", "feature", "severity"],
+            registry=registry,
+        )
+        self.historical = Counter(
+            "watchkeeper_notifications_historical",
+            "Notifications about windows older than alerts.max_age: recorded, not sent.",
+            ["channel"],
             registry=registry,
         )
 
@@ -163,7 +236,9 @@ class Checker:
         enqueued: Callable[[], None] | None = None,
         metrics: CheckMetrics | None = None,
         shadow: ShadowChecks | None = None,
+        max_age_s: float = 0.0,
     ) -> None:
+        self.max_age_ms = int(max_age_s * 1000)
         self.store = store
         self.shadow = shadow
         self.incidents = incidents
@@ -176,9 +251,13 @@ class Checker:
         self.references = ReferenceCache(store)
         self.engines: dict[str, PolicyEngine] = {}
 
-    def engine(self, loaded: LoadedPolicy) -> tuple[PolicyEngine, list[IncidentEvent]]:
-        """The policy's engine, restored from the store; a new version reconciles."""
+    def engine(
+        self, loaded: LoadedPolicy, at_ms: int | None = None
+    ) -> tuple[PolicyEngine, list[IncidentEvent]]:
+        """The policy's engine, restored from the store; a new version reconciles (its
+        events stamped ``at_ms``, the tick being evaluated)."""
         key = loaded.policy.key
+        when = at_ms if at_ms is not None else int(self.clock() * 1000)
         engine = self.engines.get(key)
         events: list[IncidentEvent] = []
         if engine is None:
@@ -186,68 +265,63 @@ class Checker:
             state = self.incidents.state(key)
             if state is not None:
                 engine.load_state(state)
-                events = engine.reconcile(loaded.policy, int(self.clock() * 1000))
+                events = engine.reconcile(loaded.policy, when)
             self.engines[key] = engine
         elif engine.policy != loaded.policy:
-            events = engine.reconcile(loaded.policy, int(self.clock() * 1000))
+            events = engine.reconcile(loaded.policy, when)
         return engine, events
 
     def run(self, loaded: LoadedPolicy, now_ms: int | None = None) -> CheckResult:
+        """Evaluate ``loaded`` at tick ``now_ms`` (default: now) and record it with the tick."""
         policy = loaded.policy
-        at_ms = now_ms if now_ms is not None else int(self.clock() * 1000)
-        engine, events = self.engine(loaded)
-        window_ms = int(policy.window * 1000)
-        start, end = window_bounds(at_ms, self.size_ms, window_ms)
-        window = self.store.window_range(policy.model, start, end)
-        seen = window.count if window is not None else 0
-        evaluations: list[Evaluation] = []
-        if window is None or seen < policy.min_samples:
-            last = self._last_seen(policy.model, end)
-            events += engine.no_data(at_ms, last, seen)
-        else:
-            duration_s = max(1.0, (min(at_ms, end) - start) / 1000)
-            baseline = self._baseline(policy.model, start, window_ms)
+        wall_ms = int(self.clock() * 1000)
+        at_ms = now_ms if now_ms is not None else wall_ms
+        engine, events = self.engine(loaded, at_ms)
+
+        def reference() -> ReferenceProfile | None:
             try:
-                reference = self.references.get(loaded)
+                return self.references.get(loaded)
             except (OSError, ValueError) as exc:
                 log.error("policy %s: cannot read its reference: %s", policy.key, exc)
-                reference = None
-            found = findings_for(policy, reference, window, duration_s, baseline)
-            if self.shadow is not None:
-                found.update(self.shadow.findings(policy, start, end))
-            evaluations, step_events = engine.step(
-                found, at_ms, reference.metrics if reference is not None else {}
-            )
-            events += step_events
+                return None
+
+        shadow = self.shadow
+        extra = (lambda lo, hi: shadow.findings(policy, lo, hi)) if shadow is not None else None
+        found = assess(self.store, loaded, engine, reference, self.size_ms, at_ms, extra)
+        events += found.events
+        evaluations = found.evaluations
         if self.shadow is not None:
             events += self.shadow.failures(policy, engine, at_ms)
         notes = [n for e in events for n in self.plan(e, policy)] if self.plan else []
+        historical = self.max_age_ms > 0 and wall_ms - at_ms > self.max_age_ms
         self.incidents.record(
-            policy.key, at_ms, evaluations, events, engine.state_dict(), notes, self.silenced
+            policy.key,
+            at_ms,
+            evaluations,
+            events,
+            engine.state_dict(),
+            notes,
+            self.silenced,
+            wall_ms=wall_ms,
+            historical=historical,
         )
         if self.metrics is not None:
             self.metrics.observe(evaluations, events)
+            if historical:
+                for channel, _ in notes:
+                    self.metrics.historical.labels(channel).inc()
         for event in events:
-            log.warning("incident %s: %s", event.kind, event.incident.summary)
-        if notes and self.enqueued is not None:
+            if historical:
+                log.info(
+                    "incident %s (historical: not sent): %s", event.kind, event.incident.summary
+                )
+            else:
+                log.warning("incident %s: %s", event.kind, event.incident.summary)
+        if notes and not historical and self.enqueued is not None:
             self.enqueued()
         if self.shadow is not None:
             try:
                 self.shadow.decisions(policy, at_ms)
             except StoreUnavailableError as exc:
                 log.error("policy %s: shadow decisions postponed: %s", policy.key, exc)
-        return CheckResult(at_ms, evaluations, events, seen)
-
-    def _baseline(self, model: str, start_ms: int, window_ms: int) -> tuple[float, ...]:
-        counts = self.store.event_counts(model, start_ms - BASELINE_WINDOWS * window_ms, start_ms)
-        rates = []
-        for i in range(BASELINE_WINDOWS):
-            lo = start_ms - (i + 1) * window_ms
-            total = sum(n for s, n in counts if lo <= s < lo + window_ms)
-            if total:
-                rates.append(total / (window_ms / 1000))
-        return tuple(rates)
-
-    def _last_seen(self, model: str, before_ms: int) -> int | None:
-        counts = self.store.event_counts(model, 0, before_ms)
-        return max((s + self.size_ms for s, n in counts if n), default=None)
+        return CheckResult(at_ms, evaluations, events, found.seen, historical)

@@ -71,6 +71,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 label=args.label,
                 bins=args.bins,
                 progress=lambda n: bar.advance(task, n),
+                prediction_class=args.prediction_class,
             )
     if args.into_store:
         with open_store(args.config) as store:
@@ -175,6 +176,11 @@ def add_parsers(sub: Any, default_config: str) -> None:
         help="columns that are not features (ids, timestamps)",
     )
     build.add_argument("--prediction", help="the prediction column")
+    build.add_argument(
+        "--prediction-class",
+        help="the model's own decision, when it logs one beside the score "
+        "(accuracy-type reference metrics grade it)",
+    )
     build.add_argument("--label", help="the label column (gives reference metrics)")
     build.add_argument("--bins", type=int, default=10)
     build.add_argument("-o", "--output", help="write the profile to this JSON file")

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from watchkeeper.daemon.cli_backtest import cmd_backtest, short_number, utc_minute
 from watchkeeper.daemon.cli_common import cell, load_or_exit
 from watchkeeper.daemon.config import Config
 from watchkeeper.detectors.profile import ReferenceProfile
-from watchkeeper.policies.durations import format_duration, parse_duration
+from watchkeeper.policies.durations import format_duration
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 from watchkeeper.policies.loader import TEST_SUFFIXES, LoadedPolicy, load_all
 
@@ -137,88 +137,29 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 1 if failed or not passed else 0
 
 
-def _ms(text: str) -> int:
-    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return int((when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp() * 1000)
-
-
-def backtest(
-    config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int
-) -> list[tuple[int, Any]]:
-    """Replay a policy over stored history: (time, incident event) for each transition."""
-    from watchkeeper.daemon.checks import ReferenceCache, findings_for
-    from watchkeeper.daemon.store import Store
-    from watchkeeper.daemon.windows import window_bounds
-    from watchkeeper.policies.engine import PolicyEngine
-
-    policy = loaded.policy
-    engine = PolicyEngine(policy)
-    period_ms = int(policy.schedule.period_s() * 1000)
-    size_ms = int(config.windows.size * 1000)
-    out: list[tuple[int, Any]] = []
-    with Store.open(config.store_url(), migrate=False) as store:
-        reference = ReferenceCache(store).get(loaded)
-        at = start_ms
-        while at <= end_ms:
-            lo, hi = window_bounds(at, size_ms, int(policy.window * 1000))
-            window = store.window_range(policy.model, lo, hi)
-            if window is None or window.count < policy.min_samples:
-                events = engine.no_data(at, None, window.count if window else 0)
-            else:
-                duration = max(1.0, (min(at, hi) - lo) / 1000)
-                found = findings_for(policy, reference, window, duration, ())
-                _, events = engine.step(found, at, reference.metrics if reference else {})
-            out += [(at, e) for e in events]
-            at += period_ms
-    return out
-
-
-def cmd_backtest(args: argparse.Namespace) -> int:
-    config = _config(args.config)
-    assert config is not None
-    result = load_all(args.paths, set(config.alerts.channels), config.windows.size)
-    for errors in result.errors.values():
-        for error in errors:
-            print(error, file=sys.stderr)
-    if not result.policies:
-        return 1
-    end_ms = _ms(args.until) if args.until else int(time.time() * 1000)
-    start_ms = end_ms - int(parse_duration(args.since) * 1000)
-    for loaded in result.policies:
-        events = backtest(config, loaded, start_ms, end_ms)
-        opened = sum(1 for _, e in events if e.kind == "opened")
-        print(
-            f"{loaded.policy.key}: {opened} incident(s) would have opened, "
-            f"{len(events)} notification(s) in {args.since}"
-        )
-        for at, event in events:
-            when = dt.datetime.fromtimestamp(at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
-            print(
-                f"  {when}  {event.kind:<12} {event.incident.severity:<8} {event.incident.summary}"
-            )
-    return 0
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
     from watchkeeper.daemon.incidents import IncidentStore
+    from watchkeeper.daemon.status import status
     from watchkeeper.daemon.store import Store
 
     config = _config(args.config)
     assert config is not None
     console = Console()
+    result = load_all(config.policies.paths, set(config.alerts.channels), config.windows.size)
+    policies = {p.policy.key: p.policy for p in result.policies}
+    now_ms = int(time.time() * 1000)
     with Store.open(config.store_url(), migrate=False) as store:
-        totals = store.totals()
+        doc = status(store, config, policies, now_ms)
         incidents = IncidentStore(store.engine)
         table = Table(title="open incidents")
         for column in ("severity", "since (UTC)", "policy", "rule", "summary"):
             table.add_column(column)
         for row in incidents.incidents("open"):
-            since = dt.datetime.fromtimestamp(row["opened_ms"] / 1000, dt.UTC)
             table.add_row(
                 cell(row["severity"]),
-                since.strftime("%m-%d %H:%M"),
+                utc_minute(row["opened_ms"]),
                 cell(row["policy"]),
                 cell(row["rule"]),
                 cell(row["summary"]),
@@ -228,21 +169,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         for column in ("at (UTC)", "policy", "rule", "feature", "value", "decision"):
             recent.add_column(column)
         for row in incidents.evaluations(limit=args.last):
-            at = dt.datetime.fromtimestamp(row["at_ms"] / 1000, dt.UTC).strftime("%H:%M:%S")
-            value = "" if row["value"] is None else f"{row['value']:.4g}"
             recent.add_row(
-                at,
+                utc_minute(row["at_ms"]),
                 cell(row["policy"]),
                 cell(row["rule"]),
                 cell(row["feature"]),
-                value,
+                short_number(row["value"]),
                 cell(row["decision"]),
             )
         console.print(recent)
-    result = load_all(config.policies.paths, set(config.alerts.channels), config.windows.size)
+    _print_models(console, doc)
+    _print_progress(console, doc)
     if any(p.policy.shadow for p in result.policies):
-        import time
-
         from watchkeeper.daemon.cli_shadow import print_shadow
         from watchkeeper.daemon.promotion import shadow_table
         from watchkeeper.daemon.shadow_store import ShadowStore
@@ -250,15 +188,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         with Store.open(config.store_url(), migrate=False) as store:
             body = shadow_table(
                 ShadowStore(store.engine),
-                {p.policy.key: p.policy for p in result.policies},
-                int(time.time() * 1000),
+                policies,
+                now_ms,
                 int(config.windows.size * 1000),
             )
         print_shadow(console, body)
+    totals = doc["totals"]
     state = "ok" if result.ok else f"{sum(len(e) for e in result.errors.values())} error(s)"
     console.print(
         f"policies: {len(result.policies)} loaded, files {state}; stored events "
-        f"{totals['events']:,}, quarantined {totals['quarantined']:,}"
+        f"{totals['events']:,}, late events {totals['late_events']:,} (not stored), "
+        f"quarantined {totals['quarantined']:,}"
     )
     for errors in result.errors.values():
         for error in errors:
@@ -266,6 +206,65 @@ def cmd_status(args: argparse.Namespace) -> int:
             line.stylize("red")
             console.print(line)
     return 0
+
+
+def _print_models(console: Any, doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="models: stored, late, label joins, event time")
+    for column in (
+        "model",
+        "stored events",
+        "late",
+        "labels joined",
+        "expired (pred / label)",
+        "waiting (pred / label)",
+        "watermark (UTC): predictions",
+        "labels",
+    ):
+        table.add_column(column)
+    for model, m in doc["models"].items():
+        streams = m.get("streams", {})
+
+        def mark(role: str, streams: dict[str, Any] = streams) -> str:
+            s = streams.get(role)
+            if s is None:
+                return ""
+            if s["watermark"] is None:
+                return "held" if s["held"] else f"idle (newest {s['newest'][:16]})"
+            return str(s["watermark"])[:16].replace("T", " ") + (" idle" if s["idle"] else "")
+
+        table.add_row(
+            model,
+            f"{m.get('events', 0):,}",
+            f"{m.get('late_events', 0):,}",
+            f"{m.get('joined', 0):,}",
+            f"{m.get('expired_predictions', 0):,} / {m.get('expired_labels', 0):,}",
+            f"{m.get('pending_predictions', 0):,} / {m.get('pending_labels', 0):,}",
+            mark("predictions"),
+            mark("labels"),
+        )
+    console.print(table)
+
+
+def _print_progress(console: Any, doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="policies: evaluated up to (event time)")
+    for column in ("policy", "model", "last tick (UTC)", "behind", "mode", "ticks due", "waiting"):
+        table.add_column(column)
+    for key, p in doc["policies"].items():
+        behind = "" if p["behind_s"] is None else format_duration(round(p["behind_s"]))
+        table.add_row(
+            key,
+            p["model"],
+            (p["tick"] or "not started")[:16].replace("T", " "),
+            behind,
+            p["mode"],
+            f"{p['ticks_due']:,}",
+            p["waiting_for"] or "",
+        )
+    console.print(table)
 
 
 def add_parsers(sub: Any, default_config: str) -> None:
@@ -286,6 +285,12 @@ def add_parsers(sub: Any, default_config: str) -> None:
     back.add_argument("paths", nargs="+")
     back.add_argument("--since", default="7d", help="how far back (e.g. 7d, 12h)")
     back.add_argument("--until", help="ISO-8601 end (default: now)")
+    back.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="table: every evaluation and the transitions; json: the same as one document",
+    )
     back.add_argument("-c", "--config", default=default_config)
     back.set_defaults(func=cmd_backtest)
 

@@ -3,7 +3,9 @@
 The column's kind is the registry's (declared, or fixed by the first value seen); values
 of another type are reported as bad rows. A probability-vector prediction becomes two
 columns: a score (P(class 1) for two classes, the top probability otherwise) and the
-predicted class (the argmax index, as text).
+predicted class (the argmax index, as text). A class logged in its own field
+(``prediction_class``) is a categorical column spelled as labels are (``1``, ``1.0`` and
+``true`` all read ``"1"``), so it compares with the labels it is graded against.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from watchkeeper.daemon.fields import (
     type_name,
 )
 from watchkeeper.daemon.kinds import KindRegistry
+from watchkeeper.detectors.performance import class_names
 from watchkeeper.detectors.window import Column
 
 
@@ -124,5 +127,27 @@ class ColumnBuilder:
         score_col = Column("numeric", score, null, missing)
         class_col = Column("categorical", cls, null, missing | (~finite_rows & ~absent))
         return score_col, class_col
+
+    @staticmethod
+    def classes(values: list[Any], field: str, bad: BadRows) -> Column:
+        """The model's own decision per record (``prediction_class``): text, one spelling
+        per class; a value that is not a string, number or boolean is a bad row."""
+        types = set(map(type, values))
+        null, missing = absent_masks(values, types)
+        out = object_array([None] * len(values))
+        for i, v in enumerate(values):
+            if v is None or v is MISSING:
+                continue
+            if type(v) in (str, int, float, bool):
+                out[i] = class_names([v])[0]
+            else:
+                bad.setdefault(
+                    i,
+                    (
+                        "wrong_type",
+                        f"{field}: expected a class (string or number), got {type_name(v)}",
+                    ),
+                )
+        return Column("categorical", out, null, missing)
 
     # -- quarantine ---------------------------------------------------------------------

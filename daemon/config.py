@@ -87,6 +87,10 @@ class FieldPaths(_Strict):
     ts: str | None = "ts"
     features: str | None = "features"
     prediction: str | None = "prediction"
+    """The model's output: a score, probabilities, a class or a regression value."""
+    prediction_class: str | None = None
+    """The model's own decision, when it logs one beside its score (``y_pred`` beside
+    ``y_pred_proba``): accuracy-type metrics grade it; ranking metrics use the score."""
     latency_ms: str | None = "latency_ms"
     label: str | None = "label"
 
@@ -229,7 +233,15 @@ class IngestConfig(_Strict):
     store_retry_interval: Duration = 2.0
     """While the store is unreachable, consumption pauses and the commit is retried this often."""
     label_ttl: Duration = 7 * 86400.0
-    """How long (event time) a prediction waits for its label, and a label for its prediction."""
+    """How long (event time) a prediction waits for its label, and a label for its
+    prediction: a waiting prediction expires once the model's labels stream has passed it
+    by this much (and a waiting label once the predictions stream has)."""
+    label_max_wait: Duration = 30 * 86400.0
+    """Wall-clock cap on that wait, whatever the streams do (a labels stream stopped for
+    good), so the store stays bounded."""
+    idle_timeout: Duration = 60.0
+    """A partition that is caught up and has brought none of a model's events for this
+    long stops holding that model's windows open (and its policies' ticks back)."""
     max_pending: PositiveInt = 1_000_000
     """Per model: predictions (and early labels) waiting to be joined; the oldest go first."""
     decision_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
@@ -249,8 +261,11 @@ class StoreConfig(_Strict):
     url: str | None = None
     url_env: EnvName | None = None
     retention: Duration = 30 * 86400.0
-    """Stored windows, quarantined records and sent notifications older than this are
-    deleted (hourly); 0 keeps everything."""
+    """Hourly, windows (and shadow windows, and label joins still waiting for them) more
+    than this behind their model's newest event time are deleted — never one a policy of
+    the model has still to evaluate — and quarantined records and sent notifications
+    older than this by the wall clock; evaluations are kept this long behind their
+    policy's last tick; 0 keeps everything."""
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> StoreConfig:
@@ -322,6 +337,12 @@ class ReportsConfig(_Strict):
 
 class PoliciesConfig(_Strict):
     paths: list[NonEmpty] = []
+    poll_interval: Duration = Field(default=1.0, gt=0)
+    """How often each policy looks for a tick of its schedule that is due."""
+    max_catchup_ticks: PositiveInt = 200
+    """At most this many ticks per policy run while catching up in event time (backfill,
+    replay, after downtime); the next run, a poll later, goes on, and other policies get
+    their turns in between."""
 
 
 class ConsoleChannelConfig(_Strict):
@@ -410,6 +431,10 @@ class AlertsConfig(_Strict):
     """A firing incident is notified again after this long without news (0: never)."""
     heartbeat: HeartbeatConfig | None = None
     """"watchkeeper is alive" notifications, so a receiver can alarm when they stop."""
+    max_age: Duration = 86400.0
+    """Notifications about windows older than this (by the wall clock) are recorded —
+    incidents and evaluations stored, outbox rows marked ``historical`` — but not sent, so
+    a backfill or a long catch-up pages no one (0: send everything)."""
     on_delivery_failure: list[NonEmpty] = ["console"]
 
     @pydantic.model_validator(mode="after")

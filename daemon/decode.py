@@ -149,13 +149,14 @@ class Decoder:
                 "ts",
                 "features",
                 "prediction",
+                "prediction_class",
                 "latency_ms",
                 "label",
             )
             if (path := getattr(f, name)) is not None
         }
         if role != "predictions":
-            for name in ("prediction", "latency_ms"):
+            for name in ("prediction", "prediction_class", "latency_ms"):
                 self._paths.pop(name, None)
         if role != "labels":
             self._paths.pop("label", None)
@@ -368,6 +369,9 @@ class Decoder:
                 prediction, prediction_class = column
             else:
                 prediction = column
+        if "prediction_class" in cols:  # the model's own decision wins over an argmax
+            values = [cols["prediction_class"][i] for i in rows]
+            prediction_class = self.columns.classes(values, "prediction_class", local_bad)
         if "label" in cols:
             column = self.columns.build(
                 model, LABEL, [cols["label"][i] for i in rows], "label", local_bad, False

@@ -4,10 +4,12 @@
   channels. On Alertmanager it is an always-firing ``watchkeeper_heartbeat`` alert (like
   Prometheus' Watchdog): when the daemon stops, the alert ends, and a dead-man's-switch
   receiver alarms — the alerting path itself is watched.
-* Retention (``store.retention``): hourly, old windows, quarantined records and
-  delivered notifications are deleted, so the store does not grow without bound.
+* Retention (``store.retention``): hourly, windows far enough behind their model's
+  newest event time, and old quarantined records and delivered notifications, are
+  deleted, so the store does not grow without bound (:mod:`retention`).
 * Reminders (``alerts.repeat_interval``, Alertmanager's default of 4 h): an incident still
-  open with no notification for that long is notified again.
+  open with no notification for that long is notified again — unless its policy's last
+  evaluated tick is older than ``alerts.max_age`` (a backfill's incidents are history).
 """
 
 from __future__ import annotations
@@ -84,9 +86,7 @@ class Housekeeper:
         now = self.clock()
         if self.prune is not None and now - self._last_prune >= 3600.0:
             self._last_prune = now
-            removed = self.prune(now)
-            if any(removed.values()):
-                log.info("retention: deleted %s", removed)
+            self.prune(now)  # logs what it removed
         notes: list[tuple[str, Notification]] = []
         beat = self.config.heartbeat
         if beat is not None and now - self._last_heartbeat >= beat.every:
@@ -123,11 +123,17 @@ class Housekeeper:
                     select(o.fingerprint, func.max(o.created_ms)).group_by(o.fingerprint)
                 ).all()
             )
+            ps = t.policy_states.c
+            ticks = dict(conn.execute(select(ps.policy, ps.tick_ms)).all())
         policies = self.policies()
+        max_age_ms = int(self.config.max_age * 1000)
         out: list[tuple[str, Notification]] = []
         for row in self.incidents.incidents("open"):
             if last.get(row["fingerprint"], row["opened_ms"]) > cutoff:
                 continue
+            tick = ticks.get(row["policy"])
+            if max_age_ms and tick is not None and now * 1000 - tick > max_age_ms:
+                continue  # the policy is still evaluating the past: nothing to remind of
             policy = policies.get(row["policy"])
             if policy is None:
                 continue

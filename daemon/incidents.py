@@ -35,12 +35,21 @@ class IncidentStore:
         state: dict[str, Any],
         notifications: Sequence[tuple[str, Notification]] = (),
         silenced: Callable[[Notification], bool] | None = None,
+        wall_ms: int | None = None,
+        historical: bool = False,
+        tick: bool = True,
     ) -> None:
         """Evaluations, incident changes, engine state and the notifications they cause, in
-        one transaction: an incident change is never stored without its notifications."""
+        one transaction: an incident change is never stored without its notifications.
+
+        ``at_ms`` is the tick evaluated (event time); with ``tick`` it becomes the policy's
+        last evaluated tick in the same transaction. ``wall_ms`` stamps the outbox rows
+        (default ``at_ms``); ``historical`` rows are recorded, not sent."""
         # silences are read before the transaction: on SQLite a read inside it would wait
         # for the write lock the transaction itself holds
-        queued = rows_for(notifications, at_ms, silenced)
+        queued = rows_for(
+            notifications, wall_ms if wall_ms is not None else at_ms, silenced, historical
+        )
         try:
             with self.engine.begin() as conn:
                 if evaluations:
@@ -70,15 +79,21 @@ class IncidentStore:
                 for event in events:
                     self._apply(conn, event)
                 enqueue(conn, queued)
-                upsert(
-                    conn,
-                    t.policy_states,
-                    [{"policy": policy, "state": orjson.dumps(state), "updated_ms": at_ms}],
-                    ["policy"],
-                    ["state", "updated_ms"],
-                )
+                row: dict[str, Any] = {
+                    "policy": policy,
+                    "state": orjson.dumps(state),
+                    "updated_ms": at_ms,
+                }
+                if tick:
+                    row["tick_ms"] = at_ms
+                upsert(conn, t.policy_states, [row], ["policy"], [c for c in row if c != "policy"])
+                # kept per policy, measured from its own tick: a backfill's evaluations are
+                # not deleted by another policy evaluating live
+                e = t.evaluations.c
                 conn.execute(
-                    delete(t.evaluations).where(t.evaluations.c.at_ms < at_ms - self.retention_ms)
+                    delete(t.evaluations).where(
+                        (e.policy == policy) & (e.at_ms < at_ms - self.retention_ms)
+                    )
                 )
         except DBAPIError as exc:
             raise StoreUnavailableError("record evaluations", exc) from exc
@@ -115,6 +130,29 @@ class IncidentStore:
             .where((t.incidents.c.fingerprint == i.fingerprint) & (t.incidents.c.state == "open"))
             .values(**values)
         )
+
+    def cursor(self, policy: str) -> int | None:
+        """The policy's last evaluated tick (event time), or None before its first."""
+        c = t.policy_states.c
+        try:
+            with reader(self.engine) as conn:
+                value = conn.execute(select(c.tick_ms).where(c.policy == policy)).scalar()
+        except DBAPIError as exc:
+            raise StoreUnavailableError("read policy progress", exc) from exc
+        return None if value is None else int(value)
+
+    def advance(self, policy: str, tick_ms: int) -> None:
+        """Move the policy's cursor past ticks that read nothing (nothing else changes)."""
+        c = t.policy_states.c
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(t.policy_states)
+                    .where((c.policy == policy) & ((c.tick_ms < tick_ms) | c.tick_ms.is_(None)))
+                    .values(tick_ms=tick_ms)
+                )
+        except DBAPIError as exc:
+            raise StoreUnavailableError("record policy progress", exc) from exc
 
     def state(self, policy: str) -> dict[str, Any] | None:
         try:

@@ -11,14 +11,23 @@ is retried every ``ingest.store_retry_interval``, and consumption resumes once i
 If a partition is revoked while its events cannot be committed, every uncommitted event
 is dropped from memory and the remaining partitions are rewound to their last committed
 offsets: they are read again, so nothing is lost and nothing is counted twice.
+
+Event time is tracked per partition (:mod:`watermarks`): each batch is checked for late
+events against the minimum over the partitions of its (model, role) — this replica's
+live, the other replicas' as last committed — and each commit stores how far every
+assigned partition got, with where its consumer stands, so a rebalance or a restart
+resumes from the stored watermarks and the leader can tell when a tick is ready.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,13 +38,14 @@ from watchkeeper.daemon.admission import Admission
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.decode import Decoder, Quarantined
 from watchkeeper.daemon.errors import StoreUnavailableError
+from watchkeeper.daemon.ingest_time import PartitionTime
 from watchkeeper.daemon.kinds import KindRegistry
-from watchkeeper.daemon.labels import JoinBuffer, JoinSettings
+from watchkeeper.daemon.labels import JoinBuffer, JoinOutcome, JoinSettings
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.queries import TopicPartitionKey
 from watchkeeper.daemon.shadow import ShadowEvaluator
 from watchkeeper.daemon.store import Store
-from watchkeeper.daemon.windows import WindowState
+from watchkeeper.daemon.windows import WindowState, on_time
 from watchkeeper.detectors.window import SketchSettings
 
 log = logging.getLogger(__name__)
@@ -124,12 +134,16 @@ class Ingestor:
             w.allowed_lateness,
             SketchSettings(w.sketch_k, w.max_categories, w.reservoir_size),
         )
-        self.windows.load_watermarks(store.watermarks(self.group_id))
         i = config.ingest
         # shared by the topics' decoders: a model admitted on one topic is known on all
         self.admission = Admission(
             i.max_models, i.max_versions, i.max_name_chars, store.model_versions()
         )
+        self.time = PartitionTime(config, metrics)
+        self.clock_settings = self.time.settings
+        self.clocks = self.time.clocks
+        # names this replica in the partition status rows (status pages, operators)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.decoders = {
             topic.name: Decoder(topic.name, role, topic, i, self.kinds, self.admission)
             for role, topic in config.kafka.topics.by_role().items()
@@ -142,8 +156,9 @@ class Ingestor:
             ttl_ms=int(config.ingest.label_ttl * 1000),
             max_pending=config.ingest.max_pending,
             threshold=config.ingest.decision_threshold,
+            max_wait_ms=int(config.ingest.label_max_wait * 1000),
         )
-        self._last_expiry = 0.0
+        self._last_expiry = -1e18  # on the injected clock: the first commit expires
         # predictions wait for labels only when a labels topic is read: otherwise the join
         # would store every prediction for nothing
         self._joining = config.kafka.topics.labels is not None
@@ -203,6 +218,7 @@ class Ingestor:
                 if records:
                     self._process(tp, records)
             del polled
+        self._track_positions(consumer)
         now = time.monotonic()
         if self._paused:
             if now - self._last_retry >= ingest.store_retry_interval:
@@ -213,6 +229,14 @@ class Ingestor:
             or self.windows.pending_events >= ingest.flush_max_events
         ):
             self.flush()
+
+    def _track_positions(self, consumer: KafkaConsumer) -> None:
+        """Each assigned partition's end and position, and whether it is caught up."""
+        with self._lock:
+            self.time.track(consumer, self._read_up_to)
+
+    def _read_up_to(self, key: TopicPartitionKey) -> int | None:
+        return self._pending.get(key, self._durable.get(key))
 
     def _process(self, tp: TopicPartition, records: list[Any]) -> None:
         with self._lock:
@@ -227,14 +251,14 @@ class Ingestor:
         self.metrics.records.labels(tp.topic).inc(len(records))
         self.metrics.bytes.labels(tp.topic).inc(sum(len(r.value or b"") for r in records))
         for batch in result.batches:
-            late = self.windows.add(batch)
+            late = self.time.judge(key, batch, self.windows, now_ms)
+            # a late event is not in its window: it must not be graded or sampled there
+            kept = on_time(batch, late)
             if self._joining:
-                self._joins.add(batch, self.windows.size_ms)
+                self._joins.add(kept, self.windows.size_ms)
             if self.shadow is not None:
-                self.shadow.offer(batch, tp.topic, tp.partition)
-            self.metrics.events.labels(batch.model, batch.role).inc(len(batch) - late)
-            if late:
-                self.metrics.late.labels(batch.model).inc(late)
+                self.shadow.offer(kept, tp.topic, tp.partition)
+            self.metrics.events.labels(batch.model, batch.role).inc(len(kept))
         for entry in result.quarantined:
             self.metrics.quarantined.labels(entry.topic, entry.reason).inc()
         if result.quarantined:
@@ -264,26 +288,32 @@ class Ingestor:
         """The store part of a flush; returns the committed offsets, or None on failure."""
         with self._lock:
             self._last_flush = time.monotonic()
-            if not self._pending and not self._quarantined:
+            status_due = self.time.status_due()
+            if not self._pending and not self._quarantined and not status_due:
                 return {}
             joins, self._joins = self._joins, JoinBuffer()
             # expiring old pending joins scans their tables: once a minute is plenty
-            expire = time.monotonic() - self._last_expiry >= 60.0
+            expire = self.clock() - self._last_expiry >= 60.0
             delta = self.windows.drain()
+            delta.now_ms = int(self.clock() * 1000)
+            delta.marks = self.time.pending()
             kinds = self.kinds.pending()
             offsets = dict(self._pending)
+            delta.partitions = self.time.statuses(lambda k: offsets.get(k, self._durable.get(k)))
             quarantined = list(self._quarantined)
             started = time.perf_counter()
             try:
-                self.store.commit(
+                outcome = self.store.commit(
                     self.group_id,
                     delta,
                     offsets,
                     kinds,
                     quarantined,
-                    joins,
+                    joins if self._joining else None,
                     self._join_settings,
                     expire,
+                    self.clock_settings,
+                    self.owner,
                 )
             except StoreUnavailableError as exc:
                 self.windows.restore(delta)
@@ -302,15 +332,27 @@ class Ingestor:
             self.metrics.windows_open.set(self.windows.open_windows)
             self.store_ok = True
             if expire:
-                self._last_expiry = time.monotonic()
-            self.windows.committed(delta)
+                self._last_expiry = self.clock()
+            self._count_joins(outcome)
             self.kinds.committed(kinds)
             del self._quarantined[: len(quarantined)]
             self._durable.update(offsets)
             for key, offset in offsets.items():
                 if self._pending.get(key) == offset:
                     del self._pending[key]
+            self.time.committed(delta.marks, self.store, self.group_id, delta.now_ms, status_due)
             return offsets
+
+    def _count_joins(self, outcome: JoinOutcome) -> None:
+        for model, n in outcome.joined.items():
+            self.metrics.joined.labels(model).inc(n)
+        for (model, side), n in outcome.expired.items():
+            self.metrics.join_expired.labels(model, side).inc(n)
+        for (model, side, reason), n in sorted(outcome.reasons.items()):
+            if reason == "apart":
+                log.info("%s: %d %s(s) not joined: more than label_ttl apart", model, n, side)
+            else:
+                log.info("%s: %d waiting %s(s) expired (%s)", model, n, side, reason)
 
     def _pause(self) -> None:
         if self._consumer is not None and not self._paused:
@@ -352,12 +394,16 @@ class Ingestor:
     # they only touch the store and the consumer's local state (seek, pause, resume).
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
         if self._commit() is not None:
+            with self._lock:
+                self.time.revoke({(tp.topic, tp.partition) for tp in revoked})
             return
         # The events of the revoked partitions cannot be committed, and their next owner
         # starts from the stored offsets: forget every uncommitted event and rewind.
         log.error("partitions revoked while the store is down: re-reading from committed offsets")
         with self._lock:
             self.windows.discard()
+            self.clocks.discard()
+            self.time.revoke({(tp.topic, tp.partition) for tp in revoked})
             self._quarantined.clear()
             self._joins = JoinBuffer()
             self._pending.clear()
@@ -375,10 +421,14 @@ class Ingestor:
         assert consumer is not None
         try:
             stored = self.store.offsets(self.group_id)
+            marks = self.store.partition_marks(self.group_id)
         except StoreUnavailableError as exc:
             log.error("cannot read stored offsets (%s); using the last known ones", exc)
             stored = dict(self._durable)
+            marks = {k: self.clocks.marks(k) for k in self.clocks.assigned()}
         with self._lock:
+            # resume from the stored event time: the previous owner's, or ours
+            self.time.assign({(tp.topic, tp.partition) for tp in assigned}, marks)
             for tp in assigned:
                 key = (tp.topic, tp.partition)
                 if key in stored:

@@ -9,19 +9,32 @@ and the consumer offsets, so a crash can neither lose a pair nor count it twice.
 
 A matched pair is graded into the performance sketch of the *prediction's* window: a
 window's accuracy keeps improving in completeness as its labels arrive.
-Pending rows expire after ``ingest.label_ttl`` of event time and are bounded per model at
-``ingest.max_pending``, oldest first.
+
+A label joins its prediction only within ``ingest.label_ttl`` of it in event time (either
+way); one further off expires both, so which pairs join never depends on when the
+expiry below happened to run. Expiry runs on the clock of the stream that would bring
+the missing partner: a waiting
+prediction expires once the model's *labels* stream has progressed ``ingest.label_ttl``
+past it in event time (the minimum over the labels topic's partitions,
+:func:`~watchkeeper.daemon.watermarks.expiry_watermark`), and a waiting label once the
+predictions stream has. A labels stream that is behind — a backfill of predictions read
+before their labels, a labels consumer catching up — expires nothing. Two caps keep the
+store bounded whatever the streams do: a row that has waited ``ingest.label_max_wait`` by
+the wall clock expires, and at most ``ingest.max_pending`` rows wait per model (oldest
+first). Every join and every expiry is counted per model (``join_counts``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, delete, func, select, tuple_
 from watchkeeper.daemon import tables as t
+from watchkeeper.daemon.watermarks import PartitionClock, PartitionKey, expiry_watermark
 from watchkeeper.daemon.windows import Delta, WindowKey
 from watchkeeper.detectors.performance import PerformanceSketch, class_names
 from watchkeeper.detectors.window import ColumnBatch, WindowSummary
@@ -35,6 +48,20 @@ class JoinSettings:
     max_pending: int = 1_000_000
     threshold: float = 0.5
     """Decision threshold turning a binary score into a predicted class."""
+    max_wait_ms: int = 30 * 86_400_000
+    """Wall-clock cap on how long a row waits for its partner."""
+
+
+@dataclass
+class JoinOutcome:
+    """What one commit's join did, per model (for the metrics and the log)."""
+
+    joined: Counter[str] = field(default_factory=Counter)
+    expired: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(model, side) → rows expired; side is ``prediction`` or ``label``."""
+    reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(model, side, reason) → rows; reason ``ttl``, ``max_wait``, ``max_pending``, or
+    ``apart``: a pair more than ``ttl`` apart, neither joined."""
 
 
 @dataclass
@@ -125,8 +152,8 @@ def _grade(
     size_ms: int,
     pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]],
     settings: JoinSettings,
-) -> int:
-    graded = 0
+) -> Counter[str]:
+    graded: Counter[str] = Counter()
     for pred, label in pairs:
         key = WindowKey(pred["model"], pred["model_version"], int(pred["window_start_ms"]))
         window = graded_windows.get(key)
@@ -148,7 +175,7 @@ def _grade(
                 predicted = "1" if score is not None and score >= settings.threshold else "0"
             scores = np.array([np.nan if score is None else score])
             perf.update_classification([label["label"]], [predicted], scores)
-        graded += 1
+        graded[pred["model"]] += 1
     return graded
 
 
@@ -159,24 +186,29 @@ def join_in_transaction(
     delta: Delta,
     settings: JoinSettings,
     expire: bool = True,
-) -> dict[WindowKey, WindowSummary]:
-    """Store, match and grade the buffer's rows on ``conn``.
+    clocks: Mapping[PartitionKey, PartitionClock] | None = None,
+) -> tuple[dict[WindowKey, WindowSummary], JoinOutcome]:
+    """Store, match and grade the buffer's rows on ``conn``; expire old waiting rows.
 
     Returns window summaries holding only the performance of the pairs graded, keyed by
     their predictions' windows, for the caller to merge in the same transaction (new
-    objects: a retried transaction grades afresh and counts nothing twice).
+    objects: a retried transaction grades afresh and counts nothing twice), and what was
+    joined and expired.
 
     ``insert`` is the dialect's ``insert`` (for ON CONFLICT DO NOTHING). New predictions
     are stored first, so a label in the same buffer finds its prediction; labels left
-    unmatched wait for theirs.
+    unmatched wait for theirs. ``clocks`` are the group's partitions (committed marks),
+    the clocks expiry runs on.
     """
+    outcome = JoinOutcome()
     pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    stamp = {"created_ms": delta.now_ms}
     if buffer.predictions:
         conn.execute(
             insert(t.pending_predictions).on_conflict_do_nothing(
                 index_elements=["model", "request_id"]
             ),
-            buffer.predictions,
+            [row | stamp for row in buffer.predictions],
         )
     if buffer.labels:
         labels = {(lab["model"], lab["request_id"]): lab for lab in buffer.labels}
@@ -188,7 +220,7 @@ def join_in_transaction(
                 insert(t.pending_labels).on_conflict_do_nothing(
                     index_elements=["model", "request_id"]
                 ),
-                waiting,
+                [row | stamp for row in waiting],
             )
     if buffer.predictions:
         # labels that arrived before their prediction
@@ -198,11 +230,19 @@ def join_in_transaction(
         if early:
             preds = _take(conn, t.pending_predictions, list(early))
             pairs += [(preds[key], label) for key, label in early.items() if key in preds]
+    # a label more than label_ttl (event time) from its prediction does not join, whether
+    # or not the expiry has run yet: which pairs join must not depend on when it ran
+    timely = [(p, lab) for p, lab in pairs if abs(lab["ts_ms"] - p["ts_ms"]) <= settings.ttl_ms]
+    for pred, _label in pairs:
+        if abs(_label["ts_ms"] - pred["ts_ms"]) > settings.ttl_ms:
+            for side in ("prediction", "label"):
+                outcome.expired[(pred["model"], side)] += 1
+                outcome.reasons[(pred["model"], side, "apart")] += 1
     graded: dict[WindowKey, WindowSummary] = {}
-    _grade(graded, delta.size_ms, pairs, settings)
+    outcome.joined = _grade(graded, delta.size_ms, timely, settings)
     if expire:
-        _expire(conn, delta, settings)
-    return graded
+        _expire(conn, clocks or {}, settings, delta.now_ms, outcome)
+    return graded, outcome
 
 
 def _take(
@@ -220,29 +260,49 @@ def _take(
     return out
 
 
-def _expire(conn: Connection, delta: Delta, settings: JoinSettings) -> None:
-    """Drop pending rows past the TTL (in event time) and beyond the per-model bound."""
-    latest: dict[str, int] = {}
-    for (model, _role), mark in delta.watermarks.items():
-        latest[model] = max(mark, latest.get(model, mark))
-    for model, watermark in latest.items():
-        cutoff = watermark - settings.ttl_ms
-        for table in (t.pending_predictions, t.pending_labels):
-            conn.execute(delete(table).where((table.c.model == model) & (table.c.ts_ms < cutoff)))
-            count = (
-                conn.execute(
-                    select(func.count()).select_from(table).where(table.c.model == model)
-                ).scalar()
-                or 0
-            )
-            if count > settings.max_pending:
+_SIDES = (
+    ("prediction", t.pending_predictions, "labels"),
+    ("label", t.pending_labels, "predictions"),
+)
+"""Each side's table, and the role whose stream brings its partner (and expires it)."""
+
+
+def _expire(
+    conn: Connection,
+    clocks: Mapping[PartitionKey, PartitionClock],
+    settings: JoinSettings,
+    now_ms: int,
+    outcome: JoinOutcome,
+) -> None:
+    """Drop waiting rows the partner's stream has passed by ``ttl``, those that waited
+    ``max_wait`` by the wall clock, and those beyond the per-model bound; count them."""
+    partitions = list(clocks.values())
+    for side, table, partner in _SIDES:
+        models = [m for (m,) in conn.execute(select(table.c.model).distinct()).all()]
+        for model in models:
+            mine = table.c.model == model
+
+            def drop(
+                where: Any, reason: str, side: str = side, model: str = model, table: Any = table
+            ) -> None:
+                mine = table.c.model == model
+                n = int(conn.execute(delete(table).where(mine & where)).rowcount or 0)
+                if n:
+                    outcome.expired[(model, side)] += n
+                    outcome.reasons[(model, side, reason)] += n
+
+            clock = expiry_watermark(partitions, model, partner)
+            if clock is not None:
+                drop(table.c.ts_ms < clock - settings.ttl_ms, "ttl")
+            if now_ms:
+                drop(table.c.created_ms < now_ms - settings.max_wait_ms, "max_wait")
+            count = conn.execute(select(func.count()).select_from(table).where(mine)).scalar()
+            if (count or 0) > settings.max_pending:
                 bound = conn.execute(
                     select(table.c.ts_ms)
-                    .where(table.c.model == model)
+                    .where(mine)
                     .order_by(table.c.ts_ms)
-                    .offset(count - settings.max_pending)
+                    .offset(int(count or 0) - settings.max_pending)
                     .limit(1)
                 ).scalar()
-                conn.execute(
-                    delete(table).where((table.c.model == model) & (table.c.ts_ms < bound))
-                )
+                drop(table.c.ts_ms < bound, "max_pending")

@@ -46,6 +46,25 @@ class IngestMetrics:
             ["model"],
             registry=registry,
         )
+        self.joined = Counter(
+            "watchkeeper_labels_joined",
+            "Labels joined to their predictions (pairs graded).",
+            ["model"],
+            registry=registry,
+        )
+        self.join_expired = Counter(
+            "watchkeeper_label_join_expired",
+            "Waiting predictions (side=prediction) or labels (side=label) that expired "
+            "without their partner.",
+            ["model", "side"],
+            registry=registry,
+        )
+        self.watermark = Gauge(
+            "watchkeeper_watermark_timestamp_seconds",
+            "Event time of a model's stream of a role: the minimum over its partitions.",
+            ["model", "role"],
+            registry=registry,
+        )
         self.ignored_features = Counter(
             "watchkeeper_ignored_feature_values",
             "Feature values ignored because the model already has ingest.max_features features.",

@@ -80,7 +80,8 @@ def drift_findings(
     metrics: Sequence[str] = DEFAULT_DRIFT_METRICS,
     min_samples: int = 100,
 ) -> list[tuple[Finding, Severity]]:
-    features = None if window.prediction is not None else sorted(reference.features)
+    # every input feature, and the prediction when the batch has one
+    features = sorted(reference.features) + ([PREDICTION] if window.prediction is not None else [])
     findings = evaluate(reference, window, metrics, min_samples=min_samples, features=features)
     return [(f, severity(f.metric, f.value)) for f in findings]
 

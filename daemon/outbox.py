@@ -22,6 +22,8 @@ from watchkeeper.daemon.upsert import upsert
 
 PENDING, SENT, FAILED, SILENCED = "pending", "sent", "failed", "silenced"
 SUPERSEDED = "superseded"
+HISTORICAL = "historical"
+"""About a window older than ``alerts.max_age``: recorded, never sent."""
 GROUPED = {"opened", "updated", "escalated", "de-escalated", "reminder", "resolved"}
 COALESCED = {"updated", "escalated", "de-escalated", "reminder"}
 """Changes of which only the newest waiting one is worth sending."""
@@ -40,15 +42,23 @@ def rows_for(
     notes: Sequence[tuple[str, Notification]],
     now_ms: int,
     silenced: Callable[[Notification], bool] | None = None,
+    historical: bool = False,
 ) -> list[dict[str, Any]]:
-    """Outbox rows for (channel, notification) pairs; silenced ones are kept, not sent."""
+    """Outbox rows for (channel, notification) pairs; silenced and historical ones are
+    kept, not sent."""
+
+    def state(n: Notification) -> str:
+        if historical:
+            return HISTORICAL
+        return SILENCED if silenced is not None and silenced(n) else PENDING
+
     return [
         {
             "channel": channel,
             "fingerprint": n.fingerprint,
             "kind": n.kind,
             "payload": json.dumps(n.to_dict()),
-            "state": SILENCED if silenced is not None and silenced(n) else PENDING,
+            "state": state(n),
             "created_ms": now_ms,
             "attempts": 0,
             "next_attempt_ms": now_ms,

@@ -1,4 +1,4 @@
-"""Reading the store: offsets, watermarks, windows, references, quarantine, totals.
+"""Reading the store: offsets, partition clocks, windows, references, quarantine, totals.
 
 :class:`StoreQueries` is the read half of :class:`~watchkeeper.daemon.store.Store`; every
 method raises :class:`StoreUnavailableError` when the store cannot be reached.
@@ -18,7 +18,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.engine import reader
 from watchkeeper.daemon.errors import StoreUnavailableError
-from watchkeeper.daemon.windows import StreamKey
+from watchkeeper.daemon.watermarks import (
+    ClockSettings,
+    Mark,
+    PartitionClock,
+    PartitionKey,
+    PartitionStatus,
+)
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 
@@ -56,10 +62,139 @@ class StoreQueries:
             ).all()
         return {(r.topic, r.partition): int(r.next_offset) for r in rows}
 
-    def watermarks(self, group_id: str, conn: Connection | None = None) -> dict[StreamKey, int]:
-        with self._read(conn) as c:
-            rows = c.execute(select(t.watermarks).where(t.watermarks.c.group_id == group_id)).all()
-        return {(r.model, r.role): int(r.watermark_ms) for r in rows}
+    def partition_marks(
+        self, group_id: str, conn: Connection | None = None
+    ) -> dict[PartitionKey, dict[str, Mark]]:
+        """Per (topic, partition): each model's mark, as committed with the offsets."""
+        c = t.partition_watermarks.c
+        with self._read(conn) as db:
+            rows = db.execute(
+                select(c.topic, c.partition, c.model, c.event_ms, c.seen_ms).where(
+                    c.group_id == group_id
+                )
+            ).all()
+        out: dict[PartitionKey, dict[str, Mark]] = {}
+        for r in rows:
+            out.setdefault((r.topic, int(r.partition)), {})[r.model] = Mark(
+                int(r.event_ms), int(r.seen_ms)
+            )
+        return out
+
+    def partition_statuses(
+        self, group_id: str, conn: Connection | None = None
+    ) -> dict[PartitionKey, tuple[PartitionStatus, str, int]]:
+        """Per (topic, partition): its status, owner and when the owner last wrote it."""
+        c = t.partition_status.c
+        with self._read(conn) as db:
+            rows = db.execute(select(t.partition_status).where(c.group_id == group_id)).all()
+        return {
+            (r.topic, int(r.partition)): (
+                PartitionStatus(
+                    r.role,
+                    None if r.position is None else int(r.position),
+                    None if r.end_offset is None else int(r.end_offset),
+                ),
+                r.owner,
+                int(r.updated_ms),
+            )
+            for r in rows
+        }
+
+    def partition_clocks(
+        self,
+        group_id: str,
+        settings: ClockSettings,
+        now_ms: int,
+        conn: Connection | None = None,
+    ) -> dict[PartitionKey, PartitionClock]:
+        """Every partition of the group's topics as the watermark rules see it, from what
+        the owners committed: a partition whose owner has not written for
+        ``settings.stale_ms`` counts as behind."""
+        with self._read(conn) as db:
+            statuses = self.partition_statuses(group_id, db)
+            marks = self.partition_marks(group_id, db)
+        out: dict[PartitionKey, PartitionClock] = {}
+        for key in set(statuses) | set(marks):
+            role = settings.roles.get(key[0])
+            if role is None:  # a topic the config no longer reads
+                continue
+            entry = statuses.get(key)
+            fresh = entry is not None and now_ms - entry[2] <= settings.stale_ms
+            caught_up = fresh and entry is not None and entry[0].caught_up
+            out[key] = PartitionClock(role, caught_up, marks.get(key, {}))
+        return out
+
+    def policy_ticks(self) -> dict[str, int]:
+        """Per policy, the last tick of its schedule evaluated (event time)."""
+        c = t.policy_states.c
+        with self._read(None) as conn:
+            rows = conn.execute(select(c.policy, c.tick_ms).where(c.tick_ms.is_not(None))).all()
+        return {r.policy: int(r.tick_ms) for r in rows}
+
+    def join_counts(self) -> dict[str, dict[str, int]]:
+        """Per model: labels joined, pending predictions and labels expired."""
+        with self._read(None) as conn:
+            rows = conn.execute(select(t.join_counts)).all()
+            waiting: dict[str, dict[str, int]] = {
+                name: dict(
+                    conn.execute(select(table.c.model, func.count()).group_by(table.c.model)).all()
+                )
+                for name, table in (
+                    ("pending_predictions", t.pending_predictions),
+                    ("pending_labels", t.pending_labels),
+                )
+            }
+        out: dict[str, dict[str, int]] = {}
+        for r in rows:
+            out[r.model] = {
+                "joined": int(r.joined),
+                "expired_predictions": int(r.expired_predictions),
+                "expired_labels": int(r.expired_labels),
+            }
+        for name, counts in waiting.items():
+            for model, n in counts.items():
+                out.setdefault(model, {"joined": 0, "expired_predictions": 0, "expired_labels": 0})[
+                    name
+                ] = int(n)
+        for entry in out.values():
+            entry.setdefault("pending_predictions", 0)
+            entry.setdefault("pending_labels", 0)
+        return out
+
+    def model_totals(self) -> dict[str, dict[str, int]]:
+        """Per model: stored events, late events, windows, first and last window start."""
+        c = t.windows.c
+        query = select(
+            c.model,
+            func.sum(c.events),
+            func.sum(c.late_events),
+            func.count(),
+            func.min(c.window_start_ms),
+            func.max(c.window_start_ms),
+        ).group_by(c.model)
+        with self._read(None) as conn:
+            rows = conn.execute(query).all()
+        return {
+            str(m): {
+                "events": int(e or 0),
+                "late_events": int(late or 0),
+                "windows": int(n),
+                "first_window_ms": int(lo),
+                "last_window_ms": int(hi),
+            }
+            for m, e, late, n, lo, hi in rows
+        }
+
+    def first_window(self, model: str, since_ms: int | None = None) -> int | None:
+        """The start of the model's earliest stored window holding events (at or after
+        ``since_ms``)."""
+        c = t.windows.c
+        query = select(func.min(c.window_start_ms)).where((c.model == model) & (c.events > 0))
+        if since_ms is not None:
+            query = query.where(c.window_start_ms >= since_ms)
+        with self._read(None) as conn:
+            value = conn.execute(query).scalar()
+        return None if value is None else int(value)
 
     def kinds(self) -> list[tuple[str, str, str]]:
         with self._read(None) as conn:

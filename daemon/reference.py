@@ -164,20 +164,42 @@ def infer_task(label: pd.Series) -> Task:
     return "regression"
 
 
-def _performance(perf: PerformanceSketch, frame: pd.DataFrame, prediction: str, label: str) -> None:
-    pairs = frame[[prediction, label]].dropna()
+def _performance(
+    perf: PerformanceSketch,
+    frame: pd.DataFrame,
+    prediction: str,
+    label: str,
+    prediction_class: str | None = None,
+) -> None:
+    """Grade the chunk's pairs as the daemon does: the model's own class when it logs one
+    (accuracy, precision, recall, F1), the score for the ranking metrics (AUC, log-loss),
+    and a binary score at 0.5 when there is no class."""
+    columns = [prediction, label] + ([prediction_class] if prediction_class else [])
+    pairs = frame[columns].dropna()
     if pairs.empty:
         return
     if perf.task == "regression":
         perf.update_regression(numeric_values(pairs[label]), numeric_values(pairs[prediction]))
         return
     labels = class_names(pairs[label].to_numpy())
-    if is_numeric(pairs[prediction]) and set(labels) <= {"0", "1"}:
-        scores = numeric_values(pairs[prediction])
+    binary = is_numeric(pairs[prediction]) and set(labels) <= {"0", "1"}
+    scores = numeric_values(pairs[prediction]) if binary else None
+    if prediction_class:
+        predicted = class_names(pairs[prediction_class].to_numpy())
+    elif scores is not None:
         predicted = ["1" if s >= 0.5 else "0" for s in scores]
-        perf.update_classification(labels, predicted, scores)
     else:
-        perf.update_classification(labels, class_names(pairs[prediction].to_numpy()))
+        predicted = class_names(pairs[prediction].to_numpy())
+    perf.update_classification(labels, predicted, scores)
+
+
+def _as_classes(series: pd.Series) -> pd.Series:
+    """A class column spelled as the daemon spells classes (``1``, ``1.0``, ``True``: "1")."""
+    return pd.Series(
+        [None if pd.isna(v) else class_names([v])[0] for v in series],
+        index=series.index,
+        dtype=object,
+    )
 
 
 def build_reference(
@@ -192,19 +214,22 @@ def build_reference(
     sample_size: int = 2000,
     task: Task | None = None,
     progress: Progress | None = None,
+    prediction_class: str | None = None,
 ) -> ReferenceProfile:
     """A reference profile of ``model`` from a file; see the module docstring.
 
-    ``features`` defaults to every column but the prediction, the label and ``exclude``.
-    ``progress`` is called with the number of rows done in each pass.
+    ``features`` defaults to every column but the prediction, its class, the label and
+    ``exclude``. ``progress`` is called with the number of rows done in each pass.
     """
     sketches: dict[str, ColumnSketch] = {}
     sample = Reservoir(sample_size)
     perf: PerformanceSketch | None = None
     rows = 0
     chosen: list[str] | None = list(features) if features is not None else None
-    special = [c for c in (prediction, label) if c]
+    special = [c for c in (prediction, label, prediction_class) if c]
     for chunk in read_chunks(path):
+        if prediction_class and prediction_class in chunk.columns:
+            chunk[prediction_class] = _as_classes(chunk[prediction_class])
         if chosen is None:
             chosen = [c for c in chunk.columns if c not in special and c not in exclude]
         missing = [c for c in (*chosen, *special) if c not in chunk.columns]
@@ -216,7 +241,7 @@ def build_reference(
         if prediction and label:
             if perf is None:
                 perf = PerformanceSketch(task or infer_task(chunk[label]))
-            _performance(perf, chunk, prediction, label)
+            _performance(perf, chunk, prediction, label, prediction_class)
         keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
         columns = list(chosen)
 
@@ -255,6 +280,7 @@ def build_reference(
         bins=bins,
         features={n: profile_of(n) for n in chosen},
         prediction=profile_of(prediction) if prediction else None,
+        prediction_class=profile_of(prediction_class) if prediction_class else None,
         label=profile_of(label) if label else None,
         metrics=perf.metrics() if perf is not None else {},
         task=perf.task if perf is not None else task,

@@ -1,14 +1,17 @@
-"""Running each policy on its own schedule, and reloading policy files while running.
+"""Running each policy through its ticks, and reloading policy files while running.
 
-APScheduler's background scheduler runs the checks on a pool of worker threads, apart
-from ingestion: a slow check delays neither ingestion nor another policy's check. Per
-policy, ``max_instances=1`` with ``coalesce=True`` means a run that is still going when
-the next is due makes the next one wait and collapses any backlog into one run.
+APScheduler's background scheduler polls each policy every ``policies.poll_interval`` on
+a pool of worker threads, apart from ingestion; each poll evaluates the policy's ticks
+that are ready (:mod:`stepping`, :mod:`ticks`): live, a tick runs as soon as the wall
+clock passes it; behind (catch-up, backfill, replay), ticks run in event time as the
+watermark passes them, each once and in order. A slow check delays neither ingestion nor
+another policy's check; per policy a lock lets one poll run at a time (a poll due while
+one is still going returns at once; APScheduler's ``max_instances=2`` with ``coalesce``
+lets it, instead of logging a skipped run every poll).
 
-Missed runs: schedules live in memory, so runs missed while the daemon was down are not
-replayed one by one. The rule is explicit: on start (and when a policy is added or
-changed) every policy runs once at once, then on its schedule — the same as Prometheus
-evaluating rules on start.
+Missed ticks: the last evaluated tick is stored with its evaluations, so ticks missed
+while the daemon was down are evaluated after a restart, in order, on the windows the
+stream filled meanwhile — the same evaluations an uninterrupted run would have made.
 
 Hot reload: files are re-read when their content changes (polled every
 ``reload_interval``), on SIGHUP and on ``POST /-/reload``. A file with errors is rejected
@@ -30,10 +33,9 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from watchkeeper.daemon.checks import Checker
+from watchkeeper.daemon.stepping import PolicyStepper
 from watchkeeper.policies.errors import SourceError
 from watchkeeper.policies.loader import LoadedPolicy, load_all, policy_files
 
@@ -68,7 +70,7 @@ class PolicyMetrics:
         )
         self.checks = Counter(
             "watchkeeper_policy_checks",
-            "Policy evaluations run.",
+            "Policy evaluations run (one per tick).",
             ["policy", "outcome"],
             registry=registry,
         )
@@ -86,7 +88,7 @@ class PolicyScheduler:
 
     def __init__(
         self,
-        checker: Checker,
+        stepper: PolicyStepper,
         paths: list[str],
         registry: CollectorRegistry,
         channels: set[str] | None,
@@ -96,8 +98,11 @@ class PolicyScheduler:
         clock: Callable[[], float] = time.time,
         on_reload: Callable[[dict[str, LoadedPolicy]], None] | None = None,
         leading: Callable[[], bool] = lambda: True,
+        poll_interval_s: float = 1.0,
     ) -> None:
-        self.checker = checker
+        self.stepper = stepper
+        self.checker = stepper.checker
+        self.poll_interval_s = poll_interval_s
         self.leading = leading
         self.on_reload = on_reload
         self.paths = paths
@@ -108,11 +113,12 @@ class PolicyScheduler:
         self.metrics = PolicyMetrics(registry)
         self.status = PolicyStatus()
         self._lock = threading.RLock()
+        self._running: dict[str, threading.Lock] = {}
         self._fingerprint = ""
         self._stop = threading.Event()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(workers)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None},
             timezone="UTC",
         )
         self._watcher = threading.Thread(target=self._watch, name="wk-policy-watch", daemon=False)
@@ -185,18 +191,17 @@ class PolicyScheduler:
             if self._scheduler.get_job(key) is not None:
                 self._scheduler.remove_job(key)
             engine = self.checker.engines.pop(key, None)
+            self.stepper.forget(key)
             # a removed policy's incidents resolve with a note (by the leader: its state)
             if engine is not None and self.leading():
                 now = int(self.clock() * 1000)
                 empty = engine.policy.model_copy(update={"rules": engine.policy.rules[:0]})
                 events = engine.reconcile(empty, now, "the policy was removed")
-                self.checker.incidents.record(key, now, [], events, engine.state_dict())
+                self.checker.incidents.record(key, now, [], events, engine.state_dict(), tick=False)
         for key, loaded in self.status.policies.items():
-            schedule = loaded.policy.schedule
-            trigger: Any = (
-                IntervalTrigger(seconds=schedule.every, timezone="UTC")
-                if schedule.every is not None
-                else CronTrigger.from_crontab(str(schedule.cron), timezone="UTC")
+            period = loaded.policy.schedule.period_s()
+            trigger: Any = IntervalTrigger(
+                seconds=min(period, self.poll_interval_s), timezone="UTC"
             )
             job = self._scheduler.get_job(key)
             version = loaded.digest
@@ -204,7 +209,7 @@ class PolicyScheduler:
                 continue
             if job is not None:
                 self._scheduler.remove_job(key)
-            # run once now (the documented missed-run rule), then on the schedule
+            # poll at once (ticks missed meanwhile are due), then every poll interval
             self._scheduler.add_job(
                 self.run_policy, trigger, args=[key], id=key, name=version, next_run_time=_utcnow()
             )
@@ -213,28 +218,42 @@ class PolicyScheduler:
     def run_policy(self, key: str) -> None:
         with self._lock:
             loaded = self.status.policies.get(key)
+            running = self._running.setdefault(key, threading.Lock())
         if loaded is None:
             return
+        if not running.acquire(blocking=False):  # this policy's previous poll still runs
+            return
+        try:
+            self._run_policy(key, loaded)
+        finally:
+            running.release()
+
+    def _run_policy(self, key: str, loaded: LoadedPolicy) -> None:
         if not self.leading():  # a standby replica: the leader runs the checks
             self.metrics.checks.labels(key, "standby").inc()
             return
         started = time.perf_counter()
         try:
-            result = self.checker.run(loaded)
+            step = self.stepper.step(loaded)
         except Exception as exc:
             self.metrics.checks.labels(key, "failed").inc()
             self.status.last_runs[key] = {"at": self.clock(), "ok": False, "error": str(exc)}
             log.exception("policy %s failed to run", key)
             return
-        finally:
-            self.metrics.check_duration.labels(key).observe(time.perf_counter() - started)
-        self.metrics.checks.labels(key, "ok").inc()
+        if not step.results:
+            return
+        elapsed = time.perf_counter() - started
+        for _ in step.results:
+            self.metrics.check_duration.labels(key).observe(elapsed / len(step.results))
+        self.metrics.checks.labels(key, "ok").inc(len(step.results))
+        result = step.results[-1]
         self.status.last_runs[key] = {
             "at": result.at_ms / 1000,
             "ok": True,
             "events_seen": result.events_seen,
             "evaluations": len(result.evaluations),
             "incident_events": len(result.events),
+            "ticks": len(step.results),
         }
 
 
@@ -244,7 +263,9 @@ def _utcnow() -> Any:
     return dt.datetime.now(dt.UTC)
 
 
-def describe(status: PolicyStatus) -> dict[str, Any]:
+def describe(
+    status: PolicyStatus, progress: Callable[[str], dict[str, Any] | None] = lambda _: None
+) -> dict[str, Any]:
     """The JSON of ``/api/policies``."""
     return {
         "last_reload_successful": status.ok,
@@ -259,6 +280,7 @@ def describe(status: PolicyStatus) -> dict[str, Any]:
                 "schedule": p.policy.schedule.model_dump(),
                 "rules": [r.key for r in p.policy.rules],
                 "last_run": status.last_runs.get(key),
+                "progress": progress(key),
             }
             for key, p in sorted(status.policies.items())
         ],

@@ -93,6 +93,7 @@ class ShadowEvaluator:
         self._offsets: dict[TopicPartitionKey, int] = {}
         self._done: dict[TopicPartitionKey, int] = {}
         self._labels = PendingLabels(settings.max_pending_labels, label_ttl_ms)
+        self._label_clock: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_flush = time.monotonic()
@@ -178,7 +179,8 @@ class ShadowEvaluator:
                 and batch.request_ids is not None
                 and self._labels.waiting(batch.model)
             ):
-                self._put(Labels(batch.model, batch.request_ids, batch.label), batch.model, 0)
+                labels = Labels(batch.model, batch.request_ids, batch.label, int(batch.ts_ms.max()))
+                self._put(labels, batch.model, 0)
             return
         if not batch.features or batch.offsets is None:
             return
@@ -399,9 +401,13 @@ class ShadowEvaluator:
         setup = self._models.get(item.model)
         if setup is None:
             return
-        now_ms = int(self.clock() * 1000)
+        # waiting rows expire on the labels stream's event time, not the wall clock: a
+        # backfill's rows wait for their labels however old they are
+        clock = self._label_clock[item.model] = max(
+            self._label_clock.get(item.model, 0), item.ts_ms
+        )
         graded = self._labels.grade(
-            item.model, item.request_ids, item.labels, setup.spec.task, now_ms
+            item.model, item.request_ids, item.labels, setup.spec.task, clock
         )
         with self._lock:
             for (start, name), g in graded.items():

@@ -1,9 +1,10 @@
 """Sampled shadow rows waiting for their label, so both models are graded on them.
 
 Per model, a bounded insertion-ordered map request id → (window, production's output,
-each candidate's output). When the oldest entries exceed ``limit`` or ``ttl_ms`` they are
-dropped: the wait is in memory and best effort (a restart forgets it; the rows stay
-counted in agreement and latency, only their grading is lost).
+each candidate's output). When the oldest entries exceed ``limit``, or the labels
+stream's event time has passed them by ``ttl_ms``, they are dropped: the wait is in
+memory and best effort (a restart forgets it; the rows stay counted in agreement and
+latency, only their grading is lost).
 """
 
 from __future__ import annotations

@@ -68,6 +68,8 @@ class Labels:
     model: str
     request_ids: np.ndarray[Any, Any]
     labels: Column
+    ts_ms: int = 0
+    """The newest event time of the batch: the labels stream's clock for expiry."""
 
 
 def take(column: Column, idx: np.ndarray[Any, Any]) -> Column:

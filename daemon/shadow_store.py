@@ -146,12 +146,14 @@ class ShadowStore:
         except DBAPIError as exc:
             raise StoreUnavailableError("record a shadow decision", exc) from exc
 
-    def prune(self, before_ms: int) -> int:
+    def prune(self, before_ms: int, model: str | None = None) -> int:
+        """Delete shadow windows starting before ``before_ms`` (of ``model``, or all)."""
+        where = t.shadow_windows.c.window_start_ms < before_ms
+        if model is not None:
+            where = where & (t.shadow_windows.c.model == model)
         try:
             with self.engine.begin() as conn:
-                result = conn.execute(
-                    delete(t.shadow_windows).where(t.shadow_windows.c.window_start_ms < before_ms)
-                )
+                result = conn.execute(delete(t.shadow_windows).where(where))
                 return int(result.rowcount or 0)
         except DBAPIError as exc:
             raise StoreUnavailableError("prune shadow summaries", exc) from exc

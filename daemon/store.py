@@ -2,9 +2,10 @@
 
 SQLite (a file, the default) or PostgreSQL (by URL; several replicas may share it).
 The one promise everything rests on: :meth:`Store.commit` writes the window deltas, the
-consumer offsets that produced them, the watermarks, newly learned feature kinds and the
-quarantined records in ONE transaction. After a crash the consumer seeks to the stored
-offsets, so every event is in the store exactly once.
+consumer offsets that produced them, the per-partition watermarks and consumer status,
+newly learned feature kinds, the quarantined records and the label joins in ONE
+transaction. After a crash the consumer seeks to the stored offsets and resumes from the
+stored watermarks, so every event is in the store exactly once.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from watchkeeper.daemon import tables as t
 from watchkeeper.daemon.decode import Quarantined
 from watchkeeper.daemon.engine import create_store_engine, reader
 from watchkeeper.daemon.errors import MigrationError, StoreUnavailableError
-from watchkeeper.daemon.labels import JoinBuffer, JoinSettings, join_in_transaction
+from watchkeeper.daemon.labels import JoinBuffer, JoinOutcome, JoinSettings, join_in_transaction
 from watchkeeper.daemon.queries import StoreQueries, TopicPartitionKey
 from watchkeeper.daemon.upsert import dialect_insert, upsert
-from watchkeeper.daemon.windows import Delta, StreamKey, WindowKey
+from watchkeeper.daemon.watermarks import ClockSettings, Mark, MarkKey
+from watchkeeper.daemon.windows import Delta, WindowKey
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 
@@ -95,11 +97,16 @@ class Store(StoreQueries):
         joins: JoinBuffer | None = None,
         join_settings: JoinSettings | None = None,
         expire_joins: bool = True,
-    ) -> None:
+        clocks: ClockSettings | None = None,
+        owner: str = "",
+    ) -> JoinOutcome:
         """Write everything of one flush in one transaction, or nothing.
 
         ``joins`` are the predictions and labels to store and match (:mod:`labels`); the
         performance of the pairs they complete is merged into their windows here too.
+        Waiting rows expire (when ``expire_joins``) on the group's partition clocks as
+        this transaction leaves them (``clocks`` says how to read them). ``owner`` names
+        the replica in the partition status rows. Returns what the join did.
 
         Raises :class:`StoreUnavailableError` when the store cannot be reached or the
         transaction fails; nothing is then committed and the caller keeps its state.
@@ -108,26 +115,40 @@ class Store(StoreQueries):
         for attempt in range(attempts):
             try:
                 with self.engine.begin() as conn:
-                    graded: dict[WindowKey, WindowSummary] = {}
-                    if joins:
-                        settings = join_settings or JoinSettings()
-                        graded = join_in_transaction(
-                            conn, self._insert_fn(), joins, delta, settings, expire_joins
-                        )
-                    self._merge_windows(conn, delta, graded)
                     self._upsert_offsets(conn, group_id, offsets)
-                    self._merge_watermarks(conn, group_id, delta.watermarks)
+                    self._merge_marks(conn, group_id, delta.marks)
+                    self._upsert_statuses(conn, group_id, delta, owner)
+                    graded: dict[WindowKey, WindowSummary] = {}
+                    outcome = JoinOutcome()
+                    if joins is not None and (joins or expire_joins):
+                        partitions = (
+                            self.partition_clocks(group_id, clocks, delta.now_ms, conn)
+                            if clocks is not None
+                            else {}
+                        )
+                        graded, outcome = join_in_transaction(
+                            conn,
+                            self._insert_fn(),
+                            joins,
+                            delta,
+                            join_settings or JoinSettings(),
+                            expire_joins,
+                            partitions,
+                        )
+                        self._count_joins(conn, outcome)
+                    self._merge_windows(conn, delta, graded)
                     if kinds:
                         self._insert_kinds(conn, kinds)
                     if quarantined:
                         self._insert_quarantine(conn, quarantined)
-                return
+                return outcome
             except IntegrityError as exc:
                 # another replica inserted the same new window first: retry as an update
                 if attempt == attempts - 1:
                     raise StoreUnavailableError("commit", exc) from exc
             except (OperationalError, DBAPIError) as exc:
                 raise StoreUnavailableError("commit", exc) from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _insert_fn(self) -> Any:
         return dialect_insert(self.dialect)
@@ -214,22 +235,81 @@ class Store(StoreQueries):
             ["next_offset", "updated_at"],
         )
 
-    def _merge_watermarks(
-        self, conn: Connection, group_id: str, marks: Mapping[StreamKey, int]
-    ) -> None:
+    def _merge_marks(self, conn: Connection, group_id: str, marks: Mapping[MarkKey, Mark]) -> None:
+        """Per (partition, model), the later of the stored and the new mark: a partition's
+        event time never goes back, whoever owned it."""
         if not marks:
             return
-        stored = self.watermarks(group_id, conn=conn)
+        stored = self.partition_marks(group_id, conn=conn)
+        rows = []
+        for (topic, part, model), mark in sorted(marks.items()):
+            old = stored.get((topic, part), {}).get(model)
+            merged = mark if old is None else old.merge(mark)
+            rows.append(
+                {
+                    "group_id": group_id,
+                    "topic": topic,
+                    "partition": part,
+                    "model": model,
+                    "event_ms": merged.event_ms,
+                    "seen_ms": merged.seen_ms,
+                }
+            )
+        upsert(
+            conn,
+            t.partition_watermarks,
+            rows,
+            ["group_id", "topic", "partition", "model"],
+            ["event_ms", "seen_ms"],
+        )
+
+    def _upsert_statuses(self, conn: Connection, group_id: str, delta: Delta, owner: str) -> None:
         rows = [
             {
                 "group_id": group_id,
-                "model": m[0],
-                "role": m[1],
-                "watermark_ms": max(v, stored.get(m, v)),
+                "topic": topic,
+                "partition": part,
+                "role": status.role,
+                "position": status.position,
+                "end_offset": status.end_offset,
+                "owner": owner[:255],
+                "updated_ms": delta.now_ms,
             }
-            for m, v in sorted(marks.items())
+            for (topic, part), status in sorted(delta.partitions.items())
         ]
-        upsert(conn, t.watermarks, rows, ["group_id", "model", "role"], ["watermark_ms"])
+        upsert(
+            conn,
+            t.partition_status,
+            rows,
+            ["group_id", "topic", "partition"],
+            ["role", "position", "end_offset", "owner", "updated_ms"],
+        )
+
+    def _count_joins(self, conn: Connection, outcome: JoinOutcome) -> None:
+        models = sorted(set(outcome.joined) | {m for m, _ in outcome.expired})
+        if not models:
+            return
+        rows = [
+            {
+                "model": m,
+                "joined": outcome.joined.get(m, 0),
+                "expired_predictions": outcome.expired.get((m, "prediction"), 0),
+                "expired_labels": outcome.expired.get((m, "label"), 0),
+            }
+            for m in models
+        ]
+        insert = dialect_insert(self.dialect)(t.join_counts)
+        c = t.join_counts.c
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["model"],
+                set_={
+                    name: c[name] + insert.excluded[name]
+                    for name in ("joined", "expired_predictions", "expired_labels")
+                },
+            ),
+            rows,
+        )
 
     def _insert_kinds(self, conn: Connection, kinds: Mapping[tuple[str, str], str]) -> None:
         rows = [{"model": m, "feature": f, "kind": k} for (m, f), k in sorted(kinds.items())]
@@ -253,13 +333,13 @@ class Store(StoreQueries):
         upsert(conn, t.quarantine, rows, ["topic", "partition", "offset"], None)
 
     def prune(self, before_ms: int) -> dict[str, int]:
-        """Delete windows (by start), quarantined records and delivered or given-up
-        notifications older than ``before_ms``; returns how many rows each lost."""
+        """Delete quarantined records and delivered, given-up or historical notifications
+        older than ``before_ms`` (wall clock); returns how many rows each lost. Windows go
+        by their model's event time: :meth:`prune_model`."""
         from sqlalchemy import delete
 
         received = dt.datetime.fromtimestamp(before_ms / 1000, dt.UTC)
         statements = {
-            "windows": delete(t.windows).where(t.windows.c.window_start_ms < before_ms),
             "quarantine": delete(t.quarantine).where(t.quarantine.c.received_at < received),
             "outbox": delete(t.outbox).where(
                 (t.outbox.c.created_ms < before_ms) & (t.outbox.c.state != "pending")
@@ -290,6 +370,37 @@ class Store(StoreQueries):
                 select(t.store_secrets.c.value).where(t.store_secrets.c.name == name)
             ).scalar_one()
         return bytes(value)
+
+    def prune_model(self, model: str, before_ms: int) -> dict[str, int]:
+        """Delete the model's windows starting before ``before_ms`` (event time), and the
+        label joins still waiting for them (counted as expired)."""
+        from sqlalchemy import delete
+
+        p, lab = t.pending_predictions.c, t.pending_labels.c
+        statements = {
+            "windows": delete(t.windows).where(
+                (t.windows.c.model == model) & (t.windows.c.window_start_ms < before_ms)
+            ),
+            "pending_predictions": delete(t.pending_predictions).where(
+                (p.model == model) & (p.window_start_ms < before_ms)
+            ),
+            "pending_labels": delete(t.pending_labels).where(
+                (lab.model == model) & (lab.ts_ms < before_ms)
+            ),
+        }
+        try:
+            with self.engine.begin() as conn:
+                out = {
+                    name: int(conn.execute(stmt).rowcount or 0) for name, stmt in statements.items()
+                }
+                outcome = JoinOutcome()
+                outcome.expired[(model, "prediction")] = out["pending_predictions"]
+                outcome.expired[(model, "label")] = out["pending_labels"]
+                if out["pending_predictions"] or out["pending_labels"]:
+                    self._count_joins(conn, outcome)
+                return out
+        except DBAPIError as exc:
+            raise StoreUnavailableError("prune", exc) from exc
 
     def save_reference(self, profile: ReferenceProfile, name: str = "default") -> None:
         """Keep a reference profile under (model, name), replacing an older one."""

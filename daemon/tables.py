@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -46,13 +47,40 @@ consumer_offsets = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-watermarks = Table(
-    "watermarks",
+# per partition and model: how far its event time got (migration 0008; see watermarks.py)
+partition_watermarks = Table(
+    "partition_watermarks",
     metadata,
     Column("group_id", String(255), primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
     Column("model", String(200), primary_key=True),
-    Column("role", String(20), primary_key=True),
-    Column("watermark_ms", BigInteger, nullable=False),
+    Column("event_ms", BigInteger, nullable=False),
+    Column("seen_ms", BigInteger, nullable=False),
+)
+
+# per partition: where its consumer stands, written with the offsets by its owner
+partition_status = Table(
+    "partition_status",
+    metadata,
+    Column("group_id", String(255), primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("position", BigInteger),
+    Column("end_offset", BigInteger),
+    Column("owner", String(255), nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+# per model: label joins made and pending rows expired, since the store was created
+join_counts = Table(
+    "join_counts",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("joined", BigInteger, nullable=False),
+    Column("expired_predictions", BigInteger, nullable=False),
+    Column("expired_labels", BigInteger, nullable=False),
 )
 
 feature_kinds = Table(
@@ -97,6 +125,7 @@ pending_predictions = Table(
     Column("ts_ms", BigInteger, nullable=False, index=True),
     Column("score", Float),
     Column("predicted", String(255)),
+    Column("created_ms", BigInteger, nullable=False),
 )
 
 pending_labels = Table(
@@ -107,6 +136,7 @@ pending_labels = Table(
     Column("label", String(255), nullable=False),
     Column("value", Float),
     Column("ts_ms", BigInteger, nullable=False, index=True),
+    Column("created_ms", BigInteger, nullable=False),
 )
 
 incidents = Table(
@@ -148,6 +178,7 @@ evaluations = Table(
     Column("state", String(20), nullable=False),
     Column("n_current", BigInteger, nullable=False),
     Column("reason", Text, nullable=False),
+    Index("ix_evaluations_policy_at_ms", "policy", "at_ms"),
 )
 
 policy_states = Table(
@@ -156,6 +187,9 @@ policy_states = Table(
     Column("policy", String(200), primary_key=True),
     Column("state", LargeBinary, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+    # the last tick of the policy's schedule evaluated (event time), written with its
+    # evaluations: the next run continues after it (migration 0008)
+    Column("tick_ms", BigInteger),
 )
 
 outbox = Table(

@@ -27,14 +27,16 @@ from watchkeeper.detectors.window import WindowSummary
 
 
 def select_features(reference: ReferenceProfile, patterns: Sequence[str] | None) -> list[str]:
-    """Reference features matching any of ``patterns`` (names or globs); all when None.
+    """Reference features matching any of ``patterns`` (names or globs); every input
+    feature when None — the prediction is not a feature: a rule selects it by name.
 
-    ``__prediction__`` selects the prediction (and, for probability vectors, its class).
+    ``__prediction__`` selects the prediction (and its class, when the model logs one or
+    the prediction is a probability vector).
     """
     names = sorted(reference.features)
     specials = [n for n in (PREDICTION, PREDICTION_CLASS) if reference.column(n) is not None]
     if patterns is None:
-        return names + specials
+        return names
     chosen = [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
     if PREDICTION in patterns:
         chosen += specials

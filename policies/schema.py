@@ -10,7 +10,7 @@ A policy file describes one model's checks::
     rules:
       - name: feature-drift
         metric: psi
-        features: all                # all | [a, b] | "amount*" | prediction
+        features: all                # all (the inputs) | [a, b] | "amount*" | prediction
         warn: 0.1
         critical: 0.25
         for: 2                       # consecutive evaluations before firing (and resolving)
@@ -97,6 +97,8 @@ class Rule(_Strict):
     name: Annotated[str, Field(pattern=NAME)] | None = None
     metric: str
     features: Literal["all", "prediction"] | str | list[str] = "all"
+    """``all``: the model's input features; ``prediction``: its output (score and class);
+    or names and globs, ``prediction`` among them if wanted."""
     warn: float | None = None
     critical: float | None = None
     threshold: Literal["auto"] | None = None
@@ -194,7 +196,8 @@ class Rule(_Strict):
         return self.name or self.metric
 
     def feature_patterns(self) -> list[str] | None:
-        """Selected features as names / globs; None for all; ["__prediction__"] for it."""
+        """Selected features as names / globs; None for every input feature (never the
+        prediction); ["__prediction__"] for the prediction (and its class)."""
         if self.features == "all":
             return None
         if self.features == "prediction":

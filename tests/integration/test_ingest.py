@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,10 @@ def event(i: int, model: str = "fraud", ts: int | None = None) -> bytes:
 
 
 @contextmanager
-def running(config: Config) -> Iterator[Daemon]:
-    daemon = Daemon(config)
+def running(config: Config, clock: Callable[[], float] = time.time) -> Iterator[Daemon]:
+    """The daemon in a thread, stopped (and checked to have stopped) on exit; ``clock`` is
+    its wall clock."""
+    daemon = Daemon(config, clock=clock)
     stop = threading.Event()
     errors: list[BaseException] = []
 

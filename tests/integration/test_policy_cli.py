@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,7 @@ def test_backtest_replays_stored_history(
                 "-c",
                 str(config),
                 "--since",
-                "6h",
+                "5h",
                 "--until",
                 _iso(start + 6 * HOUR),
             ]
@@ -139,16 +140,30 @@ def test_backtest_replays_stored_history(
         == 0
     )
     out = capsys.readouterr().out
-    assert "fraud: 1 incident(s) would have opened" in out
+    assert "fraud: 6 tick(s), 6 evaluation(s); 1 incident(s) would have opened" in out
     opened = next(line for line in out.splitlines() if " opened " in line)
     resolved = next(line for line in out.splitlines() if " resolved " in line)
-    # evaluations read the hour before them (plus the current 5-minute window): the one at
-    # +3h sees the drifted hour 2 and opens; the one at +5h sees normal hour 4 and resolves
+    # ticks on the hour read the hour before them: the one at +3h sees the drifted hour
+    # 2 and opens; the one at +5h sees normal hour 4 and resolves
     assert _iso(start + 3 * HOUR)[:16].replace("T", " ") in opened
     assert _iso(start + 5 * HOUR)[:16].replace("T", " ") in resolved
     assert "no data" not in out
+    # every evaluation's value, threshold and decision, per rule and feature
+    rows = [line for line in out.splitlines() if " drift " in line and " amount " in line]
+    assert len(rows) == 6 and sum(" breach " in r for r in rows) == 2
+    assert all("0.25" in r for r in rows)
+    args = ["policy", "backtest", str(policy), "-c", str(config), "--since", "6h"]
+    assert main([*args, "--until", _iso(start + 6 * HOUR), "--format", "json"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)["policies"]
+    assert doc["ticks"] == 7 and doc["no_data"] == [{"at_ms": start, "events_seen": 0}]
+    breaches = [e for e in doc["evaluations"] if e["decision"] == "breach"]
+    assert [e["at_ms"] for e in breaches] == [start + 3 * HOUR, start + 4 * HOUR]
+    assert all(e["value"] > 0.25 and e["critical"] == 0.25 for e in breaches)
+    kinds = [(t["at_ms"], t["kind"], t["feature"]) for t in doc["transitions"]]
+    assert (start + 3 * HOUR, "opened", "*") in kinds  # the rule's digest incident
     assert main(["status", "-c", str(config)]) == 0
-    assert "open incidents" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "open incidents" in out and "models: stored, late" in out
 
 
 def _iso(ms: int) -> str:

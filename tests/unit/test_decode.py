@@ -275,3 +275,25 @@ def test_an_internal_failure_quarantines_the_batch_instead_of_crashing(
     ]
     assert "RuntimeError: boom" in result.quarantined[0].detail
     assert "decoding 2 records of t[0] failed" in caplog.text
+
+
+def test_a_logged_class_is_read_beside_the_score_and_wins_over_the_argmax() -> None:
+    """``prediction`` and ``prediction_class`` mapped to a model's ``y_pred_proba`` and its
+    own decision ``y_pred`` (which need not be score ≥ 0.5: the model may use another
+    threshold); class spellings are normalised as labels' are."""
+    d = decoder(fields=FieldPaths(prediction="y_pred_proba", prediction_class="y_pred"))
+    events = [
+        good(0, y_pred_proba=0.62, y_pred=0),  # the model's own threshold is higher
+        good(1, y_pred_proba=0.30, y_pred=True),
+        good(2, y_pred_proba=0.8, y_pred=1.0),
+        good(3, y_pred_proba=0.9),  # no class logged for this one
+        good(4, y_pred_proba=0.5, y_pred={"oops": 1}),
+    ]
+    result = d.decode(0, recs(*events), NOW)
+    (bad,) = result.quarantined
+    assert bad.offset == 4 and bad.reason == "wrong_type" and "prediction_class" in bad.detail
+    (batch,) = result.batches
+    assert batch.prediction is not None and batch.prediction_class is not None
+    assert batch.prediction.values.tolist() == [0.62, 0.30, 0.8, 0.9]
+    assert batch.prediction_class.values.tolist() == ["0", "1", "1", None]
+    assert batch.prediction_class.missing.tolist() == [False, False, False, True]

@@ -253,6 +253,12 @@ def test_findings_cover_features_and_prediction_with_sizes() -> None:
         and (f.window_start_ms, f.window_end_ms) == (60_000, 120_000)
         for f in findings
     )
+    # `features: all` is the input features; the prediction is selected by name, so a
+    # rule over all features and a prediction rule never report the same column twice
+    every = evaluate(ref, window, ["psi"], features=None)
+    assert [f.feature for f in every] == ["a", "b"]
+    only = evaluate(ref, window, ["psi"], features=[PREDICTION])
+    assert [f.feature for f in only] == [PREDICTION]
 
 
 def test_latency_percentiles_match_numpy() -> None:

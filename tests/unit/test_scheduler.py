@@ -10,20 +10,25 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.checks import CheckResult
 from watchkeeper.daemon.scheduler import PolicyScheduler
+from watchkeeper.daemon.stepping import StepResult
 
 
 class TimingChecker:
-    """Stands in for the store-backed checker: records when each policy ran."""
+    """Stands in for the store-backed stepper: records when each policy was polled."""
 
     def __init__(self) -> None:
         self.engines: dict[str, Any] = {}
         self.incidents = None
+        self.checker = self
         self.runs: dict[str, list[float]] = {}
         self.running: dict[str, int] = {}
         self.overlap = False
         self.lock = threading.Lock()
 
-    def run(self, loaded: Any) -> CheckResult:
+    def forget(self, key: str) -> None:
+        pass
+
+    def step(self, loaded: Any) -> StepResult:
         key = loaded.policy.key
         with self.lock:
             self.runs.setdefault(key, []).append(time.monotonic())
@@ -33,7 +38,7 @@ class TimingChecker:
             time.sleep(2.5)
         with self.lock:
             self.running[key] -= 1
-        return CheckResult(0, [], [], 0)
+        return StepResult([CheckResult(0, [], [], 0)])
 
 
 def test_a_slow_check_blocks_neither_other_policies_nor_stacks_up(tmp_path: Path) -> None:
@@ -43,9 +48,9 @@ def test_a_slow_check_blocks_neither_other_policies_nor_stacks_up(tmp_path: Path
         )
     checker = TimingChecker()
     scheduler = PolicyScheduler(
-        checker,
+        checker,  # type: ignore[arg-type]
         [str(tmp_path)],
-        CollectorRegistry(),  # type: ignore[arg-type]
+        CollectorRegistry(),
         None,
         300.0,
         reload_interval_s=0.2,
@@ -63,25 +68,30 @@ def test_a_slow_check_blocks_neither_other_policies_nor_stacks_up(tmp_path: Path
     assert max(gaps) < 1.6
 
 
-def test_runs_once_on_start_then_on_schedule(tmp_path: Path) -> None:
+def test_polls_at_once_on_start_then_every_poll_interval(tmp_path: Path) -> None:
+    """Ticks missed while the daemon was down are the stepper's to find: the scheduler
+    polls each policy at once on start, then every poll interval (never slower than its
+    schedule), and the stepper decides which ticks are due."""
     (tmp_path / "p.yaml").write_text(
         "model: p\nschedule: {every: 1h}\nrules: [{metric: psi, critical: 1}]\n"
     )
     checker = TimingChecker()
     scheduler = PolicyScheduler(
-        checker,
+        checker,  # type: ignore[arg-type]
         [str(tmp_path)],
-        CollectorRegistry(),  # type: ignore[arg-type]
+        CollectorRegistry(),
         None,
         300.0,
         reload_interval_s=0.2,
+        poll_interval_s=0.3,
     )
     scheduler.start()
     try:
-        deadline = time.monotonic() + 5
-        while "p" not in checker.runs and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10
+        while len(checker.runs.get("p", [])) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.5)
     finally:
         scheduler.close()
-    assert len(checker.runs["p"]) == 1  # the missed-run rule: once now, not a backlog
+    runs = checker.runs["p"]
+    assert len(runs) >= 3
+    assert scheduler.status.last_runs["p"]["ticks"] == 1

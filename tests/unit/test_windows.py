@@ -1,4 +1,4 @@
-"""Tumbling event-time windows, the watermark and allowed lateness."""
+"""Tumbling event-time windows and allowed lateness against a given watermark."""
 
 from __future__ import annotations
 
@@ -36,28 +36,26 @@ def test_events_land_in_their_tumbling_window_per_version() -> None:
         WindowKey("m", "2", 5 * MIN): 1,
         WindowKey("m", "1", 10 * MIN): 1,
     }
-    assert delta.events == 5 and delta.watermarks == {("m", "predictions"): 12 * MIN}
+    assert delta.events == 5
     assert state.pending_events == 0 and state.open_windows == 0
 
 
 def test_late_events_within_allowed_lateness_are_kept_later_ones_dropped() -> None:
     state = WindowState(size_s=300, allowed_lateness_s=600)
-    state.add(batch([29]))  # watermark 29 min
-    late = state.add(batch([16, 14.9, 20]))  # window [15,20) closes at 20+10=30 → still open
+    assert state.add(batch([29])) == 0  # no watermark yet: nothing is late
+    late = state.add(batch([16, 14.9, 20]), 29 * MIN)  # [15,20) closes at 20+10=30: open
     assert late == 1  # 14.9 is in [10,15), closed at 15+10=25 ≤ 29
     delta = state.drain()
     assert delta.late == {WindowKey("m", "1", 10 * MIN): 1}
     assert delta.windows[WindowKey("m", "1", 15 * MIN)].count == 1
     assert delta.events == 4
-    state.add(batch([30]))
-    assert state.add(batch([19.9])) == 1  # the watermark reached 30: [15,20) is closed now
+    assert state.add(batch([19.9]), 30 * MIN) == 1  # at 30, [15,20) is closed
 
 
-def test_failed_flush_is_restored_and_discard_rewinds_the_watermark() -> None:
+def test_failed_flush_is_restored_and_discard_forgets() -> None:
     state = WindowState(size_s=300, allowed_lateness_s=0)
     state.add(batch([1, 2]))
-    first = state.drain()
-    state.committed(first)
+    state.drain()
     state.add(batch([3]))
     failed = state.drain()
     state.add(batch([4]))
@@ -66,4 +64,24 @@ def test_failed_flush_is_restored_and_discard_rewinds_the_watermark() -> None:
     assert again.windows[WindowKey("m", "1", 0)].count == 2 and again.events == 2
     state.add(batch([100]))
     state.discard()
-    assert state.watermarks == {("m", "predictions"): 2 * MIN} and state.pending_events == 0
+    assert state.pending_events == 0 and state.drain().events == 0
+
+
+def test_late_events_are_neither_joined_nor_sampled() -> None:
+    """A late prediction is not in its window: grading its label there would make the
+    window's accuracy describe other events than its drift does."""
+    from watchkeeper.daemon.labels import JoinBuffer
+    from watchkeeper.daemon.windows import on_time
+
+    state = WindowState(size_s=300, allowed_lateness_s=0)
+    b = batch([1, 20, 21])
+    b.request_ids = np.array(["old", "a", "b"], dtype=object)
+    b.prediction = Column(
+        "numeric", np.array([0.1, 0.7, 0.9]), np.zeros(3, bool), np.zeros(3, bool)
+    )
+    late = state.summarise(b, 20 * MIN)
+    assert late.tolist() == [True, False, False]
+    joins = JoinBuffer()
+    joins.add(on_time(b, late), 300_000)
+    assert [p["request_id"] for p in joins.predictions] == ["a", "b"]
+    assert [p["score"] for p in joins.predictions] == [0.7, 0.9]

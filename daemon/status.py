@@ -1,0 +1,108 @@
+"""What ``watchkeeper status`` and ``GET /api/status`` show: per model what was stored and
+what was not (late events, expired joins), how far each stream's event time got, where
+each partition's consumer stands, and where each policy is in its ticks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from watchkeeper.daemon.config import Config
+from watchkeeper.daemon.stepping import Progress, read_policy_clock, step_settings
+from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.ticks import Ticks
+from watchkeeper.daemon.watermarks import stream_time
+from watchkeeper.policies.schema import Policy
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status(
+    store: Store,
+    config: Config,
+    policies: Mapping[str, Policy],
+    now_ms: int,
+    progress: Mapping[str, Progress] | None = None,
+) -> dict[str, Any]:
+    """The status document (JSON-able); ``progress`` is the running daemon's, if any."""
+    settings = step_settings(config)
+    clocks = store.partition_clocks(settings.group_id, settings.clocks, now_ms)
+    models = store.model_totals()
+    joins = store.join_counts()
+    roles = sorted(set(settings.clocks.roles.values()))
+    out_models: dict[str, Any] = {}
+    for model in sorted(set(models) | set(joins)):
+        entry: dict[str, Any] = dict(models.get(model, {"events": 0, "late_events": 0}))
+        entry.update(
+            joins.get(model, {})
+            or {
+                "joined": 0,
+                "expired_predictions": 0,
+                "expired_labels": 0,
+                "pending_predictions": 0,
+                "pending_labels": 0,
+            }
+        )
+        streams = {}
+        for role in roles:
+            t = stream_time(clocks.values(), model, role, now_ms, settings.clocks.idle_ms)
+            if t.newest_ms is None:
+                continue
+            streams[role] = {
+                "watermark": iso(t.watermark_ms),
+                "newest": iso(t.newest_ms),
+                "held": t.held,
+                "idle": t.idle,
+                "caught_up": t.caught_up,
+            }
+        entry["streams"] = streams
+        out_models[model] = entry
+    partitions = []
+    for (topic, part), (state, owner, updated) in sorted(
+        store.partition_statuses(settings.group_id).items()
+    ):
+        partitions.append(
+            {
+                "topic": topic,
+                "partition": part,
+                "role": state.role,
+                "position": state.position,
+                "end_offset": state.end_offset,
+                "lag": state.lag,
+                "owner": owner,
+                "updated": iso(updated),
+            }
+        )
+    ticks = store.policy_ticks()
+    out_policies: dict[str, Any] = {}
+    for key, policy in sorted(policies.items()):
+        tick = ticks.get(key)
+        clock = read_policy_clock(store, settings, policy, now_ms)
+        until = clock.ready_until(settings.size_ms, now_ms)
+        period_ms = int(policy.schedule.period_s() * 1000)
+        grid = Ticks.of(policy.schedule)
+        due = 0 if tick is None or until is None else grid.count_between(tick, until, period_ms)
+        running = (progress or {}).get(key)
+        due = running.due if running is not None else due
+        out_policies[key] = {
+            "model": policy.model,
+            "tick": iso(tick),
+            "tick_ms": tick,
+            "behind_s": None if tick is None else max(0, now_ms - tick) / 1000,
+            "mode": clock.mode,
+            "waiting_for": (clock.reason or None) if due == 0 else None,
+            "ticks_due": due,
+        }
+    totals = store.totals()
+    return {
+        "now": iso(now_ms),
+        "totals": totals,
+        "models": out_models,
+        "partitions": partitions,
+        "policies": out_policies,
+    }
