@@ -40,6 +40,7 @@ from functools import cached_property
 from typing import Any
 
 from watchkeeper.daemon.watermarks import StreamTime
+from watchkeeper.policies.cron import crontab_trigger
 from watchkeeper.policies.schema import Schedule
 
 
@@ -58,9 +59,7 @@ class Ticks:
 
     @cached_property
     def _trigger(self) -> Any:
-        from apscheduler.triggers.cron import CronTrigger
-
-        return CronTrigger.from_crontab(str(self.cron), timezone="UTC")
+        return crontab_trigger(str(self.cron))
 
     def after(self, t_ms: int) -> int:
         """The first tick strictly after ``t_ms``.

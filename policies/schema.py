@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import ConfigDict, Field
 from watchkeeper.detectors.registry import METRICS
+from watchkeeper.policies.cron import crontab_trigger
 from watchkeeper.policies.durations import Duration
 from watchkeeper.policies.shadow import Shadow
 
@@ -63,10 +64,8 @@ class Schedule(_Strict):
         if self.every is not None and self.every < 1:
             raise ValueError("every must be at least 1s")
         if self.cron is not None:
-            from apscheduler.triggers.cron import CronTrigger
-
             try:
-                CronTrigger.from_crontab(self.cron, timezone="UTC")
+                crontab_trigger(self.cron)
             except ValueError as exc:
                 raise ValueError(f"cron '{self.cron}' is not a crontab expression: {exc}") from None
         return self
@@ -77,9 +76,7 @@ class Schedule(_Strict):
             return self.every
         import datetime as dt
 
-        from apscheduler.triggers.cron import CronTrigger
-
-        trigger = CronTrigger.from_crontab(str(self.cron), timezone="UTC")
+        trigger = crontab_trigger(str(self.cron))
         start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
         first = trigger.get_next_fire_time(None, start)
         assert first is not None
