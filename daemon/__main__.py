@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from watchkeeper.daemon.cli import main
+from watchkeeper.daemon.cli.main import main
 
 sys.exit(main())

@@ -16,11 +16,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from watchkeeper.alerts.retry import RetryPolicy
-from watchkeeper.daemon.channels import build_channels
-from watchkeeper.daemon.checks import Checker, CheckMetrics
+from watchkeeper.daemon.checks.checker import Checker, CheckMetrics
+from watchkeeper.daemon.checks.housekeeping import Housekeeper
+from watchkeeper.daemon.checks.leadership import Leadership
+from watchkeeper.daemon.checks.retention import Retention
+from watchkeeper.daemon.checks.scheduler import PolicyScheduler, PolicyStatus, describe
+from watchkeeper.daemon.checks.stepping import PolicyStepper, step_settings
 from watchkeeper.daemon.config import Config, secret_values
-from watchkeeper.daemon.delivery import DeliveryWorker
-from watchkeeper.daemon.housekeeping import Housekeeper
 from watchkeeper.daemon.http import HttpServer, Request, Response, Route
 from watchkeeper.daemon.http_params import (
     INCIDENT_STATES,
@@ -29,23 +31,21 @@ from watchkeeper.daemon.http_params import (
     choice,
     query_params,
 )
-from watchkeeper.daemon.incidents import IncidentStore
-from watchkeeper.daemon.ingest import Ingestor
-from watchkeeper.daemon.leadership import Leadership
+from watchkeeper.daemon.ingest.loop import Ingestor
+from watchkeeper.daemon.ingest.metrics import IngestMetrics
 from watchkeeper.daemon.logs import RedactingFilter
-from watchkeeper.daemon.metrics import IngestMetrics
-from watchkeeper.daemon.notify import Router
-from watchkeeper.daemon.outbox import Outbox
-from watchkeeper.daemon.promotion import ShadowChecks, shadow_table
+from watchkeeper.daemon.notify.channels import build_channels
+from watchkeeper.daemon.notify.delivery import DeliveryWorker
+from watchkeeper.daemon.notify.incidents import IncidentStore
+from watchkeeper.daemon.notify.outbox import Outbox
+from watchkeeper.daemon.notify.router import Router
+from watchkeeper.daemon.notify.silences import Silences
 from watchkeeper.daemon.reports import Reports, report_routes
-from watchkeeper.daemon.retention import Retention
-from watchkeeper.daemon.scheduler import PolicyScheduler, PolicyStatus, describe
-from watchkeeper.daemon.shadow import ShadowEvaluator
-from watchkeeper.daemon.shadow_store import ShadowStore
-from watchkeeper.daemon.silences import Silences
+from watchkeeper.daemon.shadow.checks import ShadowChecks, shadow_table
+from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
+from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.daemon.status import status as status_document
-from watchkeeper.daemon.stepping import PolicyStepper, step_settings
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.store.store import Store
 
 log = logging.getLogger(__name__)
 

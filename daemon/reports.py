@@ -20,7 +20,7 @@ which ones exist:
   a value that escaped escaping runs in an opaque origin that cannot reach ``/api`` or
   ``/-/reload`` with the daemon's origin, and with no network access (``connect-src
   'none'``). Every string entering the HTML is made inert first
-  (:func:`~watchkeeper.daemon.offline.inert_text`).
+  (:func:`~watchkeeper.daemon.offline.drift.inert_text`).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from watchkeeper.daemon.http import Request, Response, Route
-from watchkeeper.daemon.offline import drift_report
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.offline.drift import drift_report
+from watchkeeper.daemon.store.store import Store
 
 log = logging.getLogger(__name__)
 

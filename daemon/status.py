@@ -8,11 +8,11 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from watchkeeper.daemon.checks.stepping import Progress, read_policy_clock, step_settings
+from watchkeeper.daemon.checks.ticks import Ticks
 from watchkeeper.daemon.config import Config
-from watchkeeper.daemon.stepping import Progress, read_policy_clock, step_settings
-from watchkeeper.daemon.store import Store
-from watchkeeper.daemon.ticks import Ticks
-from watchkeeper.daemon.watermarks import stream_time
+from watchkeeper.daemon.eventtime.watermarks import stream_time
+from watchkeeper.daemon.store.store import Store
 from watchkeeper.policies.schema import Policy
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from watchkeeper.daemon.broker import EmbeddedBroker
+from watchkeeper.daemon.demo.broker import EmbeddedBroker
 
 from tests.support import (
     IN_CI,
@@ -136,7 +136,7 @@ class _Process:
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
     """A real Alertmanager on a free loopback port; yields its base URL."""
-    from watchkeeper.daemon.broker import free_port
+    from watchkeeper.daemon.demo.broker import free_port
 
     binary = _binary("prometheus-alertmanager", "alertmanager")
     config = tmp_path / "alertmanager.yml"

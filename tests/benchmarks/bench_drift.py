@@ -68,7 +68,7 @@ def phase_evidently(rows: int, current_rows: int) -> dict[str, Any]:
 
 
 def phase_watchkeeper(rows: int, current_rows: int) -> dict[str, Any]:
-    from watchkeeper.daemon.reference import REFERENCE_K
+    from watchkeeper.daemon.offline.reference import REFERENCE_K
     from watchkeeper.detectors.evaluate import evaluate
     from watchkeeper.detectors.profile import (
         ReferenceProfile,

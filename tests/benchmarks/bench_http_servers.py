@@ -43,7 +43,7 @@ app = Starlette(routes=[Route("/", root, methods=["GET", "POST"])])
 
 
 def measure(server: str) -> None:
-    from watchkeeper.daemon.broker import free_port
+    from watchkeeper.daemon.demo.broker import free_port
 
     folder = Path(tempfile.mkdtemp())
     (folder / "bench_app.py").write_text(APP)

@@ -75,7 +75,7 @@ NAMES = [f"f{i:02d}" for i in range(FEATURES)]
 def consumer_settings(bootstrap: str) -> dict[str, object]:
     """The client settings watchkeeper uses (config defaults), for a fair baseline."""
     from watchkeeper.daemon.config import Config
-    from watchkeeper.daemon.ingest import consumer_options
+    from watchkeeper.daemon.ingest.loop import consumer_options
 
     config = Config.model_validate(
         {
@@ -147,9 +147,9 @@ def consume(ingestor: Any, metrics: Any, topic: str, n: int) -> float:
 
 def phase_watchkeeper(bootstrap: str, topic: str, n: int, workdir: str) -> dict[str, float]:
     from prometheus_client import CollectorRegistry
-    from watchkeeper.daemon.ingest import Ingestor
-    from watchkeeper.daemon.metrics import IngestMetrics
-    from watchkeeper.daemon.store import Store
+    from watchkeeper.daemon.ingest.loop import Ingestor
+    from watchkeeper.daemon.ingest.metrics import IngestMetrics
+    from watchkeeper.daemon.store.store import Store
 
     config = bench_config(bootstrap, topic, f"sqlite:///{workdir}/bench.db")
     store = Store.open(config.store_url())
@@ -202,8 +202,8 @@ def main() -> None:
         run_phase(args)
         return
 
-    from watchkeeper.daemon.broker import EmbeddedBroker
-    from watchkeeper.daemon.demo_setup import create_topics
+    from watchkeeper.daemon.demo.broker import EmbeddedBroker
+    from watchkeeper.daemon.demo.setup import create_topics
 
     broker = None
     if args.bootstrap is None:

@@ -41,7 +41,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def stored(url: str) -> int:
-    from watchkeeper.daemon.store import Store
+    from watchkeeper.daemon.store.store import Store
 
     try:
         with Store.open(url, migrate=False) as store:
@@ -116,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from watchkeeper.daemon.broker import EmbeddedBroker
+    from watchkeeper.daemon.demo.broker import EmbeddedBroker
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -52,8 +52,8 @@ def build_models(folder: Path) -> dict[str, float]:
     from skl2onnx import to_onnx
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
-    from watchkeeper.daemon.compress import compress, table
     from watchkeeper.daemon.config_shadow import ShadowConfig
+    from watchkeeper.daemon.shadow.compress import compress, table
     from watchkeeper.policies.shadow import Inputs, Outputs
 
     rng = np.random.default_rng(0)
@@ -88,11 +88,11 @@ def build_models(folder: Path) -> dict[str, float]:
 
 def phase(bootstrap: str, topic: str, n: int, folder: str, shadow: bool) -> dict[str, float]:
     from prometheus_client import CollectorRegistry
-    from watchkeeper.daemon.ingest import Ingestor
-    from watchkeeper.daemon.metrics import IngestMetrics
-    from watchkeeper.daemon.shadow import ShadowEvaluator
-    from watchkeeper.daemon.shadow_store import ShadowStore
-    from watchkeeper.daemon.store import Store
+    from watchkeeper.daemon.ingest.loop import Ingestor
+    from watchkeeper.daemon.ingest.metrics import IngestMetrics
+    from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
+    from watchkeeper.daemon.shadow.store import ShadowStore
+    from watchkeeper.daemon.store.store import Store
     from watchkeeper.policies.loader import load_all
 
     config = bench_config(bootstrap, topic, f"sqlite:///{folder}/bench-{uuid.uuid4().hex[:6]}.db")
@@ -136,8 +136,8 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from watchkeeper.daemon.broker import EmbeddedBroker
-    from watchkeeper.daemon.demo_setup import create_topics
+    from watchkeeper.daemon.demo.broker import EmbeddedBroker
+    from watchkeeper.daemon.demo.setup import create_topics
 
     broker = None
     if args.bootstrap is None:

@@ -89,7 +89,7 @@ def flush_stats(port: int) -> tuple[float, float]:
 
 
 def stored(url: str) -> int:
-    from watchkeeper.daemon.store import Store
+    from watchkeeper.daemon.store.store import Store
 
     try:
         with Store.open(url, migrate=False) as store:
@@ -110,7 +110,7 @@ def main() -> int:
     args = parser.parse_args()
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from watchkeeper.daemon.broker import EmbeddedBroker, free_port
+    from watchkeeper.daemon.demo.broker import EmbeddedBroker, free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from watchkeeper.daemon.broker import EmbeddedBroker, free_port
-from watchkeeper.daemon.outbox import Outbox
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.demo.broker import EmbeddedBroker, free_port
+from watchkeeper.daemon.notify.outbox import Outbox
+from watchkeeper.daemon.store.store import Store
 
 from tests.support import (
     SECRET,

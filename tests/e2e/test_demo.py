@@ -17,10 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from watchkeeper.daemon.demo_timeline import timeline
-from watchkeeper.daemon.incidents import IncidentStore
-from watchkeeper.daemon.shadow_store import ShadowStore
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.demo.timeline import timeline
+from watchkeeper.daemon.notify.incidents import IncidentStore
+from watchkeeper.daemon.shadow.store import ShadowStore
+from watchkeeper.daemon.store.store import Store
 
 from tests.support import TOKEN, FakeSlack
 

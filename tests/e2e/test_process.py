@@ -14,8 +14,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from watchkeeper.daemon.broker import EmbeddedBroker, free_port
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.demo.broker import EmbeddedBroker, free_port
+from watchkeeper.daemon.store.store import Store
 
 from tests.support import (
     DaemonProcess,

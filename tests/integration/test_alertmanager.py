@@ -10,9 +10,9 @@ from typing import Any
 
 from watchkeeper.alerts.alertmanager import AlertmanagerChannel
 from watchkeeper.alerts.notification import Notification
-from watchkeeper.daemon.delivery import OutboxState
-from watchkeeper.daemon.outbox import Outbox
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.notify.delivery import OutboxState
+from watchkeeper.daemon.notify.outbox import Outbox
+from watchkeeper.daemon.store.store import Store
 
 
 def alerts(url: str) -> list[dict[str, Any]]:

@@ -26,11 +26,11 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, text
 from watchkeeper.daemon.app import Daemon
-from watchkeeper.daemon.broker import EmbeddedBroker
 from watchkeeper.daemon.config import Config
-from watchkeeper.daemon.incidents import IncidentStore
-from watchkeeper.daemon.outbox import Outbox
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.demo.broker import EmbeddedBroker
+from watchkeeper.daemon.notify.incidents import IncidentStore
+from watchkeeper.daemon.notify.outbox import Outbox
+from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.profile import (
     ReferenceProfile,
     bin_counts,
@@ -497,7 +497,7 @@ def test_real_lateness_is_counted_exactly_and_shown(
     and a slow partition's events behind a fast one, are not."""
     import logging
 
-    from watchkeeper.daemon.cli import main
+    from watchkeeper.daemon.cli.main import main
 
     tag = uuid.uuid4().hex[:8]
     topic = create_topic(broker.bootstrap, f"late-{tag}", PARTITIONS)
@@ -524,7 +524,7 @@ def test_real_lateness_is_counted_exactly_and_shown(
         produce(broker.bootstrap, topic, events(first, f"p{p}-"), partition=p)
     produced = len(fast) + 2 * len(first)
     with (
-        caplog.at_level(logging.WARNING, logger="watchkeeper.daemon.ingest"),
+        caplog.at_level(logging.WARNING, logger="watchkeeper.daemon.ingest.loop"),
         running(config, Clock()) as daemon,
     ):
         wait_until(lambda: stored(store_url) == produced, timeout=60)

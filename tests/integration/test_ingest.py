@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 from watchkeeper.daemon.app import Daemon
-from watchkeeper.daemon.broker import EmbeddedBroker
 from watchkeeper.daemon.config import Config
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.demo.broker import EmbeddedBroker
+from watchkeeper.daemon.store.store import Store
 
 from tests.support import create_topic, make_config, produce, wait_until
 
@@ -129,7 +129,7 @@ def test_good_and_bad_records_land_where_they_belong(
         assert amount.count == 300 and window.summary.prediction_class is not None
         with store.engine.connect() as conn:  # no labels topic: no prediction waits for one
             from sqlalchemy import func, select
-            from watchkeeper.daemon import tables as t
+            from watchkeeper.daemon.store import tables as t
 
             waiting = select(func.count()).select_from(t.pending_predictions)
             assert conn.execute(waiting).scalar() == 0

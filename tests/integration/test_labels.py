@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from watchkeeper.daemon.broker import EmbeddedBroker
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.demo.broker import EmbeddedBroker
+from watchkeeper.daemon.store.store import Store
 
 from tests.integration.test_ingest import running, totals
 from tests.support import create_topic, make_config, produce, wait_until
@@ -73,7 +73,7 @@ def test_labels_join_across_a_restart_and_in_either_order(
         assert perf.metrics()["accuracy"] == pytest.approx(expected_accuracy)
         with store.engine.connect() as conn:
             from sqlalchemy import func, select
-            from watchkeeper.daemon import tables as t
+            from watchkeeper.daemon.store import tables as t
 
             for table in (t.pending_predictions, t.pending_labels):
                 assert conn.execute(select(func.count()).select_from(table)).scalar() == 0

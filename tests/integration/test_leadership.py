@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, make_url
-from watchkeeper.daemon.leadership import Leadership, lock_key
+from watchkeeper.daemon.checks.leadership import Leadership, lock_key
 
 from tests.support import TcpProxy, wait_until
 

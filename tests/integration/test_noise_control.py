@@ -11,15 +11,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from watchkeeper.daemon.broker import EmbeddedBroker, free_port
+from watchkeeper.daemon.checks.housekeeping import Housekeeper
 from watchkeeper.daemon.config import AlertsConfig, RouteConfig
-from watchkeeper.daemon.housekeeping import Housekeeper
-from watchkeeper.daemon.incidents import IncidentStore
-from watchkeeper.daemon.notify import Router
-from watchkeeper.daemon.outbox import Outbox
+from watchkeeper.daemon.demo.broker import EmbeddedBroker, free_port
+from watchkeeper.daemon.notify.incidents import IncidentStore
+from watchkeeper.daemon.notify.outbox import Outbox
+from watchkeeper.daemon.notify.router import Router
+from watchkeeper.daemon.notify.silences import Silences, parse_matchers
 from watchkeeper.daemon.reports import ReportSigner
-from watchkeeper.daemon.silences import Silences, parse_matchers
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.store.store import Store
 from watchkeeper.policies.engine import Incident, IncidentEvent
 from watchkeeper.policies.schema import Policy
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from watchkeeper.daemon.cli import main
-from watchkeeper.daemon.store import Store
-from watchkeeper.daemon.windows import WindowState
+from watchkeeper.daemon.cli.main import main
+from watchkeeper.daemon.eventtime.windows import WindowState
+from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.profile import (
     ReferenceProfile,
     bin_counts,

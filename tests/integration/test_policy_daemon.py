@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from watchkeeper.daemon.broker import EmbeddedBroker
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.demo.broker import EmbeddedBroker
+from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.profile import (
     ReferenceProfile,
     bin_counts,

@@ -10,13 +10,13 @@ import urllib.request
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon.broker import free_port
-from watchkeeper.daemon.checks import CheckMetrics
-from watchkeeper.daemon.delivery import DeliveryMetrics
+from watchkeeper.daemon.checks.checker import CheckMetrics
+from watchkeeper.daemon.checks.scheduler import PolicyMetrics
+from watchkeeper.daemon.demo.broker import free_port
 from watchkeeper.daemon.http import HttpServer
-from watchkeeper.daemon.metrics import IngestMetrics
-from watchkeeper.daemon.scheduler import PolicyMetrics
-from watchkeeper.daemon.shadow_rows import ShadowMetrics
+from watchkeeper.daemon.ingest.metrics import IngestMetrics
+from watchkeeper.daemon.notify.delivery import DeliveryMetrics
+from watchkeeper.daemon.shadow.rows import ShadowMetrics
 from watchkeeper.policies.engine import Evaluation, Incident, IncidentEvent
 
 ROOT = Path(__file__).resolve().parents[2]

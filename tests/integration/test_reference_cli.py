@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon.cli import main
+from watchkeeper.daemon.cli.main import main
+from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.http import HttpServer
 from watchkeeper.daemon.reports import Reports, report_routes
-from watchkeeper.daemon.store import Store
-from watchkeeper.daemon.windows import WindowState
+from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.profile import ReferenceProfile, bin_counts
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch

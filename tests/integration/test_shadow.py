@@ -19,9 +19,9 @@ import onnxruntime as ort
 import orjson
 import pytest
 from onnx import TensorProto, helper
-from watchkeeper.daemon.cli import main
-from watchkeeper.daemon.incidents import IncidentStore
-from watchkeeper.daemon.shadow_store import ShadowStore
+from watchkeeper.daemon.cli.main import main
+from watchkeeper.daemon.notify.incidents import IncidentStore
+from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.shadow import sample_mask
 

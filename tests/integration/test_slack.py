@@ -11,9 +11,9 @@ from watchkeeper.alerts.errors import DeliveryError
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.alerts.retry import RetryPolicy
 from watchkeeper.alerts.slack import SlackChannel
-from watchkeeper.daemon.delivery import DeliveryWorker, OutboxState
-from watchkeeper.daemon.outbox import Outbox
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.notify.delivery import DeliveryWorker, OutboxState
+from watchkeeper.daemon.notify.outbox import Outbox
+from watchkeeper.daemon.store.store import Store
 
 from tests.support import TOKEN, FakeSlack
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import inspect, text
-from watchkeeper.daemon.decode import Quarantined
 from watchkeeper.daemon.errors import StoreUnavailableError
-from watchkeeper.daemon.store import Store
-from watchkeeper.daemon.watermarks import Mark, PartitionStatus
-from watchkeeper.daemon.windows import WindowState
+from watchkeeper.daemon.eventtime.watermarks import Mark, PartitionStatus
+from watchkeeper.daemon.eventtime.windows import WindowState
+from watchkeeper.daemon.ingest.decode import Quarantined
+from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
 
@@ -162,9 +162,9 @@ def test_retention_runs_in_event_time_per_model_and_logs_what_it_removed(
     import time as _time
 
     from watchkeeper.alerts.notification import Notification
-    from watchkeeper.daemon.incidents import IncidentStore
-    from watchkeeper.daemon.outbox import Outbox
-    from watchkeeper.daemon.retention import Retention
+    from watchkeeper.daemon.checks.retention import Retention
+    from watchkeeper.daemon.notify.incidents import IncidentStore
+    from watchkeeper.daemon.notify.outbox import Outbox
     from watchkeeper.policies.loader import load_policy
 
     day = 86_400_000
@@ -200,7 +200,7 @@ def test_retention_runs_in_event_time_per_model_and_logs_what_it_removed(
         assert prune(now)["windows"] == 0
         # up to day 44: day 0 goes; day 20 is within 30 d of the newest event (day 45)
         IncidentStore(store.engine).record("fraud", year_ago + 44 * day, [], [], {})
-        with caplog.at_level(logging.INFO, logger="watchkeeper.daemon.retention"):
+        with caplog.at_level(logging.INFO, logger="watchkeeper.daemon.checks.retention"):
             removed = prune(now)
         assert removed["windows"] == 1  # day 0; day 20 is within 30 d of day 45
         starts = [w.summary.start_ms for w in store.windows()]
@@ -215,9 +215,9 @@ def test_a_logged_class_grades_accuracy_and_the_score_grades_ranking(store_url: 
     import orjson
     from sklearn.metrics import accuracy_score, log_loss, recall_score, roc_auc_score
     from watchkeeper.daemon.config import FieldPaths, IngestConfig, TopicConfig
-    from watchkeeper.daemon.decode import Decoder
-    from watchkeeper.daemon.kinds import KindRegistry
-    from watchkeeper.daemon.labels import JoinBuffer
+    from watchkeeper.daemon.ingest.decode import Decoder
+    from watchkeeper.daemon.ingest.kinds import KindRegistry
+    from watchkeeper.daemon.store.label_join import JoinBuffer
 
     rng = np.random.default_rng(5)
     n = 2000

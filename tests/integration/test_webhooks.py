@@ -15,9 +15,9 @@ from watchkeeper.alerts.console import ConsoleChannel
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.alerts.retry import RetryPolicy
 from watchkeeper.alerts.webhook import SCHEMA, WebhookChannel
-from watchkeeper.daemon.delivery import DeliveryWorker
-from watchkeeper.daemon.outbox import Outbox
-from watchkeeper.daemon.store import Store
+from watchkeeper.daemon.notify.delivery import DeliveryWorker
+from watchkeeper.daemon.notify.outbox import Outbox
+from watchkeeper.daemon.store.store import Store
 
 from tests.support import SECRET, Receiver
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from watchkeeper.daemon.broker import EmbeddedBroker, free_port
+from watchkeeper.daemon.demo.broker import EmbeddedBroker, free_port
 
 from tests.security.probes import get
 from tests.support import DaemonProcess, create_topic, daemon_config_dict, write_config

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon.cli import main
+from watchkeeper.daemon.cli.main import main
 from watchkeeper.daemon.http import HttpServer
 
 from tests.security.probes import get

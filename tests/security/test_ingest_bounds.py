@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import orjson
 import pytest
 from watchkeeper.daemon.config import IngestConfig, TopicConfig
-from watchkeeper.daemon.decode import Decoder
-from watchkeeper.daemon.kinds import KindRegistry
+from watchkeeper.daemon.ingest.decode import Decoder
+from watchkeeper.daemon.ingest.kinds import KindRegistry
 
 from tests.security.conftest import RunningDaemon
 from tests.security.probes import rss_bytes

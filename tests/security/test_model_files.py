@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from watchkeeper.daemon.candidates import resolve_model_path
 from watchkeeper.daemon.config_shadow import ShadowConfig
+from watchkeeper.daemon.shadow.runtime import resolve_model_path
 
 from tests.security.probes import rss_bytes
 

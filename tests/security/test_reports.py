@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon import reports as reports_module
+from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.http import HttpServer
 from watchkeeper.daemon.reports import REPORT_CSP, Reports, report_routes
-from watchkeeper.daemon.store import Store
-from watchkeeper.daemon.windows import WindowState
+from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.profile import profile_from_window
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch

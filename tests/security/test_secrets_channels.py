@@ -18,7 +18,7 @@ from watchkeeper.alerts.errors import DeliveryError
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.alerts.slack import SlackChannel, blocks, headline
 from watchkeeper.alerts.webhook import payload
-from watchkeeper.daemon.cli import main
+from watchkeeper.daemon.cli.main import main
 from watchkeeper.daemon.config import load_config, secret_values
 from watchkeeper.daemon.logs import RedactingFilter
 from watchkeeper.policies.secrets import secret_parts
@@ -244,8 +244,8 @@ def test_the_pieces_of_secret_urls_are_redacted(tmp_path: Path) -> None:
 def test_command_line_tables_show_names_as_text() -> None:
     """A feature named like rich markup or carrying escapes prints as itself, inert."""
     from rich.console import Console
-    from watchkeeper.daemon.cli_common import cell
-    from watchkeeper.daemon.offline import render_table
+    from watchkeeper.daemon.cli.common import cell
+    from watchkeeper.daemon.offline.drift import render_table
     from watchkeeper.detectors.base import Finding
 
     name = "[link=https://evil.example]x[/link]\x1b]0;owned\x07\x1b[2J"

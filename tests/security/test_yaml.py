@@ -60,7 +60,7 @@ def test_policy_check_refuses_the_bomb_within_time_and_memory(tmp_path: Path) ->
     # VmHWM, not ru_maxrss: the latter keeps the forked parent's (pytest's) peak across exec
     script = (
         "import sys\n"
-        "from watchkeeper.daemon.cli import main\n"
+        "from watchkeeper.daemon.cli.main import main\n"
         "code = main(['policy', 'check', sys.argv[1]])\n"
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
         "sys.exit(code)\n"

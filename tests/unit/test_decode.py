@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from watchkeeper.daemon.config import FieldPaths, IngestConfig, TopicConfig
-from watchkeeper.daemon.decode import REASONS, Decoder
-from watchkeeper.daemon.kinds import KindRegistry
+from watchkeeper.daemon.ingest.decode import REASONS, Decoder
+from watchkeeper.daemon.ingest.kinds import KindRegistry
 
 NOW = 1_795_255_200_000  # 2026-11-21T10:00:00Z
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon.checks import CheckResult
-from watchkeeper.daemon.scheduler import PolicyScheduler
-from watchkeeper.daemon.stepping import StepResult
+from watchkeeper.daemon.checks.checker import CheckResult
+from watchkeeper.daemon.checks.scheduler import PolicyScheduler
+from watchkeeper.daemon.checks.stepping import StepResult
 
 
 class TimingChecker:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from watchkeeper.daemon.candidates import columns_from_rows, feature_matrix
+from watchkeeper.daemon.shadow.runtime import columns_from_rows, feature_matrix
 from watchkeeper.detectors.calibration import CalibrationSketch
 from watchkeeper.detectors.shadow import ShadowStats, sample_mask, shadow_finding
 from watchkeeper.policies.errors import InvalidDocumentError

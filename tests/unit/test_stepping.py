@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon.checks import Checker
-from watchkeeper.daemon.incidents import IncidentStore
-from watchkeeper.daemon.notify import notification
-from watchkeeper.daemon.outbox import Outbox
-from watchkeeper.daemon.stepping import PolicyStepper, StepSettings
-from watchkeeper.daemon.store import Store
-from watchkeeper.daemon.watermarks import ClockSettings, Mark, PartitionStatus
-from watchkeeper.daemon.windows import WindowState
+from watchkeeper.daemon.checks.checker import Checker
+from watchkeeper.daemon.checks.stepping import PolicyStepper, StepSettings
+from watchkeeper.daemon.eventtime.watermarks import ClockSettings, Mark, PartitionStatus
+from watchkeeper.daemon.eventtime.windows import WindowState
+from watchkeeper.daemon.notify.incidents import IncidentStore
+from watchkeeper.daemon.notify.outbox import Outbox
+from watchkeeper.daemon.notify.router import notification
+from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import ColumnBatch
 from watchkeeper.policies.loader import load_policy

@@ -6,9 +6,9 @@ import datetime as dt
 
 from hypothesis import given
 from hypothesis import strategies as st
-from watchkeeper.daemon.ticks import PolicyClock, Ticks, policy_clock, read_end
-from watchkeeper.daemon.watermarks import StreamTime
-from watchkeeper.daemon.windows import window_bounds
+from watchkeeper.daemon.checks.ticks import PolicyClock, Ticks, policy_clock, read_end
+from watchkeeper.daemon.eventtime.watermarks import StreamTime
+from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.policies.schema import Schedule
 
 MIN = 60_000
@@ -101,7 +101,8 @@ def test_the_examples_in_the_time_modules_hold() -> None:
     """``daemon/`` is not collected for doctests: run the event-time modules' here."""
     import doctest
 
-    from watchkeeper.daemon import retention, ticks, watermarks
+    from watchkeeper.daemon.checks import retention, ticks
+    from watchkeeper.daemon.eventtime import watermarks
 
     for module in (ticks, watermarks, retention):
         result = doctest.testmod(module)

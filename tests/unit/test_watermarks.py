@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from watchkeeper.daemon.watermarks import (
+from watchkeeper.daemon.eventtime.watermarks import (
     LocalClocks,
     Mark,
     PartitionClock,
     expiry_watermark,
     stream_time,
 )
-from watchkeeper.daemon.windows import WindowState
+from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import ColumnBatch
 

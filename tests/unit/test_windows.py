@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from watchkeeper.daemon.windows import WindowKey, WindowState
+from watchkeeper.daemon.eventtime.windows import WindowKey, WindowState
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
 
@@ -70,8 +70,8 @@ def test_failed_flush_is_restored_and_discard_forgets() -> None:
 def test_late_events_are_neither_joined_nor_sampled() -> None:
     """A late prediction is not in its window: grading its label there would make the
     window's accuracy describe other events than its drift does."""
-    from watchkeeper.daemon.labels import JoinBuffer
-    from watchkeeper.daemon.windows import on_time
+    from watchkeeper.daemon.eventtime.windows import on_time
+    from watchkeeper.daemon.store.label_join import JoinBuffer
 
     state = WindowState(size_s=300, allowed_lateness_s=0)
     b = batch([1, 20, 21])

@@ -1,0 +1,327 @@
+"""Running one policy at one tick: read the windows, score them, apply the rules, keep it.
+
+Which windows: the last ``window`` of event time before the tick, rounded out to whole
+stored windows (see :func:`window_bounds`) — "the last hour". Stored windows are rolled
+up; nothing reads raw events, so the cost does not grow with traffic. Everything the
+tick decides is stamped with the tick (event time); :mod:`stepping` decides which ticks
+run. Notifications about a tick older than ``alerts.max_age`` by the wall clock are
+recorded in the outbox as ``historical`` and not sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.errors import StoreUnavailableError
+from watchkeeper.daemon.eventtime.windows import window_bounds
+from watchkeeper.daemon.notify.incidents import IncidentStore
+from watchkeeper.daemon.shadow.checks import ShadowChecks
+from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.evaluate import evaluate
+from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.registry import METRICS
+from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.policies.engine import Evaluation, IncidentEvent, PolicyEngine
+from watchkeeper.policies.loader import LoadedPolicy
+from watchkeeper.policies.schema import Policy
+
+log = logging.getLogger(__name__)
+Plan = Callable[[IncidentEvent, Policy], list[tuple[str, Notification]]]
+BASELINE_WINDOWS = 6  # previous policy windows whose median rate is the traffic baseline
+
+
+@dataclass
+class CheckResult:
+    at_ms: int
+    evaluations: list[Evaluation]
+    events: list[IncidentEvent]
+    events_seen: int
+    historical: bool = False
+
+
+class ReferenceCache:
+    """Reference profiles by policy: files re-read when they change, stored ones by name."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._files: dict[str, tuple[float, ReferenceProfile]] = {}
+
+    def get(self, loaded: LoadedPolicy) -> ReferenceProfile | None:
+        ref = loaded.policy.reference or "store:default"
+        if ref.startswith("store:"):
+            return self.store.reference(loaded.policy.model, ref.removeprefix("store:"))
+        path = Path(ref) if Path(ref).is_absolute() else loaded.directory / ref
+        mtime = path.stat().st_mtime
+        cached = self._files.get(str(path))
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, ReferenceProfile.load(path))
+            self._files[str(path)] = cached
+        return cached[1]
+
+
+def findings_for(
+    policy: Policy,
+    reference: ReferenceProfile | None,
+    window: WindowSummary,
+    duration_s: float,
+    baseline: tuple[float, ...],
+) -> dict[str, list[Finding]]:
+    """Every rule's findings for one window."""
+    out: dict[str, list[Finding]] = {}
+    for rule in policy.rules:
+        info = METRICS[rule.metric]
+        if info.scope == "column" and reference is None:
+            out[rule.key] = [
+                Finding(
+                    policy.model,
+                    rule.metric,
+                    None,
+                    None,
+                    "error",
+                    window.start_ms,
+                    window.end_ms,
+                    window.count,
+                    0,
+                    {"reason": "no reference profile for this model"},
+                )
+            ]
+            continue
+        out[rule.key] = evaluate(
+            reference,
+            window,
+            [rule.metric],
+            features=rule.feature_patterns(),
+            min_samples=rule.min_samples or policy.min_samples,
+            duration_s=duration_s,
+            baseline_rates=baseline,
+            options={rule.metric: rule.options} if rule.options else None,
+        )
+    return out
+
+
+@dataclass
+class Assessment:
+    """What one tick of a policy found, before it is recorded."""
+
+    evaluations: list[Evaluation]
+    events: list[IncidentEvent]
+    seen: int
+    start_ms: int
+    end_ms: int
+
+
+def assess(
+    store: Store,
+    loaded: LoadedPolicy,
+    engine: PolicyEngine,
+    reference_of: Callable[[], ReferenceProfile | None],
+    size_ms: int,
+    at_ms: int,
+    extra: Callable[[int, int], dict[str, list[Finding]]] | None = None,
+) -> Assessment:
+    """Evaluate ``loaded`` at tick ``at_ms`` on the stored windows, advancing ``engine``.
+
+    The one evaluation path of the daemon and of ``policy backtest``: the same windows,
+    baseline and rules give the same values and decisions. ``reference_of`` is asked
+    only when there is data to score; ``extra`` adds findings for the window range
+    (shadow comparisons).
+    """
+    policy = loaded.policy
+    window_ms = int(policy.window * 1000)
+    start, end = window_bounds(at_ms, size_ms, window_ms)
+    window = store.window_range(policy.model, start, end)
+    seen = window.count if window is not None else 0
+    if window is None or seen < policy.min_samples:
+        events = engine.no_data(at_ms, _last_seen(store, policy.model, end, size_ms), seen)
+        return Assessment([], events, seen, start, end)
+    duration_s = max(1.0, (min(at_ms, end) - start) / 1000)
+    baseline = _baseline(store, policy.model, start, window_ms)
+    reference = reference_of()
+    found = findings_for(policy, reference, window, duration_s, baseline)
+    if extra is not None:
+        found.update(extra(start, end))
+    evaluations, events = engine.step(
+        found, at_ms, reference.metrics if reference is not None else {}
+    )
+    return Assessment(evaluations, events, seen, start, end)
+
+
+def _baseline(store: Store, model: str, start_ms: int, window_ms: int) -> tuple[float, ...]:
+    counts = store.event_counts(model, start_ms - BASELINE_WINDOWS * window_ms, start_ms)
+    rates = []
+    for i in range(BASELINE_WINDOWS):
+        lo = start_ms - (i + 1) * window_ms
+        total = sum(n for s, n in counts if lo <= s < lo + window_ms)
+        if total:
+            rates.append(total / (window_ms / 1000))
+    return tuple(rates)
+
+
+def _last_seen(store: Store, model: str, before_ms: int, size_ms: int) -> int | None:
+    counts = store.event_counts(model, 0, before_ms)
+    return max((s + size_ms for s, n in counts if n), default=None)
+
+
+class CheckMetrics:
+    """Latest value of every evaluated metric, and open incidents, for Prometheus / Grafana.
+
+    Cardinality is bounded by the policies: models × (features a rule selects) × metrics,
+    and for incidents policies × rules × features × severities.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.value = Gauge(
+            "watchkeeper_metric_value",
+            "Latest value of a metric (NaN: not enough data).",
+            ["model", "feature", "metric"],
+            registry=registry,
+        )
+        self.threshold = Gauge(
+            "watchkeeper_metric_threshold",
+            "Threshold the latest value was compared with.",
+            ["model", "feature", "metric", "severity"],
+            registry=registry,
+        )
+        self.incident = Gauge(
+            "watchkeeper_incident_open",
+            "1 while an incident is open.",
+            ["policy", "model", "rule", "feature", "severity"],
+            registry=registry,
+        )
+        self.historical = Counter(
+            "watchkeeper_notifications_historical",
+            "Notifications about windows older than alerts.max_age: recorded, not sent.",
+            ["channel"],
+            registry=registry,
+        )
+
+    def observe(self, evaluations: list[Evaluation], events: list[IncidentEvent]) -> None:
+        for e in evaluations:
+            feature = e.feature or ""
+            value = e.value if e.decision not in ("insufficient_data", "error") else None
+            self.value.labels(e.model, feature, e.metric).set(math.nan if value is None else value)
+            for severity, bound in (("warn", e.warn), ("critical", e.critical)):
+                if bound is not None:
+                    self.threshold.labels(e.model, feature, e.metric, severity).set(bound)
+        for event in events:
+            i = event.incident
+            labels = (i.policy, i.model, i.rule, i.feature or "")
+            for severity in ("warn", "critical"):
+                with contextlib.suppress(KeyError):
+                    self.incident.remove(*labels, severity)
+            if event.kind != "resolved":
+                self.incident.labels(*labels, i.severity).set(1)
+
+
+class Checker:
+    """Evaluates policies against the store and records what it decided."""
+
+    def __init__(
+        self,
+        store: Store,
+        incidents: IncidentStore,
+        window_size_s: float,
+        plan: Plan | None = None,
+        clock: Callable[[], float] = time.time,
+        silenced: Callable[[Notification], bool] | None = None,
+        enqueued: Callable[[], None] | None = None,
+        metrics: CheckMetrics | None = None,
+        shadow: ShadowChecks | None = None,
+        max_age_s: float = 0.0,
+    ) -> None:
+        self.max_age_ms = int(max_age_s * 1000)
+        self.store = store
+        self.shadow = shadow
+        self.incidents = incidents
+        self.size_ms = int(window_size_s * 1000)
+        self.plan = plan
+        self.silenced = silenced
+        self.enqueued = enqueued
+        self.metrics = metrics
+        self.clock = clock
+        self.references = ReferenceCache(store)
+        self.engines: dict[str, PolicyEngine] = {}
+
+    def engine(
+        self, loaded: LoadedPolicy, at_ms: int | None = None
+    ) -> tuple[PolicyEngine, list[IncidentEvent]]:
+        """The policy's engine, restored from the store; a new version reconciles (its
+        events stamped ``at_ms``, the tick being evaluated)."""
+        key = loaded.policy.key
+        when = at_ms if at_ms is not None else int(self.clock() * 1000)
+        engine = self.engines.get(key)
+        events: list[IncidentEvent] = []
+        if engine is None:
+            engine = PolicyEngine(loaded.policy)
+            state = self.incidents.state(key)
+            if state is not None:
+                engine.load_state(state)
+                events = engine.reconcile(loaded.policy, when)
+            self.engines[key] = engine
+        elif engine.policy != loaded.policy:
+            events = engine.reconcile(loaded.policy, when)
+        return engine, events
+
+    def run(self, loaded: LoadedPolicy, now_ms: int | None = None) -> CheckResult:
+        """Evaluate ``loaded`` at tick ``now_ms`` (default: now) and record it with the tick."""
+        policy = loaded.policy
+        wall_ms = int(self.clock() * 1000)
+        at_ms = now_ms if now_ms is not None else wall_ms
+        engine, events = self.engine(loaded, at_ms)
+
+        def reference() -> ReferenceProfile | None:
+            try:
+                return self.references.get(loaded)
+            except (OSError, ValueError) as exc:
+                log.error("policy %s: cannot read its reference: %s", policy.key, exc)
+                return None
+
+        shadow = self.shadow
+        extra = (lambda lo, hi: shadow.findings(policy, lo, hi)) if shadow is not None else None
+        found = assess(self.store, loaded, engine, reference, self.size_ms, at_ms, extra)
+        events += found.events
+        evaluations = found.evaluations
+        if self.shadow is not None:
+            events += self.shadow.failures(policy, engine, at_ms)
+        notes = [n for e in events for n in self.plan(e, policy)] if self.plan else []
+        historical = self.max_age_ms > 0 and wall_ms - at_ms > self.max_age_ms
+        self.incidents.record(
+            policy.key,
+            at_ms,
+            evaluations,
+            events,
+            engine.state_dict(),
+            notes,
+            self.silenced,
+            wall_ms=wall_ms,
+            historical=historical,
+        )
+        if self.metrics is not None:
+            self.metrics.observe(evaluations, events)
+            if historical:
+                for channel, _ in notes:
+                    self.metrics.historical.labels(channel).inc()
+        for event in events:
+            if historical:
+                log.info(
+                    "incident %s (historical: not sent): %s", event.kind, event.incident.summary
+                )
+            else:
+                log.warning("incident %s: %s", event.kind, event.incident.summary)
+        if notes and not historical and self.enqueued is not None:
+            self.enqueued()
+        if self.shadow is not None:
+            try:
+                self.shadow.decisions(policy, at_ms)
+            except StoreUnavailableError as exc:
+                log.error("policy %s: shadow decisions postponed: %s", policy.key, exc)
+        return CheckResult(at_ms, evaluations, events, found.seen, historical)

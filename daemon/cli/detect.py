@@ -1,0 +1,219 @@
+"""``watchkeeper reference``, ``drift`` and ``report``: the detectors from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from watchkeeper.daemon.cli.common import open_store
+from watchkeeper.daemon.errors import DataFileError
+from watchkeeper.policies.errors import WatchkeeperDocumentError
+
+
+def _ms(text: str) -> int:
+    """Epoch ms from an ISO-8601 time (``2026-11-21T10:00Z``) or a number of ms."""
+    if text.isascii() and text.isdigit() and len(text) <= 16:
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise DataFileError(
+            f"{text[:40]!r} is not a time: give ISO-8601 (2026-11-21T10:00Z) or epoch ms"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def load_profile(path: str) -> Any:
+    """A reference profile file, or a one-line :class:`DataFileError`."""
+    from watchkeeper.detectors.profile import ReferenceProfile
+
+    try:
+        return ReferenceProfile.load(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DataFileError(f"{path}: not a reference profile: {detail}") from None
+
+
+def cmd_reference_build(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+    from watchkeeper.daemon.offline.reference import build_reference, count_rows, utc_now_iso
+    from watchkeeper.detectors.profile import profile_from_window
+
+    if args.from_store:
+        if not (args.start and args.end):
+            print("--from-store needs --start and --end", file=sys.stderr)
+            return 2
+        with open_store(args.config) as store:
+            start, end = _ms(args.start), _ms(args.end)
+            window = store.window_range(args.model, start, end, args.version)
+            if window is None:
+                print(f"no stored windows of {args.model} in that range", file=sys.stderr)
+                return 1
+            profile = profile_from_window(
+                window, args.bins, f"store:{args.start}/{args.end}", utc_now_iso()
+            )
+    else:
+        rows = count_rows(args.source)
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"profiling {args.source}", total=2 * rows if rows else None)
+            profile = build_reference(
+                args.source,
+                args.model,
+                features=args.features,
+                exclude=args.exclude,
+                prediction=args.prediction,
+                label=args.label,
+                bins=args.bins,
+                progress=lambda n: bar.advance(task, n),
+                prediction_class=args.prediction_class,
+            )
+    if args.into_store:
+        with open_store(args.config) as store:
+            store.save_reference(profile, args.name)
+        print(f"stored reference {args.model}/{args.name} ({profile.rows} rows)")
+    if args.output:
+        profile.save(args.output)
+        print(f"wrote {args.output}: {len(profile.features)} features, {profile.rows} rows")
+    if not (args.into_store or args.output):
+        print("nothing written: give -o FILE and/or --into-store", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from watchkeeper.daemon.offline.drift import (
+        drift_findings,
+        policy_findings,
+        render_table,
+        summarize_file,
+    )
+    from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
+
+    reference = load_profile(args.reference)
+    window = summarize_file(args.current, reference, args.prediction)
+    if args.policy:
+        from watchkeeper.policies.loader import load_policy
+
+        try:
+            policy = load_policy(args.policy).policy
+        except WatchkeeperDocumentError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        results = policy_findings(policy, reference, window)
+    else:
+        metrics = args.metrics or list(DEFAULT_DRIFT_METRICS)
+        results = drift_findings(reference, window, metrics, min_samples=args.min_samples)
+    critical = [f for f, s in results if s == "critical"]
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "critical": len(critical),
+                    "findings": [dict(f.to_dict(), severity=s) for f, s in results],
+                },
+                indent=1,
+            )
+        )
+    else:
+        console = Console()
+        console.print(render_table(results))
+        warn = sum(1 for _, s in results if s == "warn")
+        console.print(f"{len(critical)} critical, {warn} warnings over {window.count} rows")
+    return 1 if critical else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from watchkeeper.daemon.offline.drift import drift_report
+
+    with open_store(args.config) as store:
+        if args.reference:
+            reference = load_profile(args.reference)
+        else:
+            stored = store.reference(args.model, args.reference_name)
+            if stored is None:
+                print(f"no stored reference {args.model}/{args.reference_name}", file=sys.stderr)
+                return 1
+            reference = stored
+        start, _, end = args.window.partition("/")
+        start_ms = _ms(start)
+        end_ms = _ms(end) if end else start_ms + 1
+        window = store.window_range(args.model, start_ms, end_ms)
+    if window is None:
+        print(f"no stored windows of {args.model} starting in that range", file=sys.stderr)
+        return 1
+    path = drift_report(reference, window, Path(args.output))
+    print(f"wrote {path}")
+    return 0
+
+
+def add_parsers(sub: Any, default_config: str) -> None:
+    ref = sub.add_parser("reference", help="reference profiles")
+    ref_sub = ref.add_subparsers(dest="reference_command", required=True)
+    build = ref_sub.add_parser(
+        "build", help="profile a training / validation file or a stored window range"
+    )
+    build.add_argument("--model", required=True)
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="source", help="a .csv, .tsv or .parquet file")
+    source.add_argument(
+        "--from-store", action="store_true", help="the stored windows between --start and --end"
+    )
+    build.add_argument("--start", help="ISO-8601 time or epoch ms (with --from-store)")
+    build.add_argument("--end", help="ISO-8601 time or epoch ms (with --from-store)")
+    build.add_argument("--version", help="only this model version (with --from-store)")
+    build.add_argument("--features", type=lambda s: s.split(","), help="a,b,c (default: all)")
+    build.add_argument(
+        "--exclude",
+        type=lambda s: s.split(","),
+        default=[],
+        help="columns that are not features (ids, timestamps)",
+    )
+    build.add_argument("--prediction", help="the prediction column")
+    build.add_argument(
+        "--prediction-class",
+        help="the model's own decision, when it logs one beside the score "
+        "(accuracy-type reference metrics grade it)",
+    )
+    build.add_argument("--label", help="the label column (gives reference metrics)")
+    build.add_argument("--bins", type=int, default=10)
+    build.add_argument("-o", "--output", help="write the profile to this JSON file")
+    build.add_argument("--into-store", action="store_true", help="keep it in the store")
+    build.add_argument("--name", default="default", help="its name in the store")
+    build.add_argument("-c", "--config", default=default_config)
+    build.set_defaults(func=cmd_reference_build)
+
+    drift = sub.add_parser(
+        "drift",
+        help="score a batch file against a reference; exit 1 when a critical threshold is crossed",
+    )
+    drift.add_argument("--reference", required=True, help="a reference profile JSON file")
+    drift.add_argument("--current", required=True, help="a .csv, .tsv or .parquet file")
+    drift.add_argument("--prediction", help="the prediction column of the batch")
+    drift.add_argument(
+        "--metrics",
+        type=lambda s: s.split(","),
+        help="psi,ks,… (default: the drift and data-quality set)",
+    )
+    drift.add_argument("--min-samples", type=int, default=100)
+    drift.add_argument(
+        "--policy",
+        help="judge with this policy file's rules and thresholds instead of the defaults",
+    )
+    drift.add_argument("--format", choices=["table", "json"], default="table")
+    drift.set_defaults(func=cmd_drift)
+
+    report = sub.add_parser("report", help="an Evidently HTML drift report of stored windows")
+    report.add_argument("--model", required=True)
+    report.add_argument("--window", required=True, help="START[/END]: ISO-8601 or epoch ms")
+    report.add_argument("--reference", help="a profile file (default: the stored one)")
+    report.add_argument("--reference-name", default="default")
+    report.add_argument("-o", "--output", default="drift-report.html")
+    report.add_argument("-c", "--config", default=default_config)
+    report.set_defaults(func=cmd_report)

@@ -1,0 +1,249 @@
+"""``watchkeeper demo``: the whole product on one machine, on a timeline of faults.
+
+It starts the embedded Kafka-protocol broker (unless ``--bootstrap`` names a cluster), a
+synthetic model server for two models (:mod:`watchkeeper.daemon.demo.synthetic`), reference
+profiles built from their "training" data, an INT8 candidate of the fraud model made by
+``watchkeeper compress``, and the daemon with the shipped example config and policies —
+time-compressed (:mod:`watchkeeper.daemon.demo.timeline`). Then it injects drift, a
+latency regression, a NaN burst and an accuracy drop one after another, and puts the
+candidate in shadow; incidents print as the console channel renders them (as in Slack),
+and a live view shows traffic, checks, incidents and the candidate. At the end it prints
+which incidents each phase opened and resolved against what it should have.
+
+Everything it starts stops through one exit stack, in reverse order, on ``--duration``,
+Ctrl-C or SIGTERM. ``--workdir`` keeps the store, config, policies and models afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from watchkeeper.daemon.app import Daemon
+from watchkeeper.daemon.config import load_config
+from watchkeeper.daemon.demo.broker import EmbeddedBroker
+from watchkeeper.daemon.demo.setup import (
+    DemoOptions,
+    Traffic,
+    create_topics,
+    demo_config,
+    make_candidate,
+    shadow_policy,
+    store_references,
+    store_url,
+)
+from watchkeeper.daemon.demo.synthetic import Faults
+from watchkeeper.daemon.demo.timeline import (
+    Phase,
+    Scale,
+    judge,
+    outcome_dicts,
+    phase_at,
+    timeline,
+    write_policies,
+)
+from watchkeeper.daemon.demo.view import LiveView
+
+SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "policies" / "examples"
+
+
+def _wait_for_data(daemon: Daemon, scale: Scale, stop: threading.Event, timeout: float) -> bool:
+    """Until the store holds a full look-back of both models (so no policy starts on an
+    empty window and reports "no data")."""
+    deadline = time.monotonic() + timeout
+    need = 1.2 * scale.lookback_s
+    while not stop.wait(0.5):
+        store = daemon.store
+        if store is not None and daemon.ingestor is not None and daemon.ingestor.ready.is_set():
+            now = int(time.time() * 1000)
+            spans = []
+            for model in ("fraud", "churn"):
+                counts = [s for s, n in store.event_counts(model, 0, now + 1) if n]
+                spans.append((now - min(counts)) / 1000 if counts else 0.0)
+            if min(spans) >= need:
+                return True
+        if time.monotonic() > deadline:
+            return False
+    return False
+
+
+def run_demo(options: DemoOptions) -> int:
+    console = Console()
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ExitStack() as outer:
+            if options.workdir is not None:
+                workdir = options.workdir.resolve()
+                workdir.mkdir(parents=True, exist_ok=True)
+            else:
+                workdir = Path(outer.enter_context(tempfile.TemporaryDirectory(prefix="wk-demo-")))
+            record: dict[str, Any] = {"phase_s": options.phase_s, "phases": [], "t0_ms": None}
+            with ExitStack() as stack:
+                outcome, produced = _run(options, console, workdir, record, stop, stack)
+            # everything has stopped (reverse order); the store holds the final state
+            return _summary(console, workdir, options.phase_s, record, produced, outcome)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _run(
+    options: DemoOptions,
+    console: Console,
+    workdir: Path,
+    record: dict[str, Any],
+    stop: threading.Event,
+    stack: ExitStack,
+) -> tuple[int, int]:
+    scale = Scale(options.phase_s)
+    phases = timeline(options.phase_s)
+    bootstrap = options.bootstrap
+    if bootstrap is None:
+        broker = stack.enter_context(EmbeddedBroker(log_path=workdir / "broker.log"))
+        bootstrap = broker.bootstrap
+    base = load_config(options.config)
+    topics = base.kafka.topics.by_role()
+    create_topics(bootstrap, [t.name for t in topics.values()])
+    console.print(f"[bold]watchkeeper demo[/] · broker {bootstrap} · work dir {workdir}")
+    (workdir / "policies").mkdir(exist_ok=True)
+    reference = store_references(store_url(workdir), workdir)
+    shadow = make_candidate(workdir, reference, console)
+    config_path, notes = demo_config(options, workdir, bootstrap, scale)
+    config = load_config(config_path)
+    console.print("channels: " + "; ".join(notes))
+    console.print(
+        f"time compressed: windows of {scale.window_size_s:g}s, policies look at the last "
+        f"{scale.lookback_s:g}s every {scale.every_s:g}s; labels arrive "
+        f"{scale.label_delay_s:g}s after their prediction"
+    )
+
+    daemon = Daemon(config)
+    daemon_stop = threading.Event()
+    runner = threading.Thread(target=daemon.run, args=(daemon_stop,), name="wk-daemon")
+    runner.start()
+    stack.callback(runner.join)
+    stack.callback(daemon_stop.set)
+    traffic = stack.enter_context(
+        Traffic(
+            bootstrap,
+            topics["predictions"].name,
+            topics["labels"].name,
+            options.rate,
+            scale.label_delay_s,
+        )
+    )
+    started = time.monotonic()
+    view = LiveView(daemon, phases, started)
+    outcome = 0
+    with Live(view.frame(), console=console, refresh_per_second=2) as live:
+        if not _wait_for_data(daemon, scale, stop, timeout=120):
+            if not stop.is_set():
+                console.print("[red]no events reached the store within 120 s[/]")
+                outcome = 1
+            return outcome, traffic.produced
+        written = write_policies(SHIPPED_POLICIES, workdir / "policies", scale)
+        view.t0 = time.monotonic()
+        record["t0_ms"] = int(time.time() * 1000)
+        console.print("policies in force: " + ", ".join(p.name for p in written))
+        current: Phase | None = None
+        while not stop.wait(0.25):
+            t = time.monotonic() - view.t0
+            if options.duration and time.monotonic() - started >= options.duration:
+                break
+            if options.duration is None and t >= phases[-1].settle_s:
+                break
+            if not runner.is_alive():
+                console.print("[red]the daemon stopped unexpectedly; see its log file[/]")
+                outcome = 1
+                break
+            phase = phase_at(phases, t)
+            if phase is not current:
+                current = phase
+                if phase is not None:
+                    console.print(f"[bold magenta]▶ {phase.name}[/]: {phase.title}")
+                    record["phases"].append(phase.name)
+                    if phase.shadow:
+                        shadow_policy(workdir, shadow, options.phase_s)
+            injecting = phase is not None and t < phase.end_s
+            traffic.faults = phase.faults if phase is not None and injecting else Faults()
+            record["elapsed_s"] = t
+            live.update(view.frame())
+        live.update(view.frame())
+    return outcome, traffic.produced
+
+
+def _summary(
+    console: Console,
+    workdir: Path,
+    phase_s: float,
+    record: dict[str, Any],
+    produced: int,
+    outcome: int,
+) -> int:
+    """What each phase opened against what it should have, the candidate's decision and
+    the event totals; also written to ``demo-result.json`` in the work dir."""
+    from rich.table import Table
+    from watchkeeper.daemon.notify.incidents import IncidentStore
+    from watchkeeper.daemon.shadow.store import ShadowStore
+    from watchkeeper.daemon.store.store import Store
+
+    phases = timeline(phase_s)
+    done = [
+        p
+        for p in phases
+        if p.name in record["phases"] and p.settle_s <= record.get("elapsed_s", 0) + 0.5
+    ]
+    with Store.open(store_url(workdir)) as store:
+        incidents = IncidentStore(store.engine).incidents(None, limit=1000)
+        decisions = list(ShadowStore(store.engine).decisions().values())
+        totals = store.totals()
+    outcomes = judge(done, record["t0_ms"], incidents) if record["t0_ms"] else []
+    console.print()
+    table = Table(title="what the timeline injected and what watchkeeper made of it")
+    for column in (
+        "phase",
+        "expected incidents",
+        "opened",
+        "first after",
+        "resolved after end",
+        "",
+    ):
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(
+            o.phase,
+            ", ".join(o.expected) or "none",
+            ", ".join(o.opened) or "none",
+            "—" if o.first_open_s is None else f"{o.first_open_s:.1f}s",
+            "—" if o.last_resolve_s is None else f"{o.last_resolve_s:.1f}s",
+            "[green]✓[/]"
+            if o.ok
+            else "[red]✗[/]" + (f" open: {', '.join(o.unresolved)}" if o.unresolved else ""),
+        )
+    console.print(table)
+    for d in decisions:
+        console.print(
+            f"shadow decision for {d['policy']} / {d['candidate']}: [bold]{d['decision']}[/]"
+        )
+    console.print(
+        f"events produced {produced:,} (1 % malformed on purpose) · stored {totals['events']:,}"
+        f" · quarantined {totals['quarantined']:,}"
+    )
+    result = record | {
+        "outcomes": outcome_dicts(outcomes),
+        "decisions": decisions,
+        "produced": produced,
+        "totals": totals,
+    }
+    (workdir / "demo-result.json").write_text(json.dumps(result, indent=2, default=str))
+    console.print("demo finished")
+    return outcome

@@ -1,0 +1,418 @@
+"""Turning a batch of Kafka records of one topic into columnar arrays, per model.
+
+Good records become :class:`~watchkeeper.detectors.window.ColumnBatch` objects (numpy
+arrays per feature); bad ones become :class:`Quarantined` entries with a reason, and never
+an exception. The reasons:
+
+=================  ===============================================================
+``empty``          the record has no value (a tombstone)
+``oversized``      larger than ``ingest.max_record_bytes``
+``not_json``       the value does not parse as JSON
+``not_object``     it parses, but not to a JSON object
+``missing_field``  a field the topic's role requires is absent or null
+``wrong_type``     a field has the wrong JSON type (a string where a number belongs…)
+``not_finite``     NaN or ±inf where a finite number is required (timestamp, latency)
+``bad_timestamp``  a timestamp string that is not ISO-8601
+``ts_in_future``   stamped further ahead of the clock than ``ingest.max_future_skew``
+``value_too_long`` a category value (feature, prediction, label) longer than
+                   ``ingest.max_name_chars``
+(and the bounds of :mod:`~watchkeeper.daemon.ingest.admission`: ``too_many_models``,
+``too_many_versions``, ``name_too_long``, ``empty_name``, ``reserved_name``)
+``internal_error`` watchkeeper itself failed on the batch (a bug: logged with its
+                   traceback); the batch is set aside so a restart cannot loop on it
+=================  ===============================================================
+
+NaN in a *feature* or *prediction* is not a bad record: it is data about the model, and
+the NaN-rate checks count it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+from watchkeeper.daemon.config import REQUIRED_FIELDS, IngestConfig, Role, TopicConfig
+from watchkeeper.daemon.ingest.admission import REASONS as ADMISSION_REASONS
+from watchkeeper.daemon.ingest.admission import Admission
+from watchkeeper.daemon.ingest.columns import ColumnBuilder
+from watchkeeper.daemon.ingest.fields import (
+    MISSING,
+    BadRows,
+    columns_of,
+    numeric_block,
+    numeric_column,
+    object_array,
+    string_column,
+    timestamps_ms,
+    transpose,
+    type_name,
+)
+from watchkeeper.daemon.ingest.kinds import LABEL, PREDICTION, KindRegistry
+from watchkeeper.detectors.reservoir import record_keys
+from watchkeeper.detectors.window import Column, ColumnBatch
+
+log = logging.getLogger(__name__)
+
+REASONS = (
+    "internal_error",
+    "empty",
+    "oversized",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "not_finite",
+    "bad_timestamp",
+    "ts_in_future",
+    "value_too_long",
+    *ADMISSION_REASONS,
+)
+
+
+class RecordLike(Protocol):
+    """What the decoder needs of a kafka-python ``ConsumerRecord``."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A record that could not be used, with why and its first bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    detail: str
+    raw: bytes
+    size: int
+
+
+@dataclass
+class DecodeResult:
+    batches: list[ColumnBatch] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    ignored_features: int = 0
+    """Feature values dropped because their model already had ``max_features`` features."""
+
+
+def _parse(value: bytes) -> Any:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        # orjson is strict JSON; the stdlib also reads NaN and Infinity, which model
+        # servers written in Python emit, and which the NaN-rate checks want to see.
+        return json.loads(value)
+
+
+class Decoder:
+    """Decodes records of one topic (one role); see the module docstring."""
+
+    def __init__(
+        self,
+        topic: str,
+        role: Role,
+        config: TopicConfig,
+        ingest: IngestConfig,
+        kinds: KindRegistry,
+        admission: Admission | None = None,
+    ) -> None:
+        self.topic = topic
+        self.role = role
+        self.config = config
+        self.ingest = ingest
+        self.kinds = kinds
+        self.admission = admission or Admission(
+            ingest.max_models, ingest.max_versions, ingest.max_name_chars
+        )
+        self.columns = ColumnBuilder(kinds, ingest.max_name_chars)
+        self._topic_hash = zlib.crc32(topic.encode())
+        self._required = set(REQUIRED_FIELDS[role])
+        f = config.fields
+        self._paths = {
+            name: path
+            for name in (
+                "model",
+                "model_version",
+                "request_id",
+                "ts",
+                "features",
+                "prediction",
+                "prediction_class",
+                "latency_ms",
+                "label",
+            )
+            if (path := getattr(f, name)) is not None
+        }
+        if role != "predictions":
+            for name in ("prediction", "prediction_class", "latency_ms"):
+                self._paths.pop(name, None)
+        if role != "labels":
+            self._paths.pop("label", None)
+        if role == "labels":
+            self._paths.pop("features", None)
+
+    def decode(self, partition: int, records: Sequence[RecordLike], now_ms: int) -> DecodeResult:
+        """Decode one partition's records (in offset order); never raises."""
+        try:
+            return self._decode(partition, records, now_ms)
+        except Exception as exc:
+            log.exception(
+                "decoding %d records of %s[%d] failed", len(records), self.topic, partition
+            )
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            result = DecodeResult()
+            result.quarantined = [
+                self._entry(partition, r, "internal_error", detail) for r in records
+            ]
+            return result
+
+    def _decode(self, partition: int, records: Sequence[RecordLike], now_ms: int) -> DecodeResult:
+        result = DecodeResult()
+        objs, offsets, stamps, kept = self._parse_all(partition, records, result)
+        if not objs:
+            return result
+        bad: BadRows = {}
+        cols = columns_of(objs, self._paths) if objs else {n: [] for n in self._paths}
+        n = len(objs)
+        models = self._models(cols, n, bad)
+        versions = object_array([""] * n)
+        if "model_version" in cols:
+            given = string_column(cols["model_version"], "model_version", bad, False)
+            known = given != None  # noqa: E711 (elementwise on an object array)
+            versions[known] = given[known]
+        request_ids = (
+            string_column(cols["request_id"], "request_id", bad, "request_id" in self._required)
+            if "request_id" in cols
+            else None
+        )
+        self.admission.check(models, versions, request_ids, bad)
+        if "ts" in cols:
+            ts = timestamps_ms(cols["ts"], self.config.ts_unit, "ts", bad)
+        else:
+            ts = np.asarray(stamps, dtype=np.int64)
+        future = np.flatnonzero(ts > now_ms + int(self.ingest.max_future_skew * 1000))
+        for i in future.tolist():
+            bad.setdefault(i, ("ts_in_future", f"ts is {(ts[i] - now_ms) / 1000:.0f}s ahead"))
+        latency = self._latency(cols.get("latency_ms"), bad)
+        for name in ("features", "prediction", "label"):
+            if name in self._required and name in cols:
+                for i, v in enumerate(cols[name]):
+                    if v is MISSING or v is None:
+                        bad.setdefault(i, ("missing_field", f"{name} is required"))
+        feats = cols.get("features")
+        if feats is not None:
+            for i, v in enumerate(feats):
+                if type(v) is not dict:
+                    if v is not MISSING and v is not None:
+                        bad.setdefault(
+                            i, ("wrong_type", f"features: expected an object, got {type_name(v)}")
+                        )
+                    feats[i] = {}
+        offs = np.asarray(offsets, dtype=np.int64)
+        keys = record_keys(self._topic_hash, partition, offs)
+        for model in sorted({m for m in models.tolist() if m is not None}):
+            idx = np.flatnonzero(models == model)
+            idx = idx[[i not in bad for i in idx.tolist()]] if bad else idx
+            batch = self._model_batch(
+                model, idx, cols, ts, versions, request_ids, latency, (keys, offs), bad, result
+            )
+            if batch is not None:
+                result.batches.append(batch)
+        for i, (reason, detail) in sorted(bad.items()):
+            rec = records[kept[i]]
+            result.quarantined.append(self._entry(partition, rec, reason, detail))
+        return result
+
+    # -- stages -------------------------------------------------------------------------
+    def _parse_all(
+        self, partition: int, records: Sequence[RecordLike], result: DecodeResult
+    ) -> tuple[list[dict[str, Any]], list[int], list[int], list[int]]:
+        """JSON objects of the good records, their offsets, timestamps and positions."""
+        values = [rec.value for rec in records]
+        limit = self.ingest.max_record_bytes
+        if values and all(values) and max(map(len, values)) <= limit:  # type: ignore[arg-type]
+            try:
+                objs: list[Any] = list(map(orjson.loads, values))  # type: ignore[arg-type]
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                if set(map(type, objs)) == {dict}:
+                    return (
+                        objs,
+                        [r.offset for r in records],
+                        [r.timestamp for r in records],
+                        list(range(len(records))),
+                    )
+        # the slow path, one record at a time, only for a batch holding a bad record
+        objs = []
+        offsets: list[int] = []
+        stamps: list[int] = []
+        kept: list[int] = []
+        for pos, rec in enumerate(records):
+            value = rec.value
+            reason = "empty" if not value else "oversized" if len(value) > limit else None
+            if reason is not None:
+                detail = (
+                    "the record has no value"
+                    if reason == "empty"
+                    else f"{len(value or b'')} bytes > max_record_bytes {limit}"
+                )
+                result.quarantined.append(self._entry(partition, rec, reason, detail))
+                continue
+            try:
+                obj = _parse(value)  # type: ignore[arg-type]
+            except (ValueError, RecursionError) as exc:
+                result.quarantined.append(self._entry(partition, rec, "not_json", str(exc)[:200]))
+                continue
+            if type(obj) is not dict:
+                result.quarantined.append(
+                    self._entry(
+                        partition,
+                        rec,
+                        "not_object",
+                        f"expected a JSON object, got {type_name(obj)}",
+                    )
+                )
+                continue
+            objs.append(obj)
+            offsets.append(rec.offset)
+            stamps.append(rec.timestamp)
+            kept.append(pos)
+        return objs, offsets, stamps, kept
+
+    def _models(self, cols: dict[str, list[Any]], n: int, bad: BadRows) -> Any:
+        if self.config.model is not None:
+            return object_array([self.config.model] * n)
+        return string_column(cols["model"], "model", bad, True)
+
+    def _latency(self, values: list[Any] | None, bad: BadRows) -> Any:
+        if values is None:
+            return None
+        types = set(map(type, values))
+        out = numeric_column(values, types, "latency_ms", bad)
+        present = (
+            np.ones(out.size, dtype=bool)
+            if not types & {type(None), type(MISSING)}
+            else (np.fromiter((v is not None and v is not MISSING for v in values), bool, out.size))
+        )
+        invalid = present & ~(np.isfinite(out) & (out >= 0))
+        for i in np.flatnonzero(invalid).tolist():
+            if i not in bad:
+                bad[i] = ("not_finite", f"latency_ms must be a finite number ≥ 0, got {values[i]}")
+        return out
+
+    def _model_batch(
+        self,
+        model: str,
+        idx: Any,
+        cols: dict[str, list[Any]],
+        ts: Any,
+        versions: Any,
+        request_ids: Any,
+        latency: Any,
+        positions: tuple[Any, Any],
+        bad: BadRows,
+        result: DecodeResult,
+    ) -> ColumnBatch | None:
+        """The batch of ``model``'s good rows; ``positions`` are every row's (key, offset)."""
+        keys, offsets = positions
+        if idx.size == 0:
+            return None
+        rows = idx.tolist()
+        local_bad: BadRows = {}
+        features: dict[str, Column] = {}
+        feats = cols.get("features")
+        if feats is not None:
+            sub = [feats[i] for i in rows]
+            names = sorted(set().union(*sub))
+            wrong = self.admission.bad_feature_names(names)
+            if wrong:  # one pass over the records, whatever the number of wrong names
+                for j, d in enumerate(sub):
+                    if not wrong.keys().isdisjoint(d):
+                        local_bad.setdefault(j, wrong[next(n for n in d if n in wrong)])
+                names = [n for n in names if n not in wrong]
+            admitted = self.kinds.admit(model, names)
+            if len(admitted) < len(names):
+                # counted in one pass over the records (linear, whatever the names)
+                ignored = set(names).difference(admitted)
+                result.ignored_features += sum(map(len, map(ignored.intersection, sub)))
+            numeric = [n for n in admitted if self.kinds.kind(model, n) == "numeric"]
+            block = numeric_block(sub, numeric)
+            if block is not None:
+                present = np.zeros(len(sub), dtype=bool)
+                for j, name in enumerate(numeric):
+                    features[name] = Column("numeric", block[:, j], present, present)
+                admitted = [n for n in admitted if n not in features]
+            for name, values in zip(admitted, transpose(sub, admitted), strict=True):
+                column = self.columns.build(
+                    model, name, values, f"features.{name}", local_bad, allow_proba=False
+                )
+                if isinstance(column, Column):
+                    features[name] = column
+        prediction = prediction_class = label = None
+        if "prediction" in cols:
+            values = [cols["prediction"][i] for i in rows]
+            column = self.columns.build(model, PREDICTION, values, "prediction", local_bad, True)
+            if isinstance(column, tuple):  # a probability vector: score and class
+                prediction, prediction_class = column
+            else:
+                prediction = column
+        if "prediction_class" in cols:  # the model's own decision wins over an argmax
+            values = [cols["prediction_class"][i] for i in rows]
+            prediction_class = self.columns.classes(values, "prediction_class", local_bad)
+        if "label" in cols:
+            column = self.columns.build(
+                model, LABEL, [cols["label"][i] for i in rows], "label", local_bad, False
+            )
+            label = column if not isinstance(column, tuple) else None
+        keep = np.ones(len(rows), dtype=bool)
+        for j, entry in local_bad.items():
+            bad.setdefault(rows[j], entry)
+            keep[j] = False
+        if not keep.any():
+            return None
+        sel = idx[keep]
+
+        def take(c: Column | None) -> Column | None:
+            if c is None or keep.all():
+                return c
+            return Column(c.kind, c.values[keep], c.null[keep], c.missing[keep])
+
+        return ColumnBatch(
+            model=model,
+            role=self.role,
+            ts_ms=ts[sel],
+            versions=versions[sel],
+            keys=keys[sel],
+            offsets=offsets[sel],
+            request_ids=None if request_ids is None else request_ids[sel],
+            features={n: c for n, c in ((n, take(c)) for n, c in features.items()) if c},
+            prediction=take(prediction),
+            prediction_class=take(prediction_class),
+            label=take(label),
+            latency_ms=None if latency is None else latency[sel],
+        )
+
+    def _entry(self, partition: int, rec: RecordLike, reason: str, detail: str) -> Quarantined:
+        raw = rec.value or b""
+        return Quarantined(
+            self.topic,
+            partition,
+            rec.offset,
+            reason,
+            detail,
+            raw[: self.ingest.quarantine_prefix_bytes],
+            len(raw),
+        )

@@ -1,0 +1,444 @@
+"""The ingestion loop: a kafka-python consumer group → decoder → window state → store.
+
+Offsets live in watchkeeper's store, committed in the same transaction as the window
+state they produced (the "storing offsets outside Kafka" pattern of the Kafka consumer
+documentation). On partition assignment the consumer seeks to the stored offsets; the
+offsets are also committed to Kafka afterwards, only so that Kafka's own tooling shows
+the group's progress.
+
+If the store cannot be reached, consumption pauses (so memory stays bounded), the commit
+is retried every ``ingest.store_retry_interval``, and consumption resumes once it lands.
+If a partition is revoked while its events cannot be committed, every uncommitted event
+is dropped from memory and the remaining partitions are rewound to their last committed
+offsets: they are read again, so nothing is lost and nothing is counted twice.
+
+Event time is tracked per partition (:mod:`watermarks`): each batch is checked for late
+events against the minimum over the partitions of its (model, role) — this replica's
+live, the other replicas' as last committed — and each commit stores how far every
+assigned partition got, with where its consumer stands, so a rebalance or a restart
+resumes from the stored watermarks and the leader can tell when a tick is ready.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
+from watchkeeper.daemon.config import Config
+from watchkeeper.daemon.errors import StoreUnavailableError
+from watchkeeper.daemon.eventtime.windows import WindowState, on_time
+from watchkeeper.daemon.ingest.admission import Admission
+from watchkeeper.daemon.ingest.decode import Decoder, Quarantined
+from watchkeeper.daemon.ingest.event_time import PartitionTime
+from watchkeeper.daemon.ingest.kinds import KindRegistry
+from watchkeeper.daemon.ingest.metrics import IngestMetrics
+from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
+from watchkeeper.daemon.store.label_join import JoinBuffer, JoinOutcome, JoinSettings
+from watchkeeper.daemon.store.queries import TopicPartitionKey
+from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.window import SketchSettings
+
+log = logging.getLogger(__name__)
+
+
+def consumer_options(config: Config, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """kafka-python ``KafkaConsumer`` keyword arguments from the config."""
+    import os
+
+    k = config.kafka
+    options: dict[str, Any] = {
+        "bootstrap_servers": list(k.bootstrap_servers),
+        "group_id": k.group_id,
+        "client_id": k.client_id,
+        "enable_auto_commit": False,  # offsets are committed with the window state
+        "auto_offset_reset": k.auto_offset_reset,
+        "session_timeout_ms": int(k.session_timeout * 1000),
+        "heartbeat_interval_ms": int(k.heartbeat_interval * 1000),
+        "max_poll_records": k.max_poll_records,
+        "fetch_max_bytes": k.fetch_max_bytes,
+        "max_partition_fetch_bytes": k.max_partition_fetch_bytes,
+        "security_protocol": k.security_protocol,
+    }
+    if k.sasl_mechanism:
+        options["sasl_mechanism"] = k.sasl_mechanism
+        options["sasl_plain_username"] = k.sasl_username
+    if k.sasl_password_env:
+        options["sasl_plain_password"] = (env or os.environ)[k.sasl_password_env]
+    if k.ssl_cafile:
+        options["ssl_cafile"] = k.ssl_cafile
+    options.update(k.options)
+    return options
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Hold Python's cyclic GC while a batch is decoded.
+
+    A batch creates hundreds of thousands of short-lived, acyclic objects (records, JSON
+    dicts); each allocation burst would trigger collections that scan them all again,
+    which measured at ~40 % of decode time. Reference counting frees them regardless; the
+    collector runs as usual between batches.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.ingestor.on_revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.ingestor.on_assigned(list(assigned))
+
+
+class Ingestor:
+    """Consumes, decodes, summarises and commits; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        metrics: IngestMetrics,
+        clock: Callable[[], float] = time.time,
+        shadow: ShadowEvaluator | None = None,
+    ) -> None:
+        self.config = config
+        self.shadow = shadow
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.group_id = config.kafka.group_id
+        self.kinds = KindRegistry(config.ingest.feature_kinds, config.ingest.max_features)
+        self.kinds.load(store.kinds())
+        w = config.windows
+        self.windows = WindowState(
+            w.size,
+            w.allowed_lateness,
+            SketchSettings(w.sketch_k, w.max_categories, w.reservoir_size),
+        )
+        i = config.ingest
+        # shared by the topics' decoders: a model admitted on one topic is known on all
+        self.admission = Admission(
+            i.max_models, i.max_versions, i.max_name_chars, store.model_versions()
+        )
+        self.time = PartitionTime(config, metrics)
+        self.clock_settings = self.time.settings
+        self.clocks = self.time.clocks
+        # names this replica in the partition status rows (status pages, operators)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.decoders = {
+            topic.name: Decoder(topic.name, role, topic, i, self.kinds, self.admission)
+            for role, topic in config.kafka.topics.by_role().items()
+        }
+        self._pending: dict[TopicPartitionKey, int] = {}
+        self._durable: dict[TopicPartitionKey, int] = {}
+        self._quarantined: list[Quarantined] = []
+        self._joins = JoinBuffer()
+        self._join_settings = JoinSettings(
+            ttl_ms=int(config.ingest.label_ttl * 1000),
+            max_pending=config.ingest.max_pending,
+            threshold=config.ingest.decision_threshold,
+            max_wait_ms=int(config.ingest.label_max_wait * 1000),
+        )
+        self._last_expiry = -1e18  # on the injected clock: the first commit expires
+        # predictions wait for labels only when a labels topic is read: otherwise the join
+        # would store every prediction for nothing
+        self._joining = config.kafka.topics.labels is not None
+        self._consumer: KafkaConsumer | None = None
+        self._paused = False
+        self._last_flush = time.monotonic()
+        self._last_retry = 0.0
+        # guards the state below against the rebalance callbacks on kafka-python's IO thread
+        self._lock = threading.RLock()
+        self.ready = threading.Event()
+        self.heartbeat = time.monotonic()
+        self.store_ok = True
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def open(self) -> None:
+        self._consumer = KafkaConsumer(**consumer_options(self.config))
+        self._consumer.subscribe(topics=sorted(self.decoders), listener=_Rebalance(self))
+
+    def close(self) -> None:
+        """Commit what is pending and leave the group."""
+        if self._consumer is None:
+            return
+        try:
+            if not self.flush():
+                log.error("final commit failed: uncommitted events will be read again on restart")
+        finally:
+            self._consumer.close()
+            self._consumer = None
+            self.ready.clear()
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set (the caller then calls :meth:`close`)."""
+        # Objects alive at start-up (modules, config) never become garbage: moving them out
+        # of the collector's sight makes every later collection cheaper (gc.freeze docs).
+        gc.freeze()
+        while not stop.is_set():
+            self.step()
+
+    # -- the loop -------------------------------------------------------------------------
+    def step(self) -> None:
+        """One poll, its decoding, and a commit when one is due."""
+        consumer = self._consumer
+        assert consumer is not None, "open() first"
+        self.heartbeat = time.monotonic()
+        ingest = self.config.ingest
+        with _collector_paused():
+            try:
+                polled = consumer.poll(timeout_ms=int(ingest.poll_timeout * 1000))
+            except KafkaError as exc:
+                # kafka-python raises once when the broker goes away, then reconnects itself
+                log.warning("poll failed (%s); retrying", exc)
+                time.sleep(min(1.0, ingest.poll_timeout))
+                return
+            if consumer.assignment():
+                self.ready.set()
+            for tp, records in polled.items():
+                if records:
+                    self._process(tp, records)
+            del polled
+        self._track_positions(consumer)
+        now = time.monotonic()
+        if self._paused:
+            if now - self._last_retry >= ingest.store_retry_interval:
+                self._last_retry = now
+                self.flush()
+        elif (
+            now - self._last_flush >= ingest.flush_interval
+            or self.windows.pending_events >= ingest.flush_max_events
+        ):
+            self.flush()
+
+    def _track_positions(self, consumer: KafkaConsumer) -> None:
+        """Each assigned partition's end and position, and whether it is caught up."""
+        with self._lock:
+            self.time.track(consumer, self._read_up_to)
+
+    def _read_up_to(self, key: TopicPartitionKey) -> int | None:
+        return self._pending.get(key, self._durable.get(key))
+
+    def _process(self, tp: TopicPartition, records: list[Any]) -> None:
+        with self._lock:
+            self._process_locked(tp, records)
+
+    def _process_locked(self, tp: TopicPartition, records: list[Any]) -> None:
+        key = (tp.topic, tp.partition)
+        self._durable.setdefault(key, records[0].offset)
+        decoder = self.decoders[tp.topic]
+        now_ms = int(self.clock() * 1000)
+        result = decoder.decode(tp.partition, records, now_ms)
+        self.metrics.records.labels(tp.topic).inc(len(records))
+        self.metrics.bytes.labels(tp.topic).inc(sum(len(r.value or b"") for r in records))
+        for batch in result.batches:
+            late = self.time.judge(key, batch, self.windows, now_ms)
+            # a late event is not in its window: it must not be graded or sampled there
+            kept = on_time(batch, late)
+            if self._joining:
+                self._joins.add(kept, self.windows.size_ms)
+            if self.shadow is not None:
+                self.shadow.offer(kept, tp.topic, tp.partition)
+            self.metrics.events.labels(batch.model, batch.role).inc(len(kept))
+        for entry in result.quarantined:
+            self.metrics.quarantined.labels(entry.topic, entry.reason).inc()
+        if result.quarantined:
+            self._quarantined.extend(result.quarantined)
+            log.debug("quarantined %d records of %s", len(result.quarantined), tp.topic)
+        if result.ignored_features:
+            self.metrics.ignored_features.inc(result.ignored_features)
+        self._pending[key] = records[-1].offset + 1
+        self.metrics.windows_open.set(self.windows.open_windows)
+
+    def flush(self) -> bool:
+        """Commit the window deltas, offsets, kinds and quarantine in one transaction.
+
+        Returns whether everything is committed. On failure the state is kept, consumption
+        is paused, and the next :meth:`step` retries.
+        """
+        committed = self._commit()
+        if committed is None:
+            self._pause()
+            return False
+        self._resume()
+        self._commit_to_kafka(committed)
+        self._update_lag()
+        return True
+
+    def _commit(self) -> dict[TopicPartitionKey, int] | None:
+        """The store part of a flush; returns the committed offsets, or None on failure."""
+        with self._lock:
+            self._last_flush = time.monotonic()
+            status_due = self.time.status_due()
+            if not self._pending and not self._quarantined and not status_due:
+                return {}
+            joins, self._joins = self._joins, JoinBuffer()
+            # expiring old pending joins scans their tables: once a minute is plenty
+            expire = self.clock() - self._last_expiry >= 60.0
+            delta = self.windows.drain()
+            delta.now_ms = int(self.clock() * 1000)
+            delta.marks = self.time.pending()
+            kinds = self.kinds.pending()
+            offsets = dict(self._pending)
+            delta.partitions = self.time.statuses(lambda k: offsets.get(k, self._durable.get(k)))
+            quarantined = list(self._quarantined)
+            started = time.perf_counter()
+            try:
+                outcome = self.store.commit(
+                    self.group_id,
+                    delta,
+                    offsets,
+                    kinds,
+                    quarantined,
+                    joins if self._joining else None,
+                    self._join_settings,
+                    expire,
+                    self.clock_settings,
+                    self.owner,
+                )
+            except StoreUnavailableError as exc:
+                self.windows.restore(delta)
+                joins.predictions += self._joins.predictions
+                joins.labels += self._joins.labels
+                self._joins = joins
+                self.metrics.flush_failures.inc()
+                self.metrics.store_up.set(0)
+                self.store_ok = False
+                log.error("%s; consumption pauses until the store is back", exc)
+                return None
+            self.metrics.flush_duration.observe(time.perf_counter() - started)
+            self.metrics.last_flush.set(self.clock())
+            self.metrics.store_up.set(1)
+            self.metrics.windows_committed.inc(len(delta.windows))
+            self.metrics.windows_open.set(self.windows.open_windows)
+            self.store_ok = True
+            if expire:
+                self._last_expiry = self.clock()
+            self._count_joins(outcome)
+            self.kinds.committed(kinds)
+            del self._quarantined[: len(quarantined)]
+            self._durable.update(offsets)
+            for key, offset in offsets.items():
+                if self._pending.get(key) == offset:
+                    del self._pending[key]
+            self.time.committed(delta.marks, self.store, self.group_id, delta.now_ms, status_due)
+            return offsets
+
+    def _count_joins(self, outcome: JoinOutcome) -> None:
+        for model, n in outcome.joined.items():
+            self.metrics.joined.labels(model).inc(n)
+        for (model, side), n in outcome.expired.items():
+            self.metrics.join_expired.labels(model, side).inc(n)
+        for (model, side, reason), n in sorted(outcome.reasons.items()):
+            if reason == "apart":
+                log.info("%s: %d %s(s) not joined: more than label_ttl apart", model, n, side)
+            else:
+                log.info("%s: %d waiting %s(s) expired (%s)", model, n, side, reason)
+
+    def _pause(self) -> None:
+        if self._consumer is not None and not self._paused:
+            self._consumer.pause(*self._consumer.assignment())
+            self._paused = True
+
+    def _resume(self) -> None:
+        if self._consumer is not None and self._paused:
+            self._consumer.resume(*self._consumer.paused())
+            self._paused = False
+
+    def _commit_to_kafka(self, offsets: dict[TopicPartitionKey, int]) -> None:
+        if self._consumer is None:
+            return
+        owned = self._consumer.assignment()
+        commit = {
+            TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+            for (t, p), o in offsets.items()
+            if TopicPartition(t, p) in owned
+        }
+        if commit:
+            try:
+                self._consumer.commit_async(commit)
+            except KafkaError as exc:  # informational only: the store holds the truth
+                log.debug("could not mirror offsets to Kafka: %s", exc)
+
+    def _update_lag(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            position = self._durable.get((tp.topic, tp.partition))
+            if high is not None and position is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+
+    # -- rebalancing ----------------------------------------------------------------------
+    # kafka-python runs these on its IO thread, where blocking consumer calls are refused:
+    # they only touch the store and the consumer's local state (seek, pause, resume).
+    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        if self._commit() is not None:
+            with self._lock:
+                self.time.revoke({(tp.topic, tp.partition) for tp in revoked})
+            return
+        # The events of the revoked partitions cannot be committed, and their next owner
+        # starts from the stored offsets: forget every uncommitted event and rewind.
+        log.error("partitions revoked while the store is down: re-reading from committed offsets")
+        with self._lock:
+            self.windows.discard()
+            self.clocks.discard()
+            self.time.revoke({(tp.topic, tp.partition) for tp in revoked})
+            self._quarantined.clear()
+            self._joins = JoinBuffer()
+            self._pending.clear()
+        self._resume()
+        revoked_keys = {(tp.topic, tp.partition) for tp in revoked}
+        consumer = self._consumer
+        if consumer is not None:
+            for tp in consumer.assignment():
+                key = (tp.topic, tp.partition)
+                if key not in revoked_keys and key in self._durable:
+                    consumer.seek(tp, self._durable[key])
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            stored = self.store.offsets(self.group_id)
+            marks = self.store.partition_marks(self.group_id)
+        except StoreUnavailableError as exc:
+            log.error("cannot read stored offsets (%s); using the last known ones", exc)
+            stored = dict(self._durable)
+            marks = {k: self.clocks.marks(k) for k in self.clocks.assigned()}
+        with self._lock:
+            # resume from the stored event time: the previous owner's, or ours
+            self.time.assign({(tp.topic, tp.partition) for tp in assigned}, marks)
+            for tp in assigned:
+                key = (tp.topic, tp.partition)
+                if key in stored:
+                    consumer.seek(tp, stored[key])
+                    self._durable[key] = stored[key]
+                else:
+                    # no stored offset: Kafka's committed offset or auto_offset_reset decides,
+                    # and the first record read marks the point to rewind to
+                    self._durable.pop(key, None)
+        if self.shadow is not None:
+            self.shadow.forget_partitions()
+        self.metrics.assigned.set(len(assigned))
+        log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned))

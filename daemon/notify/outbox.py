@@ -1,0 +1,203 @@
+"""The durable outbox: every notification is written to the store before it is sent.
+
+Rows are inserted in the same transaction as the incident change that caused them, so a
+crash can lose neither; a row is marked sent only after its channel accepted it, so a
+restart resumes what was not sent (at least once: a crash between the send and the mark
+sends again, with the same delivery id for the receiver to drop). Per channel and
+incident, notifications go out in order: a later one waits for an earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.store import tables as t
+from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.upsert import upsert
+
+PENDING, SENT, FAILED, SILENCED = "pending", "sent", "failed", "silenced"
+SUPERSEDED = "superseded"
+HISTORICAL = "historical"
+"""About a window older than ``alerts.max_age``: recorded, never sent."""
+GROUPED = {"opened", "updated", "escalated", "de-escalated", "reminder", "resolved"}
+COALESCED = {"updated", "escalated", "de-escalated", "reminder"}
+"""Changes of which only the newest waiting one is worth sending."""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    channel: str
+    notification: Notification
+    attempts: int
+    created_ms: int
+
+
+def rows_for(
+    notes: Sequence[tuple[str, Notification]],
+    now_ms: int,
+    silenced: Callable[[Notification], bool] | None = None,
+    historical: bool = False,
+) -> list[dict[str, Any]]:
+    """Outbox rows for (channel, notification) pairs; silenced and historical ones are
+    kept, not sent."""
+
+    def state(n: Notification) -> str:
+        if historical:
+            return HISTORICAL
+        return SILENCED if silenced is not None and silenced(n) else PENDING
+
+    return [
+        {
+            "channel": channel,
+            "fingerprint": n.fingerprint,
+            "kind": n.kind,
+            "payload": json.dumps(n.to_dict()),
+            "state": state(n),
+            "created_ms": now_ms,
+            "attempts": 0,
+            "next_attempt_ms": now_ms,
+            "last_error": "",
+        }
+        for channel, n in notes
+    ]
+
+
+def enqueue(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(t.outbox), rows)
+
+
+class Outbox:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, notes: Sequence[tuple[str, Notification]], now_ms: int) -> None:
+        with self.engine.begin() as conn:
+            enqueue(conn, rows_for(notes, now_ms))
+
+    def due(
+        self,
+        now_ms: int,
+        limit: int = 200,
+        group_wait_ms: int = 0,
+        group_interval_ms: int = 0,
+        exact: frozenset[str] = frozenset(),
+    ) -> list[OutboxRow]:
+        """The first pending row of each (channel, incident), when its time has come.
+
+        Noise control, with Alertmanager's meaning: a new incident's first notification
+        waits ``group_wait`` (an incident that resolves meanwhile is never notified at
+        all); later changes go out at most every ``group_interval``, and only the newest
+        of several waiting changes is sent (the others are superseded). Channels in
+        ``exact`` (webhooks, Alertmanager: they group for themselves) get every
+        notification, in order, without waiting.
+        """
+        o = t.outbox.c
+        with reader(self.engine) as conn:
+            rows = conn.execute(
+                select(
+                    o.id,
+                    o.channel,
+                    o.fingerprint,
+                    o.kind,
+                    o.payload,
+                    o.attempts,
+                    o.created_ms,
+                    o.next_attempt_ms,
+                )
+                .where(o.state == PENDING)
+                .order_by(o.id)
+                .limit(5000)
+            ).all()
+            last_sent = {
+                (c, f): int(m)
+                for c, f, m in conn.execute(
+                    select(o.channel, o.fingerprint, func.max(o.sent_ms))
+                    .where(o.state == SENT)
+                    .group_by(o.channel, o.fingerprint)
+                ).all()
+            }
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for row in rows:
+            groups.setdefault((row.channel, row.fingerprint), []).append(row)
+        superseded: list[int] = []
+        out: list[OutboxRow] = []
+        for key, queue in sorted(groups.items(), key=lambda kv: kv[1][0].id):
+            grouped = queue[0].kind in GROUPED and key[0] not in exact
+            flapped = (
+                grouped and queue[0].kind == "opened" and any(r.kind == "resolved" for r in queue)
+            )
+            if flapped and now_ms - queue[0].created_ms < group_wait_ms:
+                superseded += [r.id for r in queue]  # a flap inside group_wait: silence
+                continue
+            while grouped and group_interval_ms and len(queue) > 1 and queue[0].kind in COALESCED:
+                superseded.append(queue.pop(0).id)
+            head = queue[0]
+            when = head.next_attempt_ms
+            if grouped and head.kind == "opened":
+                when = max(when, head.created_ms + group_wait_ms)
+            elif grouped and head.kind in COALESCED and key in last_sent:
+                when = max(when, last_sent[key] + group_interval_ms)
+            if when <= now_ms and len(out) < limit:
+                n = Notification.from_dict(json.loads(head.payload))
+                n = Notification.from_dict({**n.to_dict(), "delivery_id": f"wk-{head.id}"})
+                out.append(OutboxRow(head.id, head.channel, n, head.attempts, head.created_ms))
+        if superseded:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(t.outbox).where(t.outbox.c.id.in_(superseded)).values(state=SUPERSEDED)
+                )
+        return out
+
+    def _update(self, row_id: int, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(t.outbox).where(t.outbox.c.id == row_id).values(**values))
+
+    def mark_sent(self, row_id: int, now_ms: int, attempts: int) -> None:
+        self._update(row_id, state=SENT, sent_ms=now_ms, attempts=attempts)
+
+    def mark_retry(self, row_id: int, attempts: int, next_ms: int, error: str) -> None:
+        self._update(row_id, attempts=attempts, next_attempt_ms=next_ms, last_error=error[:500])
+
+    def mark_failed(self, row_id: int, attempts: int, error: str) -> None:
+        self._update(row_id, state=FAILED, attempts=attempts, last_error=error[:500])
+
+    def depth(self) -> dict[str, int]:
+        o = t.outbox.c
+        with reader(self.engine) as conn:
+            rows = conn.execute(
+                select(o.channel, func.count()).where(o.state == PENDING).group_by(o.channel)
+            ).all()
+        return {str(c): int(n) for c, n in rows}
+
+    def rows(self, channel: str | None = None) -> list[dict[str, Any]]:
+        query = select(t.outbox).order_by(t.outbox.c.id)
+        if channel is not None:
+            query = query.where(t.outbox.c.channel == channel)
+        with reader(self.engine) as conn:
+            return [dict(r._mapping) for r in conn.execute(query).all()]
+
+    # -- per channel and incident state (e.g. the Slack message to update) ----------------
+    def channel_state(self, channel: str, fingerprint: str) -> dict[str, Any] | None:
+        c = t.channel_state.c
+        with reader(self.engine) as conn:
+            raw = conn.execute(
+                select(c.state).where((c.channel == channel) & (c.fingerprint == fingerprint))
+            ).scalar()
+        return None if raw is None else dict(json.loads(raw))
+
+    def set_channel_state(self, channel: str, fingerprint: str, state: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            upsert(
+                conn,
+                t.channel_state,
+                [{"channel": channel, "fingerprint": fingerprint, "state": json.dumps(state)}],
+                ["channel", "fingerprint"],
+                ["state"],
+            )

@@ -1,0 +1,239 @@
+"""Offline uses of the detectors: scoring a batch file against a reference (``watchkeeper
+drift``), and HTML drift reports with Evidently (``watchkeeper report`` and the daemon's
+``/reports/`` links)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from watchkeeper.daemon.errors import DataFileError
+from watchkeeper.daemon.offline.reference import REFERENCE_K, _sketch, read_chunks
+from watchkeeper.detectors.base import PREDICTION, Finding
+from watchkeeper.detectors.evaluate import evaluate
+from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
+from watchkeeper.detectors.reservoir import Reservoir, mix64
+from watchkeeper.detectors.window import SketchSettings, WindowSummary
+from watchkeeper.policies.defaults import Severity, severity
+from watchkeeper.policies.schema import Policy
+
+
+def summarize_file(
+    path: str | Path,
+    reference: ReferenceProfile,
+    prediction: str | None = None,
+    sample_size: int = 2000,
+) -> WindowSummary:
+    """The batch in ``path`` summarised as one window, on the reference's columns."""
+    window = WindowSummary(reference.model, "batch", 0, 0, SketchSettings(k=REFERENCE_K))
+    window.sample = Reservoir(sample_size)
+    rows = 0
+    shared: set[str] = set()
+    for chunk in read_chunks(path):
+        shared.update(n for n in reference.features if n in chunk.columns)
+        for name in reference.features:
+            if name in chunk.columns:
+                window.features[name] = _sketch(chunk[name], window.features.get(name))
+        if prediction and prediction in chunk.columns:
+            window.prediction = _sketch(chunk[prediction], window.prediction)
+        keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
+        names = [n for n in reference.features if n in chunk.columns]
+        if not names:  # nothing to sample: the check after the loop says so
+            rows += len(chunk)
+            continue
+
+        def make_rows(
+            idx: np.ndarray[Any, Any], c: pd.DataFrame = chunk, n: list[str] = names
+        ) -> list[dict[str, Any]]:
+            records = c.iloc[idx][n].to_dict(orient="records")
+            return [{"features": {k: _plain(v) for k, v in r.items()}} for r in records]
+
+        window.sample.update(keys, make_rows)
+        rows += len(chunk)
+    if rows == 0:
+        raise DataFileError(f"{path}: the batch has no rows: there is nothing to judge")
+    if not shared:
+        raise DataFileError(
+            f"{path}: the batch shares no column with the reference "
+            f"(reference columns: {', '.join(sorted(reference.features)[:10])})"
+        )
+    window.events = {"features": rows}
+    return window
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def drift_findings(
+    reference: ReferenceProfile,
+    window: WindowSummary,
+    metrics: Sequence[str] = DEFAULT_DRIFT_METRICS,
+    min_samples: int = 100,
+) -> list[tuple[Finding, Severity]]:
+    # every input feature, and the prediction when the batch has one
+    features = sorted(reference.features) + ([PREDICTION] if window.prediction is not None else [])
+    findings = evaluate(reference, window, metrics, min_samples=min_samples, features=features)
+    return [(f, severity(f.metric, f.value)) for f in findings]
+
+
+def policy_findings(
+    policy: Policy, reference: ReferenceProfile, window: WindowSummary
+) -> list[tuple[Finding, Severity]]:
+    """A batch judged by a policy file's column rules, with the thresholds the daemon uses
+    (fixed, relative or derived from the false-alarm budget)."""
+    from watchkeeper.daemon.checks.checker import findings_for
+    from watchkeeper.detectors.registry import METRICS
+    from watchkeeper.policies.engine import rule_thresholds
+
+    column_rules = [r for r in policy.rules if METRICS[r.metric].scope == "column"]
+    scoped = policy.model_copy(update={"rules": column_rules})
+    found = findings_for(scoped, reference, window, 1.0, ())
+    out: list[tuple[Finding, Severity]] = []
+    for rule in column_rules:
+        for f in found.get(rule.key, []):
+            sev: Severity = "ok"
+            if f.status == "ok" and f.value is not None:
+                t = rule_thresholds(
+                    rule, f, reference.metrics, policy.schedule.period_s(), len(found[rule.key])
+                )
+                if not isinstance(t, str):
+                    sev = t.severity(f.value) or "ok"
+            out.append((f, sev))
+    return out
+
+
+_SHORT = {
+    "kl_divergence": "kl",
+    "js_distance": "js",
+    "wasserstein": "wass",
+    "unseen_mass": "unseen",
+    "nan_rate": "nan",
+    "null_rate": "null",
+    "missing_rate": "missing",
+    "out_of_range_rate": "range",
+}
+
+
+def render_table(results: list[tuple[Finding, Severity]]) -> Any:
+    from rich.table import Table
+
+    metrics = list(dict.fromkeys(f.metric for f, _ in results))
+    features = list(dict.fromkeys(f.feature or "" for f, _ in results))
+    cells = {(f.feature or "", f.metric): (f, s) for f, s in results}
+    table = Table(title="drift against the reference (yellow: warn, red: critical)")
+    table.add_column("feature")
+    for m in metrics:
+        table.add_column(_SHORT.get(m, m), justify="right")
+    style = {"ok": "", "warn": "yellow", "critical": "bold red"}
+    from rich.markup import escape
+    from watchkeeper.alerts.text import terminal
+
+    for feature in features:
+        # a feature name is data: no rich markup, no terminal escapes
+        row = [("prediction" if feature == PREDICTION else escape(terminal(feature)))]
+        for m in metrics:
+            f, s = cells.get((feature, m), (None, "ok"))
+            if f is None:
+                row.append("")
+            elif f.value is None:
+                row.append("[dim]n/a[/]")
+            else:
+                row.append(f"[{style[s]}]{f.value:.3f}[/]" if style[s] else f"{f.value:.3f}")
+        table.add_row(*row)
+    return table
+
+
+_INERT = str.maketrans(
+    {
+        "<": "‹",
+        ">": "›",
+        "&": "＆",
+        "\u2028": " ",
+        "\u2029": " ",
+        **{chr(c): " " for c in (*range(0x20), 0x7F)},
+    }
+)
+MAX_SHOWN = 200
+
+
+def inert_text(value: str) -> str:
+    """``value`` as text that cannot end or open markup wherever a report embeds it.
+
+    Evidently puts column names and category values into the page, some inside the JSON
+    of a ``<script>`` element, where HTML escaping does not apply and ``</script>``,
+    ``<!--`` or U+2028 would end or change the script. So every such string has ``<``,
+    ``>`` and ``&`` replaced by look-alikes (‹ › ＆), line / paragraph separators and
+    control characters by spaces, and is cut at 200 characters. The page reads the same
+    to a person; nothing in it is markup.
+
+    >>> inert_text("</script><script>alert(1)</script>")
+    '‹/script›‹script›alert(1)‹/script›'
+    """
+    return value.translate(_INERT)[:MAX_SHOWN]
+
+
+def _inert_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with inert column names and inert text values (numbers untouched)."""
+    out = frame.copy()
+    names = [inert_text(str(c)) for c in out.columns]
+    # two names that differ only in what was replaced stay two columns
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        unique.append(name if count == 0 else f"{name} ({count + 1})")
+    out.columns = unique
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: inert_text(v) if isinstance(v, str) else v)
+    return out
+
+
+def _frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    flat = []
+    for row in rows:
+        record = dict(row.get("features", {}))
+        if "prediction" in row and not isinstance(row["prediction"], list):
+            record["prediction"] = row["prediction"]
+        flat.append(record)
+    return pd.DataFrame(flat)
+
+
+def drift_report(reference: ReferenceProfile, window: WindowSummary, path: Path) -> Path:
+    """An Evidently data-drift report (HTML) of the window's sample against the reference's.
+
+    Both sides are bounded samples (the window's reservoir, the profile's sample), so the
+    report costs the same for any window size.
+    """
+    with warnings.catch_warnings():  # Evidently's imports warn about numpy and pydantic
+        warnings.simplefilter("ignore")
+        from evidently import Report
+        from evidently.presets import DataDriftPreset
+
+        if not reference.sample:
+            raise ValueError("the reference profile holds no sample rows to report against")
+        if not window.sample.rows:
+            raise ValueError("the window holds no sample rows")
+        ref, cur = _frame(reference.sample), _frame(window.sample.rows)
+        columns = [c for c in ref.columns if c in cur.columns]
+        if not columns:
+            raise ValueError("the window and the reference share no column")
+        ref, cur = _inert_frame(ref[columns]), _inert_frame(cur[columns])
+        columns = list(ref.columns)
+        snapshot = Report([DataDriftPreset()]).run(
+            current_data=cur[columns], reference_data=ref[columns]
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.save_html(str(path))
+    return path

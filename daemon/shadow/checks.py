@@ -1,0 +1,265 @@
+"""The checker's shadow part: candidates' findings, failures, and promotion decisions.
+
+Run with each check of a policy that has a ``shadow`` section:
+
+* rules on ``shadow_*`` metrics get one finding per selected candidate over the policy's
+  window (the candidate is the finding's feature, so each candidate is its own incident);
+* a disabled candidate (failed to load, raised, wrong shape, NaN) opens an incident;
+* with ``promotion`` configured, each candidate's verdict over ``promotion.over`` is
+  compared with the stored one; a change to ``promote`` or ``reject`` is recorded and
+  announced to ``on_promote`` / ``on_reject`` in one transaction (durable outbox), so
+  each decision is sent once, and again only if it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+from typing import Any
+
+from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.eventtime.windows import window_bounds
+from watchkeeper.daemon.notify.outbox import rows_for
+from watchkeeper.daemon.shadow.store import ShadowStore
+from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.registry import METRICS
+from watchkeeper.detectors.shadow import ShadowStats, shadow_finding
+from watchkeeper.policies.engine import IncidentEvent, PolicyEngine, fingerprint
+from watchkeeper.policies.promotion import Verdict, decide
+from watchkeeper.policies.schema import Policy
+
+log = logging.getLogger(__name__)
+Routes = Callable[[Notification], list[str]]
+TABLE_METRICS = (
+    "shadow_rows",
+    "shadow_agreement",
+    "shadow_mean_abs_diff",
+    "shadow_p99_abs_diff",
+    "shadow_psi",
+    "shadow_js_distance",
+    "shadow_labelled_rows",
+    "shadow_accuracy_delta",
+    "shadow_f1_delta",
+    "shadow_auc_delta",
+    "shadow_mae_delta",
+    "shadow_ece_delta",
+    "shadow_latency_p50_ms",
+    "shadow_latency_p99_ms",
+    "shadow_latency_p99_ratio",
+    "shadow_batch_latency_p99_ratio",
+    "shadow_size_ratio",
+    "shadow_drop_rate",
+    "shadow_error_rate",
+)
+
+
+def comparison(stats: ShadowStats | None) -> dict[str, float]:
+    """The comparison table's values for one candidate (what the summary allows)."""
+    if stats is None:
+        return {}
+    values = stats.metrics()
+    return {m: values[m] for m in TABLE_METRICS if m in values}
+
+
+class ShadowChecks:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        store: ShadowStore,
+        size_ms: int,
+        routed: Routes | None = None,
+        base_url: str | None = None,
+        silenced: Callable[[Notification], bool] | None = None,
+        enqueued: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.size_ms = size_ms
+        self.routed = routed
+        self.base_url = base_url
+        self.silenced = silenced
+        self.enqueued = enqueued
+
+    def findings(self, policy: Policy, start: int, end: int) -> dict[str, list[Finding]]:
+        """Findings of the policy's shadow rules over [start, end)."""
+        rules = [r for r in policy.rules if METRICS[r.metric].scope == "shadow"]
+        if not rules or policy.shadow is None:
+            return {}
+        stats = self.store.stats(policy.model, start, end)
+        names = [c.name for c in policy.shadow.candidates]
+        out: dict[str, list[Finding]] = {}
+        for rule in rules:
+            patterns = ["*"] if rule.candidates == "all" else list(rule.candidates)
+            min_samples = rule.min_samples or policy.min_samples
+            out[rule.key] = [
+                shadow_finding(
+                    policy.model, name, stats.get(name), rule.metric, (start, end), min_samples
+                )
+                for name in names
+                if any(fnmatchcase(name, p) for p in patterns)
+            ]
+        return out
+
+    def failures(self, policy: Policy, engine: PolicyEngine, at_ms: int) -> list[IncidentEvent]:
+        if policy.shadow is None and not any(
+            (i.feature or "").startswith("__candidate__") for i in engine.incidents.values()
+        ):
+            return []
+        disabled = {
+            row["candidate"]: row["reason"]
+            for row in self.store.candidates(policy.model)
+            if row["state"] == "disabled"
+        }
+        return engine.candidate_failures(disabled, at_ms)
+
+    def decisions(self, policy: Policy, at_ms: int) -> list[Verdict]:
+        """Decide every candidate; record and announce the ones that changed."""
+        shadow = policy.shadow
+        if shadow is None or shadow.promotion is None:
+            return []
+        promotion = shadow.promotion
+        start, end = window_bounds(at_ms, self.size_ms, int(promotion.over * 1000))
+        stats = self.store.stats(policy.model, start, end)
+        stored = self.store.decisions(policy.key)
+        states = {r["candidate"]: r for r in self.store.candidates(policy.model)}
+        verdicts = []
+        for c in shadow.candidates:
+            s = stats.get(c.name)
+            values = s.metrics() if s is not None else {}
+            rows = s.rows if s is not None else 0
+            labelled = int(values.get("shadow_labelled_rows", 0))
+            verdict = decide(promotion, values, rows, labelled)
+            state = states.get(c.name)
+            if state is not None and state["state"] == "disabled":
+                verdict = Verdict(
+                    "reject",
+                    (f"disabled: {state['reason']}",),
+                    rows,
+                    labelled,
+                    verdict.checks,
+                )
+            verdicts.append(verdict)
+            before = stored.get((policy.key, c.name))
+            if before is not None and before["decision"] == verdict.decision:
+                continue
+            if before is None and verdict.decision == "pending":
+                continue
+            table = comparison(s)
+            notes: list[tuple[str, Notification]] = []
+            if verdict.decision != "pending":
+                note = self._notification(policy, c.name, c.onnx, verdict, table, at_ms)
+                targets = (
+                    promotion.on_promote if verdict.decision == "promote" else (promotion.on_reject)
+                )
+                routed = self.routed(note) if self.routed is not None else []
+                notes = [(ch, note) for ch in sorted(set(targets) | set(routed))]
+            self.store.record_decision(
+                policy.key,
+                c.name,
+                verdict.decision,
+                verdict.reasons,
+                {"values": table, "checks": list(verdict.checks)},
+                at_ms,
+                rows_for(notes, at_ms, self.silenced),
+            )
+            log.warning(
+                "shadow candidate %s of %s: %s%s",
+                c.name,
+                policy.model,
+                verdict.decision,
+                f" ({'; '.join(verdict.reasons)})" if verdict.reasons else "",
+            )
+            if notes and self.enqueued is not None:
+                self.enqueued()
+        return verdicts
+
+    def _notification(
+        self,
+        policy: Policy,
+        candidate: str,
+        file: str,
+        verdict: Verdict,
+        table: dict[str, float],
+        at_ms: int,
+    ) -> Notification:
+        if verdict.decision == "promote":
+            summary = (
+                f"{policy.model}: candidate {candidate} meets the promotion bar "
+                f"over {verdict.rows:,} shadow rows"
+            )
+        else:
+            summary = (
+                f"{policy.model}: candidate {candidate} rejected: {'; '.join(verdict.reasons)}"
+            )
+        details: dict[str, Any] = {
+            "candidate": candidate,
+            "file": file,
+            "decision": verdict.decision,
+            "reasons": list(verdict.reasons),
+            "checks": list(verdict.checks),
+            "rows": verdict.rows,
+            "labelled_rows": verdict.labelled,
+            "table": table,
+        }
+        links = {"shadow": f"{self.base_url}/api/shadow"} if self.base_url else {}
+        return Notification(
+            kind=verdict.decision,
+            fingerprint=fingerprint(policy.key, "promotion", candidate),
+            severity="info",
+            summary=summary,
+            model=policy.model,
+            policy=policy.key,
+            rule="promotion",
+            metric="",
+            feature=candidate,
+            members={k: v for k, v in table.items() if k != "shadow_rows"},
+            at_ms=at_ms,
+            opened_ms=at_ms,
+            note="; ".join(verdict.reasons),
+            labels=dict(policy.labels),
+            links=links,
+            details=details,
+        )
+
+
+def shadow_table(
+    store: ShadowStore, policies: dict[str, Any], now_ms: int, size_ms: int
+) -> dict[str, Any]:
+    """``/api/shadow``: per model, each candidate's state, comparison and decision."""
+    models: dict[str, Any] = {}
+    decisions = store.decisions()
+    states = {(r["model"], r["candidate"]): r for r in store.candidates()}
+    for key, policy in sorted(policies.items()):
+        spec = policy.shadow
+        if spec is None:
+            continue
+        over = spec.promotion.over if spec.promotion is not None else policy.window
+        start, end = window_bounds(now_ms, size_ms, int(over * 1000))
+        stats = store.stats(policy.model, start, end)
+        rows = []
+        for c in spec.candidates:
+            state = states.get((policy.model, c.name), {})
+            decision = decisions.get((key, c.name))
+            rows.append(
+                {
+                    "candidate": c.name,
+                    "file": c.onnx,
+                    "state": state.get("state", "unknown"),
+                    "reason": state.get("reason", ""),
+                    "info": state.get("info", {}),
+                    "sample_rate": spec.rate_of(c),
+                    "comparison": comparison(stats.get(c.name)),
+                    "decision": None
+                    if decision is None
+                    else {k: decision[k] for k in ("decision", "reasons", "at_ms")},
+                }
+            )
+        models[policy.model] = {
+            "policy": key,
+            "task": spec.task,
+            "over_s": over,
+            "baseline": spec.baseline,
+            "candidates": rows,
+        }
+    return {"models": models}

@@ -1,0 +1,459 @@
+"""Shadow evaluation: sampled live rows run through candidate models beside ingestion.
+
+The ingestion thread only *offers* decoded batches (:meth:`ShadowEvaluator.offer`): rows
+are sampled by record key, copied, and put on a bounded queue — a few array operations,
+never inference. One worker thread runs the candidates with ONNX Runtime, compares them
+with production's logged predictions (or, for rows that carry none, with production's own
+model file), and folds the results into per-window :class:`ShadowStats`, committed to the
+store every ``shadow.flush_interval``. When the worker cannot keep up the queue fills and
+rows are dropped and counted (``shadow_drop_rate``): ingestion never waits for it. The
+worker holds itself to ``shadow.max_cpu_share`` of a core by sleeping in proportion to
+its work, so the rest of the machine stays with ingestion.
+
+A candidate that fails to load, raises, or returns the wrong shape or NaN is disabled,
+its state and reason recorded in the store (the checker turns that into an incident),
+and the other candidates go on. A policy reload loads every candidate afresh.
+
+Labels: rows of sampled predictions with a request id wait (bounded, oldest dropped
+first, in memory) for their label; when it arrives, both models' outputs on that row are
+graded, so accuracy and calibration deltas compare the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+from watchkeeper.daemon.config_shadow import ShadowConfig
+from watchkeeper.daemon.errors import CandidateError, StoreUnavailableError
+from watchkeeper.daemon.shadow.labels import PendingLabels
+from watchkeeper.daemon.shadow.rows import Labels, Rows, ShadowMetrics, production_outputs, take
+from watchkeeper.daemon.shadow.runtime import OnnxModel, Prediction, resolve_model_path
+from watchkeeper.daemon.shadow.store import ShadowKey, ShadowStore
+from watchkeeper.daemon.store.queries import TopicPartitionKey
+from watchkeeper.detectors.shadow import ShadowStats, sample_mask
+from watchkeeper.detectors.window import ColumnBatch
+from watchkeeper.policies.loader import LoadedPolicy
+from watchkeeper.policies.shadow import Shadow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Model:
+    """One model's evaluation set-up: its policy's shadow section and loaded sessions."""
+
+    policy: str
+    spec: Shadow
+    candidates: dict[str, OnnxModel]
+    baseline: OnnxModel | None
+    max_rate: float
+    rates: dict[str, float]
+
+
+def _by_window(starts: np.ndarray[Any, Any]) -> list[tuple[int, np.ndarray[Any, Any]]]:
+    """(window start, row positions) for each window the rows' starts fall in."""
+    return [(int(s), np.flatnonzero(starts == s)) for s in np.unique(starts).tolist()]
+
+
+class ShadowEvaluator:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        settings: ShadowConfig,
+        store: ShadowStore,
+        group_id: str,
+        window_size_ms: int,
+        registry: CollectorRegistry,
+        *,
+        label_ttl_ms: int = 7 * 86_400_000,
+        decision_threshold: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.group_id = group_id
+        self.size_ms = window_size_ms
+        self.metrics = ShadowMetrics(registry)
+        self.label_ttl_ms = label_ttl_ms
+        self.threshold = decision_threshold
+        self.clock = clock
+        self._models: dict[str, _Model] = {}  # replaced whole on reload: readers need no lock
+        self._queue: queue.Queue[Rows | Labels] = queue.Queue(settings.queue_batches)
+        self._lock = threading.Lock()  # guards the stats, offsets and drop counts below
+        self._stats: dict[ShadowKey, ShadowStats] = {}
+        self._offsets: dict[TopicPartitionKey, int] = {}
+        self._done: dict[TopicPartitionKey, int] = {}
+        self._labels = PendingLabels(settings.max_pending_labels, label_ttl_ms)
+        self._label_clock: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_flush = time.monotonic()
+
+    # -- configuration (policy load and reload) -------------------------------------------
+    def configure(self, policies: Mapping[str, LoadedPolicy]) -> None:
+        """Load the candidates of every policy with a shadow section, afresh."""
+        models: dict[str, _Model] = {}
+        now = int(self.clock() * 1000)
+        for loaded in policies.values():
+            spec = loaded.policy.shadow
+            if spec is None or not self.settings.enabled:
+                continue
+            model = loaded.policy.model
+            if model in models:
+                log.error("model %s has shadow sections in two policies; using the first", model)
+                continue
+            candidates: dict[str, OnnxModel] = {}
+            for c in spec.candidates:
+                try:
+                    path = resolve_model_path(c.onnx, loaded.directory, self.settings)
+                    candidates[c.name] = OnnxModel(
+                        model,
+                        c.name,
+                        path,
+                        spec.inputs_of(c),
+                        spec.outputs_of(c),
+                        spec.task,
+                        self.settings,
+                    )
+                except (CandidateError, ValueError, OSError) as exc:
+                    reason = exc.reason if isinstance(exc, CandidateError) else str(exc)
+                    self._disable(model, c.name, reason, now)
+                    continue
+                self._record(model, c.name, "active", "", candidates[c.name].describe(), now)
+            baseline = None
+            if spec.baseline:
+                try:
+                    path = resolve_model_path(spec.baseline, loaded.directory, self.settings)
+                    baseline = OnnxModel(
+                        model,
+                        "baseline",
+                        path,
+                        spec.inputs,
+                        spec.outputs,
+                        spec.task,
+                        self.settings,
+                    )
+                except (CandidateError, ValueError, OSError) as exc:
+                    # without it latency compares with production's logged latency
+                    log.error("model %s: production baseline unusable: %s", model, exc)
+            rates = {c.name: spec.rate_of(c) for c in spec.candidates if c.name in candidates}
+            models[model] = _Model(
+                loaded.policy.key,
+                spec,
+                candidates,
+                baseline,
+                max(rates.values(), default=0.0),
+                rates,
+            )
+        self._models = models
+
+    def _record(self, model: str, name: str, state: str, reason: str, info: Any, at: int) -> None:
+        self.metrics.up.labels(model, name).set(1 if state == "active" else 0)
+        try:
+            self.store.set_candidate(model, name, state, reason, info, at)
+        except StoreUnavailableError as exc:
+            log.error("cannot record the state of candidate %s: %s", name, exc)
+
+    def _disable(self, model: str, name: str, reason: str, at_ms: int) -> None:
+        log.error("shadow candidate %s of model %s disabled: %s", name, model, reason)
+        self._record(model, name, "disabled", reason, {}, at_ms)
+
+    # -- the ingestion side ----------------------------------------------------------------
+    def offer(self, batch: ColumnBatch, topic: str, partition: int) -> None:
+        """Sample ``batch`` and queue the rows; never blocks, never raises for data."""
+        setup = self._models.get(batch.model)
+        if setup is None or not setup.candidates or len(batch) == 0:
+            return
+        if batch.role == "labels":
+            if (
+                batch.label is not None
+                and batch.request_ids is not None
+                and self._labels.waiting(batch.model)
+            ):
+                labels = Labels(batch.model, batch.request_ids, batch.label, int(batch.ts_ms.max()))
+                self._put(labels, batch.model, 0)
+            return
+        if not batch.features or batch.offsets is None:
+            return
+        key = (topic, partition)
+        if key not in self._done:
+            self._done[key] = self._evaluated(key)
+        keep = sample_mask(batch.keys, setup.max_rate) & (batch.offsets >= self._done[key])
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            return
+        scores, classes = production_outputs(batch, idx, setup.spec.task, self.threshold)
+        rows = Rows(
+            batch.model,
+            topic,
+            partition,
+            int(batch.offsets.max()) + 1,
+            batch.ts_ms[idx],
+            batch.keys[idx],
+            {n: take(c, idx) for n, c in batch.features.items()},
+            scores,
+            classes,
+            None if batch.request_ids is None else batch.request_ids[idx],
+            None if batch.latency_ms is None else batch.latency_ms[idx],
+        )
+        self._put(rows, batch.model, idx.size)
+
+    def _evaluated(self, key: TopicPartitionKey) -> int:
+        try:
+            return self.store.offsets(self.group_id).get(key, 0)
+        except StoreUnavailableError:
+            return 0
+
+    def _put(self, item: Rows | Labels, model: str, n: int) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            if isinstance(item, Rows):
+                self._count_dropped(item)
+                self.metrics.dropped.labels(model).inc(n)
+        self.metrics.queue.set(self._queue.qsize())
+
+    def _count_dropped(self, rows: Rows) -> None:
+        setup = self._models.get(rows.model)
+        if setup is None:
+            return
+        starts = rows.ts_ms - rows.ts_ms % self.size_ms
+        with self._lock:
+            for name, rate in setup.rates.items():
+                for start, idx in _by_window(starts[sample_mask(rows.keys, rate)]):
+                    self._stats_for(setup, rows.model, name, start).dropped += idx.size
+
+    def forget_partitions(self) -> None:
+        """After a rebalance: progress is read from the store again for each partition."""
+        self._done = {}
+
+    # -- the worker -------------------------------------------------------------------------
+    def start(self) -> ShadowEvaluator:
+        self._thread = threading.Thread(target=self._run, name="wk-shadow", daemon=False)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.flush()
+
+    def _run(self) -> None:
+        share = self.settings.max_cpu_share
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                started = time.perf_counter()
+                try:
+                    self.process(item)
+                except Exception:  # a bug here must not end shadow evaluation
+                    log.exception("shadow evaluation of a batch failed")
+                busy = time.perf_counter() - started
+                self.metrics.queue.set(self._queue.qsize())
+                if share < 1.0:
+                    self._stop.wait(busy * (1.0 / share - 1.0))  # duty cycle
+            if time.monotonic() - self._last_flush >= self.settings.flush_interval:
+                self.flush()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Process everything queued now (tests, shutdown); the worker need not run."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self.process(item)
+
+    def process(self, item: Rows | Labels) -> None:
+        if isinstance(item, Labels):
+            self._grade(item)
+            return
+        setup = self._models.get(item.model)
+        if setup is not None:
+            for name in list(setup.candidates):
+                self._evaluate(setup, item, name)
+        with self._lock:
+            key = (item.topic, item.partition)
+            self._offsets[key] = max(self._offsets.get(key, 0), item.next_offset)
+
+    def _evaluate(self, setup: _Model, rows: Rows, name: str) -> None:
+        candidate = setup.candidates[name]
+        idx = np.flatnonzero(sample_mask(rows.keys, setup.rates[name]))
+        if idx.size == 0:
+            return
+        step = setup.spec.batch_of(next(c for c in setup.spec.candidates if c.name == name))
+        for lo in range(0, idx.size, step):
+            part = idx[lo : lo + step]
+            x = candidate.matrix({n: take(c, part) for n, c in rows.features.items()}, part.size)
+            try:
+                prediction, batch_ms, row_ms = candidate.timed(x)
+            except CandidateError as exc:
+                self._fail(setup, rows, name, part, exc.reason)
+                return
+            self.metrics.seconds.labels(rows.model, name, "candidate").inc(batch_ms / 1000)
+            baseline = self._run_baseline(setup, rows, name, x)
+            self._fold(setup, rows, name, part, prediction, batch_ms, row_ms, baseline)
+            self.metrics.rows.labels(rows.model, name).inc(part.size)
+
+    def _run_baseline(
+        self, setup: _Model, rows: Rows, name: str, x: np.ndarray[Any, Any]
+    ) -> tuple[Prediction, float, float] | None:
+        if setup.baseline is None:
+            return None
+        try:
+            result = setup.baseline.timed(x)
+        except CandidateError as exc:
+            log.error("model %s: production baseline failed, dropped: %s", rows.model, exc)
+            setup.baseline = None
+            return None
+        self.metrics.seconds.labels(rows.model, name, "baseline").inc(result[1] / 1000)
+        return result
+
+    def _fail(
+        self, setup: _Model, rows: Rows, name: str, part: np.ndarray[Any, Any], reason: str
+    ) -> None:
+        setup.candidates.pop(name, None)
+        setup.rates.pop(name, None)
+        starts = rows.ts_ms[part] - rows.ts_ms[part] % self.size_ms
+        with self._lock:
+            for start, idx in _by_window(starts):
+                self._stats_for(setup, rows.model, name, start).errors += idx.size
+        self._disable(rows.model, name, reason, int(self.clock() * 1000))
+
+    def _fold(
+        self,
+        setup: _Model,
+        rows: Rows,
+        name: str,
+        part: np.ndarray[Any, Any],
+        prediction: Prediction,
+        batch_ms: float,
+        row_ms: float,
+        baseline: tuple[Prediction, float, float] | None,
+    ) -> None:
+        prod_scores = rows.scores[part]
+        prod_classes = None if rows.classes is None else [rows.classes[i] for i in part.tolist()]
+        if baseline is not None and rows.classes is None and not np.isfinite(prod_scores).any():
+            # rows without a logged prediction (a features topic): production's own model
+            # file stands in for it
+            prod_scores, prod_classes = baseline[0].scores, baseline[0].classes
+        starts = rows.ts_ms[part] - rows.ts_ms[part] % self.size_ms
+        candidate = setup.candidates.get(name)
+        with self._lock:
+            for start, sel in _by_window(starts):
+                stats = self._stats_for(setup, rows.model, name, start)
+                stats.update(
+                    prediction.scores[sel],
+                    prod_scores[sel],
+                    None if prediction.classes is None else [prediction.classes[i] for i in sel],
+                    None if prod_classes is None else [prod_classes[i] for i in sel],
+                )
+                if candidate is not None:
+                    stats.size_bytes = candidate.size_bytes
+                    stats.parameters = candidate.parameters
+            # latency belongs to the batch: it is counted in the window of its first row
+            stats = self._stats_for(setup, rows.model, name, int(starts[0]))
+            stats.update_latency("candidate", np.array([row_ms]), np.array([batch_ms]))
+            if baseline is not None:
+                stats.baseline_basis = "onnx"
+                stats.baseline_size_bytes = setup.baseline.size_bytes if setup.baseline else 0
+                stats.update_latency("baseline", np.array([baseline[2]]), np.array([baseline[1]]))
+            elif rows.latency_ms is not None:
+                logged = rows.latency_ms[part]
+                logged = logged[np.isfinite(logged)]
+                if logged.size:
+                    stats.update_latency("baseline", logged, np.empty(0))
+        if rows.request_ids is not None:
+            self._labels.add(
+                rows.model,
+                name,
+                rows.request_ids[part].tolist(),
+                starts.tolist(),
+                (prediction.scores.tolist(), prediction.classes),
+                (prod_scores.tolist(), prod_classes),
+            )
+
+    def _stats_for(self, setup: _Model, model: str, name: str, start: int) -> ShadowStats:
+        key = (model, name, start)
+        stats = self._stats.get(key)
+        if stats is None:
+            stats = ShadowStats(setup.spec.task)
+            self._stats[key] = stats
+        return stats
+
+    # -- labels -------------------------------------------------------------------------------
+    def _grade(self, item: Labels) -> None:
+        setup = self._models.get(item.model)
+        if setup is None:
+            return
+        # waiting rows expire on the labels stream's event time, not the wall clock: a
+        # backfill's rows wait for their labels however old they are
+        clock = self._label_clock[item.model] = max(
+            self._label_clock.get(item.model, 0), item.ts_ms
+        )
+        graded = self._labels.grade(
+            item.model, item.request_ids, item.labels, setup.spec.task, clock
+        )
+        with self._lock:
+            for (start, name), g in graded.items():
+                stats = self._stats_for(setup, item.model, name, start)
+                if setup.spec.task == "regression":
+                    stats.update_labelled(g.labels, g.candidate, g.production)
+                else:
+                    stats.update_labelled(
+                        g.labels,
+                        g.candidate,
+                        g.production,
+                        g.candidate_classes,
+                        g.production_classes,
+                    )
+
+    # -- persistence ----------------------------------------------------------------------
+    def flush(self) -> bool:
+        """Commit the summaries and progress since the last flush; keep them on failure."""
+        self._last_flush = time.monotonic()
+        with self._lock:
+            stats, self._stats = self._stats, {}
+            offsets, self._offsets = self._offsets, {}
+        if not stats and not offsets:
+            return True
+        try:
+            self.store.commit(self.group_id, self.size_ms, stats, offsets)
+        except StoreUnavailableError as exc:
+            log.error("shadow summaries not committed (%s); retrying later", exc)
+            with self._lock:
+                for key, s in stats.items():
+                    if key in self._stats:
+                        s.merge(self._stats[key])
+                    self._stats[key] = s
+                for tp, off in offsets.items():
+                    self._offsets[tp] = max(off, self._offsets.get(tp, 0))
+            return False
+        return True
+
+    def table(self) -> dict[str, Any]:
+        """Loaded candidates per model (what ``/api/shadow`` adds to the stored summaries)."""
+        return {
+            model: {
+                "policy": setup.policy,
+                "candidates": {n: c.describe() for n, c in setup.candidates.items()},
+                "baseline": setup.baseline.describe() if setup.baseline else None,
+                "rates": dict(setup.rates),
+            }
+            for model, setup in self._models.items()
+        }

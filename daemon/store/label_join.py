@@ -1,0 +1,308 @@
+"""Joining delayed labels to the predictions they grade.
+
+Labels arrive on their own topic, keyed by ``request_id``, minutes to days after the
+prediction. Predictions waiting for their label are kept in the store
+(``pending_predictions``), not in memory, so memory stays bounded and a restart loses no
+join; labels that arrive before their prediction wait in ``pending_labels``. Both are
+written, matched and deleted inside the same transaction that commits the window state
+and the consumer offsets, so a crash can neither lose a pair nor count it twice.
+
+A matched pair is graded into the performance sketch of the *prediction's* window: a
+window's accuracy keeps improving in completeness as its labels arrive.
+
+A label joins its prediction only within ``ingest.label_ttl`` of it in event time (either
+way); one further off expires both, so which pairs join never depends on when the
+expiry below happened to run. Expiry runs on the clock of the stream that would bring
+the missing partner: a waiting
+prediction expires once the model's *labels* stream has progressed ``ingest.label_ttl``
+past it in event time (the minimum over the labels topic's partitions,
+:func:`~watchkeeper.daemon.eventtime.watermarks.expiry_watermark`), and a waiting label once the
+predictions stream has. A labels stream that is behind — a backfill of predictions read
+before their labels, a labels consumer catching up — expires nothing. Two caps keep the
+store bounded whatever the streams do: a row that has waited ``ingest.label_max_wait`` by
+the wall clock expires, and at most ``ingest.max_pending`` rows wait per model (oldest
+first). Every join and every expiry is counted per model (``join_counts``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, delete, func, select, tuple_
+from watchkeeper.daemon.eventtime.watermarks import PartitionClock, PartitionKey, expiry_watermark
+from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
+from watchkeeper.daemon.store import tables as t
+from watchkeeper.detectors.performance import PerformanceSketch, class_names
+from watchkeeper.detectors.window import ColumnBatch, WindowSummary
+
+_CHUNK = 500  # request ids per IN (...) query
+
+
+@dataclass(frozen=True)
+class JoinSettings:
+    ttl_ms: int = 7 * 86_400_000
+    max_pending: int = 1_000_000
+    threshold: float = 0.5
+    """Decision threshold turning a binary score into a predicted class."""
+    max_wait_ms: int = 30 * 86_400_000
+    """Wall-clock cap on how long a row waits for its partner."""
+
+
+@dataclass
+class JoinOutcome:
+    """What one commit's join did, per model (for the metrics and the log)."""
+
+    joined: Counter[str] = field(default_factory=Counter)
+    expired: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(model, side) → rows expired; side is ``prediction`` or ``label``."""
+    reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(model, side, reason) → rows; reason ``ttl``, ``max_wait``, ``max_pending``, or
+    ``apart``: a pair more than ``ttl`` apart, neither joined."""
+
+
+@dataclass
+class JoinBuffer:
+    """Predictions and labels seen since the last commit (rows ready for the store)."""
+
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.predictions or self.labels)
+
+    def add(self, batch: ColumnBatch, window_size_ms: int) -> None:
+        if batch.request_ids is None:
+            return
+        has_id = np.asarray([r is not None for r in batch.request_ids.tolist()], dtype=bool)
+        if not has_id.any():
+            return
+        idx = np.flatnonzero(has_id)
+        ids = batch.request_ids[idx].tolist()
+        ts = batch.ts_ms[idx]
+        if batch.role == "predictions" and batch.prediction is not None:
+            score = (
+                _numbers(batch.prediction.values[idx])
+                if batch.prediction.kind == "numeric"
+                else [None] * idx.size
+            )
+            if batch.prediction_class is not None:
+                predicted = _texts(batch.prediction_class.values[idx])
+            elif batch.prediction.kind == "categorical":
+                predicted = _texts(batch.prediction.values[idx])
+            else:
+                predicted = [None] * idx.size
+            starts = (ts - ts % window_size_ms).tolist()
+            versions = batch.versions[idx].tolist()
+            for i, rid in enumerate(ids):
+                self.predictions.append(
+                    {
+                        "model": batch.model,
+                        "request_id": rid,
+                        "model_version": versions[i],
+                        "window_start_ms": starts[i],
+                        "ts_ms": int(ts[i]),
+                        "score": score[i],
+                        "predicted": predicted[i],
+                    }
+                )
+        elif batch.role == "labels" and batch.label is not None:
+            values = batch.label.values[idx]
+            absent = (batch.label.null | batch.label.missing)[idx]
+            names = (
+                class_names(values)
+                if batch.label.kind == "categorical"
+                else class_names([float(v) for v in values])
+            )
+            numbers = _numbers(values) if batch.label.kind == "numeric" else [None] * idx.size
+            for i, rid in enumerate(ids):
+                if not absent[i]:
+                    self.labels.append(
+                        {
+                            "model": batch.model,
+                            "request_id": rid,
+                            "label": names[i],
+                            "value": numbers[i],
+                            "ts_ms": int(ts[i]),
+                        }
+                    )
+
+
+def _numbers(values: Any) -> list[float | None]:
+    return [float(v) if v == v else None for v in np.asarray(values, dtype=np.float64).tolist()]
+
+
+def _texts(values: Any) -> list[str | None]:
+    return [None if v is None else str(v) for v in values.tolist()]
+
+
+def _pairs_task(pred: dict[str, Any], label: dict[str, Any]) -> str:
+    if pred["predicted"] is not None or label["value"] is None:
+        return "classification"
+    if label["label"] in ("0", "1"):
+        return "classification"
+    return "regression"
+
+
+def _grade(
+    graded_windows: dict[WindowKey, WindowSummary],
+    size_ms: int,
+    pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]],
+    settings: JoinSettings,
+) -> Counter[str]:
+    graded: Counter[str] = Counter()
+    for pred, label in pairs:
+        key = WindowKey(pred["model"], pred["model_version"], int(pred["window_start_ms"]))
+        window = graded_windows.get(key)
+        if window is None:
+            window = WindowSummary(key.model, key.version, key.start_ms, size_ms)
+            graded_windows[key] = window
+        task = _pairs_task(pred, label)
+        if window.performance is None:
+            window.performance = PerformanceSketch(task)  # type: ignore[arg-type]
+        perf = window.performance
+        if perf.task != task:
+            continue  # a model's pairs of another kind than its window's: not comparable
+        if task == "regression":
+            perf.update_regression(np.array([label["value"]]), np.array([pred["score"]]))
+        else:
+            score = pred["score"]
+            predicted = pred["predicted"]
+            if predicted is None:
+                predicted = "1" if score is not None and score >= settings.threshold else "0"
+            scores = np.array([np.nan if score is None else score])
+            perf.update_classification([label["label"]], [predicted], scores)
+        graded[pred["model"]] += 1
+    return graded
+
+
+def join_in_transaction(
+    conn: Connection,
+    insert: Any,
+    buffer: JoinBuffer,
+    delta: Delta,
+    settings: JoinSettings,
+    expire: bool = True,
+    clocks: Mapping[PartitionKey, PartitionClock] | None = None,
+) -> tuple[dict[WindowKey, WindowSummary], JoinOutcome]:
+    """Store, match and grade the buffer's rows on ``conn``; expire old waiting rows.
+
+    Returns window summaries holding only the performance of the pairs graded, keyed by
+    their predictions' windows, for the caller to merge in the same transaction (new
+    objects: a retried transaction grades afresh and counts nothing twice), and what was
+    joined and expired.
+
+    ``insert`` is the dialect's ``insert`` (for ON CONFLICT DO NOTHING). New predictions
+    are stored first, so a label in the same buffer finds its prediction; labels left
+    unmatched wait for theirs. ``clocks`` are the group's partitions (committed marks),
+    the clocks expiry runs on.
+    """
+    outcome = JoinOutcome()
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    stamp = {"created_ms": delta.now_ms}
+    if buffer.predictions:
+        conn.execute(
+            insert(t.pending_predictions).on_conflict_do_nothing(
+                index_elements=["model", "request_id"]
+            ),
+            [row | stamp for row in buffer.predictions],
+        )
+    if buffer.labels:
+        labels = {(lab["model"], lab["request_id"]): lab for lab in buffer.labels}
+        found = _take(conn, t.pending_predictions, list(labels))
+        pairs += [(found[key], label) for key, label in labels.items() if key in found]
+        waiting = [label for key, label in labels.items() if key not in found]
+        if waiting:
+            conn.execute(
+                insert(t.pending_labels).on_conflict_do_nothing(
+                    index_elements=["model", "request_id"]
+                ),
+                [row | stamp for row in waiting],
+            )
+    if buffer.predictions:
+        # labels that arrived before their prediction
+        early = _take(
+            conn, t.pending_labels, [(p["model"], p["request_id"]) for p in buffer.predictions]
+        )
+        if early:
+            preds = _take(conn, t.pending_predictions, list(early))
+            pairs += [(preds[key], label) for key, label in early.items() if key in preds]
+    # a label more than label_ttl (event time) from its prediction does not join, whether
+    # or not the expiry has run yet: which pairs join must not depend on when it ran
+    timely = [(p, lab) for p, lab in pairs if abs(lab["ts_ms"] - p["ts_ms"]) <= settings.ttl_ms]
+    for pred, _label in pairs:
+        if abs(_label["ts_ms"] - pred["ts_ms"]) > settings.ttl_ms:
+            for side in ("prediction", "label"):
+                outcome.expired[(pred["model"], side)] += 1
+                outcome.reasons[(pred["model"], side, "apart")] += 1
+    graded: dict[WindowKey, WindowSummary] = {}
+    outcome.joined = _grade(graded, delta.size_ms, timely, settings)
+    if expire:
+        _expire(conn, clocks or {}, settings, delta.now_ms, outcome)
+    return graded, outcome
+
+
+def _take(
+    conn: Connection, table: Any, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The rows of ``table`` with these (model, request_id) keys, deleted as they are read."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for lo in range(0, len(keys), _CHUNK):
+        chunk = keys[lo : lo + _CHUNK]
+        where = tuple_(table.c.model, table.c.request_id).in_(chunk)
+        rows = conn.execute(select(table).where(where)).all()
+        if rows:
+            out.update({(r.model, r.request_id): dict(r._mapping) for r in rows})
+            conn.execute(delete(table).where(where))
+    return out
+
+
+_SIDES = (
+    ("prediction", t.pending_predictions, "labels"),
+    ("label", t.pending_labels, "predictions"),
+)
+"""Each side's table, and the role whose stream brings its partner (and expires it)."""
+
+
+def _expire(
+    conn: Connection,
+    clocks: Mapping[PartitionKey, PartitionClock],
+    settings: JoinSettings,
+    now_ms: int,
+    outcome: JoinOutcome,
+) -> None:
+    """Drop waiting rows the partner's stream has passed by ``ttl``, those that waited
+    ``max_wait`` by the wall clock, and those beyond the per-model bound; count them."""
+    partitions = list(clocks.values())
+    for side, table, partner in _SIDES:
+        models = [m for (m,) in conn.execute(select(table.c.model).distinct()).all()]
+        for model in models:
+            mine = table.c.model == model
+
+            def drop(
+                where: Any, reason: str, side: str = side, model: str = model, table: Any = table
+            ) -> None:
+                mine = table.c.model == model
+                n = int(conn.execute(delete(table).where(mine & where)).rowcount or 0)
+                if n:
+                    outcome.expired[(model, side)] += n
+                    outcome.reasons[(model, side, reason)] += n
+
+            clock = expiry_watermark(partitions, model, partner)
+            if clock is not None:
+                drop(table.c.ts_ms < clock - settings.ttl_ms, "ttl")
+            if now_ms:
+                drop(table.c.created_ms < now_ms - settings.max_wait_ms, "max_wait")
+            count = conn.execute(select(func.count()).select_from(table).where(mine)).scalar()
+            if (count or 0) > settings.max_pending:
+                bound = conn.execute(
+                    select(table.c.ts_ms)
+                    .where(mine)
+                    .order_by(table.c.ts_ms)
+                    .offset(int(count or 0) - settings.max_pending)
+                    .limit(1)
+                ).scalar()
+                drop(table.c.ts_ms < bound, "max_pending")
