@@ -42,6 +42,7 @@ typecheck-tree:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP) typecheck-tree
 	$(BIN)/mypy

@@ -1,7 +1,8 @@
 """Turning a batch of Kafka records of one topic into columnar arrays, per model.
 
 Good records become :class:`~watchkeeper.detectors.window.ColumnBatch` objects (numpy
-arrays per feature); bad ones become :class:`Quarantined` entries with a reason, and never
+arrays per feature); bad ones become
+:class:`~watchkeeper.daemon.store.quarantine.Quarantined` entries with a reason, and never
 an exception. The reasons:
 
 =================  ===============================================================
@@ -54,6 +55,7 @@ from watchkeeper.daemon.ingest.fields import (
     type_name,
 )
 from watchkeeper.daemon.ingest.kinds import LABEL, PREDICTION, KindRegistry
+from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
 
@@ -84,19 +86,6 @@ class RecordLike(Protocol):
     def timestamp(self) -> int: ...
     @property
     def value(self) -> bytes | None: ...
-
-
-@dataclass(frozen=True)
-class Quarantined:
-    """A record that could not be used, with why and its first bytes."""
-
-    topic: str
-    partition: int
-    offset: int
-    reason: str
-    detail: str
-    raw: bytes
-    size: int
 
 
 @dataclass

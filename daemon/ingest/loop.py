@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
@@ -38,15 +38,15 @@ from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.eventtime.windows import WindowState, on_time
 from watchkeeper.daemon.ingest.admission import Admission
-from watchkeeper.daemon.ingest.decode import Decoder, Quarantined
+from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.event_time import PartitionTime
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
-from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
 from watchkeeper.daemon.store.label_join import JoinBuffer, JoinOutcome, JoinSettings
+from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.daemon.store.queries import TopicPartitionKey
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.window import SketchSettings
+from watchkeeper.detectors.window import ColumnBatch, SketchSettings
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,20 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+class BatchTap(Protocol):
+    """Who else sees the decoded batches: shadow evaluation
+    (:class:`~watchkeeper.daemon.shadow.evaluator.ShadowEvaluator`) implements it.
+
+    Declared here so ingestion depends on this protocol, not on what sits above it.
+    """
+
+    def offer(self, batch: ColumnBatch, topic: str, partition: int) -> None:
+        """Take (a sample of) ``batch``; must never block nor raise for data."""
+
+    def forget_partitions(self) -> None:
+        """After a rebalance: partition progress is to be read again."""
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
@@ -118,7 +132,7 @@ class Ingestor:
         store: Store,
         metrics: IngestMetrics,
         clock: Callable[[], float] = time.time,
-        shadow: ShadowEvaluator | None = None,
+        shadow: BatchTap | None = None,
     ) -> None:
         self.config = config
         self.shadow = shadow

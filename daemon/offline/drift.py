@@ -11,15 +11,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from watchkeeper.daemon.checks.checker import findings_for
 from watchkeeper.daemon.errors import DataFileError
-from watchkeeper.daemon.offline.reference import REFERENCE_K, _sketch, read_chunks
+from watchkeeper.daemon.offline.reference import REFERENCE_K, column_sketch, read_chunks
 from watchkeeper.detectors.base import PREDICTION, Finding
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
-from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
+from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS, METRICS
 from watchkeeper.detectors.reservoir import Reservoir, mix64
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.defaults import Severity, severity
+from watchkeeper.policies.engine import rule_thresholds
 from watchkeeper.policies.schema import Policy
 
 
@@ -38,9 +40,9 @@ def summarize_file(
         shared.update(n for n in reference.features if n in chunk.columns)
         for name in reference.features:
             if name in chunk.columns:
-                window.features[name] = _sketch(chunk[name], window.features.get(name))
+                window.features[name] = column_sketch(chunk[name], window.features.get(name))
         if prediction and prediction in chunk.columns:
-            window.prediction = _sketch(chunk[prediction], window.prediction)
+            window.prediction = column_sketch(chunk[prediction], window.prediction)
         keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
         names = [n for n in reference.features if n in chunk.columns]
         if not names:  # nothing to sample: the check after the loop says so
@@ -91,10 +93,6 @@ def policy_findings(
 ) -> list[tuple[Finding, Severity]]:
     """A batch judged by a policy file's column rules, with the thresholds the daemon uses
     (fixed, relative or derived from the false-alarm budget)."""
-    from watchkeeper.daemon.checks.checker import findings_for
-    from watchkeeper.detectors.registry import METRICS
-    from watchkeeper.policies.engine import rule_thresholds
-
     column_rules = [r for r in policy.rules if METRICS[r.metric].scope == "column"]
     scoped = policy.model_copy(update={"rules": column_rules})
     found = findings_for(scoped, reference, window, 1.0, ())

@@ -140,7 +140,7 @@ def numeric_values(series: pd.Series) -> np.ndarray[Any, Any]:
     return values
 
 
-def _sketch(series: pd.Series, current: ColumnSketch | None) -> ColumnSketch:
+def column_sketch(series: pd.Series, current: ColumnSketch | None) -> ColumnSketch:
     if current is None:
         current = NumericSketch(REFERENCE_K) if is_numeric(series) else CategoryCounts(10_000)
     nulls = int(series.isna().sum())
@@ -237,7 +237,7 @@ def build_reference(
             shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
             raise DataFileError(f"{path}: no column(s) {shown}")
         for name in (*chosen, *special):
-            sketches[name] = _sketch(chunk[name], sketches.get(name))
+            sketches[name] = column_sketch(chunk[name], sketches.get(name))
         if prediction and label:
             if perf is None:
                 perf = PerformanceSketch(task or infer_task(chunk[label]))

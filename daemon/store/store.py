@@ -23,7 +23,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from watchkeeper.daemon.errors import MigrationError, StoreUnavailableError
 from watchkeeper.daemon.eventtime.watermarks import ClockSettings, Mark, MarkKey
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
-from watchkeeper.daemon.ingest.decode import Quarantined
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import create_store_engine, reader
 from watchkeeper.daemon.store.label_join import (
@@ -32,6 +31,7 @@ from watchkeeper.daemon.store.label_join import (
     JoinSettings,
     join_in_transaction,
 )
+from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.daemon.store.queries import StoreQueries, TopicPartitionKey
 from watchkeeper.daemon.store.upsert import dialect_insert, upsert
 from watchkeeper.detectors.profile import ReferenceProfile

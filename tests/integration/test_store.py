@@ -10,7 +10,7 @@ from sqlalchemy import inspect, text
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.eventtime.watermarks import Mark, PartitionStatus
 from watchkeeper.daemon.eventtime.windows import WindowState
-from watchkeeper.daemon.ingest.decode import Quarantined
+from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
