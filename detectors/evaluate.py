@@ -21,7 +21,7 @@ from watchkeeper.detectors.base import (
 )
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import ReferenceProfile
-from watchkeeper.detectors.registry import METRICS, MetricInfo, metric
+from watchkeeper.detectors.registry import MetricInfo, metric
 from watchkeeper.detectors.sketches import ColumnSketch
 from watchkeeper.detectors.window import WindowSummary
 
@@ -247,7 +247,3 @@ def _performance_finding(
         reference.rows if reference is not None else 0,
         details,
     )
-
-
-def known_metrics() -> list[str]:
-    return sorted(METRICS)

@@ -173,7 +173,7 @@ class Decoder:
         if not objs:
             return result
         bad: BadRows = {}
-        cols = columns_of(objs, self._paths) if objs else {n: [] for n in self._paths}
+        cols = columns_of(objs, self._paths)
         n = len(objs)
         models = self._models(cols, n, bad)
         versions = object_array([""] * n)

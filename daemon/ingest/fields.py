@@ -8,7 +8,6 @@ batches that hold a value of an unexpected type, to find the records at fault.
 from __future__ import annotations
 
 import itertools
-import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -276,7 +275,3 @@ def timestamps_ms(values: list[Any], unit: str, field: str, bad: BadRows) -> Any
                 ("bad_timestamp", f"{field}: '{texts[j][:40]}' is not an ISO-8601 time"),
             )
     return out
-
-
-def is_finite_number(value: Any) -> bool:
-    return type(value) in NUMBER_TYPES and math.isfinite(value)

@@ -88,7 +88,7 @@ class ShadowEvaluator:
         self.clock = clock
         self._models: dict[str, _Model] = {}  # replaced whole on reload: readers need no lock
         self._queue: queue.Queue[Rows | Labels] = queue.Queue(settings.queue_batches)
-        self._lock = threading.Lock()  # guards the stats, offsets and drop counts below
+        self._lock = threading.Lock()  # guards the stats, offsets, drop counts and rates
         self._stats: dict[ShadowKey, ShadowStats] = {}
         self._offsets: dict[TopicPartitionKey, int] = {}
         self._done: dict[TopicPartitionKey, int] = {}
@@ -327,10 +327,11 @@ class ShadowEvaluator:
     def _fail(
         self, setup: _Model, rows: Rows, name: str, part: np.ndarray[Any, Any], reason: str
     ) -> None:
-        setup.candidates.pop(name, None)
-        setup.rates.pop(name, None)
         starts = rows.ts_ms[part] - rows.ts_ms[part] % self.size_ms
+        # under the lock: the ingestion thread iterates ``setup.rates`` in _count_dropped
         with self._lock:
+            setup.candidates.pop(name, None)
+            setup.rates.pop(name, None)
             for start, idx in _by_window(starts):
                 self._stats_for(setup, rows.model, name, start).errors += idx.size
         self._disable(rows.model, name, reason, int(self.clock() * 1000))
@@ -445,15 +446,3 @@ class ShadowEvaluator:
                     self._offsets[tp] = max(off, self._offsets.get(tp, 0))
             return False
         return True
-
-    def table(self) -> dict[str, Any]:
-        """Loaded candidates per model (what ``/api/shadow`` adds to the stored summaries)."""
-        return {
-            model: {
-                "policy": setup.policy,
-                "candidates": {n: c.describe() for n, c in setup.candidates.items()},
-                "baseline": setup.baseline.describe() if setup.baseline else None,
-                "rates": dict(setup.rates),
-            }
-            for model, setup in self._models.items()
-        }
