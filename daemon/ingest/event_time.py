@@ -30,6 +30,7 @@ from watchkeeper.daemon.eventtime.watermarks import (
 )
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
+from watchkeeper.daemon.ingest.source import Source, SourceError
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.window import ColumnBatch
 
@@ -82,24 +83,21 @@ class PartitionTime:
             self.clocks.revoke(key)
 
     # -- reading --------------------------------------------------------------------------
-    def track(self, consumer: Any, read_up_to: Callable[[PartitionKey], int | None]) -> None:
+    def track(self, consumer: Source, read_up_to: Callable[[PartitionKey], int | None]) -> None:
         """Each assigned partition's end and position, and whether it is caught up;
         ``read_up_to`` says where this replica has read a partition (None: nothing yet)."""
-        from kafka.errors import KafkaError
-
-        for tp in consumer.assignment():
-            key = (tp.topic, tp.partition)
+        for key in sorted(consumer.assignment()):
             try:
-                end = consumer.highwater(tp)
+                end = consumer.end_offset(key)
                 position = None
                 if read_up_to(key) is None:
-                    position = consumer.position(tp, timeout_ms=0)
-            except KafkaError:
+                    position = consumer.position(key)
+            except SourceError:
                 continue
             if end is not None:
-                self._ends[key] = int(end)
+                self._ends[key] = end
             if position is not None:
-                self._positions[key] = int(position)
+                self._positions[key] = position
             read = read_up_to(key)
             if read is None:
                 read = self._positions.get(key)

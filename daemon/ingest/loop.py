@@ -1,4 +1,5 @@
-"""The ingestion loop: a kafka-python consumer group → decoder → window state → store.
+"""The ingestion loop: a Kafka consumer group (a :class:`~watchkeeper.daemon.ingest.source.Source`)
+→ decoder → window state → store.
 
 Offsets live in watchkeeper's store, committed in the same transaction as the window
 state they produced (the "storing offsets outside Kafka" pattern of the Kafka consumer
@@ -28,20 +29,21 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaError
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.errors import StoreUnavailableError
+from watchkeeper.daemon.eventtime.watermarks import PartitionKey
 from watchkeeper.daemon.eventtime.windows import WindowState, on_time
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.event_time import PartitionTime
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
+from watchkeeper.daemon.ingest.source import Record, Source, SourceError
+from watchkeeper.daemon.ingest.sources import open_source
 from watchkeeper.daemon.store.label_join import JoinBuffer, JoinOutcome, JoinSettings
 from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.daemon.store.queries import TopicPartitionKey
@@ -49,35 +51,6 @@ from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.window import ColumnBatch, SketchSettings
 
 log = logging.getLogger(__name__)
-
-
-def consumer_options(config: Config, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """kafka-python ``KafkaConsumer`` keyword arguments from the config."""
-    import os
-
-    k = config.kafka
-    options: dict[str, Any] = {
-        "bootstrap_servers": list(k.bootstrap_servers),
-        "group_id": k.group_id,
-        "client_id": k.client_id,
-        "enable_auto_commit": False,  # offsets are committed with the window state
-        "auto_offset_reset": k.auto_offset_reset,
-        "session_timeout_ms": int(k.session_timeout * 1000),
-        "heartbeat_interval_ms": int(k.heartbeat_interval * 1000),
-        "max_poll_records": k.max_poll_records,
-        "fetch_max_bytes": k.fetch_max_bytes,
-        "max_partition_fetch_bytes": k.max_partition_fetch_bytes,
-        "security_protocol": k.security_protocol,
-    }
-    if k.sasl_mechanism:
-        options["sasl_mechanism"] = k.sasl_mechanism
-        options["sasl_plain_username"] = k.sasl_username
-    if k.sasl_password_env:
-        options["sasl_plain_password"] = (env or os.environ)[k.sasl_password_env]
-    if k.ssl_cafile:
-        options["ssl_cafile"] = k.ssl_cafile
-    options.update(k.options)
-    return options
 
 
 @contextmanager
@@ -112,17 +85,6 @@ class BatchTap(Protocol):
         """After a rebalance: partition progress is to be read again."""
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, ingestor: Ingestor) -> None:
-        self.ingestor = ingestor
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.ingestor.on_revoked(list(revoked))
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.ingestor.on_assigned(list(assigned))
-
-
 class Ingestor:
     """Consumes, decodes, summarises and commits; see the module docstring."""
 
@@ -133,9 +95,11 @@ class Ingestor:
         metrics: IngestMetrics,
         clock: Callable[[], float] = time.time,
         shadow: BatchTap | None = None,
+        source: Callable[[Config], Source] = open_source,
     ) -> None:
         self.config = config
         self.shadow = shadow
+        self._open_source = source
         self.store = store
         self.metrics = metrics
         self.clock = clock
@@ -176,11 +140,11 @@ class Ingestor:
         # predictions wait for labels only when a labels topic is read: otherwise the join
         # would store every prediction for nothing
         self._joining = config.kafka.topics.labels is not None
-        self._consumer: KafkaConsumer | None = None
+        self._consumer: Source | None = None
         self._paused = False
         self._last_flush = time.monotonic()
         self._last_retry = 0.0
-        # guards the state below against the rebalance callbacks on kafka-python's IO thread
+        # guards the state below against the rebalance callbacks (kafka-python: on its IO thread)
         self._lock = threading.RLock()
         self.ready = threading.Event()
         self.heartbeat = time.monotonic()
@@ -188,8 +152,8 @@ class Ingestor:
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
-        self._consumer = KafkaConsumer(**consumer_options(self.config))
-        self._consumer.subscribe(topics=sorted(self.decoders), listener=_Rebalance(self))
+        self._consumer = self._open_source(self.config)
+        self._consumer.subscribe(sorted(self.decoders), self)
 
     def close(self) -> None:
         """Commit what is pending and leave the group."""
@@ -220,17 +184,17 @@ class Ingestor:
         ingest = self.config.ingest
         with _collector_paused():
             try:
-                polled = consumer.poll(timeout_ms=int(ingest.poll_timeout * 1000))
-            except KafkaError as exc:
-                # kafka-python raises once when the broker goes away, then reconnects itself
+                polled = consumer.poll(ingest.poll_timeout)
+            except SourceError as exc:
+                # the clients reconnect by themselves (kafka-python raises once first)
                 log.warning("poll failed (%s); retrying", exc)
                 time.sleep(min(1.0, ingest.poll_timeout))
                 return
             if consumer.assignment():
                 self.ready.set()
-            for tp, records in polled.items():
+            for key, records in polled.items():
                 if records:
-                    self._process(tp, records)
+                    self._process(key, records)
             del polled
         self._track_positions(consumer)
         now = time.monotonic()
@@ -244,7 +208,7 @@ class Ingestor:
         ):
             self.flush()
 
-    def _track_positions(self, consumer: KafkaConsumer) -> None:
+    def _track_positions(self, consumer: Source) -> None:
         """Each assigned partition's end and position, and whether it is caught up."""
         with self._lock:
             self.time.track(consumer, self._read_up_to)
@@ -252,18 +216,18 @@ class Ingestor:
     def _read_up_to(self, key: TopicPartitionKey) -> int | None:
         return self._pending.get(key, self._durable.get(key))
 
-    def _process(self, tp: TopicPartition, records: list[Any]) -> None:
+    def _process(self, key: PartitionKey, records: Sequence[Record]) -> None:
         with self._lock:
-            self._process_locked(tp, records)
+            self._process_locked(key, records)
 
-    def _process_locked(self, tp: TopicPartition, records: list[Any]) -> None:
-        key = (tp.topic, tp.partition)
+    def _process_locked(self, key: PartitionKey, records: Sequence[Record]) -> None:
+        topic, partition = key
         self._durable.setdefault(key, records[0].offset)
-        decoder = self.decoders[tp.topic]
+        decoder = self.decoders[topic]
         now_ms = int(self.clock() * 1000)
-        result = decoder.decode(tp.partition, records, now_ms)
-        self.metrics.records.labels(tp.topic).inc(len(records))
-        self.metrics.bytes.labels(tp.topic).inc(sum(len(r.value or b"") for r in records))
+        result = decoder.decode(partition, records, now_ms)
+        self.metrics.records.labels(topic).inc(len(records))
+        self.metrics.bytes.labels(topic).inc(sum(len(r.value or b"") for r in records))
         for batch in result.batches:
             late = self.time.judge(key, batch, self.windows, now_ms)
             # a late event is not in its window: it must not be graded or sampled there
@@ -271,13 +235,13 @@ class Ingestor:
             if self._joining:
                 self._joins.add(kept, self.windows.size_ms)
             if self.shadow is not None:
-                self.shadow.offer(kept, tp.topic, tp.partition)
+                self.shadow.offer(kept, topic, partition)
             self.metrics.events.labels(batch.model, batch.role).inc(len(kept))
         for entry in result.quarantined:
             self.metrics.quarantined.labels(entry.topic, entry.reason).inc()
         if result.quarantined:
             self._quarantined.extend(result.quarantined)
-            log.debug("quarantined %d records of %s", len(result.quarantined), tp.topic)
+            log.debug("quarantined %d records of %s", len(result.quarantined), topic)
         if result.ignored_features:
             self.metrics.ignored_features.inc(result.ignored_features)
         self._pending[key] = records[-1].offset + 1
@@ -370,46 +334,43 @@ class Ingestor:
 
     def _pause(self) -> None:
         if self._consumer is not None and not self._paused:
-            self._consumer.pause(*self._consumer.assignment())
+            self._consumer.pause(sorted(self._consumer.assignment()))
             self._paused = True
 
     def _resume(self) -> None:
         if self._consumer is not None and self._paused:
-            self._consumer.resume(*self._consumer.paused())
+            self._consumer.resume(sorted(self._consumer.paused()))
             self._paused = False
 
     def _commit_to_kafka(self, offsets: dict[TopicPartitionKey, int]) -> None:
         if self._consumer is None:
             return
         owned = self._consumer.assignment()
-        commit = {
-            TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-            for (t, p), o in offsets.items()
-            if TopicPartition(t, p) in owned
-        }
+        commit = {key: o for key, o in offsets.items() if key in owned}
         if commit:
             try:
-                self._consumer.commit_async(commit)
-            except KafkaError as exc:  # informational only: the store holds the truth
+                self._consumer.commit(commit)
+            except SourceError as exc:  # informational only: the store holds the truth
                 log.debug("could not mirror offsets to Kafka: %s", exc)
 
     def _update_lag(self) -> None:
         consumer = self._consumer
         if consumer is None:
             return
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            position = self._durable.get((tp.topic, tp.partition))
+        for key in sorted(consumer.assignment()):
+            high = consumer.end_offset(key)
+            position = self._durable.get(key)
             if high is not None and position is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+                self.metrics.lag.labels(key[0], str(key[1])).set(max(0, high - position))
 
     # -- rebalancing ----------------------------------------------------------------------
-    # kafka-python runs these on its IO thread, where blocking consumer calls are refused:
+    # the RebalanceListener of the Source; kafka-python runs these on its IO thread, where
+    # blocking consumer calls are refused:
     # they only touch the store and the consumer's local state (seek, pause, resume).
-    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+    def on_revoked(self, revoked: list[PartitionKey]) -> None:
         if self._commit() is not None:
             with self._lock:
-                self.time.revoke({(tp.topic, tp.partition) for tp in revoked})
+                self.time.revoke(set(revoked))
             return
         # The events of the revoked partitions cannot be committed, and their next owner
         # starts from the stored offsets: forget every uncommitted event and rewind.
@@ -417,20 +378,19 @@ class Ingestor:
         with self._lock:
             self.windows.discard()
             self.clocks.discard()
-            self.time.revoke({(tp.topic, tp.partition) for tp in revoked})
+            self.time.revoke(set(revoked))
             self._quarantined.clear()
             self._joins = JoinBuffer()
             self._pending.clear()
         self._resume()
-        revoked_keys = {(tp.topic, tp.partition) for tp in revoked}
+        revoked_keys = set(revoked)
         consumer = self._consumer
         if consumer is not None:
-            for tp in consumer.assignment():
-                key = (tp.topic, tp.partition)
+            for key in sorted(consumer.assignment()):
                 if key not in revoked_keys and key in self._durable:
-                    consumer.seek(tp, self._durable[key])
+                    consumer.seek(key, self._durable[key])
 
-    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+    def on_assigned(self, assigned: list[PartitionKey]) -> None:
         consumer = self._consumer
         assert consumer is not None
         try:
@@ -442,11 +402,10 @@ class Ingestor:
             marks = {k: self.clocks.marks(k) for k in self.clocks.assigned()}
         with self._lock:
             # resume from the stored event time: the previous owner's, or ours
-            self.time.assign({(tp.topic, tp.partition) for tp in assigned}, marks)
-            for tp in assigned:
-                key = (tp.topic, tp.partition)
+            self.time.assign(set(assigned), marks)
+            for key in assigned:
                 if key in stored:
-                    consumer.seek(tp, stored[key])
+                    consumer.seek(key, stored[key])
                     self._durable[key] = stored[key]
                 else:
                     # no stored offset: Kafka's committed offset or auto_offset_reset decides,
@@ -455,4 +414,4 @@ class Ingestor:
         if self.shadow is not None:
             self.shadow.forget_partitions()
         self.metrics.assigned.set(len(assigned))
-        log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+        log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in assigned))

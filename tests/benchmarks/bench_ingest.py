@@ -75,7 +75,7 @@ NAMES = [f"f{i:02d}" for i in range(FEATURES)]
 def consumer_settings(bootstrap: str) -> dict[str, object]:
     """The client settings watchkeeper uses (config defaults), for a fair baseline."""
     from watchkeeper.daemon.config import Config
-    from watchkeeper.daemon.ingest.loop import consumer_options
+    from watchkeeper.daemon.ingest.kafka_python import consumer_options
 
     config = Config.model_validate(
         {
