@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from watchkeeper.alerts.errors import DeliveryError
 from watchkeeper.alerts.notification import DECISIONS, ChannelState, Notification
@@ -84,7 +84,8 @@ def alert(n: Notification, now_s: float, ends_s: float) -> dict[str, Any]:
 
 
 class AlertmanagerChannel:
-    grouped = False  # every notification, in order: the receiver decides what to do with it
+    # every notification, in order: the receiver decides what to do with it (Ungrouped)
+    grouped: Literal[False] = False
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,27 @@ class Channel(Protocol):
     def send(self, notification: Notification) -> None: ...
 
     def close(self) -> None: ...
+
+
+# Optional capabilities: a channel declares one by having its members; the delivery worker
+# asks with isinstance, so what a channel may do is written here, not probed by name.
+@runtime_checkable
+class Ungrouped(Protocol):
+    """A channel that takes every notification, in order, never grouped (webhooks,
+    Alertmanager): its receiver decides what to do with each one."""
+
+    grouped: Literal[False]
+
+
+@runtime_checkable
+class Refreshing(Protocol):
+    """A channel whose receiver forgets what is not sent again (Alertmanager drops an
+    alert not re-posted within its ``resolve_timeout``): the delivery worker calls
+    :meth:`refresh` every :attr:`resend_interval_s`."""
+
+    resend_interval_s: float
+
+    def refresh(self) -> None: ...
 
 
 class ChannelState(Protocol):

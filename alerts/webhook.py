@@ -28,7 +28,7 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, Literal
 
 from standardwebhooks import Webhook
 from watchkeeper.alerts.errors import DeliveryError
@@ -97,7 +97,8 @@ def retry_after(value: str | None) -> float | None:
 
 
 class WebhookChannel:
-    grouped = False  # every notification, in order: the receiver decides what to do with it
+    # every notification, in order: the receiver decides what to do with it (Ungrouped)
+    grouped: Literal[False] = False
 
     def __init__(
         self, name: str, url: str, secret: str | None = None, timeout_s: float = 10.0

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import pydantic
 from kafka import KafkaConsumer
@@ -67,8 +67,58 @@ def _check_env_name(value: str, info: pydantic.ValidationInfo) -> str:
     return value
 
 
-EnvName = Annotated[str, pydantic.AfterValidator(_check_env_name)]
-"""The name of an environment variable holding a secret; checked to be set at load."""
+class _Secret:
+    """Marks a config field whose value names an environment variable holding a secret."""
+
+    def __repr__(self) -> str:
+        return "secret"
+
+
+SECRET = _Secret()
+
+EnvName = Annotated[str, pydantic.AfterValidator(_check_env_name), SECRET]
+"""The name of an environment variable holding a secret; checked to be set at load.
+
+Every field of this type is found by :func:`secret_values` through the config models
+themselves: a new channel (or section) cannot leak its secret by being left off a list.
+"""
+
+
+def _marks_secret(annotation: Any) -> bool:
+    if any(m is SECRET for m in getattr(annotation, "__metadata__", ())):
+        return True
+    return any(_marks_secret(arg) for arg in get_args(annotation))
+
+
+def is_secret_field(info: pydantic.fields.FieldInfo) -> bool:
+    """Whether a field is (an optional) :data:`EnvName`; pydantic keeps the marker in the
+    field's metadata, or inside the annotation when the type is ``EnvName | None``."""
+    return any(m is SECRET for m in info.metadata) or _marks_secret(info.annotation)
+
+
+def secret_env_names(model: pydantic.BaseModel) -> list[str]:
+    """The environment variables named by the secret fields of ``model`` and everything
+    inside it (nested models, their lists and mappings), in field order."""
+    names: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, pydantic.BaseModel):
+            for field_name, info in type(value).model_fields.items():
+                item = getattr(value, field_name)
+                if is_secret_field(info) and isinstance(item, str) and item:
+                    names.append(item)
+                else:
+                    walk(item)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(model)
+    return names
+
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -513,18 +563,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 def secret_values(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
     """Every secret the config makes the daemon hold, so logs can redact them."""
     source = env if env is not None else os.environ
-    names: list[str] = []
-    if config.kafka.sasl_password_env:
-        names.append(config.kafka.sasl_password_env)
-    if config.store.url_env:
-        names.append(config.store.url_env)
-    if config.http.token_env:
-        names.append(config.http.token_env)
-    for channel in config.alerts.channels.values():
-        for attr in ("token_env", "webhook_url_env", "secret_env"):
-            name = getattr(channel, attr, None)
-            if name:
-                names.append(name)
+    names = secret_env_names(config)
     values = [source[n] for n in names if source.get(n)]
     if config.store.url_env and source.get(config.store.url_env):
         try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from watchkeeper.alerts.errors import DeliveryError
-from watchkeeper.alerts.notification import Channel, Notification
+from watchkeeper.alerts.notification import Channel, Notification, Refreshing, Ungrouped
 from watchkeeper.alerts.retry import RetryPolicy
 from watchkeeper.daemon.notify.outbox import Outbox, OutboxRow
 
@@ -131,7 +131,9 @@ class DeliveryWorker:
         """One round: every due notification once. Returns how many were delivered."""
         delivered = 0
         now = self.clock()
-        exact = frozenset(n for n, c in self.channels.items() if not getattr(c, "grouped", True))
+        exact = frozenset(
+            n for n, c in self.channels.items() if isinstance(c, Ungrouped) and not c.grouped
+        )
         for row in self.outbox.due(
             int(now * 1000),
             group_wait_ms=self.group_wait_ms,
@@ -149,15 +151,13 @@ class DeliveryWorker:
     def _refresh(self, now: float) -> None:
         """Channels that must repeat themselves (Alertmanager forgets what is not re-sent)."""
         for name, channel in self.channels.items():
-            refresh = getattr(channel, "refresh", None)
-            if refresh is None:
+            if not isinstance(channel, Refreshing):
                 continue
-            every = float(getattr(channel, "resend_interval_s", 60.0))
-            if now - self._refreshed.get(name, 0.0) < every:
+            if now - self._refreshed.get(name, 0.0) < channel.resend_interval_s:
                 continue
             self._refreshed[name] = now
             try:
-                refresh()
+                channel.refresh()
             except DeliveryError as exc:
                 log.warning(
                     "re-sending active alerts to %s failed: %s", name, self.redact(exc.reason)
