@@ -27,7 +27,7 @@ from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.notify.router import Router
 from watchkeeper.daemon.store import tables as t
-from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.connection import reading
 from watchkeeper.policies.schema import Policy
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class Housekeeper:
     def _reminders(self, now: float) -> list[tuple[str, Notification]]:
         cutoff = int((now - self.config.repeat_interval) * 1000)
         o = t.outbox.c
-        with reader(self.outbox.engine) as conn:
+        with reading(self.outbox.engine, "read reminders") as conn:
             last = dict(
                 conn.execute(
                     select(o.fingerprint, func.max(o.created_ms)).group_by(o.fingerprint)

@@ -8,12 +8,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import DBAPIError
 from watchkeeper.alerts.notification import Notification
-from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.notify.outbox import enqueue, rows_for
 from watchkeeper.daemon.store import tables as t
-from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.connection import reading, writing
 from watchkeeper.daemon.store.upsert import upsert
 from watchkeeper.policies.engine import Evaluation, IncidentEvent
 
@@ -50,53 +48,50 @@ class IncidentStore:
         queued = rows_for(
             notifications, wall_ms if wall_ms is not None else at_ms, silenced, historical
         )
-        try:
-            with self.engine.begin() as conn:
-                if evaluations:
-                    conn.execute(
-                        insert(t.evaluations),
-                        [
-                            {
-                                "at_ms": e.at_ms,
-                                "policy": e.policy,
-                                "model": e.model,
-                                "rule": e.rule,
-                                "metric": e.metric,
-                                "feature": e.feature,
-                                "value": e.value,
-                                "warn": e.warn,
-                                "critical": e.critical,
-                                "resolve": e.resolve,
-                                "decision": e.decision,
-                                "severity": e.severity,
-                                "state": e.state,
-                                "n_current": e.n_current,
-                                "reason": e.reason,
-                            }
-                            for e in evaluations
-                        ],
-                    )
-                for event in events:
-                    self._apply(conn, event)
-                enqueue(conn, queued)
-                row: dict[str, Any] = {
-                    "policy": policy,
-                    "state": orjson.dumps(state),
-                    "updated_ms": at_ms,
-                }
-                if tick:
-                    row["tick_ms"] = at_ms
-                upsert(conn, t.policy_states, [row], ["policy"], [c for c in row if c != "policy"])
-                # kept per policy, measured from its own tick: a backfill's evaluations are
-                # not deleted by another policy evaluating live
-                e = t.evaluations.c
+        with writing(self.engine, "record evaluations") as conn:
+            if evaluations:
                 conn.execute(
-                    delete(t.evaluations).where(
-                        (e.policy == policy) & (e.at_ms < at_ms - self.retention_ms)
-                    )
+                    insert(t.evaluations),
+                    [
+                        {
+                            "at_ms": e.at_ms,
+                            "policy": e.policy,
+                            "model": e.model,
+                            "rule": e.rule,
+                            "metric": e.metric,
+                            "feature": e.feature,
+                            "value": e.value,
+                            "warn": e.warn,
+                            "critical": e.critical,
+                            "resolve": e.resolve,
+                            "decision": e.decision,
+                            "severity": e.severity,
+                            "state": e.state,
+                            "n_current": e.n_current,
+                            "reason": e.reason,
+                        }
+                        for e in evaluations
+                    ],
                 )
-        except DBAPIError as exc:
-            raise StoreUnavailableError("record evaluations", exc) from exc
+            for event in events:
+                self._apply(conn, event)
+            enqueue(conn, queued)
+            row: dict[str, Any] = {
+                "policy": policy,
+                "state": orjson.dumps(state),
+                "updated_ms": at_ms,
+            }
+            if tick:
+                row["tick_ms"] = at_ms
+            upsert(conn, t.policy_states, [row], ["policy"], [c for c in row if c != "policy"])
+            # kept per policy, measured from its own tick: a backfill's evaluations are
+            # not deleted by another policy evaluating live
+            e = t.evaluations.c
+            conn.execute(
+                delete(t.evaluations).where(
+                    (e.policy == policy) & (e.at_ms < at_ms - self.retention_ms)
+                )
+            )
 
     def _apply(self, conn: Any, event: IncidentEvent) -> None:
         i = event.incident
@@ -134,41 +129,32 @@ class IncidentStore:
     def cursor(self, policy: str) -> int | None:
         """The policy's last evaluated tick (event time), or None before its first."""
         c = t.policy_states.c
-        try:
-            with reader(self.engine) as conn:
-                value = conn.execute(select(c.tick_ms).where(c.policy == policy)).scalar()
-        except DBAPIError as exc:
-            raise StoreUnavailableError("read policy progress", exc) from exc
+        with reading(self.engine, "read policy progress") as conn:
+            value = conn.execute(select(c.tick_ms).where(c.policy == policy)).scalar()
         return None if value is None else int(value)
 
     def advance(self, policy: str, tick_ms: int) -> None:
         """Move the policy's cursor past ticks that read nothing (nothing else changes)."""
         c = t.policy_states.c
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(t.policy_states)
-                    .where((c.policy == policy) & ((c.tick_ms < tick_ms) | c.tick_ms.is_(None)))
-                    .values(tick_ms=tick_ms)
-                )
-        except DBAPIError as exc:
-            raise StoreUnavailableError("record policy progress", exc) from exc
+        with writing(self.engine, "record policy progress") as conn:
+            conn.execute(
+                update(t.policy_states)
+                .where((c.policy == policy) & ((c.tick_ms < tick_ms) | c.tick_ms.is_(None)))
+                .values(tick_ms=tick_ms)
+            )
 
     def state(self, policy: str) -> dict[str, Any] | None:
-        try:
-            with reader(self.engine) as conn:
-                blob = conn.execute(
-                    select(t.policy_states.c.state).where(t.policy_states.c.policy == policy)
-                ).scalar()
-        except DBAPIError as exc:
-            raise StoreUnavailableError("read policy state", exc) from exc
+        with reading(self.engine, "read policy state") as conn:
+            blob = conn.execute(
+                select(t.policy_states.c.state).where(t.policy_states.c.policy == policy)
+            ).scalar()
         return None if blob is None else dict(orjson.loads(blob))
 
     def incidents(self, state: str | None = "open", limit: int = 200) -> list[dict[str, Any]]:
         query = select(t.incidents).order_by(t.incidents.c.updated_ms.desc()).limit(limit)
         if state is not None:
             query = query.where(t.incidents.c.state == state)
-        with reader(self.engine) as conn:
+        with reading(self.engine, "read incidents") as conn:
             rows = [dict(r._mapping) for r in conn.execute(query).all()]
         for row in rows:
             row["members"] = json.loads(row["members"])
@@ -185,5 +171,5 @@ class IncidentStore:
         for column, value in (("policy", policy), ("rule", rule), ("feature", feature)):
             if value is not None:
                 query = query.where(t.evaluations.c[column] == value)
-        with reader(self.engine) as conn:
+        with reading(self.engine, "read evaluations") as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.store import tables as t
-from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.connection import reading, writing
 from watchkeeper.daemon.store.upsert import upsert
 
 PENDING, SENT, FAILED, SILENCED = "pending", "sent", "failed", "silenced"
@@ -78,7 +78,7 @@ class Outbox:
         self.engine = engine
 
     def add(self, notes: Sequence[tuple[str, Notification]], now_ms: int) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine, "add notifications") as conn:
             enqueue(conn, rows_for(notes, now_ms))
 
     def due(
@@ -99,7 +99,7 @@ class Outbox:
         notification, in order, without waiting.
         """
         o = t.outbox.c
-        with reader(self.engine) as conn:
+        with reading(self.engine, "read due notifications") as conn:
             rows = conn.execute(
                 select(
                     o.id,
@@ -149,14 +149,14 @@ class Outbox:
                 n = Notification.from_dict({**n.to_dict(), "delivery_id": f"wk-{head.id}"})
                 out.append(OutboxRow(head.id, head.channel, n, head.attempts, head.created_ms))
         if superseded:
-            with self.engine.begin() as conn:
+            with writing(self.engine, "mark superseded notifications") as conn:
                 conn.execute(
                     update(t.outbox).where(t.outbox.c.id.in_(superseded)).values(state=SUPERSEDED)
                 )
         return out
 
     def _update(self, row_id: int, **values: Any) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine, "update a notification") as conn:
             conn.execute(update(t.outbox).where(t.outbox.c.id == row_id).values(**values))
 
     def mark_sent(self, row_id: int, now_ms: int, attempts: int) -> None:
@@ -170,7 +170,7 @@ class Outbox:
 
     def depth(self) -> dict[str, int]:
         o = t.outbox.c
-        with reader(self.engine) as conn:
+        with reading(self.engine, "read the outbox depth") as conn:
             rows = conn.execute(
                 select(o.channel, func.count()).where(o.state == PENDING).group_by(o.channel)
             ).all()
@@ -180,20 +180,20 @@ class Outbox:
         query = select(t.outbox).order_by(t.outbox.c.id)
         if channel is not None:
             query = query.where(t.outbox.c.channel == channel)
-        with reader(self.engine) as conn:
+        with reading(self.engine, "read the outbox") as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]
 
     # -- per channel and incident state (e.g. the Slack message to update) ----------------
     def channel_state(self, channel: str, fingerprint: str) -> dict[str, Any] | None:
         c = t.channel_state.c
-        with reader(self.engine) as conn:
+        with reading(self.engine, "read channel state") as conn:
             raw = conn.execute(
                 select(c.state).where((c.channel == channel) & (c.fingerprint == fingerprint))
             ).scalar()
         return None if raw is None else dict(json.loads(raw))
 
     def set_channel_state(self, channel: str, fingerprint: str, state: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine, "record channel state") as conn:
             upsert(
                 conn,
                 t.channel_state,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.store import tables as t
-from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.connection import reading, writing
 
 
 def parse_matchers(items: list[str]) -> dict[str, str]:
@@ -79,7 +79,7 @@ class Silences:
         if not matchers:
             raise ValueError("a silence needs at least one matcher (e.g. model=fraud)")
         now = int(self.clock() * 1000)
-        with self.engine.begin() as conn:
+        with writing(self.engine, "add a silence") as conn:
             result = conn.execute(
                 insert(t.silences).values(
                     matchers=json.dumps(matchers, sort_keys=True),
@@ -96,7 +96,7 @@ class Silences:
 
     def expire(self, silence_id: int) -> bool:
         now = int(self.clock() * 1000)
-        with self.engine.begin() as conn:
+        with writing(self.engine, "expire a silence") as conn:
             done = conn.execute(
                 update(t.silences)
                 .where((t.silences.c.id == silence_id) & (t.silences.c.ends_ms > now))
@@ -107,7 +107,7 @@ class Silences:
 
     def active(self) -> list[dict[str, Any]]:
         now = int(self.clock() * 1000)
-        with reader(self.engine) as conn:
+        with reading(self.engine, "read silences") as conn:
             rows = conn.execute(
                 select(t.silences).where(t.silences.c.ends_ms > now).order_by(t.silences.c.id)
             ).all()

@@ -14,11 +14,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, delete, select
-from sqlalchemy.exc import DBAPIError
-from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.notify.outbox import enqueue
 from watchkeeper.daemon.store import tables as t
-from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.connection import reading, writing
 from watchkeeper.daemon.store.queries import TopicPartitionKey
 from watchkeeper.daemon.store.upsert import upsert
 from watchkeeper.detectors.shadow import ShadowStats
@@ -41,22 +39,19 @@ class ShadowStore:
         stats: Mapping[ShadowKey, ShadowStats],
         offsets: Mapping[TopicPartitionKey, int],
     ) -> None:
-        try:
-            with self.engine.begin() as conn:
-                for key in sorted(stats):
-                    self._merge(conn, size_ms, key, stats[key])
-                upsert(
-                    conn,
-                    t.shadow_offsets,
-                    [
-                        {"group_id": group_id, "topic": tp, "partition": p, "next_offset": o}
-                        for (tp, p), o in sorted(offsets.items())
-                    ],
-                    ["group_id", "topic", "partition"],
-                    ["next_offset"],
-                )
-        except DBAPIError as exc:
-            raise StoreUnavailableError("commit shadow summaries", exc) from exc
+        with writing(self.engine, "commit shadow summaries") as conn:
+            for key in sorted(stats):
+                self._merge(conn, size_ms, key, stats[key])
+            upsert(
+                conn,
+                t.shadow_offsets,
+                [
+                    {"group_id": group_id, "topic": tp, "partition": p, "next_offset": o}
+                    for (tp, p), o in sorted(offsets.items())
+                ],
+                ["group_id", "topic", "partition"],
+                ["next_offset"],
+            )
 
     def _merge(self, conn: Connection, size_ms: int, key: ShadowKey, fresh: ShadowStats) -> None:
         model, candidate, start = key
@@ -102,17 +97,14 @@ class ShadowStore:
             "info": json.dumps(info, sort_keys=True),
             "updated_ms": at_ms,
         }
-        try:
-            with self.engine.begin() as conn:
-                upsert(
-                    conn,
-                    t.shadow_candidates,
-                    [row],
-                    ["model", "candidate"],
-                    ["state", "reason", "info", "updated_ms"],
-                )
-        except DBAPIError as exc:
-            raise StoreUnavailableError("record candidate state", exc) from exc
+        with writing(self.engine, "record candidate state") as conn:
+            upsert(
+                conn,
+                t.shadow_candidates,
+                [row],
+                ["model", "candidate"],
+                ["state", "reason", "info", "updated_ms"],
+            )
 
     def record_decision(
         self,
@@ -133,41 +125,32 @@ class ShadowStore:
             "table": json.dumps(table, sort_keys=True),
             "at_ms": at_ms,
         }
-        try:
-            with self.engine.begin() as conn:
-                upsert(
-                    conn,
-                    t.shadow_decisions,
-                    [row],
-                    ["policy", "candidate"],
-                    ["decision", "reasons", "table", "at_ms"],
-                )
-                enqueue(conn, outbox_rows)
-        except DBAPIError as exc:
-            raise StoreUnavailableError("record a shadow decision", exc) from exc
+        with writing(self.engine, "record a shadow decision") as conn:
+            upsert(
+                conn,
+                t.shadow_decisions,
+                [row],
+                ["policy", "candidate"],
+                ["decision", "reasons", "table", "at_ms"],
+            )
+            enqueue(conn, outbox_rows)
 
     def prune(self, before_ms: int, model: str | None = None) -> int:
         """Delete shadow windows starting before ``before_ms`` (of ``model``, or all)."""
         where = t.shadow_windows.c.window_start_ms < before_ms
         if model is not None:
             where = where & (t.shadow_windows.c.model == model)
-        try:
-            with self.engine.begin() as conn:
-                result = conn.execute(delete(t.shadow_windows).where(where))
-                return int(result.rowcount or 0)
-        except DBAPIError as exc:
-            raise StoreUnavailableError("prune shadow summaries", exc) from exc
+        with writing(self.engine, "prune shadow summaries") as conn:
+            result = conn.execute(delete(t.shadow_windows).where(where))
+            return int(result.rowcount or 0)
 
     # -- reading -----------------------------------------------------------------------
     def offsets(self, group_id: str) -> dict[TopicPartitionKey, int]:
         c = t.shadow_offsets.c
-        try:
-            with reader(self.engine) as conn:
-                rows = conn.execute(
-                    select(c.topic, c.partition, c.next_offset).where(c.group_id == group_id)
-                ).all()
-        except DBAPIError as exc:
-            raise StoreUnavailableError("read shadow offsets", exc) from exc
+        with reading(self.engine, "read shadow offsets") as conn:
+            rows = conn.execute(
+                select(c.topic, c.partition, c.next_offset).where(c.group_id == group_id)
+            ).all()
         return {(r.topic, int(r.partition)): int(r.next_offset) for r in rows}
 
     def stats(self, model: str, start_ms: int, end_ms: int) -> dict[str, ShadowStats]:
@@ -180,16 +163,13 @@ class ShadowStore:
             .order_by(c.candidate, c.window_start_ms)
         )
         out: dict[str, ShadowStats] = {}
-        try:
-            with reader(self.engine) as conn:
-                for row in conn.execute(query):
-                    s = ShadowStats.from_dict(orjson.loads(row.stats))
-                    if row.candidate in out:
-                        out[row.candidate].merge(s)
-                    else:
-                        out[row.candidate] = s
-        except DBAPIError as exc:
-            raise StoreUnavailableError("read shadow summaries", exc) from exc
+        with reading(self.engine, "read shadow summaries") as conn:
+            for row in conn.execute(query):
+                s = ShadowStats.from_dict(orjson.loads(row.stats))
+                if row.candidate in out:
+                    out[row.candidate].merge(s)
+                else:
+                    out[row.candidate] = s
         return out
 
     def candidates(self, model: str | None = None) -> list[dict[str, Any]]:
@@ -198,11 +178,8 @@ class ShadowStore:
         )
         if model is not None:
             query = query.where(t.shadow_candidates.c.model == model)
-        try:
-            with reader(self.engine) as conn:
-                rows = [dict(r._mapping) for r in conn.execute(query)]
-        except DBAPIError as exc:
-            raise StoreUnavailableError("read candidates", exc) from exc
+        with reading(self.engine, "read candidates") as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
             row["info"] = json.loads(row["info"])
         return rows
@@ -211,11 +188,8 @@ class ShadowStore:
         query = select(t.shadow_decisions)
         if policy is not None:
             query = query.where(t.shadow_decisions.c.policy == policy)
-        try:
-            with reader(self.engine) as conn:
-                rows = [dict(r._mapping) for r in conn.execute(query)]
-        except DBAPIError as exc:
-            raise StoreUnavailableError("read shadow decisions", exc) from exc
+        with reading(self.engine, "read shadow decisions") as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
         out = {}
         for row in rows:
             row["reasons"] = json.loads(row["reasons"])

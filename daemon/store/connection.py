@@ -1,13 +1,28 @@
-"""The store's SQLAlchemy engine, set up for SQLite or PostgreSQL."""
+"""The store's SQLAlchemy engine, set up for SQLite or PostgreSQL, and the two ways in:
+:func:`writing` and :func:`reading`.
+
+Every store call goes through one of them, so every database failure reaches the caller
+the same way: as :class:`~watchkeeper.daemon.errors.StoreUnavailableError` naming the
+operation, retriable — never as a raw SQLAlchemy error in one place and a translated one in
+another.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import NullPool
+from watchkeeper.daemon.errors import StoreUnavailableError
+
+STORE_ERRORS = (DBAPIError, PoolTimeoutError)
+"""What the database (or the connection pool) raises when the store cannot do its part."""
 
 READ_ONLY = "watchkeeper_read_only"
 """Execution option marking a connection that only reads (see :func:`reader`)."""
@@ -16,6 +31,28 @@ READ_ONLY = "watchkeeper_read_only"
 def reader(engine: Engine) -> Connection:
     """A connection for reading only; on SQLite it does not wait for the write lock."""
     return engine.connect().execution_options(**{READ_ONLY: True})
+
+
+@contextmanager
+def writing(engine: Engine, operation: str) -> Iterator[Connection]:
+    """One write transaction (committed when the block ends, rolled back when it raises);
+    a database error becomes :class:`StoreUnavailableError` for ``operation``."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except STORE_ERRORS as exc:
+        raise StoreUnavailableError(operation, exc) from exc
+
+
+@contextmanager
+def reading(engine: Engine, operation: str) -> Iterator[Connection]:
+    """A read-only connection (see :func:`reader`); a database error becomes
+    :class:`StoreUnavailableError` for ``operation``."""
+    try:
+        with reader(engine) as conn:
+            yield conn
+    except STORE_ERRORS as exc:
+        raise StoreUnavailableError(operation, exc) from exc
 
 
 def create_store_engine(url: str) -> Engine:

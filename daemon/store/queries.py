@@ -14,8 +14,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.exc import DBAPIError, OperationalError
-from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.eventtime.watermarks import (
     ClockSettings,
     Mark,
@@ -24,7 +22,7 @@ from watchkeeper.daemon.eventtime.watermarks import (
     PartitionStatus,
 )
 from watchkeeper.daemon.store import tables as t
-from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.connection import reading
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 
@@ -49,11 +47,8 @@ class StoreQueries:
         if conn is not None:
             yield conn
             return
-        try:
-            with reader(self.engine) as own:
-                yield own
-        except (OperationalError, DBAPIError) as exc:
-            raise StoreUnavailableError("read", exc) from exc
+        with reading(self.engine, "read") as own:
+            yield own
 
     def offsets(self, group_id: str) -> dict[TopicPartitionKey, int]:
         with self._read(None) as conn:

@@ -24,7 +24,7 @@ from watchkeeper.daemon.errors import MigrationError, StoreUnavailableError
 from watchkeeper.daemon.eventtime.watermarks import ClockSettings, Mark, MarkKey
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
-from watchkeeper.daemon.store.connection import create_store_engine, reader
+from watchkeeper.daemon.store.connection import create_store_engine, reader, writing
 from watchkeeper.daemon.store.label_join import (
     JoinBuffer,
     JoinOutcome,
@@ -350,20 +350,17 @@ class Store(StoreQueries):
                 (t.outbox.c.created_ms < before_ms) & (t.outbox.c.state != "pending")
             ),
         }
-        try:
-            with self.engine.begin() as conn:
-                return {
-                    name: int(conn.execute(stmt).rowcount or 0) for name, stmt in statements.items()
-                }
-        except DBAPIError as exc:
-            raise StoreUnavailableError("prune", exc) from exc
+        with writing(self.engine, "prune") as conn:
+            return {
+                name: int(conn.execute(stmt).rowcount or 0) for name, stmt in statements.items()
+            }
 
     def secret(self, name: str, size: int = 32) -> bytes:
         """A random secret of the store's own, made on first use and kept: every replica
         reads the same one (the first writer wins a race)."""
         import secrets
 
-        with self.engine.begin() as conn:
+        with writing(self.engine, "read a store secret") as conn:
             upsert(
                 conn,
                 t.store_secrets,
@@ -393,19 +390,14 @@ class Store(StoreQueries):
                 (lab.model == model) & (lab.ts_ms < before_ms)
             ),
         }
-        try:
-            with self.engine.begin() as conn:
-                out = {
-                    name: int(conn.execute(stmt).rowcount or 0) for name, stmt in statements.items()
-                }
-                outcome = JoinOutcome()
-                outcome.expired[(model, "prediction")] = out["pending_predictions"]
-                outcome.expired[(model, "label")] = out["pending_labels"]
-                if out["pending_predictions"] or out["pending_labels"]:
-                    self._count_joins(conn, outcome)
-                return out
-        except DBAPIError as exc:
-            raise StoreUnavailableError("prune", exc) from exc
+        with writing(self.engine, "prune") as conn:
+            out = {name: int(conn.execute(stmt).rowcount or 0) for name, stmt in statements.items()}
+            outcome = JoinOutcome()
+            outcome.expired[(model, "prediction")] = out["pending_predictions"]
+            outcome.expired[(model, "label")] = out["pending_labels"]
+            if out["pending_predictions"] or out["pending_labels"]:
+                self._count_joins(conn, outcome)
+            return out
 
     def save_reference(self, profile: ReferenceProfile, name: str = "default") -> None:
         """Keep a reference profile under (model, name), replacing an older one."""
@@ -415,10 +407,5 @@ class Store(StoreQueries):
             "created_at": _utcnow(),
             "profile": orjson.dumps(profile.to_dict()),
         }
-        try:
-            with self.engine.begin() as conn:
-                upsert(
-                    conn, t.reference_profiles, [row], ["model", "name"], ["created_at", "profile"]
-                )
-        except (OperationalError, DBAPIError) as exc:
-            raise StoreUnavailableError("save reference", exc) from exc
+        with writing(self.engine, "save reference") as conn:
+            upsert(conn, t.reference_profiles, [row], ["model", "name"], ["created_at", "profile"])
