@@ -22,6 +22,25 @@ from tests.support import (
 )
 
 
+# -- tiers -----------------------------------------------------------------------------
+# What a test needs decides its markers, not who remembered to write them: a test using
+# the broker is `broker`, one on PostgreSQL (directly, or as the postgresql run of a
+# both-stores test) is `postgres`; and a test in unit/ may use neither.
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = {str(v) for v in callspec.params.values()} if callspec is not None else set()
+        needs_broker = "broker" in names
+        needs_postgres = "pg_database" in names or "postgresql" in params
+        if needs_broker:
+            item.add_marker(pytest.mark.broker)
+        if needs_postgres:
+            item.add_marker(pytest.mark.postgres)
+        if "tests/unit/" in item.nodeid and (needs_broker or needs_postgres):
+            raise pytest.UsageError(f"{item.nodeid}: a unit test uses a server; move it")
+
+
 # -- leak check ------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def no_leaked_threads() -> Iterator[None]:

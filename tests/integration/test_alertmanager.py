@@ -14,6 +14,8 @@ from watchkeeper.daemon.notify.delivery import OutboxState
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.store.store import Store
 
+from tests.support import wait_until
+
 
 def alerts(url: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(url + "/api/v2/alerts", timeout=5) as resp:
@@ -45,8 +47,16 @@ def note(kind: str) -> Notification:
 def test_firing_then_resolved_in_a_real_alertmanager(alertmanager: str, tmp_path: Path) -> None:
     with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
         state = OutboxState(Outbox(store.engine), "am")
+        # the channel's clock, moved by the test (Alertmanager itself runs on the wall clock:
+        # the clock starts at the wall clock's now and only moves ahead)
+        now = [time.time()]
         channel = AlertmanagerChannel(
-            "am", alertmanager, state=state, resend_interval_s=1.0, resolved_resend_s=2.0
+            "am",
+            alertmanager,
+            state=state,
+            resend_interval_s=1.0,
+            resolved_resend_s=2.0,
+            clock=lambda: now[0],
         )
         channel.send(note("opened"))
         (active,) = alerts(alertmanager)
@@ -64,19 +74,22 @@ def test_firing_then_resolved_in_a_real_alertmanager(alertmanager: str, tmp_path
         assert active["annotations"]["report_url"].endswith("/reports/r.html")
         assert active["generatorURL"] == "http://127.0.0.1:8450/api/incidents"
         first_end = active["endsAt"]
-        time.sleep(1.1)
+        now[0] += 1.1
         # a restarted daemon re-sends from the durable state, pushing endsAt ahead
         again = AlertmanagerChannel(
-            "am", alertmanager, state=state, resend_interval_s=1.0, resolved_resend_s=2.0
+            "am",
+            alertmanager,
+            state=state,
+            resend_interval_s=1.0,
+            resolved_resend_s=2.0,
+            clock=lambda: now[0],
         )
         again.refresh()
         (active,) = alerts(alertmanager)
         assert active["endsAt"] > first_end
         again.send(note("resolved"))
-        deadline = time.monotonic() + 10
-        while alerts(alertmanager) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert alerts(alertmanager) == []  # ended: Alertmanager no longer shows it
-        time.sleep(2.1)
+        # ended at the channel's now: Alertmanager stops showing it once its own clock is there
+        wait_until(lambda: alerts(alertmanager) == [], timeout=10)
+        now[0] += 2.1
         again.refresh()  # past resolved_resend: forgotten by the channel too
         assert state.get("__active__") == {}

@@ -287,7 +287,20 @@ def test_shadow_evaluation_on_the_stream(
         )
         # the decisions: int8 promoted, the lossy and the broken candidates rejected
         wait_until(lambda: len(receiver.received) >= 6, timeout=60)
-        time.sleep(3)  # several more checks: nothing is announced twice
+
+        def checks_run() -> float:
+            return sum(
+                daemon.registry.get_sample_value(
+                    "watchkeeper_policy_checks_total", {"policy": policy, "outcome": "ok"}
+                )
+                or 0.0
+                for policy in daemon.scheduler.status.policies  # type: ignore[union-attr]
+            )
+
+        # several more check rounds of every policy (counted, not timed): nothing may be
+        # announced twice by them
+        seen = checks_run()
+        wait_until(lambda: checks_run() >= seen + 3 * 2, timeout=60)
         status, body = fetch(f"http://{daemon.http.address}/api/shadow")  # type: ignore[union-attr]
         totals = daemon.store.totals()  # type: ignore[union-attr]
         incidents = IncidentStore(daemon.store.engine).incidents("open")  # type: ignore[union-attr]
