@@ -20,9 +20,6 @@ from watchkeeper.detectors.sketches import ColumnSketch
 from watchkeeper.detectors.window import WindowSummary
 
 Status = Literal["ok", "insufficient_data", "error"]
-PREDICTION = "__prediction__"
-PREDICTION_CLASS = "__prediction_class__"
-LABEL = "__label__"
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,9 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from watchkeeper.detectors.base import (
-    PREDICTION,
-    PREDICTION_CLASS,
-    Finding,
-    Score,
-    WindowView,
-)
+from watchkeeper.detectors.base import Finding, Score, WindowView
 from watchkeeper.detectors.errors import InsufficientDataError
-from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.profile import PREDICTION, PREDICTION_CLASS, ReferenceProfile
 from watchkeeper.detectors.registry import MetricInfo, metric
 from watchkeeper.detectors.sketches import ColumnSketch
 from watchkeeper.detectors.window import WindowSummary

@@ -46,12 +46,12 @@ from typing import Any, Literal
 import numpy as np
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS, Estimate
+from watchkeeper.detectors.profile import PREDICTION
 from watchkeeper.detectors.sampling_band import SAMPLING_ERROR_RANGE, MetricSpread, band_around
 from watchkeeper.detectors.tree_ensemble import TreeEnsemble, export_hist_gradient_boosting
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 LOSS_MODEL_FORMAT = "watchkeeper.loss_model/v1"
-PREDICTION_FEATURE = "__prediction__"
 MAX_CATEGORIES = 250  # HistGradientBoosting allows at most max_bins (255) categories
 OTHER = "__other__"
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -126,7 +126,7 @@ def encode_matrix(
     n = int(np.asarray(prediction).shape[0])
     out = np.full((n, len(features)), np.nan)
     for j, enc in enumerate(features):
-        values = prediction if enc.name == PREDICTION_FEATURE else columns.get(enc.name)
+        values = prediction if enc.name == PREDICTION else columns.get(enc.name)
         if values is not None:
             out[:, j] = enc.encode(values)
     return out
@@ -219,7 +219,7 @@ def fit_loss_model(
         else FeatureEncoding(name, "numeric")
         for name, values in sorted(columns.items())
     ]
-    encodings.append(FeatureEncoding(PREDICTION_FEATURE, "numeric"))
+    encodings.append(FeatureEncoding(PREDICTION, "numeric"))
     kept = {k: _rows(v, ok) for k, v in columns.items()}
     x = encode_matrix(tuple(encodings), kept, pred[ok])
     err = y[ok] - pred[ok]

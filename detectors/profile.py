@@ -40,6 +40,13 @@ from watchkeeper.detectors.window import WindowSummary
 
 FORMAT = "watchkeeper.reference/v1"
 
+# The reserved column names: a profile's (and a window's) prediction, its class and the
+# label sit beside the features under these names, which no feature name can take
+# (ingest admission refuses them).
+PREDICTION = "__prediction__"
+PREDICTION_CLASS = "__prediction_class__"
+LABEL = "__label__"
+
 
 @dataclass(frozen=True)
 class NumericProfile:
@@ -161,7 +168,7 @@ class ReferenceProfile:
     def column(self, name: str) -> ColumnProfile | None:
         """A feature by name, or ``__prediction__`` / ``__prediction_class__`` / ``__label__``."""
         special = {
-            "__prediction__": self.prediction,
+            PREDICTION: self.prediction,
             "__prediction_class__": self.prediction_class,
             "__label__": self.label,
         }

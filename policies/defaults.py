@@ -9,11 +9,8 @@ in reference σ) use 0.1 / 0.2–0.25 by the same reading; the data-quality rate
 
 from __future__ import annotations
 
-from typing import Literal
-
 from watchkeeper.detectors.registry import metric
-
-Severity = Literal["ok", "warn", "critical"]
+from watchkeeper.policies.schema import Verdict
 
 DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
     "psi": (0.1, 0.25),
@@ -31,7 +28,7 @@ DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
 
 def severity(
     name: str, value: float | None, thresholds: dict[str, tuple[float, float]] | None = None
-) -> Severity:
+) -> Verdict:
     """``warn`` / ``critical`` when ``value`` crosses the metric's thresholds, else ``ok``.
 
     >>> severity("psi", 0.3), severity("psi", 0.12), severity("psi", 0.01)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Final, Literal, NewType
 
 from watchkeeper.detectors.base import Finding
 from watchkeeper.policies.auto import auto_threshold
@@ -35,11 +35,36 @@ from watchkeeper.policies.summaries import (
 
 Decision = Literal["breach", "clear", "hold", "ok", "insufficient_data", "error"]
 EventKind = Literal["opened", "escalated", "de-escalated", "updated", "resolved"]
-NO_DATA = "__no_data__"
-ERROR = "__error__"
-CANDIDATE = "__candidate__:"
-"""Prefix of the incidents of disabled shadow candidates (one per candidate)."""
-DIGEST = "*"
+# Incidents that are not one metric's on one feature: their "feature" slot (part of the
+# fingerprint, stored as is) names what they are about.
+SpecialIncident = Literal["__no_data__", "__error__"]
+NO_DATA: Final[SpecialIncident] = "__no_data__"
+"""The window held too little to judge (one per policy)."""
+ERROR: Final[SpecialIncident] = "__error__"
+"""A rule's check failed (one per rule)."""
+DIGEST: Final = "*"
+"""A digest rule's one incident over all its features."""
+CandidateIncident = NewType("CandidateIncident", str)
+"""A disabled shadow candidate (one per candidate): :func:`candidate_incident`."""
+_CANDIDATE_PREFIX: Final = "__candidate__:"
+
+
+def candidate_incident(candidate: str) -> CandidateIncident:
+    """The feature slot of the incident of a disabled shadow candidate."""
+    return CandidateIncident(f"{_CANDIDATE_PREFIX}{candidate}")
+
+
+def candidate_of(feature: str | None) -> str | None:
+    """The candidate a disabled-candidate incident is about; None for any other incident.
+
+    >>> candidate_of(candidate_incident("int8")), candidate_of("amount")
+    ('int8', None)
+    """
+    if feature is None or not feature.startswith(_CANDIDATE_PREFIX):
+        return None
+    return feature.removeprefix(_CANDIDATE_PREFIX)
+
+
 _RANK = {None: 0, "warn": 1, "critical": 2}
 
 
@@ -220,7 +245,7 @@ class PolicyEngine:
         names = [c.name for c in shadow.candidates] if shadow is not None else []
         events: list[IncidentEvent] = []
         for name in names:
-            kind = f"{CANDIDATE}{name}"
+            kind = candidate_incident(name)
             if name in failures:
                 summary = (
                     f"shadow candidate {name} of {self.policy.model} disabled: {failures[name]}"
@@ -229,9 +254,11 @@ class PolicyEngine:
             else:
                 events += self._resolve_special(kind, None, at_ms, "the candidate runs again")
         for incident in list(self.incidents.values()):
-            feature = incident.feature or ""
-            if feature.startswith(CANDIDATE) and feature.removeprefix(CANDIDATE) not in names:
-                events += self._resolve_special(feature, None, at_ms, "no longer a candidate")
+            gone = candidate_of(incident.feature)
+            if gone is not None and gone not in names:
+                events += self._resolve_special(
+                    candidate_incident(gone), None, at_ms, "no longer a candidate"
+                )
         return events
 
     def no_data(self, at_ms: int, since_ms: int | None, events_seen: int) -> list[IncidentEvent]:
@@ -379,7 +406,12 @@ class PolicyEngine:
         return [IncidentEvent(kind, incident, at_ms)] if kind else []
 
     def _open_special(
-        self, kind: str, rule: Rule | None, at_ms: int, severity: Severity, summary: str
+        self,
+        kind: SpecialIncident | CandidateIncident,
+        rule: Rule | None,
+        at_ms: int,
+        severity: Severity,
+        summary: str,
     ) -> list[IncidentEvent]:
         rule_key = rule.key if rule else ""
         key = fingerprint(self.policy.key, rule_key, kind)
@@ -403,7 +435,7 @@ class PolicyEngine:
         return [IncidentEvent("opened", incident, at_ms)]
 
     def _resolve_special(
-        self, kind: str, rule: Rule | None, at_ms: int, note: str
+        self, kind: SpecialIncident | CandidateIncident, rule: Rule | None, at_ms: int, note: str
     ) -> list[IncidentEvent]:
         key = fingerprint(self.policy.key, rule.key if rule else "", kind)
         incident = self.incidents.pop(key, None)

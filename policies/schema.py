@@ -33,12 +33,15 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
+from watchkeeper.detectors.profile import PREDICTION
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.cron import crontab_trigger
 from watchkeeper.policies.durations import Duration
 from watchkeeper.policies.shadow import Shadow
 
 Severity = Literal["warn", "critical"]
+Verdict = Literal["ok", "warn", "critical"]
+"""A value judged against a rule's thresholds: a :data:`Severity`, or ``ok`` below both."""
 SEVERITIES: tuple[Severity, ...] = ("warn", "critical")
 AUTO_METRICS = ("psi", "kl_divergence", "js_distance", "ks", "chi2")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -194,14 +197,14 @@ class Rule(_Strict):
 
     def feature_patterns(self) -> list[str] | None:
         """Selected features as names / globs; None for every input feature (never the
-        prediction); ["__prediction__"] for the prediction (and its class)."""
+        prediction); [PREDICTION] for the prediction (and its class)."""
         if self.features == "all":
             return None
         if self.features == "prediction":
-            return ["__prediction__"]
+            return [PREDICTION]
         if isinstance(self.features, str):
             return [self.features]
-        return ["__prediction__" if f == "prediction" else f for f in self.features]
+        return [PREDICTION if f == "prediction" else f for f in self.features]
 
     def grouped(self) -> bool:
         if self.group is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from watchkeeper.detectors.profile import PREDICTION
 from watchkeeper.policies.schema import Policy, Rule, Severity
 
 
@@ -37,7 +38,7 @@ def incident_summary(
     digest: bool,
 ) -> str:
     def show(feature: str) -> str:
-        name = "prediction" if feature == "__prediction__" else feature
+        name = "prediction" if feature == PREDICTION else feature
         value = members[feature]
         return f"{name} {value:.4g}" if value is not None else name
 
@@ -61,7 +62,7 @@ def incident_summary(
 
 def resolved_summary(policy: Policy, rule: Rule, values: dict[str, float | None]) -> str:
     def show(feature: str) -> str:
-        name = "prediction" if feature == "__prediction__" else feature
+        name = "prediction" if feature == PREDICTION else feature
         value = values[feature]
         shown = "n/a" if value is None else f"{value:.4g}"
         return f"{name} {shown}" if name else shown

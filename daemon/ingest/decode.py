@@ -54,8 +54,9 @@ from watchkeeper.daemon.ingest.fields import (
     transpose,
     type_name,
 )
-from watchkeeper.daemon.ingest.kinds import LABEL, PREDICTION, KindRegistry
+from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.store.quarantine import Quarantined
+from watchkeeper.detectors.profile import LABEL, PREDICTION
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
 

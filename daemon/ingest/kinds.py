@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-PREDICTION = "__prediction__"
-LABEL = "__label__"
+from watchkeeper.detectors.profile import LABEL, PREDICTION
+
 # the prediction may also be a probability vector: summarised as a score and a class
 KINDS = ("numeric", "categorical", "proba")
 

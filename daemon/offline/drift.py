@@ -14,15 +14,15 @@ import pandas as pd
 from watchkeeper.daemon.checks.checker import findings_for
 from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.daemon.offline.reference import REFERENCE_K, column_sketch, read_chunks
-from watchkeeper.detectors.base import PREDICTION, Finding
+from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.evaluate import evaluate
-from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.profile import PREDICTION, ReferenceProfile
 from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS, METRICS
 from watchkeeper.detectors.reservoir import Reservoir, mix64
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
-from watchkeeper.policies.defaults import Severity, severity
+from watchkeeper.policies.defaults import severity
 from watchkeeper.policies.engine import rule_thresholds
-from watchkeeper.policies.schema import Policy
+from watchkeeper.policies.schema import Policy, Verdict
 
 
 def summarize_file(
@@ -81,7 +81,7 @@ def drift_findings(
     window: WindowSummary,
     metrics: Sequence[str] = DEFAULT_DRIFT_METRICS,
     min_samples: int = 100,
-) -> list[tuple[Finding, Severity]]:
+) -> list[tuple[Finding, Verdict]]:
     # every input feature, and the prediction when the batch has one
     features = sorted(reference.features) + ([PREDICTION] if window.prediction is not None else [])
     findings = evaluate(reference, window, metrics, min_samples=min_samples, features=features)
@@ -90,16 +90,16 @@ def drift_findings(
 
 def policy_findings(
     policy: Policy, reference: ReferenceProfile, window: WindowSummary
-) -> list[tuple[Finding, Severity]]:
+) -> list[tuple[Finding, Verdict]]:
     """A batch judged by a policy file's column rules, with the thresholds the daemon uses
     (fixed, relative or derived from the false-alarm budget)."""
     column_rules = [r for r in policy.rules if METRICS[r.metric].scope == "column"]
     scoped = policy.model_copy(update={"rules": column_rules})
     found = findings_for(scoped, reference, window, 1.0, ())
-    out: list[tuple[Finding, Severity]] = []
+    out: list[tuple[Finding, Verdict]] = []
     for rule in column_rules:
         for f in found.get(rule.key, []):
-            sev: Severity = "ok"
+            sev: Verdict = "ok"
             if f.status == "ok" and f.value is not None:
                 t = rule_thresholds(
                     rule, f, reference.metrics, policy.schedule.period_s(), len(found[rule.key])
@@ -122,7 +122,7 @@ _SHORT = {
 }
 
 
-def render_table(results: list[tuple[Finding, Severity]]) -> Any:
+def render_table(results: list[tuple[Finding, Verdict]]) -> Any:
     from rich.table import Table
 
     metrics = list(dict.fromkeys(f.metric for f, _ in results))

@@ -25,7 +25,7 @@ from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.shadow import ShadowStats, shadow_finding
-from watchkeeper.policies.engine import IncidentEvent, PolicyEngine, fingerprint
+from watchkeeper.policies.engine import IncidentEvent, PolicyEngine, candidate_of, fingerprint
 from watchkeeper.policies.promotion import Verdict, decide
 from watchkeeper.policies.schema import Policy
 
@@ -103,7 +103,7 @@ class ShadowChecks:
 
     def failures(self, policy: Policy, engine: PolicyEngine, at_ms: int) -> list[IncidentEvent]:
         if policy.shadow is None and not any(
-            (i.feature or "").startswith("__candidate__") for i in engine.incidents.values()
+            candidate_of(i.feature) is not None for i in engine.incidents.values()
         ):
             return []
         disabled = {

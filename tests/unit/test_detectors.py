@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
-from watchkeeper.detectors.base import PREDICTION
 from watchkeeper.detectors.binning import UNSEEN, binned, proportions
 from watchkeeper.detectors.chi2 import ChiSquare
 from watchkeeper.detectors.evaluate import evaluate
@@ -22,6 +21,7 @@ from watchkeeper.detectors.ks import KS
 from watchkeeper.detectors.nan_rate import NanRate
 from watchkeeper.detectors.out_of_range import OutOfRange
 from watchkeeper.detectors.profile import (
+    PREDICTION,
     CategoricalProfile,
     ReferenceProfile,
     bin_counts,

@@ -23,7 +23,6 @@ from watchkeeper.detectors.estimation_reference import (
 )
 from watchkeeper.detectors.loss_model import (
     OTHER,
-    PREDICTION_FEATURE,
     FeatureEncoding,
     LossModel,
     LossSketch,
@@ -31,6 +30,7 @@ from watchkeeper.detectors.loss_model import (
     fit_loss_model,
     fit_regressor,
 )
+from watchkeeper.detectors.profile import PREDICTION
 from watchkeeper.detectors.tree_ensemble import TreeEnsemble, export_hist_gradient_boosting
 
 
@@ -201,7 +201,7 @@ def test_loss_model_round_trips_through_json(estimation) -> None:
     cols, pred, _ = heteroscedastic(np.random.default_rng(7), 500)
     for a, b in zip(back.predict(cols, pred), model.predict(cols, pred), strict=True):
         assert np.array_equal(a, b)
-    assert model.features[-1].name == PREDICTION_FEATURE
+    assert model.features[-1].name == PREDICTION
     assert Estimation.from_dict(json.loads(json.dumps(estimation.to_dict()))) == estimation
 
 
