@@ -315,7 +315,7 @@ class Daemon:
                 shadow=ShadowChecks(
                     self.shadow_store,
                     size_ms,
-                    router.routed,
+                    router.plan_decision,
                     self._base_url(),
                     self.silences.silenced,
                     self.delivery.wake,

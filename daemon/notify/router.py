@@ -96,6 +96,13 @@ class Router:
         """The rule's actions at the notification's severity, plus the matching routes."""
         return sorted(set(self.targets(note.rule, note.severity, policy)) | set(self.routed(note)))
 
+    def plan_decision(
+        self, note: Notification, targets: Sequence[str]
+    ) -> list[tuple[str, Notification]]:
+        """(channel, notification) for a shadow promotion decision: the channels its
+        policy's ``promotion.on_promote`` / ``on_reject`` name, plus the matching routes."""
+        return [(name, note) for name in sorted(set(targets) | set(self.routed(note)))]
+
     def plan(self, event: IncidentEvent, policy: Policy) -> list[tuple[str, Notification]]:
         """(channel, notification) for each channel this event goes to."""
         note = notification(event, policy, self.base_url, self.window_size_ms, self.report_name)

@@ -14,7 +14,7 @@ Run with each check of a policy that has a ``shadow`` section:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -30,7 +30,10 @@ from watchkeeper.policies.promotion import Verdict, decide
 from watchkeeper.policies.schema import Policy
 
 log = logging.getLogger(__name__)
-Routes = Callable[[Notification], list[str]]
+DecisionPlan = Callable[[Notification, Sequence[str]], list[tuple[str, Notification]]]
+"""(channel, notification) for a decision and the channels its promotion section names:
+:meth:`~watchkeeper.daemon.notify.router.Router.plan_decision`, so decisions are routed
+where every other notification is."""
 TABLE_METRICS = (
     "shadow_rows",
     "shadow_agreement",
@@ -69,14 +72,14 @@ class ShadowChecks:
         self,
         store: ShadowStore,
         size_ms: int,
-        routed: Routes | None = None,
+        plan: DecisionPlan | None = None,
         base_url: str | None = None,
         silenced: Callable[[Notification], bool] | None = None,
         enqueued: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.size_ms = size_ms
-        self.routed = routed
+        self.plan = plan
         self.base_url = base_url
         self.silenced = silenced
         self.enqueued = enqueued
@@ -152,8 +155,10 @@ class ShadowChecks:
                 targets = (
                     promotion.on_promote if verdict.decision == "promote" else (promotion.on_reject)
                 )
-                routed = self.routed(note) if self.routed is not None else []
-                notes = [(ch, note) for ch in sorted(set(targets) | set(routed))]
+                if self.plan is not None:
+                    notes = self.plan(note, targets)
+                else:
+                    notes = [(ch, note) for ch in sorted(set(targets))]
             self.store.record_decision(
                 policy.key,
                 c.name,
