@@ -218,148 +218,195 @@ class Daemon:
         ]
 
     def run(self, stop: threading.Event) -> None:
+        """Start every component in order, ingest until ``stop``, stop them in reverse."""
         config = self.config
         with ExitStack() as stack:
             store = Store.open(config.store_url())
             stack.callback(store.close)
             self.store = store
-            topics = [t.name for t in config.kafka.topics.by_role().values()]
-            metrics = IngestMetrics(self.registry, topics)
-            size_ms = int(config.windows.size * 1000)
-            self.shadow_store = ShadowStore(store.engine)
-            self.shadow = ShadowEvaluator(
-                config.shadow,
-                self.shadow_store,
-                config.kafka.group_id,
-                size_ms,
-                self.registry,
-                label_ttl_ms=int(config.ingest.label_ttl * 1000),
-                decision_threshold=config.ingest.decision_threshold,
-            )
-            self.ingestor = Ingestor(config, store, metrics, clock=self.clock, shadow=self.shadow)
-            reports = Reports(
-                store,
-                Path(config.reports.dir),
-                max_bytes=config.reports.max_bytes,
-                max_age_s=config.reports.max_age,
-                queue_size=config.reports.queue,
-                wait_s=config.reports.wait,
-            )
-            stack.callback(reports.close)
-            # evaluations are kept store.retention behind each policy's last tick (all: 0)
-            retention = config.store.retention
-            incidents = IncidentStore(
-                store.engine, int(retention * 1000) if retention > 0 else 2**62
-            )
-            self.incidents = incidents
-            # one replica per group runs checks, delivery and housekeeping (leadership.py)
-            leadership = Leadership(
-                store.engine,
-                config.kafka.group_id,
-                self.registry,
-                on_change=self._leadership_changed,
-            ).start()
-            stack.callback(leadership.close)
-            self.leadership = leadership
+            self._build_ingestion(store)
+            reports = self._start_reports(stack, store)
+            leadership = self._start_leadership(stack, store)
             outbox = Outbox(store.engine)
-            channels = build_channels(config, outbox)
-            for channel in channels.values():
-                stack.callback(channel.close)
-            self.delivery = DeliveryWorker(
-                outbox,
-                channels,
-                self.registry,
-                retry=RetryPolicy(
-                    base=config.alerts.retry_base,
-                    cap=config.alerts.retry_cap,
-                    give_up_after=config.alerts.give_up_after,
-                ),
-                group_wait_s=config.alerts.group_wait,
-                group_interval_s=config.alerts.group_interval,
-                failure_channels=tuple(
-                    c for c in config.alerts.on_delivery_failure if c in channels
-                ),
-                leading=leadership.is_leader,
-                redact=RedactingFilter(secret_values(config)).redact,
-            ).start()
-            stack.callback(self.delivery.close)
-            token = os.environ[config.http.token_env] if config.http.token_env else None
-            self.http = HttpServer(
-                config.http.host,
-                config.http.port,
-                self.registry,
-                self._liveness,
-                self._readiness,
-                report_routes(reports) + self._api_routes(),
-                token,
-                public_url=config.http.public_url,
-            ).start()
-            stack.callback(self.http.close)
-            self.silences = Silences(store.engine)
-            router = Router(
-                self._base_url(),
-                config.alerts.routes,
-                int(config.windows.size * 1000),
-                report_name=reports.name_for,
-            )
-            checker = self.checker = Checker(
-                store,
-                incidents,
-                config.windows.size,
-                router.plan,
-                enqueued=self.delivery.wake,
-                clock=self.clock,
-                metrics=CheckMetrics(self.registry),
-                silenced=self.silences.silenced,
-                max_age_s=config.alerts.max_age,
-                shadow=ShadowChecks(
-                    self.shadow_store,
-                    size_ms,
-                    router.plan_decision,
-                    self._base_url(),
-                    self.silences.silenced,
-                    self.delivery.wake,
-                ),
-            )
+            self._start_delivery(stack, outbox, leadership)
+            self._start_http(stack, reports)
+            router = self._build_checker(store, reports)
             # the worker stops after ingestion (it may still hold offered rows), before
             # the store closes
+            assert self.shadow is not None and self.ingestor is not None
             self.shadow.start()
             stack.callback(self.shadow.close)
             self.ingestor.open()
             stack.callback(self.ingestor.close)
-            self.stepper = PolicyStepper(
-                checker, store, step_settings(config), self.registry, clock=self.clock
-            )
-            self.scheduler = PolicyScheduler(
-                self.stepper,
-                list(config.policies.paths),
-                self.registry,
-                set(config.alerts.channels),
-                config.windows.size,
-                clock=self.clock,
-                on_reload=self.shadow.configure,
-                leading=leadership.is_leader,
-                poll_interval_s=config.policies.poll_interval,
-            ).start()
-            stack.callback(self.scheduler.close)
-            self.housekeeper = Housekeeper(
-                config.alerts,
-                outbox,
-                incidents,
-                router,
-                self._policies,
-                self.delivery.wake,
-                clock=self.clock,
-                prune=self._pruner(store),
-                leading=leadership.is_leader,
-            ).start()
-            stack.callback(self.housekeeper.close)
+            self._start_checks(stack, store, leadership)
+            self._start_housekeeping(stack, store, outbox, router, leadership)
             self.started.set()
             log.info(
                 "watchkeeper is running (group %s, topics %s)",
                 config.kafka.group_id,
-                ", ".join(topics),
+                ", ".join(t.name for t in config.kafka.topics.by_role().values()),
             )
             self.ingestor.run(stop)
             log.info("stopping: committing window state and offsets")
         log.info("stopped")
+
+    # -- the steps of run(), in start order ---------------------------------------------
+    def _build_ingestion(self, store: Store) -> None:
+        """The shadow evaluator and the ingestor (neither started yet)."""
+        config = self.config
+        topics = [t.name for t in config.kafka.topics.by_role().values()]
+        metrics = IngestMetrics(self.registry, topics)
+        size_ms = int(config.windows.size * 1000)
+        self.shadow_store = ShadowStore(store.engine)
+        self.shadow = ShadowEvaluator(
+            config.shadow,
+            self.shadow_store,
+            config.kafka.group_id,
+            size_ms,
+            self.registry,
+            label_ttl_ms=int(config.ingest.label_ttl * 1000),
+            decision_threshold=config.ingest.decision_threshold,
+        )
+        self.ingestor = Ingestor(config, store, metrics, clock=self.clock, shadow=self.shadow)
+
+    def _start_reports(self, stack: ExitStack, store: Store) -> Reports:
+        config = self.config
+        reports = Reports(
+            store,
+            Path(config.reports.dir),
+            max_bytes=config.reports.max_bytes,
+            max_age_s=config.reports.max_age,
+            queue_size=config.reports.queue,
+            wait_s=config.reports.wait,
+        )
+        stack.callback(reports.close)
+        # evaluations are kept store.retention behind each policy's last tick (all: 0)
+        retention = config.store.retention
+        self.incidents = IncidentStore(
+            store.engine, int(retention * 1000) if retention > 0 else 2**62
+        )
+        return reports
+
+    def _start_leadership(self, stack: ExitStack, store: Store) -> Leadership:
+        # one replica per group runs checks, delivery and housekeeping (leadership.py)
+        leadership = Leadership(
+            store.engine,
+            self.config.kafka.group_id,
+            self.registry,
+            on_change=self._leadership_changed,
+        ).start()
+        stack.callback(leadership.close)
+        self.leadership = leadership
+        return leadership
+
+    def _start_delivery(self, stack: ExitStack, outbox: Outbox, leadership: Leadership) -> None:
+        config = self.config
+        channels = build_channels(config, outbox)
+        for channel in channels.values():
+            stack.callback(channel.close)
+        self.delivery = DeliveryWorker(
+            outbox,
+            channels,
+            self.registry,
+            retry=RetryPolicy(
+                base=config.alerts.retry_base,
+                cap=config.alerts.retry_cap,
+                give_up_after=config.alerts.give_up_after,
+            ),
+            group_wait_s=config.alerts.group_wait,
+            group_interval_s=config.alerts.group_interval,
+            failure_channels=tuple(c for c in config.alerts.on_delivery_failure if c in channels),
+            leading=leadership.is_leader,
+            redact=RedactingFilter(secret_values(config)).redact,
+        ).start()
+        stack.callback(self.delivery.close)
+
+    def _start_http(self, stack: ExitStack, reports: Reports) -> None:
+        config = self.config
+        token = os.environ[config.http.token_env] if config.http.token_env else None
+        self.http = HttpServer(
+            config.http.host,
+            config.http.port,
+            self.registry,
+            self._liveness,
+            self._readiness,
+            report_routes(reports) + self._api_routes(),
+            token,
+            public_url=config.http.public_url,
+        ).start()
+        stack.callback(self.http.close)
+
+    def _build_checker(self, store: Store, reports: Reports) -> Router:
+        """The silences, the router and the checker (with its shadow part); returns the
+        router, which housekeeping shares."""
+        config = self.config
+        assert self.incidents is not None and self.delivery is not None
+        assert self.shadow_store is not None
+        self.silences = Silences(store.engine)
+        router = Router(
+            self._base_url(),
+            config.alerts.routes,
+            int(config.windows.size * 1000),
+            report_name=reports.name_for,
+        )
+        self.checker = Checker(
+            store,
+            self.incidents,
+            config.windows.size,
+            router.plan,
+            enqueued=self.delivery.wake,
+            clock=self.clock,
+            metrics=CheckMetrics(self.registry),
+            silenced=self.silences.silenced,
+            max_age_s=config.alerts.max_age,
+            shadow=ShadowChecks(
+                self.shadow_store,
+                int(config.windows.size * 1000),
+                router.plan_decision,
+                self._base_url(),
+                self.silences.silenced,
+                self.delivery.wake,
+            ),
+        )
+        return router
+
+    def _start_checks(self, stack: ExitStack, store: Store, leadership: Leadership) -> None:
+        config = self.config
+        assert self.checker is not None and self.shadow is not None
+        self.stepper = PolicyStepper(
+            self.checker, store, step_settings(config), self.registry, clock=self.clock
+        )
+        self.scheduler = PolicyScheduler(
+            self.stepper,
+            list(config.policies.paths),
+            self.registry,
+            set(config.alerts.channels),
+            config.windows.size,
+            clock=self.clock,
+            on_reload=self.shadow.configure,
+            leading=leadership.is_leader,
+            poll_interval_s=config.policies.poll_interval,
+        ).start()
+        stack.callback(self.scheduler.close)
+
+    def _start_housekeeping(
+        self,
+        stack: ExitStack,
+        store: Store,
+        outbox: Outbox,
+        router: Router,
+        leadership: Leadership,
+    ) -> None:
+        assert self.incidents is not None and self.delivery is not None
+        self.housekeeper = Housekeeper(
+            self.config.alerts,
+            outbox,
+            self.incidents,
+            router,
+            self._policies,
+            self.delivery.wake,
+            clock=self.clock,
+            prune=self._pruner(store),
+            leading=leadership.is_leader,
+        ).start()
+        stack.callback(self.housekeeper.close)

@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "-c",
         "--config",
-        default=str(Path(__file__).resolve().parent.parent / "deploy" / "watchkeeper.yaml"),
+        default=str(Path(__file__).resolve().parents[2] / "deploy" / "watchkeeper.yaml"),
     )
     demo.add_argument(
         "--duration",

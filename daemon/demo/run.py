@@ -52,7 +52,7 @@ from watchkeeper.daemon.demo.timeline import (
 )
 from watchkeeper.daemon.demo.view import LiveView
 
-SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "policies" / "examples"
+SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 
 
 def _wait_for_data(daemon: Daemon, scale: Scale, stop: threading.Event, timeout: float) -> bool:

@@ -106,6 +106,19 @@ def _parse(value: bytes) -> Any:
         return json.loads(value)
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """One decoded batch's columns and per-row arrays, for every model in it."""
+
+    cols: dict[str, list[Any]]
+    ts: Any
+    versions: Any
+    request_ids: Any
+    latency: Any
+    keys: Any
+    offsets: Any
+
+
 class Decoder:
     """Decodes records of one topic (one role); see the module docstring."""
 
@@ -215,9 +228,8 @@ class Decoder:
         for model in sorted({m for m in models.tolist() if m is not None}):
             idx = np.flatnonzero(models == model)
             idx = idx[[i not in bad for i in idx.tolist()]] if bad else idx
-            batch = self._model_batch(
-                model, idx, cols, ts, versions, request_ids, latency, (keys, offs), bad, result
-            )
+            rows = _Rows(cols, ts, versions, request_ids, latency, keys, offs)
+            batch = self._model_batch(model, idx, rows, bad, result)
             if batch is not None:
                 result.batches.append(batch)
         for i, (reason, detail) in sorted(bad.items()):
@@ -304,69 +316,20 @@ class Decoder:
         return out
 
     def _model_batch(
-        self,
-        model: str,
-        idx: Any,
-        cols: dict[str, list[Any]],
-        ts: Any,
-        versions: Any,
-        request_ids: Any,
-        latency: Any,
-        positions: tuple[Any, Any],
-        bad: BadRows,
-        result: DecodeResult,
+        self, model: str, idx: Any, batch: _Rows, bad: BadRows, result: DecodeResult
     ) -> ColumnBatch | None:
-        """The batch of ``model``'s good rows; ``positions`` are every row's (key, offset)."""
-        keys, offsets = positions
+        """The batch of ``model``'s good rows (positions ``idx`` in ``batch``)."""
         if idx.size == 0:
             return None
         rows = idx.tolist()
         local_bad: BadRows = {}
-        features: dict[str, Column] = {}
-        feats = cols.get("features")
-        if feats is not None:
-            sub = [feats[i] for i in rows]
-            names = sorted(set().union(*sub))
-            wrong = self.admission.bad_feature_names(names)
-            if wrong:  # one pass over the records, whatever the number of wrong names
-                for j, d in enumerate(sub):
-                    if not wrong.keys().isdisjoint(d):
-                        local_bad.setdefault(j, wrong[next(n for n in d if n in wrong)])
-                names = [n for n in names if n not in wrong]
-            admitted = self.kinds.admit(model, names)
-            if len(admitted) < len(names):
-                # counted in one pass over the records (linear, whatever the names)
-                ignored = set(names).difference(admitted)
-                result.ignored_features += sum(map(len, map(ignored.intersection, sub)))
-            numeric = [n for n in admitted if self.kinds.kind(model, n) == "numeric"]
-            block = numeric_block(sub, numeric)
-            if block is not None:
-                present = np.zeros(len(sub), dtype=bool)
-                for j, name in enumerate(numeric):
-                    features[name] = Column("numeric", block[:, j], present, present)
-                admitted = [n for n in admitted if n not in features]
-            for name, values in zip(admitted, transpose(sub, admitted), strict=True):
-                column = self.columns.build(
-                    model, name, values, f"features.{name}", local_bad, allow_proba=False
-                )
-                if isinstance(column, Column):
-                    features[name] = column
-        prediction = prediction_class = label = None
-        if "prediction" in cols:
-            values = [cols["prediction"][i] for i in rows]
-            column = self.columns.build(model, PREDICTION, values, "prediction", local_bad, True)
-            if isinstance(column, tuple):  # a probability vector: score and class
-                prediction, prediction_class = column
-            else:
-                prediction = column
-        if "prediction_class" in cols:  # the model's own decision wins over an argmax
-            values = [cols["prediction_class"][i] for i in rows]
-            prediction_class = self.columns.classes(values, "prediction_class", local_bad)
-        if "label" in cols:
-            column = self.columns.build(
-                model, LABEL, [cols["label"][i] for i in rows], "label", local_bad, False
-            )
-            label = column if not isinstance(column, tuple) else None
+        feats = batch.cols.get("features")
+        features = (
+            self._features(model, [feats[i] for i in rows], local_bad, result)
+            if feats is not None
+            else {}
+        )
+        prediction, prediction_class, label = self._outputs(model, batch.cols, rows, local_bad)
         keep = np.ones(len(rows), dtype=bool)
         for j, entry in local_bad.items():
             bad.setdefault(rows[j], entry)
@@ -383,17 +346,71 @@ class Decoder:
         return ColumnBatch(
             model=model,
             role=self.role,
-            ts_ms=ts[sel],
-            versions=versions[sel],
-            keys=keys[sel],
-            offsets=offsets[sel],
-            request_ids=None if request_ids is None else request_ids[sel],
+            ts_ms=batch.ts[sel],
+            versions=batch.versions[sel],
+            keys=batch.keys[sel],
+            offsets=batch.offsets[sel],
+            request_ids=None if batch.request_ids is None else batch.request_ids[sel],
             features={n: c for n, c in ((n, take(c)) for n, c in features.items()) if c},
             prediction=take(prediction),
             prediction_class=take(prediction_class),
             label=take(label),
-            latency_ms=None if latency is None else latency[sel],
+            latency_ms=None if batch.latency is None else batch.latency[sel],
         )
+
+    def _features(
+        self, model: str, sub: list[Any], local_bad: BadRows, result: DecodeResult
+    ) -> dict[str, Column]:
+        """The feature columns of one model's rows (``sub``: their feature objects)."""
+        features: dict[str, Column] = {}
+        names = sorted(set().union(*sub))
+        wrong = self.admission.bad_feature_names(names)
+        if wrong:  # one pass over the records, whatever the number of wrong names
+            for j, d in enumerate(sub):
+                if not wrong.keys().isdisjoint(d):
+                    local_bad.setdefault(j, wrong[next(n for n in d if n in wrong)])
+            names = [n for n in names if n not in wrong]
+        admitted = self.kinds.admit(model, names)
+        if len(admitted) < len(names):
+            # counted in one pass over the records (linear, whatever the names)
+            ignored = set(names).difference(admitted)
+            result.ignored_features += sum(map(len, map(ignored.intersection, sub)))
+        numeric = [n for n in admitted if self.kinds.kind(model, n) == "numeric"]
+        block = numeric_block(sub, numeric)
+        if block is not None:
+            present = np.zeros(len(sub), dtype=bool)
+            for j, name in enumerate(numeric):
+                features[name] = Column("numeric", block[:, j], present, present)
+            admitted = [n for n in admitted if n not in features]
+        for name, values in zip(admitted, transpose(sub, admitted), strict=True):
+            column = self.columns.build(
+                model, name, values, f"features.{name}", local_bad, allow_proba=False
+            )
+            if isinstance(column, Column):
+                features[name] = column
+        return features
+
+    def _outputs(
+        self, model: str, cols: dict[str, list[Any]], rows: list[int], local_bad: BadRows
+    ) -> tuple[Column | None, Column | None, Column | None]:
+        """The prediction, its class and the label of one model's rows."""
+        prediction = prediction_class = label = None
+        if "prediction" in cols:
+            values = [cols["prediction"][i] for i in rows]
+            column = self.columns.build(model, PREDICTION, values, "prediction", local_bad, True)
+            if isinstance(column, tuple):  # a probability vector: score and class
+                prediction, prediction_class = column
+            else:
+                prediction = column
+        if "prediction_class" in cols:  # the model's own decision wins over an argmax
+            values = [cols["prediction_class"][i] for i in rows]
+            prediction_class = self.columns.classes(values, "prediction_class", local_bad)
+        if "label" in cols:
+            column = self.columns.build(
+                model, LABEL, [cols["label"][i] for i in rows], "label", local_bad, False
+            )
+            label = column if not isinstance(column, tuple) else None
+        return prediction, prediction_class, label
 
     def _entry(self, partition: int, rec: RecordLike, reason: str, detail: str) -> Quarantined:
         raw = rec.value or b""

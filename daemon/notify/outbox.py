@@ -98,6 +98,31 @@ class Outbox:
         ``exact`` (webhooks, Alertmanager: they group for themselves) get every
         notification, in order, without waiting.
         """
+        rows, last_sent = self._pending_rows()
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for row in rows:
+            groups.setdefault((row.channel, row.fingerprint), []).append(row)
+        superseded: list[int] = []
+        out: list[OutboxRow] = []
+        for key, queue in sorted(groups.items(), key=lambda kv: kv[1][0].id):
+            grouped = queue[0].kind in GROUPED and key[0] not in exact
+            head = _head(queue, grouped, now_ms, group_wait_ms, group_interval_ms, superseded)
+            if head is None:
+                continue
+            when = _due_at(head, grouped, last_sent.get(key), group_wait_ms, group_interval_ms)
+            if when <= now_ms and len(out) < limit:
+                n = Notification.from_dict(json.loads(head.payload))
+                n = Notification.from_dict({**n.to_dict(), "delivery_id": f"wk-{head.id}"})
+                out.append(OutboxRow(head.id, head.channel, n, head.attempts, head.created_ms))
+        if superseded:
+            with writing(self.engine, "mark superseded notifications") as conn:
+                conn.execute(
+                    update(t.outbox).where(t.outbox.c.id.in_(superseded)).values(state=SUPERSEDED)
+                )
+        return out
+
+    def _pending_rows(self) -> tuple[list[Any], dict[tuple[str, str], int]]:
+        """Pending rows in insertion order, and when each (channel, incident) last sent."""
         o = t.outbox.c
         with reading(self.engine, "read due notifications") as conn:
             rows = conn.execute(
@@ -123,37 +148,7 @@ class Outbox:
                     .group_by(o.channel, o.fingerprint)
                 ).all()
             }
-        groups: dict[tuple[str, str], list[Any]] = {}
-        for row in rows:
-            groups.setdefault((row.channel, row.fingerprint), []).append(row)
-        superseded: list[int] = []
-        out: list[OutboxRow] = []
-        for key, queue in sorted(groups.items(), key=lambda kv: kv[1][0].id):
-            grouped = queue[0].kind in GROUPED and key[0] not in exact
-            flapped = (
-                grouped and queue[0].kind == "opened" and any(r.kind == "resolved" for r in queue)
-            )
-            if flapped and now_ms - queue[0].created_ms < group_wait_ms:
-                superseded += [r.id for r in queue]  # a flap inside group_wait: silence
-                continue
-            while grouped and group_interval_ms and len(queue) > 1 and queue[0].kind in COALESCED:
-                superseded.append(queue.pop(0).id)
-            head = queue[0]
-            when = head.next_attempt_ms
-            if grouped and head.kind == "opened":
-                when = max(when, head.created_ms + group_wait_ms)
-            elif grouped and head.kind in COALESCED and key in last_sent:
-                when = max(when, last_sent[key] + group_interval_ms)
-            if when <= now_ms and len(out) < limit:
-                n = Notification.from_dict(json.loads(head.payload))
-                n = Notification.from_dict({**n.to_dict(), "delivery_id": f"wk-{head.id}"})
-                out.append(OutboxRow(head.id, head.channel, n, head.attempts, head.created_ms))
-        if superseded:
-            with writing(self.engine, "mark superseded notifications") as conn:
-                conn.execute(
-                    update(t.outbox).where(t.outbox.c.id.in_(superseded)).values(state=SUPERSEDED)
-                )
-        return out
+        return list(rows), last_sent
 
     def _update(self, row_id: int, **values: Any) -> None:
         with writing(self.engine, "update a notification") as conn:
@@ -201,3 +196,35 @@ class Outbox:
                 ["channel", "fingerprint"],
                 ["state"],
             )
+
+
+def _head(
+    queue: list[Any],
+    grouped: bool,
+    now_ms: int,
+    group_wait_ms: int,
+    group_interval_ms: int,
+    superseded: list[int],
+) -> Any | None:
+    """The row of one (channel, incident) queue to send next; the rows it makes moot are
+    added to ``superseded`` (None: the whole queue is moot)."""
+    flapped = grouped and queue[0].kind == "opened" and any(r.kind == "resolved" for r in queue)
+    if flapped and now_ms - queue[0].created_ms < group_wait_ms:
+        superseded += [r.id for r in queue]  # a flap inside group_wait: silence
+        return None
+    while grouped and group_interval_ms and len(queue) > 1 and queue[0].kind in COALESCED:
+        superseded.append(queue.pop(0).id)
+    return queue[0]
+
+
+def _due_at(
+    head: Any, grouped: bool, last_sent: int | None, group_wait_ms: int, group_interval_ms: int
+) -> int:
+    """When ``head`` may go out: its retry time, held by group_wait (a new incident) or
+    group_interval (a change after the last send)."""
+    when = int(head.next_attempt_ms)
+    if grouped and head.kind == "opened":
+        when = max(when, head.created_ms + group_wait_ms)
+    elif grouped and head.kind in COALESCED and last_sent is not None:
+        when = max(when, last_sent + group_interval_ms)
+    return when

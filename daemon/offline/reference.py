@@ -202,6 +202,33 @@ def _as_classes(series: pd.Series) -> pd.Series:
     )
 
 
+def _require_columns(path: str | Path, chunk: pd.DataFrame, names: list[str]) -> None:
+    missing = [c for c in names if c not in chunk.columns]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
+        raise DataFileError(f"{path}: no column(s) {shown}")
+
+
+def _exact_bins(
+    path: str | Path,
+    sketches: dict[str, ColumnSketch],
+    bins: int,
+    progress: Progress | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pass 2: each numeric column's bin edges (quantiles of its sketch) and its exact
+    counts in them, so drift against this reference is computed from exact counts."""
+    edges = {
+        n: quantile_edges(s, bins) for n, s in sketches.items() if isinstance(s, NumericSketch)
+    }
+    counts = {n: np.zeros(len(e) + 1) for n, e in edges.items()}
+    for chunk in read_chunks(path, columns=list(edges)):
+        for name, e in edges.items():
+            counts[name] += bin_counts(numeric_values(chunk[name]), e)
+        if progress:
+            progress(len(chunk))
+    return edges, counts
+
+
 def build_reference(
     path: str | Path,
     model: str,
@@ -227,15 +254,12 @@ def build_reference(
     rows = 0
     chosen: list[str] | None = list(features) if features is not None else None
     special = [c for c in (prediction, label, prediction_class) if c]
-    for chunk in read_chunks(path):
+    for chunk in read_chunks(path):  # pass 1: sketches, the sample, performance
         if prediction_class and prediction_class in chunk.columns:
             chunk[prediction_class] = _as_classes(chunk[prediction_class])
         if chosen is None:
             chosen = [c for c in chunk.columns if c not in special and c not in exclude]
-        missing = [c for c in (*chosen, *special) if c not in chunk.columns]
-        if missing:
-            shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
-            raise DataFileError(f"{path}: no column(s) {shown}")
+        _require_columns(path, chunk, [*chosen, *special])
         for name in (*chosen, *special):
             sketches[name] = column_sketch(chunk[name], sketches.get(name))
         if prediction and label:
@@ -258,15 +282,7 @@ def build_reference(
         raise DataFileError(f"{path}: the file has no rows (a header alone is no reference)")
     if not chosen:
         raise DataFileError(f"{path}: no feature columns to profile")
-    edges = {
-        n: quantile_edges(s, bins) for n, s in sketches.items() if isinstance(s, NumericSketch)
-    }
-    counts = {n: np.zeros(len(e) + 1) for n, e in edges.items()}
-    for chunk in read_chunks(path, columns=list(edges)):  # pass 2: exact bin counts
-        for name, e in edges.items():
-            counts[name] += bin_counts(numeric_values(chunk[name]), e)
-        if progress:
-            progress(len(chunk))
+    edges, counts = _exact_bins(path, sketches, bins, progress)
 
     def profile_of(name: str) -> ColumnProfile:
         s = sketches[name]
