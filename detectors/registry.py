@@ -40,32 +40,84 @@ Direction = Literal["higher_is_worse", "lower_is_worse"]
 
 @dataclass(frozen=True)
 class MetricInfo:
+    """Everything about one metric; the policy schema, the default thresholds,
+    ``threshold: auto`` and the offline table all read it from here, and
+    ``tests/unit/test_metric_contract.py`` runs every entry through the same checks."""
+
     name: str
     scope: Scope
     description: str
     factory: Callable[..., Any]
     kinds: frozenset[str] = frozenset()
     direction: Direction = "higher_is_worse"
+    thresholds: tuple[float, float] | None = None
+    """(warn, critical) applied when a policy names none (policies/defaults.py cites them)."""
+    auto: bool = False
+    """Whether ``threshold: auto`` derives its thresholds from the false-alarm budget."""
+    short: str | None = None
+    """Column title in the offline drift table (default: the name)."""
 
 
-def _column(cls: Any, description: str) -> MetricInfo:
-    return MetricInfo(cls.name, "column", description, cls, cls.kinds)
+def _column(
+    cls: Any,
+    description: str,
+    thresholds: tuple[float, float] | None = None,
+    *,
+    auto: bool = False,
+    short: str | None = None,
+) -> MetricInfo:
+    return MetricInfo(
+        cls.name, "column", description, cls, cls.kinds, "higher_is_worse", thresholds, auto, short
+    )
 
 
 METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in [
-        _column(PSI, "population stability index on the reference's bins"),
-        _column(KLDivergence, "KL(reference ‖ current) in nats on the reference's bins"),
-        _column(JSDistance, "Jensen–Shannon distance (base 2, in [0, 1])"),
-        _column(KS, "Kolmogorov–Smirnov statistic from the sketches' CDFs"),
-        _column(Wasserstein, "Wasserstein-1 distance in reference standard deviations"),
-        _column(ChiSquare, "Pearson χ² statistic (a significance test; p-value in details)"),
-        _column(UnseenMass, "share of values in categories the reference never saw"),
-        _column(NanRate, "share of NaN / ±inf values"),
-        _column(NullRate, "share of null values"),
-        _column(MissingRate, "share of events without the feature's key"),
-        _column(OutOfRange, "share of values outside the reference range (+10 % margin)"),
+        _column(PSI, "population stability index on the reference's bins", (0.1, 0.25), auto=True),
+        _column(
+            KLDivergence,
+            "KL(reference ‖ current) in nats on the reference's bins",
+            (0.1, 0.2),
+            auto=True,
+            short="kl",
+        ),
+        _column(
+            JSDistance,
+            "Jensen–Shannon distance (base 2, in [0, 1])",
+            (0.1, 0.2),
+            auto=True,
+            short="js",
+        ),
+        _column(KS, "Kolmogorov–Smirnov statistic from the sketches' CDFs", (0.1, 0.2), auto=True),
+        _column(
+            Wasserstein,
+            "Wasserstein-1 distance in reference standard deviations",
+            (0.1, 0.25),
+            short="wass",
+        ),
+        _column(
+            ChiSquare,
+            "Pearson χ² statistic (a significance test; p-value in details)",
+            auto=True,
+        ),
+        _column(
+            UnseenMass,
+            "share of values in categories the reference never saw",
+            (0.01, 0.05),
+            short="unseen",
+        ),
+        _column(NanRate, "share of NaN / ±inf values", (0.01, 0.05), short="nan"),
+        _column(NullRate, "share of null values", (0.05, 0.2), short="null"),
+        _column(
+            MissingRate, "share of events without the feature's key", (0.01, 0.05), short="missing"
+        ),
+        _column(
+            OutOfRange,
+            "share of values outside the reference range (+10 % margin)",
+            (0.01, 0.05),
+            short="range",
+        ),
         *(
             MetricInfo(
                 n,

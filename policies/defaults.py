@@ -9,20 +9,12 @@ in reference σ) use 0.1 / 0.2–0.25 by the same reading; the data-quality rate
 
 from __future__ import annotations
 
-from watchkeeper.detectors.registry import metric
+from watchkeeper.detectors.registry import METRICS, metric
 from watchkeeper.policies.schema import Verdict
 
+# declared with each metric (MetricInfo.thresholds in detectors/registry.py)
 DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
-    "psi": (0.1, 0.25),
-    "kl_divergence": (0.1, 0.2),
-    "js_distance": (0.1, 0.2),
-    "ks": (0.1, 0.2),
-    "wasserstein": (0.1, 0.25),
-    "unseen_mass": (0.01, 0.05),
-    "nan_rate": (0.01, 0.05),
-    "null_rate": (0.05, 0.2),
-    "missing_rate": (0.01, 0.05),
-    "out_of_range_rate": (0.01, 0.05),
+    name: info.thresholds for name, info in METRICS.items() if info.thresholds is not None
 }
 
 

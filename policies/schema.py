@@ -43,7 +43,8 @@ Severity = Literal["warn", "critical"]
 Verdict = Literal["ok", "warn", "critical"]
 """A value judged against a rule's thresholds: a :data:`Severity`, or ``ok`` below both."""
 SEVERITIES: tuple[Severity, ...] = ("warn", "critical")
-AUTO_METRICS = ("psi", "kl_divergence", "js_distance", "ks", "chi2")
+# declared with each metric (MetricInfo.auto in detectors/registry.py)
+AUTO_METRICS = tuple(name for name, info in METRICS.items() if info.auto)
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 

@@ -110,16 +110,8 @@ def policy_findings(
     return out
 
 
-_SHORT = {
-    "kl_divergence": "kl",
-    "js_distance": "js",
-    "wasserstein": "wass",
-    "unseen_mass": "unseen",
-    "nan_rate": "nan",
-    "null_rate": "null",
-    "missing_rate": "missing",
-    "out_of_range_rate": "range",
-}
+# each metric's column title is declared with it (MetricInfo.short)
+_SHORT = {name: info.short for name, info in METRICS.items() if info.short}
 
 
 def render_table(results: list[tuple[Finding, Verdict]]) -> Any:

@@ -1,0 +1,54 @@
+"""Every registered metric through the same checks (river's ``check_estimator`` is the
+model): what the registry declares about a metric holds together, and everything else
+reads it from there."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from watchkeeper.detectors.registry import METRICS, MetricInfo
+from watchkeeper.policies.defaults import DEFAULT_THRESHOLDS, severity
+from watchkeeper.policies.schema import AUTO_METRICS
+
+NAMES = sorted(METRICS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_metric_declares_itself_consistently(name: str) -> None:
+    info: MetricInfo = METRICS[name]
+    assert info.name == name
+    assert info.scope in ("column", "window", "performance", "shadow")
+    assert info.direction in ("higher_is_worse", "lower_is_worse")
+    assert info.description.strip()
+    assert info.kinds <= {"numeric", "categorical"}
+    if info.scope == "column":
+        assert info.kinds, "a column metric says which kinds of column it applies to"
+    if info.scope != "shadow":
+        detector = info.factory()
+        assert getattr(detector, "name", name) == name
+    if info.auto:
+        assert info.scope == "column", "threshold: auto is derived for column metrics"
+    if info.thresholds is not None:
+        warn, critical = info.thresholds
+        assert math.isfinite(warn) and math.isfinite(critical)
+        worse = critical > warn if info.direction == "higher_is_worse" else critical < warn
+        assert worse, "critical lies beyond warn in the metric's bad direction"
+        # the default thresholds judge the metric by its declaration
+        assert severity(name, critical) == "critical"
+        assert severity(name, warn) == "warn"
+    if info.short is not None:
+        assert info.short and info.short != name
+
+
+def test_defaults_and_auto_are_read_from_the_registry() -> None:
+    assert {
+        n: m.thresholds for n, m in METRICS.items() if m.thresholds is not None
+    } == DEFAULT_THRESHOLDS
+    assert tuple(n for n, m in METRICS.items() if m.auto) == AUTO_METRICS
+    assert AUTO_METRICS == ("psi", "kl_divergence", "js_distance", "ks", "chi2")
+
+
+def test_short_titles_are_distinct() -> None:
+    titles = [m.short or m.name for m in METRICS.values()]
+    assert len(titles) == len(set(titles))
