@@ -63,6 +63,28 @@ def leader_metric(port: int) -> float | None:
     return None
 
 
+def checks_run(ports: list[int]) -> float:
+    """Policy checks run so far by whichever replicas answer (a counter to wait on)."""
+    total = 0.0
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("watchkeeper_policy_checks_total{") and 'outcome="ok"' in line:
+                total += float(line.split()[-1])
+    return total
+
+
+def more_check_rounds(ports: list[int], rounds: int = 3) -> None:
+    """Wait for ``rounds`` more policy checks: time for a second leader to notify again,
+    counted rather than slept."""
+    seen = checks_run(ports)
+    wait_until(lambda: checks_run(ports) >= seen + rounds, timeout=60)
+
+
 def stored(url: str) -> int:
     try:
         with Store.open(url, migrate=False) as store:
@@ -139,7 +161,7 @@ def test_two_replicas_share_the_work_and_one_leads_with_failover(
             ]
 
     wait_until(lambda: about_latency("opened"), timeout=60)
-    time.sleep(4)  # several more check rounds: a second leader would notify again
+    more_check_rounds(ports)  # a second leader would notify again
     assert len({b["id"] for b in about_latency("opened")}) == 1
     assert len(leaders()) == 1
 
@@ -176,7 +198,7 @@ def test_two_replicas_share_the_work_and_one_leads_with_failover(
         produced += len(fast)
         i += 300
         time.sleep(1)
-    time.sleep(4)
+    more_check_rounds(ports)  # a repeated resolution or opening would show by now
     assert len({b["id"] for b in about_latency("resolved")}) == 1
     assert len({b["id"] for b in about_latency("opened")}) == 1
     wait_until(
