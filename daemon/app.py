@@ -21,14 +21,16 @@ from watchkeeper.daemon.checks import Checker, CheckMetrics
 from watchkeeper.daemon.config import Config, secret_values
 from watchkeeper.daemon.delivery import DeliveryWorker
 from watchkeeper.daemon.housekeeping import Housekeeper
-from watchkeeper.daemon.http import HttpServer, Request, Response, Route
-from watchkeeper.daemon.http_params import (
+from watchkeeper.daemon.http.params import (
     INCIDENT_STATES,
     ParamError,
     bounded_int,
     choice,
     query_params,
 )
+from watchkeeper.daemon.http.reports import Reports, report_routes
+from watchkeeper.daemon.http.server import HttpServer, Request, Response, Route
+from watchkeeper.daemon.http.status import status as status_document
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.ingest import Ingestor
 from watchkeeper.daemon.leadership import Leadership
@@ -37,13 +39,11 @@ from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.notify import Router
 from watchkeeper.daemon.outbox import Outbox
 from watchkeeper.daemon.promotion import ShadowChecks, shadow_table
-from watchkeeper.daemon.reports import Reports, report_routes
 from watchkeeper.daemon.retention import Retention
 from watchkeeper.daemon.scheduler import PolicyScheduler, PolicyStatus, describe
 from watchkeeper.daemon.shadow import ShadowEvaluator
 from watchkeeper.daemon.shadow_store import ShadowStore
 from watchkeeper.daemon.silences import Silences
-from watchkeeper.daemon.status import status as status_document
 from watchkeeper.daemon.stepping import PolicyStepper, step_settings
 from watchkeeper.daemon.store import Store
 

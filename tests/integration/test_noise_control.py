@@ -14,10 +14,10 @@ import pytest
 from watchkeeper.daemon.broker import EmbeddedBroker, free_port
 from watchkeeper.daemon.config import AlertsConfig, RouteConfig
 from watchkeeper.daemon.housekeeping import Housekeeper
+from watchkeeper.daemon.http.reports import ReportSigner
 from watchkeeper.daemon.incidents import IncidentStore
 from watchkeeper.daemon.notify import Router
 from watchkeeper.daemon.outbox import Outbox
-from watchkeeper.daemon.reports import ReportSigner
 from watchkeeper.daemon.silences import Silences, parse_matchers
 from watchkeeper.daemon.store import Store
 from watchkeeper.policies.engine import Incident, IncidentEvent

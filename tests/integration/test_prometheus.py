@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.broker import free_port
 from watchkeeper.daemon.checks import CheckMetrics
 from watchkeeper.daemon.delivery import DeliveryMetrics
-from watchkeeper.daemon.http import HttpServer
+from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.metrics import IngestMetrics
 from watchkeeper.daemon.scheduler import PolicyMetrics
 from watchkeeper.daemon.shadow_rows import ShadowMetrics

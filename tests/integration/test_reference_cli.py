@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.cli import main
-from watchkeeper.daemon.http import HttpServer
-from watchkeeper.daemon.reports import Reports, report_routes
+from watchkeeper.daemon.http.reports import Reports, report_routes
+from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.store import Store
 from watchkeeper.daemon.windows import WindowState
 from watchkeeper.detectors.profile import ReferenceProfile, bin_counts
