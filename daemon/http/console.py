@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import importlib.resources
+import json
 import logging
 import re
 import time
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 from watchkeeper.daemon.http.console_queries import DAY_MS, ConsoleQueries, finite
 from watchkeeper.daemon.http.params import ParamError, bounded_int, query_params
 from watchkeeper.daemon.http.server import Request, Response, Route
@@ -130,6 +132,8 @@ class Console:
         self.sources = sources
         self.env = environment()
         self.assets = _static_assets()
+        spec = yaml.safe_load((HERE / "openapi.yaml").read_text(encoding="utf-8"))
+        self.openapi = json.dumps(spec, sort_keys=False).encode()
 
     # -- helpers ----------------------------------------------------------------------
     def csrf_token(self) -> str:
@@ -418,6 +422,9 @@ class Console:
         # the assets change only with the package: let the browser keep them an hour
         return Response(200, body, media, {"cache-control": "public, max-age=3600"})
 
+    def openapi_document(self, _request: Request) -> Response:
+        return Response(200, self.openapi, "application/json")
+
     def routes(self) -> list[Route]:
         def post(request: Request) -> Response:
             if not request.path.endswith("/silence"):
@@ -431,4 +438,5 @@ class Console:
             Route("GET", "/models/", self.model, prefix=True),
             Route("GET", "/quarantine", self.quarantine),
             Route("GET", "/static/", self.static, prefix=True),
+            Route("GET", "/openapi.json", self.openapi_document),
         ]
