@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon import reports as reports_module
+from watchkeeper.daemon.http import reports as reports_module
 from watchkeeper.daemon.http.reports import REPORT_CSP, Reports, report_routes
 from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.store import Store
