@@ -264,6 +264,10 @@ class Console:
                 for d in distributions
             ],
         }
+        changes: list[dict[str, Any]] = []
+        for row in timeline:  # the severity the rule's evaluations reached, as it changed
+            if not changes or changes[-1]["severity"] != row["severity"]:
+                changes.append({"at_ms": row["at_ms"], "severity": row["severity"]})
         matchers = self._matchers(incident)
         silenced_by = [
             s
@@ -274,6 +278,7 @@ class Console:
             "incident.html",
             incident=incident,
             history=q.history(rest),
+            severity_changes=changes,
             timeline=timeline[-50:][::-1],
             evaluations=len(timeline),
             chart=chart,

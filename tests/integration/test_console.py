@@ -155,6 +155,12 @@ def test_the_slack_link_opens_the_incident_page_with_its_plot_and_the_form_silen
             json_type = {"Content-Type": "application/json"}
             assert post(target, form.encode(), json_type)[0] == 403
             assert post(target, form.encode(), {**json_type, "X-CSRF-Token": "1.x"})[0] == 403
+            # the gate's rules hold for the form as for the API: no cross-site post
+            for header in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+                refused = {**json_type, "X-CSRF-Token": csrf, **header}
+                assert post(target, form.encode(), refused)[0] == 403
+            plain = {"Content-Type": "application/x-www-form-urlencoded", "X-CSRF-Token": csrf}
+            assert post(target, b"duration=1h", plain)[0] == 415
             bad = json.dumps({"duration": "forever"}).encode()
             assert post(target, bad, {**json_type, "X-CSRF-Token": csrf})[0] == 400
             code, answer = post(target, form.encode(), {**json_type, "X-CSRF-Token": csrf})
@@ -170,6 +176,7 @@ def test_the_slack_link_opens_the_incident_page_with_its_plot_and_the_form_silen
             assert silence["matchers"] == answer["matchers"]
             assert silence["created_by"] == "on-call"
             assert "Silenced by" in fetch(status_link)[1]
+            assert 'id="severity-history"' in page and "critical" in page
     finally:
         stream.stop.set()
         stream.join()

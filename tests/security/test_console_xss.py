@@ -34,6 +34,8 @@ from tests.security.browser import FLAG, PAYLOADS, chromium, visit
 from tests.security.test_reports import MODEL, START_MS, commit_hostile_windows
 from tests.support import make_config
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 FINGERPRINT = "0123456789abcdef"
 AT_MS = START_MS + 400_000
 REASON = "bad_json"
