@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from watchkeeper.daemon.broker import EmbeddedBroker, free_port
 
-from tests.integration.test_console import POLICY, chart_data, slack_links
-from tests.integration.test_policy_daemon import Stream, store_reference
+from tests.integration.test_console import chart_data, drifting_setup, slack_links
+from tests.integration.test_policy_daemon import Stream
 from tests.security.browser import chromium
 from tests.support import (
     TOKEN,
@@ -49,29 +49,13 @@ def test_from_the_slack_link_to_a_drawn_plot_and_a_silence(
 ) -> None:
     create_topic(broker.bootstrap, topic_name)
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    store_reference(url)
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "fraud.yaml").write_text(POLICY)
     port = free_port()
     data = daemon_config_dict(
         broker.bootstrap,
         url,
         {"predictions": {"name": topic_name}},
         http={"listen": f"127.0.0.1:{port}", "token_env": "WK_HTTP_TOKEN"},
-        windows={"size": "5s", "allowed_lateness": "5s"},
-        policies={"paths": [str(policies)]},
-        alerts={
-            "channels": {
-                "oncall": {
-                    "type": "slack",
-                    "token_env": "WK_SLACK",
-                    "channel": "#ml",
-                    "api_url": slack.api,
-                }
-            },
-            "group_wait": "0s",
-        },
+        **drifting_setup(tmp_path, url, slack),
     )
     config = write_config(tmp_path / "watchkeeper.yaml", data)
     monkeypatch.setenv("WK_SLACK", TOKEN)

@@ -40,6 +40,24 @@ rules:
 """
 
 
+def drifting_setup(tmp_path: Path, url: str, slack: FakeSlack) -> dict[str, Any]:
+    """The stored reference and policy folder, and the config sections of a daemon whose
+    drift notifications go to the Slack-compatible server (``WK_SLACK`` holds its token)."""
+    store_reference(url)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "fraud.yaml").write_text(POLICY)
+    slack_channel = {"type": "slack", "token_env": "WK_SLACK", "channel": "#ml"}
+    return {
+        "windows": {"size": "5s", "allowed_lateness": "5s"},
+        "policies": {"paths": [str(policies)]},
+        "alerts": {
+            "channels": {"oncall": {**slack_channel, "api_url": slack.api}},
+            "group_wait": "0s",
+        },
+    }
+
+
 def slack_links(slack: FakeSlack) -> list[str]:
     urls = []
     for method, body in slack.calls:
@@ -78,29 +96,10 @@ def test_the_slack_link_opens_the_incident_page_with_its_plot_and_the_form_silen
 ) -> None:
     create_topic(broker.bootstrap, topic_name)
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    store_reference(url)
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "fraud.yaml").write_text(POLICY)
     monkeypatch.setenv("WK_SLACK", TOKEN)
+    sections = drifting_setup(tmp_path, url, slack)
     config = make_config(
-        tmp_path,
-        broker.bootstrap,
-        url,
-        {"predictions": {"name": topic_name}},
-        windows={"size": "5s", "allowed_lateness": "5s"},
-        policies={"paths": [str(policies)]},
-        alerts={
-            "channels": {
-                "oncall": {
-                    "type": "slack",
-                    "token_env": "WK_SLACK",
-                    "channel": "#ml",
-                    "api_url": slack.api,
-                }
-            },
-            "group_wait": "0s",
-        },
+        tmp_path, broker.bootstrap, url, {"predictions": {"name": topic_name}}, **sections
     )
     produce(broker.bootstrap, topic_name, [b"<script>alert(1)</script>"])
     stream = Stream(broker.bootstrap, topic_name)
