@@ -17,12 +17,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from watchkeeper.alerts.retry import RetryPolicy
 from watchkeeper.daemon.channels import build_channels
-from watchkeeper.daemon.checks import Checker, CheckMetrics, ReferenceCache
+from watchkeeper.daemon.checks import Checker, CheckMetrics
 from watchkeeper.daemon.config import Config, secret_values
+from watchkeeper.daemon.console_sources import console_for
 from watchkeeper.daemon.delivery import DeliveryWorker
 from watchkeeper.daemon.housekeeping import Housekeeper
-from watchkeeper.daemon.http.console import Console, ConsoleSources
-from watchkeeper.daemon.http.console_queries import ConsoleQueries
 from watchkeeper.daemon.http.params import (
     INCIDENT_STATES,
     ParamError,
@@ -219,54 +218,6 @@ class Daemon:
             Route("POST", "/-/reload", reload),
         ]
 
-    def _console(self, store: Store, reports: Reports, token: str | None) -> Console:
-        """The console pages, reading through callables (they see components started after
-        the HTTP server, such as the scheduler and silences, once they exist)."""
-        references = ReferenceCache(store)
-
-        def reference_of(key: str) -> Any:
-            scheduler = self.scheduler
-            loaded = scheduler.status.policies.get(key) if scheduler is not None else None
-            return references.get(loaded) if loaded is not None else None
-
-        def status() -> dict[str, Any]:
-            stepper = self.stepper
-            progress = stepper.progress if stepper is not None else None
-            now_ms = int(self.clock() * 1000)
-            return status_document(store, self.config, self._policies(), now_ms, progress)
-
-        def shadow() -> dict[str, Any]:
-            if self.shadow_store is None:
-                return {}
-            size_ms = int(self.config.windows.size * 1000)
-            now_ms = int(self.clock() * 1000)
-            return shadow_table(self.shadow_store, self._policies(), now_ms, size_ms)
-
-        def silences() -> list[dict[str, Any]]:
-            return self.silences.active() if self.silences is not None else []
-
-        def add_silence(matchers: dict[str, str], duration: float, by: str, note: str) -> int:
-            if self.silences is None:
-                raise RuntimeError("starting")
-            return self.silences.add(matchers, duration, created_by=by, comment=note)
-
-        return Console(
-            ConsoleSources(
-                queries=ConsoleQueries(store),
-                policies=self._policies,
-                reference_of=reference_of,
-                status=status,
-                shadow=shadow,
-                silences=silences,
-                add_silence=add_silence,
-                window_size_ms=int(self.config.windows.size * 1000),
-                csrf_key=store.secret("console-csrf"),
-                token_required=token is not None,
-                report_name=reports.name_for,
-                clock=self.clock,
-            )
-        )
-
     def run(self, stop: threading.Event) -> None:
         config = self.config
         with ExitStack() as stack:
@@ -342,7 +293,7 @@ class Daemon:
                 self._readiness,
                 report_routes(reports)
                 + self._api_routes()
-                + self._console(store, reports, token).routes(),
+                + console_for(self, store, reports, token).routes(),
                 token,
                 public_url=config.http.public_url,
             ).start()

@@ -23,20 +23,16 @@ Pages set ``Content-Security-Policy`` with ``script-src 'self'`` (no inline scri
 eval), ``connect-src 'self'``, ``form-action 'self'``, ``frame-ancestors 'none'``.
 Styles allow ``'unsafe-inline'`` because Plotly sets style attributes on the SVG it draws.
 
-The silence form posts JSON with ``X-CSRF-Token`` (a token signed with a key the store
-keeps, valid for ``CSRF_TTL_S``) and, when the daemon has ``http.token_env``, the bearer
-token the on-call types in; the application's gate applies the same rules as to every
-other change (bearer token; loopback only without one; no cross-site requests).
+The silence form (:mod:`~watchkeeper.daemon.http.console_silence`) posts JSON with a
+CSRF token and, when the daemon has ``http.token_env``, the bearer token the on-call
+types in; the application's gate applies the same rules as to every other change.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import importlib.resources
 import json
 import logging
-import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -47,6 +43,14 @@ from typing import Any
 import jinja2
 import yaml
 from watchkeeper.daemon.http.console_queries import DAY_MS, ConsoleQueries, finite
+from watchkeeper.daemon.http.console_silence import (
+    DIGEST,
+    FINGERPRINT,
+    SILENCE_DURATIONS,
+    CsrfTokens,
+    SilenceForm,
+    incident_matchers,
+)
 from watchkeeper.daemon.http.params import ParamError, bounded_int, query_params
 from watchkeeper.daemon.http.server import Request, Response, Route
 from watchkeeper.daemon.http.status import iso
@@ -64,12 +68,6 @@ PAGE_CSP = (
     "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
 HTML = "text/html; charset=utf-8"
-FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
-CSRF_TTL_S = 12 * 3600
-SILENCE_DURATIONS = {"1h": 3600, "4h": 4 * 3600, "24h": 86_400, "7d": 7 * 86_400}
-MAX_COMMENT = 500
-MAX_AUTHOR = 100
-DIGEST = "*"
 
 
 @dataclass(frozen=True)
@@ -132,25 +130,12 @@ class Console:
         self.sources = sources
         self.env = environment()
         self.assets = _static_assets()
+        self.tokens = CsrfTokens(sources.csrf_key, sources.clock)
+        self.form = SilenceForm(sources.queries, sources.add_silence, self.tokens)
         spec = yaml.safe_load((HERE / "openapi.yaml").read_text(encoding="utf-8"))
         self.openapi = json.dumps(spec, sort_keys=False).encode()
 
     # -- helpers ----------------------------------------------------------------------
-    def csrf_token(self) -> str:
-        issued = str(int(self.sources.clock()))
-        mac = hmac.new(self.sources.csrf_key, f"csrf\0{issued}".encode(), hashlib.sha256)
-        return f"{issued}.{mac.hexdigest()[:32]}"
-
-    def csrf_valid(self, token: str) -> bool:
-        issued, _, mac = token.partition(".")
-        if not issued.isdigit() or len(issued) > 12 or len(mac) != 32:
-            return False
-        expected = hmac.new(self.sources.csrf_key, f"csrf\0{issued}".encode(), hashlib.sha256)
-        if not hmac.compare_digest(mac.encode(), expected.hexdigest()[:32].encode()):
-            return False
-        age = self.sources.clock() - int(issued)
-        return -60 <= age <= CSRF_TTL_S
-
     def page(self, template: str, code: int = 200, **context: Any) -> Response:
         body = self.env.get_template(template).render(
             now=_when(int(self.sources.clock() * 1000)), **context
@@ -268,7 +253,7 @@ class Console:
         for row in timeline:  # the severity the rule's evaluations reached, as it changed
             if not changes or changes[-1]["severity"] != row["severity"]:
                 changes.append({"at_ms": row["at_ms"], "severity": row["severity"]})
-        matchers = self._matchers(incident)
+        matchers = incident_matchers(incident)
         silenced_by = [
             s
             for s in self.sources.silences()
@@ -288,56 +273,9 @@ class Console:
             matchers=matchers,
             silences=silenced_by,
             durations=list(SILENCE_DURATIONS),
-            csrf=self.csrf_token(),
+            csrf=self.tokens.issue(),
             token_required=self.sources.token_required,
             policy_known=policy is not None,
-        )
-
-    @staticmethod
-    def _matchers(incident: Mapping[str, Any]) -> dict[str, str]:
-        out = {
-            "model": str(incident["model"]),
-            "policy": str(incident["policy"]),
-            "rule": str(incident["rule"]),
-        }
-        feature = incident.get("feature")
-        if feature and feature != DIGEST:
-            out["feature"] = str(feature)
-        return out
-
-    def silence(self, request: Request) -> Response:
-        """``POST /incidents/<fingerprint>/silence``: a silence of this incident's matchers."""
-        fingerprint = request.path.removeprefix("/incidents/").removesuffix("/silence")
-        if not FINGERPRINT.match(fingerprint):
-            return Response.of_json(404, {"error": "no such incident"})
-        if not self.csrf_valid(request.headers.get("x-csrf-token", "")[:64]):
-            return Response.of_json(403, {"error": "missing or expired CSRF token: reload"})
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return Response.of_json(415, {"error": "send the form as application/json"})
-        try:
-            body = request.json()
-        except ValueError:
-            return Response.of_json(400, {"error": "the body is not JSON"})
-        if not isinstance(body, dict) or set(body) - {"duration", "comment", "author"}:
-            return Response.of_json(400, {"error": "expected {duration, comment, author}"})
-        duration = SILENCE_DURATIONS.get(str(body.get("duration", "")))
-        comment = body.get("comment", "")
-        author = body.get("author", "") or "console"
-        if duration is None:
-            allowed = ", ".join(SILENCE_DURATIONS)
-            return Response.of_json(400, {"error": f"duration: one of {allowed}"})
-        if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
-            return Response.of_json(400, {"error": f"comment: at most {MAX_COMMENT} characters"})
-        if not isinstance(author, str) or len(author) > MAX_AUTHOR:
-            return Response.of_json(400, {"error": f"author: at most {MAX_AUTHOR} characters"})
-        incident = self.sources.queries.incident(fingerprint)
-        if incident is None:
-            return Response.of_json(404, {"error": "no such incident"})
-        matchers = self._matchers(incident)
-        silence_id = self.sources.add_silence(matchers, duration, author, comment)
-        log.info("silence %d of %s for %ds from the console", silence_id, matchers, duration)
-        return Response.of_json(
-            201, {"silence": silence_id, "matchers": matchers, "duration_s": duration}
         )
 
     def model(self, request: Request) -> Response:
@@ -431,15 +369,10 @@ class Console:
         return Response(200, self.openapi, "application/json")
 
     def routes(self) -> list[Route]:
-        def post(request: Request) -> Response:
-            if not request.path.endswith("/silence"):
-                return Response.of_json(404, {"error": "not found"})
-            return self.silence(request)
-
         return [
             Route("GET", "/", self.overview),
             Route("GET", "/incidents/", self.incident, prefix=True),
-            Route("POST", "/incidents/", post, prefix=True),
+            Route("POST", "/incidents/", self.form.post, prefix=True),
             Route("GET", "/models/", self.model, prefix=True),
             Route("GET", "/quarantine", self.quarantine),
             Route("GET", "/static/", self.static, prefix=True),
