@@ -138,7 +138,11 @@ def test_the_slack_link_opens_the_incident_page_with_its_plot_and_the_form_silen
 
             status, overview = fetch(base + "/")
             assert status == 200 and status_link.removeprefix(base) in overview
-            assert fetch(base + "/models/fraud")[0] == 200
+            status, model_page = fetch(base + "/models/fraud")
+            assert status == 200
+            (heatmap,) = chart_data(model_page)["heatmaps"]  # drift per feature over time
+            assert heatmap["metric"] == "psi" and heatmap["y"] == ["amount"]
+            assert len(heatmap["z"][0]) == len(heatmap["x"]) >= 1
             assert fetch(base + "/models/nobody")[0] == 404
             assert fetch(base + "/incidents/0000000000000000")[0] == 404
             assert fetch(base + "/incidents/not-a-fingerprint")[0] == 404
