@@ -42,7 +42,7 @@ from typing import Any
 
 import jinja2
 import yaml
-from watchkeeper.daemon.http.console_queries import DAY_MS, ConsoleQueries, finite
+from watchkeeper.daemon.http.console_queries import DAY_MS, ConsoleQueries, Distribution, finite
 from watchkeeper.daemon.http.console_silence import (
     DIGEST,
     FINGERPRINT,
@@ -204,7 +204,7 @@ class Console:
         timeline = q.timeline(
             incident["policy"], incident["rule"], features or None, now_ms - DAY_MS
         )
-        distributions = []
+        distributions: list[Distribution] = []
         report = None
         metric = METRICS.get(incident["metric"])
         if policy is not None and metric is not None and metric.scope == "column":
@@ -212,10 +212,7 @@ class Console:
             anchor = timeline[-1]["at_ms"] if timeline else incident["updated_ms"]
             start, end = window_bounds(int(anchor), size, int(policy.window * 1000))
             reference = self.sources.reference_of(incident["policy"])
-            for name in features[:6]:
-                shown = q.distribution(reference, incident["model"], name, start, end)
-                if shown is not None:
-                    distributions.append(shown)
+            distributions = q.distributions(reference, incident["model"], features[:6], start, end)
             ref_name = (policy.reference or "store:default").removeprefix("store:")
             stored = policy.reference is None or policy.reference.startswith("store:")
             if self.sources.report_name is not None and stored:

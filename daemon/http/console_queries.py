@@ -28,7 +28,9 @@ MAX_TIMELINE = 2_000
 MAX_NOTIFICATIONS = 200
 MAX_HISTORY = 50
 MAX_MODEL_EVALUATIONS = 5_000
-MAX_LATENCY_WINDOWS = 300
+MAX_LATENCY_WINDOWS = 120
+"""Windows whose latency sketch the model page reads (each summary holds every feature's
+sketch: this bounds what one page view parses)."""
 MAX_SHOWN_CHARS = 2_000
 RAW_PREFIX = 512
 LATENCY_RANKS = (0.5, 0.9, 0.99)
@@ -179,47 +181,54 @@ class ConsoleQueries:
         return rows
 
     # -- distributions ----------------------------------------------------------------
-    def distribution(
+    def distributions(
         self,
         reference: ReferenceProfile | None,
         model: str,
-        feature: str,
+        features: list[str],
         start_ms: int,
         end_ms: int,
-    ) -> Distribution | None:
-        """Current (the window range) against reference, on the reference's buckets."""
-        if reference is None:
-            return None
-        column = reference.column(feature)
+    ) -> list[Distribution]:
+        """Current (the window range, read once) against reference, on the reference's
+        buckets, for each of ``features`` both sides hold."""
+        if reference is None or not features:
+            return []
         window = self.store.window_range(model, start_ms, end_ms)
-        if column is None or window is None:
-            return None
-        current = window.features.get(feature)
-        if feature == "__prediction__":
-            current = window.prediction
-        if current is None:
-            return None
-        try:
-            b = binned(column, current)
-        except (InsufficientDataError, ValueError, TypeError):
-            return None
-        n = max(1, b.n_current)
-        labels = [
-            "other (rare in reference)" if x == OTHER else "unseen" if x == UNSEEN else x
-            for x in b.labels
-        ]
-        unseen = sorted(b.unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:50]
-        return Distribution(
-            feature=feature,
-            kind=column.kind,
-            labels=[shown(x, 200) for x in labels],
-            reference=[float(p) for p in b.reference],
-            current=[float(x) / n for x in b.current],
-            n_reference=b.n_reference,
-            n_current=b.n_current,
-            unseen=[(shown(k, 200), int(v)) for k, v in unseen],
-            rank_error=float(b.rank_error),
-        )
+        if window is None:
+            return []
+        out = []
+        for feature in features:
+            column = reference.column(feature)
+            if feature == "__prediction__":
+                current = window.prediction
+            else:
+                current = window.features.get(feature)
+            if column is None or current is None:
+                continue
+            try:
+                b = binned(column, current)
+            except (InsufficientDataError, ValueError, TypeError):
+                continue  # kinds differ, or nothing to compare: no plot, the table stays
+            n = max(1, b.n_current)
+            labels = [
+                "other (rare in reference)" if x == OTHER else "unseen" if x == UNSEEN else x
+                for x in b.labels
+            ]
+            unseen = sorted(b.unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:50]
+            out.append(
+                Distribution(
+                    feature=feature,
+                    kind=column.kind,
+                    labels=[shown(x, 200) for x in labels],
+                    reference=[float(p) for p in b.reference],
+                    current=[float(x) / n for x in b.current],
+                    n_reference=b.n_reference,
+                    n_current=b.n_current,
+                    unseen=[(shown(k, 200), int(v)) for k, v in unseen],
+                    rank_error=float(b.rank_error),
+                )
+            )
+        return out
 
     # -- models -----------------------------------------------------------------------
     def model_evaluations(self, model: str, since_ms: int) -> list[dict[str, Any]]:
