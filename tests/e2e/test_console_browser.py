@@ -138,6 +138,13 @@ def test_from_the_slack_link_to_a_drawn_plot_and_a_silence(
             page.reload(wait_until="load")
             assert "Silenced by" in page.inner_text("body")
             page.screenshot(path=str(tmp_path / "incident-silenced.png"), full_page=True)
+
+            # the model page from the incident's link: drift per feature drawn as a heatmap
+            page.click("a[href='/models/fraud']")
+            page.wait_for_selector("#heatmap-0[data-drawn='1']", timeout=30_000)
+            assert page.url == f"{base}/models/fraud"
+            assert page.locator("#heatmap-0 .hm").count() == 1  # Plotly's heatmap image
+            page.screenshot(path=str(tmp_path / "model.png"), full_page=True)
             context.close()
         assert errors == [], errors  # no script error, no CSP violation
         assert failed == [(401, link + "/silence")]  # the wrong token, and nothing else

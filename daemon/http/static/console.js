@@ -46,7 +46,7 @@
       { barmode: "group", yaxis: { title: { text: "share" }, tickformat: ".0%" } }));
   });
   (data.heatmaps || []).forEach(function (h, i) {
-    draw("heatmap-" + i, [{ x: h.x, y: h.y, z: h.z, type: "heatmap", colorscale: "YlOrRd", hoverongaps: false }],
+    draw("heatmap-" + i, [{ x: h.x, y: h.y, z: h.z, type: "heatmap", colorscale: "YlOrRd", reversescale: true, hoverongaps: false }],
       layout(h.metric + " per feature", { height: Math.max(240, 40 + 24 * h.y.length), xaxis: { type: "date" } }));
   });
   if (data.latency && data.latency.x && data.latency.x.length) {
