@@ -23,14 +23,17 @@ from watchkeeper.daemon.checks.retention import Retention
 from watchkeeper.daemon.checks.scheduler import PolicyScheduler, PolicyStatus, describe
 from watchkeeper.daemon.checks.stepping import PolicyStepper, step_settings
 from watchkeeper.daemon.config import Config, secret_values
-from watchkeeper.daemon.http import HttpServer, Request, Response, Route
-from watchkeeper.daemon.http_params import (
+from watchkeeper.daemon.console_sources import console_for
+from watchkeeper.daemon.http.params import (
     INCIDENT_STATES,
     ParamError,
     bounded_int,
     choice,
     query_params,
 )
+from watchkeeper.daemon.http.reports import Reports, report_routes
+from watchkeeper.daemon.http.server import HttpServer, Request, Response, Route
+from watchkeeper.daemon.http.status import status as status_document
 from watchkeeper.daemon.ingest.loop import Ingestor
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
 from watchkeeper.daemon.logs import RedactingFilter
@@ -40,11 +43,9 @@ from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.notify.router import Router
 from watchkeeper.daemon.notify.silences import Silences
-from watchkeeper.daemon.reports import Reports, report_routes
 from watchkeeper.daemon.shadow.checks import ShadowChecks, shadow_table
 from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
 from watchkeeper.daemon.shadow.store import ShadowStore
-from watchkeeper.daemon.status import status as status_document
 from watchkeeper.daemon.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class Daemon:
             leadership = self._start_leadership(stack, store)
             outbox = Outbox(store.engine)
             self._start_delivery(stack, outbox, leadership)
-            self._start_http(stack, reports)
+            self._start_http(stack, store, reports)
             router = self._build_checker(store, reports)
             # the worker stops after ingestion (it may still hold offered rows), before
             # the store closes
@@ -321,7 +322,7 @@ class Daemon:
         ).start()
         stack.callback(self.delivery.close)
 
-    def _start_http(self, stack: ExitStack, reports: Reports) -> None:
+    def _start_http(self, stack: ExitStack, store: Store, reports: Reports) -> None:
         config = self.config
         token = os.environ[config.http.token_env] if config.http.token_env else None
         self.http = HttpServer(
@@ -330,7 +331,9 @@ class Daemon:
             self.registry,
             self._liveness,
             self._readiness,
-            report_routes(reports) + self._api_routes(),
+            report_routes(reports)
+            + self._api_routes()
+            + console_for(self, store, reports, token).routes(),
             token,
             public_url=config.http.public_url,
         ).start()

@@ -140,8 +140,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from watchkeeper.daemon.http.status import status
     from watchkeeper.daemon.notify.incidents import IncidentStore
-    from watchkeeper.daemon.status import status
     from watchkeeper.daemon.store.store import Store
 
     config = _config(args.config)

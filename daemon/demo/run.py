@@ -150,6 +150,9 @@ def _run(
                 console.print("[red]no events reached the store within 120 s[/]")
                 outcome = 1
             return outcome, traffic.produced
+        if daemon.http is not None:
+            # the console: each notification below links its incident page here
+            console.print(f"console: http://{daemon.http.address}/")
         written = write_policies(SHIPPED_POLICIES, workdir / "policies", scale)
         view.t0 = time.monotonic()
         record["t0_ms"] = int(time.time() * 1000)

@@ -74,7 +74,7 @@ class LiveView:
             f"stored events [bold]{totals['events']:,}[/]",
             f"ingest [bold]{rate:,.0f}[/] ev/s",
             f"quarantined [bold]{totals['quarantined']:,}[/]",
-            f"status {url}/api/incidents · metrics {url}/metrics",
+            f"console {url}/ · metrics {url}/metrics",
         )
         return table
 
@@ -116,11 +116,16 @@ class LiveView:
         if not open_:
             return Text("no open incidents", style="green")
         table = Table(title="open incidents", title_justify="left")
-        for column in ("severity", "model", "rule", "summary"):
+        for column in ("severity", "model", "rule", "summary", "page"):
             table.add_column(column)
+        daemon = self.daemon
+        url = f"http://{daemon.http.address}" if daemon.http else ""
         for i in open_:
             style = "bold red" if i["severity"] == "critical" else "yellow"
-            table.add_row(Text(i["severity"], style=style), i["model"], i["rule"], i["summary"])
+            page = f"{url}/incidents/{i['fingerprint']}"
+            table.add_row(
+                Text(i["severity"], style=style), i["model"], i["rule"], i["summary"], page
+            )
         return table
 
     def _shadow(self) -> list[RenderableType]:

@@ -26,7 +26,9 @@ def notification(
     i = event.incident
     links = {}
     if base_url:
-        links["status"] = f"{base_url}/api/incidents"
+        # the console's incident page (daemon/http/console.py): what fired, the plot of the
+        # rule against its thresholds, the distributions, the silence form
+        links["status"] = f"{base_url}/incidents/{i.fingerprint}"
         drift = i.metric in METRICS and METRICS[i.metric].scope == "column"
         if drift and window_size_ms and report_name is not None and event.kind != "resolved":
             # the report of the window that fired; the daemon makes it on the first visit

@@ -14,6 +14,7 @@ Run with each check of a policy that has a ``shadow`` section:
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
@@ -207,7 +208,9 @@ class ShadowChecks:
             "labelled_rows": verdict.labelled,
             "table": table,
         }
-        links = {"shadow": f"{self.base_url}/api/shadow"} if self.base_url else {}
+        # the model's console page holds the shadow comparison table
+        page = f"{self.base_url}/models/{urllib.parse.quote(policy.model, safe='')}"
+        links = {"shadow": page} if self.base_url else {}
         return Notification(
             kind=verdict.decision,
             fingerprint=fingerprint(policy.key, "promotion", candidate),

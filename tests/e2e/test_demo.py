@@ -77,14 +77,20 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line)
-            status = re.search(r"status: (http://[^/\s]+)/api/incidents", line)
+            console = re.search(r"console: (http://[^/\s]+)/", line)
+            if console:
+                report["console"] = console.group(1)
+            status = re.search(r"status: (http://[^/\s]+)/incidents/([0-9a-f]{16})", line)
             if status and "metrics" not in report:
-                # the status API and /metrics are served while the demo runs
+                # the console, the API and /metrics are served while the demo runs
                 base = status.group(1)
                 with urllib.request.urlopen(base + "/metrics", timeout=30) as response:
                     report["metrics"] = response.read().decode()
                 with urllib.request.urlopen(base + "/api/incidents", timeout=30) as response:
                     report["incidents"] = json.loads(response.read())
+                page = f"{base}/incidents/{status.group(2)}"
+                with urllib.request.urlopen(page, timeout=30) as response:
+                    report["page"] = (response.status, response.read().decode())
             match = re.search(r"report: (http://\S+\.html)", line)
             if match and "status" not in report:
                 # the report of the first drift incident, made on the first visit
@@ -135,6 +141,11 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     assert output.count("🚀") >= 1  # the promotion, announced
     assert "watchkeeper_incident_open" in str(report.get("metrics"))
     assert isinstance(report.get("incidents"), dict) and "incidents" in report["incidents"]
+    # the console address is printed, and a notification's link opens its incident page
+    assert report.get("console"), output[-4000:]
+    code_and_page = report.get("page")
+    assert isinstance(code_and_page, tuple) and code_and_page[0] == 200
+    assert 'id="timeline-chart"' in code_and_page[1]
     body = str(report.get("body", "")).lower()
     assert report.get("status") == 200 and "drifted columns" in body and "amount" in body
 

@@ -38,7 +38,7 @@ def note(kind: str) -> Notification:
         opened_ms=int(time.time() * 1000) - 60_000,
         labels={"team": "payments"},
         links={
-            "status": "http://127.0.0.1:8450/api/incidents",
+            "status": "http://127.0.0.1:8450/incidents/0123456789abcdef",
             "report": "http://127.0.0.1:8450/reports/r.html",
         },
     )
@@ -72,7 +72,7 @@ def test_firing_then_resolved_in_a_real_alertmanager(alertmanager: str, tmp_path
         }
         assert active["annotations"]["summary"].startswith("psi 0.41 >= 0.25 on fraud.amount")
         assert active["annotations"]["report_url"].endswith("/reports/r.html")
-        assert active["generatorURL"] == "http://127.0.0.1:8450/api/incidents"
+        assert active["generatorURL"] == "http://127.0.0.1:8450/incidents/0123456789abcdef"
         first_end = active["endsAt"]
         now[0] += 1.1
         # a restarted daemon re-sends from the durable state, pushing endsAt ahead

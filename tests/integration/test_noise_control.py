@@ -14,11 +14,11 @@ import pytest
 from watchkeeper.daemon.checks.housekeeping import Housekeeper
 from watchkeeper.daemon.config import AlertsConfig, RouteConfig
 from watchkeeper.daemon.demo.broker import EmbeddedBroker, free_port
+from watchkeeper.daemon.http.reports import ReportSigner
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.notify.router import Router
 from watchkeeper.daemon.notify.silences import Silences, parse_matchers
-from watchkeeper.daemon.reports import ReportSigner
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.policies.engine import Incident, IncidentEvent
 from watchkeeper.policies.schema import Policy
@@ -76,7 +76,8 @@ def test_routes_add_channels_by_labels() -> None:
     router = Router("http://wk:8450", routes)
     critical = router.plan(event("critical"), POLICY)
     assert sorted(c for c, _ in critical) == ["audit", "oncall", "pager"]
-    assert critical[0][1].links == {"status": "http://wk:8450/api/incidents"}
+    note = critical[0][1]
+    assert note.links == {"status": f"http://wk:8450/incidents/{note.fingerprint}"}
     assert sorted(c for c, _ in router.plan(event("warn"), POLICY)) == ["audit", "console"]
 
 
@@ -103,7 +104,7 @@ def test_drift_notifications_link_their_window_report() -> None:
     assert note.links["report"] == f"http://wk:8450/reports/{name}"
     assert name.startswith("fraud~default~1795251600000~1795255500000~")
     assert signer.key(name) is not None  # minted: the daemon will make it on a visit
-    assert note.links["status"] == "http://wk:8450/api/incidents"
+    assert note.links["status"] == f"http://wk:8450/incidents/{note.fingerprint}"
     ((_, resolved),) = router.plan(event("critical", kind="resolved"), POLICY)
     assert "report" not in resolved.links
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.checks.checker import CheckMetrics
 from watchkeeper.daemon.checks.scheduler import PolicyMetrics
 from watchkeeper.daemon.demo.broker import free_port
-from watchkeeper.daemon.http import HttpServer
+from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
 from watchkeeper.daemon.notify.delivery import DeliveryMetrics
 from watchkeeper.daemon.shadow.rows import ShadowMetrics

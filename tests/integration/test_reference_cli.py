@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.cli.main import main
 from watchkeeper.daemon.eventtime.windows import WindowState
-from watchkeeper.daemon.http import HttpServer
-from watchkeeper.daemon.reports import Reports, report_routes
+from watchkeeper.daemon.http.reports import Reports, report_routes
+from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.profile import ReferenceProfile, bin_counts
 from watchkeeper.detectors.reservoir import record_keys

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.config import HttpConfig
-from watchkeeper.daemon.http import HttpServer, Request, Response, Route
+from watchkeeper.daemon.http.server import HttpServer, Request, Response, Route
 
 TOKEN = "a-long-random-token-for-tests"
 

@@ -34,7 +34,10 @@ def note(
         members=members or {"amount": 0.41, "age": 0.3, "country": 0.27},
         at_ms=1_795_255_200_000,
         opened_ms=1_795_255_200_000,
-        links={"report": "http://wk/reports/r.html", "status": "http://wk/api/incidents"},
+        links={
+            "report": "http://wk/reports/r.html",
+            "status": "http://wk/incidents/0123456789abcdef",
+        },
     )
 
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.cli.main import main
-from watchkeeper.daemon.http import HttpServer
+from watchkeeper.daemon.http.server import HttpServer
 
 from tests.security.probes import get
 from tests.support import write_config

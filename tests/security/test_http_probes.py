@@ -166,7 +166,7 @@ def test_a_crowd_of_clients_is_served_in_bounded_time(daemon: RunningDaemon) -> 
 
 
 def test_every_response_carries_the_security_headers(daemon: RunningDaemon) -> None:
-    for path in ("/healthz", "/metrics", "/api/policies", "/nowhere"):
+    for path in ("/healthz", "/metrics", "/api/policies", "/nowhere", "/", "/quarantine"):
         headers = get(daemon.address, path).headers
         assert "default-src 'none'" in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff"

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon.http import HttpServer, Request, Response, Route
+from watchkeeper.daemon.http.server import HttpServer, Request, Response, Route
 
 from tests.security.probes import exchange, get, request_bytes
 

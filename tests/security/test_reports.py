@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon import reports as reports_module
 from watchkeeper.daemon.eventtime.windows import WindowState
-from watchkeeper.daemon.http import HttpServer
-from watchkeeper.daemon.reports import REPORT_CSP, Reports, report_routes
+from watchkeeper.daemon.http import reports as reports_module
+from watchkeeper.daemon.http.reports import REPORT_CSP, Reports, report_routes
+from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.profile import profile_from_window
 from watchkeeper.detectors.reservoir import record_keys
@@ -111,7 +111,7 @@ def test_hostile_strings_reach_the_report_inert_and_no_script_of_theirs_runs(
 def test_the_sandbox_stops_a_script_that_escaped_escaping(tmp_path: Path) -> None:
     """A report that did hold a live payload runs it in an opaque origin: it cannot read
     the daemon's API or post to it."""
-    from watchkeeper.daemon.http import Request, Response, Route
+    from watchkeeper.daemon.http.server import Request, Response, Route
 
     posted: list[int] = []
 

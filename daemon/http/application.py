@@ -1,7 +1,7 @@
 """The Starlette application behind :class:`~watchkeeper.daemon.http.HttpServer`.
 
-Layers, outermost first: :class:`~watchkeeper.daemon.http_guard.RequestGuard` (framing,
-size, concurrency), :class:`~watchkeeper.daemon.http_guard.SecurityHeaders`, the
+Layers, outermost first: :class:`~watchkeeper.daemon.http.guard.RequestGuard` (framing,
+size, concurrency), :class:`~watchkeeper.daemon.http.guard.SecurityHeaders`, the
 :class:`Gate` (host, authentication, cross-site rule), then Starlette's router. The
 daemon's handlers (``Request -> Response`` functions, :class:`~watchkeeper.daemon.http.Route`)
 become Starlette routes run on the bounded worker pool; ``extra_routes`` takes Starlette
@@ -43,7 +43,7 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import BaseRoute
 from starlette.routing import Route as StarletteRoute
-from watchkeeper.daemon.http_guard import (
+from watchkeeper.daemon.http.guard import (
     SECURITY_HEADERS,
     BodyTooLargeError,
     Limits,
@@ -52,7 +52,7 @@ from watchkeeper.daemon.http_guard import (
 )
 
 if TYPE_CHECKING:
-    from watchkeeper.daemon.http import Check, Handler, Request, Response, Route
+    from watchkeeper.daemon.http.server import Check, Handler, Request, Response, Route
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Gate:
     """Host check, authentication and the cross-site rule (module docstring)."""
 
     def __init__(self, app: Any, token: str | None, loopback: bool, public_url: str | None) -> None:
-        from watchkeeper.daemon.http import is_loopback
+        from watchkeeper.daemon.http.server import is_loopback
 
         self.app = app
         self.token = token
@@ -157,7 +157,7 @@ class Gate:
 
 
 def _request(scope: dict[str, Any], body: bytes) -> Request:
-    from watchkeeper.daemon.http import Request
+    from watchkeeper.daemon.http.server import Request
 
     query = scope.get("query_string", b"").decode("latin-1")
     try:
@@ -193,7 +193,7 @@ def build_app(
     extra_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
     """The application; see the module docstring."""
-    from watchkeeper.daemon.http import Response
+    from watchkeeper.daemon.http.server import Response
 
     async def in_pool(function: Callable[[], Response]) -> Response:
         loop = asyncio.get_running_loop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from watchkeeper.daemon.http import Request
+from watchkeeper.daemon.http.server import Request
 
 INCIDENT_STATES = ("open", "resolved", "all")
 MAX_PARAM_CHARS = 200

@@ -1,7 +1,7 @@
 """The daemon's HTTP server: ``/healthz``, ``/readyz``, ``/metrics`` and the routes the daemon
 adds (reports, the API, and later the console).
 
-The application is Starlette (:mod:`watchkeeper.daemon.http_app`), served by Hypercorn on
+The application is Starlette (:mod:`watchkeeper.daemon.http.application`), served by Hypercorn on
 an event loop in one thread that the daemon starts and stops through its exit stack.
 Hypercorn was chosen over uvicorn by measurement against the probes of issue 15 (README,
 "HTTP server"): it closes connections whose request head does not arrive within
@@ -12,12 +12,12 @@ shutdown is bounded by ``graceful_timeout``.
 
 Handlers are plain functions ``Request -> Response`` that read the store, so they run on
 a bounded pool of worker threads, never on the event loop; the limits (body size, header
-size, timeouts, backlog, concurrency) are :class:`~watchkeeper.daemon.http_guard.Limits`.
+size, timeouts, backlog, concurrency) are :class:`~watchkeeper.daemon.http.guard.Limits`.
 
 Requests that change something (any method but GET / HEAD) need ``Authorization: Bearer
 <token>`` when a token is configured (``http.token_env``), are refused outright when the
 server listens beyond loopback without one, and must not come from another origin
-(``http_app`` documents the cross-site rule).
+(``application`` documents the cross-site rule).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon.http_guard import Limits
+from watchkeeper.daemon.http.guard import Limits
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class HttpServer:
         public_url: str | None = None,
         extra_routes: list[Any] | None = None,
     ) -> None:
-        from watchkeeper.daemon.http_app import build_app
+        from watchkeeper.daemon.http.application import build_app
 
         self.limits = limits or Limits()
         self.token = token

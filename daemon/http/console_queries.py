@@ -1,0 +1,335 @@
+"""What the console pages read from the store, each read bounded.
+
+Every query here has a row limit or a time range fixed by the daemon (never by the
+request): a page costs a few indexed reads however long the daemon has run. Values are
+returned as plain JSON-able data; escaping is the templates' job (Jinja2 autoescape) and
+chart data goes through ``tojson``, which escapes ``<``, ``>``, ``&`` and quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from watchkeeper.daemon.store import tables as t
+from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.binning import OTHER, UNSEEN, binned
+from watchkeeper.detectors.errors import InsufficientDataError
+from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.registry import METRICS
+
+DAY_MS = 86_400_000
+MAX_TIMELINE = 2_000
+"""Evaluations drawn on one incident's timeline (a day of 1-minute ticks is 1,440)."""
+MAX_NOTIFICATIONS = 200
+MAX_HISTORY = 50
+MAX_MODEL_EVALUATIONS = 5_000
+MAX_LATENCY_WINDOWS = 120
+"""Windows whose latency sketch the model page reads (each summary holds every feature's
+sketch: this bounds what one page view parses)."""
+MAX_SHOWN_CHARS = 2_000
+RAW_PREFIX = 512
+LATENCY_RANKS = (0.5, 0.9, 0.99)
+
+
+def finite(value: Any) -> float | None:
+    """A float for JSON (NaN and infinities become None: JSON has no word for them)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def shown(text: Any, limit: int = MAX_SHOWN_CHARS) -> str:
+    """A stored string cut to what a page shows (escaped later, by the template)."""
+    value = "" if text is None else str(text)
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+@dataclass(frozen=True)
+class Distribution:
+    feature: str
+    kind: str
+    labels: list[str]
+    reference: list[float]
+    current: list[float]
+    n_reference: int
+    n_current: int
+    unseen: list[tuple[str, int]]
+    rank_error: float
+
+
+class ConsoleQueries:
+    """Bounded reads for the pages (module docstring)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine: Engine = store.engine
+
+    # -- incidents --------------------------------------------------------------------
+    def incident(self, fingerprint: str) -> dict[str, Any] | None:
+        """The latest incident with this fingerprint (the one a link names)."""
+        c = t.incidents.c
+        query = (
+            select(t.incidents).where(c.fingerprint == fingerprint).order_by(c.id.desc()).limit(1)
+        )
+        with reader(self.engine) as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        out["members"] = json.loads(out["members"])
+        return out
+
+    def history(self, fingerprint: str) -> list[dict[str, Any]]:
+        """Earlier and current incidents of this fingerprint, newest first."""
+        c = t.incidents.c
+        query = (
+            select(c.id, c.state, c.severity, c.opened_ms, c.updated_ms, c.resolved_ms, c.note)
+            .where(c.fingerprint == fingerprint)
+            .order_by(c.id.desc())
+            .limit(MAX_HISTORY)
+        )
+        with reader(self.engine) as conn:
+            return [dict(r._mapping) for r in conn.execute(query).all()]
+
+    def open_incidents(self, limit: int = 500) -> list[dict[str, Any]]:
+        c = t.incidents.c
+        query = (
+            select(
+                c.fingerprint,
+                c.model,
+                c.policy,
+                c.rule,
+                c.feature,
+                c.metric,
+                c.severity,
+                c.summary,
+                c.opened_ms,
+                c.updated_ms,
+            )
+            .where(c.state == "open")
+            .order_by(c.updated_ms.desc())
+            .limit(limit)
+        )
+        with reader(self.engine) as conn:
+            return [dict(r._mapping) for r in conn.execute(query).all()]
+
+    def timeline(
+        self, policy: str, rule: str, features: list[str] | None, since_ms: int
+    ) -> list[dict[str, Any]]:
+        """The rule's evaluations since ``since_ms``, oldest first (``features``: those)."""
+        c = t.evaluations.c
+        query = select(
+            c.at_ms,
+            c.feature,
+            c.value,
+            c.warn,
+            c.critical,
+            c.resolve,
+            c.decision,
+            c.severity,
+            c.state,
+            c.n_current,
+            c.reason,
+        ).where((c.policy == policy) & (c.rule == rule) & (c.at_ms >= since_ms))
+        if features:
+            query = query.where(c.feature.in_(features))
+        query = query.order_by(c.at_ms.desc(), c.id.desc()).limit(MAX_TIMELINE)
+        with reader(self.engine) as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query).all()]
+        rows.reverse()
+        for row in rows:
+            for key in ("value", "warn", "critical", "resolve"):
+                row[key] = finite(row[key])
+            row["reason"] = shown(row["reason"], 300)
+        return rows
+
+    def notifications(self, fingerprint: str) -> list[dict[str, Any]]:
+        """What the outbox holds for this fingerprint: channel, kind, delivery state."""
+        c = t.outbox.c
+        query = (
+            select(
+                c.id,
+                c.channel,
+                c.kind,
+                c.state,
+                c.created_ms,
+                c.attempts,
+                c.sent_ms,
+                c.last_error,
+                c.payload,
+            )
+            .where(c.fingerprint == fingerprint)
+            .order_by(c.id.desc())
+            .limit(MAX_NOTIFICATIONS)
+        )
+        with reader(self.engine) as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query).all()]
+        for row in rows:
+            try:
+                payload = json.loads(row.pop("payload"))
+            except ValueError:
+                payload = {}
+            row["severity"] = shown(payload.get("severity", ""), 20)
+            # delivery errors were redacted before they were stored (delivery.py)
+            row["last_error"] = shown(row["last_error"], 300)
+        return rows
+
+    # -- distributions ----------------------------------------------------------------
+    def distributions(
+        self,
+        reference: ReferenceProfile | None,
+        model: str,
+        features: list[str],
+        start_ms: int,
+        end_ms: int,
+    ) -> list[Distribution]:
+        """Current (the window range, read once) against reference, on the reference's
+        buckets, for each of ``features`` both sides hold."""
+        if reference is None or not features:
+            return []
+        window = self.store.window_range(model, start_ms, end_ms)
+        if window is None:
+            return []
+        out = []
+        for feature in features:
+            column = reference.column(feature)
+            if feature == "__prediction__":
+                current = window.prediction
+            else:
+                current = window.features.get(feature)
+            if column is None or current is None:
+                continue
+            try:
+                b = binned(column, current)
+            except (InsufficientDataError, ValueError, TypeError):
+                continue  # kinds differ, or nothing to compare: no plot, the table stays
+            n = max(1, b.n_current)
+            labels = [
+                "other (rare in reference)" if x == OTHER else "unseen" if x == UNSEEN else x
+                for x in b.labels
+            ]
+            unseen = sorted(b.unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:50]
+            out.append(
+                Distribution(
+                    feature=feature,
+                    kind=column.kind,
+                    labels=[shown(x, 200) for x in labels],
+                    reference=[float(p) for p in b.reference],
+                    current=[float(x) / n for x in b.current],
+                    n_reference=b.n_reference,
+                    n_current=b.n_current,
+                    unseen=[(shown(k, 200), int(v)) for k, v in unseen],
+                    rank_error=float(b.rank_error),
+                )
+            )
+        return out
+
+    # -- models -----------------------------------------------------------------------
+    def model_evaluations(self, model: str, since_ms: int) -> list[dict[str, Any]]:
+        """The model's evaluations since ``since_ms`` (oldest first, bounded)."""
+        c = t.evaluations.c
+        query = (
+            select(c.at_ms, c.policy, c.rule, c.metric, c.feature, c.value, c.state)
+            .where((c.model == model) & (c.at_ms >= since_ms))
+            .order_by(c.at_ms.desc(), c.id.desc())
+            .limit(MAX_MODEL_EVALUATIONS)
+        )
+        with reader(self.engine) as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query).all()]
+        rows.reverse()
+        for row in rows:
+            row["value"] = finite(row["value"])
+            info = METRICS.get(row["metric"])
+            row["scope"] = info.scope if info is not None else "other"
+        return rows
+
+    def latest_evaluations(self, limit: int = 1_000) -> list[dict[str, Any]]:
+        """The newest evaluation of each (policy, rule, feature) among the last ``limit``."""
+        c = t.evaluations.c
+        query = select(t.evaluations).order_by(c.id.desc()).limit(limit)
+        with reader(self.engine) as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query).all()]
+        seen: set[tuple[str, str, str]] = set()
+        out = []
+        for row in rows:
+            key = (row["policy"], row["rule"], row["feature"] or "")
+            if key in seen:
+                continue
+            seen.add(key)
+            for name in ("value", "warn", "critical", "resolve"):
+                row[name] = finite(row[name])
+            out.append(row)
+        out.sort(key=lambda r: (r["policy"], r["rule"], r["feature"] or ""))
+        return out
+
+    def latency(self, model: str, since_ms: int) -> list[dict[str, Any]]:
+        """Latency percentiles per stored window (the newest ``MAX_LATENCY_WINDOWS``)."""
+        c = t.windows.c
+        with reader(self.engine) as conn:
+            starts = [
+                int(s)
+                for (s,) in conn.execute(
+                    select(c.window_start_ms)
+                    .where((c.model == model) & (c.window_start_ms >= since_ms))
+                    .group_by(c.window_start_ms)
+                    .order_by(c.window_start_ms.desc())
+                    .limit(MAX_LATENCY_WINDOWS)
+                ).all()
+            ]
+        if not starts:
+            return []
+        out = []
+        for w in self.store.windows(model, None, min(starts), max(starts) + 1):
+            sketch = w.summary.latency
+            if sketch.count == 0:
+                continue
+            values = sketch.quantiles(LATENCY_RANKS)
+            out.append(
+                {
+                    "start_ms": w.summary.start_ms,
+                    "version": w.summary.version,
+                    "count": int(sketch.count),
+                    **{
+                        f"p{int(r * 100)}": finite(v)
+                        for r, v in zip(LATENCY_RANKS, values, strict=True)
+                    },
+                }
+            )
+        out.sort(key=lambda r: (r["start_ms"], r["version"]))
+        return out
+
+    def quarantine_counts(self) -> dict[str, int]:
+        return self.store.quarantine_counts()
+
+    def quarantined(self, reason: str | None, limit: int) -> list[dict[str, Any]]:
+        c = t.quarantine.c
+        query = (
+            select(
+                c.id,
+                c.received_at,
+                c.topic,
+                c.partition,
+                c.offset,
+                c.reason,
+                c.detail,
+                c.size,
+                func.substr(c.raw, 1, RAW_PREFIX).label("raw"),
+            )
+            .order_by(c.id.desc())
+            .limit(limit)
+        )
+        if reason is not None:
+            query = query.where(c.reason == reason)
+        with reader(self.engine) as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query).all()]
+        for row in rows:
+            raw = bytes(row["raw"] or b"")
+            row["raw"] = raw.decode("utf-8", "backslashreplace")
+            row["detail"] = shown(row["detail"], 500)
+        return rows
