@@ -30,7 +30,7 @@ from watchkeeper.daemon.eventtime.watermarks import (
 )
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
-from watchkeeper.daemon.ingest.source import Source, SourceError
+from watchkeeper.daemon.ingest.source import KafkaClientError, Source
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.window import ColumnBatch
 
@@ -92,7 +92,7 @@ class PartitionTime:
                 position = None
                 if read_up_to(key) is None:
                     position = consumer.position(key)
-            except SourceError:
+            except KafkaClientError:
                 continue
             if end is not None:
                 self._ends[key] = end

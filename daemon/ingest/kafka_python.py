@@ -18,7 +18,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka.errors import KafkaError
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.eventtime.watermarks import PartitionKey
-from watchkeeper.daemon.ingest.source import RebalanceListener, Record, SourceError
+from watchkeeper.daemon.ingest.source import KafkaClientError, RebalanceListener, Record
 
 NAME = "kafka-python"
 
@@ -79,7 +79,7 @@ class KafkaPythonSource:
             polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
         except KafkaError as exc:
             # kafka-python raises once when the broker goes away, then reconnects itself
-            raise SourceError("poll", exc) from exc
+            raise KafkaClientError("poll", exc) from exc
         return {(tp.topic, tp.partition): records for tp, records in polled.items()}
 
     def assignment(self) -> set[PartitionKey]:
@@ -104,7 +104,7 @@ class KafkaPythonSource:
         try:
             self._consumer.commit_async(commit)
         except KafkaError as exc:
-            raise SourceError("commit", exc) from exc
+            raise KafkaClientError("commit", exc) from exc
 
     def end_offset(self, partition: PartitionKey) -> int | None:
         end = self._consumer.highwater(TopicPartition(*partition))
@@ -114,7 +114,7 @@ class KafkaPythonSource:
         try:
             position = self._consumer.position(TopicPartition(*partition), timeout_ms=0)
         except KafkaError as exc:  # not known without a broker round trip
-            raise SourceError("position", exc) from exc
+            raise KafkaClientError("position", exc) from exc
         return None if position is None else int(position)
 
     def close(self) -> None:

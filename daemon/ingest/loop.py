@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from watchkeeper.daemon.config import Config
-from watchkeeper.daemon.errors import StoreUnavailableError
+from watchkeeper.daemon.errors import StoreUnavailableError, WatchkeeperError
 from watchkeeper.daemon.eventtime.watermarks import PartitionKey
 from watchkeeper.daemon.eventtime.windows import WindowState, on_time
 from watchkeeper.daemon.ingest.admission import Admission
@@ -42,7 +42,7 @@ from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.event_time import PartitionTime
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
-from watchkeeper.daemon.ingest.source import Record, Source, SourceError
+from watchkeeper.daemon.ingest.source import KafkaClientError, Record, Source
 from watchkeeper.daemon.ingest.sources import open_source
 from watchkeeper.daemon.store.label_join import JoinBuffer, JoinOutcome, JoinSettings
 from watchkeeper.daemon.store.quarantine import Quarantined
@@ -185,7 +185,9 @@ class Ingestor:
         with _collector_paused():
             try:
                 polled = consumer.poll(ingest.poll_timeout)
-            except SourceError as exc:
+            except KafkaClientError as exc:
+                if not exc.retriable:
+                    raise
                 # the clients reconnect by themselves (kafka-python raises once first)
                 log.warning("poll failed (%s); retrying", exc)
                 time.sleep(min(1.0, ingest.poll_timeout))
@@ -293,7 +295,9 @@ class Ingestor:
                     self.clock_settings,
                     self.owner,
                 )
-            except StoreUnavailableError as exc:
+            except WatchkeeperError as exc:
+                if not exc.retriable:  # retrying cannot help: let the daemon stop loudly
+                    raise
                 self.windows.restore(delta)
                 joins.predictions += self._joins.predictions
                 joins.labels += self._joins.labels
@@ -350,7 +354,7 @@ class Ingestor:
         if commit:
             try:
                 self._consumer.commit(commit)
-            except SourceError as exc:  # informational only: the store holds the truth
+            except KafkaClientError as exc:  # informational only: the store holds the truth
                 log.debug("could not mirror offsets to Kafka: %s", exc)
 
     def _update_lag(self) -> None:

@@ -45,7 +45,7 @@ class RebalanceListener(Protocol):
     def on_assigned(self, partitions: list[PartitionKey]) -> None: ...
 
 
-class SourceError(WatchkeeperError):
+class KafkaClientError(WatchkeeperError):
     """The client failed a call (the broker went away, a request timed out).
 
     Retriable: both clients reconnect by themselves; the loop logs it and polls again.
@@ -68,7 +68,7 @@ class Source(Protocol):
     def poll(self, timeout_s: float) -> Mapping[PartitionKey, Sequence[Record]]:
         """The records fetched within ``timeout_s``, per partition, in offset order.
 
-        Raises :class:`SourceError` when the client fails the fetch."""
+        Raises :class:`KafkaClientError` when the client fails the fetch."""
 
     def assignment(self) -> set[PartitionKey]:
         """The partitions this member owns now."""
@@ -87,14 +87,14 @@ class Source(Protocol):
 
     def commit(self, offsets: Mapping[PartitionKey, int]) -> None:
         """Mirror ``offsets`` (the next offset to read) to the broker, asynchronously and
-        best effort: watchkeeper's store holds the truth. Raises :class:`SourceError`."""
+        best effort: watchkeeper's store holds the truth. Raises :class:`KafkaClientError`."""
 
     def end_offset(self, partition: PartitionKey) -> int | None:
         """The partition's end as of the last fetch (None: not known yet). Never blocks."""
 
     def position(self, partition: PartitionKey) -> int | None:
         """The offset the next poll reads from, without a broker round trip (None: not known
-        yet). Raises :class:`SourceError` when the client cannot tell without one."""
+        yet). Raises :class:`KafkaClientError` when the client cannot tell without one."""
 
     def close(self) -> None:
         """Leave the group and release the connections."""
