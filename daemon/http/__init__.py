@@ -1,12 +1,16 @@
-"""The daemon's HTTP layer: the server (``server``: Hypercorn in a thread), the Starlette
-application and its gate (``application``: host check, bearer token, cross-site rule),
-limits and security headers (``guard``), checked query parameters (``params``), signed
-drift reports (``reports``), the status document (``status``), and the console: pages,
-their queries, static assets and the OpenAPI description of the JSON API.
+"""The daemon's HTTP layer: what the daemon serves on its listen address.
 
-It may import ``watchkeeper.daemon.store.store`` / ``queries`` / ``tables`` / ``engine``,
-``config``, the notification layer's read APIs (incidents, silences, outbox), the
-``policies`` and ``detectors`` packages, Starlette, Hypercorn, Jinja2 and
-prometheus-client. Nothing below ``app.py`` imports it except ``cli`` (the status
-document), so the rest of the daemon never depends on how pages are drawn.
+Owns the server (:mod:`.server`: Hypercorn in a thread), the Starlette application and its
+gate (:mod:`.application`: host check, bearer token, cross-site rule), limits and security
+headers (:mod:`.guard`), checked query parameters (:mod:`.params`), signed drift reports
+(:mod:`.reports`), the status document (:mod:`.status`), and the console: its pages
+(:mod:`.console`), their bounded queries (:mod:`.console_queries`), the silence form and its
+CSRF tokens (:mod:`.console_silence`), templates, static assets and the OpenAPI
+description of the JSON API.
+
+May import: ``daemon.checks`` (tick and stepping read-outs for the status document),
+``daemon.offline`` (the drift report), ``daemon.store``, ``daemon.eventtime``,
+``daemon.config``, ``detectors``, ``policies``; Starlette, Hypercorn, Jinja2 and
+prometheus-client. What the console reads of notify and shadow is handed to it as
+callables by :mod:`watchkeeper.daemon.console_sources`, so pages never reach into them.
 """
