@@ -7,6 +7,11 @@ not: request framing and size, concurrency, and the security headers of every re
   ``Content-Length``, or one that is not a plain decimal number, is refused with 400 and
   the connection closed: such framing is how a request is smuggled past a proxy that
   reads it differently (RFC 9112 §6.3 lets a server refuse it; we do);
+* a GET or HEAD that announces a body (``Transfer-Encoding``, or a ``Content-Length``
+  above 0) is refused with 400 and the connection closed: such a body has no meaning
+  (RFC 9110 §9.3.1, §9.3.2) and nothing here reads it, so an application that waits for
+  the end of the request (prometheus-client's ``/metrics`` awaits ``receive()``) would
+  otherwise hold the connection until ``read_timeout`` for a body that never comes;
 * a declared length above ``max_body`` is refused with 413 before a byte of the body is
   read; a chunked body is counted as it arrives and refused with 413 the moment it
   passes ``max_body``. Both answers close the connection, so nothing left of the body
@@ -86,7 +91,13 @@ async def _refuse(send: Any, status: int, message: str, extra: list[Any] | None 
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def framing_error(headers: list[tuple[bytes, bytes]], max_body: int) -> tuple[int, str] | None:
+BODILESS_METHODS = frozenset({"GET", "HEAD"})
+"""Methods whose requests must not carry a body (module docstring)."""
+
+
+def framing_error(
+    headers: list[tuple[bytes, bytes]], max_body: int, method: str = "GET"
+) -> tuple[int, str] | None:
     """Status and reason to refuse a request's framing with, or None when it is sound."""
     lengths = [v for k, v in headers if k.lower() == b"content-length"]
     chunked = any(k.lower() == b"transfer-encoding" for k, _ in headers)
@@ -94,10 +105,15 @@ def framing_error(headers: list[tuple[bytes, bytes]], max_body: int) -> tuple[in
         return 400, "Content-Length and Transfer-Encoding together are refused"
     if len(lengths) > 1:
         return 400, "more than one Content-Length"
+    bodiless = method.upper() in BODILESS_METHODS
+    if chunked and bodiless:
+        return 400, f"a {method.upper()} request must not carry a body"
     if lengths:
         text = lengths[0].strip()
         if not text.isdigit() or len(text) > 18:
             return 400, "Content-Length must be a non-negative decimal number"
+        if int(text) > 0 and bodiless:
+            return 400, f"a {method.upper()} request must not carry a body"
         if int(text) > max_body:
             return 413, f"the body is larger than the limit of {max_body} bytes"
     return None
@@ -115,7 +131,9 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refused = framing_error(scope.get("headers", []), self.limits.max_body)
+        refused = framing_error(
+            scope.get("headers", []), self.limits.max_body, str(scope.get("method", ""))
+        )
         if refused is not None:
             await _refuse(send, *refused)
             return

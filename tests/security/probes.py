@@ -59,7 +59,9 @@ def _parse(data: bytes, no_body: bool = False) -> tuple[list[RawResponse], bytes
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         rest = data[head_end + 4 :]
-        if headers.get("transfer-encoding", "").lower() == "chunked":
+        if no_body:  # the answer to a HEAD: whatever its framing headers say, no body
+            body = b""
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
             body = b""
             while True:
                 size_end = rest.find(b"\r\n")
@@ -73,7 +75,7 @@ def _parse(data: bytes, no_body: bool = False) -> tuple[list[RawResponse], bytes
                 if size == 0:
                     break
         else:
-            length = 0 if no_body else int(headers.get("content-length", "0") or 0)
+            length = int(headers.get("content-length", "0") or 0)
             if len(rest) < length:
                 return out, data
             body, rest = rest[:length], rest[length:]
