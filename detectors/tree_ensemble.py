@@ -10,7 +10,8 @@ Python call per row. The daemon needs neither scikit-learn nor pickle to use it.
 Routing follows scikit-learn's ``_predict_one_from_raw_data``
 (``sklearn/ensemble/_hist_gradient_boosting/_predictor.pyx``) rule for rule:
 
-* NaN goes to the side the split learnt for missing values (``missing_go_to_left``);
+* NaN goes to the side the split learnt for missing values (``missing_go_to_left``),
+  also at a "split on NaNs" (threshold +inf: every value left, NaN right);
 * numeric: left iff x ≤ threshold;
 * categorical (integer codes): a negative code, or one the model never saw in training
   (``known_cat_bitsets``), is treated as missing; a code in the split's left set goes left;
@@ -120,13 +121,12 @@ class TreeEnsemble:
         a: dict[str, Any] = self._arrays  # type: ignore[attr-defined]
         n, width = x.shape
         trees = len(self.roots)
-        # NaN is routed by substitution: +inf where the node sends missing values right,
-        # −inf where it sends them left (thresholds are finite bin midpoints), so one
-        # comparison per node and level does both; infinite values keep their own side
-        missing = np.isnan(x)
-        flat = np.concatenate([np.where(missing, np.inf, x), np.where(missing, -np.inf, x)])
-        flat = flat.reshape(-1)
-        node_offset = a["feature"] + a["missing_left"] * (n * width)
+        # NaN is routed explicitly, never by substituting ±inf: a "split on NaNs" (all
+        # values left, NaN right) has threshold +inf (sklearn grower.py, _fill_predictor_
+        # arrays), where +inf > +inf would send NaN left; this was a bug (seed 596)
+        flat = x.reshape(-1)
+        feature = a["feature"]
+        missing_left = a["missing_left"]
         # one entry per (row, tree) still walking; finished ones drop out each level
         final = np.tile(a["roots"], n)
         active = np.flatnonzero(~a["leaf"].take(final))
@@ -135,7 +135,11 @@ class TreeEnsemble:
         for _ in range(int(a["depth"])):
             if active.size == 0:
                 break
-            go_right = flat.take(row_offset + node_offset.take(node)) > a["threshold"].take(node)
+            value = flat.take(row_offset + feature.take(node))
+            go_right = value > a["threshold"].take(node)  # NaN compares False
+            nan = np.isnan(value)
+            if nan.any():
+                go_right[nan] = ~missing_left.take(node[nan])
             if self.categorical:
                 self._route_categorical(x, node, active // trees, go_right)
             node = a["child"].take(2 * node + go_right)

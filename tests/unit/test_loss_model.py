@@ -13,7 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimation_reference import (
@@ -78,8 +78,31 @@ def test_numeric_only_models_equal_the_library() -> None:
     assert np.array_equal(trees.predict(probe), model.predict(probe))
 
 
+def test_a_split_on_nans_sends_nan_right_and_every_value_left() -> None:
+    """scikit-learn's split between the last value bin and the missing one has threshold
+    +inf and sends NaN right (grower.py, ``_fill_predictor_arrays``). Routing NaN as +inf
+    sent it left: at seed 596 twenty rows were off by up to 0.26."""
+    t = TreeEnsemble(
+        baseline=0.0,
+        roots=(0,),
+        feature=(0, 0, 0),
+        threshold=(math.inf, 0.0, 0.0),
+        missing_left=(False, False, False),
+        left=(1, 0, 0),
+        right=(2, 0, 0),
+        leaf=(False, True, True),
+        value=(0.0, -1.0, 1.0),
+        categorical=(),
+        known={},
+    )
+    x = np.array([[np.nan], [np.inf], [-np.inf], [1e308], [0.0]])
+    assert t.predict(x).tolist() == [1.0, -1.0, -1.0, -1.0, -1.0]
+    assert round_trip(t).predict(x).tolist() == [1.0, -1.0, -1.0, -1.0, -1.0]
+
+
 @settings(max_examples=10, deadline=None)
 @given(st.integers(0, 2**31), st.integers(1, 30), st.booleans())
+@example(seed=596, trees=5, cat=False)  # a split on NaNs (the test above)
 def test_predictor_equals_library_on_random_models(seed: int, trees: int, cat: bool) -> None:
     rng = np.random.default_rng(seed)
     x = matrix(rng, 600)
