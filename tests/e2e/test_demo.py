@@ -28,24 +28,85 @@ pytestmark = [pytest.mark.slow, pytest.mark.broker]
 PHASE_S = 12.0  # quiet phases leave room for slow resolution on a loaded machine
 
 
-def tansu_pids() -> set[int]:
-    pids = set()
+Process = tuple[int, int]
+"""A process as (pid, start time in clock ticks since boot): a pid alone may be reused."""
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time) of a live process, from ``/proc/<pid>/stat`` (proc(5))."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return int(fields[1]), int(fields[19])  # ppid is field 4, starttime field 22
+
+
+def _is_tansu(pid: int) -> bool:
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return b"tansu" in argv0.rsplit(b"/", 1)[-1]
+
+
+def brokers_under(root: int) -> set[Process]:
+    """The Tansu brokers among the descendants of ``root``: only what that process started,
+    whatever other suites run brokers on the machine at the same time."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"tansu" in cmdline[0].rsplit(b"/", 1)[-1]:
-            pids.add(int(entry.name))
-    return pids
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            children.setdefault(stat[0], []).append(int(entry.name))
+    found: set[Process] = set()
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        stat = _stat(pid)
+        if stat is not None and _is_tansu(pid):
+            found.add((pid, stat[1]))
+    return found
+
+
+def alive(process: Process) -> bool:
+    stat = _stat(process[0])
+    return stat is not None and stat[1] == process[1]
+
+
+class BrokerWatch:
+    """Records, while the demo runs, every broker in its process tree (polled from a
+    thread: once the demo exits, a leaked broker is re-parented and no longer its own)."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.seen: set[Process] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while _stat(self.root) is not None and not self._stop.is_set():
+            self.seen |= brokers_under(self.root)
+            self._stop.wait(0.25)
+
+    def stop(self) -> set[Process]:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return self.seen
+
+
+def assert_no_broker_leaked(seen: set[Process]) -> None:
+    """The demo started a broker (so the check proves something) and it is gone."""
+    assert seen, "no broker was seen among the demo's processes"
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in seen) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in seen if alive(p)], seen
 
 
 def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     tmp_path: Path, slack: FakeSlack
 ) -> None:
-    brokers_before = tansu_pids()
     workdir = tmp_path / "demo"
     env = os.environ | {
         "SLACK_BOT_TOKEN": TOKEN,
@@ -69,6 +130,7 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
         text=True,
         env=env,
     )
+    watch = BrokerWatch(process.pid)
     assert process.stdout is not None
     lines: list[str] = []
     report: dict[str, object] = {}
@@ -158,16 +220,12 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     assert TOKEN not in (workdir / "watchkeeper-demo.log").read_text()
 
     # nothing left running: the broker the demo started is gone
-    deadline = time.monotonic() + 10
-    while tansu_pids() - brokers_before and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not tansu_pids() - brokers_before
+    assert_no_broker_leaked(watch.stop())
 
 
 def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     """``--duration 0`` runs until Ctrl-C; SIGINT then stops everything it started, in
     order, and the demo still prints its summary and exits 0."""
-    brokers_before = tansu_pids()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -185,6 +243,7 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    watch = BrokerWatch(process.pid)
     assert process.stdout is not None
     lines: list[str] = []
     try:
@@ -204,7 +263,4 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     output = "".join(lines)
     assert code == 0, output[-3000:]
     assert "policies in force" in output and "demo finished" in output
-    deadline = time.monotonic() + 10
-    while tansu_pids() - brokers_before and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not tansu_pids() - brokers_before
+    assert_no_broker_leaked(watch.stop())
