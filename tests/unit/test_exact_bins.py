@@ -146,3 +146,57 @@ def test_the_offline_drift_of_a_file_is_the_same_bit_for_bit_run_after_run(
         assert sketch.counts_exactly(profile.edges)
         got = sketch.histogram(profile.edges)
         assert np.array_equal(got, numpy_bins(data[:, column], profile.edges))
+
+
+def test_windows_name_the_columns_as_reference_profiles_do() -> None:
+    from watchkeeper.detectors import profile, window
+
+    assert (window.PREDICTION, window.PREDICTION_CLASS, window.LABEL) == (
+        profile.PREDICTION,
+        profile.PREDICTION_CLASS,
+        profile.LABEL,
+    )
+
+
+def test_a_window_counts_the_bins_in_force_for_its_model_from_its_first_event() -> None:
+    from watchkeeper.detectors.window import Column, ColumnBatch, SketchSettings, WindowSummary
+
+    in_force = {("fraud", "amount"): EDGES, ("fraud", window_prediction()): (0.5,)}
+    settings = SketchSettings(k=8, bins=lambda model, column: in_force.get((model, column)))
+    values = np.linspace(-2, 3, 400)
+
+    def numeric(v: np.ndarray) -> Column:
+        flags = np.zeros(v.size, dtype=bool)
+        return Column("numeric", v, flags, flags.copy())
+
+    def batch(model: str) -> ColumnBatch:
+        return ColumnBatch(
+            model,
+            "predictions",
+            np.arange(400, dtype=np.int64),
+            np.full(400, "1", dtype=object),
+            np.arange(400, dtype=np.uint64),
+            features={"amount": numeric(values), "other": numeric(values)},
+            prediction=numeric(values / 3),
+        )
+
+    for model, exact in (("fraud", True), ("spam", False)):
+        w = WindowSummary(model, "1", 0, 1000, settings)
+        w.update(batch(model), np.arange(400))
+        amount, other = w.features["amount"], w.features["other"]
+        assert isinstance(amount, NumericSketch) and isinstance(other, NumericSketch)
+        assert amount.counts_exactly(EDGES) is exact
+        assert not other.counts_exactly(EDGES)
+        if exact:
+            assert np.array_equal(amount.histogram(EDGES), numpy_bins(values, EDGES))
+            assert isinstance(w.prediction, NumericSketch)
+            got = w.prediction.histogram((0.5,))
+            assert np.array_equal(got, numpy_bins(values / 3, (0.5,)))
+        again = WindowSummary.from_dict(w.to_dict())
+        assert again.features["amount"].to_dict() == amount.to_dict()
+
+
+def window_prediction() -> str:
+    from watchkeeper.detectors.profile import PREDICTION
+
+    return PREDICTION
