@@ -47,6 +47,7 @@ from watchkeeper.daemon.shadow.checks import ShadowChecks, shadow_table
 from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
 from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.policies.loader import LoadedPolicy
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,15 @@ class Daemon:
             int(self.config.windows.size * 1000),
             self._policies,
         )
+
+    def _policies_loaded(self, policies: dict[str, LoadedPolicy]) -> None:
+        """On each (re)load: the shadow candidates, and the references in force at ingest."""
+        assert self.shadow is not None and self.checker is not None
+        try:
+            self.shadow.configure(policies)
+        finally:
+            if self.ingestor is not None:
+                self.ingestor.references.adopt(self.checker.references.in_force(policies))
 
     def reload(self) -> PolicyStatus | None:
         """Re-read the policy files now (SIGHUP, ``POST /-/reload``)."""
@@ -386,7 +396,7 @@ class Daemon:
             set(config.alerts.channels),
             config.windows.size,
             clock=self.clock,
-            on_reload=self.shadow.configure,
+            on_reload=self._policies_loaded,
             leading=leadership.is_leader,
             poll_interval_s=config.policies.poll_interval,
         ).start()

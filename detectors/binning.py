@@ -60,9 +60,11 @@ def binned(reference: ColumnProfile, current: ColumnSketch) -> Binned:
     if isinstance(reference, NumericProfile) and isinstance(current, NumericSketch):
         if current.count == 0 or reference.count == 0:
             raise InsufficientDataError("no finite values to compare")
-        # each bin's share comes from two CDF queries, each within the rank error; while
-        # the sketch holds fewer than k values it holds them all and is exact
-        error = 2 * current.rank_error if current.count > current.k else 0.0
+        # exact when the window counted the reference's own bins (NumericSketch.count_bins_on);
+        # otherwise each bin's share comes from two CDF queries, each within the rank error,
+        # and while the sketch holds fewer than k values it holds them all and is exact
+        exact = current.counts_exactly(reference.edges) or current.count <= current.k
+        error = 0.0 if exact else 2 * current.rank_error
         hist = current.histogram(reference.edges)
         props = np.asarray(reference.proportions)
         return Binned(_edge_labels(reference.edges), props, hist, reference.count, {}, error)

@@ -7,7 +7,13 @@ by partition, by replica) merge into the summary of the whole:
   max, mean and variance, and an Apache DataSketches KLL sketch for quantiles, CDFs and
   histograms on any bin edges. KLL's normalised rank error at k = 200 is ≈ 1.33 % for a
   single quantile query with 99 % confidence (Karnin, Lang & Liberty 2016; DataSketches'
-  KLL accuracy docs); ``rank_error`` reports the bound for the sketch at hand.
+  KLL accuracy docs); ``rank_error`` reports the bound for the sketch at hand. KLL is
+  randomised (its compactions flip coins), so the same values sketched twice can answer a
+  query differently within that bound. A sketch can also be told, before its first
+  value, the bin edges it will be scored on (:meth:`NumericSketch.count_bins_on`: the
+  edges of the reference in force); it then counts those bins exactly (``searchsorted`` +
+  ``bincount``), and :meth:`~NumericSketch.histogram` on those edges is exact and the same
+  run after run. Any other edges come from KLL, approximately.
 * :class:`CategoryCounts` — exact counts per category up to ``max_categories``
   distinct values; beyond that the rarest are folded into an ``overflow`` count, so memory
   stays bounded when a feature turns out to be an identifier.
@@ -19,6 +25,11 @@ not the same as present-but-null, for schema-drift checks.
 >>> s.update(np.array([1.0, 2.0, np.nan, 4.0]), nulls=1)
 >>> (s.count, s.nans, s.nulls, s.min, s.max)
 (3, 1, 1, 1.0, 4.0)
+>>> e = NumericSketch(k=8)
+>>> e.count_bins_on((0.5, 2.5))
+>>> e.update(np.arange(100.0) / 10)
+>>> e.histogram((0.5, 2.5)).tolist(), e.counts_exactly((0.5, 2.5))
+([6.0, 20.0, 74.0], True)
 >>> c = CategoryCounts(max_categories=2)
 >>> c.update(["DE", "FR", "DE", "US"])
 >>> (c.counts, c.overflow)
@@ -56,8 +67,33 @@ class NumericSketch:
         self.max = -math.inf
         self._mean = 0.0
         self._m2 = 0.0
+        # exact counts on pinned bin edges (None: not pinned, or lost in a merge)
+        self._edges: FloatArray | None = None
+        self._bins: np.ndarray[Any, np.dtype[np.int64]] | None = None
 
     # -- building ----------------------------------------------------------------------
+    def count_bins_on(self, edges: Iterable[float]) -> None:
+        """Count the bins cut at the increasing inner ``edges`` exactly from now on.
+
+        Only before the first finite value: counts of values already sketched are not
+        known exactly. Raises ``ValueError`` otherwise or for edges not increasing."""
+        cut = np.asarray([float(e) for e in edges], dtype=np.float64)
+        if self.count:
+            raise ValueError("exact bins must be chosen before the first value")
+        if cut.size and not (np.all(np.isfinite(cut)) and np.all(np.diff(cut) > 0)):
+            raise ValueError("bin edges must be finite and strictly increasing")
+        self._edges = cut
+        self._bins = np.zeros(cut.size + 1, dtype=np.int64)
+
+    def counts_exactly(self, edges: Iterable[float]) -> bool:
+        """Whether :meth:`histogram` on ``edges`` is exact (edges pinned, or no value)."""
+        if not self.count:
+            return True
+        if self._edges is None:
+            return False
+        cut = [float(e) for e in edges]
+        return len(cut) == self._edges.size and bool(np.array_equal(self._edges, cut))
+
     def update(self, values: FloatArray, nulls: int = 0, missing: int = 0) -> None:
         """Add ``values`` (NaN and ±inf are counted apart, not sketched) and null counts."""
         self.nulls += nulls
@@ -72,6 +108,10 @@ class NumericSketch:
         if vals.size == 0:
             return
         self._kll.update(np.ascontiguousarray(vals, dtype=np.float64))
+        if self._edges is not None and self._bins is not None:
+            # bins are right-closed, (e[i-1], e[i]]: side="left" puts v == e[i] in bin i
+            where = np.searchsorted(self._edges, vals, side="left")
+            self._bins += np.bincount(where, minlength=self._bins.size)
         # moments of values near the float64 limit overflow to inf: a signal, not a crash
         with np.errstate(over="ignore", invalid="ignore"):
             mean = float(vals.mean())
@@ -98,9 +138,29 @@ class NumericSketch:
         self.missing += other.missing
         self.nans += other.nans
         self.infs += other.infs
+        self._merge_bins(other)
         if other.count:
             self._kll.merge(other._kll)
             self._combine(other.count, other._mean, other._m2, other.min, other.max)
+
+    def _merge_bins(self, other: NumericSketch) -> None:
+        # exact counts survive a merge only when both sides count the same bins; a side
+        # with no finite value adds nothing (an empty self takes the other side's bins)
+        if not other.count:
+            return
+        mine, theirs = self._bins, other._bins
+        same = (
+            self._edges is not None
+            and other._edges is not None
+            and np.array_equal(self._edges, other._edges)
+        )
+        if same and mine is not None and theirs is not None:
+            self._bins = mine + theirs
+        elif not self.count:
+            self._edges = other._edges
+            self._bins = None if theirs is None else theirs.copy()
+        else:
+            self._edges, self._bins = None, None
 
     # -- reading -----------------------------------------------------------------------
     @property
@@ -148,6 +208,8 @@ class NumericSketch:
         pts = [float(e) for e in edges]
         if not self.count:
             return np.zeros(len(pts) + 1)
+        if self._bins is not None and self.counts_exactly(pts):
+            return self._bins.astype(np.float64)
         pmf = np.asarray(self._kll.get_pmf(pts, True), dtype=np.float64)
         return np.rint(pmf * self.count)  # KLL weights are integers: undo float error
 
@@ -170,6 +232,11 @@ class NumericSketch:
             "mean": self._mean,
             "m2": self._m2,
             "kll": base64.b64encode(self._kll.serialize()).decode() if self.count else None,
+            **(
+                {"bin_edges": self._edges.tolist(), "bins": self._bins.tolist()}
+                if self._edges is not None and self._bins is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -182,6 +249,9 @@ class NumericSketch:
             out.min, out.max = float(data["min"]), float(data["max"])
             out._kll = kll_doubles_sketch.deserialize(base64.b64decode(data["kll"]))
         out._mean, out._m2 = float(data["mean"]), float(data["m2"])
+        if data.get("bin_edges") is not None:  # absent in windows stored before exact bins
+            out._edges = np.asarray(data["bin_edges"], dtype=np.float64)
+            out._bins = np.asarray(data["bins"], dtype=np.int64)
         return out
 
 

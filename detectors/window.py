@@ -12,7 +12,7 @@ and how small windows roll up into large ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -77,18 +77,34 @@ class ColumnBatch:
         return int(self.ts_ms.size)
 
 
+# a reference profile's names for these columns (profile.PREDICTION, …; profile imports
+# this module, so they are spelled here too: tests/unit/test_exact_bins.py checks them)
+PREDICTION, PREDICTION_CLASS, LABEL = "__prediction__", "__prediction_class__", "__label__"
+
+BinEdges = Callable[[str, str], "tuple[float, ...] | None"]
+"""``(model, column) ->`` the bin edges a new window sketch of that column counts exactly
+(those of the reference in force for the model), or None: KLL alone. Columns are named
+as in a reference profile (``__prediction__`` for the prediction)."""
+
+
 @dataclass(frozen=True)
 class SketchSettings:
-    """Sizes of the sketches a window keeps (see WindowConfig in the daemon config)."""
+    """Sizes of the sketches a window keeps (see WindowConfig in the daemon config), and
+    which bins its numeric sketches count exactly (``bins``; None: none)."""
 
     k: int = 200
     max_categories: int = 256
     reservoir_size: int = 512
+    bins: BinEdges | None = field(default=None, compare=False)
 
 
-def _new_sketch(kind: Kind, settings: SketchSettings) -> ColumnSketch:
+def _new_sketch(kind: Kind, settings: SketchSettings, model: str, column: str) -> ColumnSketch:
     if kind == "numeric":
-        return NumericSketch(settings.k)
+        sketch = NumericSketch(settings.k)
+        edges = settings.bins(model, column) if settings.bins is not None else None
+        if edges is not None:
+            sketch.count_bins_on(edges)
+        return sketch
     return CategoryCounts(settings.max_categories)
 
 
@@ -147,10 +163,10 @@ class WindowSummary:
         """All events of every role in the window."""
         return sum(self.events.values())
 
-    def _sketch(self, current: ColumnSketch | None, column: Column) -> ColumnSketch:
+    def _sketch(self, current: ColumnSketch | None, column: Column, name: str) -> ColumnSketch:
         if current is None or current.kind != column.kind:
             # a kind is fixed per model and feature upstream; a change starts a new sketch
-            return _new_sketch(column.kind, self.settings)
+            return _new_sketch(column.kind, self.settings, self.model, name)
         return current
 
     def update(self, batch: ColumnBatch, idx: IndexArray) -> None:
@@ -163,17 +179,19 @@ class WindowSummary:
         self.first_ts_ms = lo if self.first_ts_ms is None else min(self.first_ts_ms, lo)
         self.last_ts_ms = hi if self.last_ts_ms is None else max(self.last_ts_ms, hi)
         for name, column in batch.features.items():
-            sketch = self._sketch(self.features.get(name), column)
+            sketch = self._sketch(self.features.get(name), column, name)
             _feed(sketch, column, idx)
             self.features[name] = sketch
         if batch.prediction is not None:
-            self.prediction = self._sketch(self.prediction, batch.prediction)
+            self.prediction = self._sketch(self.prediction, batch.prediction, PREDICTION)
             _feed(self.prediction, batch.prediction, idx)
         if batch.prediction_class is not None:
-            self.prediction_class = self._sketch(self.prediction_class, batch.prediction_class)
+            self.prediction_class = self._sketch(
+                self.prediction_class, batch.prediction_class, PREDICTION_CLASS
+            )
             _feed(self.prediction_class, batch.prediction_class, idx)
         if batch.label is not None:
-            self.label = self._sketch(self.label, batch.label)
+            self.label = self._sketch(self.label, batch.label, LABEL)
             _feed(self.label, batch.label, idx)
         if batch.latency_ms is not None:
             latency = batch.latency_ms[idx]

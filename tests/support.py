@@ -72,9 +72,11 @@ def daemon_config_dict(
     store_url: str,
     topics: dict[str, Any],
     group: str | None = None,
+    client: str | None = None,
     **sections: Any,
 ) -> dict[str, Any]:
-    """A config for tests: fast group joins on Tansu and frequent flushes."""
+    """A config for tests: fast group joins on Tansu and frequent flushes; ``client``
+    names the Kafka client (the config's default when None)."""
     data: dict[str, Any] = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -88,6 +90,8 @@ def daemon_config_dict(
         "ingest": {"flush_interval": "200ms", "poll_timeout": "200ms"},
         "windows": {"size": "5m", "allowed_lateness": "10m"},
     }
+    if client is not None:
+        data["kafka"]["client"] = client
     for name, section in sections.items():
         data.setdefault(name, {}).update(section)
     return data

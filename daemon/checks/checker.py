@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +66,20 @@ class ReferenceCache:
             cached = (mtime, ReferenceProfile.load(path))
             self._files[str(path)] = cached
         return cached[1]
+
+    def in_force(self, policies: Mapping[str, LoadedPolicy]) -> list[ReferenceProfile]:
+        """The references ``policies`` score against, in policy key order (unreadable or
+        missing ones left out, logged): what the windows count exact bins for."""
+        out: list[ReferenceProfile] = []
+        for key in sorted(policies):
+            try:
+                reference = self.get(policies[key])
+            except (OSError, ValueError) as exc:
+                log.warning("policy %s: its reference is not in force at ingest: %s", key, exc)
+                continue
+            if reference is not None:
+                out.append(reference)
+        return out
 
 
 def findings_for(

@@ -42,6 +42,7 @@ from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.event_time import PartitionTime
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
+from watchkeeper.daemon.ingest.references_in_force import ReferencesInForce
 from watchkeeper.daemon.ingest.source import KafkaClientError, Record, Source
 from watchkeeper.daemon.ingest.sources import open_source
 from watchkeeper.daemon.store.label_join import JoinBuffer, JoinOutcome, JoinSettings
@@ -96,8 +97,11 @@ class Ingestor:
         clock: Callable[[], float] = time.time,
         shadow: BatchTap | None = None,
         source: Callable[[Config], Source] = open_source,
+        references: ReferencesInForce | None = None,
     ) -> None:
         self.config = config
+        # whose bins new window sketches count exactly (the app fills it on each reload)
+        self.references = references if references is not None else ReferencesInForce()
         self.shadow = shadow
         self._open_source = source
         self.store = store
@@ -110,7 +114,9 @@ class Ingestor:
         self.windows = WindowState(
             w.size,
             w.allowed_lateness,
-            SketchSettings(w.sketch_k, w.max_categories, w.reservoir_size),
+            SketchSettings(
+                w.sketch_k, w.max_categories, w.reservoir_size, bins=self.references.edges
+            ),
         )
         i = config.ingest
         # shared by the topics' decoders: a model admitted on one topic is known on all

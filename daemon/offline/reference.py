@@ -140,9 +140,19 @@ def numeric_values(series: pd.Series) -> np.ndarray[Any, Any]:
     return values
 
 
-def column_sketch(series: pd.Series, current: ColumnSketch | None) -> ColumnSketch:
+def column_sketch(
+    series: pd.Series, current: ColumnSketch | None, edges: tuple[float, ...] | None = None
+) -> ColumnSketch:
+    """``series`` added to ``current`` (a new sketch when None); a new numeric sketch counts
+    the bins cut at ``edges`` exactly (the reference's, when a batch is scored against it)."""
     if current is None:
-        current = NumericSketch(REFERENCE_K) if is_numeric(series) else CategoryCounts(10_000)
+        if is_numeric(series):
+            numeric = NumericSketch(REFERENCE_K)
+            if edges is not None:
+                numeric.count_bins_on(edges)
+            current = numeric
+        else:
+            current = CategoryCounts(10_000)
     nulls = int(series.isna().sum())
     if isinstance(current, NumericSketch):
         values = numeric_values(series)

@@ -1,11 +1,13 @@
-"""Ingest benchmark: watchkeeper's full path against raw kafka-python consume, in one run.
+"""Ingest benchmark: watchkeeper's full path against raw consume, per Kafka client, in one run.
 
 1. starts the embedded Tansu broker (or uses ``--bootstrap``) and produces ``--events``
    prediction events with 20 numeric features into one topic;
-2. (a) raw consume: kafka-python with watchkeeper's own client settings (crc32c
-   installed, the same fetch sizes), records only, no decode;
-3. (b) watchkeeper: consume, decode, sketch into windows, commit to a SQLite store;
-4. prints events/s of both, the ratio (b)/(a) and each phase's peak RSS.
+2. raw consume with each client (kafka-python, confluent-kafka) and watchkeeper's own
+   client settings (crc32c installed, the same fetch sizes), records only, no decode;
+3. watchkeeper with each client: consume, decode, sketch into windows, commit to a SQLite
+   store;
+4. prints events/s of each phase, the ratios (path / raw per client, confluent path /
+   kafka-python path) and each phase's peak RSS.
 
 Each phase runs in its own process, so the RSS it reports is its own.
 Run: ``make bench`` or ``python tests/benchmarks/bench_ingest.py [--events N]``.
@@ -70,12 +72,13 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
 
 
 NAMES = [f"f{i:02d}" for i in range(FEATURES)]
+PHASES = ["raw-kafka-python", "raw-confluent", "watchkeeper-kafka-python", "watchkeeper-confluent"]
 
 
-def consumer_settings(bootstrap: str) -> dict[str, object]:
+def consumer_settings(bootstrap: str, client: str = "kafka-python") -> dict[str, object]:
     """The client settings watchkeeper uses (config defaults), for a fair baseline."""
     from watchkeeper.daemon.config import Config
-    from watchkeeper.daemon.ingest.kafka_python import consumer_options
+    from watchkeeper.daemon.ingest import confluent, kafka_python
 
     config = Config.model_validate(
         {
@@ -88,7 +91,26 @@ def consumer_settings(bootstrap: str) -> dict[str, object]:
             }
         }
     )
-    return consumer_options(config)
+    if client == "confluent":
+        return confluent.consumer_options(config)
+    return kafka_python.consumer_options(config)
+
+
+def phase_raw_confluent(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(consumer_settings(bootstrap, "confluent"))
+    consumer.subscribe([topic])
+    count = 0
+    started = None
+    while count < n:
+        messages = consumer.consume(num_messages=20_000, timeout=1.0)
+        if messages and started is None:
+            started = time.perf_counter()
+        count += sum(1 for m in messages if m.error() is None)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return {"events": count, "seconds": elapsed}
 
 
 def phase_raw(bootstrap: str, topic: str, n: int) -> dict[str, float]:
@@ -109,15 +131,16 @@ def phase_raw(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     return {"events": count, "seconds": elapsed}
 
 
-def bench_config(bootstrap: str, topic: str, store_url: str) -> Any:
-    """The daemon config both benchmarks run: watchkeeper's client settings, one topic."""
+def bench_config(bootstrap: str, topic: str, store_url: str, client: str) -> Any:
+    """The daemon config the benchmarks run: watchkeeper's client settings, one topic."""
     from watchkeeper.daemon.config import Config
 
     return Config.model_validate(
         {
             "kafka": {
+                "client": client,
                 "bootstrap_servers": bootstrap,
-                "group_id": consumer_settings(bootstrap)["group_id"],
+                "group_id": f"bench-{uuid.uuid4().hex[:6]}",
                 "topics": {"predictions": {"name": topic}},
                 "session_timeout": "6s",
                 "heartbeat_interval": "1s",
@@ -145,13 +168,15 @@ def consume(ingestor: Any, metrics: Any, topic: str, n: int) -> float:
     return time.perf_counter() - (started or time.perf_counter())
 
 
-def phase_watchkeeper(bootstrap: str, topic: str, n: int, workdir: str) -> dict[str, float]:
+def phase_watchkeeper(
+    bootstrap: str, topic: str, n: int, workdir: str, client: str
+) -> dict[str, float]:
     from prometheus_client import CollectorRegistry
     from watchkeeper.daemon.ingest.loop import Ingestor
     from watchkeeper.daemon.ingest.metrics import IngestMetrics
     from watchkeeper.daemon.store.store import Store
 
-    config = bench_config(bootstrap, topic, f"sqlite:///{workdir}/bench.db")
+    config = bench_config(bootstrap, topic, f"sqlite:///{workdir}/bench.db", client)
     store = Store.open(config.store_url())
     metrics = IngestMetrics(CollectorRegistry(), [topic])
     ingestor = Ingestor(config, store, metrics)
@@ -181,11 +206,14 @@ def peak_rss_mb() -> float:
 
 
 def run_phase(args: argparse.Namespace) -> None:
-    if args.phase == "raw":
+    if args.phase == "raw-kafka-python":
         result = phase_raw(args.bootstrap, args.topic, args.events)
+    elif args.phase == "raw-confluent":
+        result = phase_raw_confluent(args.bootstrap, args.topic, args.events)
     else:
+        client = args.phase.removeprefix("watchkeeper-")
         with tempfile.TemporaryDirectory() as workdir:
-            result = phase_watchkeeper(args.bootstrap, args.topic, args.events, workdir)
+            result = phase_watchkeeper(args.bootstrap, args.topic, args.events, workdir, client)
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
@@ -195,7 +223,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--bootstrap")
     parser.add_argument("--partitions", type=int, default=3)
-    parser.add_argument("--phase", choices=["raw", "watchkeeper"])
+    parser.add_argument("--phase", choices=PHASES)
     parser.add_argument("--topic")
     args = parser.parse_args()
     if args.phase:
@@ -216,7 +244,7 @@ def main() -> None:
         seconds = produce(args.bootstrap, topic, args.events)
         print(f"  produced in {seconds:.1f}s ({args.events / seconds:,.0f}/s)")
         results = {}
-        for phase in ("raw", "watchkeeper"):
+        for phase in PHASES:
             out = subprocess.run(
                 [
                     sys.executable,
@@ -234,21 +262,33 @@ def main() -> None:
                 capture_output=True,
                 text=True,
             )
-            results[phase] = json.loads(out.stdout.strip().splitlines()[-1])
-            r = results[phase]
+            results[phase] = r = json.loads(out.stdout.strip().splitlines()[-1])
+            r["rate"] = r["events"] / r["seconds"]
             print(
-                f"({'a' if phase == 'raw' else 'b'}) {phase:<12} {r['events']:>10,} events "
-                f"in {r['seconds']:.2f}s = {r['events'] / r['seconds']:>10,.0f} events/s, "
-                f"peak RSS {r['peak_rss_mb']:.0f} MB"
+                f"{phase:<26} {r['events']:>10,} events in {r['seconds']:6.2f}s = "
+                f"{r['rate']:>10,.0f} events/s, peak RSS {r['peak_rss_mb']:.0f} MB"
             )
-        raw = results["raw"]["events"] / results["raw"]["seconds"]
-        wk = results["watchkeeper"]["events"] / results["watchkeeper"]["seconds"]
+        rate = {phase: r["rate"] for phase, r in results.items()}
+        for client in ("kafka-python", "confluent"):
+            wk = results[f"watchkeeper-{client}"]
+            print(
+                f"watchkeeper/raw with {client:<13} = "
+                f"{rate[f'watchkeeper-{client}'] / rate[f'raw-{client}']:.2f}"
+                + ("  (goal >= 0.85)" if client == "kafka-python" else "")
+                + f"; peak RSS {wk['peak_rss_mb']:.0f} MB (goal <= 250 MB); mean commit "
+                f"{wk['flush_mean_s'] * 1000:.0f} ms"
+            )
         print(
-            f"ratio (b)/(a) = {wk / raw:.2f}  (goal ≥ 0.5); watchkeeper peak RSS "
-            f"{results['watchkeeper']['peak_rss_mb']:.0f} MB (goal < 300 MB); mean commit "
-            f"{results['watchkeeper']['flush_mean_s'] * 1000:.0f} ms"
+            "watchkeeper confluent / watchkeeper kafka-python = "
+            f"{rate['watchkeeper-confluent'] / rate['watchkeeper-kafka-python']:.2f}  (goal >= 3)"
         )
-        assert results["watchkeeper"]["events"] == args.events, "watchkeeper lost or added events"
+        print(
+            "raw confluent / raw kafka-python = "
+            f"{rate['raw-confluent'] / rate['raw-kafka-python']:.2f}"
+        )
+        for client in ("kafka-python", "confluent"):
+            got = results[f"watchkeeper-{client}"]["events"]
+            assert got == args.events, f"watchkeeper with {client} lost or added events"
     finally:
         if broker is not None:
             broker.stop()

@@ -60,6 +60,7 @@ def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(
     store_url: str,
     tmp_path: Path,
     topic_name: str,
+    kafka_client: str,
     processes: list[DaemonProcess],
 ) -> None:
     """Promise: window state and offsets commit together, so totals equal what was produced."""
@@ -69,6 +70,7 @@ def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(
         broker.bootstrap,
         store_url,
         {"predictions": {"name": topic_name}},
+        client=kafka_client,
         ingest={"flush_interval": "100ms", "max_record_bytes": 65536},
         http={"listen": f"127.0.0.1:{free_port()}"},
     )
@@ -229,7 +231,7 @@ def test_sighup_reloads_the_policies(
 
 
 def test_the_broker_stopping_and_starting_neither_stops_the_daemon_nor_loses_what_it_had(
-    tmp_path: Path, topic_name: str, processes: list[DaemonProcess]
+    tmp_path: Path, topic_name: str, kafka_client: str, processes: list[DaemonProcess]
 ) -> None:
     """Promise: a broker outage is waited out (the daemon stays alive and keeps what it
     had committed), and when the broker is back consumption resumes exactly at the offsets
@@ -252,6 +254,7 @@ def test_the_broker_stopping_and_starting_neither_stops_the_daemon_nor_loses_wha
             broker.bootstrap,
             url,
             {"predictions": {"name": topic_name}},
+            client=kafka_client,
             http={"listen": f"127.0.0.1:{port}"},
         )
         config = write_config(tmp_path / "watchkeeper.yaml", data)

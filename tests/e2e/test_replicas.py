@@ -98,6 +98,7 @@ def test_two_replicas_share_the_work_and_one_leads_with_failover(
     pg_database: str,
     tmp_path: Path,
     topic_name: str,
+    kafka_client: str,
     monkeypatch: pytest.MonkeyPatch,
     processes: list[DaemonProcess],
     receiver: Receiver,
@@ -119,6 +120,7 @@ def test_two_replicas_share_the_work_and_one_leads_with_failover(
             broker.bootstrap,
             pg_database,
             {"predictions": {"name": topic_name}},
+            client=kafka_client,
             group=group,
             http={"listen": f"127.0.0.1:{port}"},
             windows={"size": "1s"},
@@ -217,6 +219,7 @@ def test_rebalances_as_replicas_join_and_leave_mid_stream_lose_and_double_count_
     pg_database: str,
     tmp_path: Path,
     topic_name: str,
+    kafka_client: str,
     processes: list[DaemonProcess],
 ) -> None:
     """A replica joins while events flow (partitions move to it), then the first one
@@ -231,6 +234,7 @@ def test_rebalances_as_replicas_join_and_leave_mid_stream_lose_and_double_count_
                 broker.bootstrap,
                 pg_database,
                 {"predictions": {"name": topic_name}},
+                client=kafka_client,
                 group=group,
                 http={"listen": f"127.0.0.1:{port}"},
             ),

@@ -95,7 +95,7 @@ BAD = {
 
 
 def test_good_and_bad_records_land_where_they_belong(
-    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str
+    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str, kafka_client: str
 ) -> None:
     create_topic(broker.bootstrap, topic_name, partitions=2)
     values = [event(i) for i in range(300)]
@@ -108,6 +108,7 @@ def test_good_and_bad_records_land_where_they_belong(
         store_url,
         {"predictions": {"name": topic_name}},
         ingest={"max_record_bytes": 4096},
+        client=kafka_client,
     )
     with running(config) as daemon:
         wait_until(lambda: totals(config)["events"] + totals(config)["quarantined"] == len(values))
@@ -144,11 +145,15 @@ def test_good_and_bad_records_land_where_they_belong(
 
 
 def test_a_restart_resumes_from_the_stored_offsets(
-    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str
+    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str, kafka_client: str
 ) -> None:
     create_topic(broker.bootstrap, topic_name, partitions=3)
     config = make_config(
-        tmp_path, broker.bootstrap, store_url, {"predictions": {"name": topic_name}}
+        tmp_path,
+        broker.bootstrap,
+        store_url,
+        {"predictions": {"name": topic_name}},
+        client=kafka_client,
     )
     produce(broker.bootstrap, topic_name, [event(i) for i in range(400)])
     with running(config):
@@ -195,7 +200,7 @@ def test_labels_topic_and_late_events(
 
 
 def test_a_store_outage_pauses_ingestion_and_loses_nothing(
-    broker: EmbeddedBroker, pg_database: str, tmp_path: Path, topic_name: str
+    broker: EmbeddedBroker, pg_database: str, tmp_path: Path, topic_name: str, kafka_client: str
 ) -> None:
     """Promise: a store unreachable for 30 s delays commits but loses and double-counts
     nothing, and memory does not grow with the events that arrive meanwhile."""
@@ -214,6 +219,7 @@ def test_a_store_outage_pauses_ingestion_and_loses_nothing(
             via_proxy,
             {"predictions": {"name": topic_name}},
             ingest={"store_retry_interval": "300ms"},
+            client=kafka_client,
         )
         produce(broker.bootstrap, topic_name, [event(i) for i in range(300)])
         with running(config) as daemon:

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import urllib.request
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,60 @@ def test_drift_opens_and_resolves_an_incident_and_policies_reload(
     finally:
         stream.stop.set()
         stream.join()
+
+
+def test_windows_count_the_bins_of_the_reference_in_force_exactly(
+    broker: EmbeddedBroker, tmp_path: Path, topic_name: str
+) -> None:
+    """The daemon puts each policy's reference in force at ingest: the stored windows
+    hold exact counts on its bins (equal to numpy's on the values produced), so PSI
+    against it carries no sketch error."""
+    from watchkeeper.detectors.profile import NumericProfile
+    from watchkeeper.detectors.psi import PSI
+
+    from tests.support import produce
+
+    create_topic(broker.bootstrap, topic_name, partitions=2)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store_reference(url)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "fraud.yaml").write_text(POLICY.format(critical=0.25))
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        url,
+        {"predictions": {"name": topic_name}},
+        windows={"size": "5s", "allowed_lateness": "1h"},
+        policies={"paths": [str(policies)]},
+        alerts={"channels": {"console": {"type": "console"}}},
+    )
+    values = np.random.default_rng(5).normal(0.4, 1.3, 3000)  # ≫ k = 200: KLL compacts
+    now = int(time.time() * 1000)
+    events = [
+        orjson.dumps(
+            {"model": "fraud", "ts": now, "features": {"amount": float(x)}, "prediction": 0.5}
+        )
+        for x in values
+    ]
+    produce(broker.bootstrap, topic_name, events)
+    with running(config):
+
+        def stored() -> int:
+            with Store.open(url, migrate=False) as store:
+                return store.totals()["events"]
+
+        wait_until(lambda: stored() == len(values), timeout=60)
+    with Store.open(url, migrate=False) as store:
+        reference = store.reference("fraud")
+        (window,) = store.windows("fraud")
+    assert reference is not None
+    profile = reference.features["amount"]
+    assert isinstance(profile, NumericProfile)
+    sketch = window.summary.features["amount"]
+    assert isinstance(sketch, NumericSketch) and sketch.count == len(values)
+    assert sketch.counts_exactly(profile.edges)
+    bounds = [-np.inf, *profile.edges, np.inf]
+    want = [np.count_nonzero((values > lo) & (values <= hi)) for lo, hi in pairwise(bounds)]
+    assert sketch.histogram(profile.edges).tolist() == want
+    assert PSI().score(profile, sketch).details["error_bound"] == 0.0

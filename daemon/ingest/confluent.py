@@ -1,0 +1,250 @@
+"""confluent-kafka (librdkafka) behind the :class:`~watchkeeper.daemon.ingest.source.Source`
+protocol: ``kafka.client: confluent``.
+
+The ``kafka`` section maps onto librdkafka's properties (:func:`consumer_options`);
+``kafka.options`` passes further properties through, checked by librdkafka itself when the
+config loads. What differs from kafka-python, and how this module keeps the loop's
+semantics:
+
+- librdkafka runs the rebalance callbacks inside ``consume()`` on the caller's thread. A
+  seek asked for during ``on_assigned`` cannot be applied to a partition not yet assigned,
+  so it becomes the start offset of the ``assign()`` the callback makes itself.
+- ``pause()`` stops fetching, but records already in librdkafka's local queue could still
+  come out of the next ``consume()``. Those are held back and the partition is rewound to
+  the first of them on ``resume()``, so a paused partition yields nothing and loses nothing.
+- Broker errors arrive on ``error_cb`` and as error messages; librdkafka reconnects by
+  itself, so they are logged and a fatal one is raised from the next poll.
+- librdkafka logs through :mod:`logging` (``logger``), never straight to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from watchkeeper.daemon.config import Config
+from watchkeeper.daemon.eventtime.watermarks import PartitionKey
+from watchkeeper.daemon.ingest.source import KafkaClientError, RebalanceListener, Record
+
+NAME = "confluent"
+log = logging.getLogger(__name__)
+
+# librdkafka refuses a receive.message.max.bytes below fetch.max.bytes + 512
+# (librdkafka CONFIGURATION.md, receive.message.max.bytes); 100 MB is its default.
+_RECEIVE_DEFAULT = 100_000_000
+# consume() returns at most this many messages (confluent-kafka's own bound)
+_CONSUME_MAX = 1_000_000
+
+
+def consumer_options(config: Config, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """librdkafka properties from the config (``kafka.options`` last, already checked)."""
+    k = config.kafka
+    options: dict[str, Any] = {
+        "bootstrap.servers": ",".join(k.bootstrap_servers),
+        "group.id": k.group_id,
+        "client.id": k.client_id,
+        # offsets are committed with the window state; the broker gets a best-effort mirror
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": k.auto_offset_reset,
+        "session.timeout.ms": int(k.session_timeout * 1000),
+        "heartbeat.interval.ms": int(k.heartbeat_interval * 1000),
+        "fetch.max.bytes": k.fetch_max_bytes,
+        "max.partition.fetch.bytes": k.max_partition_fetch_bytes,
+        "receive.message.max.bytes": max(_RECEIVE_DEFAULT, k.fetch_max_bytes + 512),
+        "security.protocol": k.security_protocol.lower(),
+    }
+    if k.sasl_mechanism:
+        options["sasl.mechanism"] = k.sasl_mechanism
+        options["sasl.username"] = k.sasl_username or ""
+    if k.sasl_password_env:
+        options["sasl.password"] = (env or os.environ)[k.sasl_password_env]
+    if k.ssl_cafile:
+        options["ssl.ca.location"] = k.ssl_cafile
+    options.update(k.options)
+    return options
+
+
+class _Record:
+    """A consumed message in the :class:`Record` shape (confluent's ``Message`` has
+    methods where the protocol has attributes)."""
+
+    __slots__ = ("key", "offset", "partition", "timestamp", "value")
+
+    def __init__(
+        self, partition: int, offset: int, timestamp: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.key = key
+        self.value = value
+
+
+def _tps(partitions: Sequence[PartitionKey]) -> list[TopicPartition]:
+    return [TopicPartition(t, p) for t, p in partitions]
+
+
+class ConfluentSource:
+    """A confluent-kafka ``Consumer`` as a :class:`~watchkeeper.daemon.ingest.source.Source`."""
+
+    def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
+        options = consumer_options(config, env)
+        options["error_cb"] = self._on_error
+        options["logger"] = log
+        try:
+            self._consumer = Consumer(options)
+        except KafkaException as exc:
+            raise KafkaClientError("consumer creation", exc) from exc
+        self._batch = min(config.kafka.max_poll_records, _CONSUME_MAX)
+        self._listener: RebalanceListener | None = None
+        self._paused: set[PartitionKey] = set()
+        self._rewind: dict[PartitionKey, int] = {}  # paused: first offset held back
+        self._assigning: dict[PartitionKey, int] | None = None  # seeks during on_assigned
+        self._fatal: KafkaError | None = None
+        self._closing = False
+        strategy = str(options.get("partition.assignment.strategy", ""))
+        self._cooperative = "cooperative" in strategy  # incremental (un)assignment
+
+    # -- librdkafka callbacks (run inside consume() / close() on the caller's thread) -----
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = error
+        log.warning("Kafka client: %s", error.str())
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._assigning = {}
+        try:
+            if self._listener is not None and not self._closing:
+                self._listener.on_assigned(keys)
+            start = self._assigning
+        finally:
+            self._assigning = None
+        # no seek asked for: the committed offset, else auto.offset.reset, decides
+        chosen = [TopicPartition(t, p, start.get((t, p), OFFSET_INVALID)) for t, p in keys]
+        if self._cooperative:
+            consumer.incremental_assign(chosen)
+        else:
+            consumer.assign(chosen)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        # on close the loop has committed already: leaving the group is no rebalance to it
+        if self._listener is not None and not self._closing:
+            self._listener.on_revoked(keys)
+        for key in keys:
+            self._paused.discard(key)
+            self._rewind.pop(key, None)
+        # librdkafka unassigns by itself once this returns
+
+    # -- Source ---------------------------------------------------------------------------
+    def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
+        self._listener = listener
+        self._consumer.subscribe(
+            list(topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+
+    def poll(self, timeout_s: float) -> Mapping[PartitionKey, Sequence[Record]]:
+        if self._fatal is not None:
+            fatal, self._fatal = self._fatal, None
+            raise KafkaClientError("poll", KafkaException(fatal))
+        try:
+            messages = self._consumer.consume(num_messages=self._batch, timeout=timeout_s)
+        except KafkaException as exc:
+            raise KafkaClientError("poll", exc) from exc
+        polled: dict[PartitionKey, list[Record]] = {}
+        failed: KafkaError | None = None
+        paused, rewind = self._paused, self._rewind
+        for m in messages:
+            error = m.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    failed = error
+                continue
+            key: PartitionKey = (m.topic(), m.partition())  # type: ignore[assignment]
+            offset: int = m.offset()  # type: ignore[assignment]
+            if key in paused:  # fetched before the pause took effect: read again on resume
+                if key not in rewind:
+                    rewind[key] = offset
+                continue
+            batch = polled.get(key)
+            if batch is None:
+                batch = polled[key] = []
+            batch.append(_Record(key[1], offset, m.timestamp()[1], m.key(), m.value()))
+        if failed is not None:
+            if not polled:
+                raise KafkaClientError("poll", KafkaException(failed))
+            log.warning("Kafka client: %s", failed.str())  # records came too: keep them
+        return polled
+
+    def assignment(self) -> set[PartitionKey]:
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def pause(self, partitions: Sequence[PartitionKey]) -> None:
+        if not partitions:
+            return
+        try:
+            self._consumer.pause(_tps(partitions))
+        except KafkaException as exc:
+            raise KafkaClientError("pause", exc) from exc
+        self._paused.update(partitions)
+
+    def resume(self, partitions: Sequence[PartitionKey]) -> None:
+        if not partitions:
+            return
+        try:
+            self._consumer.resume(_tps(partitions))
+        except KafkaException as exc:
+            raise KafkaClientError("resume", exc) from exc
+        for key in partitions:
+            self._paused.discard(key)
+            offset = self._rewind.pop(key, None)
+            if offset is not None:
+                self.seek(key, offset)
+
+    def paused(self) -> set[PartitionKey]:
+        return set(self._paused)
+
+    def seek(self, partition: PartitionKey, offset: int) -> None:
+        self._rewind.pop(partition, None)
+        if self._assigning is not None:  # inside on_assigned: the start of the assignment
+            self._assigning[partition] = offset
+            return
+        try:
+            self._consumer.seek(TopicPartition(partition[0], partition[1], offset))
+        except KafkaException as exc:
+            raise KafkaClientError("seek", exc) from exc
+
+    def commit(self, offsets: Mapping[PartitionKey, int]) -> None:
+        if not offsets:
+            return
+        commit = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            self._consumer.commit(offsets=commit, asynchronous=True)
+        except KafkaException as exc:
+            raise KafkaClientError("commit", exc) from exc
+
+    def end_offset(self, partition: PartitionKey) -> int | None:
+        try:  # cached: the high watermark of the last fetch response, no round trip
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
+        except KafkaException:
+            return None
+        return None if high is None or high < 0 else int(high)
+
+    def position(self, partition: PartitionKey) -> int | None:
+        try:
+            (tp,) = self._consumer.position([TopicPartition(*partition)])
+        except KafkaException as exc:
+            raise KafkaClientError("position", exc) from exc
+        return None if tp.offset < 0 else int(tp.offset)
+
+    def close(self) -> None:
+        self._closing = True
+        self._consumer.close()

@@ -1,0 +1,71 @@
+"""The references in force at ingest: which reference bins each model's windows count.
+
+A window scored against a reference gets exact, repeatable PSI / KL / JS / χ² when its
+sketches counted that reference's own bins from the window's first event
+(:meth:`~watchkeeper.detectors.sketches.NumericSketch.count_bins_on`). So the daemon tells
+the ingestor, whenever the policies (re)load, the reference each model's policies score
+against, and every window sketch created from then on counts those edges exactly.
+
+What stays approximate (KLL, within its rank error, reported as ``error_bound``): a
+window begun before its reference was in force (a reference adopted later, or changed
+mid-window, or one reference among several for one column: the first policy in key order
+decides), and KS, Wasserstein and quantiles, which always read KLL.
+
+The label-free estimates and the model comparison read the same seam
+(:meth:`ReferencesInForce.edges`) to count on the bins they score on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from watchkeeper.detectors.profile import PREDICTION, NumericProfile, ReferenceProfile
+
+Edges = tuple[float, ...]
+
+
+def edges_of(reference: ReferenceProfile) -> dict[str, Edges]:
+    """The numeric columns' bin edges of ``reference``, by column name."""
+    columns = dict(reference.features)
+    if reference.prediction is not None:
+        columns[PREDICTION] = reference.prediction
+    return {
+        name: profile.edges
+        for name, profile in columns.items()
+        if isinstance(profile, NumericProfile) and profile.edges
+    }
+
+
+class ReferencesInForce:
+    """Bin edges per model and column; replaced whole (one assignment, so the ingestion
+    thread reads either the old set or the new, never a mix).
+
+    >>> r = ReferencesInForce()
+    >>> r.replace({"fraud": {"amount": (1.0, 5.0)}})
+    >>> r.edges("fraud", "amount"), r.edges("fraud", "age"), r.edges("spam", "amount")
+    ((1.0, 5.0), None, None)
+    """
+
+    def __init__(self) -> None:
+        self._edges: dict[str, dict[str, Edges]] = {}
+
+    def replace(self, edges: Mapping[str, Mapping[str, Edges]]) -> None:
+        self._edges = {model: dict(columns) for model, columns in edges.items()}
+
+    def adopt(self, references: Iterable[ReferenceProfile]) -> None:
+        """Put ``references`` in force; the first one of a model wins each column."""
+        edges: dict[str, dict[str, Edges]] = {}
+        for reference in references:
+            columns = edges.setdefault(reference.model, {})
+            for name, cut in edges_of(reference).items():
+                columns.setdefault(name, cut)
+        self.replace(edges)
+
+    def edges(self, model: str, column: str) -> Edges | None:
+        """The edges a new window sketch of ``model``'s ``column`` counts exactly, if any."""
+        columns = self._edges.get(model)
+        return None if columns is None else columns.get(column)
+
+    def models(self) -> dict[str, dict[str, Edges]]:
+        """What is in force now (for status pages and tests)."""
+        return {model: dict(columns) for model, columns in self._edges.items()}

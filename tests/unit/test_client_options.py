@@ -1,0 +1,100 @@
+"""The ``kafka`` section as each client's own options: the mapping of the security
+settings, and ``kafka.options`` checked by the chosen client when the file loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from watchkeeper.daemon.config import load_config
+from watchkeeper.daemon.ingest import confluent, kafka_python
+from watchkeeper.policies.yamlsource import InvalidDocumentError
+
+SECURE = """\
+kafka:
+  client: {client}
+  bootstrap_servers: a:9093, b:9093
+  group_id: wk
+  security_protocol: SASL_SSL
+  sasl_mechanism: SCRAM-SHA-512
+  sasl_username: watcher
+  sasl_password_env: WK_KAFKA_PASSWORD
+  ssl_cafile: /etc/ssl/ca.pem
+  session_timeout: 12s
+  topics:
+    predictions: {{name: preds}}
+"""
+ENV = {"WK_KAFKA_PASSWORD": "pw-Zq81"}
+
+
+def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "watchkeeper.yaml"
+    path.write_text(text)
+    return load_config(path, env=ENV)
+
+
+def errors_of(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(InvalidDocumentError) as info:
+        load(tmp_path, text)
+    return [str(e) for e in info.value.errors]
+
+
+def test_kafka_python_is_the_default_client(tmp_path: Path) -> None:
+    config = load(tmp_path, SECURE.replace("  client: {client}\n", "").format())
+    assert config.kafka.client == "kafka-python"
+
+
+def test_the_security_settings_map_onto_librdkafka_properties(tmp_path: Path) -> None:
+    config = load(tmp_path, SECURE.format(client="confluent"))
+    options = confluent.consumer_options(config, ENV)
+    assert {k: options[k] for k in options if k.startswith(("sasl", "ssl", "security"))} == {
+        "security.protocol": "sasl_ssl",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "watcher",
+        "sasl.password": "pw-Zq81",
+        "ssl.ca.location": "/etc/ssl/ca.pem",
+    }
+    assert options["bootstrap.servers"] == "a:9093,b:9093"
+    assert options["group.id"] == "wk"
+    assert options["session.timeout.ms"] == 12_000
+    # offsets are watchkeeper's: librdkafka must neither commit nor store them itself
+    assert options["enable.auto.commit"] is False
+    assert options["enable.auto.offset.store"] is False
+    assert options["receive.message.max.bytes"] >= options["fetch.max.bytes"] + 512
+
+
+def test_both_clients_get_the_same_security_settings(tmp_path: Path) -> None:
+    config = load(tmp_path, SECURE.format(client="kafka-python"))
+    options = kafka_python.consumer_options(config, ENV)
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "watcher"
+    assert options["sasl_plain_password"] == "pw-Zq81"
+    assert options["ssl_cafile"] == "/etc/ssl/ca.pem"
+
+
+def test_librdkafka_checks_the_confluent_options_when_the_file_loads(tmp_path: Path) -> None:
+    base = SECURE.format(client="confluent")
+    good = load(tmp_path, base + "  options: {fetch.wait.max.ms: 50, queued.min.messages: 5000}\n")
+    assert good.kafka.options == {"fetch.wait.max.ms": 50, "queued.min.messages": 5000}
+    (error,) = errors_of(tmp_path, base + "  options: {fetch.wait.max.sm: 50}\n")
+    assert 'No such configuration property: "fetch.wait.max.sm"' in error
+    assert "kafka" in error and "options" in error
+    (error,) = errors_of(tmp_path, base + "  options: {fetch.wait.max.ms: soon}\n")
+    assert 'Invalid value for configuration property "fetch.wait.max.ms"' in error
+
+
+def test_confluent_options_may_hold_no_secret_and_nothing_watchkeeper_owns(
+    tmp_path: Path,
+) -> None:
+    base = SECURE.format(client="confluent")
+    (error,) = errors_of(tmp_path, base + "  options: {sasl.password: hunter2-Qx}\n")
+    assert "secret" in error and "sasl_password_env" in error and "hunter2" not in error
+    (error,) = errors_of(tmp_path, base + "  options: {enable.auto.commit: true}\n")
+    assert "set by watchkeeper itself" in error
+
+
+def test_kafka_python_options_are_not_librdkafka_properties(tmp_path: Path) -> None:
+    base = SECURE.format(client="kafka-python")
+    (error,) = errors_of(tmp_path, base + "  options: {fetch.wait.max.ms: 50}\n")
+    assert "unrecognized kafka-python consumer option" in error
