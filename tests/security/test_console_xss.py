@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -243,7 +242,7 @@ def test_the_plot_draws_hostile_category_names_as_text(console: str) -> None:
             page.goto(f"{console}/incidents/{FINGERPRINT}", wait_until="load")
             page.wait_for_selector("#distribution-0[data-drawn='1']", timeout=30_000)
             page.wait_for_selector("#timeline-chart[data-drawn='1']", timeout=30_000)
-            time.sleep(0.5)
+            page.wait_for_load_state("networkidle")  # every load and error handler has fired
             assert page.evaluate(f"() => window.{FLAG} ?? null") is None
             assert dialogs == []
             assert (
