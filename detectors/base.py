@@ -12,14 +12,18 @@ sample-size guard, so a detector never sees a window too small to judge.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.profile import ColumnProfile, ReferenceProfile
 from watchkeeper.detectors.sketches import ColumnSketch
 from watchkeeper.detectors.window import WindowSummary
 
 Status = Literal["ok", "insufficient_data", "error"]
+Direction = Literal["higher_is_worse", "lower_is_worse"]
+"""Which way a metric's value is bad."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,19 @@ class Finding:
 
 
 class ColumnDetector(Protocol):
-    """Compares one column of the current window with the reference's."""
+    """Compares one column of the current window with the reference's.
 
-    name: ClassVar[str]
-    kinds: ClassVar[frozenset[str]]
-    """Column kinds it applies to: ``numeric``, ``categorical`` or both."""
+    ``name`` and ``kinds`` are read-only here, so a class constant (``PSI.name``) and an
+    attribute set in the constructor (``LatencyQuantile``'s) both satisfy the protocol.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """Column kinds it applies to: ``numeric``, ``categorical`` or both."""
+        ...
 
     def score(self, reference: ColumnProfile, current: ColumnSketch) -> Score: ...
 
@@ -85,6 +97,24 @@ class WindowView:
 class WindowDetector(Protocol):
     """Computes a model-level metric from a whole window (latency, schema, traffic …)."""
 
-    name: ClassVar[str]
+    @property
+    def name(self) -> str: ...
 
     def score(self, view: WindowView) -> Score: ...
+
+
+class PerformanceDetector(Protocol):
+    """Reads one performance metric from a window's joined (prediction, label) pairs."""
+
+    @property
+    def name(self) -> str: ...
+
+    def value(self, sketch: PerformanceSketch) -> float: ...
+
+
+Detector = ColumnDetector | WindowDetector | PerformanceDetector
+"""What a registered metric's factory builds; its scope says which of the three."""
+
+DetectorFactory = Callable[..., Detector]
+"""A detector class or a function building one from a policy's per-metric options
+(``{"psi": {"smoothing": "laplace"}}`` → ``PSI(smoothing="laplace")``)."""

@@ -12,7 +12,14 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from watchkeeper.detectors.base import Finding, Score, WindowView
+from watchkeeper.detectors.base import (
+    ColumnDetector,
+    Finding,
+    PerformanceDetector,
+    Score,
+    WindowDetector,
+    WindowView,
+)
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import PREDICTION, PREDICTION_CLASS, ReferenceProfile
 from watchkeeper.detectors.registry import MetricInfo, metric
@@ -72,21 +79,26 @@ def evaluate(
     )
     columns = select_features(reference, features) if reference is not None else []
     for info in infos:
-
-        def make(info: MetricInfo = info) -> Any:
-            return info.factory(**options.get(info.name, {}))
-
+        opts = options.get(info.name, {})
         if info.scope == "column":
             if reference is None:
                 continue
             for name in columns:
-                findings.append(_column_finding(info, make(), reference, window, name, min_samples))
+                findings.append(
+                    _column_finding(
+                        info, info.column_detector(**opts), reference, window, name, min_samples
+                    )
+                )
         elif info.scope == "window":
-            findings.append(_window_finding(info, make(), view, min_samples))
+            findings.append(_window_finding(info, info.window_detector(**opts), view, min_samples))
         elif info.scope == "shadow":
             continue  # candidates' comparisons: see detectors.shadow.shadow_finding
         else:
-            findings.append(_performance_finding(info, make(), reference, window, min_samples))
+            findings.append(
+                _performance_finding(
+                    info, info.performance_detector(**opts), reference, window, min_samples
+                )
+            )
     return findings
 
 
@@ -138,7 +150,7 @@ def _run(score: Any) -> tuple[Score | None, str, dict[str, Any]]:
 
 def _column_finding(
     info: MetricInfo,
-    detector: Any,
+    detector: ColumnDetector,
     reference: ReferenceProfile,
     window: WindowSummary,
     name: str,
@@ -188,7 +200,9 @@ def _column_finding(
     )
 
 
-def _window_finding(info: MetricInfo, detector: Any, view: WindowView, min_samples: int) -> Finding:
+def _window_finding(
+    info: MetricInfo, detector: WindowDetector, view: WindowView, min_samples: int
+) -> Finding:
     window = view.summary
     needs_events = info.name not in ("throughput_eps", "traffic_ratio")
     if needs_events and window.count < min_samples:
@@ -210,7 +224,7 @@ def _window_finding(info: MetricInfo, detector: Any, view: WindowView, min_sampl
 
 def _performance_finding(
     info: MetricInfo,
-    detector: Any,
+    detector: PerformanceDetector,
     reference: ReferenceProfile | None,
     window: WindowSummary,
     min_samples: int,

@@ -5,10 +5,16 @@ Policy files name metrics from this table; the names never change meaning.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
+from watchkeeper.detectors.base import (
+    ColumnDetector,
+    DetectorFactory,
+    Direction,
+    PerformanceDetector,
+    WindowDetector,
+)
 from watchkeeper.detectors.chi2 import ChiSquare
 from watchkeeper.detectors.js import JSDistance
 from watchkeeper.detectors.kl import KLDivergence
@@ -35,7 +41,6 @@ from watchkeeper.detectors.unseen import UnseenMass
 from watchkeeper.detectors.wasserstein import Wasserstein
 
 Scope = Literal["column", "window", "performance", "shadow"]
-Direction = Literal["higher_is_worse", "lower_is_worse"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,9 @@ class MetricInfo:
     name: str
     scope: Scope
     description: str
-    factory: Callable[..., Any]
+    factory: DetectorFactory | None
+    """Builds the detector from a policy's options; None for shadow metrics, which
+    :mod:`watchkeeper.detectors.shadow` computes from a candidate's paired predictions."""
     kinds: frozenset[str] = frozenset()
     direction: Direction = "higher_is_worse"
     thresholds: tuple[float, float] | None = None
@@ -57,9 +64,35 @@ class MetricInfo:
     short: str | None = None
     """Column title in the offline drift table (default: the name)."""
 
+    # The scope says which detector interface the factory builds; mypy checks each
+    # factory against ``Detector`` at its registry line, and the contract test checks
+    # that every built detector has its scope's interface.
+    def column_detector(self, **options: Any) -> ColumnDetector:
+        return cast(ColumnDetector, self._build("column", options))
+
+    def window_detector(self, **options: Any) -> WindowDetector:
+        return cast(WindowDetector, self._build("window", options))
+
+    def performance_detector(self, **options: Any) -> PerformanceDetector:
+        return cast(PerformanceDetector, self._build("performance", options))
+
+    def _build(self, scope: Scope, options: dict[str, Any]) -> object:
+        if self.scope != scope or self.factory is None:
+            raise TypeError(f"{self.name} is a {self.scope} metric, not a {scope} metric")
+        return self.factory(**options)
+
+
+class ColumnDetectorClass(Protocol):
+    """A column detector's class: its metric name and kinds are known before it is built."""
+
+    name: str
+    kinds: frozenset[str]
+
+    def __call__(self, *args: Any, **options: Any) -> ColumnDetector: ...
+
 
 def _column(
-    cls: Any,
+    cls: ColumnDetectorClass,
     description: str,
     thresholds: tuple[float, float] | None = None,
     *,
@@ -181,7 +214,7 @@ METRICS: dict[str, MetricInfo] = {
             for n in REGRESSION_METRICS
         ),
         *(
-            MetricInfo(n, "shadow", what, lambda: None, direction=direction)  # type: ignore[arg-type]
+            MetricInfo(n, "shadow", what, None, direction=direction)
             for n, (direction, what) in SHADOW_METRICS.items()
         ),
     ]

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.base import Direction, Finding
 from watchkeeper.detectors.calibration import CalibrationSketch, confidence_of
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.js import JSDistance
@@ -54,7 +54,7 @@ LABELLED_METRICS = {
 }
 
 # name → (direction, what it is); the registry publishes these for policy files
-SHADOW_METRICS: dict[str, tuple[str, str]] = {
+SHADOW_METRICS: dict[str, tuple[Direction, str]] = {
     "shadow_rows": ("lower_is_worse", "rows run through the candidate"),
     "shadow_agreement": ("lower_is_worse", "share of rows whose predicted class matches"),
     "shadow_mean_abs_diff": ("higher_is_worse", "mean |candidate − production| score"),

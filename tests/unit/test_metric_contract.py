@@ -4,6 +4,7 @@ reads it from there."""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -24,9 +25,10 @@ def test_a_metric_declares_itself_consistently(name: str) -> None:
     assert info.kinds <= {"numeric", "categorical"}
     if info.scope == "column":
         assert info.kinds, "a column metric says which kinds of column it applies to"
-    if info.scope != "shadow":
-        detector = info.factory()
-        assert getattr(detector, "name", name) == name
+    if info.scope == "shadow":
+        assert info.factory is None, "shadow metrics are computed by detectors.shadow"
+    else:
+        _check_detector(info)
     if info.auto:
         assert info.scope == "column", "threshold: auto is derived for column metrics"
     if info.thresholds is not None:
@@ -52,3 +54,34 @@ def test_defaults_and_auto_are_read_from_the_registry() -> None:
 def test_short_titles_are_distinct() -> None:
     titles = [m.short or m.name for m in METRICS.values()]
     assert len(titles) == len(set(titles))
+
+
+# the method each scope's detector answers with, and its parameters (detectors/base.py)
+_INTERFACE = {
+    "column": ("score", ["reference", "current"]),
+    "window": ("score", ["view"]),
+    "performance": ("value", ["sketch"]),
+}
+
+
+def _check_detector(info: MetricInfo) -> None:
+    build = {
+        "column": info.column_detector,
+        "window": info.window_detector,
+        "performance": info.performance_detector,
+    }[info.scope]
+    detector = build()
+    assert detector.name == info.name
+    method, params = _INTERFACE[info.scope]
+    assert list(inspect.signature(getattr(detector, method)).parameters) == params
+    if info.scope == "column":
+        assert detector.kinds == info.kinds  # type: ignore[union-attr]
+    # a metric of one scope is never built as another's detector
+    for other, other_build in {
+        "column": info.column_detector,
+        "window": info.window_detector,
+        "performance": info.performance_detector,
+    }.items():
+        if other != info.scope:
+            with pytest.raises(TypeError, match="metric, not a"):
+                other_build()
