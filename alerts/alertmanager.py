@@ -22,12 +22,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
+from watchkeeper.alerts.channel_type import ChannelContext, ChannelModel, ChannelType
 from watchkeeper.alerts.errors import DeliveryError
 from watchkeeper.alerts.notification import DECISIONS, ChannelState, Notification
 from watchkeeper.alerts.text import terminal
 from watchkeeper.alerts.webhook import retry_after
+from watchkeeper.policies.durations import Duration
+from watchkeeper.policies.secret_fields import PlainUrl
 
 ACTIVE = "__active__"
 
@@ -172,3 +176,27 @@ class AlertmanagerChannel:
 
     def close(self) -> None:
         return None
+
+
+class AlertmanagerChannelConfig(ChannelModel):
+    type: Literal["alertmanager"]
+    url: Annotated[PlainUrl, Field(min_length=1)]
+    resend_interval: Duration = 60.0
+    """Firing alerts are re-sent this often (endsAt four intervals ahead)."""
+    resolved_resend: Duration = 300.0
+    """Resolved alerts are re-sent as resolved this long."""
+
+
+def build(
+    name: str, config: AlertmanagerChannelConfig, context: ChannelContext
+) -> AlertmanagerChannel:
+    return AlertmanagerChannel(
+        name,
+        config.url,
+        state=context.state,
+        resend_interval_s=config.resend_interval,
+        resolved_resend_s=config.resolved_resend,
+    )
+
+
+CHANNEL = ChannelType(AlertmanagerChannelConfig, build)

@@ -7,8 +7,9 @@ import datetime as dt
 import json
 import sys
 import threading
-from typing import TextIO
+from typing import Literal, TextIO
 
+from watchkeeper.alerts.channel_type import ChannelContext, ChannelModel, ChannelType
 from watchkeeper.alerts.notification import Notification, comparison_lines
 from watchkeeper.alerts.text import terminal
 
@@ -100,3 +101,17 @@ class ConsoleChannel:
 
     def close(self) -> None:
         return None
+
+
+class ConsoleChannelConfig(ChannelModel):
+    type: Literal["console"]
+    format: Literal["text", "json", "line"] = "text"
+    """text: laid out as the Slack message; json: one object per line; line: one short
+    line naming the channel."""
+
+
+def build(name: str, config: ConsoleChannelConfig, context: ChannelContext) -> ConsoleChannel:
+    return ConsoleChannel(name, config.format)
+
+
+CHANNEL = ChannelType(ConsoleChannelConfig, build)

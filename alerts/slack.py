@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, Literal
 
+import pydantic
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import (
@@ -26,6 +27,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 from slack_sdk.webhook import WebhookClient
+from watchkeeper.alerts.channel_type import ChannelContext, ChannelModel, ChannelType
 from watchkeeper.alerts.errors import DeliveryError
 from watchkeeper.alerts.notification import (
     DECISIONS,
@@ -34,6 +36,7 @@ from watchkeeper.alerts.notification import (
     comparison_lines,
 )
 from watchkeeper.alerts.text import clip, mrkdwn
+from watchkeeper.policies.secret_fields import EnvName, PlainUrl
 
 _COLOUR = {"critical": ":red_circle:", "warn": ":large_yellow_circle:"}
 FINAL_ERRORS = {
@@ -251,3 +254,38 @@ class SlackChannel:
 
     def close(self) -> None:
         return None
+
+
+class SlackChannelConfig(ChannelModel):
+    type: Literal["slack"]
+    token_env: EnvName | None = None
+    webhook_url_env: EnvName | None = None
+    channel: str | None = None
+    channel_by_severity: dict[str, str] = pydantic.Field(default_factory=dict)
+    channel_by_model: dict[str, str] = pydantic.Field(default_factory=dict)
+    api_url: PlainUrl | None = None
+    """The Web API base URL (default https://slack.com/api/)."""
+
+    @pydantic.model_validator(mode="after")
+    def _one_way(self) -> SlackChannelConfig:
+        if (self.token_env is None) == (self.webhook_url_env is None):
+            raise ValueError("give exactly one of token_env (bot token) or webhook_url_env")
+        if self.token_env is not None and self.channel is None and not self.channel_by_severity:
+            raise ValueError("a bot token needs a channel to post to")
+        return self
+
+
+def build(name: str, config: SlackChannelConfig, context: ChannelContext) -> SlackChannel:
+    return SlackChannel(
+        name,
+        token=context.secret(config.token_env),
+        webhook_url=context.secret(config.webhook_url_env),
+        channel=config.channel,
+        channel_by_severity=config.channel_by_severity,
+        channel_by_model=config.channel_by_model,
+        state=context.state,
+        base_url=config.api_url,
+    )
+
+
+CHANNEL = ChannelType(SlackChannelConfig, build)

@@ -28,11 +28,14 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
 from standardwebhooks import Webhook
+from watchkeeper.alerts.channel_type import ChannelContext, ChannelModel, ChannelType
 from watchkeeper.alerts.errors import DeliveryError
 from watchkeeper.alerts.notification import DECISIONS, Notification
+from watchkeeper.policies.secret_fields import EnvName, PlainUrl
 
 SCHEMA = "watchkeeper.notification/v1"
 RETRIABLE = {408, 425, 429}
@@ -140,3 +143,16 @@ class WebhookChannel:
 
     def close(self) -> None:
         return None
+
+
+class WebhookChannelConfig(ChannelModel):
+    type: Literal["webhook"]
+    url: Annotated[PlainUrl, Field(min_length=1)]
+    secret_env: EnvName | None = None
+
+
+def build(name: str, config: WebhookChannelConfig, context: ChannelContext) -> WebhookChannel:
+    return WebhookChannel(name, config.url, context.secret(config.secret_env))
+
+
+CHANNEL = ChannelType(WebhookChannelConfig, build)

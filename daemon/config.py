@@ -7,12 +7,14 @@ never written in the file: it names the environment variables that hold them
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import operator
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 from confluent_kafka import Consumer, KafkaException
@@ -20,17 +22,18 @@ from kafka import KafkaConsumer
 from pydantic import ConfigDict, Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from watchkeeper.alerts.channel_type import ChannelModel
+from watchkeeper.alerts.registry import CHANNEL_TYPES
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.policies.durations import Duration
+from watchkeeper.policies.secret_fields import EnvName, PlainUrl, secret_env_names
 from watchkeeper.policies.secrets import (
     CREDENTIAL_QUERY_KEYS,
     has_url_credentials,
-    looks_like_secret,
     secret_parts,
 )
 from watchkeeper.policies.yamlsource import read_yaml, validate_document
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
@@ -39,86 +42,6 @@ _HOSTNAME = re.compile(
 def _query_secret(query: Mapping[str, Any]) -> bool:
     """A database URL's query holding a credential (``?password=…``, ``sslpassword``)."""
     return any(str(key).lower() in CREDENTIAL_QUERY_KEYS for key in query)
-
-
-def _no_url_credentials(value: str | None) -> str | None:
-    """URLs in the file must not carry credentials: they belong in the environment."""
-    if value is not None and (has_url_credentials(value) or looks_like_secret(value)):
-        raise ValueError(
-            "the URL holds a password, token or other credential (the value is not "
-            "shown): keep credentials in environment variables (*_env keys)"
-        )
-    return value
-
-
-PlainUrl = Annotated[str, pydantic.AfterValidator(_no_url_credentials)]
-"""A URL that may be written in the file: one without credentials."""
-
-
-def _check_env_name(value: str, info: pydantic.ValidationInfo) -> str:
-    if not _ENV_NAME.match(value):
-        # never echo the value: it is often the secret itself, pasted in the wrong place
-        raise ValueError(
-            "not an environment variable name (letters, digits and _; the value is not "
-            "shown): name the variable that holds the secret, never the secret itself"
-        )
-    env = (info.context or {}).get("env")
-    if env is not None and not env.get(value):
-        raise ValueError(f"environment variable {value} is not set (or is empty)")
-    return value
-
-
-class _Secret:
-    """Marks a config field whose value names an environment variable holding a secret."""
-
-    def __repr__(self) -> str:
-        return "secret"
-
-
-SECRET = _Secret()
-
-EnvName = Annotated[str, pydantic.AfterValidator(_check_env_name), SECRET]
-"""The name of an environment variable holding a secret; checked to be set at load.
-
-Every field of this type is found by :func:`secret_values` through the config models
-themselves: a new channel (or section) cannot leak its secret by being left off a list.
-"""
-
-
-def _marks_secret(annotation: Any) -> bool:
-    if any(m is SECRET for m in getattr(annotation, "__metadata__", ())):
-        return True
-    return any(_marks_secret(arg) for arg in get_args(annotation))
-
-
-def is_secret_field(info: pydantic.fields.FieldInfo) -> bool:
-    """Whether a field is (an optional) :data:`EnvName`; pydantic keeps the marker in the
-    field's metadata, or inside the annotation when the type is ``EnvName | None``."""
-    return any(m is SECRET for m in info.metadata) or _marks_secret(info.annotation)
-
-
-def secret_env_names(model: pydantic.BaseModel) -> list[str]:
-    """The environment variables named by the secret fields of ``model`` and everything
-    inside it (nested models, their lists and mappings), in field order."""
-    names: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, pydantic.BaseModel):
-            for field_name, info in type(value).model_fields.items():
-                item = getattr(value, field_name)
-                if is_secret_field(info) and isinstance(item, str) and item:
-                    names.append(item)
-                else:
-                    walk(item)
-        elif isinstance(value, Mapping):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                walk(item)
-
-    walk(model)
-    return names
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -450,51 +373,15 @@ class PoliciesConfig(_Strict):
     their turns in between."""
 
 
-class ConsoleChannelConfig(_Strict):
-    type: Literal["console"]
-    format: Literal["text", "json", "line"] = "text"
-    """text: laid out as the Slack message; json: one object per line; line: one short
-    line naming the channel."""
-
-
-class SlackChannelConfig(_Strict):
-    type: Literal["slack"]
-    token_env: EnvName | None = None
-    webhook_url_env: EnvName | None = None
-    channel: str | None = None
-    channel_by_severity: dict[str, str] = {}
-    channel_by_model: dict[str, str] = {}
-    api_url: PlainUrl | None = None
-    """The Web API base URL (default https://slack.com/api/)."""
-
-    @pydantic.model_validator(mode="after")
-    def _one_way(self) -> SlackChannelConfig:
-        if (self.token_env is None) == (self.webhook_url_env is None):
-            raise ValueError("give exactly one of token_env (bot token) or webhook_url_env")
-        if self.token_env is not None and self.channel is None and not self.channel_by_severity:
-            raise ValueError("a bot token needs a channel to post to")
-        return self
-
-
-class AlertmanagerChannelConfig(_Strict):
-    type: Literal["alertmanager"]
-    url: Annotated[PlainUrl, Field(min_length=1)]
-    resend_interval: Duration = 60.0
-    """Firing alerts are re-sent this often (endsAt four intervals ahead)."""
-    resolved_resend: Duration = 300.0
-    """Resolved alerts are re-sent as resolved this long."""
-
-
-class WebhookChannelConfig(_Strict):
-    type: Literal["webhook"]
-    url: Annotated[PlainUrl, Field(min_length=1)]
-    secret_env: EnvName | None = None
-
-
-ChannelConfig = Annotated[
-    ConsoleChannelConfig | SlackChannelConfig | AlertmanagerChannelConfig | WebhookChannelConfig,
-    Field(discriminator="type"),
-]
+# Built from the registry: each channel module declares its own config model, and the
+# section's ``type:`` picks the member (the union's order is the registry's).
+if TYPE_CHECKING:
+    ChannelConfig = ChannelModel
+else:
+    ChannelConfig = Annotated[
+        functools.reduce(operator.or_, (t.config for t in CHANNEL_TYPES.values())),
+        Field(discriminator="type"),
+    ]
 
 
 class RouteConfig(_Strict):

@@ -1,7 +1,8 @@
 """Every alert channel the config can name, through the same checks.
 
-For each member of the ``alerts.channels`` union: a minimal config of that type builds a
-channel through :func:`build_channels` (no network: building connects to nothing), the
+For each channel type of the registry (:mod:`watchkeeper.alerts.registry`, from which the
+``alerts.channels`` union is built): its module owns its config model and its factory, a
+minimal config of that type builds a channel through :func:`build_channels` (no network: building connects to nothing), the
 channel has the :class:`Channel` members, its optional capabilities are the declared
 protocols (never attributes probed by name), and every secret field of its config model
 is redacted — found by :func:`secret_values` from the model itself.
@@ -14,9 +15,12 @@ from typing import Any
 
 import pydantic
 import pytest
+from watchkeeper.alerts.channel_type import ChannelModel
 from watchkeeper.alerts.notification import Channel, Refreshing, Ungrouped
-from watchkeeper.daemon.config import ChannelConfig, Config, is_secret_field, secret_values
+from watchkeeper.alerts.registry import CHANNEL_TYPES
+from watchkeeper.daemon.config import ChannelConfig, Config, secret_values
 from watchkeeper.daemon.notify.channels import build_channels
+from watchkeeper.policies.secret_fields import is_secret_field
 
 KAFKA = {"bootstrap_servers": "127.0.0.1:9092", "topics": {"predictions": {"name": "p"}}}
 
@@ -47,6 +51,22 @@ def type_of(model: type[pydantic.BaseModel]) -> str:
 
 def test_every_channel_type_of_the_config_is_checked_here() -> None:
     assert sorted(type_of(m) for m in channel_models()) == sorted(MINIMAL)
+
+
+def test_the_config_union_is_the_registry() -> None:
+    assert channel_models() == [t.config for t in CHANNEL_TYPES.values()]
+
+
+@pytest.mark.parametrize("name", sorted(CHANNEL_TYPES))
+def test_a_channel_module_owns_its_config_model_and_factory(name: str) -> None:
+    kind = CHANNEL_TYPES[name]
+    assert kind.type == name == type_of(kind.config)
+    assert issubclass(kind.config, ChannelModel)
+    module = kind.config.__module__
+    assert module.startswith("watchkeeper.alerts.") and kind.build.__module__ == module
+    # unknown keys are errors and loaded sections are frozen, as everywhere in the config
+    assert kind.config.model_config.get("extra") == "forbid"
+    assert kind.config.model_config.get("frozen") is True
 
 
 @pytest.mark.parametrize("model", channel_models(), ids=type_of)
