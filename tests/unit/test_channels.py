@@ -3,9 +3,9 @@
 For each channel type of the registry (:mod:`watchkeeper.alerts.registry`, from which the
 ``alerts.channels`` union is built): its module owns its config model and its factory, a
 minimal config of that type builds a channel through :func:`build_channels` (no network:
-building connects to nothing), the channel has the :class:`Channel` members, its optional capabilities are the declared
-protocols (never attributes probed by name), and every secret field of its config model
-is redacted — found by :func:`secret_values` from the model itself.
+building connects to nothing), the channel has the :class:`Channel` members, its
+optional capabilities are the declared protocols (never attributes probed by name), and
+every secret field of its config model is redacted — found by :func:`secret_values` from the model itself.
 """
 
 from __future__ import annotations
