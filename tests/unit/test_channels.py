@@ -5,7 +5,8 @@ For each channel type of the registry (:mod:`watchkeeper.alerts.registry`, from 
 minimal config of that type builds a channel through :func:`build_channels` (no network:
 building connects to nothing), the channel has the :class:`Channel` members, its
 optional capabilities are the declared protocols (never attributes probed by name), and
-every secret field of its config model is redacted — found by :func:`secret_values` from the model itself.
+every secret field of its config model is redacted — found by :func:`secret_values` from
+the model itself.
 """
 
 from __future__ import annotations
