@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-PKGS   := daemon detectors policies alerts
+PKGS   := daemon detectors policies alerts errors
 
 .PHONY: soak install constraints system-deps typecheck-tree lint typecheck test test-fast demo bench clean
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from watchkeeper.errors import WatchkeeperError
 
-class DeliveryError(Exception):
+
+class DeliveryError(WatchkeeperError):
     """A channel could not deliver a notification.
 
     ``retriable`` is False when the far end refused it for good (a 4xx other than 408 /
@@ -15,6 +17,6 @@ class DeliveryError(Exception):
     ) -> None:
         self.channel = channel
         self.reason = reason
-        self.retriable = retriable
+        self.retriable = retriable  # per instance: the far end's answer decides
         self.retry_after = retry_after
         super().__init__(f"{channel}: {reason}")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
-class WatchkeeperError(Exception):
-    """Base of the daemon's errors."""
-
-    retriable = False
+# the root is defined in watchkeeper.errors; it is named here too because the ingestion
+# modules (rewritten in parallel) still import it from this module
+from watchkeeper.errors import WatchkeeperError as WatchkeeperError
 
 
 class DataFileError(WatchkeeperError, ValueError):

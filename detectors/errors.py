@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from watchkeeper.errors import WatchkeeperError
 
-class DetectorError(ValueError):
+
+class DetectorError(WatchkeeperError, ValueError):
     """Base of the detectors' errors."""
 
     retriable = False

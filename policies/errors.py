@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from watchkeeper.errors import WatchkeeperError
+
 
 @dataclass(frozen=True)
 class SourceError:
@@ -34,7 +36,7 @@ class SourceError:
         return f"{where}:{field} {self.message}"
 
 
-class WatchkeeperDocumentError(Exception):
+class WatchkeeperDocumentError(WatchkeeperError):
     """Base of errors about a user's YAML document (config or policy file)."""
 
     retriable = False

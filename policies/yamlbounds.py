@@ -27,6 +27,7 @@ import re
 from typing import Any
 
 import yaml
+from watchkeeper.errors import WatchkeeperError
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
@@ -36,7 +37,7 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _DIGITS = re.compile(r"[0-9a-fA-F]")
 
 
-class BoundError(ValueError):
+class BoundError(WatchkeeperError, ValueError):
     """A YAML document breaks one of the bounds; ``line`` / ``column`` are 1-based."""
 
     retriable = False

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchkeeper.alerts.notification import Notification
-from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.shadow.checks import ShadowChecks
@@ -30,6 +29,7 @@ from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.engine import Evaluation, IncidentEvent, PolicyEngine
 from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.schema import Policy
@@ -336,6 +336,8 @@ class Checker:
         if self.shadow is not None:
             try:
                 self.shadow.decisions(policy, at_ms)
-            except StoreUnavailableError as exc:
+            except WatchkeeperError as exc:
+                if not exc.retriable:
+                    raise
                 log.error("policy %s: shadow decisions postponed: %s", policy.key, exc)
         return CheckResult(at_ms, evaluations, events, found.seen, historical)

@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; an error it cannot go on from is one line on stderr and exit 2,
     never a traceback (a bug of ours still shows one: it should be reported)."""
     from sqlalchemy.exc import SQLAlchemyError
-    from watchkeeper.daemon.errors import WatchkeeperError
+    from watchkeeper.errors import WatchkeeperError
 
     args = build_parser().parse_args(argv)
     try:

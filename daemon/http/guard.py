@@ -33,6 +33,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from watchkeeper.errors import WatchkeeperError
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
@@ -74,7 +76,7 @@ SECURITY_HEADERS: dict[str, str] = {
 }
 
 
-class BodyTooLargeError(Exception):
+class BodyTooLargeError(WatchkeeperError):
     """Raised by the guarded ``receive`` when a streamed body passes ``max_body``."""
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from watchkeeper.daemon.http.server import Request
+from watchkeeper.errors import WatchkeeperError
 
 INCIDENT_STATES = ("open", "resolved", "all")
 MAX_PARAM_CHARS = 200
 
 
-class ParamError(ValueError):
+class ParamError(WatchkeeperError, ValueError):
     """A query parameter the API does not accept; the message says why (a 400)."""
 
     retriable = False

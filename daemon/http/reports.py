@@ -41,6 +41,7 @@ from pathlib import Path
 from watchkeeper.daemon.http.server import Request, Response, Route
 from watchkeeper.daemon.offline.drift import drift_report
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.errors import WatchkeeperError
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,13 @@ REPORT_CSP = (
 KEY_NAME = "report-links"
 
 
-class ReportNotPossibleError(ValueError):
+class ReportNotPossibleError(WatchkeeperError, ValueError):
     """The report cannot be made from what the store holds (no windows, no reference)."""
 
     retriable = False
 
 
-class ReportsBusyError(RuntimeError):
+class ReportsBusyError(WatchkeeperError, RuntimeError):
     """The queue of reports to make is full, or the report was not ready in time."""
 
     retriable = True

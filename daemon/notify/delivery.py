@@ -19,6 +19,7 @@ from watchkeeper.alerts.errors import DeliveryError
 from watchkeeper.alerts.notification import Channel, Notification, Refreshing, Ungrouped
 from watchkeeper.alerts.retry import RetryPolicy
 from watchkeeper.daemon.notify.outbox import Outbox, OutboxRow
+from watchkeeper.errors import WatchkeeperError
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +175,16 @@ class DeliveryWorker:
         try:
             channel.send(row.notification)
         except Exception as exc:
+            # another of our errors says itself whether to retry; anything else (an
+            # OSError, a library's exception) is retried until give_up_after
             error = (
                 exc
                 if isinstance(exc, DeliveryError)
-                else DeliveryError(row.channel, f"{type(exc).__name__}: {exc}")
+                else DeliveryError(
+                    row.channel,
+                    f"{type(exc).__name__}: {exc}",
+                    retriable=exc.retriable if isinstance(exc, WatchkeeperError) else True,
+                )
             )
             # the reason goes to the log, the outbox row and maybe another channel: no
             # secret (an echoed webhook path, a token) may ride along

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.config_shadow import ShadowConfig
-from watchkeeper.daemon.errors import CandidateError, StoreUnavailableError
+from watchkeeper.daemon.errors import CandidateError
 from watchkeeper.daemon.shadow.labels import PendingLabels
 from watchkeeper.daemon.shadow.rows import Labels, Rows, ShadowMetrics, production_outputs, take
 from watchkeeper.daemon.shadow.runtime import OnnxModel, Prediction, resolve_model_path
@@ -40,6 +40,7 @@ from watchkeeper.daemon.shadow.store import ShadowKey, ShadowStore
 from watchkeeper.daemon.store.queries import TopicPartitionKey
 from watchkeeper.detectors.shadow import ShadowStats, sample_mask
 from watchkeeper.detectors.window import ColumnBatch
+from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.shadow import Shadow
 
@@ -160,7 +161,9 @@ class ShadowEvaluator:
         self.metrics.up.labels(model, name).set(1 if state == "active" else 0)
         try:
             self.store.set_candidate(model, name, state, reason, info, at)
-        except StoreUnavailableError as exc:
+        except WatchkeeperError as exc:
+            if not exc.retriable:
+                raise
             log.error("cannot record the state of candidate %s: %s", name, exc)
 
     def _disable(self, model: str, name: str, reason: str, at_ms: int) -> None:
@@ -210,7 +213,9 @@ class ShadowEvaluator:
     def _evaluated(self, key: TopicPartitionKey) -> int:
         try:
             return self.store.offsets(self.group_id).get(key, 0)
-        except StoreUnavailableError:
+        except WatchkeeperError as exc:
+            if not exc.retriable:
+                raise
             return 0
 
     def _put(self, item: Rows | Labels, model: str, n: int) -> None:
@@ -435,7 +440,9 @@ class ShadowEvaluator:
             return True
         try:
             self.store.commit(self.group_id, self.size_ms, stats, offsets)
-        except StoreUnavailableError as exc:
+        except WatchkeeperError as exc:
+            if not exc.retriable:
+                raise
             log.error("shadow summaries not committed (%s); retrying later", exc)
             with self._lock:
                 for key, s in stats.items():
