@@ -32,7 +32,8 @@ from watchkeeper.daemon.http.params import (
     query_params,
 )
 from watchkeeper.daemon.http.reports import Reports, report_routes
-from watchkeeper.daemon.http.server import HttpServer, Request, Response, Route
+from watchkeeper.daemon.http.routes import Request, Response, Route
+from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.http.status import status as status_document
 from watchkeeper.daemon.ingest.loop import Ingestor
 from watchkeeper.daemon.ingest.metrics import IngestMetrics

@@ -32,7 +32,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, make_asgi_app
@@ -50,9 +50,7 @@ from watchkeeper.daemon.http.guard import (
     RequestGuard,
     SecurityHeaders,
 )
-
-if TYPE_CHECKING:
-    from watchkeeper.daemon.http.server import Check, Handler, Request, Response, Route
+from watchkeeper.daemon.http.routes import Check, Handler, Request, Response, Route, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +92,6 @@ class Gate:
     """Host check, authentication and the cross-site rule (module docstring)."""
 
     def __init__(self, app: Any, token: str | None, loopback: bool, public_url: str | None) -> None:
-        from watchkeeper.daemon.http.server import is_loopback
-
         self.app = app
         self.token = token
         self.loopback = loopback
@@ -157,8 +153,6 @@ class Gate:
 
 
 def _request(scope: dict[str, Any], body: bytes) -> Request:
-    from watchkeeper.daemon.http.server import Request
-
     query = scope.get("query_string", b"").decode("latin-1")
     try:
         parsed = parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
@@ -193,7 +187,6 @@ def build_app(
     extra_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
     """The application; see the module docstring."""
-    from watchkeeper.daemon.http.server import Response
 
     async def in_pool(function: Callable[[], Response]) -> Response:
         loop = asyncio.get_running_loop()

@@ -53,7 +53,7 @@ from watchkeeper.daemon.http.console_silence import (
     incident_matchers,
 )
 from watchkeeper.daemon.http.params import ParamError, bounded_int, query_params
-from watchkeeper.daemon.http.server import Request, Response, Route
+from watchkeeper.daemon.http.routes import Request, Response, Route
 from watchkeeper.daemon.http.status import iso
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS

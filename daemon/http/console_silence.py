@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from watchkeeper.daemon.http.console_queries import ConsoleQueries
-from watchkeeper.daemon.http.server import Request, Response
+from watchkeeper.daemon.http.routes import Request, Response
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from watchkeeper.daemon.http.server import Request
+from watchkeeper.daemon.http.routes import Request
 from watchkeeper.errors import WatchkeeperError
 
 INCIDENT_STATES = ("open", "resolved", "all")

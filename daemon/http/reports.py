@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from watchkeeper.daemon.http.server import Request, Response, Route
+from watchkeeper.daemon.http.routes import Request, Response, Route
 from watchkeeper.daemon.offline.drift import drift_report
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.errors import WatchkeeperError

@@ -25,68 +25,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from watchkeeper.daemon.http.application import build_app
 from watchkeeper.daemon.http.guard import Limits
+from watchkeeper.daemon.http.routes import Check, Route, is_loopback
 
 log = logging.getLogger(__name__)
 
-Check = Callable[[], tuple[bool, str]]
 MAX_BODY = Limits().max_body
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes = b""
-
-    def json(self) -> Any:
-        return json.loads(self.body or b"{}")
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of_json(cls, status: int, data: Any) -> Response:
-        return cls(status, json.dumps(data).encode())
-
-
-Handler = Callable[[Request], Response]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-    prefix: bool = False
-    """Match every path under ``path`` (which then ends with ``/``)."""
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _bind(host: str, port: int, backlog: int) -> socket.socket:
@@ -129,8 +82,6 @@ class HttpServer:
         public_url: str | None = None,
         extra_routes: list[Any] | None = None,
     ) -> None:
-        from watchkeeper.daemon.http.application import build_app
-
         self.limits = limits or Limits()
         self.token = token
         self.loopback = is_loopback(host)

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.config import HttpConfig
-from watchkeeper.daemon.http.server import HttpServer, Request, Response, Route
+from watchkeeper.daemon.http.routes import Request, Response, Route
+from watchkeeper.daemon.http.server import HttpServer
 
 TOKEN = "a-long-random-token-for-tests"
 

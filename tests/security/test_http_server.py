@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon.http.server import HttpServer, Request, Response, Route
+from watchkeeper.daemon.http.routes import Request, Response, Route
+from watchkeeper.daemon.http.server import HttpServer
 
 from tests.security.probes import exchange, get, request_bytes
 

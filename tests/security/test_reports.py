@@ -111,7 +111,7 @@ def test_hostile_strings_reach_the_report_inert_and_no_script_of_theirs_runs(
 def test_the_sandbox_stops_a_script_that_escaped_escaping(tmp_path: Path) -> None:
     """A report that did hold a live payload runs it in an opaque origin: it cannot read
     the daemon's API or post to it."""
-    from watchkeeper.daemon.http.server import Request, Response, Route
+    from watchkeeper.daemon.http.routes import Request, Response, Route
 
     posted: list[int] = []
 
