@@ -74,7 +74,6 @@ def visit(
     url: str,
     *,
     html: bytes | None = None,
-    wait_ms: int = 1500,
     headers: dict[str, str] | None = None,
 ) -> Visit:
     """Open ``url`` and report what ran. With ``html``, the page is answered with that body
@@ -98,7 +97,10 @@ def visit(
                 ),
             )
         page.goto(url, wait_until="load", timeout=60_000)
-        page.wait_for_timeout(wait_ms)
+        # a payload runs from a load or error handler (an <img onerror>, a <script src>):
+        # once the network is idle every resource has loaded or failed and its handlers
+        # have fired — a condition, not a guessed delay
+        page.wait_for_load_state("networkidle", timeout=60_000)
         result.flag = page.evaluate(f"() => window.{FLAG} ?? null")
         result.text = page.inner_text("body")[:20_000]
     finally:
