@@ -7,23 +7,23 @@ never written in the file: it names the environment variables that hold them
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import operator
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
-from confluent_kafka import Consumer, KafkaException
-from kafka import KafkaConsumer
 from pydantic import ConfigDict, Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from watchkeeper.alerts.channel_type import ChannelModel
-from watchkeeper.alerts.registry import CHANNEL_TYPES
+from watchkeeper.daemon.config_alerts import AlertsConfig
+from watchkeeper.daemon.config_kafka import (
+    KafkaClient,
+    check_confluent_options,
+    check_kafka_python_options,
+)
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.policies.durations import Duration
 from watchkeeper.policies.secret_fields import EnvName, PlainUrl, secret_env_names
@@ -121,77 +121,6 @@ class TopicsConfig(_Strict):
         return {role: t for role in ROLES if (t := getattr(self, role)) is not None}
 
 
-# kafka-python options that carry secrets: they must come from the environment.
-_SECRET_OPTIONS = {"sasl_plain_password", "ssl_password", "sasl_oauth_token_provider"}
-# options watchkeeper sets itself; a user value would break its offset handling.
-_OWNED_OPTIONS = {
-    "bootstrap_servers",
-    "group_id",
-    "enable_auto_commit",
-    "key_deserializer",
-    "value_deserializer",
-    "auto_offset_reset",
-    "client_id",
-}
-# The same for confluent-kafka, in librdkafka's property names (its CONFIGURATION.md).
-_CONFLUENT_SECRET_OPTIONS = {
-    "sasl.password",
-    "ssl.key.password",
-    "ssl.keystore.password",
-    "ssl.key.pem",
-    "sasl.oauthbearer.client.secret",
-    "sasl.oauthbearer.config",
-}
-_CONFLUENT_OWNED_OPTIONS = {
-    "bootstrap.servers",
-    "metadata.broker.list",
-    "group.id",
-    "client.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "auto.offset.reset",
-    "enable.partition.eof",
-    "on_commit",
-    "error_cb",
-    "stats_cb",
-    "logger",
-}
-
-KafkaClient = Literal["kafka-python", "confluent"]
-
-
-def _check_kafka_python_options(value: dict[str, Any]) -> None:
-    known = set(KafkaConsumer.DEFAULT_CONFIG)
-    for key in value:
-        if key in _SECRET_OPTIONS:
-            raise ValueError(f"'{key}' is a secret: use sasl_password_env instead")
-        if key in _OWNED_OPTIONS:
-            raise ValueError(f"'{key}' is set by watchkeeper itself (see the kafka section)")
-        if key not in known:
-            raise ValueError(
-                f"unrecognized kafka-python consumer option '{key}' "
-                "(see kafka-python's KafkaConsumer documentation for the list)"
-            )
-
-
-def _check_confluent_options(value: dict[str, Any]) -> None:
-    for key, option in value.items():
-        if key in _CONFLUENT_SECRET_OPTIONS:
-            raise ValueError(f"'{key}' is a secret: use sasl_password_env instead")
-        if key in _CONFLUENT_OWNED_OPTIONS:
-            raise ValueError(f"'{key}' is set by watchkeeper itself (see the kafka section)")
-        if not isinstance(option, str | int | float | bool):
-            raise ValueError(f"librdkafka option '{key}' takes a string, number or boolean")
-    # librdkafka knows its own properties and their values: a consumer without brokers is
-    # built (it connects to nothing; ~5 ms) and dropped, so a typo fails when the file loads
-    try:
-        probe = Consumer({"group.id": "watchkeeper-config-check", **value})
-    except KafkaException as exc:
-        message = exc.args[0].str()
-        raise ValueError(f"{message} (see librdkafka's CONFIGURATION.md for the list)") from None
-    probe.close()
-
-
 class KafkaConfig(_Strict):
     client: KafkaClient = "kafka-python"
     """The Kafka client the daemon reads with: kafka-python (pure Python, the default) or
@@ -227,9 +156,9 @@ class KafkaConfig(_Strict):
     @classmethod
     def _known_options(cls, value: dict[str, Any], info: pydantic.ValidationInfo) -> dict[str, Any]:
         if info.data.get("client") == "confluent":
-            _check_confluent_options(value)
+            check_confluent_options(value)
         else:
-            _check_kafka_python_options(value)
+            check_kafka_python_options(value)
         return value
 
 
@@ -371,82 +300,6 @@ class PoliciesConfig(_Strict):
     """At most this many ticks per policy run while catching up in event time (backfill,
     replay, after downtime); the next run, a poll later, goes on, and other policies get
     their turns in between."""
-
-
-# Built from the registry: each channel module declares its own config model, and the
-# section's ``type:`` picks the member (the union's order is the registry's).
-if TYPE_CHECKING:
-    ChannelConfig = ChannelModel
-else:
-    ChannelConfig = Annotated[
-        functools.reduce(operator.or_, (t.config for t in CHANNEL_TYPES.values())),
-        Field(discriminator="type"),
-    ]
-
-
-class RouteConfig(_Strict):
-    """Send notifications whose labels match to more channels (Alertmanager-style)."""
-
-    match: dict[NonEmpty, str] = {}
-    """Label → value; a value starting with ``~`` is a regular expression (full match)."""
-    channels: list[NonEmpty]
-    continue_: bool = Field(default=False, alias="continue")
-    """Also try the routes after this one when it matched."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @pydantic.field_validator("match")
-    @classmethod
-    def _patterns(cls, value: dict[str, str]) -> dict[str, str]:
-        for label, pattern in value.items():
-            if pattern.startswith("~"):
-                try:
-                    re.compile(pattern[1:])
-                except re.error as exc:
-                    raise ValueError(f"match.{label}: not a regular expression: {exc}") from None
-        return value
-
-
-class HeartbeatConfig(_Strict):
-    channels: list[NonEmpty]
-    every: Duration = 300.0
-
-
-class AlertsConfig(_Strict):
-    channels: dict[NonEmpty, ChannelConfig] = {}
-    routes: list[RouteConfig] = []
-    group_wait: Duration = 30.0
-    """A new incident's first notification waits this long (a flap in between is not sent)."""
-    group_interval: Duration = 300.0
-    """Changes of an incident go out at most this often; only the newest waiting one."""
-    repeat_interval: Duration = 4 * 3600.0
-    """A firing incident is notified again after this long without news (0: never)."""
-    heartbeat: HeartbeatConfig | None = None
-    """"watchkeeper is alive" notifications, so a receiver can alarm when they stop."""
-    max_age: Duration = 86400.0
-    """Notifications about windows older than this (by the wall clock) are recorded —
-    incidents and evaluations stored, outbox rows marked ``historical`` — but not sent, so
-    a backfill or a long catch-up pages no one (0: send everything)."""
-    on_delivery_failure: list[NonEmpty] = ["console"]
-
-    @pydantic.model_validator(mode="after")
-    def _known_channels(self) -> AlertsConfig:
-        named = [c for r in self.routes for c in r.channels]
-        named += self.heartbeat.channels if self.heartbeat else []
-        unknown = sorted({c for c in named if c not in self.channels})
-        if unknown:
-            known = ", ".join(sorted(self.channels)) or "none are defined"
-            raise ValueError(
-                f"routes / heartbeat name unknown channels {', '.join(unknown)} (channels: {known})"
-            )
-        return self
-
-    """Where a notification given up on is reported (channels that exist are used)."""
-    retry_base: Duration = 1.0
-    retry_cap: Duration = 300.0
-    """Failed deliveries wait a random time in [0, min(retry_cap, retry_base·2ⁿ)]."""
-    give_up_after: Duration = 24 * 3600.0
-    """Retry a failing delivery this long (exponential backoff with jitter) before giving up."""
 
 
 class Config(_Strict):

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 from watchkeeper.alerts.notification import Notification
-from watchkeeper.daemon.config import AlertsConfig
+from watchkeeper.daemon.config_alerts import AlertsConfig
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.notify.router import Router

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from watchkeeper.alerts.notification import Notification
-from watchkeeper.daemon.config import RouteConfig
+from watchkeeper.daemon.config_alerts import RouteConfig
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.silences import matches
 from watchkeeper.detectors.registry import METRICS

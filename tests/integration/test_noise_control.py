@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from watchkeeper.daemon.checks.housekeeping import Housekeeper
-from watchkeeper.daemon.config import AlertsConfig, RouteConfig
+from watchkeeper.daemon.config_alerts import AlertsConfig, RouteConfig
 from watchkeeper.daemon.demo.broker import EmbeddedBroker, free_port
 from watchkeeper.daemon.http.reports import ReportSigner
 from watchkeeper.daemon.notify.incidents import IncidentStore
