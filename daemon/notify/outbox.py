@@ -81,6 +81,26 @@ class Outbox:
         with writing(self.engine, "add notifications") as conn:
             enqueue(conn, rows_for(notes, now_ms))
 
+    def announce(
+        self,
+        notes: Sequence[tuple[str, Notification]],
+        now_ms: int,
+        write: Callable[[Connection], None],
+        *,
+        silenced: Callable[[Notification], bool] | None = None,
+        operation: str = "record and announce",
+    ) -> None:
+        """``write`` (the caller's own rows: a shadow decision) and the routed notifications
+        announcing it, in one transaction: nothing is recorded without its notifications,
+        and nothing announced that was not recorded. Silenced notifications are kept, not
+        sent, as for incidents."""
+        # silences are read before the transaction: on SQLite a read inside it would wait
+        # for the write lock the transaction itself holds
+        queued = rows_for(notes, now_ms, silenced)
+        with writing(self.engine, operation) as conn:
+            write(conn)
+            enqueue(conn, queued)
+
     def due(
         self,
         now_ms: int,

@@ -13,6 +13,7 @@ Run with each check of a policy that has a ``shadow`` section:
 
 from __future__ import annotations
 
+import functools
 import logging
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.eventtime.windows import window_bounds
-from watchkeeper.daemon.notify.outbox import rows_for
+from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.registry import METRICS
@@ -73,12 +74,15 @@ class ShadowChecks:
         self,
         store: ShadowStore,
         size_ms: int,
-        plan: DecisionPlan | None = None,
+        plan: DecisionPlan,
         base_url: str | None = None,
         silenced: Callable[[Notification], bool] | None = None,
         enqueued: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        # decisions are written where every notification is: through the outbox, in the
+        # transaction that records them (the same database as the shadow store's)
+        self.outbox = Outbox(store.engine)
         self.size_ms = size_ms
         self.plan = plan
         self.base_url = base_url
@@ -156,18 +160,19 @@ class ShadowChecks:
                 targets = (
                     promotion.on_promote if verdict.decision == "promote" else (promotion.on_reject)
                 )
-                if self.plan is not None:
-                    notes = self.plan(note, targets)
-                else:
-                    notes = [(ch, note) for ch in sorted(set(targets))]
-            self.store.record_decision(
-                policy.key,
-                c.name,
-                verdict.decision,
-                verdict.reasons,
-                {"values": table, "checks": list(verdict.checks)},
-                at_ms,
-                rows_for(notes, at_ms, self.silenced),
+                notes = self.plan(note, targets)  # the router's channels for it
+
+            write = functools.partial(
+                self.store.write_decision,
+                policy=policy.key,
+                candidate=c.name,
+                decision=verdict.decision,
+                reasons=verdict.reasons,
+                table={"values": table, "checks": list(verdict.checks)},
+                at_ms=at_ms,
+            )
+            self.outbox.announce(
+                notes, at_ms, write, silenced=self.silenced, operation="record a shadow decision"
             )
             log.warning(
                 "shadow candidate %s of %s: %s%s",

@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, delete, select
-from watchkeeper.daemon.notify.outbox import enqueue
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import reading, writing
 from watchkeeper.daemon.store.queries import TopicPartitionKey
@@ -106,17 +105,20 @@ class ShadowStore:
                 ["state", "reason", "info", "updated_ms"],
             )
 
-    def record_decision(
+    def write_decision(
         self,
+        conn: Connection,
         policy: str,
         candidate: str,
         decision: str,
         reasons: Sequence[str],
         table: Mapping[str, Any],
         at_ms: int,
-        outbox_rows: list[dict[str, Any]],
     ) -> None:
-        """The new decision and the notifications announcing it, in one transaction."""
+        """The new decision, inside the caller's transaction: the checker records it with
+        the notifications announcing it (:meth:`Outbox.announce
+        <watchkeeper.daemon.notify.outbox.Outbox.announce>`), as every notification is
+        written — by the notify layer, as the router planned it."""
         row = {
             "policy": policy,
             "candidate": candidate,
@@ -125,15 +127,13 @@ class ShadowStore:
             "table": json.dumps(table, sort_keys=True),
             "at_ms": at_ms,
         }
-        with writing(self.engine, "record a shadow decision") as conn:
-            upsert(
-                conn,
-                t.shadow_decisions,
-                [row],
-                ["policy", "candidate"],
-                ["decision", "reasons", "table", "at_ms"],
-            )
-            enqueue(conn, outbox_rows)
+        upsert(
+            conn,
+            t.shadow_decisions,
+            [row],
+            ["policy", "candidate"],
+            ["decision", "reasons", "table", "at_ms"],
+        )
 
     def prune(self, before_ms: int, model: str | None = None) -> int:
         """Delete shadow windows starting before ``before_ms`` (of ``model``, or all)."""
