@@ -19,12 +19,27 @@ per evaluation. The engine is pure: time comes in as ``at_ms``, state goes out a
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Final, Literal, NewType
+from dataclasses import asdict
+from typing import Any
 
 from watchkeeper.detectors.base import Finding
-from watchkeeper.policies.auto import auto_threshold
+from watchkeeper.policies.incident_model import (
+    DIGEST,
+    ERROR,
+    NO_DATA,
+    CandidateIncident,
+    Decision,
+    Evaluation,
+    EventKind,
+    Incident,
+    IncidentEvent,
+    Member,
+    SpecialIncident,
+    candidate_incident,
+    candidate_of,
+    fingerprint,
+)
+from watchkeeper.policies.rule_thresholds import Thresholds, rule_thresholds
 from watchkeeper.policies.schema import Policy, Rule, Severity
 from watchkeeper.policies.summaries import (
     duration_text,
@@ -33,158 +48,7 @@ from watchkeeper.policies.summaries import (
     resolved_summary,
 )
 
-Decision = Literal["breach", "clear", "hold", "ok", "insufficient_data", "error"]
-EventKind = Literal["opened", "escalated", "de-escalated", "updated", "resolved"]
-# Incidents that are not one metric's on one feature: their "feature" slot (part of the
-# fingerprint, stored as is) names what they are about.
-SpecialIncident = Literal["__no_data__", "__error__"]
-NO_DATA: Final[SpecialIncident] = "__no_data__"
-"""The window held too little to judge (one per policy)."""
-ERROR: Final[SpecialIncident] = "__error__"
-"""A rule's check failed (one per rule)."""
-DIGEST: Final = "*"
-"""A digest rule's one incident over all its features."""
-CandidateIncident = NewType("CandidateIncident", str)
-"""A disabled shadow candidate (one per candidate): :func:`candidate_incident`."""
-_CANDIDATE_PREFIX: Final = "__candidate__:"
-
-
-def candidate_incident(candidate: str) -> CandidateIncident:
-    """The feature slot of the incident of a disabled shadow candidate."""
-    return CandidateIncident(f"{_CANDIDATE_PREFIX}{candidate}")
-
-
-def candidate_of(feature: str | None) -> str | None:
-    """The candidate a disabled-candidate incident is about; None for any other incident.
-
-    >>> candidate_of(candidate_incident("int8")), candidate_of("amount")
-    ('int8', None)
-    """
-    if feature is None or not feature.startswith(_CANDIDATE_PREFIX):
-        return None
-    return feature.removeprefix(_CANDIDATE_PREFIX)
-
-
 _RANK = {None: 0, "warn": 1, "critical": 2}
-
-
-def fingerprint(policy: str, rule: str, feature: str | None) -> str:
-    """Stable across restarts and reloads: the same (policy, rule, feature) is one incident."""
-    return hashlib.sha256(f"{policy}\x00{rule}\x00{feature or ''}".encode()).hexdigest()[:16]
-
-
-@dataclass
-class Member:
-    rule: str
-    feature: str
-    state: Literal["ok", "pending", "firing"] = "ok"
-    severity: Severity | None = None
-    breaches: int = 0
-    clears: int = 0
-    value: float | None = None
-    threshold: float | None = None
-
-
-@dataclass
-class Incident:
-    fingerprint: str
-    policy: str
-    model: str
-    rule: str
-    feature: str | None
-    metric: str
-    severity: Severity
-    opened_ms: int
-    members: dict[str, float | None] = field(default_factory=dict)
-    summary: str = ""
-    peak: Severity | None = None
-    """The highest severity it reached: its de-escalation and resolution go to the
-    channels that heard of it then (None: its severity)."""
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One rule applied to one finding: the answer to "why did (not) this fire"."""
-
-    at_ms: int
-    policy: str
-    model: str
-    rule: str
-    metric: str
-    feature: str | None
-    value: float | None
-    warn: float | None
-    critical: float | None
-    resolve: float | None
-    decision: Decision
-    severity: Severity | None
-    state: str
-    n_current: int
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class IncidentEvent:
-    """A change of an incident, with a snapshot of the incident as it is after the change
-    (the engine keeps mutating its own copy as later evaluations arrive)."""
-
-    kind: EventKind
-    incident: Incident
-    at_ms: int
-    note: str = ""
-
-    def __post_init__(self) -> None:
-        snapshot = replace(self.incident, members=dict(self.incident.members))
-        object.__setattr__(self, "incident", snapshot)  # frozen: set once, at creation
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    warn: float | None
-    critical: float | None
-    resolve: float | None
-    above: bool
-
-    def severity(self, value: float) -> Severity | None:
-        def past(t: float | None) -> bool:
-            return t is not None and (value >= t if self.above else value <= t)
-
-        return "critical" if past(self.critical) else "warn" if past(self.warn) else None
-
-    def cleared(self, value: float) -> bool:
-        bound = self.resolve
-        if bound is None:
-            bound = self.warn if self.warn is not None else self.critical
-        assert bound is not None
-        return value < bound if self.above else value > bound
-
-
-def rule_thresholds(
-    rule: Rule,
-    finding: Finding,
-    reference_metrics: dict[str, float],
-    period_s: float,
-    features_checked: int,
-) -> Thresholds | str:
-    """The thresholds for this finding, or why there are none."""
-    above = rule.bad_side() == "above"
-    if rule.threshold == "auto":
-        bins = int(finding.details.get("bins", 10))
-        alpha = period_s / rule.false_alarm_every / max(features_checked, 1)
-        value = auto_threshold(rule.metric, finding.n_current, finding.n_reference, bins, alpha)
-        # the sketch's own error comes on top of sampling noise (see detectors.binning)
-        value += float(finding.details.get("error_bound", 0.0))
-        return Thresholds(None, value, None, above)
-    if rule.relative:
-        base = reference_metrics.get(rule.metric)
-        if base is None:
-            return f"the reference has no {rule.metric} to compare with"
-
-        def shift(t: float | None) -> float | None:
-            return None if t is None else base + t
-
-        return Thresholds(shift(rule.warn), shift(rule.critical), shift(rule.resolve), above)
-    return Thresholds(rule.warn, rule.critical, rule.resolve, above)
 
 
 class PolicyEngine:

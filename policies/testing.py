@@ -34,7 +34,8 @@ from typing import Any, Literal
 import pydantic
 from pydantic import ConfigDict
 from watchkeeper.detectors.base import Finding
-from watchkeeper.policies.engine import NO_DATA, IncidentEvent, PolicyEngine
+from watchkeeper.policies.engine import PolicyEngine
+from watchkeeper.policies.incident_model import NO_DATA, IncidentEvent
 from watchkeeper.policies.loader import load_policy
 from watchkeeper.policies.yamlsource import read_yaml, validate_document
 

@@ -30,7 +30,8 @@ from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.errors import WatchkeeperError
-from watchkeeper.policies.engine import Evaluation, IncidentEvent, PolicyEngine
+from watchkeeper.policies.engine import PolicyEngine
+from watchkeeper.policies.incident_model import Evaluation, IncidentEvent
 from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.schema import Policy
 

@@ -34,7 +34,7 @@ from watchkeeper.daemon.eventtime.watermarks import ClockSettings, stream_time
 from watchkeeper.daemon.ingest.event_time import clock_settings
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.registry import METRICS
-from watchkeeper.policies.engine import NO_DATA, fingerprint
+from watchkeeper.policies.incident_model import NO_DATA, fingerprint
 from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.schema import Policy
 

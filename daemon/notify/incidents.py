@@ -13,7 +13,7 @@ from watchkeeper.daemon.notify.outbox import enqueue, rows_for
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import reading, writing
 from watchkeeper.daemon.store.upsert import upsert
-from watchkeeper.policies.engine import Evaluation, IncidentEvent
+from watchkeeper.policies.incident_model import Evaluation, IncidentEvent
 
 
 class IncidentStore:

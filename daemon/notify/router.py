@@ -9,7 +9,7 @@ from watchkeeper.daemon.config_alerts import RouteConfig
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.silences import matches
 from watchkeeper.detectors.registry import METRICS
-from watchkeeper.policies.engine import IncidentEvent
+from watchkeeper.policies.incident_model import IncidentEvent
 from watchkeeper.policies.schema import Policy
 
 ReportName = Callable[[str, int, int, str], str]

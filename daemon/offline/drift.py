@@ -26,7 +26,7 @@ from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS, METRICS
 from watchkeeper.detectors.reservoir import Reservoir, mix64
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.defaults import severity
-from watchkeeper.policies.engine import rule_thresholds
+from watchkeeper.policies.rule_thresholds import rule_thresholds
 from watchkeeper.policies.schema import Policy, Verdict
 
 

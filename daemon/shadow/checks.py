@@ -27,7 +27,8 @@ from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.shadow import ShadowStats, shadow_finding
-from watchkeeper.policies.engine import IncidentEvent, PolicyEngine, candidate_of, fingerprint
+from watchkeeper.policies.engine import PolicyEngine
+from watchkeeper.policies.incident_model import IncidentEvent, candidate_of, fingerprint
 from watchkeeper.policies.promotion import Verdict, decide
 from watchkeeper.policies.schema import Policy
 

@@ -20,7 +20,7 @@ from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.notify.router import Router
 from watchkeeper.daemon.notify.silences import Silences, parse_matchers
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.policies.engine import Incident, IncidentEvent
+from watchkeeper.policies.incident_model import Incident, IncidentEvent
 from watchkeeper.policies.schema import Policy
 
 from tests.support import FakeSlack, daemon_config_dict, wait_until, write_config

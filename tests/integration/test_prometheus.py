@@ -17,7 +17,7 @@ from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
 from watchkeeper.daemon.notify.delivery import DeliveryMetrics
 from watchkeeper.daemon.shadow.rows import ShadowMetrics
-from watchkeeper.policies.engine import Evaluation, Incident, IncidentEvent
+from watchkeeper.policies.incident_model import Evaluation, Incident, IncidentEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "watchkeeper-rules.yml"

@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from watchkeeper.detectors.base import Finding
 from watchkeeper.policies.auto import auto_threshold
-from watchkeeper.policies.engine import DIGEST, NO_DATA, PolicyEngine
+from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.errors import InvalidDocumentError
+from watchkeeper.policies.incident_model import DIGEST, NO_DATA
 from watchkeeper.policies.loader import load_all, load_policy
 from watchkeeper.policies.schema import Policy
 
