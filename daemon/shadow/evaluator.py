@@ -26,7 +26,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,28 +34,16 @@ from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.daemon.errors import CandidateError
 from watchkeeper.daemon.shadow.labels import PendingLabels
 from watchkeeper.daemon.shadow.rows import Labels, Rows, ShadowMetrics, production_outputs, take
-from watchkeeper.daemon.shadow.runtime import OnnxModel, Prediction, resolve_model_path
+from watchkeeper.daemon.shadow.runtime import Prediction
+from watchkeeper.daemon.shadow.setup import ModelSetup, load_setups
 from watchkeeper.daemon.shadow.store import ShadowKey, ShadowStore
 from watchkeeper.daemon.store.queries import TopicPartitionKey
 from watchkeeper.detectors.shadow import ShadowStats, sample_mask
 from watchkeeper.detectors.window import ColumnBatch
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.loader import LoadedPolicy
-from watchkeeper.policies.shadow import Shadow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Model:
-    """One model's evaluation set-up: its policy's shadow section and loaded sessions."""
-
-    policy: str
-    spec: Shadow
-    candidates: dict[str, OnnxModel]
-    baseline: OnnxModel | None
-    max_rate: float
-    rates: dict[str, float]
 
 
 def _by_window(starts: np.ndarray[Any, Any]) -> list[tuple[int, np.ndarray[Any, Any]]]:
@@ -87,7 +74,7 @@ class ShadowEvaluator:
         self.label_ttl_ms = label_ttl_ms
         self.threshold = decision_threshold
         self.clock = clock
-        self._models: dict[str, _Model] = {}  # replaced whole on reload: readers need no lock
+        self._models: dict[str, ModelSetup] = {}  # replaced whole on reload: readers need no lock
         self._queue: queue.Queue[Rows | Labels] = queue.Queue(settings.queue_batches)
         self._lock = threading.Lock()  # guards the stats, offsets, drop counts and rates
         self._stats: dict[ShadowKey, ShadowStats] = {}
@@ -102,60 +89,9 @@ class ShadowEvaluator:
     # -- configuration (policy load and reload) -------------------------------------------
     def configure(self, policies: Mapping[str, LoadedPolicy]) -> None:
         """Load the candidates of every policy with a shadow section, afresh."""
-        models: dict[str, _Model] = {}
-        now = int(self.clock() * 1000)
-        for loaded in policies.values():
-            spec = loaded.policy.shadow
-            if spec is None or not self.settings.enabled:
-                continue
-            model = loaded.policy.model
-            if model in models:
-                log.error("model %s has shadow sections in two policies; using the first", model)
-                continue
-            candidates: dict[str, OnnxModel] = {}
-            for c in spec.candidates:
-                try:
-                    path = resolve_model_path(c.onnx, loaded.directory, self.settings)
-                    candidates[c.name] = OnnxModel(
-                        model,
-                        c.name,
-                        path,
-                        spec.inputs_of(c),
-                        spec.outputs_of(c),
-                        spec.task,
-                        self.settings,
-                    )
-                except (CandidateError, ValueError, OSError) as exc:
-                    reason = exc.reason if isinstance(exc, CandidateError) else str(exc)
-                    self._disable(model, c.name, reason, now)
-                    continue
-                self._record(model, c.name, "active", "", candidates[c.name].describe(), now)
-            baseline = None
-            if spec.baseline:
-                try:
-                    path = resolve_model_path(spec.baseline, loaded.directory, self.settings)
-                    baseline = OnnxModel(
-                        model,
-                        "baseline",
-                        path,
-                        spec.inputs,
-                        spec.outputs,
-                        spec.task,
-                        self.settings,
-                    )
-                except (CandidateError, ValueError, OSError) as exc:
-                    # without it latency compares with production's logged latency
-                    log.error("model %s: production baseline unusable: %s", model, exc)
-            rates = {c.name: spec.rate_of(c) for c in spec.candidates if c.name in candidates}
-            models[model] = _Model(
-                loaded.policy.key,
-                spec,
-                candidates,
-                baseline,
-                max(rates.values(), default=0.0),
-                rates,
-            )
-        self._models = models
+        self._models = load_setups(
+            policies, self.settings, self._record, self._disable, int(self.clock() * 1000)
+        )
 
     def _record(self, model: str, name: str, state: str, reason: str, info: Any, at: int) -> None:
         self.metrics.up.labels(model, name).set(1 if state == "active" else 0)
@@ -296,7 +232,7 @@ class ShadowEvaluator:
             key = (item.topic, item.partition)
             self._offsets[key] = max(self._offsets.get(key, 0), item.next_offset)
 
-    def _evaluate(self, setup: _Model, rows: Rows, name: str) -> None:
+    def _evaluate(self, setup: ModelSetup, rows: Rows, name: str) -> None:
         candidate = setup.candidates[name]
         idx = np.flatnonzero(sample_mask(rows.keys, setup.rates[name]))
         if idx.size == 0:
@@ -316,7 +252,7 @@ class ShadowEvaluator:
             self.metrics.rows.labels(rows.model, name).inc(part.size)
 
     def _run_baseline(
-        self, setup: _Model, rows: Rows, name: str, x: np.ndarray[Any, Any]
+        self, setup: ModelSetup, rows: Rows, name: str, x: np.ndarray[Any, Any]
     ) -> tuple[Prediction, float, float] | None:
         if setup.baseline is None:
             return None
@@ -330,7 +266,7 @@ class ShadowEvaluator:
         return result
 
     def _fail(
-        self, setup: _Model, rows: Rows, name: str, part: np.ndarray[Any, Any], reason: str
+        self, setup: ModelSetup, rows: Rows, name: str, part: np.ndarray[Any, Any], reason: str
     ) -> None:
         starts = rows.ts_ms[part] - rows.ts_ms[part] % self.size_ms
         # under the lock: the ingestion thread iterates ``setup.rates`` in _count_dropped
@@ -343,7 +279,7 @@ class ShadowEvaluator:
 
     def _fold(
         self,
-        setup: _Model,
+        setup: ModelSetup,
         rows: Rows,
         name: str,
         part: np.ndarray[Any, Any],
@@ -394,7 +330,7 @@ class ShadowEvaluator:
                 (prod_scores.tolist(), prod_classes),
             )
 
-    def _stats_for(self, setup: _Model, model: str, name: str, start: int) -> ShadowStats:
+    def _stats_for(self, setup: ModelSetup, model: str, name: str, start: int) -> ShadowStats:
         key = (model, name, start)
         stats = self._stats.get(key)
         if stats is None:

@@ -21,8 +21,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.daemon.shadow import evaluator as evaluator_module
-from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator, _Model
+from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
 from watchkeeper.daemon.shadow.rows import Rows
+from watchkeeper.daemon.shadow.setup import ModelSetup
 from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.policies.shadow import Shadow
@@ -86,7 +87,7 @@ def test_a_candidate_failing_while_drops_are_counted_does_not_break_ingestion(
             }
         )
         candidates: dict[str, Any] = {"a": object(), "b": object()}
-        setup = _Model("p", spec, candidates, None, 1.0, {"a": 1.0, "b": 1.0})
+        setup = ModelSetup("p", spec, candidates, None, 1.0, {"a": 1.0, "b": 1.0})
         evaluator._models = {"fraud": setup}
         lock = _WatchedLock()
         evaluator._lock = lock  # type: ignore[assignment]

@@ -1,0 +1,121 @@
+"""Each model's shadow evaluation set-up, loaded afresh on every policy load and reload:
+its policy's shadow section, the candidates' ONNX sessions, the production baseline and
+the sampling rates. A candidate that cannot be loaded is disabled (recorded, with its
+reason) and the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from watchkeeper.daemon.config_shadow import ShadowConfig
+from watchkeeper.daemon.errors import CandidateError
+from watchkeeper.daemon.shadow.runtime import OnnxModel, resolve_model_path
+from watchkeeper.policies.loader import LoadedPolicy
+from watchkeeper.policies.shadow import Shadow
+
+log = logging.getLogger(__name__)
+
+Record = Callable[[str, str, str, str, Any, int], None]
+"""(model, candidate, state, reason, info, at ms): a candidate's state, to the store."""
+Disable = Callable[[str, str, str, int], None]
+"""(model, candidate, reason, at ms): a candidate that cannot be used."""
+
+
+@dataclass
+class ModelSetup:
+    """One model's evaluation set-up: its policy's shadow section and loaded sessions.
+
+    ``candidates`` and ``rates`` shrink when a candidate fails at run time; the evaluator
+    changes them under its lock (the ingestion thread reads ``rates``)."""
+
+    policy: str
+    spec: Shadow
+    candidates: dict[str, OnnxModel]
+    baseline: OnnxModel | None
+    max_rate: float
+    rates: dict[str, float]
+
+
+def load_setups(
+    policies: Mapping[str, LoadedPolicy],
+    settings: ShadowConfig,
+    record: Record,
+    disable: Disable,
+    now_ms: int,
+) -> dict[str, ModelSetup]:
+    """The set-up of every model whose policy has a shadow section (the first policy wins
+    when two name the same model)."""
+    models: dict[str, ModelSetup] = {}
+    for loaded in policies.values():
+        spec = loaded.policy.shadow
+        if spec is None or not settings.enabled:
+            continue
+        model = loaded.policy.model
+        if model in models:
+            log.error("model %s has shadow sections in two policies; using the first", model)
+            continue
+        candidates = _candidates(loaded, spec, settings, record, disable, now_ms)
+        rates = {c.name: spec.rate_of(c) for c in spec.candidates if c.name in candidates}
+        models[model] = ModelSetup(
+            loaded.policy.key,
+            spec,
+            candidates,
+            _baseline(loaded, spec, settings),
+            max(rates.values(), default=0.0),
+            rates,
+        )
+    return models
+
+
+def _candidates(
+    loaded: LoadedPolicy,
+    spec: Shadow,
+    settings: ShadowConfig,
+    record: Record,
+    disable: Disable,
+    now_ms: int,
+) -> dict[str, OnnxModel]:
+    model = loaded.policy.model
+    candidates: dict[str, OnnxModel] = {}
+    for c in spec.candidates:
+        try:
+            path = resolve_model_path(c.onnx, loaded.directory, settings)
+            candidates[c.name] = OnnxModel(
+                model,
+                c.name,
+                path,
+                spec.inputs_of(c),
+                spec.outputs_of(c),
+                spec.task,
+                settings,
+            )
+        except (CandidateError, ValueError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, CandidateError) else str(exc)
+            disable(model, c.name, reason, now_ms)
+            continue
+        record(model, c.name, "active", "", candidates[c.name].describe(), now_ms)
+    return candidates
+
+
+def _baseline(loaded: LoadedPolicy, spec: Shadow, settings: ShadowConfig) -> OnnxModel | None:
+    if not spec.baseline:
+        return None
+    try:
+        path = resolve_model_path(spec.baseline, loaded.directory, settings)
+        return OnnxModel(
+            loaded.policy.model,
+            "baseline",
+            path,
+            spec.inputs,
+            spec.outputs,
+            spec.task,
+            settings,
+        )
+    except (CandidateError, ValueError, OSError) as exc:
+        # without it latency compares with production's logged latency
+        log.error("model %s: production baseline unusable: %s", loaded.policy.model, exc)
+        return None
