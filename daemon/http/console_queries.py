@@ -13,9 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.queries import evaluation_rows, incident_rows
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.binning import OTHER, UNSEEN, binned
 from watchkeeper.detectors.errors import InsufficientDataError
@@ -98,26 +99,7 @@ class ConsoleQueries:
             return [dict(r._mapping) for r in conn.execute(query).all()]
 
     def open_incidents(self, limit: int = 500) -> list[dict[str, Any]]:
-        c = t.incidents.c
-        query = (
-            select(
-                c.fingerprint,
-                c.model,
-                c.policy,
-                c.rule,
-                c.feature,
-                c.metric,
-                c.severity,
-                c.summary,
-                c.opened_ms,
-                c.updated_ms,
-            )
-            .where(c.state == "open")
-            .order_by(c.updated_ms.desc())
-            .limit(limit)
-        )
-        with reader(self.engine) as conn:
-            return [dict(r._mapping) for r in conn.execute(query).all()]
+        return incident_rows(self.engine, "open", limit)
 
     def timeline(
         self, policy: str, rule: str, features: list[str] | None, since_ms: int
@@ -251,10 +233,7 @@ class ConsoleQueries:
 
     def latest_evaluations(self, limit: int = 1_000) -> list[dict[str, Any]]:
         """The newest evaluation of each (policy, rule, feature) among the last ``limit``."""
-        c = t.evaluations.c
-        query = select(t.evaluations).order_by(c.id.desc()).limit(limit)
-        with reader(self.engine) as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query).all()]
+        rows = evaluation_rows(self.engine, limit=limit)
         seen: set[tuple[str, str, str]] = set()
         out = []
         for row in rows:
@@ -308,26 +287,7 @@ class ConsoleQueries:
         return self.store.quarantine_counts()
 
     def quarantined(self, reason: str | None, limit: int) -> list[dict[str, Any]]:
-        c = t.quarantine.c
-        query = (
-            select(
-                c.id,
-                c.received_at,
-                c.topic,
-                c.partition,
-                c.offset,
-                c.reason,
-                c.detail,
-                c.size,
-                func.substr(c.raw, 1, RAW_PREFIX).label("raw"),
-            )
-            .order_by(c.id.desc())
-            .limit(limit)
-        )
-        if reason is not None:
-            query = query.where(c.reason == reason)
-        with reader(self.engine) as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query).all()]
+        rows = self.store.quarantined(reason, limit, raw_prefix=RAW_PREFIX)
         for row in rows:
             raw = bytes(row["raw"] or b"")
             row["raw"] = raw.decode("utf-8", "backslashreplace")

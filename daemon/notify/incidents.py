@@ -12,6 +12,7 @@ from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.notify.outbox import enqueue, rows_for
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import reading, writing
+from watchkeeper.daemon.store.queries import evaluation_rows, incident_rows
 from watchkeeper.daemon.store.upsert import upsert
 from watchkeeper.policies.incident_model import Evaluation, IncidentEvent
 
@@ -151,14 +152,7 @@ class IncidentStore:
         return None if blob is None else dict(orjson.loads(blob))
 
     def incidents(self, state: str | None = "open", limit: int = 200) -> list[dict[str, Any]]:
-        query = select(t.incidents).order_by(t.incidents.c.updated_ms.desc()).limit(limit)
-        if state is not None:
-            query = query.where(t.incidents.c.state == state)
-        with reading(self.engine, "read incidents") as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query).all()]
-        for row in rows:
-            row["members"] = json.loads(row["members"])
-        return rows
+        return incident_rows(self.engine, state, limit)
 
     def evaluations(
         self,
@@ -167,9 +161,4 @@ class IncidentStore:
         feature: str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        query = select(t.evaluations).order_by(t.evaluations.c.id.desc()).limit(limit)
-        for column, value in (("policy", policy), ("rule", rule), ("feature", feature)):
-            if value is not None:
-                query = query.where(t.evaluations.c[column] == value)
-        with reading(self.engine, "read evaluations") as conn:
-            return [dict(r._mapping) for r in conn.execute(query).all()]
+        return evaluation_rows(self.engine, policy, rule, feature, limit)

@@ -7,6 +7,7 @@ method raises :class:`StoreUnavailableError` when the store cannot be reached.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,40 @@ from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 
 TopicPartitionKey = tuple[str, int]
+
+
+def incident_rows(
+    engine: Engine, state: str | None = "open", limit: int = 200
+) -> list[dict[str, Any]]:
+    """Incidents (in ``state``, or all), most recently updated first, members parsed.
+
+    The one query for lists of incidents: the API, the CLI and the console read it."""
+    query = select(t.incidents).order_by(t.incidents.c.updated_ms.desc()).limit(limit)
+    if state is not None:
+        query = query.where(t.incidents.c.state == state)
+    with reading(engine, "read incidents") as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query).all()]
+    for row in rows:
+        row["members"] = json.loads(row["members"])
+    return rows
+
+
+def evaluation_rows(
+    engine: Engine,
+    policy: str | None = None,
+    rule: str | None = None,
+    feature: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` evaluations (of ``policy``, ``rule``, ``feature``), newest first.
+
+    The one query for recent evaluations: the API, the CLI and the console read it."""
+    query = select(t.evaluations).order_by(t.evaluations.c.id.desc()).limit(limit)
+    for column, value in (("policy", policy), ("rule", rule), ("feature", feature)):
+        if value is not None:
+            query = query.where(t.evaluations.c[column] == value)
+    with reading(engine, "read evaluations") as conn:
+        return [dict(r._mapping) for r in conn.execute(query).all()]
 
 
 @dataclass(frozen=True)
@@ -290,8 +325,18 @@ class StoreQueries:
             "quarantined": int(quarantined or 0),
         }
 
-    def quarantined(self, reason: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def quarantined(
+        self, reason: str | None = None, limit: int = 100, raw_prefix: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest quarantined records (of ``reason``); with ``raw_prefix``, only that
+        many bytes of each raw record are read (a page shows no more)."""
         query = select(t.quarantine).order_by(t.quarantine.c.id.desc()).limit(limit)
+        if raw_prefix is not None:
+            c = t.quarantine.c
+            query = query.with_only_columns(
+                *(col for col in t.quarantine.c if col.name != "raw"),
+                func.substr(c.raw, 1, raw_prefix).label("raw"),
+            )
         if reason is not None:
             query = query.where(t.quarantine.c.reason == reason)
         with self._read(None) as conn:
