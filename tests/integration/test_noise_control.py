@@ -1,4 +1,5 @@
-"""Routing, silences, heartbeat and reminders; and secrets stay out of logs and the API."""
+"""Silences on both stores; and secrets stay out of logs and the API (the daemon as a
+process). Routing, heartbeat and reminders, which need no server: tests/unit/test_routing.py."""
 
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from watchkeeper.daemon.checks.housekeeping import Housekeeper
-from watchkeeper.daemon.config_alerts import AlertsConfig, RouteConfig
 from watchkeeper.daemon.demo.broker import EmbeddedBroker, free_port
-from watchkeeper.daemon.http.reports import ReportSigner
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.notify.router import Router
@@ -61,54 +59,6 @@ def event(severity: str = "critical", kind: str = "opened", at: int = 0) -> Inci
     )
 
 
-def test_routes_add_channels_by_labels() -> None:
-    routes = [
-        RouteConfig.model_validate(
-            {
-                "match": {"team": "payments", "severity": "~crit.*"},
-                "channels": ["pager"],
-                "continue": True,
-            }
-        ),
-        RouteConfig.model_validate({"match": {"model": "fraud"}, "channels": ["audit"]}),
-        RouteConfig.model_validate({"match": {"model": "fraud"}, "channels": ["never"]}),
-    ]
-    router = Router("http://wk:8450", routes)
-    critical = router.plan(event("critical"), POLICY)
-    assert sorted(c for c, _ in critical) == ["audit", "oncall", "pager"]
-    note = critical[0][1]
-    assert note.links == {"status": f"http://wk:8450/incidents/{note.fingerprint}"}
-    assert sorted(c for c, _ in router.plan(event("warn"), POLICY)) == ["audit", "console"]
-
-
-def test_an_incident_that_eases_or_ends_reaches_the_channels_of_its_worst_severity() -> None:
-    """A critical incident that de-escalates to warn, or resolves from warn, must still
-    reach the critical channels (else Alertmanager or the pager never hears it ended)."""
-    router = Router()
-    calmer = event("warn", kind="de-escalated")
-    calmer.incident.peak = "critical"
-    assert [c for c, _ in router.plan(calmer, POLICY)] == ["console", "oncall"]
-    ended = event("warn", kind="resolved")
-    ended.incident.peak = "critical"
-    assert [c for c, _ in router.plan(ended, POLICY)] == ["console", "oncall"]
-    only_warn = event("warn", kind="resolved")
-    only_warn.incident.peak = "warn"
-    assert [c for c, _ in router.plan(only_warn, POLICY)] == ["console"]
-
-
-def test_drift_notifications_link_their_window_report() -> None:
-    signer = ReportSigner(b"k" * 32)
-    router = Router("http://wk:8450", window_size_ms=300_000, report_name=signer.name)
-    ((_, note),) = router.plan(event("critical", at=1_795_255_380_000), POLICY)
-    name = signer.name("fraud", 1795251600000, 1795255500000, "default")
-    assert note.links["report"] == f"http://wk:8450/reports/{name}"
-    assert name.startswith("fraud~default~1795251600000~1795255500000~")
-    assert signer.key(name) is not None  # minted: the daemon will make it on a visit
-    assert note.links["status"] == f"http://wk:8450/incidents/{note.fingerprint}"
-    ((_, resolved),) = router.plan(event("critical", kind="resolved"), POLICY)
-    assert "report" not in resolved.links
-
-
 def test_silences_keep_notifications_unsent_until_they_expire(store_url: str) -> None:
     with Store.open(store_url) as store:
         silences = Silences(store.engine, cache_s=0.0)
@@ -127,47 +77,6 @@ def test_silences_keep_notifications_unsent_until_they_expire(store_url: str) ->
         assert [r["state"] for r in Outbox(store.engine).rows()] == ["silenced", "pending"]
     with pytest.raises(ValueError, match="label=value"):
         parse_matchers(["fraud"])
-
-
-def test_heartbeat_and_reminders(tmp_path: Path) -> None:
-    now = [1_000_000.0]
-    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
-        outbox, incidents = Outbox(store.engine), IncidentStore(store.engine)
-        config = AlertsConfig.model_validate(
-            {
-                "channels": {
-                    "am": {"type": "alertmanager", "url": "http://x"},
-                    "oncall": {"type": "console"},
-                },
-                "heartbeat": {"channels": ["am"], "every": "5m"},
-                "repeat_interval": "4h",
-            }
-        )
-        woke = []
-        keeper = Housekeeper(
-            config,
-            outbox,
-            incidents,
-            Router(),
-            lambda: {"fraud": POLICY},
-            lambda: woke.append(1),
-            clock=lambda: now[0],
-        )
-        assert keeper.run_once() == 1
-        (beat,) = outbox.rows()
-        assert (beat["channel"], beat["kind"]) == ("am", "heartbeat")
-        now[0] += 60
-        assert keeper.run_once() == 0  # not due yet
-        e = event(at=int(now[0] * 1000))
-        incidents.record("fraud", e.at_ms, [], [e], {}, Router().plan(e, POLICY))
-        now[0] += 4 * 3600 - 30
-        assert [r["kind"] for r in outbox.rows()][-1] == "opened"
-        keeper.run_once()
-        assert [r["kind"] for r in outbox.rows() if r["channel"] == "oncall"] == ["opened"]
-        now[0] += 60  # four hours without news: remind
-        keeper.run_once()
-        kinds = [(r["channel"], r["kind"]) for r in outbox.rows()]
-        assert ("oncall", "reminder") in kinds and woke
 
 
 @pytest.mark.slow

@@ -164,27 +164,3 @@ def test_give_up_is_itself_alerted_and_4xx_is_final(
             r for r in outbox.rows() if r["fingerprint"] == "b" and r["channel"] == "retrain"
         ]
         assert (last["state"], last["attempts"], last["last_error"]) == ("failed", 1, "HTTP 400")
-
-
-def test_group_wait_suppresses_flaps_and_group_interval_coalesces(tmp_path: Any) -> None:
-    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
-        outbox = Outbox(store.engine)
-        t0 = 1_000_000
-        outbox.add([("c", note("flap", "opened", 0))], t0)
-        outbox.add([("c", note("flap", "resolved", 1))], t0 + 5_000)
-        outbox.add([("c", note("real", "opened", 0))], t0)
-        # inside group_wait nothing goes; the flap is dropped altogether
-        assert outbox.due(t0 + 10_000, group_wait_ms=30_000) == []
-        assert {
-            r["fingerprint"]: r["state"] for r in outbox.rows() if r["fingerprint"] == "flap"
-        } == {"flap": "superseded"}
-        (first,) = outbox.due(t0 + 30_000, group_wait_ms=30_000)
-        assert first.notification.kind == "opened"
-        outbox.mark_sent(first.id, t0 + 30_000, 1)
-        for i in range(3):
-            outbox.add([("c", note("real", "updated", i))], t0 + 31_000 + i)
-        assert outbox.due(t0 + 60_000, group_interval_ms=300_000) == []  # too soon
-        (latest,) = outbox.due(t0 + 330_000, group_interval_ms=300_000)
-        assert latest.notification.summary == "real updated 2"  # only the newest change
-        states = [r["state"] for r in outbox.rows() if r["fingerprint"] == "real"]
-        assert states == ["sent", "superseded", "superseded", "pending"]
