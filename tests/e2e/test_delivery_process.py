@@ -4,7 +4,6 @@ every notification still arrives exactly once by idempotency key, and in order."
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -71,7 +70,6 @@ def test_kill_9_and_restart_during_an_outage_loses_and_duplicates_nothing(
     second = DaemonProcess(config, tmp_path / "daemon.log").start()
     processes.append(second)
     try:
-        time.sleep(2)
         wait_until(lambda: rows() and all(r["state"] == "sent" for r in rows()), timeout=90)
     finally:
         assert second.proc is not None
