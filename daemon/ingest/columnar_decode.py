@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import io
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -65,20 +64,18 @@ def _numbers(arr: pa.Array) -> Any:
     return arr.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False, writable=True)
 
 
-def _texts(arr: pa.Array) -> Any:
+def _texts(arr: pa.Array, few: bool = False) -> Any:
+    """An object array of the column's strings. ``few``: a column of few distinct values
+    (model, version): each distinct string is made once and shared by its rows."""
     if pa.types.is_int64(arr.type):  # an identifier logged as a number: its decimal text
         arr = arr.cast(pa.string())
     if not pa.types.is_string(arr.type):
         raise _FallbackError
+    if few:
+        encoded = arr.dictionary_encode()
+        distinct = object_array(encoded.dictionary.to_numpy(zero_copy_only=False))
+        return distinct[encoded.indices.to_numpy(zero_copy_only=False)]
     return object_array(arr.to_numpy(zero_copy_only=False))
-
-
-@dataclass(frozen=True)
-class _Kinded:
-    """A column read as one of the registry's kinds."""
-
-    kind: str
-    values: Any  # float64, object of str, or (records × classes) float64 for "proba"
 
 
 class ColumnarDecoder:
@@ -182,8 +179,8 @@ class ColumnarDecoder:
         if self.config.model is not None:
             models = object_array([self.config.model] * n)
         else:
-            models = _texts(_present(cols["model"]))
-        versions = _texts(col) if (col := cols.get("model_version")) is not None else None
+            models = _texts(_present(cols["model"]), few=True)
+        versions = _texts(col, few=True) if (col := cols.get("model_version")) is not None else None
         versions = object_array([""] * n) if versions is None else versions
         request_ids = None
         if "request_id" in self._paths:

@@ -206,6 +206,22 @@ def peak_rss_mb() -> float:
 
 
 def run_phase(args: argparse.Namespace) -> None:
+    if args.profile and args.phase.startswith("watchkeeper-"):
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        _run_phase(args)
+        profiler.disable()
+        stats = pstats.Stats(profiler, stream=sys.stderr)
+        stats.dump_stats(f"{args.profile}/{args.phase}.prof")
+        stats.sort_stats("tottime").print_stats(25)
+        return
+    _run_phase(args)
+
+
+def _run_phase(args: argparse.Namespace) -> None:
     if args.phase == "raw-kafka-python":
         result = phase_raw(args.bootstrap, args.topic, args.events)
     elif args.phase == "raw-confluent":
@@ -225,6 +241,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--phase", choices=PHASES)
     parser.add_argument("--topic")
+    parser.add_argument(
+        "--profile", help="a directory: cProfile each watchkeeper phase into it (slower)"
+    )
     args = parser.parse_args()
     if args.phase:
         run_phase(args)
@@ -257,11 +276,14 @@ def main() -> None:
                     topic,
                     "--events",
                     str(args.events),
+                    *(["--profile", args.profile] if args.profile else []),
                 ],
                 check=True,
                 capture_output=True,
                 text=True,
             )
+            if args.profile and out.stderr:
+                Path(args.profile, f"{phase}.txt").write_text(out.stderr)
             results[phase] = r = json.loads(out.stdout.strip().splitlines()[-1])
             r["rate"] = r["events"] / r["seconds"]
             print(
