@@ -51,6 +51,10 @@ from watchkeeper.detectors.window import Column, ColumnBatch
 _ARROW_ERRORS = (pa.ArrowException, UnicodeDecodeError, ValueError, TypeError, OverflowError)
 
 
+_MISSES = 4
+_RETRY = 32
+
+
 class _FallbackError(Exception):
     """The batch needs the per-record path (never leaves this module)."""
 
@@ -106,6 +110,10 @@ class ColumnarDecoder:
         self._ts_text = False
         self.fallbacks = 0
         """Batches handed to the per-record path (a gauge of how often the fast path misses)."""
+        self.skipped = 0
+        """Batches sent straight to the per-record path, without an Arrow attempt."""
+        self._misses = 0  # hand-overs in a row
+        self._skip = 0  # batches left to send straight on
 
     # -- reading ------------------------------------------------------------------------
     def _read(self, values: list[bytes]) -> pa.Table:
@@ -148,7 +156,25 @@ class ColumnarDecoder:
 
     # -- decoding -----------------------------------------------------------------------
     def decode(self, partition: int, records: list[RecordLike], now_ms: int) -> DecodeResult | None:
-        """The batch decoded, or None when it must go record by record."""
+        """The batch decoded, or None when it must go record by record.
+
+        A topic whose batches keep missing (several models with different features, nulls
+        for missing values) would pay an Arrow attempt before every per-record decode:
+        after ``_MISSES`` hand-overs in a row, only every ``_RETRY``-th batch is tried.
+        Skipping is always exact (the per-record path is the reference)."""
+        if self._skip:
+            self._skip -= 1
+            self.skipped += 1
+            return None
+        result = self._attempt(partition, records, now_ms)
+        self._misses = 0 if result is not None else self._misses + 1
+        if self._misses >= _MISSES:
+            self._skip = _RETRY - 1
+        return result
+
+    def _attempt(
+        self, partition: int, records: list[RecordLike], now_ms: int
+    ) -> DecodeResult | None:
         values = [r.value for r in records]
         if not values or not all(values):
             return None

@@ -348,3 +348,23 @@ def test_labels_and_features_topics() -> None:
     feats = [{"model": "fraud", "ts": NOW - i, "features": {"a": i, "c": "x"}} for i in range(6)]
     check(fast, slow, [dumps(e) for e in feats])
     assert fast.columnar is not None and fast.columnar.fallbacks == 0
+
+
+def test_a_topic_that_keeps_missing_is_only_retried_now_and_then() -> None:
+    fast, slow = pair()
+    assert fast.columnar is not None
+    nulls = [dumps({**bench_event(i), "latency_ms": None}) for i in range(5)]
+    offset = 0
+    for _ in range(4):  # four hand-overs in a row
+        check(fast, slow, list(nulls), offset)
+        offset += 5
+    assert (fast.columnar.fallbacks, fast.columnar.skipped) == (4, 0)
+    clean = [dumps(bench_event(i)) for i in range(5)]
+    for _ in range(31):  # sent straight on, decoded exactly all the same
+        check(fast, slow, list(clean), offset)
+        offset += 5
+    assert (fast.columnar.fallbacks, fast.columnar.skipped) == (4, 31)
+    check(fast, slow, list(clean), offset)  # the 32nd is tried again, and taken
+    assert (fast.columnar.fallbacks, fast.columnar.skipped) == (4, 31)
+    check(fast, slow, list(clean), offset + 5)
+    assert fast.columnar.skipped == 31
