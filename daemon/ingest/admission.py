@@ -66,7 +66,8 @@ class Admission:
         """Mark the rows of a batch whose model, version or request id breaks a bound."""
         limit = self.max_name_chars
         distinct_models = {m for m in set(models.tolist()) if m is not None}
-        self._mark(models, {m for m in distinct_models if m == ""}, bad, "empty_name", "{}")
+        empty = {m for m in distinct_models if m == ""}
+        self._mark(models, empty, bad, "empty_name", "an empty model name")
         long_models = {m for m in distinct_models if len(m) > limit}
         self._mark(models, long_models, bad, "name_too_long", f"model longer than {limit}: {{}}…")
         distinct_versions = {v for v in set(versions.tolist()) if v is not None}

@@ -38,6 +38,21 @@ def _kind_of(value: Any) -> str | None:
     return None
 
 
+def proba_columns(rows: Any, null: Any, missing: Any) -> tuple[Column, Column]:
+    """(score, class) columns of a probability matrix (records × classes; NaN rows where
+    the vector is absent): P(class 1) for two classes, else the top probability; the
+    class is the argmax index as text."""
+    absent = null | missing
+    score = rows[:, 1] if rows.shape[1] == 2 else rows.max(axis=1)
+    finite_rows = np.isfinite(rows).all(axis=1)
+    cls = object_array([None] * len(rows))
+    ok = finite_rows & ~absent
+    cls[ok] = np.argmax(rows[ok], axis=1).astype(str).astype(object)
+    score_col = Column("numeric", score, null, missing)
+    class_col = Column("categorical", cls, null, missing | (~finite_rows & ~absent))
+    return score_col, class_col
+
+
 class ColumnBuilder:
     """Columns of one batch, checked against and teaching the kind registry."""
 
@@ -118,15 +133,7 @@ class ColumnBuilder:
                 )
                 continue
             rows[i] = v
-        absent = null | missing
-        score = rows[:, 1] if width == 2 else rows.max(axis=1)
-        finite_rows = np.isfinite(rows).all(axis=1)
-        cls = object_array([None] * len(values))
-        ok = finite_rows & ~absent
-        cls[ok] = np.argmax(rows[ok], axis=1).astype(str).astype(object)
-        score_col = Column("numeric", score, null, missing)
-        class_col = Column("categorical", cls, null, missing | (~finite_rows & ~absent))
-        return score_col, class_col
+        return proba_columns(rows, null, missing)
 
     @staticmethod
     def classes(values: list[Any], field: str, bad: BadRows) -> Column:

@@ -1,7 +1,10 @@
 """Turning a batch of Kafka records of one topic into columnar arrays, per model.
 
 Good records become :class:`~watchkeeper.detectors.window.ColumnBatch` objects (numpy
-arrays per feature); bad ones become
+arrays per feature). A batch is first offered to the columnar path
+(:mod:`~watchkeeper.daemon.ingest.columnar_decode`, Arrow's JSON reader), which decodes
+it whole when it can do so exactly; otherwise it is decoded here record by record. Bad
+records become
 :class:`~watchkeeper.daemon.store.quarantine.Quarantined` entries with a reason, and never
 an exception. The reasons:
 
@@ -29,19 +32,20 @@ the NaN-rate checks count it.
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import orjson
 from watchkeeper.daemon.config import REQUIRED_FIELDS, IngestConfig, Role, TopicConfig
 from watchkeeper.daemon.ingest.admission import REASONS as ADMISSION_REASONS
 from watchkeeper.daemon.ingest.admission import Admission
+from watchkeeper.daemon.ingest.columnar_decode import ColumnarDecoder
 from watchkeeper.daemon.ingest.columns import ColumnBuilder
+from watchkeeper.daemon.ingest.decoded import DecodeResult, RecordLike
 from watchkeeper.daemon.ingest.fields import (
     MISSING,
     BadRows,
@@ -55,6 +59,7 @@ from watchkeeper.daemon.ingest.fields import (
     type_name,
 )
 from watchkeeper.daemon.ingest.kinds import KindRegistry
+from watchkeeper.daemon.ingest.records import parse_all, quarantine_entry
 from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.detectors.profile import LABEL, PREDICTION
 from watchkeeper.detectors.reservoir import record_keys
@@ -76,34 +81,6 @@ REASONS = (
     "value_too_long",
     *ADMISSION_REASONS,
 )
-
-
-class RecordLike(Protocol):
-    """What the decoder needs of a kafka-python ``ConsumerRecord``."""
-
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def value(self) -> bytes | None: ...
-
-
-@dataclass
-class DecodeResult:
-    batches: list[ColumnBatch] = field(default_factory=list)
-    quarantined: list[Quarantined] = field(default_factory=list)
-    ignored_features: int = 0
-    """Feature values dropped because their model already had ``max_features`` features."""
-
-
-def _parse(value: bytes) -> Any:
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        # orjson is strict JSON; the stdlib also reads NaN and Infinity, which model
-        # servers written in Python emit, and which the NaN-rate checks want to see.
-        return json.loads(value)
 
 
 @dataclass(frozen=True)
@@ -165,6 +142,9 @@ class Decoder:
             self._paths.pop("label", None)
         if role == "labels":
             self._paths.pop("features", None)
+        self.columnar: ColumnarDecoder | None = ColumnarDecoder(
+            topic, role, config, ingest, kinds, self.admission, self._paths, self._required
+        )
 
     def decode(self, partition: int, records: Sequence[RecordLike], now_ms: int) -> DecodeResult:
         """Decode one partition's records (in offset order); never raises."""
@@ -182,8 +162,23 @@ class Decoder:
             return result
 
     def _decode(self, partition: int, records: Sequence[RecordLike], now_ms: int) -> DecodeResult:
+        if self.columnar is not None:
+            fast = self.columnar.decode(partition, list(records), now_ms)
+            if fast is not None:
+                return fast
+        return self.decode_per_record(partition, records, now_ms)
+
+    def decode_per_record(
+        self, partition: int, records: Sequence[RecordLike], now_ms: int
+    ) -> DecodeResult:
+        """The per-record path: every batch the columnar one declines (module docstring)."""
         result = DecodeResult()
-        objs, offsets, stamps, kept = self._parse_all(partition, records, result)
+        objs, offsets, stamps, kept = parse_all(
+            records,
+            self.ingest.max_record_bytes,
+            result.quarantined,
+            functools.partial(self._entry, partition),
+        )
         if not objs:
             return result
         bad: BadRows = {}
@@ -238,62 +233,6 @@ class Decoder:
         return result
 
     # -- stages -------------------------------------------------------------------------
-    def _parse_all(
-        self, partition: int, records: Sequence[RecordLike], result: DecodeResult
-    ) -> tuple[list[dict[str, Any]], list[int], list[int], list[int]]:
-        """JSON objects of the good records, their offsets, timestamps and positions."""
-        values = [rec.value for rec in records]
-        limit = self.ingest.max_record_bytes
-        if values and all(values) and max(map(len, values)) <= limit:  # type: ignore[arg-type]
-            try:
-                objs: list[Any] = list(map(orjson.loads, values))  # type: ignore[arg-type]
-            except orjson.JSONDecodeError:
-                pass
-            else:
-                if set(map(type, objs)) == {dict}:
-                    return (
-                        objs,
-                        [r.offset for r in records],
-                        [r.timestamp for r in records],
-                        list(range(len(records))),
-                    )
-        # the slow path, one record at a time, only for a batch holding a bad record
-        objs = []
-        offsets: list[int] = []
-        stamps: list[int] = []
-        kept: list[int] = []
-        for pos, rec in enumerate(records):
-            value = rec.value
-            reason = "empty" if not value else "oversized" if len(value) > limit else None
-            if reason is not None:
-                detail = (
-                    "the record has no value"
-                    if reason == "empty"
-                    else f"{len(value or b'')} bytes > max_record_bytes {limit}"
-                )
-                result.quarantined.append(self._entry(partition, rec, reason, detail))
-                continue
-            try:
-                obj = _parse(value)  # type: ignore[arg-type]
-            except (ValueError, RecursionError) as exc:
-                result.quarantined.append(self._entry(partition, rec, "not_json", str(exc)[:200]))
-                continue
-            if type(obj) is not dict:
-                result.quarantined.append(
-                    self._entry(
-                        partition,
-                        rec,
-                        "not_object",
-                        f"expected a JSON object, got {type_name(obj)}",
-                    )
-                )
-                continue
-            objs.append(obj)
-            offsets.append(rec.offset)
-            stamps.append(rec.timestamp)
-            kept.append(pos)
-        return objs, offsets, stamps, kept
-
     def _models(self, cols: dict[str, list[Any]], n: int, bad: BadRows) -> Any:
         if self.config.model is not None:
             return object_array([self.config.model] * n)
@@ -413,13 +352,6 @@ class Decoder:
         return prediction, prediction_class, label
 
     def _entry(self, partition: int, rec: RecordLike, reason: str, detail: str) -> Quarantined:
-        raw = rec.value or b""
-        return Quarantined(
-            self.topic,
-            partition,
-            rec.offset,
-            reason,
-            detail,
-            raw[: self.ingest.quarantine_prefix_bytes],
-            len(raw),
+        return quarantine_entry(
+            self.topic, partition, self.ingest.quarantine_prefix_bytes, rec, reason, detail
         )

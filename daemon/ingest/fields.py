@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 
 class _Missing:
@@ -215,6 +214,19 @@ def string_column(values: list[Any], field: str, bad: BadRows, required: bool) -
     return object_array(out)
 
 
+def epoch_ms(nums: Any, unit: str) -> tuple[Any, Any, Any]:
+    """Epoch numbers (float64) in ``unit`` as int64 milliseconds, with the finite and
+    in-range masks (out-of-range and non-finite entries read 0)."""
+    finite = np.isfinite(nums)
+    scale = (
+        np.where(nums >= 1e11, 1.0, 1000.0) if unit == "auto" else (1.0 if unit == "ms" else 1000.0)
+    )
+    ms = np.where(finite, nums, 0.0) * scale
+    # epoch milliseconds that numpy's datetime and int64 can hold (1970 to ~2262)
+    in_range = (ms >= 0) & (ms < _MAX_EPOCH_MS)
+    return np.where(in_range, ms, 0.0).astype(np.int64), finite, in_range
+
+
 def timestamps_ms(values: list[Any], unit: str, field: str, bad: BadRows) -> Any:
     """Epoch milliseconds (int64) from ISO-8601 strings or epoch numbers in ``unit``."""
     n = len(values)
@@ -241,16 +253,7 @@ def timestamps_ms(values: list[Any], unit: str, field: str, bad: BadRows) -> Any
         bad.setdefault(i, (reason, detail))
     if numeric.any():
         nums = np.asarray([values[i] for i in np.flatnonzero(numeric)], dtype=np.float64)
-        finite = np.isfinite(nums)
-        scale = (
-            np.where(nums >= 1e11, 1.0, 1000.0)
-            if unit == "auto"
-            else (1.0 if unit == "ms" else 1000.0)
-        )
-        ms = np.where(finite, nums, 0.0) * scale
-        # epoch milliseconds that numpy's datetime and int64 can hold (1970 to ~2262)
-        in_range = (ms >= 0) & (ms < _MAX_EPOCH_MS)
-        out[numeric] = np.where(in_range, ms, 0.0).astype(np.int64)
+        out[numeric], finite, in_range = epoch_ms(nums, unit)
         positions = np.flatnonzero(numeric)
         for j in np.flatnonzero(~finite).tolist():
             bad.setdefault(int(positions[j]), ("not_finite", f"{field} is not finite"))
@@ -260,6 +263,8 @@ def timestamps_ms(values: list[Any], unit: str, field: str, bad: BadRows) -> Any
     if textual.any():
         idx = np.flatnonzero(textual)
         texts = [values[i] for i in idx]
+        import pandas as pd  # only for ISO-8601 text (~40 MB): epoch numbers never load it
+
         series = pd.Series(texts, dtype=object)
         parsed = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
         # pandas also reads "now" and "today": a timestamp is a date, or it is not one

@@ -177,9 +177,15 @@ class Ingestor:
         """Consume until ``stop`` is set (the caller then calls :meth:`close`)."""
         # Objects alive at start-up (modules, config) never become garbage: moving them out
         # of the collector's sight makes every later collection cheaper (gc.freeze docs).
+        # Collect first: cyclic garbage frozen with them would never be freed (and
+        # datasketches' nanobind reports such sketches as "leaked instances" at exit).
+        gc.collect()
         gc.freeze()
-        while not stop.is_set():
-            self.step()
+        try:
+            while not stop.is_set():
+                self.step()
+        finally:
+            gc.unfreeze()  # what the loop held is the collector's again once it ends
 
     # -- the loop -------------------------------------------------------------------------
     def step(self) -> None:

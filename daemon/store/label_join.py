@@ -153,29 +153,40 @@ def _grade(
     pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]],
     settings: JoinSettings,
 ) -> Counter[str]:
-    graded: Counter[str] = Counter()
+    """Grade the pairs into their predictions' windows: one sketch update per window and
+    kind of task (not per pair), groups in the order their first pair came."""
+    groups: dict[tuple[WindowKey, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for pred, label in pairs:
         key = WindowKey(pred["model"], pred["model_version"], int(pred["window_start_ms"]))
+        groups.setdefault((key, _pairs_task(pred, label)), []).append((pred, label))
+    graded: Counter[str] = Counter()
+    for (key, task), group in groups.items():
         window = graded_windows.get(key)
         if window is None:
             window = WindowSummary(key.model, key.version, key.start_ms, size_ms)
             graded_windows[key] = window
-        task = _pairs_task(pred, label)
-        if window.performance is None:
+        if window.performance is None:  # the window's first pair decides its kind of task
             window.performance = PerformanceSketch(task)  # type: ignore[arg-type]
         perf = window.performance
         if perf.task != task:
             continue  # a model's pairs of another kind than its window's: not comparable
         if task == "regression":
-            perf.update_regression(np.array([label["value"]]), np.array([pred["score"]]))
+            perf.update_regression(
+                np.array([label["value"] for _, label in group], dtype=np.float64),
+                np.array([pred["score"] for pred, _ in group], dtype=np.float64),
+            )
         else:
-            score = pred["score"]
-            predicted = pred["predicted"]
-            if predicted is None:
-                predicted = "1" if score is not None and score >= settings.threshold else "0"
-            scores = np.array([np.nan if score is None else score])
-            perf.update_classification([label["label"]], [predicted], scores)
-        graded[pred["model"]] += 1
+            scores = np.array(
+                [np.nan if p["score"] is None else p["score"] for p, _ in group], dtype=np.float64
+            )
+            predicted = [
+                p["predicted"]
+                if p["predicted"] is not None
+                else ("1" if p["score"] is not None and p["score"] >= settings.threshold else "0")
+                for p, _ in group
+            ]
+            perf.update_classification([label["label"] for _, label in group], predicted, scores)
+        graded[key.model] += len(group)
     return graded
 
 

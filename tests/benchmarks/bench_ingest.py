@@ -32,7 +32,9 @@ import orjson
 FEATURES = 20
 
 
-def produce(bootstrap: str, topic: str, n: int) -> float:
+def produce(bootstrap: str, topic: str, n: int, kind: str = "predictions") -> float:
+    """``n`` events to ``topic``: predictions (20 features), their labels (one per
+    prediction, same request ids), or a backfill (predictions one hour apart per 10)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
@@ -44,6 +46,8 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
     )
     rng = np.random.default_rng(1)
     base_ms = int(time.time() * 1000) - 60_000
+    if kind == "backfill":  # 10 events per one-hour window, the last window ending now
+        base_ms -= (n // BACKFILL_PER_WINDOW) * 3_600_000
     started = time.perf_counter()
     chunk = 50_000
     for lo in range(0, n, chunk):
@@ -52,27 +56,45 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
         preds = np.round(rng.random(size), 4).tolist()
         for i in range(size):
             j = lo + i
-            producer.send(
-                topic,
-                orjson.dumps(
-                    {
-                        "model": "fraud",
-                        "model_version": "3",
-                        "request_id": f"r{j}",
-                        "ts": base_ms + j // 20,
-                        "features": dict(zip(NAMES, values[i], strict=True)),
-                        "prediction": preds[i],
-                        "latency_ms": 12.5,
-                    }
-                ),
-            )
+            if kind == "labels":
+                event: dict[str, Any] = {
+                    "model": "fraud",
+                    "request_id": f"r{j}",
+                    "ts": base_ms + j // 20 + 1_000,
+                    "label": int(preds[i] > 0.5),
+                }
+            else:
+                ts = (
+                    base_ms + (j // BACKFILL_PER_WINDOW) * 3_600_000 + j % BACKFILL_PER_WINDOW
+                    if kind == "backfill"
+                    else base_ms + j // 20
+                )
+                event = {
+                    "model": "fraud",
+                    "model_version": "3",
+                    "request_id": f"r{j}",
+                    "ts": ts,
+                    "features": dict(zip(NAMES, values[i], strict=True)),
+                    "prediction": preds[i],
+                    "latency_ms": 12.5,
+                }
+            producer.send(topic, orjson.dumps(event))
     producer.flush()
     producer.close()
     return time.perf_counter() - started
 
 
+BACKFILL_EVENTS = 100_000
+BACKFILL_PER_WINDOW = 10
 NAMES = [f"f{i:02d}" for i in range(FEATURES)]
-PHASES = ["raw-kafka-python", "raw-confluent", "watchkeeper-kafka-python", "watchkeeper-confluent"]
+PHASES = [
+    "raw-kafka-python",
+    "raw-confluent",
+    "watchkeeper-kafka-python",
+    "watchkeeper-confluent",
+    "watchkeeper-kafka-python-labels",
+    "watchkeeper-kafka-python-backfill",
+]
 
 
 def consumer_settings(bootstrap: str, client: str = "kafka-python") -> dict[str, object]:
@@ -131,57 +153,81 @@ def phase_raw(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     return {"events": count, "seconds": elapsed}
 
 
-def bench_config(bootstrap: str, topic: str, store_url: str, client: str) -> Any:
-    """The daemon config the benchmarks run: watchkeeper's client settings, one topic."""
+def bench_config(
+    bootstrap: str,
+    topic: str,
+    store_url: str,
+    client: str,
+    labels: str | None = None,
+    window_s: float | None = None,
+) -> Any:
+    """The daemon config the benchmarks run: watchkeeper's client settings, one topic
+    (and a labels topic, and a window size, when given)."""
     from watchkeeper.daemon.config import Config
 
-    return Config.model_validate(
-        {
-            "kafka": {
-                "client": client,
-                "bootstrap_servers": bootstrap,
-                "group_id": f"bench-{uuid.uuid4().hex[:6]}",
-                "topics": {"predictions": {"name": topic}},
-                "session_timeout": "6s",
-                "heartbeat_interval": "1s",
-            },
-            "store": {"url": store_url},
-        }
-    )
+    topics: dict[str, Any] = {"predictions": {"name": topic}}
+    if labels is not None:
+        topics["labels"] = {"name": labels}
+    raw: dict[str, Any] = {
+        "kafka": {
+            "client": client,
+            "bootstrap_servers": bootstrap,
+            "group_id": f"bench-{uuid.uuid4().hex[:6]}",
+            "topics": topics,
+            "session_timeout": "6s",
+            "heartbeat_interval": "1s",
+        },
+        "store": {"url": store_url},
+    }
+    if window_s is not None:
+        raw["windows"] = {"size": window_s}
+    return Config.model_validate(raw)
 
 
-def consume(ingestor: Any, metrics: Any, topic: str, n: int) -> float:
-    """Step the ingestor until ``n`` records were consumed, then commit; the seconds from
-    the first record to the end of that last commit (it is part of the path)."""
+def consume(ingestor: Any, metrics: Any, expected: dict[str, int]) -> float:
+    """Step the ingestor until each topic's expected records were consumed, then commit;
+    the seconds from the first record to the end of that last commit (part of the path)."""
     import gc
 
-    gc.freeze()  # as Ingestor.run does
+    gc.collect()  # as Ingestor.run does
+    gc.freeze()
     started = None
     while True:
         ingestor.step()
-        consumed = metrics.records.labels(topic)._value.get()
-        if consumed and started is None:
+        consumed = {t: metrics.records.labels(t)._value.get() for t in expected}
+        if any(consumed.values()) and started is None:
             started = time.perf_counter()
-        if consumed >= n:
+        if all(consumed[t] >= n for t, n in expected.items()):
             break
     ingestor.flush()
-    return time.perf_counter() - (started or time.perf_counter())
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    gc.unfreeze()
+    return elapsed
 
 
 def phase_watchkeeper(
-    bootstrap: str, topic: str, n: int, workdir: str, client: str
+    bootstrap: str,
+    topic: str,
+    n: int,
+    workdir: str,
+    client: str,
+    labels: str | None = None,
+    window_s: float | None = None,
 ) -> dict[str, float]:
     from prometheus_client import CollectorRegistry
     from watchkeeper.daemon.ingest.loop import Ingestor
     from watchkeeper.daemon.ingest.metrics import IngestMetrics
     from watchkeeper.daemon.store.store import Store
 
-    config = bench_config(bootstrap, topic, f"sqlite:///{workdir}/bench.db", client)
+    url = f"sqlite:///{workdir}/bench.db"
+    config = bench_config(bootstrap, topic, url, client, labels, window_s)
     store = Store.open(config.store_url())
-    metrics = IngestMetrics(CollectorRegistry(), [topic])
+    expected = {topic: n, **({labels: n} if labels else {})}
+    metrics = IngestMetrics(CollectorRegistry(), list(expected))
     ingestor = Ingestor(config, store, metrics)
     ingestor.open()
-    elapsed = consume(ingestor, metrics, topic, n)
+    elapsed = consume(ingestor, metrics, expected)
+    columnar = ingestor.decoders[topic].columnar
     ingestor.close()
     totals = store.totals()
     store.close()
@@ -192,6 +238,8 @@ def phase_watchkeeper(
         "events": totals["events"],
         "seconds": elapsed,
         "flush_mean_s": flush_sum / max(flush_count, 1),
+        "flushes": flush_count,
+        "columnar_fallbacks": columnar.fallbacks if columnar is not None else -1,
     }
 
 
@@ -206,14 +254,37 @@ def peak_rss_mb() -> float:
 
 
 def run_phase(args: argparse.Namespace) -> None:
+    if args.profile and args.phase.startswith("watchkeeper-"):
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        _run_phase(args)
+        profiler.disable()
+        stats = pstats.Stats(profiler, stream=sys.stderr)
+        stats.dump_stats(f"{args.profile}/{args.phase}.prof")
+        stats.sort_stats("tottime").print_stats(25)
+        return
+    _run_phase(args)
+
+
+def _run_phase(args: argparse.Namespace) -> None:
     if args.phase == "raw-kafka-python":
         result = phase_raw(args.bootstrap, args.topic, args.events)
     elif args.phase == "raw-confluent":
         result = phase_raw_confluent(args.bootstrap, args.topic, args.events)
     else:
         client = args.phase.removeprefix("watchkeeper-")
+        labels = window_s = None
+        topic, n = args.topic, args.events
+        if client.endswith("-labels"):
+            client, labels = client.removesuffix("-labels"), args.labels_topic
+        elif client.endswith("-backfill"):
+            client, window_s = client.removesuffix("-backfill"), 3600.0
+            topic, n = args.backfill_topic, BACKFILL_EVENTS
         with tempfile.TemporaryDirectory() as workdir:
-            result = phase_watchkeeper(args.bootstrap, args.topic, args.events, workdir, client)
+            result = phase_watchkeeper(args.bootstrap, topic, n, workdir, client, labels, window_s)
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
@@ -225,6 +296,11 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--phase", choices=PHASES)
     parser.add_argument("--topic")
+    parser.add_argument("--labels-topic")
+    parser.add_argument("--backfill-topic")
+    parser.add_argument(
+        "--profile", help="a directory: cProfile each watchkeeper phase into it (slower)"
+    )
     args = parser.parse_args()
     if args.phase:
         run_phase(args)
@@ -239,10 +315,16 @@ def main() -> None:
         args.bootstrap = broker.bootstrap
     try:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
-        create_topics(args.bootstrap, [topic], args.partitions)
-        print(f"producing {args.events:,} events ({FEATURES} numeric features) to {topic} ...")
-        seconds = produce(args.bootstrap, topic, args.events)
-        print(f"  produced in {seconds:.1f}s ({args.events / seconds:,.0f}/s)")
+        labels, backfill = f"{topic}-labels", f"{topic}-backfill"
+        create_topics(args.bootstrap, [topic, labels, backfill], args.partitions)
+        for name, kind, n in (
+            (topic, "predictions", args.events),
+            (labels, "labels", args.events),
+            (backfill, "backfill", BACKFILL_EVENTS),
+        ):
+            print(f"producing {n:,} {kind} events ({FEATURES} numeric features) to {name} ...")
+            seconds = produce(args.bootstrap, name, n, kind)
+            print(f"  produced in {seconds:.1f}s ({n / seconds:,.0f}/s)")
         results = {}
         for phase in PHASES:
             out = subprocess.run(
@@ -255,18 +337,35 @@ def main() -> None:
                     args.bootstrap,
                     "--topic",
                     topic,
+                    "--labels-topic",
+                    labels,
+                    "--backfill-topic",
+                    backfill,
                     "--events",
                     str(args.events),
+                    *(["--profile", args.profile] if args.profile else []),
                 ],
                 check=True,
                 capture_output=True,
                 text=True,
             )
+            if args.profile and out.stderr:
+                Path(args.profile, f"{phase}.txt").write_text(out.stderr)
             results[phase] = r = json.loads(out.stdout.strip().splitlines()[-1])
-            r["rate"] = r["events"] / r["seconds"]
+            # the labels phase stores 2 events per prediction (its window's and its label's):
+            # its rate is predictions/s, comparable with the phase without labels
+            sent = args.events if phase.endswith("-labels") else r["events"]
+            r["rate"] = sent / r["seconds"]
             print(
-                f"{phase:<26} {r['events']:>10,} events in {r['seconds']:6.2f}s = "
-                f"{r['rate']:>10,.0f} events/s, peak RSS {r['peak_rss_mb']:.0f} MB"
+                f"{phase:<34} {r['events']:>10,} events in {r['seconds']:6.2f}s = "
+                f"{r['rate']:>10,.0f} {'predictions' if sent != r['events'] else 'events'}/s, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB"
+                + (
+                    f", {r['flushes']:.0f} commits of {r['flush_mean_s'] * 1000:.0f} ms mean, "
+                    f"{r['columnar_fallbacks']} batches decoded record by record"
+                    if "flushes" in r
+                    else ""
+                )
             )
         rate = {phase: r["rate"] for phase, r in results.items()}
         for client in ("kafka-python", "confluent"):
@@ -286,9 +385,27 @@ def main() -> None:
             "raw confluent / raw kafka-python = "
             f"{rate['raw-confluent'] / rate['raw-kafka-python']:.2f}"
         )
-        for client in ("kafka-python", "confluent"):
-            got = results[f"watchkeeper-{client}"]["events"]
-            assert got == args.events, f"watchkeeper with {client} lost or added events"
+        print(
+            "watchkeeper kafka-python with labels / without = "
+            f"{rate['watchkeeper-kafka-python-labels'] / rate['watchkeeper-kafka-python']:.2f}"
+            "  (goal >= 0.7; predictions/s, each prediction joined to its label)"
+        )
+        backfill_rate = rate["watchkeeper-kafka-python-backfill"]
+        print(
+            f"backfill of {BACKFILL_EVENTS:,} events over "
+            f"{BACKFILL_EVENTS // BACKFILL_PER_WINDOW:,} one-hour windows = "
+            f"{backfill_rate:,.0f} events/s  (goal >= 50,000)"
+        )
+        peak = max(r["peak_rss_mb"] for p, r in results.items() if p.startswith("watchkeeper"))
+        print(f"peak RSS of the watchkeeper phases = {peak:.0f} MB  (goal <= 250 MB)")
+        for phase, want in (
+            ("watchkeeper-kafka-python", args.events),
+            ("watchkeeper-confluent", args.events),
+            ("watchkeeper-kafka-python-labels", 2 * args.events),
+            ("watchkeeper-kafka-python-backfill", BACKFILL_EVENTS),
+        ):
+            got = results[phase]["events"]
+            assert got == want, f"{phase}: {got} events stored, {want} sent"
     finally:
         if broker is not None:
             broker.stop()
