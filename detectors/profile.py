@@ -9,9 +9,9 @@ A profile holds, per feature and for the prediction and the label:
   frequent; the rest as one ``other`` share), and the null rate;
 * the model's reference performance (accuracy, AUC, … or MAE, RMSE …) when labels were given.
 
-File format (JSON, ``"format": "watchkeeper.reference/v1"``)::
+File format (JSON, ``"format": "watchkeeper.reference/v2"``)::
 
-    {"format": "watchkeeper.reference/v1", "model": "fraud", "created_at": "…",
+    {"format": "watchkeeper.reference/v2", "model": "fraud", "created_at": "…",
      "source": "train.parquet", "rows": 1000000, "bins": 10, "task": "classification",
      "features": {"amount": {"kind": "numeric", "count": …, "nulls": …, "nans": …,
                   "min": …, "max": …, "mean": …, "std": …, "edges": [...],
@@ -19,9 +19,14 @@ File format (JSON, ``"format": "watchkeeper.reference/v1"``)::
                   "country": {"kind": "categorical", "count": …, "nulls": …,
                   "proportions": {"DE": 0.3, …}, "other": 0.0}},
      "prediction": {…} | null, "prediction_class": {…} | null, "label": {…} | null,
-     "metrics": {"accuracy": 0.93, …}}
+     "metrics": {"accuracy": 0.93, …},
+     "estimation": {"format": "watchkeeper.estimation/v1", …} | null}
 
-Readers refuse other ``format`` values, so a future v2 cannot be misread.
+``estimation`` (new in v2) is what the label-free estimates need: the calibrator (or the
+regression loss model), the reference's realised metrics and their chunk spreads
+(:mod:`watchkeeper.detectors.estimation_reference`). A v1 profile still loads, with no
+estimation, so it simply has no estimates. Readers refuse other ``format`` values, so a
+future v3 cannot be misread.
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ from typing import Any, Literal
 
 import numpy as np
 from datasketches import kll_doubles_sketch
+from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 
-FORMAT = "watchkeeper.reference/v1"
+FORMAT = "watchkeeper.reference/v2"
+READABLE = (FORMAT, "watchkeeper.reference/v1")
 
 # The reserved column names: a profile's (and a window's) prediction, its class and the
 # label sit beside the features under these names, which no feature name can take
@@ -164,6 +171,9 @@ class ReferenceProfile:
     created_at: str = ""
     sample: tuple[dict[str, Any], ...] = ()
     """A bounded uniform sample of reference rows, for drift reports (not for metrics)."""
+    estimation: Estimation | None = None
+    """What the label-free estimates read (None: a v1 profile, no labels or no prediction
+    at build time, or a reference from stored windows, which keep no raw rows)."""
 
     def column(self, name: str) -> ColumnProfile | None:
         """A feature by name, or ``__prediction__`` / ``__prediction_class__`` / ``__label__``."""
@@ -192,11 +202,12 @@ class ReferenceProfile:
             "label": opt(self.label),
             "metrics": self.metrics,
             "sample": list(self.sample),
+            "estimation": None if self.estimation is None else self.estimation.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReferenceProfile:
-        if d.get("format") != FORMAT:
+        if d.get("format") not in READABLE:
             raise ValueError(f"not a {FORMAT} reference profile (format {d.get('format')!r})")
 
         def opt(x: dict[str, Any] | None) -> ColumnProfile | None:
@@ -215,6 +226,9 @@ class ReferenceProfile:
             source=str(d.get("source", "")),
             created_at=str(d.get("created_at", "")),
             sample=tuple(d.get("sample", ())),
+            estimation=None
+            if d.get("estimation") is None
+            else Estimation.from_dict(d["estimation"]),
         )
 
     def save(self, path: str | Path) -> None:

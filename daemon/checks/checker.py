@@ -26,6 +26,7 @@ from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.shadow.checks import ShadowChecks
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.estimate_findings import estimation_bases
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
@@ -163,9 +164,10 @@ def assess(
     found = findings_for(policy, reference, window, duration_s, baseline)
     if extra is not None:
         found.update(extra(start, end))
-    evaluations, events = engine.step(
-        found, at_ms, reference.metrics if reference is not None else {}
-    )
+    # relative: true shifts the reference's realised values; estimated_* shift the
+    # realised value of the metric they estimate
+    bases = {**reference.metrics, **estimation_bases(reference)} if reference is not None else {}
+    evaluations, events = engine.step(found, at_ms, bases)
     return Assessment(evaluations, events, seen, start, end)
 
 

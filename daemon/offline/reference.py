@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from watchkeeper.daemon.errors import DataFileError
+from watchkeeper.daemon.offline.reference_estimation import EstimationRows
 from watchkeeper.detectors.performance import PerformanceSketch, Task, class_names
 from watchkeeper.detectors.profile import (
     ColumnProfile,
@@ -252,11 +253,18 @@ def build_reference(
     task: Task | None = None,
     progress: Progress | None = None,
     prediction_class: str | None = None,
+    threshold: float = 0.5,
+    class_scores: dict[str, str] | None = None,
+    notes: list[str] | None = None,
 ) -> ReferenceProfile:
     """A reference profile of ``model`` from a file; see the module docstring.
 
-    ``features`` defaults to every column but the prediction, its class, the label and
-    ``exclude``. ``progress`` is called with the number of rows done in each pass.
+    ``features`` defaults to every column but the prediction, its class, the label,
+    ``class_scores``' columns and ``exclude``. ``progress`` is called with the number of
+    rows done in each pass. With a label and a prediction the profile carries the
+    label-free estimation (:mod:`reference_estimation`; ``threshold`` is the daemon's
+    decision threshold, ``class_scores`` maps each class of a multiclass model to its
+    score column); what was fitted, or why not, is appended to ``notes``.
     """
     sketches: dict[str, ColumnSketch] = {}
     sample = Reservoir(sample_size)
@@ -264,18 +272,29 @@ def build_reference(
     rows = 0
     chosen: list[str] | None = list(features) if features is not None else None
     special = [c for c in (prediction, label, prediction_class) if c]
+    scores = [c for c in (class_scores or {}).values() if c not in special]
+    rows_for_estimation: EstimationRows | None = None
     for chunk in read_chunks(path):  # pass 1: sketches, the sample, performance
         if prediction_class and prediction_class in chunk.columns:
             chunk[prediction_class] = _as_classes(chunk[prediction_class])
         if chosen is None:
-            chosen = [c for c in chunk.columns if c not in special and c not in exclude]
-        _require_columns(path, chunk, [*chosen, *special])
+            chosen = [
+                c
+                for c in chunk.columns
+                if c not in special and c not in exclude and c not in scores
+            ]
+        _require_columns(path, chunk, [*chosen, *special, *scores])
         for name in (*chosen, *special):
             sketches[name] = column_sketch(chunk[name], sketches.get(name))
         if prediction and label:
             if perf is None:
                 perf = PerformanceSketch(task or infer_task(chunk[label]))
             _performance(perf, chunk, prediction, label, prediction_class)
+            if rows_for_estimation is None:
+                rows_for_estimation = EstimationRows(
+                    prediction, label, prediction_class, chosen, class_scores
+                )
+            rows_for_estimation.add(chunk)
         keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
         columns = list(chosen)
 
@@ -293,6 +312,13 @@ def build_reference(
     if not chosen:
         raise DataFileError(f"{path}: no feature columns to profile")
     edges, counts = _exact_bins(path, sketches, bins, progress)
+    estimation = None
+    if rows_for_estimation is not None and perf is not None:
+        estimation, note = rows_for_estimation.fit(perf.task, threshold)
+    else:
+        note = "no estimation: it needs --label and --prediction"
+    if notes is not None:
+        notes.append(note)
 
     def profile_of(name: str) -> ColumnProfile:
         s = sketches[name]
@@ -313,6 +339,7 @@ def build_reference(
         source=str(path),
         created_at=utc_now_iso(),
         sample=tuple(sample.rows),
+        estimation=estimation,
     )
 
 

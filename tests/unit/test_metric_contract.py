@@ -18,7 +18,7 @@ NAMES = sorted(METRICS)
 def test_a_metric_declares_itself_consistently(name: str) -> None:
     info: MetricInfo = METRICS[name]
     assert info.name == name
-    assert info.scope in ("column", "window", "performance", "shadow")
+    assert info.scope in ("column", "window", "performance", "shadow", "estimate")
     assert info.direction in ("higher_is_worse", "lower_is_worse")
     assert info.description.strip()
     assert info.kinds <= {"numeric", "categorical"}
@@ -28,7 +28,12 @@ def test_a_metric_declares_itself_consistently(name: str) -> None:
         detector = info.factory()
         assert getattr(detector, "name", name) == name
     if info.auto:
-        assert info.scope == "column", "threshold: auto is derived for column metrics"
+        assert info.scope in ("column", "estimate"), "auto thresholds: column metrics, estimates"
+    if info.relative_thresholds is not None:
+        warn, critical = info.relative_thresholds
+        assert info.scope in ("performance", "estimate"), "relative to a reference value"
+        worse = critical > warn if info.direction == "higher_is_worse" else critical < warn
+        assert worse and (warn > 0) == (info.direction == "higher_is_worse")
     if info.thresholds is not None:
         warn, critical = info.thresholds
         assert math.isfinite(warn) and math.isfinite(critical)
@@ -46,7 +51,20 @@ def test_defaults_and_auto_are_read_from_the_registry() -> None:
         n: m.thresholds for n, m in METRICS.items() if m.thresholds is not None
     } == DEFAULT_THRESHOLDS
     assert tuple(n for n, m in METRICS.items() if m.auto) == AUTO_METRICS
-    assert AUTO_METRICS == ("psi", "kl_divergence", "js_distance", "ks", "chi2")
+    assert AUTO_METRICS[:5] == ("psi", "kl_divergence", "js_distance", "ks", "chi2")
+    assert all(METRICS[n].scope == "estimate" for n in AUTO_METRICS[5:])
+
+
+def test_every_estimate_is_a_metric_policies_can_name() -> None:
+    from watchkeeper.detectors.estimate_trust import TRUST_METRIC
+    from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
+
+    estimates = {n for n, m in METRICS.items() if m.scope == "estimate"}
+    assert estimates == {*ESTIMATED_METRICS, TRUST_METRIC}
+    for name, spec in ESTIMATED_METRICS.items():
+        info = METRICS[name]
+        assert info.direction == spec.direction and info.auto
+        assert info.relative_thresholds == (spec.warn_relative, spec.critical_relative)
 
 
 def test_short_titles_are_distinct() -> None:
