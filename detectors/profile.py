@@ -20,11 +20,14 @@ File format (JSON, ``"format": "watchkeeper.reference/v2"``)::
                   "proportions": {"DE": 0.3, …}, "other": 0.0}},
      "prediction": {…} | null, "prediction_class": {…} | null, "label": {…} | null,
      "metrics": {"accuracy": 0.93, …},
-     "estimation": {"format": "watchkeeper.estimation/v1", …} | null}
+     "estimation": {"format": "watchkeeper.estimation/v1", …} | null,
+     "column_names": {"prediction": "score", "label": "is_fraud", …}}
 
 ``estimation`` (new in v2) is what the label-free estimates need: the calibrator (or the
 regression loss model), the reference's realised metrics and their chunk spreads
-(:mod:`watchkeeper.detectors.estimation_reference`). A v1 profile still loads, with no
+(:mod:`watchkeeper.detectors.estimation_reference`); ``column_names`` (also new) says
+which columns of the reference file were the prediction, its class, the label and the
+per-class scores, so a batch file is read the same way. A v1 profile still loads, with no
 estimation, so it simply has no estimates. Readers refuse other ``format`` values, so a
 future v3 cannot be misread.
 """
@@ -174,6 +177,9 @@ class ReferenceProfile:
     estimation: Estimation | None = None
     """What the label-free estimates read (None: a v1 profile, no labels or no prediction
     at build time, or a reference from stored windows, which keep no raw rows)."""
+    column_names: dict[str, str] = field(default_factory=dict)
+    """Which file columns were ``prediction``, ``prediction_class``, ``label`` and
+    ``score:<class>`` (a multiclass model's per-class scores) at build time."""
 
     def column(self, name: str) -> ColumnProfile | None:
         """A feature by name, or ``__prediction__`` / ``__prediction_class__`` / ``__label__``."""
@@ -203,6 +209,7 @@ class ReferenceProfile:
             "metrics": self.metrics,
             "sample": list(self.sample),
             "estimation": None if self.estimation is None else self.estimation.to_dict(),
+            "column_names": self.column_names,
         }
 
     @classmethod
@@ -226,6 +233,7 @@ class ReferenceProfile:
             source=str(d.get("source", "")),
             created_at=str(d.get("created_at", "")),
             sample=tuple(d.get("sample", ())),
+            column_names={str(k): str(v) for k, v in (d.get("column_names") or {}).items()},
             estimation=None
             if d.get("estimation") is None
             else Estimation.from_dict(d["estimation"]),

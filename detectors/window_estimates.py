@@ -26,7 +26,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from watchkeeper.detectors.estimate_sketch import BinaryEstimateSketch, EstimateSketch
+from watchkeeper.detectors.calibrator import MulticlassCalibrator
+from watchkeeper.detectors.estimate_sketch import (
+    BinaryEstimateSketch,
+    EstimateSketch,
+    MulticlassEstimateSketch,
+)
 from watchkeeper.detectors.estimation_reference import Estimation, window_estimate_from_dict
 from watchkeeper.detectors.loss_model import LossModel, LossSketch
 
@@ -66,23 +71,26 @@ class WindowEstimates:
         self,
         estimation: Estimation,
         prediction: np.ndarray[Any, Any],
-        predicted: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
+        predicted: np.ndarray[Any, Any] | None = None,
         features: Mapping[str, Any] | None = None,
     ) -> None:
         """Add a batch's rows: ``prediction`` (the score P(1) of a binary classifier, the
-        predicted value of a regressor; NaN where absent), ``predicted`` (binary: the
-        model's own class is 1, when every row logs one) and ``features`` (regression:
-        the loss model's inputs by name)."""
+        n × classes score matrix of a multiclass one, the predicted value of a regressor;
+        NaN where absent), ``predicted`` (binary: the model's own class is 1, when every
+        row logs one; multiclass: its class index) and ``features`` (regression: the
+        loss model's inputs by name)."""
         sketch = self._sketch(estimation)
         model = estimation.model
         if isinstance(sketch, LossSketch) and isinstance(model, LossModel):
             sketch.update(model, features or {}, prediction)
         elif isinstance(sketch, BinaryEstimateSketch):
             sketch.update(estimation.calibrator, prediction, predicted)  # type: ignore[arg-type]
+        elif isinstance(sketch, MulticlassEstimateSketch) and isinstance(
+            model, MulticlassCalibrator
+        ):
+            sketch.update(model, prediction, predicted)
         else:
-            # a multiclass estimation needs the whole probability vector per row, which
-            # the window's prediction column (score and class) does not keep
-            raise ValueError(f"a {estimation.problem} estimation is not updated from a score")
+            raise ValueError(f"window state of a {estimation.problem} estimation does not fit")
 
     def merge(self, other: WindowEstimates) -> None:
         for fingerprint, sketch in other.sketches.items():

@@ -110,6 +110,11 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from watchkeeper.daemon.offline.batch_performance import (
+        is_performance,
+        performance_metrics,
+        render_performance,
+    )
     from watchkeeper.daemon.offline.drift import (
         drift_findings,
         policy_findings,
@@ -119,7 +124,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 
     reference = load_profile(args.reference)
-    window = summarize_file(args.current, reference, args.prediction)
+    window = summarize_file(args.current, reference, args.prediction, label=args.label)
     if args.policy:
         from watchkeeper.policies.loader import load_policy
 
@@ -130,7 +135,11 @@ def cmd_drift(args: argparse.Namespace) -> int:
             return 2
         results = policy_findings(policy, reference, window)
     else:
-        metrics = args.metrics or list(DEFAULT_DRIFT_METRICS)
+        # by default the drift set, and the realised / estimated performance the batch allows
+        metrics = args.metrics or [
+            *DEFAULT_DRIFT_METRICS,
+            *performance_metrics(reference, window),
+        ]
         results = drift_findings(reference, window, metrics, min_samples=args.min_samples)
     critical = [f for f, s in results if s == "critical"]
     if args.format == "json":
@@ -145,7 +154,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
         )
     else:
         console = Console()
-        console.print(render_table(results))
+        drift = [r for r in results if not is_performance(r[0])]
+        performance = [r for r in results if is_performance(r[0])]
+        if drift:
+            console.print(render_table(drift))
+        if performance:
+            console.print(render_performance(performance))
         warn = sum(1 for _, s in results if s == "warn")
         console.print(f"{len(critical)} critical, {warn} warnings over {window.count} rows")
     return 1 if critical else 0
@@ -230,7 +244,16 @@ def add_parsers(sub: Any, default_config: str) -> None:
     )
     drift.add_argument("--reference", required=True, help="a reference profile JSON file")
     drift.add_argument("--current", required=True, help="a .csv, .tsv or .parquet file")
-    drift.add_argument("--prediction", help="the prediction column of the batch")
+    drift.add_argument(
+        "--prediction",
+        help="the prediction column of the batch: its drift is scored, and it gives the "
+        "estimated_* metrics (default for those: the reference's prediction column)",
+    )
+    drift.add_argument(
+        "--label",
+        help="the label column of the batch: gives the realised metrics "
+        "(default: the reference's label column, when the batch has it)",
+    )
     drift.add_argument(
         "--metrics",
         type=lambda s: s.split(","),

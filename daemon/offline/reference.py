@@ -175,7 +175,7 @@ def infer_task(label: pd.Series) -> Task:
     return "regression"
 
 
-def _performance(
+def grade_pairs(
     perf: PerformanceSketch,
     frame: pd.DataFrame,
     prediction: str,
@@ -289,7 +289,7 @@ def build_reference(
         if prediction and label:
             if perf is None:
                 perf = PerformanceSketch(task or infer_task(chunk[label]))
-            _performance(perf, chunk, prediction, label, prediction_class)
+            grade_pairs(perf, chunk, prediction, label, prediction_class)
             if rows_for_estimation is None:
                 rows_for_estimation = EstimationRows(
                     prediction, label, prediction_class, chosen, class_scores
@@ -340,6 +340,11 @@ def build_reference(
         created_at=utc_now_iso(),
         sample=tuple(sample.rows),
         estimation=estimation,
+        column_names={
+            **{k: v for k, v in (("prediction", prediction), ("label", label)) if v},
+            **({"prediction_class": prediction_class} if prediction_class else {}),
+            **{f"score:{k}": v for k, v in (class_scores or {}).items()},
+        },
     )
 
 
