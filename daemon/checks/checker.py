@@ -20,6 +20,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.checks.estimates import EstimateFollowUp
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore
@@ -67,6 +68,18 @@ class ReferenceCache:
             cached = (mtime, ReferenceProfile.load(path))
             self._files[str(path)] = cached
         return cached[1]
+
+    def of_model(self, policies: Mapping[str, LoadedPolicy], model: str) -> ReferenceProfile | None:
+        """The reference of ``model``'s first policy (key order) that has one readable."""
+        return next(
+            (
+                r
+                for r in self.in_force(
+                    {k: p for k, p in policies.items() if p.policy.model == model}
+                )
+            ),
+            None,
+        )
 
     def in_force(self, policies: Mapping[str, LoadedPolicy]) -> list[ReferenceProfile]:
         """The references ``policies`` score against, in policy key order (unreadable or
@@ -266,6 +279,7 @@ class Checker:
         self.clock = clock
         self.references = ReferenceCache(store)
         self.engines: dict[str, PolicyEngine] = {}
+        self.follow_up = EstimateFollowUp(store, self.size_ms)
 
     def engine(
         self, loaded: LoadedPolicy, at_ms: int | None = None
@@ -306,6 +320,8 @@ class Checker:
         found = assess(self.store, loaded, engine, reference, self.size_ms, at_ms, extra)
         events += found.events
         evaluations = found.evaluations
+        if self.follow_up.watching(engine):  # realised beside the estimate, as labels come
+            events += self.follow_up.events(loaded, engine, reference(), at_ms)
         if self.shadow is not None:
             events += self.shadow.failures(policy, engine, at_ms)
         notes = [n for e in events for n in self.plan(e, policy)] if self.plan else []

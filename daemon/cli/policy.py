@@ -151,7 +151,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     policies = {p.policy.key: p.policy for p in result.policies}
     now_ms = int(time.time() * 1000)
     with Store.open(config.store_url(), migrate=False) as store:
-        doc = status(store, config, policies, now_ms)
+        from watchkeeper.daemon.checks.checker import ReferenceCache
+
+        loaded = {p.policy.key: p for p in result.policies}
+        references = ReferenceCache(store)
+        doc = status(
+            store,
+            config,
+            policies,
+            now_ms,
+            reference_of=lambda model: references.of_model(loaded, model),
+        )
         incidents = IncidentStore(store.engine)
         table = Table(title="open incidents")
         for column in ("severity", "since (UTC)", "policy", "rule", "summary"):
@@ -179,6 +189,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         console.print(recent)
     _print_models(console, doc)
+    from watchkeeper.daemon.cli.performance import print_performance
+
+    print_performance(console, doc)
     _print_progress(console, doc)
     if any(p.policy.shadow for p in result.policies):
         from watchkeeper.daemon.cli.shadow import print_shadow

@@ -175,8 +175,15 @@ def test_an_estimate_incident_opens_before_labels_and_labels_land_beside_it(
                 for rid, _, ts in stream.sent
             ],
         )
-        with running(config):
+        with running(config) as daemon:
             wait_until(lambda: totals(config)["events"] == 2 * sent, timeout=60)
+            assert daemon.http is not None
+            # the status shows the windows' realised metrics beside their estimates
+            status = api(f"http://{daemon.http.address}", "/api/status")
+            rows = status["models"]["fraud"]["performance"]
+            assert rows and all(r["n_labelled"] == r["n_estimated"] for r in rows)
+            accuracy = rows[0]["estimated"]["estimated_accuracy"]
+            assert accuracy["realised"] == rows[0]["realised"]["accuracy"]
         first = min(ts for _, _, ts in stream.sent)
         last = max(ts for _, _, ts in stream.sent)
         with Store.open(url, migrate=False) as store:
