@@ -285,3 +285,24 @@ def test_fit_regression_estimation_is_what_the_build_stores() -> None:
     x = rng.normal(size=1000)
     est = fit_regression_estimation({"x": x}, x, x + rng.normal(size=1000), params={"max_iter": 10})
     assert Estimation.from_dict(json.loads(json.dumps(est.to_dict()))) == est
+
+
+def test_a_trust_incident_says_concept_drift_is_suspected() -> None:
+    ref, est = binary_reference()
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=6000)
+    w = labelled_window(est, x, rng.random(x.size) < 1 / (1 + np.exp(2 * x)))
+    found = {"trust": evaluate(ref, w, ["estimate_mismatch"], min_samples=100)}
+    engine = PolicyEngine(
+        policy({"name": "trust", "metric": "estimate_mismatch", "warn": 1.0, "critical": 2.0})
+    )
+    _, events = engine.step(found, 1000)
+    summaries = [e.incident.summary for e in events if e.kind == "opened"]
+    assert summaries and all(
+        s.startswith(
+            "performance estimates no longer match realised labels on fraud: "
+            "concept drift suspected"
+        )
+        for s in summaries
+    )
+    assert {e.incident.feature for e in events} == {"estimated_accuracy", "estimated_roc_auc"}
