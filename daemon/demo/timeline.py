@@ -81,7 +81,9 @@ def timeline(phase_s: float) -> list[Phase]:
             "accuracy",
             "accuracy drop: 15 % of delayed fraud labels disagree with the model",
             Faults(label_flip=0.15),
-            ("accuracy-drop",),
+            # the labels now contradict the scores (P(y | x) changed): the estimates,
+            # which assume it did not, no longer match the realised accuracy
+            ("accuracy-drop", "estimates-trust"),
         ),
     ]
     phases = [Phase("baseline", "healthy traffic", 0.0, p, p)]

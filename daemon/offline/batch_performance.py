@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from watchkeeper.daemon.offline.reference import grade_pairs, numeric_values
+from watchkeeper.daemon.offline.frame_columns import numeric_values
+from watchkeeper.daemon.offline.reference import grade_pairs
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.estimate_findings import estimation_bases
 from watchkeeper.detectors.estimate_sketch import class_index

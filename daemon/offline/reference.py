@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from watchkeeper.daemon.errors import DataFileError
+from watchkeeper.daemon.offline.frame_columns import is_numeric, numeric_values
 from watchkeeper.daemon.offline.reference_estimation import EstimationRows
 from watchkeeper.detectors.performance import PerformanceSketch, Task, class_names
 from watchkeeper.detectors.profile import (
@@ -128,17 +129,6 @@ def count_rows(path: str | Path) -> int | None:
         except Exception:  # unreadable: read_chunks says why, in one line
             return None
     return None
-
-
-def is_numeric(series: pd.Series) -> bool:
-    return bool(pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series))
-
-
-def numeric_values(series: pd.Series) -> np.ndarray[Any, Any]:
-    values: np.ndarray[Any, Any] = pd.to_numeric(series, errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    return values
 
 
 def column_sketch(

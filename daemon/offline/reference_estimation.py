@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from watchkeeper.daemon.offline.frame_columns import is_numeric, numeric_values
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimation_reference import (
     Estimation,
@@ -35,17 +36,6 @@ from watchkeeper.detectors.estimation_reference import (
 from watchkeeper.detectors.performance import class_names
 
 MAX_ROWS = 1_000_000
-
-
-def _is_numeric(series: pd.Series) -> bool:
-    return bool(pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series))
-
-
-def _numbers(series: pd.Series) -> np.ndarray[Any, Any]:
-    values: np.ndarray[Any, Any] = pd.to_numeric(series, errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    return values
 
 
 def _texts(series: pd.Series) -> np.ndarray[Any, Any]:
@@ -84,7 +74,7 @@ class EstimationRows:
         if labelled.empty:
             return
         labelled = labelled.iloc[: self.limit - self.rows]
-        self.numeric_prediction &= _is_numeric(labelled[self.prediction])
+        self.numeric_prediction &= is_numeric(labelled[self.prediction])
         columns = [self.prediction, self.label, *self.class_scores.values(), *self.features]
         if self.prediction_class:
             columns.append(self.prediction_class)
@@ -112,22 +102,22 @@ class EstimationRows:
             columns: dict[str, Any] = {}
             categorical = set()
             for name in self.features:
-                if _is_numeric(frame[name]):
-                    columns[name] = _numbers(frame[name])
+                if is_numeric(frame[name]):
+                    columns[name] = numeric_values(frame[name])
                 else:
                     columns[name] = _texts(frame[name])
                     categorical.add(name)
             est = fit_regression_estimation(
                 columns,
-                _numbers(frame[self.prediction]),
-                _numbers(frame[self.label]),
+                numeric_values(frame[self.prediction]),
+                numeric_values(frame[self.label]),
                 categorical=frozenset(categorical),
             )
             return est, f"estimation: regression loss model on {n} labelled rows"
         labels = class_names(frame[self.label].to_numpy())
         if self.class_scores:
             classes = list(self.class_scores)
-            scores = np.column_stack([_numbers(frame[c]) for c in self.class_scores.values()])
+            scores = np.column_stack([numeric_values(frame[c]) for c in self.class_scores.values()])
             predicted = (
                 class_names(frame[self.prediction_class].to_numpy())
                 if self.prediction_class
@@ -151,7 +141,7 @@ class EstimationRows:
                     [v == "1" for v in class_names(klass.to_numpy())], dtype=bool
                 )
         est = fit_binary_estimation(
-            _numbers(frame[self.prediction]), y, threshold=threshold, predicted=predicted_bool
+            numeric_values(frame[self.prediction]), y, threshold=threshold, predicted=predicted_bool
         )
         decision = est.calibrator.decision  # type: ignore[union-attr]
         how = "isotonic calibration" if decision.calibrate else "raw scores kept"

@@ -35,8 +35,8 @@ def test_check_passes_the_shipped_examples_and_prints_derived_thresholds(
         == 0
     )
     out = capsys.readouterr().out
-    assert "fraud.yaml: ok — fraud: 9 rule(s), window 1h, every 5m" in out
-    assert "estimated-auc-drop: estimated_roc_auc auto" in out
+    assert "fraud.yaml: ok — fraud: 8 rule(s), window 1h, every 5m" in out
+    assert "estimated-rmse-budget: estimated_rmse auto" in out
     assert "drift-budget: psi auto (one false alarm per 30d" in out and "n=5,000:" in out
 
 
