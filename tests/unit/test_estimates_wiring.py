@@ -306,3 +306,31 @@ def test_a_trust_incident_says_concept_drift_is_suspected() -> None:
         for s in summaries
     )
     assert {e.incident.feature for e in events} == {"estimated_accuracy", "estimated_roc_auc"}
+
+
+def test_a_shift_to_where_the_model_is_unsure_is_no_concept_drift() -> None:
+    """Reference accuracy ≈ 0.95; the window's inputs sit at the decision boundary, where
+    the same P(y | x) makes it ≈ 0.6: estimate and realised agree, no mismatch."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=50_000)
+    p = 1 / (1 + np.exp(-6 * x))
+    est = fit_binary_estimation(p, rng.random(x.size) < p)
+    ref = ReferenceProfile("fraud", {}, x.size, estimation=est)
+    assert est.reference["accuracy"] > 0.9
+    mismatches = []
+    for seed in range(5):
+        r = np.random.default_rng(100 + seed)
+        xs = r.normal(0, 0.15, 3000)
+        ps = 1 / (1 + np.exp(-6 * xs))
+        w = window_of(est, ps)
+        perf = PerformanceSketch("classification")
+        y = r.random(xs.size) < ps
+        perf.update_classification(
+            ["1" if v else "0" for v in y], ["1" if s >= 0.5 else "0" for s in ps], ps
+        )
+        w.performance = perf
+        (acc,) = evaluate(ref, w, ["estimated_accuracy"], min_samples=100)
+        assert acc.value is not None and acc.value < 0.75
+        trust = {f.feature: f for f in evaluate(ref, w, ["estimate_mismatch"], min_samples=100)}
+        mismatches.append(trust["estimated_accuracy"].value)
+    assert max(mismatches) < 1, mismatches
