@@ -20,7 +20,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchkeeper.alerts.notification import Notification
-from watchkeeper.daemon.checks.estimates import EstimateFollowUp
+from watchkeeper.daemon.checks.estimates import (
+    EstimateFollowUp,
+    labelled_windows,
+    no_labelled_windows,
+)
 from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore
@@ -28,6 +32,7 @@ from watchkeeper.daemon.shadow.checks import ShadowChecks
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.estimate_findings import estimation_bases
+from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
@@ -175,6 +180,24 @@ def assess(
     baseline = _baseline(store, policy.model, start, window_ms)
     reference = reference_of()
     found = findings_for(policy, reference, window, duration_s, baseline)
+    trusting = [r for r in policy.rules if r.metric == TRUST_METRIC]
+    if trusting:
+        # realised and estimated on the same predictions: only the windows whose labels
+        # have (nearly) all arrived, else a window still waiting for its labels would
+        # set the estimate of all its predictions against the realised value of others
+        covered = labelled_windows(store, policy.model, start, end, reference)
+        for rule in trusting:
+            found[rule.key] = (
+                evaluate(
+                    reference,
+                    covered,
+                    [rule.metric],
+                    min_samples=rule.min_samples or policy.min_samples,
+                    options={rule.metric: rule.options} if rule.options else None,
+                )
+                if covered is not None
+                else [no_labelled_windows(policy.model, window)]
+            )
     if extra is not None:
         found.update(extra(start, end))
     # relative: true shifts the reference's realised values; estimated_* shift the

@@ -4,10 +4,14 @@
   and band, rows estimated from) and its realised metrics (labelled pairs so far), for
   ``GET /api/status``, ``watchkeeper status`` and the console's model page. Bounded: the
   last ``limit`` windows, each computed from its stored state (no raw rows).
+* :func:`labelled_windows` — what the trust check (``estimate_mismatch``) reads: only
+  the stored windows whose labels have (nearly) all arrived, so the realised value and
+  the estimate it is set against cover the same predictions.
 * :class:`EstimateFollowUp` — while an incident on an ``estimated_*`` metric is open, the
   labels of the predictions it was raised on keep arriving; when they are enough to
   compare (``min_samples`` pairs, then each doubling), it emits an ``updated`` event
-  whose note reads "estimated accuracy 0.911, realised 0.915 (1,204 labels)": the Slack
+  whose note reads "estimated accuracy 0.911, realised 0.915 (1,204 labels)", on the
+  windows from the one it opened in whose labels have (nearly) all arrived: the Slack
   thread, the console and the incident history get it like any update. What it last
   reported lives in memory, so a restart may repeat one note, never skip one.
 """
@@ -18,6 +22,7 @@ from collections import defaultdict
 from typing import Any
 
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
@@ -84,6 +89,45 @@ def performance_rows(
     return rows[:limit]
 
 
+LABELLED_SHARE = 0.9
+"""A window's predictions with their labels joined, from which the trust check reads it."""
+
+
+def labelled_windows(
+    store: Store, model: str, start: int, end: int, reference: ReferenceProfile | None
+) -> WindowSummary | None:
+    """The stored windows of ``[start, end)`` whose labels have (nearly) all arrived:
+    ≥ LABELLED_SHARE of the predictions estimated there are graded; rolled up, or None."""
+    est = reference.estimation if reference is not None else None
+    if est is None:
+        return None
+    parts = []
+    for stored in store.windows(model, None, start, end):
+        w = stored.summary
+        state = w.estimates.of(est)
+        if state is None or not state.n or w.performance is None:
+            continue
+        if w.performance.n >= LABELLED_SHARE * state.n:
+            parts.append(w)
+    return WindowSummary.rollup(parts, start, end - start) if parts else None
+
+
+def no_labelled_windows(model: str, window: WindowSummary) -> Finding:
+    """The trust check's finding when no window of its range has its labels yet."""
+    return Finding(
+        model,
+        TRUST_METRIC,
+        None,
+        None,
+        "insufficient_data",
+        window.start_ms,
+        window.end_ms,
+        0,
+        0,
+        {"reason": "no window of the range has the labels of its predictions yet"},
+    )
+
+
 def _spoken(metric: str) -> str:
     """``estimated_roc_auc`` → "estimated ROC AUC" (the note is read by people)."""
     name = ESTIMATED_METRICS[metric].realised
@@ -129,11 +173,12 @@ class EstimateFollowUp:
             if spec is None or incident.metric == TRUST_METRIC:
                 continue
             open_keys.add(incident.fingerprint)
-            # the predictions the incident was raised on: from the policy window before
-            # it opened, to now
-            start = incident.opened_ms - int(policy.window * 1000)
-            start -= start % self.size_ms
-            window = self.store.window_range(policy.model, start, at_ms + self.size_ms)
+            # the predictions since the incident opened (from the window it opened in)
+            # whose labels have (nearly) all arrived: realised and estimated on the same
+            start = incident.opened_ms - incident.opened_ms % self.size_ms - self.size_ms
+            window = labelled_windows(
+                self.store, policy.model, start, at_ms + self.size_ms, reference
+            )
             if window is None or window.performance is None:
                 continue
             pairs = window.performance.n

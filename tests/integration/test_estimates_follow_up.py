@@ -69,28 +69,29 @@ def test_realised_lands_beside_an_open_estimate_incident(store_url: str) -> None
         assert evaluation.value is not None and evaluation.value < 0.6
         assert checker.run(loaded, NOW_MS + 2 * SIZE_MS).events == []  # no labels yet
 
-        # the labels of 1,500 of the predictions arrive (graded into their window)
+        # the labels of 1,900 of the predictions arrive (graded into their window): enough
+        # of them (≥ 90 %) for realised and estimated to cover the same predictions
         y = rng.random(n) < scores
         graded = WindowSummary("fraud", "1", NOW_MS, SIZE_MS)
         graded.performance = PerformanceSketch("classification")
-        labelled = slice(0, 1500)
+        labelled = slice(0, 1900)
         graded.performance.update_classification(
             ["1" if v else "0" for v in y[labelled]],
             ["1" if s >= 0.5 else "0" for s in scores[labelled]],
             scores[labelled],
         )
         key = WindowKey("fraud", "1", NOW_MS)
-        store.commit("g", Delta(SIZE_MS, {key: graded}), {("labels", 0): 1500})
+        store.commit("g", Delta(SIZE_MS, {key: graded}), {("labels", 0): 1900})
         later = checker.run(loaded, NOW_MS + 2 * SIZE_MS)
         (update,) = [e for e in later.events if e.kind == "updated"]
         realised = float(np.mean((scores[labelled] >= 0.5) == y[labelled]))
         assert f"realised {realised:.3f}" in update.note
         assert update.note.startswith(f"estimated accuracy {evaluation.value:.3f}")
-        assert "1,500 labels of 2,000 predictions" in update.note
+        assert "1,900 labels of 2,000 predictions" in update.note
         # said once: the next tick, without new labels, says nothing more
         assert checker.run(loaded, NOW_MS + 2 * SIZE_MS).events == []
         (row,) = performance_rows(store, profile, "fraud", NOW_MS + 2 * SIZE_MS, SIZE_MS)
-        assert row["n_estimated"] == n and row["n_labelled"] == 1500
+        assert row["n_estimated"] == n and row["n_labelled"] == 1900
         acc = row["estimated"]["estimated_accuracy"]
         assert acc["value"] == pytest.approx(evaluation.value)
         assert acc["realised"] == pytest.approx(realised)
