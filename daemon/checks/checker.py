@@ -171,7 +171,9 @@ def assess(
     policy = loaded.policy
     window_ms = int(policy.window * 1000)
     start, end = window_bounds(at_ms, size_ms, window_ms)
-    window = store.window_range(policy.model, start, end)
+    # read once: the rules score their roll-up, the trust check the labelled ones
+    parts = [w.summary for w in store.windows(policy.model, None, start, end)]
+    window = WindowSummary.rollup(parts, start, end - start) if parts else None
     seen = window.count if window is not None else 0
     if window is None or seen < policy.min_samples:
         events = engine.no_data(at_ms, _last_seen(store, policy.model, end, size_ms), seen)
@@ -185,7 +187,7 @@ def assess(
         # realised and estimated on the same predictions: only the windows whose labels
         # have (nearly) all arrived, else a window still waiting for its labels would
         # set the estimate of all its predictions against the realised value of others
-        covered = labelled_windows(store, policy.model, start, end, reference)
+        covered = labelled_windows(parts, policy.model, start, end, reference)
         for rule in trusting:
             found[rule.key] = (
                 evaluate(

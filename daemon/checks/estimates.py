@@ -94,16 +94,25 @@ LABELLED_SHARE = 0.9
 
 
 def labelled_windows(
-    store: Store, model: str, start: int, end: int, reference: ReferenceProfile | None
+    store: Store | list[WindowSummary],
+    model: str,
+    start: int,
+    end: int,
+    reference: ReferenceProfile | None,
 ) -> WindowSummary | None:
-    """The stored windows of ``[start, end)`` whose labels have (nearly) all arrived:
-    ≥ LABELLED_SHARE of the predictions estimated there are graded; rolled up, or None."""
+    """The stored windows of ``[start, end)`` (read from ``store``, or given, already
+    read) whose labels have (nearly) all arrived: ≥ LABELLED_SHARE of the predictions
+    estimated there are graded; rolled up, or None."""
     est = reference.estimation if reference is not None else None
     if est is None:
         return None
+    windows = (
+        [s.summary for s in store.windows(model, None, start, end)]
+        if isinstance(store, Store)
+        else store
+    )
     parts = []
-    for stored in store.windows(model, None, start, end):
-        w = stored.summary
+    for w in windows:
         state = w.estimates.of(est)
         if state is None or not state.n or w.performance is None:
             continue
