@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_drift.py
 	$(BIN)/python tests/benchmarks/bench_shadow.py
 	$(BIN)/python tests/benchmarks/bench_replicas.py
+	$(BIN)/python tests/benchmarks/bench_estimates.py
 
 # a sustained-rate run: RSS must stay flat and lag bounded (exit 1 otherwise)
 soak: $(STAMP)

@@ -162,12 +162,18 @@ class Daemon:
             if self.store is None or self.scheduler is None:
                 return Response.of_json(503, {"error": "starting"})
             stepper = self.stepper
+            scheduler, checker = self.scheduler, self.checker
             body = status_document(
                 self.store,
                 self.config,
                 self._policies(),
                 int(self.clock() * 1000),
                 stepper.progress if stepper is not None else None,
+                reference_of=(
+                    (lambda m: checker.references.of_model(scheduler.status.policies, m))
+                    if checker is not None
+                    else None
+                ),
             )
             return Response.of_json(200, body)
 

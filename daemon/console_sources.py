@@ -61,7 +61,16 @@ def console_for(daemon: DaemonParts, store: Store, reports: Reports, token: str 
         stepper = daemon.stepper
         progress = stepper.progress if stepper is not None else None
         now_ms = int(daemon.clock() * 1000)
-        return status_document(store, daemon.config, policies(), now_ms, progress)
+        scheduler = daemon.scheduler
+        loaded = scheduler.status.policies if scheduler is not None else {}
+        return status_document(
+            store,
+            daemon.config,
+            policies(),
+            now_ms,
+            progress,
+            reference_of=lambda model: references.of_model(loaded, model),
+        )
 
     def shadow() -> dict[str, Any]:
         if daemon.shadow_store is None:

@@ -112,8 +112,20 @@ class PerformanceDetector(Protocol):
     def value(self, sketch: PerformanceSketch) -> float: ...
 
 
-Detector = ColumnDetector | WindowDetector | PerformanceDetector
-"""What a registered metric's factory builds; its scope says which of the three."""
+class EstimateDetector(Protocol):
+    """A label-free estimate (or the trust check on it): the evaluation reads the window's
+    estimate state itself (:mod:`watchkeeper.detectors.estimate_findings`); the detector
+    carries the options, today the band's width in standard errors."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def width(self) -> float: ...
+
+
+Detector = ColumnDetector | WindowDetector | PerformanceDetector | EstimateDetector
+"""What a registered metric's factory builds; its scope says which of the four."""
 
 DetectorFactory = Callable[..., Detector]
 """A detector class or a function building one from a policy's per-metric options

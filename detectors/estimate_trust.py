@@ -17,6 +17,11 @@ data whose P(y | x) did not change it fires far less often than the nominal 0.3 
 incident rarer still. ``mismatch`` = |gap| / allowed is the number a policy compares
 with its threshold (default 1: outside the band).
 
+For accuracy SE_r is at least the binomial √(r(1 − r) / n_r) of the window's own
+realised value r: the reference's chunk spread describes a model as accurate as on the
+reference, and a window whose accuracy fell (covariate shift into where the model is
+unsure) varies more than that, which would otherwise read as a mismatch.
+
 >>> from watchkeeper.detectors.estimated_performance import Estimate
 >>> from watchkeeper.detectors.sampling_band import MetricSpread
 >>> spread = MetricSpread(std=0.02, chunk_size=1000, chunks=20)
@@ -94,10 +99,10 @@ class EstimateTrust:
             raise InsufficientDataError("the trust check needs labelled and scored rows")
         if not (math.isfinite(realised) and math.isfinite(estimate.value)):
             raise InsufficientDataError("the realised or estimated value is not a number")
-        se = math.hypot(
-            spread.standard_error(n_labelled, realised),
-            spread.standard_error(estimate.n, estimate.value),
-        )
+        se_realised = spread.standard_error(n_labelled, realised)
+        if estimate.metric == "estimated_accuracy" and 0.0 <= realised <= 1.0:
+            se_realised = max(se_realised, math.sqrt(realised * (1 - realised) / n_labelled))
+        se = math.hypot(se_realised, spread.standard_error(estimate.n, estimate.value))
         allowed = self.width * se
         gap = realised - estimate.value
         # a metric without spread on the reference (constant): any gap is a mismatch

@@ -88,6 +88,11 @@ class Estimation:
     """Per realised metric: its σ over reference chunks."""
 
     @property
+    def fingerprint(self) -> str:
+        """Names the calibrator or loss model: window state counted under it carries it."""
+        return self.model.fingerprint
+
+    @property
     def calibrator(self) -> StepCalibrator | MulticlassCalibrator:
         if isinstance(self.model, LossModel):
             raise TypeError("a regression estimation has a loss model, not a calibrator")

@@ -21,6 +21,8 @@ from watchkeeper.detectors.base import (
     WindowView,
 )
 from watchkeeper.detectors.errors import InsufficientDataError
+from watchkeeper.detectors.estimate_findings import estimate_finding, trust_findings
+from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.profile import PREDICTION, PREDICTION_CLASS, ReferenceProfile
 from watchkeeper.detectors.registry import MetricInfo, metric
 from watchkeeper.detectors.sketches import ColumnSketch
@@ -93,6 +95,12 @@ def evaluate(
             findings.append(_window_finding(info, info.window_detector(**opts), view, min_samples))
         elif info.scope == "shadow":
             continue  # candidates' comparisons: see detectors.shadow.shadow_finding
+        elif info.scope == "estimate":
+            width = info.estimate_detector(**opts).width
+            if info.name == TRUST_METRIC:
+                findings += trust_findings(info.name, reference, window, min_samples, width)
+            else:
+                findings.append(estimate_finding(info.name, reference, window, min_samples, width))
         else:
             findings.append(
                 _performance_finding(

@@ -9,9 +9,9 @@ A profile holds, per feature and for the prediction and the label:
   frequent; the rest as one ``other`` share), and the null rate;
 * the model's reference performance (accuracy, AUC, … or MAE, RMSE …) when labels were given.
 
-File format (JSON, ``"format": "watchkeeper.reference/v1"``)::
+File format (JSON, ``"format": "watchkeeper.reference/v2"``)::
 
-    {"format": "watchkeeper.reference/v1", "model": "fraud", "created_at": "…",
+    {"format": "watchkeeper.reference/v2", "model": "fraud", "created_at": "…",
      "source": "train.parquet", "rows": 1000000, "bins": 10, "task": "classification",
      "features": {"amount": {"kind": "numeric", "count": …, "nulls": …, "nans": …,
                   "min": …, "max": …, "mean": …, "std": …, "edges": [...],
@@ -19,9 +19,17 @@ File format (JSON, ``"format": "watchkeeper.reference/v1"``)::
                   "country": {"kind": "categorical", "count": …, "nulls": …,
                   "proportions": {"DE": 0.3, …}, "other": 0.0}},
      "prediction": {…} | null, "prediction_class": {…} | null, "label": {…} | null,
-     "metrics": {"accuracy": 0.93, …}}
+     "metrics": {"accuracy": 0.93, …},
+     "estimation": {"format": "watchkeeper.estimation/v1", …} | null,
+     "column_names": {"prediction": "score", "label": "is_fraud", …}}
 
-Readers refuse other ``format`` values, so a future v2 cannot be misread.
+``estimation`` (new in v2) is what the label-free estimates need: the calibrator (or the
+regression loss model), the reference's realised metrics and their chunk spreads
+(:mod:`watchkeeper.detectors.estimation_reference`); ``column_names`` (also new) says
+which columns of the reference file were the prediction, its class, the label and the
+per-class scores, so a batch file is read the same way. A v1 profile still loads, with no
+estimation, so it simply has no estimates. Readers refuse other ``format`` values, so a
+future v3 cannot be misread.
 """
 
 from __future__ import annotations
@@ -35,10 +43,12 @@ from typing import Any, Literal
 
 import numpy as np
 from datasketches import kll_doubles_sketch
+from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 
-FORMAT = "watchkeeper.reference/v1"
+FORMAT = "watchkeeper.reference/v2"
+READABLE = (FORMAT, "watchkeeper.reference/v1")
 
 # The reserved column names: a profile's (and a window's) prediction, its class and the
 # label sit beside the features under these names, which no feature name can take
@@ -164,6 +174,12 @@ class ReferenceProfile:
     created_at: str = ""
     sample: tuple[dict[str, Any], ...] = ()
     """A bounded uniform sample of reference rows, for drift reports (not for metrics)."""
+    estimation: Estimation | None = None
+    """What the label-free estimates read (None: a v1 profile, no labels or no prediction
+    at build time, or a reference from stored windows, which keep no raw rows)."""
+    column_names: dict[str, str] = field(default_factory=dict)
+    """Which file columns were ``prediction``, ``prediction_class``, ``label`` and
+    ``score:<class>`` (a multiclass model's per-class scores) at build time."""
 
     def column(self, name: str) -> ColumnProfile | None:
         """A feature by name, or ``__prediction__`` / ``__prediction_class__`` / ``__label__``."""
@@ -192,11 +208,13 @@ class ReferenceProfile:
             "label": opt(self.label),
             "metrics": self.metrics,
             "sample": list(self.sample),
+            "estimation": None if self.estimation is None else self.estimation.to_dict(),
+            "column_names": self.column_names,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReferenceProfile:
-        if d.get("format") != FORMAT:
+        if d.get("format") not in READABLE:
             raise ValueError(f"not a {FORMAT} reference profile (format {d.get('format')!r})")
 
         def opt(x: dict[str, Any] | None) -> ColumnProfile | None:
@@ -215,6 +233,10 @@ class ReferenceProfile:
             source=str(d.get("source", "")),
             created_at=str(d.get("created_at", "")),
             sample=tuple(d.get("sample", ())),
+            column_names={str(k): str(v) for k, v in (d.get("column_names") or {}).items()},
+            estimation=None
+            if d.get("estimation") is None
+            else Estimation.from_dict(d["estimation"]),
         )
 
     def save(self, path: str | Path) -> None:

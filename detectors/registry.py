@@ -12,14 +12,21 @@ from watchkeeper.detectors.base import (
     ColumnDetector,
     DetectorFactory,
     Direction,
+    EstimateDetector,
     PerformanceDetector,
     WindowDetector,
 )
 from watchkeeper.detectors.chi2 import ChiSquare
+from watchkeeper.detectors.estimate_trust import TRUST_METRIC, EstimateTrust
+from watchkeeper.detectors.estimated_performance import (
+    ESTIMATED_METRICS,
+    EstimatedClassificationMetric,
+)
 from watchkeeper.detectors.js import JSDistance
 from watchkeeper.detectors.kl import KLDivergence
 from watchkeeper.detectors.ks import KS
 from watchkeeper.detectors.latency import QUANTILES, LatencyQuantile
+from watchkeeper.detectors.loss_model import EstimatedRegressionMetric
 from watchkeeper.detectors.missing_features import MissingFeatures
 from watchkeeper.detectors.missing_rate import MissingRate
 from watchkeeper.detectors.nan_rate import NanRate
@@ -40,7 +47,7 @@ from watchkeeper.detectors.unexpected_features import UnexpectedFeatures
 from watchkeeper.detectors.unseen import UnseenMass
 from watchkeeper.detectors.wasserstein import Wasserstein
 
-Scope = Literal["column", "window", "performance", "shadow"]
+Scope = Literal["column", "window", "performance", "shadow", "estimate"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,9 @@ class MetricInfo:
     """Whether ``threshold: auto`` derives its thresholds from the false-alarm budget."""
     short: str | None = None
     """Column title in the offline drift table (default: the name)."""
+    relative_thresholds: tuple[float, float] | None = None
+    """(warn, critical) as changes from the reference's value, applied by the offline
+    check when no policy names thresholds (performance and estimated metrics)."""
 
     # The scope says which detector interface the factory builds; mypy checks each
     # factory against ``Detector`` at its registry line, and the contract test checks
@@ -75,6 +85,9 @@ class MetricInfo:
 
     def performance_detector(self, **options: Any) -> PerformanceDetector:
         return cast(PerformanceDetector, self._build("performance", options))
+
+    def estimate_detector(self, **options: Any) -> EstimateDetector:
+        return cast(EstimateDetector, self._build("estimate", options))
 
     def _build(self, scope: Scope, options: dict[str, Any]) -> object:
         if self.scope != scope or self.factory is None:
@@ -206,12 +219,44 @@ METRICS: dict[str, MetricInfo] = {
                 f"{n} on joined labels",
                 lambda n=n: PerformanceMetric(n),
                 direction="higher_is_worse" if n == "log_loss" else "lower_is_worse",
+                relative_thresholds=(0.01, 0.02) if n == "log_loss" else (-0.01, -0.02),
             )
             for n in CLASSIFICATION_METRICS
         ),
         *(
-            MetricInfo(n, "performance", f"{n} on joined labels", lambda n=n: PerformanceMetric(n))
+            MetricInfo(
+                n,
+                "performance",
+                f"{n} on joined labels",
+                lambda n=n: PerformanceMetric(n),
+                relative_thresholds=(0.01, 0.02),
+            )
             for n in REGRESSION_METRICS
+        ),
+        *(
+            MetricInfo(
+                name,
+                "estimate",
+                spec.description,
+                (
+                    (lambda name=name: EstimatedRegressionMetric(name))
+                    if "regression" in spec.problems
+                    else (lambda name=name: EstimatedClassificationMetric(name))
+                ),
+                direction=spec.direction,
+                auto=True,
+                relative_thresholds=(spec.warn_relative, spec.critical_relative),
+            )
+            for name, spec in ESTIMATED_METRICS.items()
+        ),
+        MetricInfo(
+            TRUST_METRIC,
+            "estimate",
+            "gap between realised and estimated performance, in units of the gap sampling "
+            "explains (> 1: they disagree; concept drift suspected)",
+            EstimateTrust,
+            thresholds=(1.0, 2.0),
+            short="mismatch",
         ),
         *(
             MetricInfo(n, "shadow", what, None, direction=direction)

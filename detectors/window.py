@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from watchkeeper.detectors.performance import PerformanceSketch
@@ -25,10 +25,15 @@ from watchkeeper.detectors.sketches import (
     NumericSketch,
     sketch_from_dict,
 )
+from watchkeeper.detectors.window_estimates import WindowEstimates
+
+if TYPE_CHECKING:
+    from watchkeeper.detectors.estimation_reference import Estimation
 
 Kind = Literal["numeric", "categorical"]
 IndexArray = np.ndarray[Any, np.dtype[np.intp]]
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # v1: before the estimate state (read back with none)
 
 
 @dataclass
@@ -86,6 +91,10 @@ BinEdges = Callable[[str, str], "tuple[float, ...] | None"]
 (those of the reference in force for the model), or None: KLL alone. Columns are named
 as in a reference profile (``__prediction__`` for the prediction)."""
 
+EstimationOf = Callable[[str], "Estimation | None"]
+"""``model ->`` the estimation of the reference in force for the model (its calibrator or
+loss model), whose state a window's prediction batches update; None: no estimates."""
+
 
 @dataclass(frozen=True)
 class SketchSettings:
@@ -96,6 +105,7 @@ class SketchSettings:
     max_categories: int = 256
     reservoir_size: int = 512
     bins: BinEdges | None = field(default=None, compare=False)
+    estimation: EstimationOf | None = field(default=None, compare=False)
 
 
 def _new_sketch(kind: Kind, settings: SketchSettings, model: str, column: str) -> ColumnSketch:
@@ -153,6 +163,8 @@ class WindowSummary:
         self.sample = Reservoir(self.settings.reservoir_size)
         self.performance: PerformanceSketch | None = None
         """Joined (prediction, label) pairs of this window's predictions, as labels arrive."""
+        self.estimates = WindowEstimates()
+        """Label-free estimate state of the predictions (:mod:`window_estimates`)."""
 
     @property
     def end_ms(self) -> int:
@@ -196,8 +208,31 @@ class WindowSummary:
         if batch.latency_ms is not None:
             latency = batch.latency_ms[idx]
             self.latency.update(latency[~np.isnan(latency)])
+        if batch.prediction is not None and self.settings.estimation is not None:
+            self._estimate(batch, idx)
         if batch.features and self.sample.capacity:
             self.sample.update(batch.keys[idx], lambda sel: _rows(batch, idx[sel]))
+
+    def _estimate(self, batch: ColumnBatch, idx: IndexArray) -> None:
+        """The batch's rows into the estimate state of the reference in force, if any."""
+        assert self.settings.estimation is not None and batch.prediction is not None
+        estimation = self.settings.estimation(self.model)
+        if estimation is None or batch.prediction.kind != "numeric":
+            return  # a class without a score carries nothing to estimate from
+        if estimation.problem == "multiclass":
+            return  # needs the probability vector, which decoding reduces to score + class
+        column = batch.prediction
+        scores = column.values[idx].astype(np.float64, copy=False)
+        predicted = None
+        klass = batch.prediction_class
+        if estimation.problem == "binary" and klass is not None:
+            absent = klass.null[idx] | klass.missing[idx]
+            if not absent.any():  # the model's own decision, when every row logs one
+                predicted = np.isin(klass.values[idx], ("1", "1.0", "True", "true"))
+        features = None
+        if estimation.problem == "regression":
+            features = {n: c.values[idx] for n, c in batch.features.items()}
+        self.estimates.update(estimation, scores, predicted, features)
 
     def merge(self, other: WindowSummary) -> None:
         """Fold the summary of another part of the same window into this one."""
@@ -269,9 +304,10 @@ class WindowSummary:
                 self.performance = PerformanceSketch.from_dict(other.performance.to_dict())
             else:
                 self.performance.merge(other.performance)
+        self.estimates.merge(other.estimates)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form; :meth:`from_dict` reads it back (format version 1)."""
+        """A JSON-able form; :meth:`from_dict` reads it back (format version 2; 1 too)."""
 
         def opt(s: ColumnSketch | None) -> dict[str, Any] | None:
             return None if s is None else s.to_dict()
@@ -297,11 +333,12 @@ class WindowSummary:
             "latency": self.latency.to_dict(),
             "sample": self.sample.to_dict(),
             "performance": None if self.performance is None else self.performance.to_dict(),
+            "estimates": self.estimates.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowSummary:
-        if data.get("format") != FORMAT_VERSION:
+        if data.get("format") not in READABLE_FORMATS:
             raise ValueError(f"window summary format {data.get('format')!r} is not supported")
         k, max_categories, reservoir = data["settings"]
         out = cls(
@@ -323,6 +360,7 @@ class WindowSummary:
         out.sample = Reservoir.from_dict(data["sample"])
         if data.get("performance") is not None:
             out.performance = PerformanceSketch.from_dict(data["performance"])
+        out.estimates = WindowEstimates.from_dict(data.get("estimates"))
         return out
 
 

@@ -18,13 +18,33 @@ threshold that a stable stream crosses with probability α is a quantile of that
 interval (one per 30 days at a 5-minute schedule is α = 1/8640), divided by the number of
 features the rule checks (Bonferroni), so 200 features do not page 200 times as often as
 one. The tests check the realised false-alarm rate on simulated stable streams.
+
+Estimated performance (``estimated_accuracy`` …) has a sampling law of its own: under no
+change an estimate sits near the reference's value with the standard error of its band
+(the reference's chunk spread scaled to the window's rows,
+:mod:`watchkeeper.detectors.sampling_band`), so the auto threshold is the reference's
+value moved z(α) standard errors to the metric's bad side (one-sided normal quantile).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from scipy import stats
+
+
+def estimate_auto_threshold(details: dict[str, Any], alpha: float, above: bool) -> float | str:
+    """The estimate a stable window crosses with probability ``alpha`` (from an
+    estimate finding's ``details``: its band and the reference value), or why none."""
+    base = details.get("reference")
+    band = details.get("band")
+    if base is None or not band:
+        return "threshold: auto needs the reference's spread of this metric (no band)"
+    alpha = min(max(alpha, 1e-15), 0.5)
+    z = float(stats.norm.isf(alpha))
+    se = float(band["standard_error"])
+    return float(base) + z * se if above else float(base) - z * se
 
 
 def auto_threshold(metric: str, n: int, m: int, bins: int, alpha: float) -> float:

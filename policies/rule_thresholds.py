@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from watchkeeper.detectors.base import Finding
-from watchkeeper.policies.auto import auto_threshold
+from watchkeeper.policies.auto import auto_threshold, estimate_auto_threshold
 from watchkeeper.policies.schema import Rule, Severity
 
 
@@ -44,6 +44,9 @@ def rule_thresholds(
     if rule.threshold == "auto":
         bins = int(finding.details.get("bins", 10))
         alpha = period_s / rule.false_alarm_every / max(features_checked, 1)
+        if "band" in finding.details:  # an estimated metric: its band's sampling law
+            bound = estimate_auto_threshold(finding.details, alpha, above)
+            return bound if isinstance(bound, str) else Thresholds(None, bound, None, above)
         value = auto_threshold(rule.metric, finding.n_current, finding.n_reference, bins, alpha)
         # the sketch's own error comes on top of sampling noise (see detectors.binning)
         value += float(finding.details.get("error_bound", 0.0))

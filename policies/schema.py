@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
+from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.profile import PREDICTION
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.cron import crontab_trigger
@@ -145,12 +146,14 @@ class Rule(_Strict):
             return self
         if self.warn is None and self.critical is None:
             raise ValueError("give a warn and/or a critical threshold (or threshold: auto)")
-        if self.relative and METRICS[self.metric].scope != "performance":
+        if self.relative and METRICS[self.metric].scope not in ("performance", "estimate"):
             raise ValueError(
                 "relative thresholds compare with the reference's metrics: they "
-                "apply to accuracy, f1, roc_auc, mae … not to "
+                "apply to accuracy, f1, roc_auc, mae, estimated_accuracy … not to "
                 f"{self.metric}"
             )
+        if self.relative and self.metric == TRUST_METRIC:
+            raise ValueError(f"{TRUST_METRIC} has no reference value to be relative to")
         if self.warn is not None and self.critical is not None:
             bad_side = self.bad_side()
             worse = (

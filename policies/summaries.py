@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.profile import PREDICTION
 from watchkeeper.policies.schema import Policy, Rule, Severity
 
@@ -53,6 +54,13 @@ def incident_summary(
         )
     (feature,) = ordered
     member = firing[feature]
+    if rule.metric == TRUST_METRIC:  # the finding's feature names the estimate compared
+        value = "n/a" if member.value is None else f"{member.value:.3g}"
+        return (
+            f"performance estimates no longer match realised labels on {policy.model}: "
+            f"concept drift suspected ({feature} off by {value}× the gap sampling "
+            f"explains; {severity})"
+        )
     where = f"{policy.model}.{feature}" if feature else policy.model
     side = ">=" if rule.bad_side() == "above" else "<="
     value = "n/a" if member.value is None else f"{member.value:.4g}"

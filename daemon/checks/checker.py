@@ -20,11 +20,18 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.checks.estimates import (
+    EstimateFollowUp,
+    labelled_windows,
+    no_labelled_windows,
+)
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.shadow.checks import ShadowChecks
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.estimate_findings import estimation_bases
+from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
@@ -67,6 +74,18 @@ class ReferenceCache:
             cached = (mtime, ReferenceProfile.load(path))
             self._files[str(path)] = cached
         return cached[1]
+
+    def of_model(self, policies: Mapping[str, LoadedPolicy], model: str) -> ReferenceProfile | None:
+        """The reference of ``model``'s first policy (key order) that has one readable."""
+        return next(
+            (
+                r
+                for r in self.in_force(
+                    {k: p for k, p in policies.items() if p.policy.model == model}
+                )
+            ),
+            None,
+        )
 
     def in_force(self, policies: Mapping[str, LoadedPolicy]) -> list[ReferenceProfile]:
         """The references ``policies`` score against, in policy key order (unreadable or
@@ -153,7 +172,9 @@ def assess(
     policy = loaded.policy
     window_ms = int(policy.window * 1000)
     start, end = window_bounds(at_ms, size_ms, window_ms)
-    window = store.window_range(policy.model, start, end)
+    # read once: the rules score their roll-up, the trust check the labelled ones
+    parts = [w.summary for w in store.windows(policy.model, None, start, end)]
+    window = WindowSummary.rollup(parts, start, end - start) if parts else None
     seen = window.count if window is not None else 0
     if window is None or seen < policy.min_samples:
         events = engine.no_data(at_ms, _last_seen(store, policy.model, end, size_ms), seen)
@@ -162,11 +183,30 @@ def assess(
     baseline = _baseline(store, policy.model, start, window_ms)
     reference = reference_of()
     found = findings_for(policy, reference, window, duration_s, baseline)
+    trusting = [r for r in policy.rules if r.metric == TRUST_METRIC]
+    if trusting:
+        # realised and estimated on the same predictions: only the windows whose labels
+        # have (nearly) all arrived, else a window still waiting for its labels would
+        # set the estimate of all its predictions against the realised value of others
+        covered = labelled_windows(parts, policy.model, start, end, reference)
+        for rule in trusting:
+            found[rule.key] = (
+                evaluate(
+                    reference,
+                    covered,
+                    [rule.metric],
+                    min_samples=rule.min_samples or policy.min_samples,
+                    options={rule.metric: rule.options} if rule.options else None,
+                )
+                if covered is not None
+                else [no_labelled_windows(policy.model, window)]
+            )
     if extra is not None:
         found.update(extra(start, end))
-    evaluations, events = engine.step(
-        found, at_ms, reference.metrics if reference is not None else {}
-    )
+    # relative: true shifts the reference's realised values; estimated_* shift the
+    # realised value of the metric they estimate
+    bases = {**reference.metrics, **estimation_bases(reference)} if reference is not None else {}
+    evaluations, events = engine.step(found, at_ms, bases)
     return Assessment(evaluations, events, seen, start, end)
 
 
@@ -265,6 +305,7 @@ class Checker:
         self.clock = clock
         self.references = ReferenceCache(store)
         self.engines: dict[str, PolicyEngine] = {}
+        self.follow_up = EstimateFollowUp(store, self.size_ms)
 
     def engine(
         self, loaded: LoadedPolicy, at_ms: int | None = None
@@ -305,6 +346,8 @@ class Checker:
         found = assess(self.store, loaded, engine, reference, self.size_ms, at_ms, extra)
         events += found.events
         evaluations = found.evaluations
+        if self.follow_up.watching(engine):  # realised beside the estimate, as labels come
+            events += self.follow_up.events(loaded, engine, reference(), at_ms)
         if self.shadow is not None:
             events += self.shadow.failures(policy, engine, at_ms)
         notes = [n for e in events for n in self.plan(e, policy)] if self.plan else []

@@ -40,11 +40,24 @@ def load_profile(path: str) -> Any:
         raise DataFileError(f"{path}: not a reference profile: {detail}") from None
 
 
+def _class_scores(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    out: dict[str, str] = {}
+    for pair in pairs:
+        klass, sep, column = pair.partition("=")
+        if not (sep and klass and column):
+            raise DataFileError(f"--class-score {pair[:60]!r}: give CLASS=COLUMN")
+        out[klass] = column
+    return out
+
+
 def cmd_reference_build(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from watchkeeper.daemon.offline.reference import build_reference, count_rows, utc_now_iso
     from watchkeeper.detectors.profile import profile_from_window
 
+    notes: list[str] = []
     if args.from_store:
         if not (args.start and args.end):
             print("--from-store needs --start and --end", file=sys.stderr)
@@ -57,6 +70,10 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 return 1
             profile = profile_from_window(
                 window, args.bins, f"store:{args.start}/{args.end}", utc_now_iso()
+            )
+            notes.append(
+                "no estimation: stored windows keep no raw rows to calibrate on "
+                "(build from a file with --label and --prediction for estimates)"
             )
     else:
         rows = count_rows(args.source)
@@ -72,7 +89,12 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 bins=args.bins,
                 progress=lambda n: bar.advance(task, n),
                 prediction_class=args.prediction_class,
+                threshold=args.threshold,
+                class_scores=_class_scores(args.class_score),
+                notes=notes,
             )
+    for note in notes:
+        print(note)
     if args.into_store:
         with open_store(args.config) as store:
             store.save_reference(profile, args.name)
@@ -88,6 +110,11 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from watchkeeper.daemon.offline.batch_performance import (
+        is_performance,
+        performance_metrics,
+        render_performance,
+    )
     from watchkeeper.daemon.offline.drift import (
         drift_findings,
         policy_findings,
@@ -97,7 +124,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 
     reference = load_profile(args.reference)
-    window = summarize_file(args.current, reference, args.prediction)
+    window = summarize_file(args.current, reference, args.prediction, label=args.label)
     if args.policy:
         from watchkeeper.policies.loader import load_policy
 
@@ -108,7 +135,11 @@ def cmd_drift(args: argparse.Namespace) -> int:
             return 2
         results = policy_findings(policy, reference, window)
     else:
-        metrics = args.metrics or list(DEFAULT_DRIFT_METRICS)
+        # by default the drift set, and the realised / estimated performance the batch allows
+        metrics = args.metrics or [
+            *DEFAULT_DRIFT_METRICS,
+            *performance_metrics(reference, window),
+        ]
         results = drift_findings(reference, window, metrics, min_samples=args.min_samples)
     critical = [f for f, s in results if s == "critical"]
     if args.format == "json":
@@ -123,7 +154,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
         )
     else:
         console = Console()
-        console.print(render_table(results))
+        drift = [r for r in results if not is_performance(r[0])]
+        performance = [r for r in results if is_performance(r[0])]
+        if drift:
+            console.print(render_table(drift))
+        if performance:
+            console.print(render_performance(performance))
         warn = sum(1 for _, s in results if s == "warn")
         console.print(f"{len(critical)} critical, {warn} warnings over {window.count} rows")
     return 1 if critical else 0
@@ -182,6 +218,19 @@ def add_parsers(sub: Any, default_config: str) -> None:
         "(accuracy-type reference metrics grade it)",
     )
     build.add_argument("--label", help="the label column (gives reference metrics)")
+    build.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="binary models: the decision threshold on the score (the daemon's "
+        "ingest.decision_threshold); the estimates' calibrator cuts there",
+    )
+    build.add_argument(
+        "--class-score",
+        action="append",
+        metavar="CLASS=COLUMN",
+        help="multiclass models: each class's score column (repeat per class), for estimates",
+    )
     build.add_argument("--bins", type=int, default=10)
     build.add_argument("-o", "--output", help="write the profile to this JSON file")
     build.add_argument("--into-store", action="store_true", help="keep it in the store")
@@ -195,7 +244,16 @@ def add_parsers(sub: Any, default_config: str) -> None:
     )
     drift.add_argument("--reference", required=True, help="a reference profile JSON file")
     drift.add_argument("--current", required=True, help="a .csv, .tsv or .parquet file")
-    drift.add_argument("--prediction", help="the prediction column of the batch")
+    drift.add_argument(
+        "--prediction",
+        help="the prediction column of the batch: its drift is scored, and it gives the "
+        "estimated_* metrics (default for those: the reference's prediction column)",
+    )
+    drift.add_argument(
+        "--label",
+        help="the label column of the batch: gives the realised metrics "
+        "(default: the reference's label column, when the batch has it)",
+    )
     drift.add_argument(
         "--metrics",
         type=lambda s: s.split(","),

@@ -12,6 +12,7 @@ from watchkeeper.daemon.cli.backtest import cmd_backtest, short_number, utc_minu
 from watchkeeper.daemon.cli.common import cell, load_or_exit
 from watchkeeper.daemon.config import Config
 from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.durations import format_duration
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 from watchkeeper.policies.loader import TEST_SUFFIXES, LoadedPolicy, load_all
@@ -41,6 +42,28 @@ def _reference(loaded: LoadedPolicy, config: Config | None) -> ReferenceProfile 
         return None
 
 
+def _estimate_auto(rule: Any, profile: ReferenceProfile | None, alpha: float) -> str:
+    """``threshold: auto`` of an estimated metric: the reference's value moved z(α)
+    standard errors of the estimate to the bad side, at a few window sizes."""
+    from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
+    from watchkeeper.policies.auto import estimate_auto_threshold
+
+    head = f"{rule.metric} auto (α={alpha:.2e} per evaluation)"
+    est = profile.estimation if profile is not None else None
+    spec = ESTIMATED_METRICS[rule.metric]
+    spread = est.spreads.get(spec.realised) if est is not None else None
+    base = est.reference.get(spec.realised) if est is not None else None
+    if spread is None or base is None:
+        return f"{head} → from the reference's estimation (none readable here)"
+    above = rule.bad_side() == "above"
+    values = ", ".join(
+        f"n={n:,}: {estimate_auto_threshold(d, alpha, above):.4g}"
+        for n in SIZES
+        for d in [{"reference": base, "band": {"standard_error": spread.standard_error(n, base)}}]
+    )
+    return f"{head}, reference {base:.4g} → {values}"
+
+
 def _auto_lines(loaded: LoadedPolicy, config: Config | None = None) -> list[str]:
     """The thresholds ``threshold: auto`` derives, at a few window sizes."""
     from watchkeeper.policies.auto import auto_threshold
@@ -59,6 +82,10 @@ def _auto_lines(loaded: LoadedPolicy, config: Config | None = None) -> list[str]
     lines = []
     for rule in policy.rules:
         if rule.threshold != "auto":
+            continue
+        if METRICS[rule.metric].scope == "estimate":
+            alpha = policy.schedule.period_s() / rule.false_alarm_every
+            lines.append(f"    {rule.key}: {_estimate_auto(rule, profile, alpha)}")
             continue
         checked = features or 1
         alpha = policy.schedule.period_s() / rule.false_alarm_every / checked
@@ -151,7 +178,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     policies = {p.policy.key: p.policy for p in result.policies}
     now_ms = int(time.time() * 1000)
     with Store.open(config.store_url(), migrate=False) as store:
-        doc = status(store, config, policies, now_ms)
+        from watchkeeper.daemon.checks.checker import ReferenceCache
+
+        loaded = {p.policy.key: p for p in result.policies}
+        references = ReferenceCache(store)
+        doc = status(
+            store,
+            config,
+            policies,
+            now_ms,
+            reference_of=lambda model: references.of_model(loaded, model),
+        )
         incidents = IncidentStore(store.engine)
         table = Table(title="open incidents")
         for column in ("severity", "since (UTC)", "policy", "rule", "summary"):
@@ -179,6 +216,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         console.print(recent)
     _print_models(console, doc)
+    from watchkeeper.daemon.cli.performance import print_performance
+
+    print_performance(console, doc)
     _print_progress(console, doc)
     if any(p.policy.shadow for p in result.policies):
         from watchkeeper.daemon.cli.shadow import print_shadow

@@ -81,6 +81,7 @@ class Traffic:
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20)
         server = SyntheticServer(bad_rate=0.01)
         waiting: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        held: list[bytes] = []  # labels of a stopped labels stream, sent when it resumes
         try:
             for n in paced(self.rate):
                 if self._stop.is_set():
@@ -91,7 +92,13 @@ class Traffic:
                 for value in batch.predictions:
                     producer.send(self.topics[0], value)
                 self.produced += len(batch.predictions)
-                waiting.append((now + self.label_delay_ms, batch.labels))
+                if self.faults.labels_held:
+                    held += batch.labels
+                else:
+                    for value in held:
+                        producer.send(self.topics[1], value)
+                    held.clear()
+                    waiting.append((now + self.label_delay_ms, batch.labels))
                 while waiting and waiting[0][0] <= now:
                     for value in waiting.popleft()[1]:
                         producer.send(self.topics[1], value)

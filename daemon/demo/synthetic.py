@@ -32,6 +32,12 @@ LABEL_NOISE = 0.001
 small because the demo's windows are small: at ~600 labelled rows per evaluation, a 0.5 %
 noise share makes a one-point accuracy drop a once-a-run accident (Poisson tail), which
 would open an incident no fault caused."""
+BOUNDARY_SHARPNESS = 80.0
+"""The truth is P(fraud) = σ(80 · (2·(log1p(amount) − 4.5))): certain away from the
+boundary, a coin near it. It adds ~0.23 % label noise to ordinary traffic (the reference
+sees it too), and ~13 % errors to amounts concentrated at the boundary."""
+BOUNDARY_AMOUNT = (4.49, 0.03)
+"""log-mean and log-sd of the amounts of an ``unsure`` phase: right at the boundary."""
 AGE_MEAN = 40.0
 """What the fraud model imputes for a missing age, as a server with a default would."""
 
@@ -50,6 +56,11 @@ class Faults:
     """Share of ``fraud.age`` values sent as NaN, imputed by the model: a silent failure."""
     label_flip: float = 0.0
     """Extra share of ``fraud`` labels flipped: the world changed, accuracy drops."""
+    unsure: bool = False
+    """``fraud``'s amounts moved to its decision boundary, where the truth itself is
+    uncertain: a covariate shift that costs accuracy with P(y | x) unchanged."""
+    labels_held: bool = False
+    """``fraud``'s labels held back (a stopped labels stream), sent when it ends."""
 
 
 class FraudModel:
@@ -166,10 +177,14 @@ class SyntheticServer:
     def fraud_columns(self, n: int, faults: Faults = Faults()) -> dict[str, Array]:
         """Features, predictions, labels and latency of ``n`` fraud requests, as arrays."""
         rng = self.rng
-        amount = rng.lognormal(3.0 + faults.amount_shift, 1.0, n).round(2)
+        if faults.unsure:
+            amount = rng.lognormal(*BOUNDARY_AMOUNT, n).round(2)
+        else:
+            amount = rng.lognormal(3.0 + faults.amount_shift, 1.0, n).round(2)
         age = rng.normal(40, 12, n).clip(18, 90).round(1)
-        # the truth the model approximates (it agrees on 99.97 % of ordinary rows)
-        truth = (2.0 * (np.log1p(amount) - 4.5) > 0).astype(np.int64)
+        # the truth the model approximates: certain away from its boundary, not on it
+        logit = BOUNDARY_SHARPNESS * 2.0 * (np.log1p(amount) - 4.5)
+        truth = (rng.random(n) < 1 / (1 + np.exp(-np.clip(logit, -50, 50)))).astype(np.int64)
         if faults.nan_share:
             age[rng.random(n) < faults.nan_share] = np.nan
         country = rng.choice(COUNTRIES, n, p=COUNTRY_P)

@@ -56,7 +56,7 @@ class Scale:
 
 
 def timeline(phase_s: float) -> list[Phase]:
-    """Baseline, four faults each followed by a quiet phase, then shadow evaluation."""
+    """Baseline, five faults each followed by a quiet phase, then shadow evaluation."""
     p = phase_s
     faults = [
         (
@@ -81,7 +81,24 @@ def timeline(phase_s: float) -> list[Phase]:
             "accuracy",
             "accuracy drop: 15 % of delayed fraud labels disagree with the model",
             Faults(label_flip=0.15),
-            ("accuracy-drop",),
+            # the labels now contradict the scores (P(y | x) changed): the estimates,
+            # which assume it did not, no longer match the realised accuracy
+            ("accuracy-drop", "estimates-trust"),
+        ),
+        (
+            "unlabelled",
+            "labels stop while fraud's amounts move to its decision boundary: the "
+            "estimate opens first, the late labels confirm it",
+            Faults(unsure=True, labels_held=True),
+            # the amounts drifted (feature-drift …), the estimate fell with no label
+            # in sight, and the labels sent when the phase ends confirm the drop
+            (
+                "feature-drift",
+                "feature-kl",
+                "score-drift",
+                "estimated-accuracy-drop",
+                "accuracy-drop",
+            ),
         ),
     ]
     phases = [Phase("baseline", "healthy traffic", 0.0, p, p)]

@@ -5,14 +5,16 @@ each partition's consumer stands, and where each policy is in its ticks."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from watchkeeper.daemon.checks.estimates import performance_rows
 from watchkeeper.daemon.checks.stepping import Progress, read_policy_clock, step_settings
 from watchkeeper.daemon.checks.ticks import Ticks
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.eventtime.watermarks import stream_time
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.policies.schema import Policy
 
 
@@ -28,8 +30,14 @@ def status(
     policies: Mapping[str, Policy],
     now_ms: int,
     progress: Mapping[str, Progress] | None = None,
+    reference_of: Callable[[str], ReferenceProfile | None] | None = None,
+    performance_windows: int = 6,
 ) -> dict[str, Any]:
-    """The status document (JSON-able); ``progress`` is the running daemon's, if any."""
+    """The status document (JSON-able); ``progress`` is the running daemon's, if any.
+
+    With ``reference_of`` (model → the reference its policies score against), a model
+    whose reference has an estimation also gets ``performance``: its last
+    ``performance_windows`` windows, estimated beside realised."""
     settings = step_settings(config)
     clocks = store.partition_clocks(settings.group_id, settings.clocks, now_ms)
     models = store.model_totals()
@@ -61,6 +69,18 @@ def status(
                 "caught_up": t.caught_up,
             }
         entry["streams"] = streams
+        reference = reference_of(model) if reference_of is not None else None
+        if reference is not None and reference.estimation is not None:
+            entry["performance"] = [
+                {
+                    "window_start": iso(row.pop("window_start_ms")),
+                    "window_end": iso(row.pop("window_end_ms")),
+                    **row,
+                }
+                for row in performance_rows(
+                    store, reference, model, now_ms, settings.size_ms, performance_windows
+                )
+            ]
         out_models[model] = entry
     partitions = []
     for (topic, part), (state, owner, updated) in sorted(

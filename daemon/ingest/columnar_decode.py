@@ -47,6 +47,7 @@ from watchkeeper.detectors.performance import class_names
 from watchkeeper.detectors.profile import LABEL, PREDICTION
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
+from watchkeeper.errors import WatchkeeperError
 
 _ARROW_ERRORS = (pa.ArrowException, UnicodeDecodeError, ValueError, TypeError, OverflowError)
 
@@ -55,8 +56,9 @@ _MISSES = 4
 _RETRY = 32
 
 
-class _FallbackError(Exception):
-    """The batch needs the per-record path (never leaves this module)."""
+class _FallbackError(WatchkeeperError):
+    """The batch needs the per-record path (never leaves this module; not retriable: the
+    same batch would hand over again)."""
 
 
 def _is_number(t: pa.DataType) -> bool:

@@ -115,7 +115,11 @@ class Ingestor:
             w.size,
             w.allowed_lateness,
             SketchSettings(
-                w.sketch_k, w.max_categories, w.reservoir_size, bins=self.references.edges
+                w.sketch_k,
+                w.max_categories,
+                w.reservoir_size,
+                bins=self.references.edges,
+                estimation=self.references.estimation,
             ),
         )
         i = config.ingest

@@ -11,14 +11,18 @@ window begun before its reference was in force (a reference adopted later, or ch
 mid-window, or one reference among several for one column: the first policy in key order
 decides), and KS, Wasserstein and quantiles, which always read KLL.
 
-The label-free estimates and the model comparison read the same seam
-(:meth:`ReferencesInForce.edges`) to count on the bins they score on.
+The label-free estimates read the same seam: :meth:`ReferencesInForce.estimation` gives
+the estimation (calibrator or loss model) of the reference in force for a model, and
+every window's prediction batches update its estimate state from then on (a window
+begun before counts only the rows after: its estimate's ``n`` says how many). The first
+policy in key order whose reference has an estimation decides for the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.profile import PREDICTION, NumericProfile, ReferenceProfile
 
 Edges = tuple[float, ...]
@@ -48,23 +52,36 @@ class ReferencesInForce:
 
     def __init__(self) -> None:
         self._edges: dict[str, dict[str, Edges]] = {}
+        self._estimations: dict[str, Estimation] = {}
 
-    def replace(self, edges: Mapping[str, Mapping[str, Edges]]) -> None:
+    def replace(
+        self,
+        edges: Mapping[str, Mapping[str, Edges]],
+        estimations: Mapping[str, Estimation] | None = None,
+    ) -> None:
         self._edges = {model: dict(columns) for model, columns in edges.items()}
+        self._estimations = dict(estimations or {})
 
     def adopt(self, references: Iterable[ReferenceProfile]) -> None:
         """Put ``references`` in force; the first one of a model wins each column."""
         edges: dict[str, dict[str, Edges]] = {}
+        estimations: dict[str, Estimation] = {}
         for reference in references:
             columns = edges.setdefault(reference.model, {})
             for name, cut in edges_of(reference).items():
                 columns.setdefault(name, cut)
-        self.replace(edges)
+            if reference.estimation is not None:
+                estimations.setdefault(reference.model, reference.estimation)
+        self.replace(edges, estimations)
 
     def edges(self, model: str, column: str) -> Edges | None:
         """The edges a new window sketch of ``model``'s ``column`` counts exactly, if any."""
         columns = self._edges.get(model)
         return None if columns is None else columns.get(column)
+
+    def estimation(self, model: str) -> Estimation | None:
+        """The estimation whose state ``model``'s windows update at ingest, if any."""
+        return self._estimations.get(model)
 
     def models(self) -> dict[str, dict[str, Edges]]:
         """What is in force now (for status pages and tests)."""

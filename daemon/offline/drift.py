@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 from watchkeeper.daemon.checks.checker import findings_for
 from watchkeeper.daemon.errors import DataFileError
+from watchkeeper.daemon.offline.batch_performance import add_batch, judge
 from watchkeeper.daemon.offline.reference import REFERENCE_K, column_sketch, read_chunks
 from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.estimate_findings import estimation_bases
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import (
     PREDICTION,
@@ -25,7 +27,6 @@ from watchkeeper.detectors.profile import (
 from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS, METRICS
 from watchkeeper.detectors.reservoir import Reservoir, mix64
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
-from watchkeeper.policies.defaults import severity
 from watchkeeper.policies.rule_thresholds import rule_thresholds
 from watchkeeper.policies.schema import Policy, Verdict
 
@@ -35,8 +36,16 @@ def summarize_file(
     reference: ReferenceProfile,
     prediction: str | None = None,
     sample_size: int = 2000,
+    label: str | None = None,
 ) -> WindowSummary:
-    """The batch in ``path`` summarised as one window, on the reference's columns."""
+    """The batch in ``path`` summarised as one window, on the reference's columns.
+
+    The prediction (``prediction``, else the reference's prediction column) gives the
+    estimates when the reference has an estimation; the label (``label``, else the
+    reference's) gives the realised metrics (:mod:`batch_performance`). The prediction's
+    own drift is scored only when ``prediction`` is given."""
+    scored = prediction or reference.column_names.get("prediction")
+    labelled = label or reference.column_names.get("label")
     window = WindowSummary(reference.model, "batch", 0, 0, SketchSettings(k=REFERENCE_K))
     window.sample = Reservoir(sample_size)
     rows = 0
@@ -52,6 +61,7 @@ def summarize_file(
             window.prediction = column_sketch(
                 chunk[prediction], window.prediction, _edges(reference.prediction)
             )
+        add_batch(window, chunk, reference, scored, labelled)
         keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
         names = [n for n in reference.features if n in chunk.columns]
         if not names:  # nothing to sample: the check after the loop says so
@@ -100,15 +110,17 @@ def drift_findings(
     # every input feature, and the prediction when the batch has one
     features = sorted(reference.features) + ([PREDICTION] if window.prediction is not None else [])
     findings = evaluate(reference, window, metrics, min_samples=min_samples, features=features)
-    return [(f, severity(f.metric, f.value)) for f in findings]
+    return [(f, judge(f, reference)) for f in findings]
 
 
 def policy_findings(
     policy: Policy, reference: ReferenceProfile, window: WindowSummary
 ) -> list[tuple[Finding, Verdict]]:
-    """A batch judged by a policy file's column rules, with the thresholds the daemon uses
-    (fixed, relative or derived from the false-alarm budget)."""
-    column_rules = [r for r in policy.rules if METRICS[r.metric].scope == "column"]
+    """A batch judged by a policy file's column, performance and estimate rules, with the
+    thresholds the daemon uses (fixed, relative or derived from the false-alarm budget)."""
+    scopes = ("column", "performance", "estimate")
+    column_rules = [r for r in policy.rules if METRICS[r.metric].scope in scopes]
+    bases = {**reference.metrics, **estimation_bases(reference)}
     scoped = policy.model_copy(update={"rules": column_rules})
     found = findings_for(scoped, reference, window, 1.0, ())
     out: list[tuple[Finding, Verdict]] = []
@@ -117,7 +129,7 @@ def policy_findings(
             sev: Verdict = "ok"
             if f.status == "ok" and f.value is not None:
                 t = rule_thresholds(
-                    rule, f, reference.metrics, policy.schedule.period_s(), len(found[rule.key])
+                    rule, f, bases, policy.schedule.period_s(), len(found[rule.key])
                 )
                 if not isinstance(t, str):
                     sev = t.severity(f.value) or "ok"

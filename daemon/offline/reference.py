@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from watchkeeper.daemon.errors import DataFileError
+from watchkeeper.daemon.offline.frame_columns import is_numeric, numeric_values
+from watchkeeper.daemon.offline.reference_estimation import EstimationRows
 from watchkeeper.detectors.performance import PerformanceSketch, Task, class_names
 from watchkeeper.detectors.profile import (
     ColumnProfile,
@@ -129,17 +131,6 @@ def count_rows(path: str | Path) -> int | None:
     return None
 
 
-def is_numeric(series: pd.Series) -> bool:
-    return bool(pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series))
-
-
-def numeric_values(series: pd.Series) -> np.ndarray[Any, Any]:
-    values: np.ndarray[Any, Any] = pd.to_numeric(series, errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    return values
-
-
 def column_sketch(
     series: pd.Series, current: ColumnSketch | None, edges: tuple[float, ...] | None = None
 ) -> ColumnSketch:
@@ -174,7 +165,7 @@ def infer_task(label: pd.Series) -> Task:
     return "regression"
 
 
-def _performance(
+def grade_pairs(
     perf: PerformanceSketch,
     frame: pd.DataFrame,
     prediction: str,
@@ -252,11 +243,18 @@ def build_reference(
     task: Task | None = None,
     progress: Progress | None = None,
     prediction_class: str | None = None,
+    threshold: float = 0.5,
+    class_scores: dict[str, str] | None = None,
+    notes: list[str] | None = None,
 ) -> ReferenceProfile:
     """A reference profile of ``model`` from a file; see the module docstring.
 
-    ``features`` defaults to every column but the prediction, its class, the label and
-    ``exclude``. ``progress`` is called with the number of rows done in each pass.
+    ``features`` defaults to every column but the prediction, its class, the label,
+    ``class_scores``' columns and ``exclude``. ``progress`` is called with the number of
+    rows done in each pass. With a label and a prediction the profile carries the
+    label-free estimation (:mod:`reference_estimation`; ``threshold`` is the daemon's
+    decision threshold, ``class_scores`` maps each class of a multiclass model to its
+    score column); what was fitted, or why not, is appended to ``notes``.
     """
     sketches: dict[str, ColumnSketch] = {}
     sample = Reservoir(sample_size)
@@ -264,18 +262,29 @@ def build_reference(
     rows = 0
     chosen: list[str] | None = list(features) if features is not None else None
     special = [c for c in (prediction, label, prediction_class) if c]
+    scores = [c for c in (class_scores or {}).values() if c not in special]
+    rows_for_estimation: EstimationRows | None = None
     for chunk in read_chunks(path):  # pass 1: sketches, the sample, performance
         if prediction_class and prediction_class in chunk.columns:
             chunk[prediction_class] = _as_classes(chunk[prediction_class])
         if chosen is None:
-            chosen = [c for c in chunk.columns if c not in special and c not in exclude]
-        _require_columns(path, chunk, [*chosen, *special])
+            chosen = [
+                c
+                for c in chunk.columns
+                if c not in special and c not in exclude and c not in scores
+            ]
+        _require_columns(path, chunk, [*chosen, *special, *scores])
         for name in (*chosen, *special):
             sketches[name] = column_sketch(chunk[name], sketches.get(name))
         if prediction and label:
             if perf is None:
                 perf = PerformanceSketch(task or infer_task(chunk[label]))
-            _performance(perf, chunk, prediction, label, prediction_class)
+            grade_pairs(perf, chunk, prediction, label, prediction_class)
+            if rows_for_estimation is None:
+                rows_for_estimation = EstimationRows(
+                    prediction, label, prediction_class, chosen, class_scores
+                )
+            rows_for_estimation.add(chunk)
         keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
         columns = list(chosen)
 
@@ -293,6 +302,13 @@ def build_reference(
     if not chosen:
         raise DataFileError(f"{path}: no feature columns to profile")
     edges, counts = _exact_bins(path, sketches, bins, progress)
+    estimation = None
+    if rows_for_estimation is not None and perf is not None:
+        estimation, note = rows_for_estimation.fit(perf.task, threshold)
+    else:
+        note = "no estimation: it needs --label and --prediction"
+    if notes is not None:
+        notes.append(note)
 
     def profile_of(name: str) -> ColumnProfile:
         s = sketches[name]
@@ -313,6 +329,12 @@ def build_reference(
         source=str(path),
         created_at=utc_now_iso(),
         sample=tuple(sample.rows),
+        estimation=estimation,
+        column_names={
+            **{k: v for k, v in (("prediction", prediction), ("label", label)) if v},
+            **({"prediction_class": prediction_class} if prediction_class else {}),
+            **{f"score:{k}": v for k, v in (class_scores or {}).items()},
+        },
     )
 
 

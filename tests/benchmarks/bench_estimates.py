@@ -1,5 +1,10 @@
 """Performance-estimate benchmark: window-state updates and estimates from stored state.
 
+0. The daemon's whole ingest path (consume from the embedded broker, decode, window
+   state, commit to a SQLite store) for a binary classifier's prediction events with 20
+   numeric features, with estimation off and on (the reference's estimation in force, so
+   every prediction batch updates the estimate state too): events/s of each, best of two
+   runs each in their own process, and the ratio on / off (goal ≥ 0.9).
 1. Updating the estimate sketches per 100,000 rows (batches of 10,000, as ingest hands
    them over), against the existing per-window update of the same rows (a
    ``WindowSummary`` of 20 numeric features + the score): the ratio is what estimation
@@ -12,7 +17,8 @@
    HistGradientBoostingRegressor against LightGBM (if installed): fit time, accuracy of
    the estimated MAE on held-out windows, and installed size.
 
-Run: ``python tests/benchmarks/bench_estimates.py [--libraries]`` (``make bench``).
+Run: ``python tests/benchmarks/bench_estimates.py [--ingest-events N] [--libraries]``
+(``make bench``).
 """
 
 from __future__ import annotations
@@ -230,11 +236,109 @@ def _installed_mb(package: str) -> float | None:
     return total / 1e6
 
 
+def ingest_phase(bootstrap: str, topic: str, n: int, estimation: bool) -> dict[str, float]:
+    """One ingest run in this process: events/s, with or without the estimation in force."""
+    import sys
+    import tempfile
+
+    from prometheus_client import CollectorRegistry
+    from watchkeeper.daemon.ingest.loop import Ingestor
+    from watchkeeper.daemon.ingest.metrics import IngestMetrics
+    from watchkeeper.daemon.store.store import Store
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_ingest import bench_config, consume
+
+    with tempfile.TemporaryDirectory() as workdir:
+        config = bench_config(bootstrap, topic, f"sqlite:///{workdir}/bench.db", "kafka-python")
+        store = Store.open(config.store_url())
+        metrics = IngestMetrics(CollectorRegistry(), [topic])
+        ingestor = Ingestor(config, store, metrics)
+        if estimation:
+            rng = np.random.default_rng(3)
+            s = rng.random(50_000)
+            ingestor.references.replace(
+                {}, {"fraud": fit_binary_estimation(s, rng.random(s.size) < s)}
+            )
+        ingestor.open()
+        elapsed = consume(ingestor, metrics, topic, n)
+        ingestor.close()
+        windows = store.windows("fraud")
+        estimated = sum(
+            sketch.n for w in windows for sketch in w.summary.estimates.sketches.values()
+        )
+        events = store.totals()["events"]
+        store.close()
+    if estimation:
+        assert estimated == events, f"{estimated} of {events} predictions estimated"
+    return {"events": events, "seconds": elapsed, "estimated": estimated}
+
+
+def bench_ingest_path(events: int) -> None:
+    import subprocess
+    import sys
+    import uuid
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_ingest import produce
+    from watchkeeper.daemon.demo.broker import EmbeddedBroker
+    from watchkeeper.daemon.demo.setup import create_topics
+
+    broker = EmbeddedBroker().start()
+    try:
+        topic = f"bench-est-{uuid.uuid4().hex[:8]}"
+        create_topics(broker.bootstrap, [topic], 3)
+        print(f"\n0. ingest path, {events:,} prediction events (20 features, a score P(1))")
+        produce(broker.bootstrap, topic, events)
+        rates: dict[str, list[float]] = {"off": [], "on": []}
+        for _ in range(2):
+            for mode in ("off", "on"):
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        str(Path(__file__).resolve()),
+                        "--ingest-phase",
+                        mode,
+                        "--bootstrap",
+                        broker.bootstrap,
+                        "--topic",
+                        topic,
+                        "--ingest-events",
+                        str(events),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                assert r["events"] == events, f"ingest {mode} stored {r['events']} events"
+                rates[mode].append(r["events"] / r["seconds"])
+        off, on = max(rates["off"]), max(rates["on"])
+        for mode, rate in (("off", off), ("on", on)):
+            runs = ", ".join(f"{r:,.0f}" for r in rates[mode])
+            print(f"   estimation {mode + ':':<4} {rate:>10,.0f} events/s   (runs: {runs})")
+        print(f"   on / off = {on / off:.3f}  (goal >= 0.9)")
+    finally:
+        broker.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--libraries", action="store_true", help="compare loss-model libraries")
+    parser.add_argument("--ingest-events", type=int, default=300_000)
+    parser.add_argument("--ingest-phase", choices=["off", "on"], help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ingest_phase:
+        result = ingest_phase(
+            args.bootstrap, args.topic, args.ingest_events, args.ingest_phase == "on"
+        )
+        print(json.dumps(result))
+        return
     rng = np.random.default_rng(1)
+    if args.ingest_events:
+        bench_ingest_path(args.ingest_events)
     bench_updates(rng)
     bench_reading(rng)
     if args.libraries:

@@ -198,7 +198,13 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     assert totals["events"] + totals["quarantined"] <= result["produced"] * 2  # + labels
 
     # the console printed each incident as Slack would show it, opened and resolved
-    for rule in ("feature-drift", "latency", "nan-burst", "accuracy-drop"):
+    for rule in (
+        "feature-drift",
+        "latency",
+        "nan-burst",
+        "accuracy-drop",
+        "estimated-accuracy-drop",
+    ):
         assert re.search(rf"rule {rule} ·", output), rule
     assert output.count("🚀") >= 1  # the promotion, announced
     assert "watchkeeper_incident_open" in str(report.get("metrics"))
@@ -216,6 +222,10 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     texts = " ".join(str(p.get("text", "")) for p in posts)
     assert posts and "psi" in texts and "nan_rate" in texts, texts[:2000]
     assert any(method == "chat.update" for method, _ in slack.calls)  # resolved in place
+    # the estimate incident opened while labels were stopped; the late labels were put
+    # beside it in its thread: "estimated accuracy 0.89, realised 0.88 (… labels …)"
+    replies = [str(p.get("text", "")) for p in posts if p.get("thread_ts")]
+    assert any("estimated accuracy" in r and "realised" in r for r in replies), replies[:20]
     assert TOKEN not in output
     assert TOKEN not in (workdir / "watchkeeper-demo.log").read_text()
 

@@ -35,7 +35,8 @@ def test_check_passes_the_shipped_examples_and_prints_derived_thresholds(
         == 0
     )
     out = capsys.readouterr().out
-    assert "fraud.yaml: ok — fraud: 6 rule(s), window 1h, every 5m" in out
+    assert "fraud.yaml: ok — fraud: 8 rule(s), window 1h, every 5m" in out
+    assert "estimated-rmse-budget: estimated_rmse auto" in out
     assert "drift-budget: psi auto (one false alarm per 30d" in out and "n=5,000:" in out
 
 
@@ -57,7 +58,7 @@ def test_policy_unit_tests_pass_and_fail_loudly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["policy", "test", str(EXAMPLES)]) == 0
-    assert "3 passed, 0 failed" in capsys.readouterr().out
+    assert "4 passed, 0 failed" in capsys.readouterr().out
     (tmp_path / "p.yaml").write_text(
         "model: m\nrules:\n  - {name: d, metric: psi, critical: 0.25, for: 2}\n"
     )

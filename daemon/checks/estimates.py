@@ -1,0 +1,216 @@
+"""Realised beside estimated: what the daemon shows and says once labels catch up.
+
+* :func:`performance_rows` — per recent stored window of a model, its estimates (value
+  and band, rows estimated from) and its realised metrics (labelled pairs so far), for
+  ``GET /api/status``, ``watchkeeper status`` and the console's model page. Bounded: the
+  last ``limit`` windows, each computed from its stored state (no raw rows).
+* :func:`labelled_windows` — what the trust check (``estimate_mismatch``) reads: only
+  the stored windows whose labels have (nearly) all arrived, so the realised value and
+  the estimate it is set against cover the same predictions.
+* :class:`EstimateFollowUp` — while an incident on an ``estimated_*`` metric is open, the
+  labels of the predictions it was raised on keep arriving; when they are enough to
+  compare (``min_samples`` pairs, then each doubling), it emits an ``updated`` event
+  whose note reads "estimated accuracy 0.911, realised 0.915 (1,204 labels)", on the
+  windows from the one it opened in whose labels have (nearly) all arrived: the Slack
+  thread, the console and the incident history get it like any update. What it last
+  reported lives in memory, so a restart may repeat one note, never skip one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.errors import InsufficientDataError
+from watchkeeper.detectors.estimate_trust import TRUST_METRIC
+from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
+from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.policies.engine import PolicyEngine
+from watchkeeper.policies.incident_model import IncidentEvent
+from watchkeeper.policies.loader import LoadedPolicy
+
+MAX_ROWS = 48
+
+
+def compare(reference: ReferenceProfile | None, window: WindowSummary) -> dict[str, Any] | None:
+    """A window's estimates and realised metrics side by side (None: neither is known)."""
+    est = reference.estimation if reference is not None else None
+    state = window.estimates.of(est) if est is not None else None
+    perf = window.performance
+    realised = perf.metrics() if perf is not None else {}
+    if state is None and not realised:
+        return None
+    estimated: dict[str, Any] = {}
+    if est is not None and state is not None and state.n:
+        try:
+            found = est.estimate_all(state)
+        except InsufficientDataError:
+            found = {}
+        for name, e in found.items():
+            estimated[name] = {
+                "value": e.value,
+                "lower": None if e.band is None else e.band.lower,
+                "upper": None if e.band is None else e.band.upper,
+                "realised": realised.get(ESTIMATED_METRICS[name].realised),
+            }
+    return {
+        "window_start_ms": window.start_ms,
+        "window_end_ms": window.end_ms,
+        "n_estimated": state.n if state is not None else 0,
+        "n_labelled": perf.n if perf is not None else 0,
+        "estimated": estimated,
+        "realised": realised,
+    }
+
+
+def performance_rows(
+    store: Store,
+    reference: ReferenceProfile | None,
+    model: str,
+    now_ms: int,
+    size_ms: int,
+    limit: int = 12,
+) -> list[dict[str, Any]]:
+    """The last ``limit`` windows of ``model`` (versions rolled up) with an estimate or
+    realised metrics, newest first; see the module docstring."""
+    limit = max(1, min(limit, MAX_ROWS))
+    since = now_ms - now_ms % size_ms - limit * size_ms
+    parts: dict[int, list[WindowSummary]] = defaultdict(list)
+    for stored in store.windows(model, None, since, None):
+        parts[stored.summary.start_ms].append(stored.summary)
+    rows = []
+    for start in sorted(parts, reverse=True):
+        window = WindowSummary.rollup(parts[start], start, parts[start][0].size_ms)
+        row = compare(reference, window)
+        if row is not None:
+            rows.append(row)
+    return rows[:limit]
+
+
+LABELLED_SHARE = 0.9
+"""A window's predictions with their labels joined, from which the trust check reads it."""
+
+
+def labelled_windows(
+    store: Store | list[WindowSummary],
+    model: str,
+    start: int,
+    end: int,
+    reference: ReferenceProfile | None,
+) -> WindowSummary | None:
+    """The stored windows of ``[start, end)`` (read from ``store``, or given, already
+    read) whose labels have (nearly) all arrived: ≥ LABELLED_SHARE of the predictions
+    estimated there are graded; rolled up, or None."""
+    est = reference.estimation if reference is not None else None
+    if est is None:
+        return None
+    windows = (
+        [s.summary for s in store.windows(model, None, start, end)]
+        if isinstance(store, Store)
+        else store
+    )
+    parts = []
+    for w in windows:
+        state = w.estimates.of(est)
+        if state is None or not state.n or w.performance is None:
+            continue
+        if w.performance.n >= LABELLED_SHARE * state.n:
+            parts.append(w)
+    return WindowSummary.rollup(parts, start, end - start) if parts else None
+
+
+def no_labelled_windows(model: str, window: WindowSummary) -> Finding:
+    """The trust check's finding when no window of its range has its labels yet."""
+    return Finding(
+        model,
+        TRUST_METRIC,
+        None,
+        None,
+        "insufficient_data",
+        window.start_ms,
+        window.end_ms,
+        0,
+        0,
+        {"reason": "no window of the range has the labels of its predictions yet"},
+    )
+
+
+def _spoken(metric: str) -> str:
+    """``estimated_roc_auc`` → "estimated ROC AUC" (the note is read by people)."""
+    name = ESTIMATED_METRICS[metric].realised
+    return "estimated " + {"roc_auc": "ROC AUC", "mae": "MAE", "rmse": "RMSE", "f1": "F1"}.get(
+        name, name
+    )
+
+
+class EstimateFollowUp:
+    """``updated`` events for open estimate incidents as their labels arrive."""
+
+    def __init__(self, store: Store, size_ms: int) -> None:
+        self.store = store
+        self.size_ms = size_ms
+        self._reported: dict[str, dict[str, int]] = defaultdict(dict)
+        """Per policy, per incident: the labelled pairs its last note reported."""
+
+    @staticmethod
+    def watching(engine: PolicyEngine) -> bool:
+        """Whether ``engine`` has an open estimate incident (else nothing to read)."""
+        return any(
+            i.metric in ESTIMATED_METRICS and i.metric != TRUST_METRIC
+            for i in engine.incidents.values()
+        )
+
+    def events(
+        self,
+        loaded: LoadedPolicy,
+        engine: PolicyEngine,
+        reference: ReferenceProfile | None,
+        at_ms: int,
+    ) -> list[IncidentEvent]:
+        policy = loaded.policy
+        est = reference.estimation if reference is not None else None
+        reported = self._reported[policy.key]
+        if est is None:
+            reported.clear()
+            return []
+        out = []
+        open_keys = set()
+        for incident in list(engine.incidents.values()):
+            spec = ESTIMATED_METRICS.get(incident.metric)
+            if spec is None or incident.metric == TRUST_METRIC:
+                continue
+            open_keys.add(incident.fingerprint)
+            # the predictions since the incident opened (from the window it opened in)
+            # whose labels have (nearly) all arrived: realised and estimated on the same
+            start = incident.opened_ms - incident.opened_ms % self.size_ms - self.size_ms
+            window = labelled_windows(
+                self.store, policy.model, start, at_ms + self.size_ms, reference
+            )
+            if window is None or window.performance is None:
+                continue
+            pairs = window.performance.n
+            rule = next((r for r in policy.rules if r.key == incident.rule), None)
+            needed = (rule.min_samples if rule else None) or policy.min_samples
+            last = reported.get(incident.fingerprint)
+            if pairs < needed or (last is not None and pairs < 2 * last):
+                continue
+            realised = window.performance.metrics().get(spec.realised)
+            state = window.estimates.of(est)
+            if realised is None or state is None or not state.n:
+                continue
+            try:
+                estimate = est.estimate(incident.metric, state)
+            except InsufficientDataError:
+                continue
+            reported[incident.fingerprint] = pairs
+            note = (
+                f"{_spoken(incident.metric)} {estimate.value:.3f}, realised {realised:.3f} "
+                f"({pairs:,} labels of {state.n:,} predictions)"
+            )
+            out.append(IncidentEvent("updated", incident, at_ms, note))
+        for gone in set(reported) - open_keys:
+            del reported[gone]
+        return out

@@ -1,0 +1,208 @@
+"""Label-free estimates in the running daemon, on the real broker (issue 19).
+
+Predictions arrive without labels: the windows keep the estimate state of the reference
+in force, and a rule on ``estimated_accuracy`` opens an incident when the scores move to
+where the model is unsure. The daemon stops; the labels arrive while it is down; after a
+restart they join their predictions, so the stored windows hold the realised metrics
+beside the estimates, and no prediction is missing from either.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from watchkeeper.daemon.demo.broker import EmbeddedBroker
+from watchkeeper.daemon.offline.reference import build_reference
+from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.estimation_reference import Estimation
+
+from tests.integration.test_ingest import fetch, running, totals
+from tests.support import create_topic, make_config, produce, wait_until
+
+pytestmark = pytest.mark.broker
+
+POLICY = """\
+model: fraud
+reference: store:default
+window: 5s
+schedule: {every: 1s}
+min_samples: 200
+rules:
+  - name: estimated-accuracy
+    metric: estimated_accuracy
+    relative: true
+    warn: -0.05
+    critical: -0.1
+    actions: {critical: [console]}
+"""
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(1 / (1 + np.exp(-2 * x)))
+
+
+class Predictions(threading.Thread):
+    """Prediction events stamped now (no labels), scores from ``spread`` · N(0, 1)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(name="wk-test-predictions")
+        self.bootstrap, self.topic = bootstrap, topic
+        self.spread = 1.0
+        self.stop = threading.Event()
+        self.rng = np.random.default_rng(19)
+        self.sent: list[tuple[str, float, int]] = []
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        try:
+            while not self.stop.wait(0.05):
+                now = int(time.time() * 1000)
+                for x in self.rng.normal(0.0, self.spread, 20):
+                    p = float(sigmoid(np.array(x)))
+                    rid = f"r{len(self.sent)}"
+                    self.sent.append((rid, p, now))
+                    event = {
+                        "model": "fraud",
+                        "request_id": rid,
+                        "ts": now,
+                        "features": {"x": float(x)},
+                        "prediction": [1 - p, p],
+                    }
+                    producer.send(self.topic, orjson.dumps(event))
+            producer.flush()
+        finally:
+            producer.close()
+
+
+def reference(tmp_path: Path, url: str) -> Estimation:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=20_000)
+    p = sigmoid(x)
+    frame = pd.DataFrame({"x": x, "score": p, "label": (rng.random(x.size) < p).astype(int)})
+    frame.to_csv(tmp_path / "reference.csv", index=False)
+    profile = build_reference(
+        tmp_path / "reference.csv", "fraud", prediction="score", label="label"
+    )
+    assert profile.estimation is not None
+    with Store.open(url) as store:
+        store.save_reference(profile)
+    return profile.estimation
+
+
+def api(base: str, path: str) -> dict:
+    return json.loads(fetch(base + path)[1])
+
+
+def test_an_estimate_incident_opens_before_labels_and_labels_land_beside_it(
+    broker: EmbeddedBroker, tmp_path: Path, topic_name: str
+) -> None:
+    preds = create_topic(broker.bootstrap, f"p-{topic_name}")
+    labels = create_topic(broker.bootstrap, f"l-{topic_name}")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    est = reference(tmp_path, url)
+    base_accuracy = est.reference["accuracy"]
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "fraud.yaml").write_text(POLICY)
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        url,
+        {"predictions": {"name": preds}, "labels": {"name": labels}},
+        windows={"size": "5s", "allowed_lateness": "5s"},
+        policies={"paths": [str(policies)]},
+        alerts={"channels": {"console": {"type": "console"}}},
+    )
+    stream = Predictions(broker.bootstrap, preds)
+    try:
+        with running(config) as daemon:
+            assert daemon.http is not None
+            base = f"http://{daemon.http.address}"
+            wait_until(lambda: api(base, "/api/policies")["policies"], timeout=30)
+            stream.start()
+            # confident scores, as on the reference: estimates near it, nothing fires
+            ok = wait_until(
+                lambda: [
+                    e
+                    for e in api(base, "/api/evaluations?rule=estimated-accuracy")["evaluations"]
+                    if e["decision"] == "ok"
+                ],
+                timeout=60,
+            )
+            assert abs(ok[0]["value"] - base_accuracy) < 0.05
+            assert ok[0]["critical"] == pytest.approx(base_accuracy - 0.1)
+            assert api(base, "/api/incidents")["incidents"] == []
+            # scores near 0.5: the model is unsure, so it is expected to be wrong more often
+            stream.spread = 0.1
+            shifted_from = len(stream.sent)
+            (incident,) = wait_until(
+                lambda: [
+                    i
+                    for i in api(base, "/api/incidents")["incidents"]
+                    if i["severity"] == "critical"
+                ],
+                timeout=40,
+            )
+            assert incident["rule"] == "estimated-accuracy"
+            assert "estimated_accuracy" in incident["summary"]
+            # one whole window of unsure scores, to compare with its labels below
+            whole_from = stream.sent[shifted_from][2] // 5000 * 5000 + 5000
+            wait_until(lambda: stream.sent[-1][2] >= whole_from + 5000, timeout=20)
+            stream.stop.set()
+            stream.join()
+            sent = len(stream.sent)
+            wait_until(lambda: totals(config)["events"] == sent, timeout=30)
+        # labels arrive while the daemon is down; the outcomes follow the scores (P(y | x)
+        # unchanged), so realised accuracy confirms the estimate
+        rng = np.random.default_rng(2)
+        outcome = {rid: int(rng.random() < p) for rid, p, _ in stream.sent}
+        produce(
+            broker.bootstrap,
+            labels,
+            [
+                orjson.dumps(
+                    {"model": "fraud", "request_id": rid, "ts": ts + 60_000, "label": outcome[rid]}
+                )
+                for rid, _, ts in stream.sent
+            ],
+        )
+        with running(config) as daemon:
+            wait_until(lambda: totals(config)["events"] == 2 * sent, timeout=60)
+            assert daemon.http is not None
+            # the status shows the windows' realised metrics beside their estimates
+            status = api(f"http://{daemon.http.address}", "/api/status")
+            rows = status["models"]["fraud"]["performance"]
+            assert rows and all(r["n_labelled"] == r["n_estimated"] for r in rows)
+            accuracy = rows[0]["estimated"]["estimated_accuracy"]
+            assert accuracy["realised"] == rows[0]["realised"]["accuracy"]
+        first = min(ts for _, _, ts in stream.sent)
+        last = max(ts for _, _, ts in stream.sent)
+        with Store.open(url, migrate=False) as store:
+            whole = store.window_range("fraud", first - 5000, last + 5000)
+            assert whole is not None and whole.performance is not None
+            state = whole.estimates.of(est)
+            assert state is not None
+            # nothing lost across the restart: every prediction estimated once, graded once
+            assert state.n == sent and whole.performance.n == sent
+            # the unsure windows: realised beside estimated, within the band
+            # (the windows after the shift: the first whole one on)
+            window = store.window_range("fraud", whole_from, last + 5000)
+            assert window is not None and window.performance is not None
+            found = est.estimate("estimated_accuracy", window.estimates.of(est))  # type: ignore[arg-type]
+            realised = window.performance.metrics()["accuracy"]
+            assert found.value < base_accuracy - 0.1
+            assert found.band is not None
+            assert found.band.lower - 0.02 <= realised <= found.band.upper + 0.02
+    finally:
+        stream.stop.set()
+        if stream.is_alive():
+            stream.join()
