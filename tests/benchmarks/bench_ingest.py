@@ -77,8 +77,9 @@ PHASES = ["raw-kafka-python", "raw-confluent", "watchkeeper-kafka-python", "watc
 
 def consumer_settings(bootstrap: str, client: str = "kafka-python") -> dict[str, object]:
     """The client settings watchkeeper uses (config defaults), for a fair baseline."""
-    from watchkeeper.daemon.config import Config
+    from watchkeeper.daemon.config import Config, validation_context
     from watchkeeper.daemon.ingest import confluent, kafka_python
+    from watchkeeper.daemon.ingest.sources import option_checks
 
     config = Config.model_validate(
         {
@@ -89,7 +90,8 @@ def consumer_settings(bootstrap: str, client: str = "kafka-python") -> dict[str,
                 "session_timeout": "6s",
                 "heartbeat_interval": "1s",
             }
-        }
+        },
+        context=validation_context(option_checks()),
     )
     if client == "confluent":
         return confluent.consumer_options(config)
@@ -133,7 +135,8 @@ def phase_raw(bootstrap: str, topic: str, n: int) -> dict[str, float]:
 
 def bench_config(bootstrap: str, topic: str, store_url: str, client: str) -> Any:
     """The daemon config the benchmarks run: watchkeeper's client settings, one topic."""
-    from watchkeeper.daemon.config import Config
+    from watchkeeper.daemon.config import Config, validation_context
+    from watchkeeper.daemon.ingest.sources import option_checks
 
     return Config.model_validate(
         {
@@ -146,7 +149,8 @@ def bench_config(bootstrap: str, topic: str, store_url: str, client: str) -> Any
                 "heartbeat_interval": "1s",
             },
             "store": {"url": store_url},
-        }
+        },
+        context=validation_context(option_checks()),
     )
 
 
