@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,11 +19,6 @@ from pydantic import ConfigDict, Field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from watchkeeper.daemon.config_alerts import AlertsConfig
-from watchkeeper.daemon.config_kafka import (
-    KafkaClient,
-    check_confluent_options,
-    check_kafka_python_options,
-)
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.policies.durations import Duration
 from watchkeeper.policies.secret_fields import EnvName, PlainUrl, secret_env_names
@@ -46,6 +41,34 @@ def _query_secret(query: Mapping[str, Any]) -> bool:
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 PositiveInt = Annotated[int, Field(gt=0)]
+
+OptionsCheck = Callable[[Mapping[str, Any]], None]
+"""A Kafka client's check of ``kafka.options``: raises ``ValueError`` naming the option and
+where the allowed ones are listed. Each client module defines its own; the config layer may
+not import the clients, so the loader's callers hand them in (``load_config(clients=...)``,
+built from ``daemon/ingest/sources.py``)."""
+KAFKA_CLIENTS = "kafka_clients"
+"""The validation-context key holding the ``{client name: OptionsCheck}`` mapping."""
+
+
+def validation_context(
+    clients: Mapping[str, OptionsCheck], env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The context :class:`Config` validates with: the environment secrets are read from
+    and the registered Kafka clients' option checks."""
+    return {"env": env if env is not None else os.environ, KAFKA_CLIENTS: clients}
+
+
+def _client_checks(info: pydantic.ValidationInfo) -> Mapping[str, OptionsCheck]:
+    checks: Mapping[str, OptionsCheck] | None = (info.context or {}).get(KAFKA_CLIENTS)
+    if checks is None:
+        # a programming error, not a config one: raised past pydantic, never shown as the
+        # user's mistake (pydantic only collects ValueError and AssertionError)
+        raise TypeError(
+            "the Kafka clients' option checks were not handed to the config "
+            "(load_config(..., clients=sources.option_checks()) or validation_context)"
+        )
+    return checks
 
 
 class _Strict(pydantic.BaseModel):
@@ -122,7 +145,7 @@ class TopicsConfig(_Strict):
 
 
 class KafkaConfig(_Strict):
-    client: KafkaClient = "kafka-python"
+    client: NonEmpty = Field("kafka-python", validate_default=True)
     """The Kafka client the daemon reads with: kafka-python (pure Python, the default) or
     confluent (confluent-kafka on librdkafka, several times faster)."""
     bootstrap_servers: list[NonEmpty] = Field(min_length=1)
@@ -152,13 +175,23 @@ class KafkaConfig(_Strict):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @pydantic.field_validator("client")
+    @classmethod
+    def _registered_client(cls, value: str, info: pydantic.ValidationInfo) -> str:
+        known = _client_checks(info)
+        if value not in known:
+            allowed = ", ".join(repr(name) for name in sorted(known))
+            raise ValueError(f"unknown Kafka client '{value}'; allowed: {allowed}")
+        return value
+
     @pydantic.field_validator("options")
     @classmethod
-    def _known_options(cls, value: dict[str, Any], info: pydantic.ValidationInfo) -> dict[str, Any]:
-        if info.data.get("client") == "confluent":
-            check_confluent_options(value)
-        else:
-            check_kafka_python_options(value)
+    def _client_options(
+        cls, value: dict[str, Any], info: pydantic.ValidationInfo
+    ) -> dict[str, Any]:
+        client = info.data.get("client")
+        if client is not None:  # None: the client itself was refused, and that is reported
+            _client_checks(info)[client](value)
         return value
 
 
@@ -347,11 +380,18 @@ def _resolve_relative(config: Config, base: Path) -> Config:
     return config.model_copy(update=update)
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Load and validate a config file; raise ``InvalidDocumentError`` naming every error."""
+def load_config(
+    path: str | Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    clients: Mapping[str, OptionsCheck],
+) -> Config:
+    """Load and validate a config file; raise ``InvalidDocumentError`` naming every error.
+
+    ``clients`` maps each registered Kafka client's name to its check of ``kafka.options``
+    (``daemon.ingest.sources.option_checks()``)."""
     doc = read_yaml(path)
-    context = {"env": env if env is not None else os.environ}
-    config = validate_document(Config, doc, context=context)
+    config = validate_document(Config, doc, context=validation_context(clients, env))
     return _resolve_relative(config, Path(path).resolve().parent)
 
 

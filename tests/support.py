@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook
 from watchkeeper.daemon.config import Config, load_config
+from watchkeeper.daemon.ingest.sources import option_checks
 
 PG_ADMIN_URL = os.environ.get(
     "WATCHKEEPER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -99,7 +100,7 @@ def daemon_config_dict(
 
 def make_config(tmp_path: Path, *args: Any, **kwargs: Any) -> Config:
     path = write_config(tmp_path / "watchkeeper.yaml", daemon_config_dict(*args, **kwargs))
-    return load_config(path)
+    return load_config(path, clients=option_checks())
 
 
 def wait_until(

@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.daemon.config import Config, load_config
+from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def cell(value: object) -> Any:
 def load_or_exit(path: str) -> Config:
     """The config at ``path``; on any error, print every error and exit with status 2."""
     try:
-        return load_config(path)
+        return load_config(path, clients=option_checks())
     except WatchkeeperDocumentError as exc:
         print(f"watchkeeper: invalid configuration\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None

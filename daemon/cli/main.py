@@ -20,6 +20,7 @@ from watchkeeper.daemon.cli.policy import add_parsers as add_policy_parsers
 from watchkeeper.daemon.cli.shadow import add_parsers as add_shadow_parsers
 from watchkeeper.daemon.cli.silence import add_parsers as add_alert_parsers
 from watchkeeper.daemon.config import load_config, secret_values
+from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.daemon.logs import setup_logging
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 
@@ -60,7 +61,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.paths:
         try:
-            load_config(path)
+            load_config(path, clients=option_checks())
         except WatchkeeperDocumentError as exc:
             print(exc, file=sys.stderr)
             failed += 1

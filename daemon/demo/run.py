@@ -51,6 +51,7 @@ from watchkeeper.daemon.demo.timeline import (
     write_policies,
 )
 from watchkeeper.daemon.demo.view import LiveView
+from watchkeeper.daemon.ingest.sources import option_checks
 
 SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 
@@ -110,7 +111,7 @@ def _run(
     if bootstrap is None:
         broker = stack.enter_context(EmbeddedBroker(log_path=workdir / "broker.log"))
         bootstrap = broker.bootstrap
-    base = load_config(options.config)
+    base = load_config(options.config, clients=option_checks())
     topics = base.kafka.topics.by_role()
     create_topics(bootstrap, [t.name for t in topics.values()])
     console.print(f"[bold]watchkeeper demo[/] · broker {bootstrap} · work dir {workdir}")
@@ -118,7 +119,7 @@ def _run(
     reference = store_references(store_url(workdir), workdir)
     shadow = make_candidate(workdir, reference, console)
     config_path, notes = demo_config(options, workdir, bootstrap, scale)
-    config = load_config(config_path)
+    config = load_config(config_path, clients=option_checks())
     console.print("channels: " + "; ".join(notes))
     console.print(
         f"time compressed: windows of {scale.window_size_s:g}s, policies look at the last "

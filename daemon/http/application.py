@@ -35,7 +35,7 @@ from concurrent.futures import Executor
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client import CollectorRegistry, Counter, make_asgi_app
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -70,6 +70,35 @@ class _AsgiApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+
+# the methods a response is counted under; any other is "other", so a client cannot grow
+# the metric's label set
+_COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class ResponseCounter:
+    """Counts every response the application sends, by method and status, in
+    ``watchkeeper_http_responses_total``: refusals (413, 401, 403) as well as answers, so
+    what the server did — and did not do — is visible without reading its logs."""
+
+    def __init__(self, app: Any, counter: Counter) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope.get("method", "")
+        method = method if method in _COUNTED_METHODS else "other"
+
+        async def counted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.counter.labels(method, str(int(message["status"]))).inc()
+            await send(message)
+
+        await self.app(scope, receive, counted)
 
 
 def _json(status: int, message: str, headers: dict[str, str] | None = None) -> StarletteResponse:
@@ -241,9 +270,16 @@ def build_app(
         message = {404: "not found", 405: "method not allowed"}.get(exc.status_code, exc.detail)
         return _json(exc.status_code, str(message), dict(exc.headers or {}))
 
+    responses = Counter(
+        "watchkeeper_http_responses",
+        "HTTP responses sent, by request method and status (refusals included)",
+        ["method", "status"],
+        registry=registry,
+    )
     return Starlette(
         routes=table,
         middleware=[
+            Middleware(ResponseCounter, counter=responses),
             Middleware(RequestGuard, limits=limits),
             Middleware(SecurityHeaders, headers=SECURITY_HEADERS),
             Middleware(Gate, token=token, loopback=loopback, public_url=public_url),

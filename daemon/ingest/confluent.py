@@ -32,11 +32,60 @@ from watchkeeper.daemon.ingest.source import KafkaClientError, RebalanceListener
 NAME = "confluent"
 log = logging.getLogger(__name__)
 
+# options that carry secrets, in librdkafka's property names (its CONFIGURATION.md): they
+# must come from the environment (sasl_password_env)
+SECRET_OPTIONS = frozenset(
+    {
+        "sasl.password",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "ssl.key.pem",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.config",
+    }
+)
+# options watchkeeper sets itself; a user value would break its offset handling or logging
+OWNED_OPTIONS = frozenset(
+    {
+        "bootstrap.servers",
+        "metadata.broker.list",
+        "group.id",
+        "client.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "auto.offset.reset",
+        "enable.partition.eof",
+        "on_commit",
+        "error_cb",
+        "stats_cb",
+        "logger",
+    }
+)
 # librdkafka refuses a receive.message.max.bytes below fetch.max.bytes + 512
 # (librdkafka CONFIGURATION.md, receive.message.max.bytes); 100 MB is its default.
 _RECEIVE_DEFAULT = 100_000_000
 # consume() returns at most this many messages (confluent-kafka's own bound)
 _CONSUME_MAX = 1_000_000
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Check ``kafka.options`` as librdkafka properties; raise ``ValueError`` naming the
+    option. librdkafka knows its own properties and their values, so it judges them."""
+    for key, option in options.items():
+        if key in SECRET_OPTIONS:
+            raise ValueError(f"'{key}' is a secret: use sasl_password_env instead")
+        if key in OWNED_OPTIONS:
+            raise ValueError(f"'{key}' is set by watchkeeper itself (see the kafka section)")
+        if not isinstance(option, str | int | float | bool):
+            raise ValueError(f"librdkafka option '{key}' takes a string, number or boolean")
+    # a consumer without brokers is built (it connects to nothing; ~5 ms) and dropped, so a
+    # typo fails when the file loads
+    try:
+        probe = Consumer({"group.id": "watchkeeper-config-check", **options})
+    except KafkaException as exc:
+        message = exc.args[0].str()
+        raise ValueError(f"{message} (see librdkafka's CONFIGURATION.md for the list)") from None
+    probe.close()
 
 
 def consumer_options(config: Config, env: Mapping[str, str] | None = None) -> dict[str, Any]:

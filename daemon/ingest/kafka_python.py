@@ -22,6 +22,37 @@ from watchkeeper.daemon.ingest.source import KafkaClientError, RebalanceListener
 
 NAME = "kafka-python"
 
+# options that carry secrets: they must come from the environment (sasl_password_env)
+SECRET_OPTIONS = frozenset({"sasl_plain_password", "ssl_password", "sasl_oauth_token_provider"})
+# options watchkeeper sets itself; a user value would break its offset handling
+OWNED_OPTIONS = frozenset(
+    {
+        "bootstrap_servers",
+        "group_id",
+        "enable_auto_commit",
+        "key_deserializer",
+        "value_deserializer",
+        "auto_offset_reset",
+        "client_id",
+    }
+)
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Check ``kafka.options`` against kafka-python's own list (``KafkaConsumer.DEFAULT_CONFIG``,
+    the keyword arguments its constructor takes); raise ``ValueError`` naming the option."""
+    known = set(KafkaConsumer.DEFAULT_CONFIG)
+    for key in options:
+        if key in SECRET_OPTIONS:
+            raise ValueError(f"'{key}' is a secret: use sasl_password_env instead")
+        if key in OWNED_OPTIONS:
+            raise ValueError(f"'{key}' is set by watchkeeper itself (see the kafka section)")
+        if key not in known:
+            raise ValueError(
+                f"unrecognized kafka-python consumer option '{key}' "
+                "(see kafka-python's KafkaConsumer documentation for the list)"
+            )
+
 
 def consumer_options(config: Config, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """kafka-python ``KafkaConsumer`` keyword arguments from the config."""

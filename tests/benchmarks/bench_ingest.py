@@ -99,8 +99,9 @@ PHASES = [
 
 def consumer_settings(bootstrap: str, client: str = "kafka-python") -> dict[str, object]:
     """The client settings watchkeeper uses (config defaults), for a fair baseline."""
-    from watchkeeper.daemon.config import Config
+    from watchkeeper.daemon.config import Config, validation_context
     from watchkeeper.daemon.ingest import confluent, kafka_python
+    from watchkeeper.daemon.ingest.sources import option_checks
 
     config = Config.model_validate(
         {
@@ -111,7 +112,8 @@ def consumer_settings(bootstrap: str, client: str = "kafka-python") -> dict[str,
                 "session_timeout": "6s",
                 "heartbeat_interval": "1s",
             }
-        }
+        },
+        context=validation_context(option_checks()),
     )
     if client == "confluent":
         return confluent.consumer_options(config)
@@ -163,7 +165,8 @@ def bench_config(
 ) -> Any:
     """The daemon config the benchmarks run: watchkeeper's client settings, one topic
     (and a labels topic, and a window size, when given)."""
-    from watchkeeper.daemon.config import Config
+    from watchkeeper.daemon.config import Config, validation_context
+    from watchkeeper.daemon.ingest.sources import option_checks
 
     topics: dict[str, Any] = {"predictions": {"name": topic}}
     if labels is not None:
@@ -181,7 +184,7 @@ def bench_config(
     }
     if window_s is not None:
         raw["windows"] = {"size": window_s}
-    return Config.model_validate(raw)
+    return Config.model_validate(raw, context=validation_context(option_checks()))
 
 
 def consume(ingestor: Any, metrics: Any, expected: dict[str, int]) -> float:

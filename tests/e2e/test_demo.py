@@ -22,7 +22,7 @@ from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.daemon.store.store import Store
 
-from tests.support import TOKEN, FakeSlack
+from tests.support import TOKEN, FakeSlack, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 PHASE_S = 12.0  # quiet phases leave room for slow resolution on a loaded machine
@@ -256,12 +256,29 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     watch = BrokerWatch(process.pid)
     assert process.stdout is not None
     lines: list[str] = []
+    console = None
     try:
         for line in process.stdout:
             lines.append(line)
+            if found := re.search(r"console: (http://\S+?)/?$", line):
+                console = found.group(1)
             if line.startswith("policies in force"):
-                break  # the timeline has begun: everything is running
-        time.sleep(3)
+                break  # the timeline has begun
+        assert console is not None, "".join(lines)[-3000:]
+
+        def checks_run() -> float:
+            with urllib.request.urlopen(f"{console}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            return sum(
+                float(value)
+                for value in re.findall(
+                    r"^watchkeeper_policy_checks_total\{.*\} (\S+)$", text, re.M
+                )
+            )
+
+        # everything is running once the daemon has ingested and checked a policy: the
+        # interrupt lands mid-timeline, with every component started
+        wait_until(lambda: checks_run() >= 1, timeout=60, describe=checks_run)
         process.send_signal(signal.SIGINT)
         lines += process.stdout.read().splitlines(keepends=True)
         code = process.wait(timeout=90)

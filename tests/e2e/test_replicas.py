@@ -63,6 +63,21 @@ def leader_metric(port: int) -> float | None:
     return None
 
 
+def metric(port: int, name: str) -> float | None:
+    """The sum of a metric's samples on one replica (every label set); ``None`` when the
+    replica does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((f"{name} ", f"{name}{{"))
+    )
+
+
 def checks_run(ports: list[int]) -> float:
     """Policy checks run so far by whichever replicas answer (a counter to wait on)."""
     total = 0.0
@@ -272,12 +287,32 @@ def test_rebalances_as_replicas_join_and_leave_mid_stream_lose_and_double_count_
         second = DaemonProcess(configs[1], tmp_path / "replica1.log").start()  # joins
         processes.append(second)
         wait_until(lambda: leader_metric(ports[1]) is not None, timeout=60)
-        time.sleep(8)  # the group rebalances onto both while events keep flowing
+        # the group rebalances onto both while events keep flowing: wait until the six
+        # partitions are split between them and the newcomer has consumed from its share
+        wait_until(
+            lambda: (
+                [metric(p, "watchkeeper_assigned_partitions") or 0 for p in ports]
+                in ([a, 6 - a] for a in range(1, 6))
+                and (metric(ports[1], "watchkeeper_ingest_records_total") or 0) >= 1000
+            ),
+            timeout=60,
+            describe=lambda: [metric(p, "watchkeeper_assigned_partitions") for p in ports],
+        )
         assert first.proc is not None
         first.proc.send_signal(signal.SIGTERM)  # leaves: commits, then its partitions move
         assert first.proc.wait(timeout=60) == 0
         wait_until(lambda: leader_metric(ports[1]) == 1.0, timeout=TAKEOVER_S)
-        time.sleep(8)  # the survivor consumes everything for a while
+        # the survivor takes every partition back and consumes from all of them for a
+        # while (a few producer rounds) before the stream stops
+        taken = metric(ports[1], "watchkeeper_ingest_records_total") or 0
+        wait_until(
+            lambda: (
+                metric(ports[1], "watchkeeper_assigned_partitions") == 6
+                and (metric(ports[1], "watchkeeper_ingest_records_total") or 0) >= taken + 3000
+            ),
+            timeout=60,
+            describe=lambda: metric(ports[1], "watchkeeper_assigned_partitions"),
+        )
     finally:
         stop.set()
         producer.join()

@@ -16,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from watchkeeper.daemon.config import Config, load_config
+from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.policies.loader import load_policy
 
 from tests.conftest import _binary
@@ -45,7 +46,7 @@ def dockerfile() -> list[tuple[str, str]]:
 def load_config_text(text: str, tmp_path: Path, name: str = "watchkeeper.yaml") -> Config:
     path = tmp_path / name
     path.write_text(text)
-    return load_config(path, env=ENV)
+    return load_config(path, env=ENV, clients=option_checks())
 
 
 def compose() -> dict[str, Any]:

@@ -47,7 +47,7 @@ def poll_until(source: Source, want: int, timeout: float = 60.0) -> list[Record]
     return got
 
 
-@pytest.mark.parametrize("client", sorted(sources.SOURCES))
+@pytest.mark.parametrize("client", sorted(sources.CLIENTS))
 def test_a_source_keeps_the_contract(
     client: str, broker: EmbeddedBroker, topic_name: str, tmp_path: Path
 ) -> None:

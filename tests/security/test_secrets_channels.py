@@ -20,6 +20,7 @@ from watchkeeper.alerts.slack import SlackChannel, blocks, headline
 from watchkeeper.alerts.webhook import payload
 from watchkeeper.daemon.cli.main import main
 from watchkeeper.daemon.config import load_config, secret_values
+from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.daemon.logs import RedactingFilter
 from watchkeeper.policies.secrets import secret_parts
 
@@ -218,7 +219,7 @@ def test_the_pieces_of_secret_urls_are_redacted(tmp_path: Path) -> None:
         "WK_HOOK": url,
         "WK_STORE": "postgresql://u@db/x?sslpassword=pw-Secret-99&password=pw-Other-77",
     }
-    secrets = secret_values(load_config(path, env), env)
+    secrets = secret_values(load_config(path, env, clients=option_checks()), env)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RedactingFilter(secrets))

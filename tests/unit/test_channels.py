@@ -19,11 +19,14 @@ import pytest
 from watchkeeper.alerts.channel_type import ChannelModel
 from watchkeeper.alerts.notification import Channel, Refreshing, Ungrouped
 from watchkeeper.alerts.registry import CHANNEL_TYPES
-from watchkeeper.daemon.config import Config, secret_values
+from watchkeeper.daemon.config import KAFKA_CLIENTS, Config, secret_values
 from watchkeeper.daemon.config_alerts import ChannelConfig
+from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.daemon.notify.channels import build_channels
 from watchkeeper.policies.secret_fields import is_secret_field
 
+# no environment in the context: the secrets' variables are not looked up here
+CLIENTS = {KAFKA_CLIENTS: option_checks()}
 KAFKA = {"bootstrap_servers": "127.0.0.1:9092", "topics": {"predictions": {"name": "p"}}}
 
 # the smallest valid config of each channel type, and the capabilities it declares
@@ -80,7 +83,9 @@ def test_a_channel_builds_declares_its_capabilities_and_redacts_its_secrets(
     env = {value: f"secret-{value.lower()}" for value in spec.values() if str(value)[:3] == "WK_"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    config = Config.model_validate({"kafka": KAFKA, "alerts": {"channels": {"c": spec}}})
+    config = Config.model_validate(
+        {"kafka": KAFKA, "alerts": {"channels": {"c": spec}}}, context=CLIENTS
+    )
     (channel,) = build_channels(config).values()
     try:
         assert isinstance(channel.name, str) and channel.name == "c"
@@ -111,7 +116,9 @@ def test_every_secret_field_of_every_channel_is_found_without_a_list() -> None:
             spec[name] = "WK_FIELD"
             if type_of(model) == "slack" and name == "webhook_url_env":
                 spec.pop("channel", None)
-            config = Config.model_validate({"kafka": KAFKA, "alerts": {"channels": {"c": spec}}})
+            config = Config.model_validate(
+                {"kafka": KAFKA, "alerts": {"channels": {"c": spec}}}, context=CLIENTS
+            )
             assert secret_values(config, {"WK_FIELD": "s3cr3t-value"}) == ["s3cr3t-value"], (
                 f"{type_of(model)}.{name}"
             )

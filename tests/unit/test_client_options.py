@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from watchkeeper.daemon.config import load_config
 from watchkeeper.daemon.ingest import confluent, kafka_python
+from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.policies.yamlsource import InvalidDocumentError
 
 SECURE = """\
@@ -30,7 +31,7 @@ ENV = {"WK_KAFKA_PASSWORD": "pw-Zq81"}
 def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
     path = tmp_path / "watchkeeper.yaml"
     path.write_text(text)
-    return load_config(path, env=ENV)
+    return load_config(path, env=ENV, clients=option_checks())
 
 
 def errors_of(tmp_path: Path, text: str) -> list[str]:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from watchkeeper.daemon.config import load_config, secret_values
+from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.daemon.logs import RedactingFilter
 from watchkeeper.policies.errors import InvalidDocumentError, UnreadableDocumentError
 from watchkeeper.policies.yamlsource import parse_yaml, validate_document
@@ -25,7 +26,7 @@ kafka:
 def load_text(tmp_path: Path, text: str, env: dict[str, str] | None = None):
     path = tmp_path / "watchkeeper.yaml"
     path.write_text(text)
-    return load_config(path, env=env or {})
+    return load_config(path, env=env or {}, clients=option_checks())
 
 
 def errors_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
@@ -35,7 +36,7 @@ def errors_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> l
 
 
 def test_shipped_example_loads() -> None:
-    config = load_config(EXAMPLE, env={})
+    config = load_config(EXAMPLE, env={}, clients=option_checks())
     assert config.kafka.topics.predictions is not None
     assert config.kafka.topics.predictions.name == "model-predictions"
     assert config.windows.size == 300.0
@@ -146,7 +147,7 @@ def test_duplicate_keys_are_errors(tmp_path: Path) -> None:
 
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(UnreadableDocumentError, match="cannot read"):
-        load_config(tmp_path / "absent.yaml")
+        load_config(tmp_path / "absent.yaml", clients=option_checks())
 
 
 def test_redacting_filter_hides_secrets_in_messages_and_tracebacks() -> None:
@@ -160,12 +161,12 @@ def test_redacting_filter_hides_secrets_in_messages_and_tracebacks() -> None:
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.text(max_size=300))
 def test_any_text_either_loads_or_fails_with_located_reasons(text: str) -> None:
-    from watchkeeper.daemon.config import Config
+    from watchkeeper.daemon.config import Config, validation_context
 
     errors = []
     try:
         doc = parse_yaml(text, "fuzz.yaml")
-        validate_document(Config, doc, context={"env": {}})
+        validate_document(Config, doc, context=validation_context(option_checks(), {}))
     except InvalidDocumentError as exc:
         errors = exc.errors
         assert errors, "a rejection must carry at least one reason"

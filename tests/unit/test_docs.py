@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from watchkeeper.daemon.config import Config, load_config
+from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.policies.loader import load_policy
 from watchkeeper.policies.schema import Policy
 
@@ -76,6 +77,6 @@ def test_every_yaml_example_in_the_docs_loads(where: str, text: str, tmp_path: P
         whole = merge({"kafka": BASE_KAFKA}, doc)
         path = tmp_path / "watchkeeper.yaml"
         path.write_text(yaml.safe_dump(whole))
-        load_config(path, env=env_for(text))
+        load_config(path, env=env_for(text), clients=option_checks())
     else:
         pytest.fail(f"{where}: neither a config nor a policy example (keys {sorted(keys)})")

@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from watchkeeper.daemon.config import Config
+from watchkeeper.daemon.config import Config, validation_context
+from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.policies.errors import InvalidDocumentError
 from watchkeeper.policies.schema import Policy
 from watchkeeper.policies.yamlsource import parse_yaml, validate_document
@@ -98,7 +99,9 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @FUZZ
 @given(st.data())
 def test_mutated_configs_load_or_are_rejected_with_reasons(data: st.DataObject) -> None:
-    check(Config, mutate(CONFIG, data), {"env": {"SLACK_BOT_TOKEN": "x"}})
+    check(
+        Config, mutate(CONFIG, data), validation_context(option_checks(), {"SLACK_BOT_TOKEN": "x"})
+    )
 
 
 @FUZZ
