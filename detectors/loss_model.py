@@ -82,10 +82,16 @@ class FeatureEncoding:
         """Numeric: float64 (None → NaN). Categorical: codes, unseen / null → NaN; one dict
         look-up per distinct value of the batch, not per row."""
         if self.kind == "numeric":
-            arr = np.asarray(values, dtype=object if _has_none(values) else np.float64)
-            if arr.dtype == object:
-                arr = np.where(arr == None, np.nan, arr).astype(np.float64)  # noqa: E711
-            return arr.astype(np.float64, copy=False)
+            try:
+                arr = np.asarray(values, dtype=object if _has_none(values) else np.float64)
+                if arr.dtype == object:
+                    arr = np.where(arr == None, np.nan, arr).astype(np.float64)  # noqa: E711
+                return arr.astype(np.float64, copy=False)
+            except (TypeError, ValueError):
+                # a column the daemon reads with another kind than the reference (its first
+                # value was text): what parses as a number counts, the rest is NaN, which
+                # the trees route as missing; one parse per distinct value, not per row
+                return _coerce_numeric(values)
         raw = np.asarray(values, dtype=object)
         if raw.size == 0:
             return np.empty(0)
@@ -108,6 +114,28 @@ class FeatureEncoding:
         if kind not in ("numeric", "categorical"):
             raise ValueError(f"unknown feature kind {kind!r}")
         return cls(str(d["name"]), kind, tuple(str(c) for c in d.get("categories", ())))
+
+
+def _coerce_numeric(values: Any) -> FloatArray:
+    """Numbers as float64, anything else (None, text that is no number) as NaN.
+
+    >>> _coerce_numeric(np.array(["1.5", "n/a", None, 2], dtype=object)).tolist()
+    [1.5, nan, nan, 2.0]
+    """
+    raw = np.asarray(values, dtype=object).reshape(-1)
+    out = np.full(raw.size, np.nan)
+    present = raw != None  # noqa: E711
+    if present.any():
+        unique, inverse = np.unique(raw[present].astype(str), return_inverse=True)
+        out[present] = np.array([_number(u) for u in unique.tolist()])[inverse.reshape(-1)]
+    return out
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 def _has_none(values: Any) -> bool:

@@ -178,7 +178,10 @@ class ColumnarDecoder:
         self, partition: int, records: list[RecordLike], now_ms: int
     ) -> DecodeResult | None:
         values = [r.value for r in records]
-        if not values or not all(values):
+        # Arrow reads a whitespace-only line as no row and two objects on one line as two
+        # rows, so one of each would still add up to len(values) with the rows misplaced;
+        # both are "not JSON" to the per-record path, which says so record by record
+        if not values or not all(values) or any(map(bytes.isspace, values)):  # type: ignore[arg-type]
             return None
         if max(map(len, values)) > self.ingest.max_record_bytes:  # type: ignore[arg-type]
             return None

@@ -232,6 +232,11 @@ def bad_forms(event: dict[str, Any]) -> st.SearchStrategy[bytes | None]:
             raw[:-1] + b',"nan_feature":Infinity}',
             raw.replace(b'"features":{', b'"features":{"n":NaN,', 1),
             raw + b" " + raw,  # two objects in one value
+            raw + b"\r" + raw,
+            raw + raw,
+            b" ",  # whitespace only: Arrow reads no row for it
+            b"\t\r",
+            b" " + raw + b" ",
             b"\xff" + raw,
             raw[:-1] + b',"junk":"\xc3\x28"}',  # invalid UTF-8 in a field nobody reads
         ]
@@ -308,6 +313,18 @@ def test_a_clean_batch_is_read_whole_and_a_bad_record_sends_it_record_by_record(
     result = check(fast, slow, mixed, 50)
     assert fast.columnar.fallbacks == 1
     assert [(q.offset, q.reason) for q in result.quarantined] == [(60, "bad_timestamp")]
+
+
+def test_two_objects_beside_a_blank_record_are_not_read_as_two_events() -> None:
+    """Arrow reads ``{..} {..}`` as two rows and a blank line as none: together they add
+    up to the batch's record count, with the second event on the blank record's offset."""
+    fast, slow = pair()
+    one, two = dumps(bench_event(1)), dumps(bench_event(2))
+    for blank in (b" ", b"\t", b"\r", b" \r "):
+        for joiner in (b" ", b"\r", b""):
+            result = check(fast, slow, [one + joiner + two, blank, one])
+            assert sorted(q.offset for q in result.quarantined) == [0, 1]
+            assert sum(len(b) for b in result.batches) == 1
 
 
 def test_dotted_paths_read_nested_columns() -> None:

@@ -207,6 +207,23 @@ def test_missing_columns_unseen_categories_and_empty_windows() -> None:
         LossSketch("other").update(model, cols, np.zeros(n))
 
 
+def test_a_numeric_feature_read_as_text_is_coerced_not_a_crash() -> None:
+    """The daemon learns a column's kind from its first value: a numeric reference feature
+    may arrive as text ("n/a" first). Its numbers still count, the rest reads as missing,
+    and the batch's estimate is updated, never raised out of the ingest path."""
+    model = _model()
+    x = [f.name for f in model.features].index("x")
+    text = np.array(["1.5", "n/a", None, "2", "-0.25"], dtype=object)
+    matrix = model.matrix({"x": text, "segment": np.array(["a"] * 5, dtype=object)}, np.zeros(5))
+    assert matrix[:, x].tolist()[0] == 1.5 and matrix[:, x].tolist()[3:] == [2.0, -0.25]
+    assert np.isnan(matrix[1, x]) and np.isnan(matrix[2, x])
+    numbers = np.array([1.5, 2.0], dtype=object)
+    assert FeatureEncoding("x", "numeric").encode(numbers).tolist() == [1.5, 2.0]
+    sketch = LossSketch(model.fingerprint)
+    sketch.update(model, {"x": text, "segment": np.array(["a"] * 5, dtype=object)}, np.zeros(5))
+    assert sketch.n == 5
+
+
 def test_rare_categories_fold_into_other() -> None:
     values = [f"c{i}" for i in range(300) for _ in range(300 - i)]
     enc = categorical_encoding("big", values)
