@@ -52,6 +52,10 @@ from watchkeeper.policies.loader import LoadedPolicy
 
 log = logging.getLogger(__name__)
 
+REFERENCE_REFRESH_S = 30.0
+"""How often the references in force at ingest are compared with what the policies score
+against (a store query or a file stat per policy; a reference rebuild is rare)."""
+
 
 class Daemon:
     """One watchkeeper process's components; :meth:`run` blocks until ``stop`` is set.
@@ -80,6 +84,7 @@ class Daemon:
         self.shadow_store: ShadowStore | None = None
         self.leadership: Leadership | None = None
         self.checker: Checker | None = None
+        self._next_reference_check = 0.0
         self.stepper: PolicyStepper | None = None
         self.housekeeper: Housekeeper | None = None
 
@@ -142,6 +147,17 @@ class Daemon:
         finally:
             if self.ingestor is not None:
                 self.ingestor.references.adopt(self.checker.references.in_force(policies))
+
+    def _references_refreshed(self, policies: dict[str, LoadedPolicy]) -> None:
+        """A reference rebuilt under running policies (``reference build --into-store``, a
+        file overwritten) reaches ingest within ``REFERENCE_REFRESH_S``, on every replica,
+        without a reload: new windows count its bins and its estimate state."""
+        now = time.monotonic()
+        if self.ingestor is None or self.checker is None or now < self._next_reference_check:
+            return
+        self._next_reference_check = now + REFERENCE_REFRESH_S
+        if self.ingestor.references.adopt_if_changed(self.checker.references.in_force(policies)):
+            log.info("references in force at ingest refreshed")
 
     def reload(self) -> PolicyStatus | None:
         """Re-read the policy files now (SIGHUP, ``POST /-/reload``)."""
@@ -404,6 +420,7 @@ class Daemon:
             config.windows.size,
             clock=self.clock,
             on_reload=self._policies_loaded,
+            on_watch=self._references_refreshed,
             leading=leadership.is_leader,
             poll_interval_s=config.policies.poll_interval,
         ).start()

@@ -97,6 +97,7 @@ class PolicyScheduler:
         workers: int = 2,
         clock: Callable[[], float] = time.time,
         on_reload: Callable[[dict[str, LoadedPolicy]], None] | None = None,
+        on_watch: Callable[[dict[str, LoadedPolicy]], None] | None = None,
         leading: Callable[[], bool] = lambda: True,
         poll_interval_s: float = 1.0,
     ) -> None:
@@ -105,6 +106,9 @@ class PolicyScheduler:
         self.poll_interval_s = poll_interval_s
         self.leading = leading
         self.on_reload = on_reload
+        self.on_watch = on_watch
+        """Called with the policies in force on each watch cycle (every
+        ``reload_interval_s``): what else must follow files that change under the daemon."""
         self.paths = paths
         self.channels = channels
         self.window_size_s = window_size_s
@@ -154,6 +158,11 @@ class PolicyScheduler:
                     self.reload()
             except Exception:  # the watcher must outlive any one bad reload
                 log.exception("policy reload failed")
+            if self.on_watch is not None:
+                try:
+                    self.on_watch(dict(self.status.policies))
+                except Exception:  # nor any one failed refresh
+                    log.exception("refreshing what follows the policies failed")
 
     def reload(self) -> PolicyStatus:
         """Re-read every policy file; keep the last good version of a file with errors."""

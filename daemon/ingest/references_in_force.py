@@ -53,6 +53,7 @@ class ReferencesInForce:
     def __init__(self) -> None:
         self._edges: dict[str, dict[str, Edges]] = {}
         self._estimations: dict[str, Estimation] = {}
+        self._adopted: tuple[tuple[str, str, str, int], ...] | None = None
 
     def replace(
         self,
@@ -62,8 +63,31 @@ class ReferencesInForce:
         self._edges = {model: dict(columns) for model, columns in edges.items()}
         self._estimations = dict(estimations or {})
 
+    def adopt_if_changed(self, references: Iterable[ReferenceProfile]) -> bool:
+        """Put ``references`` in force unless the same ones are already: a reference rebuilt
+        in the store or over its file (new ``created_at``) reaches ingest without a policy
+        reload. Whether it adopted.
+
+        >>> from watchkeeper.detectors.profile import ReferenceProfile
+        >>> r = ReferencesInForce()
+        >>> old = ReferenceProfile("fraud", {}, rows=10, created_at="2026-12-01T00:00:00Z")
+        >>> r.adopt_if_changed([old]), r.adopt_if_changed([old])
+        (True, False)
+        >>> new = ReferenceProfile("fraud", {}, rows=10, created_at="2026-12-02T00:00:00Z")
+        >>> r.adopt_if_changed([new])
+        True
+        """
+        refs = list(references)
+        key = tuple((r.model, r.source, r.created_at, r.rows) for r in refs)
+        if key == self._adopted:
+            return False
+        self.adopt(refs)
+        return True
+
     def adopt(self, references: Iterable[ReferenceProfile]) -> None:
         """Put ``references`` in force; the first one of a model wins each column."""
+        references = list(references)
+        self._adopted = tuple((r.model, r.source, r.created_at, r.rows) for r in references)
         edges: dict[str, dict[str, Edges]] = {}
         estimations: dict[str, Estimation] = {}
         for reference in references:

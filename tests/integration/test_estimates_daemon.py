@@ -206,3 +206,50 @@ def test_an_estimate_incident_opens_before_labels_and_labels_land_beside_it(
         stream.stop.set()
         if stream.is_alive():
             stream.join()
+
+
+def test_a_reference_rebuilt_in_the_store_reaches_ingest_without_a_reload(
+    broker: EmbeddedBroker, tmp_path: Path, topic_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``reference build --into-store`` under running policies: new windows count under the
+    new calibrator (else every estimate would read "no estimate state" until SIGHUP)."""
+    import watchkeeper.daemon.app as app
+
+    monkeypatch.setattr(app, "REFERENCE_REFRESH_S", 0.2)
+    preds = create_topic(broker.bootstrap, f"p-{topic_name}")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    first = reference(tmp_path, url)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "fraud.yaml").write_text(POLICY)
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        url,
+        {"predictions": {"name": preds}},
+        windows={"size": "5s", "allowed_lateness": "5s"},
+        policies={"paths": [str(policies)]},
+        alerts={"channels": {"console": {"type": "console"}}},
+    )
+    with running(config) as daemon:
+        assert daemon.ingestor is not None
+        references = daemon.ingestor.references
+
+        def in_force() -> str | None:
+            estimation = references.estimation("fraud")
+            return None if estimation is None else estimation.fingerprint
+
+        wait_until(lambda: in_force() == first.fingerprint, timeout=30)
+        rng = np.random.default_rng(2)  # a retrained model: other scores, other calibrator
+        x = rng.normal(size=20_000)
+        p = sigmoid(x) ** 2
+        frame = pd.DataFrame({"x": x, "score": p, "label": (rng.random(x.size) < p).astype(int)})
+        frame.to_csv(tmp_path / "rebuilt.csv", index=False)
+        rebuilt = build_reference(
+            tmp_path / "rebuilt.csv", "fraud", prediction="score", label="label"
+        )
+        assert rebuilt.estimation is not None
+        assert rebuilt.estimation.fingerprint != first.fingerprint
+        with Store.open(url) as store:
+            store.save_reference(rebuilt)
+        wait_until(lambda: in_force() == rebuilt.estimation.fingerprint, timeout=30)
