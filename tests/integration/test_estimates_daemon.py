@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -231,25 +232,39 @@ def test_a_reference_rebuilt_in_the_store_reaches_ingest_without_a_reload(
         policies={"paths": [str(policies)]},
         alerts={"channels": {"console": {"type": "console"}}},
     )
-    with running(config) as daemon:
-        assert daemon.ingestor is not None
-        references = daemon.ingestor.references
+    stream = Predictions(broker.bootstrap, preds)
+    try:
+        with running(config) as daemon:
+            _rebuilt_reference_reaches_ingest(daemon, tmp_path, url, config, first, stream)
+    finally:
+        stream.stop.set()
+        if stream.is_alive():
+            stream.join(timeout=30)
 
-        def in_force() -> str | None:
-            estimation = references.estimation("fraud")
-            return None if estimation is None else estimation.fingerprint
 
-        wait_until(lambda: in_force() == first.fingerprint, timeout=30)
-        rng = np.random.default_rng(2)  # a retrained model: other scores, other calibrator
-        x = rng.normal(size=20_000)
-        p = sigmoid(x) ** 2
-        frame = pd.DataFrame({"x": x, "score": p, "label": (rng.random(x.size) < p).astype(int)})
-        frame.to_csv(tmp_path / "rebuilt.csv", index=False)
-        rebuilt = build_reference(
-            tmp_path / "rebuilt.csv", "fraud", prediction="score", label="label"
-        )
-        assert rebuilt.estimation is not None
-        assert rebuilt.estimation.fingerprint != first.fingerprint
-        with Store.open(url) as store:
-            store.save_reference(rebuilt)
-        wait_until(lambda: in_force() == rebuilt.estimation.fingerprint, timeout=30)
+def _rebuilt_reference_reaches_ingest(
+    daemon: Any, tmp_path: Path, url: str, config: Any, first: Estimation, stream: Predictions
+) -> None:
+    assert daemon.ingestor is not None
+    references = daemon.ingestor.references
+
+    def in_force() -> str | None:
+        estimation = references.estimation("fraud")
+        return None if estimation is None else estimation.fingerprint
+
+    wait_until(lambda: in_force() == first.fingerprint, timeout=30)
+    rng = np.random.default_rng(2)  # a retrained model: other scores, other calibrator
+    x = rng.normal(size=20_000)
+    p = sigmoid(x) ** 2
+    frame = pd.DataFrame({"x": x, "score": p, "label": (rng.random(x.size) < p).astype(int)})
+    frame.to_csv(tmp_path / "rebuilt.csv", index=False)
+    rebuilt = build_reference(tmp_path / "rebuilt.csv", "fraud", prediction="score", label="label")
+    assert rebuilt.estimation is not None
+    assert rebuilt.estimation.fingerprint != first.fingerprint
+    with Store.open(url) as store:
+        store.save_reference(rebuilt)
+    wait_until(lambda: in_force() == rebuilt.estimation.fingerprint, timeout=30)
+    # the daemon consumes under it (and is connected when it stops: no client torn
+    # down half-way through its bootstrap)
+    stream.start()
+    wait_until(lambda: totals(config)["events"] >= 100, timeout=60)
