@@ -40,6 +40,11 @@ def edges_of(reference: ReferenceProfile) -> dict[str, Edges]:
     }
 
 
+def _identity(references: list[ReferenceProfile]) -> tuple[tuple[str, str, str, int], ...]:
+    """What tells a rebuilt reference from the one in force (a build stamps ``created_at``)."""
+    return tuple((r.model, r.source, r.created_at, r.rows) for r in references)
+
+
 class ReferencesInForce:
     """Bin edges per model and column; replaced whole (one assignment, so the ingestion
     thread reads either the old set or the new, never a mix).
@@ -78,8 +83,7 @@ class ReferencesInForce:
         True
         """
         refs = list(references)
-        key = tuple((r.model, r.source, r.created_at, r.rows) for r in refs)
-        if key == self._adopted:
+        if _identity(refs) == self._adopted:
             return False
         self.adopt(refs)
         return True
@@ -87,7 +91,7 @@ class ReferencesInForce:
     def adopt(self, references: Iterable[ReferenceProfile]) -> None:
         """Put ``references`` in force; the first one of a model wins each column."""
         references = list(references)
-        self._adopted = tuple((r.model, r.source, r.created_at, r.rows) for r in references)
+        self._adopted = _identity(references)
         edges: dict[str, dict[str, Edges]] = {}
         estimations: dict[str, Estimation] = {}
         for reference in references:

@@ -84,19 +84,36 @@ class Predictions(threading.Thread):
             producer.close()
 
 
-def reference(tmp_path: Path, url: str) -> Estimation:
-    rng = np.random.default_rng(1)
+def reference(tmp_path: Path, url: str, seed: int = 1, power: float = 1.0) -> Estimation:
+    """A reference with labels saved as ``store:default``; ``power`` bends the scores (a
+    retrained model: other scores, other calibrator)."""
+    rng = np.random.default_rng(seed)
     x = rng.normal(size=20_000)
-    p = sigmoid(x)
+    p = sigmoid(x) ** power
     frame = pd.DataFrame({"x": x, "score": p, "label": (rng.random(x.size) < p).astype(int)})
-    frame.to_csv(tmp_path / "reference.csv", index=False)
-    profile = build_reference(
-        tmp_path / "reference.csv", "fraud", prediction="score", label="label"
-    )
+    path = tmp_path / f"reference-{seed}.csv"
+    frame.to_csv(path, index=False)
+    profile = build_reference(path, "fraud", prediction="score", label="label")
     assert profile.estimation is not None
     with Store.open(url) as store:
         store.save_reference(profile)
     return profile.estimation
+
+
+def estimates_config(tmp_path: Path, bootstrap: str, url: str, topics: dict[str, Any]) -> Any:
+    """The daemon's config: 5 s windows, POLICY in force, the console channel."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "fraud.yaml").write_text(POLICY)
+    return make_config(
+        tmp_path,
+        bootstrap,
+        url,
+        topics,
+        windows={"size": "5s", "allowed_lateness": "5s"},
+        policies={"paths": [str(policies)]},
+        alerts={"channels": {"console": {"type": "console"}}},
+    )
 
 
 def api(base: str, path: str) -> dict:
@@ -111,17 +128,11 @@ def test_an_estimate_incident_opens_before_labels_and_labels_land_beside_it(
     url = f"sqlite:///{tmp_path / 'store.db'}"
     est = reference(tmp_path, url)
     base_accuracy = est.reference["accuracy"]
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "fraud.yaml").write_text(POLICY)
-    config = make_config(
+    config = estimates_config(
         tmp_path,
         broker.bootstrap,
         url,
         {"predictions": {"name": preds}, "labels": {"name": labels}},
-        windows={"size": "5s", "allowed_lateness": "5s"},
-        policies={"paths": [str(policies)]},
-        alerts={"channels": {"console": {"type": "console"}}},
     )
     stream = Predictions(broker.bootstrap, preds)
     try:
@@ -220,18 +231,7 @@ def test_a_reference_rebuilt_in_the_store_reaches_ingest_without_a_reload(
     preds = create_topic(broker.bootstrap, f"p-{topic_name}")
     url = f"sqlite:///{tmp_path / 'store.db'}"
     first = reference(tmp_path, url)
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "fraud.yaml").write_text(POLICY)
-    config = make_config(
-        tmp_path,
-        broker.bootstrap,
-        url,
-        {"predictions": {"name": preds}},
-        windows={"size": "5s", "allowed_lateness": "5s"},
-        policies={"paths": [str(policies)]},
-        alerts={"channels": {"console": {"type": "console"}}},
-    )
+    config = estimates_config(tmp_path, broker.bootstrap, url, {"predictions": {"name": preds}})
     stream = Predictions(broker.bootstrap, preds)
     try:
         with running(config) as daemon:
@@ -253,17 +253,9 @@ def _rebuilt_reference_reaches_ingest(
         return None if estimation is None else estimation.fingerprint
 
     wait_until(lambda: in_force() == first.fingerprint, timeout=30)
-    rng = np.random.default_rng(2)  # a retrained model: other scores, other calibrator
-    x = rng.normal(size=20_000)
-    p = sigmoid(x) ** 2
-    frame = pd.DataFrame({"x": x, "score": p, "label": (rng.random(x.size) < p).astype(int)})
-    frame.to_csv(tmp_path / "rebuilt.csv", index=False)
-    rebuilt = build_reference(tmp_path / "rebuilt.csv", "fraud", prediction="score", label="label")
-    assert rebuilt.estimation is not None
-    assert rebuilt.estimation.fingerprint != first.fingerprint
-    with Store.open(url) as store:
-        store.save_reference(rebuilt)
-    wait_until(lambda: in_force() == rebuilt.estimation.fingerprint, timeout=30)
+    rebuilt = reference(tmp_path, url, seed=2, power=2.0)  # saved over store:default
+    assert rebuilt.fingerprint != first.fingerprint
+    wait_until(lambda: in_force() == rebuilt.fingerprint, timeout=30)
     # the daemon consumes under it (and is connected when it stops: no client torn
     # down half-way through its bootstrap)
     stream.start()
