@@ -18,45 +18,9 @@ from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.notify.router import Router
 from watchkeeper.daemon.notify.silences import Silences, parse_matchers
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.policies.incident_model import Incident, IncidentEvent
-from watchkeeper.policies.schema import Policy
 
+from tests.notifications import POLICY, event
 from tests.support import FakeSlack, daemon_config_dict, wait_until, write_config
-
-POLICY = Policy.model_validate(
-    {
-        "model": "fraud",
-        "labels": {"team": "payments"},
-        "rules": [
-            {
-                "name": "drift",
-                "metric": "psi",
-                "critical": 0.25,
-                "warn": 0.1,
-                "actions": {"critical": ["oncall"], "warn": ["console"]},
-            }
-        ],
-    }
-)
-
-
-def event(severity: str = "critical", kind: str = "opened", at: int = 0) -> IncidentEvent:
-    return IncidentEvent(
-        kind,
-        Incident(
-            "fp",
-            "fraud",
-            "fraud",
-            "drift",
-            "amount",
-            "psi",  # type: ignore[arg-type]
-            severity,
-            at,
-            {"amount": 0.3},
-            "psi 0.3 on fraud",
-        ),
-        at,
-    )
 
 
 def test_silences_keep_notifications_unsent_until_they_expire(store_url: str) -> None:

@@ -19,24 +19,8 @@ from watchkeeper.daemon.notify.delivery import DeliveryWorker
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.store.store import Store
 
+from tests.notifications import note
 from tests.support import SECRET, Receiver
-
-
-def note(fingerprint: str, kind: str, at: int) -> Notification:
-    return Notification(
-        kind=kind,
-        fingerprint=fingerprint,
-        severity="critical",
-        summary=f"{fingerprint} {kind} {at}",
-        model="fraud",
-        policy="fraud",
-        rule="drift",
-        metric="psi",
-        feature="*",
-        members={"amount": 0.3},
-        at_ms=at,
-        opened_ms=0,
-    )
 
 
 def deliver_all(worker: DeliveryWorker, outbox: Outbox, timeout: float = 30) -> None:
