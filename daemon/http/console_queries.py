@@ -249,18 +249,7 @@ class ConsoleQueries:
 
     def latency(self, model: str, since_ms: int) -> list[dict[str, Any]]:
         """Latency percentiles per stored window (the newest ``MAX_LATENCY_WINDOWS``)."""
-        c = t.windows.c
-        with reader(self.engine) as conn:
-            starts = [
-                int(s)
-                for (s,) in conn.execute(
-                    select(c.window_start_ms)
-                    .where((c.model == model) & (c.window_start_ms >= since_ms))
-                    .group_by(c.window_start_ms)
-                    .order_by(c.window_start_ms.desc())
-                    .limit(MAX_LATENCY_WINDOWS)
-                ).all()
-            ]
+        starts = self.store.window_starts(model, since_ms, MAX_LATENCY_WINDOWS)
         if not starts:
             return []
         out = []

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,7 +22,9 @@ from watchkeeper.daemon.eventtime.watermarks import (
     PartitionStatus,
 )
 from watchkeeper.daemon.store import tables as t
+from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.connection import reading
+from watchkeeper.daemon.store.window_parts import StoredWindow
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 
@@ -62,15 +63,6 @@ def evaluation_rows(
             query = query.where(t.evaluations.c[column] == value)
     with reading(engine, "read evaluations") as conn:
         return [dict(r._mapping) for r in conn.execute(query).all()]
-
-
-@dataclass(frozen=True)
-class StoredWindow:
-    """A window read back from the store."""
-
-    summary: WindowSummary
-    events: int
-    late_events: int
 
 
 class StoreQueries:
@@ -193,7 +185,7 @@ class StoreQueries:
 
     def model_totals(self) -> dict[str, dict[str, int]]:
         """Per model: stored events, late events, windows, first and last window start."""
-        c = t.windows.c
+        c = window_parts.windows_of(window_parts.rows()).c
         query = select(
             c.model,
             func.sum(c.events),
@@ -218,13 +210,28 @@ class StoreQueries:
     def first_window(self, model: str, since_ms: int | None = None) -> int | None:
         """The start of the model's earliest stored window holding events (at or after
         ``since_ms``)."""
-        c = t.windows.c
+        c = window_parts.rows().c  # events never go negative: a row with some = a window
         query = select(func.min(c.window_start_ms)).where((c.model == model) & (c.events > 0))
         if since_ms is not None:
             query = query.where(c.window_start_ms >= since_ms)
         with self._read(None) as conn:
             value = conn.execute(query).scalar()
         return None if value is None else int(value)
+
+    def window_starts(self, model: str, since_ms: int, limit: int) -> list[int]:
+        """The newest ``limit`` distinct window starts of ``model`` at or after ``since_ms``."""
+        c = window_parts.rows().c
+        with self._read(None) as conn:
+            return [
+                int(s)
+                for (s,) in conn.execute(
+                    select(c.window_start_ms)
+                    .where((c.model == model) & (c.window_start_ms >= since_ms))
+                    .group_by(c.window_start_ms)
+                    .order_by(c.window_start_ms.desc())
+                    .limit(limit)
+                ).all()
+            ]
 
     def kinds(self) -> list[tuple[str, str, str]]:
         with self._read(None) as conn:
@@ -233,7 +240,7 @@ class StoreQueries:
 
     def model_versions(self) -> list[tuple[str, str]]:
         """Every (model, version) with stored windows: who was admitted before a restart."""
-        c = t.windows.c
+        c = window_parts.rows().c
         with self._read(None) as conn:
             rows = conn.execute(select(c.model, c.model_version).distinct()).all()
         return [(str(m), str(v)) for m, v in rows]
@@ -245,26 +252,11 @@ class StoreQueries:
         start_ms: int | None = None,
         end_ms: int | None = None,
     ) -> list[StoredWindow]:
-        """Stored windows, oldest first; ``start_ms``/``end_ms`` bound their start times."""
-        query = select(t.windows).order_by(
-            t.windows.c.model, t.windows.c.model_version, t.windows.c.window_start_ms
-        )
-        if model is not None:
-            query = query.where(t.windows.c.model == model)
-        if version is not None:
-            query = query.where(t.windows.c.model_version == version)
-        if start_ms is not None:
-            query = query.where(t.windows.c.window_start_ms >= start_ms)
-        if end_ms is not None:
-            query = query.where(t.windows.c.window_start_ms < end_ms)
+        """Stored windows, oldest first; ``start_ms``/``end_ms`` bound their start times.
+        Each is its stored row merged with the parts flushes appended since
+        (:mod:`~watchkeeper.daemon.store.window_parts`)."""
         with self._read(None) as conn:
-            rows = conn.execute(query).all()
-        return [
-            StoredWindow(
-                WindowSummary.from_dict(orjson.loads(r.summary)), int(r.events), int(r.late_events)
-            )
-            for r in rows
-        ]
+            return window_parts.read(conn, model, version, start_ms, end_ms)
 
     def reference(self, model: str, name: str = "default") -> ReferenceProfile | None:
         with self._read(None) as conn:
@@ -297,7 +289,7 @@ class StoreQueries:
 
     def event_counts(self, model: str, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
         """(window start, events) of the model's stored windows starting in [start, end)."""
-        c = t.windows.c
+        c = window_parts.rows().c
         query = (
             select(c.window_start_ms, func.sum(c.events))
             .where(
@@ -312,10 +304,11 @@ class StoreQueries:
     def totals(self) -> dict[str, int]:
         """Events and late events over all stored windows, and quarantined records."""
         with self._read(None) as conn:
+            every = window_parts.rows().c
             events, late = conn.execute(
                 select(
-                    func.coalesce(func.sum(t.windows.c.events), 0),
-                    func.coalesce(func.sum(t.windows.c.late_events), 0),
+                    func.coalesce(func.sum(every.events), 0),
+                    func.coalesce(func.sum(every.late_events), 0),
                 )
             ).one()
             quarantined = conn.execute(select(func.count()).select_from(t.quarantine)).scalar()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 from alembic import command
@@ -24,6 +23,7 @@ from watchkeeper.daemon.errors import MigrationError, StoreUnavailableError
 from watchkeeper.daemon.eventtime.watermarks import ClockSettings, Mark, MarkKey
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
+from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.connection import create_store_engine, reader, writing
 from watchkeeper.daemon.store.label_join import (
     JoinBuffer,
@@ -133,7 +133,6 @@ class Store(StoreQueries):
                         )
                         graded, outcome = join_in_transaction(
                             conn,
-                            self._insert_fn(),
                             joins,
                             delta,
                             join_settings or JoinSettings(),
@@ -141,82 +140,21 @@ class Store(StoreQueries):
                             partitions,
                         )
                         self._count_joins(conn, outcome)
-                    self._merge_windows(conn, delta, graded)
+                    # each window's delta as a part of its own; crowded windows folded
+                    window_parts.append(conn, delta, graded)
+                    window_parts.fold_crowded(conn, self.dialect)
                     if kinds:
                         self._insert_kinds(conn, kinds)
                     if quarantined:
                         self._insert_quarantine(conn, quarantined)
                 return outcome
             except IntegrityError as exc:
-                # another replica inserted the same new window first: retry as an update
+                # another replica folded the same new window first: retry, it updates it
                 if attempt == attempts - 1:
                     raise StoreUnavailableError("commit", exc) from exc
             except (OperationalError, DBAPIError) as exc:
                 raise StoreUnavailableError("commit", exc) from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def _insert_fn(self) -> Any:
-        return dialect_insert(self.dialect)
-
-    def _merge_windows(
-        self, conn: Connection, delta: Delta, graded: Mapping[WindowKey, WindowSummary]
-    ) -> None:
-        keys = set(delta.windows) | set(delta.late) | set(graded)
-        if not keys:
-            return
-        size = delta.size_ms
-        now = _utcnow()
-        for key in sorted(keys):  # a fixed order: two replicas lock rows in the same order
-            fresh = delta.windows.get(key)
-            if key in graded:
-                if fresh is None:
-                    fresh = graded[key]
-                else:  # never mutate the caller's delta: a failed commit restores it
-                    fresh = WindowSummary.from_dict(fresh.to_dict())
-                    fresh.merge(graded[key])
-            where = (
-                (t.windows.c.model == key.model)
-                & (t.windows.c.model_version == key.version)
-                & (t.windows.c.window_size_ms == size)
-                & (t.windows.c.window_start_ms == key.start_ms)
-            )
-            query = select(t.windows.c.summary, t.windows.c.late_events).where(where)
-            if self.dialect == "postgresql":
-                query = query.with_for_update()
-            row = conn.execute(query).first()
-            late = delta.late.get(key, 0)
-            if row is None:
-                summary = fresh or WindowSummary(key.model, key.version, key.start_ms, size)
-                conn.execute(
-                    t.windows.insert().values(
-                        model=key.model,
-                        model_version=key.version,
-                        window_size_ms=size,
-                        window_start_ms=key.start_ms,
-                        events=summary.count,
-                        late_events=late,
-                        first_ts_ms=summary.first_ts_ms,
-                        last_ts_ms=summary.last_ts_ms,
-                        summary=orjson.dumps(summary.to_dict()),
-                        updated_at=now,
-                    )
-                )
-                continue
-            stored = WindowSummary.from_dict(orjson.loads(row.summary))
-            if fresh is not None:
-                stored.merge(fresh)
-            conn.execute(
-                t.windows.update()
-                .where(where)
-                .values(
-                    events=stored.count,
-                    late_events=row.late_events + late,
-                    first_ts_ms=stored.first_ts_ms,
-                    last_ts_ms=stored.last_ts_ms,
-                    summary=orjson.dumps(stored.to_dict()),
-                    updated_at=now,
-                )
-            )
 
     def _upsert_offsets(
         self, conn: Connection, group_id: str, offsets: Mapping[TopicPartitionKey, int]
@@ -380,9 +318,6 @@ class Store(StoreQueries):
 
         p, lab = t.pending_predictions.c, t.pending_labels.c
         statements = {
-            "windows": delete(t.windows).where(
-                (t.windows.c.model == model) & (t.windows.c.window_start_ms < before_ms)
-            ),
             "pending_predictions": delete(t.pending_predictions).where(
                 (p.model == model) & (p.window_start_ms < before_ms)
             ),
@@ -391,7 +326,10 @@ class Store(StoreQueries):
             ),
         }
         with writing(self.engine, "prune") as conn:
-            out = {name: int(conn.execute(stmt).rowcount or 0) for name, stmt in statements.items()}
+            out = {"windows": window_parts.delete_before(conn, model, before_ms)}
+            out |= {
+                name: int(conn.execute(stmt).rowcount or 0) for name, stmt in statements.items()
+            }
             outcome = JoinOutcome()
             outcome.expired[(model, "prediction")] = out["pending_predictions"]
             outcome.expired[(model, "label")] = out["pending_labels"]

@@ -37,6 +37,24 @@ windows = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# what each flush summarised, one row per (flush, window) (migration 0010): reads merge a
+# window's row above with its parts in id order; a commit folds many parts into the row
+window_parts = Table(
+    "window_parts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("model_version", String(200), nullable=False),
+    Column("window_size_ms", BigInteger, nullable=False),
+    Column("window_start_ms", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("late_events", BigInteger, nullable=False),
+    Column("first_ts_ms", BigInteger),
+    Column("last_ts_ms", BigInteger),
+    Column("summary", LargeBinary, nullable=False),
+    Index("ix_window_parts_window", "model", "model_version", "window_size_ms", "window_start_ms"),
+)
+
 consumer_offsets = Table(
     "consumer_offsets",
     metadata,
