@@ -29,15 +29,16 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.errors import StoreUnavailableError, WatchkeeperError
 from watchkeeper.daemon.eventtime.watermarks import PartitionKey
 from watchkeeper.daemon.eventtime.windows import WindowState, on_time
 from watchkeeper.daemon.ingest.admission import Admission
+from watchkeeper.daemon.ingest.batch_tap import BatchTap
+from watchkeeper.daemon.ingest.broker_progress import mirror_offsets, update_lag
+from watchkeeper.daemon.ingest.collector import collector_paused
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.event_time import PartitionTime
 from watchkeeper.daemon.ingest.kinds import KindRegistry
@@ -49,41 +50,18 @@ from watchkeeper.daemon.store.label_join import JoinBuffer, JoinOutcome, JoinSet
 from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.daemon.store.queries import TopicPartitionKey
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.window import ColumnBatch, SketchSettings
+from watchkeeper.detectors.window import SketchSettings
 
 log = logging.getLogger(__name__)
 
+FLUSH_MAX_WINDOWS = 1_000
+"""Open windows that trigger a flush, whatever the events and the interval say.
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Hold Python's cyclic GC while a batch is decoded.
-
-    A batch creates hundreds of thousands of short-lived, acyclic objects (records, JSON
-    dicts); each allocation burst would trigger collections that scan them all again,
-    which measured at ~40 % of decode time. Reference counting frees them regardless; the
-    collector runs as usual between batches.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class BatchTap(Protocol):
-    """Who else sees the decoded batches: shadow evaluation
-    (:class:`~watchkeeper.daemon.shadow.evaluator.ShadowEvaluator`) implements it.
-
-    Declared here so ingestion depends on this protocol, not on what sits above it.
-    """
-
-    def offer(self, batch: ColumnBatch, topic: str, partition: int) -> None:
-        """Take (a sample of) ``batch``; must never block nor raise for data."""
-
-    def forget_partitions(self) -> None:
-        """After a rebalance: partition progress is to be read again."""
+A window in memory costs ~63 KB with 20 numeric features however few events it holds
+(21 KLL sketches, the sample; measured in README "Performance"), so a backfill spread
+over thousands of windows would hold hundreds of MB between two flushes. A flush costs
+what it changed (one part row per window, :mod:`~watchkeeper.daemon.store.window_parts`),
+so flushing at this bound keeps memory under ~65 MB of windows for ~0.2 s a flush."""
 
 
 class Ingestor:
@@ -198,7 +176,7 @@ class Ingestor:
         assert consumer is not None, "open() first"
         self.heartbeat = time.monotonic()
         ingest = self.config.ingest
-        with _collector_paused():
+        with collector_paused():
             try:
                 polled = consumer.poll(ingest.poll_timeout)
             except KafkaClientError as exc:
@@ -223,6 +201,7 @@ class Ingestor:
         elif (
             now - self._last_flush >= ingest.flush_interval
             or self.windows.pending_events >= ingest.flush_max_events
+            or self.windows.open_windows >= FLUSH_MAX_WINDOWS
         ):
             self.flush()
 
@@ -276,8 +255,9 @@ class Ingestor:
             self._pause()
             return False
         self._resume()
-        self._commit_to_kafka(committed)
-        self._update_lag()
+        if self._consumer is not None:
+            mirror_offsets(self._consumer, committed)
+            update_lag(self._consumer, self._durable, self.metrics)
         return True
 
     def _commit(self) -> dict[TopicPartitionKey, int] | None:
@@ -361,27 +341,6 @@ class Ingestor:
         if self._consumer is not None and self._paused:
             self._consumer.resume(sorted(self._consumer.paused()))
             self._paused = False
-
-    def _commit_to_kafka(self, offsets: dict[TopicPartitionKey, int]) -> None:
-        if self._consumer is None:
-            return
-        owned = self._consumer.assignment()
-        commit = {key: o for key, o in offsets.items() if key in owned}
-        if commit:
-            try:
-                self._consumer.commit(commit)
-            except KafkaClientError as exc:  # informational only: the store holds the truth
-                log.debug("could not mirror offsets to Kafka: %s", exc)
-
-    def _update_lag(self) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        for key in sorted(consumer.assignment()):
-            high = consumer.end_offset(key)
-            position = self._durable.get(key)
-            if high is not None and position is not None:
-                self.metrics.lag.labels(key[0], str(key[1])).set(max(0, high - position))
 
     # -- rebalancing ----------------------------------------------------------------------
     # the RebalanceListener of the Source; kafka-python runs these on its IO thread, where

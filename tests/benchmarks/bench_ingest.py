@@ -292,6 +292,55 @@ def _run_phase(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def report(results: dict[str, dict[str, Any]], events: int) -> None:
+    """Each ratio whose two phases ran, and the stored-event check of each phase."""
+    rate = {phase: r["rate"] for phase, r in results.items()}
+    for client in ("kafka-python", "confluent"):
+        if {f"watchkeeper-{client}", f"raw-{client}"} <= set(rate):
+            wk = results[f"watchkeeper-{client}"]
+            print(
+                f"watchkeeper/raw with {client:<13} = "
+                f"{rate[f'watchkeeper-{client}'] / rate[f'raw-{client}']:.2f}"
+                + ("  (goal >= 0.85)" if client == "kafka-python" else "")
+                + f"; peak RSS {wk['peak_rss_mb']:.0f} MB (goal <= 250 MB); mean commit "
+                f"{wk['flush_mean_s'] * 1000:.0f} ms"
+            )
+    if {"watchkeeper-confluent", "watchkeeper-kafka-python"} <= set(rate):
+        print(
+            "watchkeeper confluent / watchkeeper kafka-python = "
+            f"{rate['watchkeeper-confluent'] / rate['watchkeeper-kafka-python']:.2f}  (goal >= 3)"
+        )
+    if {"raw-confluent", "raw-kafka-python"} <= set(rate):
+        print(
+            "raw confluent / raw kafka-python = "
+            f"{rate['raw-confluent'] / rate['raw-kafka-python']:.2f}"
+        )
+    if {"watchkeeper-kafka-python-labels", "watchkeeper-kafka-python"} <= set(rate):
+        print(
+            "watchkeeper kafka-python with labels / without = "
+            f"{rate['watchkeeper-kafka-python-labels'] / rate['watchkeeper-kafka-python']:.2f}"
+            "  (goal >= 0.7; predictions/s, each prediction joined to its label)"
+        )
+    if "watchkeeper-kafka-python-backfill" in rate:
+        print(
+            f"backfill of {BACKFILL_EVENTS:,} events over "
+            f"{BACKFILL_EVENTS // BACKFILL_PER_WINDOW:,} one-hour windows = "
+            f"{rate['watchkeeper-kafka-python-backfill']:,.0f} events/s  (goal >= 50,000)"
+        )
+    peaks = [r["peak_rss_mb"] for p, r in results.items() if p.startswith("watchkeeper")]
+    if peaks:
+        print(f"peak RSS of the watchkeeper phases = {max(peaks):.0f} MB  (goal <= 250 MB)")
+    for phase, want in (
+        ("watchkeeper-kafka-python", events),
+        ("watchkeeper-confluent", events),
+        ("watchkeeper-kafka-python-labels", 2 * events),
+        ("watchkeeper-kafka-python-backfill", BACKFILL_EVENTS),
+    ):
+        if phase in results:
+            got = results[phase]["events"]
+            assert got == want, f"{phase}: {got} events stored, {want} sent"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -304,7 +353,16 @@ def main() -> None:
     parser.add_argument(
         "--profile", help="a directory: cProfile each watchkeeper phase into it (slower)"
     )
+    parser.add_argument(
+        "--phases",
+        help="comma-separated phases to run (default: all; ratios need both of their phases): "
+        + ", ".join(PHASES),
+    )
     args = parser.parse_args()
+    chosen = PHASES if not args.phases else args.phases.split(",")
+    unknown = sorted(set(chosen) - set(PHASES))
+    if unknown:
+        parser.error(f"unknown phases {unknown}; choose from {PHASES}")
     if args.phase:
         run_phase(args)
         return
@@ -320,16 +378,23 @@ def main() -> None:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         labels, backfill = f"{topic}-labels", f"{topic}-backfill"
         create_topics(args.bootstrap, [topic, labels, backfill], args.partitions)
+        wanted = {
+            "predictions": any(not p.endswith("-backfill") for p in chosen),
+            "labels": any(p.endswith("-labels") for p in chosen),
+            "backfill": any(p.endswith("-backfill") for p in chosen),
+        }
         for name, kind, n in (
             (topic, "predictions", args.events),
             (labels, "labels", args.events),
             (backfill, "backfill", BACKFILL_EVENTS),
         ):
+            if not wanted[kind]:
+                continue
             print(f"producing {n:,} {kind} events ({FEATURES} numeric features) to {name} ...")
             seconds = produce(args.bootstrap, name, n, kind)
             print(f"  produced in {seconds:.1f}s ({n / seconds:,.0f}/s)")
         results = {}
-        for phase in PHASES:
+        for phase in [p for p in PHASES if p in chosen]:
             out = subprocess.run(
                 [
                     sys.executable,
@@ -370,45 +435,7 @@ def main() -> None:
                     else ""
                 )
             )
-        rate = {phase: r["rate"] for phase, r in results.items()}
-        for client in ("kafka-python", "confluent"):
-            wk = results[f"watchkeeper-{client}"]
-            print(
-                f"watchkeeper/raw with {client:<13} = "
-                f"{rate[f'watchkeeper-{client}'] / rate[f'raw-{client}']:.2f}"
-                + ("  (goal >= 0.85)" if client == "kafka-python" else "")
-                + f"; peak RSS {wk['peak_rss_mb']:.0f} MB (goal <= 250 MB); mean commit "
-                f"{wk['flush_mean_s'] * 1000:.0f} ms"
-            )
-        print(
-            "watchkeeper confluent / watchkeeper kafka-python = "
-            f"{rate['watchkeeper-confluent'] / rate['watchkeeper-kafka-python']:.2f}  (goal >= 3)"
-        )
-        print(
-            "raw confluent / raw kafka-python = "
-            f"{rate['raw-confluent'] / rate['raw-kafka-python']:.2f}"
-        )
-        print(
-            "watchkeeper kafka-python with labels / without = "
-            f"{rate['watchkeeper-kafka-python-labels'] / rate['watchkeeper-kafka-python']:.2f}"
-            "  (goal >= 0.7; predictions/s, each prediction joined to its label)"
-        )
-        backfill_rate = rate["watchkeeper-kafka-python-backfill"]
-        print(
-            f"backfill of {BACKFILL_EVENTS:,} events over "
-            f"{BACKFILL_EVENTS // BACKFILL_PER_WINDOW:,} one-hour windows = "
-            f"{backfill_rate:,.0f} events/s  (goal >= 50,000)"
-        )
-        peak = max(r["peak_rss_mb"] for p, r in results.items() if p.startswith("watchkeeper"))
-        print(f"peak RSS of the watchkeeper phases = {peak:.0f} MB  (goal <= 250 MB)")
-        for phase, want in (
-            ("watchkeeper-kafka-python", args.events),
-            ("watchkeeper-confluent", args.events),
-            ("watchkeeper-kafka-python-labels", 2 * args.events),
-            ("watchkeeper-kafka-python-backfill", BACKFILL_EVENTS),
-        ):
-            got = results[phase]["events"]
-            assert got == want, f"{phase}: {got} events stored, {want} sent"
+        report(results, args.events)
     finally:
         if broker is not None:
             broker.stop()

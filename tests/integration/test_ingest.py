@@ -324,3 +324,38 @@ def test_a_full_disk_under_a_sqlite_store_pauses_ingestion_and_loses_nothing(
         finally:
             direct.close()
             sa_event.remove(engine, "checkout", limit)
+
+
+def test_a_backfill_over_many_windows_flushes_at_the_open_window_bound(
+    broker: EmbeddedBroker,
+    store_url: str,
+    tmp_path: Path,
+    topic_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the interval an hour away, only the bound on open windows commits: every
+    event is stored while the daemon runs, one part per window and flush, read back
+    exactly."""
+    from watchkeeper.daemon.ingest import loop
+
+    monkeypatch.setattr(loop, "FLUSH_MAX_WINDOWS", 40)
+    hour = 3_600_000
+    create_topic(broker.bootstrap, topic_name, partitions=1)
+    n = 300  # one event per hour: 300 windows of one hour, oldest first
+    produce(broker.bootstrap, topic_name, [event(i, ts=NOW_MS - (n - i) * hour) for i in range(n)])
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        store_url,
+        {"predictions": {"name": topic_name}},
+        kafka={"max_poll_records": 25},
+        ingest={"flush_interval": "1h"},
+        windows={"size": "1h", "allowed_lateness": "1h"},
+    )
+    with running(config):
+        wait_until(lambda: totals(config)["events"] == n)
+    with Store.open(config.store_url(), migrate=False) as store:
+        windows = store.windows("fraud")
+        assert [w.summary.start_ms for w in windows] == [NOW_MS - (n - i) * hour for i in range(n)]
+        assert all(w.events == 1 and w.summary.features["amount"].count == 1 for w in windows)
+        assert store.model_totals()["fraud"]["windows"] == n
