@@ -55,13 +55,11 @@ from watchkeeper.detectors.window import SketchSettings
 log = logging.getLogger(__name__)
 
 FLUSH_MAX_WINDOWS = 1_000
-"""Open windows that trigger a flush, whatever the events and the interval say.
-
-A window in memory costs ~63 KB with 20 numeric features however few events it holds
-(21 KLL sketches, the sample; measured in README "Performance"), so a backfill spread
-over thousands of windows would hold hundreds of MB between two flushes. A flush costs
-what it changed (one part row per window, :mod:`~watchkeeper.daemon.store.window_parts`),
-so flushing at this bound keeps memory under ~65 MB of windows for ~0.2 s a flush."""
+"""Open windows that trigger a flush, checked after each slice of ``PROCESS_SLICE``
+records: a window costs ~63 KB in memory with 20 features however few events it holds,
+and a flush costs what it changed (:mod:`~watchkeeper.daemon.store.window_parts`), so a
+backfill over thousands of windows holds ~65 MB of them, not hundreds."""
+PROCESS_SLICE = 5_000  # a slice's offsets are pending once it is summarised
 
 
 class Ingestor:
@@ -189,8 +187,12 @@ class Ingestor:
             if consumer.assignment():
                 self.ready.set()
             for key, records in polled.items():
-                if records:
-                    self._process(key, records)
+                # in slices, so that a poll spanning thousands of windows (a backfill)
+                # commits at the open-window bound instead of holding them all
+                for lo in range(0, len(records), PROCESS_SLICE):
+                    self._process(key, records[lo : lo + PROCESS_SLICE])
+                    if self.windows.open_windows >= FLUSH_MAX_WINDOWS and not self._paused:
+                        self.flush()
             del polled
         self._track_positions(consumer)
         now = time.monotonic()

@@ -333,12 +333,13 @@ def test_a_backfill_over_many_windows_flushes_at_the_open_window_bound(
     topic_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With the interval an hour away, only the bound on open windows commits: every
-    event is stored while the daemon runs, one part per window and flush, read back
-    exactly."""
+    """With the interval an hour away, only the bound on open windows commits, between
+    slices of one poll too: every event is stored while the daemon runs, over several
+    commits, and read back exactly (one part per window and flush)."""
     from watchkeeper.daemon.ingest import loop
 
     monkeypatch.setattr(loop, "FLUSH_MAX_WINDOWS", 40)
+    monkeypatch.setattr(loop, "PROCESS_SLICE", 10)
     hour = 3_600_000
     create_topic(broker.bootstrap, topic_name, partitions=1)
     n = 300  # one event per hour: 300 windows of one hour, oldest first
@@ -348,12 +349,19 @@ def test_a_backfill_over_many_windows_flushes_at_the_open_window_bound(
         broker.bootstrap,
         store_url,
         {"predictions": {"name": topic_name}},
-        kafka={"max_poll_records": 25},
         ingest={"flush_interval": "1h"},
         windows={"size": "1h", "allowed_lateness": "1h"},
     )
-    with running(config):
-        wait_until(lambda: totals(config)["events"] == n)
+    with running(config) as daemon:
+        # every 40 windows committed while running; the last 20 by the final flush
+        wait_until(lambda: totals(config)["events"] == n - n % 40)
+        assert daemon.http is not None
+        _, metrics = fetch(f"http://{daemon.http.address}/metrics")
+    (line,) = [
+        m for m in metrics.splitlines() if m.startswith("watchkeeper_flush_duration_seconds_count")
+    ]
+    assert float(line.split()[-1]) >= n // 40  # 7 commits at the bound, then the last
+    assert totals(config)["events"] == n
     with Store.open(config.store_url(), migrate=False) as store:
         windows = store.windows("fraud")
         assert [w.summary.start_ms for w in windows] == [NOW_MS - (n - i) * hour for i in range(n)]
