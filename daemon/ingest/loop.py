@@ -41,12 +41,13 @@ from watchkeeper.daemon.ingest.broker_progress import mirror_offsets, update_lag
 from watchkeeper.daemon.ingest.collector import collector_paused
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.event_time import PartitionTime
+from watchkeeper.daemon.ingest.join_metrics import count_joins
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
 from watchkeeper.daemon.ingest.references_in_force import ReferencesInForce
 from watchkeeper.daemon.ingest.source import KafkaClientError, Record, Source
 from watchkeeper.daemon.ingest.sources import open_source
-from watchkeeper.daemon.store.label_join import JoinBuffer, JoinOutcome, JoinSettings
+from watchkeeper.daemon.store.label_join import JoinBuffer, JoinSettings
 from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.daemon.store.queries import TopicPartitionKey
 from watchkeeper.daemon.store.store import Store
@@ -54,12 +55,13 @@ from watchkeeper.detectors.window import SketchSettings
 
 log = logging.getLogger(__name__)
 
+# A flush is due at these bounds too, checked after each slice of a poll: a window costs
+# ~63 KB in memory with 20 features however few events it holds, a waiting label-join
+# row ~1 KB, and a flush costs what changed (store/window_parts.py), so a backfill over
+# thousands of windows or a burst of joins holds tens of MB, not hundreds.
 FLUSH_MAX_WINDOWS = 1_000
-"""Open windows that trigger a flush, checked after each slice of ``PROCESS_SLICE``
-records: a window costs ~63 KB in memory with 20 features however few events it holds,
-and a flush costs what it changed (:mod:`~watchkeeper.daemon.store.window_parts`), so a
-backfill over thousands of windows holds ~65 MB of them, not hundreds."""
-PROCESS_SLICE = 5_000  # a slice's offsets are pending once it is summarised
+FLUSH_MAX_JOIN_ROWS = 50_000
+PROCESS_SLICE = 2_000  # records; a slice's offsets are pending once it is summarised
 
 
 class Ingestor:
@@ -191,7 +193,7 @@ class Ingestor:
                 # commits at the open-window bound instead of holding them all
                 for lo in range(0, len(records), PROCESS_SLICE):
                     self._process(key, records[lo : lo + PROCESS_SLICE])
-                    if self.windows.open_windows >= FLUSH_MAX_WINDOWS and not self._paused:
+                    if self._crowded() and not self._paused:
                         self.flush()
             del polled
         self._track_positions(consumer)
@@ -203,9 +205,13 @@ class Ingestor:
         elif (
             now - self._last_flush >= ingest.flush_interval
             or self.windows.pending_events >= ingest.flush_max_events
-            or self.windows.open_windows >= FLUSH_MAX_WINDOWS
+            or self._crowded()
         ):
             self.flush()
+
+    def _crowded(self) -> bool:
+        joins = len(self._joins.predictions) + len(self._joins.labels)
+        return self.windows.open_windows >= FLUSH_MAX_WINDOWS or joins >= FLUSH_MAX_JOIN_ROWS
 
     def _track_positions(self, consumer: Source) -> None:
         """Each assigned partition's end and position, and whether it is caught up."""
@@ -313,7 +319,7 @@ class Ingestor:
             self.store_ok = True
             if expire:
                 self._last_expiry = self.clock()
-            self._count_joins(outcome)
+            count_joins(outcome, self.metrics)
             self.kinds.committed(kinds)
             del self._quarantined[: len(quarantined)]
             self._durable.update(offsets)
@@ -322,17 +328,6 @@ class Ingestor:
                     del self._pending[key]
             self.time.committed(delta.marks, self.store, self.group_id, delta.now_ms, status_due)
             return offsets
-
-    def _count_joins(self, outcome: JoinOutcome) -> None:
-        for model, n in outcome.joined.items():
-            self.metrics.joined.labels(model).inc(n)
-        for (model, side), n in outcome.expired.items():
-            self.metrics.join_expired.labels(model, side).inc(n)
-        for (model, side, reason), n in sorted(outcome.reasons.items()):
-            if reason == "apart":
-                log.info("%s: %d %s(s) not joined: more than label_ttl apart", model, n, side)
-            else:
-                log.info("%s: %d waiting %s(s) expired (%s)", model, n, side, reason)
 
     def _pause(self) -> None:
         if self._consumer is not None and not self._paused:

@@ -367,3 +367,40 @@ def test_a_backfill_over_many_windows_flushes_at_the_open_window_bound(
         assert [w.summary.start_ms for w in windows] == [NOW_MS - (n - i) * hour for i in range(n)]
         assert all(w.events == 1 and w.summary.features["amount"].count == 1 for w in windows)
         assert store.model_totals()["fraud"]["windows"] == n
+
+
+def test_waiting_label_joins_flush_at_their_bound(
+    broker: EmbeddedBroker,
+    store_url: str,
+    tmp_path: Path,
+    topic_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the interval an hour away, predictions waiting for labels commit once 40 of
+    them wait (slices of 10 records), and a label then joins its stored prediction."""
+    from watchkeeper.daemon.ingest import loop
+
+    monkeypatch.setattr(loop, "FLUSH_MAX_JOIN_ROWS", 40)
+    monkeypatch.setattr(loop, "PROCESS_SLICE", 10)
+    preds = create_topic(broker.bootstrap, f"p-{topic_name}", partitions=1)
+    labels = create_topic(broker.bootstrap, f"l-{topic_name}", partitions=1)
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        store_url,
+        {"predictions": {"name": preds}, "labels": {"name": labels}},
+        ingest={"flush_interval": "1h"},
+    )
+    produce(broker.bootstrap, preds, [event(i) for i in range(100)])
+    with running(config) as daemon:
+        wait_until(lambda: totals(config)["events"] == 80)  # 2 × 40; 20 wait in memory
+        label = {"model": "fraud", "request_id": "r7", "ts": NOW_MS + 50, "label": 1}
+        produce(broker.bootstrap, labels, [orjson.dumps(label)])
+        assert daemon.http is not None
+        read = f'watchkeeper_ingest_records_total{{topic="{labels}"}} 1.0'
+        wait_until(lambda: read in fetch(f"http://{daemon.http.address}/metrics")[1])
+    # the final flush stored the rest
+    with Store.open(config.store_url(), migrate=False) as store:
+        assert store.totals()["events"] == 101
+        assert store.join_counts()["fraud"]["joined"] == 1
+        assert store.join_counts()["fraud"]["pending_predictions"] == 99

@@ -1,0 +1,23 @@
+"""What a commit's label join did, into the ingest metrics and the log."""
+
+from __future__ import annotations
+
+import logging
+
+from watchkeeper.daemon.ingest.metrics import IngestMetrics
+from watchkeeper.daemon.store.label_join import JoinOutcome
+
+log = logging.getLogger(__name__)
+
+
+def count_joins(outcome: JoinOutcome, metrics: IngestMetrics) -> None:
+    """Joins and expiries counted per model (and side); expiries logged with their reason."""
+    for model, n in outcome.joined.items():
+        metrics.joined.labels(model).inc(n)
+    for (model, side), n in outcome.expired.items():
+        metrics.join_expired.labels(model, side).inc(n)
+    for (model, side, reason), n in sorted(outcome.reasons.items()):
+        if reason == "apart":
+            log.info("%s: %d %s(s) not joined: more than label_ttl apart", model, n, side)
+        else:
+            log.info("%s: %d waiting %s(s) expired (%s)", model, n, side, reason)
