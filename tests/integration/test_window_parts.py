@@ -173,3 +173,27 @@ def test_retention_deletes_bases_and_parts(store_url: str) -> None:
         assert removed["windows"] == 2
         assert [w.summary.start_ms for w in store.windows("fraud")] == [5 * HOUR]
         assert store.totals()["events"] == 3
+
+
+def test_a_fold_keeps_the_part_another_replica_commits_meanwhile(pg_database: str) -> None:
+    """PostgreSQL: replica A folds a window while replica B's part of it is uncommitted;
+    B's part survives the fold, and the window reads as both together."""
+    rng = np.random.default_rng(11)
+    with Store.open(pg_database) as a, Store.open(pg_database, migrate=False) as b:
+        state = WindowState(3600, 10 * 3600)
+        for f in range(3):
+            state.add(batch(rng, rng.integers(0, HOUR, 50), 50 * f))
+            a.commit("g", state.drain(), {("preds", 0): 50 * f + 50})
+        state.add(batch(rng, rng.integers(0, HOUR, 7), 150))
+        late = state.drain()
+        with b.engine.begin() as other:  # B's flush, open while A folds
+            window_parts.append(other, late, {})
+            with a.engine.begin() as conn:
+                window_parts.fold(conn, a.dialect, ("fraud", "3", HOUR, 0))
+        (window,) = a.windows("fraud")
+        assert window.events == 157 and window.summary.features["amount"].count == 157
+        assert parts_count(a) == 1  # B's part, committed after the fold
+        with a.engine.begin() as conn:
+            window_parts.fold(conn, a.dialect, ("fraud", "3", HOUR, 0))
+        (folded,) = a.windows("fraud")
+        assert exact(folded.summary) == exact(window.summary) and parts_count(a) == 0
