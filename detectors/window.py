@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from watchkeeper.detectors.calibrator import MulticlassCalibrator, StepCalibrator
+from watchkeeper.detectors.estimate_sketch import (
+    binary_decisions,
+    class_index,
+    vector_aliases,
+    vector_scores,
+)
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reservoir import KeyArray, Reservoir, Row
 from watchkeeper.detectors.sketches import (
@@ -77,6 +84,10 @@ class ColumnBatch:
     latency_ms: np.ndarray[Any, np.dtype[np.float64]] | None = None
     offsets: np.ndarray[Any, np.dtype[np.int64]] | None = None
     """Each event's Kafka offset in its partition (shadow evaluation's progress)."""
+    class_scores: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    """A probability-vector prediction kept whole (events × classes, NaN rows where the
+    vector is absent): what a multiclass model's estimates read. ``prediction`` and
+    ``prediction_class`` reduce it to the top score and the arg-max class."""
 
     def __len__(self) -> int:
         return int(self.ts_ms.size)
@@ -219,20 +230,40 @@ class WindowSummary:
         estimation = self.settings.estimation(self.model)
         if estimation is None or batch.prediction.kind != "numeric":
             return  # a class without a score carries nothing to estimate from
-        if estimation.problem == "multiclass":
-            return  # needs the probability vector, which decoding reduces to score + class
-        column = batch.prediction
-        scores = column.values[idx].astype(np.float64, copy=False)
-        predicted = None
         klass = batch.prediction_class
-        if estimation.problem == "binary" and klass is not None:
-            absent = klass.null[idx] | klass.missing[idx]
-            if not absent.any():  # the model's own decision, when every row logs one
-                predicted = np.isin(klass.values[idx], ("1", "1.0", "True", "true"))
+        if isinstance(estimation.model, MulticlassCalibrator):
+            if batch.class_scores is None:
+                return  # a score without its probability vector: nothing per class
+            scores = vector_scores(estimation.model.classes, batch.class_scores[idx])
+            if scores is None:
+                return  # a vector of another width than the reference's classes
+            predicted = None
+            if klass is not None:
+                predicted = class_index(
+                    estimation.model.classes,
+                    klass.values[idx],
+                    vector_aliases(estimation.model.classes),
+                )
+                # a row without its own class is decided by the arg-max of its scores
+                argmax = np.argmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1)
+                absent = klass.null[idx] | klass.missing[idx]
+                predicted = np.where(absent, argmax, predicted)
+            self.estimates.update(estimation, scores, predicted)
+            return
+        column = batch.prediction
+        values = column.values[idx].astype(np.float64, copy=False)
+        decided = None
+        if isinstance(estimation.model, StepCalibrator):
+            decided = binary_decisions(
+                None if klass is None else klass.values[idx],
+                None if klass is None else klass.null[idx] | klass.missing[idx],
+                values,
+                estimation.model.threshold,
+            )
         features = None
         if estimation.problem == "regression":
             features = {n: c.values[idx] for n, c in batch.features.items()}
-        self.estimates.update(estimation, scores, predicted, features)
+        self.estimates.update(estimation, values, decided, features)
 
     def merge(self, other: WindowSummary) -> None:
         """Fold the summary of another part of the same window into this one."""
