@@ -20,11 +20,15 @@ policy in key order whose reference has an estimation decides for the model.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable, Mapping
 
+from watchkeeper.detectors.calibrator import StepCalibrator
 from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.profile import PREDICTION, NumericProfile, ReferenceProfile
 
+log = logging.getLogger(__name__)
 Edges = tuple[float, ...]
 
 
@@ -45,6 +49,43 @@ def _identity(references: list[ReferenceProfile]) -> tuple[tuple[str, str, str, 
     return tuple((r.model, r.source, r.created_at, r.rows) for r in references)
 
 
+def threshold_conflict(
+    reference: ReferenceProfile, decision_threshold: float | None, config_path: str = ""
+) -> str | None:
+    """Why ``reference``'s binary estimation cannot be used with ``decision_threshold``
+    (None: it can). Its calibrator's steps split at the threshold it was built for, and
+    the estimates count a row as predicted positive at that threshold; the label join
+    grades realised metrics at ``ingest.decision_threshold``. With two thresholds the
+    estimate and the realised value would measure two different classifiers, and the
+    trust check would call the difference concept drift.
+
+    >>> import numpy as np
+    >>> from watchkeeper.detectors.estimation_reference import fit_binary_estimation
+    >>> rng = np.random.default_rng(1); s = rng.random(2000)
+    >>> ref = ReferenceProfile("fraud", {}, 2000, source="ref.json",
+    ...     estimation=fit_binary_estimation(s, rng.random(2000) < s, threshold=0.3))
+    >>> print(threshold_conflict(ref, 0.5, "watchkeeper.yaml"))  # doctest: +NORMALIZE_WHITESPACE
+    watchkeeper.yaml: ingest.decision_threshold is 0.5, but the reference of model fraud
+    (ref.json) was built for decision threshold 0.3: its estimates are not used. Rebuild
+    it with --threshold 0.5, or set ingest.decision_threshold: 0.3
+    >>> threshold_conflict(ref, 0.3) is None
+    True
+    """
+    est = reference.estimation
+    if decision_threshold is None or est is None or not isinstance(est.model, StepCalibrator):
+        return None
+    built = est.model.threshold
+    if built is None or math.isclose(built, decision_threshold, rel_tol=0.0, abs_tol=1e-12):
+        return None
+    where = f"{config_path}: " if config_path else ""
+    return (
+        f"{where}ingest.decision_threshold is {decision_threshold:g}, but the reference of "
+        f"model {reference.model} ({reference.source or 'the store'}) was built for decision "
+        f"threshold {built:g}: its estimates are not used. Rebuild it with --threshold "
+        f"{decision_threshold:g}, or set ingest.decision_threshold: {built:g}"
+    )
+
+
 class ReferencesInForce:
     """Bin edges per model and column; replaced whole (one assignment, so the ingestion
     thread reads either the old set or the new, never a mix).
@@ -55,10 +96,16 @@ class ReferencesInForce:
     ((1.0, 5.0), None, None)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, decision_threshold: float | None = None, config_path: str = "") -> None:
         self._edges: dict[str, dict[str, Edges]] = {}
         self._estimations: dict[str, Estimation] = {}
         self._adopted: tuple[tuple[str, str, str, int], ...] | None = None
+        self.decision_threshold = decision_threshold
+        """``ingest.decision_threshold`` (None: not checked): a binary reference whose
+        calibrator was fitted for another threshold is refused (see :meth:`adopt`)."""
+        self.config_path = config_path
+        self.refused: dict[str, str] = {}
+        """Per model, why its reference's estimation is not in force (logged once)."""
 
     def replace(
         self,
@@ -98,8 +145,14 @@ class ReferencesInForce:
             columns = edges.setdefault(reference.model, {})
             for name, cut in edges_of(reference).items():
                 columns.setdefault(name, cut)
-            if reference.estimation is not None:
-                estimations.setdefault(reference.model, reference.estimation)
+            if reference.estimation is not None and reference.model not in estimations:
+                why = threshold_conflict(reference, self.decision_threshold, self.config_path)
+                if why is None:
+                    estimations[reference.model] = reference.estimation
+                    self.refused.pop(reference.model, None)
+                elif self.refused.get(reference.model) != why:
+                    log.error("%s", why)
+                    self.refused[reference.model] = why
         self.replace(edges, estimations)
 
     def edges(self, model: str, column: str) -> Edges | None:
