@@ -110,7 +110,9 @@ def estimate_finding(
     if sketch is None or n < min_samples:
         why = (
             "no estimate state for this reference in the window (it began before the "
-            "reference was in force, or its predictions carry no score)"
+            "reference was in force, its predictions carry no score, or ingest refused the "
+            "reference: the daemon's log says why — built for another decision threshold, "
+            "or more references with estimations for this model than a window keeps)"
             if sketch is None
             else f"{n} scored predictions < min_samples {min_samples}"
         )

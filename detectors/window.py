@@ -12,7 +12,7 @@ and how small windows roll up into large ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -102,9 +102,10 @@ BinEdges = Callable[[str, str], "tuple[float, ...] | None"]
 (those of the reference in force for the model), or None: KLL alone. Columns are named
 as in a reference profile (``__prediction__`` for the prediction)."""
 
-EstimationOf = Callable[[str], "Estimation | None"]
-"""``model ->`` the estimation of the reference in force for the model (its calibrator or
-loss model), whose state a window's prediction batches update; None: no estimates."""
+EstimationOf = Callable[[str], "Estimation | Sequence[Estimation] | None"]
+"""``model ->`` the estimations of the references in force for the model (calibrator or
+loss model; one per distinct reference of its policies), whose state a window's
+prediction batches update; None: no estimates."""
 
 
 @dataclass(frozen=True)
@@ -227,9 +228,14 @@ class WindowSummary:
     def _estimate(self, batch: ColumnBatch, idx: IndexArray) -> None:
         """The batch's rows into the estimate state of the reference in force, if any."""
         assert self.settings.estimation is not None and batch.prediction is not None
-        estimation = self.settings.estimation(self.model)
-        if estimation is None or batch.prediction.kind != "numeric":
+        found = self.settings.estimation(self.model)
+        if found is None or batch.prediction.kind != "numeric":
             return  # a class without a score carries nothing to estimate from
+        for estimation in (found,) if not isinstance(found, Sequence) else found:
+            self._estimate_one(estimation, batch, idx)
+
+    def _estimate_one(self, estimation: Estimation, batch: ColumnBatch, idx: IndexArray) -> None:
+        assert batch.prediction is not None
         klass = batch.prediction_class
         if isinstance(estimation.model, MulticlassCalibrator):
             if batch.class_scores is None:

@@ -14,8 +14,10 @@ decides), and KS, Wasserstein and quantiles, which always read KLL.
 The label-free estimates read the same seam: :meth:`ReferencesInForce.estimation` gives
 the estimation (calibrator or loss model) of the reference in force for a model, and
 every window's prediction batches update its estimate state from then on (a window
-begun before counts only the rows after: its estimate's ``n`` says how many). The first
-policy in key order whose reference has an estimation decides for the model.
+begun before counts only the rows after: its estimate's ``n`` says how many). Every
+distinct reference with an estimation among a model's policies keeps its own state (up
+to ``MAX_SKETCHES``, in policy key order), so two policies on two references both get
+estimates.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from watchkeeper.detectors.calibrator import StepCalibrator
 from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.profile import PREDICTION, NumericProfile, ReferenceProfile
+from watchkeeper.detectors.window_estimates import MAX_SKETCHES
 
 log = logging.getLogger(__name__)
 Edges = tuple[float, ...]
@@ -98,7 +101,7 @@ class ReferencesInForce:
 
     def __init__(self, decision_threshold: float | None = None, config_path: str = "") -> None:
         self._edges: dict[str, dict[str, Edges]] = {}
-        self._estimations: dict[str, Estimation] = {}
+        self._estimations: dict[str, tuple[Estimation, ...]] = {}
         self._adopted: tuple[tuple[str, str, str, int], ...] | None = None
         self.decision_threshold = decision_threshold
         """``ingest.decision_threshold`` (None: not checked): a binary reference whose
@@ -110,10 +113,12 @@ class ReferencesInForce:
     def replace(
         self,
         edges: Mapping[str, Mapping[str, Edges]],
-        estimations: Mapping[str, Estimation] | None = None,
+        estimations: Mapping[str, Estimation | tuple[Estimation, ...]] | None = None,
     ) -> None:
         self._edges = {model: dict(columns) for model, columns in edges.items()}
-        self._estimations = dict(estimations or {})
+        self._estimations = {
+            model: e if isinstance(e, tuple) else (e,) for model, e in (estimations or {}).items()
+        }
 
     def adopt_if_changed(self, references: Iterable[ReferenceProfile]) -> bool:
         """Put ``references`` in force unless the same ones are already: a reference rebuilt
@@ -140,19 +145,32 @@ class ReferencesInForce:
         references = list(references)
         self._adopted = _identity(references)
         edges: dict[str, dict[str, Edges]] = {}
-        estimations: dict[str, Estimation] = {}
+        estimations: dict[str, tuple[Estimation, ...]] = {}
+        refused: dict[str, str] = {}
         for reference in references:
             columns = edges.setdefault(reference.model, {})
             for name, cut in edges_of(reference).items():
                 columns.setdefault(name, cut)
-            if reference.estimation is not None and reference.model not in estimations:
-                why = threshold_conflict(reference, self.decision_threshold, self.config_path)
-                if why is None:
-                    estimations[reference.model] = reference.estimation
-                    self.refused.pop(reference.model, None)
-                elif self.refused.get(reference.model) != why:
-                    log.error("%s", why)
-                    self.refused[reference.model] = why
+            est = reference.estimation
+            if est is None:
+                continue
+            mine = estimations.get(reference.model, ())
+            if any(e.fingerprint == est.fingerprint for e in mine):
+                continue  # two policies on one reference: one state
+            why = threshold_conflict(reference, self.decision_threshold, self.config_path)
+            if why is None and len(mine) >= MAX_SKETCHES:
+                why = (
+                    f"model {reference.model}: more than {MAX_SKETCHES} references with "
+                    f"estimations in force; the first {MAX_SKETCHES} in policy key order keep "
+                    f"estimate state, not {reference.source or 'this one'}"
+                )
+            if why is None:
+                estimations[reference.model] = (*mine, est)
+                continue
+            if self.refused.get(reference.model) != why:
+                log.error("%s", why)  # once per reason, not per reload
+            refused[reference.model] = why
+        self.refused = refused
         self.replace(edges, estimations)
 
     def edges(self, model: str, column: str) -> Edges | None:
@@ -160,9 +178,10 @@ class ReferencesInForce:
         columns = self._edges.get(model)
         return None if columns is None else columns.get(column)
 
-    def estimation(self, model: str) -> Estimation | None:
-        """The estimation whose state ``model``'s windows update at ingest, if any."""
-        return self._estimations.get(model)
+    def estimation(self, model: str) -> tuple[Estimation, ...] | None:
+        """The estimations whose state ``model``'s windows update at ingest (one per
+        distinct reference of its policies, in policy key order), if any."""
+        return self._estimations.get(model) or None
 
     def models(self) -> dict[str, dict[str, Edges]]:
         """What is in force now (for status pages and tests)."""

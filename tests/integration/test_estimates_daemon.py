@@ -249,8 +249,8 @@ def _rebuilt_reference_reaches_ingest(
     references = daemon.ingestor.references
 
     def in_force() -> str | None:
-        estimation = references.estimation("fraud")
-        return None if estimation is None else estimation.fingerprint
+        estimations = references.estimation("fraud")
+        return None if estimations is None else estimations[0].fingerprint
 
     wait_until(lambda: in_force() == first.fingerprint, timeout=30)
     rebuilt = reference(tmp_path, url, seed=2, power=2.0)  # saved over store:default

@@ -116,7 +116,7 @@ def test_a_reference_built_for_another_decision_threshold_is_refused_and_named(
     assert "decision threshold 0.3" in refs.refused["fraud"]
     agreeing = ReferencesInForce(decision_threshold=0.3)
     agreeing.adopt([profile])
-    assert agreeing.estimation("fraud") == profile.estimation and not agreeing.refused
+    assert agreeing.estimation("fraud") == (profile.estimation,) and not agreeing.refused
     assert threshold_conflict(profile, None) is None  # not checked without a threshold
 
     config = write_config(

@@ -334,3 +334,32 @@ def test_a_shift_to_where_the_model_is_unsure_is_no_concept_drift() -> None:
         trust = {f.feature: f for f in evaluate(ref, w, ["estimate_mismatch"], min_samples=100)}
         mismatches.append(trust["estimated_accuracy"].value)
     assert max(mismatches) < 1, mismatches
+
+
+def test_two_policies_on_two_references_both_get_estimate_state() -> None:
+    from watchkeeper.daemon.ingest.references_in_force import ReferencesInForce
+    from watchkeeper.detectors.estimate_findings import estimate_finding
+    from watchkeeper.detectors.window_estimates import MAX_SKETCHES
+
+    first, est1 = binary_reference(6000, seed=1)
+    second, est2 = binary_reference(6000, seed=2)
+    assert est1.fingerprint != est2.fingerprint
+    refs = ReferencesInForce()
+    refs.adopt([first, second, first])  # a third policy on the first reference: one state
+    assert refs.estimation("fraud") == (est1, est2)
+    w = WindowSummary("fraud", "1", 0, 1000, SketchSettings(k=8, estimation=refs.estimation))
+    scores = np.random.default_rng(5).random(800)
+    w.update(batch("fraud", scores), np.arange(scores.size))
+    for profile, est in ((first, est1), (second, est2)):
+        state = w.estimates.of(est)
+        assert state is not None and state.n == 800
+        found = estimate_finding("estimated_accuracy", profile, w, min_samples=100)
+        assert found.status == "ok" and found.details["estimation"] == est.fingerprint
+    # beyond what a window keeps: refused, and said why
+    many = [binary_reference(3000, seed=10 + i)[0] for i in range(MAX_SKETCHES + 1)]
+    refs.adopt(many)
+    kept = refs.estimation("fraud")
+    assert kept is not None and len(kept) == MAX_SKETCHES
+    assert f"more than {MAX_SKETCHES} references" in refs.refused["fraud"]
+    refs.adopt([first])
+    assert refs.estimation("fraud") == (est1,) and not refs.refused
