@@ -30,6 +30,7 @@ from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimate_trust import LABELLED_SHARE, TRUST_METRIC
 from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
+from watchkeeper.detectors.loss_model import LossSketch
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.engine import PolicyEngine
@@ -64,6 +65,12 @@ def compare(reference: ReferenceProfile | None, window: WindowSummary) -> dict[s
         "window_start_ms": window.start_ms,
         "window_end_ms": window.end_ms,
         "n_estimated": state.n if state is not None else 0,
+        # rows a regression estimate could not see (no loss-model feature), counted
+        **(
+            {"missing_features": state.missing_features, "partial_features": state.partial_features}
+            if isinstance(state, LossSketch)
+            else {}
+        ),
         "n_labelled": perf.n if perf is not None else 0,
         "estimated": estimated,
         "realised": realised,

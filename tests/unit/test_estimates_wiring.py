@@ -363,3 +363,26 @@ def test_two_policies_on_two_references_both_get_estimate_state() -> None:
     assert f"more than {MAX_SKETCHES} references" in refs.refused["fraud"]
     refs.adopt([first])
     assert refs.estimation("fraud") == (est1,) and not refs.refused
+
+
+def test_a_regression_window_without_the_features_is_not_ok_and_says_why() -> None:
+    from watchkeeper.daemon.checks.estimates import compare
+    from watchkeeper.detectors.estimate_findings import estimate_finding
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=4000)
+    y = 2 * x + rng.normal(size=4000) * (1 + np.abs(x))
+    est = fit_regression_estimation({"x": x}, 2 * x, y, params={"max_iter": 20})
+    profile = ReferenceProfile("price", {}, 4000, estimation=est)
+    w = WindowSummary("price", "1", 0, 1000, SketchSettings(k=8, estimation=lambda m: est))
+    pred = 2 * rng.normal(size=500)
+    w.update(batch("price", pred), np.arange(500))  # events without feature x
+    found = estimate_finding("estimated_mae", profile, w, min_samples=100)
+    assert found.status == "insufficient_data"
+    assert "500 predictions left out" in found.details["reason"]
+    w.update(batch("price", pred, {"x": pred / 2}), np.arange(500))
+    found = estimate_finding("estimated_mae", profile, w, min_samples=100)
+    assert found.status == "ok" and found.n_current == 500
+    assert found.details["missing_features"] == 500
+    row = compare(profile, w)
+    assert row is not None and row["missing_features"] == 500
