@@ -374,6 +374,18 @@ class WindowSummary:
         }
 
     @classmethod
+    def performance_view(cls, data: dict[str, Any]) -> WindowSummary:
+        """Only the window's performance and estimate state, from its stored form: what
+        realised-beside-estimated rows read, without building every feature's sketch."""
+        if data.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"window summary format {data.get('format')!r} is not supported")
+        out = cls(data["model"], data["version"], int(data["start_ms"]), int(data["size_ms"]))
+        if data.get("performance") is not None:
+            out.performance = PerformanceSketch.from_dict(data["performance"])
+        out.estimates = WindowEstimates.from_dict(data.get("estimates"))
+        return out
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowSummary:
         if data.get("format") not in READABLE_FORMATS:
             raise ValueError(f"window summary format {data.get('format')!r} is not supported")

@@ -24,6 +24,7 @@ from watchkeeper.daemon.checks.estimates import (
     DEFAULT_LOOKBACK_S,
     EstimateFollowUp,
     LabelledSpans,
+    PerformanceRowCache,
     no_labelled_windows,
 )
 from watchkeeper.daemon.eventtime.windows import window_bounds
@@ -316,6 +317,8 @@ class Checker:
     ) -> None:
         self.max_age_ms = int(max_age_s * 1000)
         self.spans = LabelledSpans(label_ttl_s)
+        self.row_cache = PerformanceRowCache()
+        """Realised-beside-estimated views for ``GET /api/status`` (``status(rows_cache=)``)."""
         """The trust check's labelled spans, searched back to ``ingest.label_ttl``."""
         self.store = store
         self.shadow = shadow

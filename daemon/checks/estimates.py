@@ -21,10 +21,13 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+from sqlalchemy import select, tuple_
+from watchkeeper.daemon.store import tables
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.errors import InsufficientDataError
@@ -77,6 +80,59 @@ def compare(reference: ReferenceProfile | None, window: WindowSummary) -> dict[s
     }
 
 
+class PerformanceRowCache:
+    """The stored windows' performance and estimate state, kept between requests.
+
+    ``GET /api/status`` must not start expensive work: a request reads only the key
+    columns of the recent windows (model, version, start, ``updated_at``), and parses the
+    stored summary of a window only when it is new or was rewritten since — and then only
+    its performance and estimate parts (:meth:`WindowSummary.performance_view`), not every
+    feature's sketch. Bounded: at most ``capacity`` windows, the oldest read dropped."""
+
+    def __init__(self, capacity: int = 4 * MAX_ROWS) -> None:
+        self.capacity = capacity
+        self._views: OrderedDict[tuple[str, str, int, int], tuple[Any, WindowSummary]] = (
+            OrderedDict()
+        )
+        self.parsed = 0
+        """Stored summaries parsed (a counter for tests)."""
+
+    def windows(self, store: Store, model: str, since: int) -> list[WindowSummary]:
+        """The performance views of ``model``'s windows starting at ``since`` or later."""
+        w = tables.windows
+        key_columns = (w.c.model_version, w.c.window_size_ms, w.c.window_start_ms)
+        with store.engine.connect() as conn:
+            keys = [
+                ((model, str(v), int(size), int(start)), updated)
+                for v, size, start, updated in conn.execute(
+                    select(*key_columns, w.c.updated_at)
+                    .where((w.c.model == model) & (w.c.window_start_ms >= since))
+                    .order_by(w.c.window_start_ms)
+                ).all()
+            ]
+            stale = [
+                key[1:]
+                for key, updated in keys
+                if (cached := self._views.get(key)) is None or cached[0] != updated
+            ]
+            fresh: dict[tuple[str, str, int, int], tuple[Any, WindowSummary]] = {}
+            if stale:
+                for v, size, start, updated, blob in conn.execute(
+                    select(*key_columns, w.c.updated_at, w.c.summary).where(
+                        (w.c.model == model) & tuple_(*key_columns).in_(stale)
+                    )
+                ).all():
+                    view = WindowSummary.performance_view(orjson.loads(blob))
+                    fresh[(model, str(v), int(size), int(start))] = (updated, view)
+        self.parsed += len(fresh)
+        for key, value in fresh.items():
+            self._views[key] = value
+            self._views.move_to_end(key)
+        while len(self._views) > self.capacity:
+            self._views.popitem(last=False)
+        return [hit[1] for key, _ in keys if (hit := self._views.get(key)) is not None]
+
+
 def performance_rows(
     store: Store,
     reference: ReferenceProfile | None,
@@ -84,14 +140,17 @@ def performance_rows(
     now_ms: int,
     size_ms: int,
     limit: int = 12,
+    cache: PerformanceRowCache | None = None,
 ) -> list[dict[str, Any]]:
     """The last ``limit`` windows of ``model`` (versions rolled up) with an estimate or
-    realised metrics, newest first; see the module docstring."""
+    realised metrics, newest first; see the module docstring. ``cache`` (the daemon's,
+    kept across requests) parses a stored window only when it changed; without it, each
+    call parses the windows' performance and estimate parts afresh."""
     limit = max(1, min(limit, MAX_ROWS))
     since = now_ms - now_ms % size_ms - limit * size_ms
     parts: dict[int, list[WindowSummary]] = defaultdict(list)
-    for stored in store.windows(model, None, since, None):
-        parts[stored.summary.start_ms].append(stored.summary)
+    for view in (cache or PerformanceRowCache()).windows(store, model, since):
+        parts[view.start_ms].append(view)
     rows = []
     for start in sorted(parts, reverse=True):
         window = WindowSummary.rollup(parts[start], start, parts[start][0].size_ms)

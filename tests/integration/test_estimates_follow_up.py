@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from watchkeeper.daemon.checks.checker import Checker
-from watchkeeper.daemon.checks.estimates import performance_rows
+from watchkeeper.daemon.checks.estimates import PerformanceRowCache, performance_rows
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey, WindowState
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.store.store import Store
@@ -98,6 +98,17 @@ def test_realised_lands_beside_an_open_estimate_incident(store_url: str) -> None
         assert acc["value"] == pytest.approx(evaluation.value)
         assert acc["realised"] == pytest.approx(realised)
         assert acc["lower"] < acc["value"] < acc["upper"]
+        # the status rows from the request cache: the same rows; a second request
+        # parses nothing, a rewritten window is parsed again, alone
+        cache = PerformanceRowCache()
+        at = NOW_MS + 2 * SIZE_MS
+        assert performance_rows(store, profile, "fraud", at, SIZE_MS, cache=cache) == [row]
+        assert cache.parsed == 1
+        assert performance_rows(store, profile, "fraud", at, SIZE_MS, cache=cache) == [row]
+        assert cache.parsed == 1
+        store.commit("g", Delta(SIZE_MS, {key: graded}), {("labels", 0): 1900})
+        (again,) = performance_rows(store, profile, "fraud", at, SIZE_MS, cache=cache)
+        assert cache.parsed == 2 and again["n_labelled"] == 3800
         # a day later, the incident still open: the follow-up reads the windows it was
         # raised on and one policy window after, not everything since
         reads: list[tuple[int | None, int | None]] = []
