@@ -104,8 +104,16 @@ def _steps(
         if fine[i] != fine[i + 1] or e == threshold  # an edge survives if it changes something
     ]
     values = [float(fine[0])] + [float(fine[i + 1]) for i in keep]
+    cuts = [float(edges[i]) for i in keep]
+    if threshold is not None and np.isfinite(threshold) and float(threshold) not in cuts:
+        # every reference score on one side of the threshold: it is still made a step
+        # boundary (both sides keep the same value), so that "step ≥ threshold_step" and
+        # "score ≥ threshold" decide every window row alike
+        at = int(np.searchsorted(np.asarray(cuts), threshold))
+        cuts.insert(at, float(threshold))
+        values.insert(at, values[at])
     return StepCalibrator(
-        edges=tuple(float(edges[i]) for i in keep),
+        edges=tuple(cuts),
         values=tuple(values),
         threshold=None if threshold is None else float(threshold),
         decision=decision,

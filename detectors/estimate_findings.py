@@ -22,6 +22,7 @@ from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimate_trust import EstimateTrust
 from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
 from watchkeeper.detectors.estimation_reference import Estimation
+from watchkeeper.detectors.loss_model import LossSketch
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.sampling_band import SAMPLING_ERROR_RANGE
 from watchkeeper.detectors.window import WindowSummary
@@ -110,10 +111,17 @@ def estimate_finding(
     if sketch is None or n < min_samples:
         why = (
             "no estimate state for this reference in the window (it began before the "
-            "reference was in force, or its predictions carry no score)"
+            "reference was in force, its predictions carry no score, or ingest refused the "
+            "reference: the daemon's log says why — built for another decision threshold, "
+            "or more references with estimations for this model than a window keeps)"
             if sketch is None
             else f"{n} scored predictions < min_samples {min_samples}"
         )
+        if isinstance(sketch, LossSketch) and sketch.missing_features:
+            why += (
+                f"; {sketch.missing_features} predictions left out: they carry none of the "
+                "loss model's features"
+            )
         return _finding(window, metric, None, None, "insufficient_data", n, rows, {"reason": why})
     try:
         estimate = est.estimate(metric, sketch, width)
@@ -131,6 +139,9 @@ def estimate_finding(
         "estimation": est.fingerprint,
         "problem": est.problem,
     }
+    if isinstance(sketch, LossSketch):  # what the loss model could not see, shown
+        details["missing_features"] = sketch.missing_features
+        details["partial_features"] = sketch.partial_features
     if base is not None:
         details["delta"] = estimate.value - base
     realised, pairs = _realised(window)

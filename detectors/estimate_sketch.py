@@ -31,6 +31,7 @@ only over classes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -273,13 +274,79 @@ def estimate_sketch_from_dict(d: dict[str, Any]) -> EstimateSketch:
     raise ValueError(f"unknown estimate sketch kind {d['kind']!r}")
 
 
-def class_index(classes: tuple[str, ...], values: list[str]) -> IntArray:
-    """Predicted class names → indices into ``classes`` (−1 for any other name); one dict
-    look-up per distinct name, not per row."""
+def class_index(
+    classes: tuple[str, ...], values: Any, aliases: Mapping[str, int] | None = None
+) -> IntArray:
+    """Predicted class names → indices into ``classes`` (−1 for any other name, and for
+    None); ``aliases`` adds other names of a class (a probability vector's positions).
+    One dict look-up per distinct name, not per row."""
     arr = np.asarray(values, dtype=object)
     if arr.size == 0:
         return np.empty(0, dtype=np.int64)
-    unique, inverse = np.unique(arr.astype(str), return_inverse=True)
-    lookup = {c: i for i, c in enumerate(classes)}
+    absent = np.asarray([v is None for v in arr.tolist()], dtype=bool)
+    text = np.where(absent, "", arr).astype(str)
+    unique, inverse = np.unique(text, return_inverse=True)
+    lookup = {**(aliases or {}), **{c: i for i, c in enumerate(classes)}}
     codes = np.array([lookup.get(str(u), -1) for u in unique], dtype=np.int64)
-    return codes[inverse.reshape(-1)]
+    out = codes[inverse.reshape(-1)]
+    out[absent] = -1
+    return out
+
+
+def binary_decisions(
+    classes: Any, absent: Any, scores: FloatArray, threshold: float | None
+) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Each row's predicted class (True = 1), decided as the label join decides it for the
+    realised metrics (``daemon/store/label_join.py``): the model's own class when the row
+    logs one — positive only when it reads ``"1"`` (the decoder spells JSON ``1``, ``1.0``
+    and ``true`` so, :func:`~watchkeeper.detectors.performance.class_names`; the text
+    ``"true"`` is another class to the confusion matrix, so negative here too) — else
+    score ≥ the decision threshold. Row by row: a batch where some rows log a class and
+    some do not decides each row its own way.
+
+    >>> binary_decisions(np.array(["1", None, "0", "true"], dtype=object),
+    ...                  np.array([False, True, False, False]),
+    ...                  np.array([0.1, 0.7, 0.9, 0.9]), 0.5).tolist()
+    [True, True, False, False]
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    cut = 0.5 if threshold is None else threshold
+    by_score = s >= cut
+    if classes is None:
+        return by_score
+    own = np.asarray(classes, dtype=object) == "1"
+    gone = np.asarray(absent, dtype=bool) | (np.asarray(classes, dtype=object) == None)  # noqa: E711
+    return np.where(gone, by_score, own)
+
+
+def _index_names(classes: tuple[str, ...]) -> bool:
+    return sorted(classes) == sorted(str(i) for i in range(len(classes)))
+
+
+def vector_scores(classes: tuple[str, ...], vectors: FloatArray) -> FloatArray | None:
+    """A probability-vector prediction (rows × positions) as scores in ``classes``' order,
+    or None when its width is not the number of classes.
+
+    Position ``i`` of a vector is class ``"i"`` everywhere else in watchkeeper (the
+    decoder's arg-max class), so a reference whose classes are those names is matched by
+    name; a reference with other class names is matched by position, in the order its
+    ``--class-score`` options gave the classes.
+
+    >>> vector_scores(("2", "0", "1"), np.array([[0.1, 0.2, 0.7]])).tolist()
+    [[0.7, 0.1, 0.2]]
+    >>> vector_scores(("cat", "dog"), np.array([[0.4, 0.6]])).tolist()
+    [[0.4, 0.6]]
+    """
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != len(classes):
+        return None
+    if _index_names(classes):
+        return v[:, [int(c) for c in classes]]
+    return v
+
+
+def vector_aliases(classes: tuple[str, ...]) -> dict[str, int]:
+    """Other names of the classes in a probability vector's events: for a reference whose
+    classes are not the positions' names, position ``"i"`` (the arg-max class the decoder
+    gives) is its ``i``-th class; none otherwise."""
+    return {} if _index_names(classes) else {str(i): i for i in range(len(classes))}

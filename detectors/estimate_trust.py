@@ -45,6 +45,9 @@ from watchkeeper.detectors.sampling_band import SAMPLING_ERROR_RANGE, MetricSpre
 
 TRUST_METRIC = "estimate_mismatch"
 TRUST_DEFAULT_THRESHOLD = 1.0  # mismatch > 1: outside the combined band
+LABELLED_SHARE = 0.9
+"""Default share of a window's predictions graded before the trust check reads it: most
+labels in, a few lost or very late ones tolerated (a label never sent, a TTL expiry)."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,25 @@ class EstimateTrust:
 
     name: ClassVar[str] = TRUST_METRIC
 
-    def __init__(self, width: float = SAMPLING_ERROR_RANGE) -> None:
+    def __init__(
+        self,
+        width: float = SAMPLING_ERROR_RANGE,
+        labelled_share: float = LABELLED_SHARE,
+        lookback: float | str | None = None,
+    ) -> None:
+        """``labelled_share``: the share of a stored window's predictions whose labels must
+        have arrived before the check reads it (realised and estimated on the same
+        predictions). ``lookback``: how far back (a duration; default the daemon's
+        ``ingest.label_ttl``) the daemon searches for the most recent span of the policy's
+        length with those labels in, when labels are later than the policy window (read
+        by the daemon's checker, which parses the duration)."""
         if width <= 0:
             raise ValueError("the band width must be positive")
+        if not 0.0 < labelled_share <= 1.0:
+            raise ValueError(f"labelled_share must be in (0, 1], got {labelled_share}")
         self.width = width
+        self.labelled_share = labelled_share
+        self.lookback = lookback
 
     def score(
         self, realised: float, n_labelled: int, estimate: Estimate, spread: MetricSpread

@@ -109,7 +109,7 @@ class Estimation:
             return BinaryEstimateSketch.for_calibrator(self.model)
         if isinstance(self.model, MulticlassCalibrator):
             return MulticlassEstimateSketch.for_calibrator(self.model)
-        return LossSketch(self.model.fingerprint)
+        return LossSketch(self.model.fingerprint, self.model.exponents)
 
     def estimate(
         self,

@@ -12,11 +12,18 @@ and how small windows roll up into large ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from watchkeeper.detectors.calibrator import MulticlassCalibrator, StepCalibrator
+from watchkeeper.detectors.estimate_sketch import (
+    binary_decisions,
+    class_index,
+    vector_aliases,
+    vector_scores,
+)
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reservoir import KeyArray, Reservoir, Row
 from watchkeeper.detectors.sketches import (
@@ -77,6 +84,10 @@ class ColumnBatch:
     latency_ms: np.ndarray[Any, np.dtype[np.float64]] | None = None
     offsets: np.ndarray[Any, np.dtype[np.int64]] | None = None
     """Each event's Kafka offset in its partition (shadow evaluation's progress)."""
+    class_scores: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    """A probability-vector prediction kept whole (events × classes, NaN rows where the
+    vector is absent): what a multiclass model's estimates read. ``prediction`` and
+    ``prediction_class`` reduce it to the top score and the arg-max class."""
 
     def __len__(self) -> int:
         return int(self.ts_ms.size)
@@ -91,9 +102,10 @@ BinEdges = Callable[[str, str], "tuple[float, ...] | None"]
 (those of the reference in force for the model), or None: KLL alone. Columns are named
 as in a reference profile (``__prediction__`` for the prediction)."""
 
-EstimationOf = Callable[[str], "Estimation | None"]
-"""``model ->`` the estimation of the reference in force for the model (its calibrator or
-loss model), whose state a window's prediction batches update; None: no estimates."""
+EstimationOf = Callable[[str], "Estimation | Sequence[Estimation] | None"]
+"""``model ->`` the estimations of the references in force for the model (calibrator or
+loss model; one per distinct reference of its policies), whose state a window's
+prediction batches update; None: no estimates."""
 
 
 @dataclass(frozen=True)
@@ -216,23 +228,48 @@ class WindowSummary:
     def _estimate(self, batch: ColumnBatch, idx: IndexArray) -> None:
         """The batch's rows into the estimate state of the reference in force, if any."""
         assert self.settings.estimation is not None and batch.prediction is not None
-        estimation = self.settings.estimation(self.model)
-        if estimation is None or batch.prediction.kind != "numeric":
+        found = self.settings.estimation(self.model)
+        if found is None or batch.prediction.kind != "numeric":
             return  # a class without a score carries nothing to estimate from
-        if estimation.problem == "multiclass":
-            return  # needs the probability vector, which decoding reduces to score + class
-        column = batch.prediction
-        scores = column.values[idx].astype(np.float64, copy=False)
-        predicted = None
+        for estimation in (found,) if not isinstance(found, Sequence) else found:
+            self._estimate_one(estimation, batch, idx)
+
+    def _estimate_one(self, estimation: Estimation, batch: ColumnBatch, idx: IndexArray) -> None:
+        assert batch.prediction is not None
         klass = batch.prediction_class
-        if estimation.problem == "binary" and klass is not None:
-            absent = klass.null[idx] | klass.missing[idx]
-            if not absent.any():  # the model's own decision, when every row logs one
-                predicted = np.isin(klass.values[idx], ("1", "1.0", "True", "true"))
+        if isinstance(estimation.model, MulticlassCalibrator):
+            if batch.class_scores is None:
+                return  # a score without its probability vector: nothing per class
+            scores = vector_scores(estimation.model.classes, batch.class_scores[idx])
+            if scores is None:
+                return  # a vector of another width than the reference's classes
+            predicted = None
+            if klass is not None:
+                predicted = class_index(
+                    estimation.model.classes,
+                    klass.values[idx],
+                    vector_aliases(estimation.model.classes),
+                )
+                # a row without its own class is decided by the arg-max of its scores
+                argmax = np.argmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1)
+                absent = klass.null[idx] | klass.missing[idx]
+                predicted = np.where(absent, argmax, predicted)
+            self.estimates.update(estimation, scores, predicted)
+            return
+        column = batch.prediction
+        values = column.values[idx].astype(np.float64, copy=False)
+        decided = None
+        if isinstance(estimation.model, StepCalibrator):
+            decided = binary_decisions(
+                None if klass is None else klass.values[idx],
+                None if klass is None else klass.null[idx] | klass.missing[idx],
+                values,
+                estimation.model.threshold,
+            )
         features = None
         if estimation.problem == "regression":
             features = {n: c.values[idx] for n, c in batch.features.items()}
-        self.estimates.update(estimation, scores, predicted, features)
+        self.estimates.update(estimation, values, decided, features)
 
     def merge(self, other: WindowSummary) -> None:
         """Fold the summary of another part of the same window into this one."""
@@ -335,6 +372,18 @@ class WindowSummary:
             "performance": None if self.performance is None else self.performance.to_dict(),
             "estimates": self.estimates.to_dict(),
         }
+
+    @classmethod
+    def performance_view(cls, data: dict[str, Any]) -> WindowSummary:
+        """Only the window's performance and estimate state, from its stored form: what
+        realised-beside-estimated rows read, without building every feature's sketch."""
+        if data.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"window summary format {data.get('format')!r} is not supported")
+        out = cls(data["model"], data["version"], int(data["start_ms"]), int(data["size_ms"]))
+        if data.get("performance") is not None:
+            out.performance = PerformanceSketch.from_dict(data["performance"])
+        out.estimates = WindowEstimates.from_dict(data.get("estimates"))
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowSummary:

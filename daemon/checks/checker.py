@@ -21,8 +21,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.checks.estimates import (
+    DEFAULT_LOOKBACK_S,
     EstimateFollowUp,
-    labelled_windows,
+    LabelledSpans,
+    PerformanceRowCache,
     no_labelled_windows,
 )
 from watchkeeper.daemon.eventtime.windows import window_bounds
@@ -31,12 +33,13 @@ from watchkeeper.daemon.shadow.checks import ShadowChecks
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.estimate_findings import estimation_bases
-from watchkeeper.detectors.estimate_trust import TRUST_METRIC
+from watchkeeper.detectors.estimate_trust import TRUST_METRIC, EstimateTrust
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.errors import WatchkeeperError
+from watchkeeper.policies.durations import parse_duration
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import Evaluation, IncidentEvent
 from watchkeeper.policies.loader import LoadedPolicy
@@ -161,13 +164,15 @@ def assess(
     size_ms: int,
     at_ms: int,
     extra: Callable[[int, int], dict[str, list[Finding]]] | None = None,
+    spans: LabelledSpans | None = None,
 ) -> Assessment:
     """Evaluate ``loaded`` at tick ``at_ms`` on the stored windows, advancing ``engine``.
 
     The one evaluation path of the daemon and of ``policy backtest``: the same windows,
     baseline and rules give the same values and decisions. ``reference_of`` is asked
     only when there is data to score; ``extra`` adds findings for the window range
-    (shadow comparisons).
+    (shadow comparisons); ``spans`` finds the labelled span the trust check reads
+    (the checker keeps one across ticks; without it each tick searches afresh).
     """
     policy = loaded.policy
     window_ms = int(policy.window * 1000)
@@ -184,23 +189,39 @@ def assess(
     reference = reference_of()
     found = findings_for(policy, reference, window, duration_s, baseline)
     trusting = [r for r in policy.rules if r.metric == TRUST_METRIC]
-    if trusting:
+    spans = spans if spans is not None else LabelledSpans()
+    for rule in trusting:
         # realised and estimated on the same predictions: only the windows whose labels
         # have (nearly) all arrived, else a window still waiting for its labels would
-        # set the estimate of all its predictions against the realised value of others
-        covered = labelled_windows(parts, policy.model, start, end, reference)
-        for rule in trusting:
-            found[rule.key] = (
-                evaluate(
-                    reference,
-                    covered,
-                    [rule.metric],
-                    min_samples=rule.min_samples or policy.min_samples,
-                    options={rule.metric: rule.options} if rule.options else None,
-                )
-                if covered is not None
-                else [no_labelled_windows(policy.model, window)]
+        # set the estimate of all its predictions against the realised value of others;
+        # labels later than the policy window: the newest earlier span that has them
+        trust = EstimateTrust(**rule.options)
+        lookback = None if trust.lookback is None else int(parse_duration(trust.lookback) * 1000)
+        min_samples = rule.min_samples or policy.min_samples
+        covered = spans.covered(
+            f"{policy.key}/{rule.key}",
+            store,
+            parts,
+            policy.model,
+            start,
+            end,
+            reference,
+            at_ms,
+            min_samples,
+            trust.labelled_share,
+            lookback,
+        )
+        found[rule.key] = (
+            evaluate(
+                reference,
+                covered,
+                [rule.metric],
+                min_samples=min_samples,
+                options={rule.metric: rule.options} if rule.options else None,
             )
+            if covered is not None
+            else [no_labelled_windows(policy.model, window)]
+        )
     if extra is not None:
         found.update(extra(start, end))
     # relative: true shifts the reference's realised values; estimated_* shift the
@@ -292,8 +313,13 @@ class Checker:
         metrics: CheckMetrics | None = None,
         shadow: ShadowChecks | None = None,
         max_age_s: float = 0.0,
+        label_ttl_s: float = DEFAULT_LOOKBACK_S,
     ) -> None:
         self.max_age_ms = int(max_age_s * 1000)
+        self.spans = LabelledSpans(label_ttl_s)
+        self.row_cache = PerformanceRowCache()
+        """Realised-beside-estimated views for ``GET /api/status`` (``status(rows_cache=)``)."""
+        """The trust check's labelled spans, searched back to ``ingest.label_ttl``."""
         self.store = store
         self.shadow = shadow
         self.incidents = incidents
@@ -343,7 +369,9 @@ class Checker:
 
         shadow = self.shadow
         extra = (lambda lo, hi: shadow.findings(policy, lo, hi)) if shadow is not None else None
-        found = assess(self.store, loaded, engine, reference, self.size_ms, at_ms, extra)
+        found = assess(
+            self.store, loaded, engine, reference, self.size_ms, at_ms, extra, self.spans
+        )
         events += found.events
         evaluations = found.evaluations
         if self.follow_up.watching(engine):  # realised beside the estimate, as labels come

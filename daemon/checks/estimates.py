@@ -6,26 +6,34 @@
   last ``limit`` windows, each computed from its stored state (no raw rows).
 * :func:`labelled_windows` — what the trust check (``estimate_mismatch``) reads: only
   the stored windows whose labels have (nearly) all arrived, so the realised value and
-  the estimate it is set against cover the same predictions.
+  the estimate it is set against cover the same predictions; :class:`LabelledSpans`
+  finds the newest span of the policy's length with them, searching back (bounded)
+  when labels come later than the policy window.
 * :class:`EstimateFollowUp` — while an incident on an ``estimated_*`` metric is open, the
   labels of the predictions it was raised on keep arriving; when they are enough to
   compare (``min_samples`` pairs, then each doubling), it emits an ``updated`` event
   whose note reads "estimated accuracy 0.911, realised 0.915 (1,204 labels)", on the
-  windows from the one it opened in whose labels have (nearly) all arrived: the Slack
+  windows it was raised on (the policy window before it opened, and one after) whose
+  labels have (nearly) all arrived — a bounded read, however long it stays open: the Slack
   thread, the console and the incident history get it like any update. What it last
   reported lives in memory, so a restart may repeat one note, never skip one.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
+from sqlalchemy import select, tuple_
+from watchkeeper.daemon.store import tables
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.errors import InsufficientDataError
-from watchkeeper.detectors.estimate_trust import TRUST_METRIC
+from watchkeeper.detectors.estimate_trust import LABELLED_SHARE, TRUST_METRIC
 from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
+from watchkeeper.detectors.loss_model import LossSketch
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.engine import PolicyEngine
@@ -60,10 +68,69 @@ def compare(reference: ReferenceProfile | None, window: WindowSummary) -> dict[s
         "window_start_ms": window.start_ms,
         "window_end_ms": window.end_ms,
         "n_estimated": state.n if state is not None else 0,
+        # rows a regression estimate could not see (no loss-model feature), counted
+        **(
+            {"missing_features": state.missing_features, "partial_features": state.partial_features}
+            if isinstance(state, LossSketch)
+            else {}
+        ),
         "n_labelled": perf.n if perf is not None else 0,
         "estimated": estimated,
         "realised": realised,
     }
+
+
+class PerformanceRowCache:
+    """The stored windows' performance and estimate state, kept between requests.
+
+    ``GET /api/status`` must not start expensive work: a request reads only the key
+    columns of the recent windows (model, version, start, ``updated_at``), and parses the
+    stored summary of a window only when it is new or was rewritten since — and then only
+    its performance and estimate parts (:meth:`WindowSummary.performance_view`), not every
+    feature's sketch. Bounded: at most ``capacity`` windows, the oldest read dropped."""
+
+    def __init__(self, capacity: int = 4 * MAX_ROWS) -> None:
+        self.capacity = capacity
+        self._views: OrderedDict[tuple[str, str, int, int], tuple[Any, WindowSummary]] = (
+            OrderedDict()
+        )
+        self.parsed = 0
+        """Stored summaries parsed (a counter for tests)."""
+
+    def windows(self, store: Store, model: str, since: int) -> list[WindowSummary]:
+        """The performance views of ``model``'s windows starting at ``since`` or later."""
+        w = tables.windows
+        key_columns = (w.c.model_version, w.c.window_size_ms, w.c.window_start_ms)
+        with store.engine.connect() as conn:
+            keys = [
+                ((model, str(v), int(size), int(start)), updated)
+                for v, size, start, updated in conn.execute(
+                    select(*key_columns, w.c.updated_at)
+                    .where((w.c.model == model) & (w.c.window_start_ms >= since))
+                    .order_by(w.c.window_start_ms)
+                ).all()
+            ]
+            stale = [
+                key[1:]
+                for key, updated in keys
+                if (cached := self._views.get(key)) is None or cached[0] != updated
+            ]
+            fresh: dict[tuple[str, str, int, int], tuple[Any, WindowSummary]] = {}
+            if stale:
+                for v, size, start, updated, blob in conn.execute(
+                    select(*key_columns, w.c.updated_at, w.c.summary).where(
+                        (w.c.model == model) & tuple_(*key_columns).in_(stale)
+                    )
+                ).all():
+                    view = WindowSummary.performance_view(orjson.loads(blob))
+                    fresh[(model, str(v), int(size), int(start))] = (updated, view)
+        self.parsed += len(fresh)
+        for key, value in fresh.items():
+            self._views[key] = value
+            self._views.move_to_end(key)
+        while len(self._views) > self.capacity:
+            self._views.popitem(last=False)
+        return [hit[1] for key, _ in keys if (hit := self._views.get(key)) is not None]
 
 
 def performance_rows(
@@ -73,14 +140,17 @@ def performance_rows(
     now_ms: int,
     size_ms: int,
     limit: int = 12,
+    cache: PerformanceRowCache | None = None,
 ) -> list[dict[str, Any]]:
     """The last ``limit`` windows of ``model`` (versions rolled up) with an estimate or
-    realised metrics, newest first; see the module docstring."""
+    realised metrics, newest first; see the module docstring. ``cache`` (the daemon's,
+    kept across requests) parses a stored window only when it changed; without it, each
+    call parses the windows' performance and estimate parts afresh."""
     limit = max(1, min(limit, MAX_ROWS))
     since = now_ms - now_ms % size_ms - limit * size_ms
     parts: dict[int, list[WindowSummary]] = defaultdict(list)
-    for stored in store.windows(model, None, since, None):
-        parts[stored.summary.start_ms].append(stored.summary)
+    for view in (cache or PerformanceRowCache()).windows(store, model, since):
+        parts[view.start_ms].append(view)
     rows = []
     for start in sorted(parts, reverse=True):
         window = WindowSummary.rollup(parts[start], start, parts[start][0].size_ms)
@@ -90,19 +160,16 @@ def performance_rows(
     return rows[:limit]
 
 
-LABELLED_SHARE = 0.9
-"""A window's predictions with their labels joined, from which the trust check reads it."""
-
-
 def labelled_windows(
     store: Store | list[WindowSummary],
     model: str,
     start: int,
     end: int,
     reference: ReferenceProfile | None,
+    share: float = LABELLED_SHARE,
 ) -> WindowSummary | None:
     """The stored windows of ``[start, end)`` (read from ``store``, or given, already
-    read) whose labels have (nearly) all arrived: ≥ LABELLED_SHARE of the predictions
+    read) whose labels have (nearly) all arrived: ≥ ``share`` of the predictions
     estimated there are graded; rolled up, or None."""
     est = reference.estimation if reference is not None else None
     if est is None:
@@ -117,13 +184,109 @@ def labelled_windows(
         state = w.estimates.of(est)
         if state is None or not state.n or w.performance is None:
             continue
-        if w.performance.n >= LABELLED_SHARE * state.n:
+        if w.performance.n >= share * state.n:
             parts.append(w)
     return WindowSummary.rollup(parts, start, end - start) if parts else None
 
 
+DEFAULT_LOOKBACK_S = 7 * 86400.0
+"""How far back the trust check looks for labelled predictions by default: the default
+``ingest.label_ttl`` (a prediction waits that long for its label, so older windows gain
+none); a rule's ``options: {lookback: …}`` or the checker's ``label_ttl_s`` overrides it."""
+SEARCH_CHUNK = 12
+MIN_RESEARCH_MS = 60_000
+"""A search back over older spans runs at most once per policy window (and never more
+often than once a minute): between searches the span found is re-read alone."""
+
+
+@dataclass
+class _Found:
+    start: int
+    end: int
+    searched_at: int
+    lookback_ms: int
+
+
+class LabelledSpans:
+    """The span the trust check reads: the newest of the policy's length whose windows
+    with their labels in (≥ ``share`` graded each) hold ≥ ``min_samples`` labelled pairs.
+
+    First the policy's own range; when labels come later than the policy window (a fraud
+    model labelled after days, a policy window of an hour) that range never qualifies,
+    so the spans before it are searched, newest first, back to ``lookback``. Bounded:
+    one search reads at most ``lookback`` of stored windows and runs at most once per
+    policy window (``MIN_RESEARCH_MS`` at least) per policy; between searches only the
+    span found is re-read. What a search found lives in memory (a restart searches once
+    more)."""
+
+    def __init__(self, default_lookback_s: float = DEFAULT_LOOKBACK_S) -> None:
+        self.default_lookback_ms = int(default_lookback_s * 1000)
+        self._found: dict[str, _Found | None] = {}
+        self.searches = 0
+        """Searches back run (a counter for tests and the curious)."""
+
+    def covered(
+        self,
+        key: str,
+        store: Store,
+        parts: list[WindowSummary],
+        model: str,
+        start: int,
+        end: int,
+        reference: ReferenceProfile | None,
+        at_ms: int,
+        min_samples: int,
+        share: float = LABELLED_SHARE,
+        lookback_ms: int | None = None,
+    ) -> WindowSummary | None:
+        """The roll-up of the span's labelled windows, or None (see the class docstring)."""
+
+        def enough(w: WindowSummary | None) -> bool:
+            return w is not None and w.performance is not None and w.performance.n >= min_samples
+
+        current = labelled_windows(parts, model, start, end, reference, share)
+        if enough(current):
+            return current
+        lookback = self.default_lookback_ms if lookback_ms is None else lookback_ms
+        span = end - start
+        found = self._found.get(key)
+        fresh = (
+            found is not None
+            and found.lookback_ms == lookback
+            and at_ms - found.searched_at < max(span, MIN_RESEARCH_MS)
+            and at_ms - found.searched_at >= 0
+        )
+        if fresh:
+            assert found is not None
+            if found.end <= found.start:
+                return None  # searched lately, nothing labelled: no new search yet
+            again = labelled_windows(store, model, found.start, found.end, reference, share)
+            return again if enough(again) else None
+        self.searches += 1
+        hi = start
+        floor = end - lookback
+        while hi - span >= floor and span > 0:
+            # one read per SEARCH_CHUNK spans, newest first, so a long search is a few
+            # queries and holds at most SEARCH_CHUNK spans of windows at once
+            spans = min(SEARCH_CHUNK, (hi - floor) // span)
+            by_span: dict[int, list[WindowSummary]] = defaultdict(list)
+            for stored in store.windows(model, None, hi - spans * span, hi):
+                by_span[(hi - stored.summary.start_ms - 1) // span].append(stored.summary)
+            for i in range(spans):
+                lo = hi - (i + 1) * span
+                window = labelled_windows(
+                    by_span.get(i, []), model, lo, lo + span, reference, share
+                )
+                if enough(window):
+                    self._found[key] = _Found(lo, lo + span, at_ms, lookback)
+                    return window
+            hi -= spans * span
+        self._found[key] = _Found(0, 0, at_ms, lookback)
+        return None
+
+
 def no_labelled_windows(model: str, window: WindowSummary) -> Finding:
-    """The trust check's finding when no window of its range has its labels yet."""
+    """The trust check's finding when no span back to its lookback has its labels yet."""
     return Finding(
         model,
         TRUST_METRIC,
@@ -134,7 +297,10 @@ def no_labelled_windows(model: str, window: WindowSummary) -> Finding:
         window.end_ms,
         0,
         0,
-        {"reason": "no window of the range has the labels of its predictions yet"},
+        {
+            "reason": "no span of the policy window's length, back to the lookback "
+            "(options.lookback, default ingest.label_ttl), has the labels of its predictions"
+        },
     )
 
 
@@ -183,12 +349,15 @@ class EstimateFollowUp:
             if spec is None or incident.metric == TRUST_METRIC:
                 continue
             open_keys.add(incident.fingerprint)
-            # the predictions since the incident opened (from the window it opened in)
-            # whose labels have (nearly) all arrived: realised and estimated on the same
-            start = incident.opened_ms - incident.opened_ms % self.size_ms - self.size_ms
-            window = labelled_windows(
-                self.store, policy.model, start, at_ms + self.size_ms, reference
-            )
+            # the predictions the incident was raised on (its policy window before it
+            # opened) and one policy window after, whose labels have (nearly) all
+            # arrived: realised and estimated on the same predictions. Bounded: 2 policy
+            # windows of stored windows per tick, however long the incident stays open
+            window_ms = int(policy.window * 1000)
+            raised = incident.opened_ms - window_ms
+            start = raised - raised % self.size_ms
+            stop = min(at_ms, incident.opened_ms + window_ms) + self.size_ms
+            window = labelled_windows(self.store, policy.model, start, stop, reference)
             if window is None or window.performance is None:
                 continue
             pairs = window.performance.n

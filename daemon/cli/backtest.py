@@ -32,6 +32,7 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
     """Replay a policy over stored history, on the daemon's tick grid and evaluation path
     (:func:`~watchkeeper.daemon.checks.checker.assess`): every tick in [start, end]."""
     from watchkeeper.daemon.checks.checker import ReferenceCache, assess
+    from watchkeeper.daemon.checks.estimates import LabelledSpans
     from watchkeeper.daemon.checks.ticks import Ticks
     from watchkeeper.daemon.store.store import Store
     from watchkeeper.policies.engine import PolicyEngine
@@ -50,9 +51,10 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
                 cached.append(references.get(loaded))
             return cached[0]
 
+        spans = LabelledSpans(config.ingest.label_ttl)  # as the daemon's checker keeps one
         at = grid.at_or_after(start_ms)
         while at <= end_ms:
-            found = assess(store, loaded, engine, reference, size_ms, at)
+            found = assess(store, loaded, engine, reference, size_ms, at, spans=spans)
             out.ticks.append(at)
             out.evaluations += found.evaluations
             out.events += [(at, e) for e in found.events]

@@ -100,6 +100,33 @@ def _auto_lines(loaded: LoadedPolicy, config: Config | None = None) -> list[str]
     return lines
 
 
+def _threshold_conflicts(
+    policies: list[LoadedPolicy], config: Config | None, config_path: str | None
+) -> list[str]:
+    """Policies with estimate rules whose reference was built for another decision
+    threshold than ``ingest.decision_threshold`` (the daemon refuses those estimates)."""
+    from watchkeeper.daemon.ingest.references_in_force import threshold_conflict
+
+    if config is None:
+        return []
+    out = []
+    for loaded in policies:
+        if not any(METRICS[r.metric].scope == "estimate" for r in loaded.policy.rules):
+            continue
+        try:
+            profile = _reference(loaded, config)
+        except (OSError, ValueError):
+            continue  # an unreadable reference is reported where the daemon reads it
+        why = (
+            threshold_conflict(profile, config.ingest.decision_threshold, config_path or "")
+            if profile is not None
+            else None
+        )
+        if why is not None:
+            out.append(f"{loaded.path}: reference: {why}")
+    return out
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     config = _config(args.config)
     channels = set(config.alerts.channels) if config else None
@@ -117,7 +144,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         for line in _auto_lines(loaded, config):
             print(line)
-    count = sum(len(e) for e in result.errors.values())
+    conflicts = _threshold_conflicts(result.policies, config, args.config)
+    for line in conflicts:
+        print(line, file=sys.stderr)
+    count = sum(len(e) for e in result.errors.values()) + len(conflicts)
     for errors in result.errors.values():
         for error in errors:
             print(error, file=sys.stderr)

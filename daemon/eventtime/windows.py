@@ -178,4 +178,5 @@ def on_time(batch: ColumnBatch, late: np.ndarray[Any, np.dtype[np.bool_]]) -> Co
         label=take(batch.label),
         latency_ms=None if batch.latency_ms is None else batch.latency_ms[keep],
         offsets=None if batch.offsets is None else batch.offsets[keep],
+        class_scores=None if batch.class_scores is None else batch.class_scores[keep],
     )

@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from watchkeeper.daemon.checks.estimates import performance_rows
+from watchkeeper.daemon.checks.estimates import PerformanceRowCache, performance_rows
 from watchkeeper.daemon.checks.stepping import Progress, read_policy_clock, step_settings
 from watchkeeper.daemon.checks.ticks import Ticks
 from watchkeeper.daemon.config import Config
@@ -32,12 +32,14 @@ def status(
     progress: Mapping[str, Progress] | None = None,
     reference_of: Callable[[str], ReferenceProfile | None] | None = None,
     performance_windows: int = 6,
+    rows_cache: PerformanceRowCache | None = None,
 ) -> dict[str, Any]:
     """The status document (JSON-able); ``progress`` is the running daemon's, if any.
 
     With ``reference_of`` (model → the reference its policies score against), a model
     whose reference has an estimation also gets ``performance``: its last
-    ``performance_windows`` windows, estimated beside realised."""
+    ``performance_windows`` windows, estimated beside realised (``rows_cache``, kept by
+    the daemon across requests, parses a stored window only when it changed)."""
     settings = step_settings(config)
     clocks = store.partition_clocks(settings.group_id, settings.clocks, now_ms)
     models = store.model_totals()
@@ -78,7 +80,13 @@ def status(
                     **row,
                 }
                 for row in performance_rows(
-                    store, reference, model, now_ms, settings.size_ms, performance_windows
+                    store,
+                    reference,
+                    model,
+                    now_ms,
+                    settings.size_ms,
+                    performance_windows,
+                    rows_cache,
                 )
             ]
         out_models[model] = entry

@@ -245,7 +245,7 @@ class ColumnarDecoder:
         result = DecodeResult()
         for model in distinct:
             idx = np.arange(n) if len(distinct) == 1 else np.flatnonzero(models == model)
-            features, prediction, prediction_class, label, ignored = self._build(
+            features, prediction, prediction_class, label, scores, ignored = self._build(
                 model, plans[model], cols, idx
             )
             result.ignored_features += ignored * idx.size
@@ -263,6 +263,7 @@ class ColumnarDecoder:
                     prediction_class=prediction_class,
                     label=label,
                     latency_ms=None if latency is None else latency[idx],
+                    class_scores=scores,
                 )
             )
         return result
@@ -328,12 +329,12 @@ class ColumnarDecoder:
 
     def _build(
         self, model: str, plan: dict[str, str], cols: dict[str, pa.Array | None], idx: Any
-    ) -> tuple[dict[str, Column], Column | None, Column | None, Column | None, int]:
+    ) -> tuple[dict[str, Column], Column | None, Column | None, Column | None, Any, int]:
         n = idx.size
         none = np.zeros(n, dtype=bool)
         feats = _features_struct(cols.get("features"))
         features: dict[str, Column] = {}
-        prediction = prediction_class = label = None
+        prediction = prediction_class = label = scores = None
         for name, kind in plan.items():
             self.kinds.learn(model, name, kind)
             arr = feats[name] if name in feats and name not in (PREDICTION, LABEL) else None
@@ -345,7 +346,7 @@ class ColumnarDecoder:
             if kind == "proba":
                 width = pc.list_value_length(arr)[0].as_py()
                 rows = _numbers(arr.flatten()).reshape(len(arr), width)[idx]
-                prediction, prediction_class = proba_columns(rows, none, none)
+                prediction, prediction_class, scores = proba_columns(rows, none, none)
                 continue
             values = _numbers(arr) if kind == "numeric" else _texts(arr)
             column = Column(kind, values[idx] if n != len(arr) else values, none, none)  # type: ignore[arg-type]
@@ -358,7 +359,7 @@ class ColumnarDecoder:
         if "prediction_class" in self._paths:
             prediction_class = self._classes(cols.get("prediction_class"), idx)
         ignored = len(feats) - sum(1 for name in plan if name not in (PREDICTION, LABEL))
-        return features, prediction, prediction_class, label, ignored
+        return features, prediction, prediction_class, label, scores, ignored
 
     @staticmethod
     def _classes(arr: pa.Array | None, idx: Any) -> Column:

@@ -38,10 +38,10 @@ def _kind_of(value: Any) -> str | None:
     return None
 
 
-def proba_columns(rows: Any, null: Any, missing: Any) -> tuple[Column, Column]:
-    """(score, class) columns of a probability matrix (records × classes; NaN rows where
+def proba_columns(rows: Any, null: Any, missing: Any) -> tuple[Column, Column, Any]:
+    """(score, class, matrix) of a probability matrix (records × classes; NaN rows where
     the vector is absent): P(class 1) for two classes, else the top probability; the
-    class is the argmax index as text."""
+    class is the argmax index as text; the matrix itself (for multiclass estimates)."""
     absent = null | missing
     score = rows[:, 1] if rows.shape[1] == 2 else rows.max(axis=1)
     finite_rows = np.isfinite(rows).all(axis=1)
@@ -50,7 +50,7 @@ def proba_columns(rows: Any, null: Any, missing: Any) -> tuple[Column, Column]:
     cls[ok] = np.argmax(rows[ok], axis=1).astype(str).astype(object)
     score_col = Column("numeric", score, null, missing)
     class_col = Column("categorical", cls, null, missing | (~finite_rows & ~absent))
-    return score_col, class_col
+    return score_col, class_col, rows
 
 
 class ColumnBuilder:
@@ -78,7 +78,7 @@ class ColumnBuilder:
         field: str,
         bad: BadRows,
         allow_proba: bool,
-    ) -> Column | tuple[Column, Column] | None:
+    ) -> Column | tuple[Column, Column, Any] | None:
         types = set(map(type, values))
         kind = self.kinds.kind(model, name)
         if kind is None:
@@ -111,8 +111,8 @@ class ColumnBuilder:
 
     def _proba(
         self, values: list[Any], null: Any, missing: Any, field: str, bad: BadRows
-    ) -> tuple[Column, Column]:
-        """A probability vector per record → (score column, class column).
+    ) -> tuple[Column, Column, Any]:
+        """A probability vector per record → (score column, class column, the matrix).
 
         The score is P(class 1) for two classes and the top probability otherwise; the
         class is the argmax index as text.

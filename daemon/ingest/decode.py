@@ -268,7 +268,9 @@ class Decoder:
             if feats is not None
             else {}
         )
-        prediction, prediction_class, label = self._outputs(model, batch.cols, rows, local_bad)
+        prediction, prediction_class, label, scores = self._outputs(
+            model, batch.cols, rows, local_bad
+        )
         keep = np.ones(len(rows), dtype=bool)
         for j, entry in local_bad.items():
             bad.setdefault(rows[j], entry)
@@ -295,6 +297,7 @@ class Decoder:
             prediction_class=take(prediction_class),
             label=take(label),
             latency_ms=None if batch.latency is None else batch.latency[sel],
+            class_scores=None if scores is None else scores[keep],
         )
 
     def _features(
@@ -331,14 +334,15 @@ class Decoder:
 
     def _outputs(
         self, model: str, cols: dict[str, list[Any]], rows: list[int], local_bad: BadRows
-    ) -> tuple[Column | None, Column | None, Column | None]:
-        """The prediction, its class and the label of one model's rows."""
-        prediction = prediction_class = label = None
+    ) -> tuple[Column | None, Column | None, Column | None, Any]:
+        """The prediction, its class, the label of one model's rows, and the probability
+        matrix when the prediction is a vector (None otherwise)."""
+        prediction = prediction_class = label = scores = None
         if "prediction" in cols:
             values = [cols["prediction"][i] for i in rows]
             column = self.columns.build(model, PREDICTION, values, "prediction", local_bad, True)
-            if isinstance(column, tuple):  # a probability vector: score and class
-                prediction, prediction_class = column
+            if isinstance(column, tuple):  # a probability vector: score, class, matrix
+                prediction, prediction_class, scores = column
             else:
                 prediction = column
         if "prediction_class" in cols:  # the model's own decision wins over an argmax
@@ -349,7 +353,7 @@ class Decoder:
                 model, LABEL, [cols["label"][i] for i in rows], "label", local_bad, False
             )
             label = column if not isinstance(column, tuple) else None
-        return prediction, prediction_class, label
+        return prediction, prediction_class, label, scores
 
     def _entry(self, partition: int, rec: RecordLike, reason: str, detail: str) -> Quarantined:
         return quarantine_entry(

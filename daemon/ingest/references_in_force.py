@@ -14,17 +14,24 @@ decides), and KS, Wasserstein and quantiles, which always read KLL.
 The label-free estimates read the same seam: :meth:`ReferencesInForce.estimation` gives
 the estimation (calibrator or loss model) of the reference in force for a model, and
 every window's prediction batches update its estimate state from then on (a window
-begun before counts only the rows after: its estimate's ``n`` says how many). The first
-policy in key order whose reference has an estimation decides for the model.
+begun before counts only the rows after: its estimate's ``n`` says how many). Every
+distinct reference with an estimation among a model's policies keeps its own state (up
+to ``MAX_SKETCHES``, in policy key order), so two policies on two references both get
+estimates.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable, Mapping
 
+from watchkeeper.detectors.calibrator import StepCalibrator
 from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.profile import PREDICTION, NumericProfile, ReferenceProfile
+from watchkeeper.detectors.window_estimates import MAX_SKETCHES
 
+log = logging.getLogger(__name__)
 Edges = tuple[float, ...]
 
 
@@ -45,6 +52,43 @@ def _identity(references: list[ReferenceProfile]) -> tuple[tuple[str, str, str, 
     return tuple((r.model, r.source, r.created_at, r.rows) for r in references)
 
 
+def threshold_conflict(
+    reference: ReferenceProfile, decision_threshold: float | None, config_path: str = ""
+) -> str | None:
+    """Why ``reference``'s binary estimation cannot be used with ``decision_threshold``
+    (None: it can). Its calibrator's steps split at the threshold it was built for, and
+    the estimates count a row as predicted positive at that threshold; the label join
+    grades realised metrics at ``ingest.decision_threshold``. With two thresholds the
+    estimate and the realised value would measure two different classifiers, and the
+    trust check would call the difference concept drift.
+
+    >>> import numpy as np
+    >>> from watchkeeper.detectors.estimation_reference import fit_binary_estimation
+    >>> rng = np.random.default_rng(1); s = rng.random(2000)
+    >>> ref = ReferenceProfile("fraud", {}, 2000, source="ref.json",
+    ...     estimation=fit_binary_estimation(s, rng.random(2000) < s, threshold=0.3))
+    >>> print(threshold_conflict(ref, 0.5, "watchkeeper.yaml"))  # doctest: +NORMALIZE_WHITESPACE
+    watchkeeper.yaml: ingest.decision_threshold is 0.5, but the reference of model fraud
+    (ref.json) was built for decision threshold 0.3: its estimates are not used. Rebuild
+    it with --threshold 0.5, or set ingest.decision_threshold: 0.3
+    >>> threshold_conflict(ref, 0.3) is None
+    True
+    """
+    est = reference.estimation
+    if decision_threshold is None or est is None or not isinstance(est.model, StepCalibrator):
+        return None
+    built = est.model.threshold
+    if built is None or math.isclose(built, decision_threshold, rel_tol=0.0, abs_tol=1e-12):
+        return None
+    where = f"{config_path}: " if config_path else ""
+    return (
+        f"{where}ingest.decision_threshold is {decision_threshold:g}, but the reference of "
+        f"model {reference.model} ({reference.source or 'the store'}) was built for decision "
+        f"threshold {built:g}: its estimates are not used. Rebuild it with --threshold "
+        f"{decision_threshold:g}, or set ingest.decision_threshold: {built:g}"
+    )
+
+
 class ReferencesInForce:
     """Bin edges per model and column; replaced whole (one assignment, so the ingestion
     thread reads either the old set or the new, never a mix).
@@ -55,18 +99,26 @@ class ReferencesInForce:
     ((1.0, 5.0), None, None)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, decision_threshold: float | None = None, config_path: str = "") -> None:
         self._edges: dict[str, dict[str, Edges]] = {}
-        self._estimations: dict[str, Estimation] = {}
+        self._estimations: dict[str, tuple[Estimation, ...]] = {}
         self._adopted: tuple[tuple[str, str, str, int], ...] | None = None
+        self.decision_threshold = decision_threshold
+        """``ingest.decision_threshold`` (None: not checked): a binary reference whose
+        calibrator was fitted for another threshold is refused (see :meth:`adopt`)."""
+        self.config_path = config_path
+        self.refused: dict[str, str] = {}
+        """Per model, why its reference's estimation is not in force (logged once)."""
 
     def replace(
         self,
         edges: Mapping[str, Mapping[str, Edges]],
-        estimations: Mapping[str, Estimation] | None = None,
+        estimations: Mapping[str, Estimation | tuple[Estimation, ...]] | None = None,
     ) -> None:
         self._edges = {model: dict(columns) for model, columns in edges.items()}
-        self._estimations = dict(estimations or {})
+        self._estimations = {
+            model: e if isinstance(e, tuple) else (e,) for model, e in (estimations or {}).items()
+        }
 
     def adopt_if_changed(self, references: Iterable[ReferenceProfile]) -> bool:
         """Put ``references`` in force unless the same ones are already: a reference rebuilt
@@ -93,13 +145,32 @@ class ReferencesInForce:
         references = list(references)
         self._adopted = _identity(references)
         edges: dict[str, dict[str, Edges]] = {}
-        estimations: dict[str, Estimation] = {}
+        estimations: dict[str, tuple[Estimation, ...]] = {}
+        refused: dict[str, str] = {}
         for reference in references:
             columns = edges.setdefault(reference.model, {})
             for name, cut in edges_of(reference).items():
                 columns.setdefault(name, cut)
-            if reference.estimation is not None:
-                estimations.setdefault(reference.model, reference.estimation)
+            est = reference.estimation
+            if est is None:
+                continue
+            mine = estimations.get(reference.model, ())
+            if any(e.fingerprint == est.fingerprint for e in mine):
+                continue  # two policies on one reference: one state
+            why = threshold_conflict(reference, self.decision_threshold, self.config_path)
+            if why is None and len(mine) >= MAX_SKETCHES:
+                why = (
+                    f"model {reference.model}: more than {MAX_SKETCHES} references with "
+                    f"estimations in force; the first {MAX_SKETCHES} in policy key order keep "
+                    f"estimate state, not {reference.source or 'this one'}"
+                )
+            if why is None:
+                estimations[reference.model] = (*mine, est)
+                continue
+            if self.refused.get(reference.model) != why:
+                log.error("%s", why)  # once per reason, not per reload
+            refused[reference.model] = why
+        self.refused = refused
         self.replace(edges, estimations)
 
     def edges(self, model: str, column: str) -> Edges | None:
@@ -107,9 +178,10 @@ class ReferencesInForce:
         columns = self._edges.get(model)
         return None if columns is None else columns.get(column)
 
-    def estimation(self, model: str) -> Estimation | None:
-        """The estimation whose state ``model``'s windows update at ingest, if any."""
-        return self._estimations.get(model)
+    def estimation(self, model: str) -> tuple[Estimation, ...] | None:
+        """The estimations whose state ``model``'s windows update at ingest (one per
+        distinct reference of its policies, in policy key order), if any."""
+        return self._estimations.get(model) or None
 
     def models(self) -> dict[str, dict[str, Edges]]:
         """What is in force now (for status pages and tests)."""

@@ -20,7 +20,7 @@ from watchkeeper.daemon.offline.frame_columns import numeric_values
 from watchkeeper.daemon.offline.reference import grade_pairs
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.estimate_findings import estimation_bases
-from watchkeeper.detectors.estimate_sketch import class_index
+from watchkeeper.detectors.estimate_sketch import binary_decisions, class_index
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.performance import PerformanceSketch, class_names
@@ -64,10 +64,14 @@ def add_batch(
         return
     values = numeric_values(chunk[prediction])
     if est.problem == "binary":
-        predicted_bool = None
-        if klass is not None and chunk[klass].notna().all():
-            predicted_bool = np.array([c == "1" for c in class_names(chunk[klass].to_numpy())])
-        window.estimates.update(est, values, predicted_bool)
+        classes = absent = None
+        if klass is not None:
+            present = chunk[klass].notna().to_numpy()
+            classes = np.empty(len(chunk), dtype=object)
+            classes[present] = class_names(chunk[klass][present].to_numpy())
+            absent = ~present
+        threshold = est.calibrator.threshold  # type: ignore[union-attr]
+        window.estimates.update(est, values, binary_decisions(classes, absent, values, threshold))
         return
     features: dict[str, Any] = {}
     for name in reference.features:

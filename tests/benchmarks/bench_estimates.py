@@ -236,8 +236,9 @@ def _installed_mb(package: str) -> float | None:
     return total / 1e6
 
 
-def ingest_phase(bootstrap: str, topic: str, n: int, estimation: bool) -> dict[str, float]:
-    """One ingest run in this process: events/s, with or without the estimation in force."""
+def ingest_phase(bootstrap: str, topic: str, n: int, mode: str) -> dict[str, float]:
+    """One ingest run in this process: events/s, with no estimation in force (``off``), a
+    binary calibrator (``on``) or a regressor's loss models (``regression``)."""
     import sys
     import tempfile
 
@@ -247,21 +248,30 @@ def ingest_phase(bootstrap: str, topic: str, n: int, estimation: bool) -> dict[s
     from watchkeeper.daemon.store.store import Store
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_ingest import bench_config, consume
+    from bench_ingest import NAMES, bench_config, consume
 
     with tempfile.TemporaryDirectory() as workdir:
         config = bench_config(bootstrap, topic, f"sqlite:///{workdir}/bench.db", "kafka-python")
         store = Store.open(config.store_url())
         metrics = IngestMetrics(CollectorRegistry(), [topic])
         ingestor = Ingestor(config, store, metrics)
-        if estimation:
-            rng = np.random.default_rng(3)
+        estimation = mode != "off"
+        rng = np.random.default_rng(3)
+        if mode == "on":
             s = rng.random(50_000)
             ingestor.references.replace(
                 {}, {"fraud": fit_binary_estimation(s, rng.random(s.size) < s)}
             )
+        elif mode == "regression":  # the same events, read as a regressor's
+            x = np.round(rng.normal(size=(20_000, len(NAMES))), 4)
+            pred = np.round(rng.random(20_000), 4)
+            target = pred + rng.normal(size=pred.size) * (0.5 + np.abs(x[:, 2]))
+            columns = {name: x[:, j] for j, name in enumerate(NAMES)}
+            ingestor.references.replace(
+                {}, {"fraud": fit_regression_estimation(columns, pred, target)}
+            )
         ingestor.open()
-        elapsed = consume(ingestor, metrics, topic, n)
+        elapsed = consume(ingestor, metrics, {topic: n})
         ingestor.close()
         windows = store.windows("fraud")
         estimated = sum(
@@ -290,9 +300,9 @@ def bench_ingest_path(events: int) -> None:
         create_topics(broker.bootstrap, [topic], 3)
         print(f"\n0. ingest path, {events:,} prediction events (20 features, a score P(1))")
         produce(broker.bootstrap, topic, events)
-        rates: dict[str, list[float]] = {"off": [], "on": []}
+        rates: dict[str, list[float]] = {"off": [], "on": [], "regression": []}
         for _ in range(2):
-            for mode in ("off", "on"):
+            for mode in rates:
                 out = subprocess.run(
                     [
                         sys.executable,
@@ -306,18 +316,21 @@ def bench_ingest_path(events: int) -> None:
                         "--ingest-events",
                         str(events),
                     ],
-                    check=True,
+                    check=False,
                     capture_output=True,
                     text=True,
                 )
+                if out.returncode:
+                    raise RuntimeError(f"ingest phase {mode} failed:\n{out.stderr[-3000:]}")
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 assert r["events"] == events, f"ingest {mode} stored {r['events']} events"
                 rates[mode].append(r["events"] / r["seconds"])
-        off, on = max(rates["off"]), max(rates["on"])
-        for mode, rate in (("off", off), ("on", on)):
+        off, on, regression = (max(rates[m]) for m in ("off", "on", "regression"))
+        for mode, rate in (("off", off), ("on", on), ("regression", regression)):
             runs = ", ".join(f"{r:,.0f}" for r in rates[mode])
-            print(f"   estimation {mode + ':':<4} {rate:>10,.0f} events/s   (runs: {runs})")
+            print(f"   estimation {mode + ':':<11} {rate:>10,.0f} events/s   (runs: {runs})")
         print(f"   on / off = {on / off:.3f}  (goal >= 0.9)")
+        print(f"   regression (loss models) / off = {regression / off:.3f}")
     finally:
         broker.stop()
 
@@ -326,14 +339,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--libraries", action="store_true", help="compare loss-model libraries")
     parser.add_argument("--ingest-events", type=int, default=300_000)
-    parser.add_argument("--ingest-phase", choices=["off", "on"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ingest-phase", choices=["off", "on", "regression"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ingest_phase:
-        result = ingest_phase(
-            args.bootstrap, args.topic, args.ingest_events, args.ingest_phase == "on"
-        )
+        result = ingest_phase(args.bootstrap, args.topic, args.ingest_events, args.ingest_phase)
         print(json.dumps(result))
         return
     rng = np.random.default_rng(1)

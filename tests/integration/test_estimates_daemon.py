@@ -249,8 +249,8 @@ def _rebuilt_reference_reaches_ingest(
     references = daemon.ingestor.references
 
     def in_force() -> str | None:
-        estimation = references.estimation("fraud")
-        return None if estimation is None else estimation.fingerprint
+        estimations = references.estimation("fraud")
+        return None if estimations is None else estimations[0].fingerprint
 
     wait_until(lambda: in_force() == first.fingerprint, timeout=30)
     rebuilt = reference(tmp_path, url, seed=2, power=2.0)  # saved over store:default
@@ -260,3 +260,96 @@ def _rebuilt_reference_reaches_ingest(
     # down half-way through its bootstrap)
     stream.start()
     wait_until(lambda: totals(config)["events"] >= 100, timeout=60)
+
+
+MULTICLASS_POLICY = """\
+model: iris
+reference: store:default
+window: 5s
+schedule: {every: 1s}
+min_samples: 100
+rules:
+  - name: estimated-accuracy
+    metric: estimated_accuracy
+    relative: true
+    warn: -0.5
+    critical: -0.6
+    actions: {critical: [console]}
+"""
+
+
+def test_multiclass_estimates_from_probability_vectors_on_the_real_broker(
+    broker: EmbeddedBroker, tmp_path: Path, topic_name: str
+) -> None:
+    """A 3-class model logging its probability vector: the daemon keeps the multiclass
+    estimate state of the reference's calibrators, equal to the row-by-row computation,
+    and a rule on ``estimated_accuracy`` evaluates it."""
+    from tests.unit.test_estimates_multiclass_ingest import direct, softmax, state_of
+
+    preds = create_topic(broker.bootstrap, f"p-{topic_name}")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    rng = np.random.default_rng(19)
+    p = softmax(rng.normal(size=(9000, 3)) * 1.5)
+    scores = softmax(np.log(p) * 1.6)  # over-confident: the calibrators correct them
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=9000),
+            "p0": scores[:, 0],
+            "p1": scores[:, 1],
+            "p2": scores[:, 2],
+            "top": np.argmax(scores, axis=1),
+            "label": [rng.choice(3, p=row) for row in p],
+        }
+    )
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+    profile = build_reference(
+        tmp_path / "iris.csv",
+        "iris",
+        prediction="top",
+        label="label",
+        class_scores={"0": "p0", "1": "p1", "2": "p2"},
+    )
+    est = profile.estimation
+    assert est is not None and est.problem == "multiclass"
+    with Store.open(url) as store:
+        store.save_reference(profile)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "iris.yaml").write_text(MULTICLASS_POLICY)
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        url,
+        {"predictions": {"name": preds}},
+        windows={"size": "5s", "allowed_lateness": "5s"},
+        policies={"paths": [str(policies)]},
+        alerts={"channels": {"console": {"type": "console"}}},
+    )
+    vectors = softmax(rng.normal(size=(600, 3)) * 2.0)
+    with running(config) as daemon:
+        assert daemon.http is not None
+        base = f"http://{daemon.http.address}"
+        wait_until(lambda: api(base, "/api/policies")["policies"], timeout=30)
+        now = int(time.time() * 1000)
+        produce(
+            broker.bootstrap,
+            preds,
+            [orjson.dumps({"model": "iris", "ts": now, "prediction": v}) for v in vectors.tolist()],
+        )
+        wait_until(lambda: totals(config)["events"] == len(vectors), timeout=30)
+        (ok, *_) = wait_until(
+            lambda: [
+                e
+                for e in api(base, "/api/evaluations?rule=estimated-accuracy")["evaluations"]
+                if e["decision"] == "ok" and e["value"] is not None
+            ],
+            timeout=30,
+        )
+    with Store.open(url, migrate=False) as store:
+        window = store.window_range("iris", now - 10_000, now + 10_000)
+        assert window is not None
+        sketch = window.estimates.of(est)
+        assert sketch is not None and sketch.n == len(vectors)
+        assert state_of(sketch) == direct(est, vectors, np.argmax(vectors, axis=1))  # type: ignore[arg-type]
+    expected = est.estimate("estimated_accuracy", sketch).value
+    assert ok["value"] == pytest.approx(expected)

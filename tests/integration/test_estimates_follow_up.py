@@ -4,10 +4,12 @@ estimated per window — on both databases."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from watchkeeper.daemon.checks.checker import Checker
-from watchkeeper.daemon.checks.estimates import performance_rows
+from watchkeeper.daemon.checks.estimates import PerformanceRowCache, performance_rows
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey, WindowState
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.store.store import Store
@@ -96,3 +98,112 @@ def test_realised_lands_beside_an_open_estimate_incident(store_url: str) -> None
         assert acc["value"] == pytest.approx(evaluation.value)
         assert acc["realised"] == pytest.approx(realised)
         assert acc["lower"] < acc["value"] < acc["upper"]
+        # the status rows from the request cache: the same rows; a second request
+        # parses nothing, a rewritten window is parsed again, alone
+        cache = PerformanceRowCache()
+        at = NOW_MS + 2 * SIZE_MS
+        assert performance_rows(store, profile, "fraud", at, SIZE_MS, cache=cache) == [row]
+        assert cache.parsed == 1
+        assert performance_rows(store, profile, "fraud", at, SIZE_MS, cache=cache) == [row]
+        assert cache.parsed == 1
+        store.commit("g", Delta(SIZE_MS, {key: graded}), {("labels", 0): 1900})
+        (again,) = performance_rows(store, profile, "fraud", at, SIZE_MS, cache=cache)
+        assert cache.parsed == 2 and again["n_labelled"] == 3800
+        # a day later, the incident still open: the follow-up reads the windows it was
+        # raised on and one policy window after, not everything since
+        reads: list[tuple[int | None, int | None]] = []
+        windows = store.windows
+
+        def spied(model: str, version: str | None, lo: int | None, hi: int | None) -> Any:
+            reads.append((lo, hi))
+            return windows(model, version, lo, hi)
+
+        store.windows = spied  # type: ignore[method-assign]
+        engine, _ = checker.engine(loaded)
+        checker.follow_up.events(loaded, engine, profile, NOW_MS + 288 * SIZE_MS)
+        ((lo, hi),) = reads
+        assert lo is not None and hi is not None
+        assert hi - lo <= 2 * 600_000 + 2 * SIZE_MS
+
+
+def test_the_trust_check_finds_labels_later_than_the_policy_window(store_url: str) -> None:
+    """Labels an hour behind a 10-minute policy window: the policy's own range never has
+    them, so the check reads the newest earlier span that does; with P(y | x) changed
+    there, the mismatch incident opens (injected ticks, no sleep)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=20_000)
+    p = 1 / (1 + np.exp(-2 * x))
+    est = fit_binary_estimation(p, rng.random(x.size) < p)
+    profile = ReferenceProfile("fraud", {}, x.size, estimation=est)
+    policy = Policy.model_validate(
+        {
+            "model": "fraud",
+            "window": "10m",
+            "schedule": {"every": "5m"},
+            "min_samples": 200,
+            "rules": [
+                {
+                    "name": "trust",
+                    "metric": "estimate_mismatch",
+                    "critical": 1.0,
+                    "options": {"lookback": "3h", "labelled_share": 0.95},
+                }
+            ],
+        }
+    )
+    loaded = LoadedPolicy(policy, "/nowhere/fraud.yaml", "v1")
+    per_window, windows = 600, 24  # two hours of predictions
+    zeros = np.zeros(per_window, bool)
+    with Store.open(store_url) as store:
+        store.save_reference(profile)
+        checker = Checker(store, IncidentStore(store.engine), 300)
+        state = WindowState(300, 3600, SketchSettings(estimation=lambda model: est))
+        scores_of = {}
+        for w in range(windows):
+            start = NOW_MS + w * SIZE_MS
+            scores = 1 / (1 + np.exp(-2 * rng.normal(size=per_window)))
+            scores_of[start] = scores
+            state.add(
+                ColumnBatch(
+                    model="fraud",
+                    role="predictions",
+                    ts_ms=start + np.arange(per_window, dtype=np.int64) * 400,
+                    versions=np.array(["1"] * per_window, dtype=object),
+                    keys=record_keys(0, w, np.arange(per_window)),
+                    prediction=Column("numeric", scores, zeros, zeros),
+                )
+            )
+        store.commit("g", state.drain(), {("preds", 0): per_window * windows})
+        end = NOW_MS + windows * SIZE_MS
+        tick = end - 2 * SIZE_MS
+        first = checker.run(loaded, tick)
+        (nothing,) = first.evaluations
+        assert nothing.decision == "insufficient_data"  # no label anywhere yet
+        # the first hour's labels arrive, with P(y | x) turned around: y = 1 where the
+        # model says 0 (concept drift), every prediction graded
+        for start in sorted(scores_of)[:12]:
+            scores = scores_of[start]
+            y = rng.random(per_window) < 1 - scores
+            graded = WindowSummary("fraud", "1", start, SIZE_MS)
+            graded.performance = PerformanceSketch("classification")
+            graded.performance.update_classification(
+                ["1" if v else "0" for v in y], ["1" if s >= 0.5 else "0" for s in scores], scores
+            )
+            key = WindowKey("fraud", "1", start)
+            store.commit("g", Delta(SIZE_MS, {key: graded}), {("labels", 0): per_window})
+        # a policy window after the last search (which found nothing): searched again
+        later = checker.run(loaded, tick + 2 * SIZE_MS)
+        assert sorted((e.kind, e.incident.feature) for e in later.events) == [
+            ("opened", "estimated_accuracy"),
+            ("opened", "estimated_roc_auc"),
+        ]
+        assert "concept drift suspected" in later.events[0].incident.summary
+        (accuracy, *_) = [e for e in later.evaluations if e.feature == "estimated_accuracy"]
+        assert accuracy.value is not None and accuracy.value > 1.0
+        # the newest labelled span: the last two windows of the first hour, all graded
+        assert accuracy.n_current == 2 * per_window
+        # searched once; the next ticks within the policy window re-read that span alone
+        searches = checker.spans.searches
+        again = checker.run(loaded, tick + 2 * SIZE_MS + 1000)
+        assert checker.spans.searches == searches
+        assert [e.value for e in again.evaluations] == [e.value for e in later.evaluations]

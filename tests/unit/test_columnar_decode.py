@@ -82,6 +82,7 @@ def same_batch(x: ColumnBatch, y: ColumnBatch) -> None:
     assert (x.model, x.role) == (y.model, y.role)
     for name in ("ts_ms", "versions", "keys", "offsets", "request_ids", "latency_ms"):
         same_array(getattr(x, name), getattr(y, name))
+    same_array(x.class_scores, y.class_scores)  # a probability vector, kept whole
     assert sorted(x.features) == sorted(y.features)
     for name in x.features:
         same_column(x.features[name], y.features[name])

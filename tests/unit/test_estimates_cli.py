@@ -90,3 +90,50 @@ def test_a_reference_without_labels_has_no_estimation_and_says_why(
     assert main([*argv, "--prediction", "score", "--exclude", "label", "-o", str(ref)]) == 0
     assert "no estimation: it needs --label and --prediction" in capsys.readouterr().out
     assert ReferenceProfile.load(ref).estimation is None
+
+
+def test_a_reference_built_for_another_decision_threshold_is_refused_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The calibrator counts predicted classes at its build's --threshold, the label join
+    at ingest.decision_threshold: two thresholds would compare two classifiers. The
+    daemon refuses such an estimation; ``policy check -c`` names file, field and both."""
+    from watchkeeper.daemon.ingest.references_in_force import ReferencesInForce, threshold_conflict
+
+    from tests.support import write_config
+
+    frame(5000, 0).to_csv(tmp_path / "train.csv", index=False)
+    ref = tmp_path / "ref.json"
+    argv = ["reference", "build", "--model", "fraud", "--from", str(tmp_path / "train.csv")]
+    argv += ["--prediction", "score", "--label", "label", "--threshold", "0.3", "-o", str(ref)]
+    assert main(argv) == 0
+    profile = ReferenceProfile.load(ref)
+    assert profile.estimation is not None
+    refs = ReferencesInForce(decision_threshold=0.5, config_path="watchkeeper.yaml")
+    refs.adopt([profile])
+    assert refs.estimation("fraud") is None
+    assert "ingest.decision_threshold is 0.5" in refs.refused["fraud"]
+    assert "decision threshold 0.3" in refs.refused["fraud"]
+    agreeing = ReferencesInForce(decision_threshold=0.3)
+    agreeing.adopt([profile])
+    assert agreeing.estimation("fraud") == (profile.estimation,) and not agreeing.refused
+    assert threshold_conflict(profile, None) is None  # not checked without a threshold
+
+    config = write_config(
+        tmp_path / "watchkeeper.yaml",
+        {
+            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
+            "store": {"url": f"sqlite:///{tmp_path / 'store.db'}"},
+            "ingest": {"decision_threshold": 0.5},
+        },
+    )
+    policy = tmp_path / "fraud.yaml"
+    policy.write_text(
+        f"model: fraud\nreference: {ref}\n"
+        "rules:\n  - {metric: estimated_accuracy, relative: true, warn: -0.01}\n"
+    )
+    capsys.readouterr()
+    assert main(["policy", "check", str(policy), "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert str(policy) in err and str(config) in err
+    assert "ingest.decision_threshold is 0.5" in err and "built for decision threshold 0.3" in err

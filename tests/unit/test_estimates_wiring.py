@@ -334,3 +334,55 @@ def test_a_shift_to_where_the_model_is_unsure_is_no_concept_drift() -> None:
         trust = {f.feature: f for f in evaluate(ref, w, ["estimate_mismatch"], min_samples=100)}
         mismatches.append(trust["estimated_accuracy"].value)
     assert max(mismatches) < 1, mismatches
+
+
+def test_two_policies_on_two_references_both_get_estimate_state() -> None:
+    from watchkeeper.daemon.ingest.references_in_force import ReferencesInForce
+    from watchkeeper.detectors.estimate_findings import estimate_finding
+    from watchkeeper.detectors.window_estimates import MAX_SKETCHES
+
+    first, est1 = binary_reference(6000, seed=1)
+    second, est2 = binary_reference(6000, seed=2)
+    assert est1.fingerprint != est2.fingerprint
+    refs = ReferencesInForce()
+    refs.adopt([first, second, first])  # a third policy on the first reference: one state
+    assert refs.estimation("fraud") == (est1, est2)
+    w = WindowSummary("fraud", "1", 0, 1000, SketchSettings(k=8, estimation=refs.estimation))
+    scores = np.random.default_rng(5).random(800)
+    w.update(batch("fraud", scores), np.arange(scores.size))
+    for profile, est in ((first, est1), (second, est2)):
+        state = w.estimates.of(est)
+        assert state is not None and state.n == 800
+        found = estimate_finding("estimated_accuracy", profile, w, min_samples=100)
+        assert found.status == "ok" and found.details["estimation"] == est.fingerprint
+    # beyond what a window keeps: refused, and said why
+    many = [binary_reference(3000, seed=10 + i)[0] for i in range(MAX_SKETCHES + 1)]
+    refs.adopt(many)
+    kept = refs.estimation("fraud")
+    assert kept is not None and len(kept) == MAX_SKETCHES
+    assert f"more than {MAX_SKETCHES} references" in refs.refused["fraud"]
+    refs.adopt([first])
+    assert refs.estimation("fraud") == (est1,) and not refs.refused
+
+
+def test_a_regression_window_without_the_features_is_not_ok_and_says_why() -> None:
+    from watchkeeper.daemon.checks.estimates import compare
+    from watchkeeper.detectors.estimate_findings import estimate_finding
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=4000)
+    y = 2 * x + rng.normal(size=4000) * (1 + np.abs(x))
+    est = fit_regression_estimation({"x": x}, 2 * x, y, params={"max_iter": 20})
+    profile = ReferenceProfile("price", {}, 4000, estimation=est)
+    w = WindowSummary("price", "1", 0, 1000, SketchSettings(k=8, estimation=lambda m: est))
+    pred = 2 * rng.normal(size=500)
+    w.update(batch("price", pred), np.arange(500))  # events without feature x
+    found = estimate_finding("estimated_mae", profile, w, min_samples=100)
+    assert found.status == "insufficient_data"
+    assert "500 predictions left out" in found.details["reason"]
+    w.update(batch("price", pred, {"x": pred / 2}), np.arange(500))
+    found = estimate_finding("estimated_mae", profile, w, min_samples=100)
+    assert found.status == "ok" and found.n_current == 500
+    assert found.details["missing_features"] == 500
+    row = compare(profile, w)
+    assert row is not None and row["missing_features"] == 500

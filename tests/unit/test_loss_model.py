@@ -156,7 +156,7 @@ def test_estimates_track_realised_mae_and_rmse_under_covariate_shift(estimation)
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.integers(0, 1000), min_size=1, max_size=5))
-def test_loss_sums_merge_to_float_associativity(cuts: list[int]) -> None:
+def test_loss_sums_merge_exactly_in_any_cut(cuts: list[int]) -> None:
     model = _model()
     cols, pred, _ = heteroscedastic(np.random.default_rng(5), 1000)
     pred[::97] = np.nan
@@ -171,8 +171,41 @@ def test_loss_sums_merge_to_float_associativity(cuts: list[int]) -> None:
         assert isinstance(stored, LossSketch)
         merged.merge(stored)
     assert (merged.n, merged.nan_predictions) == (whole.n, whole.nan_predictions) == (989, 11)
-    assert merged.sum_abs == pytest.approx(whole.sum_abs, rel=1e-12)
-    assert merged.sum_sq == pytest.approx(whole.sum_sq, rel=1e-12)
+    # fixed point: the merged integers are the whole's, bit for bit
+    assert (merged.fixed_abs, merged.fixed_sq) == (whole.fixed_abs, whole.fixed_sq)
+    assert merged.to_dict() == whole.to_dict()
+    # and the direct row-by-row sum of the rounded predicted losses
+    ok = np.isfinite(pred)
+    absolute, squared = model.predict({k: v[ok] for k, v in cols.items()}, pred[ok])
+    ea, es = model.exponents
+    assert whole.fixed_abs == sum(round(v * 2.0**-ea) for v in absolute.tolist())
+    assert whole.fixed_sq == sum(round(v * 2.0**-es) for v in squared.tolist())
+    assert whole.sum_abs == pytest.approx(float(absolute.sum()), rel=1e-11)
+
+
+def test_rows_without_the_loss_models_features_are_counted_not_estimated() -> None:
+    model = _model()
+    cols, pred, _ = heteroscedastic(np.random.default_rng(8), 300)
+    sketch = LossSketch(model.fingerprint, model.exponents)
+    sketch.update(model, {}, pred)  # events that carry no feature at all
+    assert (sketch.n, sketch.missing_features) == (0, 300)
+    with pytest.raises(InsufficientDataError, match="none of the loss model's features"):
+        sketch.estimates()
+    some = {"x": cols["x"]}  # one feature of several
+    sketch.update(model, some, pred)
+    assert (sketch.n, sketch.partial_features) == (300, 300)
+    stored = LossSketch.from_dict(json.loads(json.dumps(sketch.to_dict())))
+    assert (stored.missing_features, stored.partial_features) == (300, 300)
+
+
+def test_a_loss_state_stored_before_exact_sums_still_reads_and_merges() -> None:
+    old = {"kind": "loss", "loss_model": "abc", "n": 4, "sums": [8.0, 25.0], "nan_predictions": 0}
+    sketch = LossSketch.from_dict(old)
+    assert sketch.estimates() == {"mae": 2.0, "rmse": 2.5}
+    new = LossSketch("abc", (0, 0))
+    new.n, new.fixed_abs, new.fixed_sq = 4, 8, 25
+    sketch.merge(new)
+    assert sketch.estimates() == {"mae": 2.0, "rmse": 2.5}
 
 
 _MODELS: dict[str, LossModel] = {}
