@@ -83,54 +83,81 @@ def compare(reference: ReferenceProfile | None, window: WindowSummary) -> dict[s
 class PerformanceRowCache:
     """The stored windows' performance and estimate state, kept between requests.
 
-    ``GET /api/status`` must not start expensive work: a request reads only the key
-    columns of the recent windows (model, version, start, ``updated_at``), and parses the
-    stored summary of a window only when it is new or was rewritten since — and then only
-    its performance and estimate parts (:meth:`WindowSummary.performance_view`), not every
-    feature's sketch. Bounded: at most ``capacity`` windows, the oldest read dropped."""
+    ``GET /api/status`` must not start expensive work. A stored window is a base row
+    plus the parts later flushes appended (:mod:`~watchkeeper.daemon.store.window_parts`);
+    a request reads only their key columns (a base row's ``updated_at``, a part's id:
+    parts are written once and never rewritten, only folded into the base and deleted),
+    and parses a stored summary only when that row is new or its base was rewritten —
+    and then only its performance and estimate parts
+    (:meth:`WindowSummary.performance_view`), not every feature's sketch. The views of
+    one window's rows are merged by the caller's roll-up (sums: exact in any order).
+    Bounded: at most ``capacity`` rows, the oldest read dropped."""
 
-    def __init__(self, capacity: int = 4 * MAX_ROWS) -> None:
+    def __init__(self, capacity: int = 16 * MAX_ROWS) -> None:
         self.capacity = capacity
-        self._views: OrderedDict[tuple[str, str, int, int], tuple[Any, WindowSummary]] = (
-            OrderedDict()
-        )
+        self._views: OrderedDict[tuple[Any, ...], tuple[Any, WindowSummary]] = OrderedDict()
         self.parsed = 0
         """Stored summaries parsed (a counter for tests)."""
 
     def windows(self, store: Store, model: str, since: int) -> list[WindowSummary]:
-        """The performance views of ``model``'s windows starting at ``since`` or later."""
-        w = tables.windows
-        key_columns = (w.c.model_version, w.c.window_size_ms, w.c.window_start_ms)
+        """The performance views of the stored rows (bases and parts) of ``model``'s
+        windows starting at ``since`` or later, ordered by window start."""
+        w, p = tables.windows, tables.window_parts
         with store.engine.connect() as conn:
-            keys = [
-                ((model, str(v), int(size), int(start)), updated)
+            bases = [
+                (("base", str(v), int(size), int(start)), updated, int(start))
                 for v, size, start, updated in conn.execute(
-                    select(*key_columns, w.c.updated_at)
-                    .where((w.c.model == model) & (w.c.window_start_ms >= since))
-                    .order_by(w.c.window_start_ms)
+                    select(
+                        w.c.model_version, w.c.window_size_ms, w.c.window_start_ms, w.c.updated_at
+                    ).where((w.c.model == model) & (w.c.window_start_ms >= since))
                 ).all()
             ]
-            stale = [
-                key[1:]
-                for key, updated in keys
-                if (cached := self._views.get(key)) is None or cached[0] != updated
+            parts = [
+                (("part", int(i)), None, int(start))
+                for i, start in conn.execute(
+                    select(p.c.id, p.c.window_start_ms).where(
+                        (p.c.model == model) & (p.c.window_start_ms >= since)
+                    )
+                ).all()
             ]
-            fresh: dict[tuple[str, str, int, int], tuple[Any, WindowSummary]] = {}
-            if stale:
+            keys = sorted(bases + parts, key=lambda k: k[2])
+
+            def stale(key: tuple[Any, ...], stamp: Any) -> bool:
+                cached = self._views.get(key)
+                return cached is None or cached[0] != stamp
+
+            stale_bases = [k[1:] for k, stamp, _ in bases if stale(k, stamp)]
+            stale_parts = [k[1] for k, stamp, _ in parts if stale(k, stamp)]
+            fresh: dict[tuple[Any, ...], tuple[Any, WindowSummary]] = {}
+            key_columns = (w.c.model_version, w.c.window_size_ms, w.c.window_start_ms)
+            if stale_bases:
                 for v, size, start, updated, blob in conn.execute(
                     select(*key_columns, w.c.updated_at, w.c.summary).where(
-                        (w.c.model == model) & tuple_(*key_columns).in_(stale)
+                        (w.c.model == model) & tuple_(*key_columns).in_(stale_bases)
                     )
                 ).all():
                     view = WindowSummary.performance_view(orjson.loads(blob))
-                    fresh[(model, str(v), int(size), int(start))] = (updated, view)
+                    fresh[("base", str(v), int(size), int(start))] = (updated, view)
+            for chunk in range(0, len(stale_parts), 1000):
+                for i, blob in conn.execute(
+                    select(p.c.id, p.c.summary).where(p.c.id.in_(stale_parts[chunk : chunk + 1000]))
+                ).all():
+                    fresh[("part", int(i))] = (
+                        None,
+                        WindowSummary.performance_view(orjson.loads(blob)),
+                    )
         self.parsed += len(fresh)
         for key, value in fresh.items():
             self._views[key] = value
             self._views.move_to_end(key)
+        out = []
+        for key, _, _ in keys:
+            hit = fresh.get(key) or self._views.get(key)
+            if hit is not None:
+                out.append(hit[1])
         while len(self._views) > self.capacity:
             self._views.popitem(last=False)
-        return [hit[1] for key, _ in keys if (hit := self._views.get(key)) is not None]
+        return out
 
 
 def performance_rows(

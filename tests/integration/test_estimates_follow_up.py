@@ -99,16 +99,18 @@ def test_realised_lands_beside_an_open_estimate_incident(store_url: str) -> None
         assert acc["realised"] == pytest.approx(realised)
         assert acc["lower"] < acc["value"] < acc["upper"]
         # the status rows from the request cache: the same rows; a second request
-        # parses nothing, a rewritten window is parsed again, alone
+        # parses nothing, a new flush's part of the window is parsed, alone
         cache = PerformanceRowCache()
         at = NOW_MS + 2 * SIZE_MS
         assert performance_rows(store, profile, "fraud", at, SIZE_MS, cache=cache) == [row]
-        assert cache.parsed == 1
+        stored_rows = cache.parsed  # the window's base and parts, each parsed once
+        assert stored_rows == 2  # two commits, two parts, none folded yet
         assert performance_rows(store, profile, "fraud", at, SIZE_MS, cache=cache) == [row]
-        assert cache.parsed == 1
+        assert cache.parsed == stored_rows
         store.commit("g", Delta(SIZE_MS, {key: graded}), {("labels", 0): 1900})
         (again,) = performance_rows(store, profile, "fraud", at, SIZE_MS, cache=cache)
-        assert cache.parsed == 2 and again["n_labelled"] == 3800
+        assert cache.parsed == stored_rows + 1 and again["n_labelled"] == 3800
+        assert [again] == performance_rows(store, profile, "fraud", at, SIZE_MS)  # uncached
         # a day later, the incident still open: the follow-up reads the windows it was
         # raised on and one policy window after, not everything since
         reads: list[tuple[int | None, int | None]] = []
