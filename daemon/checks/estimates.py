@@ -104,7 +104,7 @@ class PerformanceRowCache:
         windows starting at ``since`` or later, ordered by window start."""
         w, p = tables.windows, tables.window_parts
         with store.engine.connect() as conn:
-            bases = [
+            bases: list[tuple[tuple[Any, ...], Any, int]] = [
                 (("base", str(v), int(size), int(start)), updated, int(start))
                 for v, size, start, updated in conn.execute(
                     select(
@@ -112,7 +112,7 @@ class PerformanceRowCache:
                     ).where((w.c.model == model) & (w.c.window_start_ms >= since))
                 ).all()
             ]
-            parts = [
+            parts: list[tuple[tuple[Any, ...], Any, int]] = [
                 (("part", int(i)), None, int(start))
                 for i, start in conn.execute(
                     select(p.c.id, p.c.window_start_ms).where(
