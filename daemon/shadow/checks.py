@@ -31,6 +31,7 @@ from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import IncidentEvent, candidate_of, fingerprint
 from watchkeeper.policies.promotion import Verdict, decide
 from watchkeeper.policies.schema import Policy
+from watchkeeper.policies.shadow import Shadow
 
 log = logging.getLogger(__name__)
 DecisionPlan = Callable[[Notification, Sequence[str]], list[tuple[str, Notification]]]
@@ -57,15 +58,34 @@ TABLE_METRICS = (
     "shadow_size_ratio",
     "shadow_drop_rate",
     "shadow_error_rate",
+    "shadow_attributed_rows",
+    "shadow_attribution_rank_corr",
+    "shadow_attribution_topk_overlap",
+    "shadow_protected_attribution_delta",
 )
 
 
-def comparison(stats: ShadowStats | None) -> dict[str, float]:
-    """The comparison table's values for one candidate (what the summary allows)."""
+def comparison(stats: ShadowStats | None, spec: Shadow | None = None) -> dict[str, float]:
+    """The comparison table's values for one candidate (what the summary allows);
+    ``spec``: the policy's shadow section, for how attributions are compared."""
     if stats is None:
         return {}
-    values = stats.metrics()
+    values = stats.metrics(None if spec is None else spec.attribution_comparison())
     return {m: values[m] for m in TABLE_METRICS if m in values}
+
+
+def attribution(stats: ShadowStats | None, spec: Shadow) -> dict[str, Any]:
+    """What ``/api/shadow`` and decisions show of a candidate's attributions: rows,
+    skipped rows, each model's top features and shares, the protected feature that moved
+    most, and why a metric has no value."""
+    if not spec.attributions.enabled:
+        return {"enabled": False}
+    out: dict[str, Any] = {"enabled": True}
+    if spec.baseline is None:
+        out["reason"] = "attributions need production's model file (shadow.baseline)"
+    if stats is None:
+        return out | {"rows": 0, "skipped": 0}
+    return out | stats.attribution_result(spec.attribution_comparison())[1]
 
 
 class ShadowChecks:
@@ -103,7 +123,13 @@ class ShadowChecks:
             min_samples = rule.min_samples or policy.min_samples
             out[rule.key] = [
                 shadow_finding(
-                    policy.model, name, stats.get(name), rule.metric, (start, end), min_samples
+                    policy.model,
+                    name,
+                    stats.get(name),
+                    rule.metric,
+                    (start, end),
+                    min_samples,
+                    policy.shadow.attribution_comparison(),
                 )
                 for name in names
                 if any(fnmatchcase(name, p) for p in patterns)
@@ -135,7 +161,7 @@ class ShadowChecks:
         verdicts = []
         for c in shadow.candidates:
             s = stats.get(c.name)
-            values = s.metrics() if s is not None else {}
+            values = s.metrics(shadow.attribution_comparison()) if s is not None else {}
             rows = s.rows if s is not None else 0
             labelled = int(values.get("shadow_labelled_rows", 0))
             verdict = decide(promotion, values, rows, labelled)
@@ -154,10 +180,11 @@ class ShadowChecks:
                 continue
             if before is None and verdict.decision == "pending":
                 continue
-            table = comparison(s)
+            table = comparison(s, shadow)
+            explained = attribution(s, shadow)
             notes: list[tuple[str, Notification]] = []
             if verdict.decision != "pending":
-                note = self._notification(policy, c.name, c.onnx, verdict, table, at_ms)
+                note = self._notification(policy, c.name, c.onnx, verdict, table, at_ms, explained)
                 targets = (
                     promotion.on_promote if verdict.decision == "promote" else (promotion.on_reject)
                 )
@@ -169,7 +196,11 @@ class ShadowChecks:
                 candidate=c.name,
                 decision=verdict.decision,
                 reasons=verdict.reasons,
-                table={"values": table, "checks": list(verdict.checks)},
+                table={
+                    "values": table,
+                    "checks": list(verdict.checks),
+                    "attribution": explained,
+                },
                 at_ms=at_ms,
             )
             self.outbox.announce(
@@ -194,6 +225,7 @@ class ShadowChecks:
         verdict: Verdict,
         table: dict[str, float],
         at_ms: int,
+        explained: dict[str, Any] | None = None,
     ) -> Notification:
         if verdict.decision == "promote":
             summary = (
@@ -214,6 +246,8 @@ class ShadowChecks:
             "labelled_rows": verdict.labelled,
             "table": table,
         }
+        if explained and explained.get("rows"):
+            details["attribution"] = explained
         # the model's console page holds the shadow comparison table
         page = f"{self.base_url}/models/{urllib.parse.quote(policy.model, safe='')}"
         links = {"shadow": page} if self.base_url else {}
@@ -263,7 +297,8 @@ def shadow_table(
                     "reason": state.get("reason", ""),
                     "info": state.get("info", {}),
                     "sample_rate": spec.rate_of(c),
-                    "comparison": comparison(stats.get(c.name)),
+                    "comparison": comparison(stats.get(c.name), spec),
+                    "attribution": attribution(stats.get(c.name), spec),
                     "decision": None
                     if decision is None
                     else {k: decision[k] for k in ("decision", "reasons", "at_ms")},
@@ -274,6 +309,7 @@ def shadow_table(
             "task": spec.task,
             "over_s": over,
             "baseline": spec.baseline,
+            "protected": list(spec.protected),
             "candidates": rows,
         }
     return {"models": models}

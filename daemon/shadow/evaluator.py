@@ -14,6 +14,10 @@ A candidate that fails to load, raises, or returns the wrong shape or NaN is dis
 its state and reason recorded in the store (the checker turns that into an incident),
 and the other candidates go on. A policy reload loads every candidate afresh.
 
+Attributions (:mod:`attributing`): after a batch's candidates ran, a sampled subset of its
+rows is explained for production's model and each candidate, within a share of the same
+CPU budget, and folded into the same windows' summaries.
+
 Labels: rows of sampled predictions with a request id wait (bounded, oldest dropped
 first, in memory) for their label; when it arrives, both models' outputs on that row are
 graded, so accuracy and calibration deltas compare the same rows.
@@ -21,6 +25,7 @@ graded, so accuracy and calibration deltas compare the same rows.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -32,10 +37,11 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.daemon.errors import CandidateError
+from watchkeeper.daemon.shadow.attributing import Attributor
 from watchkeeper.daemon.shadow.labels import PendingLabels
 from watchkeeper.daemon.shadow.rows import Labels, Rows, ShadowMetrics, production_outputs, take
 from watchkeeper.daemon.shadow.runtime import Prediction
-from watchkeeper.daemon.shadow.setup import ModelSetup, load_setups
+from watchkeeper.daemon.shadow.setup import ModelSetup, load_setups, reference_sample
 from watchkeeper.daemon.shadow.store import ShadowKey, ShadowStore
 from watchkeeper.daemon.store.queries import TopicPartitionKey
 from watchkeeper.detectors.shadow import ShadowStats, sample_mask
@@ -65,6 +71,7 @@ class ShadowEvaluator:
         label_ttl_ms: int = 7 * 86_400_000,
         decision_threshold: float = 0.5,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -85,13 +92,25 @@ class ShadowEvaluator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_flush = time.monotonic()
+        self.attributor = Attributor(settings, window_size_ms, self.metrics, monotonic)
 
     # -- configuration (policy load and reload) -------------------------------------------
     def configure(self, policies: Mapping[str, LoadedPolicy]) -> None:
         """Load the candidates of every policy with a shadow section, afresh."""
         self._models = load_setups(
-            policies, self.settings, self._record, self._disable, int(self.clock() * 1000)
+            policies,
+            self.settings,
+            self._record,
+            self._disable,
+            int(self.clock() * 1000),
+            functools.partial(reference_sample, self.store),
         )
+
+    def explainers(self) -> dict[str, dict[str, Any]]:
+        """Per model, its attribution set-up (``/api/shadow``)."""
+        return {
+            m: s.explainers.describe() for m, s in self._models.items() if s.explainers is not None
+        }
 
     def _record(self, model: str, name: str, state: str, reason: str, info: Any, at: int) -> None:
         self.metrics.up.labels(model, name).set(1 if state == "active" else 0)
@@ -228,6 +247,7 @@ class ShadowEvaluator:
         if setup is not None:
             for name in list(setup.candidates):
                 self._evaluate(setup, item, name)
+            self._attribute(setup, item)
         with self._lock:
             key = (item.topic, item.partition)
             self._offsets[key] = max(self._offsets.get(key, 0), item.next_offset)
@@ -250,6 +270,21 @@ class ShadowEvaluator:
             baseline = self._run_baseline(setup, rows, name, x)
             self._fold(setup, rows, name, part, prediction, batch_ms, row_ms, baseline)
             self.metrics.rows.labels(rows.model, name).inc(part.size)
+
+    def _attribute(self, setup: ModelSetup, rows: Rows) -> None:
+        # a backed-up queue means the candidates themselves cannot keep up: they go first
+        backed_up = self._queue.qsize() > self.settings.queue_batches // 2
+        outcome = self.attributor.run(setup, rows, backed_up)
+        if not outcome.attributions and not outcome.skipped:
+            return
+        features = setup.spec.inputs.features
+        with self._lock:
+            for (name, start), (production, candidate) in outcome.attributions.items():
+                self._stats_for(setup, rows.model, name, start).update_attribution(
+                    features, production, candidate
+                )
+            for (name, start), n in outcome.skipped.items():
+                self._stats_for(setup, rows.model, name, start).attribution_skipped += n
 
     def _run_baseline(
         self, setup: ModelSetup, rows: Rows, name: str, x: np.ndarray[Any, Any]

@@ -46,6 +46,26 @@ class ShadowMetrics:
             ["model", "candidate", "side"],
             registry=registry,
         )
+        self.attributed = Counter(
+            "watchkeeper_shadow_attributed_rows",
+            "Shadow rows whose feature attributions were computed for both models.",
+            ["model", "candidate"],
+            registry=registry,
+        )
+        self.attribution_skipped = Counter(
+            "watchkeeper_shadow_attribution_skipped_rows",
+            "Rows chosen for attribution but skipped: over the attribution CPU budget, "
+            "or the evaluation queue was backed up.",
+            ["model", "candidate"],
+            registry=registry,
+        )
+        self.attribution_seconds = Counter(
+            "watchkeeper_shadow_attribution_seconds",
+            "Time spent computing feature attributions, by model and by the model explained "
+            "(production or a candidate).",
+            ["model", "explained"],
+            registry=registry,
+        )
 
 
 @dataclass

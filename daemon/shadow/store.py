@@ -145,6 +145,19 @@ class ShadowStore:
             return int(result.rowcount or 0)
 
     # -- reading -----------------------------------------------------------------------
+    def reference_sample(self, model: str, name: str) -> list[dict[str, Any]]:
+        """The sample rows of a stored reference profile (``[]`` if none): the background
+        of shadow attributions."""
+        c = t.reference_profiles.c
+        with reading(self.engine, "read a reference sample") as conn:
+            blob = conn.execute(
+                select(c.profile).where((c.model == model) & (c.name == name))
+            ).scalar()
+        if blob is None:
+            return []
+        sample = orjson.loads(blob).get("sample") or []
+        return [r for r in sample if isinstance(r, dict)]
+
     def offsets(self, group_id: str) -> dict[TopicPartitionKey, int]:
         c = t.shadow_offsets.c
         with reading(self.engine, "read shadow offsets") as conn:
