@@ -339,3 +339,118 @@ def test_attribution_metrics_are_not_label_based() -> None:
     # no labelled rows are needed for an attribution condition
     p = Promotion(when=["shadow_protected_attribution_delta <= 0.05"], min_rows=10)
     assert decide(p, {"shadow_protected_attribution_delta": 0.01}, 20, 0).decision == "promote"
+
+
+def linear32(path: Path, weights: np.ndarray[Any, Any]) -> None:
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "B"], ["variable"]),
+        ],
+        "linear32",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, len(weights)])],
+        [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])],
+        [
+            helper.make_tensor("W", TensorProto.FLOAT, [len(weights), 1], weights.tolist()),
+            helper.make_tensor("B", TensorProto.FLOAT, [1], [BIAS]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_compress_prints_the_attribution_columns_for_each_variant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from watchkeeper.daemon.cli.main import main
+
+    linear32(tmp_path / "m.onnx", WEIGHTS)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 4))
+    (tmp_path / "rows.jsonl").write_text(
+        "\n".join(json.dumps({"features": dict(zip(FEATURES, r, strict=True))}) for r in x.tolist())
+    )
+    args = ["compress", str(tmp_path / "m.onnx"), "--rows", str(tmp_path / "rows.jsonl")]
+    args += ["--features", ",".join(FEATURES), "--variants", "int8-dynamic,fp16"]
+    assert main([*args, "--protected", "f3", "--attribution-rows", "80", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    variants = {v["variant"]: v for v in report["variants"]}
+    assert variants["fp32"]["attribution_rank_corr"] is None  # the yardstick itself
+    for name in ("int8-dynamic", "fp16"):
+        v = variants[name]
+        # a faithful compression of a linear model ranks the inputs alike
+        assert v["attribution_rank_corr"] == 1.0 and v["attribution_topk_overlap"] == 1.0
+        assert 0 <= v["protected_attribution_delta"] < 0.01
+        assert v["attribution"]["rows"] == 80 and v["attribution"]["protected"]["feature"] == "f3"
+    snippet = (tmp_path / "m.shadow.snippet.yaml").read_text()
+    assert "protected:\n  - f3" in snippet and "shadow_protected_attribution_delta" in snippet
+    assert main([*args, "--protected", "f3", "--attribution-rows", "80"]) == 0
+    printed = capsys.readouterr()
+    assert "attributions vs fp32 (80 rows, background 50, protected: f3)" in printed.out
+    assert "rank ρ" in printed.out and "protected Δ share" in printed.out
+    assert "1.000" in printed.out  # the ρ column
+    with pytest.raises(SystemExit, match=r"protected features \['gender'\] are not inputs"):
+        main([*args, "--protected", "gender"])
+
+
+def test_status_api_and_slack_show_the_attribution_columns(tmp_path: Path, store: Store) -> None:
+    from rich.console import Console
+    from watchkeeper.alerts.notification import Notification
+    from watchkeeper.alerts.slack import blocks
+    from watchkeeper.daemon.cli.shadow import print_shadow
+    from watchkeeper.daemon.shadow.checks import shadow_table
+
+    folder = folder_with(tmp_path)
+    evaluator = evaluator_for(folder, store)
+    rows, _ = traffic(400, 16, start_ms=1_800_000_000_000)
+    evaluator.process(rows)
+    assert evaluator.flush()
+    policy = load_policy(folder / "m.yaml").policy
+    body = shadow_table(
+        ShadowStore(store.engine), {"m": policy}, 1_800_000_000_000 + SIZE_MS, SIZE_MS
+    )
+    entry = body["models"]["m"]
+    assert entry["protected"] == ["f0"]
+    by_name = {r["candidate"]: r for r in entry["candidates"]}
+    zeroed = by_name["zeroed"]
+    assert zeroed["comparison"]["shadow_attribution_rank_corr"] == pytest.approx(-0.2)
+    assert zeroed["comparison"]["shadow_attributed_rows"] == zeroed["attribution"]["rows"] > 30
+    assert zeroed["attribution"]["protected"]["feature"] == "f0"
+    assert zeroed["attribution"]["skipped"] == 0
+    orjson.dumps(body)  # the API body serialises as is
+
+    console = Console(record=True, width=200)
+    print_shadow(console, body)
+    text = console.export_text()
+    assert "attr ρ" in text and "top-k" in text and "prot Δ" in text
+    assert "-0.200" in text and "-0." in text.split("zeroed")[1] and "f0" in text
+
+    s = stored(store)["zeroed"]
+    spec = policy.shadow
+    assert spec is not None
+    note = Notification(
+        kind="reject",
+        fingerprint="x",
+        severity="info",
+        summary="m: candidate zeroed rejected",
+        model="m",
+        policy="m",
+        rule="promotion",
+        metric="",
+        feature="zeroed",
+        members={},
+        at_ms=0,
+        opened_ms=0,
+        details={
+            "candidate": "zeroed",
+            "checks": [],
+            "table": comparison(s, spec),
+            "attribution": attribution(s, spec),
+        },
+    )
+    slack = str(blocks(note))
+    assert "shadow_attribution_rank_corr" in slack and "shadow_protected_attribution_delta" in slack
+    assert "protected f0: share of attribution" in slack
