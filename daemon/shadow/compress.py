@@ -98,7 +98,7 @@ class _Attributions:
 
     def _summary(self, model: OnnxModel) -> AttributionSummary:
         def predict(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-            return model.predict(np.ascontiguousarray(z, dtype=model.dtype)).scores
+            return model.scores(np.ascontiguousarray(z, dtype=model.dtype))
 
         explainer = ShapleyExplainer(predict, self.background, permutations=self.how.permutations)
         summary = AttributionSummary(self.features)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from watchkeeper.daemon.shadow.runtime import OnnxModel, columns_from_rows, feature_matrix
 from watchkeeper.detectors.shapley import ShapleyExplainer
-from watchkeeper.policies.shadow import Inputs, Shadow
+from watchkeeper.policies.shadow import Inputs, Outputs, Shadow
 
 log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
@@ -95,10 +95,14 @@ def column_map(production: Inputs, candidate: Inputs) -> list[int] | str:
     return [index[f] for f in candidate.features]
 
 
+def _has_score(outputs: Outputs) -> bool:
+    return outputs.score is not None or outputs.probabilities is not None
+
+
 def _scores(model: OnnxModel, columns: list[int] | None) -> Callable[[Array], Array]:
     def predict(x: Array) -> Array:
         z = x if columns is None else x[:, columns]
-        return model.predict(np.ascontiguousarray(z, dtype=model.dtype)).scores
+        return model.scores(np.ascontiguousarray(z, dtype=model.dtype))
 
     return predict
 
@@ -166,10 +170,15 @@ class Explainers:
             assert self.background is not None
             return ShapleyExplainer(predict, self.background, permutations=a.permutations)
 
+        if not _has_score(self.spec.outputs):
+            self.reason = "production's outputs name no score or probabilities to explain"
+            return
         self.production = explainer(_scores(self.baseline, None))
         by_name = {c.name: c for c in self.spec.candidates}
         for name, model in self.candidates.items():
             columns = column_map(self.spec.inputs, self.spec.inputs_of(by_name[name]))
+            if not _has_score(self.spec.outputs_of(by_name[name])):
+                columns = "its outputs name no score or probabilities to explain"
             if isinstance(columns, str):
                 self.unexplained[name] = columns
                 continue

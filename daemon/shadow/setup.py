@@ -76,6 +76,8 @@ def load_setups(
         if spec.attributions.enabled and candidates:
             rows = sample(loaded) if sample is not None and baseline is not None else []
             explainers = explainers_for(spec, baseline, candidates, rows)
+            if explainers is not None:
+                _record_attributions(loaded, explainers, candidates, record, now_ms)
         models[model] = ModelSetup(
             loaded.policy.key,
             spec,
@@ -116,6 +118,23 @@ def _candidates(
             continue
         record(model, c.name, "active", "", candidates[c.name].describe(), now_ms)
     return candidates
+
+
+def _record_attributions(
+    loaded: LoadedPolicy,
+    explainers: Explainers,
+    candidates: dict[str, OnnxModel],
+    record: Record,
+    now_ms: int,
+) -> None:
+    """Each candidate's info says whether its attributions run, and if not why
+    (``/api/shadow`` shows it beside the attribution metrics)."""
+    for name, model in candidates.items():
+        why = explainers.unexplained.get(name) or ("" if explainers.waiting else explainers.reason)
+        info = model.describe() | {
+            "attributions": why or f"on, background from the {explainers.source or 'live rows'}"
+        }
+        record(loaded.policy.model, name, "active", "", info, now_ms)
 
 
 def _baseline(loaded: LoadedPolicy, spec: Shadow, settings: ShadowConfig) -> OnnxModel | None:

@@ -420,6 +420,7 @@ def test_status_api_and_slack_show_the_attribution_columns(tmp_path: Path, store
     assert zeroed["comparison"]["shadow_attributed_rows"] == zeroed["attribution"]["rows"] > 30
     assert zeroed["attribution"]["protected"]["feature"] == "f0"
     assert zeroed["attribution"]["skipped"] == 0
+    assert zeroed["info"]["attributions"] == "on, background from the reference"
     orjson.dumps(body)  # the API body serialises as is
 
     console = Console(record=True, width=200)
@@ -454,3 +455,65 @@ def test_status_api_and_slack_show_the_attribution_columns(tmp_path: Path, store
     slack = str(blocks(note))
     assert "shadow_attribution_rank_corr" in slack and "shadow_protected_attribution_delta" in slack
     assert "protected f0: share of attribution" in slack
+
+
+def test_scores_only_inference_equals_predicts_scores(tmp_path: Path) -> None:
+    """Attributions run the score output alone; it must be the score ``predict`` gives."""
+    from watchkeeper.daemon.shadow.runtime import OnnxModel
+    from watchkeeper.policies.shadow import Inputs, Outputs
+
+    w = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+            helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+        ],
+        "softmax",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 3]),
+        ],
+        [helper.make_tensor("W", TensorProto.FLOAT, [4, 3], w.ravel().tolist())],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "c.onnx")
+    x = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float32)
+    for outputs in (
+        Outputs(label="label", probabilities="probabilities"),
+        Outputs(label="label", probabilities="probabilities", positive_class=2),
+    ):
+        m = OnnxModel(
+            "m",
+            "c",
+            tmp_path / "c.onnx",
+            Inputs(features=FEATURES),
+            outputs,
+            "classification",
+            ShadowConfig(),
+        )
+        np.testing.assert_array_equal(m.scores(x), m.predict(x).scores)
+    linear(tmp_path / "r.onnx", WEIGHTS)
+    r = OnnxModel(
+        "m",
+        "r",
+        tmp_path / "r.onnx",
+        Inputs(features=FEATURES, dtype="float64"),
+        Outputs(score="variable"),
+        "regression",
+        ShadowConfig(),
+    )
+    x64 = x.astype(np.float64)
+    np.testing.assert_array_equal(r.scores(x64), r.predict(x64).scores)
+    only_label = OnnxModel(
+        "m",
+        "c",
+        tmp_path / "c.onnx",
+        Inputs(features=FEATURES),
+        Outputs(label="label"),
+        "classification",
+        ShadowConfig(),
+    )
+    assert np.isnan(only_label.scores(x)).all()
