@@ -26,7 +26,8 @@ from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.registry import METRICS
-from watchkeeper.detectors.shadow import ShadowStats, shadow_finding
+from watchkeeper.detectors.shadow import ShadowStats
+from watchkeeper.detectors.shadow_findings import shadow_finding
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import IncidentEvent, candidate_of, fingerprint
 from watchkeeper.policies.promotion import Verdict, decide

@@ -26,7 +26,8 @@ from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.attribution import ATTRIBUTION_METRICS
 from watchkeeper.detectors.profile import ReferenceProfile
-from watchkeeper.detectors.shadow import ShadowStats, sample_mask, shadow_finding
+from watchkeeper.detectors.shadow import ShadowStats, sample_mask
+from watchkeeper.detectors.shadow_findings import shadow_finding
 from watchkeeper.detectors.window import Column
 from watchkeeper.policies.errors import InvalidDocumentError
 from watchkeeper.policies.loader import load_all, load_policy
