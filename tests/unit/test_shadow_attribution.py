@@ -518,3 +518,22 @@ def test_scores_only_inference_equals_predicts_scores(tmp_path: Path) -> None:
         ShadowConfig(),
     )
     assert np.isnan(only_label.scores(x)).all()
+
+
+def test_while_the_queue_is_backed_up_attribution_yields_to_the_candidates(
+    tmp_path: Path, store: Store
+) -> None:
+    folder = folder_with(tmp_path)
+    evaluator = evaluator_for(
+        folder, store, ShadowConfig(max_cpu_share=1.0, attribution_cpu_share=1.0, queue_batches=4)
+    )
+    waiting, _ = traffic(10, 17)
+    for _ in range(3):  # more than half of the 4 queue places taken
+        evaluator._queue.put_nowait(waiting)
+    rows, _ = traffic(300, 18)
+    evaluator.process(rows)
+    assert evaluator.flush()
+    s = stored(store)["copy"]
+    assert s.rows == 300  # the candidate was evaluated
+    assert s.attribution is None
+    assert s.attribution_skipped == int(sample_mask(rows.keys, 0.5).sum())
