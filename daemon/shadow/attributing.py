@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from watchkeeper.daemon.shadow.explain import AttributionBudget
 from watchkeeper.daemon.shadow.rows import Rows, ShadowMetrics
 from watchkeeper.daemon.shadow.runtime import feature_matrix
 from watchkeeper.daemon.shadow.setup import ModelSetup
-from watchkeeper.detectors.shadow import sample_mask
+from watchkeeper.detectors.shadow import ShadowStats, sample_mask
 
 log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
@@ -138,3 +138,20 @@ class Attributor:
         starts = sorted({k[2] for k in self._counts})
         cut = starts[-KEEP_WINDOWS] if len(starts) > KEEP_WINDOWS else starts[0]
         self._counts = {k: v for k, v in self._counts.items() if k[2] >= cut}
+
+
+def fold(
+    outcome: Outcome, setup: ModelSetup, model: str, stats_for: Callable[[str, int], ShadowStats]
+) -> None:
+    """Add an :class:`Outcome` to the windows' summaries (``stats_for(candidate, window
+    start)``); the caller holds the evaluator's lock."""
+    features = setup.spec.inputs.features
+    for (name, start), (production, candidate) in outcome.attributions.items():
+        stats_for(name, start).update_attribution(features, production, candidate)
+    for (name, start), n in outcome.skipped.items():
+        stats_for(name, start).attribution_skipped += n
+
+
+def describe_explainers(models: Mapping[str, ModelSetup]) -> dict[str, dict[str, Any]]:
+    """Per model, its attribution set-up (``/api/shadow``)."""
+    return {m: s.explainers.describe() for m, s in models.items() if s.explainers is not None}

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.daemon.errors import CandidateError
 from watchkeeper.daemon.shadow.explain import Explainers, explainers_for
-from watchkeeper.daemon.shadow.runtime import OnnxModel, resolve_model_path
+from watchkeeper.daemon.shadow.runtime import OnnxModel, Prediction, resolve_model_path
 from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.errors import WatchkeeperError
@@ -24,6 +25,7 @@ from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.shadow import Shadow
 
 log = logging.getLogger(__name__)
+Array = np.ndarray[Any, Any]
 
 Record = Callable[[str, str, str, str, Any, int], None]
 """(model, candidate, state, reason, info, at ms): a candidate's state, to the store."""
@@ -48,6 +50,18 @@ class ModelSetup:
     rates: dict[str, float]
     explainers: Explainers | None = None
     """None: the policy asks for no attributions."""
+
+    def run_baseline(self, x: Array) -> tuple[Prediction, float, float] | None:
+        """Production's own model file on the rows ``x`` (None: there is none); one that
+        fails is dropped, logged, and latency compares with the logged latency after."""
+        if self.baseline is None:
+            return None
+        try:
+            return self.baseline.timed(x)
+        except CandidateError as exc:
+            log.error("model %s: production baseline failed, dropped: %s", self.baseline.model, exc)
+            self.baseline = None
+            return None
 
 
 def load_setups(
