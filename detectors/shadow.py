@@ -86,11 +86,7 @@ SHADOW_METRICS: dict[str, tuple[Direction, str]] = {
     "shadow_drop_rate": ("higher_is_worse", "share of sampled rows dropped (queue full)"),
     "shadow_error_rate": ("higher_is_worse", "share of rows the candidate failed on"),
     "shadow_attributed_rows": ("lower_is_worse", "shadow rows attributed by both models"),
-    **{
-        name: (m.direction, m.description)
-        for name, m in ATTRIBUTION_METRICS.items()
-        if name.startswith("shadow_")
-    },
+    **{name: (m.direction, m.description) for name, m in ATTRIBUTION_METRICS.items()},
 }
 ATTRIBUTION_SHADOW_METRICS = (
     "shadow_attribution_rank_corr",

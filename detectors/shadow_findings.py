@@ -1,13 +1,15 @@
 """A ``shadow_*`` metric of one candidate as a policy finding, with the sample-size guard
 that fits the metric: labelled rows for label-based metrics, attributed rows for
-attribution metrics, shadow rows for the rest."""
+attribution metrics, shadow rows for the rest; and ``attribution_shift``, production's
+window attributions against its reference's, as a finding of the model itself."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from watchkeeper.detectors.attribution import AttributionComparison
+from watchkeeper.detectors.attribution import AttributionComparison, AttributionSummary
 from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.shadow import ShadowStats, attribution_based, label_based
 
 
@@ -65,3 +67,47 @@ def shadow_finding(
         details = dict(stats.attribution_result(attribution)[1])
         details.pop("unavailable", None)
     return Finding(model, metric, candidate, values[metric], "ok", start, end, n, 0, details)
+
+
+def attribution_shift(
+    window: AttributionSummary | None,
+    reference: AttributionSummary | None,
+    comparison: AttributionComparison,
+) -> tuple[float | None, dict[str, Any]]:
+    """(``attribution_shift`` or None, details: rows each side, both top features, and
+    the reason when there is no value)."""
+    details: dict[str, Any] = {
+        "rows": 0 if window is None else window.rows,
+        "reference_rows": 0 if reference is None else reference.rows,
+    }
+    if reference is None:
+        return None, details | {"reason": "production's reference attributions not computed yet"}
+    if window is None or window.rows == 0:
+        return None, details | {"reason": "no attributed rows of production in the window"}
+    if window.features != reference.features:
+        return None, details | {"reason": "the reference was attributed over other features"}
+    try:
+        result = comparison.shift(reference, window)
+    except InsufficientDataError as exc:
+        return None, details | {"reason": str(exc)}
+    details |= result.details
+    if "attribution_shift" not in result.values:
+        return None, details | {"reason": result.unavailable.get("attribution_shift", "")}
+    return result.values["attribution_shift"], details
+
+
+def attribution_shift_finding(
+    model: str,
+    window: AttributionSummary | None,
+    reference: AttributionSummary | None,
+    bounds: tuple[int, int],
+    comparison: AttributionComparison,
+) -> Finding:
+    """``attribution_shift`` as a finding of the model (no feature, no candidate); fewer
+    than ``comparison.min_rows`` attributed rows on either side: insufficient data."""
+    value, details = attribution_shift(window, reference, comparison)
+    n = 0 if window is None else window.rows
+    n_ref = 0 if reference is None else reference.rows
+    status: Literal["ok", "insufficient_data"] = "ok" if value is not None else "insufficient_data"
+    start, end = bounds
+    return Finding(model, "attribution_shift", None, value, status, start, end, n, n_ref, details)

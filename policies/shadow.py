@@ -187,6 +187,9 @@ class Attributions(_Strict):
     """Size of the top-feature sets ``shadow_attribution_topk_overlap`` compares."""
     min_rows: Annotated[int, Field(ge=1)] = 30
     """Attributed rows the attribution metrics need before they have a value."""
+    reference_rows: Annotated[int, Field(ge=1, le=10_000)] = 200
+    """Rows of the reference's sample (apart from the background) production is explained
+    on once per reference, the baseline ``attribution_shift`` compares windows with."""
 
 
 class Shadow(_Strict):

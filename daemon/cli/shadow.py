@@ -232,6 +232,23 @@ def print_shadow(console: Any, body: dict[str, Any]) -> None:
                 decision,
             )
         console.print(view)
+        shift = entry.get("attribution_shift")
+        if shift:
+            console.print(_shift_line(shift))
+
+
+def _shift_line(shift: dict[str, Any]) -> str:
+    """``attribution_shift`` of production: its value with both sides' rows and top
+    features, or why it has none."""
+    if shift.get("value") is None:
+        return f"attribution shift of production: — ({str(shift.get('reason', ''))[:80]})"
+    top = ", ".join(str(f)[:16] for f in shift.get("reference_top", [])[:3])
+    now = ", ".join(str(f)[:16] for f in shift.get("window_top", [])[:3])
+    return (
+        f"attribution shift of production: ρ {shift['value']:.3f} over "
+        f"{shift.get('rows', 0):,} attributed rows vs {shift.get('reference_rows', 0):,} "
+        f"reference rows (top: {top} → {now})"
+    )
 
 
 def _protected(row: dict[str, Any], c: dict[str, Any]) -> str:

@@ -21,12 +21,29 @@ from watchkeeper.daemon.shadow.explain import AttributionBudget
 from watchkeeper.daemon.shadow.rows import Rows, ShadowMetrics
 from watchkeeper.daemon.shadow.runtime import feature_matrix
 from watchkeeper.daemon.shadow.setup import ModelSetup
+from watchkeeper.daemon.shadow.store import PRODUCTION, ShadowStore
+from watchkeeper.detectors.attribution import AttributionSummary
 from watchkeeper.detectors.shadow import ShadowStats, sample_mask
+from watchkeeper.errors import WatchkeeperError
 
 log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
 KEEP_WINDOWS = 64
 """Windows whose attributed-row counts are kept (for the per-window bound)."""
+REFERENCE_CHUNK = 16
+"""Reference rows explained per batch while the budget allows: the reference summary is
+built a little at a time, so it never holds the worker (or the candidates) for long."""
+
+
+@dataclass
+class ReferenceProgress:
+    """Production's attributions of a reference's rows, built :data:`REFERENCE_CHUNK`
+    rows at a time; ``done`` once every row is in ``summary``."""
+
+    identity: str
+    summary: AttributionSummary
+    next_row: int = 0
+    done: bool = False
 
 
 @dataclass
@@ -36,6 +53,11 @@ class Outcome:
 
     attributions: dict[tuple[str, int], tuple[Array, Array]] = field(default_factory=dict)
     skipped: dict[tuple[str, int], int] = field(default_factory=dict)
+    production: dict[int, Array] = field(default_factory=dict)
+    """Per window start: production's attributions of every row explained (the union of
+    the candidates' rows), the window side of ``attribution_shift``."""
+    reference: ReferenceProgress | None = None
+    """Set when the reference's summary was completed by this run (to be stored)."""
 
 
 class Attributor:
@@ -54,6 +76,70 @@ class Attributor:
             settings.max_cpu_share * settings.attribution_cpu_share, clock=clock
         )
         self._counts: dict[tuple[str, str, int], int] = {}
+        self.references: dict[str, ReferenceProgress] = {}
+        """Per model: production's reference summary, kept across policy reloads while
+        the reference's identity is the same (:func:`~explain.sample_identity`)."""
+
+    def restore(
+        self, models: Mapping[str, ModelSetup], stored: Callable[[str], dict[str, Any] | None]
+    ) -> None:
+        """After a (re)load: a reference summary the store holds for the same reference
+        identity is used as it is; any other is computed (again)."""
+        for model, setup in models.items():
+            ex = setup.explainers
+            if ex is None or ex.reference is None:
+                continue
+            known = self.references.get(model)
+            if known is not None and known.identity == ex.identity:
+                continue
+            try:
+                row = stored(model)
+            except WatchkeeperError as exc:
+                if not exc.retriable:
+                    raise
+                row = None
+            if row is not None and row.get("identity") == ex.identity:
+                try:
+                    summary = AttributionSummary.from_dict(row["summary"])
+                except (KeyError, TypeError, ValueError) as exc:
+                    log.error("model %s: stored reference attributions unusable: %s", model, exc)
+                    continue
+                if summary.features == ex.features:
+                    self.references[model] = ReferenceProgress(ex.identity, summary, 0, True)
+
+    def _reference_step(self, setup: ModelSetup, model: str, out: Outcome) -> None:
+        """Explain the next few reference rows, if any are left and the budget allows."""
+        ex = setup.explainers
+        if ex is None or ex.production is None or ex.reference is None:
+            return
+        progress = self.references.get(model)
+        if progress is None or progress.identity != ex.identity:
+            progress = ReferenceProgress(ex.identity, AttributionSummary(ex.features))
+            self.references[model] = progress
+        if progress.done or not self.budget.allows():
+            return
+        lo, hi = progress.next_row, min(progress.next_row + REFERENCE_CHUNK, len(ex.reference))
+        started = time.perf_counter()
+        try:
+            # orderings seeded by the row's position in the reference's rows
+            phi = ex.production.explain(ex.reference[lo:hi], np.arange(lo, hi, dtype=np.uint64))
+        except (CandidateError, ValueError) as exc:
+            log.error("model %s: attributions of the reference failed: %s", model, exc)
+            return
+        finally:
+            spent = time.perf_counter() - started
+            self.budget.spend(spent)
+            self.metrics.attribution_seconds.labels(model, "reference").inc(spent)
+        progress.summary.update(phi)
+        progress.next_row = hi
+        if hi >= len(ex.reference):
+            progress.done = True
+            out.reference = progress
+            log.info(
+                "model %s: production's attributions of %d reference rows done",
+                model,
+                progress.summary.rows,
+            )
 
     def _chosen(self, setup: ModelSetup, rows: Rows, name: str, starts: Array) -> Array:
         """Positions of the rows to attribute for ``name``, within the per-window bound."""
@@ -88,6 +174,8 @@ class Attributor:
         }
         chosen = {n: idx for n, idx in chosen.items() if idx.size}
         if not chosen:
+            if not backed_up:
+                self._reference_step(setup, rows.model, out)
             return out
         if backed_up or not self.budget.allows():
             for name, idx in chosen.items():
@@ -109,6 +197,8 @@ class Attributor:
             spent = time.perf_counter() - started
             self.budget.spend(spent)
             self.metrics.attribution_seconds.labels(rows.model, "production").inc(spent)
+        for start in np.unique(starts[union]).tolist():
+            out.production[int(start)] = production[starts[union] == start]
         for name, idx in chosen.items():
             pos = np.searchsorted(union, idx)
             started = time.perf_counter()
@@ -130,6 +220,7 @@ class Attributor:
                 self._counts[key] = self._counts.get(key, 0) + int(sel.sum())
             self.metrics.attributed.labels(rows.model, name).inc(idx.size)
         self._forget_old()
+        self._reference_step(setup, rows.model, out)
         return out
 
     def _forget_old(self) -> None:
@@ -150,8 +241,23 @@ def fold(
         stats_for(name, start).update_attribution(features, production, candidate)
     for (name, start), n in outcome.skipped.items():
         stats_for(name, start).attribution_skipped += n
+    # production's own window summary, under the name no candidate can have: both sides
+    # are production's attributions, so its AttributionSummary merges like any other
+    for start, production in outcome.production.items():
+        stats_for(PRODUCTION, start).update_attribution(features, production, production)
 
 
 def describe_explainers(models: Mapping[str, ModelSetup]) -> dict[str, dict[str, Any]]:
     """Per model, its attribution set-up (``/api/shadow``)."""
     return {m: s.explainers.describe() for m, s in models.items() if s.explainers is not None}
+
+
+def save_reference(store: ShadowStore, model: str, done: ReferenceProgress, at_ms: int) -> None:
+    """Store a completed reference summary (on failure it stays in memory only: a
+    restart computes it again)."""
+    try:
+        store.set_reference_attribution(model, done.identity, done.summary.to_dict(), at_ms)
+    except WatchkeeperError as exc:
+        if not exc.retriable:
+            raise
+        log.error("model %s: reference attributions not stored: %s", model, exc)

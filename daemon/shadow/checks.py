@@ -4,6 +4,8 @@ Run with each check of a policy that has a ``shadow`` section:
 
 * rules on ``shadow_*`` metrics get one finding per selected candidate over the policy's
   window (the candidate is the finding's feature, so each candidate is its own incident);
+* a rule on ``attribution_shift`` gets one finding of the model: production's
+  attributions of the window's rows against those of its reference's rows;
 * a disabled candidate (failed to load, raised, wrong shape, NaN) opens an incident;
 * with ``promotion`` configured, each candidate's verdict over ``promotion.over`` is
   compared with the stored one; a change to ``promote`` or ``reject`` is recorded and
@@ -23,11 +25,16 @@ from typing import Any
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.outbox import Outbox
-from watchkeeper.daemon.shadow.store import ShadowStore
+from watchkeeper.daemon.shadow.store import PRODUCTION, ShadowStore
+from watchkeeper.detectors.attribution import AttributionSummary
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.shadow import ShadowStats
-from watchkeeper.detectors.shadow_findings import shadow_finding
+from watchkeeper.detectors.shadow_findings import (
+    attribution_shift,
+    attribution_shift_finding,
+    shadow_finding,
+)
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import IncidentEvent, candidate_of, fingerprint
 from watchkeeper.policies.promotion import Verdict, decide
@@ -89,6 +96,39 @@ def attribution(stats: ShadowStats | None, spec: Shadow) -> dict[str, Any]:
     return out | stats.attribution_result(spec.attribution_comparison())[1]
 
 
+def production_attributions(stats: dict[str, ShadowStats]) -> AttributionSummary | None:
+    """Production's attributions of the windows' rows (the union of the candidates')."""
+    own = stats.get(PRODUCTION)
+    return None if own is None or own.attribution is None else own.attribution["production"]
+
+
+def reference_attributions(store: ShadowStore, model: str) -> AttributionSummary | None:
+    """Production's attributions of its reference's rows, as the shadow worker stored them."""
+    row = store.reference_attribution(model)
+    if row is None:
+        return None
+    try:
+        return AttributionSummary.from_dict(row["summary"])
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("model %s: stored reference attributions unusable: %s", model, exc)
+        return None
+
+
+def shift_status(
+    store: ShadowStore, model: str, stats: dict[str, ShadowStats], spec: Shadow
+) -> dict[str, Any]:
+    """What ``/api/shadow`` shows of ``attribution_shift``: value (or the reason there is
+    none), rows on each side and each side's top features."""
+    if not spec.explained():
+        return {"value": None, "reason": "attributions need production's model file (baseline)"}
+    value, details = attribution_shift(
+        production_attributions(stats),
+        reference_attributions(store, model),
+        spec.attribution_comparison(),
+    )
+    return {"value": value} | details
+
+
 class ShadowChecks:
     """See the module docstring."""
 
@@ -120,6 +160,17 @@ class ShadowChecks:
         names = [c.name for c in policy.shadow.candidates]
         out: dict[str, list[Finding]] = {}
         for rule in rules:
+            if rule.metric == "attribution_shift":
+                out[rule.key] = [
+                    attribution_shift_finding(
+                        policy.model,
+                        production_attributions(stats),
+                        reference_attributions(self.store, policy.model),
+                        (start, end),
+                        policy.shadow.attribution_comparison(),
+                    )
+                ]
+                continue
             patterns = ["*"] if rule.candidates == "all" else list(rule.candidates)
             min_samples = rule.min_samples or policy.min_samples
             out[rule.key] = [
@@ -311,6 +362,7 @@ def shadow_table(
             "over_s": over,
             "baseline": spec.baseline,
             "protected": list(spec.protected),
+            "attribution_shift": shift_status(store, policy.model, stats, spec),
             "candidates": rows,
         }
     return {"models": models}

@@ -34,7 +34,12 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.daemon.errors import CandidateError
-from watchkeeper.daemon.shadow.attributing import Attributor, describe_explainers, fold
+from watchkeeper.daemon.shadow.attributing import (
+    Attributor,
+    describe_explainers,
+    fold,
+    save_reference,
+)
 from watchkeeper.daemon.shadow.labels import PendingLabels
 from watchkeeper.daemon.shadow.rows import (
     Labels,
@@ -105,6 +110,7 @@ class ShadowEvaluator:
             int(self.clock() * 1000),
             functools.partial(reference_sample, self.store),
         )
+        self.attributor.restore(self._models, self.store.reference_attribution)
 
     def explainers(self) -> dict[str, dict[str, Any]]:
         """Per model, its attribution set-up (``/api/shadow``)."""
@@ -277,6 +283,8 @@ class ShadowEvaluator:
         outcome = self.attributor.run(setup, rows, backed_up)
         with self._lock:
             fold(outcome, setup, rows.model, functools.partial(self._stats_for, setup, rows.model))
+        if outcome.reference is not None:
+            save_reference(self.store, rows.model, outcome.reference, int(self.clock() * 1000))
 
     def _fail(
         self, setup: ModelSetup, rows: Rows, name: str, part: np.ndarray[Any, Any], reason: str

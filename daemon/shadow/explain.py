@@ -29,6 +29,7 @@ skipped and counted (``attribution_skipped`` in the window's summary and the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 from watchkeeper.daemon.shadow.runtime import OnnxModel, columns_from_rows, feature_matrix
 from watchkeeper.detectors.shapley import ShapleyExplainer
 from watchkeeper.policies.shadow import Inputs, Outputs, Shadow
@@ -74,12 +76,40 @@ class AttributionBudget:
 
 def background_rows(sample: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     """``n`` evenly spaced feature rows of a reference sample (its rows' ``features``)."""
+    return split_sample(sample, n, 0)[0]
+
+
+def split_sample(
+    sample: list[dict[str, Any]], n_background: int, n_reference: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(background, reference rows) of a reference sample, disjoint: ``n_background``
+    evenly spaced rows, then up to ``n_reference`` evenly spaced rows of the others —
+    the rows production is explained on for ``attribution_shift`` (explaining the
+    background itself would compare each row with itself)."""
     rows = [r.get("features", r) for r in sample if isinstance(r, dict)]
     rows = [r for r in rows if isinstance(r, dict)]
-    if len(rows) <= n:
-        return rows
-    picks = np.linspace(0, len(rows) - 1, n).round().astype(int)
-    return [rows[i] for i in picks.tolist()]
+    if len(rows) <= n_background:
+        return rows, []
+    picks = set(np.linspace(0, len(rows) - 1, n_background).round().astype(int).tolist())
+    rest = [r for i, r in enumerate(rows) if i not in picks]
+    if len(rest) > n_reference:
+        at = np.linspace(0, len(rest) - 1, n_reference).round().astype(int).tolist()
+        rest = [rest[i] for i in at] if n_reference else []
+    return [rows[i] for i in sorted(picks)], rest
+
+
+def sample_identity(spec: Shadow, baseline: OnnxModel, rows: list[dict[str, Any]]) -> str:
+    """What production's attributions of a reference sample depend on, as a digest: the
+    rows, production's file (path, size), its inputs and the explainer's settings. The
+    cached reference summary is reused while it is the same, recomputed when it changes."""
+    a = spec.attributions
+    basis = {
+        "rows": rows,
+        "inputs": spec.inputs.model_dump(mode="json"),
+        "baseline": [str(baseline.path), baseline.size_bytes],
+        "explainer": [a.background_rows, a.permutations, a.reference_rows],
+    }
+    return hashlib.sha256(orjson.dumps(basis, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
 
 
 def column_map(production: Inputs, candidate: Inputs) -> list[int] | str:
@@ -129,6 +159,11 @@ class Explainers:
     """Where the background came from: ``reference`` or ``live``."""
     waiting: bool = False
     """No reference sample: the first shadow rows become the background."""
+    reference: Array | None = None
+    """Reference-sample rows (not the background) production is explained on, once per
+    reference, for ``attribution_shift``; None: the reference has no such rows."""
+    identity: str = ""
+    """:func:`sample_identity` of the reference sample."""
     _live: list[Array] = field(default_factory=list)
 
     @property
@@ -223,9 +258,15 @@ def explainers_for(
     elif baseline is None:
         out.reason = "production's model file (shadow.baseline) could not be loaded"
     else:
-        rows = background_rows(sample, spec.attributions.background_rows)
+        a = spec.attributions
+        rows, reference = split_sample(sample, a.background_rows, a.reference_rows)
         if rows:
             out.fill(rows, "reference")
+            if reference:
+                n = len(reference)
+                matrix = feature_matrix(spec.inputs, columns_from_rows(reference), n)
+                out.reference = matrix.astype(np.float64)
+                out.identity = sample_identity(spec, baseline, rows + reference)
         else:
             out.reason = "waiting for live rows as the background (no reference sample)"
             out.waiting = True

@@ -22,6 +22,11 @@ from watchkeeper.detectors.shadow import ShadowStats
 
 ShadowKey = tuple[str, str, int]
 """(model, candidate, window start ms)."""
+PRODUCTION = "@production"
+"""The candidate column's value for production's own rows: its window attributions (in
+``shadow_windows``) and its reference summary (in ``shadow_candidates``), the two sides
+of ``attribution_shift``. No candidate can be named so (names start with a letter or a
+digit)."""
 
 
 class ShadowStore:
@@ -105,6 +110,29 @@ class ShadowStore:
                 ["state", "reason", "info", "updated_ms"],
             )
 
+    def set_reference_attribution(
+        self, model: str, identity: str, summary: dict[str, Any], at_ms: int
+    ) -> None:
+        """Production's attributions of its reference's rows (an ``AttributionSummary``
+        as a dict), with the reference's identity: kept beside the candidates' states, so
+        a restart or another replica reads it instead of computing it again."""
+        info = {"identity": identity, "summary": summary}
+        self.set_candidate(model, PRODUCTION, "reference", "", info, at_ms)
+
+    def reference_attribution(self, model: str) -> dict[str, Any] | None:
+        """``{"identity", "summary", "updated_ms"}`` or None (not computed yet)."""
+        c = t.shadow_candidates.c
+        with reading(self.engine, "read a reference attribution") as conn:
+            row = conn.execute(
+                select(c.info, c.updated_ms).where((c.model == model) & (c.candidate == PRODUCTION))
+            ).first()
+        if row is None:
+            return None
+        info = json.loads(row.info)
+        if not isinstance(info, dict) or "summary" not in info:
+            return None
+        return {**info, "updated_ms": int(row.updated_ms)}
+
     def write_decision(
         self,
         conn: Connection,
@@ -186,8 +214,10 @@ class ShadowStore:
         return out
 
     def candidates(self, model: str | None = None) -> list[dict[str, Any]]:
-        query = select(t.shadow_candidates).order_by(
-            t.shadow_candidates.c.model, t.shadow_candidates.c.candidate
+        query = (
+            select(t.shadow_candidates)
+            .where(t.shadow_candidates.c.candidate != PRODUCTION)
+            .order_by(t.shadow_candidates.c.model, t.shadow_candidates.c.candidate)
         )
         if model is not None:
             query = query.where(t.shadow_candidates.c.model == model)
