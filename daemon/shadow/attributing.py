@@ -31,8 +31,8 @@ Array = np.ndarray[Any, Any]
 KEEP_WINDOWS = 64
 """Windows whose attributed-row counts are kept (for the per-window bound)."""
 REFERENCE_CHUNK = 16
-"""Reference rows explained per batch while the budget allows: the reference summary is
-built a little at a time, so it never holds the worker (or the candidates) for long."""
+"""Reference rows explained per call: after each, the budget is asked again, so the
+reference summary is built a little at a time when attribution's CPU share is spent."""
 
 
 @dataclass
@@ -116,30 +116,33 @@ class Attributor:
         if progress is None or progress.identity != ex.identity:
             progress = ReferenceProgress(ex.identity, AttributionSummary(ex.features))
             self.references[model] = progress
-        if progress.done or not self.budget.allows():
-            return
-        lo, hi = progress.next_row, min(progress.next_row + REFERENCE_CHUNK, len(ex.reference))
-        started = time.perf_counter()
-        try:
-            # orderings seeded by the row's position in the reference's rows
-            phi = ex.production.explain(ex.reference[lo:hi], np.arange(lo, hi, dtype=np.uint64))
-        except (CandidateError, ValueError) as exc:
-            log.error("model %s: attributions of the reference failed: %s", model, exc)
-            return
-        finally:
-            spent = time.perf_counter() - started
-            self.budget.spend(spent)
-            self.metrics.attribution_seconds.labels(model, "reference").inc(spent)
-        progress.summary.update(phi)
-        progress.next_row = hi
-        if hi >= len(ex.reference):
-            progress.done = True
-            out.reference = progress
-            log.info(
-                "model %s: production's attributions of %d reference rows done",
-                model,
-                progress.summary.rows,
-            )
+        # chunk by chunk while the budget lasts (candidates went first: this runs after
+        # them, and not at all while the queue is backed up)
+        while not progress.done and self.budget.allows():
+            lo = progress.next_row
+            hi = min(lo + REFERENCE_CHUNK, len(ex.reference))
+            started = time.perf_counter()
+            try:
+                # orderings seeded by the row's position in the reference's rows
+                keys = np.arange(lo, hi, dtype=np.uint64)
+                phi = ex.production.explain(ex.reference[lo:hi], keys)
+            except (CandidateError, ValueError) as exc:
+                log.error("model %s: attributions of the reference failed: %s", model, exc)
+                return
+            finally:
+                spent = time.perf_counter() - started
+                self.budget.spend(spent)
+                self.metrics.attribution_seconds.labels(model, "reference").inc(spent)
+            progress.summary.update(phi)
+            progress.next_row = hi
+            if hi >= len(ex.reference):
+                progress.done = True
+                out.reference = progress
+                log.info(
+                    "model %s: production's attributions of %d reference rows done",
+                    model,
+                    progress.summary.rows,
+                )
 
     def _chosen(self, setup: ModelSetup, rows: Rows, name: str, starts: Array) -> Array:
         """Positions of the rows to attribute for ``name``, within the per-window bound."""

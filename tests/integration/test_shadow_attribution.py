@@ -2,9 +2,10 @@
 candidates (an identical copy, and one whose strongest input's weight was zeroed — what a
 bad pruning does), real ONNX files made here, a reference profile file whose sample is the
 background; the daemon attributes the key-sampled rows, ``/api/shadow`` shows the three
-attribution metrics, equal to the exact Shapley values of the linear models computed here
-independently, and the promotion conditions on them promote the copy and reject the other
-through a signed webhook."""
+attribution metrics and production's ``attribution_shift`` against the reference's other
+rows, equal to the exact Shapley values of the linear models computed here independently,
+and the promotion conditions on them promote the copy and reject the other through a
+signed webhook."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import orjson
 import pytest
 from onnx import TensorProto, helper
 from scipy import stats as scipy_stats
-from watchkeeper.daemon.shadow.store import ShadowStore
+from watchkeeper.daemon.shadow.store import PRODUCTION, ShadowStore
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.shadow import sample_mask
@@ -35,6 +36,7 @@ ZEROED = np.array([0.0, 2.0, 1.0, 0.5])
 N = 600
 ATTRIBUTION_RATE = 0.5
 BACKGROUND = 40
+REFERENCE_ROWS = 200  # attributions.reference_rows, the default
 
 POLICY = """\
 model: m
@@ -44,6 +46,7 @@ min_samples: 50
 reference: ref.json
 rules:
   - {name: ranks, metric: shadow_attribution_rank_corr, critical: 0.8}
+  - {name: leans, metric: attribution_shift, critical: 0.7}
 shadow:
   task: regression
   inputs: {features: [f0, f1, f2, f3]}
@@ -151,6 +154,7 @@ def test_shadow_candidates_attribution_metrics_in_the_api(
             return {
                 name: (s.rows, 0 if s.attribution is None else s.attribution["candidate"].rows)
                 for name, s in got.items()
+                if name != PRODUCTION
             }
 
         wait_until(
@@ -159,6 +163,7 @@ def test_shadow_candidates_attribution_metrics_in_the_api(
             describe=attributed,
         )
         wait_until(lambda: len(receiver.received) >= 2, timeout=60)
+        wait_until(lambda: store.reference_attribution("m") is not None, timeout=30)
         status, body = fetch(f"http://{daemon.http.address}/api/shadow")  # type: ignore[union-attr]
 
     assert status == 200
@@ -189,6 +194,16 @@ def test_shadow_candidates_attribution_metrics_in_the_api(
     assert rows["copy"]["comparison"]["shadow_attribution_topk_overlap"] == 1.0
     assert rows["zeroed"]["comparison"]["shadow_attribution_rank_corr"] < 0.8
     assert rows["zeroed"]["attribution"]["protected"]["feature"] == "f0"
+
+    # attribution_shift: production's window rows (the chosen ones) against the reference's
+    # rows — REFERENCE_ROWS evenly spaced rows of those not in the background
+    rest = np.setdiff1d(np.arange(len(reference)), picks)
+    at = np.linspace(0, len(rest) - 1, REFERENCE_ROWS).round().astype(int)
+    reference_importance = np.abs(WEIGHTS * (reference[rest[at]] - mean)).mean(axis=0)
+    shift = entry["attribution_shift"]
+    assert shift["rows"] == n_chosen and shift["reference_rows"] == REFERENCE_ROWS
+    rho = scipy_stats.spearmanr(reference_importance, importance["production"]).statistic
+    assert shift["value"] == pytest.approx(rho, abs=1e-9)
 
     decisions = {d["decision"]["candidate"]: d for d in receiver.received}
     assert decisions["copy"]["type"] == "shadow.promote"
