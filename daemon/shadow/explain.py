@@ -239,6 +239,7 @@ class Explainers:
             "background_rows": 0 if self.background is None else len(self.background),
             "method": None if p is None else p.method,
             "model_rows_per_row": None if p is None else p.model_rows_per_row(),
+            "reference_rows": 0 if self.reference is None else len(self.reference),
             "unexplained": dict(self.unexplained),
         }
 

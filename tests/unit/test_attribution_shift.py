@@ -312,3 +312,45 @@ def test_a_rule_on_it_takes_no_candidates(tmp_path: Path) -> None:
     )
     with pytest.raises(InvalidDocumentError, match="takes no `candidates`"):
         load_policy(path)
+
+
+def test_the_reference_is_explained_chunk_by_chunk_within_the_budget(
+    tmp_path: Path, store: Store
+) -> None:
+    folder = folder_with(tmp_path)
+    now = [0.0]
+    evaluator = ShadowEvaluator(
+        ShadowConfig(max_cpu_share=0.01, attribution_cpu_share=0.01),  # 1e-4 CPU s per s
+        ShadowStore(store.engine),
+        "g",
+        SIZE_MS,
+        CollectorRegistry(),
+        monotonic=lambda: now[0],
+    )
+    loaded = load_all([folder])
+    evaluator.configure({p.policy.key: p for p in loaded.policies})
+    evaluator.process(traffic(60, 1, SCALE))  # overdraws the saved credit (0.2 ms)
+    progress = evaluator.attributor.references.get("m")
+    at = 0 if progress is None else progress.next_row
+    assert at <= REFERENCE_CHUNK  # at most one chunk ran before the budget was spent
+    assert ShadowStore(store.engine).reference_attribution("m") is None
+
+    def unexplained(seed: int) -> Rows:
+        rows = traffic(10, seed, SCALE)
+        rows.keys |= np.uint64(2**63)  # none chosen for attribution: the reference's turn
+        return rows
+
+    evaluator.process(unexplained(2))  # no time passed: still spent
+    assert evaluator.attributor.references["m"].next_row == at
+    for seed in range(3, 3 + REFERENCE_ROWS // REFERENCE_CHUNK + 1):
+        now[0] += 1e3  # paid back (up to its 2 s burst): at least a chunk more
+        evaluator.process(unexplained(seed))
+        progress = evaluator.attributor.references["m"]
+        assert progress.next_row > at or progress.done
+        at = progress.next_row
+        if progress.done:
+            break
+    assert progress.done and progress.summary.rows == REFERENCE_ROWS
+    assert ShadowStore(store.engine).reference_attribution("m") is not None
+    seconds = evaluator.metrics.attribution_seconds.labels("m", "reference")._value.get()
+    assert seconds > 0
