@@ -73,15 +73,16 @@ def attribution_shift(
     window: AttributionSummary | None,
     reference: AttributionSummary | None,
     comparison: AttributionComparison,
+    no_reference: str = "production's reference attributions not computed yet",
 ) -> tuple[float | None, dict[str, Any]]:
     """(``attribution_shift`` or None, details: rows each side, both top features, and
-    the reason when there is no value)."""
+    the reason when there is no value; ``no_reference``: why ``reference`` is None)."""
     details: dict[str, Any] = {
         "rows": 0 if window is None else window.rows,
         "reference_rows": 0 if reference is None else reference.rows,
     }
     if reference is None:
-        return None, details | {"reason": "production's reference attributions not computed yet"}
+        return None, details | {"reason": no_reference}
     if window is None or window.rows == 0:
         return None, details | {"reason": "no attributed rows of production in the window"}
     if window.features != reference.features:
@@ -102,10 +103,11 @@ def attribution_shift_finding(
     reference: AttributionSummary | None,
     bounds: tuple[int, int],
     comparison: AttributionComparison,
+    no_reference: str = "production's reference attributions not computed yet",
 ) -> Finding:
     """``attribution_shift`` as a finding of the model (no feature, no candidate); fewer
     than ``comparison.min_rows`` attributed rows on either side: insufficient data."""
-    value, details = attribution_shift(window, reference, comparison)
+    value, details = attribution_shift(window, reference, comparison, no_reference)
     n = 0 if window is None else window.rows
     n_ref = 0 if reference is None else reference.rows
     status: Literal["ok", "insufficient_data"] = "ok" if value is not None else "insufficient_data"

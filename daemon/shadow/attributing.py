@@ -80,32 +80,45 @@ class Attributor:
         """Per model: production's reference summary, kept across policy reloads while
         the reference's identity is the same (:func:`~explain.sample_identity`)."""
 
-    def restore(
-        self, models: Mapping[str, ModelSetup], stored: Callable[[str], dict[str, Any] | None]
-    ) -> None:
+    def restore(self, models: Mapping[str, ModelSetup], store: ShadowStore, at_ms: int) -> None:
         """After a (re)load: a reference summary the store holds for the same reference
-        identity is used as it is; any other is computed (again)."""
+        identity is used as it is; one of another reference is marked pending in the store
+        (the checker then reports no value rather than compare windows with a reference
+        no longer in force) and computed again."""
         for model, setup in models.items():
             ex = setup.explainers
-            if ex is None or ex.reference is None:
+            if ex is None:
                 continue
             known = self.references.get(model)
-            if known is not None and known.identity == ex.identity:
+            if known is not None and known.identity == ex.identity and ex.reference is not None:
                 continue
             try:
-                row = stored(model)
+                row = store.reference_attribution(model)
+                if row is None or row.get("identity") == ex.identity:
+                    if row is not None and row.get("summary") is not None:
+                        self._use_stored(model, ex.identity, ex.features, row["summary"])
+                    continue
+                why = (
+                    "the reference changed: its attributions are being computed"
+                    if ex.reference is not None
+                    else "the reference's sample has no rows apart from the background"
+                )
+                store.set_reference_attribution(model, ex.identity, None, at_ms, why)
             except WatchkeeperError as exc:
                 if not exc.retriable:
                     raise
-                row = None
-            if row is not None and row.get("identity") == ex.identity:
-                try:
-                    summary = AttributionSummary.from_dict(row["summary"])
-                except (KeyError, TypeError, ValueError) as exc:
-                    log.error("model %s: stored reference attributions unusable: %s", model, exc)
-                    continue
-                if summary.features == ex.features:
-                    self.references[model] = ReferenceProgress(ex.identity, summary, 0, True)
+                log.error("model %s: stored reference attributions not read: %s", model, exc)
+
+    def _use_stored(
+        self, model: str, identity: str, features: tuple[str, ...], blob: dict[str, Any]
+    ) -> None:
+        try:
+            summary = AttributionSummary.from_dict(blob)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("model %s: stored reference attributions unusable: %s", model, exc)
+            return
+        if summary.features == features:
+            self.references[model] = ReferenceProgress(identity, summary, 0, True)
 
     def _reference_step(self, setup: ModelSetup, model: str, out: Outcome) -> None:
         """Explain the next few reference rows, if any are left and the budget allows."""

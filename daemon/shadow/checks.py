@@ -102,16 +102,19 @@ def production_attributions(stats: dict[str, ShadowStats]) -> AttributionSummary
     return None if own is None or own.attribution is None else own.attribution["production"]
 
 
-def reference_attributions(store: ShadowStore, model: str) -> AttributionSummary | None:
-    """Production's attributions of its reference's rows, as the shadow worker stored them."""
+def reference_attributions(store: ShadowStore, model: str) -> tuple[AttributionSummary | None, str]:
+    """Production's attributions of its reference's rows, as the shadow worker stored
+    them, or None and why."""
     row = store.reference_attribution(model)
     if row is None:
-        return None
+        return None, "production's reference attributions not computed yet"
+    if row.get("summary") is None:
+        return None, row.get("reason") or "production's reference attributions are pending"
     try:
-        return AttributionSummary.from_dict(row["summary"])
+        return AttributionSummary.from_dict(row["summary"]), ""
     except (KeyError, TypeError, ValueError) as exc:
         log.error("model %s: stored reference attributions unusable: %s", model, exc)
-        return None
+        return None, f"stored reference attributions unusable: {exc}"
 
 
 def shift_status(
@@ -121,10 +124,9 @@ def shift_status(
     none), rows on each side and each side's top features."""
     if not spec.explained():
         return {"value": None, "reason": "attributions need production's model file (baseline)"}
+    reference, why = reference_attributions(store, model)
     value, details = attribution_shift(
-        production_attributions(stats),
-        reference_attributions(store, model),
-        spec.attribution_comparison(),
+        production_attributions(stats), reference, spec.attribution_comparison(), why
     )
     return {"value": value} | details
 
@@ -161,13 +163,15 @@ class ShadowChecks:
         out: dict[str, list[Finding]] = {}
         for rule in rules:
             if rule.metric == "attribution_shift":
+                reference, why = reference_attributions(self.store, policy.model)
                 out[rule.key] = [
                     attribution_shift_finding(
                         policy.model,
                         production_attributions(stats),
-                        reference_attributions(self.store, policy.model),
+                        reference,
                         (start, end),
                         policy.shadow.attribution_comparison(),
+                        why,
                     )
                 ]
                 continue

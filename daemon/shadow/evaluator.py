@@ -110,7 +110,7 @@ class ShadowEvaluator:
             int(self.clock() * 1000),
             functools.partial(reference_sample, self.store),
         )
-        self.attributor.restore(self._models, self.store.reference_attribution)
+        self.attributor.restore(self._models, self.store, int(self.clock() * 1000))
 
     def explainers(self) -> dict[str, dict[str, Any]]:
         """Per model, its attribution set-up (``/api/shadow``)."""

@@ -111,27 +111,37 @@ class ShadowStore:
             )
 
     def set_reference_attribution(
-        self, model: str, identity: str, summary: dict[str, Any], at_ms: int
+        self,
+        model: str,
+        identity: str,
+        summary: dict[str, Any] | None,
+        at_ms: int,
+        reason: str = "",
     ) -> None:
         """Production's attributions of its reference's rows (an ``AttributionSummary``
-        as a dict), with the reference's identity: kept beside the candidates' states, so
-        a restart or another replica reads it instead of computing it again."""
+        as a dict; None: pending, ``reason`` says why), with the reference's identity:
+        kept beside the candidates' states, so a restart or another replica reads it
+        instead of computing it again."""
         info = {"identity": identity, "summary": summary}
-        self.set_candidate(model, PRODUCTION, "reference", "", info, at_ms)
+        state = "reference" if summary is not None else "pending"
+        self.set_candidate(model, PRODUCTION, state, reason, info, at_ms)
 
     def reference_attribution(self, model: str) -> dict[str, Any] | None:
-        """``{"identity", "summary", "updated_ms"}`` or None (not computed yet)."""
+        """``{"identity", "summary" (None: pending), "reason", "updated_ms"}``, or None
+        (never computed)."""
         c = t.shadow_candidates.c
         with reading(self.engine, "read a reference attribution") as conn:
             row = conn.execute(
-                select(c.info, c.updated_ms).where((c.model == model) & (c.candidate == PRODUCTION))
+                select(c.info, c.reason, c.updated_ms).where(
+                    (c.model == model) & (c.candidate == PRODUCTION)
+                )
             ).first()
         if row is None:
             return None
         info = json.loads(row.info)
         if not isinstance(info, dict) or "summary" not in info:
             return None
-        return {**info, "updated_ms": int(row.updated_ms)}
+        return {**info, "reason": row.reason, "updated_ms": int(row.updated_ms)}
 
     def write_decision(
         self,

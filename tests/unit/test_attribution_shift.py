@@ -179,6 +179,12 @@ def test_a_reload_keeps_the_reference_summary_a_changed_reference_recomputes_it(
     (folder / "ref.json").write_bytes(orjson.dumps(profile.to_dict()))
     changed = evaluator_for(folder, store)
     assert "m" not in changed.attributor.references or not changed.attributor.references["m"].done
+    # until it is, no window is compared with the reference no longer in force
+    pending = shadow.reference_attribution("m")
+    assert pending is not None and pending["summary"] is None
+    (finding,) = findings_at(folder, store, 0)
+    assert finding.status == "insufficient_data"
+    assert finding.details["reason"] == "the reference changed: its attributions are being computed"
     run_window(changed, SCALE, SIZE_MS)
     second = shadow.reference_attribution("m")
     assert second is not None and second["identity"] != first["identity"]
