@@ -164,7 +164,16 @@ def test_shadow_candidates_attribution_metrics_in_the_api(
         )
         wait_until(lambda: len(receiver.received) >= 2, timeout=60)
         wait_until(lambda: store.reference_attribution("m") is not None, timeout=30)
-        status, body = fetch(f"http://{daemon.http.address}/api/shadow")  # type: ignore[union-attr]
+        base = f"http://{daemon.http.address}"  # type: ignore[union-attr]
+
+        def shift_evaluations() -> list[dict[str, Any]]:
+            _, listing = fetch(f"{base}/api/evaluations?rule=leans")
+            return [e for e in json.loads(listing)["evaluations"] if e["value"] is not None]
+
+        # the daemon's checker evaluates the rule once both sides are there (every 1 s)
+        wait_until(lambda: bool(shift_evaluations()), timeout=30)
+        evaluated = shift_evaluations()[0]
+        status, body = fetch(f"{base}/api/shadow")
 
     assert status == 200
     entry = json.loads(body)["models"]["m"]
@@ -204,6 +213,9 @@ def test_shadow_candidates_attribution_metrics_in_the_api(
     assert shift["rows"] == n_chosen and shift["reference_rows"] == REFERENCE_ROWS
     rho = scipy_stats.spearmanr(reference_importance, importance["production"]).statistic
     assert shift["value"] == pytest.approx(rho, abs=1e-9)
+    assert evaluated["metric"] == "attribution_shift" and evaluated["feature"] is None
+    assert evaluated["value"] == pytest.approx(rho, abs=1e-9)
+    assert evaluated["n_current"] == n_chosen
 
     decisions = {d["decision"]["candidate"]: d for d in receiver.received}
     assert decisions["copy"]["type"] == "shadow.promote"
