@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_ingest.py
 	$(BIN)/python tests/benchmarks/bench_drift.py
 	$(BIN)/python tests/benchmarks/bench_shadow.py
+	$(BIN)/python tests/benchmarks/bench_attribution.py --quick
 	$(BIN)/python tests/benchmarks/bench_replicas.py
 	$(BIN)/python tests/benchmarks/bench_estimates.py
 

@@ -62,6 +62,12 @@ def comparison_lines(n: Notification) -> list[str]:
     for metric, number in table.items():
         if metric not in shown:
             lines.append(f"{metric:<36} {number:>10.4g}")
+    moved = (n.details.get("attribution") or {}).get("protected") or {}
+    if "feature" in moved:
+        lines.append(
+            f"protected {str(moved['feature'])[:40]}: share of attribution "
+            f"{moved['production_share']:.3f} → {moved['candidate_share']:.3f}"
+        )
     return lines
 
 

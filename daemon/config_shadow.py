@@ -29,6 +29,9 @@ class ShadowConfig(pydantic.BaseModel):
     """Sampled batches waiting for inference; beyond this, rows are dropped and counted."""
     max_cpu_share: Annotated[float, Field(gt=0, le=1)] = 0.25
     """Share of one core inference may use (duty cycle): the rest stays with ingestion."""
+    attribution_cpu_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """Share of that budget feature attributions may take; rows chosen for attribution
+    beyond it are skipped and counted, so candidates' own evaluation keeps its time."""
     flush_interval: Duration = Field(default=10.0, gt=0)
     """How often comparison summaries are committed to the store."""
     max_pending_labels: Annotated[int, Field(ge=0)] = 200_000

@@ -11,7 +11,10 @@ the rows run through the candidate:
   same rows, so deltas compare like with like;
 * per-row and per-batch latency of the candidate and of the baseline it is compared with
   (production's own ONNX file run beside it, or else production's logged latency);
-* rows dropped because inference could not keep up, and rows the candidate failed on.
+* rows dropped because inference could not keep up, and rows the candidate failed on;
+* on a sampled subset of the rows, :class:`AttributionSummary` of both models' feature
+  attributions (:mod:`shapley`) on the same rows, and the rows chosen for attribution but
+  skipped because attribution was over its CPU budget.
 
 Every part merges exactly (sums, KLL sketches), like :class:`WindowSummary`, so small
 flushes, replicas and windows combine. :meth:`ShadowStats.metrics` turns a summary into
@@ -36,7 +39,12 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from watchkeeper.detectors.base import Direction, Finding
+from watchkeeper.detectors.attribution import (
+    ATTRIBUTION_METRICS,
+    AttributionComparison,
+    AttributionSummary,
+)
+from watchkeeper.detectors.base import Direction
 from watchkeeper.detectors.calibration import CalibrationSketch, confidence_of
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.js import JSDistance
@@ -77,12 +85,24 @@ SHADOW_METRICS: dict[str, tuple[Direction, str]] = {
     "shadow_size_ratio": ("higher_is_worse", "candidate / baseline model file size"),
     "shadow_drop_rate": ("higher_is_worse", "share of sampled rows dropped (queue full)"),
     "shadow_error_rate": ("higher_is_worse", "share of rows the candidate failed on"),
+    "shadow_attributed_rows": ("lower_is_worse", "shadow rows attributed by both models"),
+    **{name: (m.direction, m.description) for name, m in ATTRIBUTION_METRICS.items()},
 }
+ATTRIBUTION_SHADOW_METRICS = (
+    "shadow_attribution_rank_corr",
+    "shadow_attribution_topk_overlap",
+    "shadow_protected_attribution_delta",
+)
 
 
 def label_based(metric: str) -> bool:
     """Whether a ``shadow_*`` metric compares the models on labelled rows."""
-    return metric.endswith("_delta")
+    return metric.endswith("_delta") and metric not in ATTRIBUTION_SHADOW_METRICS
+
+
+def attribution_based(metric: str) -> bool:
+    """Whether a ``shadow_*`` metric compares the models' feature attributions."""
+    return metric in ATTRIBUTION_SHADOW_METRICS or metric == "shadow_attributed_rows"
 
 
 def sample_mask(keys: Array, rate: float) -> Array:
@@ -128,6 +148,10 @@ class ShadowStats:
         self.size_bytes = 0
         self.baseline_size_bytes = 0
         self.parameters = 0
+        self.attribution: dict[str, AttributionSummary] | None = None
+        """``production`` and ``candidate`` attributions of the same rows (None: none yet)."""
+        self.attribution_skipped = 0
+        """Rows chosen for attribution but skipped: attribution was over its CPU budget."""
 
     # -- building ----------------------------------------------------------------------
     def update(
@@ -185,6 +209,34 @@ class ShadowStats:
             hit = np.array([classes[i] == names[i] for i in known], dtype=bool)
             self.calibration[side].update(confidence_of(scores[known], binary), hit)
 
+    def update_attribution(
+        self, features: Sequence[str], production: Array, candidate: Array
+    ) -> None:
+        """Add both models' attributions [rows, features] of the same rows."""
+        if self.attribution is None or self.attribution["production"].features != tuple(features):
+            # first rows, or the inputs changed with a policy reload: start afresh
+            self.attribution = {
+                "production": AttributionSummary(features),
+                "candidate": AttributionSummary(features),
+            }
+        self.attribution["production"].update(production)
+        self.attribution["candidate"].update(candidate)
+
+    def _merge_attribution(self, other: ShadowStats) -> None:
+        self.attribution_skipped += other.attribution_skipped
+        if other.attribution is None:
+            return
+        mine = self.attribution
+        if mine is None or mine["production"].features != other.attribution["production"].features:
+            # summaries over other inputs do not merge: the later (``other``) ones win
+            self.attribution = {
+                side: AttributionSummary.from_dict(s.to_dict())
+                for side, s in other.attribution.items()
+            }
+            return
+        for side, summary in other.attribution.items():
+            mine[side].merge(summary)
+
     def merge(self, other: ShadowStats) -> None:
         if other.task != self.task:
             raise ValueError("cannot merge shadow summaries of different tasks")
@@ -210,10 +262,14 @@ class ShadowStats:
         self.size_bytes = other.size_bytes or self.size_bytes
         self.baseline_size_bytes = other.baseline_size_bytes or self.baseline_size_bytes
         self.parameters = other.parameters or self.parameters
+        self._merge_attribution(other)
 
     # -- reading -----------------------------------------------------------------------
-    def metrics(self) -> dict[str, float]:
-        """Every ``shadow_*`` value the summary allows (absent ones are left out)."""
+    def metrics(self, attribution: AttributionComparison | None = None) -> dict[str, float]:
+        """Every ``shadow_*`` value the summary allows (absent ones are left out).
+
+        ``attribution``: how attributions are compared (the policy's ``protected``
+        features and ``attributions`` settings); default top 5, no protected features."""
         out: dict[str, float] = {"shadow_rows": float(self.rows)}
         offered = self.rows + self.dropped
         if offered:
@@ -234,7 +290,39 @@ class ShadowStats:
         out.update(self._latency())
         if self.size_bytes and self.baseline_size_bytes:
             out["shadow_size_ratio"] = self.size_bytes / self.baseline_size_bytes
+        out.update(self.attribution_result(attribution)[0])
         return out
+
+    def attribution_result(
+        self, comparison: AttributionComparison | None = None
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """(the attribution metrics, their details) — what is missing says why in
+        ``details["unavailable"]``."""
+        details: dict[str, Any] = {"skipped": self.attribution_skipped}
+        if self.attribution is None:
+            details["rows"] = 0
+            details["unavailable"] = dict.fromkeys(ATTRIBUTION_SHADOW_METRICS, "no attributed rows")
+            return {}, details
+        comparison = comparison or AttributionComparison()
+        production, candidate = self.attribution["production"], self.attribution["candidate"]
+        rows = min(production.rows, candidate.rows)
+        values: dict[str, float] = {"shadow_attributed_rows": float(rows)}
+        details["rows"] = rows
+        details["features"] = list(production.features)
+        try:
+            result = comparison.shadow_metrics(production, candidate)
+        except InsufficientDataError as exc:
+            details["unavailable"] = {m: str(exc) for m in ATTRIBUTION_SHADOW_METRICS}
+            return values, details
+        values.update(result.values)
+        details.update(result.details)
+        details["unavailable"] = dict(result.unavailable)
+        try:
+            details["production_shares"] = production.shares().round(6).tolist()
+            details["candidate_shares"] = candidate.shares().round(6).tolist()
+        except InsufficientDataError:
+            pass
+        return values, details
 
     def _labelled(self) -> dict[str, float]:
         cand, prod = self.performance["candidate"], self.performance["production"]
@@ -288,6 +376,10 @@ class ShadowStats:
             "performance": {s: v.to_dict() for s, v in self.performance.items()},
             "calibration": {s: v.to_dict() for s, v in self.calibration.items()},
             "sizes": [self.size_bytes, self.baseline_size_bytes, self.parameters],
+            "attribution": None
+            if self.attribution is None
+            else {side: a.to_dict() for side, a in self.attribution.items()},
+            "attribution_skipped": self.attribution_skipped,
         }
 
     @classmethod
@@ -302,47 +394,11 @@ class ShadowStats:
         out.performance = {s: PerformanceSketch.from_dict(v) for s, v in d["performance"].items()}
         out.calibration = {s: CalibrationSketch.from_dict(v) for s, v in d["calibration"].items()}
         out.size_bytes, out.baseline_size_bytes, out.parameters = (int(x) for x in d["sizes"])
+        # summaries stored before attributions existed have neither key
+        attribution = d.get("attribution")
+        if attribution is not None:
+            out.attribution = {
+                side: AttributionSummary.from_dict(a) for side, a in attribution.items()
+            }
+        out.attribution_skipped = int(d.get("attribution_skipped", 0))
         return out
-
-
-def shadow_finding(
-    model: str,
-    candidate: str,
-    stats: ShadowStats | None,
-    metric: str,
-    window: tuple[int, int],
-    min_samples: int,
-) -> Finding:
-    """One ``shadow_*`` metric of one candidate as a finding (the feature is the candidate).
-
-    Label-based metrics need ``min_samples`` labelled rows, the others as many rows.
-    """
-    start, end = window
-    labelled = label_based(metric)
-    if stats is None:
-        n = 0
-    elif labelled:
-        n = min(stats.performance["candidate"].n, stats.performance["production"].n)
-    else:
-        n = stats.rows
-
-    def without_value(status: Literal["insufficient_data", "error"], reason: str) -> Finding:
-        return Finding(model, metric, candidate, None, status, start, end, n, 0, {"reason": reason})
-
-    if stats is None or (n < min_samples and metric not in ("shadow_rows", "shadow_drop_rate")):
-        what = "labelled shadow rows" if labelled else "shadow rows"
-        return without_value("insufficient_data", f"{n} {what} < min_samples {min_samples}")
-    try:
-        values = stats.metrics()
-    except Exception as exc:  # a bug here must not take the other metrics with it
-        return without_value("error", f"{type(exc).__name__}: {exc}")
-    if metric not in values:
-        reason = {
-            "shadow_agreement": "agreement needs predicted classes from both models",
-            "shadow_size_ratio": "size ratio needs production's model file (shadow.baseline)",
-        }.get(metric, f"{metric} is not available for these rows")
-        return without_value("insufficient_data", reason)
-    details: dict[str, Any] = {"rows": stats.rows}
-    if "latency" in metric:
-        details["baseline"] = stats.baseline_basis
-    return Finding(model, metric, candidate, values[metric], "ok", start, end, n, 0, details)

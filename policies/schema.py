@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.profile import PREDICTION
 from watchkeeper.detectors.registry import METRICS
@@ -186,6 +187,11 @@ class Rule(_Strict):
             raise ValueError(f"{self.metric} is a whole-window metric: it takes no features")
         if info.scope != "shadow" and self.candidates != "all":
             raise ValueError("`candidates` applies to shadow_* metrics only")
+        if self.metric == "attribution_shift" and self.candidates != "all":
+            raise ValueError(
+                "attribution_shift compares production's attributions with its reference's: "
+                "it takes no `candidates`"
+            )
         return self
 
     def bad_side(self) -> Literal["above", "below"]:
@@ -221,6 +227,20 @@ class Rule(_Strict):
         return patterns is None or len(patterns) > 1 or any("*" in p for p in patterns)
 
 
+def _located(loc: tuple[str | int, ...], value: Any, message: str) -> None:
+    """Raise ``message`` located at ``loc`` (so the loader names that line and field)."""
+    raise ValidationError.from_exception_data(
+        "Policy",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", message),
+                loc=loc,
+                input=value,
+            )
+        ],
+    )
+
+
 class Policy(_Strict):
     model: Annotated[str, Field(min_length=1)]
     name: Annotated[str, Field(pattern=NAME)] | None = None
@@ -249,6 +269,17 @@ class Policy(_Strict):
             if self.shadow is None:
                 raise ValueError(
                     f"rule '{rule.key}' uses {rule.metric}, but the policy has no shadow section"
+                )
+            if rule.metric == "attribution_shift" and not self.shadow.explained():
+                why = (
+                    "shadow.attributions.enabled is false"
+                    if not self.shadow.attributions.enabled
+                    else "shadow.baseline (production's own ONNX file) is not given"
+                )
+                _located(
+                    ("rules", self.rules.index(rule), "metric"),
+                    rule.metric,
+                    f"attribution_shift explains production's model, but {why}",
                 )
             if rule.candidates != "all":
                 unknown = sorted(set(rule.candidates) - names)

@@ -12,6 +12,10 @@
       outputs: {label: label, probabilities: probabilities}   # or {score: variable}
       baseline: fraud-fp32.onnx       # optional: production's model, run beside for latency
       sample_rate: 0.1                # share of rows run through each candidate
+      protected: [age]                # features whose share of attribution must not move
+      attributions:                   # explanation consistency (needs `baseline`)
+        sample_rate: 0.01             # share of each candidate's shadow rows attributed
+        max_rows_per_window: 200
       candidates:
         - {name: int8-dynamic, onnx: fraud-int8.onnx}
         - {name: fp16, onnx: fraud-fp16.onnx, sample_rate: 0.02}
@@ -20,6 +24,8 @@
           - shadow_agreement >= 0.99
           - shadow_accuracy_delta >= -0.005
           - shadow_latency_p99_ratio <= 0.7
+          - shadow_attribution_rank_corr >= 0.9
+          - shadow_protected_attribution_delta <= 0.02
         min_rows: 10000               # no decision before this many shadow rows
         over: 24h                     # the rows the decision looks at
         on_promote: [oncall-slack, promote]
@@ -28,6 +34,14 @@
 Paths are relative to the policy file. A decision is a recommendation sent to channels,
 never a switch: ``promote`` when every condition holds over at least ``min_rows`` rows,
 ``reject`` (with the failing conditions as the reason) when one does not.
+
+Attributions: on a sampled subset of the shadow rows, production's model (``baseline``)
+and each candidate are explained with interventional Shapley values
+(:mod:`watchkeeper.detectors.shapley`) against a background sample of the reference, and
+compared per window (:mod:`watchkeeper.detectors.attribution`): the metrics
+``shadow_attribution_rank_corr``, ``shadow_attribution_topk_overlap`` and
+``shadow_protected_attribution_delta`` (the largest change in share of attribution of a
+``protected`` feature).
 """
 
 from __future__ import annotations
@@ -39,6 +53,8 @@ from typing import Annotated, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
+from watchkeeper.detectors.attribution import AttributionComparison
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.durations import Duration
 
@@ -154,6 +170,28 @@ class Promotion(_Strict):
         return value
 
 
+class Attributions(_Strict):
+    """How shadow rows are explained (see the module docstring); defaults are cheap."""
+
+    enabled: bool = True
+    """Attributions run when production's model file (``shadow.baseline``) is given."""
+    sample_rate: Annotated[float, Field(gt=0, le=1)] = 0.01
+    """Share of each candidate's shadow rows attributed (by record key: a subset of them)."""
+    max_rows_per_window: Annotated[int, Field(ge=1, le=100_000)] = 200
+    """Attributed rows per window and candidate, at most; further ones are not sampled."""
+    background_rows: Annotated[int, Field(ge=1, le=1000)] = 50
+    """Reference rows the absent features are taken from (cost grows linearly with it)."""
+    permutations: Annotated[int, Field(ge=2, le=1000, multiple_of=2)] = 10
+    """Feature orderings per row when Shapley values are sampled (even: antithetic pairs)."""
+    top_k: Annotated[int, Field(ge=1, le=1000)] = 5
+    """Size of the top-feature sets ``shadow_attribution_topk_overlap`` compares."""
+    min_rows: Annotated[int, Field(ge=1)] = 30
+    """Attributed rows the attribution metrics need before they have a value."""
+    reference_rows: Annotated[int, Field(ge=1, le=10_000)] = 200
+    """Rows of the reference's sample (apart from the background) production is explained
+    on once per reference, the baseline ``attribution_shift`` compares windows with."""
+
+
 class Shadow(_Strict):
     task: Literal["classification", "regression"]
     inputs: Inputs
@@ -164,9 +202,31 @@ class Shadow(_Strict):
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 256
     candidates: Annotated[tuple[Candidate, ...], Field(min_length=1)]
     promotion: Promotion | None = None
+    protected: tuple[str, ...] = ()
+    """Input features whose share of attribution must not move (``inputs.features``)."""
+    attributions: Attributions = Attributions()
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> Shadow:
+        unknown = [(i, p) for i, p in enumerate(self.protected) if p not in self.inputs.features]
+        if unknown:
+            # raised located at shadow.protected[i], so the message names that line
+            known = ", ".join(self.inputs.features)
+            raise ValidationError.from_exception_data(
+                "Shadow",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "value_error",
+                            "'{name}' is not an input feature (inputs.features: {known})",
+                            {"name": name, "known": known},
+                        ),
+                        loc=("protected", i),
+                        input=name,
+                    )
+                    for i, name in unknown
+                ],
+            )
         names = [c.name for c in self.candidates]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -193,3 +253,12 @@ class Shadow(_Strict):
 
     def batch_of(self, candidate: Candidate) -> int:
         return candidate.batch_size or self.batch_size
+
+    def explained(self) -> bool:
+        """Whether shadow rows are attributed: enabled, with production's model file."""
+        return self.attributions.enabled and self.baseline is not None
+
+    def attribution_comparison(self) -> AttributionComparison:
+        """How this policy compares a candidate's attributions with production's."""
+        a = self.attributions
+        return AttributionComparison(top_k=a.top_k, protected=self.protected, min_rows=a.min_rows)

@@ -43,21 +43,41 @@ def _calibration_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     return []
 
 
-def _mapping(args: argparse.Namespace, model: Path) -> tuple[Any, str, Any]:
-    from watchkeeper.daemon.shadow.compress import infer_outputs
+def _mapping(args: argparse.Namespace, model: Path) -> tuple[Any, str, Any, Any]:
+    """(inputs, task, outputs, how attributions are compared) from --policy or the flags."""
+    from watchkeeper.daemon.shadow.compress import Explaining, infer_outputs
     from watchkeeper.policies.loader import load_policy
     from watchkeeper.policies.shadow import Inputs
 
+    protected = tuple(p for p in (args.protected or "").split(",") if p)
     if args.policy:
         shadow = load_policy(args.policy, cross_check=False).policy.shadow
         if shadow is None:
             raise SystemExit(f"watchkeeper: {args.policy} has no shadow section")
-        return shadow.inputs, shadow.task, shadow.outputs
-    if not args.features:
-        raise SystemExit("watchkeeper: give --policy FILE (its shadow.inputs) or --features a,b,c")
-    task, outputs = infer_outputs(model)
-    inputs = Inputs(features=tuple(args.features.split(",")), dtype=args.dtype)
-    return inputs, task, outputs
+        a = shadow.attributions
+        how = Explaining(
+            args.attribution_rows,
+            a.background_rows,
+            a.permutations,
+            a.top_k,
+            protected or shadow.protected,
+        )
+        inputs, task, outputs = shadow.inputs, str(shadow.task), shadow.outputs
+    else:
+        if not args.features:
+            raise SystemExit(
+                "watchkeeper: give --policy FILE (its shadow.inputs) or --features a,b,c"
+            )
+        task, outputs = infer_outputs(model)
+        inputs = Inputs(features=tuple(args.features.split(",")), dtype=args.dtype)
+        how = Explaining(args.attribution_rows, protected=protected)
+    unknown = [p for p in how.protected if p not in inputs.features]
+    if unknown:
+        raise SystemExit(
+            f"watchkeeper: protected features {unknown} are not inputs "
+            f"({', '.join(inputs.features)})"
+        )
+    return inputs, task, outputs, how
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -70,7 +90,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if not source.is_file():
         print(f"watchkeeper: no model file at {source}", file=sys.stderr)
         return 2
-    inputs, task, outputs = _mapping(args, source)
+    inputs, task, outputs, how = _mapping(args, source)
     rows = _calibration_rows(args)[: args.max_rows]
     if len(rows) < 10:
         print(
@@ -87,7 +107,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
         print(f"watchkeeper: unknown variants {unknown} (known: {', '.join(VARIANTS)})")
         return 2
     settings = ShadowConfig(providers=tuple(args.providers.split(",")))
-    results = compress(source, out_dir, x, inputs, task, outputs, settings, variants)
+    results = compress(
+        source, out_dir, x, inputs, task, outputs, settings, variants, explaining=how
+    )
     rows_out = table(results)
     if args.json:
         print(json.dumps({"rows": len(rows), "variants": rows_out}, indent=2))
@@ -120,10 +142,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
                 agree,
             )
         Console().print(view)
+        if how.rows:
+            Console().print(_attribution_table(rows_out, how))
         for r in rows_out:
             for note in r["notes"]:
                 print(f"{r['variant']}: {note}")
-    text = snippet(source, results, inputs, task, outputs, Path(args.snippet_dir or out_dir))
+    text = snippet(
+        source, results, inputs, task, outputs, Path(args.snippet_dir or out_dir), how.protected
+    )
     target = out_dir / f"{source.stem}.shadow.snippet.yaml"
     target.write_text(
         "# paste under the model's policy file (paths relative to the policy file's folder)\n"
@@ -131,6 +157,37 @@ def cmd_compress(args: argparse.Namespace) -> int:
     )
     print(f"policy snippet written to {target}", file=sys.stderr)
     return 0 if all(not r.error for r in results) else 1
+
+
+def _attribution_table(rows_out: list[dict[str, Any]], how: Any) -> Any:
+    """Explanation consistency of each variant with the FP32 model: the columns shadow
+    evaluation names ``shadow_attribution_rank_corr``, ``…_topk_overlap`` and
+    ``shadow_protected_attribution_delta``."""
+    from rich.table import Table
+
+    explained = next((r["attribution"].get("rows") for r in rows_out if r["attribution"]), 0)
+    view = Table(
+        title=f"attributions vs fp32 ({explained} rows, background {how.background_rows}, "
+        f"protected: {', '.join(how.protected) or 'none'})"
+    )
+    for column in ("variant", "rank ρ", f"top-{how.top_k} overlap", "protected Δ share", "top"):
+        view.add_column(column, justify="left" if column in ("variant", "top") else "right")
+    for r in rows_out[1:]:
+        if r["error"]:
+            continue
+        a = r["attribution"]
+        moved = a.get("protected") or {}
+        delta = r["protected_attribution_delta"]
+        view.add_row(
+            r["variant"],
+            "—" if r["attribution_rank_corr"] is None else f"{r['attribution_rank_corr']:.3f}",
+            "—"
+            if r["attribution_topk_overlap"] is None
+            else f"{r['attribution_topk_overlap']:.2f}",
+            "—" if delta is None else f"{delta:.3f} ({moved['change']:+.3f} {moved['feature']})",
+            ", ".join(a.get("candidate_top", [])[:3]),
+        )
+    return view
 
 
 def print_shadow(console: Any, body: dict[str, Any]) -> None:
@@ -147,6 +204,9 @@ def print_shadow(console: Any, body: dict[str, Any]) -> None:
             "|Δ| mean",
             "acc Δ",
             "p99 ×",
+            "attr ρ",
+            "top-k",
+            "prot Δ",
             "decision",
         ):
             view.add_column(column)
@@ -166,9 +226,39 @@ def print_shadow(console: Any, body: dict[str, Any]) -> None:
                 f("shadow_mean_abs_diff"),
                 f("shadow_accuracy_delta", "+.4f"),
                 f("shadow_latency_p99_ratio", ".2f"),
+                f("shadow_attribution_rank_corr", ".3f"),
+                f("shadow_attribution_topk_overlap", ".2f"),
+                _protected(row, c),
                 decision,
             )
         console.print(view)
+        shift = entry.get("attribution_shift")
+        if shift:
+            console.print(_shift_line(shift))
+
+
+def _shift_line(shift: dict[str, Any]) -> str:
+    """``attribution_shift`` of production: its value with both sides' rows and top
+    features, or why it has none."""
+    if shift.get("value") is None:
+        return f"attribution shift of production: — ({str(shift.get('reason', ''))[:80]})"
+    top = ", ".join(str(f)[:16] for f in shift.get("reference_top", [])[:3])
+    now = ", ".join(str(f)[:16] for f in shift.get("window_top", [])[:3])
+    return (
+        f"attribution shift of production: ρ {shift['value']:.3f} over "
+        f"{shift.get('rows', 0):,} attributed rows vs {shift.get('reference_rows', 0):,} "
+        f"reference rows (top: {top} → {now})"
+    )
+
+
+def _protected(row: dict[str, Any], c: dict[str, Any]) -> str:
+    """The protected feature that moved most, with its signed change in share."""
+    if "shadow_protected_attribution_delta" not in c:
+        return "—"
+    moved = (row.get("attribution") or {}).get("protected") or {}
+    if "feature" not in moved:
+        return format(c["shadow_protected_attribution_delta"], ".3f")
+    return f"{moved['change']:+.3f} {str(moved['feature'])[:16]}"
 
 
 def add_parsers(sub: Any, default_config: str) -> None:
@@ -191,5 +281,16 @@ def add_parsers(sub: Any, default_config: str) -> None:
     comp.add_argument("--providers", default="CPUExecutionProvider")
     comp.add_argument("--snippet-dir", help="paths in the snippet are relative to this folder")
     comp.add_argument("--json", action="store_true", help="print the table as JSON")
+    comp.add_argument(
+        "--protected",
+        help="features whose share of attribution must not move (default: the "
+        "policy's shadow.protected)",
+    )
+    comp.add_argument(
+        "--attribution-rows",
+        type=int,
+        default=200,
+        help="calibration rows explained for the attribution columns (0: none)",
+    )
     comp.set_defaults(func=cmd_compress)
     del default_config  # compress needs no daemon config

@@ -4,6 +4,8 @@ Run with each check of a policy that has a ``shadow`` section:
 
 * rules on ``shadow_*`` metrics get one finding per selected candidate over the policy's
   window (the candidate is the finding's feature, so each candidate is its own incident);
+* a rule on ``attribution_shift`` gets one finding of the model: production's
+  attributions of the window's rows against those of its reference's rows;
 * a disabled candidate (failed to load, raised, wrong shape, NaN) opens an incident;
 * with ``promotion`` configured, each candidate's verdict over ``promotion.over`` is
   compared with the stored one; a change to ``promote`` or ``reject`` is recorded and
@@ -23,14 +25,21 @@ from typing import Any
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.outbox import Outbox
-from watchkeeper.daemon.shadow.store import ShadowStore
+from watchkeeper.daemon.shadow.store import PRODUCTION, ShadowStore
+from watchkeeper.detectors.attribution import AttributionSummary
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.registry import METRICS
-from watchkeeper.detectors.shadow import ShadowStats, shadow_finding
+from watchkeeper.detectors.shadow import ShadowStats
+from watchkeeper.detectors.shadow_findings import (
+    attribution_shift,
+    attribution_shift_finding,
+    shadow_finding,
+)
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import IncidentEvent, candidate_of, fingerprint
 from watchkeeper.policies.promotion import Verdict, decide
 from watchkeeper.policies.schema import Policy
+from watchkeeper.policies.shadow import Shadow
 
 log = logging.getLogger(__name__)
 DecisionPlan = Callable[[Notification, Sequence[str]], list[tuple[str, Notification]]]
@@ -57,15 +66,69 @@ TABLE_METRICS = (
     "shadow_size_ratio",
     "shadow_drop_rate",
     "shadow_error_rate",
+    "shadow_attributed_rows",
+    "shadow_attribution_rank_corr",
+    "shadow_attribution_topk_overlap",
+    "shadow_protected_attribution_delta",
 )
 
 
-def comparison(stats: ShadowStats | None) -> dict[str, float]:
-    """The comparison table's values for one candidate (what the summary allows)."""
+def comparison(stats: ShadowStats | None, spec: Shadow | None = None) -> dict[str, float]:
+    """The comparison table's values for one candidate (what the summary allows);
+    ``spec``: the policy's shadow section, for how attributions are compared."""
     if stats is None:
         return {}
-    values = stats.metrics()
+    values = stats.metrics(None if spec is None else spec.attribution_comparison())
     return {m: values[m] for m in TABLE_METRICS if m in values}
+
+
+def attribution(stats: ShadowStats | None, spec: Shadow) -> dict[str, Any]:
+    """What ``/api/shadow`` and decisions show of a candidate's attributions: rows,
+    skipped rows, each model's top features and shares, the protected feature that moved
+    most, and why a metric has no value."""
+    if not spec.attributions.enabled:
+        return {"enabled": False}
+    out: dict[str, Any] = {"enabled": True}
+    if spec.baseline is None:
+        out["reason"] = "attributions need production's model file (shadow.baseline)"
+    if stats is None:
+        return out | {"rows": 0, "skipped": 0}
+    return out | stats.attribution_result(spec.attribution_comparison())[1]
+
+
+def production_attributions(stats: dict[str, ShadowStats]) -> AttributionSummary | None:
+    """Production's attributions of the windows' rows (the union of the candidates')."""
+    own = stats.get(PRODUCTION)
+    return None if own is None or own.attribution is None else own.attribution["production"]
+
+
+def reference_attributions(store: ShadowStore, model: str) -> tuple[AttributionSummary | None, str]:
+    """Production's attributions of its reference's rows, as the shadow worker stored
+    them, or None and why."""
+    row = store.reference_attribution(model)
+    if row is None:
+        return None, "production's reference attributions not computed yet"
+    if row.get("summary") is None:
+        return None, row.get("reason") or "production's reference attributions are pending"
+    try:
+        return AttributionSummary.from_dict(row["summary"]), ""
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("model %s: stored reference attributions unusable: %s", model, exc)
+        return None, f"stored reference attributions unusable: {exc}"
+
+
+def shift_status(
+    store: ShadowStore, model: str, stats: dict[str, ShadowStats], spec: Shadow
+) -> dict[str, Any]:
+    """What ``/api/shadow`` shows of ``attribution_shift``: value (or the reason there is
+    none), rows on each side and each side's top features."""
+    if not spec.explained():
+        return {"value": None, "reason": "attributions need production's model file (baseline)"}
+    reference, why = reference_attributions(store, model)
+    value, details = attribution_shift(
+        production_attributions(stats), reference, spec.attribution_comparison(), why
+    )
+    return {"value": value} | details
 
 
 class ShadowChecks:
@@ -99,11 +162,30 @@ class ShadowChecks:
         names = [c.name for c in policy.shadow.candidates]
         out: dict[str, list[Finding]] = {}
         for rule in rules:
+            if rule.metric == "attribution_shift":
+                reference, why = reference_attributions(self.store, policy.model)
+                out[rule.key] = [
+                    attribution_shift_finding(
+                        policy.model,
+                        production_attributions(stats),
+                        reference,
+                        (start, end),
+                        policy.shadow.attribution_comparison(),
+                        why,
+                    )
+                ]
+                continue
             patterns = ["*"] if rule.candidates == "all" else list(rule.candidates)
             min_samples = rule.min_samples or policy.min_samples
             out[rule.key] = [
                 shadow_finding(
-                    policy.model, name, stats.get(name), rule.metric, (start, end), min_samples
+                    policy.model,
+                    name,
+                    stats.get(name),
+                    rule.metric,
+                    (start, end),
+                    min_samples,
+                    policy.shadow.attribution_comparison(),
                 )
                 for name in names
                 if any(fnmatchcase(name, p) for p in patterns)
@@ -135,7 +217,7 @@ class ShadowChecks:
         verdicts = []
         for c in shadow.candidates:
             s = stats.get(c.name)
-            values = s.metrics() if s is not None else {}
+            values = s.metrics(shadow.attribution_comparison()) if s is not None else {}
             rows = s.rows if s is not None else 0
             labelled = int(values.get("shadow_labelled_rows", 0))
             verdict = decide(promotion, values, rows, labelled)
@@ -154,10 +236,11 @@ class ShadowChecks:
                 continue
             if before is None and verdict.decision == "pending":
                 continue
-            table = comparison(s)
+            table = comparison(s, shadow)
+            explained = attribution(s, shadow)
             notes: list[tuple[str, Notification]] = []
             if verdict.decision != "pending":
-                note = self._notification(policy, c.name, c.onnx, verdict, table, at_ms)
+                note = self._notification(policy, c.name, c.onnx, verdict, table, at_ms, explained)
                 targets = (
                     promotion.on_promote if verdict.decision == "promote" else (promotion.on_reject)
                 )
@@ -169,7 +252,11 @@ class ShadowChecks:
                 candidate=c.name,
                 decision=verdict.decision,
                 reasons=verdict.reasons,
-                table={"values": table, "checks": list(verdict.checks)},
+                table={
+                    "values": table,
+                    "checks": list(verdict.checks),
+                    "attribution": explained,
+                },
                 at_ms=at_ms,
             )
             self.outbox.announce(
@@ -194,6 +281,7 @@ class ShadowChecks:
         verdict: Verdict,
         table: dict[str, float],
         at_ms: int,
+        explained: dict[str, Any] | None = None,
     ) -> Notification:
         if verdict.decision == "promote":
             summary = (
@@ -214,6 +302,8 @@ class ShadowChecks:
             "labelled_rows": verdict.labelled,
             "table": table,
         }
+        if explained and explained.get("rows"):
+            details["attribution"] = explained
         # the model's console page holds the shadow comparison table
         page = f"{self.base_url}/models/{urllib.parse.quote(policy.model, safe='')}"
         links = {"shadow": page} if self.base_url else {}
@@ -263,7 +353,8 @@ def shadow_table(
                     "reason": state.get("reason", ""),
                     "info": state.get("info", {}),
                     "sample_rate": spec.rate_of(c),
-                    "comparison": comparison(stats.get(c.name)),
+                    "comparison": comparison(stats.get(c.name), spec),
+                    "attribution": attribution(stats.get(c.name), spec),
                     "decision": None
                     if decision is None
                     else {k: decision[k] for k in ("decision", "reasons", "at_ms")},
@@ -274,6 +365,8 @@ def shadow_table(
             "task": spec.task,
             "over_s": over,
             "baseline": spec.baseline,
+            "protected": list(spec.protected),
+            "attribution_shift": shift_status(store, policy.model, stats, spec),
             "candidates": rows,
         }
     return {"models": models}

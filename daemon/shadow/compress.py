@@ -13,9 +13,15 @@ Three variants, each written next to the others in the output directory:
   provider is configured and available; size and agreement are reported everywhere.
 
 For each: file size, batch and single-row latency (median of repeated runs on this
-machine), and agreement with the FP32 model on the calibration rows (classes for a
-classifier, mean |score difference| for scores). A variant that fails to convert is
-reported with its error; the others go on. A policy snippet puts the variants in shadow.
+machine), agreement with the FP32 model on the calibration rows (classes for a
+classifier, mean |score difference| for scores), and explanation consistency — the
+same three columns shadow evaluation keeps (``shadow_attribution_rank_corr``,
+``shadow_attribution_topk_overlap``, ``shadow_protected_attribution_delta``): both models'
+interventional Shapley values (:mod:`watchkeeper.detectors.shapley`) of up to
+``attribution_rows`` evenly spaced calibration rows, against a background of
+``background_rows`` others, each row's orderings seeded by its position so the models
+are explained alike. A variant that fails to convert is reported with its error; the
+others go on. A policy snippet puts the variants in shadow.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import numpy as np
 import yaml
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.daemon.shadow.runtime import OnnxModel
+from watchkeeper.detectors.attribution import AttributionComparison, AttributionSummary
+from watchkeeper.detectors.shapley import ShapleyExplainer
 from watchkeeper.policies.shadow import Inputs, Outputs
 
 VARIANTS = ("int8-dynamic", "int8-static", "fp16")
@@ -53,6 +61,62 @@ class Result:
     mean_abs_diff: float | None = None
     error: str = ""
     notes: list[str] = field(default_factory=list)
+    attribution: dict[str, float] = field(default_factory=dict)
+    """The attribution metrics against the FP32 model (empty: not computed)."""
+    attribution_details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Explaining:
+    """How ``compress`` compares attributions (see the module docstring)."""
+
+    rows: int = 200
+    """Calibration rows explained (0: no attribution columns)."""
+    background_rows: int = 50
+    permutations: int = 10
+    top_k: int = 5
+    protected: tuple[str, ...] = ()
+
+
+class _Attributions:
+    """The FP32 model's attributions of the explained rows, and each variant's against it."""
+
+    def __init__(self, reference: OnnxModel, rows: np.ndarray[Any, Any], how: Explaining) -> None:
+        n = len(rows)
+        self.how = how
+        self.features = reference.inputs.features
+        # explained rows and background rows are disjoint, both evenly spread
+        background = min(how.background_rows, n // 2)
+        take = min(how.rows, n - background) if background else 0
+        explained = np.linspace(0, n - 1, take).round().astype(int)
+        rest = np.setdiff1d(np.arange(n), explained)
+        picks = rest[np.linspace(0, len(rest) - 1, background).round().astype(int)]
+        self.x = rows[explained].astype(np.float64)
+        self.background = rows[picks].astype(np.float64)
+        self.keys = explained.astype(np.uint64)
+        self.production = self._summary(reference) if take else None
+
+    def _summary(self, model: OnnxModel) -> AttributionSummary:
+        def predict(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            return model.scores(np.ascontiguousarray(z, dtype=model.dtype))
+
+        explainer = ShapleyExplainer(predict, self.background, permutations=self.how.permutations)
+        summary = AttributionSummary(self.features)
+        summary.update(explainer.explain(self.x, self.keys))
+        return summary
+
+    def compare(self, model: OnnxModel, result: Result) -> None:
+        if self.production is None:
+            return
+        candidate = self._summary(model)
+        comparison = AttributionComparison(
+            top_k=self.how.top_k, protected=self.how.protected, min_rows=1
+        )
+        outcome = comparison.shadow_metrics(self.production, candidate)
+        result.attribution = dict(outcome.values)
+        result.attribution_details = dict(outcome.details) | {
+            "unavailable": dict(outcome.unavailable)
+        }
 
 
 def infer_outputs(path: Path) -> tuple[str, Outputs]:
@@ -177,6 +241,7 @@ def compress(
     variants: tuple[str, ...] = VARIANTS,
     batch_size: int = 256,
     repeats: int = 30,
+    explaining: Explaining | None = None,
 ) -> list[Result]:
     """Write each variant into ``out_dir`` and measure it against ``source`` on ``rows``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +251,7 @@ def compress(
     fp32 = Result("fp32", source, source.stat().st_size)
     fp32.batch_ms, fp32.row_ms = _latency(reference, x, repeats)
     expected = reference.predict(rows)
+    attributions = _Attributions(reference, rows, explaining or Explaining())
     results = [fp32]
     gpu = bool(GPU_PROVIDERS & set(reference.providers))
     for name in variants:
@@ -216,6 +282,10 @@ def compress(
         both = np.isfinite(expected.scores) & np.isfinite(got.scores)
         if both.any():
             result.mean_abs_diff = float(np.abs(expected.scores[both] - got.scores[both]).mean())
+        try:
+            attributions.compare(model, result)
+        except Exception as exc:  # the other columns stand without this one
+            result.notes.append(f"attributions not computed: {type(exc).__name__}: {exc}"[:160])
         if name == "fp16" and not gpu:
             result.notes.append("latency not measured: the CPU provider emulates float16")
         else:
@@ -231,6 +301,7 @@ def snippet(
     task: str,
     outputs: Outputs,
     relative_to: Path,
+    protected: tuple[str, ...] = (),
 ) -> str:
     """A policy ``shadow`` section that puts the variants that converted in shadow."""
 
@@ -246,6 +317,7 @@ def snippet(
         "outputs": outputs.model_dump(exclude_none=True, exclude_defaults=True),
         "baseline": rel(source),
         "sample_rate": 0.1,
+        **({"protected": list(protected)} if protected else {}),
         "candidates": [
             {"name": r.name, "onnx": rel(r.path)}
             for r in results[1:]
@@ -257,7 +329,8 @@ def snippet(
                 if task == "classification"
                 else ["shadow_mean_abs_diff <= 0.01", "shadow_mae_delta <= 0.005"]
             )
-            + ["shadow_latency_p99_ratio <= 0.7"],
+            + ["shadow_latency_p99_ratio <= 0.7", "shadow_attribution_rank_corr >= 0.9"]
+            + (["shadow_protected_attribution_delta <= 0.02"] if protected else []),
             "min_rows": 10000,
             "over": "24h",
             "on_promote": [],
@@ -288,6 +361,12 @@ def table(results: list[Result]) -> list[dict[str, Any]]:
                 "mean_abs_diff": r.mean_abs_diff,
                 "error": r.error,
                 "notes": r.notes,
+                "attribution_rank_corr": r.attribution.get("shadow_attribution_rank_corr"),
+                "attribution_topk_overlap": r.attribution.get("shadow_attribution_topk_overlap"),
+                "protected_attribution_delta": r.attribution.get(
+                    "shadow_protected_attribution_delta"
+                ),
+                "attribution": r.attribution_details,
             }
         )
     return out

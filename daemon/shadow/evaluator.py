@@ -14,13 +14,15 @@ A candidate that fails to load, raises, or returns the wrong shape or NaN is dis
 its state and reason recorded in the store (the checker turns that into an incident),
 and the other candidates go on. A policy reload loads every candidate afresh.
 
-Labels: rows of sampled predictions with a request id wait (bounded, oldest dropped
-first, in memory) for their label; when it arrives, both models' outputs on that row are
-graded, so accuracy and calibration deltas compare the same rows.
+Attributions (:mod:`attributing`) and labels (:mod:`labels`) are folded into the same
+windows' summaries: a sampled subset of each batch's rows is explained for production and
+each candidate within a share of the same CPU budget; rows with a request id wait
+(bounded, in memory) for their label, so both models are graded on the same rows.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -32,10 +34,24 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.daemon.errors import CandidateError
+from watchkeeper.daemon.shadow.attributing import (
+    Attributor,
+    describe_explainers,
+    fold,
+    save_reference,
+)
 from watchkeeper.daemon.shadow.labels import PendingLabels
-from watchkeeper.daemon.shadow.rows import Labels, Rows, ShadowMetrics, production_outputs, take
+from watchkeeper.daemon.shadow.rows import (
+    Labels,
+    Rows,
+    ShadowMetrics,
+    by_window,
+    fold_latency,
+    production_outputs,
+    take,
+)
 from watchkeeper.daemon.shadow.runtime import Prediction
-from watchkeeper.daemon.shadow.setup import ModelSetup, load_setups
+from watchkeeper.daemon.shadow.setup import ModelSetup, load_setups, reference_sample
 from watchkeeper.daemon.shadow.store import ShadowKey, ShadowStore
 from watchkeeper.daemon.store.queries import TopicPartitionKey
 from watchkeeper.detectors.shadow import ShadowStats, sample_mask
@@ -44,11 +60,6 @@ from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.loader import LoadedPolicy
 
 log = logging.getLogger(__name__)
-
-
-def _by_window(starts: np.ndarray[Any, Any]) -> list[tuple[int, np.ndarray[Any, Any]]]:
-    """(window start, row positions) for each window the rows' starts fall in."""
-    return [(int(s), np.flatnonzero(starts == s)) for s in np.unique(starts).tolist()]
 
 
 class ShadowEvaluator:
@@ -65,6 +76,7 @@ class ShadowEvaluator:
         label_ttl_ms: int = 7 * 86_400_000,
         decision_threshold: float = 0.5,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -85,13 +97,24 @@ class ShadowEvaluator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_flush = time.monotonic()
+        self.attributor = Attributor(settings, window_size_ms, self.metrics, monotonic)
 
     # -- configuration (policy load and reload) -------------------------------------------
     def configure(self, policies: Mapping[str, LoadedPolicy]) -> None:
         """Load the candidates of every policy with a shadow section, afresh."""
         self._models = load_setups(
-            policies, self.settings, self._record, self._disable, int(self.clock() * 1000)
+            policies,
+            self.settings,
+            self._record,
+            self._disable,
+            int(self.clock() * 1000),
+            functools.partial(reference_sample, self.store),
         )
+        self.attributor.restore(self._models, self.store, int(self.clock() * 1000))
+
+    def explainers(self) -> dict[str, dict[str, Any]]:
+        """Per model, its attribution set-up (``/api/shadow``)."""
+        return describe_explainers(self._models)
 
     def _record(self, model: str, name: str, state: str, reason: str, info: Any, at: int) -> None:
         self.metrics.up.labels(model, name).set(1 if state == "active" else 0)
@@ -170,7 +193,7 @@ class ShadowEvaluator:
         starts = rows.ts_ms - rows.ts_ms % self.size_ms
         with self._lock:
             for name, rate in setup.rates.items():
-                for start, idx in _by_window(starts[sample_mask(rows.keys, rate)]):
+                for start, idx in by_window(starts[sample_mask(rows.keys, rate)]):
                     self._stats_for(setup, rows.model, name, start).dropped += idx.size
 
     def forget_partitions(self) -> None:
@@ -228,6 +251,7 @@ class ShadowEvaluator:
         if setup is not None:
             for name in list(setup.candidates):
                 self._evaluate(setup, item, name)
+            self._attribute(setup, item)
         with self._lock:
             key = (item.topic, item.partition)
             self._offsets[key] = max(self._offsets.get(key, 0), item.next_offset)
@@ -247,23 +271,20 @@ class ShadowEvaluator:
                 self._fail(setup, rows, name, part, exc.reason)
                 return
             self.metrics.seconds.labels(rows.model, name, "candidate").inc(batch_ms / 1000)
-            baseline = self._run_baseline(setup, rows, name, x)
+            baseline = setup.run_baseline(x)
+            if baseline is not None:
+                self.metrics.seconds.labels(rows.model, name, "baseline").inc(baseline[1] / 1000)
             self._fold(setup, rows, name, part, prediction, batch_ms, row_ms, baseline)
             self.metrics.rows.labels(rows.model, name).inc(part.size)
 
-    def _run_baseline(
-        self, setup: ModelSetup, rows: Rows, name: str, x: np.ndarray[Any, Any]
-    ) -> tuple[Prediction, float, float] | None:
-        if setup.baseline is None:
-            return None
-        try:
-            result = setup.baseline.timed(x)
-        except CandidateError as exc:
-            log.error("model %s: production baseline failed, dropped: %s", rows.model, exc)
-            setup.baseline = None
-            return None
-        self.metrics.seconds.labels(rows.model, name, "baseline").inc(result[1] / 1000)
-        return result
+    def _attribute(self, setup: ModelSetup, rows: Rows) -> None:
+        # a backed-up queue means the candidates themselves cannot keep up: they go first
+        backed_up = self._queue.qsize() > self.settings.queue_batches // 2
+        outcome = self.attributor.run(setup, rows, backed_up)
+        with self._lock:
+            fold(outcome, setup, rows.model, functools.partial(self._stats_for, setup, rows.model))
+        if outcome.reference is not None:
+            save_reference(self.store, rows.model, outcome.reference, int(self.clock() * 1000))
 
     def _fail(
         self, setup: ModelSetup, rows: Rows, name: str, part: np.ndarray[Any, Any], reason: str
@@ -273,7 +294,7 @@ class ShadowEvaluator:
         with self._lock:
             setup.candidates.pop(name, None)
             setup.rates.pop(name, None)
-            for start, idx in _by_window(starts):
+            for start, idx in by_window(starts):
                 self._stats_for(setup, rows.model, name, start).errors += idx.size
         self._disable(rows.model, name, reason, int(self.clock() * 1000))
 
@@ -297,7 +318,7 @@ class ShadowEvaluator:
         starts = rows.ts_ms[part] - rows.ts_ms[part] % self.size_ms
         candidate = setup.candidates.get(name)
         with self._lock:
-            for start, sel in _by_window(starts):
+            for start, sel in by_window(starts):
                 stats = self._stats_for(setup, rows.model, name, start)
                 stats.update(
                     prediction.scores[sel],
@@ -310,16 +331,13 @@ class ShadowEvaluator:
                     stats.parameters = candidate.parameters
             # latency belongs to the batch: it is counted in the window of its first row
             stats = self._stats_for(setup, rows.model, name, int(starts[0]))
-            stats.update_latency("candidate", np.array([row_ms]), np.array([batch_ms]))
-            if baseline is not None:
-                stats.baseline_basis = "onnx"
-                stats.baseline_size_bytes = setup.baseline.size_bytes if setup.baseline else 0
-                stats.update_latency("baseline", np.array([baseline[2]]), np.array([baseline[1]]))
-            elif rows.latency_ms is not None:
-                logged = rows.latency_ms[part]
-                logged = logged[np.isfinite(logged)]
-                if logged.size:
-                    stats.update_latency("baseline", logged, np.empty(0))
+            fold_latency(
+                stats,
+                (row_ms, batch_ms),
+                None if baseline is None else (baseline[2], baseline[1]),
+                setup.baseline.size_bytes if setup.baseline else 0,
+                None if rows.latency_ms is None else rows.latency_ms[part],
+            )
         if rows.request_ids is not None:
             self._labels.add(
                 rows.model,
@@ -332,11 +350,9 @@ class ShadowEvaluator:
 
     def _stats_for(self, setup: ModelSetup, model: str, name: str, start: int) -> ShadowStats:
         key = (model, name, start)
-        stats = self._stats.get(key)
-        if stats is None:
-            stats = ShadowStats(setup.spec.task)
-            self._stats[key] = stats
-        return stats
+        if key not in self._stats:
+            self._stats[key] = ShadowStats(setup.spec.task)
+        return self._stats[key]
 
     # -- labels -------------------------------------------------------------------------------
     def _grade(self, item: Labels) -> None:
@@ -353,17 +369,7 @@ class ShadowEvaluator:
         )
         with self._lock:
             for (start, name), g in graded.items():
-                stats = self._stats_for(setup, item.model, name, start)
-                if setup.spec.task == "regression":
-                    stats.update_labelled(g.labels, g.candidate, g.production)
-                else:
-                    stats.update_labelled(
-                        g.labels,
-                        g.candidate,
-                        g.production,
-                        g.candidate_classes,
-                        g.production_classes,
-                    )
+                g.fold_into(self._stats_for(setup, item.model, name, start), setup.spec.task)
 
     # -- persistence ----------------------------------------------------------------------
     def flush(self) -> bool:

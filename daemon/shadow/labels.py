@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from watchkeeper.detectors.performance import class_names
+from watchkeeper.detectors.shadow import ShadowStats
 from watchkeeper.detectors.window import Column
 
 Output = tuple[float, str | None]
@@ -36,6 +37,19 @@ class Graded:
     production: np.ndarray[Any, Any]
     candidate_classes: list[str | None]
     production_classes: list[str | None]
+
+    def fold_into(self, stats: ShadowStats, task: str) -> None:
+        """Add these labelled rows to a window's summary."""
+        if task == "regression":
+            stats.update_labelled(self.labels, self.candidate, self.production)
+        else:
+            stats.update_labelled(
+                self.labels,
+                self.candidate,
+                self.production,
+                self.candidate_classes,
+                self.production_classes,
+            )
 
 
 class PendingLabels:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchkeeper.detectors.performance import class_names
+from watchkeeper.detectors.shadow import ShadowStats
 from watchkeeper.detectors.window import Column, ColumnBatch
 
 
@@ -44,6 +45,26 @@ class ShadowMetrics:
             "watchkeeper_shadow_inference_seconds",
             "Time spent in inference, by model and side (candidate or baseline).",
             ["model", "candidate", "side"],
+            registry=registry,
+        )
+        self.attributed = Counter(
+            "watchkeeper_shadow_attributed_rows",
+            "Shadow rows whose feature attributions were computed for both models.",
+            ["model", "candidate"],
+            registry=registry,
+        )
+        self.attribution_skipped = Counter(
+            "watchkeeper_shadow_attribution_skipped_rows",
+            "Rows chosen for attribution but skipped: over the attribution CPU budget, "
+            "or the evaluation queue was backed up.",
+            ["model", "candidate"],
+            registry=registry,
+        )
+        self.attribution_seconds = Counter(
+            "watchkeeper_shadow_attribution_seconds",
+            "Time spent computing feature attributions, by model and by the model explained "
+            "(production or a candidate).",
+            ["model", "explained"],
             registry=registry,
         )
 
@@ -104,3 +125,28 @@ def production_outputs(
         ]
     decided = np.where(scores >= threshold, "1", "0")
     return scores, [str(d) if ok else None for d, ok in zip(decided, finite, strict=True)]
+
+
+def by_window(starts: np.ndarray[Any, Any]) -> list[tuple[int, np.ndarray[Any, Any]]]:
+    """(window start, row positions) for each window the rows' starts fall in."""
+    return [(int(s), np.flatnonzero(starts == s)) for s in np.unique(starts).tolist()]
+
+
+def fold_latency(
+    stats: ShadowStats,
+    candidate: tuple[float, float],
+    baseline: tuple[float, float] | None,
+    baseline_size_bytes: int,
+    logged_ms: np.ndarray[Any, Any] | None,
+) -> None:
+    """A batch's latency, (per row ms, batch ms), into the window of its first row; the
+    baseline's is production's ONNX file run on the same rows, or else its logged latency."""
+    stats.update_latency("candidate", np.array([candidate[0]]), np.array([candidate[1]]))
+    if baseline is not None:
+        stats.baseline_basis = "onnx"
+        stats.baseline_size_bytes = baseline_size_bytes
+        stats.update_latency("baseline", np.array([baseline[0]]), np.array([baseline[1]]))
+    elif logged_ms is not None:
+        logged = logged_ms[np.isfinite(logged_ms)]
+        if logged.size:
+            stats.update_latency("baseline", logged, np.empty(0))

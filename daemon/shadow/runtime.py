@@ -219,6 +219,30 @@ class OnnxModel:
             raise self._error(f"inference failed: {type(exc).__name__}: {exc}") from None
         return self._decode(values, len(x), x)
 
+    def scores(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Only the score per row (as :meth:`predict` gives it), from the one output that
+        holds it: what attributions explain, thousands of rows per explained row, so no
+        class names are decoded. NaN when the model has no score (a label output only)."""
+        out = self.outputs
+        name = out.score if out.score is not None else out.probabilities
+        n = len(x)
+        if name is None:
+            return np.full(n, np.nan)
+        try:
+            (raw,) = self.session.run([name], {self.input_name: x})
+        except Exception as exc:  # ORT raises its own types for bad shapes, types, …
+            raise self._error(f"inference failed: {type(exc).__name__}: {exc}") from None
+        if out.score is not None:
+            values = np.asarray(raw)
+            if values.size != n:
+                raise self._error(f"score output has shape {values.shape}, expected [{n}]")
+            return values.reshape(n).astype(np.float64)
+        probs = _probabilities(raw)
+        if probs.ndim != 2 or probs.shape[0] != n:
+            raise self._error(f"probabilities have shape {probs.shape}, expected [{n}, k]")
+        column = probs[:, out.positive_class] if probs.shape[1] == 2 else probs.max(axis=1)
+        return np.asarray(column, dtype=np.float64)
+
     def _decode(self, values: dict[str, Any], n: int, x: np.ndarray[Any, Any]) -> Prediction:
         out = self.outputs
         scores = np.full(n, np.nan)

@@ -1,7 +1,8 @@
 """Each model's shadow evaluation set-up, loaded afresh on every policy load and reload:
 its policy's shadow section, the candidates' ONNX sessions, the production baseline and
-the sampling rates. A candidate that cannot be loaded is disabled (recorded, with its
-reason) and the others go on.
+the sampling rates, and the explainers of its attributions (:mod:`explain`) over a
+background from its reference's sample. A candidate that cannot be loaded is disabled
+(recorded, with its reason) and the others go on.
 """
 
 from __future__ import annotations
@@ -9,20 +10,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.daemon.errors import CandidateError
-from watchkeeper.daemon.shadow.runtime import OnnxModel, resolve_model_path
+from watchkeeper.daemon.shadow.explain import Explainers, explainers_for
+from watchkeeper.daemon.shadow.runtime import OnnxModel, Prediction, resolve_model_path
+from watchkeeper.daemon.shadow.store import ShadowStore
+from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.shadow import Shadow
 
 log = logging.getLogger(__name__)
+Array = np.ndarray[Any, Any]
 
 Record = Callable[[str, str, str, str, Any, int], None]
 """(model, candidate, state, reason, info, at ms): a candidate's state, to the store."""
 Disable = Callable[[str, str, str, int], None]
 """(model, candidate, reason, at ms): a candidate that cannot be used."""
+Sample = Callable[[LoadedPolicy], list[dict[str, Any]]]
+"""The rows of the policy's reference sample (``[]``: none, or it cannot be read)."""
 
 
 @dataclass
@@ -38,6 +48,20 @@ class ModelSetup:
     baseline: OnnxModel | None
     max_rate: float
     rates: dict[str, float]
+    explainers: Explainers | None = None
+    """None: the policy asks for no attributions."""
+
+    def run_baseline(self, x: Array) -> tuple[Prediction, float, float] | None:
+        """Production's own model file on the rows ``x`` (None: there is none); one that
+        fails is dropped, logged, and latency compares with the logged latency after."""
+        if self.baseline is None:
+            return None
+        try:
+            return self.baseline.timed(x)
+        except CandidateError as exc:
+            log.error("model %s: production baseline failed, dropped: %s", self.baseline.model, exc)
+            self.baseline = None
+            return None
 
 
 def load_setups(
@@ -46,6 +70,7 @@ def load_setups(
     record: Record,
     disable: Disable,
     now_ms: int,
+    sample: Sample | None = None,
 ) -> dict[str, ModelSetup]:
     """The set-up of every model whose policy has a shadow section (the first policy wins
     when two name the same model)."""
@@ -60,13 +85,21 @@ def load_setups(
             continue
         candidates = _candidates(loaded, spec, settings, record, disable, now_ms)
         rates = {c.name: spec.rate_of(c) for c in spec.candidates if c.name in candidates}
+        baseline = _baseline(loaded, spec, settings)
+        explainers = None
+        if spec.attributions.enabled and candidates:
+            rows = sample(loaded) if sample is not None and baseline is not None else []
+            explainers = explainers_for(spec, baseline, candidates, rows)
+            if explainers is not None:
+                _record_attributions(loaded, explainers, candidates, record, now_ms)
         models[model] = ModelSetup(
             loaded.policy.key,
             spec,
             candidates,
-            _baseline(loaded, spec, settings),
+            baseline,
             max(rates.values(), default=0.0),
             rates,
+            explainers,
         )
     return models
 
@@ -101,6 +134,23 @@ def _candidates(
     return candidates
 
 
+def _record_attributions(
+    loaded: LoadedPolicy,
+    explainers: Explainers,
+    candidates: dict[str, OnnxModel],
+    record: Record,
+    now_ms: int,
+) -> None:
+    """Each candidate's info says whether its attributions run, and if not why
+    (``/api/shadow`` shows it beside the attribution metrics)."""
+    for name, model in candidates.items():
+        why = explainers.unexplained.get(name) or ("" if explainers.waiting else explainers.reason)
+        info = model.describe() | {
+            "attributions": why or f"on, background from the {explainers.source or 'live rows'}"
+        }
+        record(loaded.policy.model, name, "active", "", info, now_ms)
+
+
 def _baseline(loaded: LoadedPolicy, spec: Shadow, settings: ShadowConfig) -> OnnxModel | None:
     if not spec.baseline:
         return None
@@ -119,3 +169,18 @@ def _baseline(loaded: LoadedPolicy, spec: Shadow, settings: ShadowConfig) -> Onn
         # without it latency compares with production's logged latency
         log.error("model %s: production baseline unusable: %s", loaded.policy.model, exc)
         return None
+
+
+def reference_sample(store: ShadowStore, loaded: LoadedPolicy) -> list[dict[str, Any]]:
+    """The policy's reference sample: attributions' background (``[]``: none, logged)."""
+    ref = loaded.policy.reference or "store:default"
+    try:
+        if ref.startswith("store:"):
+            return store.reference_sample(loaded.policy.model, ref.removeprefix("store:"))
+        path = Path(ref) if Path(ref).is_absolute() else loaded.directory / ref
+        return [dict(r) for r in ReferenceProfile.load(path).sample]
+    except (WatchkeeperError, OSError, ValueError) as exc:
+        if isinstance(exc, WatchkeeperError) and not exc.retriable:
+            raise
+        log.error("policy %s: no reference sample for attributions: %s", loaded.path, exc)
+        return []

@@ -22,6 +22,11 @@ from watchkeeper.detectors.shadow import ShadowStats
 
 ShadowKey = tuple[str, str, int]
 """(model, candidate, window start ms)."""
+PRODUCTION = "@production"
+"""The candidate column's value for production's own rows: its window attributions (in
+``shadow_windows``) and its reference summary (in ``shadow_candidates``), the two sides
+of ``attribution_shift``. No candidate can be named so (names start with a letter or a
+digit)."""
 
 
 class ShadowStore:
@@ -105,6 +110,39 @@ class ShadowStore:
                 ["state", "reason", "info", "updated_ms"],
             )
 
+    def set_reference_attribution(
+        self,
+        model: str,
+        identity: str,
+        summary: dict[str, Any] | None,
+        at_ms: int,
+        reason: str = "",
+    ) -> None:
+        """Production's attributions of its reference's rows (an ``AttributionSummary``
+        as a dict; None: pending, ``reason`` says why), with the reference's identity:
+        kept beside the candidates' states, so a restart or another replica reads it
+        instead of computing it again."""
+        info = {"identity": identity, "summary": summary}
+        state = "reference" if summary is not None else "pending"
+        self.set_candidate(model, PRODUCTION, state, reason, info, at_ms)
+
+    def reference_attribution(self, model: str) -> dict[str, Any] | None:
+        """``{"identity", "summary" (None: pending), "reason", "updated_ms"}``, or None
+        (never computed)."""
+        c = t.shadow_candidates.c
+        with reading(self.engine, "read a reference attribution") as conn:
+            row = conn.execute(
+                select(c.info, c.reason, c.updated_ms).where(
+                    (c.model == model) & (c.candidate == PRODUCTION)
+                )
+            ).first()
+        if row is None:
+            return None
+        info = json.loads(row.info)
+        if not isinstance(info, dict) or "summary" not in info:
+            return None
+        return {**info, "reason": row.reason, "updated_ms": int(row.updated_ms)}
+
     def write_decision(
         self,
         conn: Connection,
@@ -145,6 +183,19 @@ class ShadowStore:
             return int(result.rowcount or 0)
 
     # -- reading -----------------------------------------------------------------------
+    def reference_sample(self, model: str, name: str) -> list[dict[str, Any]]:
+        """The sample rows of a stored reference profile (``[]`` if none): the background
+        of shadow attributions."""
+        c = t.reference_profiles.c
+        with reading(self.engine, "read a reference sample") as conn:
+            blob = conn.execute(
+                select(c.profile).where((c.model == model) & (c.name == name))
+            ).scalar()
+        if blob is None:
+            return []
+        sample = orjson.loads(blob).get("sample") or []
+        return [r for r in sample if isinstance(r, dict)]
+
     def offsets(self, group_id: str) -> dict[TopicPartitionKey, int]:
         c = t.shadow_offsets.c
         with reading(self.engine, "read shadow offsets") as conn:
@@ -173,8 +224,10 @@ class ShadowStore:
         return out
 
     def candidates(self, model: str | None = None) -> list[dict[str, Any]]:
-        query = select(t.shadow_candidates).order_by(
-            t.shadow_candidates.c.model, t.shadow_candidates.c.candidate
+        query = (
+            select(t.shadow_candidates)
+            .where(t.shadow_candidates.c.candidate != PRODUCTION)
+            .order_by(t.shadow_candidates.c.model, t.shadow_candidates.c.candidate)
         )
         if model is not None:
             query = query.where(t.shadow_candidates.c.model == model)

@@ -1,13 +1,18 @@
 """Shadow-evaluation benchmark: ingest throughput with and without one candidate at 10 %
-sampling on a 20-feature model, in one run, and INT8 vs FP32 offline latency.
+sampling on a 20-feature model — and with feature attributions on at their default
+sampling — in one run, and INT8 vs FP32 offline latency.
 
 1. builds a 20-feature MLP classifier (scikit-learn → skl2onnx) and its dynamic INT8
    candidate with ``watchkeeper compress``'s code, and prints their offline latency;
 2. produces ``--events`` prediction events into the embedded Tansu broker;
 3. (a) watchkeeper ingestion alone; (b) the same with the shadow evaluator running the
-   candidate on 10 % of rows (its worker at the default ``max_cpu_share``);
-4. prints both rates, the ratio (b)/(a) (goal ≥ 0.8), and the rows the candidate ran
-   on and dropped.
+   candidate on 10 % of rows (its worker at the default ``max_cpu_share``), attributions
+   off; (c) as (b) with attributions on at the defaults (1 % of the shadow rows, at most
+   200 per window and candidate, half the shadow CPU budget; background: the first 50
+   live rows, as the policy names no reference);
+4. prints the rates, the ratios (b)/(a) and (c)/(a) (goal ≥ 0.8 each), the rows the
+   candidate ran on and dropped, and in (c) the rows attributed, skipped for the budget,
+   and the attribution time per attributed row (both models) measured in the daemon.
 
 Run: ``make bench`` or ``python tests/benchmarks/bench_shadow.py [--events N]``.
 """
@@ -42,10 +47,12 @@ shadow:
   task: classification
   inputs: {features: [%s]}
   outputs: {label: label, probabilities: probabilities}
-  baseline: fp32.onnx
+  baseline: ../fp32.onnx
   sample_rate: 0.1
-  candidates: [{name: int8, onnx: fp32.int8-dynamic.onnx}]
+  attributions: {enabled: %s}
+  candidates: [{name: int8, onnx: ../fp32.int8-dynamic.onnx}]
 """
+PHASES = ("plain", "shadow", "attributions")
 
 
 def build_models(folder: Path) -> dict[str, float]:
@@ -64,7 +71,9 @@ def build_models(folder: Path) -> dict[str, float]:
         clf = MLPClassifier(hidden_layer_sizes=(128, 64), max_iter=30, random_state=0).fit(x, y)
     source = folder / "fp32.onnx"
     source.write_bytes(to_onnx(clf, x[:1], options={"zipmap": False}).SerializeToString())
-    (folder / "fraud.yaml").write_text(POLICY % ", ".join(NAMES))
+    for name, enabled in (("shadow", "false"), ("attributions", "true")):
+        (folder / name).mkdir()
+        (folder / name / "fraud.yaml").write_text(POLICY % (", ".join(NAMES), enabled))
     results = compress(
         source,
         folder,
@@ -86,7 +95,7 @@ def build_models(folder: Path) -> dict[str, float]:
     }
 
 
-def phase(bootstrap: str, topic: str, n: int, folder: str, shadow: bool) -> dict[str, float]:
+def phase(bootstrap: str, topic: str, n: int, folder: str, name: str) -> dict[str, float]:
     from prometheus_client import CollectorRegistry
     from watchkeeper.daemon.ingest.loop import Ingestor
     from watchkeeper.daemon.ingest.metrics import IngestMetrics
@@ -95,22 +104,24 @@ def phase(bootstrap: str, topic: str, n: int, folder: str, shadow: bool) -> dict
     from watchkeeper.daemon.store.store import Store
     from watchkeeper.policies.loader import load_all
 
-    config = bench_config(bootstrap, topic, f"sqlite:///{folder}/bench-{uuid.uuid4().hex[:6]}.db")
+    url = f"sqlite:///{folder}/bench-{uuid.uuid4().hex[:6]}.db"
+    config = bench_config(bootstrap, topic, url, "kafka-python")
     store = Store.open(config.store_url())
     registry = CollectorRegistry()
     metrics = IngestMetrics(registry, [topic])
     evaluator = None
-    if shadow:
+    if name != "plain":
+        settings = config.shadow.model_copy(update={"model_dirs": (folder,)})
         evaluator = ShadowEvaluator(
-            config.shadow, ShadowStore(store.engine), config.kafka.group_id, 300_000, registry
+            settings, ShadowStore(store.engine), config.kafka.group_id, 300_000, registry
         )
-        loaded = load_all([folder])
+        loaded = load_all([str(Path(folder) / name)])
         assert loaded.ok, loaded.errors
         evaluator.configure({p.policy.key: p for p in loaded.policies})
         evaluator.start()
     ingestor = Ingestor(config, store, metrics, shadow=evaluator)
     ingestor.open()
-    elapsed = consume(ingestor, metrics, topic, n)
+    elapsed = consume(ingestor, metrics, {topic: n})
     ingestor.close()
     out = {"events": store.totals()["events"], "seconds": elapsed}
     if evaluator is not None:
@@ -118,6 +129,22 @@ def phase(bootstrap: str, topic: str, n: int, folder: str, shadow: bool) -> dict
         rows = ShadowStore(store.engine).stats("fraud", 0, 2**62).get("int8")
         out["shadow_rows"] = rows.rows if rows else 0
         out["shadow_dropped"] = rows.dropped if rows else 0
+        labels = {"model": "fraud", "candidate": "int8"}
+        attributed = registry.get_sample_value("watchkeeper_shadow_attributed_rows_total", labels)
+        skipped = registry.get_sample_value(
+            "watchkeeper_shadow_attribution_skipped_rows_total", labels
+        )
+        seconds = sum(
+            registry.get_sample_value(
+                "watchkeeper_shadow_attribution_seconds_total",
+                {"model": "fraud", "explained": side},
+            )
+            or 0.0
+            for side in ("production", "int8")
+        )
+        out["attributed"] = attributed or 0.0
+        out["attribution_skipped"] = skipped or 0.0
+        out["attribution_seconds"] = seconds
     store.close()
     out["peak_rss_mb"] = peak_rss_mb()
     return out
@@ -127,12 +154,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--bootstrap")
-    parser.add_argument("--phase", choices=["plain", "shadow"])
+    parser.add_argument("--phase", choices=PHASES)
     parser.add_argument("--topic")
     parser.add_argument("--folder")
     args = parser.parse_args()
     if args.phase:
-        result = phase(args.bootstrap, args.topic, args.events, args.folder, args.phase == "shadow")
+        result = phase(args.bootstrap, args.topic, args.events, args.folder, args.phase)
         print(json.dumps(result))
         return
 
@@ -159,26 +186,38 @@ def main() -> None:
             print(f"producing {args.events:,} events ({FEATURES} numeric features) ...")
             produce(args.bootstrap, topic, args.events)
             results = {}
-            for name in ("plain", "shadow"):
+            for name in PHASES:
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", name]
                 cmd += ["--bootstrap", args.bootstrap, "--topic", topic]
                 cmd += ["--events", str(args.events), "--folder", folder]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(f"phase {name} failed:\n{out.stderr[-3000:]}")
                 results[name] = r = json.loads(out.stdout.strip().splitlines()[-1])
                 extra = ""
-                if name == "shadow":
+                if name != "plain":
                     extra = (
                         f", candidate ran on {r['shadow_rows']:,} rows, "
                         f"dropped {r['shadow_dropped']:,}"
                     )
+                if name == "attributions":
+                    per_row = r["attribution_seconds"] / max(1.0, r["attributed"]) * 1000
+                    extra += (
+                        f"; attributed {r['attributed']:,.0f} rows, skipped "
+                        f"{r['attribution_skipped']:,.0f} (budget), {per_row:.2f} ms per "
+                        "attributed row (production + candidate)"
+                    )
                 print(
-                    f"({'a' if name == 'plain' else 'b'}) {name:<7} {r['events']:>9,} events in "
+                    f"({'abc'[PHASES.index(name)]}) {name:<12} {r['events']:>9,} events in "
                     f"{r['seconds']:.2f}s = {r['events'] / r['seconds']:>9,.0f}/s, peak RSS "
                     f"{r['peak_rss_mb']:.0f} MB{extra}"
                 )
-            plain = results["plain"]["events"] / results["plain"]["seconds"]
-            shadow = results["shadow"]["events"] / results["shadow"]["seconds"]
-            print(f"ratio (b)/(a) = {shadow / plain:.2f}  (goal ≥ 0.8)")
+            rate = {n: results[n]["events"] / results[n]["seconds"] for n in PHASES}
+            print(f"ratio (b)/(a) = {rate['shadow'] / rate['plain']:.2f}  (goal ≥ 0.8)")
+            print(
+                f"ratio (c)/(a) = {rate['attributions'] / rate['plain']:.2f}  (goal ≥ 0.8, "
+                "attributions on at the default sampling)"
+            )
     finally:
         if broker is not None:
             broker.stop()

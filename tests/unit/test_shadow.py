@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from watchkeeper.daemon.shadow.runtime import columns_from_rows, feature_matrix
 from watchkeeper.detectors.calibration import CalibrationSketch
-from watchkeeper.detectors.shadow import ShadowStats, sample_mask, shadow_finding
+from watchkeeper.detectors.shadow import ShadowStats, sample_mask
+from watchkeeper.detectors.shadow_findings import shadow_finding
 from watchkeeper.policies.errors import InvalidDocumentError
 from watchkeeper.policies.loader import load_policy
 from watchkeeper.policies.promotion import decide

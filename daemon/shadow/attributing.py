@@ -1,0 +1,279 @@
+"""The shadow worker's attribution step: which rows, within which budget, and the result.
+
+:class:`Attributor` runs on the worker thread after a batch's candidates were evaluated
+(never on the ingestion thread); what it computes, the evaluator folds into the
+windows' :class:`~watchkeeper.detectors.shadow.ShadowStats` under its lock. The sampling,
+the per-window bound and the budget are described in :mod:`explain`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from watchkeeper.daemon.config_shadow import ShadowConfig
+from watchkeeper.daemon.errors import CandidateError
+from watchkeeper.daemon.shadow.explain import AttributionBudget
+from watchkeeper.daemon.shadow.rows import Rows, ShadowMetrics
+from watchkeeper.daemon.shadow.runtime import feature_matrix
+from watchkeeper.daemon.shadow.setup import ModelSetup
+from watchkeeper.daemon.shadow.store import PRODUCTION, ShadowStore
+from watchkeeper.detectors.attribution import AttributionSummary
+from watchkeeper.detectors.shadow import ShadowStats, sample_mask
+from watchkeeper.errors import WatchkeeperError
+
+log = logging.getLogger(__name__)
+Array = np.ndarray[Any, Any]
+KEEP_WINDOWS = 64
+"""Windows whose attributed-row counts are kept (for the per-window bound)."""
+REFERENCE_CHUNK = 16
+"""Reference rows explained per call: after each, the budget is asked again, so the
+reference summary is built a little at a time when attribution's CPU share is spent."""
+
+
+@dataclass
+class ReferenceProgress:
+    """Production's attributions of a reference's rows, built :data:`REFERENCE_CHUNK`
+    rows at a time; ``done`` once every row is in ``summary``."""
+
+    identity: str
+    summary: AttributionSummary
+    next_row: int = 0
+    done: bool = False
+
+
+@dataclass
+class Outcome:
+    """Per (candidate, window start): both models' attributions of the same rows, and the
+    rows skipped for the budget."""
+
+    attributions: dict[tuple[str, int], tuple[Array, Array]] = field(default_factory=dict)
+    skipped: dict[tuple[str, int], int] = field(default_factory=dict)
+    production: dict[int, Array] = field(default_factory=dict)
+    """Per window start: production's attributions of every row explained (the union of
+    the candidates' rows), the window side of ``attribution_shift``."""
+    reference: ReferenceProgress | None = None
+    """Set when the reference's summary was completed by this run (to be stored)."""
+
+
+class Attributor:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        settings: ShadowConfig,
+        size_ms: int,
+        metrics: ShadowMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.size_ms = size_ms
+        self.metrics = metrics
+        self.budget = AttributionBudget(
+            settings.max_cpu_share * settings.attribution_cpu_share, clock=clock
+        )
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self.references: dict[str, ReferenceProgress] = {}
+        """Per model: production's reference summary, kept across policy reloads while
+        the reference's identity is the same (:func:`~explain.sample_identity`)."""
+
+    def restore(self, models: Mapping[str, ModelSetup], store: ShadowStore, at_ms: int) -> None:
+        """After a (re)load: a reference summary the store holds for the same reference
+        identity is used as it is; one of another reference is marked pending in the store
+        (the checker then reports no value rather than compare windows with a reference
+        no longer in force) and computed again."""
+        for model, setup in models.items():
+            ex = setup.explainers
+            if ex is None:
+                continue
+            known = self.references.get(model)
+            if known is not None and known.identity == ex.identity and ex.reference is not None:
+                continue
+            try:
+                row = store.reference_attribution(model)
+                if row is None or row.get("identity") == ex.identity:
+                    if row is not None and row.get("summary") is not None:
+                        self._use_stored(model, ex.identity, ex.features, row["summary"])
+                    continue
+                why = (
+                    "the reference changed: its attributions are being computed"
+                    if ex.reference is not None
+                    else "the reference's sample has no rows apart from the background"
+                )
+                store.set_reference_attribution(model, ex.identity, None, at_ms, why)
+            except WatchkeeperError as exc:
+                if not exc.retriable:
+                    raise
+                log.error("model %s: stored reference attributions not read: %s", model, exc)
+
+    def _use_stored(
+        self, model: str, identity: str, features: tuple[str, ...], blob: dict[str, Any]
+    ) -> None:
+        try:
+            summary = AttributionSummary.from_dict(blob)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("model %s: stored reference attributions unusable: %s", model, exc)
+            return
+        if summary.features == features:
+            self.references[model] = ReferenceProgress(identity, summary, 0, True)
+
+    def _reference_step(self, setup: ModelSetup, model: str, out: Outcome) -> None:
+        """Explain the next few reference rows, if any are left and the budget allows."""
+        ex = setup.explainers
+        if ex is None or ex.production is None or ex.reference is None:
+            return
+        progress = self.references.get(model)
+        if progress is None or progress.identity != ex.identity:
+            progress = ReferenceProgress(ex.identity, AttributionSummary(ex.features))
+            self.references[model] = progress
+        # chunk by chunk while the budget lasts (candidates went first: this runs after
+        # them, and not at all while the queue is backed up)
+        while not progress.done and self.budget.allows():
+            lo = progress.next_row
+            hi = min(lo + REFERENCE_CHUNK, len(ex.reference))
+            started = time.perf_counter()
+            try:
+                # orderings seeded by the row's position in the reference's rows
+                keys = np.arange(lo, hi, dtype=np.uint64)
+                phi = ex.production.explain(ex.reference[lo:hi], keys)
+            except (CandidateError, ValueError) as exc:
+                log.error("model %s: attributions of the reference failed: %s", model, exc)
+                return
+            finally:
+                spent = time.perf_counter() - started
+                self.budget.spend(spent)
+                self.metrics.attribution_seconds.labels(model, "reference").inc(spent)
+            progress.summary.update(phi)
+            progress.next_row = hi
+            if hi >= len(ex.reference):
+                progress.done = True
+                out.reference = progress
+                log.info(
+                    "model %s: production's attributions of %d reference rows done",
+                    model,
+                    progress.summary.rows,
+                )
+
+    def _chosen(self, setup: ModelSetup, rows: Rows, name: str, starts: Array) -> Array:
+        """Positions of the rows to attribute for ``name``, within the per-window bound."""
+        assert setup.explainers is not None
+        a = setup.spec.attributions
+        rate = setup.rates.get(name, 0.0) * a.sample_rate
+        picked = np.flatnonzero(sample_mask(rows.keys, rate))
+        kept = []
+        for start in np.unique(starts[picked]).tolist():
+            at = picked[starts[picked] == start]
+            key = (rows.model, name, int(start))
+            room = a.max_rows_per_window - self._counts.get(key, 0)
+            if room > 0:
+                kept.append(at[:room])
+        return np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
+
+    def run(self, setup: ModelSetup, rows: Rows, backed_up: bool) -> Outcome:
+        out = Outcome()
+        ex = setup.explainers
+        if ex is None or not setup.candidates:
+            return out
+        if not ex.ready():
+            if ex.waiting:
+                ex.collect(feature_matrix(ex.spec.inputs, rows.features, len(rows.keys)))
+            return out
+        assert ex.production is not None
+        starts = rows.ts_ms - rows.ts_ms % self.size_ms
+        chosen = {
+            name: self._chosen(setup, rows, name, starts)
+            for name in list(setup.candidates)
+            if name in ex.per_candidate
+        }
+        chosen = {n: idx for n, idx in chosen.items() if idx.size}
+        if not chosen:
+            if not backed_up:
+                self._reference_step(setup, rows.model, out)
+            return out
+        if backed_up or not self.budget.allows():
+            for name, idx in chosen.items():
+                for start in np.unique(starts[idx]).tolist():
+                    n = int((starts[idx] == start).sum())
+                    out.skipped[(name, int(start))] = n
+                self.metrics.attribution_skipped.labels(rows.model, name).inc(idx.size)
+            return out
+        union = np.unique(np.concatenate(list(chosen.values())))
+        x = feature_matrix(ex.spec.inputs, rows.features, len(rows.keys))[union].astype(np.float64)
+        keys = rows.keys[union]
+        started = time.perf_counter()
+        try:
+            production = ex.production.explain(x, keys)
+        except (CandidateError, ValueError) as exc:
+            log.error("model %s: attributions of production failed: %s", rows.model, exc)
+            return out
+        finally:
+            spent = time.perf_counter() - started
+            self.budget.spend(spent)
+            self.metrics.attribution_seconds.labels(rows.model, "production").inc(spent)
+        for start in np.unique(starts[union]).tolist():
+            out.production[int(start)] = production[starts[union] == start]
+        for name, idx in chosen.items():
+            pos = np.searchsorted(union, idx)
+            started = time.perf_counter()
+            try:
+                candidate = ex.per_candidate[name].explain(x[pos], keys[pos])
+            except (CandidateError, ValueError) as exc:
+                log.error(
+                    "model %s: attributions of candidate %s failed: %s", rows.model, name, exc
+                )
+                continue
+            finally:
+                spent = time.perf_counter() - started
+                self.budget.spend(spent)
+                self.metrics.attribution_seconds.labels(rows.model, name).inc(spent)
+            for start in np.unique(starts[idx]).tolist():
+                sel = starts[idx] == start
+                out.attributions[(name, int(start))] = (production[pos[sel]], candidate[sel])
+                key = (rows.model, name, int(start))
+                self._counts[key] = self._counts.get(key, 0) + int(sel.sum())
+            self.metrics.attributed.labels(rows.model, name).inc(idx.size)
+        self._forget_old()
+        self._reference_step(setup, rows.model, out)
+        return out
+
+    def _forget_old(self) -> None:
+        if len(self._counts) <= KEEP_WINDOWS * 8:
+            return
+        starts = sorted({k[2] for k in self._counts})
+        cut = starts[-KEEP_WINDOWS] if len(starts) > KEEP_WINDOWS else starts[0]
+        self._counts = {k: v for k, v in self._counts.items() if k[2] >= cut}
+
+
+def fold(
+    outcome: Outcome, setup: ModelSetup, model: str, stats_for: Callable[[str, int], ShadowStats]
+) -> None:
+    """Add an :class:`Outcome` to the windows' summaries (``stats_for(candidate, window
+    start)``); the caller holds the evaluator's lock."""
+    features = setup.spec.inputs.features
+    for (name, start), (production, candidate) in outcome.attributions.items():
+        stats_for(name, start).update_attribution(features, production, candidate)
+    for (name, start), n in outcome.skipped.items():
+        stats_for(name, start).attribution_skipped += n
+    # production's own window summary, under the name no candidate can have: both sides
+    # are production's attributions, so its AttributionSummary merges like any other
+    for start, production in outcome.production.items():
+        stats_for(PRODUCTION, start).update_attribution(features, production, production)
+
+
+def describe_explainers(models: Mapping[str, ModelSetup]) -> dict[str, dict[str, Any]]:
+    """Per model, its attribution set-up (``/api/shadow``)."""
+    return {m: s.explainers.describe() for m, s in models.items() if s.explainers is not None}
+
+
+def save_reference(store: ShadowStore, model: str, done: ReferenceProgress, at_ms: int) -> None:
+    """Store a completed reference summary (on failure it stays in memory only: a
+    restart computes it again)."""
+    try:
+        store.set_reference_attribution(model, done.identity, done.summary.to_dict(), at_ms)
+    except WatchkeeperError as exc:
+        if not exc.retriable:
+            raise
+        log.error("model %s: reference attributions not stored: %s", model, exc)

@@ -1,0 +1,226 @@
+"""Shadow attributions end to end on the real broker: a production model and two
+candidates (an identical copy, and one whose strongest input's weight was zeroed — what a
+bad pruning does), real ONNX files made here, a reference profile file whose sample is the
+background; the daemon attributes the key-sampled rows, ``/api/shadow`` shows the three
+attribution metrics and production's ``attribution_shift`` against the reference's other
+rows, equal to the exact Shapley values of the linear models computed here independently,
+and the promotion conditions on them promote the copy and reject the other through a
+signed webhook."""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import orjson
+import pytest
+from onnx import TensorProto, helper
+from scipy import stats as scipy_stats
+from watchkeeper.daemon.shadow.store import PRODUCTION, ShadowStore
+from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.reservoir import record_keys
+from watchkeeper.detectors.shadow import sample_mask
+
+from tests.integration.test_ingest import fetch, running
+from tests.support import SECRET, Receiver, create_topic, make_config, produce, wait_until
+
+pytestmark = pytest.mark.broker
+FEATURES = ("f0", "f1", "f2", "f3")
+WEIGHTS = np.array([3.0, 2.0, 1.0, 0.5])
+ZEROED = np.array([0.0, 2.0, 1.0, 0.5])
+N = 600
+ATTRIBUTION_RATE = 0.5
+BACKGROUND = 40
+REFERENCE_ROWS = 200  # attributions.reference_rows, the default
+
+POLICY = """\
+model: m
+window: 5m
+schedule: {every: 1s}
+min_samples: 50
+reference: ref.json
+rules:
+  - {name: ranks, metric: shadow_attribution_rank_corr, critical: 0.8}
+  - {name: leans, metric: attribution_shift, critical: 0.7}
+shadow:
+  task: regression
+  inputs: {features: [f0, f1, f2, f3]}
+  outputs: {score: variable}
+  baseline: prod.onnx
+  sample_rate: 1.0
+  protected: [f0]
+  attributions: {sample_rate: 0.5, background_rows: 40}
+  candidates:
+    - {name: copy, onnx: copy.onnx}
+    - {name: zeroed, onnx: zeroed.onnx}
+  promotion:
+    when: [shadow_attribution_rank_corr >= 0.9, shadow_protected_attribution_delta <= 0.05]
+    min_rows: 300
+    over: 1h
+    on_promote: [hook]
+    on_reject: [hook]
+"""
+
+
+def _linear(path: Path, weights: np.ndarray[Any, Any]) -> None:
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "B"], ["variable"]),
+        ],
+        "linear",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])],
+        [
+            helper.make_tensor("W", TensorProto.FLOAT, [4, 1], weights.tolist()),
+            helper.make_tensor("B", TensorProto.FLOAT, [1], [0.25]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_shadow_candidates_attribution_metrics_in_the_api(
+    broker: Any, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    _linear(folder / "prod.onnx", WEIGHTS)
+    _linear(folder / "copy.onnx", WEIGHTS)
+    _linear(folder / "zeroed.onnx", ZEROED)
+    rng = np.random.default_rng(21)
+    scale = np.array([1.0, 1.5, 1.0, 2.0])
+    reference = (rng.normal(size=(400, 4)) * scale).astype(np.float32).astype(np.float64)
+    sample = tuple({"features": dict(zip(FEATURES, r, strict=True))} for r in reference.tolist())
+    profile = ReferenceProfile("m", {}, 400, sample=sample)
+    (folder / "ref.json").write_bytes(orjson.dumps(profile.to_dict()))
+    (folder / "m.yaml").write_text(POLICY)
+
+    x = (rng.normal(size=(N, 4)) * scale).astype(np.float32).astype(np.float64)
+    now = int(time.time() * 1000)
+    events = [
+        orjson.dumps(
+            {
+                "model": "m",
+                "request_id": f"r{i}",
+                "ts": now,
+                "features": dict(zip(FEATURES, x[i].tolist(), strict=True)),
+                "prediction": float(x[i] @ WEIGHTS + 0.25),
+            }
+        )
+        for i in range(N)
+    ]
+    topic = create_topic(broker.bootstrap, f"preds-{time.time_ns()}")
+    keys = record_keys(zlib.crc32(topic.encode()), 0, np.arange(N))
+    # the rows chosen by key, the first attributions.max_rows_per_window (default 200) of
+    # them in offset order (one partition, one window: batches come in order)
+    sampled = np.flatnonzero(sample_mask(keys, ATTRIBUTION_RATE))
+    assert 200 < sampled.size < 400
+    chosen = sampled[:200]
+    n_chosen = chosen.size
+    monkeypatch.setenv("WK_TEST_SECRET", SECRET)
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        f"sqlite:///{tmp_path / 'wk.db'}",
+        {"predictions": {"name": topic}},
+        policies={"paths": [str(folder)]},
+        alerts={
+            "channels": {
+                "hook": {"type": "webhook", "url": receiver.url, "secret_env": "WK_TEST_SECRET"}
+            },
+            "group_wait": "0s",
+        },
+        # a whole core and a generous attribution share: every chosen row is attributed
+        shadow={
+            "flush_interval": "300ms",
+            "max_cpu_share": 1.0,
+            "attribution_cpu_share": 1.0,
+            "queue_batches": 10000,
+        },
+    )
+    with running(config) as daemon:
+        produce(broker.bootstrap, topic, events)
+        store = ShadowStore(daemon.store.engine)  # type: ignore[union-attr]
+
+        def attributed() -> dict[str, tuple[int, int]]:
+            got = store.stats("m", now - 3_600_000, now + 600_000)
+            return {
+                name: (s.rows, 0 if s.attribution is None else s.attribution["candidate"].rows)
+                for name, s in got.items()
+                if name != PRODUCTION
+            }
+
+        wait_until(
+            lambda: attributed() == {"copy": (N, n_chosen), "zeroed": (N, n_chosen)},
+            timeout=90,
+            describe=attributed,
+        )
+        wait_until(lambda: len(receiver.received) >= 2, timeout=60)
+        wait_until(lambda: store.reference_attribution("m") is not None, timeout=30)
+        base = f"http://{daemon.http.address}"  # type: ignore[union-attr]
+
+        def shift_evaluations() -> list[dict[str, Any]]:
+            _, listing = fetch(f"{base}/api/evaluations?rule=leans")
+            return [e for e in json.loads(listing)["evaluations"] if e["value"] is not None]
+
+        # the daemon's checker evaluates the rule once both sides are there (every 1 s)
+        wait_until(lambda: bool(shift_evaluations()), timeout=30)
+        evaluated = shift_evaluations()[0]
+        status, body = fetch(f"{base}/api/shadow")
+
+    assert status == 200
+    entry = json.loads(body)["models"]["m"]
+    assert entry["protected"] == ["f0"]
+    rows = {r["candidate"]: r for r in entry["candidates"]}
+
+    # independently: a linear model's exact Shapley values are wᵢ (xᵢ − background mean),
+    # the background being BACKGROUND evenly spaced rows of the reference sample
+    picks = np.linspace(0, len(reference) - 1, BACKGROUND).round().astype(int)
+    mean = reference[picks].mean(axis=0)
+    importance = {
+        name: np.abs(w * (x[chosen] - mean)).mean(axis=0)
+        for name, w in (("production", WEIGHTS), ("copy", WEIGHTS), ("zeroed", ZEROED))
+    }
+    shares = {k: v / v.sum() for k, v in importance.items()}
+    for name in ("copy", "zeroed"):
+        c = rows[name]["comparison"]
+        a = rows[name]["attribution"]
+        assert c["shadow_attributed_rows"] == n_chosen == a["rows"]
+        assert a["skipped"] == 0
+        rho = scipy_stats.spearmanr(importance["production"], importance[name]).statistic
+        assert c["shadow_attribution_rank_corr"] == pytest.approx(rho, abs=1e-9)
+        np.testing.assert_allclose(a["production_shares"], shares["production"], atol=1e-5)
+        np.testing.assert_allclose(a["candidate_shares"], shares[name], atol=1e-5)
+        delta = abs(shares[name][0] - shares["production"][0])
+        assert c["shadow_protected_attribution_delta"] == pytest.approx(delta, abs=1e-5)
+    assert rows["copy"]["comparison"]["shadow_attribution_topk_overlap"] == 1.0
+    assert rows["zeroed"]["comparison"]["shadow_attribution_rank_corr"] < 0.8
+    assert rows["zeroed"]["attribution"]["protected"]["feature"] == "f0"
+
+    # attribution_shift: production's window rows (the chosen ones) against the reference's
+    # rows — REFERENCE_ROWS evenly spaced rows of those not in the background
+    rest = np.setdiff1d(np.arange(len(reference)), picks)
+    at = np.linspace(0, len(rest) - 1, REFERENCE_ROWS).round().astype(int)
+    reference_importance = np.abs(WEIGHTS * (reference[rest[at]] - mean)).mean(axis=0)
+    shift = entry["attribution_shift"]
+    assert shift["rows"] == n_chosen and shift["reference_rows"] == REFERENCE_ROWS
+    rho = scipy_stats.spearmanr(reference_importance, importance["production"]).statistic
+    assert shift["value"] == pytest.approx(rho, abs=1e-9)
+    assert evaluated["metric"] == "attribution_shift" and evaluated["feature"] is None
+    assert evaluated["value"] == pytest.approx(rho, abs=1e-9)
+    assert evaluated["n_current"] == n_chosen
+
+    decisions = {d["decision"]["candidate"]: d for d in receiver.received}
+    assert decisions["copy"]["type"] == "shadow.promote"
+    assert decisions["zeroed"]["type"] == "shadow.reject"
+    reasons = decisions["zeroed"]["decision"]["reasons"]
+    assert any(r.startswith("shadow_attribution_rank_corr = ") for r in reasons), reasons
+    assert any(r.startswith("shadow_protected_attribution_delta") for r in reasons), reasons
+    assert receiver.rejected == 0
