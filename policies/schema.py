@@ -34,8 +34,8 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import ConfigDict, Field
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
-from watchkeeper.detectors.profile import PREDICTION
 from watchkeeper.detectors.registry import METRICS
+from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.policies.cron import crontab_trigger
 from watchkeeper.policies.durations import Duration
 from watchkeeper.policies.shadow import Shadow

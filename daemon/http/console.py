@@ -45,7 +45,6 @@ import yaml
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.http.console_queries import DAY_MS, ConsoleQueries, Distribution, finite
 from watchkeeper.daemon.http.console_silence import (
-    DIGEST,
     FINGERPRINT,
     SILENCE_DURATIONS,
     CsrfTokens,
@@ -57,6 +56,7 @@ from watchkeeper.daemon.http.routes import Request, Response, Route
 from watchkeeper.daemon.http.status import iso
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
+from watchkeeper.policies.incident_model import DIGEST
 from watchkeeper.policies.schema import Policy
 
 log = logging.getLogger(__name__)

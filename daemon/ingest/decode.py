@@ -61,7 +61,7 @@ from watchkeeper.daemon.ingest.fields import (
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.records import parse_all, quarantine_entry
 from watchkeeper.daemon.store.quarantine import Quarantined
-from watchkeeper.detectors.profile import LABEL, PREDICTION
+from watchkeeper.detectors.reserved_names import LABEL, PREDICTION
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from watchkeeper.detectors.estimation_reference import Estimation
-from watchkeeper.detectors.profile import PREDICTION, NumericProfile, ReferenceProfile
+from watchkeeper.detectors.profile import NumericProfile, ReferenceProfile
+from watchkeeper.detectors.reserved_names import PREDICTION
 
 Edges = tuple[float, ...]
 
