@@ -206,8 +206,10 @@ class Ingestor:
                     raise
                 # the clients reconnect by themselves (kafka-python raises once first)
                 log.warning("poll failed (%s); retrying", exc)
+                self._track_connections(consumer)
                 time.sleep(min(1.0, ingest.poll_timeout))
                 return
+            self._track_connections(consumer)
             if consumer.assignment():
                 self.ready.set()
             for key, records in polled.items():
@@ -225,6 +227,12 @@ class Ingestor:
             or self.windows.pending_events >= ingest.flush_max_events
         ):
             self.flush()
+
+    def _track_connections(self, consumer: Source) -> None:
+        """The client's broker connections, on ``/metrics``: a broker outage shows as 0."""
+        connections = consumer.connections()
+        if connections is not None:
+            self.metrics.broker_connections.labels(self.config.kafka.client).set(connections)
 
     def _track_positions(self, consumer: Source) -> None:
         """Each assigned partition's end and position, and whether it is caught up."""

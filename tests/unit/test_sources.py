@@ -35,6 +35,7 @@ def test_the_protocol_is_what_the_loop_needs() -> None:
                 "commit",
                 "end_offset",
                 "position",
+                "connections",
                 "close",
             ]
         )
