@@ -37,7 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
-from watchkeeper.daemon.config import IngestConfig, Role, TopicConfig
+from watchkeeper.daemon.config import IngestConfig
+from watchkeeper.daemon.config_kafka import Role, TopicConfig
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.columns import proba_columns
 from watchkeeper.daemon.ingest.decoded import DecodeResult, RecordLike

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from watchkeeper.daemon.config import REQUIRED_FIELDS, IngestConfig, Role, TopicConfig
+from watchkeeper.daemon.config import IngestConfig
+from watchkeeper.daemon.config_kafka import REQUIRED_FIELDS, Role, TopicConfig
 from watchkeeper.daemon.ingest.admission import REASONS as ADMISSION_REASONS
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.columnar_decode import ColumnarDecoder
