@@ -14,7 +14,8 @@ import pandas as pd
 from watchkeeper.daemon.checks.checker import findings_for
 from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.daemon.offline.batch_performance import add_batch, judge
-from watchkeeper.daemon.offline.reference import REFERENCE_K, column_sketch, read_chunks
+from watchkeeper.daemon.offline.data_files import read_chunks
+from watchkeeper.daemon.offline.reference import REFERENCE_K, column_sketch
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.estimate_findings import estimation_bases
 from watchkeeper.detectors.evaluate import evaluate
