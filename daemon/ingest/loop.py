@@ -29,9 +29,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.errors import StoreUnavailableError, WatchkeeperError
@@ -42,48 +40,18 @@ from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.event_time import PartitionTime
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
+from watchkeeper.daemon.ingest.offsets import PartitionOffsets
 from watchkeeper.daemon.ingest.references_in_force import ReferencesInForce
 from watchkeeper.daemon.ingest.source import KafkaClientError, Record, Source
 from watchkeeper.daemon.ingest.sources import open_source
+from watchkeeper.daemon.ingest.tap import BatchTap, collector_paused
 from watchkeeper.daemon.store.label_join import JoinBuffer, JoinOutcome, JoinSettings
 from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.daemon.store.queries import TopicPartitionKey
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.window import ColumnBatch, SketchSettings
+from watchkeeper.detectors.window import SketchSettings
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Hold Python's cyclic GC while a batch is decoded.
-
-    A batch creates hundreds of thousands of short-lived, acyclic objects (records, JSON
-    dicts); each allocation burst would trigger collections that scan them all again,
-    which measured at ~40 % of decode time. Reference counting frees them regardless; the
-    collector runs as usual between batches.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class BatchTap(Protocol):
-    """Who else sees the decoded batches: shadow evaluation
-    (:class:`~watchkeeper.daemon.shadow.evaluator.ShadowEvaluator`) implements it.
-
-    Declared here so ingestion depends on this protocol, not on what sits above it.
-    """
-
-    def offer(self, batch: ColumnBatch, topic: str, partition: int) -> None:
-        """Take (a sample of) ``batch``; must never block nor raise for data."""
-
-    def forget_partitions(self) -> None:
-        """After a rebalance: partition progress is to be read again."""
 
 
 class Ingestor:
@@ -136,8 +104,7 @@ class Ingestor:
             topic.name: Decoder(topic.name, role, topic, i, self.kinds, self.admission)
             for role, topic in config.kafka.topics.by_role().items()
         }
-        self._pending: dict[TopicPartitionKey, int] = {}
-        self._durable: dict[TopicPartitionKey, int] = {}
+        self.offsets = PartitionOffsets()
         self._quarantined: list[Quarantined] = []
         self._joins = JoinBuffer()
         self._join_settings = JoinSettings(
@@ -198,7 +165,7 @@ class Ingestor:
         assert consumer is not None, "open() first"
         self.heartbeat = time.monotonic()
         ingest = self.config.ingest
-        with _collector_paused():
+        with collector_paused():
             try:
                 polled = consumer.poll(ingest.poll_timeout)
             except KafkaClientError as exc:
@@ -240,7 +207,7 @@ class Ingestor:
             self.time.track(consumer, self._read_up_to)
 
     def _read_up_to(self, key: TopicPartitionKey) -> int | None:
-        return self._pending.get(key, self._durable.get(key))
+        return self.offsets.read_up_to(key)
 
     def _process(self, key: PartitionKey, records: Sequence[Record]) -> None:
         with self._lock:
@@ -248,7 +215,6 @@ class Ingestor:
 
     def _process_locked(self, key: PartitionKey, records: Sequence[Record]) -> None:
         topic, partition = key
-        self._durable.setdefault(key, records[0].offset)
         decoder = self.decoders[topic]
         now_ms = int(self.clock() * 1000)
         result = decoder.decode(partition, records, now_ms)
@@ -270,7 +236,7 @@ class Ingestor:
             log.debug("quarantined %d records of %s", len(result.quarantined), topic)
         if result.ignored_features:
             self.metrics.ignored_features.inc(result.ignored_features)
-        self._pending[key] = records[-1].offset + 1
+        self.offsets.read(key, records[0].offset, records[-1].offset)
         self.metrics.windows_open.set(self.windows.open_windows)
 
     def flush(self) -> bool:
@@ -293,7 +259,7 @@ class Ingestor:
         with self._lock:
             self._last_flush = time.monotonic()
             status_due = self.time.status_due()
-            if not self._pending and not self._quarantined and not status_due:
+            if not self.offsets.has_pending() and not self._quarantined and not status_due:
                 return {}
             joins, self._joins = self._joins, JoinBuffer()
             # expiring old pending joins scans their tables: once a minute is plenty
@@ -302,8 +268,10 @@ class Ingestor:
             delta.now_ms = int(self.clock() * 1000)
             delta.marks = self.time.pending()
             kinds = self.kinds.pending()
-            offsets = dict(self._pending)
-            delta.partitions = self.time.statuses(lambda k: offsets.get(k, self._durable.get(k)))
+            offsets = self.offsets.pending()
+            delta.partitions = self.time.statuses(
+                lambda k: offsets.get(k, self.offsets.committed_offset(k))
+            )
             quarantined = list(self._quarantined)
             started = time.perf_counter()
             try:
@@ -342,10 +310,7 @@ class Ingestor:
             self._count_joins(outcome)
             self.kinds.committed(kinds)
             del self._quarantined[: len(quarantined)]
-            self._durable.update(offsets)
-            for key, offset in offsets.items():
-                if self._pending.get(key) == offset:
-                    del self._pending[key]
+            self.offsets.committed(offsets)
             self.time.committed(delta.marks, self.store, self.group_id, delta.now_ms, status_due)
             return offsets
 
@@ -387,7 +352,7 @@ class Ingestor:
             return
         for key in sorted(consumer.assignment()):
             high = consumer.end_offset(key)
-            position = self._durable.get(key)
+            position = self.offsets.committed_offset(key)
             if high is not None and position is not None:
                 self.metrics.lag.labels(key[0], str(key[1])).set(max(0, high - position))
 
@@ -409,14 +374,12 @@ class Ingestor:
             self.time.revoke(set(revoked))
             self._quarantined.clear()
             self._joins = JoinBuffer()
-            self._pending.clear()
+            self.offsets.forget_pending()
         self._resume()
-        revoked_keys = set(revoked)
         consumer = self._consumer
         if consumer is not None:
-            for key in sorted(consumer.assignment()):
-                if key not in revoked_keys and key in self._durable:
-                    consumer.seek(key, self._durable[key])
+            for key, offset in self.offsets.rewinds(consumer.assignment(), set(revoked)):
+                consumer.seek(key, offset)
 
     def on_assigned(self, assigned: list[PartitionKey]) -> None:
         consumer = self._consumer
@@ -426,7 +389,7 @@ class Ingestor:
             marks = self.store.partition_marks(self.group_id)
         except StoreUnavailableError as exc:
             log.error("cannot read stored offsets (%s); using the last known ones", exc)
-            stored = dict(self._durable)
+            stored = self.offsets.committed_offsets()
             marks = {k: self.clocks.marks(k) for k in self.clocks.assigned()}
         with self._lock:
             # resume from the stored event time: the previous owner's, or ours
@@ -434,11 +397,9 @@ class Ingestor:
             for key in assigned:
                 if key in stored:
                     consumer.seek(key, stored[key])
-                    self._durable[key] = stored[key]
-                else:
-                    # no stored offset: Kafka's committed offset or auto_offset_reset decides,
-                    # and the first record read marks the point to rewind to
-                    self._durable.pop(key, None)
+                # no stored offset: Kafka's committed offset or auto_offset_reset decides,
+                # and the first record read marks the point to rewind to
+                self.offsets.assigned(key, stored.get(key))
         if self.shadow is not None:
             self.shadow.forget_partitions()
         self.metrics.assigned.set(len(assigned))
