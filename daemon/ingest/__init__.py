@@ -1,6 +1,8 @@
 """Ingestion: Kafka records in, columnar window state out.
 
-Owns the ingestion loop (:mod:`.loop`), its event-time bookkeeping (:mod:`.event_time`),
+Owns the ingestion loop (:mod:`.loop`), its offsets bookkeeping (:mod:`.offsets`), its
+event-time bookkeeping (:mod:`.event_time`), the protocol shadow evaluation taps batches
+through (:mod:`.tap`),
 decoding (:mod:`.decode`), field mapping (:mod:`.fields`, :mod:`.columns`), feature kinds
 (:mod:`.kinds`), name admission (:mod:`.admission`), its Prometheus metrics
 (:mod:`.metrics`) and the Kafka clients behind the :mod:`.source` protocol
@@ -9,7 +11,7 @@ decoding (:mod:`.decode`), field mapping (:mod:`.fields`, :mod:`.columns`), feat
 May import: ``daemon.store``, ``daemon.eventtime``, ``daemon.config``, ``daemon.errors``,
 ``detectors``, ``policies``. Never ``checks``, ``notify``, ``shadow``, ``http``, ``app``:
 what ingestion hands on (sampled rows for shadow evaluation) goes through a protocol it
-declares itself.
+declares itself (:class:`~.tap.BatchTap`).
 """
 
 from __future__ import annotations
