@@ -32,16 +32,17 @@ def _reference(loaded: LoadedPolicy, config: Config | None) -> ReferenceProfile 
     """The policy's reference: its file, or from the store when a config names one."""
     from watchkeeper.detectors.profile import ReferenceProfile
 
-    ref = loaded.policy.reference or "store:default"
-    if not ref.startswith("store:"):
-        return ReferenceProfile.load(loaded.directory / ref)
+    stored = loaded.policy.stored_reference()
+    if stored is None:
+        assert loaded.policy.reference is not None  # a file
+        return ReferenceProfile.load(loaded.directory / loaded.policy.reference)
     if config is None:
         return None
     from watchkeeper.daemon.store.store import Store
 
     try:
         with Store.open(config.store_url(), migrate=False) as store:
-            return store.reference(loaded.policy.model, ref.removeprefix("store:"))
+            return store.reference(loaded.policy.model, stored)
     except Exception:  # no store yet: the defaults below are printed instead
         return None
 

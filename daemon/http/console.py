@@ -244,10 +244,9 @@ class Console:
         distributions = self.sources.queries.distributions(
             reference, incident["model"], features[:6], start, end
         )
-        ref_name = (policy.reference or "store:default").removeprefix("store:")
-        stored = policy.reference is None or policy.reference.startswith("store:")
+        ref_name = policy.stored_reference()
         report = None
-        if self.sources.report_name is not None and stored:
+        if self.sources.report_name is not None and ref_name is not None:
             report = "/reports/" + self.sources.report_name(incident["model"], start, end, ref_name)
         return distributions, report
 
