@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.demo.broker import EmbeddedBroker
 from watchkeeper.daemon.eventtime.watermarks import PartitionKey
 from watchkeeper.daemon.ingest import sources
@@ -33,6 +34,25 @@ class Listener:
 
     def on_revoked(self, partitions: list[PartitionKey]) -> None:
         self.revoked.extend(partitions)
+
+
+def source_config(
+    tmp_path: Path,
+    broker: EmbeddedBroker,
+    topic: str,
+    client: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Config:
+    """A config reading ``topic`` from ``broker`` in a group of its own."""
+    return make_config(
+        tmp_path,
+        broker.bootstrap,
+        f"sqlite:///{tmp_path / 's.db'}",
+        {"predictions": {"name": topic}},
+        group=f"g-{uuid.uuid4().hex[:8]}",
+        client=client,
+        **({"kafka": {"options": options}} if options else {}),
+    )
 
 
 def poll_until(source: Source, want: int, timeout: float = 60.0) -> list[Record]:
@@ -56,14 +76,7 @@ def test_a_source_keeps_the_contract(
 ) -> None:
     create_topic(broker.bootstrap, topic_name, partitions=1)
     produce(broker.bootstrap, topic_name, [f"v{i}".encode() for i in range(10)], partition=0)
-    config = make_config(
-        tmp_path,
-        broker.bootstrap,
-        f"sqlite:///{tmp_path / 's.db'}",
-        {"predictions": {"name": topic_name}},
-        group=f"g-{uuid.uuid4().hex[:8]}",
-    )
-    source = sources.open_source(config, client)
+    source = sources.open_source(source_config(tmp_path, broker, topic_name), client)
     listener = Listener()
     try:
         source.subscribe([topic_name], listener)
@@ -113,20 +126,9 @@ def test_a_source_counts_its_broker_connections_through_an_outage(
     try:
         create_topic(broker.bootstrap, topic_name, partitions=1)
         produce(broker.bootstrap, topic_name, [b"v"], partition=0)
-        config = make_config(
-            tmp_path,
-            broker.bootstrap,
-            f"sqlite:///{tmp_path / 's.db'}",
-            {"predictions": {"name": topic_name}},
-            group=f"g-{uuid.uuid4().hex[:8]}",
-            client=client,
-            # librdkafka reports its brokers' states with its statistics (5 s by default)
-            **(
-                {"kafka": {"options": {"statistics.interval.ms": 200}}}
-                if client == "confluent"
-                else {}
-            ),
-        )
+        # librdkafka reports its brokers' states with its statistics (5 s by default)
+        options = {"statistics.interval.ms": 200} if client == "confluent" else {}
+        config = source_config(tmp_path, broker, topic_name, client=client, options=options)
         source = sources.open_source(config, client)
         try:
             source.subscribe([topic_name], Listener())
