@@ -10,31 +10,22 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from watchkeeper.alerts.retry import RetryPolicy
+from watchkeeper.daemon.api_routes import ApiRoutes
 from watchkeeper.daemon.checks.checker import Checker, CheckMetrics
 from watchkeeper.daemon.checks.housekeeping import Housekeeper
 from watchkeeper.daemon.checks.leadership import Leadership
 from watchkeeper.daemon.checks.retention import Retention
-from watchkeeper.daemon.checks.scheduler import PolicyScheduler, PolicyStatus, describe
+from watchkeeper.daemon.checks.scheduler import PolicyScheduler, PolicyStatus
 from watchkeeper.daemon.checks.stepping import PolicyStepper, step_settings
 from watchkeeper.daemon.config import Config, secret_values
 from watchkeeper.daemon.console_sources import console_for
-from watchkeeper.daemon.http.params import (
-    INCIDENT_STATES,
-    ParamError,
-    bounded_int,
-    choice,
-    query_params,
-)
 from watchkeeper.daemon.http.reports import Reports, report_routes
-from watchkeeper.daemon.http.routes import Request, Response, Route
 from watchkeeper.daemon.http.server import HttpServer
-from watchkeeper.daemon.http.status import status as status_document
 from watchkeeper.daemon.ingest.loop import Ingestor
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
 from watchkeeper.daemon.logs import RedactingFilter
@@ -44,7 +35,7 @@ from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.notify.router import Router
 from watchkeeper.daemon.notify.silences import Silences
-from watchkeeper.daemon.shadow.checks import ShadowChecks, shadow_table
+from watchkeeper.daemon.shadow.checks import ShadowChecks
 from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
 from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.daemon.store.store import Store
@@ -163,94 +154,6 @@ class Daemon:
         """Re-read the policy files now (SIGHUP, ``POST /-/reload``)."""
         return self.scheduler.reload() if self.scheduler is not None else None
 
-    def _api_routes(self) -> list[Route]:
-        def progress(key: str) -> dict[str, Any] | None:
-            stepper = self.stepper
-            entry = stepper.progress.get(key) if stepper is not None else None
-            return None if entry is None else asdict(entry)
-
-        def policies(_request: Request) -> Response:
-            if self.scheduler is None:
-                return Response.of_json(503, {"error": "starting"})
-            return Response.of_json(200, describe(self.scheduler.status, progress))
-
-        def status(_request: Request) -> Response:
-            if self.store is None or self.scheduler is None:
-                return Response.of_json(503, {"error": "starting"})
-            stepper = self.stepper
-            scheduler, checker = self.scheduler, self.checker
-            body = status_document(
-                self.store,
-                self.config,
-                self._policies(),
-                int(self.clock() * 1000),
-                stepper.progress if stepper is not None else None,
-                reference_of=(
-                    (lambda m: checker.references.of_model(scheduler.status.policies, m))
-                    if checker is not None
-                    else None
-                ),
-            )
-            return Response.of_json(200, body)
-
-        def incidents(request: Request) -> Response:
-            if self.incidents is None:
-                return Response.of_json(503, {"error": "starting"})
-            try:
-                q = query_params(request, {"state", "limit"})
-                state = choice(q, "state", INCIDENT_STATES, "open")
-                limit = bounded_int(q, "limit", 200, 1, 1000)
-            except ParamError as exc:
-                return Response.of_json(400, {"error": str(exc)})
-            rows = self.incidents.incidents(None if state == "all" else state, limit)
-            return Response.of_json(200, {"incidents": rows})
-
-        def evaluations(request: Request) -> Response:
-            if self.incidents is None:
-                return Response.of_json(503, {"error": "starting"})
-            try:
-                q = query_params(request, {"policy", "rule", "feature", "limit"})
-                limit = bounded_int(q, "limit", 100, 1, 1000)
-            except ParamError as exc:
-                return Response.of_json(400, {"error": str(exc)})
-            rows = self.incidents.evaluations(
-                q.get("policy"), q.get("rule"), q.get("feature"), limit
-            )
-            return Response.of_json(200, {"evaluations": rows})
-
-        def reload(_request: Request) -> Response:
-            status = self.reload()
-            if status is None:
-                return Response.of_json(503, {"error": "starting"})
-            body = describe(status)
-            return Response.of_json(200 if status.ok else 422, body)
-
-        def shadow(_request: Request) -> Response:
-            if self.shadow_store is None or self.scheduler is None:
-                return Response.of_json(503, {"error": "starting"})
-            body = shadow_table(
-                self.shadow_store,
-                {k: p.policy for k, p in self.scheduler.status.policies.items()},
-                int(time.time() * 1000),
-                int(self.config.windows.size * 1000),
-            )
-            return Response.of_json(200, body)
-
-        def silences(_request: Request) -> Response:
-            if self.silences is None:
-                return Response.of_json(503, {"error": "starting"})
-            return Response.of_json(200, {"silences": self.silences.active()})
-
-        return [
-            Route("GET", "/api/silences", silences),
-            Route("GET", "/api/shadow", shadow),
-            Route("GET", "/api/policies", policies),
-            Route("GET", "/api/status", status),
-            Route("GET", "/api/incidents", incidents),
-            Route("GET", "/api/evaluations", evaluations),
-            Route("POST", "/-/reload", reload),
-        ]
-
     def run(self, stop: threading.Event) -> None:
         """Start every component in order, ingest until ``stop``, stop them in reverse."""
         config = self.config
@@ -365,7 +268,7 @@ class Daemon:
             self._liveness,
             self._readiness,
             report_routes(reports)
-            + self._api_routes()
+            + ApiRoutes(self).routes()
             + console_for(self, store, reports, token).routes(),
             token,
             public_url=config.http.public_url,
@@ -395,6 +298,7 @@ class Daemon:
             metrics=CheckMetrics(self.registry),
             silenced=self.silences.silenced,
             max_age_s=config.alerts.max_age,
+            label_ttl_s=config.ingest.label_ttl,
             shadow=ShadowChecks(
                 self.shadow_store,
                 int(config.windows.size * 1000),

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from watchkeeper.daemon.checks.checker import ReferenceCache
+from watchkeeper.daemon.checks.estimates import PerformanceRowCache
 from watchkeeper.daemon.checks.scheduler import PolicyScheduler
 from watchkeeper.daemon.checks.stepping import PolicyStepper
 from watchkeeper.daemon.config import Config
@@ -44,6 +45,7 @@ class DaemonParts(Protocol):
 def console_for(daemon: DaemonParts, store: Store, reports: Reports, token: str | None) -> Console:
     """The console of ``daemon`` over ``store`` (``token``: the HTTP bearer token, if any)."""
     references = ReferenceCache(store)
+    rows_cache = PerformanceRowCache()  # the model page's rows: parsed when they change
     size_ms = int(daemon.config.windows.size * 1000)
 
     def policies() -> dict[str, Policy]:
@@ -70,6 +72,7 @@ def console_for(daemon: DaemonParts, store: Store, reports: Reports, token: str 
             now_ms,
             progress,
             reference_of=lambda model: references.of_model(loaded, model),
+            rows_cache=rows_cache,
         )
 
     def shadow() -> dict[str, Any]:

@@ -25,12 +25,11 @@ from typing import Any, Literal
 import numpy as np
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import CategoricalProfile, ColumnProfile, NumericProfile
+from watchkeeper.detectors.reserved_names import OTHER, UNSEEN
 from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
 
 Smoothing = Literal["epsilon", "laplace"]
 Array = np.ndarray[Any, np.dtype[np.float64]]
-OTHER = "__other__"
-UNSEEN = "__unseen__"
 
 
 @dataclass(frozen=True)

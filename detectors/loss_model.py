@@ -46,18 +46,13 @@ from typing import Any, Literal
 import numpy as np
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS, Estimate
+from watchkeeper.detectors.reserved_names import OTHER, PREDICTION
 from watchkeeper.detectors.sampling_band import SAMPLING_ERROR_RANGE, MetricSpread, band_around
 from watchkeeper.detectors.tree_ensemble import TreeEnsemble, export_hist_gradient_boosting
-
-# a reference profile's name for the prediction column (profile.PREDICTION; the window
-# state imports this module and profile imports the window, so it is spelled here too:
-# tests/unit/test_exact_bins.py checks the spellings agree)
-PREDICTION = "__prediction__"
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 LOSS_MODEL_FORMAT = "watchkeeper.loss_model/v1"
 MAX_CATEGORIES = 250  # HistGradientBoosting allows at most max_bins (255) categories
-OTHER = "__other__"
 DEFAULT_PARAMS: dict[str, Any] = {
     # small on purpose: cost at ingest grows with trees × depth (docs/estimation.md)
     "max_iter": 50,

@@ -44,18 +44,15 @@ from typing import Any, Literal
 import numpy as np
 from datasketches import kll_doubles_sketch
 from watchkeeper.detectors.estimation_reference import Estimation
+from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 
 FORMAT = "watchkeeper.reference/v2"
 READABLE = (FORMAT, "watchkeeper.reference/v1")
 
-# The reserved column names: a profile's (and a window's) prediction, its class and the
-# label sit beside the features under these names, which no feature name can take
-# (ingest admission refuses them).
-PREDICTION = "__prediction__"
-PREDICTION_CLASS = "__prediction_class__"
-LABEL = "__label__"
+# a profile's (and a window's) prediction, its class and the label sit beside the
+# features under the reserved names of detectors/reserved_names.py
 
 
 @dataclass(frozen=True)
@@ -185,8 +182,8 @@ class ReferenceProfile:
         """A feature by name, or ``__prediction__`` / ``__prediction_class__`` / ``__label__``."""
         special = {
             PREDICTION: self.prediction,
-            "__prediction_class__": self.prediction_class,
-            "__label__": self.label,
+            PREDICTION_CLASS: self.prediction_class,
+            LABEL: self.label,
         }
         return special[name] if name in special else self.features.get(name)
 

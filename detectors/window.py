@@ -25,6 +25,7 @@ from watchkeeper.detectors.estimate_sketch import (
     vector_scores,
 )
 from watchkeeper.detectors.performance import PerformanceSketch
+from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import KeyArray, Reservoir, Row
 from watchkeeper.detectors.sketches import (
     CategoryCounts,
@@ -92,10 +93,6 @@ class ColumnBatch:
     def __len__(self) -> int:
         return int(self.ts_ms.size)
 
-
-# a reference profile's names for these columns (profile.PREDICTION, …; profile imports
-# this module, so they are spelled here too: tests/unit/test_exact_bins.py checks them)
-PREDICTION, PREDICTION_CLASS, LABEL = "__prediction__", "__prediction_class__", "__label__"
 
 BinEdges = Callable[[str, str], "tuple[float, ...] | None"]
 """``(model, column) ->`` the bin edges a new window sketch of that column counts exactly

@@ -125,7 +125,7 @@ def _cross_check(
                             f"channel '{name}' is not defined in alerts.channels ({known})",
                         )
     ref = policy.reference
-    if ref and not ref.startswith("store:"):
+    if ref and policy.stored_reference() is None:
         path = Path(ref) if Path(ref).is_absolute() else Path(doc.file).parent / ref
         if not path.is_file():
             err(("reference",), f"no reference profile file at {path}")

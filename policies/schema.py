@@ -29,14 +29,14 @@ A policy file describes one model's checks::
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
-from watchkeeper.detectors.profile import PREDICTION
 from watchkeeper.detectors.registry import METRICS
+from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.policies.cron import crontab_trigger
 from watchkeeper.policies.durations import Duration
 from watchkeeper.policies.shadow import Shadow
@@ -241,6 +241,12 @@ def _located(loc: tuple[str | int, ...], value: Any, message: str) -> None:
     )
 
 
+STORED_REFERENCE_PREFIX: Final = "store:"
+"""``reference: store:NAME``: a reference kept in the daemon's store under NAME."""
+DEFAULT_STORED_REFERENCE: Final = "default"
+"""The stored reference a policy without ``reference`` scores against."""
+
+
 class Policy(_Strict):
     model: Annotated[str, Field(min_length=1)]
     name: Annotated[str, Field(pattern=NAME)] | None = None
@@ -254,6 +260,24 @@ class Policy(_Strict):
     """Extra labels carried into incidents and alerts (team, service …)."""
     shadow: Shadow | None = None
     """Candidate models evaluated in shadow (see :mod:`watchkeeper.policies.shadow`)."""
+
+    def stored_reference(self) -> str | None:
+        """The name of the stored reference the policy scores against; None when its
+        ``reference`` is a profile file.
+
+        >>> rules = [{"metric": "psi", "critical": 0.25}]
+        >>> Policy(model="m", rules=rules).stored_reference()
+        'default'
+        >>> Policy(model="m", reference="store:v2", rules=rules).stored_reference()
+        'v2'
+        >>> Policy(model="m", reference="f.json", rules=rules).stored_reference() is None
+        True
+        """
+        if self.reference is None:
+            return DEFAULT_STORED_REFERENCE
+        if self.reference.startswith(STORED_REFERENCE_PREFIX):
+            return self.reference.removeprefix(STORED_REFERENCE_PREFIX)
+        return None
 
     @pydantic.model_validator(mode="after")
     def _unique_rules(self) -> Policy:

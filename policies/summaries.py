@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
-from watchkeeper.detectors.profile import PREDICTION
+from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.policies.schema import Policy, Rule, Severity
 
 

@@ -67,9 +67,11 @@ class ReferenceCache:
         self._files: dict[str, tuple[float, ReferenceProfile]] = {}
 
     def get(self, loaded: LoadedPolicy) -> ReferenceProfile | None:
-        ref = loaded.policy.reference or "store:default"
-        if ref.startswith("store:"):
-            return self.store.reference(loaded.policy.model, ref.removeprefix("store:"))
+        stored = loaded.policy.stored_reference()
+        if stored is not None:
+            return self.store.reference(loaded.policy.model, stored)
+        ref = loaded.policy.reference
+        assert ref is not None  # a file: stored_reference() answered None
         path = Path(ref) if Path(ref).is_absolute() else loaded.directory / ref
         mtime = path.stat().st_mtime
         cached = self._files.get(str(path))

@@ -54,7 +54,8 @@ def _class_scores(pairs: list[str] | None) -> dict[str, str] | None:
 
 def cmd_reference_build(args: argparse.Namespace) -> int:
     from rich.progress import Progress
-    from watchkeeper.daemon.offline.reference import build_reference, count_rows, utc_now_iso
+    from watchkeeper.daemon.offline.data_files import count_rows
+    from watchkeeper.daemon.offline.reference import build_reference, utc_now_iso
     from watchkeeper.detectors.profile import profile_from_window
 
     notes: list[str] = []

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper.daemon.cli.backtest import cmd_backtest, short_number, utc_minute
 from watchkeeper.daemon.cli.common import cell, load_or_exit
@@ -16,6 +16,10 @@ from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.durations import format_duration
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 from watchkeeper.policies.loader import TEST_SUFFIXES, LoadedPolicy, load_all
+
+if TYPE_CHECKING:  # the CLI imports these when a command runs: they are heavy
+    from watchkeeper.daemon.notify.incidents import IncidentStore
+    from watchkeeper.policies.schema import Policy
 
 SIZES = (500, 5_000, 50_000, 500_000)
 
@@ -28,16 +32,17 @@ def _reference(loaded: LoadedPolicy, config: Config | None) -> ReferenceProfile 
     """The policy's reference: its file, or from the store when a config names one."""
     from watchkeeper.detectors.profile import ReferenceProfile
 
-    ref = loaded.policy.reference or "store:default"
-    if not ref.startswith("store:"):
-        return ReferenceProfile.load(loaded.directory / ref)
+    stored = loaded.policy.stored_reference()
+    if stored is None:
+        assert loaded.policy.reference is not None  # a file
+        return ReferenceProfile.load(loaded.directory / loaded.policy.reference)
     if config is None:
         return None
     from watchkeeper.daemon.store.store import Store
 
     try:
         with Store.open(config.store_url(), migrate=False) as store:
-            return store.reference(loaded.policy.model, ref.removeprefix("store:"))
+            return store.reference(loaded.policy.model, stored)
     except Exception:  # no store yet: the defaults below are printed instead
         return None
 
@@ -196,7 +201,6 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
     from watchkeeper.daemon.http.status import status
     from watchkeeper.daemon.notify.incidents import IncidentStore
     from watchkeeper.daemon.store.store import Store
@@ -219,50 +223,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             now_ms,
             reference_of=lambda model: references.of_model(loaded, model),
         )
-        incidents = IncidentStore(store.engine)
-        table = Table(title="open incidents")
-        for column in ("severity", "since (UTC)", "policy", "rule", "summary"):
-            table.add_column(column)
-        for row in incidents.incidents("open"):
-            table.add_row(
-                cell(row["severity"]),
-                utc_minute(row["opened_ms"]),
-                cell(row["policy"]),
-                cell(row["rule"]),
-                cell(row["summary"]),
-            )
-        console.print(table)
-        recent = Table(title="last evaluations")
-        for column in ("at (UTC)", "policy", "rule", "feature", "value", "decision"):
-            recent.add_column(column)
-        for row in incidents.evaluations(limit=args.last):
-            recent.add_row(
-                utc_minute(row["at_ms"]),
-                cell(row["policy"]),
-                cell(row["rule"]),
-                cell(row["feature"]),
-                short_number(row["value"]),
-                cell(row["decision"]),
-            )
-        console.print(recent)
+        _print_incidents(console, IncidentStore(store.engine), args.last)
     _print_models(console, doc)
     from watchkeeper.daemon.cli.performance import print_performance
 
     print_performance(console, doc)
     _print_progress(console, doc)
     if any(p.policy.shadow for p in result.policies):
-        from watchkeeper.daemon.cli.shadow import print_shadow
-        from watchkeeper.daemon.shadow.checks import shadow_table
-        from watchkeeper.daemon.shadow.store import ShadowStore
-
-        with Store.open(config.store_url(), migrate=False) as store:
-            body = shadow_table(
-                ShadowStore(store.engine),
-                policies,
-                now_ms,
-                int(config.windows.size * 1000),
-            )
-        print_shadow(console, body)
+        _print_shadow(console, config, policies, now_ms)
     totals = doc["totals"]
     state = "ok" if result.ok else f"{sum(len(e) for e in result.errors.values())} error(s)"
     console.print(
@@ -276,6 +244,51 @@ def cmd_status(args: argparse.Namespace) -> int:
             line.stylize("red")
             console.print(line)
     return 0
+
+
+def _print_incidents(console: Any, incidents: IncidentStore, last: int) -> None:
+    """The open incidents and the ``last`` evaluations, as tables."""
+    from rich.table import Table
+
+    table = Table(title="open incidents")
+    for column in ("severity", "since (UTC)", "policy", "rule", "summary"):
+        table.add_column(column)
+    for row in incidents.incidents("open"):
+        table.add_row(
+            cell(row["severity"]),
+            utc_minute(row["opened_ms"]),
+            cell(row["policy"]),
+            cell(row["rule"]),
+            cell(row["summary"]),
+        )
+    console.print(table)
+    recent = Table(title="last evaluations")
+    for column in ("at (UTC)", "policy", "rule", "feature", "value", "decision"):
+        recent.add_column(column)
+    for row in incidents.evaluations(limit=last):
+        recent.add_row(
+            utc_minute(row["at_ms"]),
+            cell(row["policy"]),
+            cell(row["rule"]),
+            cell(row["feature"]),
+            short_number(row["value"]),
+            cell(row["decision"]),
+        )
+    console.print(recent)
+
+
+def _print_shadow(console: Any, config: Config, policies: dict[str, Policy], now_ms: int) -> None:
+    """The shadow candidates' table, read from the store."""
+    from watchkeeper.daemon.cli.shadow import print_shadow
+    from watchkeeper.daemon.shadow.checks import shadow_table
+    from watchkeeper.daemon.shadow.store import ShadowStore
+    from watchkeeper.daemon.store.store import Store
+
+    with Store.open(config.store_url(), migrate=False) as store:
+        body = shadow_table(
+            ShadowStore(store.engine), policies, now_ms, int(config.windows.size * 1000)
+        )
+    print_shadow(console, body)
 
 
 def _print_models(console: Any, doc: dict[str, Any]) -> None:

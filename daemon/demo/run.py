@@ -22,13 +22,15 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from watchkeeper.daemon.app import Daemon
-from watchkeeper.daemon.config import load_config
+from watchkeeper.daemon.config import Config, load_config
+from watchkeeper.daemon.config_kafka import Role, TopicConfig
 from watchkeeper.daemon.demo.broker import EmbeddedBroker
 from watchkeeper.daemon.demo.setup import (
     DemoOptions,
@@ -107,26 +109,7 @@ def _run(
 ) -> tuple[int, int]:
     scale = Scale(options.phase_s)
     phases = timeline(options.phase_s)
-    bootstrap = options.bootstrap
-    if bootstrap is None:
-        broker = stack.enter_context(EmbeddedBroker(log_path=workdir / "broker.log"))
-        bootstrap = broker.bootstrap
-    base = load_config(options.config, clients=option_checks())
-    topics = base.kafka.topics.by_role()
-    create_topics(bootstrap, [t.name for t in topics.values()])
-    console.print(f"[bold]watchkeeper demo[/] · broker {bootstrap} · work dir {workdir}")
-    (workdir / "policies").mkdir(exist_ok=True)
-    reference = store_references(store_url(workdir), workdir)
-    shadow = make_candidate(workdir, reference, console)
-    config_path, notes = demo_config(options, workdir, bootstrap, scale)
-    config = load_config(config_path, clients=option_checks())
-    console.print("channels: " + "; ".join(notes))
-    console.print(
-        f"time compressed: windows of {scale.window_size_s:g}s, policies look at the last "
-        f"{scale.lookback_s:g}s every {scale.every_s:g}s; labels arrive "
-        f"{scale.label_delay_s:g}s after their prediction"
-    )
-
+    bootstrap, topics, config, shadow = _set_up(options, console, workdir, stack, scale)
     daemon = Daemon(config)
     daemon_stop = threading.Event()
     runner = threading.Thread(target=daemon.run, args=(daemon_stop,), name="wk-daemon")
@@ -158,31 +141,96 @@ def _run(
         view.t0 = time.monotonic()
         record["t0_ms"] = int(time.time() * 1000)
         console.print("policies in force: " + ", ".join(p.name for p in written))
-        current: Phase | None = None
-        while not stop.wait(0.25):
-            t = time.monotonic() - view.t0
-            if options.duration and time.monotonic() - started >= options.duration:
-                break
-            if options.duration is None and t >= phases[-1].settle_s:
-                break
-            if not runner.is_alive():
-                console.print("[red]the daemon stopped unexpectedly; see its log file[/]")
-                outcome = 1
-                break
-            phase = phase_at(phases, t)
-            if phase is not current:
-                current = phase
-                if phase is not None:
-                    console.print(f"[bold magenta]▶ {phase.name}[/]: {phase.title}")
-                    record["phases"].append(phase.name)
-                    if phase.shadow:
-                        shadow_policy(workdir, shadow, options.phase_s)
-            injecting = phase is not None and t < phase.end_s
-            traffic.faults = phase.faults if phase is not None and injecting else Faults()
-            record["elapsed_s"] = t
-            live.update(view.frame())
-        live.update(view.frame())
+        show = _Show(runner, traffic, view, live, shadow)
+        outcome = _play(options, console, workdir, record, stop, show)
     return outcome, traffic.produced
+
+
+def _set_up(
+    options: DemoOptions, console: Console, workdir: Path, stack: ExitStack, scale: Scale
+) -> tuple[str, dict[Role, TopicConfig], Config, dict[str, Any]]:
+    """The broker (embedded unless one is given), the topics, the stored references, the
+    shadow candidate and the demo's config: (bootstrap, topics by role, config, candidate)."""
+    bootstrap = options.bootstrap
+    if bootstrap is None:
+        broker = stack.enter_context(EmbeddedBroker(log_path=workdir / "broker.log"))
+        bootstrap = broker.bootstrap
+    base = load_config(options.config, clients=option_checks())
+    topics = base.kafka.topics.by_role()
+    create_topics(bootstrap, [t.name for t in topics.values()])
+    console.print(f"[bold]watchkeeper demo[/] · broker {bootstrap} · work dir {workdir}")
+    (workdir / "policies").mkdir(exist_ok=True)
+    reference = store_references(store_url(workdir), workdir)
+    shadow = make_candidate(workdir, reference, console)
+    config_path, notes = demo_config(options, workdir, bootstrap, scale)
+    config = load_config(config_path, clients=option_checks())
+    console.print("channels: " + "; ".join(notes))
+    console.print(
+        f"time compressed: windows of {scale.window_size_s:g}s, policies look at the last "
+        f"{scale.lookback_s:g}s every {scale.every_s:g}s; labels arrive "
+        f"{scale.label_delay_s:g}s after their prediction"
+    )
+    return bootstrap, topics, config, shadow
+
+
+@dataclass
+class _Show:
+    """What runs while the timeline plays: the daemon's thread, the traffic, the view."""
+
+    runner: threading.Thread
+    traffic: Traffic
+    view: LiveView
+    live: Live
+    shadow: dict[str, Any]
+    """The policy ``shadow`` section the shadow phase puts in force."""
+
+
+def _play(
+    options: DemoOptions,
+    console: Console,
+    workdir: Path,
+    record: dict[str, Any],
+    stop: threading.Event,
+    show: _Show,
+) -> int:
+    """The timeline, phase by phase, until it ends, ``stop`` or the daemon stops (then 1)."""
+    runner, traffic, view, live, shadow = (
+        show.runner,
+        show.traffic,
+        show.view,
+        show.live,
+        show.shadow,
+    )
+    phases = view.phases
+    started = view.started
+    outcome = 0
+    current: Phase | None = None
+    t0 = view.t0
+    assert t0 is not None, "the timeline starts once the policies are written"
+    while not stop.wait(0.25):
+        t = time.monotonic() - t0
+        if options.duration and time.monotonic() - started >= options.duration:
+            break
+        if options.duration is None and t >= phases[-1].settle_s:
+            break
+        if not runner.is_alive():
+            console.print("[red]the daemon stopped unexpectedly; see its log file[/]")
+            outcome = 1
+            break
+        phase = phase_at(phases, t)
+        if phase is not current:
+            current = phase
+            if phase is not None:
+                console.print(f"[bold magenta]▶ {phase.name}[/]: {phase.title}")
+                record["phases"].append(phase.name)
+                if phase.shadow:
+                    shadow_policy(workdir, shadow, options.phase_s)
+        injecting = phase is not None and t < phase.end_s
+        traffic.faults = phase.faults if phase is not None and injecting else Faults()
+        record["elapsed_s"] = t
+        live.update(view.frame())
+    live.update(view.frame())
+    return outcome
 
 
 def _summary(

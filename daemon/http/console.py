@@ -43,9 +43,9 @@ from typing import Any
 import jinja2
 import yaml
 from watchkeeper.daemon.eventtime.windows import window_bounds
+from watchkeeper.daemon.http.console_charts import incident_chart, severity_changes, when
 from watchkeeper.daemon.http.console_queries import DAY_MS, ConsoleQueries, Distribution, finite
 from watchkeeper.daemon.http.console_silence import (
-    DIGEST,
     FINGERPRINT,
     SILENCE_DURATIONS,
     CsrfTokens,
@@ -54,9 +54,9 @@ from watchkeeper.daemon.http.console_silence import (
 )
 from watchkeeper.daemon.http.params import ParamError, bounded_int, query_params
 from watchkeeper.daemon.http.routes import Request, Response, Route
-from watchkeeper.daemon.http.status import iso
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
+from watchkeeper.policies.incident_model import DIGEST
 from watchkeeper.policies.schema import Policy
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,6 @@ def _static_assets() -> dict[str, tuple[bytes, str]]:
     }
 
 
-def _when(ms: Any) -> str:
-    return iso(int(ms)) or "" if ms is not None else ""
-
-
 def _number(value: Any) -> str:
     number = finite(value)
     if number is None:
@@ -117,7 +113,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["when"] = _when
+    env.filters["when"] = when
     env.filters["number"] = _number
     env.filters["q"] = lambda s: urllib.parse.quote(str(s), safe="")
     return env
@@ -138,7 +134,7 @@ class Console:
     # -- helpers ----------------------------------------------------------------------
     def page(self, template: str, code: int = 200, **context: Any) -> Response:
         body = self.env.get_template(template).render(
-            now=_when(int(self.sources.clock() * 1000)), **context
+            now=when(int(self.sources.clock() * 1000)), **context
         )
         return Response(code, body.encode(), HTML, {"content-security-policy": PAGE_CSP})
 
@@ -196,60 +192,14 @@ class Console:
         incident = q.incident(rest)
         if incident is None:
             return self.not_found("no such incident")
-        now_ms = self._now_ms()
         policy = self.sources.policies().get(incident["policy"])
         feature = incident["feature"]
         features = [f for f in incident["members"] if f] or ([feature] if feature else [])
         features = [f for f in features if f != DIGEST][:20]
         timeline = q.timeline(
-            incident["policy"], incident["rule"], features or None, now_ms - DAY_MS
+            incident["policy"], incident["rule"], features or None, self._now_ms() - DAY_MS
         )
-        distributions: list[Distribution] = []
-        report = None
-        metric = METRICS.get(incident["metric"])
-        if policy is not None and metric is not None and metric.scope == "column":
-            size = self.sources.window_size_ms
-            anchor = timeline[-1]["at_ms"] if timeline else incident["updated_ms"]
-            start, end = window_bounds(int(anchor), size, int(policy.window * 1000))
-            reference = self.sources.reference_of(incident["policy"])
-            distributions = q.distributions(reference, incident["model"], features[:6], start, end)
-            ref_name = (policy.reference or "store:default").removeprefix("store:")
-            stored = policy.reference is None or policy.reference.startswith("store:")
-            if self.sources.report_name is not None and stored:
-                report = "/reports/" + self.sources.report_name(
-                    incident["model"], start, end, ref_name
-                )
-        series: dict[str, list[dict[str, Any]]] = {}
-        for row in timeline:
-            series.setdefault(row["feature"] or "", []).append(row)
-        chart = {
-            "metric": incident["metric"],
-            "series": [
-                {
-                    "feature": name,
-                    "x": [_when(r["at_ms"]) for r in rows],
-                    "value": [r["value"] for r in rows],
-                    "warn": [r["warn"] for r in rows],
-                    "critical": [r["critical"] for r in rows],
-                    "resolve": [r["resolve"] for r in rows],
-                }
-                for name, rows in series.items()
-            ],
-            "distributions": [
-                {
-                    "feature": d.feature,
-                    "kind": d.kind,
-                    "labels": d.labels,
-                    "reference": d.reference,
-                    "current": d.current,
-                }
-                for d in distributions
-            ],
-        }
-        changes: list[dict[str, Any]] = []
-        for row in timeline:  # the severity the rule's evaluations reached, as it changed
-            if not changes or changes[-1]["severity"] != row["severity"]:
-                changes.append({"at_ms": row["at_ms"], "severity": row["severity"]})
+        distributions, report = self._column_view(incident, policy, timeline, features)
         matchers = incident_matchers(incident)
         silenced_by = [
             s
@@ -260,10 +210,10 @@ class Console:
             "incident.html",
             incident=incident,
             history=q.history(rest),
-            severity_changes=changes,
+            severity_changes=severity_changes(timeline),
             timeline=timeline[-50:][::-1],
             evaluations=len(timeline),
-            chart=chart,
+            chart=incident_chart(incident["metric"], timeline, distributions),
             distributions=distributions,
             report=report,
             notifications=q.notifications(rest),
@@ -274,6 +224,31 @@ class Console:
             token_required=self.sources.token_required,
             policy_known=policy is not None,
         )
+
+    def _column_view(
+        self,
+        incident: dict[str, Any],
+        policy: Policy | None,
+        timeline: list[dict[str, Any]],
+        features: list[str],
+    ) -> tuple[list[Distribution], str | None]:
+        """For a column metric's incident: the distributions of its last window against
+        the reference, and the link to that window's drift report (stored references)."""
+        metric = METRICS.get(incident["metric"])
+        if policy is None or metric is None or metric.scope != "column":
+            return [], None
+        size = self.sources.window_size_ms
+        anchor = timeline[-1]["at_ms"] if timeline else incident["updated_ms"]
+        start, end = window_bounds(int(anchor), size, int(policy.window * 1000))
+        reference = self.sources.reference_of(incident["policy"])
+        distributions = self.sources.queries.distributions(
+            reference, incident["model"], features[:6], start, end
+        )
+        ref_name = policy.stored_reference()
+        report = None
+        if self.sources.report_name is not None and ref_name is not None:
+            report = "/reports/" + self.sources.report_name(incident["model"], start, end, ref_name)
+        return distributions, report
 
     def model(self, request: Request) -> Response:
         name = request.path.removeprefix("/models/")  # ASGI paths arrive decoded
@@ -291,7 +266,7 @@ class Console:
         drift: dict[str, dict[str, dict[str, float | None]]] = {}
         other: dict[str, dict[str, Any]] = {}
         for row in rows:
-            at = _when(row["at_ms"])
+            at = when(row["at_ms"])
             if row["scope"] == "column" and row["feature"]:
                 drift.setdefault(row["metric"], {}).setdefault(row["feature"], {})[at] = row[
                     "value"
@@ -319,7 +294,7 @@ class Console:
             "heatmaps": heatmaps,
             "series": metric_series,
             "latency": {
-                "x": [_when(r["start_ms"]) for r in latency],
+                "x": [when(r["start_ms"]) for r in latency],
                 **{p: [r[p] for r in latency] for p in ("p50", "p90", "p99")},
             },
         }

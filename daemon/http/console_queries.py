@@ -18,10 +18,11 @@ from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import reader
 from watchkeeper.daemon.store.queries import evaluation_rows, incident_rows
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.binning import OTHER, UNSEEN, binned
+from watchkeeper.detectors.binning import binned
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
+from watchkeeper.detectors.reserved_names import OTHER, PREDICTION, UNSEEN
 
 DAY_MS = 86_400_000
 MAX_TIMELINE = 2_000
@@ -181,10 +182,7 @@ class ConsoleQueries:
         out = []
         for feature in features:
             column = reference.column(feature)
-            if feature == "__prediction__":
-                current = window.prediction
-            else:
-                current = window.features.get(feature)
+            current = window.prediction if feature == PREDICTION else window.features.get(feature)
             if column is None or current is None:
                 continue
             try:

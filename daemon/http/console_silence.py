@@ -20,6 +20,7 @@ from typing import Any
 
 from watchkeeper.daemon.http.console_queries import ConsoleQueries
 from watchkeeper.daemon.http.routes import Request, Response
+from watchkeeper.policies.incident_model import DIGEST
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,6 @@ CSRF_TTL_S = 12 * 3600
 SILENCE_DURATIONS = {"1h": 3600, "4h": 4 * 3600, "24h": 86_400, "7d": 7 * 86_400}
 MAX_COMMENT = 500
 MAX_AUTHOR = 100
-DIGEST = "*"
-"""The feature of a grouped incident (policies.incident_model.DIGEST): not a feature to match."""
 
 AddSilence = Callable[[dict[str, str], float, str, str], int]
 """(matchers, duration s, created by, comment) → the new silence's id."""

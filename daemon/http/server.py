@@ -8,7 +8,9 @@ Hypercorn was chosen over uvicorn by measurement against the probes of issue 15 
 ``keep_alive_timeout`` and refuses request heads over ``h11_max_incomplete_size`` (431),
 where uvicorn, as shipped, keeps a half-sent request open forever and accepts a 1 MiB
 header line. No signal handler is installed (a shutdown trigger is passed instead), and
-shutdown is bounded by ``graceful_timeout``.
+shutdown is bounded by ``graceful_timeout``. The listening socket is bound here and handed
+to Hypercorn as a :class:`_CountingListener`, so every connection is counted from its
+accept to its close (``watchkeeper_http_open_connections``), request head or not.
 
 Handlers are plain functions ``Request -> Response`` that read the store, so they run on
 a bounded pool of worker threads, never on the event loop; the limits (body size, header
@@ -32,7 +34,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from watchkeeper.daemon.http.application import build_app
 from watchkeeper.daemon.http.guard import Limits
 from watchkeeper.daemon.http.routes import Check, Route, is_loopback
@@ -65,6 +67,52 @@ def _bind(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+class Connections:
+    """The connections the server has accepted, and those still open
+    (``watchkeeper_http_open_connections``). Counted where the event loop accepts and
+    closes them, so a client that never completes its request head is counted too: the
+    application sees requests only."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.open = 0
+
+
+class _CountedConnection(socket.socket):
+    """An accepted connection that counts itself out when it closes (asyncio's transport
+    closes its socket once the connection is lost)."""
+
+    def count_in(self, connections: Connections) -> None:
+        self._connections: Connections | None = connections
+        connections.accepted += 1
+        connections.open += 1
+
+    def close(self) -> None:
+        connections = getattr(self, "_connections", None)
+        if connections is not None:
+            self._connections = None
+            connections.open -= 1
+        super().close()
+
+
+class _CountingListener(socket.socket):
+    """The listening socket handed to Hypercorn: asyncio's selector loop accepts through
+    ``sock.accept()``, which builds each connection as a :class:`_CountedConnection`."""
+
+    def __init__(self, fileno: int, connections: Connections) -> None:
+        super().__init__(fileno=fileno)
+        self._counts = connections
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        # socket.socket.accept, building the connection of our own class
+        fd, address = self._accept()  # type: ignore[attr-defined]
+        conn = _CountedConnection(self.family, self.type, self.proto, fileno=fd)
+        if socket.getdefaulttimeout() is None and self.gettimeout():
+            conn.setblocking(True)
+        conn.count_in(self._counts)
+        return conn, address
+
+
 class HttpServer:
     """Serves the endpoints on ``host:port`` from a thread; ``close()`` stops it."""
 
@@ -86,6 +134,13 @@ class HttpServer:
         self.token = token
         self.loopback = is_loopback(host)
         self._socket = _bind(host, port, self.limits.backlog)
+        self.connections = Connections()
+        Gauge(
+            "watchkeeper_http_open_connections",
+            "HTTP connections accepted and not yet closed (those still sending their "
+            "request head included).",
+            registry=registry,
+        ).set_function(lambda: self.connections.open)
         self._executor = ThreadPoolExecutor(
             max_workers=self.limits.workers, thread_name_prefix="wk-http-worker"
         )
@@ -117,13 +172,26 @@ class HttpServer:
         host, port = self.server_address
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
+    def _listener(self) -> socket.socket:
+        # Hypercorn closes the listening socket it serves at shutdown: give it a copy
+        listener = _CountingListener(os.dup(self._socket.fileno()), self.connections)
+        listener.setblocking(False)
+        return listener
+
     def _config(self) -> Any:
         from hypercorn.config import Config as HypercornConfig
+        from hypercorn.config import Sockets
+
+        listener = self._listener
+
+        class ServingConfig(HypercornConfig):
+            def create_sockets(self) -> Sockets:
+                """The socket bound by :func:`_bind`, counting its connections (in place
+                of Hypercorn binding ``config.bind`` itself)."""
+                return Sockets([], [listener()], [])
 
         limits = self.limits
-        config = HypercornConfig()
-        # Hypercorn wraps (and at shutdown closes) the descriptor it is given: give it a copy
-        config.bind = [f"fd://{os.dup(self._socket.fileno())}"]
+        config = ServingConfig()
         config.backlog = limits.backlog
         config.keep_alive_timeout = limits.header_timeout
         config.read_timeout = int(limits.read_timeout)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from watchkeeper.daemon.ingest.fields import BadRows
-from watchkeeper.detectors.profile import LABEL, PREDICTION
+from watchkeeper.detectors.reserved_names import LABEL, PREDICTION
 
 RESERVED = frozenset({PREDICTION, LABEL})
 REASONS = ("too_many_models", "too_many_versions", "name_too_long", "empty_name", "reserved_name")

@@ -37,14 +37,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
-from watchkeeper.daemon.config import IngestConfig, Role, TopicConfig
+from watchkeeper.daemon.config import IngestConfig
+from watchkeeper.daemon.config_kafka import Role, TopicConfig
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.columns import proba_columns
 from watchkeeper.daemon.ingest.decoded import DecodeResult, RecordLike
 from watchkeeper.daemon.ingest.fields import BadRows, epoch_ms, object_array, timestamps_ms
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.detectors.performance import class_names
-from watchkeeper.detectors.profile import LABEL, PREDICTION
+from watchkeeper.detectors.reserved_names import LABEL, PREDICTION
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
 from watchkeeper.errors import WatchkeeperError

@@ -15,10 +15,14 @@ semantics:
 - Broker errors arrive on ``error_cb`` and as error messages; librdkafka reconnects by
   itself, so they are logged and a fatal one is raised from the next poll.
 - librdkafka logs through :mod:`logging` (``logger``), never straight to stderr.
+- librdkafka counts no connections the caller can read directly: its statistics
+  (``stats_cb``, every ``statistics.interval.ms``, 5 s unless ``kafka.options`` sets it)
+  give each broker's state, and :meth:`ConfluentSource.connections` counts those ``UP``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -66,6 +70,12 @@ OWNED_OPTIONS = frozenset(
 _RECEIVE_DEFAULT = 100_000_000
 # consume() returns at most this many messages (confluent-kafka's own bound)
 _CONSUME_MAX = 1_000_000
+# how often librdkafka reports its statistics (each broker's state) when kafka.options
+# does not say: a JSON document per interval, parsed on the polling thread
+STATISTICS_INTERVAL_MS = 5000
+# broker entries of librdkafka's statistics that hold no connection of their own
+# (STATISTICS.md, brokers.source: the group coordinator is a "logical" alias)
+_NOT_CONNECTIONS = frozenset({"logical", "internal"})
 
 
 def check_options(options: Mapping[str, Any]) -> None:
@@ -143,6 +153,8 @@ class ConfluentSource:
     def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
         options = consumer_options(config, env)
         options["error_cb"] = self._on_error
+        options["stats_cb"] = self._on_stats
+        options.setdefault("statistics.interval.ms", STATISTICS_INTERVAL_MS)
         options["logger"] = log
         try:
             self._consumer = Consumer(options)
@@ -154,6 +166,7 @@ class ConfluentSource:
         self._rewind: dict[PartitionKey, int] = {}  # paused: first offset held back
         self._assigning: dict[PartitionKey, int] | None = None  # seeks during on_assigned
         self._fatal: KafkaError | None = None
+        self._connections: int | None = None  # brokers UP in the last statistics
         self._closing = False
         strategy = str(options.get("partition.assignment.strategy", ""))
         self._cooperative = "cooperative" in strategy  # incremental (un)assignment
@@ -163,6 +176,18 @@ class ConfluentSource:
         if error.fatal():
             self._fatal = error
         log.warning("Kafka client: %s", error.str())
+
+    def _on_stats(self, document: str) -> None:
+        try:
+            brokers = json.loads(document).get("brokers", {})
+            self._connections = sum(
+                1
+                for b in brokers.values()
+                if b.get("state") == "UP" and b.get("source") not in _NOT_CONNECTIONS
+            )
+        except (ValueError, AttributeError) as exc:  # a document we cannot read: not known
+            log.debug("unreadable librdkafka statistics: %s", exc)
+            self._connections = None
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
@@ -293,6 +318,9 @@ class ConfluentSource:
         except KafkaException as exc:
             raise KafkaClientError("position", exc) from exc
         return None if tp.offset < 0 else int(tp.offset)
+
+    def connections(self) -> int | None:
+        return self._connections
 
     def close(self) -> None:
         self._closing = True

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from watchkeeper.daemon.config import REQUIRED_FIELDS, IngestConfig, Role, TopicConfig
+from watchkeeper.daemon.config import IngestConfig
+from watchkeeper.daemon.config_kafka import REQUIRED_FIELDS, Role, TopicConfig
 from watchkeeper.daemon.ingest.admission import REASONS as ADMISSION_REASONS
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.columnar_decode import ColumnarDecoder
@@ -61,7 +62,7 @@ from watchkeeper.daemon.ingest.fields import (
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.records import parse_all, quarantine_entry
 from watchkeeper.daemon.store.quarantine import Quarantined
-from watchkeeper.detectors.profile import LABEL, PREDICTION
+from watchkeeper.detectors.reserved_names import LABEL, PREDICTION
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch
 

@@ -101,6 +101,8 @@ class KafkaPythonSource:
 
     def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
         self._consumer = KafkaConsumer(**consumer_options(config, env))
+        # kafka-python's KafkaMetric of the connection count, found once (False: none)
+        self._connection_count: Any = None
 
     def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
         self._consumer.subscribe(topics=list(topics), listener=_Listener(listener))
@@ -147,6 +149,21 @@ class KafkaPythonSource:
         except KafkaError as exc:  # not known without a broker round trip
             raise KafkaClientError("position", exc) from exc
         return None if position is None else int(position)
+
+    def connections(self) -> int | None:
+        # kafka-python's own "connection-count" (consumer-metrics): the connections its
+        # connection manager holds, as the Java client's metric of that name counts them
+        if self._connection_count is None:
+            metrics = self._consumer.metrics(raw=True) or {}  # None: metrics_enabled off
+            found = [
+                m
+                for name, m in metrics.items()
+                if name.name == "connection-count" and name.group == "consumer-metrics"
+            ]
+            self._connection_count = found[0] if found else False
+        if self._connection_count is False:
+            return None
+        return int(self._connection_count.value())
 
     def close(self) -> None:
         self._consumer.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from watchkeeper.detectors.profile import LABEL, PREDICTION
+from watchkeeper.detectors.reserved_names import LABEL, PREDICTION
 
 # the prediction may also be a probability vector: summarised as a score and a class
 KINDS = ("numeric", "categorical", "proba")

@@ -79,7 +79,11 @@ class Ingestor:
     ) -> None:
         self.config = config
         # whose bins new window sketches count exactly (the app fills it on each reload)
-        self.references = references if references is not None else ReferencesInForce()
+        self.references = (
+            references
+            if references is not None
+            else ReferencesInForce(config.ingest.decision_threshold)
+        )
         self.shadow = shadow
         self._open_source = source
         self.store = store
@@ -184,8 +188,10 @@ class Ingestor:
                     raise
                 # the clients reconnect by themselves (kafka-python raises once first)
                 log.warning("poll failed (%s); retrying", exc)
+                self._track_connections(consumer)
                 time.sleep(min(1.0, ingest.poll_timeout))
                 return
+            self._track_connections(consumer)
             if consumer.assignment():
                 self.ready.set()
             for key, records in polled.items():
@@ -212,6 +218,12 @@ class Ingestor:
     def _crowded(self) -> bool:
         joins = len(self._joins.predictions) + len(self._joins.labels)
         return self.windows.open_windows >= FLUSH_MAX_WINDOWS or joins >= FLUSH_MAX_JOIN_ROWS
+
+    def _track_connections(self, consumer: Source) -> None:
+        """The client's broker connections, on ``/metrics``: a broker outage shows as 0."""
+        connections = consumer.connections()
+        if connections is not None:
+            self.metrics.broker_connections.labels(self.config.kafka.client).set(connections)
 
     def _track_positions(self, consumer: Source) -> None:
         """Each assigned partition's end and position, and whether it is caught up."""

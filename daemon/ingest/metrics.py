@@ -76,6 +76,13 @@ class IngestMetrics:
             ["topic", "partition"],
             registry=registry,
         )
+        self.broker_connections = Gauge(
+            "watchkeeper_kafka_broker_connections",
+            "Connections the Kafka client holds to brokers, as the client counts them "
+            "(0: no broker reachable; consumption waits and the client reconnects).",
+            ["client"],
+            registry=registry,
+        )
         self.assigned = Gauge(
             "watchkeeper_assigned_partitions",
             "Partitions assigned to this replica.",

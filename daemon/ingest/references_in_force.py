@@ -28,7 +28,8 @@ from collections.abc import Iterable, Mapping
 
 from watchkeeper.detectors.calibrator import StepCalibrator
 from watchkeeper.detectors.estimation_reference import Estimation
-from watchkeeper.detectors.profile import PREDICTION, NumericProfile, ReferenceProfile
+from watchkeeper.detectors.profile import NumericProfile, ReferenceProfile
+from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.detectors.window_estimates import MAX_SKETCHES
 
 log = logging.getLogger(__name__)

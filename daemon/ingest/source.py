@@ -96,5 +96,10 @@ class Source(Protocol):
         """The offset the next poll reads from, without a broker round trip (None: not known
         yet). Raises :class:`KafkaClientError` when the client cannot tell without one."""
 
+    def connections(self) -> int | None:
+        """The client's connections to brokers now, as the client itself counts them (0: no
+        broker reachable; the client keeps reconnecting by itself), or None while it cannot
+        tell. Never blocks; exported as ``watchkeeper_kafka_broker_connections``."""
+
     def close(self) -> None:
         """Leave the group and release the connections."""

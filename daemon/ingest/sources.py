@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from watchkeeper.daemon.config import Config, OptionsCheck
+from watchkeeper.daemon.config import Config
+from watchkeeper.daemon.config_kafka import OptionsCheck
 from watchkeeper.daemon.ingest import confluent, kafka_python
 from watchkeeper.daemon.ingest.source import Source
 

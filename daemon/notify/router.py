@@ -33,8 +33,8 @@ def notification(
         if drift and window_size_ms and report_name is not None and event.kind != "resolved":
             # the report of the window that fired; the daemon makes it on the first visit
             start, end = window_bounds(event.at_ms, window_size_ms, int(policy.window * 1000))
-            reference = (policy.reference or "store:default").removeprefix("store:")
-            if policy.reference is None or policy.reference.startswith("store:"):
+            reference = policy.stored_reference()
+            if reference is not None:
                 name = report_name(i.model, start, end, reference)
                 links["report"] = f"{base_url}/reports/{name}"
     return Notification(

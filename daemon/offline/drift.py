@@ -14,17 +14,14 @@ import pandas as pd
 from watchkeeper.daemon.checks.checker import findings_for
 from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.daemon.offline.batch_performance import add_batch, judge
-from watchkeeper.daemon.offline.reference import REFERENCE_K, column_sketch, read_chunks
+from watchkeeper.daemon.offline.data_files import read_chunks
+from watchkeeper.daemon.offline.reference import REFERENCE_K, column_sketch
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.estimate_findings import estimation_bases
 from watchkeeper.detectors.evaluate import evaluate
-from watchkeeper.detectors.profile import (
-    PREDICTION,
-    ColumnProfile,
-    NumericProfile,
-    ReferenceProfile,
-)
+from watchkeeper.detectors.profile import ColumnProfile, NumericProfile, ReferenceProfile
 from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS, METRICS
+from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.detectors.reservoir import Reservoir, mix64
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.rule_thresholds import rule_thresholds

@@ -9,15 +9,18 @@ the numeric columns into those bins exactly. Columns are numeric or categorical 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from watchkeeper.daemon.errors import DataFileError
+from watchkeeper.daemon.offline.data_files import read_chunks
 from watchkeeper.daemon.offline.frame_columns import is_numeric, numeric_values
 from watchkeeper.daemon.offline.reference_estimation import EstimationRows
+from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.performance import PerformanceSketch, Task, class_names
 from watchkeeper.detectors.profile import (
     ColumnProfile,
@@ -36,99 +39,6 @@ REFERENCE_K = 2000  # ≈0.1 % rank error: a reference is built once and read on
 
 def utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-MAX_COLUMNS = 2000
-"""Columns a data file may have: past it the file is refused before it is read (a
-profile of 10,000 columns took 12 s and ~1 GB to be useless)."""
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text[:200] + "…") if len(text) > 200 else text or type(exc).__name__
-
-
-def read_chunks(
-    path: str | Path, columns: Sequence[str] | None = None, chunk_rows: int = 200_000
-) -> Iterator[pd.DataFrame]:
-    """The file as data frames of at most ``chunk_rows`` rows; :class:`DataFileError` for a
-    file that is not a readable table (empty, ragged, not UTF-8, truncated, nested)."""
-    path = Path(path)
-    try:
-        yield from _read_chunks(path, columns, chunk_rows)
-    except DataFileError:
-        raise
-    except (OSError, ValueError, UnicodeDecodeError, TypeError, KeyError, IndexError) as exc:
-        raise DataFileError(f"{path}: cannot be read as a table: {_one_line(exc)}") from None
-    except Exception as exc:  # pyarrow's ArrowInvalid / ArrowNotImplementedError and friends
-        if type(exc).__module__.startswith(("pyarrow", "pandas")):
-            raise DataFileError(f"{path}: cannot be read as a table: {_one_line(exc)}") from None
-        raise
-
-
-def _flat_types(schema: Any) -> None:
-    import pyarrow as pa
-
-    for field in schema:
-        kind = field.type
-        if pa.types.is_nested(kind):
-            raise DataFileError(
-                f"column {field.name!r} is nested ({kind}): only flat columns can be profiled"
-            )
-
-
-def _read_chunks(
-    path: Path, columns: Sequence[str] | None, chunk_rows: int
-) -> Iterator[pd.DataFrame]:
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        with pq.ParquetFile(path) as handle:
-            schema = handle.schema_arrow
-            if len(schema) > MAX_COLUMNS:
-                raise DataFileError(f"{path}: {len(schema)} columns, more than {MAX_COLUMNS}")
-            try:
-                _flat_types(schema if not columns else [schema.field(c) for c in columns])
-            except DataFileError as exc:
-                raise DataFileError(f"{path}: {exc}") from None
-            for batch in handle.iter_batches(
-                batch_size=chunk_rows, columns=list(columns) if columns else None
-            ):
-                yield batch.to_pandas()
-    elif suffix in (".csv", ".tsv", ".txt") or suffix == ".gz":
-        sep = "\t" if ".tsv" in path.name.lower() else ","
-        try:
-            header = pd.read_csv(path, nrows=0, sep=sep, encoding="utf-8")
-        except pd.errors.EmptyDataError:
-            raise DataFileError(f"{path}: the file is empty (no header row)") from None
-        if len(header.columns) > MAX_COLUMNS:
-            raise DataFileError(f"{path}: {len(header.columns)} columns, more than {MAX_COLUMNS}")
-        # round_trip: pandas' default float parser can be one ulp off, which moves a value
-        # sitting on a bin edge into the next bin
-        yield from pd.read_csv(
-            path,
-            chunksize=chunk_rows,
-            usecols=columns,
-            sep=sep,
-            float_precision="round_trip",
-            encoding="utf-8",
-        )
-    else:
-        raise DataFileError(f"{path}: a reference is read from .csv, .tsv or .parquet files")
-
-
-def count_rows(path: str | Path) -> int | None:
-    path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        try:
-            with pq.ParquetFile(path) as handle:
-                return int(handle.metadata.num_rows)
-        except Exception:  # unreadable: read_chunks says why, in one line
-            return None
-    return None
 
 
 def column_sketch(
@@ -256,69 +166,28 @@ def build_reference(
     decision threshold, ``class_scores`` maps each class of a multiclass model to its
     score column); what was fitted, or why not, is appended to ``notes``.
     """
-    sketches: dict[str, ColumnSketch] = {}
-    sample = Reservoir(sample_size)
-    perf: PerformanceSketch | None = None
-    rows = 0
-    chosen: list[str] | None = list(features) if features is not None else None
-    special = [c for c in (prediction, label, prediction_class) if c]
-    scores = [c for c in (class_scores or {}).values() if c not in special]
-    rows_for_estimation: EstimationRows | None = None
+    columns = _Columns(features, exclude, prediction, label, prediction_class, class_scores)
+    first = _FirstPass(path, columns, sample_size, task)
     for chunk in read_chunks(path):  # pass 1: sketches, the sample, performance
-        if prediction_class and prediction_class in chunk.columns:
-            chunk[prediction_class] = _as_classes(chunk[prediction_class])
-        if chosen is None:
-            chosen = [
-                c
-                for c in chunk.columns
-                if c not in special and c not in exclude and c not in scores
-            ]
-        _require_columns(path, chunk, [*chosen, *special, *scores])
-        for name in (*chosen, *special):
-            sketches[name] = column_sketch(chunk[name], sketches.get(name))
-        if prediction and label:
-            if perf is None:
-                perf = PerformanceSketch(task or infer_task(chunk[label]))
-            grade_pairs(perf, chunk, prediction, label, prediction_class)
-            if rows_for_estimation is None:
-                rows_for_estimation = EstimationRows(
-                    prediction, label, prediction_class, chosen, class_scores
-                )
-            rows_for_estimation.add(chunk)
-        keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
-        columns = list(chosen)
-
-        def make_rows(
-            idx: np.ndarray[Any, Any], c: pd.DataFrame = chunk, cols: list[str] = columns
-        ) -> list[dict[str, Any]]:
-            return _rows(c, idx, cols, special)
-
-        sample.update(keys, make_rows)
-        rows += len(chunk)
+        first.add(chunk)
         if progress:
             progress(len(chunk))
-    if chosen is None or rows == 0:
-        raise DataFileError(f"{path}: the file has no rows (a header alone is no reference)")
-    if not chosen:
-        raise DataFileError(f"{path}: no feature columns to profile")
-    edges, counts = _exact_bins(path, sketches, bins, progress)
-    estimation = None
-    if rows_for_estimation is not None and perf is not None:
-        estimation, note = rows_for_estimation.fit(perf.task, threshold)
-    else:
-        note = "no estimation: it needs --label and --prediction"
+    chosen = first.features()
+    edges, counts = _exact_bins(path, first.sketches, bins, progress)  # pass 2
+    estimation, note = first.estimation(threshold)
     if notes is not None:
         notes.append(note)
 
     def profile_of(name: str) -> ColumnProfile:
-        s = sketches[name]
+        s = first.sketches[name]
         if isinstance(s, NumericSketch):
             return numeric_profile(s, edges[name], counts[name])
         return categorical_profile(s)
 
+    perf = first.perf
     return ReferenceProfile(
         model=model,
-        rows=rows,
+        rows=first.rows,
         bins=bins,
         features={n: profile_of(n) for n in chosen},
         prediction=profile_of(prediction) if prediction else None,
@@ -328,14 +197,119 @@ def build_reference(
         task=perf.task if perf is not None else task,
         source=str(path),
         created_at=utc_now_iso(),
-        sample=tuple(sample.rows),
+        sample=tuple(first.sample.rows),
         estimation=estimation,
-        column_names={
-            **{k: v for k, v in (("prediction", prediction), ("label", label)) if v},
-            **({"prediction_class": prediction_class} if prediction_class else {}),
-            **{f"score:{k}": v for k, v in (class_scores or {}).items()},
-        },
+        column_names=columns.names(),
     )
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Which columns of the file are what: the features asked for (None: every other
+    column), those excluded, and the special ones."""
+
+    features: Sequence[str] | None
+    exclude: Sequence[str]
+    prediction: str | None
+    label: str | None
+    prediction_class: str | None
+    class_scores: dict[str, str] | None
+
+    @property
+    def special(self) -> list[str]:
+        return [c for c in (self.prediction, self.label, self.prediction_class) if c]
+
+    @property
+    def scores(self) -> list[str]:
+        return [c for c in (self.class_scores or {}).values() if c not in self.special]
+
+    def features_of(self, chunk: pd.DataFrame) -> list[str]:
+        if self.features is not None:
+            return list(self.features)
+        special, scores = self.special, self.scores
+        return [
+            c
+            for c in chunk.columns
+            if c not in special and c not in self.exclude and c not in scores
+        ]
+
+    def names(self) -> dict[str, str]:
+        """The profile's record of which file column was which."""
+        return {
+            **{k: v for k, v in (("prediction", self.prediction), ("label", self.label)) if v},
+            **({"prediction_class": self.prediction_class} if self.prediction_class else {}),
+            **{f"score:{k}": v for k, v in (self.class_scores or {}).items()},
+        }
+
+
+class _FirstPass:
+    """Pass 1 over the file, chunk by chunk: each column's sketch, the row sample, the
+    performance sketch and the rows the estimation is fitted on."""
+
+    def __init__(
+        self, path: str | Path, columns: _Columns, sample_size: int, task: Task | None
+    ) -> None:
+        self.path = path
+        self.columns = columns
+        self.task = task
+        self.sketches: dict[str, ColumnSketch] = {}
+        self.sample = Reservoir(sample_size)
+        self.perf: PerformanceSketch | None = None
+        self.rows = 0
+        self.chosen: list[str] | None = None
+        self.estimation_rows: EstimationRows | None = None
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        c = self.columns
+        special = c.special
+        if c.prediction_class and c.prediction_class in chunk.columns:
+            chunk[c.prediction_class] = _as_classes(chunk[c.prediction_class])
+        if self.chosen is None:
+            self.chosen = c.features_of(chunk)
+        chosen = self.chosen
+        _require_columns(self.path, chunk, [*chosen, *special, *c.scores])
+        for name in (*chosen, *special):
+            self.sketches[name] = column_sketch(chunk[name], self.sketches.get(name))
+        if c.prediction and c.label:
+            self._grade(chunk, c.prediction, c.label, chosen)
+        keys = mix64(np.arange(self.rows, self.rows + len(chunk), dtype=np.uint64))
+        names = list(chosen)
+
+        def make_rows(
+            idx: np.ndarray[Any, Any], frame: pd.DataFrame = chunk, cols: list[str] = names
+        ) -> list[dict[str, Any]]:
+            return _rows(frame, idx, cols, special)
+
+        self.sample.update(keys, make_rows)
+        self.rows += len(chunk)
+
+    def _grade(self, chunk: pd.DataFrame, prediction: str, label: str, chosen: list[str]) -> None:
+        c = self.columns
+        if self.perf is None:
+            self.perf = PerformanceSketch(self.task or infer_task(chunk[label]))
+        grade_pairs(self.perf, chunk, prediction, label, c.prediction_class)
+        if self.estimation_rows is None:
+            self.estimation_rows = EstimationRows(
+                prediction, label, c.prediction_class, chosen, c.class_scores
+            )
+        self.estimation_rows.add(chunk)
+
+    def features(self) -> list[str]:
+        """The feature columns profiled; raises ``DataFileError`` for a file without rows
+        or without features."""
+        if self.chosen is None or self.rows == 0:
+            raise DataFileError(
+                f"{self.path}: the file has no rows (a header alone is no reference)"
+            )
+        if not self.chosen:
+            raise DataFileError(f"{self.path}: no feature columns to profile")
+        return self.chosen
+
+    def estimation(self, threshold: float) -> tuple[Estimation | None, str]:
+        """The label-free estimation fitted on the rows, and what was fitted or why not."""
+        if self.estimation_rows is not None and self.perf is not None:
+            return self.estimation_rows.fit(self.perf.task, threshold)
+        return None, "no estimation: it needs --label and --prediction"
 
 
 def _rows(

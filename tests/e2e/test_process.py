@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -265,8 +264,22 @@ def test_the_broker_stopping_and_starting_neither_stops_the_daemon_nor_loses_wha
         group = data["kafka"]["group_id"]
         with Store.open(url, migrate=False) as store:
             assert sorted(store.offsets(group).values()) == [200] * 3
+
+        def connections() -> float | None:
+            """The daemon's broker connections, as it reports them on /metrics."""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                return None
+            sample = f'watchkeeper_kafka_broker_connections{{client="{kafka_client}"}} '
+            lines = [line for line in text.splitlines() if line.startswith(sample)]
+            return float(lines[0].rsplit(" ", 1)[1]) if lines else None
+
+        wait_until(lambda: (connections() or 0) >= 1, timeout=30, describe=connections)
         broker.stop()  # the broker is gone
-        time.sleep(8)
+        # the daemon has seen it go (its client holds no connection), and waits
+        wait_until(lambda: connections() == 0, timeout=60, describe=connections)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
             assert r.status == 200  # alive, waiting
         assert daemon.proc is not None and daemon.proc.poll() is None

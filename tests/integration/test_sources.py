@@ -1,15 +1,19 @@
 """Every registered Kafka client against the real broker (Tansu): the :class:`Source`
 contract the ingestion loop relies on — assignment callbacks, batches per partition in
-offset order, seek, pause / resume, the mirrored commit, ends and positions."""
+offset order, seek, pause / resume, the mirrored commit, ends and positions, and the
+connection count that shows a broker outage."""
 
 from __future__ import annotations
 
+import gc
+import logging
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.demo.broker import EmbeddedBroker
 from watchkeeper.daemon.eventtime.watermarks import PartitionKey
 from watchkeeper.daemon.ingest import sources
@@ -30,6 +34,25 @@ class Listener:
 
     def on_revoked(self, partitions: list[PartitionKey]) -> None:
         self.revoked.extend(partitions)
+
+
+def source_config(
+    tmp_path: Path,
+    broker: EmbeddedBroker,
+    topic: str,
+    client: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Config:
+    """A config reading ``topic`` from ``broker`` in a group of its own."""
+    return make_config(
+        tmp_path,
+        broker.bootstrap,
+        f"sqlite:///{tmp_path / 's.db'}",
+        {"predictions": {"name": topic}},
+        group=f"g-{uuid.uuid4().hex[:8]}",
+        client=client,
+        **({"kafka": {"options": options}} if options else {}),
+    )
 
 
 def poll_until(source: Source, want: int, timeout: float = 60.0) -> list[Record]:
@@ -53,14 +76,7 @@ def test_a_source_keeps_the_contract(
 ) -> None:
     create_topic(broker.bootstrap, topic_name, partitions=1)
     produce(broker.bootstrap, topic_name, [f"v{i}".encode() for i in range(10)], partition=0)
-    config = make_config(
-        tmp_path,
-        broker.bootstrap,
-        f"sqlite:///{tmp_path / 's.db'}",
-        {"predictions": {"name": topic_name}},
-        group=f"g-{uuid.uuid4().hex[:8]}",
-    )
-    source = sources.open_source(config, client)
+    source = sources.open_source(source_config(tmp_path, broker, topic_name), client)
     listener = Listener()
     try:
         source.subscribe([topic_name], listener)
@@ -89,3 +105,54 @@ def test_a_source_keeps_the_contract(
         source.commit({key: 11})  # best effort, asynchronous: it must not raise
     finally:
         source.close()
+
+
+# kafka-python 3.0.12 leaves the socket of each refused connection attempt to the garbage
+# collector (kafka/net/inet.py: sock_connect raises without closing it): ignored here,
+# where they are known to come from, and collected before the test ends, so no later
+# test meets them as an unraisable ResourceWarning. Its "Connection failed" log records
+# would keep those sockets alive past the test (through the exception's frames): the
+# kafka loggers are quiet while it runs.
+@pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
+@pytest.mark.parametrize("client", sorted(sources.CLIENTS))
+def test_a_source_counts_its_broker_connections_through_an_outage(
+    client: str, topic_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connected while it consumes, 0 once its broker is gone, connected again once it is
+    back (a broker of its own: the session's is shared). Waited on the count, never on a
+    sleep."""
+    caplog.set_level(logging.CRITICAL, logger="kafka")
+    broker = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    try:
+        create_topic(broker.bootstrap, topic_name, partitions=1)
+        produce(broker.bootstrap, topic_name, [b"v"], partition=0)
+        # librdkafka reports its brokers' states with its statistics (5 s by default)
+        options = {"statistics.interval.ms": 200} if client == "confluent" else {}
+        config = source_config(tmp_path, broker, topic_name, client=client, options=options)
+        source = sources.open_source(config, client)
+        try:
+            source.subscribe([topic_name], Listener())
+            poll_until(source, 1)
+            assert wait_for_connections(source, lambda n: n >= 1) >= 1
+            broker.stop()
+            assert wait_for_connections(source, lambda n: n == 0) == 0
+            # and back: the client reconnects by itself (closing it while it still tries
+            # would leave kafka-python's connecting socket to the garbage collector)
+            broker = EmbeddedBroker(port=broker.port, log_path=tmp_path / "b2.log").start()
+            assert wait_for_connections(source, lambda n: n >= 1) >= 1
+        finally:
+            source.close()
+            gc.collect()  # what kafka-python left to the collector, under this test's filter
+    finally:
+        broker.stop()
+
+
+def wait_for_connections(source: Source, wanted: Any, timeout: float = 30.0) -> int | None:
+    """Poll (the clients report from inside their polls) until the count is as wanted."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = source.connections()
+        if count is not None and wanted(count):
+            return count
+        assert time.monotonic() < deadline, f"connections {count} within {timeout}s"
+        source.poll(0.1)

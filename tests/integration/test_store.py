@@ -215,7 +215,8 @@ def test_a_logged_class_grades_accuracy_and_the_score_grades_ranking(store_url: 
     precision and recall grade the decision; ROC AUC and log-loss the score."""
     import orjson
     from sklearn.metrics import accuracy_score, log_loss, recall_score, roc_auc_score
-    from watchkeeper.daemon.config import FieldPaths, IngestConfig, TopicConfig
+    from watchkeeper.daemon.config import IngestConfig
+    from watchkeeper.daemon.config_kafka import FieldPaths, TopicConfig
     from watchkeeper.daemon.ingest.decode import Decoder
     from watchkeeper.daemon.ingest.kinds import KindRegistry
     from watchkeeper.daemon.store.label_join import JoinBuffer

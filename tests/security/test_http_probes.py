@@ -25,9 +25,17 @@ from tests.security.probes import (
     rss_bytes,
     thread_count,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.broker
 MIB = 1024 * 1024
+
+
+def open_connections(daemon: RunningDaemon) -> float:
+    """``watchkeeper_http_open_connections`` as the daemon reports it."""
+    match = re.search(r"^watchkeeper_http_open_connections (\S+)$", daemon.metrics(), re.M)
+    assert match is not None
+    return float(match.group(1))
 
 
 def reload_stamp(daemon: RunningDaemon) -> str:
@@ -111,8 +119,14 @@ def test_300_half_sent_requests_pin_no_threads_and_are_closed(daemon: RunningDae
     """Slowloris: was 300 threads and +2.4 GB VmSize, held forever."""
     threads, rss = thread_count(daemon.pid), rss_bytes(daemon.pid)
     head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+    before = open_connections(daemon)  # the scrape's own connection among them
     with half_sent(daemon.address, 300, head) as socks:
-        time.sleep(0.5)
+        # the server holds every one of them (counted as it accepts them), and then:
+        wait_until(
+            lambda: open_connections(daemon) >= before + 300,
+            timeout=20,
+            describe=lambda: open_connections(daemon),
+        )
         assert thread_count(daemon.pid) <= threads + 4
         assert rss_bytes(daemon.pid) < rss + 64 * MIB
         started = time.monotonic()
@@ -125,6 +139,7 @@ def test_300_half_sent_requests_pin_no_threads_and_are_closed(daemon: RunningDae
             still_open = [s for s in still_open if not closed_by_server(s, 0.02)]
             time.sleep(0.2)
         assert not still_open, f"{len(still_open)} of 300 half-sent connections still open"
+        assert open_connections(daemon) <= before  # and counted out
     assert daemon.alive()
 
 

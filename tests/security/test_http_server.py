@@ -4,7 +4,9 @@ bounded shutdown, no signal handlers, and a hypothesis fuzz of what a client may
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from watchkeeper.daemon.http.routes import Request, Response, Route
 from watchkeeper.daemon.http.server import HttpServer
 
 from tests.security.probes import exchange, get, request_bytes
+from tests.support import wait_until
 
 TOKEN = "t0ken-for-the-security-tests"
 
@@ -61,6 +64,26 @@ def test_the_bearer_scheme_is_case_insensitive(scheme: str) -> None:
         server.close()
 
 
+def test_the_server_counts_the_connections_it_holds_half_sent_ones_included() -> None:
+    registry = CollectorRegistry()
+    server = HttpServer("127.0.0.1", 0, registry, lambda: (True, "ok"), lambda: (True, "ok"))
+    server.start()
+    try:
+        gauge = "watchkeeper_http_open_connections"
+        assert registry.get_sample_value(gauge) == 0
+        with contextlib.ExitStack() as stack:
+            for _ in range(3):  # a request head that never ends: the app never sees them
+                sock = stack.enter_context(socket.create_connection(server.server_address))
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            wait_until(lambda: registry.get_sample_value(gauge) == 3, timeout=10)
+            assert server.connections.accepted == 3
+            assert get(server.server_address, "/healthz").status == 200  # a 4th, answered
+            assert server.connections.accepted == 4
+        wait_until(lambda: registry.get_sample_value(gauge) == 0, timeout=10)  # closed
+    finally:
+        server.close()
+
+
 def test_the_server_installs_no_signal_handler_and_stops_promptly() -> None:
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     server = serve()
@@ -72,7 +95,7 @@ def test_the_server_installs_no_signal_handler_and_stops_promptly() -> None:
         kwargs={"timeout": 8},
     )
     holder.start()
-    time.sleep(0.2)
+    wait_until(lambda: server.connections.open == 1, timeout=10)  # held by the server
     started = time.monotonic()
     server.close()
     assert time.monotonic() - started < 8  # bounded by graceful_timeout

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import orjson
 import pytest
-from watchkeeper.daemon.config import IngestConfig, TopicConfig
+from watchkeeper.daemon.config import IngestConfig
+from watchkeeper.daemon.config_kafka import TopicConfig
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 

@@ -19,8 +19,9 @@ import pytest
 from watchkeeper.alerts.channel_type import ChannelModel
 from watchkeeper.alerts.notification import Channel, Refreshing, Ungrouped
 from watchkeeper.alerts.registry import CHANNEL_TYPES
-from watchkeeper.daemon.config import KAFKA_CLIENTS, Config, secret_values
+from watchkeeper.daemon.config import Config, secret_values
 from watchkeeper.daemon.config_alerts import ChannelConfig
+from watchkeeper.daemon.config_kafka import KAFKA_CLIENTS
 from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.daemon.notify.channels import build_channels
 from watchkeeper.policies.secret_fields import is_secret_field

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from watchkeeper.daemon.config import FieldPaths, IngestConfig, TopicConfig
+from watchkeeper.daemon.config import IngestConfig
+from watchkeeper.daemon.config_kafka import FieldPaths, TopicConfig
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.decoded import DecodeResult

@@ -10,7 +10,8 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from watchkeeper.daemon.config import FieldPaths, IngestConfig, TopicConfig
+from watchkeeper.daemon.config import IngestConfig
+from watchkeeper.daemon.config_kafka import FieldPaths, TopicConfig
 from watchkeeper.daemon.ingest.decode import REASONS, Decoder
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
-from watchkeeper.detectors.binning import UNSEEN, binned, proportions
+from watchkeeper.detectors.binning import binned, proportions
 from watchkeeper.detectors.chi2 import ChiSquare
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.js import JSDistance
@@ -21,7 +21,6 @@ from watchkeeper.detectors.ks import KS
 from watchkeeper.detectors.nan_rate import NanRate
 from watchkeeper.detectors.out_of_range import OutOfRange
 from watchkeeper.detectors.profile import (
-    PREDICTION,
     CategoricalProfile,
     ReferenceProfile,
     bin_counts,
@@ -30,6 +29,7 @@ from watchkeeper.detectors.profile import (
     quantile_edges,
 )
 from watchkeeper.detectors.psi import PSI
+from watchkeeper.detectors.reserved_names import PREDICTION, UNSEEN
 from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
 from watchkeeper.detectors.unseen import UnseenMass
 from watchkeeper.detectors.wasserstein import Wasserstein

@@ -148,17 +148,6 @@ def test_the_offline_drift_of_a_file_is_the_same_bit_for_bit_run_after_run(
         assert np.array_equal(got, numpy_bins(data[:, column], profile.edges))
 
 
-def test_windows_name_the_columns_as_reference_profiles_do() -> None:
-    from watchkeeper.detectors import loss_model, profile, window
-
-    assert (window.PREDICTION, window.PREDICTION_CLASS, window.LABEL) == (
-        profile.PREDICTION,
-        profile.PREDICTION_CLASS,
-        profile.LABEL,
-    )
-    assert loss_model.PREDICTION == profile.PREDICTION
-
-
 def test_a_window_counts_the_bins_in_force_for_its_model_from_its_first_event() -> None:
     from watchkeeper.detectors.window import Column, ColumnBatch, SketchSettings, WindowSummary
 
@@ -198,6 +187,6 @@ def test_a_window_counts_the_bins_in_force_for_its_model_from_its_first_event() 
 
 
 def window_prediction() -> str:
-    from watchkeeper.detectors.profile import PREDICTION
+    from watchkeeper.detectors.reserved_names import PREDICTION
 
     return PREDICTION

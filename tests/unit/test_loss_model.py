@@ -22,7 +22,6 @@ from watchkeeper.detectors.estimation_reference import (
     window_estimate_from_dict,
 )
 from watchkeeper.detectors.loss_model import (
-    OTHER,
     FeatureEncoding,
     LossModel,
     LossSketch,
@@ -30,7 +29,7 @@ from watchkeeper.detectors.loss_model import (
     fit_loss_model,
     fit_regressor,
 )
-from watchkeeper.detectors.profile import PREDICTION
+from watchkeeper.detectors.reserved_names import OTHER, PREDICTION
 from watchkeeper.detectors.tree_ensemble import TreeEnsemble, export_hist_gradient_boosting
 
 

@@ -11,7 +11,8 @@ import inspect
 from pathlib import Path
 
 import pytest
-from watchkeeper.daemon.config import Config, KafkaConfig, load_config
+from watchkeeper.daemon.config import Config, load_config
+from watchkeeper.daemon.config_kafka import KafkaConfig
 from watchkeeper.daemon.ingest import sources
 from watchkeeper.daemon.ingest.source import Source
 from watchkeeper.policies.errors import InvalidDocumentError, SourceError
@@ -35,6 +36,7 @@ def test_the_protocol_is_what_the_loop_needs() -> None:
                 "commit",
                 "end_offset",
                 "position",
+                "connections",
                 "close",
             ]
         )
