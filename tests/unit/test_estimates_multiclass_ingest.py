@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from watchkeeper.daemon.config import FieldPaths, IngestConfig, TopicConfig
+from watchkeeper.daemon.config import IngestConfig
+from watchkeeper.daemon.config_kafka import FieldPaths, TopicConfig
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.kinds import KindRegistry
