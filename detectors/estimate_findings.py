@@ -22,7 +22,7 @@ from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimate_trust import EstimateTrust
 from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
 from watchkeeper.detectors.estimation_reference import Estimation
-from watchkeeper.detectors.loss_model import LossSketch
+from watchkeeper.detectors.loss_sketch import LossSketch
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.sampling_band import SAMPLING_ERROR_RANGE
 from watchkeeper.detectors.window import WindowSummary

@@ -54,12 +54,8 @@ from watchkeeper.detectors.estimated_performance import (
     confusion_ratios,
     multiclass_estimates,
 )
-from watchkeeper.detectors.loss_model import (
-    EstimatedRegressionMetric,
-    LossModel,
-    LossSketch,
-    fit_loss_model,
-)
+from watchkeeper.detectors.loss_model import LossModel, fit_loss_model
+from watchkeeper.detectors.loss_sketch import EstimatedRegressionMetric, LossSketch
 from watchkeeper.detectors.sampling_band import (
     DEFAULT_CHUNKS,
     SAMPLING_ERROR_RANGE,

@@ -26,7 +26,7 @@ from watchkeeper.detectors.js import JSDistance
 from watchkeeper.detectors.kl import KLDivergence
 from watchkeeper.detectors.ks import KS
 from watchkeeper.detectors.latency import QUANTILES, LatencyQuantile
-from watchkeeper.detectors.loss_model import EstimatedRegressionMetric
+from watchkeeper.detectors.loss_sketch import EstimatedRegressionMetric
 from watchkeeper.detectors.missing_features import MissingFeatures
 from watchkeeper.detectors.missing_rate import MissingRate
 from watchkeeper.detectors.nan_rate import NanRate

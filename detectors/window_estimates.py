@@ -33,7 +33,8 @@ from watchkeeper.detectors.estimate_sketch import (
     MulticlassEstimateSketch,
 )
 from watchkeeper.detectors.estimation_reference import Estimation, window_estimate_from_dict
-from watchkeeper.detectors.loss_model import LossModel, LossSketch
+from watchkeeper.detectors.loss_model import LossModel
+from watchkeeper.detectors.loss_sketch import LossSketch
 
 Sketch = EstimateSketch | LossSketch
 MAX_SKETCHES = 4

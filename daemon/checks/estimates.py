@@ -33,7 +33,7 @@ from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimate_trust import LABELLED_SHARE, TRUST_METRIC
 from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
-from watchkeeper.detectors.loss_model import LossSketch
+from watchkeeper.detectors.loss_sketch import LossSketch
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.engine import PolicyEngine

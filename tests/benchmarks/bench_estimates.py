@@ -40,7 +40,7 @@ from watchkeeper.detectors.estimation_reference import (
     fit_multiclass_estimation,
     fit_regression_estimation,
 )
-from watchkeeper.detectors.loss_model import LossSketch
+from watchkeeper.detectors.loss_sketch import LossSketch
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import Column, ColumnBatch, SketchSettings, WindowSummary
 

@@ -24,11 +24,11 @@ from watchkeeper.detectors.estimation_reference import (
 from watchkeeper.detectors.loss_model import (
     FeatureEncoding,
     LossModel,
-    LossSketch,
     categorical_encoding,
     fit_loss_model,
     fit_regressor,
 )
+from watchkeeper.detectors.loss_sketch import LossSketch
 from watchkeeper.detectors.reserved_names import OTHER, PREDICTION
 from watchkeeper.detectors.tree_ensemble import TreeEnsemble, export_hist_gradient_boosting
 
