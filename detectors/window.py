@@ -7,17 +7,19 @@ disjoint parts of the same window merge into the summary of the whole, which is 
 small flushes accumulate into a window, how several replicas' partial windows combine,
 and how small windows roll up into large ones.
 
-:class:`ColumnBatch` is the input: events of one model and one role decoded into arrays.
+The input is a :class:`~watchkeeper.detectors.column_batch.ColumnBatch`: events of one model
+and one role decoded into arrays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from watchkeeper.detectors.calibrator import MulticlassCalibrator, StepCalibrator
+from watchkeeper.detectors.column_batch import Column, ColumnBatch, IndexArray, Kind
 from watchkeeper.detectors.estimate_sketch import (
     binary_decisions,
     class_index,
@@ -26,7 +28,7 @@ from watchkeeper.detectors.estimate_sketch import (
 )
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
-from watchkeeper.detectors.reservoir import KeyArray, Reservoir, Row
+from watchkeeper.detectors.reservoir import Reservoir, Row
 from watchkeeper.detectors.sketches import (
     CategoryCounts,
     ColumnSketch,
@@ -38,60 +40,8 @@ from watchkeeper.detectors.window_estimates import WindowEstimates
 if TYPE_CHECKING:
     from watchkeeper.detectors.estimation_reference import Estimation
 
-Kind = Literal["numeric", "categorical"]
-IndexArray = np.ndarray[Any, np.dtype[np.intp]]
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # v1: before the estimate state (read back with none)
-
-
-@dataclass
-class Column:
-    """One column of a batch: ``values`` (float64 or object of str), with null and missing masks.
-
-    ``null`` marks a present key whose value is null; ``missing`` marks an absent key.
-    Where either is set, ``values`` holds NaN (numeric) or None (categorical).
-    """
-
-    kind: Kind
-    values: np.ndarray[Any, Any]
-    null: np.ndarray[Any, np.dtype[np.bool_]]
-    missing: np.ndarray[Any, np.dtype[np.bool_]]
-
-    def present(self, idx: IndexArray) -> tuple[np.ndarray[Any, Any], int, int]:
-        """Values at ``idx`` that are neither null nor missing, and the null / missing counts."""
-        null = self.null[idx]
-        missing = self.missing[idx]
-        absent = null | missing
-        values = self.values[idx]
-        if absent.any():
-            values = values[~absent]
-        return values, int(null.sum()), int(missing.sum())
-
-
-@dataclass
-class ColumnBatch:
-    """Events of one model and one role (``predictions``, ``features`` or ``labels``)."""
-
-    model: str
-    role: str
-    ts_ms: np.ndarray[Any, np.dtype[np.int64]]
-    versions: np.ndarray[Any, Any]
-    keys: KeyArray
-    request_ids: np.ndarray[Any, Any] | None = None
-    features: dict[str, Column] = field(default_factory=dict)
-    prediction: Column | None = None
-    prediction_class: Column | None = None
-    label: Column | None = None
-    latency_ms: np.ndarray[Any, np.dtype[np.float64]] | None = None
-    offsets: np.ndarray[Any, np.dtype[np.int64]] | None = None
-    """Each event's Kafka offset in its partition (shadow evaluation's progress)."""
-    class_scores: np.ndarray[Any, np.dtype[np.float64]] | None = None
-    """A probability-vector prediction kept whole (events × classes, NaN rows where the
-    vector is absent): what a multiclass model's estimates read. ``prediction`` and
-    ``prediction_class`` reduce it to the top score and the arg-max class."""
-
-    def __len__(self) -> int:
-        return int(self.ts_ms.size)
 
 
 BinEdges = Callable[[str, str], "tuple[float, ...] | None"]

@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from watchkeeper.daemon.eventtime.watermarks import Mark, MarkKey, PartitionKey, PartitionStatus
-from watchkeeper.detectors.window import Column, ColumnBatch, SketchSettings, WindowSummary
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
+from watchkeeper.detectors.window import SketchSettings, WindowSummary
 
 StreamKey = tuple[str, str]
 """(model, role): one stream of events with its own watermark."""

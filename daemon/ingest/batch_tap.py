@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from watchkeeper.detectors.window import ColumnBatch
+from watchkeeper.detectors.column_batch import ColumnBatch
 
 
 class BatchTap(Protocol):

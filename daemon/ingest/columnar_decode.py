@@ -44,10 +44,10 @@ from watchkeeper.daemon.ingest.columns import proba_columns
 from watchkeeper.daemon.ingest.decoded import DecodeResult, RecordLike
 from watchkeeper.daemon.ingest.fields import BadRows, epoch_ms, object_array, timestamps_ms
 from watchkeeper.daemon.ingest.kinds import KindRegistry
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.performance import class_names
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.window import Column, ColumnBatch
 from watchkeeper.errors import WatchkeeperError
 
 _ARROW_ERRORS = (pa.ArrowException, UnicodeDecodeError, ValueError, TypeError, OverflowError)

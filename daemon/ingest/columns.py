@@ -23,8 +23,8 @@ from watchkeeper.daemon.ingest.fields import (
     type_name,
 )
 from watchkeeper.daemon.ingest.kinds import KindRegistry
+from watchkeeper.detectors.column_batch import Column
 from watchkeeper.detectors.performance import class_names
-from watchkeeper.detectors.window import Column
 
 
 def _kind_of(value: Any) -> str | None:

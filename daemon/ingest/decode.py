@@ -1,6 +1,6 @@
 """Turning a batch of Kafka records of one topic into columnar arrays, per model.
 
-Good records become :class:`~watchkeeper.detectors.window.ColumnBatch` objects (numpy
+Good records become :class:`~watchkeeper.detectors.column_batch.ColumnBatch` objects (numpy
 arrays per feature). A batch is first offered to the columnar path
 (:mod:`~watchkeeper.daemon.ingest.columnar_decode`, Arrow's JSON reader), which decodes
 it whole when it can do so exactly; otherwise it is decoded here record by record. Bad
@@ -62,9 +62,9 @@ from watchkeeper.daemon.ingest.fields import (
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.records import parse_all, quarantine_entry
 from watchkeeper.daemon.store.quarantine import Quarantined
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.window import Column, ColumnBatch
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from watchkeeper.daemon.store.quarantine import Quarantined
-from watchkeeper.detectors.window import ColumnBatch
+from watchkeeper.detectors.column_batch import ColumnBatch
 
 
 class RecordLike(Protocol):

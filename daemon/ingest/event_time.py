@@ -32,7 +32,7 @@ from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
 from watchkeeper.daemon.ingest.source import KafkaClientError, Source
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.window import ColumnBatch
+from watchkeeper.detectors.column_batch import ColumnBatch
 
 log = logging.getLogger("watchkeeper.daemon.ingest.loop")
 STATUS_INTERVAL_S = 5.0

@@ -54,8 +54,8 @@ from watchkeeper.daemon.shadow.runtime import Prediction
 from watchkeeper.daemon.shadow.setup import ModelSetup, load_setups, reference_sample
 from watchkeeper.daemon.shadow.store import ShadowKey, ShadowStore
 from watchkeeper.daemon.store.queries import TopicPartitionKey
+from watchkeeper.detectors.column_batch import ColumnBatch
 from watchkeeper.detectors.shadow import ShadowStats, sample_mask
-from watchkeeper.detectors.window import ColumnBatch
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.loader import LoadedPolicy
 

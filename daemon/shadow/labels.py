@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from watchkeeper.detectors.column_batch import Column
 from watchkeeper.detectors.performance import class_names
 from watchkeeper.detectors.shadow import ShadowStats
-from watchkeeper.detectors.window import Column
 
 Output = tuple[float, str | None]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.performance import class_names
 from watchkeeper.detectors.shadow import ShadowStats
-from watchkeeper.detectors.window import Column, ColumnBatch
 
 
 class ShadowMetrics:

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.daemon.errors import CandidateError
+from watchkeeper.detectors.column_batch import Column
 from watchkeeper.detectors.performance import class_names
-from watchkeeper.detectors.window import Column
 from watchkeeper.policies.shadow import Inputs, Outputs
 
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64}

@@ -37,8 +37,9 @@ from watchkeeper.daemon.eventtime.watermarks import PartitionClock, PartitionKey
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.upsert import insert_new
+from watchkeeper.detectors.column_batch import ColumnBatch
 from watchkeeper.detectors.performance import PerformanceSketch, class_names
-from watchkeeper.detectors.window import ColumnBatch, WindowSummary
+from watchkeeper.detectors.window import WindowSummary
 
 _CHUNK = 5_000  # request ids per statement (SQLite allows 32,766 parameters)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.estimate_sketch import estimate_sketch_from_dict
 from watchkeeper.detectors.estimation_reference import (
     Estimation,
@@ -42,7 +43,7 @@ from watchkeeper.detectors.estimation_reference import (
 )
 from watchkeeper.detectors.loss_sketch import LossSketch
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.window import Column, ColumnBatch, SketchSettings, WindowSummary
+from watchkeeper.detectors.window import SketchSettings, WindowSummary
 
 ROWS = 100_000
 BATCH = 10_000

@@ -13,11 +13,12 @@ from watchkeeper.daemon.checks.estimates import PerformanceRowCache, performance
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey, WindowState
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.estimation_reference import fit_binary_estimation
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.window import Column, ColumnBatch, SketchSettings, WindowSummary
+from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.schema import Policy
 

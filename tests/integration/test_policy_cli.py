@@ -10,6 +10,7 @@ import pytest
 from watchkeeper.daemon.cli.main import main
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.profile import (
     ReferenceProfile,
     bin_counts,
@@ -18,7 +19,6 @@ from watchkeeper.detectors.profile import (
 )
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.sketches import NumericSketch
-from watchkeeper.detectors.window import Column, ColumnBatch
 
 from tests.support import write_config
 

@@ -16,9 +16,9 @@ from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.http.reports import Reports, report_routes
 from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.profile import ReferenceProfile, bin_counts
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.window import Column, ColumnBatch
 
 from tests.support import write_config
 

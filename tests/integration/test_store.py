@@ -12,8 +12,8 @@ from watchkeeper.daemon.eventtime.watermarks import Mark, PartitionStatus
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.window import Column, ColumnBatch
 
 
 def batch(n: int, ts_ms: int = 0, start: int = 0) -> ColumnBatch:

@@ -17,9 +17,10 @@ from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.sketches import NumericSketch
-from watchkeeper.detectors.window import Column, ColumnBatch, WindowSummary
+from watchkeeper.detectors.window import WindowSummary
 
 HOUR = 3_600_000
 

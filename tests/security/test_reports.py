@@ -19,9 +19,9 @@ from watchkeeper.daemon.http import reports as reports_module
 from watchkeeper.daemon.http.reports import REPORT_CSP, Reports, report_routes
 from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.profile import profile_from_window
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.window import Column, ColumnBatch
 
 from tests.security.browser import FLAG, PAYLOADS, chromium, visit
 from tests.security.probes import exchange, get, request_bytes, rss_bytes

@@ -26,9 +26,9 @@ from watchkeeper.daemon.shadow.rows import Rows
 from watchkeeper.daemon.shadow.store import PRODUCTION, ShadowStore
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.attribution import ATTRIBUTION_METRICS, AttributionSummary
+from watchkeeper.detectors.column_batch import Column
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
-from watchkeeper.detectors.window import Column
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.errors import InvalidDocumentError
 from watchkeeper.policies.loader import load_all, load_policy

@@ -17,7 +17,7 @@ from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.decoded import DecodeResult
 from watchkeeper.daemon.ingest.kinds import KindRegistry
-from watchkeeper.detectors.window import Column, ColumnBatch
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 
 NOW = 1_795_255_200_000  # 2026-11-21T10:00:00Z
 

@@ -16,6 +16,7 @@ from watchkeeper.daemon.config_kafka import FieldPaths, TopicConfig
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.kinds import KindRegistry
+from watchkeeper.detectors.column_batch import ColumnBatch
 from watchkeeper.detectors.estimate_sketch import (
     SCALE,
     MulticlassEstimateSketch,
@@ -23,7 +24,7 @@ from watchkeeper.detectors.estimate_sketch import (
     vector_scores,
 )
 from watchkeeper.detectors.estimation_reference import Estimation, fit_multiclass_estimation
-from watchkeeper.detectors.window import ColumnBatch, SketchSettings, WindowSummary
+from watchkeeper.detectors.window import SketchSettings, WindowSummary
 
 NOW = 1_795_255_200_000
 CLASSES = ("0", "1", "2")

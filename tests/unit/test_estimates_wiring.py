@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from watchkeeper.daemon.offline.reference import build_reference
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.estimation_reference import (
     Estimation,
     fit_binary_estimation,
@@ -20,7 +21,7 @@ from watchkeeper.detectors.estimation_reference import (
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.profile import ReferenceProfile
-from watchkeeper.detectors.window import Column, ColumnBatch, SketchSettings, WindowSummary
+from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.schema import Policy
 

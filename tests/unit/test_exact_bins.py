@@ -149,7 +149,8 @@ def test_the_offline_drift_of_a_file_is_the_same_bit_for_bit_run_after_run(
 
 
 def test_a_window_counts_the_bins_in_force_for_its_model_from_its_first_event() -> None:
-    from watchkeeper.detectors.window import Column, ColumnBatch, SketchSettings, WindowSummary
+    from watchkeeper.detectors.column_batch import Column, ColumnBatch
+    from watchkeeper.detectors.window import SketchSettings, WindowSummary
 
     in_force = {("fraud", "amount"): EDGES, ("fraud", window_prediction()): (0.5,)}
     settings = SketchSettings(k=8, bins=lambda model, column: in_force.get((model, column)))

@@ -25,10 +25,10 @@ from watchkeeper.daemon.shadow.rows import Rows
 from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.attribution import ATTRIBUTION_METRICS
+from watchkeeper.detectors.column_batch import Column
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.shadow import ShadowStats, sample_mask
 from watchkeeper.detectors.shadow_findings import shadow_finding
-from watchkeeper.detectors.window import Column
 from watchkeeper.policies.errors import InvalidDocumentError
 from watchkeeper.policies.loader import load_all, load_policy
 from watchkeeper.policies.promotion import decide

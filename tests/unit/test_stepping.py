@@ -17,8 +17,8 @@ from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.notify.router import notification
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.column_batch import ColumnBatch
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.window import ColumnBatch
 from watchkeeper.policies.loader import load_policy
 
 MIN = 60_000

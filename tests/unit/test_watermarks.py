@@ -22,8 +22,8 @@ from watchkeeper.daemon.eventtime.watermarks import (
     stream_time,
 )
 from watchkeeper.daemon.eventtime.windows import WindowState
+from watchkeeper.detectors.column_batch import ColumnBatch
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.window import ColumnBatch
 
 MIN = 60_000
 SIZE_S, LATENESS_S = 300, 600

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from watchkeeper.daemon.eventtime.windows import WindowKey, WindowState
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.window import Column, ColumnBatch
 
 MIN = 60_000
 
