@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from watchkeeper.daemon.checks.checker import ReferenceCache
 from watchkeeper.daemon.checks.estimates import PerformanceRowCache
+from watchkeeper.daemon.checks.reference_cache import ReferenceCache
 from watchkeeper.daemon.checks.scheduler import PolicyScheduler
 from watchkeeper.daemon.checks.stepping import PolicyStepper
 from watchkeeper.daemon.config import Config

@@ -1,9 +1,10 @@
 """Checks: each policy on its schedule, and the periodic chores around them.
 
 Owns the scheduler (:mod:`.scheduler`), stepping through ticks (:mod:`.stepping`,
-:mod:`.ticks`), running one policy at one tick (:mod:`.checker`), leadership among replicas
-(:mod:`.leadership`), heartbeat and reminders (:mod:`.housekeeping`) and retention
-(:mod:`.retention`).
+:mod:`.ticks`), running one policy at one tick (:mod:`.checker`) with the references it
+scores against (:mod:`.reference_cache`) and realised beside estimated (:mod:`.estimates`),
+leadership among replicas (:mod:`.leadership`), heartbeat and reminders
+(:mod:`.housekeeping`) and retention (:mod:`.retention`).
 
 May import: ``daemon.shadow``, ``daemon.notify``, ``daemon.ingest``, ``daemon.store``,
 ``daemon.eventtime``, ``daemon.config``, ``daemon.errors``, ``detectors``, ``policies``,

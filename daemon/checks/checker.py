@@ -14,9 +14,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchkeeper.alerts.notification import Notification
@@ -27,6 +26,7 @@ from watchkeeper.daemon.checks.estimates import (
     PerformanceRowCache,
     no_labelled_windows,
 )
+from watchkeeper.daemon.checks.reference_cache import ReferenceCache
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.shadow.checks import ShadowChecks
@@ -57,54 +57,6 @@ class CheckResult:
     events: list[IncidentEvent]
     events_seen: int
     historical: bool = False
-
-
-class ReferenceCache:
-    """Reference profiles by policy: files re-read when they change, stored ones by name."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._files: dict[str, tuple[float, ReferenceProfile]] = {}
-
-    def get(self, loaded: LoadedPolicy) -> ReferenceProfile | None:
-        stored = loaded.policy.stored_reference()
-        if stored is not None:
-            return self.store.reference(loaded.policy.model, stored)
-        ref = loaded.policy.reference
-        assert ref is not None  # a file: stored_reference() answered None
-        path = Path(ref) if Path(ref).is_absolute() else loaded.directory / ref
-        mtime = path.stat().st_mtime
-        cached = self._files.get(str(path))
-        if cached is None or cached[0] != mtime:
-            cached = (mtime, ReferenceProfile.load(path))
-            self._files[str(path)] = cached
-        return cached[1]
-
-    def of_model(self, policies: Mapping[str, LoadedPolicy], model: str) -> ReferenceProfile | None:
-        """The reference of ``model``'s first policy (key order) that has one readable."""
-        return next(
-            (
-                r
-                for r in self.in_force(
-                    {k: p for k, p in policies.items() if p.policy.model == model}
-                )
-            ),
-            None,
-        )
-
-    def in_force(self, policies: Mapping[str, LoadedPolicy]) -> list[ReferenceProfile]:
-        """The references ``policies`` score against, in policy key order (unreadable or
-        missing ones left out, logged): what the windows count exact bins for."""
-        out: list[ReferenceProfile] = []
-        for key in sorted(policies):
-            try:
-                reference = self.get(policies[key])
-            except (OSError, ValueError) as exc:
-                log.warning("policy %s: its reference is not in force at ingest: %s", key, exc)
-                continue
-            if reference is not None:
-                out.append(reference)
-        return out
 
 
 def findings_for(

@@ -31,8 +31,9 @@ class Backtest:
 def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -> Backtest:
     """Replay a policy over stored history, on the daemon's tick grid and evaluation path
     (:func:`~watchkeeper.daemon.checks.checker.assess`): every tick in [start, end]."""
-    from watchkeeper.daemon.checks.checker import ReferenceCache, assess
+    from watchkeeper.daemon.checks.checker import assess
     from watchkeeper.daemon.checks.estimates import LabelledSpans
+    from watchkeeper.daemon.checks.reference_cache import ReferenceCache
     from watchkeeper.daemon.checks.ticks import Ticks
     from watchkeeper.daemon.store.store import Store
     from watchkeeper.policies.engine import PolicyEngine

@@ -212,7 +212,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     policies = {p.policy.key: p.policy for p in result.policies}
     now_ms = int(time.time() * 1000)
     with Store.open(config.store_url(), migrate=False) as store:
-        from watchkeeper.daemon.checks.checker import ReferenceCache
+        from watchkeeper.daemon.checks.reference_cache import ReferenceCache
 
         loaded = {p.policy.key: p for p in result.policies}
         references = ReferenceCache(store)

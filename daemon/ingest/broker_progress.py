@@ -1,5 +1,6 @@
-"""What Kafka's own tooling sees of the group: offsets mirrored after each store commit,
-and the lag per partition. Informational only: the store holds the offsets that count."""
+"""What Kafka's own tooling sees of the group, and how the client reaches the brokers:
+offsets mirrored after each store commit, the lag per partition (informational only: the
+store holds the offsets that count), and the client's broker connections."""
 
 from __future__ import annotations
 
@@ -34,3 +35,10 @@ def update_lag(
         position = durable.get(key)
         if high is not None and position is not None:
             metrics.lag.labels(key[0], str(key[1])).set(max(0, high - position))
+
+
+def track_connections(consumer: Source, client: str, metrics: IngestMetrics) -> None:
+    """The client's broker connections, on ``/metrics``: a broker outage shows as 0."""
+    connections = consumer.connections()
+    if connections is not None:
+        metrics.broker_connections.labels(client).set(connections)

@@ -37,7 +37,7 @@ from watchkeeper.daemon.eventtime.watermarks import PartitionKey
 from watchkeeper.daemon.eventtime.windows import WindowState, on_time
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.batch_tap import BatchTap
-from watchkeeper.daemon.ingest.broker_progress import mirror_offsets, update_lag
+from watchkeeper.daemon.ingest.broker_progress import mirror_offsets, track_connections, update_lag
 from watchkeeper.daemon.ingest.collector import collector_paused
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.event_time import PartitionTime
@@ -188,10 +188,10 @@ class Ingestor:
                     raise
                 # the clients reconnect by themselves (kafka-python raises once first)
                 log.warning("poll failed (%s); retrying", exc)
-                self._track_connections(consumer)
+                track_connections(consumer, self.config.kafka.client, self.metrics)
                 time.sleep(min(1.0, ingest.poll_timeout))
                 return
-            self._track_connections(consumer)
+            track_connections(consumer, self.config.kafka.client, self.metrics)
             if consumer.assignment():
                 self.ready.set()
             for key, records in polled.items():
@@ -218,12 +218,6 @@ class Ingestor:
     def _crowded(self) -> bool:
         joins = len(self._joins.predictions) + len(self._joins.labels)
         return self.windows.open_windows >= FLUSH_MAX_WINDOWS or joins >= FLUSH_MAX_JOIN_ROWS
-
-    def _track_connections(self, consumer: Source) -> None:
-        """The client's broker connections, on ``/metrics``: a broker outage shows as 0."""
-        connections = consumer.connections()
-        if connections is not None:
-            self.metrics.broker_connections.labels(self.config.kafka.client).set(connections)
 
     def _track_positions(self, consumer: Source) -> None:
         """Each assigned partition's end and position, and whether it is caught up."""
