@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from watchkeeper.daemon.checks.estimates import PerformanceRowCache
+from watchkeeper.daemon.checks.performance_rows import PerformanceRowCache
 from watchkeeper.daemon.checks.reference_cache import ReferenceCache
 from watchkeeper.daemon.checks.scheduler import PolicyScheduler
 from watchkeeper.daemon.checks.stepping import PolicyStepper

@@ -23,9 +23,9 @@ from watchkeeper.daemon.checks.estimates import (
     DEFAULT_LOOKBACK_S,
     EstimateFollowUp,
     LabelledSpans,
-    PerformanceRowCache,
     no_labelled_windows,
 )
+from watchkeeper.daemon.checks.performance_rows import PerformanceRowCache
 from watchkeeper.daemon.checks.reference_cache import ReferenceCache
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore

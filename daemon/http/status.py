@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from watchkeeper.daemon.checks.estimates import PerformanceRowCache, performance_rows
+from watchkeeper.daemon.checks.performance_rows import PerformanceRowCache, performance_rows
 from watchkeeper.daemon.checks.stepping import (
     Progress,
     StepSettings,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from watchkeeper.daemon.checks.checker import Checker
-from watchkeeper.daemon.checks.estimates import PerformanceRowCache, performance_rows
+from watchkeeper.daemon.checks.performance_rows import PerformanceRowCache, performance_rows
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey, WindowState
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.store.store import Store

@@ -367,7 +367,7 @@ def test_two_policies_on_two_references_both_get_estimate_state() -> None:
 
 
 def test_a_regression_window_without_the_features_is_not_ok_and_says_why() -> None:
-    from watchkeeper.daemon.checks.estimates import compare
+    from watchkeeper.daemon.checks.performance_rows import compare
     from watchkeeper.detectors.estimate_findings import estimate_finding
 
     rng = np.random.default_rng(3)
