@@ -58,7 +58,11 @@ def stored(url: str) -> int:
 
 
 def test_kill_9_between_predictions_and_labels_loses_no_estimate_and_no_label(
-    broker: EmbeddedBroker, store_url: str, tmp_path: Path, processes: list[DaemonProcess]
+    broker: EmbeddedBroker,
+    store_url: str,
+    tmp_path: Path,
+    processes: list[DaemonProcess],
+    topic_name: str,
 ) -> None:
     rng = np.random.default_rng(19)
     x = rng.normal(size=20_000)
@@ -75,8 +79,9 @@ def test_kill_9_between_predictions_and_labels_loses_no_estimate_and_no_label(
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "fraud.yaml").write_text(POLICY)
-    preds = create_topic(broker.bootstrap, "p-restart", partitions=3)
-    labels = create_topic(broker.bootstrap, "l-restart", partitions=2)
+    # topics of this test alone: the broker is the session's, shared by both stores
+    preds = create_topic(broker.bootstrap, f"p-{topic_name}", partitions=3)
+    labels = create_topic(broker.bootstrap, f"l-{topic_name}", partitions=2)
     port = free_port()
     data = daemon_config_dict(
         broker.bootstrap,
