@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook
 from watchkeeper.daemon.config import Config, load_config
 from watchkeeper.daemon.ingest.sources import option_checks
+from watchkeeper.daemon.store.store import Store
 
 PG_ADMIN_URL = os.environ.get(
     "WATCHKEEPER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -342,3 +343,13 @@ class _Handler(BaseHTTPRequestHandler):
             receiver.received.append(json.loads(body))
         self.send_response(204)
         self.end_headers()
+
+
+def stored_events(url: str) -> int:
+    """The events the store at ``url`` holds; 0 while a starting daemon process has not
+    created or migrated it yet (what a wait on its progress reads)."""
+    try:
+        with Store.open(url, migrate=False) as store:
+            return int(store.totals()["events"])
+    except Exception:
+        return 0

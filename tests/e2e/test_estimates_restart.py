@@ -25,6 +25,7 @@ from tests.support import (
     create_topic,
     daemon_config_dict,
     produce,
+    stored_events,
     wait_until,
     write_config,
 )
@@ -47,14 +48,6 @@ rules:
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.asarray(1 / (1 + np.exp(-2 * x)))
-
-
-def stored(url: str) -> int:
-    with Store.open(url, migrate=False) as store:
-        try:
-            return store.totals()["events"]
-        except Exception:
-            return 0  # not migrated yet
 
 
 def test_kill_9_between_predictions_and_labels_loses_no_estimate_and_no_label(
@@ -129,13 +122,13 @@ def test_kill_9_between_predictions_and_labels_loses_no_estimate_and_no_label(
     )
     producer.start()
     try:
-        wait_until(lambda: stored(store_url) > 0, timeout=90)
+        wait_until(lambda: stored_events(store_url) > 0, timeout=90)
         assert first.proc is not None
         first.proc.send_signal(signal.SIGKILL)  # mid-stream: some predictions uncommitted
         first.proc.wait()
     finally:
         producer.join()
-    at_kill = stored(store_url)
+    at_kill = stored_events(store_url)
     assert 0 < at_kill < total
     # the labels arrive while the daemon is down
     produce(
@@ -155,7 +148,7 @@ def test_kill_9_between_predictions_and_labels_loses_no_estimate_and_no_label(
     )
     second = DaemonProcess(config, log).start()
     processes.append(second)
-    wait_until(lambda: stored(store_url) >= 2 * total, timeout=180)
+    wait_until(lambda: stored_events(store_url) >= 2 * total, timeout=180)
     assert second.proc is not None
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(timeout=60) == 0, log.read_text()[-3000:]

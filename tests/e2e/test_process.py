@@ -21,6 +21,7 @@ from tests.support import (
     create_topic,
     daemon_config_dict,
     produce,
+    stored_events,
     wait_until,
     write_config,
 )
@@ -44,14 +45,6 @@ def events(start: int, n: int) -> list[bytes]:
         )
         for i in range(start, start + n)
     ]
-
-
-def stored(url: str) -> int:
-    with Store.open(url, migrate=False) as store:
-        try:
-            return store.totals()["events"]
-        except Exception:
-            return 0  # not migrated yet
 
 
 def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(
@@ -86,23 +79,23 @@ def test_kill_9_mid_stream_then_restart_counts_every_event_exactly_once(
     producer.start()
     try:
         # kill while the stream is still flowing and something has been committed
-        wait_until(lambda: stored(store_url) > 0, timeout=90)
-        assert stored(store_url) < total
+        wait_until(lambda: stored_events(store_url) > 0, timeout=90)
+        assert stored_events(store_url) < total
         assert first.proc is not None
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait()
     finally:
         producer.join()
-    at_kill = stored(store_url)
+    at_kill = stored_events(store_url)
     second = DaemonProcess(config, log).start()
     processes.append(second)
-    wait_until(lambda: stored(store_url) >= total, timeout=120)
+    wait_until(lambda: stored_events(store_url) >= total, timeout=120)
     # a few more commits must not add anything
-    second_stored = stored(store_url)
+    second_stored = stored_events(store_url)
     assert second.proc is not None
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(timeout=60) == 0
-    assert second_stored == stored(store_url) == total, log.read_text()[-3000:]
+    assert second_stored == stored_events(store_url) == total, log.read_text()[-3000:]
     assert 0 < at_kill < total
     with Store.open(store_url, migrate=False) as store:
         assert sum(store.offsets(data["kafka"]["group_id"]).values()) == total
@@ -146,11 +139,11 @@ def test_sigterm_commits_pending_state_and_exits_zero(
         assert resp.status == 200
     with urllib.request.urlopen(base + "/healthz", timeout=2) as resp:
         assert resp.status == 200
-    assert stored(url) == 0  # nothing committed yet: the flush interval is an hour
+    assert stored_events(url) == 0  # nothing committed yet: the flush interval is an hour
     assert daemon.proc is not None
     os.kill(daemon.proc.pid, signal.SIGTERM)
     assert daemon.proc.wait(timeout=60) == 0
-    assert stored(url) == 1000
+    assert stored_events(url) == 1000
     log = (tmp_path / "daemon.log").read_text()
     assert "stopping: committing window state and offsets" in log
 
@@ -260,7 +253,7 @@ def test_the_broker_stopping_and_starting_neither_stops_the_daemon_nor_loses_wha
         fill(0, 200)
         daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
         processes.append(daemon)
-        wait_until(lambda: stored(url) == 600, timeout=60)
+        wait_until(lambda: stored_events(url) == 600, timeout=60)
         group = data["kafka"]["group_id"]
         with Store.open(url, migrate=False) as store:
             assert sorted(store.offsets(group).values()) == [200] * 3
@@ -283,7 +276,7 @@ def test_the_broker_stopping_and_starting_neither_stops_the_daemon_nor_loses_wha
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
             assert r.status == 200  # alive, waiting
         assert daemon.proc is not None and daemon.proc.poll() is None
-        assert stored(url) == 600  # what it had is kept
+        assert stored_events(url) == 600  # what it had is kept
         broker = EmbeddedBroker(port=broker.port, log_path=tmp_path / "b2.log").start()
         create_topic(broker.bootstrap, topic_name, partitions=3)
         fill(10_000, 250)  # offsets 0..249 again; 200..249 are new to the daemon
@@ -295,7 +288,7 @@ def test_the_broker_stopping_and_starting_neither_stops_the_daemon_nor_loses_wha
         # every record consumed: offsets and windows are committed in one transaction, so
         # once the offsets stand at the end, anything counted twice is in the store already
         wait_until(lambda: offsets() == [250] * 3, timeout=90, describe=offsets)
-        assert stored(url) == 750  # and nothing twice
+        assert stored_events(url) == 750  # and nothing twice
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=60) == 0
     finally:

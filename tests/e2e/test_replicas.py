@@ -25,6 +25,7 @@ from tests.support import (
     create_topic,
     daemon_config_dict,
     produce,
+    stored_events,
     wait_until,
     write_config,
 )
@@ -100,14 +101,6 @@ def more_check_rounds(ports: list[int], rounds: int = 3) -> None:
     wait_until(lambda: checks_run(ports) >= seen + rounds, timeout=60)
 
 
-def stored(url: str) -> int:
-    try:
-        with Store.open(url, migrate=False) as store:
-            return store.totals()["events"]
-    except Exception:
-        return 0
-
-
 def consumed(url: str, group: str) -> int:
     """Records the group has consumed and committed, over all partitions."""
     try:
@@ -172,9 +165,9 @@ def test_two_replicas_share_the_work_and_one_leads_with_failover(
     produce(broker.bootstrap, topic_name, slow)
     produced += len(slow)
     wait_until(
-        lambda: stored(pg_database) == produced,
+        lambda: stored_events(pg_database) == produced,
         timeout=90,
-        describe=lambda: stored(pg_database),
+        describe=lambda: stored_events(pg_database),
     )
 
     def about_latency(kind: str) -> list[dict[str, object]]:
@@ -209,9 +202,9 @@ def test_two_replicas_share_the_work_and_one_leads_with_failover(
     # the survivor owns every partition after the session timeout and resumes from
     # the offsets committed in the store with the windows: nothing lost, nothing twice
     wait_until(
-        lambda: stored(pg_database) == produced,
+        lambda: stored_events(pg_database) == produced,
         timeout=90,
-        describe=lambda: stored(pg_database),
+        describe=lambda: stored_events(pg_database),
     )
 
     # the incident carries on from the store: recovery is notified once, by the new
@@ -228,9 +221,9 @@ def test_two_replicas_share_the_work_and_one_leads_with_failover(
     assert len({b["id"] for b in about_latency("resolved")}) == 1
     assert len({b["id"] for b in about_latency("opened")}) == 1
     wait_until(
-        lambda: stored(pg_database) == produced,
+        lambda: stored_events(pg_database) == produced,
         timeout=90,
-        describe=lambda: stored(pg_database),
+        describe=lambda: stored_events(pg_database),
     )
     survivor = replicas[1 - ports.index(leader_port)]
     assert survivor.proc is not None
@@ -283,7 +276,7 @@ def test_rebalances_as_replicas_join_and_leave_mid_stream_lose_and_double_count_
     producer = threading.Thread(target=stream)
     producer.start()
     try:
-        wait_until(lambda: stored(pg_database) > 2000, timeout=60)
+        wait_until(lambda: stored_events(pg_database) > 2000, timeout=60)
         second = DaemonProcess(configs[1], tmp_path / "replica1.log").start()  # joins
         processes.append(second)
         wait_until(lambda: leader_metric(ports[1]) is not None, timeout=60)
@@ -322,6 +315,6 @@ def test_rebalances_as_replicas_join_and_leave_mid_stream_lose_and_double_count_
     wait_until(
         lambda: consumed(pg_database, group) == produced,
         timeout=90,
-        describe=lambda: (consumed(pg_database, group), stored(pg_database), produced),
+        describe=lambda: (consumed(pg_database, group), stored_events(pg_database), produced),
     )
-    assert stored(pg_database) == produced
+    assert stored_events(pg_database) == produced

@@ -33,7 +33,7 @@ from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.errors import InvalidDocumentError
 from watchkeeper.policies.loader import load_all, load_policy
 
-from tests.unit.test_shadow_attribution import linear
+from tests.unit.test_shadow_attribution import evaluator_for, linear
 
 SIZE_MS = 60_000
 FEATURES = ("f0", "f1", "f2", "f3")
@@ -101,20 +101,6 @@ def store(tmp_path: Path) -> Any:
     s = Store.open(f"sqlite:///{tmp_path / 'wk.db'}")
     yield s
     s.close()
-
-
-def evaluator_for(folder: Path, store: Store) -> ShadowEvaluator:
-    evaluator = ShadowEvaluator(
-        ShadowConfig(max_cpu_share=1.0, attribution_cpu_share=1.0),
-        ShadowStore(store.engine),
-        "g",
-        SIZE_MS,
-        CollectorRegistry(),
-    )
-    loaded = load_all([folder])
-    assert loaded.ok, loaded.errors
-    evaluator.configure({p.policy.key: p for p in loaded.policies})
-    return evaluator
 
 
 def run_window(evaluator: ShadowEvaluator, scale: np.ndarray[Any, Any], start_ms: int) -> None:
