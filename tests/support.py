@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook
@@ -36,7 +37,15 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def create_topic(bootstrap: str, name: str, partitions: int = 1) -> str:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
+        try:
+            admin.create_topics([NewTopic(name, partitions, 1)])
+        except TopicAlreadyExistsError:
+            # kafka-python retries a CreateTopics answered NotController (a broker just
+            # started) and the retry finds the topic its first attempt made: accept it only
+            # with the partitions asked for
+            (found,) = admin.describe_topics([name])
+            if len(found["partitions"]) != partitions:
+                raise
     finally:
         admin.close()
     return name
