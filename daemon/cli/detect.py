@@ -191,6 +191,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any, default_config: str) -> None:
+    _add_reference_parser(sub, default_config)
+    _add_drift_parser(sub)
+    _add_report_parser(sub, default_config)
+
+
+def _add_reference_parser(sub: Any, default_config: str) -> None:
     ref = sub.add_parser("reference", help="reference profiles")
     ref_sub = ref.add_subparsers(dest="reference_command", required=True)
     build = ref_sub.add_parser(
@@ -239,6 +245,8 @@ def add_parsers(sub: Any, default_config: str) -> None:
     build.add_argument("-c", "--config", default=default_config)
     build.set_defaults(func=cmd_reference_build)
 
+
+def _add_drift_parser(sub: Any) -> None:
     drift = sub.add_parser(
         "drift",
         help="score a batch file against a reference; exit 1 when a critical threshold is crossed",
@@ -268,6 +276,8 @@ def add_parsers(sub: Any, default_config: str) -> None:
     drift.add_argument("--format", choices=["table", "json"], default="table")
     drift.set_defaults(func=cmd_drift)
 
+
+def _add_report_parser(sub: Any, default_config: str) -> None:
     report = sub.add_parser("report", help="an Evidently HTML drift report of stored windows")
     report.add_argument("--model", required=True)
     report.add_argument("--window", required=True, help="START[/END]: ISO-8601 or epoch ms")
