@@ -106,7 +106,8 @@ def _run(
     record: dict[str, Any],
     stop: threading.Event,
     stack: ExitStack,
-) -> tuple[int, int]:
+) -> tuple[int, tuple[int, int]]:
+    """The outcome and what was produced: (predictions, labels)."""
     scale = Scale(options.phase_s)
     phases = timeline(options.phase_s)
     bootstrap, topics, config, shadow = _set_up(options, console, workdir, stack, scale)
@@ -133,7 +134,7 @@ def _run(
             if not stop.is_set():
                 console.print("[red]no events reached the store within 120 s[/]")
                 outcome = 1
-            return outcome, traffic.produced
+            return outcome, (traffic.produced, traffic.labels_produced)
         if daemon.http is not None:
             # the console: each notification below links its incident page here
             console.print(f"console: http://{daemon.http.address}/")
@@ -143,7 +144,7 @@ def _run(
         console.print("policies in force: " + ", ".join(p.name for p in written))
         show = _Show(runner, traffic, view, live, shadow)
         outcome = _play(options, console, workdir, record, stop, show)
-    return outcome, traffic.produced
+    return outcome, (traffic.produced, traffic.labels_produced)
 
 
 def _set_up(
@@ -238,7 +239,7 @@ def _summary(
     workdir: Path,
     phase_s: float,
     record: dict[str, Any],
-    produced: int,
+    produced: tuple[int, int],
     outcome: int,
 ) -> int:
     """What each phase opened against what it should have, the candidate's decision and
@@ -287,13 +288,15 @@ def _summary(
             f"shadow decision for {d['policy']} / {d['candidate']}: [bold]{d['decision']}[/]"
         )
     console.print(
-        f"events produced {produced:,} (1 % malformed on purpose) · stored {totals['events']:,}"
+        f"events produced {sum(produced):,} ({produced[0]:,} predictions, {produced[1]:,} labels;"
+        f" 1 % malformed on purpose) · stored {totals['events']:,}"
         f" · quarantined {totals['quarantined']:,}"
     )
     result = record | {
         "outcomes": outcome_dicts(outcomes),
         "decisions": decisions,
-        "produced": produced,
+        "produced": produced[0],
+        "labels_produced": produced[1],
         "totals": totals,
     }
     (workdir / "demo-result.json").write_text(json.dumps(result, indent=2, default=str))

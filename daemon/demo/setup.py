@@ -65,7 +65,8 @@ class Traffic:
         self.rate = rate
         self.label_delay_ms = int(label_delay_s * 1000)
         self.faults = Faults()  # replaced whole by the timeline: a reference swap, no lock
-        self.produced = 0
+        self.produced = 0  # predictions sent
+        self.labels_produced = 0  # labels sent (a held or still-delayed label is not)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wk-demo-traffic")
 
@@ -97,11 +98,14 @@ class Traffic:
                 else:
                     for value in held:
                         producer.send(self.topics[1], value)
+                    self.labels_produced += len(held)
                     held.clear()
                     waiting.append((now + self.label_delay_ms, batch.labels))
                 while waiting and waiting[0][0] <= now:
-                    for value in waiting.popleft()[1]:
+                    due = waiting.popleft()[1]
+                    for value in due:
                         producer.send(self.topics[1], value)
+                    self.labels_produced += len(due)
         finally:
             producer.flush()
             producer.close()

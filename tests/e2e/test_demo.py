@@ -195,7 +195,9 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     assert all(o["ok"] for o in result["outcomes"]), result["outcomes"]
     assert [(d["candidate"], d["decision"]) for d in decisions] == [("int8-static", "promote")]
     assert totals["events"] > 0 and totals["quarantined"] > 0  # 1 % malformed on purpose
-    assert totals["events"] + totals["quarantined"] <= result["produced"] * 2  # + labels
+    # the daemon stops after the traffic, so it may not have read the last few records
+    sent = result["produced"] + result["labels_produced"]
+    assert 0.95 * sent <= totals["events"] + totals["quarantined"] <= sent
 
     # the console printed each incident as Slack would show it, opened and resolved
     for rule in (
