@@ -79,6 +79,8 @@ class ABMetric:
     interval: bool
     """Whether the value carries an always-valid interval (in ``details``)."""
     needs: Literal["labels", "predictions", "latency"]
+    critical: float | None = None
+    """The default critical threshold beside ``threshold`` (the warn one)."""
 
 
 AB_METRICS: dict[str, ABMetric] = {
@@ -91,6 +93,7 @@ AB_METRICS: dict[str, ABMetric] = {
             -0.01,
             True,
             "labels",
+            -0.02,
         ),
         ABMetric(
             "ab_mae_delta",
@@ -115,6 +118,7 @@ AB_METRICS: dict[str, ABMetric] = {
             0.1,
             False,
             "predictions",
+            0.2,
         ),
         ABMetric(
             "ab_class_js_distance",
@@ -123,6 +127,7 @@ AB_METRICS: dict[str, ABMetric] = {
             0.1,
             False,
             "predictions",
+            0.2,
         ),
         ABMetric(
             "ab_latency_p50_ratio",
@@ -131,6 +136,7 @@ AB_METRICS: dict[str, ABMetric] = {
             1.2,
             False,
             "latency",
+            1.5,
         ),
         ABMetric(
             "ab_latency_p99_ratio",
@@ -139,6 +145,7 @@ AB_METRICS: dict[str, ABMetric] = {
             1.2,
             False,
             "latency",
+            1.5,
         ),
     )
 }

@@ -1,0 +1,410 @@
+"""The checker's A/B part: a policy's ``compare`` section evaluated at each check.
+
+At each check of a policy with ``compare`` (:mod:`watchkeeper.policies.compare`):
+
+1. The pair in force: the named versions, or for ``compare: latest`` the two versions
+   whose first stored window (event time) is most recent, the newest the candidate. A
+   change of pair is logged; each pair is its own experiment with its own start.
+2. The experiment's start: ``since`` (rounded up to the window grid), else the start of
+   the first window in which both versions had been seen when the pair first came into
+   force; recorded (``ab_comparisons``), so a restart continues the experiment.
+3. Each version's windows since the start, rolled up: the settled ones are folded into a
+   running roll-up kept with the comparison (:mod:`ab_state`), the rest read afresh. A
+   look therefore reads at most the label TTL plus a window of stored windows, however
+   long the experiment has run, and its roll-up equals that of every window at once.
+4. :class:`~watchkeeper.detectors.ab.ABComparison` of the two roll-ups; every interval is
+   narrowed with the previous looks' (kept), and a decision reached stays reached.
+5. Findings for the rules on ``ab_*`` metrics (the pair, ``"4 vs 3"``, is the finding's
+   feature, so each pair is its own incident), with the interval, decision and sample
+   sizes in the details; incidents about them say what the numbers mean
+   (:func:`~watchkeeper.daemon.checks.ab_report.sentence`).
+6. The policy window's windows per version, side by side, and the merged ones since the
+   start, stored as the comparison's latest look for ``/api/shadow`` and ``watchkeeper
+   status`` (which read it and compute nothing).
+7. With ``compare.promotion``: the verdict, recorded and announced once per change
+   through the outbox, in the transaction that records it.
+
+The intervals are valid under repeated looks only over this growing set of rows: never
+over a single window (docs/comparison.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.checks.ab_promotion import FINAL, notification, pair_label, verdict
+from watchkeeper.daemon.checks.ab_report import columns, sentence, shown
+from watchkeeper.daemon.checks.ab_state import ABState, rolled
+from watchkeeper.daemon.checks.ab_store import ABStore
+from watchkeeper.daemon.notify.outbox import Outbox
+from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.ab import AB_METRICS, ABComparison, ABValue
+from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.sequential import Interval, decide
+from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.policies.compare import Compare
+from watchkeeper.policies.incident_model import IncidentEvent
+from watchkeeper.policies.schema import Policy
+
+log = logging.getLogger(__name__)
+DecisionPlan = Callable[[Notification, Sequence[str]], list[tuple[str, Notification]]]
+
+
+def statistic(metric: str, details: dict[str, Any], stat: str) -> float | None:
+    """What a rule (``options.value``) judges of a value's details; see policies/compare.py.
+
+    ``bound``: the end of the interval nearest the good side (for a two-sided metric the
+    interval's distance from 0); for a latency ratio, the low end of what the sketches
+    allow; for a distance, the value itself.
+    """
+    info = AB_METRICS[metric]
+    value = details.get("value")
+    if not info.interval:
+        if stat == "bound" and "sketch_range" in details:
+            return float(details["sketch_range"][0])
+        return None if value is None else float(value)
+    low, high, estimate = details["low"], details["high"], details["estimate"]
+    if stat == "low":
+        return float(low)
+    if stat == "high":
+        return float(high)
+    if stat == "estimate":
+        return abs(estimate) if info.direction == "two_sided" else float(estimate)
+    if info.direction == "lower_is_worse":
+        return float(high)
+    if info.direction == "higher_is_worse":
+        return float(low)
+    return max(0.0, float(low), -float(high))
+
+
+def interval_decision(metric: str, iv: Interval, margin: float) -> str:
+    info = AB_METRICS[metric]
+    if info.direction == "two_sided":
+        return "changed" if iv.low > margin or iv.high < -margin else "no_evidence"
+    return decide(iv, higher_is_better=info.direction == "lower_is_worse", margin=margin)
+
+
+@dataclass
+class Look:
+    """One check's view of a comparison."""
+
+    baseline: str | None
+    candidate: str | None
+    since_ms: int = 0
+    end_ms: int = 0
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Metric → details (value, interval, decision, sample sizes, versions)."""
+    unavailable: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+    """Why there is no comparison at all (no pair yet, no data since the start)."""
+
+
+class ABChecks:
+    """See the module docstring. ``settle_s``: how long after its end a window can still
+    change (labels joining it: ``ingest.label_ttl``); a window is folded a window later."""
+
+    def __init__(
+        self,
+        store: Store,
+        size_ms: int,
+        settle_s: float,
+        plan: DecisionPlan | None = None,
+        base_url: str | None = None,
+        silenced: Callable[[Notification], bool] | None = None,
+        enqueued: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.db = ABStore(store.engine)
+        self.outbox = Outbox(store.engine)
+        self.size_ms = size_ms
+        self.settle_ms = int(settle_s * 1000) + size_ms
+        self.plan = plan
+        self.base_url = base_url
+        self.silenced = silenced
+        self.enqueued = enqueued
+        self.pairs: dict[str, tuple[str, str]] = {}
+        self.texts: dict[tuple[str, str], str] = {}
+        """(policy, rule) → the sentence of its latest finding (incident summaries)."""
+
+    # -- the pair and its state ----------------------------------------------------------
+    def pair(self, policy: Policy, compare: Compare) -> tuple[str, str] | str:
+        """(baseline, candidate) in force, or why there is none yet."""
+        seen = self.db.first_seen(policy.model)
+        if compare.versions == "latest":
+            ranked = sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))
+            if len(ranked) < 2:
+                listed = ", ".join(shown(v) for v, _ in ranked) or "none"
+                return f"compare: latest needs two versions of {policy.model}; seen: {listed}"
+            (b, _), (c, _) = ranked[-2], ranked[-1]
+        else:
+            assert compare.baseline is not None and compare.candidate is not None
+            b, c = compare.baseline, compare.candidate
+            missing = [shown(v) for v in (b, c) if v not in seen]
+            if missing:
+                return f"version {', '.join(missing)} of {policy.model} not seen yet"
+        if self.pairs.get(policy.key) != (b, c):
+            log.info(
+                "policy %s: A/B comparison in force: candidate %s against baseline %s%s",
+                policy.key,
+                shown(c),
+                shown(b),
+                " (the two most recent versions by first event time)"
+                if compare.versions == "latest"
+                else "",
+            )
+            self.pairs[policy.key] = (b, c)
+        return b, c
+
+    def _state(self, policy: Policy, compare: Compare, b: str, c: str) -> ABState:
+        state = self.db.load(policy.key, b, c)
+        wanted = compare.since_ms()
+        if wanted is not None:
+            wanted = -(-wanted // self.size_ms) * self.size_ms  # the first whole window
+        if state is not None and (wanted is None or wanted == state.since_ms):
+            if state.settings != compare.settings():
+                log.info("policy %s: A/B interval settings changed: narrowing restarts", policy.key)
+                state.reset_intervals(compare.settings())
+            return state
+        if wanted is None:
+            seen = self.db.first_seen(policy.model)
+            wanted = max(seen.get(b, 0), seen.get(c, 0))
+        log.info(
+            "policy %s: A/B experiment %s starts at %s",
+            policy.key,
+            pair_label(b, c),
+            wanted,
+        )
+        return ABState(policy.key, b, c, wanted, wanted, compare.settings())
+
+    def _parts(self, model: str, version: str, lo: int, hi: int) -> list[WindowSummary]:
+        return [w.summary for w in self.store.windows(model, version, lo, hi)]
+
+    # -- a look ----------------------------------------------------------------------------
+    def look(self, policy: Policy, start: int, end: int) -> Look:
+        """Evaluate the policy's comparison over the windows before ``end``; keep it."""
+        compare = policy.compare
+        assert compare is not None
+        found = self.pair(policy, compare)
+        if isinstance(found, str):
+            return Look(None, None, reason=found)
+        b, c = found
+        state = self._state(policy, compare, b, c)
+        model, since = policy.model, state.since_ms
+        if end <= since:
+            return Look(b, c, since, end, reason="the experiment starts after this window")
+        horizon = min(end, (end - self.settle_ms) // self.size_ms * self.size_ms)
+        if horizon > state.folded_until_ms:
+            for role, version in (("baseline", b), ("candidate", c)):
+                parts = [
+                    p
+                    for p in self._parts(model, version, state.folded_until_ms, horizon)
+                    if p.start_ms >= since and p.end_ms <= horizon
+                ]
+                state.fold(role, model, parts, horizon)
+            state.advance(horizon)
+        merged = {}
+        for role, version in (("baseline", b), ("candidate", c)):
+            tail = [
+                p
+                for p in self._parts(model, version, state.folded_until_ms, end)
+                if p.start_ms >= since and p.end_ms <= end
+            ]
+            merged[role] = rolled(model, version, since, end, state.folded.get(role), tail)
+        look = self._compare(state, compare, merged["baseline"], merged["candidate"], end)
+        window = self._window(policy, compare, b, c, start, end)
+        state.last = {
+            "at_ms": end,
+            "since_ms": since,
+            "baseline": b,
+            "candidate": c,
+            "merged": {
+                "baseline": columns(merged["baseline"]),
+                "candidate": columns(merged["candidate"]),
+            },
+            "window": window,
+            "values": look.values,
+            "unavailable": look.unavailable,
+            "texts": {m: sentence(m, b, c, d) for m, d in look.values.items()},
+        }
+        self._record(policy, compare, state, end)
+        return look
+
+    def _compare(
+        self,
+        state: ABState,
+        compare: Compare,
+        baseline: WindowSummary,
+        candidate: WindowSummary,
+        end: int,
+    ) -> Look:
+        margins = compare.margins()
+        comparison = ABComparison(
+            compare.alpha, compare.tuned_rows, compare.min_rows, margin=margins
+        )
+        result = comparison.compare(baseline, candidate)
+        values: dict[str, dict[str, Any]] = {}
+        for name, v in result.values.items():
+            values[name] = self._details(state, name, v, margins.get(name, 0.0))
+        return Look(
+            state.baseline,
+            state.candidate,
+            state.since_ms,
+            end,
+            values,
+            dict(result.unavailable),
+        )
+
+    def _details(self, state: ABState, name: str, v: ABValue, margin: float) -> dict[str, Any]:
+        details: dict[str, Any] = {k: _plain(x) for k, x in v.details.items()}
+        details |= {"value": v.value, "baseline_version": state.baseline}
+        details["candidate_version"] = state.candidate
+        details["since_ms"] = state.since_ms
+        if v.interval is None:
+            return details
+        iv = state.narrow(name, v.interval)
+        decision = interval_decision(name, iv, margin)
+        before = state.last.get("values", {}).get(name, {}).get("decision")
+        if before in FINAL and decision != before:
+            decision = before  # reached once: kept (only an empty intersection could undo it)
+        details |= {
+            "low": iv.low,
+            "high": iv.high,
+            "p_value": iv.p_value,
+            "look_low": v.interval.low,
+            "look_high": v.interval.high,
+            "decision": decision,
+            "margin": margin,
+        }
+        return details
+
+    def _window(
+        self, policy: Policy, compare: Compare, b: str, c: str, start: int, end: int
+    ) -> dict[str, Any]:
+        """The policy window's windows of each version, side by side, with the point
+        values of the comparison on them alone (no interval: see the module docstring)."""
+        sides = {}
+        for role, version in (("baseline", b), ("candidate", c)):
+            parts = [p for p in self._parts(policy.model, version, start, end) if p.end_ms <= end]
+            sides[role] = rolled(policy.model, version, start, end, None, parts)
+        result = ABComparison(compare.alpha, compare.tuned_rows, compare.min_rows).compare(
+            sides["baseline"], sides["candidate"]
+        )
+        return {
+            "start_ms": start,
+            "end_ms": end,
+            "baseline": columns(sides["baseline"]),
+            "candidate": columns(sides["candidate"]),
+            "values": {name: v.value for name, v in result.values.items()},
+        }
+
+    # -- findings, incidents, decisions --------------------------------------------------
+    def findings(self, policy: Policy, start: int, end: int) -> dict[str, list[Finding]]:
+        """Findings of the policy's ``ab_*`` rules over the experiment up to ``end``."""
+        if policy.compare is None:
+            return {}
+        look = self.look(policy, start, end)
+        out: dict[str, list[Finding]] = {}
+        for rule in policy.rules:
+            if rule.metric not in AB_METRICS:
+                continue
+            b, c = look.baseline, look.candidate
+            feature = pair_label(b, c) if b is not None and c is not None else None
+            window = (look.since_ms or start, end)
+            details = look.values.get(rule.metric)
+            if details is None or b is None or c is None:
+                reason = look.reason or look.unavailable.get(rule.metric, "no value")
+                out[rule.key] = [
+                    Finding(
+                        policy.model,
+                        rule.metric,
+                        feature,
+                        None,
+                        "insufficient_data",
+                        *window,
+                        0,
+                        0,
+                        {"reason": reason},
+                    )
+                ]
+                continue
+            stat = str(rule.options.get("value", "bound"))
+            value = statistic(rule.metric, details, stat)
+            text = sentence(rule.metric, b, c, details)
+            self.texts[(policy.key, rule.key)] = text
+            out[rule.key] = [
+                Finding(
+                    policy.model,
+                    rule.metric,
+                    feature,
+                    value,
+                    "ok" if value is not None and math.isfinite(value) else "insufficient_data",
+                    *window,
+                    int(details.get("n_candidate", 0)),
+                    int(details.get("n_baseline", 0)),
+                    details | {"judged": stat, "text": text},
+                )
+            ]
+        return out
+
+    def describe(self, policy: Policy, events: list[IncidentEvent]) -> None:
+        """Say in an ``ab_*`` incident's summary what its numbers mean (every channel
+        shows the summary): "fraud: version 4 is 1.2 points less accurate than 3, …"."""
+        for event in events:
+            incident = event.incident
+            if incident.metric not in AB_METRICS or event.kind == "resolved":
+                continue
+            text = self.texts.get((incident.policy, incident.rule))
+            if text:
+                incident.summary = f"{policy.model}: {text} ({incident.metric} {incident.severity})"
+
+    def _record(self, policy: Policy, compare: Compare, state: ABState, at_ms: int) -> None:
+        promotion = compare.promotion
+        decided = None if promotion is None else verdict(promotion, state.last)
+        before = (state.decision or {}).get("decision")
+        if (
+            decided is None
+            or decided["decision"] == before
+            or (before is None and decided["decision"] == "pending")
+        ):
+            self.db.save(state, policy.model, at_ms)
+            return
+        assert promotion is not None
+        state.decision = decided | {"at_ms": at_ms}
+        notes: list[tuple[str, Notification]] = []
+        if decided["decision"] != "pending" and self.plan is not None:
+            targets = (
+                promotion.on_promote if decided["decision"] == "promote" else promotion.on_reject
+            )
+            notes = self.plan(notification(policy, state, decided, at_ms, self.base_url), targets)
+        self.outbox.announce(
+            notes,
+            at_ms,
+            lambda conn: self.db.write(conn, state, policy.model, at_ms),
+            silenced=self.silenced,
+            operation="record an A/B decision",
+        )
+        log.warning(
+            "A/B %s of %s: %s%s",
+            pair_label(state.baseline, state.candidate),
+            policy.model,
+            decided["decision"],
+            f" ({'; '.join(decided['reasons'])})" if decided["reasons"] else "",
+        )
+        if notes and self.enqueued is not None:
+            self.enqueued()
+
+
+def _plain(x: Any) -> Any:
+    """Details as JSON-able plain values (numpy scalars and infinities made plain)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    if hasattr(x, "item"):
+        return _plain(x.item())
+    return x
