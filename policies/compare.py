@@ -45,7 +45,7 @@ from watchkeeper.detectors.sequential import DEFAULT_ALPHA, DEFAULT_MIN_ROWS, DE
 INTERVAL_METRICS = tuple(n for n, m in AB_METRICS.items() if m.interval)
 STATISTICS = ("bound", "estimate", "low", "high")
 """What an ``ab_*`` rule judges (``options: {value: …}``); see the module docstring."""
-VERSION = r"^[^\x00-\x1f\x7f]{1,200}$"
+VERSION = r"[^\x00-\x1f\x7f]{1,200}"
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -81,12 +81,15 @@ def _version(value: object) -> object:
         return str(value)
     if isinstance(value, float):
         raise ValueError(f"write the version {value!r} as a quoted string ('{value}')")
+    if isinstance(value, str) and not re.fullmatch(VERSION, value):
+        raise ValueError(
+            "a version is 1 to 200 characters without control characters (as the events' "
+            "model_version carries it)"
+        )
     return value
 
 
-Version = Annotated[
-    str, pydantic.BeforeValidator(_version), Field(pattern=VERSION, min_length=1, max_length=200)
-]
+Version = Annotated[str, pydantic.BeforeValidator(_version)]
 
 
 class ABCondition(_Strict):

@@ -270,7 +270,14 @@ class ABChecks:
         decision = interval_decision(name, iv, margin)
         before = state.last.get("values", {}).get(name, {}).get("decision")
         if before in FINAL and decision != before:
-            decision = before  # reached once: kept (only an empty intersection could undo it)
+            decision = before  # reached once: kept, even if a margin changed since
+        disjoint = state.disjoint.get(name, 0)
+        if disjoint:
+            details["disjoint_looks"] = disjoint
+            details["warning"] = (
+                f"{disjoint} look(s) gave an interval disjoint from the earlier ones: the "
+                "difference moved during the experiment; start a new one (compare.since)"
+            )
         details |= {
             "low": iv.low,
             "high": iv.high,

@@ -68,6 +68,8 @@ class ABState:
     folded: dict[str, WindowSummary] = field(default_factory=dict)
     """``baseline`` / ``candidate`` → trimmed roll-up of [since_ms, folded_until_ms)."""
     intervals: dict[str, Interval] = field(default_factory=dict)
+    disjoint: dict[str, int] = field(default_factory=dict)
+    """Per metric: looks whose interval missed the running intersection (see narrow)."""
     last: dict[str, Any] = field(default_factory=dict)
     decision: dict[str, Any] | None = None
     """The latest promotion verdict announced (decision, reasons, at_ms), if any."""
@@ -82,13 +84,25 @@ class ABState:
         self.folded_until_ms = max(self.folded_until_ms, until_ms)
 
     def narrow(self, metric: str, interval: Interval) -> Interval:
-        """This look's interval intersected with every earlier look's; kept."""
-        out = interval.narrowed(self.intervals.get(metric))
+        """This look's interval intersected with every earlier look's; kept.
+
+        A look whose interval misses the running intersection altogether (which happens
+        with probability ≤ α if the true difference holds still, and routinely when it
+        moves: a version changed mid-experiment, traffic shifted) keeps the intersection
+        as it was and is counted in ``disjoint``, which the details show: the experiment
+        no longer measures one difference and wants a new ``since``.
+        """
+        previous = self.intervals.get(metric)
+        if previous is not None and (interval.low > previous.high or interval.high < previous.low):
+            self.disjoint[metric] = self.disjoint.get(metric, 0) + 1
+            return previous
+        out = interval.narrowed(previous)
         self.intervals[metric] = out
         return out
 
     def reset_intervals(self, settings: dict[str, Any]) -> None:
         self.intervals = {}
+        self.disjoint = {}
         self.last = {}
         self.settings = dict(settings)
 
@@ -100,6 +114,7 @@ class ABState:
             "settings": self.settings,
             "folded": {k: v.to_dict() for k, v in self.folded.items()},
             "intervals": {k: v.to_dict() for k, v in self.intervals.items()},
+            "disjoint": self.disjoint,
             "last": self.last,
             "decision": self.decision,
         }
@@ -115,6 +130,7 @@ class ABState:
             dict(d.get("settings", {})),
             {k: WindowSummary.from_dict(v) for k, v in d.get("folded", {}).items()},
             {k: Interval.from_dict(v) for k, v in d.get("intervals", {}).items()},
+            {k: int(v) for k, v in d.get("disjoint", {}).items()},
             dict(d.get("last", {})),
             d.get("decision"),
         )
