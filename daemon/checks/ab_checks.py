@@ -48,6 +48,7 @@ from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.sequential import Interval, decide
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.compare import Compare
+from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import IncidentEvent
 from watchkeeper.policies.schema import Policy
 
@@ -358,12 +359,14 @@ class ABChecks:
             ]
         return out
 
-    def describe(self, policy: Policy, events: list[IncidentEvent]) -> None:
-        """Say in an ``ab_*`` incident's summary what its numbers mean (every channel
-        shows the summary): "fraud: version 4 is 1.2 points less accurate than 3, …"."""
-        for event in events:
-            incident = event.incident
-            if incident.metric not in AB_METRICS or event.kind == "resolved":
+    def describe(self, policy: Policy, engine: PolicyEngine, events: list[IncidentEvent]) -> None:
+        """Say in every open ``ab_*`` incident's summary what its numbers mean (every
+        channel shows the summary): "fraud: version 4 is 1.2 points less accurate than 3,
+        95 % CI [−1.9, −0.5], over …", as of this look."""
+        incidents = {id(e.incident): e.incident for e in events if e.kind != "resolved"}
+        incidents |= {id(i): i for i in engine.incidents.values()}
+        for incident in incidents.values():
+            if incident.metric not in AB_METRICS:
                 continue
             text = self.texts.get((incident.policy, incident.rule))
             if text:
