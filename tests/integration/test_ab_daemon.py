@@ -6,17 +6,19 @@ same true accuracy gives no incident. Labels arrive on their own topic and join.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 from watchkeeper.daemon.checks.ab_store import ABStore
+from watchkeeper.daemon.cli.main import main
 from watchkeeper.daemon.demo.broker import EmbeddedBroker
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.store.store import Store
 
-from tests.integration.test_ingest import running, totals
+from tests.integration.test_ingest import fetch, running, totals
 from tests.support import create_topic, make_config, produce, wait_until
 
 pytestmark = pytest.mark.broker
@@ -72,7 +74,7 @@ def events(accuracy: dict[str, float], seed: int) -> tuple[list[bytes], list[byt
 
 def run(
     broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic: str, accuracy: dict[str, float]
-) -> tuple[list[dict], list[dict], list[dict]]:  # type: ignore[type-arg]
+) -> Run:
     preds = create_topic(broker.bootstrap, f"p-{topic}")
     labels = create_topic(broker.bootstrap, f"l-{topic}")
     policies = tmp_path / "policies"
@@ -92,7 +94,7 @@ def run(
     produce(broker.bootstrap, labels, lab)  # labels first: each joins as its prediction lands
     produce(broker.bootstrap, preds, p)
     last_tick = NOW_MS + 10 * len(p)
-    with running(config), Store.open(config.store_url(), migrate=False) as store:
+    with running(config) as daemon, Store.open(config.store_url(), migrate=False) as store:
         wait_until(lambda: totals(config)["events"] == 2 * len(p), timeout=120)
         incidents = IncidentStore(store.engine)
 
@@ -104,16 +106,32 @@ def run(
 
         wait_until(final, timeout=120, describe=lambda: incidents.evaluations(limit=5))
         looks = ABStore(store.engine).looks("fraud")
-        return final(), incidents.incidents(None), looks
+        base = f"http://{daemon.http.address}"
+        shadow = orjson.loads(fetch(base + "/api/shadow")[1])
+        found = incidents.incidents(None)
+        pages = {i["rule"]: fetch(f"{base}/incidents/{i['fingerprint']}")[1] for i in found}
+        return Run(final(), found, looks, shadow, pages, str(tmp_path / "watchkeeper.yaml"))
+
+
+@dataclass
+class Run:
+    evaluations: list[dict]  # type: ignore[type-arg]
+    incidents: list[dict]  # type: ignore[type-arg]
+    looks: list[dict]  # type: ignore[type-arg]
+    shadow: dict  # type: ignore[type-arg]
+    pages: dict[str, str]
+    config: str
 
 
 def test_a_true_accuracy_gap_is_found_worse_with_an_incident(
-    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str
+    broker: EmbeddedBroker,
+    store_url: str,
+    tmp_path: Path,
+    topic_name: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    evaluations, incidents, looks = run(
-        broker, store_url, tmp_path, topic_name, {"3": 0.92, "4": 0.84}
-    )
-    (look,) = looks
+    r = run(broker, store_url, tmp_path, topic_name, {"3": 0.92, "4": 0.84})
+    evaluations, incidents, (look,) = r.evaluations, r.incidents, r.looks
     details = look["last"]["values"]["ab_accuracy_delta"]
     assert (look["baseline"], look["candidate"]) == ("3", "4")
     assert details["decision"] == "worse"
@@ -134,17 +152,29 @@ def test_a_true_accuracy_gap_is_found_worse_with_an_incident(
         r"\(ab_accuracy_delta critical\)",
         incident["summary"],
     ), incident["summary"]
+    # /api/shadow, the console page behind the alert link and `watchkeeper status`
+    (shown,) = r.shadow["ab"]["fraud"]["comparisons"]
+    assert shown["pair"] == "4 vs 3" and shown["values"]["ab_accuracy_delta"]["decision"] == "worse"
+    assert shown["values"]["ab_accuracy_delta"]["text"].startswith("version 4 is ")
+    assert shown["merged"]["candidate"]["labelled_rows"] == ROWS
+    assert shown["window"]["baseline"]["events"] > 0
+    page = r.pages["ab-accuracy"]
+    assert "A/B comparison" in page and "always-valid" in page and "labelled_rows" in page
+    assert main(["status", "-c", r.config]) == 0
+    out = capsys.readouterr().out
+    assert "A/B of fraud (fraud): 4 vs 3" in out and "worse" in out
+    assert "side by side" in out
 
 
 def test_the_same_true_accuracy_gives_no_finding(
     broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str
 ) -> None:
-    evaluations, incidents, looks = run(
-        broker, store_url, tmp_path, topic_name, {"3": 0.9, "4": 0.9}
-    )
-    (look,) = looks
+    r = run(broker, store_url, tmp_path, topic_name, {"3": 0.9, "4": 0.9})
+    evaluations, incidents, (look,) = r.evaluations, r.incidents, r.looks
     details = look["last"]["values"]["ab_accuracy_delta"]
     assert details["decision"] == "no_evidence"
     assert details["low"] < 0 < details["high"]
     assert {e["decision"] for e in evaluations} == {"ok"}
     assert not [i for i in incidents if i["rule"] == "ab-accuracy"]
+    (shown,) = r.shadow["ab"]["fraud"]["comparisons"]
+    assert shown["values"]["ab_accuracy_delta"]["decision"] == "no_evidence"
