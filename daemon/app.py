@@ -303,11 +303,12 @@ class Daemon:
             ab=ABChecks(
                 store,
                 int(config.windows.size * 1000),
-                config.ingest.label_ttl + config.windows.allowed_lateness,
+                config.ingest.label_ttl,
                 router.plan_decision,
                 self._base_url(),
                 self.silences.silenced,
                 self.delivery.wake,
+                lateness_s=config.windows.allowed_lateness,
             ),
             shadow=ShadowChecks(
                 self.shadow_store,

@@ -8,6 +8,7 @@
       alpha: 0.05                     # 95 % always-valid intervals
       tuned_rows: 10000               # rows (both versions) where the interval is tightest
       min_rows: 100                   # no interval below this many rows per version
+      label_wait: 1d                  # labels joining a window later than this don't count
       margin: {ab_accuracy_delta: 0.005}   # a decision needs a difference beyond this
       since: 2026-01-05T00:00:00Z     # optional start; default: when first seen in force
       promotion:                      # optional: a recommendation, announced once
@@ -41,6 +42,7 @@ import pydantic
 from pydantic import ConfigDict, Field
 from watchkeeper.detectors.ab import AB_METRICS
 from watchkeeper.detectors.sequential import DEFAULT_ALPHA, DEFAULT_MIN_ROWS, DEFAULT_TUNED_ROWS
+from watchkeeper.policies.durations import Duration
 
 INTERVAL_METRICS = tuple(n for n, m in AB_METRICS.items() if m.interval)
 STATISTICS = ("bound", "estimate", "low", "high")
@@ -181,6 +183,9 @@ class Compare(_Strict):
     margin: dict[str, Annotated[float, Field(ge=0)]] | Annotated[float, Field(ge=0)] = 0.0
     """The difference a decision must exceed: one number for every interval metric or
     per metric (in its units: 0.01 = 1 point of accuracy)."""
+    label_wait: Annotated[Duration, Field(gt=0)] | None = None
+    """How long after a window ends its labels still count in the comparison (default a
+    day, at most ``ingest.label_ttl``): each look re-reads the windows of that span."""
     since: dt.datetime | None = None
     """Start of the experiment; default the start of the windows in which both versions
     were first seen, recorded when the pair first comes into force."""

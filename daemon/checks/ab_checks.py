@@ -53,6 +53,10 @@ from watchkeeper.policies.incident_model import IncidentEvent
 from watchkeeper.policies.schema import Policy
 
 log = logging.getLogger(__name__)
+DEFAULT_LABEL_WAIT_S = 86_400.0
+"""Labels joining a window more than a day after it ended are not counted in an A/B
+comparison unless ``compare.label_wait`` says to wait longer (up to ``ingest.label_ttl``):
+a look re-reads the windows of that span, so the default bounds it to a day of windows."""
 DecisionPlan = Callable[[Notification, Sequence[str]], list[tuple[str, Notification]]]
 
 
@@ -106,8 +110,11 @@ class Look:
 
 
 class ABChecks:
-    """See the module docstring. ``settle_s``: how long after its end a window can still
-    change (labels joining it: ``ingest.label_ttl``); a window is folded a window later."""
+    """See the module docstring. ``settle_s``: how long after its end a window's labels
+    are still counted (at most ``ingest.label_ttl``; a policy's ``compare.label_wait``
+    shortens it, default :data:`DEFAULT_LABEL_WAIT_S`); ``lateness_s``: how long its
+    events may still arrive (``windows.allowed_lateness``). A window is folded one window
+    after both."""
 
     def __init__(
         self,
@@ -118,12 +125,14 @@ class ABChecks:
         base_url: str | None = None,
         silenced: Callable[[Notification], bool] | None = None,
         enqueued: Callable[[], None] | None = None,
+        lateness_s: float = 0.0,
     ) -> None:
         self.store = store
         self.db = ABStore(store.engine)
         self.outbox = Outbox(store.engine)
         self.size_ms = size_ms
-        self.settle_ms = int(settle_s * 1000) + size_ms
+        self.settle_s = settle_s
+        self.lateness_ms = int(lateness_s * 1000)
         self.plan = plan
         self.base_url = base_url
         self.silenced = silenced
@@ -182,6 +191,12 @@ class ABChecks:
         )
         return ABState(policy.key, b, c, wanted, wanted, compare.settings())
 
+    def _settle_ms(self, compare: Compare) -> int:
+        """How long after its end a window is folded: its labels' wait, its lateness and
+        one window."""
+        wait = DEFAULT_LABEL_WAIT_S if compare.label_wait is None else compare.label_wait
+        return int(min(wait, self.settle_s) * 1000) + self.lateness_ms + self.size_ms
+
     def _parts(self, model: str, version: str, lo: int, hi: int) -> list[WindowSummary]:
         return [w.summary for w in self.store.windows(model, version, lo, hi)]
 
@@ -198,7 +213,7 @@ class ABChecks:
         model, since = policy.model, state.since_ms
         if end <= since:
             return Look(b, c, since, end, reason="the experiment starts after this window")
-        horizon = min(end, (end - self.settle_ms) // self.size_ms * self.size_ms)
+        horizon = min(end, (end - self._settle_ms(compare)) // self.size_ms * self.size_ms)
         if horizon > state.folded_until_ms:
             for role, version in (("baseline", b), ("candidate", c)):
                 parts = [

@@ -231,3 +231,20 @@ def test_a_named_version_not_seen_yet_is_insufficient_data_with_the_reason(store
         "insufficient_data",
         "version 4 of fraud not seen yet",
     )
+
+
+def test_label_wait_bounds_the_windows_a_look_reads_afresh(store: Store) -> None:
+    checks = ABChecks(store, SIZE, settle_s=7 * 86_400)  # the daemon's label TTL: a week
+    short = policy({"baseline": "3", "candidate": "4", "label_wait": "10m"})
+    default = policy()
+    for i in range(30):
+        start = T0 + i * SIZE
+        commit(
+            store, [window("3", start, 100, 0.9, 2 * i), window("4", start, 100, 0.9, 2 * i + 1)]
+        )
+        checks.findings(short, start, start + SIZE)
+    end = T0 + 30 * SIZE
+    state = checks.db.load(short.key, "3", "4")
+    assert state is not None
+    assert state.folded_until_ms == end - 10 * 60_000 - SIZE  # the wait and one window
+    assert checks._settle_ms(default.compare) == 86_400_000 + SIZE  # type: ignore[arg-type]
