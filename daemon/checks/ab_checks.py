@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from watchkeeper.alerts.notification import Notification
@@ -41,15 +40,15 @@ from watchkeeper.daemon.checks.ab_promotion import FINAL, notification, pair_lab
 from watchkeeper.daemon.checks.ab_report import columns, sentence, shown
 from watchkeeper.daemon.checks.ab_state import ABState, rolled
 from watchkeeper.daemon.checks.ab_store import ABStore
+from watchkeeper.daemon.checks.ab_values import Look, interval_decision, plain, statistic
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.ab import AB_METRICS, ABComparison, ABValue
 from watchkeeper.detectors.base import Finding
-from watchkeeper.detectors.sequential import Interval, decide
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.compare import Compare
 from watchkeeper.policies.engine import PolicyEngine
-from watchkeeper.policies.incident_model import IncidentEvent
+from watchkeeper.policies.incident_model import IncidentEvent, fingerprint
 from watchkeeper.policies.schema import Policy
 
 log = logging.getLogger(__name__)
@@ -58,55 +57,6 @@ DEFAULT_LABEL_WAIT_S = 86_400.0
 comparison unless ``compare.label_wait`` says to wait longer (up to ``ingest.label_ttl``):
 a look re-reads the windows of that span, so the default bounds it to a day of windows."""
 DecisionPlan = Callable[[Notification, Sequence[str]], list[tuple[str, Notification]]]
-
-
-def statistic(metric: str, details: dict[str, Any], stat: str) -> float | None:
-    """What a rule (``options.value``) judges of a value's details; see policies/compare.py.
-
-    ``bound``: the end of the interval nearest the good side (for a two-sided metric the
-    interval's distance from 0); for a latency ratio, the low end of what the sketches
-    allow; for a distance, the value itself.
-    """
-    info = AB_METRICS[metric]
-    value = details.get("value")
-    if not info.interval:
-        if stat == "bound" and "sketch_range" in details:
-            return float(details["sketch_range"][0])
-        return None if value is None else float(value)
-    low, high, estimate = details["low"], details["high"], details["estimate"]
-    if stat == "low":
-        return float(low)
-    if stat == "high":
-        return float(high)
-    if stat == "estimate":
-        return abs(estimate) if info.direction == "two_sided" else float(estimate)
-    if info.direction == "lower_is_worse":
-        return float(high)
-    if info.direction == "higher_is_worse":
-        return float(low)
-    return max(0.0, float(low), -float(high))
-
-
-def interval_decision(metric: str, iv: Interval, margin: float) -> str:
-    info = AB_METRICS[metric]
-    if info.direction == "two_sided":
-        return "changed" if iv.low > margin or iv.high < -margin else "no_evidence"
-    return decide(iv, higher_is_better=info.direction == "lower_is_worse", margin=margin)
-
-
-@dataclass
-class Look:
-    """One check's view of a comparison."""
-
-    baseline: str | None
-    candidate: str | None
-    since_ms: int = 0
-    end_ms: int = 0
-    values: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Metric → details (value, interval, decision, sample sizes, versions)."""
-    unavailable: dict[str, str] = field(default_factory=dict)
-    reason: str = ""
-    """Why there is no comparison at all (no pair yet, no data since the start)."""
 
 
 class ABChecks:
@@ -138,8 +88,8 @@ class ABChecks:
         self.silenced = silenced
         self.enqueued = enqueued
         self.pairs: dict[str, tuple[str, str]] = {}
-        self.texts: dict[tuple[str, str], str] = {}
-        """(policy, rule) → the sentence of its latest finding (incident summaries)."""
+        self.texts: dict[tuple[str, str, str], str] = {}
+        """(policy, rule, pair) → the sentence of its latest finding (incident summaries)."""
 
     # -- the pair and its state ----------------------------------------------------------
     def pair(self, policy: Policy, compare: Compare) -> tuple[str, str] | str:
@@ -276,7 +226,7 @@ class ABChecks:
         )
 
     def _details(self, state: ABState, name: str, v: ABValue, margin: float) -> dict[str, Any]:
-        details: dict[str, Any] = {k: _plain(x) for k, x in v.details.items()}
+        details: dict[str, Any] = {k: plain(x) for k, x in v.details.items()}
         details |= {"value": v.value, "baseline_version": state.baseline}
         details["candidate_version"] = state.candidate
         details["since_ms"] = state.since_ms
@@ -358,7 +308,7 @@ class ABChecks:
             stat = str(rule.options.get("value", "bound"))
             value = statistic(rule.metric, details, stat)
             text = sentence(rule.metric, b, c, details)
-            self.texts[(policy.key, rule.key)] = text
+            self.texts[(policy.key, rule.key, feature or "")] = text
             out[rule.key] = [
                 Finding(
                     policy.model,
@@ -374,16 +324,33 @@ class ABChecks:
             ]
         return out
 
-    def describe(self, policy: Policy, engine: PolicyEngine, events: list[IncidentEvent]) -> None:
+    def describe(
+        self, policy: Policy, engine: PolicyEngine, events: list[IncidentEvent], at_ms: int
+    ) -> None:
         """Say in every open ``ab_*`` incident's summary what its numbers mean (every
         channel shows the summary): "fraud: version 4 is 1.2 points less accurate than 3,
-        95 % CI [−1.9, −0.5], over …", as of this look."""
+        95 % CI [−1.9, −0.5], over …", as of this look; resolve (appending the events)
+        the incidents of a pair no longer in force (``compare: latest`` moved on, or the
+        section named other versions or went away)."""
+        in_force = self.pairs.get(policy.key) if policy.compare is not None else None
+        current = pair_label(*in_force) if in_force is not None else None
+        for key, incident in list(engine.incidents.items()):
+            if incident.metric not in AB_METRICS or incident.feature in (None, current):
+                continue
+            del engine.incidents[key]
+            engine.members.pop(fingerprint(policy.key, incident.rule, incident.feature), None)
+            now = f"now {current}" if current else "no comparison in force"
+            events.append(
+                IncidentEvent(
+                    "resolved", incident, at_ms, f"the A/B pair is no longer in force ({now})"
+                )
+            )
         incidents = {id(e.incident): e.incident for e in events if e.kind != "resolved"}
         incidents |= {id(i): i for i in engine.incidents.values()}
         for incident in incidents.values():
             if incident.metric not in AB_METRICS:
                 continue
-            text = self.texts.get((incident.policy, incident.rule))
+            text = self.texts.get((incident.policy, incident.rule, incident.feature or ""))
             if text:
                 incident.summary = f"{policy.model}: {text} ({incident.metric} {incident.severity})"
 
@@ -422,14 +389,3 @@ class ABChecks:
         )
         if notes and self.enqueued is not None:
             self.enqueued()
-
-
-def _plain(x: Any) -> Any:
-    """Details as JSON-able plain values (numpy scalars and infinities made plain)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
-    if hasattr(x, "item"):
-        return _plain(x.item())
-    return x

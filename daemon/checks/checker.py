@@ -333,7 +333,9 @@ class Checker:
         found = assess(
             self.store, loaded, engine, reference, self.size_ms, at_ms, extra, self.spans
         )
-        ab.describe(policy, engine, found.events)  # A/B incidents say what their interval means
+        ab.describe(
+            policy, engine, found.events, at_ms
+        )  # A/B incidents say what their interval means
         events += found.events
         evaluations = found.evaluations
         if self.follow_up.watching(engine):  # realised beside the estimate, as labels come

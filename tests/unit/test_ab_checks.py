@@ -248,3 +248,28 @@ def test_label_wait_bounds_the_windows_a_look_reads_afresh(store: Store) -> None
     assert state is not None
     assert state.folded_until_ms == end - 10 * 60_000 - SIZE  # the wait and one window
     assert checks._settle_ms(default.compare) == 86_400_000 + SIZE  # type: ignore[arg-type]
+
+
+def test_an_incident_of_a_pair_no_longer_in_force_resolves(store: Store) -> None:
+    from watchkeeper.policies.engine import PolicyEngine
+
+    p = policy("latest")
+    checks = ABChecks(store, SIZE, settle_s=0)
+    engine = PolicyEngine(p, 300.0)
+    for i in range(12):
+        start = T0 + i * SIZE
+        commit(
+            store, [window("3", start, 400, 0.9, 2 * i), window("4", start, 400, 0.7, 2 * i + 1)]
+        )
+        _, events = engine.step(checks.findings(p, start, start + SIZE), start + SIZE)
+        checks.describe(p, engine, events, start + SIZE)
+    (incident,) = engine.incidents.values()
+    assert incident.feature == "4 vs 3" and incident.summary.startswith("fraud: version 4 is ")
+    start = T0 + 12 * SIZE  # version 5 arrives: the newest pair is now 5 against 4
+    commit(store, [window("4", start, 400, 0.7, 99), window("5", start, 400, 0.7, 98)])
+    _, events = engine.step(checks.findings(p, start, start + SIZE), start + SIZE)
+    checks.describe(p, engine, events, start + SIZE)
+    (resolved,) = [e for e in events if e.kind == "resolved"]
+    assert resolved.incident.feature == "4 vs 3"
+    assert resolved.note == "the A/B pair is no longer in force (now 5 vs 4)"
+    assert not engine.incidents and all(m.feature != "4 vs 3" for m in engine.members.values())
