@@ -273,3 +273,23 @@ def test_an_incident_of_a_pair_no_longer_in_force_resolves(store: Store) -> None
     assert resolved.incident.feature == "4 vs 3"
     assert resolved.note == "the A/B pair is no longer in force (now 5 vs 4)"
     assert not engine.incidents and all(m.feature != "4 vs 3" for m in engine.members.values())
+
+
+@given(st.lists(st.tuples(st.floats(-1, 1), st.floats(0.001, 1)), min_size=1, max_size=30))
+def test_narrowing_rejects_exactly_when_some_look_did(looks: list[tuple[float, float]]) -> None:
+    """So narrowing keeps the false-positive rate of the confidence sequence ("ever
+    rejected over the looks", measured in tests/unit/test_sequential.py): the kept interval
+    excludes 0 only if one of the looks' intervals did."""
+    from watchkeeper.daemon.checks.ab_state import ABState
+    from watchkeeper.detectors.sequential import Interval
+
+    state = ABState("p", "3", "4", 0, 0, {})
+    ever = False
+    for centre, half in looks:
+        iv = Interval(centre, centre - half, centre + half, 0.05, 100, 100, 1.0)
+        ever |= not iv.covers(0.0)
+        kept = state.narrow("ab_accuracy_delta", iv)
+        if state.disjoint:
+            return  # a disjoint look keeps the earlier intersection (counted, shown)
+        assert kept.low >= iv.low and kept.high <= iv.high
+    assert (not kept.covers(0.0)) == ever
