@@ -312,7 +312,13 @@ class Console:
                 **{p: [r[p] for r in latency] for p in ("p50", "p90", "p99")},
             },
         }
-        shadow = self.sources.shadow().get("models", {}).get(name)
+        tables = self.sources.shadow()
+        shadow = tables.get("models", {}).get(name)
+        comparisons = [  # each A/B policy's comparison in force (the decision links here)
+            entry["comparisons"][0]
+            for entry in tables.get("ab", {}).values()
+            if entry["model"] == name and entry["comparisons"]
+        ]
         return self.page(
             "model.html",
             model=name,
@@ -321,6 +327,7 @@ class Console:
             chart=chart,
             quarantine=q.quarantine_counts(),
             shadow=shadow,
+            comparisons=comparisons,
             performance=[s for s in metric_series if s["scope"] == "performance"],
         )
 

@@ -110,6 +110,7 @@ def run(
         shadow = orjson.loads(fetch(base + "/api/shadow")[1])
         found = incidents.incidents(None)
         pages = {i["rule"]: fetch(f"{base}/incidents/{i['fingerprint']}")[1] for i in found}
+        pages["model"] = fetch(f"{base}/models/fraud")[1]  # where an A/B decision links
         return Run(final(), found, looks, shadow, pages, str(tmp_path / "watchkeeper.yaml"))
 
 
@@ -159,7 +160,9 @@ def test_a_true_accuracy_gap_is_found_worse_with_an_incident(
     assert shown["merged"]["candidate"]["labelled_rows"] == ROWS
     assert shown["window"]["baseline"]["events"] > 0
     page = r.pages["ab-accuracy"]
-    assert "A/B comparison" in page and "always-valid" in page and "labelled_rows" in page
+    assert "A/B comparison: version 4 against 3" in page and "always-valid" in page
+    assert "labelled_rows" in page and "less accurate than 3" in page
+    assert "A/B comparison: version 4 against 3" in r.pages["model"]
     assert main(["status", "-c", r.config]) == 0
     out = capsys.readouterr().out
     assert "A/B of fraud (fraud): 4 vs 3" in out and "worse" in out
