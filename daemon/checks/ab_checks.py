@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.checks.ab_incidents import describe
 from watchkeeper.daemon.checks.ab_promotion import FINAL, notification, pair_label, verdict
 from watchkeeper.daemon.checks.ab_report import columns, sentence, shown
 from watchkeeper.daemon.checks.ab_state import ABState, rolled
@@ -45,10 +46,11 @@ from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.ab import AB_METRICS, ABComparison, ABValue
 from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.compare import Compare
 from watchkeeper.policies.engine import PolicyEngine
-from watchkeeper.policies.incident_model import IncidentEvent, fingerprint
+from watchkeeper.policies.incident_model import IncidentEvent
 from watchkeeper.policies.schema import Policy
 
 log = logging.getLogger(__name__)
@@ -151,8 +153,15 @@ class ABChecks:
         return [w.summary for w in self.store.windows(model, version, lo, hi)]
 
     # -- a look ----------------------------------------------------------------------------
-    def look(self, policy: Policy, start: int, end: int) -> Look:
-        """Evaluate the policy's comparison over the windows before ``end``; keep it."""
+    def look(
+        self,
+        policy: Policy,
+        start: int,
+        end: int,
+        reference: Callable[[], ReferenceProfile | None] | None = None,
+    ) -> Look:
+        """Evaluate the policy's comparison over the windows before ``end``; keep it.
+        ``reference``: the policy's reference, for the versions' label-free estimates."""
         compare = policy.compare
         assert compare is not None
         found = self.pair(policy, compare)
@@ -182,15 +191,16 @@ class ABChecks:
             ]
             merged[role] = rolled(model, version, since, end, state.folded.get(role), tail)
         look = self._compare(state, compare, merged["baseline"], merged["candidate"], end)
-        window = self._window(policy, compare, b, c, start, end)
+        ref = reference() if reference is not None else None
+        window = self._window(policy, compare, b, c, start, end, ref)
         state.last = {
             "at_ms": end,
             "since_ms": since,
             "baseline": b,
             "candidate": c,
             "merged": {
-                "baseline": columns(merged["baseline"]),
-                "candidate": columns(merged["candidate"]),
+                "baseline": columns(merged["baseline"], ref),
+                "candidate": columns(merged["candidate"], ref),
             },
             "window": window,
             "values": look.values,
@@ -256,7 +266,14 @@ class ABChecks:
         return details
 
     def _window(
-        self, policy: Policy, compare: Compare, b: str, c: str, start: int, end: int
+        self,
+        policy: Policy,
+        compare: Compare,
+        b: str,
+        c: str,
+        start: int,
+        end: int,
+        reference: ReferenceProfile | None,
     ) -> dict[str, Any]:
         """The policy window's windows of each version, side by side, with the point
         values of the comparison on them alone (no interval: see the module docstring)."""
@@ -270,17 +287,23 @@ class ABChecks:
         return {
             "start_ms": start,
             "end_ms": end,
-            "baseline": columns(sides["baseline"]),
-            "candidate": columns(sides["candidate"]),
+            "baseline": columns(sides["baseline"], reference),
+            "candidate": columns(sides["candidate"], reference),
             "values": {name: v.value for name, v in result.values.items()},
         }
 
     # -- findings, incidents, decisions --------------------------------------------------
-    def findings(self, policy: Policy, start: int, end: int) -> dict[str, list[Finding]]:
+    def findings(
+        self,
+        policy: Policy,
+        start: int,
+        end: int,
+        reference: Callable[[], ReferenceProfile | None] | None = None,
+    ) -> dict[str, list[Finding]]:
         """Findings of the policy's ``ab_*`` rules over the experiment up to ``end``."""
         if policy.compare is None:
             return {}
-        look = self.look(policy, start, end)
+        look = self.look(policy, start, end, reference)
         out: dict[str, list[Finding]] = {}
         for rule in policy.rules:
             if rule.metric not in AB_METRICS:
@@ -327,32 +350,10 @@ class ABChecks:
     def describe(
         self, policy: Policy, engine: PolicyEngine, events: list[IncidentEvent], at_ms: int
     ) -> None:
-        """Say in every open ``ab_*`` incident's summary what its numbers mean (every
-        channel shows the summary): "fraud: version 4 is 1.2 points less accurate than 3,
-        95 % CI [−1.9, −0.5], over …", as of this look; resolve (appending the events)
-        the incidents of a pair no longer in force (``compare: latest`` moved on, or the
-        section named other versions or went away)."""
-        in_force = self.pairs.get(policy.key) if policy.compare is not None else None
-        current = pair_label(*in_force) if in_force is not None else None
-        for key, incident in list(engine.incidents.items()):
-            if incident.metric not in AB_METRICS or incident.feature in (None, current):
-                continue
-            del engine.incidents[key]
-            engine.members.pop(fingerprint(policy.key, incident.rule, incident.feature), None)
-            now = f"now {current}" if current else "no comparison in force"
-            events.append(
-                IncidentEvent(
-                    "resolved", incident, at_ms, f"the A/B pair is no longer in force ({now})"
-                )
-            )
-        incidents = {id(e.incident): e.incident for e in events if e.kind != "resolved"}
-        incidents |= {id(i): i for i in engine.incidents.values()}
-        for incident in incidents.values():
-            if incident.metric not in AB_METRICS:
-                continue
-            text = self.texts.get((incident.policy, incident.rule, incident.feature or ""))
-            if text:
-                incident.summary = f"{policy.model}: {text} ({incident.metric} {incident.severity})"
+        """A/B incidents say what their interval means; those of a pair no longer in force
+        resolve (:func:`~watchkeeper.daemon.checks.ab_incidents.describe`)."""
+        pair = self.pairs.get(policy.key) if policy.compare is not None else None
+        describe(policy, engine, events, at_ms, pair, self.texts)
 
     def _record(self, policy: Policy, compare: Compare, state: ABState, at_ms: int) -> None:
         promotion = compare.promotion

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from watchkeeper.detectors.errors import InsufficientDataError
+from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 
@@ -41,8 +43,10 @@ def shown(version: str) -> str:
     return version if len(version) <= SHOWN_CHARS else version[: SHOWN_CHARS - 1] + "…"
 
 
-def columns(w: WindowSummary) -> dict[str, Any]:
-    """One version's values over a window or a roll-up (absent ones left out)."""
+def columns(w: WindowSummary, reference: ReferenceProfile | None = None) -> dict[str, Any]:
+    """One version's values over a window or a roll-up (absent ones left out); with a
+    reference that carries an estimation, its label-free estimates too (``estimated_*``,
+    after the others), from the version's own estimate state."""
     out: dict[str, Any] = {"events": w.count}
     prediction = w.prediction
     if prediction is not None:
@@ -62,7 +66,25 @@ def columns(w: WindowSummary) -> dict[str, Any]:
     if w.performance is not None and w.performance.n:
         out["labelled_rows"] = w.performance.n
         out |= w.performance.metrics()
-    return {k: out[k] for k in SIDE_BY_SIDE if k in out}
+    return {k: out[k] for k in SIDE_BY_SIDE if k in out} | estimates(w, reference)
+
+
+def estimates(w: WindowSummary, reference: ReferenceProfile | None) -> dict[str, float]:
+    """The reference's label-free estimates of the version's predictions (none without
+    an estimation, or before the version's windows hold estimate state for it)."""
+    est = reference.estimation if reference is not None else None
+    sketch = w.estimates.of(est) if est is not None else None
+    if est is None or sketch is None:
+        return {}
+    out = {}
+    for metric in est.metrics:
+        try:
+            value = est.estimate(metric, sketch).value
+        except (InsufficientDataError, ValueError):
+            continue
+        if math.isfinite(value):
+            out[metric] = float(value)
+    return out
 
 
 def _pct(x: float) -> str:

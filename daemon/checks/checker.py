@@ -328,7 +328,8 @@ class Checker:
         shadow, ab = self.shadow, self.ab
 
         def extra(lo: int, hi: int) -> dict[str, list[Finding]]:
-            return (shadow.findings(policy, lo, hi) if shadow else {}) | ab.findings(policy, lo, hi)
+            found = shadow.findings(policy, lo, hi) if shadow else {}
+            return found | ab.findings(policy, lo, hi, reference)
 
         found = assess(
             self.store, loaded, engine, reference, self.size_ms, at_ms, extra, self.spans

@@ -293,3 +293,16 @@ def test_narrowing_rejects_exactly_when_some_look_did(looks: list[tuple[float, f
             return  # a disjoint look keeps the earlier intersection (counted, shown)
         assert kept.low >= iv.low and kept.high <= iv.high
     assert (not kept.covers(0.0)) == ever
+
+
+def test_the_side_by_side_columns_carry_each_versions_label_free_estimates() -> None:
+    from tests.unit.test_estimates_wiring import binary_reference, window_of
+
+    reference, est = binary_reference()
+    rng = np.random.default_rng(4)
+    confident, unsure = window_of(est, rng.beta(8, 1, 5_000)), window_of(est, rng.beta(2, 2, 5_000))
+    a, b = columns(confident, reference), columns(unsure, reference)
+    assert a["estimated_accuracy"] > b["estimated_accuracy"]  # confident scores: higher
+    direct = est.estimate("estimated_accuracy", confident.estimates.of(est)).value  # type: ignore[arg-type]
+    assert a["estimated_accuracy"] == direct
+    assert "estimated_accuracy" not in columns(confident)  # no reference: no estimates
