@@ -334,9 +334,8 @@ class Checker:
         found = assess(
             self.store, loaded, engine, reference, self.size_ms, at_ms, extra, self.spans
         )
-        ab.describe(
-            policy, engine, found.events, at_ms
-        )  # A/B incidents say what their interval means
+        # A/B incidents say what their interval means; a pair's that is no longer in force end
+        ab.describe(policy, engine, found.events, at_ms)
         events += found.events
         evaluations = found.evaluations
         if self.follow_up.watching(engine):  # realised beside the estimate, as labels come
