@@ -189,7 +189,9 @@ class ABChecks:
                 for p in self._parts(model, version, state.folded_until_ms, end)
                 if p.start_ms >= since and p.end_ms <= end
             ]
-            merged[role] = rolled(model, version, since, end, state.folded.get(role), tail)
+            # a look at an earlier tick than the fold (a re-run) still covers the fold
+            until = max(end, state.folded_until_ms)
+            merged[role] = rolled(model, version, since, until, state.folded.get(role), tail)
         look = self._compare(state, compare, merged["baseline"], merged["candidate"], end)
         ref = reference() if reference is not None else None
         window = self._window(policy, compare, b, c, start, end, ref)
