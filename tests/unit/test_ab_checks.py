@@ -322,3 +322,12 @@ def test_a_look_at_an_earlier_tick_than_the_fold_still_answers(store: Store) -> 
     # the fold's nine windows: a re-run never sees fewer rows than were folded (the set of
     # rows of an experiment only grows, which the intervals' validity needs)
     assert early.details["n_baseline"] == 2700
+
+
+def test_retention_removes_comparisons_no_longer_looked_at(store: Store) -> None:
+    checks = ABChecks(store, SIZE, settle_s=0)
+    commit(store, [window("3", T0, 300, 0.9, 1), window("4", T0, 300, 0.9, 2)])
+    checks.findings(policy(), T0, T0 + SIZE)
+    assert store.prune_model("fraud", T0 + SIZE)["ab_comparisons"] == 0  # looked at then
+    assert store.prune_model("fraud", T0 + SIZE + 1)["ab_comparisons"] == 1
+    assert checks.db.looks() == []
