@@ -38,13 +38,13 @@ from typing import Any
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.checks.ab_incidents import describe
 from watchkeeper.daemon.checks.ab_promotion import FINAL, notification, pair_label, verdict
-from watchkeeper.daemon.checks.ab_report import columns, sentence, shown
+from watchkeeper.daemon.checks.ab_report import columns, population, sentence, shown
 from watchkeeper.daemon.checks.ab_state import ABState, rolled
 from watchkeeper.daemon.checks.ab_store import ABStore
 from watchkeeper.daemon.checks.ab_values import Look, interval_decision, plain, statistic
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.ab import AB_METRICS, ABComparison, ABValue
+from watchkeeper.detectors.ab import AB_METRICS, ABComparison, ABValue, population_shift
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
@@ -292,6 +292,9 @@ class ABChecks:
             "baseline": columns(sides["baseline"], reference),
             "candidate": columns(sides["candidate"], reference),
             "values": {name: v.value for name, v in result.values.items()},
+            "population": population(
+                population_shift(sides["baseline"], sides["candidate"], compare.min_rows)
+            ),
         }
 
     # -- findings, incidents, decisions --------------------------------------------------

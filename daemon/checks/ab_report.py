@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from watchkeeper.detectors.ab import POPULATION_THRESHOLD
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
@@ -84,6 +85,27 @@ def estimates(w: WindowSummary, reference: ReferenceProfile | None) -> dict[str,
             continue
         if math.isfinite(value):
             out[metric] = float(value)
+    return out
+
+
+def population(shift: dict[str, dict[str, float]], top: int = 5) -> dict[str, Any]:
+    """The features whose distributions differ most between the versions (the policy
+    window), and a warning when one differs beyond :data:`POPULATION_THRESHOLD` and three
+    times its noise floor: the versions then serve different traffic, and their difference
+    compares populations as much as models (docs/comparison.md)."""
+    ranked = sorted(shift.items(), key=lambda kv: -kv[1]["js"])
+    out: dict[str, Any] = {
+        "features": len(shift),
+        "largest": [{"feature": shown(n), **v} for n, v in ranked[:top]],
+    }
+    far = [n for n, v in ranked if v["js"] > max(POPULATION_THRESHOLD, 3 * v["noise_floor"])]
+    if far:
+        names = ", ".join(shown(n) for n in far[:3])
+        out["warning"] = (
+            f"the versions' inputs differ ({names}: JS distance above "
+            f"{POPULATION_THRESHOLD:g}): they serve different traffic, so a difference "
+            "between them compares populations, not only models"
+        )
     return out
 
 

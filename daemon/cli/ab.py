@@ -80,6 +80,17 @@ def print_ab(console: Any, table: dict[str, Any]) -> None:
                 continue
             side.add_row(name, *(cell(_shown(name, v)) for v in row))
         console.print(side)
+        shift = window.get("population", {})
+        if shift.get("warning"):
+            console.print(cell(f"warning: {shift['warning']}"))
+        elif shift.get("largest"):
+            top = shift["largest"][0]
+            console.print(
+                cell(
+                    f"inputs alike: the largest JS distance between the versions is "
+                    f"{top['js']:.3f} ({top['feature']}; noise floor {top['noise_floor']:.3f})"
+                )
+            )
         decision = c.get("decision")
         if decision:
             reasons = "; ".join(decision.get("reasons", []))

@@ -331,3 +331,39 @@ def test_retention_removes_comparisons_no_longer_looked_at(store: Store) -> None
     assert store.prune_model("fraud", T0 + SIZE)["ab_comparisons"] == 0  # looked at then
     assert store.prune_model("fraud", T0 + SIZE + 1)["ab_comparisons"] == 1
     assert checks.db.looks() == []
+
+
+def test_versions_serving_different_traffic_are_flagged(store: Store) -> None:
+    from watchkeeper.detectors.sketches import NumericSketch
+
+    def with_amount(w: WindowSummary, shift: float, seed: int) -> WindowSummary:
+        s = NumericSketch()
+        s.update(np.random.default_rng(seed).normal(shift, 1.0, 2_000))
+        w.features["amount"] = s
+        return w
+
+    checks = ABChecks(store, SIZE, settle_s=0)
+    commit(
+        store,
+        [
+            with_amount(window("3", T0, 2_000, 0.9, 1), 0.0, 1),
+            with_amount(window("4", T0, 2_000, 0.9, 2), 1.0, 2),  # other traffic
+        ],
+    )
+    checks.findings(policy(), T0, T0 + SIZE)
+    shift = checks.db.looks()[0]["last"]["window"]["population"]
+    assert shift["largest"][0]["feature"] == "amount" and shift["largest"][0]["js"] > 0.1
+    assert "the versions' inputs differ (amount" in shift["warning"]
+    commit(
+        store,
+        [
+            with_amount(window("3", T0 + SIZE, 2_000, 0.9, 3), 0.0, 3),
+            with_amount(window("4", T0 + SIZE, 2_000, 0.9, 4), 0.0, 4),  # the same traffic
+        ],
+    )
+    checks.findings(policy(), T0 + SIZE, T0 + 2 * SIZE)
+    alike = checks.db.looks()[0]["last"]["window"]["population"]
+    assert (
+        "warning" not in alike
+        and alike["largest"][0]["js"] < 3 * alike["largest"][0]["noise_floor"]
+    )
