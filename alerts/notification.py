@@ -68,7 +68,20 @@ def comparison_lines(n: Notification) -> list[str]:
             f"protected {str(moved['feature'])[:40]}: share of attribution "
             f"{moved['production_share']:.3f} → {moved['candidate_share']:.3f}"
         )
+    shift = n.details.get("attribution_shift") or {}
+    if isinstance(shift.get("value"), int | float):
+        lines.append(f"{'attribution_shift (production)':<36} {shift['value']:>10.4g}")
+    # an A/B decision: what each value says, interval and rows included (texts built
+    # from the details, versions clipped; the channel escapes them)
+    texts = n.details.get("texts") or {}
+    if n.details.get("comparison") == "ab":
+        lines += [str(t)[:300] for t in list(texts.values())[:10]]
     return lines
+
+
+def comparison_title(n: Notification) -> str:
+    """The heading of a decision's comparison table."""
+    return "A/B comparison" if n.details.get("comparison") == "ab" else "Shadow comparison"
 
 
 class Channel(Protocol):

@@ -34,6 +34,7 @@ from watchkeeper.alerts.notification import (
     ChannelState,
     Notification,
     comparison_lines,
+    comparison_title,
 )
 from watchkeeper.alerts.text import clip, mrkdwn
 from watchkeeper.policies.secret_fields import EnvName, PlainUrl
@@ -108,7 +109,7 @@ def blocks(n: Notification) -> list[dict[str, Any]]:
     ]
     table = comparison_lines(n)
     if table:
-        text = "*Shadow comparison*\n```" + mrkdwn("\n".join(table)) + "```"
+        text = f"*{comparison_title(n)}*\n```" + mrkdwn("\n".join(table)) + "```"
         text = clip(text, SECTION_CHARS - 3) + ("```" if len(text) > SECTION_CHARS - 3 else "")
         out.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     elif len(n.members) > 1:

@@ -13,7 +13,10 @@ The payload is JSON with a versioned schema (``"schema": "watchkeeper.notificati
 A shadow candidate's recommendation has ``"type": "shadow.promote"`` (or
 ``shadow.reject``) and, instead of ``incident``, a ``decision`` object: candidate, file,
 decision, reasons, checks (condition, value, holds), rows, labelled_rows and the
-comparison table.
+comparison table. An A/B verdict between two versions (a policy's ``compare.promotion``)
+is ``ab.promote`` / ``ab.reject``: baseline, candidate, since_ms, decision, reasons,
+checks, the ``ab_*`` values (``table``), what each says (``texts``) and both versions'
+columns (``side_by_side``).
 
 It is signed per the Standard Webhooks specification (``webhook-id``,
 ``webhook-timestamp``, ``webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>``)
@@ -51,7 +54,7 @@ def payload(n: Notification) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "id": n.delivery_id,
-            "type": f"shadow.{n.kind}",
+            "type": f"{'ab' if n.details.get('comparison') == 'ab' else 'shadow'}.{n.kind}",
             "timestamp": _iso(n.at_ms),
             "model": n.model,
             "decision": {"policy": n.policy, "summary": n.summary, **n.details},

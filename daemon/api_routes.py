@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from watchkeeper.daemon.checks.ab_status import ab_table
+from watchkeeper.daemon.checks.ab_store import ABStore
 from watchkeeper.daemon.checks.checker import Checker
 from watchkeeper.daemon.checks.scheduler import PolicyScheduler, PolicyStatus, describe
 from watchkeeper.daemon.checks.stepping import PolicyStepper
@@ -138,12 +140,14 @@ class ApiRoutes:
         d = self.daemon
         if d.shadow_store is None or d.scheduler is None:
             return starting()
+        policies = {k: p.policy for k, p in d.scheduler.status.policies.items()}
         body = shadow_table(
             d.shadow_store,
-            {k: p.policy for k, p in d.scheduler.status.policies.items()},
+            policies,
             int(time.time() * 1000),
             int(d.config.windows.size * 1000),
         )
+        body["ab"] = ab_table(ABStore(d.shadow_store.engine), policies)  # the same database
         return Response.of_json(200, body)
 
     def silences(self, _request: Request) -> Response:

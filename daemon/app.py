@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from watchkeeper.alerts.retry import RetryPolicy
 from watchkeeper.daemon.api_routes import ApiRoutes
+from watchkeeper.daemon.checks.ab_checks import ABChecks
 from watchkeeper.daemon.checks.checker import Checker, CheckMetrics
 from watchkeeper.daemon.checks.housekeeping import Housekeeper
 from watchkeeper.daemon.checks.leadership import Leadership
@@ -299,6 +300,16 @@ class Daemon:
             silenced=self.silences.silenced,
             max_age_s=config.alerts.max_age,
             label_ttl_s=config.ingest.label_ttl,
+            ab=ABChecks(
+                store,
+                int(config.windows.size * 1000),
+                config.ingest.label_ttl,
+                router.plan_decision,
+                self._base_url(),
+                self.silences.silenced,
+                self.delivery.wake,
+                lateness_s=config.windows.allowed_lateness,
+            ),
             shadow=ShadowChecks(
                 self.shadow_store,
                 int(config.windows.size * 1000),

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from watchkeeper.daemon.checks.ab_status import ab_table
+from watchkeeper.daemon.checks.ab_store import ABStore
 from watchkeeper.daemon.checks.performance_rows import PerformanceRowCache
 from watchkeeper.daemon.checks.reference_cache import ReferenceCache
 from watchkeeper.daemon.checks.scheduler import PolicyScheduler
@@ -47,6 +49,7 @@ def console_for(daemon: DaemonParts, store: Store, reports: Reports, token: str 
     references = ReferenceCache(store)
     rows_cache = PerformanceRowCache()  # the model page's rows: parsed when they change
     size_ms = int(daemon.config.windows.size * 1000)
+    comparisons = ABStore(store.engine)  # the A/B comparisons' latest looks
 
     def policies() -> dict[str, Policy]:
         scheduler = daemon.scheduler
@@ -76,10 +79,11 @@ def console_for(daemon: DaemonParts, store: Store, reports: Reports, token: str 
         )
 
     def shadow() -> dict[str, Any]:
+        ab = {"ab": ab_table(comparisons, policies())}
         if daemon.shadow_store is None:
-            return {}
+            return ab
         now_ms = int(daemon.clock() * 1000)
-        return shadow_table(daemon.shadow_store, policies(), now_ms, size_ms)
+        return shadow_table(daemon.shadow_store, policies(), now_ms, size_ms) | ab
 
     def silences() -> list[dict[str, Any]]:
         return daemon.silences.active() if daemon.silences is not None else []

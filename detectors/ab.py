@@ -79,6 +79,8 @@ class ABMetric:
     interval: bool
     """Whether the value carries an always-valid interval (in ``details``)."""
     needs: Literal["labels", "predictions", "latency"]
+    critical: float | None = None
+    """The default critical threshold beside ``threshold`` (the warn one)."""
 
 
 AB_METRICS: dict[str, ABMetric] = {
@@ -91,6 +93,7 @@ AB_METRICS: dict[str, ABMetric] = {
             -0.01,
             True,
             "labels",
+            -0.02,
         ),
         ABMetric(
             "ab_mae_delta",
@@ -115,6 +118,7 @@ AB_METRICS: dict[str, ABMetric] = {
             0.1,
             False,
             "predictions",
+            0.2,
         ),
         ABMetric(
             "ab_class_js_distance",
@@ -123,6 +127,7 @@ AB_METRICS: dict[str, ABMetric] = {
             0.1,
             False,
             "predictions",
+            0.2,
         ),
         ABMetric(
             "ab_latency_p50_ratio",
@@ -131,6 +136,7 @@ AB_METRICS: dict[str, ABMetric] = {
             1.2,
             False,
             "latency",
+            1.5,
         ),
         ABMetric(
             "ab_latency_p99_ratio",
@@ -139,6 +145,7 @@ AB_METRICS: dict[str, ABMetric] = {
             1.2,
             False,
             "latency",
+            1.5,
         ),
     )
 }
@@ -326,6 +333,51 @@ class ABComparison:
             "n_candidate": lc.count,
         }
         return ABValue(float(vc / vb), None, details)
+
+
+POPULATION_THRESHOLD = 0.1
+"""A feature's JS distance between the versions above this (and well above its noise
+floor) says they serve different traffic: their difference then compares populations."""
+
+
+def population_shift(
+    baseline: WindowSummary,
+    candidate: WindowSummary,
+    min_rows: int = 100,
+    bins: int = SCORE_BINS,
+    max_features: int = 200,
+) -> dict[str, dict[str, float]]:
+    """Per input feature both versions carry (≥ ``min_rows`` values each, at most
+    ``max_features`` by name), the JS distance of the candidate's values against the
+    baseline's deciles (or categories) and its noise floor: whether the versions were
+    assigned the same traffic, the assumption every ``ab_*`` interval rests on.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = WindowSummary("m", "3", 0, 60_000), WindowSummary("m", "4", 0, 60_000)
+    >>> for w, shift in ((a, 0.0), (b, 1.0)):
+    ...     w.features["x"] = NumericSketch(); w.features["x"].update(rng.normal(shift, 1, 5000))
+    >>> out = population_shift(a, b)["x"]
+    >>> out["js"] > POPULATION_THRESHOLD > out["noise_floor"]
+    True
+    """
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted(set(baseline.features) & set(candidate.features))[:max_features]:
+        b, c = baseline.features[name], candidate.features[name]
+        if b.count < min_rows or c.count < min_rows or type(b) is not type(c):
+            continue
+        profile: ColumnProfile
+        if isinstance(b, NumericSketch):
+            edges = quantile_edges(b, bins)
+            profile, n_bins = numeric_profile(b, edges), len(edges) + 1
+        else:
+            assert isinstance(b, CategoryCounts) and isinstance(c, CategoryCounts)
+            profile, n_bins = categorical_profile(b), len(set(b.counts) | set(c.counts))
+        value = JSDistance().score(profile, c).value
+        if value is not None and math.isfinite(value):
+            floor = js_noise_floor(n_bins, b.count, c.count)
+            out[name] = {"js": float(value), "noise_floor": floor}
+    return out
 
 
 def _numeric(sketch: ColumnSketch | None, version: str) -> NumericSketch:

@@ -22,8 +22,9 @@ from watchkeeper.detectors.sketches import ColumnSketch
 from watchkeeper.detectors.window import WindowSummary
 
 Status = Literal["ok", "insufficient_data", "error"]
-Direction = Literal["higher_is_worse", "lower_is_worse"]
-"""Which way a metric's value is bad."""
+Direction = Literal["higher_is_worse", "lower_is_worse", "two_sided"]
+"""Which way a metric's value is bad; ``two_sided``: a change either way (A/B score
+means, whose findings carry the distance from "no change", so rules read it as above)."""
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,8 @@ def evaluate(
                 )
         elif info.scope == "window":
             findings.append(_window_finding(info, info.window_detector(**opts), view, min_samples))
-        elif info.scope == "shadow":
-            continue  # candidates' comparisons: see detectors.shadow.shadow_finding
+        elif info.scope in ("shadow", "ab"):
+            continue  # candidates' / versions' comparisons: detectors.shadow_findings, .ab
         elif info.scope == "estimate":
             width = info.estimate_detector(**opts).width
             if info.name == TRUST_METRIC:

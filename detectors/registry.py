@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
+from watchkeeper.detectors.ab import AB_METRICS
 from watchkeeper.detectors.base import (
     ColumnDetector,
     DetectorFactory,
@@ -47,7 +48,8 @@ from watchkeeper.detectors.unexpected_features import UnexpectedFeatures
 from watchkeeper.detectors.unseen import UnseenMass
 from watchkeeper.detectors.wasserstein import Wasserstein
 
-Scope = Literal["column", "window", "performance", "shadow", "estimate"]
+Scope = Literal["column", "window", "performance", "shadow", "estimate", "ab"]
+"""``ab``: two versions' windows in (a policy's ``compare`` section, detectors/ab.py)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,9 @@ class MetricInfo:
     description: str
     factory: DetectorFactory | None
     """Builds the detector from a policy's options; None for shadow metrics, which
-    :mod:`watchkeeper.detectors.shadow` computes from a candidate's paired predictions."""
+    :mod:`watchkeeper.detectors.shadow` computes from a candidate's paired predictions,
+    and for ``ab_*`` metrics, which :class:`~watchkeeper.detectors.ab.ABComparison`
+    computes from two versions' windows."""
     kinds: frozenset[str] = frozenset()
     direction: Direction = "higher_is_worse"
     thresholds: tuple[float, float] | None = None
@@ -261,6 +265,19 @@ METRICS: dict[str, MetricInfo] = {
         *(
             MetricInfo(n, "shadow", what, None, direction=direction)
             for n, (direction, what) in SHADOW_METRICS.items()
+        ),
+        *(
+            MetricInfo(
+                n,
+                "ab",
+                m.description,
+                None,
+                direction=m.direction,
+                thresholds=None
+                if m.threshold is None or m.critical is None
+                else (m.threshold, m.critical),
+            )
+            for n, m in AB_METRICS.items()
         ),
     ]
 }

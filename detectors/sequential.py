@@ -194,12 +194,33 @@ class Interval:
             "low": self.low,
             "high": self.high,
             "confidence": 1.0 - self.alpha,
+            "alpha": self.alpha,
             "n_baseline": self.n_baseline,
             "n_candidate": self.n_candidate,
             "p_value": self.p_value,
             "paired": self.paired,
             "method": "normal-mixture confidence sequence (always valid)",
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Interval:
+        """Read back :meth:`to_dict` (what a check keeps between looks to narrow it).
+
+        >>> iv = Interval(-0.012, -0.019, -0.005, 0.05, 41_200, 41_180, 0.001)
+        >>> Interval.from_dict(iv.to_dict()) == iv
+        True
+        """
+        alpha = float(d["alpha"]) if "alpha" in d else 1.0 - float(d["confidence"])
+        return cls(
+            float(d["estimate"]),
+            float(d["low"]),
+            float(d["high"]),
+            alpha,
+            int(d["n_baseline"]),
+            int(d["n_candidate"]),
+            float(d["p_value"]),
+            bool(d.get("paired", False)),
+        )
 
 
 def mixture_rho2(tuned_rows: float, alpha: float) -> float:

@@ -124,6 +124,16 @@ def _cross_check(
                             ("shadow", "promotion", field_name, j),
                             f"channel '{name}' is not defined in alerts.channels ({known})",
                         )
+    ab = policy.compare.promotion if policy.compare is not None else None
+    if ab is not None and channels is not None:
+        for field_name in ("on_promote", "on_reject"):
+            for j, name in enumerate(getattr(ab, field_name)):
+                if name not in channels:
+                    known = ", ".join(sorted(channels)) or "none are configured"
+                    err(
+                        ("compare", "promotion", field_name, j),
+                        f"channel '{name}' is not defined in alerts.channels ({known})",
+                    )
     ref = policy.reference
     if ref and policy.stored_reference() is None:
         path = Path(ref) if Path(ref).is_absolute() else Path(doc.file).parent / ref

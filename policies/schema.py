@@ -37,6 +37,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.reserved_names import PREDICTION
+from watchkeeper.policies.compare import Compare, ab_rule_problems
 from watchkeeper.policies.cron import crontab_trigger
 from watchkeeper.policies.durations import Duration
 from watchkeeper.policies.shadow import Shadow
@@ -199,7 +200,7 @@ class Rule(_Strict):
             return self.comparison
         if self.relative:
             return "below" if METRICS[self.metric].direction == "lower_is_worse" else "above"
-        return "above" if METRICS[self.metric].direction == "higher_is_worse" else "below"
+        return "below" if METRICS[self.metric].direction == "lower_is_worse" else "above"
 
     @property
     def key(self) -> str:
@@ -260,6 +261,8 @@ class Policy(_Strict):
     """Extra labels carried into incidents and alerts (team, service …)."""
     shadow: Shadow | None = None
     """Candidate models evaluated in shadow (see :mod:`watchkeeper.policies.shadow`)."""
+    compare: Compare | None = None
+    """A live A/B test between two versions (see :mod:`watchkeeper.policies.compare`)."""
 
     def stored_reference(self) -> str | None:
         """The name of the stored reference the policy scores against; None when its
@@ -312,6 +315,12 @@ class Policy(_Strict):
                         f"rule '{rule.key}' names candidates {unknown} that the shadow "
                         f"section does not declare ({', '.join(sorted(names))})"
                     )
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _ab_rules(self) -> Policy:
+        for index, field, message in ab_rule_problems(self.rules, self.compare):
+            _located(("rules", index, field), self.rules[index].metric, message)
         return self
 
     @property

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchkeeper.alerts.notification import Notification
+from watchkeeper.daemon.checks.ab_checks import ABChecks
 from watchkeeper.daemon.checks.estimates import (
     DEFAULT_LOOKBACK_S,
     EstimateFollowUp,
@@ -268,6 +269,7 @@ class Checker:
         shadow: ShadowChecks | None = None,
         max_age_s: float = 0.0,
         label_ttl_s: float = DEFAULT_LOOKBACK_S,
+        ab: ABChecks | None = None,
     ) -> None:
         self.max_age_ms = int(max_age_s * 1000)
         self.spans = LabelledSpans(label_ttl_s)
@@ -286,6 +288,8 @@ class Checker:
         self.references = ReferenceCache(store)
         self.engines: dict[str, PolicyEngine] = {}
         self.follow_up = EstimateFollowUp(store, self.size_ms)
+        self.ab = ab if ab is not None else ABChecks(store, self.size_ms, label_ttl_s)
+        """Policies' ``compare`` sections (live A/B between versions)."""
 
     def engine(
         self, loaded: LoadedPolicy, at_ms: int | None = None
@@ -321,11 +325,17 @@ class Checker:
                 log.error("policy %s: cannot read its reference: %s", policy.key, exc)
                 return None
 
-        shadow = self.shadow
-        extra = (lambda lo, hi: shadow.findings(policy, lo, hi)) if shadow is not None else None
+        shadow, ab = self.shadow, self.ab
+
+        def extra(lo: int, hi: int) -> dict[str, list[Finding]]:
+            found = shadow.findings(policy, lo, hi) if shadow else {}
+            return found | ab.findings(policy, lo, hi, reference)
+
         found = assess(
             self.store, loaded, engine, reference, self.size_ms, at_ms, extra, self.spans
         )
+        # A/B incidents say what their interval means; a pair's that is no longer in force end
+        ab.describe(policy, engine, found.events, at_ms)
         events += found.events
         evaluations = found.evaluations
         if self.follow_up.watching(engine):  # realised beside the estimate, as labels come

@@ -103,12 +103,14 @@ class Retention:
                 totals[name] = totals.get(name, 0) + n
             if any(removed.values()):
                 log.info(
-                    "retention: %s: deleted %d window(s), %d shadow window(s) and %d waiting "
-                    "label join(s) starting before %s (newest event %s, retention %gd)",
+                    "retention: %s: deleted %d window(s), %d shadow window(s), %d waiting "
+                    "label join(s) and %d A/B comparison(s) no longer looked at, before %s "
+                    "(newest event %s, retention %gd)",
                     model,
                     removed["windows"],
                     removed["shadow_windows"],
                     removed["pending_predictions"] + removed["pending_labels"],
+                    removed.get("ab_comparisons", 0),
                     _iso(cut),
                     _iso(newest[model]),
                     self.retention_ms / 86_400_000,

@@ -231,6 +231,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     _print_progress(console, doc)
     if any(p.policy.shadow for p in result.policies):
         _print_shadow(console, config, policies, now_ms)
+    if any(p.policy.compare for p in result.policies):
+        _print_ab(console, config, policies)
     totals = doc["totals"]
     state = "ok" if result.ok else f"{sum(len(e) for e in result.errors.values())} error(s)"
     console.print(
@@ -289,6 +291,17 @@ def _print_shadow(console: Any, config: Config, policies: dict[str, Policy], now
             ShadowStore(store.engine), policies, now_ms, int(config.windows.size * 1000)
         )
     print_shadow(console, body)
+
+
+def _print_ab(console: Any, config: Config, policies: dict[str, Policy]) -> None:
+    """The policies' A/B comparisons, read from the store."""
+    from watchkeeper.daemon.checks.ab_status import ab_table
+    from watchkeeper.daemon.checks.ab_store import ABStore
+    from watchkeeper.daemon.cli.ab import print_ab
+    from watchkeeper.daemon.store.store import Store
+
+    with Store.open(config.store_url(), migrate=False) as store:
+        print_ab(console, ab_table(ABStore(store.engine), policies))
 
 
 def _print_models(console: Any, doc: dict[str, Any]) -> None:

@@ -200,6 +200,7 @@ class Console:
             incident["policy"], incident["rule"], features or None, self._now_ms() - DAY_MS
         )
         distributions, report = self._column_view(incident, policy, timeline, features)
+        ab = self._ab_view(incident)
         matchers = incident_matchers(incident)
         silenced_by = [
             s
@@ -223,7 +224,20 @@ class Console:
             csrf=self.tokens.issue(),
             token_required=self.sources.token_required,
             policy_known=policy is not None,
+            ab=ab,
         )
+
+    def _ab_view(self, incident: dict[str, Any]) -> dict[str, Any] | None:
+        """For an ``ab_*`` incident: the latest look of its pair (values with intervals,
+        both versions side by side), as ``/api/shadow`` shows it."""
+        metric = METRICS.get(incident["metric"])
+        if metric is None or metric.scope != "ab":
+            return None
+        entry = self.sources.shadow().get("ab", {}).get(incident["policy"], {})
+        for comparison in entry.get("comparisons", []):
+            if comparison["pair"] == incident["feature"]:
+                return dict(comparison)
+        return None
 
     def _column_view(
         self,
@@ -298,7 +312,13 @@ class Console:
                 **{p: [r[p] for r in latency] for p in ("p50", "p90", "p99")},
             },
         }
-        shadow = self.sources.shadow().get("models", {}).get(name)
+        tables = self.sources.shadow()
+        shadow = tables.get("models", {}).get(name)
+        comparisons = [  # each A/B policy's comparison in force (the decision links here)
+            entry["comparisons"][0]
+            for entry in tables.get("ab", {}).values()
+            if entry["model"] == name and entry["comparisons"]
+        ]
         return self.page(
             "model.html",
             model=name,
@@ -307,6 +327,7 @@ class Console:
             chart=chart,
             quarantine=q.quarantine_counts(),
             shadow=shadow,
+            comparisons=comparisons,
             performance=[s for s in metric_series if s["scope"] == "performance"],
         )
 

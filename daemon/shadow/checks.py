@@ -238,9 +238,13 @@ class ShadowChecks:
                 continue
             table = comparison(s, shadow)
             explained = attribution(s, shadow)
+            # production's own attribution drift, beside the candidate's columns
+            shift = shift_status(self.store, policy.model, stats, shadow)
             notes: list[tuple[str, Notification]] = []
             if verdict.decision != "pending":
-                note = self._notification(policy, c.name, c.onnx, verdict, table, at_ms, explained)
+                note = self._notification(
+                    policy, c.name, c.onnx, verdict, table, at_ms, explained, shift
+                )
                 targets = (
                     promotion.on_promote if verdict.decision == "promote" else (promotion.on_reject)
                 )
@@ -256,6 +260,7 @@ class ShadowChecks:
                     "values": table,
                     "checks": list(verdict.checks),
                     "attribution": explained,
+                    "attribution_shift": shift,
                 },
                 at_ms=at_ms,
             )
@@ -282,6 +287,7 @@ class ShadowChecks:
         table: dict[str, float],
         at_ms: int,
         explained: dict[str, Any] | None = None,
+        shift: dict[str, Any] | None = None,
     ) -> Notification:
         if verdict.decision == "promote":
             summary = (
@@ -304,6 +310,8 @@ class ShadowChecks:
         }
         if explained and explained.get("rows"):
             details["attribution"] = explained
+        if shift and shift.get("value") is not None:
+            details["attribution_shift"] = shift
         # the model's console page holds the shadow comparison table
         page = f"{self.base_url}/models/{urllib.parse.quote(policy.model, safe='')}"
         links = {"shadow": page} if self.base_url else {}

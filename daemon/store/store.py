@@ -312,12 +312,17 @@ class Store(StoreQueries):
         return bytes(value)
 
     def prune_model(self, model: str, before_ms: int) -> dict[str, int]:
-        """Delete the model's windows starting before ``before_ms`` (event time), and the
-        label joins still waiting for them (counted as expired)."""
+        """Delete the model's windows starting before ``before_ms`` (event time), the
+        label joins still waiting for them (counted as expired), and the A/B comparisons
+        last looked at before it (pairs no longer in force: one in force is looked at at
+        every check)."""
         from sqlalchemy import delete
 
-        p, lab = t.pending_predictions.c, t.pending_labels.c
+        p, lab, ab = t.pending_predictions.c, t.pending_labels.c, t.ab_comparisons.c
         statements = {
+            "ab_comparisons": delete(t.ab_comparisons).where(
+                (ab.model == model) & (ab.updated_ms < before_ms)
+            ),
             "pending_predictions": delete(t.pending_predictions).where(
                 (p.model == model) & (p.window_start_ms < before_ms)
             ),

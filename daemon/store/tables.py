@@ -297,3 +297,19 @@ store_secrets = Table(
     Column("name", String(100), primary_key=True),
     Column("value", LargeBinary, nullable=False),
 )
+
+# live A/B comparisons between versions (migration 0011): per policy and version pair,
+# the experiment's start, the folded roll-up of its settled windows, the narrowed
+# intervals and the latest look (daemon/checks/ab_state.py)
+ab_comparisons = Table(
+    "ab_comparisons",
+    metadata,
+    Column("policy", String(200), primary_key=True),
+    Column("baseline", String(200), primary_key=True),
+    Column("candidate", String(200), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("since_ms", BigInteger, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("last", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)

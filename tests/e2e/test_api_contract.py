@@ -31,6 +31,15 @@ from tests.support import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
+AB_POLICY = """\
+model: fraud
+name: fraud-ab
+window: 5s
+schedule: {every: 1s}
+compare: latest
+rules:
+  - {metric: ab_score_mean_delta, critical: 0.5}
+"""
 EXAMPLES = 25
 """Generated requests per operation (12 operations: a few seconds each)."""
 CROSS_FIELD = {"POST /api/reports"}
@@ -46,6 +55,14 @@ def _incidents(base: str) -> bool:
         return False
 
 
+def _ab_looked(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/api/shadow", timeout=5) as response:
+            return bool(orjson.loads(response.read())["ab"]["fraud-ab"]["comparisons"])
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("contract")
@@ -54,6 +71,7 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
     store_reference(url)
     (tmp / "policies").mkdir()
     (tmp / "policies" / "fraud.yaml").write_text(POLICY)
+    (tmp / "policies" / "fraud-ab.yaml").write_text(AB_POLICY)  # /api/shadow's ab part
     port = free_port()
     data = daemon_config_dict(
         broker.bootstrap,
@@ -76,6 +94,7 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
             orjson.dumps(
                 {
                     "model": "fraud",
+                    "model_version": str(1 + i % 2),
                     "request_id": f"c{i}",
                     "ts": now,
                     "features": {"amount": float(x)},
@@ -86,6 +105,7 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
         ]
         produce(broker.bootstrap, topic, [*events, b"{not json"])
         wait_until(lambda: _incidents(base), timeout=90)
+        wait_until(lambda: _ab_looked(base), timeout=60)
         yield base
     finally:
         process.stop()

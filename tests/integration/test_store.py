@@ -58,11 +58,12 @@ def test_migrations_create_the_schema(store_url: str) -> None:
             "shadow_decisions",
             "store_secrets",
             "window_parts",
+            "ab_comparisons",
             "alembic_version",
         } <= names
         store.migrate()  # idempotent
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0010"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0011"
 
 
 def test_commit_merges_windows_and_stores_offsets_atomically(store_url: str) -> None:

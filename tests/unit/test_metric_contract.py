@@ -19,14 +19,16 @@ NAMES = sorted(METRICS)
 def test_a_metric_declares_itself_consistently(name: str) -> None:
     info: MetricInfo = METRICS[name]
     assert info.name == name
-    assert info.scope in ("column", "window", "performance", "shadow", "estimate")
-    assert info.direction in ("higher_is_worse", "lower_is_worse")
+    assert info.scope in ("column", "window", "performance", "shadow", "estimate", "ab")
+    assert info.direction in ("higher_is_worse", "lower_is_worse", "two_sided")
+    if info.direction == "two_sided":
+        assert info.scope == "ab", "two-sided: the A/B score mean, whose findings are distances"
     assert info.description.strip()
     assert info.kinds <= {"numeric", "categorical"}
     if info.scope == "column":
         assert info.kinds, "a column metric says which kinds of column it applies to"
-    if info.scope == "shadow":
-        assert info.factory is None, "shadow metrics are computed by detectors.shadow"
+    if info.scope in ("shadow", "ab"):
+        assert info.factory is None, "computed by detectors.shadow / detectors.ab"
     else:
         _check_detector(info)
     if info.auto:

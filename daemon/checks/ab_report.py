@@ -1,0 +1,158 @@
+"""How an A/B comparison reads: each version's columns side by side, and one sentence per
+``ab_*`` value ("version 4 is 1.2 points less accurate than 3, 95 % CI [−1.9, −0.5],
+over 41,200 labelled rows of 4 and 41,180 of 3"), built from a finding's details.
+
+Versions come from events: every one shown is clipped here (and escaped by the channel
+or page that shows it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from watchkeeper.detectors.ab import POPULATION_THRESHOLD
+from watchkeeper.detectors.errors import InsufficientDataError
+from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
+from watchkeeper.detectors.window import WindowSummary
+
+SIDE_BY_SIDE = (
+    "events",
+    "predictions",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "score_mean",
+    "score_std",
+    "top_class",
+    "top_class_share",
+    "labelled_rows",
+    "accuracy",
+    "f1",
+    "roc_auc",
+    "log_loss",
+    "mae",
+    "rmse",
+)
+"""The columns shown for each version (those a window allows), in this order."""
+SHOWN_CHARS = 64
+
+
+def shown(version: str) -> str:
+    """A version as text shows it: clipped (versions come from events)."""
+    return version if len(version) <= SHOWN_CHARS else version[: SHOWN_CHARS - 1] + "…"
+
+
+def columns(w: WindowSummary, reference: ReferenceProfile | None = None) -> dict[str, Any]:
+    """One version's values over a window or a roll-up (absent ones left out); with a
+    reference that carries an estimation, its label-free estimates too (``estimated_*``,
+    after the others), from the version's own estimate state."""
+    out: dict[str, Any] = {"events": w.count}
+    prediction = w.prediction
+    if prediction is not None:
+        out["predictions"] = prediction.count
+    if w.latency.count:
+        p50, p95, p99 = (float(q) for q in w.latency.quantiles([0.5, 0.95, 0.99]))
+        out |= {"latency_p50_ms": p50, "latency_p95_ms": p95, "latency_p99_ms": p99}
+    if isinstance(prediction, NumericSketch) and prediction.count:
+        out["score_mean"] = prediction.mean
+        out["score_std"] = math.sqrt(prediction.variance) if prediction.count > 1 else 0.0
+    klass = w.prediction_class
+    if isinstance(klass, CategoryCounts) and klass.count:
+        name, n = max(klass.counts.items(), key=lambda kv: (kv[1], kv[0]))
+        out["top_class"] = shown(name)
+        out["top_class_share"] = n / klass.count
+        out.setdefault("predictions", klass.count)
+    if w.performance is not None and w.performance.n:
+        out["labelled_rows"] = w.performance.n
+        out |= w.performance.metrics()
+    return {k: out[k] for k in SIDE_BY_SIDE if k in out} | estimates(w, reference)
+
+
+def estimates(w: WindowSummary, reference: ReferenceProfile | None) -> dict[str, float]:
+    """The reference's label-free estimates of the version's predictions (none without
+    an estimation, or before the version's windows hold estimate state for it)."""
+    est = reference.estimation if reference is not None else None
+    sketch = w.estimates.of(est) if est is not None else None
+    if est is None or sketch is None:
+        return {}
+    out = {}
+    for metric in est.metrics:
+        try:
+            value = est.estimate(metric, sketch).value
+        except (InsufficientDataError, ValueError):
+            continue
+        if math.isfinite(value):
+            out[metric] = float(value)
+    return out
+
+
+def population(shift: dict[str, dict[str, float]], top: int = 5) -> dict[str, Any]:
+    """The features whose distributions differ most between the versions (the policy
+    window), and a warning when one differs beyond :data:`POPULATION_THRESHOLD` and three
+    times its noise floor: the versions then serve different traffic, and their difference
+    compares populations as much as models (docs/comparison.md)."""
+    ranked = sorted(shift.items(), key=lambda kv: -kv[1]["js"])
+    out: dict[str, Any] = {
+        "features": len(shift),
+        "largest": [{"feature": shown(n), **v} for n, v in ranked[:top]],
+    }
+    far = [n for n, v in ranked if v["js"] > max(POPULATION_THRESHOLD, 3 * v["noise_floor"])]
+    if far:
+        names = ", ".join(shown(n) for n in far[:3])
+        out["warning"] = (
+            f"the versions' inputs differ ({names}: JS distance above "
+            f"{POPULATION_THRESHOLD:g}): they serve different traffic, so a difference "
+            "between them compares populations, not only models"
+        )
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}".replace("-", "−")
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}".replace("-", "−")
+
+
+def sentence(metric: str, baseline: str, candidate: str, details: dict[str, Any]) -> str:
+    """What one ``ab_*`` value says, from its finding's details."""
+    b, c = shown(baseline), shown(candidate)
+    nb, nc = int(details.get("n_baseline", 0)), int(details.get("n_candidate", 0))
+    level = f"{details.get('confidence', 0.95) * 100:g} %"
+    low, high = float(details.get("low", math.nan)), float(details.get("high", math.nan))
+    estimate = details.get("estimate")
+    if metric == "ab_accuracy_delta" and estimate is not None:
+        more = "more" if estimate > 0 else "less"
+        return (
+            f"version {c} is {abs(estimate) * 100:.1f} points {more} accurate than {b}, "
+            f"{level} CI [{_pct(low)}, {_pct(high)}], over {nc:,} labelled rows of {c} "
+            f"and {nb:,} of {b}"
+        )
+    if metric in ("ab_mae_delta", "ab_score_mean_delta") and estimate is not None:
+        what = "MAE" if metric == "ab_mae_delta" else "mean score"
+        rows = "labelled rows" if metric == "ab_mae_delta" else "predictions"
+        way = "higher" if estimate > 0 else "lower"
+        return (
+            f"version {c}'s {what} is {_num(abs(estimate))} {way} than {b}'s, {level} CI "
+            f"[{_num(low)}, {_num(high)}], over {nc:,} {rows} of {c} and {nb:,} of {b}"
+        )
+    value = details.get("value")
+    if metric in ("ab_score_js_distance", "ab_class_js_distance") and value is not None:
+        what = "score distribution" if metric == "ab_score_js_distance" else "predicted classes"
+        return (
+            f"version {c}'s {what} is at JS distance {value:.3f} from {b}'s (noise floor "
+            f"{details.get('noise_floor', 0.0):.3f}), over {nc:,} predictions of {c} and "
+            f"{nb:,} of {b}"
+        )
+    if metric.startswith("ab_latency_") and value is not None:
+        q = metric.removeprefix("ab_latency_").removesuffix("_ratio")
+        lo, hi = details.get("sketch_range", [value, value])
+        return (
+            f"version {c}'s latency {q} is {value:.2f}× {b}'s ({details.get('candidate_ms', 0):.1f}"
+            f" ms vs {details.get('baseline_ms', 0):.1f} ms; the sketches allow {lo:.2f}–"
+            f"{hi:.2f}×), over {nc:,} requests of {c} and {nb:,} of {b}"
+        )
+    return f"{metric} of version {c} against {b}: {details.get('reason', 'no value')}"
