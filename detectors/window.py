@@ -29,6 +29,7 @@ from watchkeeper.detectors.estimate_sketch import (
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import Reservoir, Row
+from watchkeeper.detectors.segments import PlanOf, SegmentSplit
 from watchkeeper.detectors.sketches import (
     CategoryCounts,
     ColumnSketch,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # v1: before the estimate state (read back with none)
+# "segments" is optional in v2: summaries stored before segments read back with none
 
 
 BinEdges = Callable[[str, str], "tuple[float, ...] | None"]
@@ -65,6 +67,8 @@ class SketchSettings:
     reservoir_size: int = 512
     bins: BinEdges | None = field(default=None, compare=False)
     estimation: EstimationOf | None = field(default=None, compare=False)
+    segments: PlanOf | None = field(default=None, compare=False)
+    """``model ->`` the segment features its new windows split by (:mod:`segments`)."""
 
 
 def _new_sketch(kind: Kind, settings: SketchSettings, model: str, column: str) -> ColumnSketch:
@@ -124,6 +128,24 @@ class WindowSummary:
         """Joined (prediction, label) pairs of this window's predictions, as labels arrive."""
         self.estimates = WindowEstimates()
         """Label-free estimate state of the predictions (:mod:`window_estimates`)."""
+        plan = self.settings.segments(model) if self.settings.segments is not None else None
+        self.segments: dict[str, SegmentSplit[WindowSummary]] = {
+            spec.feature: SegmentSplit(spec, self._segment_child, self._segment_copy)
+            for spec in plan or ()
+        }
+        """Per segment feature, a child summary per value (:mod:`segments`)."""
+
+    def _segment_child(self) -> WindowSummary:
+        """An empty summary of one segment: same sketches, no sample, estimates or segments."""
+        s = self.settings
+        child = SketchSettings(s.k, s.max_categories, 0, bins=s.bins)
+        return WindowSummary(self.model, self.version, self.start_ms, self.size_ms, child)
+
+    def _segment_copy(self, part: WindowSummary) -> WindowSummary:
+        """A segment's summary from another part's (of a window inside this one)."""
+        child = self._segment_child()
+        child.absorb(part)
+        return child
 
     @property
     def end_ms(self) -> int:
@@ -171,6 +193,8 @@ class WindowSummary:
             self._estimate(batch, idx)
         if batch.features and self.sample.capacity:
             self.sample.update(batch.keys[idx], lambda sel: _rows(batch, idx[sel]))
+        for split in self.segments.values():
+            split.update(batch, idx)
 
     def _estimate(self, batch: ColumnBatch, idx: IndexArray) -> None:
         """The batch's rows into the estimate state of the reference in force, if any."""
@@ -227,7 +251,7 @@ class WindowSummary:
             self.size_ms,
         ):
             raise ValueError("only summaries of the same model, version and window merge")
-        self._absorb(other)
+        self.absorb(other)
 
     @classmethod
     def rollup(
@@ -262,10 +286,11 @@ class WindowSummary:
             raise ValueError(f"windows of versions {sorted(versions)}, not only {version!r}")
         out = cls(models.pop(), version, start_ms, size_ms, parts[0].settings)
         for p in sorted(parts, key=lambda p: (p.start_ms, p.version)):
-            out._absorb(p)
+            out.absorb(p)
         return out
 
-    def _absorb(self, other: WindowSummary) -> None:
+    def absorb(self, other: WindowSummary) -> None:
+        """Fold ``other`` in without checking it is the same window (roll-ups, segments)."""
         for role, n in other.events.items():
             self.events[role] = self.events.get(role, 0) + n
         for bound in ("first_ts_ms", "last_ts_ms"):
@@ -289,6 +314,13 @@ class WindowSummary:
             else:
                 self.performance.merge(other.performance)
         self.estimates.merge(other.estimates)
+        for name, split in other.segments.items():
+            mine = self.segments.get(name)
+            if mine is None:
+                mine = self.segments[name] = SegmentSplit(
+                    split.spec, self._segment_child, self._segment_copy
+                )
+            mine.absorb(split)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form; :meth:`from_dict` reads it back (format version 2; 1 too)."""
@@ -318,6 +350,7 @@ class WindowSummary:
             "sample": self.sample.to_dict(),
             "performance": None if self.performance is None else self.performance.to_dict(),
             "estimates": self.estimates.to_dict(),
+            "segments": [s.to_dict() for s in self.segments.values()],
         }
 
     @classmethod
@@ -357,6 +390,12 @@ class WindowSummary:
         if data.get("performance") is not None:
             out.performance = PerformanceSketch.from_dict(data["performance"])
         out.estimates = WindowEstimates.from_dict(data.get("estimates"))
+        out.segments = {
+            d["spec"]["feature"]: SegmentSplit.from_dict(
+                d, out._segment_child, out._segment_copy, WindowSummary.from_dict
+            )
+            for d in data.get("segments") or ()
+        }
         return out
 
 
