@@ -74,7 +74,10 @@ def window_of(
 ) -> WindowSummary:
     cut = edges or {}
     settings_ = SketchSettings(
-        k=k, bins=lambda model, column: cut.get(column), segments=lambda model: plan
+        k=k,
+        bins=lambda model, column: cut.get(column),
+        segments=lambda model: plan,
+        segment_k=k,
     )
     w = WindowSummary("fraud", "1", 0, 10**9, settings_)
     for b in batches:
@@ -168,7 +171,7 @@ def test_flush_parts_merge_exactly_into_one_pass(cuts: list[int], seed: int, k: 
     pass over all rows gives, for a fixed value set and for the hash fallback."""
     b = make_batch(600, seed)
     plan = (SegmentSpec("country", k, COUNTRIES[:k]), SegmentSpec("channel", k))
-    settings_ = SketchSettings(k=EXACT_K, segments=lambda model: plan)
+    settings_ = SketchSettings(k=EXACT_K, segments=lambda model: plan, segment_k=EXACT_K)
     whole = WindowSummary("fraud", "1", 0, 10**9, settings_)
     whole.update(b, np.arange(600))
     bounds = [0, *sorted(cuts), 600]
