@@ -191,6 +191,7 @@ def memory_per_segment() -> tuple[float, float, int]:
     from watchkeeper.detectors.profile import ReferenceProfile
     from watchkeeper.detectors.segment_reference import segment_plan
     from watchkeeper.detectors.segments import SegmentSpec
+    from watchkeeper.detectors.sketches import NumericSketch
     from watchkeeper.detectors.window import SketchSettings, WindowSummary
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,7 +214,14 @@ def memory_per_segment() -> tuple[float, float, int]:
         tracemalloc.stop()
     children = [c for s in w.segments.values() for c in s.children.values()]
     stored = np.mean([len(json.dumps(c.to_dict())) for c in children])
-    return (held[1] - held[0]) / len(children), float(stored), len(children)
+    # tracemalloc sees Python's allocations, not the KLL's C++ buffers: add their size
+    kll = sum(
+        len(sketch.kll_bytes())
+        for c in children
+        for sketch in [*c.features.values(), c.prediction, c.latency]
+        if isinstance(sketch, NumericSketch)
+    )
+    return (held[1] - held[0] + kll) / len(children), float(stored), len(children)
 
 
 def main() -> None:
@@ -236,6 +244,7 @@ def main() -> None:
         return
     from watchkeeper.daemon.demo.broker import EmbeddedBroker
     from watchkeeper.daemon.demo.setup import create_topics
+    from watchkeeper.detectors.segments import SEGMENT_SKETCH_K
 
     broker = None
     if args.bootstrap is None:
@@ -290,8 +299,9 @@ def main() -> None:
         )
         held, stored, children = memory_per_segment()
         print(
-            f"memory per segment (22 columns, sketch k=200): {held / 1024:.1f} KiB held, "
-            f"{stored / 1024:.1f} KiB stored, {children} segments per window"
+            f"memory per segment (22 columns, KLL k={SEGMENT_SKETCH_K}): "
+            f"{held / 1024:.1f} KiB held, {stored / 1024:.1f} KiB stored, "
+            f"{children} segments per window"
         )
     finally:
         if broker is not None:
