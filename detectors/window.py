@@ -162,7 +162,7 @@ class WindowSummary:
         child = SketchSettings(s.segment_k, s.max_categories, 0, bins=s.bins)
         return WindowSummary(self.model, self.version, self.start_ms, self.size_ms, child)
 
-    def _column(self, name: str) -> ColumnSketch | None:
+    def column(self, name: str) -> ColumnSketch | None:
         """A feature's sketch, or the prediction's, its class's or the label's by their
         reserved names."""
         special = {
@@ -467,7 +467,7 @@ def _feed_segments(
     for name, column in columns:
         if column is None:
             continue
-        sketches = [c._sketch(c._column(name), column, name) for c in children]
+        sketches = [c._sketch(c.column(name), column, name) for c in children]
         feed_groups(sketches, column, rows, sizes)
         for child, sketch in zip(children, sketches, strict=True):
             child._set_column(name, sketch)

@@ -25,8 +25,10 @@ from typing import Annotated, Final, Literal, TypeVar
 
 import pydantic
 from pydantic import ConfigDict, Field
+from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.segments import DEFAULT_TOP_K, MAX_TOP_K, SegmentSpec
+from watchkeeper.detectors.window import WindowSummary
 
 SEGMENT_SCOPES: Final = ("column", "window")
 """Metric scopes a segment can run (performance and estimates need per-segment labels)."""
@@ -168,3 +170,22 @@ def digest_groups(firing: Mapping[str, M]) -> dict[str, dict[str, M]]:
         key = "*" if segment is None else segment_digest(segment)
         out.setdefault(key, {})[text] = member
     return out
+
+
+def segment_view(
+    reference: ReferenceProfile, window: WindowSummary, text: str
+) -> tuple[str, ReferenceProfile | None, WindowSummary | None]:
+    """``(column, reference, window)`` a slot is about: for ``amount[country=DE]`` the
+    column ``amount`` of the reference's and the window's DE segment (None where one
+    has no such segment); for a plain feature, the feature of both as given."""
+    feature, segment = split_slot(text)
+    if segment is None:
+        return text, reference, window
+    name, value = segment
+    segs = reference.segments.get(name)
+    split = window.segments.get(name)
+    return (
+        feature or "",
+        segs.profile(value) if segs is not None else None,
+        split.children.get(value) if split is not None else None,
+    )

@@ -23,11 +23,13 @@ from watchkeeper.daemon.offline.reference import build_reference
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.profile import ReferenceProfile, profile_from_window
 from watchkeeper.detectors.segment_reference import declared_segments, segment_plan
+from watchkeeper.detectors.segment_update import feed_groups
 from watchkeeper.detectors.segments import OTHER, SegmentSpec, label_of, value_hash
 from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.schema import Policy
+from watchkeeper.policies.segments import segment_view
 
 COUNTRIES = ("DE", "FR", "US", "IT", "ES")
 EXACT_K = 4000  # KLL holds every value below this many: quantiles are exact
@@ -430,3 +432,47 @@ def test_policy_defaults() -> None:
     assert policy.segmented_rules() == ["psi"]  # drift and sanity rules, not performance
     assert policy.segment_specs() == (SegmentSpec("country", 20),)
     assert Policy.model_validate({"model": "fraud", "rules": rules}).segmented_rules() == []
+
+
+def test_grouped_feed_equals_one_update_per_group() -> None:
+    rng = np.random.default_rng(20)
+    values = rng.normal(size=3000)
+    values[::97] = np.nan
+    values[::211] = np.inf
+    null = rng.random(3000) < 0.03
+    column = Column("numeric", np.where(null, np.nan, values), null, np.zeros(3000, dtype=bool))
+    sizes = np.array([1000, 0, 1500, 500], dtype=np.intp)
+    rows = rng.permutation(3000).astype(np.intp)
+    edges = (-1.0, 0.0, 1.0)
+
+    def new() -> NumericSketch:
+        s = NumericSketch(EXACT_K)
+        s.count_bins_on(edges)
+        return s
+
+    grouped = [new() for _ in sizes]
+    feed_groups(grouped, column, rows, sizes)
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    for j, sketch in enumerate(grouped):
+        one = new()
+        part = rows[bounds[j] : bounds[j + 1]]
+        present, nulls, missing = column.present(part)
+        one.update(present, nulls=nulls, missing=missing)
+        assert _exact(sketch) == _exact(one) and (sketch.nans, sketch.infs) == (one.nans, one.infs)
+        if one.count:
+            assert (
+                sketch.quantiles([0.1, 0.5, 0.9]).tolist()
+                == one.quantiles([0.1, 0.5, 0.9]).tolist()
+            )
+            assert sketch.mean == pytest.approx(one.mean, rel=1e-12)
+            assert sketch.variance == pytest.approx(one.variance, rel=1e-9)
+
+
+def test_the_console_reads_a_segment_slot_from_both_sides() -> None:
+    reference = reference_of([make_batch(3000, 21)], PLAN)
+    window = window_of([make_batch(3000, 22)], PLAN)
+    name, ref, win = segment_view(reference, window, "amount[country=DE]")
+    assert name == "amount" and ref is reference.segments["country"].profile("DE")
+    assert win is window.segments["country"].children["DE"]
+    assert segment_view(reference, window, "amount") == ("amount", reference, window)
+    assert segment_view(reference, window, "amount[os=ios]")[1:] == (None, None)
