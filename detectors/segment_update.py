@@ -28,10 +28,16 @@ Sizes = np.ndarray[Any, np.dtype[np.intp]]
 
 
 def feed_groups(
-    sketches: Sequence[ColumnSketch], column: Column, rows: IndexArray, sizes: Sizes
+    sketches: Sequence[ColumnSketch],
+    column: Column,
+    rows: IndexArray,
+    sizes: Sizes,
+    shared: dict[str, Any] | None = None,
+    name: str = "",
 ) -> None:
     """Rows ``rows`` of ``column`` (grouped: group ``g`` is the next ``sizes[g]`` rows) into
-    ``sketches[g]``, as ``_feed`` in window.py does one group at a time."""
+    ``sketches[g]``, as ``_feed`` in window.py does one group at a time. ``shared`` keeps
+    the column's bin index under ``name`` for the other segment features of the batch."""
     g = len(sketches)
     group = np.repeat(np.arange(g), sizes)
     null, missing = column.null[rows], column.missing[rows]
@@ -39,16 +45,25 @@ def feed_groups(
     if absent.any():
         nulls = np.bincount(group[null], minlength=g).tolist()
         missed = np.bincount(group[missing], minlength=g).tolist()
-        values = column.values[rows[~absent]]
+        kept = rows[~absent]
         groups = group[~absent]
     else:  # the usual case: every row has the column
         nulls = missed = [0] * g
-        values = column.values[rows]
+        kept = rows
         groups = group
+    values = column.values[kept]
     if column.kind == "numeric":
         numeric = [s for s in sketches if isinstance(s, NumericSketch)]
         assert len(numeric) == g  # a window's sketch of a column has the column's kind
-        feed_numeric(numeric, values.astype(np.float64, copy=False), groups, nulls, missed)
+        where = _bin_index(numeric, column, shared, name)
+        feed_numeric(
+            numeric,
+            values.astype(np.float64, copy=False),
+            groups,
+            nulls,
+            missed,
+            None if where is None else where[kept],
+        )
         return
     counts = np.bincount(groups, minlength=g)
     bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
@@ -63,20 +78,24 @@ def feed_numeric(
     groups: np.ndarray[Any, Any],
     nulls: list[int] | None = None,
     missing: list[int] | None = None,
+    where: np.ndarray[Any, Any] | None = None,
 ) -> None:
     """Present ``values`` (grouped, ``groups`` their group numbers, ascending) into their
-    groups' sketches; ``nulls`` / ``missing`` per group."""
+    groups' sketches; ``nulls`` / ``missing`` per group; ``where`` each value's bin on the
+    sketches' shared edges, when already known."""
     g = len(sketches)
     finite = np.isfinite(values)
     if finite.all():
         nans = infs = [0] * g
         fv, fg = np.ascontiguousarray(values), groups
+        fw = where
     else:
         nan = np.isnan(values)
         nans = np.bincount(groups[nan], minlength=g).tolist()
         infs = np.bincount(groups[~finite & ~nan], minlength=g).tolist()
         fv = np.ascontiguousarray(values[finite])
         fg = groups[finite]
+        fw = None if where is None else where[finite]
     n = np.bincount(fg, minlength=g)
     starts = np.concatenate(([0], np.cumsum(n)))
     with np.errstate(over="ignore", invalid="ignore"):
@@ -85,7 +104,7 @@ def feed_numeric(
     filled = np.flatnonzero(n)
     lows = np.minimum.reduceat(fv, starts[filled]) if filled.size else fv
     highs = np.maximum.reduceat(fv, starts[filled]) if filled.size else fv
-    bins = _shared_bins(sketches, fv, fg)
+    bins = _shared_bins(sketches, fv, fg, fw)
     at = {j: i for i, j in enumerate(filled.tolist())}
     for j, sketch in enumerate(sketches):
         sketch.nulls += nulls[j] if nulls else 0
@@ -108,17 +127,45 @@ def feed_numeric(
         sketch._combine(int(n[j]), float(mean[j]), float(m2[j]), float(lows[i]), float(highs[i]))
 
 
-def _shared_bins(
-    sketches: Sequence[NumericSketch], fv: np.ndarray[Any, Any], fg: np.ndarray[Any, Any]
-) -> np.ndarray[Any, Any] | None:
-    """Every group's exact bin counts in one pass when all sketches count the same edges
-    (the usual case: the reference in force's); None otherwise."""
-    edges = sketches[0]._edges
+def _common_edges(sketches: Sequence[NumericSketch]) -> np.ndarray[Any, Any] | None:
+    """The edges every sketch counts exactly, if they all count the same ones."""
+    edges = sketches[0]._edges if sketches else None
     if edges is None or not all(
         s._bins is not None and s._edges is not None and np.array_equal(s._edges, edges)
         for s in sketches
     ):
         return None
+    return edges
+
+
+def _bin_index(
+    sketches: Sequence[NumericSketch], column: Column, shared: dict[str, Any] | None, name: str
+) -> np.ndarray[Any, Any] | None:
+    """Every row's bin of ``column`` on the sketches' common edges, computed once per batch
+    and column for all segment features (``shared``); None without common edges."""
+    edges = _common_edges(sketches)
+    if edges is None or shared is None:
+        return None
+    known = shared.get(name)
+    if known is None or not np.array_equal(known[0], edges):
+        # NaN and ±inf land past the last edge; they are not binned (feed_numeric drops them)
+        known = shared[name] = (edges, np.searchsorted(edges, column.values, side="left"))
+    where: np.ndarray[Any, Any] = known[1]
+    return where
+
+
+def _shared_bins(
+    sketches: Sequence[NumericSketch],
+    fv: np.ndarray[Any, Any],
+    fg: np.ndarray[Any, Any],
+    where: np.ndarray[Any, Any] | None = None,
+) -> np.ndarray[Any, Any] | None:
+    """Every group's exact bin counts in one pass when all sketches count the same edges
+    (the usual case: the reference in force's); None otherwise."""
+    edges = _common_edges(sketches)
+    if edges is None:
+        return None
     width = edges.size + 1
-    where = np.searchsorted(edges, fv, side="left")
+    if where is None:
+        where = np.searchsorted(edges, fv, side="left")
     return np.bincount(fg * width + where, minlength=len(sketches) * width).reshape(-1, width)

@@ -152,8 +152,9 @@ class WindowSummary:
         if self._pending.rows:
             for batch in self._pending.take():
                 every = np.arange(len(batch))
+                shared: dict[str, Any] = {}  # the batch's bin indices, for every split
                 for split in self._segments.values():
-                    split.update(batch, every)
+                    split.update(batch, every, shared)
         return self._segments
 
     def _segment_child(self) -> WindowSummary:
@@ -447,6 +448,7 @@ def _feed_segments(
     batch: ColumnBatch,
     rows: IndexArray,
     sizes: np.ndarray[Any, np.dtype[np.intp]],
+    shared: dict[str, Any],
 ) -> None:
     """What ``child.update(batch, its rows)`` does for every segment child, one numpy pass
     per column (:mod:`segment_update`); children keep no sample and no estimates."""
@@ -468,7 +470,7 @@ def _feed_segments(
         if column is None:
             continue
         sketches = [c._sketch(c.column(name), column, name) for c in children]
-        feed_groups(sketches, column, rows, sizes)
+        feed_groups(sketches, column, rows, sizes, shared, name)
         for child, sketch in zip(children, sketches, strict=True):
             child._set_column(name, sketch)
     if batch.latency_ms is not None:
