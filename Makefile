@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_replicas.py
 	$(BIN)/python tests/benchmarks/bench_estimates.py
 	$(BIN)/python tests/benchmarks/bench_ab.py
+	$(BIN)/python tests/benchmarks/bench_segments.py
 
 # a sustained-rate run: RSS must stay flat and lag bounded (exit 1 otherwise)
 soak: $(STAMP)

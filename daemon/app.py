@@ -40,6 +40,7 @@ from watchkeeper.daemon.shadow.checks import ShadowChecks
 from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
 from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.segment_reference import declared_segments
 from watchkeeper.policies.loader import LoadedPolicy
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,9 @@ class Daemon:
             self.shadow.configure(policies)
         finally:
             if self.ingestor is not None:
+                self.ingestor.references.declared_segments = declared_segments(
+                    (p.policy.model, p.policy.segment_specs()) for _, p in sorted(policies.items())
+                )
                 self.ingestor.references.adopt(self.checker.references.in_force(policies))
 
     def _references_refreshed(self, policies: dict[str, LoadedPolicy]) -> None:

@@ -21,15 +21,20 @@ File format (JSON, ``"format": "watchkeeper.reference/v2"``)::
      "prediction": {…} | null, "prediction_class": {…} | null, "label": {…} | null,
      "metrics": {"accuracy": 0.93, …},
      "estimation": {"format": "watchkeeper.estimation/v1", …} | null,
-     "column_names": {"prediction": "score", "label": "is_fraud", …}}
+     "column_names": {"prediction": "score", "label": "is_fraud", …},
+     "segments": {"country": {"feature": "country", "k": 20, "values": ["DE", …],
+                  "profiles": {"DE": {<a profile>}, …, "(other)": {…}}}}}
 
 ``estimation`` (new in v2) is what the label-free estimates need: the calibrator (or the
 regression loss model), the reference's realised metrics and their chunk spreads
 (:mod:`watchkeeper.detectors.estimation_reference`); ``column_names`` (also new) says
 which columns of the reference file were the prediction, its class, the label and the
 per-class scores, so a batch file is read the same way. A v1 profile still loads, with no
-estimation, so it simply has no estimates. Readers refuse other ``format`` values, so a
-future v3 cannot be misread.
+estimation, so it simply has no estimates. ``segments`` (optional, added to v2 with
+segments) holds, per segment feature, a profile per segment
+(:mod:`~watchkeeper.detectors.segment_reference`); profiles written before it load
+without segments. Readers refuse other ``format`` values, so a future v3 cannot be
+misread.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ import numpy as np
 from datasketches import kll_doubles_sketch
 from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
+from watchkeeper.detectors.segment_reference import SegmentReference
+from watchkeeper.detectors.segments import top_values
 from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 
@@ -177,6 +184,8 @@ class ReferenceProfile:
     column_names: dict[str, str] = field(default_factory=dict)
     """Which file columns were ``prediction``, ``prediction_class``, ``label`` and
     ``score:<class>`` (a multiclass model's per-class scores) at build time."""
+    segments: dict[str, SegmentReference[ReferenceProfile]] = field(default_factory=dict)
+    """Per segment feature, the profile of each of its segments (none in older files)."""
 
     def column(self, name: str) -> ColumnProfile | None:
         """A feature by name, or ``__prediction__`` / ``__prediction_class__`` / ``__label__``."""
@@ -207,6 +216,7 @@ class ReferenceProfile:
             "sample": list(self.sample),
             "estimation": None if self.estimation is None else self.estimation.to_dict(),
             "column_names": self.column_names,
+            "segments": {n: s.to_dict() for n, s in self.segments.items()},
         }
 
     @classmethod
@@ -234,6 +244,10 @@ class ReferenceProfile:
             estimation=None
             if d.get("estimation") is None
             else Estimation.from_dict(d["estimation"]),
+            segments={
+                str(n): SegmentReference.from_dict(s, ReferenceProfile.from_dict)
+                for n, s in (d.get("segments") or {}).items()
+            },
         )
 
     def save(self, path: str | Path) -> None:
@@ -305,36 +319,78 @@ def categorical_profile(counts: CategoryCounts, max_categories: int = 256) -> Ca
 
 
 def profile_from_window(
-    summary: WindowSummary, bins: int = 10, source: str = "", created_at: str = ""
+    summary: WindowSummary,
+    bins: int = 10,
+    source: str = "",
+    created_at: str = "",
+    edges: dict[str, tuple[float, ...]] | None = None,
 ) -> ReferenceProfile:
     """A reference from stored window state (e.g. "the first 24 h after deploy").
 
     Bin proportions come from the windows' KLL sketches, so they are within the sketch's
-    rank error of the exact ones; a profile built from a file counts them exactly.
+    rank error of the exact ones (exact where the windows counted those bins); a profile
+    built from a file counts them exactly. ``edges`` fixes a column's bin edges (a
+    segment's profile is cut where its whole reference is).
     """
+    cut = edges or {}
 
-    def opt(s: ColumnSketch | None) -> ColumnProfile | None:
-        return None if s is None else column_profile(s, bins)
+    def col(name: str, s: ColumnSketch) -> ColumnProfile:
+        return column_profile(s, bins, cut.get(name))
+
+    def opt(name: str, s: ColumnSketch | None) -> ColumnProfile | None:
+        return None if s is None else col(name, s)
 
     perf = summary.performance
+    features = {n: col(n, s) for n, s in sorted(summary.features.items())}
+    prediction = opt(PREDICTION, summary.prediction)
+    whole = {
+        n: p.edges
+        for n, p in [*features.items(), (PREDICTION, prediction)]
+        if isinstance(p, NumericProfile)
+    }
     return ReferenceProfile(
         model=summary.model,
         rows=summary.count,
         bins=bins,
-        features={n: column_profile(s, bins) for n, s in sorted(summary.features.items())},
-        prediction=opt(summary.prediction),
-        prediction_class=opt(summary.prediction_class),
-        label=opt(summary.label),
+        features=features,
+        prediction=prediction,
+        prediction_class=opt(PREDICTION_CLASS, summary.prediction_class),
+        label=opt(LABEL, summary.label),
         metrics=perf.metrics() if perf is not None else {},
         task=perf.task if perf is not None else None,
         source=source,
         created_at=created_at,
         sample=tuple(summary.sample.rows),
+        segments={
+            name: _segment_reference(split.spec.k, split.children, bins, name, whole)
+            for name, split in summary.segments.items()
+        },
     )
 
 
-def column_profile(sketch: ColumnSketch, bins: int) -> ColumnProfile:
-    """A profile from a sketch alone (a stored window range): bins from its quantiles."""
+def _segment_reference(
+    k: int,
+    children: dict[str, WindowSummary],
+    bins: int,
+    feature: str,
+    edges: dict[str, tuple[float, ...]],
+) -> SegmentReference[ReferenceProfile]:
+    """A segment feature's reference from stored windows: its K largest segments there,
+    cut at the whole reference's ``edges``."""
+    values = top_values({label: c.count for label, c in children.items()}, k)
+    return SegmentReference(
+        feature,
+        k,
+        values,
+        {label: profile_from_window(c, bins, edges=edges) for label, c in children.items()},
+    )
+
+
+def column_profile(
+    sketch: ColumnSketch, bins: int, edges: tuple[float, ...] | None = None
+) -> ColumnProfile:
+    """A profile from a sketch alone (a stored window range): bins from its quantiles,
+    or at ``edges`` (exact when the sketch counted them)."""
     if isinstance(sketch, NumericSketch):
-        return numeric_profile(sketch, quantile_edges(sketch, bins))
+        return numeric_profile(sketch, quantile_edges(sketch, bins) if edges is None else edges)
     return categorical_profile(sketch)

@@ -29,6 +29,14 @@ from watchkeeper.detectors.estimate_sketch import (
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import Reservoir, Row
+from watchkeeper.detectors.segment_update import feed_groups, feed_numeric
+from watchkeeper.detectors.segments import (
+    SEGMENT_SKETCH_K,
+    SETTLE_ROWS,
+    PendingRows,
+    PlanOf,
+    SegmentSplit,
+)
 from watchkeeper.detectors.sketches import (
     CategoryCounts,
     ColumnSketch,
@@ -42,6 +50,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # v1: before the estimate state (read back with none)
+# "segments" is optional in v2: summaries stored before segments read back with none
 
 
 BinEdges = Callable[[str, str], "tuple[float, ...] | None"]
@@ -65,6 +74,10 @@ class SketchSettings:
     reservoir_size: int = 512
     bins: BinEdges | None = field(default=None, compare=False)
     estimation: EstimationOf | None = field(default=None, compare=False)
+    segments: PlanOf | None = field(default=None, compare=False)
+    segment_k: int = SEGMENT_SKETCH_K
+    """KLL size of the segments' numeric sketches (:data:`segments.SEGMENT_SKETCH_K`)."""
+    """``model ->`` the segment features its new windows split by (:mod:`segments`)."""
 
 
 def _new_sketch(kind: Kind, settings: SketchSettings, model: str, column: str) -> ColumnSketch:
@@ -124,6 +137,57 @@ class WindowSummary:
         """Joined (prediction, label) pairs of this window's predictions, as labels arrive."""
         self.estimates = WindowEstimates()
         """Label-free estimate state of the predictions (:mod:`window_estimates`)."""
+        plan = self.settings.segments(model) if self.settings.segments is not None else None
+        self._pending = PendingRows()
+        self._segments: dict[str, SegmentSplit[WindowSummary]] = {
+            spec.feature: SegmentSplit(
+                spec, self._segment_child, self._segment_copy, _feed_segments
+            )
+            for spec in plan or ()
+        }
+
+    @property
+    def segments(self) -> dict[str, SegmentSplit[WindowSummary]]:
+        """Per segment feature, a child summary per value (:mod:`segments`)."""
+        if self._pending.rows:
+            for batch in self._pending.take():
+                every = np.arange(len(batch))
+                shared: dict[str, Any] = {}  # the batch's bin indices, for every split
+                for split in self._segments.values():
+                    split.update(batch, every, shared)
+        return self._segments
+
+    def _segment_child(self) -> WindowSummary:
+        """An empty summary of one segment: same sketches, no sample, estimates or segments."""
+        s = self.settings
+        child = SketchSettings(s.segment_k, s.max_categories, 0, bins=s.bins)
+        return WindowSummary(self.model, self.version, self.start_ms, self.size_ms, child)
+
+    def column(self, name: str) -> ColumnSketch | None:
+        """A feature's sketch, or the prediction's, its class's or the label's by their
+        reserved names."""
+        special = {
+            PREDICTION: self.prediction,
+            PREDICTION_CLASS: self.prediction_class,
+            LABEL: self.label,
+        }
+        return special[name] if name in special else self.features.get(name)
+
+    def _set_column(self, name: str, sketch: ColumnSketch) -> None:
+        if name == PREDICTION:
+            self.prediction = sketch
+        elif name == PREDICTION_CLASS:
+            self.prediction_class = sketch
+        elif name == LABEL:
+            self.label = sketch
+        else:
+            self.features[name] = sketch
+
+    def _segment_copy(self, part: WindowSummary) -> WindowSummary:
+        """A segment's summary from another part's (of a window inside this one)."""
+        child = self._segment_child()
+        child.absorb(part)
+        return child
 
     @property
     def end_ms(self) -> int:
@@ -171,6 +235,10 @@ class WindowSummary:
             self._estimate(batch, idx)
         if batch.features and self.sample.capacity:
             self.sample.update(batch.keys[idx], lambda sel: _rows(batch, idx[sel]))
+        if self._segments:  # routed in runs (segments.SETTLE_ROWS), not batch by batch
+            self._pending.add(batch, idx)
+            if self._pending.rows >= SETTLE_ROWS:
+                _ = self.segments
 
     def _estimate(self, batch: ColumnBatch, idx: IndexArray) -> None:
         """The batch's rows into the estimate state of the reference in force, if any."""
@@ -227,7 +295,7 @@ class WindowSummary:
             self.size_ms,
         ):
             raise ValueError("only summaries of the same model, version and window merge")
-        self._absorb(other)
+        self.absorb(other)
 
     @classmethod
     def rollup(
@@ -262,10 +330,11 @@ class WindowSummary:
             raise ValueError(f"windows of versions {sorted(versions)}, not only {version!r}")
         out = cls(models.pop(), version, start_ms, size_ms, parts[0].settings)
         for p in sorted(parts, key=lambda p: (p.start_ms, p.version)):
-            out._absorb(p)
+            out.absorb(p)
         return out
 
-    def _absorb(self, other: WindowSummary) -> None:
+    def absorb(self, other: WindowSummary) -> None:
+        """Fold ``other`` in without checking it is the same window (roll-ups, segments)."""
         for role, n in other.events.items():
             self.events[role] = self.events.get(role, 0) + n
         for bound in ("first_ts_ms", "last_ts_ms"):
@@ -289,6 +358,13 @@ class WindowSummary:
             else:
                 self.performance.merge(other.performance)
         self.estimates.merge(other.estimates)
+        for name, split in other.segments.items():
+            mine = self.segments.get(name)
+            if mine is None:
+                mine = self._segments[name] = SegmentSplit(
+                    split.spec, self._segment_child, self._segment_copy, _feed_segments
+                )
+            mine.absorb(split)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form; :meth:`from_dict` reads it back (format version 2; 1 too)."""
@@ -318,6 +394,7 @@ class WindowSummary:
             "sample": self.sample.to_dict(),
             "performance": None if self.performance is None else self.performance.to_dict(),
             "estimates": self.estimates.to_dict(),
+            "segments": [s.to_dict() for s in self.segments.values()],
         }
 
     @classmethod
@@ -357,7 +434,50 @@ class WindowSummary:
         if data.get("performance") is not None:
             out.performance = PerformanceSketch.from_dict(data["performance"])
         out.estimates = WindowEstimates.from_dict(data.get("estimates"))
+        out._segments = {
+            d["spec"]["feature"]: SegmentSplit.from_dict(
+                d, out._segment_child, out._segment_copy, WindowSummary.from_dict, _feed_segments
+            )
+            for d in data.get("segments") or ()
+        }
         return out
+
+
+def _feed_segments(
+    children: list[WindowSummary],
+    batch: ColumnBatch,
+    rows: IndexArray,
+    sizes: np.ndarray[Any, np.dtype[np.intp]],
+    shared: dict[str, Any],
+) -> None:
+    """What ``child.update(batch, its rows)`` does for every segment child, one numpy pass
+    per column (:mod:`segment_update`); children keep no sample and no estimates."""
+    bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
+    ts = batch.ts_ms[rows]
+    for i, child in enumerate(children):
+        lo, hi = bounds[i], bounds[i + 1]
+        child.events[batch.role] = child.events.get(batch.role, 0) + hi - lo
+        first, last = int(ts[lo:hi].min()), int(ts[lo:hi].max())
+        child.first_ts_ms = first if child.first_ts_ms is None else min(child.first_ts_ms, first)
+        child.last_ts_ms = last if child.last_ts_ms is None else max(child.last_ts_ms, last)
+    columns: list[tuple[str, Column | None]] = [*batch.features.items()]
+    columns += [
+        (PREDICTION, batch.prediction),
+        (PREDICTION_CLASS, batch.prediction_class),
+        (LABEL, batch.label),
+    ]
+    for name, column in columns:
+        if column is None:
+            continue
+        sketches = [c._sketch(c.column(name), column, name) for c in children]
+        feed_groups(sketches, column, rows, sizes, shared, name)
+        for child, sketch in zip(children, sketches, strict=True):
+            child._set_column(name, sketch)
+    if batch.latency_ms is not None:
+        latency = batch.latency_ms[rows]
+        kept = ~np.isnan(latency)
+        groups = np.repeat(np.arange(len(children)), sizes)[kept]
+        feed_numeric([c.latency for c in children], latency[kept], groups)
 
 
 def _merged(mine: ColumnSketch | None, theirs: ColumnSketch) -> ColumnSketch:

@@ -41,6 +41,7 @@ from watchkeeper.policies.incident_model import (
 )
 from watchkeeper.policies.rule_thresholds import Thresholds, rule_thresholds
 from watchkeeper.policies.schema import Policy, Rule, Severity
+from watchkeeper.policies.segments import digest_groups, is_digest
 from watchkeeper.policies.summaries import (
     duration_text,
     hhmm,
@@ -201,9 +202,15 @@ class PolicyEngine:
     def _incident_events(self, rule: Rule, at_ms: int) -> list[IncidentEvent]:
         members = self._rule_members(rule)
         firing = {feature: m for feature, m in members if m.state == "firing"}
-        if rule.grouped():
-            return self._sync(rule, DIGEST, firing, at_ms)
         events: list[IncidentEvent] = []
+        if rule.grouped():  # one digest over the features, one per segment (segments.py)
+            groups = digest_groups(firing)
+            open_digests = {
+                i.feature for i in self.incidents.values() if i.rule == rule.key and i.feature
+            }
+            for key in sorted({DIGEST, *groups, *filter(is_digest, open_digests)}):
+                events += self._sync(rule, key, groups.get(key, {}), at_ms)
+            return events
         for feature in sorted({f for f, _ in members} | self._open_features(rule)):
             events += self._sync(
                 rule, feature, {feature: firing[feature]} if feature in firing else {}, at_ms
@@ -243,7 +250,7 @@ class PolicyEngine:
             (m.severity or "warn" for m in firing.values()), key=lambda s: _RANK[s]
         )
         members = {f: m.value for f, m in firing.items()}
-        summary = incident_summary(self.policy, rule, members, firing, severity, feature == DIGEST)
+        summary = incident_summary(self.policy, rule, members, firing, severity, is_digest(feature))
         if incident is None:
             incident = Incident(
                 key,

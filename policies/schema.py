@@ -40,6 +40,7 @@ from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.policies.compare import Compare, ab_rule_problems
 from watchkeeper.policies.cron import crontab_trigger
 from watchkeeper.policies.durations import Duration
+from watchkeeper.policies.segments import SegmentedPolicy
 from watchkeeper.policies.shadow import Shadow
 
 Severity = Literal["warn", "critical"]
@@ -248,7 +249,7 @@ DEFAULT_STORED_REFERENCE: Final = "default"
 """The stored reference a policy without ``reference`` scores against."""
 
 
-class Policy(_Strict):
+class Policy(SegmentedPolicy, _Strict):  # segments: policies/segments.py
     model: Annotated[str, Field(min_length=1)]
     name: Annotated[str, Field(pattern=NAME)] | None = None
     reference: str | None = None

@@ -1,5 +1,7 @@
 """How incidents describe themselves: the one-line summaries of opened, changed and
-resolved incidents that every channel shows."""
+resolved incidents that every channel shows. A segment's incident names it: "psi 0.41
+>= 0.25 on fraud.amount for country=DE (critical)"; a segment's digest, "2 features
+drifted on fraud for country=DE (…)"."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Protocol
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.policies.schema import Policy, Rule, Severity
+from watchkeeper.policies.segments import described, split_slot
 
 
 class MemberLike(Protocol):
@@ -38,8 +41,15 @@ def incident_summary(
     severity: Severity,
     digest: bool,
 ) -> str:
+    segments = {split_slot(f)[1] for f in members}
+    (one,) = segments if len(segments) == 1 else (None,)
+    where_segment = f" for {one[0]}={one[1]}" if one is not None else ""
+
     def show(feature: str) -> str:
-        name = "prediction" if feature == PREDICTION else feature
+        bare, segment = split_slot(feature)
+        name = "prediction" if bare == PREDICTION else (bare or "")
+        if segment is not None and one is None:  # else the segment is said after the model
+            name = f"{name} for {segment[0]}={segment[1]}".strip()
         value = members[feature]
         return f"{name} {value:.4g}" if value is not None else name
 
@@ -49,7 +59,7 @@ def incident_summary(
         shown = ", ".join(show(f) for f in ordered[:5])
         more = f" and {len(ordered) - 5} more" if len(ordered) > 5 else ""
         return (
-            f"{len(members)} {noun} drifted on {policy.model} ({rule.metric} "
+            f"{len(members)} {noun} drifted on {policy.model}{where_segment} ({rule.metric} "
             f"{severity}): {shown}{more}"
         )
     (feature,) = ordered
@@ -61,7 +71,9 @@ def incident_summary(
             f"concept drift suspected ({feature} off by {value}× the gap sampling "
             f"explains; {severity})"
         )
-    where = f"{policy.model}.{feature}" if feature else policy.model
+    bare, segment = split_slot(feature)
+    where = f"{policy.model}.{bare}" if bare else policy.model
+    where += f" for {segment[0]}={segment[1]}" if segment is not None else ""
     side = ">=" if rule.bad_side() == "above" else "<="
     value = "n/a" if member.value is None else f"{member.value:.4g}"
     threshold = "n/a" if member.threshold is None else f"{member.threshold:.4g}"
@@ -70,7 +82,7 @@ def incident_summary(
 
 def resolved_summary(policy: Policy, rule: Rule, values: dict[str, float | None]) -> str:
     def show(feature: str) -> str:
-        name = "prediction" if feature == PREDICTION else feature
+        name = "prediction" if feature == PREDICTION else described(feature)
         value = values[feature]
         shown = "n/a" if value is None else f"{value:.4g}"
         return f"{name} {shown}" if name else shown

@@ -28,6 +28,7 @@ from watchkeeper.daemon.checks.estimates import (
 )
 from watchkeeper.daemon.checks.performance_rows import PerformanceRowCache
 from watchkeeper.daemon.checks.reference_cache import ReferenceCache
+from watchkeeper.daemon.checks.segment_findings import add_segment_findings
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.shadow.checks import ShadowChecks
@@ -143,6 +144,7 @@ def assess(
     baseline = _baseline(store, policy.model, start, window_ms)
     reference = reference_of()
     found = findings_for(policy, reference, window, duration_s, baseline)
+    add_segment_findings(found, policy, reference, window, duration_s)
     trusting = [r for r in policy.rules if r.metric == TRUST_METRIC]
     spans = spans if spans is not None else LabelledSpans()
     for rule in trusting:

@@ -11,6 +11,7 @@ from typing import Any
 
 from watchkeeper.daemon.cli.common import open_store
 from watchkeeper.daemon.errors import DataFileError
+from watchkeeper.detectors.segments import DEFAULT_TOP_K, MAX_TOP_K
 from watchkeeper.policies.errors import WatchkeeperDocumentError
 
 
@@ -79,7 +80,8 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     else:
         rows = count_rows(args.source)
         with Progress(transient=True) as bar:
-            task = bar.add_task(f"profiling {args.source}", total=2 * rows if rows else None)
+            passes = 4 if args.segments else 2
+            task = bar.add_task(f"profiling {args.source}", total=passes * rows if rows else None)
             profile = build_reference(
                 args.source,
                 args.model,
@@ -93,6 +95,8 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 threshold=args.threshold,
                 class_scores=_class_scores(args.class_score),
                 notes=notes,
+                segments=args.segments,
+                segment_top_k=args.segment_top_k,
             )
     for note in notes:
         print(note)
@@ -239,6 +243,20 @@ def _add_reference_parser(sub: Any, default_config: str) -> None:
         help="multiclass models: each class's score column (repeat per class), for estimates",
     )
     build.add_argument("--bins", type=int, default=10)
+    build.add_argument(
+        "--segments",
+        type=lambda s: s.split(","),
+        default=[],
+        help="country,channel: a profile per segment of these features (a file source; "
+        "stored windows carry the segments they kept)",
+    )
+    build.add_argument(
+        "--segment-top-k",
+        type=int,
+        default=DEFAULT_TOP_K,
+        help=f"segments of each feature: its K most frequent values, the rest as "
+        f"(other) (default {DEFAULT_TOP_K}, at most {MAX_TOP_K})",
+    )
     build.add_argument("-o", "--output", help="write the profile to this JSON file")
     build.add_argument("--into-store", action="store_true", help="keep it in the store")
     build.add_argument("--name", default="default", help="its name in the store")

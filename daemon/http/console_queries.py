@@ -22,7 +22,8 @@ from watchkeeper.detectors.binning import binned
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
-from watchkeeper.detectors.reserved_names import OTHER, PREDICTION, UNSEEN
+from watchkeeper.detectors.reserved_names import OTHER, UNSEEN
+from watchkeeper.policies.segments import segment_view
 
 DAY_MS = 86_400_000
 MAX_TIMELINE = 2_000
@@ -181,8 +182,10 @@ class ConsoleQueries:
             return []
         out = []
         for feature in features:
-            column = reference.column(feature)
-            current = window.prediction if feature == PREDICTION else window.features.get(feature)
+            # a segment's slot (amount[country=DE]): that segment of both sides
+            name, ref, win = segment_view(reference, window, feature)
+            column = ref.column(name) if ref is not None else None
+            current = None if win is None else win.column(name)
             if column is None or current is None:
                 continue
             try:

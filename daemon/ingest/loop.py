@@ -102,6 +102,7 @@ class Ingestor:
                 w.reservoir_size,
                 bins=self.references.edges,
                 estimation=self.references.estimation,
+                segments=self.references.segments,
             ),
         )
         i = config.ingest

@@ -30,6 +30,8 @@ from watchkeeper.detectors.calibrator import StepCalibrator
 from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.profile import NumericProfile, ReferenceProfile
 from watchkeeper.detectors.reserved_names import PREDICTION
+from watchkeeper.detectors.segment_reference import segment_plan
+from watchkeeper.detectors.segments import SegmentPlan, SegmentSpec
 from watchkeeper.detectors.window_estimates import MAX_SKETCHES
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,9 @@ class ReferencesInForce:
         self.config_path = config_path
         self.refused: dict[str, str] = {}
         """Per model, why its reference's estimation is not in force (logged once)."""
+        self.declared_segments: dict[str, tuple[SegmentSpec, ...]] = {}
+        """Per model, the segment features its policies declare (set on each policy load)."""
+        self._segments: dict[str, SegmentPlan] = {}
 
     def replace(
         self,
@@ -173,6 +178,14 @@ class ReferencesInForce:
             refused[reference.model] = why
         self.refused = refused
         self.replace(edges, estimations)
+        self._segments = {  # value sets of the references' segments (detectors/segments.py)
+            model: segment_plan(specs, [r for r in references if r.model == model])
+            for model, specs in self.declared_segments.items()
+        }
+
+    def segments(self, model: str) -> SegmentPlan | None:
+        """How ``model``'s new windows split into segments, if they do."""
+        return self._segments.get(model)
 
     def edges(self, model: str, column: str) -> Edges | None:
         """The edges a new window sketch of ``model``'s ``column`` counts exactly, if any."""

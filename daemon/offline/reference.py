@@ -8,6 +8,7 @@ the numeric columns into those bins exactly. Columns are numeric or categorical 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.daemon.offline.data_files import read_chunks
 from watchkeeper.daemon.offline.frame_columns import is_numeric, numeric_values
 from watchkeeper.daemon.offline.reference_estimation import EstimationRows
+from watchkeeper.daemon.offline.reference_segments import segment_references
 from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.performance import PerformanceSketch, Task, class_names
 from watchkeeper.detectors.profile import (
@@ -30,7 +32,9 @@ from watchkeeper.detectors.profile import (
     numeric_profile,
     quantile_edges,
 )
+from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import Reservoir, mix64
+from watchkeeper.detectors.segments import DEFAULT_TOP_K
 from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
 
 Progress = Callable[[int], None]
@@ -156,6 +160,8 @@ def build_reference(
     threshold: float = 0.5,
     class_scores: dict[str, str] | None = None,
     notes: list[str] | None = None,
+    segments: Sequence[str] = (),
+    segment_top_k: int = DEFAULT_TOP_K,
 ) -> ReferenceProfile:
     """A reference profile of ``model`` from a file; see the module docstring.
 
@@ -164,7 +170,9 @@ def build_reference(
     rows done in each pass. With a label and a prediction the profile carries the
     label-free estimation (:mod:`reference_estimation`; ``threshold`` is the daemon's
     decision threshold, ``class_scores`` maps each class of a multiclass model to its
-    score column); what was fitted, or why not, is appended to ``notes``.
+    score column); what was fitted, or why not, is appended to ``notes``. ``segments``
+    adds a profile per segment of those features (their ``segment_top_k`` most frequent
+    values and the rest; :mod:`reference_segments`): two more passes.
     """
     columns = _Columns(features, exclude, prediction, label, prediction_class, class_scores)
     first = _FirstPass(path, columns, sample_size, task)
@@ -185,7 +193,7 @@ def build_reference(
         return categorical_profile(s)
 
     perf = first.perf
-    return ReferenceProfile(
+    profile = ReferenceProfile(
         model=model,
         rows=first.rows,
         bins=bins,
@@ -200,6 +208,14 @@ def build_reference(
         sample=tuple(first.sample.rows),
         estimation=estimation,
         column_names=columns.names(),
+    )
+    if not segments:
+        return profile
+    specials = ((PREDICTION, prediction), (PREDICTION_CLASS, prediction_class), (LABEL, label))
+    file_columns = {n: n for n in chosen} | {k: v for k, v in specials if v}
+    return dataclasses.replace(
+        profile,
+        segments=segment_references(path, profile, segments, segment_top_k, file_columns, progress),
     )
 
 

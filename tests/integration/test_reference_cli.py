@@ -325,3 +325,21 @@ def test_the_daemon_makes_and_serves_reports(tmp_path: Path) -> None:
         finally:
             server.close()
             reports.close()
+
+
+def test_reference_build_with_segments(tmp_path: Path, training: pd.DataFrame) -> None:
+    out = tmp_path / "ref-segments.json"
+    args = ["reference", "build", "--model", "fraud", "--from", str(tmp_path / "train.parquet")]
+    args += ["--prediction", "score", "--exclude", "id", "--segments", "country"]
+    assert main([*args, "--segment-top-k", "2", "-o", str(out)]) == 0
+    profile = ReferenceProfile.load(out)
+    country = profile.segments["country"]
+    assert country.values == ("DE", "FR") and set(country.profiles) == {"DE", "FR", "(other)"}
+    us = country.profiles["(other)"]
+    assert us.rows == int((training.country == "US").sum())
+    age = us.features["age"]
+    assert age.edges == profile.features["age"].edges  # type: ignore[union-attr]
+    rows = training.loc[training.country == "US", "age"].to_numpy()
+    exact = bin_counts(rows, age.edges)  # type: ignore[union-attr]
+    assert list(age.proportions) == (exact / exact.sum()).tolist()  # type: ignore[union-attr]
+    assert main([*args, "--segment-top-k", "101", "-o", str(out)]) != 0

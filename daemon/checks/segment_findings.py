@@ -1,0 +1,115 @@
+"""A policy's rules per segment: each segment of the window against the same segment of
+the reference.
+
+For every rule that runs per segment (:meth:`~watchkeeper.policies.segments.
+SegmentedPolicy.segmented_rules`), every segment feature and every segment — those the
+window kept and those the reference has — the rule's metric is evaluated on the window's
+segment child with the one evaluator of the daemon
+(:func:`~watchkeeper.detectors.evaluate.evaluate`), so the sample-size guard applies per
+segment (``segment_min_samples``, else the rule's or the policy's ``min_samples``). Each
+finding's feature slot names its segment (``amount[country=DE]``) and its details carry
+``segment: {"country": "DE"}``, so the engine keeps one member, and one incident, per
+segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.evaluate import evaluate
+from watchkeeper.detectors.profile import ReferenceProfile
+from watchkeeper.detectors.registry import METRICS
+from watchkeeper.detectors.segment_reference import SegmentReference
+from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.policies.schema import Policy, Rule
+from watchkeeper.policies.segments import slot
+
+
+def _tagged(finding: Finding, feature: str, label: str, mixed: bool) -> Finding:
+    details = {**finding.details, "segment": {feature: label}, "feature": finding.feature}
+    if mixed:
+        details["segment_plan_changed"] = (
+            "parts of this window were split by different value sets (the reference "
+            "changed mid-window): (other) holds values another part kept apart"
+        )
+    return dataclasses.replace(
+        finding, feature=slot(finding.feature, feature, label), details=details
+    )
+
+
+def _no_reference(window: WindowSummary, rule: Rule, reason: str) -> Finding:
+    return Finding(
+        window.model,
+        rule.metric,
+        None,
+        None,
+        "insufficient_data",
+        window.start_ms,
+        window.end_ms,
+        window.count,
+        0,
+        {"reason": reason},
+    )
+
+
+def _rule_findings(
+    policy: Policy,
+    rule: Rule,
+    reference: ReferenceProfile | None,
+    window: WindowSummary,
+    duration_s: float,
+) -> list[Finding]:
+    info = METRICS[rule.metric]
+    min_samples = policy.segment_min_samples or rule.min_samples or policy.min_samples
+    out: list[Finding] = []
+    for feature in policy.segments:
+        split = window.segments.get(feature)
+        children = dict(split.children) if split is not None else {}
+        mixed = split.mixed if split is not None else False
+        segs: SegmentReference[ReferenceProfile] | None = None
+        if reference is not None:
+            segs = reference.segments.get(feature)
+        labels = set(children) | (set(segs.profiles) if segs is not None else set())
+        for label in sorted(labels):
+            child = children.get(label)
+            if child is None:  # a segment of the reference without rows in the window
+                child = WindowSummary(window.model, window.version, window.start_ms, window.size_ms)
+            ref = segs.profile(label) if segs is not None else None
+            if info.scope == "column" and ref is None:
+                why = (
+                    f"the reference has no segments of {feature}: rebuild it with "
+                    f"--segments {feature}"
+                    if segs is None
+                    else f"the reference has no rows of {feature}={label}"
+                )
+                found = [_no_reference(child, rule, why)]
+            else:
+                found = evaluate(
+                    ref,
+                    child,
+                    [rule.metric],
+                    features=rule.feature_patterns(),
+                    min_samples=min_samples,
+                    duration_s=duration_s,
+                    options={rule.metric: rule.options} if rule.options else None,
+                )
+            out += [_tagged(f, feature, label, mixed) for f in found]
+    return out
+
+
+def add_segment_findings(
+    found: dict[str, list[Finding]],
+    policy: Policy,
+    reference: ReferenceProfile | None,
+    window: WindowSummary,
+    duration_s: float,
+) -> None:
+    """Append the per-segment findings of ``policy``'s rules to ``found`` (by rule key)."""
+    keys = set(policy.segmented_rules())
+    for rule in policy.rules:
+        if rule.key in keys:
+            found[rule.key] = [
+                *found.get(rule.key, []),
+                *_rule_findings(policy, rule, reference, window, duration_s),
+            ]
