@@ -57,12 +57,16 @@ from watchkeeper.detectors.window import SketchSettings
 
 log = logging.getLogger(__name__)
 
-# A flush is due at these bounds too, checked after each slice of a poll: a window costs
-# ~63 KB in memory with 20 features however few events it holds, a waiting label-join
-# row ~1 KB, and a flush costs what changed (store/window_parts.py), so a backfill over
-# thousands of windows or a burst of joins holds tens of MB, not hundreds.
-FLUSH_MAX_WINDOWS = 1_000
-FLUSH_MAX_JOIN_ROWS = 50_000
+# A flush is due at these bounds too, checked after each slice of a poll: a window of a
+# few events costs ~30 KB in memory with 20 features (its sketches hold their values
+# exactly until k, detectors/sketches.py; most of the rest is its sample's rows), a
+# waiting label-join row ~1 KB, and a flush costs what changed (store/window_parts.py),
+# so a backfill over thousands of windows or a burst of joins holds ~15-20 MB, not
+# hundreds. Smaller bounds cost little: a flush's cost is per window and per row (the
+# ingest benchmark: 500 windows, 20,000 rows peaked 20-70 MB lower than 1,000 / 50,000
+# at the same rate).
+FLUSH_MAX_WINDOWS = 500
+FLUSH_MAX_JOIN_ROWS = 20_000
 PROCESS_SLICE = 2_000  # records; a slice's offsets are pending once it is summarised
 Slice = tuple[PartitionKey, Sequence[Record]]
 
