@@ -10,10 +10,10 @@ by partition, by replica) merge into the summary of the whole:
   KLL accuracy docs); ``rank_error`` reports the bound for the sketch at hand. KLL is
   randomised (its compactions flip coins), so the same values sketched twice can answer a
   query differently within that bound — past ``k`` values: up to ``k`` the values are
-  held exactly and every answer is exact (KLL itself compacts nothing below ``k``). A sketch can also be told, before its first
-  value, the bin edges it will be scored on (:meth:`NumericSketch.count_bins_on`: the
-  edges of the reference in force); it then counts those bins exactly (``searchsorted`` +
-  ``bincount``), and :meth:`~NumericSketch.histogram` on those edges is exact and the same
+  held exactly and every answer is exact (KLL itself compacts nothing below ``k``). A
+  sketch can also be told, before its first value, the bin edges it will be scored on
+  (:meth:`NumericSketch.count_bins_on`: the edges of the reference in force); it then
+  counts those bins exactly (``searchsorted`` + ``bincount``), and :meth:`~NumericSketch.histogram` on those edges is exact and the same
   run after run. Any other edges come from KLL, approximately.
 * :class:`CategoryCounts` — exact counts per category up to ``max_categories``
   distinct values; beyond that the rarest are folded into an ``overflow`` count, so memory
