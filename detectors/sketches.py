@@ -13,8 +13,9 @@ by partition, by replica) merge into the summary of the whole:
   held exactly and every answer is exact (KLL itself compacts nothing below ``k``). A
   sketch can also be told, before its first value, the bin edges it will be scored on
   (:meth:`NumericSketch.count_bins_on`: the edges of the reference in force); it then
-  counts those bins exactly (``searchsorted`` + ``bincount``), and :meth:`~NumericSketch.histogram` on those edges is exact and the same
-  run after run. Any other edges come from KLL, approximately.
+  counts those bins exactly (``searchsorted`` + ``bincount``), and
+  :meth:`~NumericSketch.histogram` on those edges is exact and the same run after run.
+  Any other edges come from KLL, approximately.
 * :class:`CategoryCounts` — exact counts per category up to ``max_categories``
   distinct values; beyond that the rarest are folded into an ``overflow`` count, so memory
   stays bounded when a feature turns out to be an identifier.
