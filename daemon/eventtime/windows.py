@@ -150,7 +150,13 @@ def settle_windows(windows: Iterable[WindowSummary]) -> None:
     windows costs a few numpy calls, not a dozen per sketch."""
     sketches: list[NumericSketch] = []
     for window in windows:
-        columns = (*window.features.values(), window.prediction, window.label, window.latency)
+        columns = (
+            *window.features.values(),
+            window.prediction,
+            window.prediction_class,
+            window.label,
+            window.latency,
+        )
         sketches.extend(c for c in columns if isinstance(c, NumericSketch))
     settle_sketches(sketches)
 

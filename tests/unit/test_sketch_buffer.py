@@ -196,3 +196,40 @@ def test_group_helpers_equal_numpy_per_group() -> None:
     rows = group_bins(g.values, edges)
     for i, f in enumerate(g.values):
         assert rows[i].tolist() == np.bincount(np.searchsorted(edges, f), minlength=4).tolist()
+
+
+def test_a_drained_window_state_equals_each_window_summarised_alone() -> None:
+    from watchkeeper.daemon.eventtime.windows import WindowState
+    from watchkeeper.detectors.column_batch import Column, ColumnBatch
+    from watchkeeper.detectors.reservoir import record_keys
+    from watchkeeper.detectors.window import SketchSettings, WindowSummary
+
+    rng = np.random.default_rng(9)
+    n, size_ms = 3_000, 3_600_000
+    ts = (np.arange(n) // 7 * size_ms + 1).astype(np.int64)  # 7 events per window
+    x = rng.normal(size=n)
+    x[::50] = np.nan
+    null = np.zeros(n, bool)
+    null[::31] = True
+    batch = ColumnBatch(
+        model="m",
+        role="predictions",
+        ts_ms=ts,
+        versions=np.array(["1"] * n, dtype=object),
+        keys=record_keys(1, 0, np.arange(n)),
+        features={
+            "x": Column("numeric", np.where(null, np.nan, x), null, np.zeros(n, bool)),
+            "y": Column("numeric", rng.random(n), np.zeros(n, bool), np.zeros(n, bool)),
+        },
+        prediction=Column("numeric", rng.random(n), np.zeros(n, bool), np.zeros(n, bool)),
+        latency_ms=rng.random(n) * 10,
+    )
+    settings = SketchSettings(bins=lambda model, column: EDGES)
+    state = WindowState(3600, 10**9, settings)
+    state.add(batch)
+    drained = state.drain()
+    assert len(drained.windows) == -(-n // 7)
+    for key, got in drained.windows.items():
+        alone = WindowSummary("m", "1", key.start_ms, size_ms, settings)
+        alone.update(batch, np.flatnonzero(ts - ts % size_ms == key.start_ms))
+        assert got.to_dict() == alone.to_dict()  # bit for bit, KLL bytes included (< k)
