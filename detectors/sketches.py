@@ -9,11 +9,13 @@ by partition, by replica) merge into the summary of the whole:
   single quantile query with 99 % confidence (Karnin, Lang & Liberty 2016; DataSketches'
   KLL accuracy docs); ``rank_error`` reports the bound for the sketch at hand. KLL is
   randomised (its compactions flip coins), so the same values sketched twice can answer a
-  query differently within that bound. A sketch can also be told, before its first
-  value, the bin edges it will be scored on (:meth:`NumericSketch.count_bins_on`: the
-  edges of the reference in force); it then counts those bins exactly (``searchsorted`` +
-  ``bincount``), and :meth:`~NumericSketch.histogram` on those edges is exact and the same
-  run after run. Any other edges come from KLL, approximately.
+  query differently within that bound — past ``k`` values: up to ``k`` the values are
+  held exactly and every answer is exact (KLL itself compacts nothing below ``k``). A
+  sketch can also be told, before its first value, the bin edges it will be scored on
+  (:meth:`NumericSketch.count_bins_on`: the edges of the reference in force); it then
+  counts those bins exactly (``searchsorted`` + ``bincount``), and
+  :meth:`~NumericSketch.histogram` on those edges is exact and the same run after run.
+  Any other edges come from KLL, approximately.
 * :class:`CategoryCounts` — exact counts per category up to ``max_categories``
   distinct values; beyond that the rarest are folded into an ``overflow`` count, so memory
   stays bounded when a feature turns out to be an identifier.
@@ -42,29 +44,59 @@ import base64
 import math
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from datasketches import kll_doubles_sketch
+from watchkeeper.detectors.grouped_moments import group_bins, group_moments
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 
+PENDING_VALUES = 1024
+"""Values a sketch queues before summarising them (see :meth:`NumericSketch.update`)."""
+PENDING_CHUNKS = 32
+"""Updates a sketch queues before summarising them."""
+
+
+@lru_cache(maxsize=256)
+def _checked_edges(edges: tuple[float, ...]) -> FloatArray:
+    # one validated, read-only array per distinct edges: every window of a model asks
+    # for the same reference edges, and checking them each time cost more than counting
+    cut = np.asarray([float(e) for e in edges], dtype=np.float64)
+    if cut.size and not (np.all(np.isfinite(cut)) and np.all(np.diff(cut) > 0)):
+        raise ValueError("bin edges must be finite and strictly increasing")
+    cut.setflags(write=False)
+    return cut
+
+
 class NumericSketch:
-    """Summary of a numeric column; see the module docstring."""
+    """Summary of a numeric column; see the module docstring.
+
+    Cheap while small: :meth:`update` only queues its values (up to
+    :data:`PENDING_VALUES` values or :data:`PENDING_CHUNKS` updates), summarised when the
+    sketch is next read, merged or stored, or for many sketches at once by
+    :func:`settle_sketches` (one vectorised pass over a flush's windows). Up to ``k``
+    finite values are kept as an exact buffer, and the KLL sketch is built only beyond:
+    KLL holds every item exactly below ``k`` anyway, and the sketch it becomes is the one
+    it would have been had it been fed from the start (same items, same order)."""
 
     kind = "numeric"
 
     def __init__(self, k: int = 200) -> None:
         self.k = k
-        self._kll = kll_doubles_sketch(k)
-        self.count = 0  # finite values
+        self._kll: kll_doubles_sketch | None = None  # built past k finite values
+        self._exact: FloatArray | None = None  # the finite values while at most k
+        self._pending: list[FloatArray] = []  # queued updates, summarised on demand
+        self._pending_size = 0
+        self._count = 0  # finite values
         self.nulls = 0
         self.missing = 0
-        self.nans = 0
-        self.infs = 0
-        self.min = math.inf
-        self.max = -math.inf
+        self._nans = 0
+        self._infs = 0
+        self._min = math.inf
+        self._max = -math.inf
         self._mean = 0.0
         self._m2 = 0.0
         # exact counts on pinned bin edges (None: not pinned, or lost in a merge)
@@ -77,11 +109,9 @@ class NumericSketch:
 
         Only before the first finite value: counts of values already sketched are not
         known exactly. Raises ``ValueError`` otherwise or for edges not increasing."""
-        cut = np.asarray([float(e) for e in edges], dtype=np.float64)
-        if self.count:
+        cut = _checked_edges(edges if isinstance(edges, tuple) else tuple(edges))
+        if self._count or self._pending:
             raise ValueError("exact bins must be chosen before the first value")
-        if cut.size and not (np.all(np.isfinite(cut)) and np.all(np.diff(cut) > 0)):
-            raise ValueError("bin edges must be finite and strictly increasing")
         self._edges = cut
         self._bins = np.zeros(cut.size + 1, dtype=np.int64)
 
@@ -100,53 +130,100 @@ class NumericSketch:
         self.missing += missing
         if values.size == 0:
             return
-        finite = np.isfinite(values)
-        nan = np.isnan(values)
-        self.nans += int(nan.sum())
-        self.infs += int(values.size - finite.sum() - nan.sum())
-        vals = values[finite] if not finite.all() else values
-        if vals.size == 0:
+        # a copy: the caller may reuse its array, and a queued view would keep its whole
+        # batch alive
+        self._pending.append(np.array(values, dtype=np.float64).ravel())
+        self._pending_size += values.size
+        if self._pending_size >= PENDING_VALUES or len(self._pending) >= PENDING_CHUNKS:
+            self._settle()
+
+    def _settle(self) -> None:
+        if self._pending:
+            settle_sketches((self,))
+
+    def _absorb(
+        self,
+        finite: FloatArray,
+        nans: int,
+        infs: int,
+        moments: tuple[float, float, float, float],
+        bins: np.ndarray[Any, np.dtype[np.int64]] | None,
+    ) -> None:
+        """Fold one summarised group of queued values in (see :func:`settle_sketches`)."""
+        self._pending, self._pending_size = [], 0
+        self._nans += nans
+        self._infs += infs
+        if finite.size == 0:
             return
-        self._kll.update(np.ascontiguousarray(vals, dtype=np.float64))
-        if self._edges is not None and self._bins is not None:
-            # bins are right-closed, (e[i-1], e[i]]: side="left" puts v == e[i] in bin i
-            where = np.searchsorted(self._edges, vals, side="left")
-            self._bins += np.bincount(where, minlength=self._bins.size)
-        # moments of values near the float64 limit overflow to inf: a signal, not a crash
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean = float(vals.mean())
-            m2 = float(((vals - mean) ** 2).sum())
-            self._combine(vals.size, mean, m2, float(vals.min()), float(vals.max()))
+        if self._bins is not None and bins is not None:
+            self._bins += bins
+        self._keep(finite)
+        mean, m2, lo, hi = moments
+        if self._count:
+            self._combine(finite.size, mean, m2, lo, hi)
+        else:  # the common case of a new window: nothing to combine with
+            self._count, self._mean, self._m2, self._min, self._max = finite.size, mean, m2, lo, hi
+
+    def _keep(self, finite: FloatArray) -> None:
+        """Finite values into the exact buffer, or the KLL sketch once past ``k``."""
+        if self._kll is not None:
+            self._kll.update(finite)
+            return
+        if self._exact is None:
+            if finite.size <= self.k:
+                self._exact = finite
+                return
+        elif self._exact.size + finite.size <= self.k:
+            self._exact = np.concatenate([self._exact, finite])
+            return
+        self._kll = self._built_kll()
+        self._kll.update(finite)
+        self._exact = None
+
+    def _built_kll(self) -> kll_doubles_sketch:
+        kll = kll_doubles_sketch(self.k)
+        if self._exact is not None and self._exact.size:
+            kll.update(np.ascontiguousarray(self._exact))
+        return kll
 
     def _combine(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         # Chan, Golub & LeVeque (1979) pairwise update: exact for merged partial moments.
-        total = self.count + n
+        total = self._count + n
         with np.errstate(over="ignore", invalid="ignore"):
             self._combine_moments(n, total, mean, m2)
-        self.count = total
-        self.min = min(self.min, lo)
-        self.max = max(self.max, hi)
+        self._count = total
+        self._min = min(self._min, lo)
+        self._max = max(self._max, hi)
 
     def _combine_moments(self, n: int, total: int, mean: float, m2: float) -> None:
         delta = mean - self._mean
         self._mean += delta * n / total
-        self._m2 += m2 + delta * delta * self.count * n / total
+        self._m2 += m2 + delta * delta * self._count * n / total
 
     def merge(self, other: NumericSketch) -> None:
         """Fold ``other`` into this sketch; the result equals sketching both inputs at once."""
+        self._settle()
+        other._settle()
         self.nulls += other.nulls
         self.missing += other.missing
-        self.nans += other.nans
-        self.infs += other.infs
+        self._nans += other._nans
+        self._infs += other._infs
         self._merge_bins(other)
-        if other.count:
-            self._kll.merge(other._kll)
-            self._combine(other.count, other._mean, other._m2, other.min, other.max)
+        if other._count:
+            if other._kll is None:
+                assert other._exact is not None
+                self._keep(other._exact)
+            else:
+                if self._kll is None:
+                    self._kll = self._built_kll()
+                    self._exact = None
+                self._kll.merge(other._kll)
+            self._combine(other._count, other._mean, other._m2, other._min, other._max)
 
     def _merge_bins(self, other: NumericSketch) -> None:
         # exact counts survive a merge only when both sides count the same bins; a side
         # with no finite value adds nothing (an empty self takes the other side's bins)
-        if not other.count:
+        if not other._count:
             return
         mine, theirs = self._bins, other._bins
         same = (
@@ -156,7 +233,7 @@ class NumericSketch:
         )
         if same and mine is not None and theirs is not None:
             self._bins = mine + theirs
-        elif not self.count:
+        elif not self._count:
             self._edges = other._edges
             self._bins = None if theirs is None else theirs.copy()
         else:
@@ -164,9 +241,35 @@ class NumericSketch:
 
     # -- reading -----------------------------------------------------------------------
     @property
+    def count(self) -> int:
+        """Finite values seen."""
+        self._settle()
+        return self._count
+
+    @property
+    def nans(self) -> int:
+        self._settle()
+        return self._nans
+
+    @property
+    def infs(self) -> int:
+        self._settle()
+        return self._infs
+
+    @property
+    def min(self) -> float:
+        self._settle()
+        return self._min
+
+    @property
+    def max(self) -> float:
+        self._settle()
+        return self._max
+
+    @property
     def total(self) -> int:
         """Every value seen, finite or not, null included (missing keys excluded)."""
-        return self.count + self.nulls + self.nans + self.infs
+        return self.count + self.nulls + self._nans + self._infs
 
     @property
     def mean(self) -> float:
@@ -179,8 +282,17 @@ class NumericSketch:
 
     @property
     def rank_error(self) -> float:
-        """Normalised rank error of a single quantile / CDF query (99 % confidence)."""
-        return float(self._kll.normalized_rank_error(False)) if self.count else 0.0
+        """Normalised rank error of a single quantile / CDF query (99 % confidence).
+
+        The bound of a KLL sketch of this ``k``, also while the values are held exactly
+        (then the answers are exact: the bound still holds)."""
+        if not self.count:
+            return 0.0
+        return float(kll_doubles_sketch.get_normalized_rank_error(self.k, False))
+
+    def _sorted(self) -> FloatArray:
+        assert self._exact is not None
+        return np.sort(self._exact)
 
     def quantiles(self, ranks: Iterable[float]) -> FloatArray:
         """Values at the given ranks in [0, 1]; NaN when the sketch holds no finite value."""
@@ -188,15 +300,26 @@ class NumericSketch:
         if not self.count:
             return np.full(len(ranks), np.nan)
         # inclusive: the smallest x with F(x) ≥ rank (numpy's "inverted_cdf" definition)
-        return np.asarray(self._kll.get_quantiles(ranks, True), dtype=np.float64)
+        if self._kll is not None:
+            return np.asarray(self._kll.get_quantiles(ranks, True), dtype=np.float64)
+        # held exactly: as KLL's sorted view answers, the first value whose cumulative
+        # weight reaches ceil(rank · n)
+        ordered = self._sorted()
+        weight = np.ceil(np.asarray(ranks, dtype=np.float64) * ordered.size).astype(np.int64)
+        at = np.clip(np.maximum(weight, 1) - 1, 0, ordered.size - 1)
+        out: FloatArray = ordered[at]
+        return out
 
     def cdf(self, points: Iterable[float]) -> FloatArray:
         """Fraction of finite values ≤ each of ``points`` (any order, repeats allowed)."""
-        pts = [float(p) for p in points]
+        pts = np.asarray([float(p) for p in points], dtype=np.float64)
         if not self.count:
-            return np.full(len(pts), np.nan)
+            return np.full(pts.size, np.nan)
+        if self._kll is None:
+            ordered = self._sorted()
+            return np.searchsorted(ordered, pts, side="right") / ordered.size
         # the sketch wants strictly increasing points: ask for the distinct ones, map back
-        unique, back = np.unique(np.asarray(pts, dtype=np.float64), return_inverse=True)
+        unique, back = np.unique(pts, return_inverse=True)
         values = np.asarray(self._kll.get_cdf(unique.tolist(), True), dtype=np.float64)[:-1]
         return values[back]
 
@@ -210,28 +333,38 @@ class NumericSketch:
             return np.zeros(len(pts) + 1)
         if self._bins is not None and self.counts_exactly(pts):
             return self._bins.astype(np.float64)
+        if self._kll is None:
+            below = np.searchsorted(self._sorted(), np.asarray(pts), side="right")
+            return np.diff(np.concatenate([[0], below, [self._count]])).astype(np.float64)
         pmf = np.asarray(self._kll.get_pmf(pts, True), dtype=np.float64)
-        return np.rint(pmf * self.count)  # KLL weights are integers: undo float error
+        return np.rint(pmf * self._count)  # KLL weights are integers: undo float error
+
+    def _kll_serialised(self) -> bytes:
+        kll = self._kll if self._kll is not None else self._built_kll()
+        return bytes(kll.serialize())
 
     def kll_bytes(self) -> bytes:
         """The quantile sketch alone, serialised (empty when no finite value was seen)."""
-        return bytes(self._kll.serialize()) if self.count else b""
+        return self._kll_serialised() if self.count else b""
 
     # -- storage -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        self._settle()
+        count = self._count
         return {
             "kind": self.kind,
             "k": self.k,
-            "count": self.count,
+            "count": count,
             "nulls": self.nulls,
             "missing": self.missing,
-            "nans": self.nans,
-            "infs": self.infs,
-            "min": self.min if self.count else None,
-            "max": self.max if self.count else None,
+            "nans": self._nans,
+            "infs": self._infs,
+            "min": self._min if count else None,
+            "max": self._max if count else None,
             "mean": self._mean,
             "m2": self._m2,
-            "kll": base64.b64encode(self._kll.serialize()).decode() if self.count else None,
+            # the stored form is always a KLL sketch (exact below k), as before buffering
+            "kll": base64.b64encode(self._kll_serialised()).decode() if count else None,
             **(
                 {"bin_edges": self._edges.tolist(), "bins": self._bins.tolist()}
                 if self._edges is not None and self._bins is not None
@@ -242,17 +375,49 @@ class NumericSketch:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NumericSketch:
         out = cls(int(data["k"]))
-        out.count = int(data["count"])
+        out._count = int(data["count"])
         out.nulls, out.missing = int(data["nulls"]), int(data["missing"])
-        out.nans, out.infs = int(data["nans"]), int(data["infs"])
-        if out.count:
-            out.min, out.max = float(data["min"]), float(data["max"])
+        out._nans, out._infs = int(data["nans"]), int(data["infs"])
+        if out._count:
+            out._min, out._max = float(data["min"]), float(data["max"])
             out._kll = kll_doubles_sketch.deserialize(base64.b64decode(data["kll"]))
         out._mean, out._m2 = float(data["mean"]), float(data["m2"])
         if data.get("bin_edges") is not None:  # absent in windows stored before exact bins
             out._edges = np.asarray(data["bin_edges"], dtype=np.float64)
             out._bins = np.asarray(data["bins"], dtype=np.int64)
         return out
+
+
+def settle_sketches(sketches: Iterable[NumericSketch]) -> None:
+    """Summarise the queued values of many sketches in one vectorised pass
+    (:mod:`grouped_moments`): what a flush of thousands of small windows calls once,
+    instead of a dozen numpy reductions per sketch. The result is the one each sketch
+    would reach alone."""
+    todo = [s for s in sketches if s._pending]
+    if not todo:
+        return
+    groups = [s._pending[0] if len(s._pending) == 1 else np.concatenate(s._pending) for s in todo]
+    summary = group_moments(groups)
+    bins: dict[int, np.ndarray[Any, np.dtype[np.int64]]] = {}
+    by_edges: dict[bytes, list[int]] = {}
+    for i, s in enumerate(todo):
+        if s._edges is not None and s._bins is not None:
+            by_edges.setdefault(s._edges.tobytes(), []).append(i)
+    for members in by_edges.values():
+        edges = todo[members[0]]._edges
+        assert edges is not None
+        rows = group_bins([summary.values[i] for i in members], edges)
+        bins.update(zip(members, rows, strict=True))
+    nans, infs = summary.nans.tolist(), summary.infs.tolist()
+    moments = zip(
+        summary.mean.tolist(),
+        summary.m2.tolist(),
+        summary.lo.tolist(),
+        summary.hi.tolist(),
+        strict=True,
+    )
+    for i, (s, m) in enumerate(zip(todo, moments, strict=True)):
+        s._absorb(summary.values[i], nans[i], infs[i], m, bins.get(i))
 
 
 class CategoryCounts:

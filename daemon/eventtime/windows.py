@@ -16,12 +16,14 @@ the caller with each batch: a fast partition never makes a slow one's events lat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 from watchkeeper.daemon.eventtime.watermarks import Mark, MarkKey, PartitionKey, PartitionStatus
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
+from watchkeeper.detectors.sketches import NumericSketch, settle_sketches
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 
 StreamKey = tuple[str, str]
@@ -122,6 +124,7 @@ class WindowState:
         delta = self._delta
         self._delta = Delta(self.size_ms)
         self.pending_events = 0
+        settle_windows(delta.windows.values())
         return delta
 
     def restore(self, delta: Delta) -> None:
@@ -139,6 +142,23 @@ class WindowState:
         """Forget everything since the last commit (the consumer rewinds to that point)."""
         self._delta = Delta(self.size_ms)
         self.pending_events = 0
+
+
+def settle_windows(windows: Iterable[WindowSummary]) -> None:
+    """Summarise the values every numeric sketch of ``windows`` queued, in one pass
+    (:func:`~watchkeeper.detectors.sketches.settle_sketches`): a flush of thousands of small
+    windows costs a few numpy calls, not a dozen per sketch."""
+    sketches: list[NumericSketch] = []
+    for window in windows:
+        columns = (
+            *window.features.values(),
+            window.prediction,
+            window.prediction_class,
+            window.label,
+            window.latency,
+        )
+        sketches.extend(c for c in columns if isinstance(c, NumericSketch))
+    settle_sketches(sketches)
 
 
 def window_bounds(now_ms: int, size_ms: int, policy_window_ms: int) -> tuple[int, int]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ from watchkeeper.daemon.config import IngestConfig
 from watchkeeper.daemon.config_kafka import Role, TopicConfig
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.columns import proba_columns
-from watchkeeper.daemon.ingest.decoded import DecodeResult, RecordLike
+from watchkeeper.daemon.ingest.decoded import DecodeResult, Prepared, RecordLike
 from watchkeeper.daemon.ingest.fields import BadRows, epoch_ms, object_array, timestamps_ms
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
@@ -158,7 +159,35 @@ class ColumnarDecoder:
         return arr
 
     # -- decoding -----------------------------------------------------------------------
-    def decode(self, partition: int, records: list[RecordLike], now_ms: int) -> DecodeResult | None:
+    def prepare(self, records: Sequence[RecordLike]) -> Prepared:
+        """The first stage of :meth:`decode`, Arrow's parse of the batch: it touches no
+        state but the text-timestamp flag it reads (kept with the result), and Arrow
+        releases the GIL while it parses, so the loop runs it on a worker for the next
+        slice while this one is summarised (:mod:`~watchkeeper.daemon.ingest.prefetch`)."""
+        ts_text = self._ts_text
+        try:
+            return Prepared(self._parse([r.value for r in records]), ts_text)
+        except (_FallbackError, *_ARROW_ERRORS):
+            return Prepared(None, ts_text, attempted=True)
+
+    def _parse(self, values: list[bytes | None]) -> pa.Table | None:
+        """The batch as an Arrow table; None: the per-record path decides (no attempt)."""
+        # Arrow reads a whitespace-only line as no row and two objects on one line as two
+        # rows, so one of each would still add up to len(values) with the rows misplaced;
+        # both are "not JSON" to the per-record path, which says so record by record
+        if not values or not all(values) or any(map(bytes.isspace, values)):  # type: ignore[arg-type]
+            return None
+        if max(map(len, values)) > self.ingest.max_record_bytes:  # type: ignore[arg-type]
+            return None
+        return self._read(values)  # type: ignore[arg-type]
+
+    def decode(
+        self,
+        partition: int,
+        records: list[RecordLike],
+        now_ms: int,
+        prepared: Prepared | None = None,
+    ) -> DecodeResult | None:
         """The batch decoded, or None when it must go record by record.
 
         A topic whose batches keep missing (several models with different features, nulls
@@ -169,25 +198,29 @@ class ColumnarDecoder:
             self._skip -= 1
             self.skipped += 1
             return None
-        result = self._attempt(partition, records, now_ms)
+        if prepared is not None and prepared.ts_text != self._ts_text:
+            prepared = None  # parsed before a batch switched timestamps to text: again
+        result = self._attempt(partition, records, now_ms, prepared)
         self._misses = 0 if result is not None else self._misses + 1
         if self._misses >= _MISSES:
             self._skip = _RETRY - 1
         return result
 
     def _attempt(
-        self, partition: int, records: list[RecordLike], now_ms: int
+        self,
+        partition: int,
+        records: list[RecordLike],
+        now_ms: int,
+        prepared: Prepared | None = None,
     ) -> DecodeResult | None:
-        values = [r.value for r in records]
-        # Arrow reads a whitespace-only line as no row and two objects on one line as two
-        # rows, so one of each would still add up to len(values) with the rows misplaced;
-        # both are "not JSON" to the per-record path, which says so record by record
-        if not values or not all(values) or any(map(bytes.isspace, values)):  # type: ignore[arg-type]
-            return None
-        if max(map(len, values)) > self.ingest.max_record_bytes:  # type: ignore[arg-type]
+        if prepared is None:
+            prepared = self.prepare(records)
+        table = prepared.table
+        if table is None:
+            if prepared.attempted:
+                self.fallbacks += 1
             return None
         try:
-            table = self._read(values)  # type: ignore[arg-type]
             cols = {name: self._column(table, name) for name in self._paths}
             return self._decode(partition, records, now_ms, cols)
         except _FallbackError:

@@ -46,7 +46,7 @@ from watchkeeper.daemon.ingest.admission import REASONS as ADMISSION_REASONS
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.columnar_decode import ColumnarDecoder
 from watchkeeper.daemon.ingest.columns import ColumnBuilder
-from watchkeeper.daemon.ingest.decoded import DecodeResult, RecordLike
+from watchkeeper.daemon.ingest.decoded import DecodeResult, Prepared, RecordLike
 from watchkeeper.daemon.ingest.fields import (
     MISSING,
     BadRows,
@@ -147,10 +147,23 @@ class Decoder:
             topic, role, config, ingest, kinds, self.admission, self._paths, self._required
         )
 
-    def decode(self, partition: int, records: Sequence[RecordLike], now_ms: int) -> DecodeResult:
+    def prepare(self, records: Sequence[RecordLike]) -> Prepared | None:
+        """The parse stage of :meth:`decode`, safe on another thread (None: none to run
+        ahead); hand its result to :meth:`decode` of the same records."""
+        if self.columnar is None:
+            return None
+        return self.columnar.prepare(records)
+
+    def decode(
+        self,
+        partition: int,
+        records: Sequence[RecordLike],
+        now_ms: int,
+        prepared: Prepared | None = None,
+    ) -> DecodeResult:
         """Decode one partition's records (in offset order); never raises."""
         try:
-            return self._decode(partition, records, now_ms)
+            return self._decode(partition, records, now_ms, prepared)
         except Exception as exc:
             log.exception(
                 "decoding %d records of %s[%d] failed", len(records), self.topic, partition
@@ -162,9 +175,15 @@ class Decoder:
             ]
             return result
 
-    def _decode(self, partition: int, records: Sequence[RecordLike], now_ms: int) -> DecodeResult:
+    def _decode(
+        self,
+        partition: int,
+        records: Sequence[RecordLike],
+        now_ms: int,
+        prepared: Prepared | None = None,
+    ) -> DecodeResult:
         if self.columnar is not None:
-            fast = self.columnar.decode(partition, list(records), now_ms)
+            fast = self.columnar.decode(partition, list(records), now_ms, prepared)
             if fast is not None:
                 return fast
         return self.decode_per_record(partition, records, now_ms)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.detectors.column_batch import ColumnBatch
@@ -26,3 +26,14 @@ class DecodeResult:
     quarantined: list[Quarantined] = field(default_factory=list)
     ignored_features: int = 0
     """Feature values dropped because their model already had ``max_features`` features."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch's first decoding stage, Arrow's parse (run ahead on a worker thread):
+    ``table`` None when it declined (``attempted``: Arrow tried and failed, a fallback
+    to count), with the text-timestamp setting it was read under."""
+
+    table: Any
+    ts_text: bool
+    attempted: bool = False

@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.errors import StoreUnavailableError, WatchkeeperError
@@ -40,10 +40,12 @@ from watchkeeper.daemon.ingest.batch_tap import BatchTap
 from watchkeeper.daemon.ingest.broker_progress import mirror_offsets, track_connections, update_lag
 from watchkeeper.daemon.ingest.collector import collector_paused
 from watchkeeper.daemon.ingest.decode import Decoder
+from watchkeeper.daemon.ingest.decoded import Prepared
 from watchkeeper.daemon.ingest.event_time import PartitionTime
 from watchkeeper.daemon.ingest.join_metrics import count_joins
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
+from watchkeeper.daemon.ingest.prefetch import Prefetch
 from watchkeeper.daemon.ingest.references_in_force import ReferencesInForce
 from watchkeeper.daemon.ingest.source import KafkaClientError, Record, Source
 from watchkeeper.daemon.ingest.sources import open_source
@@ -55,13 +57,18 @@ from watchkeeper.detectors.window import SketchSettings
 
 log = logging.getLogger(__name__)
 
-# A flush is due at these bounds too, checked after each slice of a poll: a window costs
-# ~63 KB in memory with 20 features however few events it holds, a waiting label-join
-# row ~1 KB, and a flush costs what changed (store/window_parts.py), so a backfill over
-# thousands of windows or a burst of joins holds tens of MB, not hundreds.
-FLUSH_MAX_WINDOWS = 1_000
-FLUSH_MAX_JOIN_ROWS = 50_000
+# A flush is due at these bounds too, checked after each slice of a poll: a window of a
+# few events costs ~30 KB in memory with 20 features (its sketches hold their values
+# exactly until k, detectors/sketches.py; most of the rest is its sample's rows), a
+# waiting label-join row ~1 KB, and a flush costs what changed (store/window_parts.py),
+# so a backfill over thousands of windows or a burst of joins holds ~15-20 MB, not
+# hundreds. Smaller bounds cost little: a flush's cost is per window and per row (the
+# ingest benchmark: 500 windows, 20,000 rows peaked 20-70 MB lower than 1,000 / 50,000
+# at the same rate).
+FLUSH_MAX_WINDOWS = 500
+FLUSH_MAX_JOIN_ROWS = 20_000
 PROCESS_SLICE = 2_000  # records; a slice's offsets are pending once it is summarised
+Slice = tuple[PartitionKey, Sequence[Record]]
 
 
 class Ingestor:
@@ -134,6 +141,7 @@ class Ingestor:
         # would store every prediction for nothing
         self._joining = config.kafka.topics.labels is not None
         self._consumer: Source | None = None
+        self._prefetch: Prefetch[Slice, Prepared | None] | None = None
         self._paused = False
         self._last_flush = time.monotonic()
         self._last_retry = 0.0
@@ -147,6 +155,7 @@ class Ingestor:
     def open(self) -> None:
         self._consumer = self._open_source(self.config)
         self._consumer.subscribe(sorted(self.decoders), self)
+        self._prefetch = Prefetch()
 
     def close(self) -> None:
         """Commit what is pending and leave the group."""
@@ -159,6 +168,9 @@ class Ingestor:
             self._consumer.close()
             self._consumer = None
             self.ready.clear()
+            if self._prefetch is not None:
+                self._prefetch.close()
+                self._prefetch = None
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set (the caller then calls :meth:`close`)."""
@@ -195,14 +207,28 @@ class Ingestor:
             track_connections(consumer, self.config.kafka.client, self.metrics)
             if consumer.assignment():
                 self.ready.set()
-            for key, records in polled.items():
-                # in slices, so that a poll spanning thousands of windows (a backfill)
-                # commits at the open-window bound instead of holding them all
-                for lo in range(0, len(records), PROCESS_SLICE):
-                    self._process(key, records[lo : lo + PROCESS_SLICE])
+            # in slices, so that a poll spanning thousands of windows (a backfill) commits
+            # at the open-window bound instead of holding them all; each slice's parse runs
+            # ahead on a worker while the one before is summarised (prefetch.py)
+            slices = [
+                (key, records[lo : lo + PROCESS_SLICE])
+                for key, records in polled.items()
+                for lo in range(0, len(records), PROCESS_SLICE)
+            ]
+            del polled
+            ahead: Generator[tuple[Slice, Prepared | None], None, None] = (
+                self._prefetch.run(slices, self._prepare)
+                if self._prefetch is not None
+                else ((piece, None) for piece in slices)
+            )
+            try:
+                for (key, records), prepared in ahead:
+                    self._process(key, records, prepared)
                     if self._crowded() and not self._paused:
                         self.flush()
-            del polled
+            finally:
+                ahead.close()
+            del slices
         self._track_positions(consumer)
         now = time.monotonic()
         if self._paused:
@@ -228,16 +254,25 @@ class Ingestor:
     def _read_up_to(self, key: TopicPartitionKey) -> int | None:
         return self._pending.get(key, self._durable.get(key))
 
-    def _process(self, key: PartitionKey, records: Sequence[Record]) -> None:
-        with self._lock:
-            self._process_locked(key, records)
+    def _prepare(self, piece: Slice) -> Prepared | None:
+        """A slice's parse, on the prefetch worker (no shared state: decode.py)."""
+        key, records = piece
+        return self.decoders[key[0]].prepare(records)
 
-    def _process_locked(self, key: PartitionKey, records: Sequence[Record]) -> None:
+    def _process(
+        self, key: PartitionKey, records: Sequence[Record], prepared: Prepared | None = None
+    ) -> None:
+        with self._lock:
+            self._process_locked(key, records, prepared)
+
+    def _process_locked(
+        self, key: PartitionKey, records: Sequence[Record], prepared: Prepared | None
+    ) -> None:
         topic, partition = key
         self._durable.setdefault(key, records[0].offset)
         decoder = self.decoders[topic]
         now_ms = int(self.clock() * 1000)
-        result = decoder.decode(partition, records, now_ms)
+        result = decoder.decode(partition, records, now_ms, prepared)
         self.metrics.records.labels(topic).inc(len(records))
         self.metrics.bytes.labels(topic).inc(sum(len(r.value or b"") for r in records))
         for batch in result.batches:

@@ -215,32 +215,41 @@ def join_in_transaction(
     outcome = JoinOutcome()
     pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     stamp = {"created_ms": delta.now_ms}
-    if buffer.predictions:
-        insert_new(
-            conn,
-            t.pending_predictions,
-            [row | stamp for row in buffer.predictions],
-            ["model", "request_id"],
-        )
+    # a prediction whose label is in the same buffer, or already waiting, joins it here
+    # and is never stored: the same pair as storing it and taking it back (the first
+    # prediction of a request id wins, as the insert keeps it; a stored one wins over
+    # both), without the insert and the delete that were half of a labels commit
+    fresh: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in buffer.predictions:
+        fresh.setdefault((row["model"], row["request_id"]), row)
+    matched: set[tuple[str, str]] = set()
     if buffer.labels:
         labels = {(lab["model"], lab["request_id"]): lab for lab in buffer.labels}
         found = _take(conn, t.pending_predictions, list(labels))
-        pairs += [(found[key], label) for key, label in labels.items() if key in found]
-        waiting = [label for key, label in labels.items() if key not in found]
+        waiting = []
+        for key, label in labels.items():
+            pred: dict[str, Any] | None = found.get(key)
+            if key in fresh:  # joined here, or shadowed by the stored one as the insert was
+                matched.add(key)
+                pred = fresh[key] if pred is None else pred
+            if pred is None:
+                waiting.append(label)
+            else:
+                pairs.append((pred, label))
         if waiting:
             insert_new(
                 conn, t.pending_labels, [row | stamp for row in waiting], ["model", "request_id"]
             )
-    if buffer.predictions:
-        # labels that arrived before their prediction
-        early = _take(
-            conn, t.pending_labels, [(p["model"], p["request_id"]) for p in buffer.predictions]
-        )
-        if early:
-            preds = _take(conn, t.pending_predictions, list(early))
-            # in the order the predictions came, not the order the store returned rows in
-            order = dict.fromkeys((p["model"], p["request_id"]) for p in buffer.predictions)
-            pairs += [(preds[key], early[key]) for key in order if key in early and key in preds]
+    unmatched = [key for key in fresh if key not in matched]
+    if unmatched:
+        # labels that arrived before their prediction: joined to it here, so it is never
+        # stored either (a stored prediction of the same request id cannot exist beside a
+        # waiting label: that label would have taken it when it came)
+        early = _take(conn, t.pending_labels, unmatched)
+        pairs += [(fresh[key], early[key]) for key in unmatched if key in early]
+        rest = [fresh[key] | stamp for key in unmatched if key not in early]
+        if rest:
+            insert_new(conn, t.pending_predictions, rest, ["model", "request_id"])
     # a label more than label_ttl (event time) from its prediction does not join, whether
     # or not the expiry has run yet: which pairs join must not depend on when it ran
     timely = [(p, lab) for p, lab in pairs if abs(lab["ts_ms"] - p["ts_ms"]) <= settings.ttl_ms]
