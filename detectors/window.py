@@ -470,7 +470,7 @@ def _feed_segments(
         if column is None:
             continue
         sketches = [c._sketch(c.column(name), column, name) for c in children]
-        feed_groups(sketches, column, rows, sizes, shared, name)
+        feed_groups(sketches, column, rows, sizes)
         for child, sketch in zip(children, sketches, strict=True):
             child._set_column(name, sketch)
     if batch.latency_ms is not None:

@@ -150,14 +150,18 @@ def settle_windows(windows: Iterable[WindowSummary]) -> None:
     windows costs a few numpy calls, not a dozen per sketch."""
     sketches: list[NumericSketch] = []
     for window in windows:
-        columns = (
-            *window.features.values(),
-            window.prediction,
-            window.prediction_class,
-            window.label,
-            window.latency,
-        )
-        sketches.extend(c for c in columns if isinstance(c, NumericSketch))
+        # a window's segment children queue their values like the window does
+        # (WindowSummary.segments routes the rows still waiting for a run first)
+        children = [c for split in window.segments.values() for c in split.children.values()]
+        for summary in (window, *children):
+            columns = (
+                *summary.features.values(),
+                summary.prediction,
+                summary.prediction_class,
+                summary.label,
+                summary.latency,
+            )
+            sketches.extend(c for c in columns if isinstance(c, NumericSketch))
     settle_sketches(sketches)
 
 
