@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import rankdata
 from watchkeeper.detectors.errors import InsufficientDataError
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
@@ -194,6 +193,8 @@ def rank_correlation(a: FloatArray, b: FloatArray) -> float:
     """Spearman's ρ: the Pearson correlation of the average ranks of ``a`` and ``b``."""
     if a.shape != b.shape or a.size < 2:
         raise InsufficientDataError("a rank correlation needs two equal vectors of ≥ 2 values")
+    from scipy.stats import rankdata  # attributions run in the shadow worker only
+
     ra, rb = rankdata(a) - (a.size + 1) / 2, rankdata(b) - (b.size + 1) / 2
     denominator = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
     if denominator == 0:

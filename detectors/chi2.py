@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
 from watchkeeper.detectors.base import Score
 from watchkeeper.detectors.binning import binned
 from watchkeeper.detectors.profile import ColumnProfile
@@ -40,5 +39,7 @@ class ChiSquare:
         expected = observed.sum() * p / p.sum()
         statistic = float(np.sum((observed - expected) ** 2 / expected))
         dof = max(int(used.sum()) - 1, 1)
+        from scipy import stats  # imported when a χ² test first runs: ~40 MB, not at start
+
         p_value = float(stats.chi2.sf(statistic, dof))
         return Score(statistic, {"p_value": p_value, "dof": dof, "bins": dof + 1})

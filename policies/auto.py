@@ -31,8 +31,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scipy import stats
-
 
 def estimate_auto_threshold(details: dict[str, Any], alpha: float, above: bool) -> float | str:
     """The estimate a stable window crosses with probability ``alpha`` (from an
@@ -41,6 +39,8 @@ def estimate_auto_threshold(details: dict[str, Any], alpha: float, above: bool) 
     band = details.get("band")
     if base is None or not band:
         return "threshold: auto needs the reference's spread of this metric (no band)"
+    from scipy import stats  # at the first auto threshold, not at the daemon's start
+
     alpha = min(max(alpha, 1e-15), 0.5)
     z = float(stats.norm.isf(alpha))
     se = float(band["standard_error"])
@@ -54,6 +54,8 @@ def auto_threshold(metric: str, n: int, m: int, bins: int, alpha: float) -> floa
     m = m if m > 0 else 10**9  # no reference size known: treat the reference as exact
     alpha = min(max(alpha, 1e-15), 0.5)
     dof = max(bins - 1, 1)
+    from scipy import stats  # at the first auto threshold, not at the daemon's start
+
     q = float(stats.chi2.isf(alpha, dof))
     effective = n * m / (n + m)
     if metric == "psi":

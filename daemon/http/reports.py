@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from watchkeeper.daemon.http.routes import Request, Response, Route
-from watchkeeper.daemon.offline.drift import drift_report
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.errors import WatchkeeperError
 
@@ -265,6 +264,9 @@ class Reports:
         if profile is None or window is None:
             job.error = f"no stored reference or windows of {k.model} for that range"
             return
+        # pandas and Evidently only when a report is made, not at the daemon's start
+        from watchkeeper.daemon.offline.drift import drift_report
+
         try:
             drift_report(profile, window, path)
         except ValueError as exc:

@@ -4,6 +4,8 @@ the code finds next to itself (the shipped config and policies) are where it loo
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,19 @@ def test_the_shipped_files_are_found() -> None:
     assert any(SHIPPED_POLICIES.glob("*.yaml")), SHIPPED_POLICIES
     args = build_parser().parse_args(["demo"])
     assert Path(args.config).is_file(), args.config
+
+
+def test_the_daemon_starts_without_the_heavy_libraries() -> None:
+    """Issue 14: pandas, scipy, Evidently, onnxruntime and scikit-learn load only when a
+    report, an offline check, an auto threshold, a χ² test or a shadow evaluation needs
+    them (~100 MB of RSS before the first event otherwise). A fresh interpreter, since
+    this one has imported them for other tests."""
+    code = (
+        "import sys, watchkeeper.daemon.cli.main, watchkeeper.daemon.app\n"
+        "heavy = ('pandas', 'scipy', 'evidently', 'onnxruntime', 'sklearn', 'onnx')\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "", out.stdout
