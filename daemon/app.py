@@ -309,6 +309,8 @@ class Daemon:
                 self.silences.silenced,
                 self.delivery.wake,
                 lateness_s=config.windows.allowed_lateness,
+                max_age_s=config.alerts.max_age,
+                clock=self.clock,
             ),
             shadow=ShadowChecks(
                 self.shadow_store,

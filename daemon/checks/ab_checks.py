@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.checks.ab_incidents import describe
 from watchkeeper.daemon.checks.ab_promotion import FINAL, notification, pair_label, verdict
-from watchkeeper.daemon.checks.ab_report import columns, population, sentence, shown
+from watchkeeper.daemon.checks.ab_report import columns, natural, population, sentence, shown
 from watchkeeper.daemon.checks.ab_state import ABState, rolled
 from watchkeeper.daemon.checks.ab_store import ABStore
 from watchkeeper.daemon.checks.ab_values import Look, interval_decision, plain, statistic
@@ -48,6 +49,7 @@ from watchkeeper.detectors.ab import AB_METRICS, ABComparison, ABValue, populati
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.compare import Compare
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import IncidentEvent
@@ -78,6 +80,8 @@ class ABChecks:
         silenced: Callable[[Notification], bool] | None = None,
         enqueued: Callable[[], None] | None = None,
         lateness_s: float = 0.0,
+        max_age_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.db = ABStore(store.engine)
@@ -89,27 +93,48 @@ class ABChecks:
         self.base_url = base_url
         self.silenced = silenced
         self.enqueued = enqueued
-        self.pairs: dict[str, tuple[str, str]] = {}
+        self.max_age_ms = int(max_age_s * 1000)
+        self.clock = clock
+        self.found: dict[str, tuple[str, str]] = {}
+        """Policy → the pair this tick's look found (popped by :meth:`describe`): only a
+        look that ran and found another pair ends a pair's incidents."""
         self.texts: dict[tuple[str, str, str], str] = {}
         """(policy, rule, pair) → the sentence of its latest finding (incident summaries)."""
+        self.failed_looks = 0
+        """Looks that raised (logged; the policy's other rules ran)."""
 
     # -- the pair and its state ----------------------------------------------------------
     def pair(self, policy: Policy, compare: Compare) -> tuple[str, str] | str:
-        """(baseline, candidate) in force, or why there is none yet."""
+        """(baseline, candidate) in force, or why there is none yet. The pair in force is
+        the one recorded with the comparison (``ab_comparisons.in_force``), so a restart
+        or another replica taking over continues it; ``compare: latest`` moves on only
+        when a strictly newer version qualifies (docs/comparison.md)."""
         seen = self.db.first_seen(policy.model)
+        current = self.db.in_force(policy.key)
         if compare.versions == "latest":
-            ranked = sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))
-            if len(ranked) < 2:
-                listed = ", ".join(shown(v) for v, _ in ranked) or "none"
-                return f"compare: latest needs two versions of {policy.model}; seen: {listed}"
-            (b, _), (c, _) = ranked[-2], ranked[-1]
+            qualified = {v: first for v, (first, n) in seen.items() if v and n >= compare.min_rows}
+            ranked = sorted(qualified.items(), key=lambda kv: (kv[1], natural(kv[0])))
+            if (
+                current is not None
+                and all(v in qualified for v in current)
+                and not any(f > qualified[current[1]] for f in qualified.values())
+            ):
+                b, c = current
+            elif len(ranked) < 2:
+                listed = ", ".join(f"{shown(v)} ({n:,} events)" for v, (_, n) in seen.items())
+                return (
+                    f"compare: latest needs two versions of {policy.model} with at least "
+                    f"{compare.min_rows:,} events each; seen: {listed or 'none'}"
+                )
+            else:
+                (b, _), (c, _) = ranked[-2], ranked[-1]
         else:
             assert compare.baseline is not None and compare.candidate is not None
             b, c = compare.baseline, compare.candidate
             missing = [shown(v) for v in (b, c) if v not in seen]
             if missing:
                 return f"version {', '.join(missing)} of {policy.model} not seen yet"
-        if self.pairs.get(policy.key) != (b, c):
+        if current != (b, c):
             log.info(
                 "policy %s: A/B comparison in force: candidate %s against baseline %s%s",
                 policy.key,
@@ -119,7 +144,6 @@ class ABChecks:
                 if compare.versions == "latest"
                 else "",
             )
-            self.pairs[policy.key] = (b, c)
         return b, c
 
     def _state(self, policy: Policy, compare: Compare, b: str, c: str) -> ABState:
@@ -134,7 +158,7 @@ class ABChecks:
             return state
         if wanted is None:
             seen = self.db.first_seen(policy.model)
-            wanted = max(seen.get(b, 0), seen.get(c, 0))
+            wanted = max(seen.get(b, (0, 0))[0], seen.get(c, (0, 0))[0])
         log.info(
             "policy %s: A/B experiment %s starts at %s",
             policy.key,
@@ -168,6 +192,7 @@ class ABChecks:
         if isinstance(found, str):
             return Look(None, None, reason=found)
         b, c = found
+        self.found[policy.key] = (b, c)
         state = self._state(policy, compare, b, c)
         model, since = policy.model, state.since_ms
         if end <= since:
@@ -306,9 +331,18 @@ class ABChecks:
         reference: Callable[[], ReferenceProfile | None] | None = None,
     ) -> dict[str, list[Finding]]:
         """Findings of the policy's ``ab_*`` rules over the experiment up to ``end``."""
+        self.found.pop(policy.key, None)
         if policy.compare is None:
             return {}
-        look = self.look(policy, start, end, reference)
+        try:
+            look = self.look(policy, start, end, reference)
+        except Exception as exc:
+            if isinstance(exc, WatchkeeperError) and exc.retriable:
+                raise  # the store is away: the tick is retried as a whole
+            self.failed_looks += 1
+            self.found.pop(policy.key, None)
+            log.exception("policy %s: the A/B look failed (its other rules ran)", policy.key)
+            look = Look(None, None, reason=f"the A/B look failed: {type(exc).__name__}")
         out: dict[str, list[Finding]] = {}
         for rule in policy.rules:
             if rule.metric not in AB_METRICS:
@@ -356,9 +390,15 @@ class ABChecks:
         self, policy: Policy, engine: PolicyEngine, events: list[IncidentEvent], at_ms: int
     ) -> None:
         """A/B incidents say what their interval means; those of a pair no longer in force
-        resolve (:func:`~watchkeeper.daemon.checks.ab_incidents.describe`)."""
-        pair = self.pairs.get(policy.key) if policy.compare is not None else None
-        describe(policy, engine, events, at_ms, pair, self.texts)
+        resolve (:func:`~watchkeeper.daemon.checks.ab_incidents.describe`) — only when
+        this tick's look ran and found another pair (or the compare section went away):
+        a tick whose look did not run (a restart, a window below min_samples, versions
+        not seen yet) leaves them as they are."""
+        if policy.compare is None:
+            describe(policy, engine, events, at_ms, None, self.texts, resolve=True)
+            return
+        pair = self.found.pop(policy.key, None)
+        describe(policy, engine, events, at_ms, pair, self.texts, resolve=pair is not None)
 
     def _record(self, policy: Policy, compare: Compare, state: ABState, at_ms: int) -> None:
         promotion = compare.promotion
@@ -367,6 +407,7 @@ class ABChecks:
         if (
             decided is None
             or decided["decision"] == before
+            or before in ("promote", "reject")  # final until a new experiment starts
             or (before is None and decided["decision"] == "pending")
         ):
             self.db.save(state, policy.model, at_ms)
@@ -374,7 +415,11 @@ class ABChecks:
         assert promotion is not None
         state.decision = decided | {"at_ms": at_ms}
         notes: list[tuple[str, Notification]] = []
-        if decided["decision"] != "pending" and self.plan is not None:
+        wall_ms = int(self.clock() * 1000)
+        historical = self.max_age_ms > 0 and wall_ms - at_ms > self.max_age_ms
+        if historical:  # alerts.max_age: recorded, never sent (as Checker.run does)
+            state.decision["historical"] = True
+        elif decided["decision"] != "pending" and self.plan is not None:
             targets = (
                 promotion.on_promote if decided["decision"] == "promote" else promotion.on_reject
             )
@@ -386,12 +431,13 @@ class ABChecks:
             silenced=self.silenced,
             operation="record an A/B decision",
         )
-        log.warning(
-            "A/B %s of %s: %s%s",
+        (log.info if historical else log.warning)(
+            "A/B %s of %s: %s%s%s",
             pair_label(state.baseline, state.candidate),
             policy.model,
             decided["decision"],
             f" ({'; '.join(decided['reasons'])})" if decided["reasons"] else "",
+            " (historical: not sent)" if historical else "",
         )
         if notes and self.enqueued is not None:
             self.enqueued()

@@ -52,15 +52,13 @@ def verdict(promotion: ABPromotion, last: dict[str, Any]) -> dict[str, Any]:
         d = values.get(cond.metric)
         holds: bool | None = None
         shown_value: float | str | None = None
+        field = "value" if cond.stat == "value" else cond.stat
         if d is None:
             waiting.append(f"{cond.metric} is not available yet")
+        elif d.get(field) is None:  # the loader rejects such conditions; stored looks may lack it
+            waiting.append(f"{cond.metric} has no {field} yet")
         else:
-            if cond.stat == "decision":
-                shown_value = str(d.get("decision"))
-            elif cond.stat == "value":
-                shown_value = float(d["value"])
-            else:
-                shown_value = float(d[cond.stat])
+            shown_value = str(d["decision"]) if cond.stat == "decision" else float(d[field])
             holds = cond.holds(shown_value)
             if not holds:
                 text = f"{cond} is false ({_fmt(shown_value)})"
