@@ -161,3 +161,35 @@ def test_a_shadow_decision_shows_production_attribution_shift() -> None:
     lines = comparison_lines(note)
     assert lines[-1].startswith("attribution_shift (production)") and "0.83" in lines[-1]
     assert any("Shadow comparison" in str(b) for b in blocks(note))
+
+
+def test_a_version_with_backticks_cannot_close_slacks_code_block() -> None:
+    hostile = "4```*bold* <https://evil.example|click>"
+    note = Notification(
+        kind="reject",
+        fingerprint="f",
+        severity="info",
+        summary=f"fraud: version {hostile} rejected against 3",
+        model="fraud",
+        policy="fraud",
+        rule="ab-promotion",
+        metric="",
+        feature=f"{hostile} vs 3",
+        members={},
+        at_ms=T0,
+        opened_ms=T0,
+        details={
+            "comparison": "ab",
+            "checks": [{"condition": "ab_accuracy_delta.low > 0", "value": -0.1, "holds": False}],
+            "table": {"ab_accuracy_delta": -0.1},
+            "texts": {"ab_accuracy_delta": f"version {hostile} is 10.0 points less accurate"},
+        },
+    )
+    (section,) = [b for b in blocks(note) if "A/B comparison" in str(b)]
+    text = section["text"]["text"]
+    body = text.split("\n", 1)[1]
+    assert body.startswith("```") and body.endswith("```")
+    assert body[3:-3].count("`") == 0  # the only fences are ours
+    assert (
+        "<https://evil.example|click>" not in text and "&lt;https://evil.example|click&gt;" in text
+    )
