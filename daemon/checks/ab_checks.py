@@ -82,6 +82,7 @@ class ABChecks:
         lateness_s: float = 0.0,
         max_age_s: float = 0.0,
         clock: Callable[[], float] = time.time,
+        labels_until: Callable[[str, int], int | None] | None = None,
     ) -> None:
         self.store = store
         self.db = ABStore(store.engine)
@@ -95,6 +96,9 @@ class ABChecks:
         self.enqueued = enqueued
         self.max_age_ms = int(max_age_s * 1000)
         self.clock = clock
+        self.labels_until = labels_until
+        """(model, wall ms) → event time up to which its labels have been read (None: no
+        cap), so the fold never passes labels still to come (catch-up, outage)."""
         self.found: dict[str, tuple[str, str]] = {}
         """Policy → the pair this tick's look found (popped by :meth:`describe`): only a
         look that ran and found another pair ends a pair's incidents."""
@@ -173,6 +177,18 @@ class ABChecks:
         wait = DEFAULT_LABEL_WAIT_S if compare.label_wait is None else compare.label_wait
         return int(min(wait, self.settle_s) * 1000) + self.lateness_ms + self.size_ms
 
+    def _labelled_until(self, model: str, compare: Compare) -> int | None:
+        """The latest fold point the labels read so far allow: their watermark less the
+        labels' wait, the lateness and a window (the predictions-driven tick may run far
+        ahead of the labels in a catch-up, a backfill or a labels outage)."""
+        if self.labels_until is None:
+            return None
+        mark = self.labels_until(model, int(self.clock() * 1000))
+        if mark is None:
+            return None
+        point = mark - self._settle_ms(compare)
+        return point // self.size_ms * self.size_ms
+
     def _parts(self, model: str, version: str, lo: int, hi: int) -> list[WindowSummary]:
         return [w.summary for w in self.store.windows(model, version, lo, hi)]
 
@@ -198,6 +214,9 @@ class ABChecks:
         if end <= since:
             return Look(b, c, since, end, reason="the experiment starts after this window")
         horizon = min(end, (end - self._settle_ms(compare)) // self.size_ms * self.size_ms)
+        labelled = self._labelled_until(policy.model, compare)
+        if labelled is not None:
+            horizon = min(horizon, labelled)
         if horizon > state.folded_until_ms:
             for role, version in (("baseline", b), ("candidate", c)):
                 parts = [

@@ -13,6 +13,7 @@ from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.checks.ab_checks import ABChecks
 from watchkeeper.daemon.checks.ab_promotion import pair_label, verdict
 from watchkeeper.daemon.checks.ab_report import sentence, shown
+from watchkeeper.daemon.checks.stepping import HELD_MS, roles_read
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.policies.compare import ABCondition, ABPromotion
 from watchkeeper.policies.engine import PolicyEngine
@@ -216,3 +217,33 @@ def test_versions_alike_in_their_first_64_characters_give_distinct_pairs() -> No
 def test_control_characters_never_reach_what_is_shown() -> None:
     text = shown("4\x1b[31m\r\nforged log line\x07")
     assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in text)
+
+
+def test_the_fold_waits_for_the_labels_read_so_far(store: Store) -> None:
+    # a catch-up: the predictions-driven tick is far ahead of the labels read so far
+    labels_mark = T0 + 3 * SIZE
+    checks = ABChecks(store, SIZE, 0, labels_until=lambda model, now: labels_mark)
+    p = policy()
+    for i in range(20):
+        start = T0 + i * SIZE
+        commit(
+            store, [window("3", start, 300, 0.9, 2 * i), window("4", start, 300, 0.9, 2 * i + 1)]
+        )
+    (f,) = checks.findings(p, T0 + 19 * SIZE, T0 + 20 * SIZE)["ab_accuracy_delta"]
+    state = checks.db.load(p.key, "3", "4")
+    assert state is not None and state.folded_until_ms == T0 + 2 * SIZE  # mark − a window
+    # a late label batch for window 10 arrives: it still counts
+    commit(store, [window("3", T0 + 10 * SIZE, 50, 0.9, 77)])
+    (g,) = checks.findings(p, T0 + 19 * SIZE, T0 + 20 * SIZE)["ab_accuracy_delta"]
+    assert g.details["n_baseline"] == f.details["n_baseline"] + 50
+    # a labels partition that has shown nothing yet: nothing is folded at all
+    held = ABChecks(store, SIZE, 0, labels_until=lambda model, now: HELD_MS)
+    restarted = policy({"baseline": "3", "candidate": "4", "since": "2026-09-21T12:00:00Z"})
+    held.findings(restarted, T0 + 19 * SIZE, T0 + 20 * SIZE)
+    state = held.db.load(p.key, "3", "4")
+    assert state is not None and state.folded_until_ms == state.since_ms
+
+
+def test_a_policy_with_compare_reads_the_labels_stream() -> None:
+    p = policy()  # an ab_* rule only, no performance-scope rule
+    assert "labels" in roles_read(p, {"predictions", "features", "labels"})
