@@ -13,6 +13,7 @@ from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.checks.ab_checks import ABChecks
 from watchkeeper.daemon.checks.ab_promotion import pair_label, verdict
 from watchkeeper.daemon.checks.ab_report import sentence, shown
+from watchkeeper.daemon.checks.ab_values import statistic
 from watchkeeper.daemon.checks.stepping import HELD_MS, roles_read
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.policies.compare import ABCondition, ABPromotion
@@ -247,3 +248,31 @@ def test_the_fold_waits_for_the_labels_read_so_far(store: Store) -> None:
 def test_a_policy_with_compare_reads_the_labels_stream() -> None:
     p = policy()  # an ab_* rule only, no performance-scope rule
     assert "labels" in roles_read(p, {"predictions", "features", "labels"})
+
+
+def test_a_two_sided_estimate_reads_the_same_in_a_rule_and_a_promotion_condition() -> None:
+    details = {"value": -0.08, "estimate": -0.08, "low": -0.1, "high": -0.06, "decision": "changed"}
+    for text in ("ab_score_mean_delta.estimate <= 0.05", "ab_score_mean_delta <= 0.05"):
+        cond = ABCondition.parse(text)
+        got = verdict(ABPromotion(when=(cond,)), {"values": {"ab_score_mean_delta": details}})
+        assert (
+            got["checks"][0]["value"]
+            == 0.08
+            == statistic("ab_score_mean_delta", details, "estimate")
+        )
+        assert got["checks"][0]["holds"] is False  # the score moved by 0.08, not by −0.08
+    low = verdict(
+        ABPromotion(when=(ABCondition.parse("ab_score_mean_delta.low > -0.2"),)),
+        {"values": {"ab_score_mean_delta": details}},
+    )
+    assert low["checks"][0]["value"] == -0.1  # the ends stay signed
+
+
+def test_a_condition_on_a_value_the_task_never_gives_says_why_it_waits() -> None:
+    cond = ABCondition.parse("ab_mae_delta.high < 0.1")
+    last = {"values": {}, "unavailable": {"ab_mae_delta": "no regression labels (a classifier)"}}
+    got = verdict(ABPromotion(when=(cond,)), last)
+    assert got["decision"] == "pending"
+    assert got["reasons"] == [
+        "ab_mae_delta is not available yet (no regression labels (a classifier))"
+    ]
