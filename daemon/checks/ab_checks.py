@@ -236,7 +236,9 @@ class ABChecks:
             # a look at an earlier tick than the fold (a re-run) still covers the fold
             until = max(end, state.folded_until_ms)
             merged[role] = rolled(model, version, since, until, state.folded.get(role), tail)
-        look = self._compare(state, compare, merged["baseline"], merged["candidate"], end)
+        # a re-run at a tick before the fold covers the fold: its findings say so
+        covered = max(end, state.folded_until_ms)
+        look = self._compare(state, compare, merged["baseline"], merged["candidate"], covered)
         ref = reference() if reference is not None else None
         window = self._window(policy, compare, b, c, start, end, ref)
         state.last = {
@@ -368,7 +370,7 @@ class ABChecks:
                 continue
             b, c = look.baseline, look.candidate
             feature = pair_label(b, c) if b is not None and c is not None else None
-            window = (look.since_ms or start, end)
+            window = (look.since_ms or start, max(end, look.end_ms))
             details = look.values.get(rule.metric)
             if details is None or b is None or c is None:
                 reason = look.reason or look.unavailable.get(rule.metric, "no value")

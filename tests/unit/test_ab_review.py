@@ -276,3 +276,16 @@ def test_a_condition_on_a_value_the_task_never_gives_says_why_it_waits() -> None
     assert got["reasons"] == [
         "ab_mae_delta is not available yet (no regression labels (a classifier))"
     ]
+
+
+def test_a_rerun_before_the_fold_labels_its_finding_with_the_rows_it_covers(store: Store) -> None:
+    checks = ABChecks(store, SIZE, 0)
+    for i in range(20):
+        start = T0 + i * SIZE
+        commit(
+            store, [window("3", start, 300, 0.9, 2 * i), window("4", start, 300, 0.9, 2 * i + 1)]
+        )
+    checks.findings(policy(), T0 + 19 * SIZE, T0 + 20 * SIZE)
+    (f,) = checks.findings(policy(), T0 + 4 * SIZE, T0 + 5 * SIZE)["ab_accuracy_delta"]
+    assert f.details["n_baseline"] == 19 * 300  # the fold holds 19 windows …
+    assert (f.window_start_ms, f.window_end_ms) == (T0, T0 + 19 * SIZE)  # … and says so
