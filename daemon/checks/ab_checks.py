@@ -217,22 +217,24 @@ class ABChecks:
         labelled = self._labelled_until(policy.model, compare)
         if labelled is not None:
             horizon = min(horizon, labelled)
+        # one read per version serves the fold, the unsettled tail and the policy window
+        lo = min(state.folded_until_ms, start)
+        read = {
+            role: [p for p in self._parts(model, version, lo, end) if p.end_ms <= end]
+            for role, version in (("baseline", b), ("candidate", c))
+        }
         if horizon > state.folded_until_ms:
-            for role, version in (("baseline", b), ("candidate", c)):
+            for role in ("baseline", "candidate"):
                 parts = [
                     p
-                    for p in self._parts(model, version, state.folded_until_ms, horizon)
-                    if p.start_ms >= since and p.end_ms <= horizon
+                    for p in read[role]
+                    if p.start_ms >= max(since, state.folded_until_ms) and p.end_ms <= horizon
                 ]
                 state.fold(role, model, parts, horizon)
             state.advance(horizon)
         merged = {}
         for role, version in (("baseline", b), ("candidate", c)):
-            tail = [
-                p
-                for p in self._parts(model, version, state.folded_until_ms, end)
-                if p.start_ms >= since and p.end_ms <= end
-            ]
+            tail = [p for p in read[role] if p.start_ms >= max(since, state.folded_until_ms)]
             # a look at an earlier tick than the fold (a re-run) still covers the fold
             until = max(end, state.folded_until_ms)
             merged[role] = rolled(model, version, since, until, state.folded.get(role), tail)
@@ -240,7 +242,7 @@ class ABChecks:
         covered = max(end, state.folded_until_ms)
         look = self._compare(state, compare, merged["baseline"], merged["candidate"], covered)
         ref = reference() if reference is not None else None
-        window = self._window(policy, compare, b, c, start, end, ref)
+        window = self._window(policy, compare, b, c, start, end, ref, read)
         state.last = {
             "at_ms": end,
             "since_ms": since,
@@ -322,12 +324,14 @@ class ABChecks:
         start: int,
         end: int,
         reference: ReferenceProfile | None,
+        read: dict[str, list[WindowSummary]],
     ) -> dict[str, Any]:
-        """The policy window's windows of each version, side by side, with the point
-        values of the comparison on them alone (no interval: see the module docstring)."""
+        """The policy window's windows of each version (from the look's ``read``), side by
+        side, with the point values of the comparison on them alone (no interval: see the
+        module docstring)."""
         sides = {}
         for role, version in (("baseline", b), ("candidate", c)):
-            parts = [p for p in self._parts(policy.model, version, start, end) if p.end_ms <= end]
+            parts = [p for p in read[role] if p.start_ms >= start]
             sides[role] = rolled(policy.model, version, start, end, None, parts)
         result = ABComparison(compare.alpha, compare.tuned_rows, compare.min_rows).compare(
             sides["baseline"], sides["candidate"]

@@ -16,6 +16,7 @@ from watchkeeper.daemon.checks.ab_report import sentence, shown
 from watchkeeper.daemon.checks.ab_values import statistic
 from watchkeeper.daemon.checks.stepping import HELD_MS, roles_read
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.compare import ABCondition, ABPromotion
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import IncidentEvent
@@ -289,3 +290,23 @@ def test_a_rerun_before_the_fold_labels_its_finding_with_the_rows_it_covers(stor
     (f,) = checks.findings(policy(), T0 + 4 * SIZE, T0 + 5 * SIZE)["ab_accuracy_delta"]
     assert f.details["n_baseline"] == 19 * 300  # the fold holds 19 windows …
     assert (f.window_start_ms, f.window_end_ms) == (T0, T0 + 19 * SIZE)  # … and says so
+
+
+def test_a_look_reads_each_version_once(store: Store) -> None:
+    checks = ABChecks(store, SIZE, 0)
+    calls: list[str] = []
+    parts_of = checks._parts
+
+    def counting(model: str, version: str, lo: int, hi: int) -> list[WindowSummary]:
+        calls.append(version)
+        return parts_of(model, version, lo, hi)
+
+    checks._parts = counting  # type: ignore[method-assign]
+    for i in range(6):
+        start = T0 + i * SIZE
+        commit(
+            store, [window("3", start, 300, 0.9, 2 * i), window("4", start, 300, 0.9, 2 * i + 1)]
+        )
+        calls.clear()
+        checks.findings(policy(), start, start + SIZE)  # folds, the tail, the policy window
+        assert sorted(calls) == ["3", "4"]
