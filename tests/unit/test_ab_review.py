@@ -310,3 +310,28 @@ def test_a_look_reads_each_version_once(store: Store) -> None:
         calls.clear()
         checks.findings(policy(), start, start + SIZE)  # folds, the tail, the policy window
         assert sorted(calls) == ["3", "4"]
+
+
+def test_through_the_checker_equal_versions_rarely_get_a_decision(tmp_path: Path) -> None:
+    """False positives of the whole path (fold, narrowing across looks, decisions kept)
+    under no true difference: 20 experiments of 50 looks each at α = 5 %. Each
+    experiment is a run of a confidence sequence, so at most ~5 % of them may ever reach
+    a decision; 5 or more of 20 would happen with probability 0.26 % at exactly 5 %."""
+    decided = 0
+    for run in range(20):
+        store = Store.open(f"sqlite:///{tmp_path / f'{run}.db'}")
+        checks = ABChecks(store, SIZE, 0)
+        p = policy({"baseline": "3", "candidate": "4", "label_wait": "5m"})
+        reached = False
+        for i in range(50):
+            start = T0 + i * SIZE
+            seed = 1_000 * run + 2 * i
+            commit(
+                store,
+                [window("3", start, 100, 0.85, seed), window("4", start, 100, 0.85, seed + 1)],
+            )
+            (f,) = checks.findings(p, start, start + SIZE)["ab_accuracy_delta"]
+            reached = reached or f.details.get("decision") in ("worse", "better")
+        decided += reached
+        store.close()
+    assert decided <= 4, decided
