@@ -122,7 +122,9 @@ class ABStore:
         """Every stored comparison's latest look (what ``/api/shadow`` shows), newest first;
         reads stored rows only."""
         c = t.ab_comparisons.c
-        query = select(c.policy, c.baseline, c.candidate, c.model, c.since_ms, c.last, c.updated_ms)
+        query = select(
+            c.policy, c.baseline, c.candidate, c.model, c.since_ms, c.last, c.updated_ms, c.in_force
+        )
         if policy is not None:
             query = query.where(c.policy == policy)
         with reading(self.engine, "read A/B comparisons") as conn:
@@ -138,6 +140,7 @@ class ABStore:
                     "candidate": r.candidate,
                     "since_ms": int(r.since_ms),
                     "updated_ms": int(r.updated_ms),
+                    "in_force": bool(r.in_force),
                     "last": state.get("last", {}),
                     "decision": state.get("decision"),
                 }

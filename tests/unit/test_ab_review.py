@@ -335,3 +335,38 @@ def test_through_the_checker_equal_versions_rarely_get_a_decision(tmp_path: Path
         decided += reached
         store.close()
     assert decided <= 4, decided
+
+
+HOSTILE = "4```*pwned* <https://evil.example|click> <img src=x onerror=alert(1)>"
+
+
+def test_a_hostile_version_is_inert_in_every_channel_and_page(store: Store) -> None:
+    from watchkeeper.alerts.console import render
+    from watchkeeper.alerts.slack import blocks
+    from watchkeeper.daemon.checks.ab_promotion import notification
+    from watchkeeper.daemon.checks.ab_status import ab_table
+    from watchkeeper.daemon.http.console import environment
+
+    p = policy({"baseline": "3", "candidate": HOSTILE})
+    checks = ABChecks(store, SIZE, 0)
+    for i in range(4):
+        start = T0 + i * SIZE
+        commit(
+            store,
+            [window("3", start, 400, 0.9, 2 * i), window(HOSTILE, start, 400, 0.8, 2 * i + 1)],
+        )
+        checks.findings(p, start, start + SIZE)
+    state = checks.db.load(p.key, "3", HOSTILE)
+    assert state is not None
+    decided = {"decision": "reject", "reasons": ["worse"], "checks": []}
+    note = notification(p, state, decided, T0, "http://wk")
+    section = next(b for b in blocks(note) if "A/B comparison" in str(b))["text"]["text"]
+    fenced = section.split("\n", 1)[1]
+    assert fenced[3:-3].count("`") == 0  # our fences only
+    slack = str(blocks(note))
+    assert "<https://evil.example|click>" not in slack and "<img" not in slack
+    assert "\x1b" not in render(note)
+    (entry,) = ab_table(checks.db, {p.key: p})[p.key]["comparisons"]
+    page = environment().get_template("ab_comparison.html").render(ab=entry)
+    assert "<img src=x" not in page and "&lt;img src=x" in page
+    assert "<https://evil.example" not in page
