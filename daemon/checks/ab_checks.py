@@ -3,13 +3,17 @@
 At each check of a policy with ``compare`` (:mod:`watchkeeper.policies.compare`):
 
 1. The pair in force: the named versions, or for ``compare: latest`` the two versions
-   whose first stored window (event time) is most recent, the newest the candidate. A
-   change of pair is logged; each pair is its own experiment with its own start.
+   first seen most recently (event time, recorded durably in ``ab_versions``; each with
+   ``min_rows`` events, never the empty version; ties in natural order), the newest the
+   candidate, kept until a strictly newer version qualifies. The pair in force is
+   recorded with its comparison (``in_force``), so a restart or a failover continues
+   it; a change of pair is logged; each pair is its own experiment with its own start.
 2. The experiment's start: ``since`` (rounded up to the window grid), else the start of
    the first window in which both versions had been seen when the pair first came into
    force; recorded (``ab_comparisons``), so a restart continues the experiment.
-3. Each version's windows since the start, rolled up: the settled ones are folded into a
-   running roll-up kept with the comparison (:mod:`ab_state`), the rest read afresh. A
+3. Each version's windows since the start, rolled up: the settled ones (and never past
+   what the labels stream has delivered) are folded into a running roll-up kept with the
+   comparison (:mod:`ab_state`), the rest read afresh, in one read per version. A
    look therefore reads at most the label TTL plus a window of stored windows, however
    long the experiment has run, and its roll-up equals that of every window at once.
 4. :class:`~watchkeeper.detectors.ab.ABComparison` of the two roll-ups; every interval is
@@ -21,8 +25,12 @@ At each check of a policy with ``compare`` (:mod:`watchkeeper.policies.compare`)
 6. The policy window's windows per version, side by side, and the merged ones since the
    start, stored as the comparison's latest look for ``/api/shadow`` and ``watchkeeper
    status`` (which read it and compute nothing).
-7. With ``compare.promotion``: the verdict, recorded and announced once per change
-   through the outbox, in the transaction that records it.
+7. With ``compare.promotion``: the verdict, recorded and announced once through the
+   outbox, in the transaction that records it; ``promote`` / ``reject`` are final for the
+   experiment, and a verdict of a tick older than ``alerts.max_age`` is recorded unsent.
+
+A look that raises is logged, counted (:attr:`ABChecks.failed_looks`) and gives
+``insufficient_data``: the policy's other rules still run.
 
 The intervals are valid under repeated looks only over this growing set of rows: never
 over a single window (docs/comparison.md).
@@ -38,8 +46,9 @@ from typing import Any
 
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.checks.ab_incidents import describe
+from watchkeeper.daemon.checks.ab_pair import pair_in_force
 from watchkeeper.daemon.checks.ab_promotion import FINAL, notification, pair_label, verdict
-from watchkeeper.daemon.checks.ab_report import columns, natural, population, sentence, shown
+from watchkeeper.daemon.checks.ab_report import columns, population, sentence
 from watchkeeper.daemon.checks.ab_state import ABState, rolled
 from watchkeeper.daemon.checks.ab_store import ABStore
 from watchkeeper.daemon.checks.ab_values import Look, interval_decision, plain, statistic
@@ -109,46 +118,9 @@ class ABChecks:
 
     # -- the pair and its state ----------------------------------------------------------
     def pair(self, policy: Policy, compare: Compare) -> tuple[str, str] | str:
-        """(baseline, candidate) in force, or why there is none yet. The pair in force is
-        the one recorded with the comparison (``ab_comparisons.in_force``), so a restart
-        or another replica taking over continues it; ``compare: latest`` moves on only
-        when a strictly newer version qualifies (docs/comparison.md)."""
-        seen = self.db.first_seen(policy.model)
-        current = self.db.in_force(policy.key)
-        if compare.versions == "latest":
-            qualified = {v: first for v, (first, n) in seen.items() if v and n >= compare.min_rows}
-            ranked = sorted(qualified.items(), key=lambda kv: (kv[1], natural(kv[0])))
-            if (
-                current is not None
-                and all(v in qualified for v in current)
-                and not any(f > qualified[current[1]] for f in qualified.values())
-            ):
-                b, c = current
-            elif len(ranked) < 2:
-                listed = ", ".join(f"{shown(v)} ({n:,} events)" for v, (_, n) in seen.items())
-                return (
-                    f"compare: latest needs two versions of {policy.model} with at least "
-                    f"{compare.min_rows:,} events each; seen: {listed or 'none'}"
-                )
-            else:
-                (b, _), (c, _) = ranked[-2], ranked[-1]
-        else:
-            assert compare.baseline is not None and compare.candidate is not None
-            b, c = compare.baseline, compare.candidate
-            missing = [shown(v) for v in (b, c) if v not in seen]
-            if missing:
-                return f"version {', '.join(missing)} of {policy.model} not seen yet"
-        if current != (b, c):
-            log.info(
-                "policy %s: A/B comparison in force: candidate %s against baseline %s%s",
-                policy.key,
-                shown(c),
-                shown(b),
-                " (the two most recent versions by first event time)"
-                if compare.versions == "latest"
-                else "",
-            )
-        return b, c
+        """(baseline, candidate) in force, or why there is none yet
+        (:func:`~watchkeeper.daemon.checks.ab_pair.pair_in_force`)."""
+        return pair_in_force(self.db, policy, compare)
 
     def _state(self, policy: Policy, compare: Compare, b: str, c: str) -> ABState:
         state = self.db.load(policy.key, b, c)
