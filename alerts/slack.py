@@ -84,6 +84,13 @@ def headline(n: Notification) -> str:
     return clip(text, SECTION_CHARS - 100)
 
 
+def _code_text(text: object, limit: int | None = None) -> str:
+    """``text`` for inside a code span or block: mrkdwn-escaped, and its backticks
+    replaced by a look-alike (U+02CB), since Slack ends the block at the first ```` ``` ````
+    whatever precedes it (a version from an event could close it and format the rest)."""
+    return mrkdwn(str(text).replace("`", "\u02cb"), limit)
+
+
 def _state(n: Notification) -> str:
     if n.kind in DECISIONS:
         return "recommend promotion" if n.kind == "promote" else "rejected"
@@ -109,13 +116,13 @@ def blocks(n: Notification) -> list[dict[str, Any]]:
     ]
     table = comparison_lines(n)
     if table:
-        text = f"*{comparison_title(n)}*\n```" + mrkdwn("\n".join(table)) + "```"
+        text = f"*{comparison_title(n)}*\n```" + _code_text("\n".join(table)) + "```"
         text = clip(text, SECTION_CHARS - 3) + ("```" if len(text) > SECTION_CHARS - 3 else "")
         out.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     elif len(n.members) > 1:
         top = sorted(n.members.items(), key=lambda kv: -(kv[1] or 0.0))[:10]
         lines = "\n".join(
-            f"• `{mrkdwn(k, 200)}` {v:.4g}" if v is not None else f"• `{mrkdwn(k, 200)}`"
+            f"• `{_code_text(k, 200)}` {v:.4g}" if v is not None else f"• `{_code_text(k, 200)}`"
             for k, v in top
         )
         more = f"\n…and {len(n.members) - 10} more" if len(n.members) > 10 else ""

@@ -22,7 +22,7 @@ from watchkeeper.daemon.checks.housekeeping import Housekeeper
 from watchkeeper.daemon.checks.leadership import Leadership
 from watchkeeper.daemon.checks.retention import Retention
 from watchkeeper.daemon.checks.scheduler import PolicyScheduler, PolicyStatus
-from watchkeeper.daemon.checks.stepping import PolicyStepper, step_settings
+from watchkeeper.daemon.checks.stepping import PolicyStepper, labels_watermark, step_settings
 from watchkeeper.daemon.config import Config, secret_values
 from watchkeeper.daemon.console_sources import console_for
 from watchkeeper.daemon.http.reports import Reports, report_routes
@@ -287,6 +287,7 @@ class Daemon:
         assert self.incidents is not None and self.delivery is not None
         assert self.shadow_store is not None
         self.silences = Silences(store.engine)
+        steps = step_settings(config)
         router = Router(
             self._base_url(),
             config.alerts.routes,
@@ -313,6 +314,9 @@ class Daemon:
                 self.silences.silenced,
                 self.delivery.wake,
                 lateness_s=config.windows.allowed_lateness,
+                max_age_s=config.alerts.max_age,
+                clock=self.clock,
+                labels_until=lambda model, now_ms: labels_watermark(store, steps, model, now_ms),
             ),
             shadow=ShadowChecks(
                 self.shadow_store,

@@ -179,13 +179,15 @@ class Interval:
 
         Every interval of a confidence sequence covers at once (with probability 1 − α), so
         their intersection does too, and a decision read from it never flips back. An
-        empty intersection (possible only on a miss) keeps the current interval.
+        empty intersection (a miss, probability ≤ α, or a difference that moved) keeps the
+        earlier intersection, so the decision still never flips; the A/B state counts such
+        looks (``disjoint_looks``). This is the only intersection rule.
         """
         if previous is None:
             return self
         low, high = max(self.low, previous.low), min(self.high, previous.high)
         if low > high:
-            return self
+            return previous
         return replace(self, low=low, high=high, p_value=min(self.p_value, previous.p_value))
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,9 +19,12 @@
         on_reject: [oncall-slack]
 
 or ``compare: latest``: the two most recent versions of the model seen on the stream —
-"most recent" by the start of the first stored window holding the version's events
-(event time; ties by version string), the newest being the candidate. The pair in force
-is logged when it changes and shown in ``/api/shadow``.
+"most recent" by the start of the first window in which the version was seen (event
+time, recorded durably so retention does not change it; ties in natural order, so "10"
+is newer than "9"), the newest being the candidate. A version enters the ranking only
+once it has ``min_rows`` events (a stray test event or a three-event canary is not an
+experiment), and never with an empty version. The pair in force stays until a strictly
+newer version qualifies; it is logged when it changes and shown in ``/api/shadow``.
 
 Rules on ``ab_*`` metrics (``metric: ab_accuracy_delta``) judge, by default, the
 *bound* of the interval nearest the good side (for accuracy: its upper end), so a rule
@@ -125,7 +128,9 @@ class ABCondition(_Strict):
             names = ", ".join(AB_METRICS)
             raise ValueError(f"'{metric}' is not an A/B metric (known: {names})")
         stat = stat or "value"
-        if stat in ("low", "high", "decision") and metric not in INTERVAL_METRICS:
+        # a ratio or a distance has a value only: .estimate on it would name a field its
+        # details never carry (and fail at every look instead of here)
+        if stat in ("low", "high", "estimate", "decision") and metric not in INTERVAL_METRICS:
             raise ValueError(
                 f"{metric} carries no interval, so no .{stat}: conditions on it compare its "
                 f"value (metrics with an interval: {', '.join(INTERVAL_METRICS)})"

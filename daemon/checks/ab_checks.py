@@ -3,13 +3,17 @@
 At each check of a policy with ``compare`` (:mod:`watchkeeper.policies.compare`):
 
 1. The pair in force: the named versions, or for ``compare: latest`` the two versions
-   whose first stored window (event time) is most recent, the newest the candidate. A
-   change of pair is logged; each pair is its own experiment with its own start.
+   first seen most recently (event time, recorded durably in ``ab_versions``; each with
+   ``min_rows`` events, never the empty version; ties in natural order), the newest the
+   candidate, kept until a strictly newer version qualifies. The pair in force is
+   recorded with its comparison (``in_force``), so a restart or a failover continues
+   it; a change of pair is logged; each pair is its own experiment with its own start.
 2. The experiment's start: ``since`` (rounded up to the window grid), else the start of
    the first window in which both versions had been seen when the pair first came into
    force; recorded (``ab_comparisons``), so a restart continues the experiment.
-3. Each version's windows since the start, rolled up: the settled ones are folded into a
-   running roll-up kept with the comparison (:mod:`ab_state`), the rest read afresh. A
+3. Each version's windows since the start, rolled up: the settled ones (and never past
+   what the labels stream has delivered) are folded into a running roll-up kept with the
+   comparison (:mod:`ab_state`), the rest read afresh, in one read per version. A
    look therefore reads at most the label TTL plus a window of stored windows, however
    long the experiment has run, and its roll-up equals that of every window at once.
 4. :class:`~watchkeeper.detectors.ab.ABComparison` of the two roll-ups; every interval is
@@ -21,8 +25,12 @@ At each check of a policy with ``compare`` (:mod:`watchkeeper.policies.compare`)
 6. The policy window's windows per version, side by side, and the merged ones since the
    start, stored as the comparison's latest look for ``/api/shadow`` and ``watchkeeper
    status`` (which read it and compute nothing).
-7. With ``compare.promotion``: the verdict, recorded and announced once per change
-   through the outbox, in the transaction that records it.
+7. With ``compare.promotion``: the verdict, recorded and announced once through the
+   outbox, in the transaction that records it; ``promote`` / ``reject`` are final for the
+   experiment, and a verdict of a tick older than ``alerts.max_age`` is recorded unsent.
+
+A look that raises is logged, counted (:attr:`ABChecks.failed_looks`) and gives
+``insufficient_data``: the policy's other rules still run.
 
 The intervals are valid under repeated looks only over this growing set of rows: never
 over a single window (docs/comparison.md).
@@ -32,13 +40,15 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.checks.ab_incidents import describe
+from watchkeeper.daemon.checks.ab_pair import pair_in_force
 from watchkeeper.daemon.checks.ab_promotion import FINAL, notification, pair_label, verdict
-from watchkeeper.daemon.checks.ab_report import columns, population, sentence, shown
+from watchkeeper.daemon.checks.ab_report import columns, population, sentence
 from watchkeeper.daemon.checks.ab_state import ABState, rolled
 from watchkeeper.daemon.checks.ab_store import ABStore
 from watchkeeper.daemon.checks.ab_values import Look, interval_decision, plain, statistic
@@ -48,6 +58,7 @@ from watchkeeper.detectors.ab import AB_METRICS, ABComparison, ABValue, populati
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.compare import Compare
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import IncidentEvent
@@ -78,6 +89,9 @@ class ABChecks:
         silenced: Callable[[Notification], bool] | None = None,
         enqueued: Callable[[], None] | None = None,
         lateness_s: float = 0.0,
+        max_age_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        labels_until: Callable[[str, int], int | None] | None = None,
     ) -> None:
         self.store = store
         self.db = ABStore(store.engine)
@@ -89,38 +103,24 @@ class ABChecks:
         self.base_url = base_url
         self.silenced = silenced
         self.enqueued = enqueued
-        self.pairs: dict[str, tuple[str, str]] = {}
+        self.max_age_ms = int(max_age_s * 1000)
+        self.clock = clock
+        self.labels_until = labels_until
+        """(model, wall ms) → event time up to which its labels have been read (None: no
+        cap), so the fold never passes labels still to come (catch-up, outage)."""
+        self.found: dict[str, tuple[str, str]] = {}
+        """Policy → the pair this tick's look found (popped by :meth:`describe`): only a
+        look that ran and found another pair ends a pair's incidents."""
         self.texts: dict[tuple[str, str, str], str] = {}
         """(policy, rule, pair) → the sentence of its latest finding (incident summaries)."""
+        self.failed_looks = 0
+        """Looks that raised (logged; the policy's other rules ran)."""
 
     # -- the pair and its state ----------------------------------------------------------
     def pair(self, policy: Policy, compare: Compare) -> tuple[str, str] | str:
-        """(baseline, candidate) in force, or why there is none yet."""
-        seen = self.db.first_seen(policy.model)
-        if compare.versions == "latest":
-            ranked = sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))
-            if len(ranked) < 2:
-                listed = ", ".join(shown(v) for v, _ in ranked) or "none"
-                return f"compare: latest needs two versions of {policy.model}; seen: {listed}"
-            (b, _), (c, _) = ranked[-2], ranked[-1]
-        else:
-            assert compare.baseline is not None and compare.candidate is not None
-            b, c = compare.baseline, compare.candidate
-            missing = [shown(v) for v in (b, c) if v not in seen]
-            if missing:
-                return f"version {', '.join(missing)} of {policy.model} not seen yet"
-        if self.pairs.get(policy.key) != (b, c):
-            log.info(
-                "policy %s: A/B comparison in force: candidate %s against baseline %s%s",
-                policy.key,
-                shown(c),
-                shown(b),
-                " (the two most recent versions by first event time)"
-                if compare.versions == "latest"
-                else "",
-            )
-            self.pairs[policy.key] = (b, c)
-        return b, c
+        """(baseline, candidate) in force, or why there is none yet
+        (:func:`~watchkeeper.daemon.checks.ab_pair.pair_in_force`)."""
+        return pair_in_force(self.db, policy, compare)
 
     def _state(self, policy: Policy, compare: Compare, b: str, c: str) -> ABState:
         state = self.db.load(policy.key, b, c)
@@ -134,7 +134,7 @@ class ABChecks:
             return state
         if wanted is None:
             seen = self.db.first_seen(policy.model)
-            wanted = max(seen.get(b, 0), seen.get(c, 0))
+            wanted = max(seen.get(b, (0, 0))[0], seen.get(c, (0, 0))[0])
         log.info(
             "policy %s: A/B experiment %s starts at %s",
             policy.key,
@@ -148,6 +148,18 @@ class ABChecks:
         one window."""
         wait = DEFAULT_LABEL_WAIT_S if compare.label_wait is None else compare.label_wait
         return int(min(wait, self.settle_s) * 1000) + self.lateness_ms + self.size_ms
+
+    def _labelled_until(self, model: str, compare: Compare) -> int | None:
+        """The latest fold point the labels read so far allow: their watermark less the
+        labels' wait, the lateness and a window (the predictions-driven tick may run far
+        ahead of the labels in a catch-up, a backfill or a labels outage)."""
+        if self.labels_until is None:
+            return None
+        mark = self.labels_until(model, int(self.clock() * 1000))
+        if mark is None:
+            return None
+        point = mark - self._settle_ms(compare)
+        return point // self.size_ms * self.size_ms
 
     def _parts(self, model: str, version: str, lo: int, hi: int) -> list[WindowSummary]:
         return [w.summary for w in self.store.windows(model, version, lo, hi)]
@@ -168,33 +180,41 @@ class ABChecks:
         if isinstance(found, str):
             return Look(None, None, reason=found)
         b, c = found
+        self.found[policy.key] = (b, c)
         state = self._state(policy, compare, b, c)
         model, since = policy.model, state.since_ms
         if end <= since:
             return Look(b, c, since, end, reason="the experiment starts after this window")
         horizon = min(end, (end - self._settle_ms(compare)) // self.size_ms * self.size_ms)
+        labelled = self._labelled_until(policy.model, compare)
+        if labelled is not None:
+            horizon = min(horizon, labelled)
+        # one read per version serves the fold, the unsettled tail and the policy window
+        lo = min(state.folded_until_ms, start)
+        read = {
+            role: [p for p in self._parts(model, version, lo, end) if p.end_ms <= end]
+            for role, version in (("baseline", b), ("candidate", c))
+        }
         if horizon > state.folded_until_ms:
-            for role, version in (("baseline", b), ("candidate", c)):
+            for role in ("baseline", "candidate"):
                 parts = [
                     p
-                    for p in self._parts(model, version, state.folded_until_ms, horizon)
-                    if p.start_ms >= since and p.end_ms <= horizon
+                    for p in read[role]
+                    if p.start_ms >= max(since, state.folded_until_ms) and p.end_ms <= horizon
                 ]
                 state.fold(role, model, parts, horizon)
             state.advance(horizon)
         merged = {}
         for role, version in (("baseline", b), ("candidate", c)):
-            tail = [
-                p
-                for p in self._parts(model, version, state.folded_until_ms, end)
-                if p.start_ms >= since and p.end_ms <= end
-            ]
+            tail = [p for p in read[role] if p.start_ms >= max(since, state.folded_until_ms)]
             # a look at an earlier tick than the fold (a re-run) still covers the fold
             until = max(end, state.folded_until_ms)
             merged[role] = rolled(model, version, since, until, state.folded.get(role), tail)
-        look = self._compare(state, compare, merged["baseline"], merged["candidate"], end)
+        # a re-run at a tick before the fold covers the fold: its findings say so
+        covered = max(end, state.folded_until_ms)
+        look = self._compare(state, compare, merged["baseline"], merged["candidate"], covered)
         ref = reference() if reference is not None else None
-        window = self._window(policy, compare, b, c, start, end, ref)
+        window = self._window(policy, compare, b, c, start, end, ref, read)
         state.last = {
             "at_ms": end,
             "since_ms": since,
@@ -276,12 +296,14 @@ class ABChecks:
         start: int,
         end: int,
         reference: ReferenceProfile | None,
+        read: dict[str, list[WindowSummary]],
     ) -> dict[str, Any]:
-        """The policy window's windows of each version, side by side, with the point
-        values of the comparison on them alone (no interval: see the module docstring)."""
+        """The policy window's windows of each version (from the look's ``read``), side by
+        side, with the point values of the comparison on them alone (no interval: see the
+        module docstring)."""
         sides = {}
         for role, version in (("baseline", b), ("candidate", c)):
-            parts = [p for p in self._parts(policy.model, version, start, end) if p.end_ms <= end]
+            parts = [p for p in read[role] if p.start_ms >= start]
             sides[role] = rolled(policy.model, version, start, end, None, parts)
         result = ABComparison(compare.alpha, compare.tuned_rows, compare.min_rows).compare(
             sides["baseline"], sides["candidate"]
@@ -306,16 +328,25 @@ class ABChecks:
         reference: Callable[[], ReferenceProfile | None] | None = None,
     ) -> dict[str, list[Finding]]:
         """Findings of the policy's ``ab_*`` rules over the experiment up to ``end``."""
+        self.found.pop(policy.key, None)
         if policy.compare is None:
             return {}
-        look = self.look(policy, start, end, reference)
+        try:
+            look = self.look(policy, start, end, reference)
+        except Exception as exc:
+            if isinstance(exc, WatchkeeperError) and exc.retriable:
+                raise  # the store is away: the tick is retried as a whole
+            self.failed_looks += 1
+            self.found.pop(policy.key, None)
+            log.exception("policy %s: the A/B look failed (its other rules ran)", policy.key)
+            look = Look(None, None, reason=f"the A/B look failed: {type(exc).__name__}")
         out: dict[str, list[Finding]] = {}
         for rule in policy.rules:
             if rule.metric not in AB_METRICS:
                 continue
             b, c = look.baseline, look.candidate
             feature = pair_label(b, c) if b is not None and c is not None else None
-            window = (look.since_ms or start, end)
+            window = (look.since_ms or start, max(end, look.end_ms))
             details = look.values.get(rule.metric)
             if details is None or b is None or c is None:
                 reason = look.reason or look.unavailable.get(rule.metric, "no value")
@@ -356,9 +387,15 @@ class ABChecks:
         self, policy: Policy, engine: PolicyEngine, events: list[IncidentEvent], at_ms: int
     ) -> None:
         """A/B incidents say what their interval means; those of a pair no longer in force
-        resolve (:func:`~watchkeeper.daemon.checks.ab_incidents.describe`)."""
-        pair = self.pairs.get(policy.key) if policy.compare is not None else None
-        describe(policy, engine, events, at_ms, pair, self.texts)
+        resolve (:func:`~watchkeeper.daemon.checks.ab_incidents.describe`) — only when
+        this tick's look ran and found another pair (or the compare section went away):
+        a tick whose look did not run (a restart, a window below min_samples, versions
+        not seen yet) leaves them as they are."""
+        if policy.compare is None:
+            describe(policy, engine, events, at_ms, None, self.texts, resolve=True)
+            return
+        pair = self.found.pop(policy.key, None)
+        describe(policy, engine, events, at_ms, pair, self.texts, resolve=pair is not None)
 
     def _record(self, policy: Policy, compare: Compare, state: ABState, at_ms: int) -> None:
         promotion = compare.promotion
@@ -367,6 +404,7 @@ class ABChecks:
         if (
             decided is None
             or decided["decision"] == before
+            or before in ("promote", "reject")  # final until a new experiment starts
             or (before is None and decided["decision"] == "pending")
         ):
             self.db.save(state, policy.model, at_ms)
@@ -374,7 +412,11 @@ class ABChecks:
         assert promotion is not None
         state.decision = decided | {"at_ms": at_ms}
         notes: list[tuple[str, Notification]] = []
-        if decided["decision"] != "pending" and self.plan is not None:
+        wall_ms = int(self.clock() * 1000)
+        historical = self.max_age_ms > 0 and wall_ms - at_ms > self.max_age_ms
+        if historical:  # alerts.max_age: recorded, never sent (as Checker.run does)
+            state.decision["historical"] = True
+        elif decided["decision"] != "pending" and self.plan is not None:
             targets = (
                 promotion.on_promote if decided["decision"] == "promote" else promotion.on_reject
             )
@@ -386,12 +428,13 @@ class ABChecks:
             silenced=self.silenced,
             operation="record an A/B decision",
         )
-        log.warning(
-            "A/B %s of %s: %s%s",
+        (log.info if historical else log.warning)(
+            "A/B %s of %s: %s%s%s",
             pair_label(state.baseline, state.candidate),
             policy.model,
             decided["decision"],
             f" ({'; '.join(decided['reasons'])})" if decided["reasons"] else "",
+            " (historical: not sent)" if historical else "",
         )
         if notes and self.enqueued is not None:
             self.enqueued()

@@ -4,8 +4,6 @@ force resolve with a note."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from watchkeeper.daemon.checks.ab_promotion import pair_label
 from watchkeeper.detectors.ab import AB_METRICS
 from watchkeeper.policies.engine import PolicyEngine
@@ -19,16 +17,18 @@ def describe(
     events: list[IncidentEvent],
     at_ms: int,
     in_force: tuple[str, str] | None,
-    texts: Mapping[tuple[str, str, str], str],
+    texts: dict[tuple[str, str, str], str],
+    resolve: bool = True,
 ) -> None:
     """Say in every open ``ab_*`` incident's summary what its numbers mean (every
     channel shows the summary): "fraud: version 4 is 1.2 points less accurate than 3,
     95 % CI [−1.9, −0.5], over …", as of this look; resolve (appending the events)
     the incidents of a pair no longer in force (``compare: latest`` moved on, or the
-    section named other versions or went away)."""
+    section named other versions or went away) when ``resolve``: the caller passes it
+    only when this tick's look found ``in_force`` (or there is no compare section)."""
     current = pair_label(*in_force) if in_force is not None else None
     for key, incident in list(engine.incidents.items()):
-        if incident.metric not in AB_METRICS or incident.feature in (None, current):
+        if not resolve or incident.metric not in AB_METRICS or incident.feature in (None, current):
             continue
         del engine.incidents[key]
         engine.members.pop(fingerprint(policy.key, incident.rule, incident.feature), None)
@@ -38,6 +38,9 @@ def describe(
                 "resolved", incident, at_ms, f"the A/B pair is no longer in force ({now})"
             )
         )
+    if resolve:  # the sentences of pairs no longer in force are not needed any more
+        for k in [k for k in texts if k[0] == policy.key and k[2] != (current or "")]:
+            del texts[k]
     incidents = {id(e.incident): e.incident for e in events if e.kind != "resolved"}
     incidents |= {id(i): i for i in engine.incidents.values()}
     for incident in incidents.values():

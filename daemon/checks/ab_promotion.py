@@ -52,15 +52,26 @@ def verdict(promotion: ABPromotion, last: dict[str, Any]) -> dict[str, Any]:
         d = values.get(cond.metric)
         holds: bool | None = None
         shown_value: float | str | None = None
+        field = "value" if cond.stat == "value" else cond.stat
         if d is None:
-            waiting.append(f"{cond.metric} is not available yet")
+            why = last.get("unavailable", {}).get(cond.metric)
+            waiting.append(f"{cond.metric} is not available yet" + (f" ({why})" if why else ""))
+        elif d.get(field) is None:  # the loader rejects such conditions; stored looks may lack it
+            waiting.append(f"{cond.metric} has no {field} yet")
         else:
             if cond.stat == "decision":
-                shown_value = str(d.get("decision"))
-            elif cond.stat == "value":
-                shown_value = float(d["value"])
+                shown_value = str(d["decision"])
             else:
-                shown_value = float(d[cond.stat])
+                number = float(d[field])
+                two_sided = AB_METRICS[cond.metric].direction == "two_sided"
+                # a two-sided metric's value or estimate is read as a rule's
+                # options.value: estimate reads it, the size of the change (|estimate|);
+                # .low / .high stay the interval's signed ends
+                shown_value = (
+                    abs(number)
+                    if two_sided and cond.stat != "low" and cond.stat != "high"
+                    else number
+                )
             holds = cond.holds(shown_value)
             if not holds:
                 text = f"{cond} is false ({_fmt(shown_value)})"

@@ -8,7 +8,9 @@ or page that shows it).
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from typing import Any
 
 from watchkeeper.detectors.ab import POPULATION_THRESHOLD
@@ -39,9 +41,39 @@ SIDE_BY_SIDE = (
 SHOWN_CHARS = 64
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def shown(version: str) -> str:
-    """A version as text shows it: clipped (versions come from events)."""
-    return version if len(version) <= SHOWN_CHARS else version[: SHOWN_CHARS - 1] + "…"
+    """A version as text shows it (versions come from events): control characters
+    replaced (a log line or a terminal would obey them), and past :data:`SHOWN_CHARS`
+    clipped with a short hash of the whole, so two versions alike in their first
+    characters (``…-rc1``, ``…-rc2`` image tags) never read, nor fingerprint, the same.
+
+    >>> shown("4\x1b[2J")
+    '4?[2J'
+    >>> a, b = shown("x" * 70 + "-rc1"), shown("x" * 70 + "-rc2")
+    >>> len(a) == SHOWN_CHARS and a != b
+    True
+    """
+    clean = _CONTROL.sub("?", version)
+    if len(clean) <= SHOWN_CHARS:
+        return clean
+    digest = hashlib.sha256(version.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{clean[: SHOWN_CHARS - 10]}…~{digest}"
+
+
+def natural(version: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key reading digit runs as numbers: "9" < "10", "v1.9" < "v1.10".
+
+    >>> sorted(["10", "9", "v1.10", "v1.9"], key=natural)
+    ['9', '10', 'v1.9', 'v1.10']
+    """
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.split(r"(\d+)", version)
+        if part
+    )
 
 
 def columns(w: WindowSummary, reference: ReferenceProfile | None = None) -> dict[str, Any]:
@@ -117,6 +149,29 @@ def _num(x: float) -> str:
     return f"{x:.4g}".replace("-", "−")
 
 
+def _moved(details: dict[str, Any], fmt: Any) -> str:
+    """When the kept (narrowed) interval no longer holds this look's estimate, or a look
+    gave an interval disjoint from the earlier ones, say so beside it and show the look's
+    own interval: the estimate and the kept interval then describe different periods."""
+    estimate = details.get("estimate")
+    low, high = details.get("low"), details.get("high")
+    if estimate is None or low is None or high is None:
+        return ""
+    outside = not float(low) <= float(estimate) <= float(high)
+    if not outside and not details.get("disjoint_looks"):
+        return ""
+    own = ""
+    if details.get("look_low") is not None and details.get("look_high") is not None:
+        a, b = fmt(float(details["look_low"])), fmt(float(details["look_high"]))
+        own = f"; this look alone: [{a}, {b}]"
+    what = (
+        "the estimate lies outside the interval kept over the experiment"
+        if outside
+        else f"{details['disjoint_looks']} look(s) gave an interval disjoint from the kept one"
+    )
+    return f" ({what}: the difference moved during the experiment{own})"
+
+
 def sentence(metric: str, baseline: str, candidate: str, details: dict[str, Any]) -> str:
     """What one ``ab_*`` value says, from its finding's details."""
     b, c = shown(baseline), shown(candidate)
@@ -128,8 +183,8 @@ def sentence(metric: str, baseline: str, candidate: str, details: dict[str, Any]
         more = "more" if estimate > 0 else "less"
         return (
             f"version {c} is {abs(estimate) * 100:.1f} points {more} accurate than {b}, "
-            f"{level} CI [{_pct(low)}, {_pct(high)}], over {nc:,} labelled rows of {c} "
-            f"and {nb:,} of {b}"
+            f"{level} CI [{_pct(low)}, {_pct(high)}]{_moved(details, _pct)}, over {nc:,} "
+            f"labelled rows of {c} and {nb:,} of {b}"
         )
     if metric in ("ab_mae_delta", "ab_score_mean_delta") and estimate is not None:
         what = "MAE" if metric == "ab_mae_delta" else "mean score"
@@ -137,7 +192,8 @@ def sentence(metric: str, baseline: str, candidate: str, details: dict[str, Any]
         way = "higher" if estimate > 0 else "lower"
         return (
             f"version {c}'s {what} is {_num(abs(estimate))} {way} than {b}'s, {level} CI "
-            f"[{_num(low)}, {_num(high)}], over {nc:,} {rows} of {c} and {nb:,} of {b}"
+            f"[{_num(low)}, {_num(high)}]{_moved(details, _num)}, over {nc:,} {rows} of {c} "
+            f"and {nb:,} of {b}"
         )
     value = details.get("value")
     if metric in ("ab_score_js_distance", "ab_class_js_distance") and value is not None:

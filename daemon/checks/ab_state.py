@@ -95,8 +95,7 @@ class ABState:
         previous = self.intervals.get(metric)
         if previous is not None and (interval.low > previous.high or interval.high < previous.low):
             self.disjoint[metric] = self.disjoint.get(metric, 0) + 1
-            return previous
-        out = interval.narrowed(previous)
+        out = interval.narrowed(previous)  # the one intersection rule: disjoint keeps previous
         self.intervals[metric] = out
         return out
 

@@ -48,7 +48,7 @@ def ab_table(db: ABStore, policies: Mapping[str, Policy]) -> dict[str, Any]:
         compare = policy.compare
         if compare is None:
             continue
-        rows = looks.get(key, [])
+        rows = sorted(looks.get(key, []), key=lambda r: not r["in_force"])  # stable
         if compare.versions != "latest":
             rows = [r for r in rows if (r["baseline"], r["candidate"]) == pair(compare)]
         out[key] = {

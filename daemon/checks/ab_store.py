@@ -1,12 +1,14 @@
 """A/B comparisons in the store: each pair's running state (``ab_comparisons``, migration
-0011), and when each version of a model was first seen (from the stored windows)."""
+0011) and which pair of a policy is in force (``in_force``, migration 0012), and when each
+version of a model was first seen (``ab_versions``, migration 0012: recorded from the
+stored windows at each look and kept when retention deletes them)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, update
 from watchkeeper.daemon.checks.ab_state import ABState
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_parts
@@ -20,16 +22,48 @@ class ABStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def first_seen(self, model: str) -> dict[str, int]:
-        """Version → start of its earliest stored window holding events (event time)."""
+    def first_seen(self, model: str) -> dict[str, tuple[int, int]]:
+        """Version → (start of the first window it was seen in, its events), durably: the
+        stored windows' figures are merged into ``ab_versions`` (earliest start, largest
+        count), so retention deleting a version's first windows changes neither."""
         c = window_parts.rows().c
+        v = t.ab_versions.c
         query = (
-            select(c.model_version, func.min(c.window_start_ms))
+            select(c.model_version, func.min(c.window_start_ms), func.sum(c.events))
             .where((c.model == model) & (c.events > 0))
             .group_by(c.model_version)
         )
-        with reading(self.engine, "read a model's versions") as conn:
-            return {str(v): int(s) for v, s in conn.execute(query).all()}
+        with writing(self.engine, "record a model's versions") as conn:
+            stored = {
+                str(r.version): (int(r.first_seen_ms), int(r.events))
+                for r in conn.execute(
+                    select(v.version, v.first_seen_ms, v.events).where(v.model == model)
+                ).all()
+            }
+            seen = dict(stored)
+            for version, start, events in conn.execute(query).all():
+                old = seen.get(str(version))
+                new = (int(start), int(events or 0))
+                seen[str(version)] = (
+                    new if old is None else (min(old[0], new[0]), max(old[1], new[1]))
+                )
+            rows = [
+                {"model": model, "version": k, "first_seen_ms": f, "events": n}
+                for k, (f, n) in sorted(seen.items())
+                if stored.get(k) != (f, n)
+            ]
+            if rows:
+                upsert(conn, t.ab_versions, rows, ["model", "version"], ["first_seen_ms", "events"])
+        return seen
+
+    def in_force(self, policy: str) -> tuple[str, str] | None:
+        """The policy's pair in force (baseline, candidate), as the last look recorded it."""
+        c = t.ab_comparisons.c
+        with reading(self.engine, "read the A/B pair in force") as conn:
+            row = conn.execute(
+                select(c.baseline, c.candidate).where((c.policy == policy) & c.in_force)
+            ).first()
+        return None if row is None else (str(row.baseline), str(row.candidate))
 
     def load(self, policy: str, baseline: str, candidate: str) -> ABState | None:
         c = t.ab_comparisons.c
@@ -48,7 +82,18 @@ class ABStore:
             self.write(conn, state, model, now_ms)
 
     def write(self, conn: Connection, state: ABState, model: str, now_ms: int) -> None:
-        """Write ``state`` in the caller's transaction (a decision and its notifications)."""
+        """Write ``state`` in the caller's transaction (a decision and its notifications);
+        its pair becomes the policy's pair in force."""
+        c = t.ab_comparisons.c
+        conn.execute(
+            update(t.ab_comparisons)
+            .where(
+                (c.policy == state.policy)
+                & c.in_force
+                & ((c.baseline != state.baseline) | (c.candidate != state.candidate))
+            )
+            .values(in_force=False)
+        )
         upsert(
             conn,
             t.ab_comparisons,
@@ -66,17 +111,20 @@ class ABStore:
                         option=orjson.OPT_SERIALIZE_NUMPY,
                     ).decode(),
                     "updated_ms": now_ms,
+                    "in_force": True,
                 }
             ],
             ["policy", "baseline", "candidate"],
-            ["model", "since_ms", "state", "last", "updated_ms"],
+            ["model", "since_ms", "state", "last", "updated_ms", "in_force"],
         )
 
     def looks(self, policy: str | None = None) -> list[dict[str, Any]]:
         """Every stored comparison's latest look (what ``/api/shadow`` shows), newest first;
         reads stored rows only."""
         c = t.ab_comparisons.c
-        query = select(c.policy, c.baseline, c.candidate, c.model, c.since_ms, c.last, c.updated_ms)
+        query = select(
+            c.policy, c.baseline, c.candidate, c.model, c.since_ms, c.last, c.updated_ms, c.in_force
+        )
         if policy is not None:
             query = query.where(c.policy == policy)
         with reading(self.engine, "read A/B comparisons") as conn:
@@ -92,6 +140,7 @@ class ABStore:
                     "candidate": r.candidate,
                     "since_ms": int(r.since_ms),
                     "updated_ms": int(r.updated_ms),
+                    "in_force": bool(r.in_force),
                     "last": state.get("last", {}),
                     "decision": state.get("decision"),
                 }

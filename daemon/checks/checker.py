@@ -290,7 +290,11 @@ class Checker:
         self.references = ReferenceCache(store)
         self.engines: dict[str, PolicyEngine] = {}
         self.follow_up = EstimateFollowUp(store, self.size_ms)
-        self.ab = ab if ab is not None else ABChecks(store, self.size_ms, label_ttl_s)
+        self.ab = (
+            ab
+            if ab is not None
+            else ABChecks(store, self.size_ms, label_ttl_s, max_age_s=max_age_s, clock=clock)
+        )
         """Policies' ``compare`` sections (live A/B between versions)."""
 
     def engine(

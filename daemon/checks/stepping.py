@@ -75,9 +75,33 @@ class StepResult:
 def roles_read(policy: Policy, configured: set[str]) -> set[str]:
     """The roles whose streams a policy's evaluations read."""
     roles = {"predictions", "features"}
-    if any(METRICS[r.metric].scope == "performance" for r in policy.rules):
+    # an A/B comparison folds windows once their labels are in: it reads the labels too
+    if policy.compare is not None or any(
+        METRICS[r.metric].scope == "performance" for r in policy.rules
+    ):
         roles.add("labels")
     return roles & configured
+
+
+HELD_MS = -(2**62)
+""":func:`labels_watermark` while a labels partition has shown none of the model's labels
+yet (catching up): nothing is known to have arrived."""
+
+
+def labels_watermark(store: Store, settings: StepSettings, model: str, now_ms: int) -> int | None:
+    """Event time up to which the model's labels have been read (the slowest labels
+    partition that is not quiet; all quiet: the newest label read), :data:`HELD_MS` while
+    held; None without a labels stream or before any label (nothing to wait for). The
+    A/B fold stops there, so labels still to come during a catch-up or an outage of the
+    labels stream are not lost to it."""
+    s = settings
+    if "labels" not in set(s.clocks.roles.values()):
+        return None
+    clocks = store.partition_clocks(s.group_id, s.clocks, now_ms)
+    st = stream_time(clocks.values(), model, "labels", now_ms, s.clocks.idle_ms)
+    if st.held:
+        return HELD_MS
+    return st.watermark_ms if st.watermark_ms is not None else st.newest_ms
 
 
 class StepMetrics:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -312,4 +314,19 @@ ab_comparisons = Table(
     Column("state", LargeBinary, nullable=False),
     Column("last", Text, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+    # the policy's pair in force (migration 0012): one per policy, kept here so a restart
+    # or a failover knows it without a look
+    Column("in_force", Boolean, nullable=False, server_default=false()),
+)
+
+# when each version of a model was first seen and how many events it had (migration
+# 0012), recorded by the A/B looks and untouched by retention: ``compare: latest`` ranks
+# versions by it (daemon/checks/ab_store.py)
+ab_versions = Table(
+    "ab_versions",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("version", String(200), primary_key=True),
+    Column("first_seen_ms", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
 )

@@ -73,13 +73,18 @@ def events(accuracy: dict[str, float], seed: int) -> tuple[list[bytes], list[byt
 
 
 def run(
-    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic: str, accuracy: dict[str, float]
+    broker: EmbeddedBroker,
+    store_url: str,
+    tmp_path: Path,
+    topic: str,
+    accuracy: dict[str, float],
+    policy: str = POLICY,
 ) -> Run:
     preds = create_topic(broker.bootstrap, f"p-{topic}")
     labels = create_topic(broker.bootstrap, f"l-{topic}")
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "fraud.yaml").write_text(POLICY)
+    (policies / "fraud.yaml").write_text(policy)
     config = make_config(
         tmp_path,
         broker.bootstrap,
@@ -182,3 +187,22 @@ def test_the_same_true_accuracy_gives_no_finding(
     assert not [i for i in incidents if i["rule"] == "ab-accuracy"]
     (shown,) = r.shadow["ab"]["fraud"]["comparisons"]
     assert shown["values"]["ab_accuracy_delta"]["decision"] == "no_evidence"
+
+
+def test_with_a_short_label_wait_the_fold_runs_and_loses_no_label(
+    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str
+) -> None:
+    short = POLICY.replace("min_rows: 200}", "min_rows: 200, label_wait: 5s}")
+    r = run(broker, store_url, tmp_path, topic_name, {"3": 0.92, "4": 0.84}, short)
+    (look,) = r.looks
+    details = look["last"]["values"]["ab_accuracy_delta"]
+    with Store.open(store_url, migrate=False) as store:
+        state = ABStore(store.engine).load("fraud", "3", "4")
+    assert state is not None
+    # settled windows (5 s of label wait, 1 s of lateness and a window) were folded …
+    assert state.folded_until_ms >= state.since_ms + 5 * 5_000
+    folded = state.folded["baseline"].performance
+    assert folded is not None and 0 < folded.n < ROWS
+    # … and the fold plus the tail hold every labelled row, exactly once
+    assert details["n_baseline"] == details["n_candidate"] == ROWS
+    assert details["decision"] == "worse"

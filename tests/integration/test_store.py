@@ -63,7 +63,7 @@ def test_migrations_create_the_schema(store_url: str) -> None:
         } <= names
         store.migrate()  # idempotent
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0011"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0012"
 
 
 def test_commit_merges_windows_and_stores_offsets_atomically(store_url: str) -> None:

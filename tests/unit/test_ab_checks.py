@@ -214,7 +214,10 @@ def test_latest_takes_the_two_newest_versions_by_first_window(
     commit(store, [window("1", T0, 300, 0.9, 1)])
     (f,) = checks.findings(p, T0, T0 + SIZE)["ab_accuracy_delta"]
     assert f.status == "insufficient_data"
-    assert f.details["reason"] == "compare: latest needs two versions of fraud; seen: 1"
+    assert f.details["reason"] == (
+        "compare: latest needs two versions of fraud with at least 100 events each; "
+        "seen: 1 (300 events)"
+    )
     commit(store, [window("1", T0 + SIZE, 300, 0.9, 2), window("10", T0 + SIZE, 300, 0.9, 3)])
     commit(store, [window("2", T0 + 2 * SIZE, 300, 0.9, 4)])
     with caplog.at_level(logging.INFO):

@@ -74,7 +74,7 @@ def test_a_verdict_is_recorded_and_announced_once_per_change(tmp_path: Path) -> 
                 "baseline": "3",
                 "candidate": "4",
                 "promotion": {
-                    "when": ["ab_accuracy_delta.high < 0"],
+                    "when": ["ab_accuracy_delta.low > 0"],  # better, at 95 %
                     "on_promote": ["oncall"],
                     "on_reject": ["oncall"],
                 },
@@ -88,8 +88,8 @@ def test_a_verdict_is_recorded_and_announced_once_per_change(tmp_path: Path) -> 
         commit(
             store,
             [
-                window("3", start, 400, 0.9, int(rng.integers(1 << 30))),
-                window("4", start, 400, 0.8, int(rng.integers(1 << 30))),
+                window("3", start, 400, 0.8, int(rng.integers(1 << 30))),
+                window("4", start, 400, 0.9, int(rng.integers(1 << 30))),  # 10 points better
             ],
         )
         assert checks.findings(policy, start, start + SIZE) == {}
@@ -103,8 +103,8 @@ def test_a_verdict_is_recorded_and_announced_once_per_change(tmp_path: Path) -> 
     assert row["decision"]["decision"] == "promote"
     # every channel renders it: a heading of its own, what each value says
     lines = comparison_lines(note)
-    assert lines[0].startswith("ab_accuracy_delta.high < 0") and lines[0].endswith("ok")
-    assert any(line.startswith("version 4 is ") for line in lines), lines
+    assert lines[0].startswith("ab_accuracy_delta.low > 0") and lines[0].endswith("ok")
+    assert any(line.startswith("version 4 is ") and "more accurate" in line for line in lines)
     assert any("A/B comparison" in str(b) for b in blocks(note))
     assert headline(note).startswith(":rocket: PROMOTE: fraud: version 4")
     assert "version 4 is" in render(note)
@@ -161,3 +161,35 @@ def test_a_shadow_decision_shows_production_attribution_shift() -> None:
     lines = comparison_lines(note)
     assert lines[-1].startswith("attribution_shift (production)") and "0.83" in lines[-1]
     assert any("Shadow comparison" in str(b) for b in blocks(note))
+
+
+def test_a_version_with_backticks_cannot_close_slacks_code_block() -> None:
+    hostile = "4```*bold* <https://evil.example|click>"
+    note = Notification(
+        kind="reject",
+        fingerprint="f",
+        severity="info",
+        summary=f"fraud: version {hostile} rejected against 3",
+        model="fraud",
+        policy="fraud",
+        rule="ab-promotion",
+        metric="",
+        feature=f"{hostile} vs 3",
+        members={},
+        at_ms=T0,
+        opened_ms=T0,
+        details={
+            "comparison": "ab",
+            "checks": [{"condition": "ab_accuracy_delta.low > 0", "value": -0.1, "holds": False}],
+            "table": {"ab_accuracy_delta": -0.1},
+            "texts": {"ab_accuracy_delta": f"version {hostile} is 10.0 points less accurate"},
+        },
+    )
+    (section,) = [b for b in blocks(note) if "A/B comparison" in str(b)]
+    text = section["text"]["text"]
+    body = text.split("\n", 1)[1]
+    assert body.startswith("```") and body.endswith("```")
+    assert body[3:-3].count("`") == 0  # the only fences are ours
+    assert (
+        "<https://evil.example|click>" not in text and "&lt;https://evil.example|click&gt;" in text
+    )
