@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.eventtime.windows import WindowState
-from watchkeeper.daemon.http import reports as reports_module
 from watchkeeper.daemon.http.reports import REPORT_CSP, Reports, report_routes
 from watchkeeper.daemon.http.server import HttpServer
+from watchkeeper.daemon.offline import drift as drift_module
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.profile import profile_from_window
@@ -201,7 +201,8 @@ def test_reports_are_made_one_at_a_time_from_a_bounded_queue(
         running.pop()
         return path
 
-    monkeypatch.setattr(reports_module, "drift_report", slow_report)
+    # the report job imports drift_report when it runs (pandas only then)
+    monkeypatch.setattr(drift_module, "drift_report", slow_report)
     with Store.open(url) as store:
         reports = Reports(store, tmp_path / "reports", queue_size=2, wait_s=0.2)
         routes = report_routes(reports)
