@@ -204,6 +204,27 @@ class SegmentSplit(Generic[C]):
         for code, child in zip(present.tolist(), children, strict=True):
             child.update(batch, idx[order[bounds[code] : bounds[code + 1]]])
 
+    def group(
+        self, labels: Sequence[str]
+    ) -> tuple[list[C], np.ndarray[Any, np.dtype[np.intp]], np.ndarray[Any, np.dtype[np.intp]]]:
+        """Group rows already labelled (``label_of``, ``(other)`` for a null: what the label
+        join keeps per prediction) as :meth:`update` groups a batch's rows: ``(children,
+        order, sizes)`` — row ``order[j]`` of the ``sizes[i]`` rows of group ``i`` belongs
+        to ``children[i]`` (made if new). The same value set (fixed, or the hash fallback's
+        K smallest) decides, so a label joined later lands in its prediction's segment."""
+        text = np.asarray(labels, dtype=object).astype(str)
+        uniq, inverse = np.unique(text, return_inverse=True)
+        named = [u for u in uniq.tolist() if u != OTHER]
+        kept = list(self.spec.values) if self.spec.values is not None else self._admit(named)
+        where = {v: i for i, v in enumerate(kept)}
+        lut = np.array([where.get(u, -1) for u in uniq.tolist()] + [-1], dtype=np.intp)
+        codes = lut[inverse.reshape(-1).astype(np.intp, copy=False)] + 1
+        order = np.argsort(codes, kind="stable")
+        counts = np.bincount(codes, minlength=len(kept) + 1)
+        present = np.flatnonzero(counts)
+        children = [self._child(OTHER if c == 0 else kept[c - 1]) for c in present.tolist()]
+        return children, order.astype(np.intp, copy=False), counts[present].astype(np.intp)
+
     def _codes(
         self, column: Column | None, idx: IndexArray
     ) -> tuple[list[str], np.ndarray[Any, np.dtype[np.intp]]]:

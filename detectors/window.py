@@ -35,6 +35,7 @@ from watchkeeper.detectors.segments import (
     SETTLE_ROWS,
     PendingRows,
     PlanOf,
+    SegmentSpec,
     SegmentSplit,
 )
 from watchkeeper.detectors.sketches import (
@@ -157,8 +158,19 @@ class WindowSummary:
                     split.update(batch, every, shared)
         return self._segments
 
+    def segment_split(self, spec: SegmentSpec) -> SegmentSplit[WindowSummary]:
+        """The split of ``spec``'s feature, made (empty, split by ``spec``) if absent: where
+        the label join grades a pair into its prediction's segments."""
+        split = self.segments.get(spec.feature)
+        if split is None:
+            split = self._segments[spec.feature] = SegmentSplit(
+                spec, self._segment_child, self._segment_copy, _feed_segments
+            )
+        return split
+
     def _segment_child(self) -> WindowSummary:
-        """An empty summary of one segment: same sketches, no sample, estimates or segments."""
+        """An empty summary of one segment: same sketches, no sample, estimates or segments;
+        its ``performance`` holds the pairs of its predictions the label join grades."""
         s = self.settings
         child = SketchSettings(s.segment_k, s.max_categories, 0, bins=s.bins)
         return WindowSummary(self.model, self.version, self.start_ms, self.size_ms, child)

@@ -14,8 +14,11 @@ its feature slot — ``amount[country=DE]`` (``[country=DE]`` for a whole-window
 ``*[country=DE]`` for a digest) — so members, incidents and their fingerprints are per
 segment, and a digest rule gets one digest per segment, as it has one over the features.
 
-Performance metrics (realised, on joined labels) and the label-free estimates are not
-run per segment: labels are joined per window, not per segment (docs/segments.md).
+Realised performance metrics (accuracy, f1, mae … on joined labels) run per segment too:
+the label join grades each pair into its prediction's segments, the sample-size guard
+counts a segment's labelled pairs, and ``relative: true`` shifts the same segment of the
+reference's value. The label-free estimates (``estimated_*``) do not: segment children
+keep no estimate state, so ``segment_rules`` naming one is an error (docs/segments.md).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.segments import DEFAULT_TOP_K, MAX_TOP_K, SegmentSpec
 from watchkeeper.detectors.window import WindowSummary
 
-SEGMENT_SCOPES: Final = ("column", "window")
-"""Metric scopes a segment can run (performance and estimates need per-segment labels)."""
+SEGMENT_SCOPES: Final = ("column", "window", "performance")
+"""Metric scopes a segment can run (estimates need per-segment estimate state, which a
+segment child does not keep)."""
 FEATURE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
 """A segment feature's name: no ``[``, ``]`` or ``=`` (they delimit the segment slot)."""
 MAX_SEGMENT_FEATURES = 4
@@ -99,8 +103,10 @@ def check_rules(
         scope = METRICS[keys[key]].scope
         if scope not in SEGMENT_SCOPES:
             return (
-                f"segment_rules: '{key}' ({keys[key]}) is a {scope} metric; per segment run "
-                "drift and sanity metrics only (labels are joined per window, not per segment)"
+                f"segment_rules: '{key}' ({keys[key]}) is {'an' if scope[0] in 'aeiou' else 'a'} "
+                f"{scope} metric; per segment run "
+                "drift, sanity and realised performance metrics only (segments keep no "
+                "label-free estimate state)"
             )
     return None
 

@@ -8,7 +8,13 @@ written, matched and deleted inside the same transaction that commits the window
 and the consumer offsets, so a crash can neither lose a pair nor count it twice.
 
 A matched pair is graded into the performance sketch of the *prediction's* window: a
-window's accuracy keeps improving in completeness as its labels arrive.
+window's accuracy keeps improving in completeness as its labels arrive. When the model's
+windows split into segments (docs/segments.md), each waiting prediction keeps its segment
+labels (``segments``: per segment feature, the label of its value as the window labels
+it — bounded, ``(other)`` outside a fixed value set or for a null), and the pair is graded
+into the performance sketch of each of those segments' children too, so per-segment
+performance merges to the whole window's exactly. Rows stored before segments (no
+``segments``) grade into the window only.
 
 A label joins its prediction only within ``ingest.label_ttl`` of it in event time (either
 way); one further off expires both, so which pairs join never depends on when the
@@ -32,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 from sqlalchemy import Connection, delete, func, select
 from watchkeeper.daemon.eventtime.watermarks import PartitionClock, PartitionKey, expiry_watermark
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
@@ -39,6 +46,7 @@ from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.upsert import insert_new
 from watchkeeper.detectors.column_batch import ColumnBatch
 from watchkeeper.detectors.performance import PerformanceSketch, class_names
+from watchkeeper.detectors.segments import OTHER, SegmentPlan, segment_labels
 from watchkeeper.detectors.window import WindowSummary
 
 _CHUNK = 5_000  # request ids per statement (SQLite allows 32,766 parameters)
@@ -72,11 +80,18 @@ class JoinBuffer:
 
     predictions: list[dict[str, Any]] = field(default_factory=list)
     labels: list[dict[str, Any]] = field(default_factory=list)
+    plans: dict[str, SegmentPlan] = field(default_factory=dict)
+    """Model → the segment plan its batches came with (the latest): how its pairs grade
+    into segments (the value set; the hash fallback's K)."""
 
     def __bool__(self) -> bool:
         return bool(self.predictions or self.labels)
 
-    def add(self, batch: ColumnBatch, window_size_ms: int) -> None:
+    def add(self, batch: ColumnBatch, window_size_ms: int, plan: SegmentPlan | None = None) -> None:
+        """The batch's rows with a request id; ``plan``: how the model's windows split
+        into segments now (its predictions keep their segment labels)."""
+        if plan:
+            self.plans[batch.model] = plan
         if batch.request_ids is None:
             return
         has_id = np.asarray([r is not None for r in batch.request_ids.tolist()], dtype=bool)
@@ -99,6 +114,7 @@ class JoinBuffer:
                 predicted = [None] * idx.size
             starts = (ts - ts % window_size_ms).tolist()
             versions = batch.versions[idx].tolist()
+            segments = _segment_texts(batch, idx, plan)
             for i, rid in enumerate(ids):
                 self.predictions.append(
                     {
@@ -109,6 +125,7 @@ class JoinBuffer:
                         "ts_ms": int(ts[i]),
                         "score": score[i],
                         "predicted": predicted[i],
+                        "segments": segments[i],
                     }
                 )
         elif batch.role == "labels" and batch.label is not None:
@@ -133,6 +150,44 @@ class JoinBuffer:
                     )
 
 
+def _segment_texts(
+    batch: ColumnBatch, idx: np.ndarray[Any, Any], plan: SegmentPlan | None
+) -> list[str | None]:
+    """Per row of ``idx``, its segment labels as a JSON object (None without a plan).
+
+    Labelled once per distinct value (:func:`segment_labels`, as the window's split does),
+    mapped with numpy: a value outside a fixed value set, a null or an absent feature is
+    ``(other)``; under the hash fallback the label itself is kept (the window decides at
+    grading which K values have segments of their own). Bounded: at most
+    ``MAX_SEGMENT_FEATURES`` labels of ``MAX_VALUE_CHARS`` characters."""
+    if not plan:
+        return [None] * idx.size
+    names: list[str] = []
+    columns: list[list[Any]] = []
+    for spec in plan:
+        out = np.full(idx.size, OTHER, dtype=object)
+        column = batch.features.get(spec.feature)
+        if column is not None:
+            present = ~(column.null[idx] | column.missing[idx])
+            labels, inverse = segment_labels(column.values[idx[present]], column.kind)
+            if labels:
+                named = np.asarray(labels, dtype=object)
+                if spec.values is not None:
+                    named[~np.isin(named.astype(str), np.asarray(spec.values, dtype=str))] = OTHER
+                out[present] = named[inverse]
+        names.append(spec.feature)
+        columns.append(out.tolist())
+    # one JSON text per distinct combination of labels, not per row
+    texts: dict[tuple[Any, ...], str] = {}
+    rows: list[str | None] = []
+    for combo in zip(*columns, strict=True):
+        text = texts.get(combo)
+        if text is None:
+            text = texts[combo] = orjson.dumps(dict(zip(names, combo, strict=True))).decode()
+        rows.append(text)
+    return rows
+
+
 def _numbers(values: Any) -> list[float | None]:
     return [float(v) if v == v else None for v in np.asarray(values, dtype=np.float64).tolist()]
 
@@ -154,6 +209,7 @@ def _grade(
     size_ms: int,
     pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]],
     settings: JoinSettings,
+    plans: Mapping[str, SegmentPlan] | None = None,
 ) -> Counter[str]:
     """Grade the pairs into their predictions' windows: one sketch update per window and
     kind of task (not per pair), groups in the order their first pair came."""
@@ -169,27 +225,82 @@ def _grade(
             graded_windows[key] = window
         if window.performance is None:  # the window's first pair decides its kind of task
             window.performance = PerformanceSketch(task)  # type: ignore[arg-type]
-        perf = window.performance
-        if perf.task != task:
+        if window.performance.task != task:
             continue  # a model's pairs of another kind than its window's: not comparable
-        if task == "regression":
-            perf.update_regression(
-                np.array([label["value"] for _, label in group], dtype=np.float64),
-                np.array([pred["score"] for pred, _ in group], dtype=np.float64),
-            )
-        else:
-            scores = np.array(
-                [np.nan if p["score"] is None else p["score"] for p, _ in group], dtype=np.float64
-            )
-            predicted = [
-                p["predicted"]
-                if p["predicted"] is not None
-                else ("1" if p["score"] is not None and p["score"] >= settings.threshold else "0")
-                for p, _ in group
-            ]
-            perf.update_classification([label["label"] for _, label in group], predicted, scores)
+        pairs_of = _Pairs(group, task, settings.threshold)
+        pairs_of.into(window.performance, None)
+        _grade_segments(window, group, pairs_of, (plans or {}).get(key.model))
         graded[key.model] += len(group)
     return graded
+
+
+class _Pairs:
+    """A group's pairs as arrays, graded whole or by a selection of rows (a segment)."""
+
+    def __init__(
+        self, group: list[tuple[dict[str, Any], dict[str, Any]]], task: str, threshold: float
+    ) -> None:
+        self.task = task
+        if task == "regression":
+            self.y = np.array([label["value"] for _, label in group], dtype=np.float64)
+            self.yhat = np.array([pred["score"] for pred, _ in group], dtype=np.float64)
+            return
+        self.scores = np.array(
+            [np.nan if p["score"] is None else p["score"] for p, _ in group], dtype=np.float64
+        )
+        self.predicted = np.array(
+            [
+                p["predicted"]
+                if p["predicted"] is not None
+                else ("1" if p["score"] is not None and p["score"] >= threshold else "0")
+                for p, _ in group
+            ],
+            dtype=object,
+        )
+        self.labels = np.array([label["label"] for _, label in group], dtype=object)
+
+    def into(self, perf: PerformanceSketch, rows: np.ndarray[Any, Any] | None) -> None:
+        """Grade the pairs (``rows`` of them; None: all) into ``perf``."""
+        pick = slice(None) if rows is None else rows
+        if self.task == "regression":
+            perf.update_regression(self.y[pick], self.yhat[pick])
+        else:
+            perf.update_classification(
+                self.labels[pick].tolist(), self.predicted[pick].tolist(), self.scores[pick]
+            )
+
+
+def _grade_segments(
+    window: WindowSummary,
+    group: list[tuple[dict[str, Any], dict[str, Any]]],
+    pairs: _Pairs,
+    plan: SegmentPlan | None,
+) -> None:
+    """The group's pairs into the performance of their predictions' segment children:
+    per segment feature one numpy grouping (:meth:`SegmentSplit.group`) and one sketch
+    update per segment. Pairs whose prediction kept no segment labels (stored before
+    segments, or without a plan then) grade into the window only."""
+    if not plan:
+        return
+    texts = [pred.get("segments") for pred, _ in group]
+    if not any(texts):
+        return
+    parsed: dict[str, dict[str, str]] = {}
+    rows = [parsed.setdefault(t, orjson.loads(t)) if t else None for t in texts]
+    for spec in plan:
+        has = np.array([r is not None and spec.feature in r for r in rows], dtype=bool)
+        if not has.any():
+            continue
+        where = np.flatnonzero(has)
+        labels = [str(rows[i][spec.feature]) for i in where.tolist()]  # type: ignore[index]
+        children, order, sizes = window.segment_split(spec).group(labels)
+        bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
+        for i, child in enumerate(children):
+            if child.performance is None:
+                child.performance = PerformanceSketch(pairs.task)  # type: ignore[arg-type]
+            if child.performance.task != pairs.task:
+                continue
+            pairs.into(child.performance, where[order[bounds[i] : bounds[i + 1]]])
 
 
 def join_in_transaction(
@@ -259,7 +370,7 @@ def join_in_transaction(
                 outcome.expired[(pred["model"], side)] += 1
                 outcome.reasons[(pred["model"], side, "apart")] += 1
     graded: dict[WindowKey, WindowSummary] = {}
-    outcome.joined = _grade(graded, delta.size_ms, timely, settings)
+    outcome.joined = _grade(graded, delta.size_ms, timely, settings, buffer.plans)
     if expire:
         _expire(conn, clocks or {}, settings, delta.now_ms, outcome)
     return graded, outcome
