@@ -4,9 +4,10 @@ A *segment feature* (``country``, ``channel``) splits every window of its model 
 child summary per value of a bounded value set, plus one ``(other)`` child for every
 other value (and for rows where the feature is null or absent). A child is itself a
 :class:`~watchkeeper.detectors.window.WindowSummary` of the rows of its segment (same
-exact bins, KLL sketches, category counts, latency, counters; no row sample and no
-estimate state), so every drift and sanity metric scores a segment exactly as it scores
-the whole window, against the same segment of the reference.
+exact bins, KLL sketches, category counts, latency, counters, the label-free estimate
+state of the references in force, and the performance of its predictions' joined labels;
+no row sample), so every drift, sanity and performance metric scores a segment exactly as
+it scores the whole window, against the same segment of the reference.
 
 Which values get a child of their own (:class:`SegmentSpec`):
 
@@ -332,6 +333,7 @@ def _schema(batch: ColumnBatch) -> tuple[Any, ...]:
         kind(batch.prediction_class),
         kind(batch.label),
         batch.latency_ms is not None,
+        None if batch.class_scores is None else batch.class_scores.shape[1:],
     )
 
 
@@ -362,6 +364,7 @@ class PendingRows:
             prediction_class=take(batch.prediction_class),
             label=take(batch.label),
             latency_ms=None if batch.latency_ms is None else batch.latency_ms[idx],
+            class_scores=None if batch.class_scores is None else batch.class_scores[idx],
         )
         schema = _schema(part)
         if self._runs and self._runs[-1][0] == schema:
@@ -411,4 +414,9 @@ def _joined(parts: list[ColumnBatch]) -> ColumnBatch:
         prediction_class=cat([p.prediction_class for p in parts]),
         label=cat([p.label for p in parts]),
         latency_ms=np.concatenate(latency) if latency else None,
+        class_scores=(
+            np.concatenate([p.class_scores for p in parts if p.class_scores is not None])
+            if head.class_scores is not None
+            else None
+        ),
     )

@@ -169,10 +169,13 @@ class WindowSummary:
         return split
 
     def _segment_child(self) -> WindowSummary:
-        """An empty summary of one segment: same sketches, no sample, estimates or segments;
-        its ``performance`` holds the pairs of its predictions the label join grades."""
+        """An empty summary of one segment: same sketches and estimate state, no sample or
+        segments; its ``performance`` holds the pairs of its predictions the label join
+        grades."""
         s = self.settings
-        child = SketchSettings(s.segment_k, s.max_categories, 0, bins=s.bins)
+        child = SketchSettings(
+            s.segment_k, s.max_categories, 0, bins=s.bins, estimation=s.estimation
+        )
         return WindowSummary(self.model, self.version, self.start_ms, self.size_ms, child)
 
     def column(self, name: str) -> ColumnSketch | None:
@@ -463,7 +466,8 @@ def _feed_segments(
     shared: dict[str, Any],
 ) -> None:
     """What ``child.update(batch, its rows)`` does for every segment child, one numpy pass
-    per column (:mod:`segment_update`); children keep no sample and no estimates."""
+    per column (:mod:`segment_update`) and one vectorised estimate update per child (when
+    a reference in force carries an estimation); children keep no sample."""
     bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
     ts = batch.ts_ms[rows]
     for i, child in enumerate(children):
@@ -490,6 +494,9 @@ def _feed_segments(
         kept = ~np.isnan(latency)
         groups = np.repeat(np.arange(len(children)), sizes)[kept]
         feed_numeric([c.latency for c in children], latency[kept], groups)
+    if batch.prediction is not None and children and children[0].settings.estimation is not None:
+        for i, child in enumerate(children):
+            child._estimate(batch, rows[bounds[i] : bounds[i + 1]])
 
 
 def _merged(mine: ColumnSketch | None, theirs: ColumnSketch) -> ColumnSketch:

@@ -19,9 +19,11 @@ from watchkeeper.daemon.eventtime.windows import WindowKey
 from watchkeeper.daemon.offline.reference import build_reference
 from watchkeeper.daemon.store.label_join import JoinBuffer, JoinSettings, _grade
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
+from watchkeeper.detectors.estimate_sketch import BinaryEstimateSketch
+from watchkeeper.detectors.estimation_reference import fit_binary_estimation
 from watchkeeper.detectors.profile import ReferenceProfile, profile_from_window
 from watchkeeper.detectors.segments import OTHER, SegmentSpec
-from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.schema import Policy
 
@@ -325,3 +327,87 @@ def test_reference_from_a_file_carries_each_segments_metrics(tmp_path: Path) -> 
         assert segs.profiles[value].metrics["accuracy"] == right[country == value].mean()
     rest = ~np.isin(country, segs.values)
     assert segs.profiles[OTHER].metrics["accuracy"] == right[rest].mean()
+
+
+# -- label-free estimates per segment ------------------------------------------------------
+
+
+def _estimating_window(preds: ColumnBatch, est: Any) -> WindowSummary:
+    settings_ = SketchSettings(segments=lambda m: PLAN, estimation=lambda m: est)
+    window = WindowSummary("fraud", "1", 0, SIZE, settings_)
+    half = len(preds) // 2
+    window.update(preds, np.arange(half))  # two batches: held back, routed together
+    window.update(preds, np.arange(half, len(preds)))
+    return window
+
+
+def test_segment_children_keep_estimate_state_that_merges_to_the_whole() -> None:
+    ref_preds, ref_labels, _ = _batches(20_000, 12)
+    assert ref_preds.prediction is not None and ref_labels.label is not None
+    est = fit_binary_estimation(ref_preds.prediction.values, ref_labels.label.values)
+    preds, _, country = _batches(5_000, 13)
+    window = _estimating_window(preds, est)
+    whole = window.estimates.of(est)
+    assert isinstance(whole, BinaryEstimateSketch) and whole.n == 5_000
+    for feature in ("country", "channel"):
+        kids = [c.estimates.of(est) for c in _children(window, feature).values()]
+        assert all(isinstance(k, BinaryEstimateSketch) for k in kids)
+        assert np.array_equal(sum(k.counts for k in kids if k is not None), whole.counts)
+    # a child's state is what a window of only its rows keeps
+    de = np.flatnonzero(country == "DE")
+    alone = WindowSummary("fraud", "1", 0, SIZE, SketchSettings(estimation=lambda m: est))
+    alone.update(preds, de)
+    mine, theirs = _children(window, "country")["DE"].estimates.of(est), alone.estimates.of(est)
+    assert mine is not None and theirs is not None and mine.to_dict() == theirs.to_dict()
+    # and survives storage
+    back = WindowSummary.from_dict(orjson.loads(orjson.dumps(window.to_dict())))
+    stored = _children(back, "country")["DE"].estimates.of(est)
+    assert stored is not None and stored.to_dict() == mine.to_dict()
+
+
+def test_an_estimated_accuracy_drop_in_one_segment_is_found_there_only() -> None:
+    import dataclasses
+
+    ref_preds, ref_labels, _ = _batches(20_000, 14)
+    assert ref_preds.prediction is not None and ref_labels.label is not None
+    # calibrated scores: P(y = 1 | s) = s, so a score near 0.5 is a coin flip
+    scores = ref_preds.prediction.values
+    truth = np.random.default_rng(2).random(scores.size) < scores
+    ref_labels.label.values[:] = truth.astype(np.float64)
+    est = fit_binary_estimation(ref_preds.prediction.values, ref_labels.label.values)
+    reference = dataclasses.replace(
+        profile_from_window(_graded(ref_preds, ref_labels)), estimation=est
+    )
+    preds, _, country = _batches(20_000, 15)
+    assert preds.prediction is not None
+    fr = country == "FR"  # FR's scores crowd the threshold: the model is unsure there
+    preds.prediction.values[fr] = 0.45 + 0.1 * np.random.default_rng(1).random(int(fr.sum()))
+    current = _estimating_window(preds, est)
+    policy = Policy.model_validate(
+        {
+            "model": "fraud",
+            "min_samples": 100,
+            "segments": ["country"],
+            "rules": [
+                {
+                    "name": "est",
+                    "metric": "estimated_accuracy",
+                    "relative": True,
+                    "critical": -0.1,
+                }
+            ],
+        }
+    )
+    found: dict[str, list[Any]] = {}
+    add_segment_findings(found, policy, reference, current, 3600.0)
+    by = {f.feature: f for f in found["est"]}
+    assert set(by) == {f"[country={c}]" for c in (*COUNTRIES[:4], OTHER)}
+    base = reference.segments["country"].profiles["FR"].metrics["accuracy"]
+    assert by["[country=FR]"].details["reference"] == base
+    assert by["[country=FR]"].value < base - 0.2
+    assert by["[country=FR]"].n_current == int(fr.sum())  # guard: scored rows of FR
+    for c in ("DE", "US", "IT"):
+        assert abs(by[f"[country={c}]"].details["delta"]) < 0.05, c
+    _, events = PolicyEngine(policy).step(found, 0, {})
+    assert [e.incident.feature for e in events] == ["[country=FR]"]
+    assert events[0].incident.summary.startswith("estimated_accuracy ")
