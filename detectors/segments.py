@@ -206,7 +206,7 @@ class SegmentSplit(Generic[C]):
             child.update(batch, idx[order[bounds[code] : bounds[code + 1]]])
 
     def group(
-        self, labels: Sequence[str]
+        self, labels: Sequence[str] | np.ndarray[Any, Any]
     ) -> tuple[list[C], np.ndarray[Any, np.dtype[np.intp]], np.ndarray[Any, np.dtype[np.intp]]]:
         """Group rows already labelled (``label_of``, ``(other)`` for a null: what the label
         join keeps per prediction) as :meth:`update` groups a batch's rows: ``(children,

@@ -282,17 +282,20 @@ def _grade_segments(
     segments, or without a plan then) grade into the window only."""
     if not plan:
         return
-    texts = [pred.get("segments") for pred, _ in group]
-    if not any(texts):
+    texts = np.array([pred.get("segments") or "" for pred, _ in group], dtype=object)
+    if not (texts != "").any():
         return
-    parsed: dict[str, dict[str, str]] = {}
-    rows = [parsed.setdefault(t, orjson.loads(t)) if t else None for t in texts]
+    # parsed once per distinct combination of labels, then spread to the pairs by index
+    uniq, inverse = np.unique(texts.astype(str), return_inverse=True)
+    inverse = inverse.reshape(-1)
+    parsed = [orjson.loads(u) if u else {} for u in uniq.tolist()]
     for spec in plan:
-        has = np.array([r is not None and spec.feature in r for r in rows], dtype=bool)
-        if not has.any():
+        of_uniq = np.array([p.get(spec.feature) for p in parsed], dtype=object)
+        known = np.array([v is not None for v in of_uniq.tolist()], dtype=bool)
+        where = np.flatnonzero(known[inverse])
+        if where.size == 0:
             continue
-        where = np.flatnonzero(has)
-        labels = [str(rows[i][spec.feature]) for i in where.tolist()]  # type: ignore[index]
+        labels = of_uniq[inverse[where]].astype(str)
         children, order, sizes = window.segment_split(spec).group(labels)
         bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
         for i, child in enumerate(children):
