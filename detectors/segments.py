@@ -215,11 +215,17 @@ class SegmentSplit(Generic[C]):
         K smallest) decides, so a label joined later lands in its prediction's segment."""
         text = np.asarray(labels, dtype=object).astype(str)
         uniq, inverse = np.unique(text, return_inverse=True)
-        named = [u for u in uniq.tolist() if u != OTHER]
+        return self.group_coded(uniq.tolist(), inverse.reshape(-1))
+
+    def group_coded(
+        self, distinct: Sequence[str], inverse: np.ndarray[Any, Any]
+    ) -> tuple[list[C], np.ndarray[Any, np.dtype[np.intp]], np.ndarray[Any, np.dtype[np.intp]]]:
+        """:meth:`group` of rows given as ``inverse`` indices into ``distinct`` labels."""
+        named = [u for u in distinct if u != OTHER]
         kept = list(self.spec.values) if self.spec.values is not None else self._admit(named)
         where = {v: i for i, v in enumerate(kept)}
-        lut = np.array([where.get(u, -1) for u in uniq.tolist()] + [-1], dtype=np.intp)
-        codes = lut[inverse.reshape(-1).astype(np.intp, copy=False)] + 1
+        lut = np.array([where.get(u, -1) for u in distinct] + [-1], dtype=np.intp)
+        codes = lut[inverse.astype(np.intp, copy=False)] + 1
         order = np.argsort(codes, kind="stable")
         counts = np.bincount(codes, minlength=len(kept) + 1)
         present = np.flatnonzero(counts)

@@ -32,6 +32,7 @@ first). Every join and every expiry is counted per model (``join_counts``).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -163,29 +164,53 @@ def _segment_texts(
     if not plan:
         return [None] * idx.size
     names: list[str] = []
-    columns: list[list[Any]] = []
-    for spec in plan:
-        out = np.full(idx.size, OTHER, dtype=object)
+    vocab: list[np.ndarray[Any, Any]] = []  # per feature: its distinct labels, OTHER first
+    matrix = np.zeros((idx.size, len(plan)), dtype=np.int64)  # a row's code per feature
+    for j, spec in enumerate(plan):
+        codes = matrix[:, j]  # 0: OTHER
+        labels: list[str] = []
         column = batch.features.get(spec.feature)
         if column is not None:
             present = ~(column.null[idx] | column.missing[idx])
             labels, inverse = segment_labels(column.values[idx[present]], column.kind)
+            if spec.values is not None:  # outside the fixed value set: OTHER
+                kept = set(spec.values)
+                lut = np.array([0] + [i + 1 if v in kept else 0 for i, v in enumerate(labels)])
+            else:
+                lut = np.arange(len(labels) + 1)
             if labels:
-                named = np.asarray(labels, dtype=object)
-                if spec.values is not None:
-                    named[~np.isin(named.astype(str), np.asarray(spec.values, dtype=str))] = OTHER
-                out[present] = named[inverse]
+                codes[present] = lut[inverse + 1]
         names.append(spec.feature)
-        columns.append(out.tolist())
-    # one JSON text per distinct combination of labels, not per row
-    texts: dict[tuple[Any, ...], str] = {}
-    rows: list[str | None] = []
-    for combo in zip(*columns, strict=True):
-        text = texts.get(combo)
-        if text is None:
-            text = texts[combo] = orjson.dumps(dict(zip(names, combo, strict=True))).decode()
-        rows.append(text)
-    return rows
+        vocab.append(np.asarray([OTHER, *labels], dtype=object))
+    # one JSON text per distinct combination of labels, spread to the rows by index: the
+    # combination as one integer (mixed radix) unless that could overflow int64
+    radices = [len(words) for words in vocab]
+    if math.prod(radices) < 2**62:
+        combined = np.zeros(idx.size, dtype=np.int64)
+        for j, radix in enumerate(radices):
+            combined = combined * radix + matrix[:, j]
+        flat, inverse = np.unique(combined, return_inverse=True)
+        distinct = [_digits(code, radices) for code in flat.tolist()]
+    else:
+        rows, inverse = np.unique(matrix, axis=0, return_inverse=True)
+        distinct = rows.tolist()
+    texts = [
+        orjson.dumps(
+            {n: str(vocab[j][c]) for j, (n, c) in enumerate(zip(names, row, strict=True))}
+        ).decode()
+        for row in distinct
+    ]
+    out: list[str | None] = np.asarray(texts, dtype=object)[inverse.reshape(-1)].tolist()
+    return out
+
+
+def _digits(code: int, radices: list[int]) -> list[int]:
+    """A mixed-radix number's digits, most significant first."""
+    out = []
+    for radix in reversed(radices):
+        code, digit = divmod(code, radix)
+        out.append(digit)
+    return out[::-1]
 
 
 def _numbers(values: Any) -> list[float | None]:
@@ -248,16 +273,23 @@ class _Pairs:
         self.scores = np.array(
             [np.nan if p["score"] is None else p["score"] for p, _ in group], dtype=np.float64
         )
-        self.predicted = np.array(
-            [
-                p["predicted"]
-                if p["predicted"] is not None
-                else ("1" if p["score"] is not None and p["score"] >= threshold else "0")
-                for p, _ in group
-            ],
-            dtype=object,
-        )
-        self.labels = np.array([label["label"] for _, label in group], dtype=object)
+        # each pair coded once into its distinct (label, class) pair: the window and each
+        # of its segments then count theirs with one bincount
+        where: dict[tuple[str, str], int] = {}
+        codes = [
+            where.setdefault(
+                (
+                    label["label"],
+                    p["predicted"]
+                    if p["predicted"] is not None
+                    else ("1" if p["score"] is not None and p["score"] >= threshold else "0"),
+                ),
+                len(where),
+            )
+            for p, label in group
+        ]
+        self.distinct = list(where)
+        self.codes = np.array(codes, dtype=np.intp)
 
     def into(self, perf: PerformanceSketch, rows: np.ndarray[Any, Any] | None) -> None:
         """Grade the pairs (``rows`` of them; None: all) into ``perf``."""
@@ -265,9 +297,7 @@ class _Pairs:
         if self.task == "regression":
             perf.update_regression(self.y[pick], self.yhat[pick])
         else:
-            perf.update_classification(
-                self.labels[pick].tolist(), self.predicted[pick].tolist(), self.scores[pick]
-            )
+            perf.update_coded(self.distinct, self.codes[pick], self.scores[pick])
 
 
 def _grade_segments(
@@ -282,21 +312,27 @@ def _grade_segments(
     segments, or without a plan then) grade into the window only."""
     if not plan:
         return
-    texts = np.array([pred.get("segments") or "" for pred, _ in group], dtype=object)
-    if not (texts != "").any():
+    # parsed once per distinct combination of labels (a dict, not a sort of strings),
+    # then spread to the pairs by index
+    combos: dict[str, int] = {}
+    inverse = np.array(
+        [combos.setdefault(pred.get("segments") or "", len(combos)) for pred, _ in group],
+        dtype=np.intp,
+    )
+    if len(combos) == 1 and "" in combos:
         return
-    # parsed once per distinct combination of labels, then spread to the pairs by index
-    uniq, inverse = np.unique(texts.astype(str), return_inverse=True)
-    inverse = inverse.reshape(-1)
-    parsed = [orjson.loads(u) if u else {} for u in uniq.tolist()]
+    parsed = [orjson.loads(text) if text else {} for text in combos]
     for spec in plan:
-        of_uniq = np.array([p.get(spec.feature) for p in parsed], dtype=object)
-        known = np.array([v is not None for v in of_uniq.tolist()], dtype=bool)
+        of_combo = [p.get(spec.feature) for p in parsed]
+        known = np.array([v is not None for v in of_combo], dtype=bool)
         where = np.flatnonzero(known[inverse])
         if where.size == 0:
             continue
-        labels = of_uniq[inverse[where]].astype(str)
-        children, order, sizes = window.segment_split(spec).group(labels)
+        distinct = sorted({str(v) for v in of_combo if v is not None})
+        position = {v: i for i, v in enumerate(distinct)}
+        lut = np.array([position.get(str(v), -1) for v in of_combo], dtype=np.intp)
+        split = window.segment_split(spec)
+        children, order, sizes = split.group_coded(distinct, lut[inverse[where]])
         bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
         for i, child in enumerate(children):
             if child.performance is None:

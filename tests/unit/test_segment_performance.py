@@ -411,3 +411,28 @@ def test_an_estimated_accuracy_drop_in_one_segment_is_found_there_only() -> None
     _, events = PolicyEngine(policy).step(found, 0, {})
     assert [e.incident.feature for e in events] == ["[country=FR]"]
     assert events[0].incident.summary.startswith("estimated_accuracy ")
+
+
+def test_segment_labels_of_many_distinct_combinations() -> None:
+    """Four hash-fallback features of 70,000 distinct values each: more combinations than
+    one int64 codes, so the rows' combinations are found another way; same labels."""
+    from watchkeeper.detectors.segments import label_of
+
+    n = 70_000
+    none = np.zeros(n, dtype=bool)
+    values = {f"f{j}": np.arange(n, dtype=np.float64) * (j + 1) + 0.5 for j in range(4)}
+    batch = ColumnBatch(
+        "fraud",
+        "predictions",
+        np.arange(n, dtype=np.int64),
+        np.full(n, "1", dtype=object),
+        np.arange(n, dtype=np.uint64),
+        request_ids=np.array([f"r{i}" for i in range(n)], dtype=object),
+        features={f: Column("numeric", v, none, none) for f, v in values.items()},
+        prediction=Column("numeric", np.full(n, 0.5), none, none),
+    )
+    buffer = JoinBuffer()
+    buffer.add(batch, SIZE, tuple(SegmentSpec(f, 20) for f in values))
+    for i in (0, 1, 12_345, n - 1):
+        want = {f: label_of(v[i], "numeric") for f, v in values.items()}
+        assert orjson.loads(buffer.predictions[i]["segments"]) == want
