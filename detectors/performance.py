@@ -64,8 +64,8 @@ class PerformanceSketch:
                 self.confusion[pair] += count
         if scores is None:
             return
-        y = np.array([lab == "1" for lab in labels])
-        binary = np.array([lab in ("0", "1") for lab in labels])
+        y = np.array([lab == "1" for lab in labels], dtype=bool)
+        binary = np.array([lab in ("0", "1") for lab in labels], dtype=bool)
         self._scores(y, binary, scores)
 
     def update_coded(

@@ -436,3 +436,24 @@ def test_segment_labels_of_many_distinct_combinations() -> None:
     for i in (0, 1, 12_345, n - 1):
         want = {f: label_of(v[i], "numeric") for f, v in values.items()}
         assert orjson.loads(buffer.predictions[i]["segments"]) == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(st.sampled_from(["0", "1", "2"]), st.sampled_from(["0", "1", "2"])),
+        min_size=0,
+        max_size=60,
+    ),
+    seed=st.integers(0, 100),
+)
+def test_coded_pairs_grade_as_the_pairs_themselves(pairs: list[tuple[str, str]], seed: int) -> None:
+    from watchkeeper.detectors.performance import PerformanceSketch
+
+    scores = np.random.default_rng(seed).random(len(pairs))
+    plain, coded = PerformanceSketch("classification"), PerformanceSketch("classification")
+    plain.update_classification([t for t, _ in pairs], [p for _, p in pairs], scores)
+    distinct = sorted(set(pairs))
+    codes = np.array([distinct.index(p) for p in pairs], dtype=np.intp)
+    coded.update_coded(distinct, codes, scores)
+    assert coded.to_dict() == plain.to_dict()
