@@ -248,3 +248,54 @@ def test_waiting_predictions_keep_their_segment_labels_across_commits(
         children = window.segments["country"].children
         sizes = {c: int((country[1:] == c).sum()) for c in COUNTRIES}
         assert {c: ch.performance.n for c, ch in children.items() if ch.performance} == sizes
+
+
+def test_rows_waiting_before_migration_0013_join_into_their_window_only(
+    store_url: str,
+) -> None:
+    """A database at 0011 with a prediction waiting (no segments column yet) upgrades to
+    0013; its label then grades it into its window, and into no segment."""
+    from watchkeeper.daemon.eventtime.windows import WindowState
+
+    store = Store.open(store_url, migrate=False)
+    try:
+        store.migrate("0011")
+        with store.engine.begin() as conn:
+            conn.execute(text_insert())
+        store.migrate()
+        preds, labels = _batches(50, 3)
+        buffer = JoinBuffer()
+        buffer.add(preds, 300_000, PLAN)
+        store.commit("g", WindowState(300, 600).drain(), {("p", 0): 1}, joins=buffer)
+        old_label = ColumnBatch(
+            "fraud",
+            "labels",
+            np.array([20], dtype=np.int64),
+            np.array([""], dtype=object),
+            np.array([0], dtype=np.uint64),
+            request_ids=np.array(["old"], dtype=object),
+            label=Column("numeric", np.array([1.0]), np.zeros(1, bool), np.zeros(1, bool)),
+        )
+        second = JoinBuffer()
+        second.add(labels, 300_000, PLAN)
+        second.add(old_label, 300_000, PLAN)
+        out = store.commit("g", WindowState(300, 600).drain(), {("p", 0): 2}, joins=second)
+        assert out.joined == {"fraud": 51}
+        window = store.window_range("fraud", 0, 300_000)
+        assert window is not None and window.performance is not None
+        assert window.performance.n == 51
+        children = window.segments["country"].children.values()
+        assert sum(c.performance.n for c in children if c.performance is not None) == 50
+    finally:
+        store.close()
+
+
+def text_insert() -> Any:
+    """The 0011 schema's row, written with plain SQL (the tables module is at 0013)."""
+    from sqlalchemy import text
+
+    return text(
+        "INSERT INTO pending_predictions (model, request_id, model_version, "
+        "window_start_ms, ts_ms, score, predicted, created_ms) "
+        "VALUES ('fraud', 'old', '', 0, 10, 0.9, NULL, 0)"
+    )
