@@ -7,7 +7,8 @@
     segment_rules: all               # or [feature-drift, latency]: rules run per segment
     segment_min_samples: 200         # the sample-size guard of a segment (default: the rule's)
 
-Every drift and sanity rule (column and whole-window metrics) runs per segment unless
+Every drift and sanity rule (column and whole-window metrics) and every realised or
+estimated performance rule runs per segment unless
 ``segment_rules`` names a subset; each segment is scored against the same segment of the
 reference and guarded by its own sample size. A segment's finding names the segment in
 its feature slot — ``amount[country=DE]`` (``[country=DE]`` for a whole-window metric,
