@@ -321,7 +321,7 @@ def _grade_segments(
     )
     if len(combos) == 1 and "" in combos:
         return
-    parsed = [orjson.loads(text) if text else {} for text in combos]
+    parsed = [_parsed(text) for text in combos]
     for spec in plan:
         of_combo = [p.get(spec.feature) for p in parsed]
         known = np.array([v is not None for v in of_combo], dtype=bool)
@@ -340,6 +340,18 @@ def _grade_segments(
             if child.performance.task != pairs.task:
                 continue
             pairs.into(child.performance, where[order[bounds[i] : bounds[i + 1]]])
+
+
+def _parsed(text: str) -> dict[str, Any]:
+    """A stored row's segment labels; a row that does not hold a JSON object (none: rows
+    stored before segments) grades into its window only, never fails the commit."""
+    if not text:
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def join_in_transaction(

@@ -457,3 +457,20 @@ def test_coded_pairs_grade_as_the_pairs_themselves(pairs: list[tuple[str, str]],
     codes = np.array([distinct.index(p) for p in pairs], dtype=np.intp)
     coded.update_coded(distinct, codes, scores)
     assert coded.to_dict() == plain.to_dict()
+
+
+def test_a_pending_row_with_unreadable_segment_labels_grades_the_window_only() -> None:
+    preds, labels, _ = _batches(100, 16)
+    buffer = JoinBuffer()
+    buffer.add(preds, SIZE, PLAN)
+    buffer.add(labels, SIZE, PLAN)
+    by_id = {p["request_id"]: p for p in buffer.predictions}
+    for i, bad in enumerate(("{not json", "[1, 2]", '"DE"')):
+        by_id[f"s16-{i}"]["segments"] = bad
+    pairs = [(by_id[lab["request_id"]], lab) for lab in buffer.labels]
+    graded: dict[WindowKey, WindowSummary] = {}
+    _grade(graded, SIZE, pairs, JoinSettings(), buffer.plans)
+    (window,) = graded.values()
+    assert window.performance is not None and window.performance.n == 100
+    kids = _children(window, "country").values()
+    assert sum(c.performance.n for c in kids if c.performance is not None) == 97
