@@ -4,9 +4,10 @@ A *segment feature* (``country``, ``channel``) splits every window of its model 
 child summary per value of a bounded value set, plus one ``(other)`` child for every
 other value (and for rows where the feature is null or absent). A child is itself a
 :class:`~watchkeeper.detectors.window.WindowSummary` of the rows of its segment (same
-exact bins, KLL sketches, category counts, latency, counters; no row sample and no
-estimate state), so every drift and sanity metric scores a segment exactly as it scores
-the whole window, against the same segment of the reference.
+exact bins, KLL sketches, category counts, latency, counters, the label-free estimate
+state of the references in force, and the performance of its predictions' joined labels;
+no row sample), so every drift, sanity and performance metric scores a segment exactly as
+it scores the whole window, against the same segment of the reference.
 
 Which values get a child of their own (:class:`SegmentSpec`):
 
@@ -204,6 +205,33 @@ class SegmentSplit(Generic[C]):
         for code, child in zip(present.tolist(), children, strict=True):
             child.update(batch, idx[order[bounds[code] : bounds[code + 1]]])
 
+    def group(
+        self, labels: Sequence[str] | np.ndarray[Any, Any]
+    ) -> tuple[list[C], np.ndarray[Any, np.dtype[np.intp]], np.ndarray[Any, np.dtype[np.intp]]]:
+        """Group rows already labelled (``label_of``, ``(other)`` for a null: what the label
+        join keeps per prediction) as :meth:`update` groups a batch's rows: ``(children,
+        order, sizes)`` — row ``order[j]`` of the ``sizes[i]`` rows of group ``i`` belongs
+        to ``children[i]`` (made if new). The same value set (fixed, or the hash fallback's
+        K smallest) decides, so a label joined later lands in its prediction's segment."""
+        text = np.asarray(labels, dtype=object).astype(str)
+        uniq, inverse = np.unique(text, return_inverse=True)
+        return self.group_coded(uniq.tolist(), inverse.reshape(-1))
+
+    def group_coded(
+        self, distinct: Sequence[str], inverse: np.ndarray[Any, Any]
+    ) -> tuple[list[C], np.ndarray[Any, np.dtype[np.intp]], np.ndarray[Any, np.dtype[np.intp]]]:
+        """:meth:`group` of rows given as ``inverse`` indices into ``distinct`` labels."""
+        named = [u for u in distinct if u != OTHER]
+        kept = list(self.spec.values) if self.spec.values is not None else self._admit(named)
+        where = {v: i for i, v in enumerate(kept)}
+        lut = np.array([where.get(u, -1) for u in distinct] + [-1], dtype=np.intp)
+        codes = lut[inverse.astype(np.intp, copy=False)] + 1
+        order = np.argsort(codes, kind="stable")
+        counts = np.bincount(codes, minlength=len(kept) + 1)
+        present = np.flatnonzero(counts)
+        children = [self._child(OTHER if c == 0 else kept[c - 1]) for c in present.tolist()]
+        return children, order.astype(np.intp, copy=False), counts[present].astype(np.intp)
+
     def _codes(
         self, column: Column | None, idx: IndexArray
     ) -> tuple[list[str], np.ndarray[Any, np.dtype[np.intp]]]:
@@ -311,6 +339,7 @@ def _schema(batch: ColumnBatch) -> tuple[Any, ...]:
         kind(batch.prediction_class),
         kind(batch.label),
         batch.latency_ms is not None,
+        None if batch.class_scores is None else batch.class_scores.shape[1:],
     )
 
 
@@ -341,6 +370,7 @@ class PendingRows:
             prediction_class=take(batch.prediction_class),
             label=take(batch.label),
             latency_ms=None if batch.latency_ms is None else batch.latency_ms[idx],
+            class_scores=None if batch.class_scores is None else batch.class_scores[idx],
         )
         schema = _schema(part)
         if self._runs and self._runs[-1][0] == schema:
@@ -390,4 +420,9 @@ def _joined(parts: list[ColumnBatch]) -> ColumnBatch:
         prediction_class=cat([p.prediction_class for p in parts]),
         label=cat([p.label for p in parts]),
         latency_ms=np.concatenate(latency) if latency else None,
+        class_scores=(
+            np.concatenate([p.class_scores for p in parts if p.class_scores is not None])
+            if head.class_scores is not None
+            else None
+        ),
     )

@@ -35,6 +35,7 @@ from watchkeeper.detectors.segments import (
     SETTLE_ROWS,
     PendingRows,
     PlanOf,
+    SegmentSpec,
     SegmentSplit,
 )
 from watchkeeper.detectors.sketches import (
@@ -157,10 +158,24 @@ class WindowSummary:
                     split.update(batch, every, shared)
         return self._segments
 
+    def segment_split(self, spec: SegmentSpec) -> SegmentSplit[WindowSummary]:
+        """The split of ``spec``'s feature, made (empty, split by ``spec``) if absent: where
+        the label join grades a pair into its prediction's segments."""
+        split = self.segments.get(spec.feature)
+        if split is None:
+            split = self._segments[spec.feature] = SegmentSplit(
+                spec, self._segment_child, self._segment_copy, _feed_segments
+            )
+        return split
+
     def _segment_child(self) -> WindowSummary:
-        """An empty summary of one segment: same sketches, no sample, estimates or segments."""
+        """An empty summary of one segment: same sketches and estimate state, no sample or
+        segments; its ``performance`` holds the pairs of its predictions the label join
+        grades."""
         s = self.settings
-        child = SketchSettings(s.segment_k, s.max_categories, 0, bins=s.bins)
+        child = SketchSettings(
+            s.segment_k, s.max_categories, 0, bins=s.bins, estimation=s.estimation
+        )
         return WindowSummary(self.model, self.version, self.start_ms, self.size_ms, child)
 
     def column(self, name: str) -> ColumnSketch | None:
@@ -451,7 +466,8 @@ def _feed_segments(
     shared: dict[str, Any],
 ) -> None:
     """What ``child.update(batch, its rows)`` does for every segment child, one numpy pass
-    per column (:mod:`segment_update`); children keep no sample and no estimates."""
+    per column (:mod:`segment_update`) and one vectorised estimate update per child (when
+    a reference in force carries an estimation); children keep no sample."""
     bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
     ts = batch.ts_ms[rows]
     for i, child in enumerate(children):
@@ -478,6 +494,9 @@ def _feed_segments(
         kept = ~np.isnan(latency)
         groups = np.repeat(np.arange(len(children)), sizes)[kept]
         feed_numeric([c.latency for c in children], latency[kept], groups)
+    if batch.prediction is not None and children and children[0].settings.estimation is not None:
+        for i, child in enumerate(children):
+            child._estimate(batch, rows[bounds[i] : bounds[i + 1]])
 
 
 def _merged(mine: ColumnSketch | None, theirs: ColumnSketch) -> ColumnSketch:

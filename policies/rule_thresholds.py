@@ -52,9 +52,18 @@ def rule_thresholds(
         value += float(finding.details.get("error_bound", 0.0))
         return Thresholds(None, value, None, above)
     if rule.relative:
-        base = reference_metrics.get(rule.metric)
+        segment = finding.details.get("segment")
+        # a segment's base is the same segment of the reference (its value in the details)
+        base = reference_metrics.get(rule.metric) if segment is None else None
+        if segment is not None and isinstance(finding.details.get("reference"), int | float):
+            base = float(finding.details["reference"])
         if base is None:
-            return f"the reference has no {rule.metric} to compare with"
+            where = (
+                ""
+                if segment is None
+                else " for " + ", ".join(f"{k}={v}" for k, v in dict(segment).items())
+            )
+            return f"the reference has no {rule.metric}{where} to compare with"
 
         def shift(t: float | None) -> float | None:
             return None if t is None else base + t

@@ -7,15 +7,21 @@
     segment_rules: all               # or [feature-drift, latency]: rules run per segment
     segment_min_samples: 200         # the sample-size guard of a segment (default: the rule's)
 
-Every drift and sanity rule (column and whole-window metrics) runs per segment unless
+Every drift and sanity rule (column and whole-window metrics) and every realised or
+estimated performance rule runs per segment unless
 ``segment_rules`` names a subset; each segment is scored against the same segment of the
 reference and guarded by its own sample size. A segment's finding names the segment in
 its feature slot — ``amount[country=DE]`` (``[country=DE]`` for a whole-window metric,
 ``*[country=DE]`` for a digest) — so members, incidents and their fingerprints are per
 segment, and a digest rule gets one digest per segment, as it has one over the features.
 
-Performance metrics (realised, on joined labels) and the label-free estimates are not
-run per segment: labels are joined per window, not per segment (docs/segments.md).
+Realised performance metrics (accuracy, f1, mae … on joined labels) run per segment too:
+the label join grades each pair into its prediction's segments, the sample-size guard
+counts a segment's labelled pairs, and ``relative: true`` shifts the same segment of the
+reference's value. So do the label-free estimates (``estimated_*``): segment children
+keep the estimate state of the references in force. Not per segment: the trust check
+(``estimate_mismatch``), shadow and A/B comparisons; ``segment_rules`` naming one of them
+is an error (docs/segments.md).
 """
 
 from __future__ import annotations
@@ -25,13 +31,17 @@ from typing import Annotated, Final, Literal, TypeVar
 
 import pydantic
 from pydantic import ConfigDict, Field
+from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.segments import DEFAULT_TOP_K, MAX_TOP_K, SegmentSpec
 from watchkeeper.detectors.window import WindowSummary
 
-SEGMENT_SCOPES: Final = ("column", "window")
-"""Metric scopes a segment can run (performance and estimates need per-segment labels)."""
+SEGMENT_SCOPES: Final = ("column", "window", "performance", "estimate")
+"""Metric scopes a segment can run (shadow and A/B comparisons are not per segment)."""
+NOT_PER_SEGMENT: Final = (TRUST_METRIC,)
+"""Metrics of those scopes that do not run per segment: the trust check reads the
+labelled span of whole windows (daemon/checks/checker.py)."""
 FEATURE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
 """A segment feature's name: no ``[``, ``]`` or ``=`` (they delimit the segment slot)."""
 MAX_SEGMENT_FEATURES = 4
@@ -82,6 +92,7 @@ class SegmentedPolicy(pydantic.BaseModel):
             for key, metric in rules
             if self.segments
             and METRICS[metric].scope in SEGMENT_SCOPES
+            and metric not in NOT_PER_SEGMENT
             and (self.segment_rules == "all" or key in self.segment_rules)
         ]
 
@@ -97,10 +108,16 @@ def check_rules(
         if key not in keys:
             return f"segment_rules names '{key}', which is not a rule of this policy"
         scope = METRICS[keys[key]].scope
+        if keys[key] in NOT_PER_SEGMENT:
+            return (
+                f"segment_rules: '{key}' ({keys[key]}) does not run per segment: it compares "
+                "a whole window's estimate with its realised value"
+            )
         if scope not in SEGMENT_SCOPES:
             return (
-                f"segment_rules: '{key}' ({keys[key]}) is a {scope} metric; per segment run "
-                "drift and sanity metrics only (labels are joined per window, not per segment)"
+                f"segment_rules: '{key}' ({keys[key]}) is {'an' if scope[0] in 'aeiou' else 'a'} "
+                f"{scope} metric; per segment run "
+                "drift, sanity, realised performance and estimated_* metrics only"
             )
     return None
 

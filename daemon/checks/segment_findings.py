@@ -6,7 +6,8 @@ SegmentedPolicy.segmented_rules`), every segment feature and every segment — t
 window kept and those the reference has — the rule's metric is evaluated on the window's
 segment child with the one evaluator of the daemon
 (:func:`~watchkeeper.detectors.evaluate.evaluate`), so the sample-size guard applies per
-segment (``segment_min_samples``, else the rule's or the policy's ``min_samples``). Each
+segment (``segment_min_samples``, else the rule's or the policy's ``min_samples``: events,
+labelled pairs for realised performance, scored predictions for an estimate). Each
 finding's feature slot names its segment (``amount[country=DE]``) and its details carry
 ``segment: {"country": "DE"}``, so the engine keeps one member, and one incident, per
 segment.
@@ -17,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 
 from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.estimate_findings import estimate_finding
+from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
@@ -53,6 +56,30 @@ def _no_reference(window: WindowSummary, rule: Rule, reason: str) -> Finding:
     )
 
 
+def _segment_estimate(
+    rule: Rule,
+    reference: ReferenceProfile | None,
+    ref: ReferenceProfile | None,
+    child: WindowSummary,
+    min_samples: int,
+) -> Finding:
+    """An ``estimated_*`` metric of one segment: the segment's estimate state under the
+    whole reference's estimation (the calibrator or loss model is the model's, fitted on
+    every reference row), its base the *segment's* realised reference value (``ref``),
+    so ``relative: true`` compares the segment with itself in the reference."""
+    width = METRICS[rule.metric].estimate_detector(**(rule.options or {})).width
+    found = estimate_finding(rule.metric, reference, child, min_samples, width)
+    if found.value is None:
+        return found
+    realised = ESTIMATED_METRICS[rule.metric].realised
+    base = ref.metrics.get(realised) if ref is not None else None
+    details = {k: v for k, v in found.details.items() if k != "delta"}
+    details["reference"] = base
+    if base is not None:
+        details["delta"] = found.value - base
+    return dataclasses.replace(found, details=details)
+
+
 def _rule_findings(
     policy: Policy,
     rule: Rule,
@@ -84,6 +111,8 @@ def _rule_findings(
                     else f"the reference has no rows of {feature}={label}"
                 )
                 found = [_no_reference(child, rule, why)]
+            elif info.scope == "estimate":
+                found = [_segment_estimate(rule, reference, ref, child, min_samples)]
             else:
                 found = evaluate(
                     ref,

@@ -280,7 +280,7 @@ class Ingestor:
             # a late event is not in its window: it must not be graded or sampled there
             kept = on_time(batch, late)
             if self._joining:
-                self._joins.add(kept, self.windows.size_ms)
+                self._joins.add(kept, self.windows.size_ms, self.references.segments(kept.model))
             if self.shadow is not None:
                 self.shadow.offer(kept, topic, partition)
             self.metrics.events.labels(batch.model, batch.role).inc(len(kept))
@@ -347,6 +347,7 @@ class Ingestor:
                 self.windows.restore(delta)
                 joins.predictions += self._joins.predictions
                 joins.labels += self._joins.labels
+                joins.plans |= self._joins.plans
                 self._joins = joins
                 self.metrics.flush_failures.inc()
                 self.metrics.store_up.set(0)

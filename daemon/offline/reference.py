@@ -213,9 +213,18 @@ def build_reference(
         return profile
     specials = ((PREDICTION, prediction), (PREDICTION_CLASS, prediction_class), (LABEL, label))
     file_columns = {n: n for n in chosen} | {k: v for k, v in specials if v}
+    grade = None
+    if prediction and label and profile.task is not None:
+
+        def grade(perf: PerformanceSketch, frame: pd.DataFrame) -> None:
+            assert prediction is not None and label is not None
+            grade_pairs(perf, frame, prediction, label, prediction_class)
+
     return dataclasses.replace(
         profile,
-        segments=segment_references(path, profile, segments, segment_top_k, file_columns, progress),
+        segments=segment_references(
+            path, profile, segments, segment_top_k, file_columns, progress, grade
+        ),
     )
 
 

@@ -5,7 +5,10 @@ reference --segments country,channel``): the first counts each segment feature's
 (labelled as ingest labels them, :func:`~watchkeeper.detectors.segments.segment_labels`)
 and keeps the K most frequent; the second sketches every profiled column per segment,
 numeric ones counted exactly on the whole reference's bin edges, so a window's segment
-and the reference's share their bins. Rows are grouped per chunk with one ``argsort``.
+and the reference's share their bins, and — when the file has the prediction and the
+label — grades each segment's pairs as the whole reference's are graded, so a segment's
+realised performance is scored against the same segment's reference metrics.
+Rows are grouped per chunk with one ``argsort``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.daemon.offline.data_files import read_chunks
 from watchkeeper.daemon.offline.frame_columns import is_numeric, numeric_values
 from watchkeeper.detectors.column_batch import Kind
+from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.profile import (
     ColumnProfile,
     ReferenceProfile,
@@ -96,9 +100,12 @@ def segment_references(
     k: int,
     file_columns: dict[str, str],
     progress: Callable[[int], None] | None = None,
+    grade: Callable[[PerformanceSketch, pd.DataFrame], None] | None = None,
 ) -> dict[str, SegmentReference[ReferenceProfile]]:
     """Each segment feature's reference (see the module docstring). ``file_columns`` maps
-    the profile's columns (features, ``__prediction__`` …) to the file's column names."""
+    the profile's columns (features, ``__prediction__`` …) to the file's column names;
+    ``grade`` grades a frame's (prediction, label) pairs (the whole reference's way) into
+    a segment's performance (None: no labels, no per-segment metrics)."""
     if not 1 <= k <= MAX_TOP_K:
         raise DataFileError(f"--segment-top-k {k}: give 1 … {MAX_TOP_K}")
     values = _top_k(path, features, k, progress)
@@ -107,6 +114,7 @@ def segment_references(
     }
     sketches: dict[tuple[str, str], dict[str, ColumnSketch]] = {}
     rows: dict[tuple[str, str], int] = {}
+    perfs: dict[tuple[str, str], PerformanceSketch] = {}
     wanted = sorted({*file_columns.values(), *features})
     for chunk in read_chunks(path, columns=wanted):
         for f in features:
@@ -127,12 +135,19 @@ def segment_references(
                     if sketch is None:
                         sketch = mine[name] = _new_sketch(whole)
                     _feed(sketch, part[file_columns[name]])
+                if grade is not None and reference.task is not None:
+                    perf = perfs.get((f, label))
+                    if perf is None:
+                        perf = perfs[(f, label)] = PerformanceSketch(reference.task)
+                    grade(perf, part)
         if progress:
             progress(len(chunk))
     out: dict[str, SegmentReference[ReferenceProfile]] = {}
     for f in features:
         profiles = {
-            label: _profile(reference, sketches[(fe, label)], rows[(fe, label)])
+            label: _profile(
+                reference, sketches[(fe, label)], rows[(fe, label)], perfs.get((fe, label))
+            )
             for (fe, label) in sketches
             if fe == f
         }
@@ -141,7 +156,10 @@ def segment_references(
 
 
 def _profile(
-    reference: ReferenceProfile, sketches: dict[str, ColumnSketch], rows: int
+    reference: ReferenceProfile,
+    sketches: dict[str, ColumnSketch],
+    rows: int,
+    perf: PerformanceSketch | None = None,
 ) -> ReferenceProfile:
     def profile_of(name: str) -> ColumnProfile | None:
         s = sketches.get(name)
@@ -163,6 +181,7 @@ def _profile(
         prediction=profile_of(PREDICTION),
         prediction_class=profile_of(PREDICTION_CLASS),
         label=profile_of(LABEL),
+        metrics=perf.metrics() if perf is not None else {},
         task=reference.task,
         source=reference.source,
         created_at=reference.created_at,

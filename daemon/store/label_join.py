@@ -8,7 +8,13 @@ written, matched and deleted inside the same transaction that commits the window
 and the consumer offsets, so a crash can neither lose a pair nor count it twice.
 
 A matched pair is graded into the performance sketch of the *prediction's* window: a
-window's accuracy keeps improving in completeness as its labels arrive.
+window's accuracy keeps improving in completeness as its labels arrive. When the model's
+windows split into segments (docs/segments.md), each waiting prediction keeps its segment
+labels (``segments``: per segment feature, the label of its value as the window labels
+it — bounded, ``(other)`` outside a fixed value set or for a null), and the pair is graded
+into the performance sketch of each of those segments' children too, so per-segment
+performance merges to the whole window's exactly. Rows stored before segments (no
+``segments``) grade into the window only.
 
 A label joins its prediction only within ``ingest.label_ttl`` of it in event time (either
 way); one further off expires both, so which pairs join never depends on when the
@@ -26,12 +32,14 @@ first). Every join and every expiry is counted per model (``join_counts``).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 from sqlalchemy import Connection, delete, func, select
 from watchkeeper.daemon.eventtime.watermarks import PartitionClock, PartitionKey, expiry_watermark
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
@@ -39,6 +47,7 @@ from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.upsert import insert_new
 from watchkeeper.detectors.column_batch import ColumnBatch
 from watchkeeper.detectors.performance import PerformanceSketch, class_names
+from watchkeeper.detectors.segments import OTHER, SegmentPlan, segment_labels
 from watchkeeper.detectors.window import WindowSummary
 
 _CHUNK = 5_000  # request ids per statement (SQLite allows 32,766 parameters)
@@ -72,11 +81,18 @@ class JoinBuffer:
 
     predictions: list[dict[str, Any]] = field(default_factory=list)
     labels: list[dict[str, Any]] = field(default_factory=list)
+    plans: dict[str, SegmentPlan] = field(default_factory=dict)
+    """Model → the segment plan its batches came with (the latest): how its pairs grade
+    into segments (the value set; the hash fallback's K)."""
 
     def __bool__(self) -> bool:
         return bool(self.predictions or self.labels)
 
-    def add(self, batch: ColumnBatch, window_size_ms: int) -> None:
+    def add(self, batch: ColumnBatch, window_size_ms: int, plan: SegmentPlan | None = None) -> None:
+        """The batch's rows with a request id; ``plan``: how the model's windows split
+        into segments now (its predictions keep their segment labels)."""
+        if plan:
+            self.plans[batch.model] = plan
         if batch.request_ids is None:
             return
         has_id = np.asarray([r is not None for r in batch.request_ids.tolist()], dtype=bool)
@@ -99,6 +115,7 @@ class JoinBuffer:
                 predicted = [None] * idx.size
             starts = (ts - ts % window_size_ms).tolist()
             versions = batch.versions[idx].tolist()
+            segments = _segment_texts(batch, idx, plan)
             for i, rid in enumerate(ids):
                 self.predictions.append(
                     {
@@ -109,6 +126,7 @@ class JoinBuffer:
                         "ts_ms": int(ts[i]),
                         "score": score[i],
                         "predicted": predicted[i],
+                        "segments": segments[i],
                     }
                 )
         elif batch.role == "labels" and batch.label is not None:
@@ -133,6 +151,68 @@ class JoinBuffer:
                     )
 
 
+def _segment_texts(
+    batch: ColumnBatch, idx: np.ndarray[Any, Any], plan: SegmentPlan | None
+) -> list[str | None]:
+    """Per row of ``idx``, its segment labels as a JSON object (None without a plan).
+
+    Labelled once per distinct value (:func:`segment_labels`, as the window's split does),
+    mapped with numpy: a value outside a fixed value set, a null or an absent feature is
+    ``(other)``; under the hash fallback the label itself is kept (the window decides at
+    grading which K values have segments of their own). Bounded: at most
+    ``MAX_SEGMENT_FEATURES`` labels of ``MAX_VALUE_CHARS`` characters."""
+    if not plan:
+        return [None] * idx.size
+    names: list[str] = []
+    vocab: list[np.ndarray[Any, Any]] = []  # per feature: its distinct labels, OTHER first
+    matrix = np.zeros((idx.size, len(plan)), dtype=np.int64)  # a row's code per feature
+    for j, spec in enumerate(plan):
+        codes = matrix[:, j]  # 0: OTHER
+        labels: list[str] = []
+        column = batch.features.get(spec.feature)
+        if column is not None:
+            present = ~(column.null[idx] | column.missing[idx])
+            labels, inverse = segment_labels(column.values[idx[present]], column.kind)
+            if spec.values is not None:  # outside the fixed value set: OTHER
+                kept = set(spec.values)
+                lut = np.array([0] + [i + 1 if v in kept else 0 for i, v in enumerate(labels)])
+            else:
+                lut = np.arange(len(labels) + 1)
+            if labels:
+                codes[present] = lut[inverse + 1]
+        names.append(spec.feature)
+        vocab.append(np.asarray([OTHER, *labels], dtype=object))
+    # one JSON text per distinct combination of labels, spread to the rows by index: the
+    # combination as one integer (mixed radix) unless that could overflow int64
+    radices = [len(words) for words in vocab]
+    if math.prod(radices) < 2**62:
+        combined = np.zeros(idx.size, dtype=np.int64)
+        for j, radix in enumerate(radices):
+            combined = combined * radix + matrix[:, j]
+        flat, inverse = np.unique(combined, return_inverse=True)
+        distinct = [_digits(code, radices) for code in flat.tolist()]
+    else:
+        rows, inverse = np.unique(matrix, axis=0, return_inverse=True)
+        distinct = rows.tolist()
+    texts = [
+        orjson.dumps(
+            {n: str(vocab[j][c]) for j, (n, c) in enumerate(zip(names, row, strict=True))}
+        ).decode()
+        for row in distinct
+    ]
+    out: list[str | None] = np.asarray(texts, dtype=object)[inverse.reshape(-1)].tolist()
+    return out
+
+
+def _digits(code: int, radices: list[int]) -> list[int]:
+    """A mixed-radix number's digits, most significant first."""
+    out = []
+    for radix in reversed(radices):
+        code, digit = divmod(code, radix)
+        out.append(digit)
+    return out[::-1]
+
+
 def _numbers(values: Any) -> list[float | None]:
     return [float(v) if v == v else None for v in np.asarray(values, dtype=np.float64).tolist()]
 
@@ -154,6 +234,7 @@ def _grade(
     size_ms: int,
     pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]],
     settings: JoinSettings,
+    plans: Mapping[str, SegmentPlan] | None = None,
 ) -> Counter[str]:
     """Grade the pairs into their predictions' windows: one sketch update per window and
     kind of task (not per pair), groups in the order their first pair came."""
@@ -169,27 +250,108 @@ def _grade(
             graded_windows[key] = window
         if window.performance is None:  # the window's first pair decides its kind of task
             window.performance = PerformanceSketch(task)  # type: ignore[arg-type]
-        perf = window.performance
-        if perf.task != task:
+        if window.performance.task != task:
             continue  # a model's pairs of another kind than its window's: not comparable
-        if task == "regression":
-            perf.update_regression(
-                np.array([label["value"] for _, label in group], dtype=np.float64),
-                np.array([pred["score"] for pred, _ in group], dtype=np.float64),
-            )
-        else:
-            scores = np.array(
-                [np.nan if p["score"] is None else p["score"] for p, _ in group], dtype=np.float64
-            )
-            predicted = [
-                p["predicted"]
-                if p["predicted"] is not None
-                else ("1" if p["score"] is not None and p["score"] >= settings.threshold else "0")
-                for p, _ in group
-            ]
-            perf.update_classification([label["label"] for _, label in group], predicted, scores)
+        pairs_of = _Pairs(group, task, settings.threshold)
+        pairs_of.into(window.performance, None)
+        _grade_segments(window, group, pairs_of, (plans or {}).get(key.model))
         graded[key.model] += len(group)
     return graded
+
+
+class _Pairs:
+    """A group's pairs as arrays, graded whole or by a selection of rows (a segment)."""
+
+    def __init__(
+        self, group: list[tuple[dict[str, Any], dict[str, Any]]], task: str, threshold: float
+    ) -> None:
+        self.task = task
+        if task == "regression":
+            self.y = np.array([label["value"] for _, label in group], dtype=np.float64)
+            self.yhat = np.array([pred["score"] for pred, _ in group], dtype=np.float64)
+            return
+        self.scores = np.array(
+            [np.nan if p["score"] is None else p["score"] for p, _ in group], dtype=np.float64
+        )
+        # each pair coded once into its distinct (label, class) pair: the window and each
+        # of its segments then count theirs with one bincount
+        where: dict[tuple[str, str], int] = {}
+        codes = [
+            where.setdefault(
+                (
+                    label["label"],
+                    p["predicted"]
+                    if p["predicted"] is not None
+                    else ("1" if p["score"] is not None and p["score"] >= threshold else "0"),
+                ),
+                len(where),
+            )
+            for p, label in group
+        ]
+        self.distinct = list(where)
+        self.codes = np.array(codes, dtype=np.intp)
+
+    def into(self, perf: PerformanceSketch, rows: np.ndarray[Any, Any] | None) -> None:
+        """Grade the pairs (``rows`` of them; None: all) into ``perf``."""
+        pick = slice(None) if rows is None else rows
+        if self.task == "regression":
+            perf.update_regression(self.y[pick], self.yhat[pick])
+        else:
+            perf.update_coded(self.distinct, self.codes[pick], self.scores[pick])
+
+
+def _grade_segments(
+    window: WindowSummary,
+    group: list[tuple[dict[str, Any], dict[str, Any]]],
+    pairs: _Pairs,
+    plan: SegmentPlan | None,
+) -> None:
+    """The group's pairs into the performance of their predictions' segment children:
+    per segment feature one numpy grouping (:meth:`SegmentSplit.group`) and one sketch
+    update per segment. Pairs whose prediction kept no segment labels (stored before
+    segments, or without a plan then) grade into the window only."""
+    if not plan:
+        return
+    # parsed once per distinct combination of labels (a dict, not a sort of strings),
+    # then spread to the pairs by index
+    combos: dict[str, int] = {}
+    inverse = np.array(
+        [combos.setdefault(pred.get("segments") or "", len(combos)) for pred, _ in group],
+        dtype=np.intp,
+    )
+    if len(combos) == 1 and "" in combos:
+        return
+    parsed = [_parsed(text) for text in combos]
+    for spec in plan:
+        of_combo = [p.get(spec.feature) for p in parsed]
+        known = np.array([v is not None for v in of_combo], dtype=bool)
+        where = np.flatnonzero(known[inverse])
+        if where.size == 0:
+            continue
+        distinct = sorted({str(v) for v in of_combo if v is not None})
+        position = {v: i for i, v in enumerate(distinct)}
+        lut = np.array([position.get(str(v), -1) for v in of_combo], dtype=np.intp)
+        split = window.segment_split(spec)
+        children, order, sizes = split.group_coded(distinct, lut[inverse[where]])
+        bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
+        for i, child in enumerate(children):
+            if child.performance is None:
+                child.performance = PerformanceSketch(pairs.task)  # type: ignore[arg-type]
+            if child.performance.task != pairs.task:
+                continue
+            pairs.into(child.performance, where[order[bounds[i] : bounds[i + 1]]])
+
+
+def _parsed(text: str) -> dict[str, Any]:
+    """A stored row's segment labels; a row that does not hold a JSON object (none: rows
+    stored before segments) grades into its window only, never fails the commit."""
+    if not text:
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def join_in_transaction(
@@ -259,7 +421,7 @@ def join_in_transaction(
                 outcome.expired[(pred["model"], side)] += 1
                 outcome.reasons[(pred["model"], side, "apart")] += 1
     graded: dict[WindowKey, WindowSummary] = {}
-    outcome.joined = _grade(graded, delta.size_ms, timely, settings)
+    outcome.joined = _grade(graded, delta.size_ms, timely, settings, buffer.plans)
     if expire:
         _expire(conn, clocks or {}, settings, delta.now_ms, outcome)
     return graded, outcome

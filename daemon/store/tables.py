@@ -146,6 +146,9 @@ pending_predictions = Table(
     Column("score", Float),
     Column("predicted", String(255)),
     Column("created_ms", BigInteger, nullable=False),
+    # the prediction's segment labels, a JSON object (label_join._segment_texts); null:
+    # stored before segments, or the model's windows do not split
+    Column("segments", Text),
 )
 
 pending_labels = Table(

@@ -408,7 +408,7 @@ def test_digest_rules_get_one_digest_per_segment() -> None:
         ({"segment_top_k": 5}, "segment_top_k without segments"),
         ({"segments": ["a[b"]}, "should match pattern"),
         ({"segments": ["country"], "segment_rules": ["nope"]}, "not a rule of this policy"),
-        ({"segments": ["country"], "segment_rules": ["acc"]}, "is a performance metric"),
+        ({"segments": ["country"], "segment_rules": ["trust"]}, "does not run per segment"),
         ({"segments": ["a", "b", "c", "d", "e"]}, "at most 4 items"),
         ({"segments": ["country"], "segment_topk": 5}, "Extra inputs are not permitted"),
     ],
@@ -417,6 +417,7 @@ def test_policy_validation(extra: dict[str, Any], message: str) -> None:
     rules = [
         {"metric": "psi", "critical": 0.2},
         {"name": "acc", "metric": "accuracy", "critical": 0.8},
+        {"name": "trust", "metric": "estimate_mismatch", "critical": 1.0},
     ]
     with pytest.raises(ValueError, match=message):
         Policy.model_validate({"model": "fraud", "rules": rules} | extra)
@@ -429,7 +430,7 @@ def test_policy_defaults() -> None:
     ]
     policy = Policy.model_validate({"model": "fraud", "rules": rules, "segments": ["country"]})
     assert policy.segment_top_k == 20
-    assert policy.segmented_rules() == ["psi"]  # drift and sanity rules, not performance
+    assert policy.segmented_rules() == ["psi", "acc"]  # drift, sanity and realised ones
     assert policy.segment_specs() == (SegmentSpec("country", 20),)
     assert Policy.model_validate({"model": "fraud", "rules": rules}).segmented_rules() == []
 
