@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 from watchkeeper.detectors.column_batch import Column, IndexArray
-from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
+from watchkeeper.detectors.sketches import (
+    CategoryCounts,
+    ColumnSketch,
+    NumericSketch,
+    settle_full,
+)
 
 Sizes = np.ndarray[Any, np.dtype[np.intp]]
 
@@ -64,7 +69,8 @@ def feed_numeric(
     missing: list[int] | None = None,
 ) -> None:
     """Present ``values`` (grouped, ``groups`` their group numbers, ascending) into their
-    groups' sketches; ``nulls`` / ``missing`` per group."""
+    groups' sketches; ``nulls`` / ``missing`` per group. The updates are deferred: the
+    caller settles the run's full queues at once (:func:`settle_children`)."""
     g = len(sketches)
     n = np.bincount(groups, minlength=g)
     bounds = np.concatenate(([0], np.cumsum(n))).tolist()
@@ -73,4 +79,12 @@ def feed_numeric(
             values[bounds[j] : bounds[j + 1]],
             nulls[j] if nulls else 0,
             missing[j] if missing else 0,
+            defer=True,
         )
+
+
+def settle_children(sketches: Sequence[ColumnSketch | None]) -> None:
+    """After a run of rows: the numeric sketches whose deferred queue passed its bound, all
+    summarised in one pass (a segment of a 16k-row run passes it at once; one settle per
+    sketch cost ~1.5 µs a row in bench_segments)."""
+    settle_full([s for s in sketches if isinstance(s, NumericSketch)])

@@ -124,8 +124,13 @@ class NumericSketch:
         cut = [float(e) for e in edges]
         return len(cut) == self._edges.size and bool(np.array_equal(self._edges, cut))
 
-    def update(self, values: FloatArray, nulls: int = 0, missing: int = 0) -> None:
-        """Add ``values`` (NaN and ±inf are counted apart, not sketched) and null counts."""
+    def update(
+        self, values: FloatArray, nulls: int = 0, missing: int = 0, *, defer: bool = False
+    ) -> None:
+        """Add ``values`` (NaN and ±inf are counted apart, not sketched) and null counts.
+
+        With ``defer`` the queue may pass its bounds: the caller, which fed many sketches,
+        settles them together with :func:`settle_full` (one pass, not one per sketch)."""
         self.nulls += nulls
         self.missing += missing
         if values.size == 0:
@@ -134,8 +139,14 @@ class NumericSketch:
         # batch alive
         self._pending.append(np.array(values, dtype=np.float64).ravel())
         self._pending_size += values.size
-        if self._pending_size >= PENDING_VALUES or len(self._pending) >= PENDING_CHUNKS:
+        if not defer and self.queue_full:
             self._settle()
+
+    @property
+    def queue_full(self) -> bool:
+        """Whether the queued updates reached :data:`PENDING_VALUES` or
+        :data:`PENDING_CHUNKS` (summarised at the next update, or by :func:`settle_full`)."""
+        return self._pending_size >= PENDING_VALUES or len(self._pending) >= PENDING_CHUNKS
 
     def _settle(self) -> None:
         if self._pending:
@@ -386,6 +397,11 @@ class NumericSketch:
             out._edges = np.asarray(data["bin_edges"], dtype=np.float64)
             out._bins = np.asarray(data["bins"], dtype=np.int64)
         return out
+
+
+def settle_full(sketches: Iterable[NumericSketch]) -> None:
+    """Summarise, in one pass, the sketches whose queue is full (after deferred updates)."""
+    settle_sketches([s for s in sketches if s.queue_full])
 
 
 def settle_sketches(sketches: Iterable[NumericSketch]) -> None:

@@ -29,7 +29,7 @@ from watchkeeper.detectors.estimate_sketch import (
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import Reservoir, Row
-from watchkeeper.detectors.segment_update import feed_groups, feed_numeric
+from watchkeeper.detectors.segment_update import feed_groups, feed_numeric, settle_children
 from watchkeeper.detectors.segments import (
     SEGMENT_SKETCH_K,
     SETTLE_ROWS,
@@ -494,6 +494,13 @@ def _feed_segments(
         kept = ~np.isnan(latency)
         groups = np.repeat(np.arange(len(children)), sizes)[kept]
         feed_numeric([c.latency for c in children], latency[kept], groups)
+    settle_children(
+        [
+            s
+            for c in children
+            for s in (*c.features.values(), c.prediction, c.prediction_class, c.label, c.latency)
+        ]
+    )
     if batch.prediction is not None and children and children[0].settings.estimation is not None:
         for i, child in enumerate(children):
             child._estimate(batch, rows[bounds[i] : bounds[i + 1]])
