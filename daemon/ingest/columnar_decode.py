@@ -42,7 +42,14 @@ from watchkeeper.daemon.config import IngestConfig
 from watchkeeper.daemon.config_kafka import Role, TopicConfig
 from watchkeeper.daemon.ingest.admission import Admission
 from watchkeeper.daemon.ingest.columns import proba_columns
-from watchkeeper.daemon.ingest.decoded import DecodeResult, Prepared, RecordLike
+from watchkeeper.daemon.ingest.decoded import (
+    DecodeResult,
+    Prepared,
+    RecordLike,
+    offsets_of,
+    timestamps_of,
+    values_of,
+)
 from watchkeeper.daemon.ingest.fields import BadRows, epoch_ms, object_array, timestamps_ms
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
@@ -166,7 +173,7 @@ class ColumnarDecoder:
         slice while this one is summarised (:mod:`~watchkeeper.daemon.ingest.prefetch`)."""
         ts_text = self._ts_text
         try:
-            return Prepared(self._parse([r.value for r in records]), ts_text)
+            return Prepared(self._parse(values_of(records)), ts_text)
         except (_FallbackError, *_ARROW_ERRORS):
             return Prepared(None, ts_text, attempted=True)
 
@@ -184,7 +191,7 @@ class ColumnarDecoder:
     def decode(
         self,
         partition: int,
-        records: list[RecordLike],
+        records: Sequence[RecordLike],
         now_ms: int,
         prepared: Prepared | None = None,
     ) -> DecodeResult | None:
@@ -209,7 +216,7 @@ class ColumnarDecoder:
     def _attempt(
         self,
         partition: int,
-        records: list[RecordLike],
+        records: Sequence[RecordLike],
         now_ms: int,
         prepared: Prepared | None = None,
     ) -> DecodeResult | None:
@@ -233,7 +240,7 @@ class ColumnarDecoder:
     def _decode(
         self,
         partition: int,
-        records: list[RecordLike],
+        records: Sequence[RecordLike],
         now_ms: int,
         cols: dict[str, pa.Array | None],
     ) -> DecodeResult:
@@ -274,7 +281,7 @@ class ColumnarDecoder:
         distinct = sorted(set(models.tolist()))
         # every check that could mark a row bad runs before the registry learns anything
         plans = {model: self._plan(model, names, feats, outputs) for model in distinct}
-        offs = np.fromiter((r.offset for r in records), dtype=np.int64, count=n)
+        offs = np.asarray(offsets_of(records), dtype=np.int64)
         keys = record_keys(self._topic_hash, partition, offs)
         result = DecodeResult()
         for model in distinct:
@@ -302,9 +309,9 @@ class ColumnarDecoder:
             )
         return result
 
-    def _timestamps(self, col: pa.Array | None, records: list[RecordLike]) -> Any:
+    def _timestamps(self, col: pa.Array | None, records: Sequence[RecordLike]) -> Any:
         if "ts" not in self._paths:
-            return np.fromiter((r.timestamp for r in records), np.int64, count=len(records))
+            return np.asarray(timestamps_of(records), dtype=np.int64)
         if col is None:
             raise _FallbackError
         if pa.types.is_timestamp(col.type):

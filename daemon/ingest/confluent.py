@@ -25,10 +25,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.eventtime.watermarks import PartitionKey
 from watchkeeper.daemon.ingest.source import KafkaClientError, RebalanceListener, Record
@@ -129,18 +136,54 @@ def consumer_options(config: Config, env: Mapping[str, str] | None = None) -> di
 
 class _Record:
     """A consumed message in the :class:`Record` shape (confluent's ``Message`` has
-    methods where the protocol has attributes)."""
+    methods where the protocol has attributes), built only when a record is asked for
+    one at a time (the per-record decode, a quarantine entry, a slice's first offset)."""
 
     __slots__ = ("key", "offset", "partition", "timestamp", "value")
 
-    def __init__(
-        self, partition: int, offset: int, timestamp: int, key: bytes | None, value: bytes | None
-    ) -> None:
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.key = key
-        self.value = value
+    def __init__(self, message: Message) -> None:
+        self.partition: int = message.partition()  # type: ignore[assignment]
+        self.offset: int = message.offset()  # type: ignore[assignment]
+        self.timestamp: int = message.timestamp()[1]
+        self.key: bytes | None = message.key()
+        self.value: bytes | None = message.value()
+
+
+class MessageRun(Sequence[Record]):
+    """One partition's messages of a poll, as a sequence of records that also hands over
+    its values, offsets and timestamps as lists
+    (:class:`~watchkeeper.daemon.ingest.decoded.RecordFields`), read straight off
+    librdkafka's messages: the columnar decoder never makes a Python object per record
+    (one per message cost ~1.7 µs, ~17 % of the confluent path at 1,000,000 events)."""
+
+    __slots__ = ("_messages",)
+
+    def __init__(self, messages: list[Message]) -> None:
+        self._messages = messages
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> MessageRun: ...
+    def __getitem__(self, index: int | slice) -> Record | MessageRun:
+        if isinstance(index, slice):
+            return MessageRun(self._messages[index])
+        return _Record(self._messages[index])
+
+    def __iter__(self) -> Iterator[Record]:
+        return map(_Record, self._messages)
+
+    def record_values(self) -> list[bytes | None]:
+        return [m.value() for m in self._messages]
+
+    def record_offsets(self) -> list[int]:
+        return [m.offset() for m in self._messages]  # type: ignore[misc]
+
+    def record_timestamps(self) -> list[int]:
+        return [m.timestamp()[1] for m in self._messages]
 
 
 def _tps(partitions: Sequence[PartitionKey]) -> list[TopicPartition]:
@@ -233,7 +276,7 @@ class ConfluentSource:
             messages = self._consumer.consume(num_messages=self._batch, timeout=timeout_s)
         except KafkaException as exc:
             raise KafkaClientError("poll", exc) from exc
-        polled: dict[PartitionKey, list[Record]] = {}
+        runs: dict[PartitionKey, list[Message]] = {}
         failed: KafkaError | None = None
         paused, rewind = self._paused, self._rewind
         for m in messages:
@@ -243,15 +286,15 @@ class ConfluentSource:
                     failed = error
                 continue
             key: PartitionKey = (m.topic(), m.partition())  # type: ignore[assignment]
-            offset: int = m.offset()  # type: ignore[assignment]
-            if key in paused:  # fetched before the pause took effect: read again on resume
+            if paused and key in paused:  # fetched before the pause took effect: read again
                 if key not in rewind:
-                    rewind[key] = offset
+                    rewind[key] = m.offset()  # type: ignore[assignment]
                 continue
-            batch = polled.get(key)
-            if batch is None:
-                batch = polled[key] = []
-            batch.append(_Record(key[1], offset, m.timestamp()[1], m.key(), m.value()))
+            run = runs.get(key)
+            if run is None:
+                run = runs[key] = []
+            run.append(m)
+        polled: dict[PartitionKey, Sequence[Record]] = {k: MessageRun(r) for k, r in runs.items()}
         if failed is not None:
             if not polled:
                 raise KafkaClientError("poll", KafkaException(failed))

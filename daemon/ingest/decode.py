@@ -183,7 +183,7 @@ class Decoder:
         prepared: Prepared | None = None,
     ) -> DecodeResult:
         if self.columnar is not None:
-            fast = self.columnar.decode(partition, list(records), now_ms, prepared)
+            fast = self.columnar.decode(partition, records, now_ms, prepared)
             if fast is not None:
                 return fast
         return self.decode_per_record(partition, records, now_ms)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.detectors.column_batch import ColumnBatch
@@ -18,6 +19,40 @@ class RecordLike(Protocol):
     def timestamp(self) -> int: ...
     @property
     def value(self) -> bytes | None: ...
+
+
+@runtime_checkable
+class RecordFields(Protocol):
+    """A partition's records that also hand over their fields as lists, without a record
+    object per record (:class:`~watchkeeper.daemon.ingest.confluent.MessageRun`: building
+    one Python object per librdkafka message was ~1.7 s of a 1,000,000-event run, reading
+    the fields straight off the messages ~0.15 s). Optional: other record sequences
+    (kafka-python's lists of records) are read record by record."""
+
+    def record_values(self) -> list[bytes | None]: ...
+    def record_offsets(self) -> list[int]: ...
+    def record_timestamps(self) -> list[int]: ...
+
+
+def values_of(records: Sequence[RecordLike]) -> list[bytes | None]:
+    """The records' values, in order."""
+    if isinstance(records, RecordFields):
+        return records.record_values()
+    return [r.value for r in records]
+
+
+def offsets_of(records: Sequence[RecordLike]) -> list[int]:
+    """The records' offsets, in order."""
+    if isinstance(records, RecordFields):
+        return records.record_offsets()
+    return [r.offset for r in records]
+
+
+def timestamps_of(records: Sequence[RecordLike]) -> list[int]:
+    """The records' broker timestamps (ms), in order."""
+    if isinstance(records, RecordFields):
+        return records.record_timestamps()
+    return [r.timestamp for r in records]
 
 
 @dataclass

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from confluent_kafka import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from watchkeeper.daemon.config import IngestConfig
 from watchkeeper.daemon.config_kafka import FieldPaths, TopicConfig
 from watchkeeper.daemon.ingest.admission import Admission
+from watchkeeper.daemon.ingest.confluent import MessageRun
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.decoded import DecodeResult
 from watchkeeper.daemon.ingest.kinds import KindRegistry
@@ -387,3 +389,38 @@ def test_a_topic_that_keeps_missing_is_only_retried_now_and_then() -> None:
     assert (fast.columnar.fallbacks, fast.columnar.skipped) == (4, 31)
     check(fast, slow, list(clean), offset + 5)
     assert fast.columnar.skipped == 31
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches())
+def test_confluents_message_runs_decode_as_their_records(
+    case: tuple[dict[str, Any], list[list[bytes | None]]],
+) -> None:
+    """The confluent source hands librdkafka's messages over as a MessageRun (fields read
+    as lists, no record object each): the same batches and quarantine as the records."""
+    _, sequence = case
+    from_records, _ = pair()
+    from_messages, _ = pair()
+    offset = 0
+    for values in sequence:
+        records = [Rec(offset + i, v) for i, v in enumerate(values)]
+        run = MessageRun(
+            [
+                Message(
+                    topic="t",
+                    partition=3,
+                    offset=r.offset,
+                    value=r.value,
+                    timestamp=(1, r.timestamp),
+                )
+                for r in records
+            ]
+        )
+        assert [(r.offset, r.value, r.timestamp) for r in run] == [
+            (r.offset, r.value, r.timestamp) for r in records
+        ]
+        assert run[1:].record_offsets() == [r.offset for r in records[1:]]
+        same_result(from_messages.decode(3, run, NOW), from_records.decode(3, records, NOW))
+        offset += len(values)
+    assert from_messages.columnar is not None and from_records.columnar is not None
+    assert from_messages.columnar.fallbacks == from_records.columnar.fallbacks
