@@ -115,6 +115,7 @@ def consumer_options(config: Config, env: Mapping[str, str] | None = None) -> di
         # offsets are committed with the window state; the broker gets a best-effort mirror
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
+        "allow.auto.create.topics": False,  # librdkafka's default; said, as kafka-python's
         "auto.offset.reset": k.auto_offset_reset,
         "session.timeout.ms": int(k.session_timeout * 1000),
         "heartbeat.interval.ms": int(k.heartbeat_interval * 1000),

@@ -62,6 +62,11 @@ def consumer_options(config: Config, env: Mapping[str, str] | None = None) -> di
         "group_id": k.group_id,
         "client_id": k.client_id,
         "enable_auto_commit": False,  # offsets are committed with the window state
+        # a monitor must not create the topics it reads: after a broker restart (or with a
+        # mistyped name) kafka-python's metadata requests would create them with the broker's
+        # default partition count before their owner does (seen with Tansu in the
+        # broker-restart e2e test). kafka-python's default is True; librdkafka's is false.
+        "allow_auto_create_topics": False,
         "auto_offset_reset": k.auto_offset_reset,
         "session_timeout_ms": int(k.session_timeout * 1000),
         "heartbeat_interval_ms": int(k.heartbeat_interval * 1000),

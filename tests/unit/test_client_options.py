@@ -45,6 +45,14 @@ def test_kafka_python_is_the_default_client(tmp_path: Path) -> None:
     assert config.kafka.client == "kafka-python"
 
 
+def test_neither_client_creates_the_topics_it_reads(tmp_path: Path) -> None:
+    """A consumer's metadata request may create a missing topic with the broker's default
+    partitions; after a broker restart that beat the topic's owner to it."""
+    config = load(tmp_path, SECURE.format(client="kafka-python"))
+    assert kafka_python.consumer_options(config, ENV)["allow_auto_create_topics"] is False
+    assert confluent.consumer_options(config, ENV)["allow.auto.create.topics"] is False
+
+
 def test_the_security_settings_map_onto_librdkafka_properties(tmp_path: Path) -> None:
     config = load(tmp_path, SECURE.format(client="confluent"))
     options = confluent.consumer_options(config, ENV)
