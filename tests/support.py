@@ -43,9 +43,19 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1) -> str:
             # kafka-python retries a CreateTopics answered NotController (a broker just
             # started) and the retry finds the topic its first attempt made: accept it only
             # with the partitions asked for
-            (found,) = admin.describe_topics([name])
-            if len(found["partitions"]) != partitions:
-                raise
+            # with the partitions asked for; the metadata of a topic just made may lag, so
+            # look again for a few seconds before calling it someone else's topic
+            deadline = time.monotonic() + 10
+            while True:
+                (found,) = admin.describe_topics([name])
+                seen = len(found.get("partitions") or ())
+                if seen == partitions:
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"topic {name} exists with {seen} partitions, not {partitions}: {found}"
+                    ) from None
+                time.sleep(0.2)
     finally:
         admin.close()
     return name
