@@ -42,6 +42,11 @@ compared per window (:mod:`watchkeeper.detectors.attribution`): the metrics
 ``shadow_attribution_rank_corr``, ``shadow_attribution_topk_overlap`` and
 ``shadow_protected_attribution_delta`` (the largest change in share of attribution of a
 ``protected`` feature).
+
+Without candidates (``candidates: []`` or omitted) a section with ``baseline`` and
+attributions on explains production alone: its rows are sampled at
+``attributions.sample_rate`` for ``attribution_shift``; ``promotion`` then has nothing to
+decide and is an error, as is a section with neither candidates nor those attributions.
 """
 
 from __future__ import annotations
