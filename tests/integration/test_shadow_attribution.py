@@ -315,6 +315,7 @@ def test_attribution_shift_of_production_without_candidates(broker: Any, tmp_pat
         evaluated = next(e for e in json.loads(listing)["evaluations"] if e["value"] is not None)
         status, body = fetch(f"{base}/api/shadow")
         stored = store.stats("m", now - 3_600_000, now + 600_000)
+        page_status, page = fetch(f"{base}/models/m")
 
     assert status == 200
     entry = json.loads(body)["models"]["m"]
@@ -336,3 +337,6 @@ def test_attribution_shift_of_production_without_candidates(broker: Any, tmp_pat
     assert evaluated["value"] == pytest.approx(rho, abs=1e-9)
     assert evaluated["n_current"] == chosen.size
     assert incident["severity"] == "critical" and incident["metric"] == "attribution_shift"
+    # the model's console page: no candidate table, production's shift line
+    assert page_status == 200
+    assert "No shadow candidates." in page and "Attribution shift of production: ρ" in page
