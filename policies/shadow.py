@@ -181,9 +181,11 @@ class Attributions(_Strict):
     enabled: bool = True
     """Attributions run when production's model file (``shadow.baseline``) is given."""
     sample_rate: Annotated[float, Field(gt=0, le=1)] = 0.01
-    """Share of each candidate's shadow rows attributed (by record key: a subset of them)."""
+    """Share of each candidate's shadow rows attributed (by record key: a subset of them);
+    without candidates, the share of production's rows sampled and attributed."""
     max_rows_per_window: Annotated[int, Field(ge=1, le=100_000)] = 200
-    """Attributed rows per window and candidate, at most; further ones are not sampled."""
+    """Attributed rows per window and candidate (or of production alone, without
+    candidates), at most; further ones are not sampled."""
     background_rows: Annotated[int, Field(ge=1, le=1000)] = 50
     """Reference rows the absent features are taken from (cost grows linearly with it)."""
     permutations: Annotated[int, Field(ge=2, le=1000, multiple_of=2)] = 10

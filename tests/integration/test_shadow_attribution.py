@@ -316,6 +316,7 @@ def test_attribution_shift_of_production_without_candidates(broker: Any, tmp_pat
         status, body = fetch(f"{base}/api/shadow")
         stored = store.stats("m", now - 3_600_000, now + 600_000)
         page_status, page = fetch(f"{base}/models/m")
+        overview_status, overview = fetch(f"{base}/")
 
     assert status == 200
     entry = json.loads(body)["models"]["m"]
@@ -340,3 +341,4 @@ def test_attribution_shift_of_production_without_candidates(broker: Any, tmp_pat
     # the model's console page: no candidate table, production's shift line
     assert page_status == 200
     assert "No shadow candidates." in page and "Attribution shift of production: ρ" in page
+    assert overview_status == 200 and 'id="shadow"' not in overview  # no empty table
