@@ -42,6 +42,11 @@ compared per window (:mod:`watchkeeper.detectors.attribution`): the metrics
 ``shadow_attribution_rank_corr``, ``shadow_attribution_topk_overlap`` and
 ``shadow_protected_attribution_delta`` (the largest change in share of attribution of a
 ``protected`` feature).
+
+Without candidates (``candidates: []`` or omitted) a section with ``baseline`` and
+attributions on explains production alone: its rows are sampled at
+``attributions.sample_rate`` for ``attribution_shift``; ``promotion`` then has nothing to
+decide and is an error, as is a section with neither candidates nor those attributions.
 """
 
 from __future__ import annotations
@@ -176,9 +181,11 @@ class Attributions(_Strict):
     enabled: bool = True
     """Attributions run when production's model file (``shadow.baseline``) is given."""
     sample_rate: Annotated[float, Field(gt=0, le=1)] = 0.01
-    """Share of each candidate's shadow rows attributed (by record key: a subset of them)."""
+    """Share of each candidate's shadow rows attributed (by record key: a subset of them);
+    without candidates, the share of production's rows sampled and attributed."""
     max_rows_per_window: Annotated[int, Field(ge=1, le=100_000)] = 200
-    """Attributed rows per window and candidate, at most; further ones are not sampled."""
+    """Attributed rows per window and candidate (or of production alone, without
+    candidates), at most; further ones are not sampled."""
     background_rows: Annotated[int, Field(ge=1, le=1000)] = 50
     """Reference rows the absent features are taken from (cost grows linearly with it)."""
     permutations: Annotated[int, Field(ge=2, le=1000, multiple_of=2)] = 10
@@ -200,7 +207,9 @@ class Shadow(_Strict):
     """Production's own ONNX file, run on the same rows so latency compares like with like."""
     sample_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 256
-    candidates: Annotated[tuple[Candidate, ...], Field(min_length=1)]
+    candidates: tuple[Candidate, ...] = ()
+    """Models run beside production; none: production's attributions only (its
+    ``attribution_shift``), which needs ``baseline`` with attributions on."""
     promotion: Promotion | None = None
     protected: tuple[str, ...] = ()
     """Input features whose share of attribution must not move (``inputs.features``)."""
@@ -208,6 +217,8 @@ class Shadow(_Strict):
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> Shadow:
+        if not self.candidates:
+            self._check_production_only()
         unknown = [(i, p) for i, p in enumerate(self.protected) if p not in self.inputs.features]
         if unknown:
             # raised located at shadow.protected[i], so the message names that line
@@ -241,6 +252,40 @@ class Shadow(_Strict):
                 if o.score is None:
                     raise ValueError("a regressor needs outputs.score")
         return self
+
+    def _check_production_only(self) -> None:
+        """Without candidates the section only explains production: it needs its model
+        file and attributions on, and has nothing to promote (errors located at the field)."""
+        problems: list[tuple[tuple[str, ...], str]] = []
+        if self.baseline is None or not self.attributions.enabled:
+            problems.append(
+                (
+                    ("candidates",),
+                    "a shadow section needs candidates or attributions of production "
+                    "(`baseline` with `attributions` enabled); it has neither",
+                )
+            )
+        if self.promotion is not None:
+            problems.append(
+                (("promotion",), "promotion decides between candidates: the section has none")
+            )
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Shadow",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", message),
+                        loc=loc,
+                        input=[],
+                    )
+                    for loc, message in problems
+                ],
+            )
+
+    def production_only(self) -> bool:
+        """No candidates: the shadow worker samples production's rows at
+        ``attributions.sample_rate`` and explains them for ``attribution_shift`` only."""
+        return not self.candidates
 
     def inputs_of(self, candidate: Candidate) -> Inputs:
         return candidate.inputs or self.inputs

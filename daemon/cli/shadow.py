@@ -195,6 +195,13 @@ def print_shadow(console: Any, body: dict[str, Any]) -> None:
     from rich.table import Table
 
     for model, entry in body["models"].items():
+        if not entry["candidates"]:
+            # production's attributions only: no candidate table, the shift line alone
+            shift = entry.get("attribution_shift")
+            console.print(f"shadow of {model}: no candidates, production's attributions only")
+            if shift:
+                console.print(_shift_line(shift))
+            continue
         view = Table(title=f"shadow candidates of {model} (last {entry['over_s'] / 3600:g} h)")
         for column in (
             "candidate",

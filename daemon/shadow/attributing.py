@@ -161,7 +161,9 @@ class Attributor:
         """Positions of the rows to attribute for ``name``, within the per-window bound."""
         assert setup.explainers is not None
         a = setup.spec.attributions
-        rate = setup.rates.get(name, 0.0) * a.sample_rate
+        # production alone (no candidates): its rows at the attribution rate itself
+        share = 1.0 if name == PRODUCTION else setup.rates.get(name, 0.0)
+        rate = share * a.sample_rate
         picked = np.flatnonzero(sample_mask(rows.keys, rate))
         kept = []
         for start in np.unique(starts[picked]).tolist():
@@ -175,7 +177,7 @@ class Attributor:
     def run(self, setup: ModelSetup, rows: Rows, backed_up: bool) -> Outcome:
         out = Outcome()
         ex = setup.explainers
-        if ex is None or not setup.candidates:
+        if ex is None or not (setup.candidates or setup.production_only()):
             return out
         if not ex.ready():
             if ex.waiting:
@@ -183,11 +185,10 @@ class Attributor:
             return out
         assert ex.production is not None
         starts = rows.ts_ms - rows.ts_ms % self.size_ms
-        chosen = {
-            name: self._chosen(setup, rows, name, starts)
-            for name in list(setup.candidates)
-            if name in ex.per_candidate
-        }
+        names = [n for n in list(setup.candidates) if n in ex.per_candidate]
+        if setup.production_only():
+            names = [PRODUCTION]
+        chosen = {name: self._chosen(setup, rows, name, starts) for name in names}
         chosen = {n: idx for n, idx in chosen.items() if idx.size}
         if not chosen:
             if not backed_up:
@@ -215,6 +216,12 @@ class Attributor:
             self.metrics.attribution_seconds.labels(rows.model, "production").inc(spent)
         for start in np.unique(starts[union]).tolist():
             out.production[int(start)] = production[starts[union] == start]
+        own = chosen.pop(PRODUCTION, None)
+        if own is not None:
+            for start in np.unique(starts[own]).tolist():
+                key = (rows.model, PRODUCTION, int(start))
+                self._counts[key] = self._counts.get(key, 0) + int((starts[own] == start).sum())
+            self.metrics.attributed.labels(rows.model, PRODUCTION).inc(own.size)
         for name, idx in chosen.items():
             pos = np.searchsorted(union, idx)
             started = time.perf_counter()

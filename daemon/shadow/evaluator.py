@@ -52,7 +52,7 @@ from watchkeeper.daemon.shadow.rows import (
 )
 from watchkeeper.daemon.shadow.runtime import Prediction
 from watchkeeper.daemon.shadow.setup import ModelSetup, load_setups, reference_sample
-from watchkeeper.daemon.shadow.store import ShadowKey, ShadowStore
+from watchkeeper.daemon.shadow.store import PRODUCTION, ShadowKey, ShadowStore
 from watchkeeper.daemon.store.queries import TopicPartitionKey
 from watchkeeper.detectors.column_batch import ColumnBatch
 from watchkeeper.detectors.shadow import ShadowStats, sample_mask
@@ -133,7 +133,9 @@ class ShadowEvaluator:
     def offer(self, batch: ColumnBatch, topic: str, partition: int) -> None:
         """Sample ``batch`` and queue the rows; never blocks, never raises for data."""
         setup = self._models.get(batch.model)
-        if setup is None or not setup.candidates or len(batch) == 0:
+        if setup is None or len(batch) == 0:
+            return
+        if not setup.candidates and not setup.production_only():
             return
         if batch.role == "labels":
             if (
@@ -191,8 +193,11 @@ class ShadowEvaluator:
         if setup is None:
             return
         starts = rows.ts_ms - rows.ts_ms % self.size_ms
-        with self._lock:
-            for name, rate in setup.rates.items():
+        with self._lock:  # _fail pops from setup.rates under it
+            rates = dict(setup.rates)
+            if setup.production_only():  # production's own sampled rows, under its name
+                rates[PRODUCTION] = setup.max_rate
+            for name, rate in rates.items():
                 for start, idx in by_window(starts[sample_mask(rows.keys, rate)]):
                     self._stats_for(setup, rows.model, name, start).dropped += idx.size
 

@@ -51,6 +51,11 @@ class ModelSetup:
     explainers: Explainers | None = None
     """None: the policy asks for no attributions."""
 
+    def production_only(self) -> bool:
+        """No candidates in the policy, production explained: rows are sampled at
+        ``attributions.sample_rate`` for ``attribution_shift`` alone."""
+        return self.spec.production_only() and self.explainers is not None
+
     def run_baseline(self, x: Array) -> tuple[Prediction, float, float] | None:
         """Production's own model file on the rows ``x`` (None: there is none); one that
         fails is dropped, logged, and latency compares with the logged latency after."""
@@ -87,7 +92,8 @@ def load_setups(
         rates = {c.name: spec.rate_of(c) for c in spec.candidates if c.name in candidates}
         baseline = _baseline(loaded, spec, settings)
         explainers = None
-        if spec.attributions.enabled and candidates:
+        # without candidates (production_only) only production is explained
+        if spec.attributions.enabled and (candidates or spec.production_only()):
             rows = sample(loaded) if sample is not None and baseline is not None else []
             explainers = explainers_for(spec, baseline, candidates, rows)
             if explainers is not None:
@@ -97,7 +103,9 @@ def load_setups(
             spec,
             candidates,
             baseline,
-            max(rates.values(), default=0.0),
+            spec.attributions.sample_rate
+            if spec.production_only()
+            else max(rates.values(), default=0.0),
             rates,
             explainers,
         )

@@ -224,3 +224,121 @@ def test_shadow_candidates_attribution_metrics_in_the_api(
     assert any(r.startswith("shadow_attribution_rank_corr = ") for r in reasons), reasons
     assert any(r.startswith("shadow_protected_attribution_delta") for r in reasons), reasons
     assert receiver.rejected == 0
+
+
+PRODUCTION_ONLY = """\
+model: m
+window: 5m
+schedule: {every: 1s}
+min_samples: 50
+reference: ref.json
+rules:
+  - {name: leans, metric: attribution_shift, critical: 0.7}
+shadow:
+  task: regression
+  inputs: {features: [f0, f1, f2, f3]}
+  outputs: {score: variable}
+  baseline: prod.onnx
+  attributions: {sample_rate: 0.5, background_rows: 40}
+"""
+
+
+def test_attribution_shift_of_production_without_candidates(broker: Any, tmp_path: Path) -> None:
+    """No candidates: production's rows are sampled at attributions.sample_rate, explained
+    with its explainer alone, and a live input distribution that makes the (unchanged)
+    model lean on another feature is an attribution_shift incident — equal to the exact
+    Shapley values computed here."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    _linear(folder / "prod.onnx", WEIGHTS)
+    rng = np.random.default_rng(22)
+    scale = np.array([1.0, 1.5, 1.0, 2.0])
+    reference = (rng.normal(size=(400, 4)) * scale).astype(np.float32).astype(np.float64)
+    sample = tuple({"features": dict(zip(FEATURES, r, strict=True))} for r in reference.tolist())
+    profile = ReferenceProfile("m", {}, 400, sample=sample)
+    (folder / "ref.json").write_bytes(orjson.dumps(profile.to_dict()))
+    (folder / "m.yaml").write_text(PRODUCTION_ONLY)
+
+    # live: f0 barely varies, f3 ten times more: the model now leans on f3, not f0
+    live = np.array([0.05, 1.5, 1.0, 20.0])
+    x = (rng.normal(size=(N, 4)) * live).astype(np.float32).astype(np.float64)
+    now = int(time.time() * 1000)
+    events = [
+        orjson.dumps(
+            {
+                "model": "m",
+                "ts": now,
+                "features": dict(zip(FEATURES, x[i].tolist(), strict=True)),
+                "prediction": float(x[i] @ WEIGHTS + 0.25),
+            }
+        )
+        for i in range(N)
+    ]
+    topic = create_topic(broker.bootstrap, f"preds-{time.time_ns()}")
+    keys = record_keys(zlib.crc32(topic.encode()), 0, np.arange(N))
+    sampled = np.flatnonzero(sample_mask(keys, ATTRIBUTION_RATE))
+    assert 200 < sampled.size < 400
+    chosen = sampled[:200]  # attributions.max_rows_per_window, in offset order
+    config = make_config(
+        tmp_path,
+        broker.bootstrap,
+        f"sqlite:///{tmp_path / 'wk.db'}",
+        {"predictions": {"name": topic}},
+        policies={"paths": [str(folder)]},
+        shadow={
+            "flush_interval": "300ms",
+            "max_cpu_share": 1.0,
+            "attribution_cpu_share": 1.0,
+            "queue_batches": 10000,
+        },
+    )
+    with running(config) as daemon:
+        produce(broker.bootstrap, topic, events)
+        store = ShadowStore(daemon.store.engine)  # type: ignore[union-attr]
+
+        def production_rows() -> int:
+            own = store.stats("m", now - 3_600_000, now + 600_000).get(PRODUCTION)
+            return (
+                0 if own is None or own.attribution is None else own.attribution["candidate"].rows
+            )
+
+        wait_until(lambda: production_rows() == chosen.size, timeout=90, describe=production_rows)
+        wait_until(lambda: store.reference_attribution("m") is not None, timeout=30)
+        base = f"http://{daemon.http.address}"  # type: ignore[union-attr]
+
+        def incidents() -> list[dict[str, Any]]:
+            _, listing = fetch(f"{base}/api/incidents")
+            return [i for i in json.loads(listing)["incidents"] if i["rule"] == "leans"]
+
+        (incident,) = wait_until(incidents, timeout=30)
+        _, listing = fetch(f"{base}/api/evaluations?rule=leans")
+        evaluated = next(e for e in json.loads(listing)["evaluations"] if e["value"] is not None)
+        status, body = fetch(f"{base}/api/shadow")
+        stored = store.stats("m", now - 3_600_000, now + 600_000)
+        page_status, page = fetch(f"{base}/models/m")
+        overview_status, overview = fetch(f"{base}/")
+
+    assert status == 200
+    entry = json.loads(body)["models"]["m"]
+    assert entry["candidates"] == []
+    assert set(stored) == {PRODUCTION}  # no candidate windows, no decisions
+
+    picks = np.linspace(0, len(reference) - 1, BACKGROUND).round().astype(int)
+    mean = reference[picks].mean(axis=0)
+    window_importance = np.abs(WEIGHTS * (x[chosen] - mean)).mean(axis=0)
+    rest = np.setdiff1d(np.arange(len(reference)), picks)
+    at = np.linspace(0, len(rest) - 1, REFERENCE_ROWS).round().astype(int)
+    reference_importance = np.abs(WEIGHTS * (reference[rest[at]] - mean)).mean(axis=0)
+    rho = scipy_stats.spearmanr(reference_importance, window_importance).statistic
+    assert rho < 0.7
+    shift = entry["attribution_shift"]
+    assert shift["rows"] == chosen.size and shift["reference_rows"] == REFERENCE_ROWS
+    assert shift["value"] == pytest.approx(rho, abs=1e-9)
+    assert shift["window_top"][0] == "f3"
+    assert evaluated["value"] == pytest.approx(rho, abs=1e-9)
+    assert evaluated["n_current"] == chosen.size
+    assert incident["severity"] == "critical" and incident["metric"] == "attribution_shift"
+    # the model's console page: no candidate table, production's shift line
+    assert page_status == 200
+    assert "No shadow candidates." in page and "Attribution shift of production: ρ" in page
+    assert overview_status == 200 and 'id="shadow"' not in overview  # no empty table

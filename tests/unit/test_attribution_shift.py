@@ -346,3 +346,119 @@ def test_the_reference_is_explained_chunk_by_chunk_within_the_budget(
     assert ShadowStore(store.engine).reference_attribution("m") is not None
     seconds = evaluator.metrics.attribution_seconds.labels("m", "reference")._value.get()
     assert seconds > 0
+
+
+ALONE = POLICY.replace("  sample_rate: 1.0\n", "").replace(
+    "  candidates:\n    - {name: copy, onnx: copy.onnx}\n", ""
+)
+
+
+def alone(tmp_path: Path, attributions: str = "") -> Path:
+    """The same model and reference, a shadow section without candidates."""
+    folder = folder_with(tmp_path)
+    text = ALONE
+    if attributions:
+        text = text.replace("min_rows: 30}", f"min_rows: 30, {attributions}}}")
+    (folder / "m.yaml").write_text(text % (BACKGROUND, REFERENCE_ROWS))
+    return folder
+
+
+def test_without_candidates_production_alone_is_explained_and_the_rule_fires(
+    tmp_path: Path, store: Store
+) -> None:
+    from rich.console import Console
+    from watchkeeper.daemon.cli.shadow import print_shadow
+    from watchkeeper.detectors.shadow import sample_mask
+
+    folder = alone(tmp_path)
+    evaluator = evaluator_for(folder, store)
+    setup = evaluator._models["m"]
+    assert setup.production_only() and setup.candidates == {} and setup.max_rate == 0.5
+    batches = [traffic(60, 100 + s, SCALE, 0) for s in range(REFERENCE_ROWS // REFERENCE_CHUNK + 2)]
+    for rows in batches:
+        evaluator.process(rows)
+    assert evaluator.flush()
+    run_window(evaluator, SWAPPED, SIZE_MS)
+    stored = ShadowStore(store.engine)
+    assert set(stored.stats("m", 0, 2 * SIZE_MS)) == {PRODUCTION}
+
+    # window 0: exactly production's attributions of the rows sampled at the rate
+    background, reference = split(folder)
+    x = np.vstack([np.column_stack([r.features[f].values for f in FEATURES]) for r in batches])
+    # the rows sampled at the rate, the first max_rows_per_window (200) of them in order
+    chosen = np.flatnonzero(sample_mask(np.concatenate([r.keys for r in batches]), 0.5))
+    assert chosen.size > 200
+    chosen = chosen[:200]
+    window = stored.stats("m", 0, SIZE_MS)[PRODUCTION].attribution
+    assert window is not None and window["production"].rows == chosen.size
+    np.testing.assert_allclose(
+        window["production"].mean_abs(),
+        np.abs(exact(x[chosen], background)).mean(axis=0),
+        rtol=1e-9,
+    )
+    (steady,) = findings_at(folder, store, 0)
+    assert steady.status == "ok" and steady.value == pytest.approx(1.0)
+    (shifted,) = findings_at(folder, store, SIZE_MS)
+    reference_importance = np.abs(exact(reference, background)).mean(axis=0)
+    moved = stored.stats("m", SIZE_MS, 2 * SIZE_MS)[PRODUCTION].attribution
+    assert moved is not None
+    expected = spearmanr(reference_importance, moved["production"].mean_abs()).statistic
+    assert shifted.value == pytest.approx(expected) and shifted.value < 0.7
+    assert shifted.details["window_top"][0] == "f3"
+    policy = load_policy(folder / "m.yaml").policy
+    _, events = PolicyEngine(policy).step({"leans": [shifted]}, 2 * SIZE_MS)
+    assert [e.incident.metric for e in events if e.kind == "opened"] == ["attribution_shift"]
+
+    # nothing to decide, no candidate rows in /api/shadow, status prints the shift alone
+    checks = ShadowChecks(stored, SIZE_MS, lambda note, targets: [])
+    assert checks.decisions(policy, 2 * SIZE_MS) == []
+    body = shadow_table(stored, {policy.key: policy}, 2 * SIZE_MS - 1, SIZE_MS)
+    assert body["models"]["m"]["candidates"] == []
+    # the table's span (the policy's window) holds both windows: their merged summary
+    both = stored.stats("m", 0, 2 * SIZE_MS)[PRODUCTION].attribution
+    assert both is not None and both["production"].rows == 400
+    merged = spearmanr(reference_importance, both["production"].mean_abs()).statistic
+    assert body["models"]["m"]["attribution_shift"]["value"] == pytest.approx(merged)
+    console = Console(record=True, width=200)
+    print_shadow(console, body)
+    text = console.export_text()
+    assert "no candidates" in text and f"attribution shift of production: ρ {merged:.3f}" in text
+    attributed = evaluator.metrics.attributed.labels("m", PRODUCTION)._value.get()
+    assert attributed == chosen.size + window_rows(stored, SIZE_MS)
+
+
+def window_rows(stored: ShadowStore, start_ms: int) -> int:
+    s = stored.stats("m", start_ms, start_ms + SIZE_MS)[PRODUCTION].attribution
+    assert s is not None
+    return int(s["production"].rows)
+
+
+def test_without_candidates_the_window_bound_and_the_budget_hold(
+    tmp_path: Path, store: Store
+) -> None:
+    folder = alone(tmp_path, "max_rows_per_window: 25")
+    evaluator = evaluator_for(folder, store)
+    for seed in range(4):
+        evaluator.process(traffic(60, 200 + seed, SCALE, 0))  # ~120 sampled rows
+    assert evaluator.flush()
+    assert window_rows(ShadowStore(store.engine), 0) == 25
+
+    # a spent budget: rows chosen are skipped and counted, never waited for
+    now = [0.0]
+    (tmp_path / "b").mkdir()
+    spent = evaluator_for(
+        alone(tmp_path / "b"),
+        store,
+        ShadowConfig(max_cpu_share=0.01, attribution_cpu_share=0.01),
+        monotonic=lambda: now[0],
+    )
+    spent.attributor.budget.credit = -1.0
+    rows = traffic(60, 300, SCALE, SIZE_MS)
+    spent.process(rows)
+    assert spent.flush()
+    from watchkeeper.detectors.shadow import sample_mask
+
+    n = int(sample_mask(rows.keys, 0.5).sum())
+    window = ShadowStore(store.engine).stats("m", SIZE_MS, 2 * SIZE_MS)[PRODUCTION]
+    assert window.attribution_skipped == n and n > 0
+    assert spent.metrics.attribution_skipped.labels("m", PRODUCTION)._value.get() == n

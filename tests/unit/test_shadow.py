@@ -217,3 +217,53 @@ def test_decisions_render_a_comparison_table() -> None:
     assert any("Shadow comparison" in str(b) for b in blocks(note))
     body = payload(note)
     assert body["type"] == "shadow.reject" and body["decision"]["candidate"] == "int8"
+
+
+PRODUCTION_ONLY = """\
+model: fraud
+rules:
+  - {metric: attribution_shift, critical: 0.7}
+shadow:
+  task: regression
+  inputs: {features: [a, b]}
+  outputs: {score: s}
+  baseline: m.onnx
+  attributions: {sample_rate: 0.05}
+"""
+
+
+@pytest.mark.parametrize("candidates", ["", "  candidates: []\n"])
+def test_a_shadow_section_may_explain_production_without_candidates(
+    tmp_path: Path, candidates: str
+) -> None:
+    (tmp_path / "m.onnx").write_bytes(b"")
+    path = tmp_path / "p.yaml"
+    path.write_text(PRODUCTION_ONLY + candidates)
+    shadow = load_policy(path).policy.shadow
+    assert shadow is not None and shadow.candidates == () and shadow.production_only()
+    assert shadow.explained() and shadow.attributions.sample_rate == 0.05
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "line"),
+    [
+        (("  baseline: m.onnx\n", ""), "needs candidates or attributions of production", 5),
+        (("{sample_rate: 0.05}", "{enabled: false}"), "needs candidates or attributions", 5),
+        (
+            ("  attributions:", "  promotion: {when: [shadow_agreement >= 0.9]}\n  attributions:"),
+            "promotion decides between candidates: the section has none",
+            9,
+        ),
+    ],
+)
+def test_a_shadow_section_without_candidates_needs_production_attributions(
+    tmp_path: Path, change: tuple[str, str], message: str, line: int
+) -> None:
+    (tmp_path / "m.onnx").write_bytes(b"")
+    path = tmp_path / "p.yaml"
+    path.write_text(PRODUCTION_ONLY.replace(*change))
+    with pytest.raises(InvalidDocumentError) as info:
+        load_policy(path)
+    text = str(info.value)
+    assert message in text and "shadow" in text
+    assert f"p.yaml:{line}:" in text, text
