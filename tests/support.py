@@ -42,20 +42,18 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1) -> str:
         except TopicAlreadyExistsError:
             # kafka-python retries a CreateTopics answered NotController (a broker just
             # started) and the retry finds the topic its first attempt made: accept it only
-            # with the partitions asked for
             # with the partitions asked for; the metadata of a topic just made may lag, so
             # look again for a few seconds before calling it someone else's topic
-            deadline = time.monotonic() + 10
-            while True:
+            def described() -> dict[str, Any]:
                 (found,) = admin.describe_topics([name])
-                seen = len(found.get("partitions") or ())
-                if seen == partitions:
-                    break
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"topic {name} exists with {seen} partitions, not {partitions}: {found}"
-                    ) from None
-                time.sleep(0.2)
+                return dict(found)
+
+            wait_until(
+                lambda: len(described().get("partitions") or ()) == partitions,
+                timeout=10,
+                interval=0.2,
+                describe=described,
+            )
     finally:
         admin.close()
     return name
