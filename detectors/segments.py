@@ -146,12 +146,9 @@ class Child(Protocol):
 C = TypeVar("C", bound=Child)
 
 
-Feed = Callable[
-    [list[C], ColumnBatch, IndexArray, np.ndarray[Any, np.dtype[np.intp]], dict[str, Any]], None
-]
-"""``(children, batch, rows, sizes, shared)``: each child's group of ``rows`` (grouped,
-the ``sizes[i]`` next rows for ``children[i]``) into it, as ``child.update`` would;
-``shared`` keeps what the splits of one batch can reuse (its columns' bin indices)."""
+Feed = Callable[[list[C], ColumnBatch, IndexArray, np.ndarray[Any, np.dtype[np.intp]]], None]
+"""``(children, batch, rows, sizes)``: each child's group of ``rows`` (grouped, the
+``sizes[i]`` next rows for ``children[i]``) into it, as ``child.update`` would."""
 
 
 class SegmentSplit(Generic[C]):
@@ -184,11 +181,8 @@ class SegmentSplit(Generic[C]):
             child = self.children[label] = self._new()
         return child
 
-    def update(
-        self, batch: ColumnBatch, idx: IndexArray, shared: dict[str, Any] | None = None
-    ) -> None:
-        """Route the rows ``idx`` of ``batch`` to their segments' children (``shared``: a
-        cache the other segment features' splits of the same batch use too)."""
+    def update(self, batch: ColumnBatch, idx: IndexArray) -> None:
+        """Route the rows ``idx`` of ``batch`` to their segments' children."""
         column = batch.features.get(self.spec.feature)
         labels, codes = self._codes(column, idx)
         # one stable sort groups the rows by code; bincount gives each group's bounds
@@ -197,9 +191,7 @@ class SegmentSplit(Generic[C]):
         present = np.flatnonzero(counts)
         children = [self._child(OTHER if c == 0 else labels[c - 1]) for c in present.tolist()]
         if self._feed is not None:
-            self._feed(
-                children, batch, idx[order], counts[present], {} if shared is None else shared
-            )
+            self._feed(children, batch, idx[order], counts[present])
             return
         bounds = np.concatenate(([0], np.cumsum(counts)))
         for code, child in zip(present.tolist(), children, strict=True):

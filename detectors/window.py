@@ -153,9 +153,8 @@ class WindowSummary:
         if self._pending.rows:
             for batch in self._pending.take():
                 every = np.arange(len(batch))
-                shared: dict[str, Any] = {}  # the batch's bin indices, for every split
                 for split in self._segments.values():
-                    split.update(batch, every, shared)
+                    split.update(batch, every)
         return self._segments
 
     def segment_split(self, spec: SegmentSpec) -> SegmentSplit[WindowSummary]:
@@ -463,7 +462,6 @@ def _feed_segments(
     batch: ColumnBatch,
     rows: IndexArray,
     sizes: np.ndarray[Any, np.dtype[np.intp]],
-    shared: dict[str, Any],
 ) -> None:
     """What ``child.update(batch, its rows)`` does for every segment child, one numpy pass
     per column (:mod:`segment_update`) and one vectorised estimate update per child (when
