@@ -17,12 +17,7 @@ from typing import Any
 
 import numpy as np
 from watchkeeper.detectors.column_batch import Column, IndexArray
-from watchkeeper.detectors.sketches import (
-    CategoryCounts,
-    ColumnSketch,
-    NumericSketch,
-    settle_full,
-)
+from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
 
 Sizes = np.ndarray[Any, np.dtype[np.intp]]
 
@@ -70,7 +65,7 @@ def feed_numeric(
 ) -> None:
     """Present ``values`` (grouped, ``groups`` their group numbers, ascending) into their
     groups' sketches; ``nulls`` / ``missing`` per group. The updates are deferred: the
-    caller settles the run's full queues at once (:func:`settle_children`)."""
+    caller settles the run's full queues at once (:func:`sketches.settle_full`)."""
     g = len(sketches)
     n = np.bincount(groups, minlength=g)
     bounds = np.concatenate(([0], np.cumsum(n))).tolist()
@@ -81,10 +76,3 @@ def feed_numeric(
             missing[j] if missing else 0,
             defer=True,
         )
-
-
-def settle_children(sketches: Sequence[ColumnSketch | None]) -> None:
-    """After a run of rows: the numeric sketches whose deferred queue passed its bound, all
-    summarised in one pass (a segment of a 16k-row run passes it at once; one settle per
-    sketch cost ~1.5 µs a row in bench_segments)."""
-    settle_full([s for s in sketches if isinstance(s, NumericSketch)])

@@ -29,7 +29,7 @@ from watchkeeper.detectors.estimate_sketch import (
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import Reservoir, Row
-from watchkeeper.detectors.segment_update import feed_groups, feed_numeric, settle_children
+from watchkeeper.detectors.segment_update import feed_groups, feed_numeric
 from watchkeeper.detectors.segments import (
     SEGMENT_SKETCH_K,
     SETTLE_ROWS,
@@ -42,6 +42,7 @@ from watchkeeper.detectors.sketches import (
     CategoryCounts,
     ColumnSketch,
     NumericSketch,
+    settle_full,
     sketch_from_dict,
 )
 from watchkeeper.detectors.window_estimates import WindowEstimates
@@ -186,6 +187,18 @@ class WindowSummary:
             LABEL: self.label,
         }
         return special[name] if name in special else self.features.get(name)
+
+    def numeric_sketches(self) -> list[NumericSketch]:
+        """Its numeric sketches (features, prediction, class, label, latency): what a
+        flush settles together (:func:`~watchkeeper.detectors.sketches.settle_sketches`)."""
+        columns = (
+            *self.features.values(),
+            self.prediction,
+            self.prediction_class,
+            self.label,
+            self.latency,
+        )
+        return [c for c in columns if isinstance(c, NumericSketch)]
 
     def _set_column(self, name: str, sketch: ColumnSketch) -> None:
         if name == PREDICTION:
@@ -492,13 +505,7 @@ def _feed_segments(
         kept = ~np.isnan(latency)
         groups = np.repeat(np.arange(len(children)), sizes)[kept]
         feed_numeric([c.latency for c in children], latency[kept], groups)
-    settle_children(
-        [
-            s
-            for c in children
-            for s in (*c.features.values(), c.prediction, c.prediction_class, c.label, c.latency)
-        ]
-    )
+    settle_full([s for c in children for s in c.numeric_sketches()])
     if batch.prediction is not None and children and children[0].settings.estimation is not None:
         for i, child in enumerate(children):
             child._estimate(batch, rows[bounds[i] : bounds[i + 1]])

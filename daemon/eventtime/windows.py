@@ -154,14 +154,7 @@ def settle_windows(windows: Iterable[WindowSummary]) -> None:
         # (WindowSummary.segments routes the rows still waiting for a run first)
         children = [c for split in window.segments.values() for c in split.children.values()]
         for summary in (window, *children):
-            columns = (
-                *summary.features.values(),
-                summary.prediction,
-                summary.prediction_class,
-                summary.label,
-                summary.latency,
-            )
-            sketches.extend(c for c in columns if isinstance(c, NumericSketch))
+            sketches.extend(summary.numeric_sketches())
     settle_sketches(sketches)
 
 
