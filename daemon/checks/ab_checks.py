@@ -92,9 +92,11 @@ class ABChecks:
         max_age_s: float = 0.0,
         clock: Callable[[], float] = time.time,
         labels_until: Callable[[str, int], int | None] | None = None,
+        db: ABStore | None = None,
     ) -> None:
         self.store = store
-        self.db = ABStore(store.engine)
+        self.db = db if db is not None else ABStore(store.engine)
+        """Where comparisons are kept (a :class:`ReplayABStore` for ``policy backtest``)."""
         self.outbox = Outbox(store.engine)
         self.size_ms = size_ms
         self.settle_s = settle_s
@@ -421,13 +423,16 @@ class ABChecks:
                 promotion.on_promote if decided["decision"] == "promote" else promotion.on_reject
             )
             notes = self.plan(notification(policy, state, decided, at_ms, self.base_url), targets)
-        self.outbox.announce(
-            notes,
-            at_ms,
-            lambda conn: self.db.write(conn, state, policy.model, at_ms),
-            silenced=self.silenced,
-            operation="record an A/B decision",
-        )
+        if not notes:  # nothing to announce: the state alone (a replay writes nothing)
+            self.db.save(state, policy.model, at_ms)
+        else:
+            self.outbox.announce(
+                notes,
+                at_ms,
+                lambda conn: self.db.write(conn, state, policy.model, at_ms),
+                silenced=self.silenced,
+                operation="record an A/B decision",
+            )
         (log.info if historical else log.warning)(
             "A/B %s of %s: %s%s%s",
             pair_label(state.baseline, state.candidate),

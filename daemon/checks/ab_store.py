@@ -16,6 +16,31 @@ from watchkeeper.daemon.store.connection import reading, writing
 from watchkeeper.daemon.store.upsert import upsert
 
 
+def _seen(
+    conn: Connection, model: str
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """(what ``ab_versions`` holds, that merged with the stored windows' figures)."""
+    c = window_parts.rows().c
+    v = t.ab_versions.c
+    query = (
+        select(c.model_version, func.min(c.window_start_ms), func.sum(c.events))
+        .where((c.model == model) & (c.events > 0))
+        .group_by(c.model_version)
+    )
+    stored = {
+        str(r.version): (int(r.first_seen_ms), int(r.events))
+        for r in conn.execute(
+            select(v.version, v.first_seen_ms, v.events).where(v.model == model)
+        ).all()
+    }
+    seen = dict(stored)
+    for version, start, events in conn.execute(query).all():
+        old = seen.get(str(version))
+        new = (int(start), int(events or 0))
+        seen[str(version)] = new if old is None else (min(old[0], new[0]), max(old[1], new[1]))
+    return stored, seen
+
+
 class ABStore:
     """See the module docstring."""
 
@@ -26,27 +51,8 @@ class ABStore:
         """Version → (start of the first window it was seen in, its events), durably: the
         stored windows' figures are merged into ``ab_versions`` (earliest start, largest
         count), so retention deleting a version's first windows changes neither."""
-        c = window_parts.rows().c
-        v = t.ab_versions.c
-        query = (
-            select(c.model_version, func.min(c.window_start_ms), func.sum(c.events))
-            .where((c.model == model) & (c.events > 0))
-            .group_by(c.model_version)
-        )
         with writing(self.engine, "record a model's versions") as conn:
-            stored = {
-                str(r.version): (int(r.first_seen_ms), int(r.events))
-                for r in conn.execute(
-                    select(v.version, v.first_seen_ms, v.events).where(v.model == model)
-                ).all()
-            }
-            seen = dict(stored)
-            for version, start, events in conn.execute(query).all():
-                old = seen.get(str(version))
-                new = (int(start), int(events or 0))
-                seen[str(version)] = (
-                    new if old is None else (min(old[0], new[0]), max(old[1], new[1]))
-                )
+            stored, seen = _seen(conn, model)
             rows = [
                 {"model": model, "version": k, "first_seen_ms": f, "events": n}
                 for k, (f, n) in sorted(seen.items())
@@ -146,3 +152,59 @@ class ABStore:
                 }
             )
         return out
+
+
+class ReplayABStore(ABStore):
+    """An :class:`ABStore` that reads the store's windows and versions but keeps the
+    comparisons it would record in memory (``policy backtest``: a replay over stored
+    history writes nothing, and a running daemon's experiments are left alone). States
+    go through the same serialisation as the stored ones, so a look loads exactly what
+    the daemon's would."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.states: dict[tuple[str, str, str], tuple[str, bytes, int]] = {}
+        """(policy, baseline, candidate) → (model, serialised state, look's tick)."""
+        self.current: dict[str, tuple[str, str]] = {}
+
+    def first_seen(self, model: str) -> dict[str, tuple[int, int]]:
+        with reading(self.engine, "read a model's versions") as conn:
+            return _seen(conn, model)[1]
+
+    def in_force(self, policy: str) -> tuple[str, str] | None:
+        return self.current.get(policy)
+
+    def load(self, policy: str, baseline: str, candidate: str) -> ABState | None:
+        kept = self.states.get((policy, baseline, candidate))
+        if kept is None:
+            return None
+        return ABState.from_dict(policy, baseline, candidate, orjson.loads(kept[1]))
+
+    def save(self, state: ABState, model: str, now_ms: int) -> None:
+        blob = orjson.dumps(state.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+        self.states[(state.policy, state.baseline, state.candidate)] = (model, blob, now_ms)
+        self.current[state.policy] = (state.baseline, state.candidate)
+
+    def write(self, conn: Connection, state: ABState, model: str, now_ms: int) -> None:
+        self.save(state, model, now_ms)
+
+    def looks(self, policy: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for (key, b, c), (model, blob, at) in self.states.items():
+            if policy is not None and key != policy:
+                continue
+            state = ABState.from_dict(key, b, c, orjson.loads(blob))
+            out.append(
+                {
+                    "policy": key,
+                    "model": model,
+                    "baseline": b,
+                    "candidate": c,
+                    "since_ms": state.since_ms,
+                    "updated_ms": at,
+                    "in_force": self.current.get(key) == (b, c),
+                    "last": state.last,
+                    "decision": state.decision,
+                }
+            )
+        return sorted(out, key=lambda r: -int(r["updated_ms"]))

@@ -1,6 +1,12 @@
 """``watchkeeper policy backtest``: a policy replayed over stored history on the daemon's
 tick grid and evaluation path — every evaluation's value, thresholds and decision per
-rule and feature, then the incident transitions (a table, or ``--format json``)."""
+rule and feature, then the incident transitions (a table, or ``--format json``).
+
+A policy's ``ab_*`` rules are evaluated as the daemon evaluates them
+(:class:`~watchkeeper.daemon.checks.ab_checks.ABChecks`, the same looks over the stored
+windows of both versions from the experiment's start), but the comparisons it would
+record are kept in memory (:class:`~watchkeeper.daemon.checks.ab_store.ReplayABStore`):
+a backtest writes nothing, and starts each experiment afresh from the stored windows."""
 
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ class Backtest:
 def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -> Backtest:
     """Replay a policy over stored history, on the daemon's tick grid and evaluation path
     (:func:`~watchkeeper.daemon.checks.checker.assess`): every tick in [start, end]."""
+    from watchkeeper.daemon.checks.ab_checks import ABChecks
+    from watchkeeper.daemon.checks.ab_store import ReplayABStore
     from watchkeeper.daemon.checks.checker import assess
     from watchkeeper.daemon.checks.estimates import LabelledSpans
     from watchkeeper.daemon.checks.reference_cache import ReferenceCache
@@ -53,9 +61,21 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
             return cached[0]
 
         spans = LabelledSpans(config.ingest.label_ttl)  # as the daemon's checker keeps one
+        ab = ABChecks(  # as the daemon builds it (app.py), sending and recording nothing
+            store,
+            size_ms,
+            config.ingest.label_ttl,
+            lateness_s=config.windows.allowed_lateness,
+            db=ReplayABStore(store.engine),
+        )
+
+        def extra(lo: int, hi: int) -> dict[str, Any]:
+            return ab.findings(policy, lo, hi, reference)
+
         at = grid.at_or_after(start_ms)
         while at <= end_ms:
-            found = assess(store, loaded, engine, reference, size_ms, at, spans=spans)
+            found = assess(store, loaded, engine, reference, size_ms, at, extra, spans)
+            ab.describe(policy, engine, found.events, at)
             out.ticks.append(at)
             out.evaluations += found.evaluations
             out.events += [(at, e) for e in found.events]
