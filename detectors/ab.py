@@ -78,7 +78,7 @@ class ABMetric:
     """A sensible default for a rule; None where it depends on the model's units."""
     interval: bool
     """Whether the value carries an always-valid interval (in ``details``)."""
-    needs: Literal["labels", "predictions", "latency"]
+    needs: Literal["labels", "predictions", "latency", "features"]
     critical: float | None = None
     """The default critical threshold beside ``threshold`` (the warn one)."""
 
@@ -127,6 +127,16 @@ AB_METRICS: dict[str, ABMetric] = {
             0.1,
             False,
             "predictions",
+            0.2,
+        ),
+        ABMetric(
+            "ab_population_js_distance",
+            "higher_is_worse",
+            "largest JS distance of an input feature between the versions' traffic beyond "
+            "3× its noise floor (0 when none), over the policy window",
+            0.1,
+            False,
+            "features",
             0.2,
         ),
         ABMetric(
@@ -214,13 +224,23 @@ class ABComparison:
         min_rows: int = DEFAULT_MIN_ROWS,
         score_bins: int = SCORE_BINS,
         margin: dict[str, float] | None = None,
+        population: bool = True,
     ) -> None:
         self.sequential = SequentialDifference(alpha, tuned_rows, min_rows)
         self.min_rows = min_rows
         self.score_bins = score_bins
         self.margin = dict(margin or {})
+        self.population = population
+        """Whether to compare the versions' inputs (``ab_population_js_distance``: it needs
+        the summaries' feature sketches)."""
 
-    def compare(self, baseline: WindowSummary, candidate: WindowSummary) -> ABResult:
+    def compare(
+        self,
+        baseline: WindowSummary,
+        candidate: WindowSummary,
+        shift: dict[str, dict[str, float]] | None = None,
+    ) -> ABResult:
+        """``shift``: :func:`population_shift` of these summaries, if already computed."""
         if baseline.model != candidate.model:
             raise ValueError("an A/B comparison is between versions of one model")
         values: dict[str, ABValue] = {}
@@ -231,9 +251,12 @@ class ABComparison:
             ("ab_score_mean_delta", self._score_mean),
             ("ab_score_js_distance", self._score_js),
             ("ab_class_js_distance", self._class_js),
+            ("ab_population_js_distance", lambda b, c: self._population(b, c, shift)),
             ("ab_latency_p50_ratio", lambda b, c: self._latency(b, c, 0.5)),
             ("ab_latency_p99_ratio", lambda b, c: self._latency(b, c, 0.99)),
         ):
+            if name == "ab_population_js_distance" and not self.population:
+                continue
             try:
                 values[name] = compute(baseline, candidate)
             except InsufficientDataError as exc:
@@ -310,6 +333,13 @@ class ABComparison:
         details["n_candidate"] = c.count
         return ABValue(score.value, None, details)
 
+    def _population(
+        self, b: WindowSummary, c: WindowSummary, shift: dict[str, dict[str, float]] | None
+    ) -> ABValue:
+        if shift is None:
+            shift = population_shift(b, c, self.min_rows, self.score_bins)
+        return population_value(shift)
+
     def _latency(self, b: WindowSummary, c: WindowSummary, q: float) -> ABValue:
         lb, lc = b.latency, c.latency
         if lb.count < self.min_rows or lc.count < self.min_rows:
@@ -376,8 +406,45 @@ def population_shift(
         value = JSDistance().score(profile, c).value
         if value is not None and math.isfinite(value):
             floor = js_noise_floor(n_bins, b.count, c.count)
-            out[name] = {"js": float(value), "noise_floor": floor}
+            out[name] = {
+                "js": float(value),
+                "noise_floor": floor,
+                "n_baseline": b.count,
+                "n_candidate": c.count,
+            }
     return out
+
+
+def population_value(shift: dict[str, dict[str, float]]) -> ABValue:
+    """``ab_population_js_distance`` from a :func:`population_shift`: the largest JS
+    distance of a feature that exceeds three times its noise floor, 0 when none does.
+    A threshold of :data:`POPULATION_THRESHOLD` on it fires exactly when the A/B report
+    warns that the versions serve different traffic; below three noise floors a distance
+    is what two samples of one population typically read (:func:`js_noise_floor`: the
+    maximum over many features of pure noise stays near one or two floors).
+
+    >>> population_value({"x": {"js": 0.3, "noise_floor": 0.02, "n_baseline": 900,
+    ...     "n_candidate": 800}, "y": {"js": 0.05, "noise_floor": 0.03}}).value
+    0.3
+    >>> population_value({"y": {"js": 0.05, "noise_floor": 0.03}}).details["feature"]
+    'y'
+    """
+    if not shift:
+        raise InsufficientDataError(
+            "no input feature with min_rows values in both versions' policy window"
+        )
+    far = {n: v for n, v in shift.items() if v["js"] > 3 * v["noise_floor"]}
+    name, top = max((far or shift).items(), key=lambda kv: (kv[1]["js"], kv[0]))
+    details: dict[str, Any] = {
+        "feature": name,
+        "js": top["js"],
+        "noise_floor": top["noise_floor"],
+        "features": len(shift),
+        "beyond_noise": sorted(far, key=lambda n: -far[n]["js"])[:5],
+        "n_baseline": int(top.get("n_baseline", 0)),
+        "n_candidate": int(top.get("n_candidate", 0)),
+    }
+    return ABValue(float(top["js"]) if far else 0.0, None, details)
 
 
 def _numeric(sketch: ColumnSketch | None, version: str) -> NumericSketch:

@@ -65,6 +65,7 @@ from watchkeeper.policies.incident_model import IncidentEvent
 from watchkeeper.policies.schema import Policy
 
 log = logging.getLogger(__name__)
+POPULATION = "ab_population_js_distance"
 DEFAULT_LABEL_WAIT_S = 86_400.0
 """Labels joining a window more than a day after it ended are not counted in an A/B
 comparison unless ``compare.label_wait`` says to wait longer (up to ``ingest.label_ttl``):
@@ -216,7 +217,14 @@ class ABChecks:
         covered = max(end, state.folded_until_ms)
         look = self._compare(state, compare, merged["baseline"], merged["candidate"], covered)
         ref = reference() if reference is not None else None
-        window = self._window(policy, compare, b, c, start, end, ref, read)
+        window, inputs = self._window(policy, compare, b, c, start, end, ref, read)
+        if isinstance(inputs, str):
+            look.unavailable[POPULATION] = inputs
+        else:
+            look.values[POPULATION] = self._details(state, POPULATION, inputs, 0.0) | {
+                "start_ms": start,
+                "end_ms": end,
+            }
         state.last = {
             "at_ms": end,
             "since_ms": since,
@@ -243,8 +251,8 @@ class ABChecks:
         end: int,
     ) -> Look:
         margins = compare.margins()
-        comparison = ABComparison(
-            compare.alpha, compare.tuned_rows, compare.min_rows, margin=margins
+        comparison = ABComparison(  # the fold keeps no feature sketches: see _window
+            compare.alpha, compare.tuned_rows, compare.min_rows, margin=margins, population=False
         )
         result = comparison.compare(baseline, candidate)
         values: dict[str, dict[str, Any]] = {}
@@ -299,27 +307,29 @@ class ABChecks:
         end: int,
         reference: ReferenceProfile | None,
         read: dict[str, list[WindowSummary]],
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], ABValue | str]:
         """The policy window's windows of each version (from the look's ``read``), side by
         side, with the point values of the comparison on them alone (no interval: see the
-        module docstring)."""
+        module docstring); and the versions' inputs compared over it
+        (``ab_population_js_distance``, or why not: the fold keeps no feature sketches,
+        so the inputs are compared over the policy window, never since the start)."""
         sides = {}
         for role, version in (("baseline", b), ("candidate", c)):
             parts = [p for p in read[role] if p.start_ms >= start]
             sides[role] = rolled(policy.model, version, start, end, None, parts)
+        shift = population_shift(sides["baseline"], sides["candidate"], compare.min_rows)
         result = ABComparison(compare.alpha, compare.tuned_rows, compare.min_rows).compare(
-            sides["baseline"], sides["candidate"]
+            sides["baseline"], sides["candidate"], shift
         )
+        inputs = result.values.get(POPULATION) or result.unavailable.get(POPULATION, "no value")
         return {
             "start_ms": start,
             "end_ms": end,
             "baseline": columns(sides["baseline"], reference),
             "candidate": columns(sides["candidate"], reference),
             "values": {name: v.value for name, v in result.values.items()},
-            "population": population(
-                population_shift(sides["baseline"], sides["candidate"], compare.min_rows)
-            ),
-        }
+            "population": population(shift),
+        }, inputs
 
     # -- findings, incidents, decisions --------------------------------------------------
     def findings(
@@ -350,6 +360,8 @@ class ABChecks:
             feature = pair_label(b, c) if b is not None and c is not None else None
             window = (look.since_ms or start, max(end, look.end_ms))
             details = look.values.get(rule.metric)
+            if rule.metric == POPULATION:  # compared over the policy window (see _window)
+                window = (start, end)
             if details is None or b is None or c is None:
                 reason = look.reason or look.unavailable.get(rule.metric, "no value")
                 out[rule.key] = [

@@ -203,6 +203,20 @@ def sentence(metric: str, baseline: str, candidate: str, details: dict[str, Any]
             f"{details.get('noise_floor', 0.0):.3f}), over {nc:,} predictions of {c} and "
             f"{nb:,} of {b}"
         )
+    if metric == "ab_population_js_distance" and value is not None:
+        feature = shown(str(details.get("feature", "")))
+        js, floor = float(details.get("js", 0.0)), float(details.get("noise_floor", 0.0))
+        if not value:
+            return (
+                f"versions {c} and {b} serve alike inputs over the policy window: the largest "
+                f"JS distance is {js:.3f} ({feature}; noise floor {floor:.3f})"
+            )
+        return (
+            f"version {c}'s inputs differ from {b}'s: {feature} at JS distance {js:.3f} "
+            f"(noise floor {floor:.3f}) over the policy window, {nc:,} values of {c} and "
+            f"{nb:,} of {b}: they serve different traffic, so their differences compare "
+            "populations, not only models"
+        )
     if metric.startswith("ab_latency_") and value is not None:
         q = metric.removeprefix("ab_latency_").removesuffix("_ratio")
         lo, hi = details.get("sketch_range", [value, value])

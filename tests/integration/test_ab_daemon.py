@@ -35,12 +35,18 @@ rules:
     metric: ab_accuracy_delta
     critical: -0.01
     actions: {critical: [console]}
+  - name: ab-inputs
+    metric: ab_population_js_distance
+    critical: 0.2
+    actions: {critical: [console]}
 """
 
 
-def events(accuracy: dict[str, float], seed: int) -> tuple[list[bytes], list[bytes]]:
+def events(
+    accuracy: dict[str, float], seed: int, shift: float = 0.0
+) -> tuple[list[bytes], list[bytes]]:
     """Predictions of versions 3 and 4 (assigned at random, 10 ms apart) and their labels,
-    each version right at its ``accuracy``."""
+    each version right at its ``accuracy``; version 4's input ``x`` moved by ``shift``."""
     rng = np.random.default_rng(seed)
     n = 2 * ROWS
     versions = rng.permutation(np.repeat(["3", "4"], ROWS))
@@ -60,7 +66,7 @@ def events(accuracy: dict[str, float], seed: int) -> tuple[list[bytes], list[byt
                     "ts": ts,
                     "prediction": [1 - float(p[i]), float(p[i])],
                     "latency_ms": 5.0,
-                    "features": {"x": float(i % 7)},
+                    "features": {"x": float(i % 7) + (shift if versions[i] == "4" else 0.0)},
                 }
             )
         )
@@ -79,6 +85,7 @@ def run(
     topic: str,
     accuracy: dict[str, float],
     policy: str = POLICY,
+    shift: float = 0.0,
 ) -> Run:
     preds = create_topic(broker.bootstrap, f"p-{topic}")
     labels = create_topic(broker.bootstrap, f"l-{topic}")
@@ -95,7 +102,7 @@ def run(
         alerts={"channels": {"console": {"type": "console"}}},
         ingest={"idle_timeout": "1s"},
     )
-    p, lab = events(accuracy, seed=7)
+    p, lab = events(accuracy, seed=7, shift=shift)
     produce(broker.bootstrap, labels, lab)  # labels first: each joins as its prediction lands
     produce(broker.bootstrap, preds, p)
     last_tick = NOW_MS + 10 * len(p)
@@ -110,13 +117,19 @@ def run(
             ]
 
         wait_until(final, timeout=120, describe=lambda: incidents.evaluations(limit=5))
+        inputs = [
+            r
+            for r in incidents.evaluations("fraud", "ab-inputs", None, 1000)
+            if r["at_ms"] >= last_tick
+        ]
         looks = ABStore(store.engine).looks("fraud")
         base = f"http://{daemon.http.address}"
         shadow = orjson.loads(fetch(base + "/api/shadow")[1])
         found = incidents.incidents(None)
         pages = {i["rule"]: fetch(f"{base}/incidents/{i['fingerprint']}")[1] for i in found}
         pages["model"] = fetch(f"{base}/models/fraud")[1]  # where an A/B decision links
-        return Run(final(), found, looks, shadow, pages, str(tmp_path / "watchkeeper.yaml"))
+        config_path = str(tmp_path / "watchkeeper.yaml")
+        return Run(final(), found, looks, shadow, pages, config_path, inputs)
 
 
 @dataclass
@@ -127,6 +140,8 @@ class Run:
     shadow: dict  # type: ignore[type-arg]
     pages: dict[str, str]
     config: str
+    inputs: list[dict]  # type: ignore[type-arg]
+    """Evaluations of the ``ab_population_js_distance`` rule at the last ticks."""
 
 
 def test_a_true_accuracy_gap_is_found_worse_with_an_incident(
@@ -165,6 +180,9 @@ def test_a_true_accuracy_gap_is_found_worse_with_an_incident(
     assert shown["merged"]["candidate"]["labelled_rows"] == ROWS
     assert shown["window"]["baseline"]["events"] > 0
     assert "warning" not in shown["window"]["population"]  # randomised: the same traffic
+    assert r.inputs and {e["decision"] for e in r.inputs} == {"ok"}
+    assert {e["value"] for e in r.inputs} == {0.0}  # within the noise: nothing to say
+    assert not [i for i in incidents if i["rule"] == "ab-inputs"]
     page = r.pages["ab-accuracy"]
     assert "A/B comparison: version 4 against 3" in page and "always-valid" in page
     assert "labelled_rows" in page and "less accurate than 3" in page
@@ -206,3 +224,22 @@ def test_with_a_short_label_wait_the_fold_runs_and_loses_no_label(
     # … and the fold plus the tail hold every labelled row, exactly once
     assert details["n_baseline"] == details["n_candidate"] == ROWS
     assert details["decision"] == "worse"
+
+
+def test_versions_serving_different_inputs_give_a_population_finding(
+    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str
+) -> None:
+    r = run(broker, store_url, tmp_path, topic_name, {"3": 0.9, "4": 0.9}, shift=3.0)
+    (look,) = r.looks
+    details = look["last"]["values"]["ab_population_js_distance"]
+    assert details["feature"] == "x" and details["value"] == details["js"] > 0.2
+    assert details["value"] > 3 * details["noise_floor"]
+    # the same number the side-by-side report shows for the policy window
+    top = look["last"]["window"]["population"]["largest"][0]
+    assert top["feature"] == "x" and top["js"] == details["js"]
+    assert r.inputs and all(e["decision"] == "breach" for e in r.inputs)
+    (incident,) = [i for i in r.incidents if i["rule"] == "ab-inputs"]
+    assert incident["severity"] == "critical" and incident["feature"] == "4 vs 3"
+    assert "version 4's inputs differ from 3's: x at JS distance" in incident["summary"]
+    (shown,) = r.shadow["ab"]["fraud"]["comparisons"]
+    assert shown["values"]["ab_population_js_distance"]["text"].startswith("version 4's inputs")

@@ -370,3 +370,63 @@ def test_versions_serving_different_traffic_are_flagged(store: Store) -> None:
         "warning" not in alike
         and alike["largest"][0]["js"] < 3 * alike["largest"][0]["noise_floor"]
     )
+
+
+def test_the_population_check_is_a_metric_rules_and_promotion_conditions_read(
+    store: Store,
+) -> None:
+    from watchkeeper.detectors.ab import js_noise_floor, population_shift
+
+    def with_amount(w: WindowSummary, shift: float, seed: int) -> WindowSummary:
+        s = NumericSketch()
+        s.update(np.random.default_rng(seed).normal(shift, 1.0, 2_000))
+        w.features["amount"] = s
+        return w
+
+    checks = ABChecks(store, SIZE, settle_s=0)
+    ab = policy(
+        {
+            "baseline": "3",
+            "candidate": "4",
+            "promotion": {"when": ["ab_population_js_distance <= 0.1"]},
+        },
+        metric="ab_population_js_distance",
+        critical=0.2,
+    )
+    windows = [
+        with_amount(window("3", T0, 2_000, 0.9, 1), 0.0, 1),
+        with_amount(window("4", T0, 2_000, 0.9, 2), 1.0, 2),  # other traffic
+    ]
+    commit(store, windows)
+    (finding,) = checks.findings(ab, T0, T0 + SIZE)[ab.rules[0].key]
+    # an independent computation on the stored windows themselves
+    expected = population_shift(windows[0], windows[1])["amount"]
+    assert finding.value == expected["js"] > 0.2 > 3 * expected["noise_floor"]
+    assert expected["noise_floor"] == js_noise_floor(10, 2_000, 2_000)
+    assert finding.feature == "4 vs 3" and finding.details["feature"] == "amount"
+    assert (finding.window_start_ms, finding.window_end_ms) == (T0, T0 + SIZE)
+    assert "version 4's inputs differ from 3's: amount" in finding.details["text"]
+    (last,) = checks.db.looks()
+    assert last["decision"]["decision"] == "reject"
+    assert "ab_population_js_distance <= 0.1 is false" in last["decision"]["reasons"][0]
+    # the same traffic in the next policy window: within the noise, the value is 0
+    commit(
+        store,
+        [
+            with_amount(window("3", T0 + SIZE, 2_000, 0.9, 3), 0.0, 3),
+            with_amount(window("4", T0 + SIZE, 2_000, 0.9, 4), 0.0, 4),
+        ],
+    )
+    (alike,) = checks.findings(ab, T0 + SIZE, T0 + 2 * SIZE)[ab.rules[0].key]
+    assert alike.value == 0.0 and alike.status == "ok"
+    assert alike.details["js"] < 3 * alike.details["noise_floor"]
+    assert alike.details["text"].startswith("versions 4 and 3 serve alike inputs")
+
+
+def test_without_input_features_the_population_metric_says_why(store: Store) -> None:
+    checks = ABChecks(store, SIZE, settle_s=0)
+    ab = policy(metric="ab_population_js_distance", critical=0.2)
+    commit(store, [window("3", T0, 300, 0.9, 1), window("4", T0, 300, 0.9, 2)])
+    (finding,) = checks.findings(ab, T0, T0 + SIZE)[ab.rules[0].key]
+    assert finding.status == "insufficient_data" and finding.value is None
+    assert "no input feature" in finding.details["reason"]
