@@ -19,9 +19,10 @@ Realised performance metrics (accuracy, f1, mae … on joined labels) run per se
 the label join grades each pair into its prediction's segments, the sample-size guard
 counts a segment's labelled pairs, and ``relative: true`` shifts the same segment of the
 reference's value. So do the label-free estimates (``estimated_*``): segment children
-keep the estimate state of the references in force. Not per segment: the trust check
-(``estimate_mismatch``), shadow and A/B comparisons; ``segment_rules`` naming one of them
-is an error (docs/segments.md).
+keep the estimate state of the references in force, and the trust check
+(``estimate_mismatch``) compares them with each segment's realised value once the
+segment's labels are in. Not per segment: shadow and A/B comparisons; ``segment_rules``
+naming one of them is an error (docs/segments.md).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from typing import Annotated, Final, Literal, TypeVar
 
 import pydantic
 from pydantic import ConfigDict, Field
-from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.segments import DEFAULT_TOP_K, MAX_TOP_K, SegmentSpec
@@ -39,9 +39,6 @@ from watchkeeper.detectors.window import WindowSummary
 
 SEGMENT_SCOPES: Final = ("column", "window", "performance", "estimate")
 """Metric scopes a segment can run (shadow and A/B comparisons are not per segment)."""
-NOT_PER_SEGMENT: Final = (TRUST_METRIC,)
-"""Metrics of those scopes that do not run per segment: the trust check reads the
-labelled span of whole windows (daemon/checks/checker.py)."""
 FEATURE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
 """A segment feature's name: no ``[``, ``]`` or ``=`` (they delimit the segment slot)."""
 MAX_SEGMENT_FEATURES = 4
@@ -92,7 +89,6 @@ class SegmentedPolicy(pydantic.BaseModel):
             for key, metric in rules
             if self.segments
             and METRICS[metric].scope in SEGMENT_SCOPES
-            and metric not in NOT_PER_SEGMENT
             and (self.segment_rules == "all" or key in self.segment_rules)
         ]
 
@@ -108,11 +104,6 @@ def check_rules(
         if key not in keys:
             return f"segment_rules names '{key}', which is not a rule of this policy"
         scope = METRICS[keys[key]].scope
-        if keys[key] in NOT_PER_SEGMENT:
-            return (
-                f"segment_rules: '{key}' ({keys[key]}) does not run per segment: it compares "
-                "a whole window's estimate with its realised value"
-            )
         if scope not in SEGMENT_SCOPES:
             return (
                 f"segment_rules: '{key}' ({keys[key]}) is {'an' if scope[0] in 'aeiou' else 'a'} "

@@ -28,7 +28,10 @@ from watchkeeper.daemon.checks.estimates import (
 )
 from watchkeeper.daemon.checks.performance_rows import PerformanceRowCache
 from watchkeeper.daemon.checks.reference_cache import ReferenceCache
-from watchkeeper.daemon.checks.segment_findings import add_segment_findings
+from watchkeeper.daemon.checks.segment_findings import (
+    add_segment_findings,
+    segment_trust_findings,
+)
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.shadow.checks import ShadowChecks
@@ -155,7 +158,7 @@ def assess(
         trust = EstimateTrust(**rule.options)
         lookback = None if trust.lookback is None else int(parse_duration(trust.lookback) * 1000)
         min_samples = rule.min_samples or policy.min_samples
-        covered = spans.covered(
+        span = spans.span(
             f"{policy.key}/{rule.key}",
             store,
             parts,
@@ -171,14 +174,14 @@ def assess(
         found[rule.key] = (
             evaluate(
                 reference,
-                covered,
+                span.labelled,
                 [rule.metric],
                 min_samples=min_samples,
                 options={rule.metric: rule.options} if rule.options else None,
             )
-            if covered is not None
+            if span is not None
             else [no_labelled_windows(policy.model, window)]
-        )
+        ) + segment_trust_findings(policy, rule, reference, window, span)
     if extra is not None:
         found.update(extra(start, end))
     # relative: true shifts the reference's realised values; estimated_* shift the

@@ -6,7 +6,9 @@
   the stored windows whose labels have (nearly) all arrived, so the realised value and
   the estimate it is set against cover the same predictions; :class:`LabelledSpans`
   finds the newest span of the policy's length with them, searching back (bounded)
-  when labels come later than the policy window.
+  when labels come later than the policy window; the per-segment trust check
+  (:func:`~watchkeeper.daemon.checks.segment_findings.segment_trust_findings`) reads the
+  same span, each segment's labelled windows judged on their own.
 * :class:`EstimateFollowUp` — while an incident on an ``estimated_*`` metric is open, the
   labels of the predictions it was raised on keep arriving; when they are enough to
   compare (``min_samples`` pairs, then each doubling), it emits an ``updated`` event
@@ -73,6 +75,17 @@ MIN_RESEARCH_MS = 60_000
 often than once a minute): between searches the span found is re-read alone."""
 
 
+@dataclass(frozen=True)
+class Span:
+    """The span the trust check reads: its bounds, its stored windows (every one, labelled
+    or not: a segment judges its own labelled share) and their labelled roll-up."""
+
+    start: int
+    end: int
+    windows: list[WindowSummary]
+    labelled: WindowSummary
+
+
 @dataclass
 class _Found:
     start: int
@@ -114,13 +127,35 @@ class LabelledSpans:
         lookback_ms: int | None = None,
     ) -> WindowSummary | None:
         """The roll-up of the span's labelled windows, or None (see the class docstring)."""
+        found = self.span(
+            key, store, parts, model, start, end, reference, at_ms, min_samples, share, lookback_ms
+        )
+        return None if found is None else found.labelled
+
+    def span(
+        self,
+        key: str,
+        store: Store,
+        parts: list[WindowSummary],
+        model: str,
+        start: int,
+        end: int,
+        reference: ReferenceProfile | None,
+        at_ms: int,
+        min_samples: int,
+        share: float = LABELLED_SHARE,
+        lookback_ms: int | None = None,
+    ) -> Span | None:
+        """:meth:`covered` with the span's bounds and windows (the per-segment check reads
+        the same span), or None."""
 
         def enough(w: WindowSummary | None) -> bool:
             return w is not None and w.performance is not None and w.performance.n >= min_samples
 
         current = labelled_windows(parts, model, start, end, reference, share)
         if enough(current):
-            return current
+            assert current is not None
+            return Span(start, end, parts, current)
         lookback = self.default_lookback_ms if lookback_ms is None else lookback_ms
         span = end - start
         found = self._found.get(key)
@@ -134,8 +169,12 @@ class LabelledSpans:
             assert found is not None
             if found.end <= found.start:
                 return None  # searched lately, nothing labelled: no new search yet
-            again = labelled_windows(store, model, found.start, found.end, reference, share)
-            return again if enough(again) else None
+            windows = [w.summary for w in store.windows(model, None, found.start, found.end)]
+            again = labelled_windows(windows, model, found.start, found.end, reference, share)
+            if not enough(again):
+                return None
+            assert again is not None
+            return Span(found.start, found.end, windows, again)
         self.searches += 1
         hi = start
         floor = end - lookback
@@ -148,12 +187,12 @@ class LabelledSpans:
                 by_span[(hi - stored.summary.start_ms - 1) // span].append(stored.summary)
             for i in range(spans):
                 lo = hi - (i + 1) * span
-                window = labelled_windows(
-                    by_span.get(i, []), model, lo, lo + span, reference, share
-                )
+                windows = by_span.get(i, [])
+                window = labelled_windows(windows, model, lo, lo + span, reference, share)
                 if enough(window):
+                    assert window is not None
                     self._found[key] = _Found(lo, lo + span, at_ms, lookback)
-                    return window
+                    return Span(lo, lo + span, windows, window)
             hi -= spans * span
         self._found[key] = _Found(0, 0, at_ms, lookback)
         return None

@@ -11,14 +11,23 @@ labelled pairs for realised performance, scored predictions for an estimate). Ea
 finding's feature slot names its segment (``amount[country=DE]``) and its details carry
 ``segment: {"country": "DE"}``, so the engine keeps one member, and one incident, per
 segment.
+
+The trust check (``estimate_mismatch``) per segment (:func:`segment_trust_findings`)
+reads the span the whole check reads (:class:`~watchkeeper.daemon.checks.estimates.
+LabelledSpans`), and of each of its windows the segment's child only when the segment's
+own labels have (nearly) all arrived (``labelled_share`` of the segment's predictions
+graded), so a segment whose labels lag is never set against its estimate on other rows;
+its estimate and band are the whole reference's estimation's, as for ``estimated_*``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from watchkeeper.daemon.checks.estimates import Span, labelled_windows
 from watchkeeper.detectors.base import Finding
-from watchkeeper.detectors.estimate_findings import estimate_finding
+from watchkeeper.detectors.estimate_findings import estimate_finding, trust_findings
+from watchkeeper.detectors.estimate_trust import TRUST_METRIC, EstimateTrust
 from watchkeeper.detectors.estimated_performance import ESTIMATED_METRICS
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
@@ -137,8 +146,57 @@ def add_segment_findings(
     """Append the per-segment findings of ``policy``'s rules to ``found`` (by rule key)."""
     keys = set(policy.segmented_rules())
     for rule in policy.rules:
-        if rule.key in keys:
+        if rule.key in keys and rule.metric != TRUST_METRIC:  # segment_trust_findings
             found[rule.key] = [
                 *found.get(rule.key, []),
                 *_rule_findings(policy, rule, reference, window, duration_s),
             ]
+
+
+def segment_trust_findings(
+    policy: Policy,
+    rule: Rule,
+    reference: ReferenceProfile | None,
+    window: WindowSummary,
+    span: Span | None,
+) -> list[Finding]:
+    """``estimate_mismatch`` per segment over the whole check's labelled ``span`` (see
+    the module docstring); ``window`` is the policy window (its segments and bounds name
+    the segments and the findings' window when no span has its labels)."""
+    if rule.key not in set(policy.segmented_rules()):
+        return []
+    trust = EstimateTrust(**rule.options)
+    min_samples = policy.segment_min_samples or rule.min_samples or policy.min_samples
+    out: list[Finding] = []
+    for feature in policy.segments:
+        children: dict[str, list[WindowSummary]] = {}
+        mixed = False
+        # without a span the policy window's segments (and the reference's) are named
+        for w in span.windows if span is not None else [window]:
+            split = w.segments.get(feature)
+            if split is not None:
+                mixed = mixed or split.mixed
+                for label, child in split.children.items():
+                    children.setdefault(label, []).append(child)
+        segs = reference.segments.get(feature) if reference is not None else None
+        labels = set(children) | (set(segs.profiles) if segs is not None else set())
+        for label in sorted(labels):
+            if span is None:
+                found = [_no_span(window, rule)]
+            else:
+                lo, hi = span.start, span.end
+                labelled = labelled_windows(
+                    children.get(label, []), window.model, lo, hi, reference, trust.labelled_share
+                )
+                if labelled is None:  # none of the span's windows has this segment's labels
+                    labelled = WindowSummary(window.model, window.version, lo, hi - lo)
+                found = trust_findings(TRUST_METRIC, reference, labelled, min_samples, trust.width)
+            out += [_tagged(f, feature, label, mixed) for f in found]
+    return out
+
+
+def _no_span(window: WindowSummary, rule: Rule) -> Finding:
+    return dataclasses.replace(
+        _no_reference(window, rule, "no span of the policy window's length has its labels"),
+        n_current=0,
+    )

@@ -210,3 +210,108 @@ def test_the_trust_check_finds_labels_later_than_the_policy_window(store_url: st
         again = checker.run(loaded, tick + 2 * SIZE_MS + 1000)
         assert checker.spans.searches == searches
         assert [e.value for e in again.evaluations] == [e.value for e in later.evaluations]
+
+
+def test_the_trust_check_runs_per_segment_and_finds_the_segment_whose_estimate_is_wrong(
+    store_url: str,
+) -> None:
+    """Predictions of three countries, every label in; P(y | x) holds in DE and US and is
+    turned around in FR (concept drift there only): ``estimate_mismatch`` breaches for
+    country=FR and for no other segment, each segment guarded by its own sample size."""
+    from watchkeeper.daemon.store.label_join import JoinBuffer, JoinSettings, _grade
+    from watchkeeper.detectors.estimate_trust import EstimateTrust
+    from watchkeeper.detectors.segments import SegmentSpec
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=20_000)
+    p = 1 / (1 + np.exp(-2 * x))
+    est = fit_binary_estimation(p, rng.random(x.size) < p)
+    profile = ReferenceProfile("fraud", {}, x.size, estimation=est)
+    plan = (SegmentSpec("country", 20, ("DE", "FR", "US", "IT")),)
+    policy = Policy.model_validate(
+        {
+            "model": "fraud",
+            "window": "20m",
+            "schedule": {"every": "5m"},
+            "min_samples": 200,
+            "segments": ["country"],
+            "segment_min_samples": 300,
+            "rules": [{"name": "trust", "metric": "estimate_mismatch", "critical": 1.0}],
+        }
+    )
+    loaded = LoadedPolicy(policy, "/nowhere/fraud.yaml", "v1")
+    per_window, windows = 2_000, 4
+    countries = np.array(["DE", "FR", "US", "IT"], dtype=object)
+    n = per_window * windows
+    country = rng.choice(countries, size=n, p=[0.36, 0.31, 0.3, 0.03]).astype(object)
+    scores = 1 / (1 + np.exp(-2 * rng.normal(size=n)))
+    y = np.where(country == "FR", rng.random(n) < 1 - scores, rng.random(n) < scores)
+    zeros = np.zeros(n, bool)
+    ids = np.array([f"r{i}" for i in range(n)], dtype=object)
+    ts = NOW_MS + np.arange(n, dtype=np.int64) * (windows * SIZE_MS // n)
+    preds = ColumnBatch(
+        model="fraud",
+        role="predictions",
+        ts_ms=ts,
+        versions=np.array(["1"] * n, dtype=object),
+        keys=record_keys(0, 0, np.arange(n)),
+        request_ids=ids,
+        features={"country": Column("categorical", country, zeros, zeros)},
+        prediction=Column("numeric", scores, zeros, zeros),
+    )
+    labels = ColumnBatch(
+        model="fraud",
+        role="labels",
+        ts_ms=ts + 1,
+        versions=np.array(["1"] * n, dtype=object),
+        keys=record_keys(1, 0, np.arange(n)),
+        request_ids=ids,
+        label=Column("numeric", y.astype(np.float64), zeros, zeros),
+    )
+    with Store.open(store_url) as store:
+        store.save_reference(profile)
+        checker = Checker(store, IncidentStore(store.engine), 300)
+        settings_ = SketchSettings(estimation=lambda model: est, segments=lambda model: plan)
+        state = WindowState(300, 3600, settings_)
+        state.add(preds)
+        store.commit("g", state.drain(), {("preds", 0): n})
+        # every label joins its prediction, graded into the window and its segments
+        buffer = JoinBuffer()
+        buffer.add(preds, SIZE_MS, plan)
+        buffer.add(labels, SIZE_MS, plan)
+        by_id = {r["request_id"]: r for r in buffer.predictions}
+        graded: dict[WindowKey, WindowSummary] = {}
+        pairs = [(by_id[lab["request_id"]], lab) for lab in buffer.labels]
+        _grade(graded, SIZE_MS, pairs, JoinSettings(), buffer.plans)
+        store.commit("g", Delta(SIZE_MS, graded), {("labels", 0): n})
+        result = checker.run(loaded, NOW_MS + windows * SIZE_MS)
+    by = {e.feature: e for e in result.evaluations if e.rule == "trust"}
+    for c in ("DE", "US", "FR"):
+        assert f"estimated_accuracy[country={c}]" in by and f"estimated_roc_auc[country={c}]" in by
+    fr = by["estimated_accuracy[country=FR]"]
+    assert fr.decision == "breach" and fr.value is not None and fr.value > 3
+    for c in ("DE", "US"):
+        for m in ("estimated_accuracy", "estimated_roc_auc"):
+            assert by[f"{m}[country={c}]"].decision == "ok", (m, c)
+    # the sample-size guard per segment: IT's ~240 labelled pairs < segment_min_samples
+    assert int((country == "IT").sum()) < 300
+    assert by["estimated_accuracy[country=IT]"].decision == "insufficient_data"
+    opened = sorted(e.incident.feature for e in result.events if e.kind == "opened")
+    assert "estimated_accuracy[country=FR]" in opened
+    assert not [f for f in opened if f and ("country=DE" in f or "country=US" in f)]
+    # an independent computation on FR's rows alone: realised from the labels, the
+    # estimate from a window of FR's predictions only, the band of EstimateTrust
+    mine = country == "FR"
+    realised = float(np.mean((scores[mine] >= 0.5) == y[mine]))
+    alone = WindowSummary("fraud", "1", 0, SIZE_MS, SketchSettings(estimation=lambda m: est))
+    alone.update(preds, np.flatnonzero(mine))
+    sketch = alone.estimates.of(est)
+    assert sketch is not None
+    verdict = EstimateTrust().score(
+        realised,
+        int(mine.sum()),
+        est.estimate("estimated_accuracy", sketch),
+        est.spreads["accuracy"],
+    )
+    assert fr.n_current == int(mine.sum())
+    assert fr.value == pytest.approx(verdict.mismatch, rel=1e-9)

@@ -408,7 +408,6 @@ def test_digest_rules_get_one_digest_per_segment() -> None:
         ({"segment_top_k": 5}, "segment_top_k without segments"),
         ({"segments": ["a[b"]}, "should match pattern"),
         ({"segments": ["country"], "segment_rules": ["nope"]}, "not a rule of this policy"),
-        ({"segments": ["country"], "segment_rules": ["trust"]}, "does not run per segment"),
         ({"segments": ["a", "b", "c", "d", "e"]}, "at most 4 items"),
         ({"segments": ["country"], "segment_topk": 5}, "Extra inputs are not permitted"),
     ],
