@@ -212,12 +212,15 @@ def test_the_trust_check_finds_labels_later_than_the_policy_window(store_url: st
         assert [e.value for e in again.evaluations] == [e.value for e in later.evaluations]
 
 
+@pytest.mark.parametrize("lag", [False, True], ids=["all-labels", "us-labels-lag"])
 def test_the_trust_check_runs_per_segment_and_finds_the_segment_whose_estimate_is_wrong(
-    store_url: str,
+    store_url: str, lag: bool
 ) -> None:
     """Predictions of three countries, every label in; P(y | x) holds in DE and US and is
     turned around in FR (concept drift there only): ``estimate_mismatch`` breaches for
-    country=FR and for no other segment, each segment guarded by its own sample size."""
+    country=FR and for no other segment, each segment guarded by its own sample size.
+    ``lag``: US's labels of the last window have not arrived — the window counts for the
+    whole (70 % graded, ``labelled_share: 0.6``) but not for US."""
     from watchkeeper.daemon.store.label_join import JoinBuffer, JoinSettings, _grade
     from watchkeeper.detectors.estimate_trust import EstimateTrust
     from watchkeeper.detectors.segments import SegmentSpec
@@ -236,7 +239,14 @@ def test_the_trust_check_runs_per_segment_and_finds_the_segment_whose_estimate_i
             "min_samples": 200,
             "segments": ["country"],
             "segment_min_samples": 300,
-            "rules": [{"name": "trust", "metric": "estimate_mismatch", "critical": 1.0}],
+            "rules": [
+                {
+                    "name": "trust",
+                    "metric": "estimate_mismatch",
+                    "critical": 1.0,
+                    "options": {"labelled_share": 0.6},
+                }
+            ],
         }
     )
     loaded = LoadedPolicy(policy, "/nowhere/fraud.yaml", "v1")
@@ -282,6 +292,11 @@ def test_the_trust_check_runs_per_segment_and_finds_the_segment_whose_estimate_i
         by_id = {r["request_id"]: r for r in buffer.predictions}
         graded: dict[WindowKey, WindowSummary] = {}
         pairs = [(by_id[lab["request_id"]], lab) for lab in buffer.labels]
+        last = NOW_MS + (windows - 1) * SIZE_MS
+        lagging = (country == "US") & (ts >= last)
+        if lag:
+            late = set(ids[lagging].tolist())
+            pairs = [(pr, lab) for pr, lab in pairs if pr["request_id"] not in late]
         _grade(graded, SIZE_MS, pairs, JoinSettings(), buffer.plans)
         store.commit("g", Delta(SIZE_MS, graded), {("labels", 0): n})
         result = checker.run(loaded, NOW_MS + windows * SIZE_MS)
@@ -314,4 +329,8 @@ def test_the_trust_check_runs_per_segment_and_finds_the_segment_whose_estimate_i
         est.spreads["accuracy"],
     )
     assert fr.n_current == int(mine.sum())
+    us = by["estimated_accuracy[country=US]"]
+    counted = (country == "US") & ~lagging if lag else country == "US"
+    assert us.n_current == int(counted.sum())  # the lagging window left out for US only
+    assert by["estimated_accuracy"].n_current == n - (int(lagging.sum()) if lag else 0)
     assert fr.value == pytest.approx(verdict.mismatch, rel=1e-9)
