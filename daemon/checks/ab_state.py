@@ -1,11 +1,12 @@
 """The running state of one A/B comparison: what a check keeps between looks.
 
 * ``folded``: per version, the roll-up of its windows from the comparison's start up to
-  ``folded_until_ms``, trimmed to what the comparison reads (no feature sketches, no row
-  sample), so a check reads only the windows after it: the cost of a look does not grow
-  with the length of the experiment. Windows are folded once they are *settled* — ended
-  longer ago than the label TTL plus a window (labels keep joining into a window's
-  performance sketch until then) — so a late label is not lost to the fold.
+  ``folded_until_ms``, trimmed to what the comparison reads (no feature sketches, row
+  sample or segments: :func:`comparison_view`), so a check reads only the windows after
+  it: the cost of a look does not grow with the length of the experiment. Windows are
+  folded once they are *settled* — ended longer ago than the label TTL plus a window
+  (labels keep joining into a window's performance sketch until then) — so a late label
+  is not lost to the fold.
 * ``intervals``: per interval metric, the running intersection of every look's interval
   (:meth:`~watchkeeper.detectors.sequential.Interval.narrowed`), so a decision, once
   reached, never flips back; reset when the interval settings (alpha, tuned_rows,
@@ -29,13 +30,19 @@ from watchkeeper.detectors.window import WindowSummary
 STATE_FORMAT = 1
 
 
+def comparison_view(data: dict[str, Any]) -> WindowSummary:
+    """A stored summary without its feature sketches, row sample and segments, which are
+    never built: a comparison reads the prediction, latency, performance and estimate
+    state and the event counts (what :meth:`ABState.fold` keeps, and the look's windows
+    before the policy window)."""
+    reservoir = int(data["settings"][2])
+    data = data | {"features": {}, "segments": [], "sample": Reservoir(reservoir).to_dict()}
+    return WindowSummary.from_dict(data)
+
+
 def trimmed(summary: WindowSummary) -> WindowSummary:
-    """A copy without the feature sketches and the row sample (a comparison reads the
-    prediction, latency and performance sketches and the event counts)."""
-    out = WindowSummary.from_dict(summary.to_dict())
-    out.features = {}
-    out.sample = Reservoir(out.settings.reservoir_size)
-    return out
+    """A copy as :func:`comparison_view` reads it."""
+    return comparison_view(summary.to_dict())
 
 
 def rolled(

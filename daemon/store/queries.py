@@ -251,12 +251,14 @@ class StoreQueries:
         version: str | None = None,
         start_ms: int | None = None,
         end_ms: int | None = None,
+        view: window_parts.View = WindowSummary.from_dict,
     ) -> list[StoredWindow]:
         """Stored windows, oldest first; ``start_ms``/``end_ms`` bound their start times.
         Each is its stored row merged with the parts flushes appended since
-        (:mod:`~watchkeeper.daemon.store.window_parts`)."""
+        (:mod:`~watchkeeper.daemon.store.window_parts`); ``view`` builds each from its
+        stored form (a reader of only the parts a caller needs)."""
         with self._read(None) as conn:
-            return window_parts.read(conn, model, version, start_ms, end_ms)
+            return window_parts.read(conn, model, version, start_ms, end_ms, view)
 
     def reference(self, model: str, name: str = "default") -> ReferenceProfile | None:
         with self._read(None) as conn:

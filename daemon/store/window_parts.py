@@ -20,7 +20,7 @@ deletes exactly the parts it folded, so a part another replica commits meanwhile
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,14 +162,19 @@ def fold(conn: Connection, dialect: str, key: StoredKey) -> None:
     conn.execute(delete(t.window_parts).where(t.window_parts.c.id.in_([p.id for p in parts])))
 
 
-def _merged(base: bytes | None, parts: Iterable[bytes]) -> WindowSummary:
+View = Callable[[dict[str, Any]], WindowSummary]
+"""Builds a summary from its stored form: :meth:`WindowSummary.from_dict`, or a reader
+of only the parts a caller needs (one that skips the feature sketches)."""
+
+
+def _merged(
+    base: bytes | None, parts: Iterable[bytes], view: View = WindowSummary.from_dict
+) -> WindowSummary:
     """The base summary with the parts merged into it in order (the first part is the
     base when there is none, as the first flush's summary was)."""
-    out: WindowSummary | None = (
-        None if base is None else WindowSummary.from_dict(orjson.loads(base))
-    )
+    out: WindowSummary | None = None if base is None else view(orjson.loads(base))
     for blob in parts:
-        part = WindowSummary.from_dict(orjson.loads(blob))
+        part = view(orjson.loads(blob))
         if out is None:
             out = part
         else:
@@ -184,9 +189,10 @@ def read(
     version: str | None = None,
     start_ms: int | None = None,
     end_ms: int | None = None,
+    view: View = WindowSummary.from_dict,
 ) -> list[StoredWindow]:
-    """Stored windows, each its base merged with its parts; ordered by model, version,
-    start (and size)."""
+    """Stored windows, each its base merged with its parts (each built by ``view``);
+    ordered by model, version, start (and size)."""
 
     def bounded(query: Any, table: Any) -> Any:
         c = table.c
@@ -219,7 +225,7 @@ def read(
     out = []
     for key in sorted(set(base_of) | set(parts_of), key=lambda k: (k[0], k[1], k[3], k[2])):
         base, mine = base_of.get(key), parts_of.get(key, [])
-        summary = _merged(None if base is None else base.summary, [r.summary for r in mine])
+        summary = _merged(None if base is None else base.summary, [r.summary for r in mine], view)
         late = (0 if base is None else int(base.late_events)) + sum(
             int(r.late_events) for r in mine
         )

@@ -104,14 +104,21 @@ def test_each_look_rolls_up_everything_since_the_start_reading_only_the_unsettle
     checks = ABChecks(store, SIZE, settle_s=600)  # settled 10 min + a window after the end
     p = policy()
     read: list[int] = []
-    parts_of = checks._parts
+    parts_of, trimmed_of = checks.looks._parts, checks.looks._comparison_parts
 
     def counting(model: str, version: str, lo: int, hi: int) -> list[WindowSummary]:
         got = parts_of(model, version, lo, hi)
         read.append(len(got))
         return got
 
-    checks._parts = counting  # type: ignore[method-assign]
+    def counting_trimmed(model: str, version: str, lo: int, hi: int) -> list[WindowSummary]:
+        got = trimmed_of(model, version, lo, hi)
+        assert all(not w.features and not w.segments and not len(w.sample.keys) for w in got)
+        read.append(len(got))
+        return got
+
+    checks.looks._parts = counting  # type: ignore[method-assign]
+    checks.looks._comparison_parts = counting_trimmed  # type: ignore[method-assign]
     every: dict[str, list[WindowSummary]] = {"3": [], "4": []}
     for i in range(40):
         start = T0 + i * SIZE
@@ -250,7 +257,7 @@ def test_label_wait_bounds_the_windows_a_look_reads_afresh(store: Store) -> None
     state = checks.db.load(short.key, "3", "4")
     assert state is not None
     assert state.folded_until_ms == end - 10 * 60_000 - SIZE  # the wait and one window
-    assert checks._settle_ms(default.compare) == 86_400_000 + SIZE  # type: ignore[arg-type]
+    assert checks.looks._settle_ms(default.compare) == 86_400_000 + SIZE  # type: ignore[arg-type]
 
 
 def test_an_incident_of_a_pair_no_longer_in_force_resolves(store: Store) -> None:
