@@ -36,27 +36,21 @@ comparison's confidence; ``options: {value: estimate}`` judges the point value i
 from __future__ import annotations
 
 import datetime as dt
-import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Protocol
 
 import pydantic
 from pydantic import ConfigDict, Field
 from watchkeeper.detectors.ab import AB_METRICS
 from watchkeeper.detectors.sequential import DEFAULT_ALPHA, DEFAULT_MIN_ROWS, DEFAULT_TUNED_ROWS
+from watchkeeper.policies.conditions import OPS, parsed_each
 from watchkeeper.policies.durations import Duration
 
 INTERVAL_METRICS = tuple(n for n, m in AB_METRICS.items() if m.interval)
 STATISTICS = ("bound", "estimate", "low", "high")
 """What an ``ab_*`` rule judges (``options: {value: …}``); see the module docstring."""
 VERSION = r"[^\x00-\x1f\x7f]{1,200}"
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-}
 _CONDITION = re.compile(
     r"^\s*(ab_[a-z0-9_]+)(?:\.(low|high|estimate|decision))?\s*(>=|<=|>|<|==)\s*(\S+)\s*$"
 )
@@ -151,7 +145,7 @@ class ABCondition(_Strict):
         if self.stat == "decision":
             return value == self.bound
         assert isinstance(value, float | int) and isinstance(self.bound, float)
-        return _OPS[self.op](float(value), self.bound)
+        return OPS[self.op](float(value), self.bound)
 
     def __str__(self) -> str:
         name = self.metric if self.stat == "value" else f"{self.metric}.{self.stat}"
@@ -162,16 +156,13 @@ class ABCondition(_Strict):
 class ABPromotion(_Strict):
     """When the candidate version is recommended (or not) over the baseline."""
 
-    when: Annotated[tuple[ABCondition, ...], Field(min_length=1)]
+    when: Annotated[
+        tuple[ABCondition, ...],
+        Field(min_length=1),
+        pydantic.BeforeValidator(parsed_each(ABCondition.parse)),
+    ]
     on_promote: tuple[str, ...] = ()
     on_reject: tuple[str, ...] = ()
-
-    @pydantic.field_validator("when", mode="before")
-    @classmethod
-    def _parse(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return tuple(ABCondition.parse(v) if isinstance(v, str) else v for v in value)
-        return value
 
 
 class Compare(_Strict):

@@ -51,9 +51,7 @@ decide and is an error, as is a section with neither candidates nor those attrib
 
 from __future__ import annotations
 
-import operator
 import re
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 import pydantic
@@ -61,16 +59,11 @@ from pydantic import ConfigDict, Field
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 from watchkeeper.detectors.attribution import AttributionComparison
 from watchkeeper.detectors.registry import METRICS
+from watchkeeper.policies.conditions import OPS, parsed_each
 from watchkeeper.policies.durations import Duration
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _CONDITION = re.compile(r"^\s*([a-z0-9_]+)\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d*)?(?:[eE]-?\d+)?)\s*$")
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-}
 
 
 class _Strict(pydantic.BaseModel):
@@ -152,27 +145,24 @@ class Condition(_Strict):
         return cls(metric=metric, op=op, bound=float(bound))  # type: ignore[arg-type]
 
     def holds(self, value: float) -> bool:
-        return _OPS[self.op](value, self.bound)
+        return OPS[self.op](value, self.bound)
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {self.bound:g}"
 
 
 class Promotion(_Strict):
-    when: Annotated[tuple[Condition, ...], Field(min_length=1)]
+    when: Annotated[
+        tuple[Condition, ...],
+        Field(min_length=1),
+        pydantic.BeforeValidator(parsed_each(Condition.parse)),
+    ]
     min_rows: Annotated[int, Field(ge=1)] = 10_000
     min_labelled_rows: Annotated[int, Field(ge=1)] = 500
     """Rows with labels a decision needs when a condition is label-based (``*_delta``)."""
     over: Duration = Field(default=86_400.0, gt=0)
     on_promote: tuple[str, ...] = ()
     on_reject: tuple[str, ...] = ()
-
-    @pydantic.field_validator("when", mode="before")
-    @classmethod
-    def _parse(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return tuple(Condition.parse(v) if isinstance(v, str) else v for v in value)
-        return value
 
 
 class Attributions(_Strict):
