@@ -66,9 +66,11 @@ def incident_summary(
     member = firing[feature]
     if rule.metric == TRUST_METRIC:  # the finding's feature names the estimate compared
         value = "n/a" if member.value is None else f"{member.value:.3g}"
+        estimate, part = split_slot(feature)  # per segment: the segment is named
+        where = policy.model + (f" for {part[0]}={part[1]}" if part is not None else "")
         return (
-            f"performance estimates no longer match realised labels on {policy.model}: "
-            f"concept drift suspected ({feature} off by {value}× the gap sampling "
+            f"performance estimates no longer match realised labels on {where}: "
+            f"concept drift suspected ({estimate} off by {value}× the gap sampling "
             f"explains; {severity})"
         )
     bare, segment = split_slot(feature)

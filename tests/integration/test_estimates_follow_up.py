@@ -313,6 +313,15 @@ def test_the_trust_check_runs_per_segment_and_finds_the_segment_whose_estimate_i
     assert by["estimated_accuracy[country=IT]"].decision == "insufficient_data"
     opened = sorted(e.incident.feature for e in result.events if e.kind == "opened")
     assert "estimated_accuracy[country=FR]" in opened
+    said = next(
+        e.incident.summary
+        for e in result.events
+        if e.incident.feature == "estimated_accuracy[country=FR]"
+    )
+    assert said.startswith(
+        "performance estimates no longer match realised labels on fraud for country=FR: "
+        "concept drift suspected (estimated_accuracy off by "
+    )
     assert not [f for f in opened if f and ("country=DE" in f or "country=US" in f)]
     # an independent computation on FR's rows alone: realised from the labels, the
     # estimate from a window of FR's predictions only, the band of EstimateTrust
