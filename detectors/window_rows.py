@@ -33,6 +33,7 @@ slices, not a Python pass per column.
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -256,7 +257,9 @@ def _value(column: Column, i: int) -> Any:
     value = column.values[i]
     if column.kind == "numeric":
         number = float(value)
-        return number if number == number else None  # NaN is stored as null in samples
+        # NaN and ±inf are null in a sample: JSON has neither (orjson writes null), so the
+        # row in memory is the row read back
+        return number if math.isfinite(number) else None
     return value
 
 
