@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from watchkeeper.detectors.calibrator import MulticlassCalibrator, StepCalibrator
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.column_batch import Column, ColumnBatch, IndexArray, Kind
+from watchkeeper.detectors.column_sketch import ColumnSketch, sketch_from_dict
 from watchkeeper.detectors.estimate_sketch import (
     binary_decisions,
     class_index,
@@ -38,13 +40,8 @@ from watchkeeper.detectors.segments import (
     SegmentSpec,
     SegmentSplit,
 )
-from watchkeeper.detectors.sketches import (
-    CategoryCounts,
-    ColumnSketch,
-    NumericSketch,
-    settle_full,
-    sketch_from_dict,
-)
+from watchkeeper.detectors.settle import settle_full
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window_estimates import WindowEstimates
 from watchkeeper.detectors.window_rows import (
     COMPACT_ROWS,
@@ -162,7 +159,7 @@ class WindowSummary:
         its sketches or it passes :data:`COMPACT_ROWS`; None: sketches (``_LAZY``) built."""
         self._compact_rows = 0
         self._kinds: dict[str, Kind] = {}
-        self._layout: object = None
+        self._layout: tuple[tuple[str, Kind], ...] | None = None
         if self._compact is None:
             self._build()
 
@@ -233,12 +230,16 @@ class WindowSummary:
             or not _LAZY.isdisjoint(self.__dict__)
         ):
             return False
-        if packed.layout is not self._layout:
-            kinds = self._kinds
-            if any(kinds.get(name, kind) != kind for name, kind in packed.layout):
-                return False  # a column changed kind: the sketches' rules decide
-            kinds.update(packed.layout)
-            self._layout = packed.layout
+        layout = packed.layout
+        if layout is not self._layout:
+            if self._layout is None:  # a new window: nothing to disagree with
+                self._layout = layout
+            else:
+                kinds = self._kinds or dict(self._layout)
+                if any(kinds.get(name, kind) != kind for name, kind in layout):
+                    return False  # a column changed kind: the sketches' rules decide
+                kinds.update(layout)
+                self._kinds, self._layout = kinds, layout
         rows.append(packed.slice(lo, hi))
         self._compact_rows += n
         role = packed.batch.role
@@ -290,7 +291,7 @@ class WindowSummary:
 
     def numeric_sketches(self) -> list[NumericSketch]:
         """Its numeric sketches (features, prediction, class, label, latency): what a
-        flush settles together (:func:`~watchkeeper.detectors.sketches.settle_sketches`);
+        flush settles together (:func:`~watchkeeper.detectors.settle.settle_sketches`);
         none while compact (nothing queued)."""
         if self._compact is not None:
             return []

@@ -24,7 +24,8 @@ import numpy as np
 from watchkeeper.daemon.eventtime.watermarks import Mark, MarkKey, PartitionKey, PartitionStatus
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
-from watchkeeper.detectors.sketches import NumericSketch, settle_sketches
+from watchkeeper.detectors.settle import settle_sketches
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.detectors.window_rows import COMPACT_ROWS, PackedBatch
 
@@ -207,7 +208,7 @@ def _group_bounds(ts: np.ndarray[Any, Any], bounds: list[int]) -> tuple[list[int
 
 def settle_windows(windows: Iterable[WindowSummary]) -> None:
     """Summarise the values every numeric sketch of ``windows`` queued, in one pass
-    (:func:`~watchkeeper.detectors.sketches.settle_sketches`): a flush of thousands of small
+    (:func:`~watchkeeper.detectors.settle.settle_sketches`): a flush of thousands of small
     windows costs a few numpy calls, not a dozen per sketch."""
     sketches: list[NumericSketch] = []
     for window in windows:

@@ -10,11 +10,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from watchkeeper.detectors.grouped_moments import group_bins, group_moments
-from watchkeeper.detectors.sketches import (
-    PENDING_VALUES,
-    NumericSketch,
-    settle_sketches,
-)
+from watchkeeper.detectors.settle import settle_sketches
+from watchkeeper.detectors.sketches import PENDING_VALUES, NumericSketch
 
 EDGES = (-1.0, 0.0, 0.5, 2.0)
 values = st.floats(min_value=-1e6, max_value=1e6) | st.sampled_from(

@@ -16,12 +16,13 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from watchkeeper.daemon.eventtime.windows import WindowState
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.js import JSDistance
 from watchkeeper.detectors.profile import NumericProfile
 from watchkeeper.detectors.psi import PSI
 from watchkeeper.detectors.reservoir import record_keys
-from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.detectors.window_rows import COMPACT_ROWS, RowSlice
 
