@@ -118,11 +118,14 @@ class WindowState:
         compact = self._compactable(batch)
         ts_lo: list[int] | None = None
         ts_hi: list[int] | None = None
-        for group, pos in enumerate(first.tolist()):
+        # each group's version and start as Python values once, not a numpy scalar each
+        group_versions = [str(v) for v in names[version_code[first]].tolist()]
+        group_starts = starts[first].tolist()
+        for group in range(groups):
             lo, hi = bounds[group], bounds[group + 1]
             if lo == hi:
                 continue
-            key = WindowKey(batch.model, str(names[version_code[pos]]), int(starts[pos]))
+            key = WindowKey(batch.model, group_versions[group], group_starts[group])
             window = self._delta.windows.get(key)
             if window is None:
                 window = WindowSummary(
