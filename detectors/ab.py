@@ -41,6 +41,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from watchkeeper.detectors.category_counts import CategoryCounts
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.js import JSDistance
 from watchkeeper.detectors.performance import PerformanceSketch
@@ -59,7 +61,7 @@ from watchkeeper.detectors.sequential import (
     SequentialDifference,
     decide,
 )
-from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 
 ABDirection = Literal["higher_is_worse", "lower_is_worse", "two_sided"]

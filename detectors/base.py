@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.profile import ColumnProfile, ReferenceProfile
-from watchkeeper.detectors.sketches import ColumnSketch
 from watchkeeper.detectors.window import WindowSummary
 
 Status = Literal["ok", "insufficient_data", "error"]

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from watchkeeper.detectors.category_counts import CategoryCounts
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import CategoricalProfile, ColumnProfile, NumericProfile
 from watchkeeper.detectors.reserved_names import OTHER, UNSEEN
-from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 
 Smoothing = Literal["epsilon", "laplace"]
 Array = np.ndarray[Any, np.dtype[np.float64]]

@@ -6,7 +6,7 @@ A significance test: at large n it flags differences of no practical size, so it
 a default; use PSI or JS distance with thresholds for large windows, χ² for small ones.
 
 >>> from watchkeeper.detectors.profile import CategoricalProfile
->>> from watchkeeper.detectors.sketches import CategoryCounts
+>>> from watchkeeper.detectors.category_counts import CategoryCounts
 >>> ref = CategoricalProfile(count=100, nulls=0, proportions={"a": 0.5, "b": 0.5})
 >>> cur = CategoryCounts(); cur.update(["a"] * 60 + ["b"] * 40)
 >>> round(ChiSquare().score(ref, cur).value, 2)
@@ -20,8 +20,8 @@ from typing import ClassVar
 import numpy as np
 from watchkeeper.detectors.base import Score
 from watchkeeper.detectors.binning import binned
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.profile import ColumnProfile
-from watchkeeper.detectors.sketches import ColumnSketch
 
 
 class ChiSquare:

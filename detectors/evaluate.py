@@ -20,13 +20,13 @@ from watchkeeper.detectors.base import (
     WindowDetector,
     WindowView,
 )
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.estimate_findings import estimate_finding, trust_findings
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import MetricInfo, metric
 from watchkeeper.detectors.reserved_names import PREDICTION, PREDICTION_CLASS
-from watchkeeper.detectors.sketches import ColumnSketch
 from watchkeeper.detectors.window import WindowSummary
 
 

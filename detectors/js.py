@@ -5,7 +5,7 @@ JSD(P, Q) = √(½ KL(P ‖ M) + ½ KL(Q ‖ M)), M = ½(P + Q) (Lin 1991; Endre
 smoothing is needed; equals ``scipy.spatial.distance.jensenshannon(p, q, base=2)``.
 
 >>> from watchkeeper.detectors.profile import CategoricalProfile
->>> from watchkeeper.detectors.sketches import CategoryCounts
+>>> from watchkeeper.detectors.category_counts import CategoryCounts
 >>> ref = CategoricalProfile(count=100, nulls=0, proportions={"a": 0.5, "b": 0.5})
 >>> cur = CategoryCounts(); cur.update(["a"] * 90 + ["b"] * 10)
 >>> round(JSDistance().score(ref, cur).value, 4)
@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 from watchkeeper.detectors.base import Score
 from watchkeeper.detectors.binning import binned
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.profile import ColumnProfile
-from watchkeeper.detectors.sketches import ColumnSketch
 
 
 def _kl2(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:

@@ -6,7 +6,7 @@ reference, and grows without bound as the current window empties a bin the refer
 used — hence the empty-bin treatment of :mod:`~watchkeeper.detectors.binning`.
 
 >>> from watchkeeper.detectors.profile import CategoricalProfile
->>> from watchkeeper.detectors.sketches import CategoryCounts
+>>> from watchkeeper.detectors.category_counts import CategoryCounts
 >>> ref = CategoricalProfile(count=100, nulls=0, proportions={"a": 0.5, "b": 0.5})
 >>> cur = CategoryCounts(); cur.update(["a"] * 90 + ["b"] * 10)
 >>> round(KLDivergence().score(ref, cur).value, 4)
@@ -20,8 +20,8 @@ from typing import ClassVar
 import numpy as np
 from watchkeeper.detectors.base import Score
 from watchkeeper.detectors.binning import Smoothing, binned, proportions
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.profile import ColumnProfile
-from watchkeeper.detectors.sketches import ColumnSketch
 
 
 class KLDivergence:

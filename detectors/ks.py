@@ -21,9 +21,10 @@ from typing import ClassVar
 
 import numpy as np
 from watchkeeper.detectors.base import Score
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import ColumnProfile, NumericProfile
-from watchkeeper.detectors.sketches import ColumnSketch, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 
 
 class KS:

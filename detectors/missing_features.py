@@ -6,7 +6,7 @@ no event of the window had its key.
 >>> import numpy as np
 >>> from watchkeeper.detectors.base import WindowView
 >>> from watchkeeper.detectors.profile import CategoricalProfile, ReferenceProfile
->>> from watchkeeper.detectors.sketches import CategoryCounts
+>>> from watchkeeper.detectors.category_counts import CategoryCounts
 >>> from watchkeeper.detectors.window import WindowSummary
 >>> c = CategoricalProfile(count=1, nulls=0, proportions={"x": 1.0})
 >>> ref = ReferenceProfile("m", {"a": c, "b": c}, rows=1)

@@ -1,7 +1,7 @@
 """Share of nulls among a column's values (present keys whose value is null).
 
 >>> from watchkeeper.detectors.profile import CategoricalProfile
->>> from watchkeeper.detectors.sketches import CategoryCounts
+>>> from watchkeeper.detectors.category_counts import CategoryCounts
 >>> c = CategoryCounts(); c.update(["a", "b", "c"], nulls=1)
 >>> NullRate().score(CategoricalProfile(count=1, nulls=0, proportions={"a": 1.0}), c).value
 0.25
@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from watchkeeper.detectors.base import Score
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import ColumnProfile
-from watchkeeper.detectors.sketches import ColumnSketch
 
 
 class NullRate:

@@ -20,9 +20,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 from watchkeeper.detectors.base import Score
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import ColumnProfile, NumericProfile
-from watchkeeper.detectors.sketches import ColumnSketch, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 
 
 class OutOfRange:

@@ -48,11 +48,13 @@ from typing import Any, Literal
 
 import numpy as np
 from datasketches import kll_doubles_sketch
+from watchkeeper.detectors.category_counts import CategoryCounts
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.segment_reference import SegmentReference
 from watchkeeper.detectors.segments import top_values
-from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 
 FORMAT = "watchkeeper.reference/v2"

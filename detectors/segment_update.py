@@ -4,7 +4,7 @@ The rows come grouped by segment (sorted, stable, with each group's size). Null 
 missing counts per group come from one ``bincount``; each group's values go to its
 sketch with :meth:`NumericSketch.update`, which only queues them: the summarising (counts,
 moments, exact bins, the KLL or exact buffer) happens for all queued sketches of a flush
-at once, in :func:`~watchkeeper.detectors.sketches.settle_sketches` (the ingest loop's
+at once, in :func:`~watchkeeper.detectors.settle.settle_sketches` (the ingest loop's
 ``settle_windows`` includes the segment children). So a segment costs one queued array
 per column and run of rows, never a Python call per value, and the result is exactly what
 ``sketch.update`` on each group's rows gives, which tests/unit/test_segments.py checks.
@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.column_batch import Column, IndexArray
-from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
+from watchkeeper.detectors.column_sketch import ColumnSketch
+from watchkeeper.detectors.sketches import NumericSketch
 
 Sizes = np.ndarray[Any, np.dtype[np.intp]]
 
@@ -65,7 +67,7 @@ def feed_numeric(
 ) -> None:
     """Present ``values`` (grouped, ``groups`` their group numbers, ascending) into their
     groups' sketches; ``nulls`` / ``missing`` per group. The updates are deferred: the
-    caller settles the run's full queues at once (:func:`sketches.settle_full`)."""
+    caller settles the run's full queues at once (:func:`settle.settle_full`)."""
     g = len(sketches)
     n = np.bincount(groups, minlength=g)
     bounds = np.concatenate(([0], np.cumsum(n))).tolist()

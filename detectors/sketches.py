@@ -1,7 +1,8 @@
-"""Mergeable summaries of one column: what a window remembers instead of its raw values.
+"""The numeric column's mergeable summary: what a window remembers instead of its values.
 
-Two kinds, both small, both mergeable so that windows summarised apart (by time slice,
-by partition, by replica) merge into the summary of the whole:
+A column is summarised by one of two kinds, both small, both mergeable so that windows
+summarised apart (by time slice, by partition, by replica) merge into the summary of the
+whole (:data:`~watchkeeper.detectors.column_sketch.ColumnSketch`): this module's
 
 * :class:`NumericSketch` — exact counts of values, nulls, NaNs and infinities, exact min,
   max, mean and variance, and an Apache DataSketches KLL sketch for quantiles, CDFs and
@@ -16,9 +17,7 @@ by partition, by replica) merge into the summary of the whole:
   counts those bins exactly (``searchsorted`` + ``bincount``), and
   :meth:`~NumericSketch.histogram` on those edges is exact and the same run after run.
   Any other edges come from KLL, approximately.
-* :class:`CategoryCounts` — exact counts per category up to ``max_categories``
-  distinct values; beyond that the rarest are folded into an ``overflow`` count, so memory
-  stays bounded when a feature turns out to be an identifier.
+* :class:`~watchkeeper.detectors.category_counts.CategoryCounts` for categories.
 
 Both also count values that were *missing* (the key absent from the record), which is
 not the same as present-but-null, for schema-drift checks.
@@ -32,24 +31,19 @@ not the same as present-but-null, for schema-drift checks.
 >>> e.update(np.arange(100.0) / 10)
 >>> e.histogram((0.5, 2.5)).tolist(), e.counts_exactly((0.5, 2.5))
 ([6.0, 20.0, 74.0], True)
->>> c = CategoryCounts(max_categories=2)
->>> c.update(["DE", "FR", "DE", "US"])
->>> (c.counts, c.overflow)
-({'DE': 2, 'FR': 1}, 1)
 """
 
 from __future__ import annotations
 
 import base64
 import math
-from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from datasketches import kll_doubles_sketch
-from watchkeeper.detectors.grouped_moments import group_bins, group_moments
+from watchkeeper.detectors.settle import settle_sketches
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -130,7 +124,8 @@ class NumericSketch:
         """Add ``values`` (NaN and ±inf are counted apart, not sketched) and null counts.
 
         With ``defer`` the queue may pass its bounds: the caller, which fed many sketches,
-        settles them together with :func:`settle_full` (one pass, not one per sketch)."""
+        settles them together with :func:`~watchkeeper.detectors.settle.settle_full` (one
+        pass, not one per sketch)."""
         self.nulls += nulls
         self.missing += missing
         if values.size == 0:
@@ -145,14 +140,25 @@ class NumericSketch:
     @property
     def queue_full(self) -> bool:
         """Whether the queued updates reached :data:`PENDING_VALUES` or
-        :data:`PENDING_CHUNKS` (summarised at the next update, or by :func:`settle_full`)."""
+        :data:`PENDING_CHUNKS` (summarised at the next update, or by
+        :func:`~watchkeeper.detectors.settle.settle_full`)."""
         return self._pending_size >= PENDING_VALUES or len(self._pending) >= PENDING_CHUNKS
 
     def _settle(self) -> None:
         if self._pending:
             settle_sketches((self,))
 
-    def _absorb(
+    @property
+    def queued(self) -> list[FloatArray]:
+        """The updates queued since the sketch was last summarised (:mod:`settle`)."""
+        return self._pending
+
+    @property
+    def pinned_edges(self) -> FloatArray | None:
+        """The edges whose bins it counts exactly, or None."""
+        return self._edges if self._bins is not None else None
+
+    def absorb(
         self,
         finite: FloatArray,
         nans: int,
@@ -160,7 +166,8 @@ class NumericSketch:
         moments: tuple[float, float, float, float],
         bins: np.ndarray[Any, np.dtype[np.int64]] | None,
     ) -> None:
-        """Fold one summarised group of queued values in (see :func:`settle_sketches`)."""
+        """Fold in its queued values, summarised
+        (:func:`~watchkeeper.detectors.settle.settle_sketches`)."""
         self._pending, self._pending_size = [], 0
         self._nans += nans
         self._infs += infs
@@ -397,117 +404,3 @@ class NumericSketch:
             out._edges = np.asarray(data["bin_edges"], dtype=np.float64)
             out._bins = np.asarray(data["bins"], dtype=np.int64)
         return out
-
-
-def settle_full(sketches: Iterable[NumericSketch]) -> None:
-    """Summarise, in one pass, the sketches whose queue is full (after deferred updates)."""
-    settle_sketches([s for s in sketches if s.queue_full])
-
-
-def settle_sketches(sketches: Iterable[NumericSketch]) -> None:
-    """Summarise the queued values of many sketches in one vectorised pass
-    (:mod:`grouped_moments`): what a flush of thousands of small windows calls once,
-    instead of a dozen numpy reductions per sketch. The result is the one each sketch
-    would reach alone."""
-    todo = [s for s in sketches if s._pending]
-    if not todo:
-        return
-    groups = [s._pending[0] if len(s._pending) == 1 else np.concatenate(s._pending) for s in todo]
-    summary = group_moments(groups)
-    bins: dict[int, np.ndarray[Any, np.dtype[np.int64]]] = {}
-    by_edges: dict[bytes, list[int]] = {}
-    for i, s in enumerate(todo):
-        if s._edges is not None and s._bins is not None:
-            by_edges.setdefault(s._edges.tobytes(), []).append(i)
-    for members in by_edges.values():
-        edges = todo[members[0]]._edges
-        assert edges is not None
-        rows = group_bins([summary.values[i] for i in members], edges)
-        bins.update(zip(members, rows, strict=True))
-    nans, infs = summary.nans.tolist(), summary.infs.tolist()
-    moments = zip(
-        summary.mean.tolist(),
-        summary.m2.tolist(),
-        summary.lo.tolist(),
-        summary.hi.tolist(),
-        strict=True,
-    )
-    for i, (s, m) in enumerate(zip(todo, moments, strict=True)):
-        s._absorb(summary.values[i], nans[i], infs[i], m, bins.get(i))
-
-
-class CategoryCounts:
-    """Counts per category, bounded at ``max_categories``; see the module docstring."""
-
-    kind = "categorical"
-
-    def __init__(self, max_categories: int = 256) -> None:
-        self.max_categories = max_categories
-        self.counts: dict[str, int] = {}
-        self.nulls = 0
-        self.missing = 0
-        self.overflow = 0
-
-    def update(self, values: Iterable[str], nulls: int = 0, missing: int = 0) -> None:
-        """Count ``values`` (strings; ``Counter`` does the loop in C)."""
-        self.nulls += nulls
-        self.missing += missing
-        self._add(Counter(values))
-
-    def _add(self, counts: dict[str, int]) -> None:
-        merged = Counter(self.counts)
-        merged.update(counts)
-        if len(merged) > self.max_categories:
-            # keep the most frequent; ties broken by name so the result is deterministic
-            ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
-            kept = dict(ranked[: self.max_categories])
-            self.overflow += sum(c for _, c in ranked[self.max_categories :])
-            self.counts = kept
-        else:
-            self.counts = dict(merged)
-
-    def merge(self, other: CategoryCounts) -> None:
-        """Fold ``other`` in; exact while the union has at most ``max_categories`` values."""
-        self.nulls += other.nulls
-        self.missing += other.missing
-        self.overflow += other.overflow
-        self._add(other.counts)
-
-    @property
-    def count(self) -> int:
-        """Non-null values seen (overflowed ones included)."""
-        return sum(self.counts.values()) + self.overflow
-
-    @property
-    def total(self) -> int:
-        return self.count + self.nulls
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "max_categories": self.max_categories,
-            "counts": self.counts,
-            "nulls": self.nulls,
-            "missing": self.missing,
-            "overflow": self.overflow,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CategoryCounts:
-        out = cls(int(data["max_categories"]))
-        out.counts = {str(k): int(v) for k, v in data["counts"].items()}
-        out.nulls, out.missing = int(data["nulls"]), int(data["missing"])
-        out.overflow = int(data["overflow"])
-        return out
-
-
-ColumnSketch = NumericSketch | CategoryCounts
-
-
-def sketch_from_dict(data: dict[str, Any]) -> ColumnSketch:
-    """Rebuild a stored column sketch of either kind."""
-    if data["kind"] == NumericSketch.kind:
-        return NumericSketch.from_dict(data)
-    if data["kind"] == CategoryCounts.kind:
-        return CategoryCounts.from_dict(data)
-    raise ValueError(f"unknown sketch kind {data['kind']!r}")

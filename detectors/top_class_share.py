@@ -5,7 +5,7 @@ default value) shows as this share nearing 1. Uses the predicted class of probab
 vectors, or the categorical prediction itself.
 
 >>> from watchkeeper.detectors.base import WindowView
->>> from watchkeeper.detectors.sketches import CategoryCounts
+>>> from watchkeeper.detectors.category_counts import CategoryCounts
 >>> from watchkeeper.detectors.window import WindowSummary
 >>> w = WindowSummary("m", "1", 0, 1); w.prediction_class = CategoryCounts()
 >>> w.prediction_class.update(["0"] * 97 + ["1"] * 3)
@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from watchkeeper.detectors.base import Score, WindowView
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.errors import InsufficientDataError
-from watchkeeper.detectors.sketches import CategoryCounts
 
 
 class TopClassShare:

@@ -4,7 +4,7 @@ The categories are named in the details (the most frequent first), so an alert c
 *which* new values appeared, not only that some did.
 
 >>> from watchkeeper.detectors.profile import CategoricalProfile
->>> from watchkeeper.detectors.sketches import CategoryCounts
+>>> from watchkeeper.detectors.category_counts import CategoryCounts
 >>> ref = CategoricalProfile(count=100, nulls=0, proportions={"DE": 1.0})
 >>> cur = CategoryCounts(); cur.update(["DE"] * 8 + ["BR", "BR"])
 >>> s = UnseenMass().score(ref, cur); (s.value, s.details["categories"])
@@ -17,8 +17,8 @@ from typing import ClassVar
 
 from watchkeeper.detectors.base import Score
 from watchkeeper.detectors.binning import binned
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.profile import ColumnProfile
-from watchkeeper.detectors.sketches import ColumnSketch
 
 
 class UnseenMass:

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from watchkeeper.detectors.calibrator import MulticlassCalibrator, StepCalibrator
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.column_batch import Column, ColumnBatch, IndexArray, Kind
+from watchkeeper.detectors.column_sketch import ColumnSketch, sketch_from_dict
 from watchkeeper.detectors.estimate_sketch import (
     binary_decisions,
     class_index,
@@ -28,7 +30,7 @@ from watchkeeper.detectors.estimate_sketch import (
 )
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
-from watchkeeper.detectors.reservoir import Reservoir, Row
+from watchkeeper.detectors.reservoir import Reservoir
 from watchkeeper.detectors.segment_update import feed_groups, feed_numeric
 from watchkeeper.detectors.segments import (
     SEGMENT_SKETCH_K,
@@ -38,21 +40,41 @@ from watchkeeper.detectors.segments import (
     SegmentSpec,
     SegmentSplit,
 )
-from watchkeeper.detectors.sketches import (
-    CategoryCounts,
-    ColumnSketch,
-    NumericSketch,
-    settle_full,
-    sketch_from_dict,
-)
+from watchkeeper.detectors.settle import settle_full
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window_estimates import WindowEstimates
+from watchkeeper.detectors.window_rows import (
+    COMPACT_ROWS,
+    EdgesOf,
+    PackedBatch,
+    RowSlice,
+    edges_to_store,
+    sample_rows,
+)
 
 if TYPE_CHECKING:
     from watchkeeper.detectors.estimation_reference import Estimation
 
 FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)  # v1: before the estimate state (read back with none)
+COMPACT_FORMAT = 3
+"""The format of a window stored as its rows (:mod:`window_rows`)."""
+READABLE_FORMATS = (1, 2, 3)  # v1: before the estimate state (read back with none)
 # "segments" is optional in v2: summaries stored before segments read back with none
+
+
+_LAZY = frozenset(
+    {
+        "features",
+        "prediction",
+        "prediction_class",
+        "label",
+        "latency",
+        "sample",
+        "performance",
+        "estimates",
+    }
+)
+"""The attributes a compact window builds when first read (:meth:`WindowSummary.materialise`)."""
 
 
 BinEdges = Callable[[str, str], "tuple[float, ...] | None"]
@@ -82,10 +104,11 @@ class SketchSettings:
     """``model ->`` the segment features its new windows split by (:mod:`segments`)."""
 
 
-def _new_sketch(kind: Kind, settings: SketchSettings, model: str, column: str) -> ColumnSketch:
+def _new_sketch(
+    kind: Kind, settings: SketchSettings, edges: tuple[float, ...] | None
+) -> ColumnSketch:
     if kind == "numeric":
         sketch = NumericSketch(settings.k)
-        edges = settings.bins(model, column) if settings.bins is not None else None
         if edges is not None:
             sketch.count_bins_on(edges)
         return sketch
@@ -100,16 +123,6 @@ def _feed(sketch: ColumnSketch, column: Column, idx: IndexArray) -> None:
         sketch.update(values.tolist(), nulls=nulls, missing=missing)
 
 
-def _value(column: Column, i: int) -> Any:
-    if column.null[i] or column.missing[i]:
-        return None
-    value = column.values[i]
-    if column.kind == "numeric":
-        number = float(value)
-        return number if number == number else None  # NaN is stored as null in samples
-    return value
-
-
 class WindowSummary:
     """Summary of one model (and version) over one window; see the module docstring."""
 
@@ -120,7 +133,11 @@ class WindowSummary:
         start_ms: int,
         size_ms: int,
         settings: SketchSettings | None = None,
+        *,
+        compact: bool = False,
     ) -> None:
+        """``compact``: hold the rows as arrays until read (:mod:`window_rows`; never
+        with segments), as ingestion's windows do between two flushes."""
         self.model = model
         self.version = version
         self.start_ms = start_ms
@@ -129,16 +146,6 @@ class WindowSummary:
         self.events: dict[str, int] = {}
         self.first_ts_ms: int | None = None
         self.last_ts_ms: int | None = None
-        self.features: dict[str, ColumnSketch] = {}
-        self.prediction: ColumnSketch | None = None
-        self.prediction_class: ColumnSketch | None = None
-        self.label: ColumnSketch | None = None
-        self.latency = NumericSketch(self.settings.k)
-        self.sample = Reservoir(self.settings.reservoir_size)
-        self.performance: PerformanceSketch | None = None
-        """Joined (prediction, label) pairs of this window's predictions, as labels arrive."""
-        self.estimates = WindowEstimates()
-        """Label-free estimate state of the predictions (:mod:`window_estimates`)."""
         plan = self.settings.segments(model) if self.settings.segments is not None else None
         self._pending = PendingRows()
         self._segments: dict[str, SegmentSplit[WindowSummary]] = {
@@ -147,6 +154,99 @@ class WindowSummary:
             )
             for spec in plan or ()
         }
+        self._compact: list[RowSlice] | None = [] if compact and not self._segments else None
+        """The rows of a window kept as arrays (:mod:`window_rows`), until something reads
+        its sketches or it passes :data:`COMPACT_ROWS`; None: sketches (``_LAZY``) built."""
+        self._compact_rows = 0
+        self._kinds: dict[str, Kind] = {}
+        self._layout: tuple[tuple[str, Kind], ...] | None = None
+        if self._compact is None:
+            self._build()
+
+    # the sketches, built at once (:meth:`_build`) or when first read of a compact window
+    features: dict[str, ColumnSketch]
+    prediction: ColumnSketch | None
+    prediction_class: ColumnSketch | None
+    label: ColumnSketch | None
+    latency: NumericSketch
+    sample: Reservoir
+    performance: PerformanceSketch | None
+    """Joined (prediction, label) pairs of this window's predictions, as labels arrive."""
+    estimates: WindowEstimates
+    """Label-free estimate state of the predictions (:mod:`window_estimates`)."""
+
+    def _build(self) -> None:
+        """The empty sketches of the attributes not set yet (``_LAZY``)."""
+        have = self.__dict__
+        fresh: dict[str, Callable[[], Any]] = {
+            "features": dict,
+            "prediction": lambda: None,
+            "prediction_class": lambda: None,
+            "label": lambda: None,
+            "latency": lambda: NumericSketch(self.settings.k),
+            "sample": lambda: Reservoir(self.settings.reservoir_size),
+            "performance": lambda: None,
+            "estimates": WindowEstimates,
+        }
+        for name, make in fresh.items():
+            if name not in have:
+                have[name] = make()
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            # only reached for an attribute not set: a sketch of a compact window
+            if name in _LAZY and "_compact" in self.__dict__:
+                self.materialise()
+                return self.__dict__[name]
+            raise AttributeError(name)
+
+    @property
+    def compact(self) -> bool:
+        """Whether the window holds its rows as arrays (no sketch built yet)."""
+        return self._compact is not None
+
+    def materialise(self) -> None:
+        """Build the sketches of a compact window by replaying its rows: the updates it
+        would have made (same slices, same order, the edges in force then, no estimates:
+        a window is compact only while none is in force)."""
+        rows = self._compact
+        if rows is None:
+            return
+        self._compact = None
+        self._build()
+        for part in rows:
+            self._feed(part.batch(self.model), np.arange(len(part)), part.edges, estimate=False)
+
+    def add_rows(self, packed: PackedBatch, lo: int, hi: int, first: int, last: int) -> bool:
+        """Keep rows ``lo:hi`` of ``packed`` (first and last timestamps given) as arrays if
+        the window is compact and stays within :data:`COMPACT_ROWS`; False: the caller
+        calls :meth:`update` instead."""
+        rows = self._compact
+        n = hi - lo
+        if (
+            rows is None
+            or self._compact_rows + n > COMPACT_ROWS
+            or not _LAZY.isdisjoint(self.__dict__)
+        ):
+            return False
+        layout = packed.layout
+        if layout is not self._layout:
+            if self._layout is None:  # a new window: nothing to disagree with
+                self._layout = layout
+            else:
+                kinds = self._kinds or dict(self._layout)
+                if any(kinds.get(name, kind) != kind for name, kind in layout):
+                    return False  # a column changed kind: the sketches' rules decide
+                kinds.update(layout)
+                self._kinds, self._layout = kinds, layout
+        rows.append(packed.slice(lo, hi))
+        self._compact_rows += n
+        role = packed.batch.role
+        self.events[role] = self.events.get(role, 0) + n
+        self.first_ts_ms = first if self.first_ts_ms is None else min(self.first_ts_ms, first)
+        self.last_ts_ms = last if self.last_ts_ms is None else max(self.last_ts_ms, last)
+        return True
 
     @property
     def segments(self) -> dict[str, SegmentSplit[WindowSummary]]:
@@ -161,6 +261,7 @@ class WindowSummary:
     def segment_split(self, spec: SegmentSpec) -> SegmentSplit[WindowSummary]:
         """The split of ``spec``'s feature, made (empty, split by ``spec``) if absent: where
         the label join grades a pair into its prediction's segments."""
+        self.materialise()
         split = self.segments.get(spec.feature)
         if split is None:
             split = self._segments[spec.feature] = SegmentSplit(
@@ -190,7 +291,10 @@ class WindowSummary:
 
     def numeric_sketches(self) -> list[NumericSketch]:
         """Its numeric sketches (features, prediction, class, label, latency): what a
-        flush settles together (:func:`~watchkeeper.detectors.sketches.settle_sketches`)."""
+        flush settles together (:func:`~watchkeeper.detectors.settle.settle_sketches`);
+        none while compact (nothing queued)."""
+        if self._compact is not None:
+            return []
         columns = (
             *self.features.values(),
             self.prediction,
@@ -225,43 +329,67 @@ class WindowSummary:
         """All events of every role in the window."""
         return sum(self.events.values())
 
-    def _sketch(self, current: ColumnSketch | None, column: Column, name: str) -> ColumnSketch:
+    def _sketch(
+        self,
+        current: ColumnSketch | None,
+        column: Column,
+        name: str,
+        edges: EdgesOf | None = None,
+    ) -> ColumnSketch:
         if current is None or current.kind != column.kind:
             # a kind is fixed per model and feature upstream; a change starts a new sketch
-            return _new_sketch(column.kind, self.settings, self.model, name)
+            if edges is not None:
+                cut = edges.get(name)
+            else:
+                bins = self.settings.bins
+                cut = bins(self.model, name) if bins is not None else None
+            return _new_sketch(column.kind, self.settings, cut)
         return current
 
     def update(self, batch: ColumnBatch, idx: IndexArray) -> None:
         """Add the events of ``batch`` at positions ``idx`` (all inside this window)."""
         if idx.size == 0:
             return
+        self.materialise()
         self.events[batch.role] = self.events.get(batch.role, 0) + int(idx.size)
         ts = batch.ts_ms[idx]
         lo, hi = int(ts.min()), int(ts.max())
         self.first_ts_ms = lo if self.first_ts_ms is None else min(self.first_ts_ms, lo)
         self.last_ts_ms = hi if self.last_ts_ms is None else max(self.last_ts_ms, hi)
+        self._feed(batch, idx)
+
+    def _feed(
+        self,
+        batch: ColumnBatch,
+        idx: IndexArray,
+        edges: EdgesOf | None = None,
+        *,
+        estimate: bool = True,
+    ) -> None:
+        """The events' values into the sketches, estimates, sample and segments; new
+        numeric sketches count the bins of ``edges`` (None: those in force now)."""
         for name, column in batch.features.items():
-            sketch = self._sketch(self.features.get(name), column, name)
+            sketch = self._sketch(self.features.get(name), column, name, edges)
             _feed(sketch, column, idx)
             self.features[name] = sketch
         if batch.prediction is not None:
-            self.prediction = self._sketch(self.prediction, batch.prediction, PREDICTION)
+            self.prediction = self._sketch(self.prediction, batch.prediction, PREDICTION, edges)
             _feed(self.prediction, batch.prediction, idx)
         if batch.prediction_class is not None:
             self.prediction_class = self._sketch(
-                self.prediction_class, batch.prediction_class, PREDICTION_CLASS
+                self.prediction_class, batch.prediction_class, PREDICTION_CLASS, edges
             )
             _feed(self.prediction_class, batch.prediction_class, idx)
         if batch.label is not None:
-            self.label = self._sketch(self.label, batch.label, LABEL)
+            self.label = self._sketch(self.label, batch.label, LABEL, edges)
             _feed(self.label, batch.label, idx)
         if batch.latency_ms is not None:
             latency = batch.latency_ms[idx]
             self.latency.update(latency[~np.isnan(latency)])
-        if batch.prediction is not None and self.settings.estimation is not None:
+        if estimate and batch.prediction is not None and self.settings.estimation is not None:
             self._estimate(batch, idx)
         if batch.features and self.sample.capacity:
-            self.sample.update(batch.keys[idx], lambda sel: _rows(batch, idx[sel]))
+            self.sample.update(batch.keys[idx], lambda sel: sample_rows(batch, idx[sel]))
         if self._segments:  # routed in runs (segments.SETTLE_ROWS), not batch by batch
             self._pending.add(batch, idx)
             if self._pending.rows >= SETTLE_ROWS:
@@ -362,6 +490,8 @@ class WindowSummary:
 
     def absorb(self, other: WindowSummary) -> None:
         """Fold ``other`` in without checking it is the same window (roll-ups, segments)."""
+        self.materialise()
+        other.materialise()
         for role, n in other.events.items():
             self.events[role] = self.events.get(role, 0) + n
         for bound in ("first_ts_ms", "last_ts_ms"):
@@ -399,6 +529,10 @@ class WindowSummary:
         def opt(s: ColumnSketch | None) -> dict[str, Any] | None:
             return None if s is None else s.to_dict()
 
+        if self._compact is not None:
+            if _LAZY.isdisjoint(self.__dict__):
+                return self._compact_dict(self._compact)
+            self.materialise()  # something was set on it from outside: store it whole
         return {
             "format": FORMAT_VERSION,
             "model": self.model,
@@ -424,6 +558,27 @@ class WindowSummary:
             "segments": [s.to_dict() for s in self.segments.values()],
         }
 
+    def _compact_dict(self, rows: list[RowSlice]) -> dict[str, Any]:
+        """The stored form of a compact window: its rows (format 3)."""
+        return {
+            "format": COMPACT_FORMAT,
+            "model": self.model,
+            "version": self.version,
+            "start_ms": self.start_ms,
+            "size_ms": self.size_ms,
+            "settings": [
+                self.settings.k,
+                self.settings.max_categories,
+                self.settings.reservoir_size,
+            ],
+            "events": self.events,
+            "first_ts_ms": self.first_ts_ms,
+            "last_ts_ms": self.last_ts_ms,
+            "rows": [
+                part.to_dict(edges) for part, edges in zip(rows, edges_to_store(rows), strict=True)
+            ],
+        }
+
     @classmethod
     def performance_view(cls, data: dict[str, Any]) -> WindowSummary:
         """Only the window's performance and estimate state, from its stored form: what
@@ -431,7 +586,7 @@ class WindowSummary:
         if data.get("format") not in READABLE_FORMATS:
             raise ValueError(f"window summary format {data.get('format')!r} is not supported")
         out = cls(data["model"], data["version"], int(data["start_ms"]), int(data["size_ms"]))
-        if data.get("performance") is not None:
+        if data.get("performance") is not None:  # absent from a window stored as rows
             out.performance = PerformanceSketch.from_dict(data["performance"])
         out.estimates = WindowEstimates.from_dict(data.get("estimates"))
         return out
@@ -450,6 +605,15 @@ class WindowSummary:
         )
         out.events = {str(r): int(n) for r, n in data["events"].items()}
         out.first_ts_ms, out.last_ts_ms = data["first_ts_ms"], data["last_ts_ms"]
+        if "rows" in data:
+            # replayed, then read back from the whole form it would have been stored as:
+            # exactly what loading the same window stored with its sketches gives
+            for part in data["rows"]:
+                piece = RowSlice.from_dict(part)
+                out._feed(
+                    piece.batch(out.model), np.arange(len(piece)), piece.edges, estimate=False
+                )
+            return cls.from_dict(out.to_dict())
         out.features = {n: sketch_from_dict(s) for n, s in data["features"].items()}
         for name in ("prediction", "prediction_class", "label"):
             if data[name] is not None:
@@ -523,21 +687,3 @@ def _merged(mine: ColumnSketch | None, theirs: ColumnSketch) -> ColumnSketch:
 
 def _merged_opt(mine: ColumnSketch | None, theirs: ColumnSketch | None) -> ColumnSketch | None:
     return mine if theirs is None else _merged(mine, theirs)
-
-
-def _rows(batch: ColumnBatch, idx: IndexArray) -> list[Row]:
-    """Rows for the sample, built only for the few events it may keep."""
-    rows: list[Row] = []
-    for i in idx.tolist():
-        row: Row = {
-            "ts_ms": int(batch.ts_ms[i]),
-            "features": {n: _value(c, i) for n, c in batch.features.items() if not c.missing[i]},
-        }
-        if batch.request_ids is not None and batch.request_ids[i] is not None:
-            row["request_id"] = batch.request_ids[i]
-        if batch.prediction is not None:
-            row["prediction"] = _value(batch.prediction, i)
-        if batch.latency_ms is not None and batch.latency_ms[i] == batch.latency_ms[i]:
-            row["latency_ms"] = float(batch.latency_ms[i])
-        rows.append(row)
-    return rows

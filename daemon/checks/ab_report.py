@@ -14,9 +14,10 @@ import re
 from typing import Any
 
 from watchkeeper.detectors.ab import POPULATION_THRESHOLD
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import ReferenceProfile
-from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 
 SIDE_BY_SIDE = (

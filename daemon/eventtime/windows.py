@@ -16,15 +16,18 @@ the caller with each batch: a fast partition never makes a slow one's events lat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 from watchkeeper.daemon.eventtime.watermarks import Mark, MarkKey, PartitionKey, PartitionStatus
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
-from watchkeeper.detectors.sketches import NumericSketch, settle_sketches
+from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
+from watchkeeper.detectors.settle import settle_sketches
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
+from watchkeeper.detectors.window_rows import COMPACT_ROWS, PackedBatch
 
 StreamKey = tuple[str, str]
 """(model, role): one stream of events with its own watermark."""
@@ -97,23 +100,73 @@ class WindowState:
         slot = (starts - starts.min()) // self.size_ms
         combined = version_code.astype(np.int64) * (int(slot.max()) + 1) + slot
         _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
-        for group, pos in enumerate(first.tolist()):
-            idx = np.flatnonzero(inverse == group)
-            key = WindowKey(batch.model, str(names[version_code[pos]]), int(starts[pos]))
-            late = late_mask[idx]
-            if late.any():
-                count = int(late.sum())
-                self._delta.late[key] = self._delta.late.get(key, 0) + count
-                idx = idx[~late]
-            if idx.size:
-                window = self._delta.windows.get(key)
-                if window is None:
-                    window = WindowSummary(
-                        key.model, key.version, key.start_ms, self.size_ms, self.settings
-                    )
-                    self._delta.windows[key] = window
-                window.update(batch, idx)
+        groups = first.size
+        if late_mask.any():
+            late_counts = np.bincount(inverse[late_mask], minlength=groups).tolist()
+            for group in np.flatnonzero(late_counts).tolist():
+                pos = int(first[group])
+                key = WindowKey(batch.model, str(names[version_code[pos]]), int(starts[pos]))
+                self._delta.late[key] = self._delta.late.get(key, 0) + late_counts[group]
+        # the on-time events grouped by window, in batch order within a group (a stable
+        # sort): one pass for the batch, then each window takes its run
+        order = np.argsort(inverse, kind="stable")
+        if late_mask.any():
+            order = order[~late_mask[order]]
+        owner = inverse[order]
+        bounds = np.searchsorted(owner, np.arange(groups + 1)).tolist()
+        packed: PackedBatch | None = None
+        compact = self._compactable(batch)
+        ts_lo: list[int] | None = None
+        ts_hi: list[int] | None = None
+        # each group's version and start as Python values once, not a numpy scalar each
+        group_versions = [str(v) for v in names[version_code[first]].tolist()]
+        group_starts = starts[first].tolist()
+        for group in range(groups):
+            lo, hi = bounds[group], bounds[group + 1]
+            if lo == hi:
+                continue
+            key = WindowKey(batch.model, group_versions[group], group_starts[group])
+            window = self._delta.windows.get(key)
+            if window is None:
+                window = WindowSummary(
+                    key.model, key.version, key.start_ms, self.size_ms, self.settings, compact=True
+                )
+                self._delta.windows[key] = window
+            if compact and hi - lo <= COMPACT_ROWS and window.compact:
+                if packed is None:
+                    packed = PackedBatch(batch, order, self._edges(batch))
+                    ts_lo, ts_hi = _group_bounds(packed.ts_ms, bounds)
+                assert ts_lo is not None and ts_hi is not None
+                if window.add_rows(packed, lo, hi, ts_lo[group], ts_hi[group]):
+                    continue
+            window.update(batch, order[lo:hi])
         return late_mask
+
+    def _compactable(self, batch: ColumnBatch) -> bool:
+        """Whether the batch's windows may hold its rows as arrays: not while an estimation
+        is in force for its predictions (its state is updated per batch, as it stands)."""
+        estimation = self.settings.estimation
+        if batch.prediction is None or estimation is None:
+            return True
+        found = estimation(batch.model)
+        return found is None or (isinstance(found, Sequence) and not found)
+
+    def _edges(self, batch: ColumnBatch) -> dict[str, tuple[float, ...]]:
+        """The bin edges in force now for the batch's columns (those having some)."""
+        bins = self.settings.bins
+        if bins is None:
+            return {}
+        names = [*batch.features]
+        names += [
+            n
+            for n, c in (
+                (PREDICTION, batch.prediction),
+                (PREDICTION_CLASS, batch.prediction_class),
+                (LABEL, batch.label),
+            )
+            if c is not None
+        ]
+        return {n: e for n in names if (e := bins(batch.model, n)) is not None}
 
     @property
     def open_windows(self) -> int:
@@ -144,9 +197,21 @@ class WindowState:
         self.pending_events = 0
 
 
+def _group_bounds(ts: np.ndarray[Any, Any], bounds: list[int]) -> tuple[list[int], list[int]]:
+    """Each group's first and last timestamp (groups ``bounds[g]:bounds[g + 1]`` of
+    ``ts``; 0 for an empty group)."""
+    cuts = np.asarray(bounds, dtype=np.intp)
+    full = np.flatnonzero(np.diff(cuts) > 0)
+    lo = np.zeros(cuts.size - 1, dtype=np.int64)
+    hi = np.zeros(cuts.size - 1, dtype=np.int64)
+    lo[full] = np.minimum.reduceat(ts, cuts[full])
+    hi[full] = np.maximum.reduceat(ts, cuts[full])
+    return lo.tolist(), hi.tolist()
+
+
 def settle_windows(windows: Iterable[WindowSummary]) -> None:
     """Summarise the values every numeric sketch of ``windows`` queued, in one pass
-    (:func:`~watchkeeper.detectors.sketches.settle_sketches`): a flush of thousands of small
+    (:func:`~watchkeeper.detectors.settle.settle_sketches`): a flush of thousands of small
     windows costs a few numpy calls, not a dozen per sketch."""
     sketches: list[NumericSketch] = []
     for window in windows:

@@ -22,6 +22,8 @@ from watchkeeper.daemon.offline.data_files import read_chunks
 from watchkeeper.daemon.offline.frame_columns import is_numeric, numeric_values
 from watchkeeper.daemon.offline.reference_estimation import EstimationRows
 from watchkeeper.daemon.offline.reference_segments import segment_references
+from watchkeeper.detectors.category_counts import CategoryCounts
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.estimation_reference import Estimation
 from watchkeeper.detectors.performance import PerformanceSketch, Task, class_names
 from watchkeeper.detectors.profile import (
@@ -35,7 +37,7 @@ from watchkeeper.detectors.profile import (
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import Reservoir, mix64
 from watchkeeper.detectors.segments import DEFAULT_TOP_K
-from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 
 Progress = Callable[[int], None]
 REFERENCE_K = 2000  # ≈0.1 % rank error: a reference is built once and read on every check

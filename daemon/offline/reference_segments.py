@@ -23,7 +23,9 @@ import pandas as pd
 from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.daemon.offline.data_files import read_chunks
 from watchkeeper.daemon.offline.frame_columns import is_numeric, numeric_values
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.column_batch import Kind
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.profile import (
     ColumnProfile,
@@ -34,7 +36,7 @@ from watchkeeper.detectors.profile import (
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.segment_reference import SegmentReference
 from watchkeeper.detectors.segments import MAX_TOP_K, OTHER, segment_labels, top_values
-from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 
 SEGMENT_K = 200
 """KLL size of a segment's numeric sketch (the windows' default): a reference carries

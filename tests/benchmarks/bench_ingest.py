@@ -6,8 +6,11 @@
    client settings (crc32c installed, the same fetch sizes), records only, no decode;
 3. watchkeeper with each client: consume, decode, sketch into windows, commit to a SQLite
    store;
-4. prints events/s of each phase, the ratios (path / raw per client, confluent path /
-   kafka-python path) and each phase's peak RSS.
+4. with a labels topic (every prediction joined), and a backfill (100,000 events over
+   10,000 one-hour windows) beside raw consume of the same backfill topic;
+5. prints events/s of each phase, the ratios (path / raw per client, confluent path /
+   kafka-python path, labels / without, backfill / its raw consume) and each phase's
+   peak RSS.
 
 Each phase runs in its own process, so the RSS it reports is its own.
 Run: ``make bench`` or ``python tests/benchmarks/bench_ingest.py [--events N]``.
@@ -93,6 +96,7 @@ PHASES = [
     "watchkeeper-kafka-python",
     "watchkeeper-confluent",
     "watchkeeper-kafka-python-labels",
+    "raw-kafka-python-backfill",
     "watchkeeper-kafka-python-backfill",
 ]
 
@@ -275,6 +279,8 @@ def run_phase(args: argparse.Namespace) -> None:
 def _run_phase(args: argparse.Namespace) -> None:
     if args.phase == "raw-kafka-python":
         result = phase_raw(args.bootstrap, args.topic, args.events)
+    elif args.phase == "raw-kafka-python-backfill":  # the backfill's reference, same run
+        result = phase_raw(args.bootstrap, args.backfill_topic, BACKFILL_EVENTS)
     elif args.phase == "raw-confluent":
         result = phase_raw_confluent(args.bootstrap, args.topic, args.events)
     else:
@@ -327,6 +333,14 @@ def report(results: dict[str, dict[str, Any]], events: int) -> None:
             f"{BACKFILL_EVENTS // BACKFILL_PER_WINDOW:,} one-hour windows = "
             f"{rate['watchkeeper-kafka-python-backfill']:,.0f} events/s  (goal >= 50,000)"
         )
+        if "raw-kafka-python-backfill" in rate:
+            # the goal is absolute; the ratio to raw consume of the same topic in the same
+            # run tells a slow machine from a slow path
+            raw = rate["raw-kafka-python-backfill"]
+            print(
+                "backfill / raw kafka-python consume of the backfill topic = "
+                f"{rate['watchkeeper-kafka-python-backfill'] / raw:.2f} (raw {raw:,.0f} events/s)"
+            )
     peaks = [r["peak_rss_mb"] for p, r in results.items() if p.startswith("watchkeeper")]
     if peaks:
         print(f"peak RSS of the watchkeeper phases = {max(peaks):.0f} MB  (goal <= 250 MB)")
@@ -379,7 +393,9 @@ def main() -> None:
         labels, backfill = f"{topic}-labels", f"{topic}-backfill"
         create_topics(args.bootstrap, [topic, labels, backfill], args.partitions)
         wanted = {
-            "predictions": any(not p.endswith("-backfill") for p in chosen),
+            "predictions": any(
+                not p.endswith("-backfill") and p != "raw-kafka-python-backfill" for p in chosen
+            ),
             "labels": any(p.endswith("-labels") for p in chosen),
             "backfill": any(p.endswith("-backfill") for p in chosen),
         }

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 from sqlalchemy import func, select
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.store import tables as t
@@ -159,6 +160,55 @@ def test_an_old_window_row_is_the_base_its_new_parts_merge_into(store_url: str) 
         same(folded.summary, expected)
         assert (folded.events, folded.late_events) == (300, 6) and parts_count(store) == 0
         assert store.totals() == {"events": 300, "late_events": 6, "quarantined": 0}
+
+
+def test_replicas_merging_a_compact_part_with_a_full_one_read_what_one_pass_gives(
+    store_url: str,
+) -> None:
+    """Replica A holds 5 events of a window (stored as rows, format 3), replica B 300 of
+    it (stored as sketches): the read equals the old design's sequential merge exactly,
+    and a single window that saw all 305 events in its exact numbers."""
+    rng = np.random.default_rng(11)
+    few = batch(rng, rng.integers(0, HOUR, 5), 0)
+    many = batch(rng, rng.integers(0, HOUR, 300), 5)
+    with Store.open(store_url) as store:
+        replica_a, replica_b = WindowState(3600, 10 * 3600), WindowState(3600, 10 * 3600)
+        replica_a.add(few)
+        replica_b.add(many)
+        delta_a, delta_b = replica_a.drain(), replica_b.drain()
+        (part_a,) = delta_a.windows.values()
+        (part_b,) = delta_b.windows.values()
+        assert part_a.compact and not part_b.compact
+        expected = WindowSummary.from_dict(orjson.loads(orjson.dumps(part_a.to_dict())))
+        expected.merge(WindowSummary.from_dict(orjson.loads(orjson.dumps(part_b.to_dict()))))
+        store.commit("g", delta_a, {("preds", 0): 5})
+        store.commit("g", delta_b, {("preds", 1): 300})
+        with store.engine.connect() as conn:
+            formats = [
+                orjson.loads(blob)["format"]
+                for blob in conn.execute(
+                    select(t.window_parts.c.summary).order_by(t.window_parts.c.id)
+                ).scalars()
+            ]
+        assert formats == [3, 2]
+        (window,) = store.windows("fraud")
+        same(window.summary, expected)
+        one_pass = WindowSummary("fraud", "3", 0, HOUR)
+        one_pass.update(few, np.arange(5))
+        one_pass.update(many, np.arange(300))
+        got = window.summary
+        for name in ("amount",):
+            mine, want = got.features[name], one_pass.features[name]
+            assert isinstance(mine, NumericSketch) and isinstance(want, NumericSketch)
+            assert (mine.count, mine.min, mine.max) == (want.count, want.min, want.max)
+            assert mine.mean == pytest.approx(want.mean, rel=1e-12)
+            assert mine.variance == pytest.approx(want.variance, rel=1e-12)
+        assert got.features["country"].to_dict() == one_pass.features["country"].to_dict()
+        assert got.sample.rows == one_pass.sample.rows and got.count == 305
+        with store.engine.begin() as conn:
+            window_parts.fold(conn, store.dialect, ("fraud", "3", HOUR, 0))
+        (folded,) = store.windows("fraud")
+        same(folded.summary, expected)
 
 
 def test_retention_deletes_bases_and_parts(store_url: str) -> None:

@@ -12,9 +12,10 @@ from watchkeeper.detectors.ab import (
     accuracy_stats,
     js_noise_floor,
 )
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.sequential import MeanStats, SequentialDifference
-from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 
 EXACT = SketchSettings(k=4000)  # KLL holds every value below this many: exact quantiles

@@ -19,8 +19,9 @@ from watchkeeper.daemon.checks.ab_state import rolled, trimmed
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.ab import ABComparison
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.performance import PerformanceSketch
-from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.schema import Policy
 

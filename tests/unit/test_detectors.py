@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 from watchkeeper.detectors.binning import binned, proportions
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.chi2 import ChiSquare
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.js import JSDistance
@@ -30,7 +31,7 @@ from watchkeeper.detectors.profile import (
 )
 from watchkeeper.detectors.psi import PSI
 from watchkeeper.detectors.reserved_names import PREDICTION, UNSEEN
-from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.unseen import UnseenMass
 from watchkeeper.detectors.wasserstein import Wasserstein
 from watchkeeper.detectors.window import WindowSummary

@@ -20,12 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from watchkeeper.daemon.checks.segment_findings import add_segment_findings
 from watchkeeper.daemon.offline.reference import build_reference
+from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.profile import ReferenceProfile, profile_from_window
 from watchkeeper.detectors.segment_reference import declared_segments, segment_plan
 from watchkeeper.detectors.segment_update import feed_groups
 from watchkeeper.detectors.segments import OTHER, SegmentSpec, label_of, value_hash
-from watchkeeper.detectors.sketches import CategoryCounts, NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.schema import Policy
