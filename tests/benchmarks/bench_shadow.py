@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import uuid
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +55,28 @@ shadow:
   candidates: [{name: int8, onnx: ../fp32.int8-dynamic.onnx}]
 """
 PHASES = ("plain", "shadow", "attributions")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by thread name
+    (Python's names for Python threads, the kernel's ``comm`` for the others), from
+    ``/proc/self/task/*/stat``."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        name = names.get(int(task.name), comm)
+        out[name] = out.get(name, 0.0) + seconds
+    return out
 
 
 def build_models(folder: Path) -> dict[str, float]:
@@ -95,7 +119,7 @@ def build_models(folder: Path) -> dict[str, float]:
     }
 
 
-def phase(bootstrap: str, topic: str, n: int, folder: str, name: str) -> dict[str, float]:
+def phase(bootstrap: str, topic: str, n: int, folder: str, name: str) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
     from watchkeeper.daemon.ingest.loop import Ingestor
     from watchkeeper.daemon.ingest.metrics import IngestMetrics
@@ -121,9 +145,14 @@ def phase(bootstrap: str, topic: str, n: int, folder: str, name: str) -> dict[st
         evaluator.start()
     ingestor = Ingestor(config, store, metrics, shadow=evaluator)
     ingestor.open()
+    before = thread_cpu()
     elapsed = consume(ingestor, metrics, {topic: n})
+    after = thread_cpu()
     ingestor.close()
-    out = {"events": store.totals()["events"], "seconds": elapsed}
+    cpu = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    out: dict[str, Any] = {"events": store.totals()["events"], "seconds": elapsed}
+    out["cpu_s"] = {k: round(v, 2) for k, v in sorted(cpu.items()) if v > 0.005}
+    out["load"] = os.getloadavg()[0]
     if evaluator is not None:
         evaluator.close()
         rows = ShadowStore(store.engine).stats("fraud", 0, 2**62).get("int8")
@@ -204,9 +233,11 @@ def main() -> None:
                     per_row = r["attribution_seconds"] / max(1.0, r["attributed"]) * 1000
                     extra += (
                         f"; attributed {r['attributed']:,.0f} rows, skipped "
-                        f"{r['attribution_skipped']:,.0f} (budget), {per_row:.2f} ms per "
+                        f"{r['attribution_skipped']:,.0f} (budget), {per_row:.2f} ms of worker CPU per "
                         "attributed row (production + candidate)"
                     )
+                threads = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
+                extra += f"\n    CPU s by thread: {threads}; load average {r['load']:.2f}"
                 print(
                     f"({'abc'[PHASES.index(name)]}) {name:<12} {r['events']:>9,} events in "
                     f"{r['seconds']:.2f}s = {r['events'] / r['seconds']:>9,.0f}/s, peak RSS "
