@@ -151,7 +151,9 @@ class Attributor:
         if summary.features == features:
             self.references[model] = ReferenceProgress(identity, summary, 0, True)
 
-    def _reference_step(self, setup: ModelSetup, model: str, out: Outcome) -> None:
+    def _reference_step(
+        self, setup: ModelSetup, model: str, out: Outcome, backed_up: Callable[[], bool]
+    ) -> None:
         """Explain the next few reference rows, if any are left and the budget allows."""
         ex = setup.explainers
         if ex is None or ex.production is None or ex.reference is None:
@@ -164,7 +166,7 @@ class Attributor:
         # them, and not at all while the queue is backed up)
         production, reference = ex.production, ex.reference
         step = min(REFERENCE_CHUNK, slice_rows(production))
-        while not progress.done and self.budget.allows():
+        while not progress.done and self.budget.allows() and not backed_up():
             lo = progress.next_row
             hi = min(lo + step, len(reference))
             # orderings seeded by the row's position in the reference's rows
@@ -202,7 +204,10 @@ class Attributor:
                 kept.append(at[:room])
         return np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
 
-    def run(self, setup: ModelSetup, rows: Rows, backed_up: bool) -> Outcome:
+    def run(self, setup: ModelSetup, rows: Rows, backed_up: Callable[[], bool]) -> Outcome:
+        """Attribute ``rows``' chosen rows as far as the budget goes. ``backed_up()`` is
+        asked before each slice too: once the evaluation queue backs up, the candidates
+        go first and the rows left are skipped."""
         out = Outcome()
         ex = setup.explainers
         if ex is None or not (setup.candidates or setup.production_only()):
@@ -219,11 +224,10 @@ class Attributor:
         chosen = {name: self._chosen(setup, rows, name, starts) for name in names}
         chosen = {n: idx for n, idx in chosen.items() if idx.size}
         if not chosen:
-            if not backed_up:
-                self._reference_step(setup, rows.model, out)
+            self._reference_step(setup, rows.model, out, backed_up)
             return out
         union = np.unique(np.concatenate(list(chosen.values())))
-        done = None if backed_up else self._explain(ex, rows, union, chosen)
+        done = None if backed_up() else self._explain(ex, rows, union, chosen, backed_up)
         if done is not None:
             self._collect(out, rows, starts, union, chosen, done)
             if done.failed:
@@ -239,8 +243,7 @@ class Attributor:
             if late.size:
                 self.metrics.attribution_skipped.labels(rows.model, name).inc(late.size)
         self._forget_old()
-        if not backed_up:
-            self._reference_step(setup, rows.model, out)
+        self._reference_step(setup, rows.model, out, backed_up)
         return out
 
     def _timed(
@@ -258,7 +261,12 @@ class Attributor:
             self.pause(time.perf_counter() - wall)
 
     def _explain(
-        self, ex: Explainers, rows: Rows, union: Array, chosen: dict[str, Array]
+        self,
+        ex: Explainers,
+        rows: Rows,
+        union: Array,
+        chosen: dict[str, Array],
+        backed_up: Callable[[], bool],
     ) -> Explained:
         """Both sides' attributions of ``union``'s rows, a slice at a time (see
         :func:`slice_rows`) while the budget allows. Production failing ends the batch's
@@ -275,7 +283,7 @@ class Attributor:
         }
         step = slice_rows(ex.production)
         reached = 0
-        while reached < union.size and self.budget.allows():
+        while reached < union.size and self.budget.allows() and not backed_up():
             lo, hi = reached, min(union.size, reached + step)
             try:
                 production[lo:hi] = self._timed(

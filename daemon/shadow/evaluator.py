@@ -299,7 +299,9 @@ class ShadowEvaluator:
 
     def _attribute(self, setup: ModelSetup, rows: Rows) -> None:
         # a backed-up queue means the candidates themselves cannot keep up: they go first
-        backed_up = self._queue.qsize() > self.settings.queue_batches // 2
+        def backed_up() -> bool:
+            return self._queue.qsize() > self.settings.queue_batches // 2
+
         outcome = self.attributor.run(setup, rows, backed_up)
         with self._lock:
             fold(outcome, setup, rows.model, functools.partial(self._stats_for, setup, rows.model))

@@ -608,3 +608,32 @@ def test_while_the_queue_is_backed_up_attribution_yields_to_the_candidates(
     assert s.rows == 300  # the candidate was evaluated
     assert s.attribution is None
     assert s.attribution_skipped == int(sample_mask(rows.keys, 0.5).sum())
+
+
+def test_a_queue_backing_up_during_a_batch_stops_its_attributions_at_the_slice(
+    tmp_path: Path, store: Store
+) -> None:
+    """The queue is asked before every slice, not only at the batch's start: batches
+    offered while the worker explains (here: during its first pause) stop the rest."""
+    folder = folder_with(tmp_path)
+    evaluator = evaluator_for(
+        folder, store, ShadowConfig(max_cpu_share=1.0, attribution_cpu_share=1.0, queue_batches=4)
+    )
+    waiting, _ = traffic(10, 17)
+
+    def offered_meanwhile(wall_s: float) -> None:
+        while evaluator._queue.qsize() < 3:
+            evaluator._queue.put_nowait(waiting)
+
+    evaluator.attributor.pause = offered_meanwhile
+    rows, _ = traffic(300, 18)
+    chosen = int(sample_mask(rows.keys, 0.5).sum())
+    evaluator.process(rows)
+    assert evaluator.flush()
+    s = stored(store)["copy"]
+    ex = evaluator._models["m"].explainers
+    assert ex is not None and ex.production is not None
+    step = slice_rows(ex.production)
+    assert s.rows == 300 and s.attribution is not None
+    assert s.attribution["candidate"].rows == step < chosen
+    assert s.attribution_skipped == chosen - step
