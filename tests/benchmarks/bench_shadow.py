@@ -229,7 +229,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
+        default=5,
         help="rounds of the three phases (the median of their ratios is reported)",
     )
     parser.add_argument("--bootstrap")
