@@ -37,8 +37,9 @@ after each, the budget is asked again, so the reference summary is built a littl
 time when attribution's CPU share is spent."""
 SLICE_MODEL_ROWS = 16_384
 """Model rows (masked inputs) per slice of explained rows: the budget is asked before
-each slice, so attribution overdraws it by at most one slice (about 2 × 4 ms of CPU for
-both models of bench_shadow's 20→128→64 MLP, one explained row)."""
+each slice, so attribution overdraws it by at most one slice (one explained row of
+bench_shadow's 20→128→64 MLP: 5 ms of CPU for both models on an idle core, 9–12 ms
+beside ingestion)."""
 
 
 def slice_rows(explainer: ShapleyExplainer) -> int:
