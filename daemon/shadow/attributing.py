@@ -106,7 +106,8 @@ class Attributor:
         self.pause: Callable[[float], None] = lambda wall_s: None
         """Called after each slice with its wall time; the running worker waits there in
         proportion (its duty cycle), so a batch's attributions are spread out, not one
-        burst on a core ingestion needs. Tests and :meth:`drain` leave it a no-op."""
+        burst on a core ingestion needs. A no-op until the evaluator's worker thread starts, so
+tests that call ``process`` themselves never wait."""
         self._counts: dict[tuple[str, str, int], int] = {}
         self.references: dict[str, ReferenceProgress] = {}
         """Per model: production's reference summary, kept across policy reloads while
