@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 from watchkeeper.daemon.config_shadow import ShadowConfig
 from watchkeeper.daemon.errors import CandidateError
-from watchkeeper.daemon.shadow.explain import AttributionBudget
-from watchkeeper.daemon.shadow.rows import Rows, ShadowMetrics
+from watchkeeper.daemon.shadow.explain import AttributionBudget, Explainers
+from watchkeeper.daemon.shadow.rows import Rows, ShadowMetrics, by_window
 from watchkeeper.daemon.shadow.runtime import feature_matrix
 from watchkeeper.daemon.shadow.setup import ModelSetup
 from watchkeeper.daemon.shadow.store import PRODUCTION, ShadowStore
 from watchkeeper.detectors.attribution import AttributionSummary
 from watchkeeper.detectors.shadow import ShadowStats, sample_mask
+from watchkeeper.detectors.shapley import ShapleyExplainer
 from watchkeeper.errors import WatchkeeperError
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,20 @@ Array = np.ndarray[Any, Any]
 KEEP_WINDOWS = 64
 """Windows whose attributed-row counts are kept (for the per-window bound)."""
 REFERENCE_CHUNK = 16
-"""Reference rows explained per call: after each, the budget is asked again, so the
-reference summary is built a little at a time when attribution's CPU share is spent."""
+"""Reference rows explained per call at most (fewer when :func:`slice_rows` says so):
+after each, the budget is asked again, so the reference summary is built a little at a
+time when attribution's CPU share is spent."""
+SLICE_MODEL_ROWS = 16_384
+"""Model rows (masked inputs) per slice of explained rows: the budget is asked before
+each slice, so attribution overdraws it by at most one slice (one explained row of
+bench_shadow's 20→128→64 MLP: 5 ms of CPU for both models on an idle core, 9–12 ms
+beside ingestion)."""
+
+
+def slice_rows(explainer: ShapleyExplainer) -> int:
+    """Rows explained between two looks at the budget: as many as fit in
+    :data:`SLICE_MODEL_ROWS` model rows, at least one."""
+    return max(1, SLICE_MODEL_ROWS // explainer.model_rows_per_row())
 
 
 @dataclass
@@ -44,6 +57,18 @@ class ReferenceProgress:
     summary: AttributionSummary
     next_row: int = 0
     done: bool = False
+
+
+@dataclass
+class Explained:
+    """A batch's attributions, as far as the budget went: its first ``reached`` rows (of
+    the union of the rows chosen) for production, each candidate's chosen rows among
+    them (in its own order; those not reached NaN)."""
+
+    reached: int
+    production: Array
+    candidates: dict[str, Array]
+    failed: bool = False
 
 
 @dataclass
@@ -69,12 +94,20 @@ class Attributor:
         size_ms: int,
         metrics: ShadowMetrics,
         clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.size_ms = size_ms
         self.metrics = metrics
         self.budget = AttributionBudget(
             settings.max_cpu_share * settings.attribution_cpu_share, clock=clock
         )
+        self.cpu_clock = cpu_clock
+        """CPU seconds of the calling thread (the shadow worker's): what a slice costs."""
+        self.pause: Callable[[float], None] = lambda wall_s: None
+        """Called after each slice with its wall time; the running worker waits there in
+        proportion (its duty cycle), so a batch's attributions are spread out, not one
+        burst on a core ingestion needs. A no-op until the evaluator's worker thread starts, so
+tests that call ``process`` themselves never wait."""
         self._counts: dict[tuple[str, str, int], int] = {}
         self.references: dict[str, ReferenceProgress] = {}
         """Per model: production's reference summary, kept across policy reloads while
@@ -120,7 +153,9 @@ class Attributor:
         if summary.features == features:
             self.references[model] = ReferenceProgress(identity, summary, 0, True)
 
-    def _reference_step(self, setup: ModelSetup, model: str, out: Outcome) -> None:
+    def _reference_step(
+        self, setup: ModelSetup, model: str, out: Outcome, backed_up: Callable[[], bool]
+    ) -> None:
         """Explain the next few reference rows, if any are left and the budget allows."""
         ex = setup.explainers
         if ex is None or ex.production is None or ex.reference is None:
@@ -131,21 +166,18 @@ class Attributor:
             self.references[model] = progress
         # chunk by chunk while the budget lasts (candidates went first: this runs after
         # them, and not at all while the queue is backed up)
-        while not progress.done and self.budget.allows():
+        production, reference = ex.production, ex.reference
+        step = min(REFERENCE_CHUNK, slice_rows(production))
+        while not progress.done and self.budget.allows() and not backed_up():
             lo = progress.next_row
-            hi = min(lo + REFERENCE_CHUNK, len(ex.reference))
-            started = time.perf_counter()
+            hi = min(lo + step, len(reference))
+            # orderings seeded by the row's position in the reference's rows
+            keys = np.arange(lo, hi, dtype=np.uint64)
             try:
-                # orderings seeded by the row's position in the reference's rows
-                keys = np.arange(lo, hi, dtype=np.uint64)
-                phi = ex.production.explain(ex.reference[lo:hi], keys)
+                phi = self._timed(model, "reference", production, reference[lo:hi], keys)
             except (CandidateError, ValueError) as exc:
                 log.error("model %s: attributions of the reference failed: %s", model, exc)
                 return
-            finally:
-                spent = time.perf_counter() - started
-                self.budget.spend(spent)
-                self.metrics.attribution_seconds.labels(model, "reference").inc(spent)
             progress.summary.update(phi)
             progress.next_row = hi
             if hi >= len(ex.reference):
@@ -174,7 +206,10 @@ class Attributor:
                 kept.append(at[:room])
         return np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
 
-    def run(self, setup: ModelSetup, rows: Rows, backed_up: bool) -> Outcome:
+    def run(self, setup: ModelSetup, rows: Rows, backed_up: Callable[[], bool]) -> Outcome:
+        """Attribute ``rows``' chosen rows as far as the budget goes. ``backed_up()`` is
+        asked before each slice too: once the evaluation queue backs up, the candidates
+        go first and the rows left are skipped."""
         out = Outcome()
         ex = setup.explainers
         if ex is None or not (setup.candidates or setup.production_only()):
@@ -191,60 +226,121 @@ class Attributor:
         chosen = {name: self._chosen(setup, rows, name, starts) for name in names}
         chosen = {n: idx for n, idx in chosen.items() if idx.size}
         if not chosen:
-            if not backed_up:
-                self._reference_step(setup, rows.model, out)
-            return out
-        if backed_up or not self.budget.allows():
-            for name, idx in chosen.items():
-                for start in np.unique(starts[idx]).tolist():
-                    n = int((starts[idx] == start).sum())
-                    out.skipped[(name, int(start))] = n
-                self.metrics.attribution_skipped.labels(rows.model, name).inc(idx.size)
+            self._reference_step(setup, rows.model, out, backed_up)
             return out
         union = np.unique(np.concatenate(list(chosen.values())))
+        done = None if backed_up() else self._explain(ex, rows, union, chosen, backed_up)
+        if done is not None:
+            self._collect(out, rows, starts, union, chosen, done)
+            if done.failed:
+                return out  # logged; the rows left are neither attributed nor skipped
+        reached = 0 if done is None else done.reached
+        for name, idx in chosen.items():
+            if done is not None and name != PRODUCTION and name not in done.candidates:
+                continue  # the candidate failed: logged
+            # rows not reached (the budget ran out, or the queue is backed up): skipped
+            late = idx[np.searchsorted(union, idx) >= reached]
+            for start, at in by_window(starts[late]):
+                out.skipped[(name, start)] = at.size
+            if late.size:
+                self.metrics.attribution_skipped.labels(rows.model, name).inc(late.size)
+        self._forget_old()
+        self._reference_step(setup, rows.model, out, backed_up)
+        return out
+
+    def _timed(
+        self, model: str, side: str, explainer: ShapleyExplainer, x: Array, keys: Array
+    ) -> Array:
+        """``explainer``'s attributions of ``x``; the worker thread's CPU time for them is
+        spent from the budget and counted, then ``pause`` gets their wall time."""
+        cpu, wall = self.cpu_clock(), time.perf_counter()
+        try:
+            return explainer.explain(x, keys)
+        finally:
+            spent = max(0.0, self.cpu_clock() - cpu)
+            self.budget.spend(spent)
+            self.metrics.attribution_seconds.labels(model, side).inc(spent)
+            self.pause(time.perf_counter() - wall)
+
+    def _explain(
+        self,
+        ex: Explainers,
+        rows: Rows,
+        union: Array,
+        chosen: dict[str, Array],
+        backed_up: Callable[[], bool],
+    ) -> Explained:
+        """Both sides' attributions of ``union``'s rows, a slice at a time (see
+        :func:`slice_rows`) while the budget allows. Production failing ends the batch's
+        attributions (the rows so far are kept); a candidate failing drops it for the
+        batch (logged, its rows neither attributed nor skipped)."""
+        assert ex.production is not None
         x = feature_matrix(ex.spec.inputs, rows.features, len(rows.keys))[union].astype(np.float64)
         keys = rows.keys[union]
-        started = time.perf_counter()
-        try:
-            production = ex.production.explain(x, keys)
-        except (CandidateError, ValueError) as exc:
-            log.error("model %s: attributions of production failed: %s", rows.model, exc)
-            return out
-        finally:
-            spent = time.perf_counter() - started
-            self.budget.spend(spent)
-            self.metrics.attribution_seconds.labels(rows.model, "production").inc(spent)
-        for start in np.unique(starts[union]).tolist():
-            out.production[int(start)] = production[starts[union] == start]
-        own = chosen.pop(PRODUCTION, None)
-        if own is not None:
-            for start in np.unique(starts[own]).tolist():
-                key = (rows.model, PRODUCTION, int(start))
-                self._counts[key] = self._counts.get(key, 0) + int((starts[own] == start).sum())
-            self.metrics.attributed.labels(rows.model, PRODUCTION).inc(own.size)
+        d = x.shape[1]
+        production = np.full((union.size, d), np.nan)
+        positions = {n: np.searchsorted(union, idx) for n, idx in chosen.items()}
+        candidates = {
+            n: np.full((idx.size, d), np.nan) for n, idx in chosen.items() if n != PRODUCTION
+        }
+        step = slice_rows(ex.production)
+        reached = 0
+        while reached < union.size and self.budget.allows() and not backed_up():
+            lo, hi = reached, min(union.size, reached + step)
+            try:
+                production[lo:hi] = self._timed(
+                    rows.model, "production", ex.production, x[lo:hi], keys[lo:hi]
+                )
+            except (CandidateError, ValueError) as exc:
+                log.error("model %s: attributions of production failed: %s", rows.model, exc)
+                return Explained(reached, production, candidates, failed=True)
+            for name in list(candidates):
+                sel = np.flatnonzero((positions[name] >= lo) & (positions[name] < hi))
+                if not sel.size:
+                    continue
+                pos = positions[name][sel]
+                try:
+                    candidates[name][sel] = self._timed(
+                        rows.model, name, ex.per_candidate[name], x[pos], keys[pos]
+                    )
+                except (CandidateError, ValueError) as exc:
+                    log.error(
+                        "model %s: attributions of candidate %s failed: %s", rows.model, name, exc
+                    )
+                    del candidates[name]
+            reached = hi
+        return Explained(reached, production, candidates)
+
+    def _collect(
+        self,
+        out: Outcome,
+        rows: Rows,
+        starts: Array,
+        union: Array,
+        chosen: dict[str, Array],
+        explained: Explained,
+    ) -> None:
+        """What :meth:`_explain` computed, per window, into ``out`` (and the counts)."""
+        reached, production = explained.reached, explained.production
+        candidates = explained.candidates
+        for start, at in by_window(starts[union[:reached]]):
+            out.production[start] = production[at]
         for name, idx in chosen.items():
             pos = np.searchsorted(union, idx)
-            started = time.perf_counter()
-            try:
-                candidate = ex.per_candidate[name].explain(x[pos], keys[pos])
-            except (CandidateError, ValueError) as exc:
-                log.error(
-                    "model %s: attributions of candidate %s failed: %s", rows.model, name, exc
-                )
-                continue
-            finally:
-                spent = time.perf_counter() - started
-                self.budget.spend(spent)
-                self.metrics.attribution_seconds.labels(rows.model, name).inc(spent)
-            for start in np.unique(starts[idx]).tolist():
-                sel = starts[idx] == start
-                out.attributions[(name, int(start))] = (production[pos[sel]], candidate[sel])
-                key = (rows.model, name, int(start))
-                self._counts[key] = self._counts.get(key, 0) + int(sel.sum())
-            self.metrics.attributed.labels(rows.model, name).inc(idx.size)
-        self._forget_old()
-        self._reference_step(setup, rows.model, out)
-        return out
+            done = np.flatnonzero(pos < reached)
+            if name != PRODUCTION and name not in candidates:
+                continue  # failed: logged, neither attributed nor skipped
+            for start, at in by_window(starts[idx[done]]):
+                if name != PRODUCTION:
+                    rows_at = done[at]
+                    out.attributions[(name, start)] = (
+                        production[pos[rows_at]],
+                        candidates[name][rows_at],
+                    )
+                key = (rows.model, name, start)
+                self._counts[key] = self._counts.get(key, 0) + at.size
+            if done.size:
+                self.metrics.attributed.labels(rows.model, name).inc(done.size)
 
     def _forget_old(self) -> None:
         if len(self._counts) <= KEEP_WINDOWS * 8:

@@ -77,6 +77,7 @@ class ShadowEvaluator:
         decision_threshold: float = 0.5,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -97,7 +98,8 @@ class ShadowEvaluator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_flush = time.monotonic()
-        self.attributor = Attributor(settings, window_size_ms, self.metrics, monotonic)
+        self._paid = 0.0  # wall seconds of the current batch spent in attribution's slices
+        self.attributor = Attributor(settings, window_size_ms, self.metrics, monotonic, cpu_clock)
 
     # -- configuration (policy load and reload) -------------------------------------------
     def configure(self, policies: Mapping[str, LoadedPolicy]) -> None:
@@ -207,6 +209,7 @@ class ShadowEvaluator:
 
     # -- the worker -------------------------------------------------------------------------
     def start(self) -> ShadowEvaluator:
+        self.attributor.pause = self._pause
         self._thread = threading.Thread(target=self._run, name="wk-shadow", daemon=False)
         self._thread.start()
         return self
@@ -227,16 +230,28 @@ class ShadowEvaluator:
                 item = None
             if item is not None:
                 started = time.perf_counter()
+                self._paid = 0.0
                 try:
                     self.process(item)
                 except Exception:  # a bug here must not end shadow evaluation
                     log.exception("shadow evaluation of a batch failed")
-                busy = time.perf_counter() - started
+                # attribution slices paid their share of the duty cycle as they went
+                busy = max(0.0, time.perf_counter() - started - self._paid)
                 self.metrics.queue.set(self._queue.qsize())
                 if share < 1.0:
                     self._stop.wait(busy * (1.0 / share - 1.0))  # duty cycle
             if time.monotonic() - self._last_flush >= self.settings.flush_interval:
                 self.flush()
+
+    def _pause(self, busy_s: float) -> None:
+        """The duty cycle within a batch (after each attribution slice, on the worker
+        thread): wait in proportion to the slice's wall time, so attribution's work is
+        spread out instead of taking a core in one burst."""
+        share = self.settings.max_cpu_share
+        started = time.perf_counter()
+        if share < 1.0:
+            self._stop.wait(busy_s * (1.0 / share - 1.0))
+        self._paid += busy_s + (time.perf_counter() - started)
 
     def drain(self, timeout: float = 30.0) -> None:
         """Process everything queued now (tests, shutdown); the worker need not run."""
@@ -284,7 +299,9 @@ class ShadowEvaluator:
 
     def _attribute(self, setup: ModelSetup, rows: Rows) -> None:
         # a backed-up queue means the candidates themselves cannot keep up: they go first
-        backed_up = self._queue.qsize() > self.settings.queue_batches // 2
+        def backed_up() -> bool:
+            return self._queue.qsize() > self.settings.queue_batches // 2
+
         outcome = self.attributor.run(setup, rows, backed_up)
         with self._lock:
             fold(outcome, setup, rows.model, functools.partial(self._stats_for, setup, rows.model))

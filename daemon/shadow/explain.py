@@ -22,9 +22,14 @@ by its key, so two identical models get identical attributions.
 
 The CPU: :class:`AttributionBudget` lets attribution take at most
 ``shadow.attribution_cpu_share`` of the shadow worker's budget (a leaky bucket of CPU
-seconds). Rows chosen while it is spent, or while the evaluation queue is backed up, are
-skipped and counted (``attribution_skipped`` in the window's summary and the
-``watchkeeper_shadow_attribution_skipped_rows`` counter) — never waited for.
+seconds, filled per wall second, spent in the worker thread's own CPU time,
+``time.thread_time``: neither the time it waits for the GIL or a core nor other
+threads' work counts). A batch's chosen rows are explained a slice at a time
+(:func:`~attributing.slice_rows`), the budget asked before each, so it is overdrawn by at
+most one slice; after each slice the worker pauses in proportion (its duty cycle, as after
+a batch). Rows not reached while it is spent, or chosen while the evaluation queue is
+backed up, are skipped and counted (``attribution_skipped`` in the window's summary and
+the ``watchkeeper_shadow_attribution_skipped_rows`` counter) — never waited for.
 """
 
 from __future__ import annotations
@@ -51,9 +56,10 @@ peak RSS by ~200 MB on a 20→128→64 MLP in bench_shadow)."""
 
 
 class AttributionBudget:
-    """CPU seconds attribution may spend: ``rate`` per wall second, up to ``burst_s``
-    seconds' worth saved. ``allows()`` while any is left; ``spend`` may overdraw it (the
-    next rows wait until it is paid back)."""
+    """CPU seconds attribution may spend: ``rate`` per second of ``clock`` (wall time),
+    up to ``burst_s`` seconds' worth saved. ``allows()`` while any is left; ``spend``
+    takes the CPU seconds a slice cost and may overdraw it by that slice (the next rows
+    are skipped until it is paid back)."""
 
     def __init__(
         self, rate: float, burst_s: float = 2.0, clock: Callable[[], float] = time.monotonic

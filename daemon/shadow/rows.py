@@ -62,8 +62,9 @@ class ShadowMetrics:
         )
         self.attribution_seconds = Counter(
             "watchkeeper_shadow_attribution_seconds",
-            "Time spent computing feature attributions, by model and by the model explained "
-            "(production or a candidate).",
+            "CPU time of the shadow worker thread spent computing feature attributions "
+            "(what the attribution budget counts), by model and by the model explained "
+            "(production, the reference's rows, or a candidate).",
             ["model", "explained"],
             registry=registry,
         )

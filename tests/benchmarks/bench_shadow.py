@@ -10,23 +10,33 @@ sampling — in one run, and INT8 vs FP32 offline latency.
    off; (c) as (b) with attributions on at the defaults (1 % of the shadow rows, at most
    200 per window and candidate, half the shadow CPU budget; background: the first 50
    live rows, as the policy names no reference);
-4. prints the rates, the ratios (b)/(a) and (c)/(a) (goal ≥ 0.8 each), the rows the
-   candidate ran on and dropped, and in (c) the rows attributed, skipped for the budget,
-   and the attribution time per attributed row (both models) measured in the daemon.
+4. runs the three phases ``--rounds`` times (5), (b) (a) (c) then (c) (a) (b), each
+   phase in its own process: one 3-second phase is short beside the load changes of a
+   shared machine, so a single (a) against a single (c) measures the neighbours as much
+   as attribution;
+5. prints per phase the rate, the CPU seconds of each thread of the process
+   (``/proc/self/task/*/stat``) and the load average, the rows the candidate ran on and
+   dropped, and in (c) the rows attributed, skipped for the budget, and the shadow
+   worker's CPU time per attributed row (both models) as the daemon counts it; then
+   each round's ratios (b)/(a) and (c)/(a) — a round's phases run back to back — and
+   their medians (goal ≥ 0.8 each).
 
-Run: ``make bench`` or ``python tests/benchmarks/bench_shadow.py [--events N]``.
+Run: ``make bench`` or ``python tests/benchmarks/bench_shadow.py [--events N] [--rounds R]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import uuid
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +63,28 @@ shadow:
   candidates: [{name: int8, onnx: ../fp32.int8-dynamic.onnx}]
 """
 PHASES = ("plain", "shadow", "attributions")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by thread name
+    (Python's names for Python threads, the kernel's ``comm`` for the others), from
+    ``/proc/self/task/*/stat``."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        name = names.get(int(task.name), comm)
+        out[name] = out.get(name, 0.0) + seconds
+    return out
 
 
 def build_models(folder: Path) -> dict[str, float]:
@@ -95,7 +127,7 @@ def build_models(folder: Path) -> dict[str, float]:
     }
 
 
-def phase(bootstrap: str, topic: str, n: int, folder: str, name: str) -> dict[str, float]:
+def phase(bootstrap: str, topic: str, n: int, folder: str, name: str) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
     from watchkeeper.daemon.ingest.loop import Ingestor
     from watchkeeper.daemon.ingest.metrics import IngestMetrics
@@ -121,9 +153,14 @@ def phase(bootstrap: str, topic: str, n: int, folder: str, name: str) -> dict[st
         evaluator.start()
     ingestor = Ingestor(config, store, metrics, shadow=evaluator)
     ingestor.open()
+    before = thread_cpu()
     elapsed = consume(ingestor, metrics, {topic: n})
+    after = thread_cpu()
     ingestor.close()
-    out = {"events": store.totals()["events"], "seconds": elapsed}
+    cpu = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    out: dict[str, Any] = {"events": store.totals()["events"], "seconds": elapsed}
+    out["cpu_s"] = {k: round(v, 2) for k, v in sorted(cpu.items()) if v > 0.005}
+    out["load"] = os.getloadavg()[0]
     if evaluator is not None:
         evaluator.close()
         rows = ShadowStore(store.engine).stats("fraud", 0, 2**62).get("int8")
@@ -150,9 +187,51 @@ def phase(bootstrap: str, topic: str, n: int, folder: str, name: str) -> dict[st
     return out
 
 
+def events_per_s(r: dict[str, Any]) -> float:
+    return float(r["events"] / r["seconds"])
+
+
+def run_phase(args: argparse.Namespace, topic: str, folder: str, name: str) -> dict[str, Any]:
+    """One phase in its own process (a fresh group, store and evaluator)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", name]
+    cmd += ["--bootstrap", args.bootstrap, "--topic", topic]
+    cmd += ["--events", str(args.events), "--folder", folder]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"phase {name} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def report(name: str, r: dict[str, Any]) -> None:
+    extra = ""
+    if name != "plain":
+        extra = f", candidate ran on {r['shadow_rows']:,} rows, dropped {r['shadow_dropped']:,}"
+    if name == "attributions":
+        per_row = r["attribution_seconds"] / max(1.0, r["attributed"]) * 1000
+        extra += (
+            f"; attributed {r['attributed']:,.0f} rows, skipped "
+            f"{r['attribution_skipped']:,.0f} (budget), {per_row:.2f} ms of worker CPU per "
+            "attributed row (production + candidate)"
+        )
+    threads = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
+    extra += f"\n      CPU s by thread: {threads}; load average {r['load']:.2f}"
+    print(
+        f"  ({'abc'[PHASES.index(name)]}) {name:<12} {r['events']:>9,} events in "
+        f"{r['seconds']:.2f}s = {events_per_s(r):>9,.0f}/s, peak RSS "
+        f"{r['peak_rss_mb']:.0f} MB{extra}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds of the three phases (the median of their ratios is reported)",
+    )
     parser.add_argument("--bootstrap")
     parser.add_argument("--phase", choices=PHASES)
     parser.add_argument("--topic")
@@ -185,39 +264,29 @@ def main() -> None:
             create_topics(args.bootstrap, [topic], 3)
             print(f"producing {args.events:,} events ({FEATURES} numeric features) ...")
             produce(args.bootstrap, topic, args.events)
-            results = {}
-            for name in PHASES:
-                cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", name]
-                cmd += ["--bootstrap", args.bootstrap, "--topic", topic]
-                cmd += ["--events", str(args.events), "--folder", folder]
-                out = subprocess.run(cmd, capture_output=True, text=True)
-                if out.returncode:
-                    sys.exit(f"phase {name} failed:\n{out.stderr[-3000:]}")
-                results[name] = r = json.loads(out.stdout.strip().splitlines()[-1])
-                extra = ""
-                if name != "plain":
-                    extra = (
-                        f", candidate ran on {r['shadow_rows']:,} rows, "
-                        f"dropped {r['shadow_dropped']:,}"
-                    )
-                if name == "attributions":
-                    per_row = r["attribution_seconds"] / max(1.0, r["attributed"]) * 1000
-                    extra += (
-                        f"; attributed {r['attributed']:,.0f} rows, skipped "
-                        f"{r['attribution_skipped']:,.0f} (budget), {per_row:.2f} ms per "
-                        "attributed row (production + candidate)"
-                    )
+            runs: dict[str, list[dict[str, Any]]] = {n: [] for n in PHASES}
+            for round_ in range(args.rounds):
+                # plain in the middle, so each of the others runs right beside it; the
+                # two others swap places every round, so a drift in the machine's load
+                # does not always fall on the same one
+                order = ("shadow", "plain", "attributions")[:: 1 if round_ % 2 == 0 else -1]
+                print(f"round {round_ + 1} of {args.rounds}:")
+                for name in order:
+                    runs[name].append(r := run_phase(args, topic, folder, name))
+                    report(name, r)
+            for label, name in (("(b)/(a)", "shadow"), ("(c)/(a)", "attributions")):
+                # each round's own ratio: its two phases ran back to back, under (nearly)
+                # the same load from the rest of the machine
+                ratios = [
+                    events_per_s(c) / events_per_s(a)
+                    for a, c in zip(runs["plain"], runs[name], strict=True)
+                ]
+                each = ", ".join(f"{r:.2f}" for r in ratios)
+                goal = "goal ≥ 0.8" + (", attributions at the defaults" if name != "shadow" else "")
                 print(
-                    f"({'abc'[PHASES.index(name)]}) {name:<12} {r['events']:>9,} events in "
-                    f"{r['seconds']:.2f}s = {r['events'] / r['seconds']:>9,.0f}/s, peak RSS "
-                    f"{r['peak_rss_mb']:.0f} MB{extra}"
+                    f"ratio {label} = {statistics.median(ratios):.2f}: the median of the "
+                    f"rounds' {each}  ({goal})"
                 )
-            rate = {n: results[n]["events"] / results[n]["seconds"] for n in PHASES}
-            print(f"ratio (b)/(a) = {rate['shadow'] / rate['plain']:.2f}  (goal ≥ 0.8)")
-            print(
-                f"ratio (c)/(a) = {rate['attributions'] / rate['plain']:.2f}  (goal ≥ 0.8, "
-                "attributions on at the default sampling)"
-            )
     finally:
         if broker is not None:
             broker.stop()

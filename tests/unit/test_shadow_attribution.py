@@ -19,6 +19,7 @@ import pytest
 from onnx import TensorProto, helper
 from prometheus_client import CollectorRegistry
 from watchkeeper.daemon.config_shadow import ShadowConfig
+from watchkeeper.daemon.shadow.attributing import slice_rows
 from watchkeeper.daemon.shadow.checks import attribution, comparison
 from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
 from watchkeeper.daemon.shadow.rows import Rows
@@ -245,24 +246,45 @@ def test_rows_per_window_are_bounded(tmp_path: Path, store: Store) -> None:
         assert s.rows > 25  # every row is still compared; only attribution is bounded
 
 
+def costing(evaluator: ShadowEvaluator, cpu: list[float], per_model_row: float) -> None:
+    """An injected CPU clock: each model row an explainer runs costs ``per_model_row``
+    seconds of ``cpu[0]`` (the evaluator was built with ``cpu_clock=lambda: cpu[0]``)."""
+    ex = evaluator._models["m"].explainers
+    assert ex is not None and ex.production is not None
+    for explainer in (ex.production, *ex.per_candidate.values()):
+
+        def predict(z: np.ndarray[Any, Any], inner: Any = explainer.predict) -> Any:
+            cpu[0] += len(z) * per_model_row
+            return inner(z)
+
+        explainer.predict = predict
+
+
 def test_over_the_cpu_budget_rows_are_skipped_and_counted(tmp_path: Path, store: Store) -> None:
     folder = folder_with(tmp_path)
-    now = [0.0]
+    now, cpu = [0.0], [0.0]
     evaluator = evaluator_for(
         folder,
         store,
         ShadowConfig(max_cpu_share=0.01, attribution_cpu_share=0.01),  # 1e-4 s per s
         monotonic=lambda: now[0],
+        cpu_clock=lambda: cpu[0],
     )
+    costing(evaluator, cpu, 1e-6)  # ≈ 0.56 ms per explained row and model
+    ex = evaluator._models["m"].explainers
+    assert ex is not None and ex.production is not None
+    step = slice_rows(ex.production)
     first, _ = traffic(300, 9)
-    evaluator.process(first)  # the saved credit (1 ms) lets one batch through …
+    chosen = int(sample_mask(first.keys, 0.5).sum())
+    assert chosen > step
+    evaluator.process(first)  # the saved credit (0.2 ms) lets one slice through …
     second, _ = traffic(300, 10)
-    evaluator.process(second)  # … which overdrew it: with no time passing, this one waits
+    evaluator.process(second)  # … which overdrew it: with no time passing, none of these
     assert evaluator.flush()
     s = stored(store)["copy"]
     assert s.attribution is not None
-    assert s.attribution["production"].rows == int(sample_mask(first.keys, 0.5).sum())
-    assert s.attribution_skipped == int(sample_mask(second.keys, 0.5).sum())
+    assert s.attribution["production"].rows == step
+    assert s.attribution_skipped == chosen - step + int(sample_mask(second.keys, 0.5).sum())
     registry = evaluator.metrics.attribution_skipped
     assert registry.labels("m", "copy")._value.get() == s.attribution_skipped
     # time passes: the budget is paid back and attribution goes on
@@ -274,6 +296,55 @@ def test_over_the_cpu_budget_rows_are_skipped_and_counted(tmp_path: Path, store:
     assert more.attribution is not None
     assert more.attribution["production"].rows > s.attribution["production"].rows
     assert more.metrics()["shadow_rows"] == 900
+
+
+def test_the_cpu_budget_holds_slice_by_slice_in_thread_cpu_time(
+    tmp_path: Path, store: Store
+) -> None:
+    """Over a long run of batches, the CPU attribution spends (an injected per-thread
+    clock: 1 µs per model row) stays within rate × elapsed + the saved credit + one
+    slice, however many rows each batch brings; every chosen row is attributed or
+    skipped and counted; the CPU counter counts exactly what the budget was charged."""
+    folder = folder_with(tmp_path)
+    now, cpu = [0.0], [0.0]
+    settings = ShadowConfig(max_cpu_share=0.5, attribution_cpu_share=0.2)  # 0.1 s per s
+    evaluator = evaluator_for(
+        folder, store, settings, monotonic=lambda: now[0], cpu_clock=lambda: cpu[0]
+    )
+    costing(evaluator, cpu, 1e-6)
+    ex = evaluator._models["m"].explainers
+    assert ex is not None and ex.production is not None
+    pauses: list[float] = []
+    evaluator.attributor.pause = pauses.append
+    budget = evaluator.attributor.budget
+    rate, saved = budget.rate, budget.capacity
+    # one slice: production and both candidates on slice_rows rows, and f(x) of each
+    one_slice = 3 * slice_rows(ex.production) * ex.production.model_rows_per_row() * 1e-6
+    chosen = 0
+    for seed in range(40):
+        now[0] += 0.5
+        rows, _ = traffic(300, 100 + seed, seed * SIZE_MS)
+        chosen += int(sample_mask(rows.keys, 0.5).sum())
+        evaluator.process(rows)
+        assert cpu[0] <= saved + rate * now[0] + one_slice
+    assert cpu[0] >= rate * now[0] * 0.5  # and the budget is used, not left idle
+    assert evaluator.flush()
+    stats = stored(store)
+    for name in ("copy", "zeroed"):
+        s = stats[name]
+        assert s.attribution is not None
+        assert s.attribution["candidate"].rows == s.attribution["production"].rows
+        assert s.attribution["candidate"].rows + s.attribution_skipped == chosen
+        assert 0 < s.attribution_skipped < chosen
+    seconds = evaluator.metrics.attribution_seconds
+    sides = ("production", *ex.per_candidate)
+    charged = sum(seconds.labels("m", side)._value.get() for side in sides)
+    assert charged == pytest.approx(cpu[0])
+    # a pause after each model's part of each slice (the running worker waits there)
+    attributed = stats["copy"].attribution
+    assert attributed is not None
+    assert len(pauses) % 3 == 0
+    assert len(pauses) // 3 >= attributed["candidate"].rows / slice_rows(ex.production)
 
 
 def test_without_a_reference_sample_the_first_live_rows_are_the_background(
@@ -537,3 +608,32 @@ def test_while_the_queue_is_backed_up_attribution_yields_to_the_candidates(
     assert s.rows == 300  # the candidate was evaluated
     assert s.attribution is None
     assert s.attribution_skipped == int(sample_mask(rows.keys, 0.5).sum())
+
+
+def test_a_queue_backing_up_during_a_batch_stops_its_attributions_at_the_slice(
+    tmp_path: Path, store: Store
+) -> None:
+    """The queue is asked before every slice, not only at the batch's start: batches
+    offered while the worker explains (here: during its first pause) stop the rest."""
+    folder = folder_with(tmp_path)
+    evaluator = evaluator_for(
+        folder, store, ShadowConfig(max_cpu_share=1.0, attribution_cpu_share=1.0, queue_batches=4)
+    )
+    waiting, _ = traffic(10, 17)
+
+    def offered_meanwhile(wall_s: float) -> None:
+        while evaluator._queue.qsize() < 3:
+            evaluator._queue.put_nowait(waiting)
+
+    evaluator.attributor.pause = offered_meanwhile
+    rows, _ = traffic(300, 18)
+    chosen = int(sample_mask(rows.keys, 0.5).sum())
+    evaluator.process(rows)
+    assert evaluator.flush()
+    s = stored(store)["copy"]
+    ex = evaluator._models["m"].explainers
+    assert ex is not None and ex.production is not None
+    step = slice_rows(ex.production)
+    assert s.rows == 300 and s.attribution is not None
+    assert s.attribution["candidate"].rows == step < chosen
+    assert s.attribution_skipped == chosen - step
