@@ -17,9 +17,40 @@ from typing import Any
 
 import numpy as np
 from watchkeeper.detectors.column_batch import Column, IndexArray
+from watchkeeper.detectors.grid_sketch import GridLookup, GridSketch, feed_grid
 from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
 
 Sizes = np.ndarray[Any, np.dtype[np.intp]]
+
+
+class RunBins:
+    """The grid bins of a run's numeric columns, computed once per column and shared by
+    every segment feature the run is routed to (each routes the same rows its own way)."""
+
+    def __init__(self) -> None:
+        self._bins: dict[tuple[int, int], IndexArray] = {}
+        self._held: list[Any] = []  # the keys' objects, held: their ids stay theirs
+
+    def groups(self, sizes: Sizes) -> IndexArray:
+        """Each row's group number for groups of ``sizes`` (one split's, for all columns)."""
+        key = (id(sizes), -1)
+        found = self._bins.get(key)
+        if found is None:
+            found = self._bins[key] = np.repeat(np.arange(sizes.size), sizes)
+            self._held.append(sizes)
+        return found
+
+    def of(self, column: Column, lookup: GridLookup) -> IndexArray:
+        """Each row's grid bin (rows whose value is not finite: bin 0, never read)."""
+        key = (id(column), id(lookup))
+        found = self._bins.get(key)
+        if found is None:
+            values = column.values.astype(np.float64, copy=False)
+            finite = np.isfinite(values)
+            found = lookup.index(values if finite.all() else np.where(finite, values, 0.0))
+            self._bins[key] = found
+            self._held.append(column)
+        return found
 
 
 def feed_groups(
@@ -27,11 +58,13 @@ def feed_groups(
     column: Column,
     rows: IndexArray,
     sizes: Sizes,
+    bins: RunBins | None = None,
 ) -> None:
     """Rows ``rows`` of ``column`` (grouped: group ``g`` is the next ``sizes[g]`` rows) into
-    ``sketches[g]``, as ``_feed`` in window.py does one group at a time."""
+    ``sketches[g]``, as ``_feed`` in window.py does one group at a time; ``bins`` shares
+    the grid bins of the run's rows between segment features."""
     g = len(sketches)
-    group = np.repeat(np.arange(g), sizes)
+    group = np.repeat(np.arange(g), sizes) if bins is None else bins.groups(sizes)
     null, missing = column.null[rows], column.missing[rows]
     absent = null | missing
     if absent.any():
@@ -47,7 +80,11 @@ def feed_groups(
     if column.kind == "numeric":
         numeric = [s for s in sketches if isinstance(s, NumericSketch)]
         assert len(numeric) == g  # a window's sketch of a column has the column's kind
-        feed_numeric(numeric, values.astype(np.float64, copy=False), groups, nulls, missed)
+        where = None
+        first = numeric[0] if numeric else None
+        if bins is not None and isinstance(first, GridSketch) and _one_grid(numeric):
+            where = bins.of(column, first.lookup)[kept]
+        feed_numeric(numeric, values.astype(np.float64, copy=False), groups, nulls, missed, where)
         return
     counts = np.bincount(groups, minlength=g)
     bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
@@ -62,17 +99,34 @@ def feed_numeric(
     groups: np.ndarray[Any, Any],
     nulls: list[int] | None = None,
     missing: list[int] | None = None,
+    where: IndexArray | None = None,
 ) -> None:
     """Present ``values`` (grouped, ``groups`` their group numbers, ascending) into their
-    groups' sketches; ``nulls`` / ``missing`` per group. The updates are deferred: the
-    caller settles the run's full queues at once (:func:`sketches.settle_full`)."""
+    groups' sketches; ``nulls`` / ``missing`` per group. Grid sketches on one grid (a
+    column with the reference's bins: every segment's, as a rule) are counted together
+    in one pass (:func:`~watchkeeper.detectors.grid_sketch.feed_grid`); KLL sketches'
+    updates are deferred: the caller settles the run's full queues at once
+    (:func:`sketches.settle_full`); ``where``: the grid bins of ``values``, if known."""
     g = len(sketches)
+    if _one_grid(sketches):
+        grids = [s for s in sketches if isinstance(s, GridSketch)]
+        feed_grid(grids, values, groups, nulls, missing, where)
+        return
     n = np.bincount(groups, minlength=g)
     bounds = np.concatenate(([0], np.cumsum(n))).tolist()
     for j, sketch in enumerate(sketches):
-        sketch.update(
-            values[bounds[j] : bounds[j + 1]],
-            nulls[j] if nulls else 0,
-            missing[j] if missing else 0,
-            defer=True,
-        )
+        part = values[bounds[j] : bounds[j + 1]]
+        null = nulls[j] if nulls else 0
+        miss = missing[j] if missing else 0
+        if isinstance(sketch, GridSketch):  # another grid than its neighbours': alone
+            feed_grid([sketch], part, None, [null], [miss])
+        else:
+            sketch.update(part, null, miss, defer=True)
+
+
+def _one_grid(sketches: Sequence[NumericSketch]) -> bool:
+    """Whether ``sketches`` are all grid sketches on one grid (one pass counts them)."""
+    first = sketches[0] if sketches else None
+    return isinstance(first, GridSketch) and all(
+        isinstance(s, GridSketch) and s.lookup is first.lookup for s in sketches
+    )
