@@ -16,11 +16,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from watchkeeper.detectors.column_batch import Column, IndexArray
 from watchkeeper.detectors.grid_sketch import GridLookup, GridSketch, feed_grid
 from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
 
 Sizes = np.ndarray[Any, np.dtype[np.intp]]
+
+
+MAX_CATEGORY_CELLS = 1 << 22
+"""Group × category cells counted in one ``bincount`` at most (an identifier-like
+column with many distinct values is counted group by group instead)."""
 
 
 class RunBins:
@@ -29,6 +35,7 @@ class RunBins:
 
     def __init__(self) -> None:
         self._bins: dict[tuple[int, int], IndexArray] = {}
+        self._categories: dict[tuple[int, int], tuple[IndexArray, list[Any]]] = {}
         self._held: list[Any] = []  # the keys' objects, held: their ids stay theirs
 
     def groups(self, sizes: Sizes) -> IndexArray:
@@ -38,6 +45,17 @@ class RunBins:
         if found is None:
             found = self._bins[key] = np.repeat(np.arange(sizes.size), sizes)
             self._held.append(sizes)
+        return found
+
+    def categories(self, column: Column) -> tuple[IndexArray, list[Any]]:
+        """Each row's category code and the distinct values (a hash table, pandas'
+        ``factorize``; rows without a value: -1, never read)."""
+        key = (id(column), -2)
+        found = self._categories.get(key)
+        if found is None:
+            codes, distinct = pd.factorize(column.values, sort=False)
+            found = self._categories[key] = (codes.astype(np.intp, copy=False), list(distinct))
+            self._held.append(column)
         return found
 
     def of(self, column: Column, lookup: GridLookup) -> IndexArray:
@@ -86,11 +104,39 @@ def feed_groups(
             where = bins.of(column, first.lookup)[kept]
         feed_numeric(numeric, values.astype(np.float64, copy=False), groups, nulls, missed, where)
         return
+    if bins is not None:
+        codes, distinct = bins.categories(column)
+        if g * len(distinct) <= MAX_CATEGORY_CELLS:
+            _count_categories(sketches, codes[kept], distinct, groups, nulls, missed)
+            return
     counts = np.bincount(groups, minlength=g)
     bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
     for j, sketch in enumerate(sketches):
         assert isinstance(sketch, CategoryCounts)
         sketch.update(values[bounds[j] : bounds[j + 1]].tolist(), nulls[j], missed[j])
+
+
+def _count_categories(
+    sketches: Sequence[ColumnSketch],
+    codes: IndexArray,
+    distinct: list[Any],
+    groups: np.ndarray[Any, Any],
+    nulls: list[int],
+    missed: list[int],
+) -> None:
+    """Every group's category counts from one ``bincount`` over group × category (what
+    ``Counter`` of each group's values gives)."""
+    g, width = len(sketches), len(distinct)
+    table = np.bincount(groups * width + codes, minlength=g * width).reshape(g, width)
+    names = np.asarray(distinct, dtype=object)
+    for j, sketch in enumerate(sketches):
+        assert isinstance(sketch, CategoryCounts)
+        sketch.nulls += nulls[j]
+        sketch.missing += missed[j]
+        row = table[j]
+        seen = np.flatnonzero(row)
+        if seen.size:
+            sketch._add(dict(zip(names[seen].tolist(), row[seen].tolist(), strict=True)))
 
 
 def feed_numeric(

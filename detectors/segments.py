@@ -4,10 +4,14 @@ A *segment feature* (``country``, ``channel``) splits every window of its model 
 child summary per value of a bounded value set, plus one ``(other)`` child for every
 other value (and for rows where the feature is null or absent). A child is itself a
 :class:`~watchkeeper.detectors.window.WindowSummary` of the rows of its segment (same
-exact bins, KLL sketches, category counts, latency, counters, the label-free estimate
-state of the references in force, and the performance of its predictions' joined labels;
-no row sample), so every drift, sanity and performance metric scores a segment exactly as
-it scores the whole window, against the same segment of the reference.
+exact bins, category counts, latency, counters, the label-free estimate state of the
+references in force, and the performance of its predictions' joined labels; no row
+sample), so every drift, sanity and performance metric scores a segment as it scores the
+whole window, against the same segment of the reference. Its numeric columns with the
+reference's bins are :class:`~watchkeeper.detectors.grid_sketch.GridSketch` es (exact
+counts on a fine grid cut from those bins: exact PSI / KL / JS / χ², KS and quantiles
+within the largest grid bin's mass) instead of KLL sketches; without a reference in force,
+KLL sketches of ``k =`` :data:`SEGMENT_SKETCH_K`.
 
 Which values get a child of their own (:class:`SegmentSpec`):
 
@@ -59,10 +63,10 @@ MAX_VALUE_CHARS = 64
 DEFAULT_TOP_K = 20
 MAX_TOP_K = 100
 SEGMENT_SKETCH_K = 100
-"""KLL size of a segment's numeric sketches (the window's own, if smaller): rank error
-≈ 2.6 % for a single CDF query at 99 % confidence, vs 1.3 % at the windows' 200 — half
-the memory, storage and update cost per segment, which there are up to (K + 1) × segment
-features of. Exact bins (PSI, KL, JS, χ²) do not depend on it."""
+"""Values a segment's numeric summary holds exactly (grid sketch or KLL alike), and the KLL
+size of its numeric sketches without reference bins (no reference in force; the latency):
+rank error ≈ 2.6 % for a single CDF query at 99 % confidence, vs 1.3 % at the windows'
+200. Exact bins (PSI, KL, JS, χ²) do not depend on it."""
 """Bound on K: memory grows with K × segment features × columns."""
 _TRANSLATE = dict.fromkeys(range(32)) | {127: None, ord("["): "(", ord("]"): ")"}
 

@@ -188,6 +188,7 @@ def phase(args: argparse.Namespace) -> None:
 def memory_per_segment() -> tuple[float, float, int]:
     """(bytes held per segment child, stored bytes per child, children) of a window of
     100,000 rows with both segment features, against the same window without."""
+    from watchkeeper.detectors.grid_sketch import GridSketch
     from watchkeeper.detectors.profile import ReferenceProfile
     from watchkeeper.detectors.segment_reference import segment_plan
     from watchkeeper.detectors.segments import SegmentSpec
@@ -199,6 +200,8 @@ def memory_per_segment() -> tuple[float, float, int]:
         reference = ReferenceProfile.load(f"{tmp}/ref.json")
     plan = segment_plan([SegmentSpec(n, K) for n in SEGMENTS], [reference])
     edges = {n: p.edges for n, p in reference.features.items() if p.kind == "numeric"}
+    if reference.prediction is not None and reference.prediction.edges:
+        edges["__prediction__"] = reference.prediction.edges  # as the daemon's bins give
     batch = batch_of(100_000, 7)
     held = []
     for segments in (None, plan):
@@ -214,12 +217,13 @@ def memory_per_segment() -> tuple[float, float, int]:
         tracemalloc.stop()
     children = [c for s in w.segments.values() for c in s.children.values()]
     stored = np.mean([len(json.dumps(c.to_dict())) for c in children])
-    # tracemalloc sees Python's allocations, not the KLL's C++ buffers: add their size
+    # tracemalloc sees Python's allocations and numpy's (a grid sketch's counts), not the
+    # KLL's C++ buffers (a child's latency): add their serialised size
     kll = sum(
         len(sketch.kll_bytes())
         for c in children
         for sketch in [*c.features.values(), c.prediction, c.latency]
-        if isinstance(sketch, NumericSketch)
+        if isinstance(sketch, NumericSketch) and not isinstance(sketch, GridSketch)
     )
     return (held[1] - held[0] + kll) / len(children), float(stored), len(children)
 
@@ -244,7 +248,7 @@ def main() -> None:
         return
     from watchkeeper.daemon.demo.broker import EmbeddedBroker
     from watchkeeper.daemon.demo.setup import create_topics
-    from watchkeeper.detectors.segments import SEGMENT_SKETCH_K
+    from watchkeeper.detectors.grid_sketch import GRID_STEPS
 
     broker = None
     if args.bootstrap is None:
@@ -299,7 +303,8 @@ def main() -> None:
         )
         held, stored, children = memory_per_segment()
         print(
-            f"memory per segment (22 columns, KLL k={SEGMENT_SKETCH_K}): "
+            f"memory per segment (22 columns: 21 grid sketches, {GRID_STEPS} steps per "
+            "reference bin, and the latency's KLL): "
             f"{held / 1024:.1f} KiB held, {stored / 1024:.1f} KiB stored, "
             f"{children} segments per window"
         )

@@ -370,3 +370,79 @@ def test_parts_stored_before_grids_load_and_merge_with_new_ones() -> None:
     found: dict[str, list[Any]] = {}
     add_segment_findings(found, policy, reference, old, 3600.0)
     assert found["ks"]
+
+
+def _segmented(
+    amount: np.ndarray[Any, Any], country: np.ndarray[Any, Any], edges: dict[str, Any]
+) -> WindowSummary:
+    n = amount.size
+    none = np.zeros(n, dtype=bool)
+    batch = ColumnBatch(
+        "fraud",
+        "predictions",
+        np.arange(n, dtype=np.int64),
+        np.full(n, "1", dtype=object),
+        np.arange(n, dtype=np.uint64),
+        features={
+            "amount": Column("numeric", amount, none, none.copy()),
+            "country": Column("categorical", country, none.copy(), none.copy()),
+        },
+    )
+    plan = (SegmentSpec("country", 3, ("DE", "FR", "US")),)
+    s = SketchSettings(reservoir_size=0, bins=lambda m, c: edges.get(c), segments=lambda m: plan)
+    w = WindowSummary("fraud", "1", 0, 10**9, s)
+    for lo in range(0, n, 7_000):  # several runs of rows, as flushes route them
+        w.update(batch, np.arange(lo, min(n, lo + 7_000)))
+    return w
+
+
+def test_per_segment_ks_quantiles_and_psi_against_numpy_and_scipy() -> None:
+    """Each segment's KS (scipy's exact two-sample statistic on the segment's rows of
+    the reference and the window) within the finding's error bound; its quantiles within
+    its rank error of numpy's; its bins, and so its PSI, exactly numpy's."""
+    rng = np.random.default_rng(11)
+    names = np.array(["DE", "FR", "US", "IT"], dtype=object)
+    p = [0.5, 0.25, 0.15, 0.1]
+    ref_country = rng.choice(names, size=40_000, p=p)
+    ref_amount = rng.lognormal(3, 1, size=40_000)
+    first = profile_from_window(_segmented(ref_amount, ref_country, {}))
+    edges = {"amount": first.features["amount"].edges}
+    reference = profile_from_window(_segmented(ref_amount, ref_country, edges), edges=edges)
+    cur_country = rng.choice(names, size=30_000, p=p)
+    cur_amount = rng.lognormal(3, 1, size=30_000)
+    cur_amount[cur_country == "FR"] *= 1.5  # a shift in one segment only
+    window = _segmented(cur_amount, cur_country, edges)
+    policy = Policy.model_validate(
+        {
+            "model": "fraud",
+            "min_samples": 100,
+            "segments": ["country"],
+            "rules": [
+                {"name": "ks", "metric": "ks", "features": ["amount"], "critical": 0.1},
+                {"name": "psi", "metric": "psi", "features": ["amount"], "critical": 0.2},
+            ],
+        }
+    )
+    found: dict[str, list[Any]] = {}
+    add_segment_findings(found, policy, reference, window, 3600.0)
+    ks = {f.details["segment"]["country"]: f for f in found["ks"]}
+    psi = {f.details["segment"]["country"]: f for f in found["psi"]}
+    cut = np.asarray(edges["amount"])
+    for label in ("DE", "FR", "US", OTHER):
+        in_ref = ref_country == label if label != OTHER else ref_country == "IT"
+        in_cur = cur_country == label if label != OTHER else cur_country == "IT"
+        a, b = ref_amount[in_ref], cur_amount[in_cur]
+        exact = stats.ks_2samp(a, b).statistic
+        assert abs(ks[label].value - exact) <= ks[label].details["error_bound"], label
+        child = window.segments["country"].children[label].features["amount"]
+        assert isinstance(child, GridSketch)
+        assert child.histogram(edges["amount"]).tolist() == _exact_bins(b, edges["amount"])
+        ranks = np.linspace(0.01, 0.99, 99)
+        got = child.quantiles(ranks)
+        assert np.all(np.abs(_ecdf(b, got) - ranks) <= child.rank_error + 1.0 / b.size)
+        # PSI from numpy's own counts on both sides (ε = 1e-4 for empty bins, as ours)
+        pr = np.bincount(np.searchsorted(cut, a, side="left"), minlength=cut.size + 1) / a.size
+        qc = np.bincount(np.searchsorted(cut, b, side="left"), minlength=cut.size + 1) / b.size
+        pr, qc = np.where(pr == 0, 1e-4, pr), np.where(qc == 0, 1e-4, qc)
+        assert psi[label].value == pytest.approx(float(np.sum((qc - pr) * np.log(qc / pr))))
+    assert ks["FR"].value > 0.1 and all(ks[c].value < 0.05 for c in ("DE", "US", OTHER))
