@@ -36,7 +36,17 @@ class RunBins:
     def __init__(self) -> None:
         self._bins: dict[tuple[int, int], IndexArray] = {}
         self._categories: dict[tuple[int, int], tuple[IndexArray, list[Any]]] = {}
+        self._complete: dict[tuple[int, int], bool] = {}
         self._held: list[Any] = []  # the keys' objects, held: their ids stay theirs
+
+    def complete(self, column: Column) -> bool:
+        """Whether every row of the run has ``column`` (no null, no missing key)."""
+        key = (id(column), -3)
+        found = self._complete.get(key)
+        if found is None:
+            found = self._complete[key] = not (column.null.any() or column.missing.any())
+            self._held.append(column)
+        return found
 
     def groups(self, sizes: Sizes) -> IndexArray:
         """Each row's group number for groups of ``sizes`` (one split's, for all columns)."""
@@ -83,9 +93,12 @@ def feed_groups(
     the grid bins of the run's rows between segment features."""
     g = len(sketches)
     group = np.repeat(np.arange(g), sizes) if bins is None else bins.groups(sizes)
-    null, missing = column.null[rows], column.missing[rows]
-    absent = null | missing
-    if absent.any():
+    if bins is not None and bins.complete(column):  # the usual case: every row has it
+        null = missing = absent = None
+    else:
+        null, missing = column.null[rows], column.missing[rows]
+        absent = null | missing
+    if null is not None and missing is not None and absent is not None and absent.any():
         nulls = np.bincount(group[null], minlength=g).tolist()
         missed = np.bincount(group[missing], minlength=g).tolist()
         kept = rows[~absent]

@@ -353,24 +353,37 @@ class PendingRows:
         self.rows = 0
 
     def add(self, batch: ColumnBatch, idx: IndexArray) -> None:
+        # a window's rows of a batch are usually a run of consecutive rows (often all):
+        # then a slice's copy (a memcpy), not a gather
+        run = bool(idx.size) and int(idx[-1]) - int(idx[0]) + 1 == idx.size
+        if run and idx.size > 1:
+            run = bool(np.all(np.diff(idx) == 1))
+        at: Any = slice(int(idx[0]), int(idx[-1]) + 1) if run else idx
+
+        def copy(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            out: np.ndarray[Any, Any] = a[at].copy() if run else a[at]
+            return out
+
         def take(c: Column | None) -> Column | None:
-            return None if c is None else Column(c.kind, c.values[idx], c.null[idx], c.missing[idx])
+            return (
+                None if c is None else Column(c.kind, copy(c.values), copy(c.null), copy(c.missing))
+            )
 
         part = ColumnBatch(
             batch.model,
             batch.role,
-            batch.ts_ms[idx],
-            batch.versions[idx],
-            batch.keys[idx],
+            copy(batch.ts_ms),
+            copy(batch.versions),
+            copy(batch.keys),
             features={
-                n: Column(c.kind, c.values[idx], c.null[idx], c.missing[idx])
+                n: Column(c.kind, copy(c.values), copy(c.null), copy(c.missing))
                 for n, c in batch.features.items()
             },
             prediction=take(batch.prediction),
             prediction_class=take(batch.prediction_class),
             label=take(batch.label),
-            latency_ms=None if batch.latency_ms is None else batch.latency_ms[idx],
-            class_scores=None if batch.class_scores is None else batch.class_scores[idx],
+            latency_ms=None if batch.latency_ms is None else copy(batch.latency_ms),
+            class_scores=None if batch.class_scores is None else copy(batch.class_scores),
         )
         schema = _schema(part)
         if self._runs and self._runs[-1][0] == schema:

@@ -228,6 +228,50 @@ def memory_per_segment() -> tuple[float, float, int]:
     return (held[1] - held[0] + kll) / len(children), float(stored), len(children)
 
 
+def in_process(events: int, repeat: int) -> tuple[float, float]:
+    """Seconds per row (without, with segments) of the window state alone — updates from
+    batches of 2,000 rows, one settle and one stored form per 100,000 (a flush), no broker
+    or store — best of ``repeat`` alternated runs: the segments' own cost, steadier than
+    the whole path's rates on a shared machine."""
+    from watchkeeper.daemon.eventtime.windows import settle_windows
+    from watchkeeper.detectors.profile import ReferenceProfile
+    from watchkeeper.detectors.segment_reference import segment_plan
+    from watchkeeper.detectors.segments import SegmentSpec
+    from watchkeeper.detectors.window import SketchSettings, WindowSummary
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_reference(f"{tmp}/ref.json")
+        reference = ReferenceProfile.load(f"{tmp}/ref.json")
+    plan = segment_plan([SegmentSpec(n, K) for n in SEGMENTS], [reference])
+    edges = {n: p.edges for n, p in reference.features.items() if p.kind == "numeric"}
+    if reference.prediction is not None and reference.prediction.edges:
+        edges["__prediction__"] = reference.prediction.edges
+    batches = [batch_of(2000, seed) for seed in range(max(1, events // 2000))]
+    rows = 2000 * len(batches)
+
+    def run(segments: Any) -> float:
+        settings = SketchSettings(
+            bins=lambda model, column: edges.get(column),
+            segments=None if segments is None else (lambda model: segments),
+        )
+        started = time.perf_counter()
+        window = None
+        for i, batch in enumerate(batches):
+            if window is None:
+                window = WindowSummary("fraud", "3", 0, 10**12, settings)
+            window.update(batch, np.arange(len(batch)))
+            if (i + 1) % 50 == 0 or i + 1 == len(batches):
+                settle_windows([window])
+                orjson.dumps(window.to_dict())
+                window = None
+        return (time.perf_counter() - started) / rows
+
+    best = {"plain": np.inf, "segments": np.inf}
+    for name in ("plain", "segments") * repeat:
+        best[name] = min(best[name], run(None if name == "plain" else plan))
+    return best["plain"], best["segments"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
@@ -237,7 +281,20 @@ def main() -> None:
     parser.add_argument("--reference")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each phase (best kept)")
     parser.add_argument("--profile", help="a directory: cProfile each phase into it")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="only the window state's cost per row, without and with segments (no broker)",
+    )
     args = parser.parse_args()
+    if args.in_process:
+        plain, segmented = in_process(args.events, max(args.repeat, 3))
+        print(
+            f"in-process, best of {max(args.repeat, 3)}: {plain * 1e6:.2f} µs a row without "
+            f"segments, {segmented * 1e6:.2f} with: segments add "
+            f"{(segmented - plain) * 1e6:.2f} µs a row"
+        )
+        return
     if args.phase:
         if args.profile:
             import cProfile
