@@ -232,6 +232,17 @@ class GridSketch(NumericSketch):
         else:
             self._count, self._mean, self._m2, self._min, self._max = n, mean, m2, lo, hi
 
+    def _combine(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
+        # Chan, Golub & LeVeque (1979), as NumericSketch's, in Python floats: they overflow
+        # to inf without numpy's error state (whose context costs more than the sum here)
+        total = self._count + n
+        delta = mean - self._mean
+        self._mean += delta * n / total
+        self._m2 += m2 + delta * delta * self._count * n / total
+        self._count = total
+        self._min = min(self._min, lo)
+        self._max = max(self._max, hi)
+
     def _hold(self, finite: FloatArray) -> None:
         # the values themselves while at most k (before _count grows): exact answers
         if self._count + finite.size > self.k:
@@ -456,16 +467,24 @@ def feed_grid(
     nulls: Sequence[int] | None = None,
     missing: Sequence[int] | None = None,
     where: np.ndarray[Any, Any] | None = None,
+    *,
+    cell: np.ndarray[Any, Any] | None = None,
+    sizes: np.ndarray[Any, Any] | None = None,
 ) -> None:
     """Present ``values`` into their groups' sketches (all on one grid): ``groups[i]`` the
     group of ``values[i]``, ascending (rows grouped by segment; None: one group). One
     ``searchsorted`` and one ``bincount`` for every group's grid counts, ``bincount``
     moments (two-pass: the mean, then squared deviations from it), ``reduceat`` min / max.
-    ``where``: the grid bins of ``values`` when known (shared by segment features).
+    ``where``: the grid bins of ``values`` when known (shared by segment features);
+    ``cell``: ``groups · (bins + 1) + where`` and ``sizes`` each group's count, when every
+    value is known finite (the caller's usual case: nothing to check or filter).
     """
     g = len(sketches)
     if groups is None:
         groups = np.zeros(values.size, dtype=np.intp)
+    if cell is not None and sizes is not None:
+        _count_grid(sketches, values, groups, cell, np.asarray(sizes), nulls, missing)
+        return
     finite = np.isfinite(values)
     if finite.all():
         nans = infs = [0] * g
@@ -489,6 +508,26 @@ def feed_grid(
         where = lookup.index(values)
     cell = groups * width
     cell += where
+    _count_grid(sketches, values, groups, cell, n, nulls, missing, nans, infs)
+
+
+def _count_grid(
+    sketches: Sequence[GridSketch],
+    values: FloatArray,
+    groups: np.ndarray[Any, Any],
+    cell: np.ndarray[Any, Any],
+    n: np.ndarray[Any, Any],
+    nulls: Sequence[int] | None,
+    missing: Sequence[int] | None,
+    nans: Sequence[int] | None = None,
+    infs: Sequence[int] | None = None,
+) -> None:
+    """The grid counts and moments of finite ``values`` in their groups (``n`` each
+    group's count, ``cell`` each value's group × grid-bin cell)."""
+    g = len(sketches)
+    width = sketches[0].lookup.grid.size + 1
+    nans = nans or [0] * g
+    infs = infs or [0] * g
     hist = np.bincount(cell, minlength=g * width).reshape(g, width)
     sums = np.bincount(groups, weights=values, minlength=g)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):

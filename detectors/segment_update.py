@@ -75,9 +75,25 @@ class RunBins:
         if found is None:
             values = column.values.astype(np.float64, copy=False)
             finite = np.isfinite(values)
-            found = lookup.index(values if finite.all() else np.where(finite, values, 0.0))
+            every = bool(finite.all())
+            found = lookup.index(values if every else np.where(finite, values, 0.0))
             self._bins[key] = found
+            self._complete[(id(column), -4)] = every
             self._held.append(column)
+        return found
+
+    def finite(self, column: Column) -> bool:
+        """Whether every value of ``column`` in the run is finite (known once :meth:`of`
+        has seen it; False until then: then the feed checks)."""
+        return self._complete.get((id(column), -4), False)
+
+    def scaled(self, sizes: Sizes, width: int) -> IndexArray:
+        """Each row's group number times ``width``: the first half of its cell in a
+        group × grid-bin count, the same for every column of a split."""
+        key = (id(sizes), -5 - width)
+        found = self._bins.get(key)
+        if found is None:
+            found = self._bins[key] = self.groups(sizes) * width
         return found
 
 
@@ -111,11 +127,21 @@ def feed_groups(
     if column.kind == "numeric":
         numeric = [s for s in sketches if isinstance(s, NumericSketch)]
         assert len(numeric) == g  # a window's sketch of a column has the column's kind
-        where = None
         first = numeric[0] if numeric else None
         if bins is not None and isinstance(first, GridSketch) and _one_grid(numeric):
-            where = bins.of(column, first.lookup)[kept]
-        feed_numeric(numeric, values.astype(np.float64, copy=False), groups, nulls, missed, where)
+            grids = [s for s in numeric if isinstance(s, GridSketch)]
+            where = bins.of(column, first.lookup)
+            if kept is rows and bins.finite(column):  # every row, every value finite
+                width = first.lookup.grid.size + 1
+                cell = bins.scaled(sizes, width) + where[rows]
+                numbers = values.astype(np.float64, copy=False)  # values: column.values[rows]
+                feed_grid(grids, numbers, group, cell=cell, sizes=sizes)
+                return
+            feed_grid(
+                grids, values.astype(np.float64, copy=False), groups, nulls, missed, where[kept]
+            )
+            return
+        feed_numeric(numeric, values.astype(np.float64, copy=False), groups, nulls, missed)
         return
     if bins is not None:
         codes, distinct = bins.categories(column)
