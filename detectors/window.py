@@ -79,10 +79,10 @@ class SketchSettings:
     segments: PlanOf | None = field(default=None, compare=False)
     segment_k: int = SEGMENT_SKETCH_K
     """KLL size of the segments' numeric sketches (:data:`segments.SEGMENT_SKETCH_K`)."""
+    """``model ->`` the segment features its new windows split by (:mod:`segments`)."""
     grid: bool = False
     """Numeric columns with bins summarised on the fine grid of those bins
     (:class:`~watchkeeper.detectors.grid_sketch.GridSketch`, no KLL): segment children."""
-    """``model ->`` the segment features its new windows split by (:mod:`segments`)."""
 
 
 def _new_sketch(kind: Kind, settings: SketchSettings, model: str, column: str) -> ColumnSketch:

@@ -446,3 +446,40 @@ def test_per_segment_ks_quantiles_and_psi_against_numpy_and_scipy() -> None:
         pr, qc = np.where(pr == 0, 1e-4, pr), np.where(qc == 0, 1e-4, qc)
         assert psi[label].value == pytest.approx(float(np.sum((qc - pr) * np.log(qc / pr))))
     assert ks["FR"].value > 0.1 and all(ks[c].value < 0.05 for c in ("DE", "US", OTHER))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    cuts=st.lists(st.integers(1, 1999), max_size=5, unique=True),
+    seed=st.integers(0, 10**6),
+    order=st.randoms(use_true_random=False),
+)
+def test_segment_children_of_flush_parts_merge_into_one_pass(
+    cuts: list[int], seed: int, order: Any
+) -> None:
+    """Any split of a window's rows into flushes, stored and merged in any order, gives
+    the segments' grid sketches one pass over all rows gives, count for count."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    names = np.array(["DE", "FR", "US", "IT"], dtype=object)
+    amount = np.round(rng.normal(size=n), 2)
+    amount[rng.random(n) < 0.03] = np.nan
+    country = rng.choice(names, size=n)
+    edges = {"amount": (-1.0, -0.3, 0.0, 0.4, 1.2)}
+    whole = _segmented(amount, country, edges)
+    bounds = [0, *sorted(cuts), n]
+    parts = []
+    for lo, hi in itertools.pairwise(bounds):
+        part = _segmented(amount[lo:hi], country[lo:hi], edges)
+        parts.append(WindowSummary.from_dict(json.loads(json.dumps(part.to_dict()))))
+    order.shuffle(parts)
+    merged = parts[0]
+    for part in parts[1:]:
+        merged.merge(part)
+    mine, theirs = merged.segments["country"], whole.segments["country"]
+    assert set(mine.children) == set(theirs.children)
+    for label, child in theirs.children.items():
+        a, b = mine.children[label].features["amount"], child.features["amount"]
+        assert isinstance(a, GridSketch) and isinstance(b, GridSketch)
+        assert _state(a) == _state(b), label
+        assert a.mean == pytest.approx(b.mean, rel=1e-9, abs=1e-12)
