@@ -36,7 +36,8 @@ a few wide tail bins, and ``rank_error`` says so. Counts are integers, so merges
 replicas and roll-ups are exact and the summary does not depend on the order of rows or
 parts. Parts cut on different grids (the reference changed mid-window, or one part had
 none) merge as a KLL sketch (:func:`merged_numeric`), each grid bin's values entered spread
-evenly over the bin: within the same bound.
+evenly over the bin: its answers are within KLL's rank error plus the grid's bound (its
+``rank_error`` reports KLL's alone).
 
 >>> s = GridSketch(2, (0.0, 1.0))
 >>> s.update(np.array([0.25, 0.5, 0.75, 2.0]))
