@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from watchkeeper.detectors.column_batch import Column, IndexArray
-from watchkeeper.detectors.grid_sketch import GridLookup, GridSketch, feed_grid
+from watchkeeper.detectors.fine_grid import GridLookup
+from watchkeeper.detectors.grid_sketch import GridSketch, feed_grid
 from watchkeeper.detectors.sketches import CategoryCounts, ColumnSketch, NumericSketch
 
 Sizes = np.ndarray[Any, np.dtype[np.intp]]

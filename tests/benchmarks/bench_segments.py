@@ -311,7 +311,7 @@ def main() -> None:
         return
     from watchkeeper.daemon.demo.broker import EmbeddedBroker
     from watchkeeper.daemon.demo.setup import create_topics
-    from watchkeeper.detectors.grid_sketch import GRID_STEPS
+    from watchkeeper.detectors.fine_grid import GRID_STEPS
 
     broker = None
     if args.bootstrap is None:

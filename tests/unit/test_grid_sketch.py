@@ -17,14 +17,8 @@ from hypothesis import strategies as st
 from scipy import stats
 from watchkeeper.daemon.checks.segment_findings import add_segment_findings
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
-from watchkeeper.detectors.grid_sketch import (
-    GridSketch,
-    feed_grid,
-    fine_grid,
-    grid_lookup,
-    load_sketch,
-    merged_numeric,
-)
+from watchkeeper.detectors.fine_grid import fine_grid, grid_lookup
+from watchkeeper.detectors.grid_sketch import GridSketch, feed_grid, load_sketch, merged_numeric
 from watchkeeper.detectors.ks import KS
 from watchkeeper.detectors.profile import ReferenceProfile, profile_from_window, quantile_edges
 from watchkeeper.detectors.segments import OTHER, SegmentSpec
