@@ -21,17 +21,18 @@ import numpy as np
 from watchkeeper.detectors.calibrator import MulticlassCalibrator, StepCalibrator
 from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.column_batch import Column, ColumnBatch, IndexArray, Kind
-from watchkeeper.detectors.column_sketch import ColumnSketch, sketch_from_dict
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.estimate_sketch import (
     binary_decisions,
     class_index,
     vector_aliases,
     vector_scores,
 )
+from watchkeeper.detectors.grid_sketch import GridSketch, load_sketch, merged_numeric
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import Reservoir
-from watchkeeper.detectors.segment_update import feed_groups, feed_numeric
+from watchkeeper.detectors.segment_update import RunBins, feed_groups, feed_numeric
 from watchkeeper.detectors.segments import (
     SEGMENT_SKETCH_K,
     SETTLE_ROWS,
@@ -102,12 +103,17 @@ class SketchSettings:
     segment_k: int = SEGMENT_SKETCH_K
     """KLL size of the segments' numeric sketches (:data:`segments.SEGMENT_SKETCH_K`)."""
     """``model ->`` the segment features its new windows split by (:mod:`segments`)."""
+    grid: bool = False
+    """Numeric columns with bins summarised on the fine grid of those bins
+    (:class:`~watchkeeper.detectors.grid_sketch.GridSketch`, no KLL): segment children."""
 
 
 def _new_sketch(
     kind: Kind, settings: SketchSettings, edges: tuple[float, ...] | None
 ) -> ColumnSketch:
     if kind == "numeric":
+        if edges and settings.grid:
+            return GridSketch(settings.k, edges)
         sketch = NumericSketch(settings.k)
         if edges is not None:
             sketch.count_bins_on(edges)
@@ -254,8 +260,9 @@ class WindowSummary:
         if self._pending.rows:
             for batch in self._pending.take():
                 every = np.arange(len(batch))
+                bins = RunBins()  # each numeric column's grid bins, shared by the splits
                 for split in self._segments.values():
-                    split.update(batch, every)
+                    split.update(batch, every, bins)
         return self._segments
 
     def segment_split(self, spec: SegmentSpec) -> SegmentSplit[WindowSummary]:
@@ -275,7 +282,7 @@ class WindowSummary:
         grades."""
         s = self.settings
         child = SketchSettings(
-            s.segment_k, s.max_categories, 0, bins=s.bins, estimation=s.estimation
+            s.segment_k, s.max_categories, 0, bins=s.bins, estimation=s.estimation, grid=True
         )
         return WindowSummary(self.model, self.version, self.start_ms, self.size_ms, child)
 
@@ -614,11 +621,11 @@ class WindowSummary:
                     piece.batch(out.model), np.arange(len(piece)), piece.edges, estimate=False
                 )
             return cls.from_dict(out.to_dict())
-        out.features = {n: sketch_from_dict(s) for n, s in data["features"].items()}
+        out.features = {n: load_sketch(s) for n, s in data["features"].items()}
         for name in ("prediction", "prediction_class", "label"):
             if data[name] is not None:
-                setattr(out, name, sketch_from_dict(data[name]))
-        latency = sketch_from_dict(data["latency"])
+                setattr(out, name, load_sketch(data[name]))
+        latency = load_sketch(data["latency"])
         assert isinstance(latency, NumericSketch)
         out.latency = latency
         out.sample = Reservoir.from_dict(data["sample"])
@@ -639,6 +646,7 @@ def _feed_segments(
     batch: ColumnBatch,
     rows: IndexArray,
     sizes: np.ndarray[Any, np.dtype[np.intp]],
+    bins: RunBins | None = None,
 ) -> None:
     """What ``child.update(batch, its rows)`` does for every segment child, one numpy pass
     per column (:mod:`segment_update`) and one vectorised estimate update per child (when
@@ -661,7 +669,7 @@ def _feed_segments(
         if column is None:
             continue
         sketches = [c._sketch(c.column(name), column, name) for c in children]
-        feed_groups(sketches, column, rows, sizes)
+        feed_groups(sketches, column, rows, sizes, bins)
         for child, sketch in zip(children, sketches, strict=True):
             child._set_column(name, sketch)
     if batch.latency_ms is not None:
@@ -677,10 +685,10 @@ def _feed_segments(
 
 def _merged(mine: ColumnSketch | None, theirs: ColumnSketch) -> ColumnSketch:
     if mine is None or mine.kind != theirs.kind:
-        return sketch_from_dict(theirs.to_dict())  # a copy: never alias another summary
+        return load_sketch(theirs.to_dict())  # a copy: never alias another summary
     if isinstance(mine, NumericSketch) and isinstance(theirs, NumericSketch):
-        mine.merge(theirs)
-    elif isinstance(mine, CategoryCounts) and isinstance(theirs, CategoryCounts):
+        return merged_numeric(mine, theirs)  # a grid and a KLL sketch merge as KLL
+    if isinstance(mine, CategoryCounts) and isinstance(theirs, CategoryCounts):
         mine.merge(theirs)
     return mine
 

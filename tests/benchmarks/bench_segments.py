@@ -178,16 +178,23 @@ def phase(args: argparse.Namespace) -> None:
             }
         ingestor.references.adopt([reference])
         ingestor.open()
+        cpu = time.process_time()
         elapsed = consume(ingestor, metrics, {args.topic: args.events})
+        cpu = time.process_time() - cpu
         ingestor.close()
         totals = store.totals()
         store.close()
-    print(json.dumps({"events": totals["events"], "seconds": elapsed, "rss": peak_rss_mb()}))
+    print(
+        json.dumps(
+            {"events": totals["events"], "seconds": elapsed, "cpu": cpu, "rss": peak_rss_mb()}
+        )
+    )
 
 
 def memory_per_segment() -> tuple[float, float, int]:
     """(bytes held per segment child, stored bytes per child, children) of a window of
     100,000 rows with both segment features, against the same window without."""
+    from watchkeeper.detectors.grid_sketch import GridSketch
     from watchkeeper.detectors.profile import ReferenceProfile
     from watchkeeper.detectors.segment_reference import segment_plan
     from watchkeeper.detectors.segments import SegmentSpec
@@ -199,6 +206,8 @@ def memory_per_segment() -> tuple[float, float, int]:
         reference = ReferenceProfile.load(f"{tmp}/ref.json")
     plan = segment_plan([SegmentSpec(n, K) for n in SEGMENTS], [reference])
     edges = {n: p.edges for n, p in reference.features.items() if p.kind == "numeric"}
+    if reference.prediction is not None and reference.prediction.edges:
+        edges["__prediction__"] = reference.prediction.edges  # as the daemon's bins give
     batch = batch_of(100_000, 7)
     held = []
     for segments in (None, plan):
@@ -214,14 +223,59 @@ def memory_per_segment() -> tuple[float, float, int]:
         tracemalloc.stop()
     children = [c for s in w.segments.values() for c in s.children.values()]
     stored = np.mean([len(json.dumps(c.to_dict())) for c in children])
-    # tracemalloc sees Python's allocations, not the KLL's C++ buffers: add their size
+    # tracemalloc sees Python's allocations and numpy's (a grid sketch's counts), not the
+    # KLL's C++ buffers (a child's latency): add their serialised size
     kll = sum(
         len(sketch.kll_bytes())
         for c in children
         for sketch in [*c.features.values(), c.prediction, c.latency]
-        if isinstance(sketch, NumericSketch)
+        if isinstance(sketch, NumericSketch) and not isinstance(sketch, GridSketch)
     )
     return (held[1] - held[0] + kll) / len(children), float(stored), len(children)
+
+
+def in_process(events: int, repeat: int) -> tuple[float, float]:
+    """Seconds per row (without, with segments) of the window state alone — updates from
+    batches of 2,000 rows, one settle and one stored form per 100,000 (a flush), no broker
+    or store — best of ``repeat`` alternated runs: the segments' own cost, steadier than
+    the whole path's rates on a shared machine."""
+    from watchkeeper.daemon.eventtime.windows import settle_windows
+    from watchkeeper.detectors.profile import ReferenceProfile
+    from watchkeeper.detectors.segment_reference import segment_plan
+    from watchkeeper.detectors.segments import SegmentSpec
+    from watchkeeper.detectors.window import SketchSettings, WindowSummary
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_reference(f"{tmp}/ref.json")
+        reference = ReferenceProfile.load(f"{tmp}/ref.json")
+    plan = segment_plan([SegmentSpec(n, K) for n in SEGMENTS], [reference])
+    edges = {n: p.edges for n, p in reference.features.items() if p.kind == "numeric"}
+    if reference.prediction is not None and reference.prediction.edges:
+        edges["__prediction__"] = reference.prediction.edges
+    batches = [batch_of(2000, seed) for seed in range(max(1, events // 2000))]
+    rows = 2000 * len(batches)
+
+    def run(segments: Any) -> float:
+        settings = SketchSettings(
+            bins=lambda model, column: edges.get(column),
+            segments=None if segments is None else (lambda model: segments),
+        )
+        started = time.perf_counter()
+        window = None
+        for i, batch in enumerate(batches):
+            if window is None:
+                window = WindowSummary("fraud", "3", 0, 10**12, settings)
+            window.update(batch, np.arange(len(batch)))
+            if (i + 1) % 50 == 0 or i + 1 == len(batches):
+                settle_windows([window])
+                orjson.dumps(window.to_dict())
+                window = None
+        return (time.perf_counter() - started) / rows
+
+    best = {"plain": np.inf, "segments": np.inf}
+    for name in ("plain", "segments") * repeat:
+        best[name] = min(best[name], run(None if name == "plain" else plan))
+    return best["plain"], best["segments"]
 
 
 def main() -> None:
@@ -233,7 +287,20 @@ def main() -> None:
     parser.add_argument("--reference")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each phase (best kept)")
     parser.add_argument("--profile", help="a directory: cProfile each phase into it")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="only the window state's cost per row, without and with segments (no broker)",
+    )
     args = parser.parse_args()
+    if args.in_process:
+        plain, segmented = in_process(args.events, max(args.repeat, 3))
+        print(
+            f"in-process, best of {max(args.repeat, 3)}: {plain * 1e6:.2f} µs a row without "
+            f"segments, {segmented * 1e6:.2f} with: segments add "
+            f"{(segmented - plain) * 1e6:.2f} µs a row"
+        )
+        return
     if args.phase:
         if args.profile:
             import cProfile
@@ -244,7 +311,7 @@ def main() -> None:
         return
     from watchkeeper.daemon.demo.broker import EmbeddedBroker
     from watchkeeper.daemon.demo.setup import create_topics
-    from watchkeeper.detectors.segments import SEGMENT_SKETCH_K
+    from watchkeeper.detectors.fine_grid import GRID_STEPS
 
     broker = None
     if args.bootstrap is None:
@@ -260,6 +327,7 @@ def main() -> None:
             reference = f"{tmp}/ref.json"
             build_reference(reference)
             rates: dict[str, float] = {}
+            cpu_us: dict[str, float] = {}
             # alternated, best of --repeat each: the machine is shared, so one slow run
             # of either phase would decide the ratio
             for name in ("plain", "segments") * args.repeat:
@@ -287,6 +355,9 @@ def main() -> None:
                 assert r["events"] == args.events, f"{name}: {r['events']} stored"
                 rate = r["events"] / r["seconds"]
                 rates[name] = max(rates.get(name, 0.0), rate)
+                # CPU seconds of the ingest process (every thread): what the segments add,
+                # less at the mercy of other processes on a shared machine than wall time
+                cpu_us[name] = min(cpu_us.get(name, np.inf), r["cpu"] / r["events"] * 1e6)
                 label = "without segments" if name == "plain" else f"segments {SEGMENTS}, K={K}"
                 print(
                     f"ingest {label:<36} {r['events']:>9,} events in {r['seconds']:6.2f}s = "
@@ -297,9 +368,15 @@ def main() -> None:
             f"best of {args.repeat}: {rates['plain']:,.0f} vs {rates['segments']:,.0f} events/s; "
             f"with segments / without = {ratio:.2f}  (goal >= 0.8)"
         )
+        print(
+            f"CPU, best of {args.repeat}: {cpu_us['plain']:.2f} vs {cpu_us['segments']:.2f} µs "
+            f"an event; segments add {cpu_us['segments'] - cpu_us['plain']:.2f} µs "
+            f"(ratio {cpu_us['plain'] / cpu_us['segments']:.2f})"
+        )
         held, stored, children = memory_per_segment()
         print(
-            f"memory per segment (22 columns, KLL k={SEGMENT_SKETCH_K}): "
+            f"memory per segment (22 columns: 21 grid sketches, {GRID_STEPS} steps per "
+            "reference bin, and the latency's KLL): "
             f"{held / 1024:.1f} KiB held, {stored / 1024:.1f} KiB stored, "
             f"{children} segments per window"
         )
