@@ -56,8 +56,8 @@ from typing import Any
 
 import numpy as np
 from datasketches import kll_doubles_sketch
-from watchkeeper.detectors.fine_grid import fine_grid, grid_lookup
 from watchkeeper.detectors.column_sketch import ColumnSketch, sketch_from_dict
+from watchkeeper.detectors.fine_grid import fine_grid, grid_lookup
 from watchkeeper.detectors.sketches import NumericSketch
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]

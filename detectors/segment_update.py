@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.column_batch import Column, IndexArray
 from watchkeeper.detectors.column_sketch import ColumnSketch
+from watchkeeper.detectors.factorize import factorize
 from watchkeeper.detectors.fine_grid import GridLookup
 from watchkeeper.detectors.grid_sketch import GridSketch, feed_grid
 from watchkeeper.detectors.sketches import NumericSketch
@@ -61,13 +61,14 @@ class RunBins:
         return found
 
     def categories(self, column: Column) -> tuple[IndexArray, list[Any]]:
-        """Each row's category code and the distinct values (a hash table, pandas'
-        ``factorize``; rows without a value: -1, never read)."""
+        """Each row's category code and the distinct values (a hash table:
+        :func:`~watchkeeper.detectors.factorize.factorize`; rows without a value: -1,
+        never read)."""
         key = (id(column), -2)
         found = self._categories.get(key)
         if found is None:
-            codes, distinct = pd.factorize(column.values, sort=False)
-            found = self._categories[key] = (codes.astype(np.intp, copy=False), list(distinct))
+            codes, distinct = factorize(column.values)
+            found = self._categories[key] = (codes, distinct)
             self._held.append(column)
         return found
 
