@@ -13,3 +13,11 @@ class DetectorError(WatchkeeperError, ValueError):
 
 class InsufficientDataError(DetectorError):
     """The inputs hold too little to compute the metric (no finite value, no labels…)."""
+
+
+class CorruptStateError(DetectorError):
+    """A stored summary that does not hold together (arrays of the wrong size, an unknown
+    kind): never what watchkeeper writes, so a hand-edited or damaged row."""
+
+    def __init__(self, what: str, problem: str) -> None:
+        super().__init__(f"stored {what} is corrupt: {problem}")

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 from watchkeeper.detectors.column_batch import Column, ColumnBatch, IndexArray, Kind
+from watchkeeper.detectors.errors import CorruptStateError
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import KeyArray
 
@@ -64,8 +65,28 @@ def _b64(array: np.ndarray[Any, Any], dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode()
 
 
-def _unb64(text: str, dtype: str) -> np.ndarray[Any, Any]:
-    return np.frombuffer(base64.b64decode(text), dtype=dtype)
+def _unb64(text: object, dtype: str, size: int, field: str) -> np.ndarray[Any, Any]:
+    """``size`` values of ``dtype`` from base64 ``text``, or :class:`CorruptStateError`:
+    the length is checked before anything is decoded, so a hostile part allocates at most
+    what a compact window holds."""
+    item = np.dtype(dtype).itemsize
+    if not isinstance(text, str) or len(text) != 4 * -(-size * item // 3):
+        raise CorruptStateError("window rows", f"{field!r} does not hold {size} values")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise CorruptStateError("window rows", f"{field!r} is not base64") from exc
+    if len(raw) != size * item:
+        raise CorruptStateError("window rows", f"{field!r} does not hold {size} values")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _objects(values: object, size: int, field: str) -> np.ndarray[Any, Any]:
+    if not isinstance(values, list) or len(values) != size:
+        raise CorruptStateError("window rows", f"{field!r} does not hold {size} values")
+    if any(isinstance(v, list | dict) for v in values):  # what JSON gives besides scalars
+        raise CorruptStateError("window rows", f"{field!r} holds a list or an object")
+    return np.array([*values, None], dtype=object)[:-1]
 
 
 @dataclass(frozen=True)
@@ -148,33 +169,47 @@ class RowSlice:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RowSlice:
-        names = tuple(str(n) for n in data["names"])
-        kinds = tuple(_KIND_CODE[c] for c in data["kinds"])
-        ts = _unb64(data["ts"], "<i8").astype(np.int64)
-        n = ts.size
+        """The slice :meth:`to_dict` stored, or :class:`CorruptStateError` for one that does
+        not hold together: more than :data:`COMPACT_ROWS` rows (never stored), columns
+        and kinds of different lengths, an array of the wrong size."""
+        try:
+            names = tuple(str(n) for n in data["names"])
+            kinds = tuple(_KIND_CODE[c] for c in data["kinds"])
+            features = int(data["features"])
+            ts_text, text = data["ts"], data["text"]
+            edges = {str(k): tuple(float(x) for x in v) for k, v in data["edges"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptStateError("window rows", f"{type(exc).__name__}: {exc}") from exc
+        if len(kinds) != len(names) or not 0 <= features <= len(names):
+            raise CorruptStateError("window rows", "names, kinds and features disagree")
+        n = (len(ts_text) // 4 * 3) // 8 if isinstance(ts_text, str) else -1
+        if not 0 <= n <= COMPACT_ROWS:
+            raise CorruptStateError("window rows", f"more than {COMPACT_ROWS} rows")
         width = sum(1 for k in kinds if k == "numeric")
+        if not isinstance(text, list) or len(text) != len(kinds) - width:
+            raise CorruptStateError("window rows", "one category list per categorical column")
         codes = data.get("codes")
+        latency = data.get("latency")
+        request_ids = data.get("request_ids")
         return cls(
             role=str(data["role"]),
             names=names,
             kinds=kinds,
-            features=int(data["features"]),
-            ts_ms=ts,
-            keys=_unb64(data["keys"], "<u8").astype(np.uint64),
-            numeric=_unb64(data["numeric"], "<f8").astype(np.float64).reshape(n, width),
-            codes=None if codes is None else _unb64(codes, "u1").reshape(n, len(names)).copy(),
-            text=tuple(np.array([*t, None], dtype=object)[:-1] for t in data["text"]),
-            request_ids=(
-                None
-                if data.get("request_ids") is None
-                else np.array([*data["request_ids"], None], dtype=object)[:-1]
-            ),
-            latency_ms=(
-                None
-                if data.get("latency") is None
-                else _unb64(data["latency"], "<f8").astype(np.float64)
-            ),
-            edges={str(k): tuple(float(x) for x in v) for k, v in data["edges"].items()},
+            features=features,
+            ts_ms=_unb64(ts_text, "<i8", n, "ts").astype(np.int64),
+            keys=_unb64(data.get("keys"), "<u8", n, "keys").astype(np.uint64),
+            numeric=_unb64(data.get("numeric"), "<f8", n * width, "numeric")
+            .astype(np.float64)
+            .reshape(n, width),
+            codes=None
+            if codes is None
+            else _unb64(codes, "u1", n * len(names), "codes").reshape(n, len(names)).copy(),
+            text=tuple(_objects(t, n, "text") for t in text),
+            request_ids=None if request_ids is None else _objects(request_ids, n, "request_ids"),
+            latency_ms=None
+            if latency is None
+            else _unb64(latency, "<f8", n, "latency").astype(np.float64),
+            edges=edges,
         )
 
 

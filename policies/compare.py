@@ -36,6 +36,7 @@ comparison's confidence; ``options: {value: estimate}`` judges the point value i
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Protocol
@@ -139,6 +140,8 @@ class ABCondition(_Strict):
             number = float(bound)
         except ValueError:
             raise ValueError(f"'{bound}' in '{text[:200]}' is not a number") from None
+        if not math.isfinite(number):  # nan never compares true, inf always: never meant
+            raise ValueError(f"'{bound}' in '{text[:200]}' is not a finite number")
         return cls(metric=metric, stat=stat, op=op, bound=number)  # type: ignore[arg-type]
 
     def holds(self, value: float | str) -> bool:

@@ -122,7 +122,11 @@ class Rule(_Strict):
     candidates: Literal["all"] | list[str] = "all"
     """For ``shadow_*`` metrics: which candidates of the policy's shadow section."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # a NaN threshold never compares true (the rule never fires) and an infinite one
+    # always or never: refused, as a typo the file's author never meant
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     @pydantic.field_validator("metric")
     @classmethod

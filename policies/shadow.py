@@ -51,6 +51,7 @@ decide and is an error, as is a section with neither candidates nor those attrib
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
@@ -142,6 +143,8 @@ class Condition(_Strict):
             close = difflib.get_close_matches(metric, names, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ValueError(f"'{metric}' is not a shadow metric{hint} (known: {', '.join(names)})")
+        if not math.isfinite(float(bound)):  # 1e999 reads as inf: always true or never
+            raise ValueError(f"'{bound}' in '{text}' is not a finite number")
         return cls(metric=metric, op=op, bound=float(bound))  # type: ignore[arg-type]
 
     def holds(self, value: float) -> bool:

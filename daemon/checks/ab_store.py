@@ -17,22 +17,32 @@ from watchkeeper.daemon.store.upsert import upsert
 
 
 def _seen(
-    conn: Connection, model: str
+    conn: Connection, model: str, until_ms: int | None = None
 ) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
-    """(what ``ab_versions`` holds, that merged with the stored windows' figures)."""
+    """(what ``ab_versions`` holds, that merged with the stored windows' figures);
+    ``until_ms``: only the windows that start before it, and not ``ab_versions`` (whose
+    figures are those of the daemon's latest look: a replay at an earlier tick must not
+    see versions or events that came later)."""
     c = window_parts.rows().c
     v = t.ab_versions.c
+    where = (c.model == model) & (c.events > 0)
+    if until_ms is not None:
+        where = where & (c.window_start_ms < until_ms)
     query = (
         select(c.model_version, func.min(c.window_start_ms), func.sum(c.events))
-        .where((c.model == model) & (c.events > 0))
+        .where(where)
         .group_by(c.model_version)
     )
-    stored = {
-        str(r.version): (int(r.first_seen_ms), int(r.events))
-        for r in conn.execute(
-            select(v.version, v.first_seen_ms, v.events).where(v.model == model)
-        ).all()
-    }
+    stored = (
+        {}
+        if until_ms is not None
+        else {
+            str(r.version): (int(r.first_seen_ms), int(r.events))
+            for r in conn.execute(
+                select(v.version, v.first_seen_ms, v.events).where(v.model == model)
+            ).all()
+        }
+    )
     seen = dict(stored)
     for version, start, events in conn.execute(query).all():
         old = seen.get(str(version))
@@ -166,10 +176,13 @@ class ReplayABStore(ABStore):
         self.states: dict[tuple[str, str, str], tuple[str, bytes, int]] = {}
         """(policy, baseline, candidate) → (model, serialised state, look's tick)."""
         self.current: dict[str, tuple[str, str]] = {}
+        self.until_ms: int | None = None
+        """The replay's tick: versions and their events are counted from the windows
+        that start before it, as the daemon at that tick had them (None: all)."""
 
     def first_seen(self, model: str) -> dict[str, tuple[int, int]]:
         with reading(self.engine, "read a model's versions") as conn:
-            return _seen(conn, model)[1]
+            return _seen(conn, model, self.until_ms)[1]
 
     def in_force(self, policy: str) -> tuple[str, str] | None:
         return self.current.get(policy)

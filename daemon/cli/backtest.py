@@ -61,12 +61,13 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
             return cached[0]
 
         spans = LabelledSpans(config.ingest.label_ttl)  # as the daemon's checker keeps one
+        replay = ReplayABStore(store.engine)
         ab = ABChecks(  # as the daemon builds it (app.py), sending and recording nothing
             store,
             size_ms,
             config.ingest.label_ttl,
             lateness_s=config.windows.allowed_lateness,
-            db=ReplayABStore(store.engine),
+            db=replay,
         )
 
         def extra(lo: int, hi: int) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
 
         at = grid.at_or_after(start_ms)
         while at <= end_ms:
+            replay.until_ms = at  # the versions seen by then, not those of later history
             found = assess(store, loaded, engine, reference, size_ms, at, extra, spans)
             ab.describe(policy, engine, found.events, at)
             out.ticks.append(at)

@@ -203,12 +203,15 @@ def test_check_derives_auto_thresholds_from_the_stored_reference(
     assert "over 3 feature(s)" in out and "n=500:" in out
 
 
-def _two_versions(url: str, accuracy: dict[str, float]) -> int:
+def _two_versions(
+    url: str, accuracy: dict[str, float], first_hour: dict[str, int] | None = None
+) -> int:
     """Six hours of 5-minute windows of versions 3 and 4 of ``fraud``, labelled, at the
-    given true accuracies. Returns the first window's start."""
+    given true accuracies (each version from its ``first_hour``, default 0). Returns the
+    first window's start."""
     from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
+    from watchkeeper.detectors.category_counts import CategoryCounts
     from watchkeeper.detectors.performance import PerformanceSketch
-    from watchkeeper.detectors.sketches import CategoryCounts
     from watchkeeper.detectors.window import WindowSummary
 
     size = 300_000
@@ -217,6 +220,8 @@ def _two_versions(url: str, accuracy: dict[str, float]) -> int:
     windows = {}
     for i in range(6 * HOUR // size):
         for version, rate in accuracy.items():
+            if i * size < (first_hour or {}).get(version, 0) * HOUR:
+                continue
             n = 400
             w = WindowSummary("fraud", version, start + i * size, size)
             labels = rng.integers(0, 2, n).astype(str)
@@ -309,3 +314,33 @@ def test_backtest_evaluates_ab_rules_as_the_daemon_does(
     out = capsys.readouterr().out
     assert " worse " in out and "4 vs 3" in out
     assert f"{1 if gap else 0} incident(s) would have opened" in out
+
+
+def test_backtest_sees_only_the_versions_seen_by_each_tick(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Version 4 arrives three hours in: a replayed tick before then says what the daemon
+    said at that tick ("not seen yet"), not what the whole stored history knows."""
+    start = _two_versions(store_url, {"3": 0.90, "4": 0.86}, first_hour={"4": 3})
+    policy = tmp_path / "fraud.yaml"
+    policy.write_text(
+        "model: fraud\nwindow: 1h\nschedule: {every: 1h}\nmin_samples: 100\n"
+        'compare: {baseline: "3", candidate: "4"}\nrules:\n'
+        "  - {name: worse, metric: ab_accuracy_delta, critical: -0.01}\n"
+    )
+    config = write_config(
+        tmp_path / "watchkeeper.yaml",
+        {
+            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
+            "store": {"url": store_url},
+            "ingest": {"label_ttl": "30m"},
+        },
+    )
+    args = ["policy", "backtest", str(policy), "-c", str(config), "--since", "5h"]
+    assert main([*args, "--until", _iso(start + 6 * HOUR), "--format", "json"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)["policies"]
+    worse = {e["at_ms"]: e for e in doc["evaluations"] if e["rule"] == "worse"}
+    for h in (1, 2, 3):
+        assert worse[start + h * HOUR]["value"] is None
+        assert "version 4 of fraud not seen yet" in worse[start + h * HOUR]["reason"]
+    assert all(worse[start + h * HOUR]["value"] is not None for h in (5, 6))

@@ -82,6 +82,17 @@ def test_latest_as_a_word_or_a_key_and_a_margin_for_every_metric() -> None:
         ({"baseline": "3", "candidate": "4", "margin": {"ab_latency_p99_ratio": 1}}, "margin"),
         ({"baseline": "3", "candidate": "4", "margin": -0.1}, "greater than or equal to 0"),
         ({"baseline": "3", "candidate": "4", "since": "2026-01-05T00:00:00"}, "time zone"),
+        *(
+            (
+                {
+                    "baseline": "3",
+                    "candidate": "4",
+                    "promotion": {"when": [f"ab_accuracy_delta > {b}"]},
+                },
+                f"'{b}' in 'ab_accuracy_delta > {b}' is not a finite number",
+            )
+            for b in ("nan", "inf", "-Infinity", "1e999")
+        ),
     ],
 )
 def test_bad_sections_are_refused_with_the_reason(compare: object, message: str) -> None:

@@ -225,6 +225,16 @@ def test_every_error_is_reported(tmp_path: Path) -> None:
     assert "critical (0.2) must be beyond warn (0.3) on the bad side (above)" in swapped
 
 
+@pytest.mark.parametrize("bound", [".nan", ".inf", "-.inf"])
+@pytest.mark.parametrize("field", ["warn", "critical", "resolve"])
+def test_a_threshold_is_a_finite_number(tmp_path: Path, field: str, bound: str) -> None:
+    """``critical: .nan`` would never fire and ``.inf`` always or never: refused, located."""
+    other = "" if field == "critical" else ", critical: 0.5"
+    text = f"model: m\nrules:\n  - {{metric: psi, {field}: {bound}{other}}}\n"
+    (error,) = errors(tmp_path, text)
+    assert f"rules[0].{field}:" in error and "finite number" in error
+
+
 def test_cross_checks_channels_window_and_reference(tmp_path: Path) -> None:
     text = (
         "model: fraud\nwindow: 7m\nreference: missing.json\nrules:\n  - metric: psi\n"

@@ -169,6 +169,10 @@ def test_promotion_conditions_must_parse(tmp_path: Path) -> None:
     with pytest.raises(InvalidDocumentError) as info:
         load_policy(path)
     assert "not a condition" in str(info.value) and "p.yaml:" in str(info.value)
+    path.write_text(BASE + "  promotion: {when: [shadow_agreement >= 1e999]}\n")
+    with pytest.raises(InvalidDocumentError) as info:
+        load_policy(path)
+    assert "'1e999' in 'shadow_agreement >= 1e999' is not a finite number" in str(info.value)
 
 
 def test_the_readme_shadow_example_loads() -> None:

@@ -9,23 +9,27 @@ missing keys, NaN and infinities, categories and pinned bin edges.
 
 from __future__ import annotations
 
+import base64
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.detectors.category_counts import CategoryCounts
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
+from watchkeeper.detectors.errors import CorruptStateError
 from watchkeeper.detectors.js import JSDistance
 from watchkeeper.detectors.profile import NumericProfile
 from watchkeeper.detectors.psi import PSI
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
-from watchkeeper.detectors.window_rows import COMPACT_ROWS, RowSlice
+from watchkeeper.detectors.window_rows import COMPACT_ROWS, PackedBatch, RowSlice
 
 HOUR = 3_600_000
 EDGES = (-1.0, 0.0, 0.5, 2.0)
@@ -277,3 +281,56 @@ def test_a_part_stored_before_rows_loads_as_the_compact_one_of_the_same_events()
     assert window.compact
     assert orjson.dumps(stored(window).to_dict()) == orjson.dumps(loaded.to_dict())
     assert repr(numbers(stored(window))) == repr(numbers(loaded))
+
+
+def _stored_slice() -> dict[str, Any]:
+    x = Column("numeric", np.array([1.0, 2.0, 3.0]), np.zeros(3, bool), np.zeros(3, bool))
+    c = Column(
+        "categorical",
+        np.array(["a", "b", "a"], dtype=object),
+        np.zeros(3, bool),
+        np.array([False, True, False]),
+    )
+    batch = ColumnBatch(
+        "m",
+        "predictions",
+        np.array([5, 6, 7]),
+        np.array(["1"] * 3),
+        np.arange(3, dtype=np.uint64),
+        request_ids=np.array(["r1", "r2", "r3"], dtype=object),
+        features={"x": x, "c": c},
+        latency_ms=np.array([1.0, 2.0, 3.0]),
+    )
+    return PackedBatch(batch, np.array([0, 1, 2]), {}).slice(0, 3).to_dict()
+
+
+def _b64(values: list[float], dtype: str) -> str:
+    return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"keys": _b64([1], "<u8")}, "'keys' does not hold 3 values"),
+        ({"latency": _b64([1.0], "<f8")}, "'latency' does not hold 3 values"),
+        ({"numeric": _b64([1.0] * 4, "<f8")}, "'numeric' does not hold 3 values"),
+        ({"codes": _b64([0] * 5, "u1")}, "'codes' does not hold 6 values"),
+        ({"names": ["x", "c", "y"]}, "names, kinds and features disagree"),
+        ({"features": 3}, "names, kinds and features disagree"),
+        ({"kinds": "nz"}, "KeyError"),
+        ({"ts": "!!!!"}, "'ts'"),
+        ({"ts": _b64(list(range(COMPACT_ROWS + 1)), "<i8")}, f"more than {COMPACT_ROWS} rows"),
+        ({"text": []}, "one category list per categorical column"),
+        ({"text": [["a"]]}, "'text' does not hold 3 values"),
+        ({"text": [["a", {"b": 1}, "a"]]}, "'text' holds a list or an object"),
+        ({"request_ids": ["r1"]}, "'request_ids' does not hold 3 values"),
+    ],
+)
+def test_a_corrupt_stored_slice_is_refused_by_name(change: dict[str, Any], message: str) -> None:
+    """A hand-edited or damaged part (arrays of the wrong size, a hostile row count) is a
+    CorruptStateError naming the field, checked before it is decoded: never an
+    IndexError in a later replay nor an allocation past a compact window's rows."""
+    good = _stored_slice()
+    assert len(RowSlice.from_dict(good)) == 3
+    with pytest.raises(CorruptStateError, match=re.escape(message)):
+        RowSlice.from_dict({**good, **change})
