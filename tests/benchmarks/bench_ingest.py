@@ -6,11 +6,12 @@
    client settings (crc32c installed, the same fetch sizes), records only, no decode;
 3. watchkeeper with each client: consume, decode, sketch into windows, commit to a SQLite
    store;
-4. with a labels topic (every prediction joined; with each client), and a backfill (100,000 events over
-   10,000 one-hour windows) beside raw consume of the same backfill topic;
+4. with a labels topic (every prediction joined; with each client), and a backfill
+   (100,000 events over 10,000 one-hour windows) beside raw consume of the same backfill
+   topic;
 5. prints events/s of each phase, the ratios (path / raw per client, confluent path /
-   kafka-python path, labels / without per client, backfill / its raw consume) and each phase's
-   peak RSS.
+   kafka-python path, labels / without per client, backfill / its raw consume) and each
+   phase's peak RSS.
 
 Each phase runs in its own process, so the RSS it reports is its own.
 Run: ``make bench`` or ``python tests/benchmarks/bench_ingest.py [--events N]``.
