@@ -32,7 +32,10 @@ SQLITE_POOL_SIZE = 4
 """SQLite connections kept open for the store's lifetime: the loop's writer, the check
 scheduler, readers on the HTTP server's threads; more are opened when all are out and
 closed when returned (``SQLITE_POOL_OVERFLOW``)."""
-SQLITE_POOL_OVERFLOW = 4
+SQLITE_POOL_OVERFLOW = 16
+"""Beyond the pool: more than every thread that may hold one at once (the HTTP server's 8
+workers, the loop, the scheduler, delivery), so no thread waits on the pool (an overflow
+connection costs an open and a close; closing it is never the last, so no checkpoint)."""
 
 SQLITE_JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 """Bytes a WAL file is truncated back to after a checkpoint resets it: SQLite checkpoints
