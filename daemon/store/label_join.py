@@ -7,14 +7,13 @@ join; labels that arrive before their prediction wait in ``pending_labels``. Bot
 written, matched and deleted inside the same transaction that commits the window state
 and the consumer offsets, so a crash can neither lose a pair nor count it twice.
 
-A matched pair is graded into the performance sketch of the *prediction's* window: a
-window's accuracy keeps improving in completeness as its labels arrive. When the model's
-windows split into segments (docs/segments.md), each waiting prediction keeps its segment
-labels (``segments``: per segment feature, the label of its value as the window labels
-it — bounded, ``(other)`` outside a fixed value set or for a null), and the pair is graded
-into the performance sketch of each of those segments' children too, so per-segment
-performance merges to the whole window's exactly. Rows stored before segments (no
-``segments``) grade into the window only.
+A matched pair is graded into the performance sketch of the *prediction's* window
+(:mod:`~watchkeeper.daemon.store.label_grading`): a window's accuracy keeps improving in
+completeness as its labels arrive. When the model's windows split into segments
+(docs/segments.md), each waiting prediction keeps its segment labels (``segments``: per
+segment feature, the label of its value as the window labels it — bounded, ``(other)``
+outside a fixed value set or for a null), and the pair is graded into each of those
+segments' children too.
 
 A label joins its prediction only within ``ingest.label_ttl`` of it in event time (either
 way); one further off expires both, so which pairs join never depends on when the
@@ -34,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,9 +43,10 @@ from sqlalchemy import Connection, delete, func, select
 from watchkeeper.daemon.eventtime.watermarks import PartitionClock, PartitionKey, expiry_watermark
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
+from watchkeeper.daemon.store.label_grading import grade_pairs
 from watchkeeper.daemon.store.upsert import insert_new
 from watchkeeper.detectors.column_batch import ColumnBatch
-from watchkeeper.detectors.performance import PerformanceSketch, class_names
+from watchkeeper.detectors.performance import class_names
 from watchkeeper.detectors.segments import OTHER, SegmentPlan, segment_labels
 from watchkeeper.detectors.window import WindowSummary
 
@@ -221,139 +221,6 @@ def _texts(values: Any) -> list[str | None]:
     return [None if v is None else str(v) for v in values.tolist()]
 
 
-def _pairs_task(pred: dict[str, Any], label: dict[str, Any]) -> str:
-    if pred["predicted"] is not None or label["value"] is None:
-        return "classification"
-    if label["label"] in ("0", "1"):
-        return "classification"
-    return "regression"
-
-
-def _grade(
-    graded_windows: dict[WindowKey, WindowSummary],
-    size_ms: int,
-    pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]],
-    settings: JoinSettings,
-    plans: Mapping[str, SegmentPlan] | None = None,
-) -> Counter[str]:
-    """Grade the pairs into their predictions' windows: one sketch update per window and
-    kind of task (not per pair), groups in the order their first pair came."""
-    groups: dict[tuple[WindowKey, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-    for pred, label in pairs:
-        key = WindowKey(pred["model"], pred["model_version"], int(pred["window_start_ms"]))
-        groups.setdefault((key, _pairs_task(pred, label)), []).append((pred, label))
-    graded: Counter[str] = Counter()
-    for (key, task), group in groups.items():
-        window = graded_windows.get(key)
-        if window is None:
-            window = WindowSummary(key.model, key.version, key.start_ms, size_ms)
-            graded_windows[key] = window
-        if window.performance is None:  # the window's first pair decides its kind of task
-            window.performance = PerformanceSketch(task)  # type: ignore[arg-type]
-        if window.performance.task != task:
-            continue  # a model's pairs of another kind than its window's: not comparable
-        pairs_of = _Pairs(group, task, settings.threshold)
-        pairs_of.into(window.performance, None)
-        _grade_segments(window, group, pairs_of, (plans or {}).get(key.model))
-        graded[key.model] += len(group)
-    return graded
-
-
-class _Pairs:
-    """A group's pairs as arrays, graded whole or by a selection of rows (a segment)."""
-
-    def __init__(
-        self, group: list[tuple[dict[str, Any], dict[str, Any]]], task: str, threshold: float
-    ) -> None:
-        self.task = task
-        if task == "regression":
-            self.y = np.array([label["value"] for _, label in group], dtype=np.float64)
-            self.yhat = np.array([pred["score"] for pred, _ in group], dtype=np.float64)
-            return
-        self.scores = np.array(
-            [np.nan if p["score"] is None else p["score"] for p, _ in group], dtype=np.float64
-        )
-        # each pair coded once into its distinct (label, class) pair: the window and each
-        # of its segments then count theirs with one bincount
-        where: dict[tuple[str, str], int] = {}
-        codes = [
-            where.setdefault(
-                (
-                    label["label"],
-                    p["predicted"]
-                    if p["predicted"] is not None
-                    else ("1" if p["score"] is not None and p["score"] >= threshold else "0"),
-                ),
-                len(where),
-            )
-            for p, label in group
-        ]
-        self.distinct = list(where)
-        self.codes = np.array(codes, dtype=np.intp)
-
-    def into(self, perf: PerformanceSketch, rows: np.ndarray[Any, Any] | None) -> None:
-        """Grade the pairs (``rows`` of them; None: all) into ``perf``."""
-        pick = slice(None) if rows is None else rows
-        if self.task == "regression":
-            perf.update_regression(self.y[pick], self.yhat[pick])
-        else:
-            perf.update_coded(self.distinct, self.codes[pick], self.scores[pick])
-
-
-def _grade_segments(
-    window: WindowSummary,
-    group: list[tuple[dict[str, Any], dict[str, Any]]],
-    pairs: _Pairs,
-    plan: SegmentPlan | None,
-) -> None:
-    """The group's pairs into the performance of their predictions' segment children:
-    per segment feature one numpy grouping (:meth:`SegmentSplit.group`) and one sketch
-    update per segment. Pairs whose prediction kept no segment labels (stored before
-    segments, or without a plan then) grade into the window only."""
-    if not plan:
-        return
-    # parsed once per distinct combination of labels (a dict, not a sort of strings),
-    # then spread to the pairs by index
-    combos: dict[str, int] = {}
-    inverse = np.array(
-        [combos.setdefault(pred.get("segments") or "", len(combos)) for pred, _ in group],
-        dtype=np.intp,
-    )
-    if len(combos) == 1 and "" in combos:
-        return
-    parsed = [_parsed(text) for text in combos]
-    for spec in plan:
-        of_combo = [p.get(spec.feature) for p in parsed]
-        known = np.array([v is not None for v in of_combo], dtype=bool)
-        where = np.flatnonzero(known[inverse])
-        if where.size == 0:
-            continue
-        distinct = sorted({str(v) for v in of_combo if v is not None})
-        position = {v: i for i, v in enumerate(distinct)}
-        lut = np.array([position.get(str(v), -1) for v in of_combo], dtype=np.intp)
-        split = window.segment_split(spec)
-        children, order, sizes = split.group_coded(distinct, lut[inverse[where]])
-        bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
-        for i, child in enumerate(children):
-            if child.performance is None:
-                child.performance = PerformanceSketch(pairs.task)  # type: ignore[arg-type]
-            if child.performance.task != pairs.task:
-                continue
-            pairs.into(child.performance, where[order[bounds[i] : bounds[i + 1]]])
-
-
-def _parsed(text: str) -> dict[str, Any]:
-    """A stored row's segment labels; a row that does not hold a JSON object (none: rows
-    stored before segments) grades into its window only, never fails the commit."""
-    if not text:
-        return {}
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def join_in_transaction(
     conn: Connection,
     buffer: JoinBuffer,
@@ -421,7 +288,7 @@ def join_in_transaction(
                 outcome.expired[(pred["model"], side)] += 1
                 outcome.reasons[(pred["model"], side, "apart")] += 1
     graded: dict[WindowKey, WindowSummary] = {}
-    outcome.joined = _grade(graded, delta.size_ms, timely, settings, buffer.plans)
+    outcome.joined = grade_pairs(graded, delta.size_ms, timely, settings.threshold, buffer.plans)
     if expire:
         _expire(conn, clocks or {}, settings, delta.now_ms, outcome)
     return graded, outcome

@@ -4,6 +4,7 @@ statement, which SQLAlchemy builds from each dialect's own ``insert``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection
@@ -53,4 +54,7 @@ def insert_new(
         f"VALUES ({', '.join([mark] * len(columns))}) "
         f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"
     )
-    conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+    # itemgetter: one C call per row (a generator per row was half of this function)
+    values = itemgetter(*columns)
+    params = [values(row) for row in rows] if len(columns) > 1 else [(values(r),) for r in rows]
+    conn.exec_driver_sql(sql, params)

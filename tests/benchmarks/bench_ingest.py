@@ -6,11 +6,12 @@
    client settings (crc32c installed, the same fetch sizes), records only, no decode;
 3. watchkeeper with each client: consume, decode, sketch into windows, commit to a SQLite
    store;
-4. with a labels topic (every prediction joined), and a backfill (100,000 events over
-   10,000 one-hour windows) beside raw consume of the same backfill topic;
+4. with a labels topic (every prediction joined; with each client), and a backfill
+   (100,000 events over 10,000 one-hour windows) beside raw consume of the same backfill
+   topic;
 5. prints events/s of each phase, the ratios (path / raw per client, confluent path /
-   kafka-python path, labels / without, backfill / its raw consume) and each phase's
-   peak RSS.
+   kafka-python path, labels / without per client, backfill / its raw consume) and each
+   phase's peak RSS.
 
 Each phase runs in its own process, so the RSS it reports is its own.
 Run: ``make bench`` or ``python tests/benchmarks/bench_ingest.py [--events N]``.
@@ -96,6 +97,7 @@ PHASES = [
     "watchkeeper-kafka-python",
     "watchkeeper-confluent",
     "watchkeeper-kafka-python-labels",
+    "watchkeeper-confluent-labels",
     "raw-kafka-python-backfill",
     "watchkeeper-kafka-python-backfill",
 ]
@@ -321,12 +323,16 @@ def report(results: dict[str, dict[str, Any]], events: int) -> None:
             "raw confluent / raw kafka-python = "
             f"{rate['raw-confluent'] / rate['raw-kafka-python']:.2f}"
         )
-    if {"watchkeeper-kafka-python-labels", "watchkeeper-kafka-python"} <= set(rate):
-        print(
-            "watchkeeper kafka-python with labels / without = "
-            f"{rate['watchkeeper-kafka-python-labels'] / rate['watchkeeper-kafka-python']:.2f}"
-            "  (goal >= 0.7; predictions/s, each prediction joined to its label)"
-        )
+    for client in ("kafka-python", "confluent"):
+        if {f"watchkeeper-{client}-labels", f"watchkeeper-{client}"} <= set(rate):
+            with_labels = results[f"watchkeeper-{client}-labels"]
+            print(
+                f"watchkeeper {client} with labels / without = "
+                f"{rate[f'watchkeeper-{client}-labels'] / rate[f'watchkeeper-{client}']:.2f}"
+                "  (goal >= 0.7; predictions/s, each prediction joined to its label); "
+                f"peak RSS {with_labels['peak_rss_mb']:.0f} MB; mean commit "
+                f"{with_labels['flush_mean_s'] * 1000:.0f} ms"
+            )
     if "watchkeeper-kafka-python-backfill" in rate:
         print(
             f"backfill of {BACKFILL_EVENTS:,} events over "
@@ -348,6 +354,7 @@ def report(results: dict[str, dict[str, Any]], events: int) -> None:
         ("watchkeeper-kafka-python", events),
         ("watchkeeper-confluent", events),
         ("watchkeeper-kafka-python-labels", 2 * events),
+        ("watchkeeper-confluent-labels", 2 * events),
         ("watchkeeper-kafka-python-backfill", BACKFILL_EVENTS),
     ):
         if phase in results:

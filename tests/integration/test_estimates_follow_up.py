@@ -221,7 +221,8 @@ def test_the_trust_check_runs_per_segment_and_finds_the_segment_whose_estimate_i
     country=FR and for no other segment, each segment guarded by its own sample size.
     ``lag``: US's labels of the last window have not arrived — the window counts for the
     whole (70 % graded, ``labelled_share: 0.6``) but not for US."""
-    from watchkeeper.daemon.store.label_join import JoinBuffer, JoinSettings, _grade
+    from watchkeeper.daemon.store.label_grading import grade_pairs
+    from watchkeeper.daemon.store.label_join import JoinBuffer, JoinSettings
     from watchkeeper.detectors.estimate_trust import EstimateTrust
     from watchkeeper.detectors.segments import SegmentSpec
 
@@ -297,7 +298,7 @@ def test_the_trust_check_runs_per_segment_and_finds_the_segment_whose_estimate_i
         if lag:
             late = set(ids[lagging].tolist())
             pairs = [(pr, lab) for pr, lab in pairs if pr["request_id"] not in late]
-        _grade(graded, SIZE_MS, pairs, JoinSettings(), buffer.plans)
+        grade_pairs(graded, SIZE_MS, pairs, JoinSettings().threshold, buffer.plans)
         store.commit("g", Delta(SIZE_MS, graded), {("labels", 0): n})
         result = checker.run(loaded, NOW_MS + windows * SIZE_MS)
     by = {e.feature: e for e in result.evaluations if e.rule == "trust"}

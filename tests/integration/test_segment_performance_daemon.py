@@ -18,7 +18,8 @@ from sqlalchemy import select
 from watchkeeper.daemon.demo.broker import EmbeddedBroker
 from watchkeeper.daemon.eventtime.windows import WindowKey
 from watchkeeper.daemon.store import tables as t
-from watchkeeper.daemon.store.label_join import JoinBuffer, JoinSettings, _grade
+from watchkeeper.daemon.store.label_grading import grade_pairs
+from watchkeeper.daemon.store.label_join import JoinBuffer, JoinSettings
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.profile import profile_from_window
@@ -142,7 +143,7 @@ def store_reference(url: str) -> None:
     by_id = {p["request_id"]: p for p in buffer.predictions}
     graded: dict[WindowKey, WindowSummary] = {}
     pairs = [(by_id[lab["request_id"]], lab) for lab in buffer.labels]
-    _grade(graded, 1, pairs, JoinSettings(), buffer.plans)
+    grade_pairs(graded, 1, pairs, JoinSettings().threshold, buffer.plans)
     for part in graded.values():
         window.merge(part)
     profile = profile_from_window(window)

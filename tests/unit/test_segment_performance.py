@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from watchkeeper.daemon.checks.segment_findings import add_segment_findings
 from watchkeeper.daemon.eventtime.windows import WindowKey
 from watchkeeper.daemon.offline.reference import build_reference
-from watchkeeper.daemon.store.label_join import JoinBuffer, JoinSettings, _grade
+from watchkeeper.daemon.store.label_grading import grade_pairs
+from watchkeeper.daemon.store.label_join import JoinBuffer, JoinSettings
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.estimate_sketch import BinaryEstimateSketch
 from watchkeeper.detectors.estimation_reference import fit_binary_estimation
@@ -93,7 +94,7 @@ def _graded(
     out = WindowSummary("fraud", "1", 0, SIZE)
     for chunk in np.array_split(np.arange(len(pairs)), parts):
         graded: dict[WindowKey, WindowSummary] = {}
-        _grade(graded, SIZE, [pairs[i] for i in chunk], JoinSettings(), buffer.plans)
+        grade_pairs(graded, SIZE, [pairs[i] for i in chunk], JoinSettings().threshold, buffer.plans)
         for window in graded.values():
             out.merge(window)
     return out
@@ -205,14 +206,14 @@ def test_pending_rows_stored_before_segments_grade_the_window_only() -> None:
             old[rid]["segments"] = by_id[rid]["segments"]  # half new, half old
     pairs = [(old[lab["request_id"]], lab) for lab in buffer.labels]
     graded: dict[WindowKey, WindowSummary] = {}
-    _grade(graded, SIZE, pairs, JoinSettings(), buffer.plans)
+    grade_pairs(graded, SIZE, pairs, JoinSettings().threshold, buffer.plans)
     (window,) = graded.values()
     assert window.performance is not None and window.performance.n == 300
     kids = _children(window, "country").values()
     assert sum(c.performance.n for c in kids if c.performance is not None) == 150
     # no plan at all: nothing per segment
     graded = {}
-    _grade(graded, SIZE, pairs, JoinSettings(), {})
+    grade_pairs(graded, SIZE, pairs, JoinSettings().threshold, {})
     (window,) = graded.values()
     assert window.performance is not None and window.performance.n == 300
     assert window.segments == {}
@@ -469,7 +470,7 @@ def test_a_pending_row_with_unreadable_segment_labels_grades_the_window_only() -
         by_id[f"s16-{i}"]["segments"] = bad
     pairs = [(by_id[lab["request_id"]], lab) for lab in buffer.labels]
     graded: dict[WindowKey, WindowSummary] = {}
-    _grade(graded, SIZE, pairs, JoinSettings(), buffer.plans)
+    grade_pairs(graded, SIZE, pairs, JoinSettings().threshold, buffer.plans)
     (window,) = graded.values()
     assert window.performance is not None and window.performance.n == 100
     kids = _children(window, "country").values()
