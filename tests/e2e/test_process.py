@@ -282,8 +282,17 @@ def test_the_broker_stopping_and_starting_neither_stops_the_daemon_nor_loses_wha
             assert r.status == 200  # alive, waiting
         assert daemon.proc is not None and daemon.proc.poll() is None
         assert stored_events(url) == 600  # what it had is kept
-        broker = EmbeddedBroker(port=broker.port, log_path=tmp_path / "b2.log").start()
-        create_topic(broker.bootstrap, topic_name, partitions=3)
+        # Tansu keeps topics in memory and creates a topic a client's metadata request asks
+        # for, whatever the request's allow_auto_topic_creation says (4 partitions): a
+        # daemon reconnecting before create_topic below would make the topic itself. It is
+        # held still (SIGSTOP) while the new broker starts and the topic is made, as if its
+        # reconnection backoff were longer; from its side the broker was down, then back.
+        daemon.proc.send_signal(signal.SIGSTOP)
+        try:
+            broker = EmbeddedBroker(port=broker.port, log_path=tmp_path / "b2.log").start()
+            create_topic(broker.bootstrap, topic_name, partitions=3)
+        finally:
+            daemon.proc.send_signal(signal.SIGCONT)
         fill(10_000, 250)  # offsets 0..249 again; 200..249 are new to the daemon
 
         def offsets() -> list[int]:
