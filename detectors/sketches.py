@@ -206,17 +206,17 @@ class NumericSketch:
 
     def _combine(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         # Chan, Golub & LeVeque (1979) pairwise update: exact for merged partial moments.
+        # In Python floats: the same IEEE double operations as numpy's scalars (overflow to
+        # inf, inf - inf to nan) without np.errstate, whose context cost more than the sum
+        # (tests/unit/test_sketch_combine.py checks the two bit for bit)
         total = self._count + n
-        with np.errstate(over="ignore", invalid="ignore"):
-            self._combine_moments(n, total, mean, m2)
+        mine = float(self._mean)
+        delta = float(mean) - mine
+        self._mean = mine + delta * n / total
+        self._m2 = float(self._m2) + (float(m2) + delta * delta * self._count * n / total)
         self._count = total
         self._min = min(self._min, lo)
         self._max = max(self._max, hi)
-
-    def _combine_moments(self, n: int, total: int, mean: float, m2: float) -> None:
-        delta = mean - self._mean
-        self._mean += delta * n / total
-        self._m2 += m2 + delta * delta * self._count * n / total
 
     def merge(self, other: NumericSketch) -> None:
         """Fold ``other`` into this sketch; the result equals sketching both inputs at once."""

@@ -47,10 +47,10 @@ from watchkeeper.daemon.shadow.rows import (
     ShadowMetrics,
     by_window,
     fold_latency,
-    production_outputs,
     take,
 )
 from watchkeeper.daemon.shadow.runtime import Prediction
+from watchkeeper.daemon.shadow.sampling import labels_of, sampled_rows
 from watchkeeper.daemon.shadow.setup import ModelSetup, load_setups, reference_sample
 from watchkeeper.daemon.shadow.store import PRODUCTION, ShadowKey, ShadowStore
 from watchkeeper.daemon.store.queries import TopicPartitionKey
@@ -140,12 +140,8 @@ class ShadowEvaluator:
         if not setup.candidates and not setup.production_only():
             return
         if batch.role == "labels":
-            if (
-                batch.label is not None
-                and batch.request_ids is not None
-                and self._labels.waiting(batch.model)
-            ):
-                labels = Labels(batch.model, batch.request_ids, batch.label, int(batch.ts_ms.max()))
+            labels = labels_of(batch) if self._labels.waiting(batch.model) else None
+            if labels is not None:
                 self._put(labels, batch.model, 0)
             return
         if not batch.features or batch.offsets is None:
@@ -153,25 +149,9 @@ class ShadowEvaluator:
         key = (topic, partition)
         if key not in self._done:
             self._done[key] = self._evaluated(key)
-        keep = sample_mask(batch.keys, setup.max_rate) & (batch.offsets >= self._done[key])
-        idx = np.flatnonzero(keep)
-        if idx.size == 0:
-            return
-        scores, classes = production_outputs(batch, idx, setup.spec.task, self.threshold)
-        rows = Rows(
-            batch.model,
-            topic,
-            partition,
-            int(batch.offsets.max()) + 1,
-            batch.ts_ms[idx],
-            batch.keys[idx],
-            {n: take(c, idx) for n, c in batch.features.items()},
-            scores,
-            classes,
-            None if batch.request_ids is None else batch.request_ids[idx],
-            None if batch.latency_ms is None else batch.latency_ms[idx],
-        )
-        self._put(rows, batch.model, idx.size)
+        rows = sampled_rows(batch, setup, topic, partition, self._done[key], self.threshold)
+        if rows is not None:
+            self._put(rows, batch.model, len(rows.keys))
 
     def _evaluated(self, key: TopicPartitionKey) -> int:
         try:

@@ -7,6 +7,7 @@ method raises :class:`StoreUnavailableError` when the store cannot be reached.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -258,7 +259,13 @@ class StoreQueries:
         (:mod:`~watchkeeper.daemon.store.window_parts`); ``view`` builds each from its
         stored form (a reader of only the parts a caller needs)."""
         with self._read(None) as conn:
-            return window_parts.read(conn, model, version, start_ms, end_ms, view)
+            skipped = self.skipped_windows
+            return window_parts.read(conn, model, version, start_ms, end_ms, view, skipped)
+
+    @functools.cached_property
+    def skipped_windows(self) -> window_parts.SkippedWindows:
+        """Window reads skipped because a stored part is corrupt, per model (logged)."""
+        return window_parts.SkippedWindows()
 
     def reference(self, model: str, name: str = "default") -> ReferenceProfile | None:
         with self._read(None) as conn:

@@ -15,11 +15,19 @@ a backfill touching thousands of windows once each writes thousands of small row
 folds none, a live window written by every flush is folded every ``FOLD_AT`` flushes.
 Folding locks the window's base row (PostgreSQL), reads its parts after the lock and
 deletes exactly the parts it folded, so a part another replica commits meanwhile stays.
+
+A window whose base or a part does not load (a damaged or hand-edited row: never what a
+release writes) is skipped by reads, logged with its model, window and part, and counted
+(:class:`SkippedWindows`): one bad window never fails a whole check or page. Folding leaves
+it as it is (its rows stay for an operator to look at).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +36,10 @@ import orjson
 from sqlalchemy import Connection, delete, func, select, union_all
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
+from watchkeeper.detectors.errors import CorruptStateError
 from watchkeeper.detectors.window import WindowSummary
+
+log = logging.getLogger(__name__)
 
 FOLD_AT = 16
 """Parts a window gathers before a commit folds them into its base row."""
@@ -37,6 +48,25 @@ FOLD_MAX = 64
 
 StoredKey = tuple[str, str, int, int]
 """(model, version, window size, window start)."""
+
+
+class SkippedWindows:
+    """Reads of windows skipped because a stored base or part is corrupt, per model: each
+    read that meets one counts it once and logs it (the store's readers share one)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # checks, the API and the console read at once
+        self._by_model: Counter[str] = Counter()
+
+    def record(self, model: str, error: CorruptStateError) -> None:
+        with self._lock:
+            self._by_model[model] += 1
+        log.error("window skipped: %s", error)
+
+    def counts(self) -> dict[str, int]:
+        """Skipped reads per model since the process started."""
+        with self._lock:
+            return dict(self._by_model)
 
 
 @dataclass(frozen=True)
@@ -134,8 +164,12 @@ def fold(conn: Connection, dialect: str, key: StoredKey) -> None:
     ).all()
     if not parts:
         return
-    blobs = [p.summary for p in parts]
-    summary = _merged(base.summary if base is not None else None, blobs)
+    blobs = [(int(p.id), p.summary) for p in parts]
+    try:
+        summary = _merged(key, base.summary if base is not None else None, blobs)
+    except CorruptStateError as exc:  # left as it is: its rows stay for a look
+        log.error("window not folded: %s", exc)
+        return
     late = (int(base.late_events) if base is not None else 0) + sum(
         int(p.late_events) for p in parts
     )
@@ -167,18 +201,40 @@ View = Callable[[dict[str, Any]], WindowSummary]
 of only the parts a caller needs (one that skips the feature sketches)."""
 
 
+def _place(key: StoredKey, part: int | None) -> str:
+    where = "its base row" if part is None else f"part {part}"
+    return f"model {key[0]!r} version {key[1]!r}, window {key[3]} of {key[2]} ms, {where}"
+
+
+def _load(view: View, key: StoredKey, part: int | None, blob: bytes) -> WindowSummary:
+    """One stored base or part, or :class:`CorruptStateError` naming the window and part."""
+    try:
+        return view(orjson.loads(blob))
+    except CorruptStateError as exc:
+        raise exc.located(_place(key, part)) from exc
+    except (ValueError, KeyError, TypeError) as exc:  # not JSON, or fields missing / wrong
+        problem = f"{type(exc).__name__}: {exc}"
+        raise CorruptStateError("window summary", problem, _place(key, part)) from exc
+
+
 def _merged(
-    base: bytes | None, parts: Iterable[bytes], view: View = WindowSummary.from_dict
+    key: StoredKey,
+    base: bytes | None,
+    parts: Iterable[tuple[int, bytes]],
+    view: View = WindowSummary.from_dict,
 ) -> WindowSummary:
-    """The base summary with the parts merged into it in order (the first part is the
-    base when there is none, as the first flush's summary was)."""
-    out: WindowSummary | None = None if base is None else view(orjson.loads(base))
-    for blob in parts:
-        part = view(orjson.loads(blob))
+    """The base summary with the parts (id, stored form) merged into it in order (the
+    first part is the base when there is none, as the first flush's summary was)."""
+    out: WindowSummary | None = None if base is None else _load(view, key, None, base)
+    for part_id, blob in parts:
+        part = _load(view, key, part_id, blob)
         if out is None:
             out = part
-        else:
+            continue
+        try:
             out.merge(part)
+        except CorruptStateError as exc:  # sketches that load but do not fit together
+            raise exc.located(_place(key, part_id)) from exc
     assert out is not None, "a window has a base row or a part"
     return out
 
@@ -190,9 +246,11 @@ def read(
     start_ms: int | None = None,
     end_ms: int | None = None,
     view: View = WindowSummary.from_dict,
+    skipped: SkippedWindows | None = None,
 ) -> list[StoredWindow]:
     """Stored windows, each its base merged with its parts (each built by ``view``);
-    ordered by model, version, start (and size)."""
+    ordered by model, version, start (and size). A window that does not load is left
+    out, logged and counted in ``skipped`` (None: logged only)."""
 
     def bounded(query: Any, table: Any) -> Any:
         c = table.c
@@ -212,7 +270,8 @@ def read(
     ).all()
     parts = conn.execute(
         bounded(
-            select(*_key_columns(t.window_parts), p.summary, p.late_events), t.window_parts
+            select(*_key_columns(t.window_parts), p.id, p.summary, p.late_events),
+            t.window_parts,
         ).order_by(p.id)
     ).all()
     base_of: dict[StoredKey, Any] = {}
@@ -225,7 +284,15 @@ def read(
     out = []
     for key in sorted(set(base_of) | set(parts_of), key=lambda k: (k[0], k[1], k[3], k[2])):
         base, mine = base_of.get(key), parts_of.get(key, [])
-        summary = _merged(None if base is None else base.summary, [r.summary for r in mine], view)
+        blobs = [(int(r.id), r.summary) for r in mine]
+        try:
+            summary = _merged(key, None if base is None else base.summary, blobs, view)
+        except CorruptStateError as exc:
+            if skipped is None:
+                log.error("window skipped: %s", exc)
+            else:
+                skipped.record(key[0], exc)
+            continue
         late = (0 if base is None else int(base.late_events)) + sum(
             int(r.late_events) for r in mine
         )

@@ -8,13 +8,16 @@ equality, sketches and sample included), before and after parts are folded.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 from sqlalchemy import func, select
+from watchkeeper.daemon.checks.checker import Checker
 from watchkeeper.daemon.eventtime.windows import WindowState
+from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.store import Store
@@ -22,6 +25,8 @@ from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.policies.loader import LoadedPolicy
+from watchkeeper.policies.schema import Policy
 
 HOUR = 3_600_000
 
@@ -248,3 +253,74 @@ def test_a_fold_keeps_the_part_another_replica_commits_meanwhile(pg_database: st
             window_parts.fold(conn, a.dialect, ("fraud", "3", HOUR, 0))
         (folded,) = a.windows("fraud")
         assert exact(folded.summary) == exact(window.summary) and parts_count(a) == 0
+
+
+def test_a_corrupt_part_is_named_logged_counted_and_skipped(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(5)
+    with Store.open(store_url) as store:
+        state = WindowState(3600, 10 * 3600)
+        state.add(batch(rng, np.array([10, 20, 30, HOUR + 10, HOUR + 20]), 0))
+        store.commit("g", state.drain(), {("preds", 0): 5})
+        with store.engine.begin() as conn:
+            part_id, blob = conn.execute(
+                select(t.window_parts.c.id, t.window_parts.c.summary).where(
+                    t.window_parts.c.window_start_ms == HOUR
+                )
+            ).one()
+            data = orjson.loads(blob)
+            assert data["format"] == 3  # a compact window: stored as its rows
+            data["rows"][0]["keys"] = "AAAA"  # 3 bytes where 2 keys take 16
+            conn.execute(
+                t.window_parts.update()
+                .where(t.window_parts.c.id == part_id)
+                .values(summary=orjson.dumps(data))
+            )
+        with caplog.at_level(logging.ERROR, logger="watchkeeper.daemon.store.window_parts"):
+            read = store.windows("fraud")
+        # the other window is read; the corrupt one is left out, named and counted
+        assert [(w.summary.start_ms, w.events) for w in read] == [(0, 3)]
+        (record,) = caplog.records
+        message = record.getMessage()
+        assert f"window {HOUR} of {HOUR} ms, part {part_id}" in message
+        assert "model 'fraud'" in message and "'keys' does not hold 2 values" in message
+        assert store.skipped_windows.counts() == {"fraud": 1}
+        store.windows("fraud", start_ms=HOUR)  # each read that meets it counts it
+        assert store.skipped_windows.counts() == {"fraud": 2}
+        # a fold leaves it as it is (logged), and folds nothing away
+        caplog.clear()
+        with store.engine.begin() as conn, caplog.at_level(logging.ERROR):
+            window_parts.fold(conn, store.dialect, ("fraud", "3", HOUR, HOUR))
+        assert any("window not folded" in r.getMessage() for r in caplog.records)
+        assert parts_count(store) == 2
+
+
+def test_a_check_over_a_corrupt_window_scores_the_others(store_url: str) -> None:
+    policy = Policy.model_validate(
+        {
+            "model": "fraud",
+            "window": "2h",
+            "schedule": {"every": "1h"},
+            "min_samples": 1,
+            "rules": [{"name": "eps", "metric": "throughput_eps", "critical": 1e9}],
+        }
+    )
+    rng = np.random.default_rng(6)
+    with Store.open(store_url) as store:
+        state = WindowState(3600, 10 * 3600)
+        state.add(batch(rng, np.array([10, 20, 30, HOUR + 10, HOUR + 20]), 0))
+        store.commit("g", state.drain(), {("preds", 0): 5})
+        with store.engine.begin() as conn:
+            conn.execute(
+                t.window_parts.update()
+                .where(t.window_parts.c.window_start_ms == HOUR)
+                .values(summary=b'{"format": 3, "rows": "not rows"}')
+            )
+        checker = Checker(store, IncidentStore(store.engine), 3600)
+        result = checker.run(LoadedPolicy(policy, "/nowhere/fraud.yaml", "v1"), 2 * HOUR)
+        # the check ran on the window that loads: its 3 events, not an exception
+        assert result.events_seen == 3
+        (evaluation,) = result.evaluations
+        assert evaluation.value == pytest.approx(3 / (2 * HOUR / 1000))
+        assert store.skipped_windows.counts() == {"fraud": 1}
