@@ -7,7 +7,8 @@ of the window settle the common case (nothing outside) exactly. Otherwise the co
 below and above the range are exact when the window counted them
 (:meth:`~watchkeeper.detectors.sketches.NumericSketch.outside`: the range limits are
 pinned edges beside the reference's bins, :func:`pinned_edges`, wherever the reference
-was in force from the window's first value, and in ``watchkeeper drift`` on a file) or
+was in force from the window's first value, and in ``watchkeeper drift`` on a file; not
+in a segment's grid, cut at the reference's bins alone) or
 held its values exactly; else they come from the window's KLL sketch, within twice its
 rank error (``exact`` and ``error_bound`` in the details say which).
 
@@ -31,7 +32,7 @@ from watchkeeper.detectors.base import Score
 from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import ColumnProfile, NumericProfile
-from watchkeeper.detectors.sketches import NumericSketch, range_edges
+from watchkeeper.detectors.sketches import NumericSketch, PinnedEdges, range_edges
 
 DEFAULT_MARGIN = 0.1
 
@@ -56,7 +57,7 @@ def pinned_edges(reference: NumericProfile, margin: float = DEFAULT_MARGIN) -> t
         return reference.edges
     low, high = range_edges(*range_limits(reference, margin))
     cut = np.unique(np.asarray([low, *reference.edges, high], dtype=np.float64))
-    return tuple(float(e) for e in cut)
+    return PinnedEdges((float(e) for e in cut), reference.edges)
 
 
 class OutOfRange:

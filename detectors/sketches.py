@@ -102,6 +102,24 @@ def range_edges(low: float, high: float) -> tuple[float, float]:
     return float(np.nextafter(low, -np.inf)), float(high)
 
 
+class PinnedEdges(tuple[float, ...]):
+    """Edges a window counts exactly (the reference's bins and its out-of-range limits)
+    that remember the reference's own bin edges: a segment's fine grid
+    (:class:`~watchkeeper.detectors.grid_sketch.GridSketch`) is cut from those alone, as a
+    grid cut at far-out limits would be coarse where the values are.
+
+    >>> e = PinnedEdges((-1.0, 0.0, 2.0), (0.0,)); (e == (-1.0, 0.0, 2.0), e.reference)
+    (True, (0.0,))
+    """
+
+    reference: tuple[float, ...]
+
+    def __new__(cls, edges: Iterable[float], reference: tuple[float, ...]) -> PinnedEdges:
+        out = super().__new__(cls, edges)
+        out.reference = reference
+        return out
+
+
 class NumericSketch:
     """Summary of a numeric column; see the module docstring.
 

@@ -112,8 +112,8 @@ def _new_sketch(
     kind: Kind, settings: SketchSettings, edges: tuple[float, ...] | None
 ) -> ColumnSketch:
     if kind == "numeric":
-        if edges and settings.grid:
-            return GridSketch(settings.k, edges)
+        if edges and settings.grid:  # a segment's grid: cut at the reference's bins alone
+            return GridSketch(settings.k, getattr(edges, "reference", edges))
         sketch = NumericSketch(settings.k)
         if edges is not None:
             sketch.count_bins_on(edges)

@@ -54,10 +54,9 @@ def edges_of(reference: ReferenceProfile) -> dict[str, Edges]:
         columns[PREDICTION] = reference.prediction
     out: dict[str, Edges] = {}
     for name, profile in columns.items():
-        if isinstance(profile, NumericProfile):
-            cut = pinned_edges(profile)
-            if cut:
-                out[name] = cut
+        # a constant reference column has no bins (and a segment no grid to cut): none
+        if isinstance(profile, NumericProfile) and profile.edges:
+            out[name] = pinned_edges(profile)
     return out
 
 
