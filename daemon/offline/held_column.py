@@ -20,6 +20,8 @@ KS's ``error_bound`` includes it).
 >>> s.update(np.array([3.0, 1.0, np.nan, 2.0, 5.0, 4.0]))
 >>> s.quantiles([0.5]).tolist(), s.cdf([2.0]).tolist(), s.rank_error, budget.left
 ([3.0], [0.4], 0.0, 5)
+>>> s.outside(2.0, 4.0)
+(1, 1)
 """
 
 from __future__ import annotations
@@ -114,6 +116,14 @@ class HeldSketch(NumericSketch):
         pts = np.asarray([float(p) for p in points], dtype=np.float64)
         out: FloatArray = np.searchsorted(ordered, pts, side="right") / ordered.size
         return out
+
+    def outside(self, low: float, high: float) -> tuple[int, int] | None:
+        """Counted in the held values: any range (a rule's own ``margin`` too) is exact."""
+        ordered = self._values()
+        if ordered is None or not ordered.size:
+            return super().outside(low, high)
+        below = int(np.searchsorted(ordered, low, side="left"))
+        return below, int(ordered.size - np.searchsorted(ordered, high, side="right"))
 
     def histogram(self, edges: Iterable[float]) -> FloatArray:
         pts = [float(e) for e in edges]

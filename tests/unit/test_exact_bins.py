@@ -232,6 +232,9 @@ def test_every_metric_of_the_offline_drift_is_exact_on_the_current_side(
         oor = OutOfRange().score(profile, sketch)
         assert oor.details["exact"] and oor.value > 0
         assert oor.value == numpy_out_of_range(values, profile)
+        # a rule's own margin is not pinned, but the held values count it exactly too
+        wide = OutOfRange(margin=0.5).score(profile, sketch)
+        assert wide.details["exact"] and wide.value == numpy_out_of_range(values, profile, 0.5)
         # the current side's quantiles and CDF are the file's own
         ranks = np.linspace(0, 1, 101)
         assert np.array_equal(
