@@ -44,7 +44,10 @@ def summarize_file(
     The prediction (``prediction``, else the reference's prediction column) gives the
     estimates when the reference has an estimation; the label (``label``, else the
     reference's) gives the realised metrics (:mod:`batch_performance`). The prediction's
-    own drift is scored only when ``prediction`` is given."""
+    own drift is scored only when ``prediction`` is given. Numeric columns count the
+    reference's bins and out-of-range limits exactly and hold their values
+    (:mod:`held_column`), so every number scored from the window is exact on the file's
+    side and the same run after run."""
     scored = prediction or reference.column_names.get("prediction")
     labelled = label or reference.column_names.get("label")
     window = WindowSummary(reference.model, "batch", 0, 0, SketchSettings(k=REFERENCE_K))
