@@ -58,7 +58,7 @@ import numpy as np
 from datasketches import kll_doubles_sketch
 from watchkeeper.detectors.column_sketch import ColumnSketch, sketch_from_dict
 from watchkeeper.detectors.fine_grid import fine_grid, grid_lookup
-from watchkeeper.detectors.sketches import NumericSketch
+from watchkeeper.detectors.sketches import NumericSketch, coarsened
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
@@ -219,15 +219,15 @@ class GridSketch(NumericSketch):
     def counts_exactly(self, edges: Iterable[float]) -> bool:
         if not self.count:
             return True
-        cut = [float(e) for e in edges]
-        return len(cut) == self._cut.size and bool(np.array_equal(self._cut, cut))
+        return coarsened(self._cut, self._bin_counts(), edges) is not None
 
     def histogram(self, edges: Iterable[float]) -> FloatArray:
         pts = [float(e) for e in edges]
         if not self._count:
             return np.zeros(len(pts) + 1)
-        if self.counts_exactly(pts):
-            return self._bin_counts().astype(np.float64)
+        exact = coarsened(self._cut, self._bin_counts(), pts)  # a subset of its edges too
+        if exact is not None:
+            return exact.astype(np.float64)
         if self.held_exactly:
             return super().histogram(pts)
         below = self.cdf(pts) * self._count

@@ -9,14 +9,16 @@ sketches of disjoint pairs merge exactly, and a window's performance can grow fo
 delayed labels arrive.
 
 Definitions follow scikit-learn's: precision / recall / F1 of the positive class "1" for
-binary problems and macro averages otherwise; log-loss with probabilities clipped to
+binary problems and macro averages otherwise; specificity TN / (TN + FP) of the same
+class (the recall of the negatives; macro one-vs-rest for multiclass, as
+``estimated_specificity`` counts it); log-loss with probabilities clipped to
 [1e-15, 1 − 1e-15]; MAPE over pairs whose true value is not 0.
 
 >>> s = PerformanceSketch("classification")
 >>> s.update_classification(["1", "0", "1", "0"], ["1", "0", "0", "0"],
 ...                         np.array([0.9, 0.2, 0.4, 0.1]))
->>> m = s.metrics(); (m["accuracy"], m["recall"], m["roc_auc"])
-(0.75, 0.5, 1.0)
+>>> m = s.metrics(); (m["accuracy"], m["recall"], m["specificity"], m["roc_auc"])
+(0.75, 0.5, 1.0, 1.0)
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from watchkeeper.detectors.errors import InsufficientDataError
 
 Task = Literal["classification", "regression"]
 _EPS = 1e-15
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "specificity",
+    "f1",
+    "roc_auc",
+    "log_loss",
+)
 REGRESSION_METRICS = ("mae", "rmse", "mape")
 
 
@@ -143,18 +153,21 @@ class PerformanceSketch:
         out = {"accuracy": sum(c for (t, p), c in self.confusion.items() if t == p) / total}
         classes = sorted({t for t, _ in self.confusion} | {p for _, p in self.confusion})
         positive = ["1"] if set(classes) <= {"0", "1"} else classes
-        precisions, recalls, f1s = [], [], []
+        precisions, recalls, specificities, f1s = [], [], [], []
         for cls in positive:
             tp = self.confusion.get((cls, cls), 0)
             fp = sum(c for (t, p), c in self.confusion.items() if p == cls and t != cls)
             fn = sum(c for (t, p), c in self.confusion.items() if t == cls and p != cls)
             prec = tp / (tp + fp) if tp + fp else 0.0
             rec = tp / (tp + fn) if tp + fn else 0.0
+            tn = total - tp - fp - fn
             precisions.append(prec)
             recalls.append(rec)
+            specificities.append(tn / (tn + fp) if tn + fp else 0.0)
             f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
         out["precision"] = float(np.mean(precisions))
         out["recall"] = float(np.mean(recalls))
+        out["specificity"] = float(np.mean(specificities))
         out["f1"] = float(np.mean(f1s))
         n_pos, n_neg = self.pos.sum(), self.neg.sum()
         if n_pos and n_neg:

@@ -65,6 +65,61 @@ def _checked_edges(edges: tuple[float, ...]) -> FloatArray:
     return cut
 
 
+def coarsened(
+    pinned: FloatArray, counts: np.ndarray[Any, np.dtype[np.int64]], edges: Iterable[float]
+) -> np.ndarray[Any, np.dtype[np.int64]] | None:
+    """Counts on the bins cut at ``edges``, summed from ``counts`` on the bins cut at
+    ``pinned``, when every edge is one of ``pinned`` (None otherwise): a sketch pinned on
+    the reference's edges plus its out-of-range limits (:func:`range_edges`) still
+    answers the reference's bins exactly.
+
+    >>> coarsened(np.array([0.0, 1.0, 2.0]), np.array([1, 2, 3, 4]), (1.0,)).tolist()
+    [3, 7]
+    >>> coarsened(np.array([0.0, 1.0]), np.array([1, 2, 3]), (0.5,)) is None
+    True
+    """
+    cut = np.asarray([float(e) for e in edges], dtype=np.float64)
+    if cut.size == pinned.size:
+        return counts if bool(np.array_equal(cut, pinned)) else None
+    if cut.size > pinned.size:
+        return None
+    at = np.searchsorted(pinned, cut)
+    if np.any(at >= pinned.size) or not np.array_equal(pinned[at], cut):
+        return None
+    out: np.ndarray[Any, np.dtype[np.int64]] = np.add.reduceat(
+        counts, np.concatenate(([0], at + 1))
+    )
+    return out
+
+
+def range_edges(low: float, high: float) -> tuple[float, float]:
+    """The two edges whose bins count values below ``low`` and above ``high`` exactly:
+    (-inf, low⁻] holds x < low (low⁻ the float just below ``low``), (high, inf) x > high.
+
+    >>> lo, hi = range_edges(0.0, 1.0); (lo < 0.0, hi)
+    (True, 1.0)
+    """
+    return float(np.nextafter(low, -np.inf)), float(high)
+
+
+class PinnedEdges(tuple[float, ...]):
+    """Edges a window counts exactly (the reference's bins and its out-of-range limits)
+    that remember the reference's own bin edges: a segment's fine grid
+    (:class:`~watchkeeper.detectors.grid_sketch.GridSketch`) is cut from those alone, as a
+    grid cut at far-out limits would be coarse where the values are.
+
+    >>> e = PinnedEdges((-1.0, 0.0, 2.0), (0.0,)); (e == (-1.0, 0.0, 2.0), e.reference)
+    (True, (0.0,))
+    """
+
+    reference: tuple[float, ...]
+
+    def __new__(cls, edges: Iterable[float], reference: tuple[float, ...]) -> PinnedEdges:
+        out = super().__new__(cls, edges)
+        out.reference = reference
+        return out
+
+
 class NumericSketch:
     """Summary of a numeric column; see the module docstring.
 
@@ -113,10 +168,10 @@ class NumericSketch:
         """Whether :meth:`histogram` on ``edges`` is exact (edges pinned, or no value)."""
         if not self.count:
             return True
-        if self._edges is None:
+        if self._edges is None or self._bins is None:
             return False
-        cut = [float(e) for e in edges]
-        return len(cut) == self._edges.size and bool(np.array_equal(self._edges, cut))
+        # the pinned edges may hold more than ``edges`` (the out-of-range limits)
+        return coarsened(self._edges, self._bins, edges) is not None
 
     def update(
         self, values: FloatArray, nulls: int = 0, missing: int = 0, *, defer: bool = False
@@ -349,13 +404,27 @@ class NumericSketch:
         pts = [float(e) for e in edges]
         if not self.count:
             return np.zeros(len(pts) + 1)
-        if self._bins is not None and self.counts_exactly(pts):
-            return self._bins.astype(np.float64)
+        if self._bins is not None and self._edges is not None:
+            exact = coarsened(self._edges, self._bins, pts)
+            if exact is not None:
+                return exact.astype(np.float64)
         if self._kll is None:
             below = np.searchsorted(self._sorted(), np.asarray(pts), side="right")
             return np.diff(np.concatenate([[0], below, [self._count]])).astype(np.float64)
         pmf = np.asarray(self._kll.get_pmf(pts, True), dtype=np.float64)
         return np.rint(pmf * self._count)  # KLL weights are integers: undo float error
+
+    def outside(self, low: float, high: float) -> tuple[int, int] | None:
+        """Exact counts of finite values below ``low`` and above ``high``, when the pinned
+        edges hold :func:`range_edges` of them (the reference's out-of-range limits, put
+        in force with its bins), or the values are held exactly; else None."""
+        if not self.count:
+            return 0, 0
+        limits = range_edges(low, high)
+        if not (self.counts_exactly(limits) or self._exact is not None):
+            return None
+        below, _, above = self.histogram(limits)
+        return int(below), int(above)
 
     def _kll_serialised(self) -> bytes:
         kll = self._kll if self._kll is not None else self._built_kll()

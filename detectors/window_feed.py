@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 def new_sketch(kind: Kind, settings: Sizes, edges: tuple[float, ...] | None) -> ColumnSketch:
     """An empty sketch of a column of ``kind`` that counts the bins of ``edges``."""
     if kind == "numeric":
-        if edges and settings.grid:
-            return GridSketch(settings.k, edges)
+        if edges and settings.grid:  # a segment's grid: cut at the reference's bins alone
+            return GridSketch(settings.k, getattr(edges, "reference", edges))
         sketch = NumericSketch(settings.k)
         if edges is not None:
             sketch.count_bins_on(edges)

@@ -208,14 +208,17 @@ def sentence(metric: str, baseline: str, candidate: str, details: dict[str, Any]
         feature = shown(str(details.get("feature", "")))
         js, floor = float(details.get("js", 0.0)), float(details.get("noise_floor", 0.0))
         if not value:
+            # the value is 0 below 3 noise floors (detectors.ab.population_value): say so,
+            # or "0.000" beside "largest JS distance 0.032" reads as a contradiction
             return (
                 f"versions {c} and {b} serve alike inputs over the policy window: the largest "
-                f"JS distance is {js:.3f} ({feature}; noise floor {floor:.3f})"
+                f"JS distance is {js:.3f} ({feature}), within 3× its noise floor "
+                f"{floor:.3f} (= {3 * floor:.3f}), so the value is 0"
             )
         return (
             f"version {c}'s inputs differ from {b}'s: {feature} at JS distance {js:.3f} "
-            f"(noise floor {floor:.3f}) over the policy window, {nc:,} values of {c} and "
-            f"{nb:,} of {b}: they serve different traffic, so their differences compare "
+            f"(beyond 3× its noise floor {floor:.3f}) over the policy window, {nc:,} values "
+            f"of {c} and {nb:,} of {b}: they serve different traffic, so their differences compare "
             "populations, not only models"
         )
     if metric.startswith("ab_latency_") and value is not None:

@@ -6,10 +6,16 @@ sketches counted that reference's own bins from the window's first event
 the ingestor, whenever the policies (re)load, the reference each model's policies score
 against, and every window sketch created from then on counts those edges exactly.
 
+The edges in force also hold the reference's out-of-range limits (its [min, max] ± 10 %
+of its range, :func:`~watchkeeper.detectors.out_of_range.pinned_edges`), so such a
+window's ``out_of_range_rate`` is exact too (its counts below and above the range are
+sums of exact bins).
+
 What stays approximate (KLL, within its rank error, reported as ``error_bound``): a
 window begun before its reference was in force (a reference adopted later, or changed
 mid-window, or one reference among several for one column: the first policy in key order
-decides), and KS, Wasserstein and quantiles, which always read KLL.
+decides; and windows stored before the limits were pinned), an ``out_of_range_rate``
+rule with another ``margin``, and KS, Wasserstein and quantiles, which always read KLL.
 
 The label-free estimates read the same seam: :meth:`ReferencesInForce.estimation` gives
 the estimation (calibrator or loss model) of the reference in force for a model, and
@@ -28,6 +34,7 @@ from collections.abc import Iterable, Mapping
 
 from watchkeeper.detectors.calibrator import StepCalibrator
 from watchkeeper.detectors.estimation_reference import Estimation
+from watchkeeper.detectors.out_of_range import pinned_edges
 from watchkeeper.detectors.profile import NumericProfile, ReferenceProfile
 from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.detectors.segment_reference import segment_plan
@@ -39,15 +46,18 @@ Edges = tuple[float, ...]
 
 
 def edges_of(reference: ReferenceProfile) -> dict[str, Edges]:
-    """The numeric columns' bin edges of ``reference``, by column name."""
+    """The edges a window counts exactly for each numeric column of ``reference``: its bin
+    edges plus its out-of-range limits at the default margin
+    (:func:`~watchkeeper.detectors.out_of_range.pinned_edges`), by column name."""
     columns = dict(reference.features)
     if reference.prediction is not None:
         columns[PREDICTION] = reference.prediction
-    return {
-        name: profile.edges
-        for name, profile in columns.items()
-        if isinstance(profile, NumericProfile) and profile.edges
-    }
+    out: dict[str, Edges] = {}
+    for name, profile in columns.items():
+        # a constant reference column has no bins (and a segment no grid to cut): none
+        if isinstance(profile, NumericProfile) and profile.edges:
+            out[name] = pinned_edges(profile)
+    return out
 
 
 def _identity(references: list[ReferenceProfile]) -> tuple[tuple[str, str, str, int], ...]:

@@ -15,10 +15,14 @@ from watchkeeper.daemon.checks.checker import findings_for
 from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.daemon.offline.batch_performance import add_batch, judge
 from watchkeeper.daemon.offline.data_files import read_chunks
+from watchkeeper.daemon.offline.frame_columns import is_numeric
+from watchkeeper.daemon.offline.held_column import HeldSketch, HoldBudget
 from watchkeeper.daemon.offline.reference import REFERENCE_K, column_sketch
 from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.estimate_findings import estimation_bases
 from watchkeeper.detectors.evaluate import evaluate
+from watchkeeper.detectors.out_of_range import pinned_edges
 from watchkeeper.detectors.profile import ColumnProfile, NumericProfile, ReferenceProfile
 from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS, METRICS
 from watchkeeper.detectors.reserved_names import PREDICTION
@@ -40,23 +44,27 @@ def summarize_file(
     The prediction (``prediction``, else the reference's prediction column) gives the
     estimates when the reference has an estimation; the label (``label``, else the
     reference's) gives the realised metrics (:mod:`batch_performance`). The prediction's
-    own drift is scored only when ``prediction`` is given."""
+    own drift is scored only when ``prediction`` is given. Numeric columns count the
+    reference's bins and out-of-range limits exactly and hold their values
+    (:mod:`held_column`), so every number scored from the window is exact on the file's
+    side and the same run after run."""
     scored = prediction or reference.column_names.get("prediction")
     labelled = label or reference.column_names.get("label")
     window = WindowSummary(reference.model, "batch", 0, 0, SketchSettings(k=REFERENCE_K))
     window.sample = Reservoir(sample_size)
+    budget = HoldBudget()
     rows = 0
     shared: set[str] = set()
     for chunk in read_chunks(path):
         shared.update(n for n in reference.features if n in chunk.columns)
         for name in reference.features:
             if name in chunk.columns:
-                window.features[name] = column_sketch(
-                    chunk[name], window.features.get(name), _edges(reference.features[name])
+                window.features[name] = _add(
+                    chunk[name], window.features.get(name), reference.features[name], budget
                 )
         if prediction and prediction in chunk.columns:
-            window.prediction = column_sketch(
-                chunk[prediction], window.prediction, _edges(reference.prediction)
+            window.prediction = _add(
+                chunk[prediction], window.prediction, reference.prediction, budget
             )
         add_batch(window, chunk, reference, scored, labelled)
         keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
@@ -84,10 +92,28 @@ def summarize_file(
     return window
 
 
+def _add(
+    series: pd.Series,
+    current: ColumnSketch | None,
+    profile: ColumnProfile | None,
+    budget: HoldBudget,
+) -> ColumnSketch:
+    """``series`` into its column's summary: a numeric column starts as a
+    :class:`HeldSketch` (its values held, within ``budget``) counting the pinned edges."""
+    edges = _edges(profile)
+    if current is None and is_numeric(series):
+        held = HeldSketch(REFERENCE_K, budget)
+        if edges is not None:
+            held.count_bins_on(edges)
+        current = held
+    return column_sketch(series, current, edges)
+
+
 def _edges(profile: ColumnProfile | None) -> tuple[float, ...] | None:
-    """The bin edges the batch is scored on: PSI, KL, JS and χ² come out exact and the
-    same run after run (KS and quantiles still read the randomised KLL sketch)."""
-    return profile.edges if isinstance(profile, NumericProfile) else None
+    """The edges the batch's column counts exactly: the reference's bins and its
+    out-of-range limits (:func:`pinned_edges`), so PSI, KL, JS, χ² and
+    ``out_of_range_rate`` come out exact and the same run after run."""
+    return pinned_edges(profile) if isinstance(profile, NumericProfile) else None
 
 
 def _plain(value: Any) -> Any:

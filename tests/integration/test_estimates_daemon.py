@@ -196,6 +196,10 @@ def test_an_estimate_incident_opens_before_labels_and_labels_land_beside_it(
             assert rows and all(r["n_labelled"] == r["n_estimated"] for r in rows)
             accuracy = rows[0]["estimated"]["estimated_accuracy"]
             assert accuracy["realised"] == rows[0]["realised"]["accuracy"]
+            # specificity is realised too (it was null beside estimated_specificity)
+            specificity = rows[0]["estimated"]["estimated_specificity"]
+            assert specificity["realised"] is not None
+            assert specificity["realised"] == rows[0]["realised"]["specificity"]
         first = min(ts for _, _, ts in stream.sent)
         last = max(ts for _, _, ts in stream.sent)
         with Store.open(url, migrate=False) as store:

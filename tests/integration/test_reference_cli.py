@@ -343,3 +343,60 @@ def test_reference_build_with_segments(tmp_path: Path, training: pd.DataFrame) -
     exact = bin_counts(rows, age.edges)  # type: ignore[union-attr]
     assert list(age.proportions) == (exact / exact.sum()).tolist()  # type: ignore[union-attr]
     assert main([*args, "--segment-top-k", "101", "-o", str(out)]) != 0
+
+
+def test_drift_on_the_same_file_prints_the_same_bytes_in_two_processes(tmp_path: Path) -> None:
+    """KLL flips coins per process: two processes over one file, past its k, printed
+    different out-of-range rates and KS before every current-side number was exact."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(5)
+    pd.DataFrame({"a": rng.normal(size=20_000), "b": rng.lognormal(size=20_000)}).to_csv(
+        tmp_path / "train.csv", index=False
+    )
+    current = pd.DataFrame(
+        {"a": rng.normal(0.2, 1.5, 50_000), "b": rng.lognormal(0.1, 1.2, 50_000)}
+    )
+    current.to_csv(tmp_path / "current.csv", index=False)
+    ref = tmp_path / "ref.json"
+    assert (
+        main(
+            [
+                "reference",
+                "build",
+                "--model",
+                "m",
+                "--from",
+                str(tmp_path / "train.csv"),
+                "-o",
+                str(ref),
+            ]
+        )
+        == 0
+    )
+
+    def drift(*extra: str) -> bytes:
+        args = ["drift", "--reference", str(ref), "--current", str(tmp_path / "current.csv")]
+        done = subprocess.run(
+            [sys.executable, "-m", "watchkeeper.daemon", *args, *extra],
+            capture_output=True,
+            check=False,
+            env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        )
+        assert done.returncode in (0, 1), done.stderr.decode()
+        return done.stdout
+
+    for extra in ((), ("--format", "json")):
+        first, second = drift(*extra), drift(*extra)
+        assert first and first == second
+    findings = json.loads(drift("--format", "json"))["findings"]
+    rates = {f["feature"]: f for f in findings if f["metric"] == "out_of_range_rate"}
+    profile = ReferenceProfile.load(ref)
+    for name in ("a", "b"):
+        p = profile.features[name]
+        width = p.max - p.min  # type: ignore[union-attr]
+        lo, hi = p.min - 0.1 * width, p.max + 0.1 * width  # type: ignore[union-attr]
+        values = pd.read_csv(tmp_path / "current.csv")[name].to_numpy()
+        want = int(np.count_nonzero(values < lo) + np.count_nonzero(values > hi)) / values.size
+        assert rates[name]["value"] == want and rates[name]["details"]["exact"]

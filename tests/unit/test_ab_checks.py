@@ -429,6 +429,10 @@ def test_the_population_check_is_a_metric_rules_and_promotion_conditions_read(
     assert alike.value == 0.0 and alike.status == "ok"
     assert alike.details["js"] < 3 * alike.details["noise_floor"]
     assert alike.details["text"].startswith("versions 4 and 3 serve alike inputs")
+    # the text says why its 0 sits beside a non-zero distance: the 3× noise-floor rule
+    floor = alike.details["noise_floor"]
+    assert f"within 3× its noise floor {floor:.3f} (= {3 * floor:.3f})" in alike.details["text"]
+    assert alike.details["text"].endswith("so the value is 0")
 
 
 def test_without_input_features_the_population_metric_says_why(store: Store) -> None:

@@ -353,6 +353,9 @@ def test_performance_metrics_match_scikit_learn() -> None:
     assert m["precision"] == pytest.approx(skm.precision_score(y, pred))
     assert m["recall"] == pytest.approx(skm.recall_score(y, pred))
     assert m["f1"] == pytest.approx(skm.f1_score(y, pred))
+    # specificity TN / (TN + FP), counted apart: exact ratio of the same integers
+    tn, fp = int(np.sum((y == 0) & (pred == 0))), int(np.sum((y == 0) & (pred == 1)))
+    assert m["specificity"] == tn / (tn + fp)
     assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, score), abs=2e-3)
     assert m["log_loss"] == pytest.approx(skm.log_loss(y, score))
 
@@ -373,4 +376,9 @@ def test_performance_metrics_match_scikit_learn() -> None:
     multi.update_classification(labels, guesses)
     mm = multi.metrics()
     assert mm["f1"] == pytest.approx(skm.f1_score(labels, guesses, average="macro"))
+    lab, gue = np.array(labels), np.array(guesses)
+    macro = [
+        np.sum((lab != c) & (gue != c)) / np.sum(lab != c) for c in ("a", "b", "c")
+    ]  # one-vs-rest, as estimated_specificity
+    assert mm["specificity"] == pytest.approx(float(np.mean(macro)), rel=1e-12)
     assert "roc_auc" not in mm
