@@ -327,15 +327,16 @@ def test_a_segments_grid_is_cut_at_the_reference_bins_alone() -> None:
     from watchkeeper.detectors.grid_sketch import GridSketch
     from watchkeeper.detectors.out_of_range import pinned_edges
     from watchkeeper.detectors.profile import numeric_profile, quantile_edges
-    from watchkeeper.detectors.window import SketchSettings, _new_sketch
+    from watchkeeper.detectors.window import SketchSettings
+    from watchkeeper.detectors.window_feed import new_sketch
 
     rng = np.random.default_rng(2)
     ref = NumericSketch(k=2000)
     ref.update(rng.lognormal(size=50_000))
     profile = numeric_profile(ref, quantile_edges(ref, 10))
-    child = _new_sketch("numeric", SketchSettings(k=100, grid=True), pinned_edges(profile))
+    child = new_sketch("numeric", SketchSettings(k=100, grid=True), pinned_edges(profile))
     assert isinstance(child, GridSketch)
     assert np.array_equal(child.grid, GridSketch(100, profile.edges).grid)
-    whole = _new_sketch("numeric", SketchSettings(k=100), pinned_edges(profile))
+    whole = new_sketch("numeric", SketchSettings(k=100), pinned_edges(profile))
     assert isinstance(whole, NumericSketch) and not isinstance(whole, GridSketch)
     assert whole.pinned_edges is not None and whole.pinned_edges.size == len(profile.edges) + 2
