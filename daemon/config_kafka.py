@@ -109,6 +109,10 @@ class KafkaConfig(StrictSection):
     confluent (confluent-kafka on librdkafka, several times faster)."""
     bootstrap_servers: list[NonEmpty] = Field(min_length=1)
     group_id: NonEmpty = "watchkeeper"
+    adopt_offsets_from: NonEmpty | None = None
+    """A consumer group whose offsets in the store ``group_id`` takes over (moved, once, at
+    start) when it holds none: changing ``group_id`` over a store refuses to start
+    otherwise, since reading the topics again would count every event twice."""
     client_id: NonEmpty = "watchkeeper"
     topics: TopicsConfig
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"

@@ -153,6 +153,19 @@ class Ingestor:
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
+        # before joining the group: a group new to a store that another group's offsets
+        # fill would read every event into the windows again (store/group_offsets.py)
+        k = self.config.kafka
+        adopted = self.store.claim_offsets(
+            self.group_id, sorted(self.decoders), k.adopt_offsets_from
+        )
+        if adopted:
+            log.warning(
+                "adopted the stored offsets of %d partitions from group '%s' for group '%s'",
+                adopted,
+                k.adopt_offsets_from,
+                self.group_id,
+            )
         self._consumer = self._open_source(self.config)
         self._consumer.subscribe(sorted(self.decoders), self)
         self._prefetch = Prefetch()

@@ -25,6 +25,7 @@ from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.connection import create_store_engine, reader, writing
+from watchkeeper.daemon.store.group_offsets import claim_offsets
 from watchkeeper.daemon.store.label_join import (
     JoinBuffer,
     JoinOutcome,
@@ -155,6 +156,12 @@ class Store(StoreQueries):
             except (OperationalError, DBAPIError) as exc:
                 raise StoreUnavailableError("commit", exc) from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def claim_offsets(
+        self, group_id: str, topics: Sequence[str], adopt_from: str | None = None
+    ) -> int:
+        """See :func:`~watchkeeper.daemon.store.group_offsets.claim_offsets`."""
+        return claim_offsets(self.engine, group_id, topics, adopt_from)
 
     def _upsert_offsets(
         self, conn: Connection, group_id: str, offsets: Mapping[TopicPartitionKey, int]
