@@ -292,7 +292,11 @@ class Ingestor:
             late = self.time.judge(key, batch, self.windows, now_ms)
             # a late event is not in its window: it must not be graded or sampled there
             kept = on_time(batch, late)
-            if self._joining:
+            if self._joining and batch.role == "labels" and late.any():
+                # a late label still joins the prediction waiting for it (label_join.py)
+                plan = self.references.segments(batch.model)
+                self._joins.add(batch, self.windows.size_ms, plan, late=late)
+            elif self._joining:
                 self._joins.add(kept, self.windows.size_ms, self.references.segments(kept.model))
             if self.shadow is not None:
                 self.shadow.offer(kept, topic, partition)
