@@ -143,6 +143,7 @@ class Ingestor:
         self._consumer: Source | None = None
         self._prefetch: Prefetch[Slice, Prepared | None] | None = None
         self._paused = False
+        self._fatal: WatchkeeperError | None = None  # a commit that retrying cannot help
         self._last_flush = time.monotonic()
         self._last_retry = 0.0
         # guards the state below against the rebalance callbacks (kafka-python: on its IO thread)
@@ -175,7 +176,9 @@ class Ingestor:
         if self._consumer is None:
             return
         try:
-            if not self.flush():
+            if self._fatal is not None:
+                log.error("not committing on the way out: %s", self._fatal)
+            elif not self.flush():
                 log.error("final commit failed: uncommitted events will be read again on restart")
         finally:
             self._consumer.close()
@@ -360,6 +363,8 @@ class Ingestor:
                 )
             except WatchkeeperError as exc:
                 if not exc.retriable:  # retrying cannot help: let the daemon stop loudly
+                    # and commit nothing more on the way out (close, the revocation)
+                    self._fatal = exc
                     raise
                 self.windows.restore(delta)
                 joins.predictions += self._joins.predictions
@@ -404,6 +409,8 @@ class Ingestor:
     # blocking consumer calls are refused:
     # they only touch the store and the consumer's local state (seek, pause, resume).
     def on_revoked(self, revoked: list[PartitionKey]) -> None:
+        if self._fatal is not None:
+            return
         if self._commit() is not None:
             with self._lock:
                 self.time.revoke(set(revoked))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 from watchkeeper.daemon.errors import WatchkeeperError
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import writing
@@ -60,15 +60,59 @@ class OffsetsOfAnotherGroupError(WatchkeeperError):
         )
 
 
+class AnotherGroupWritingError(WatchkeeperError):
+    """Since this daemon started, another consumer group has committed offsets for its
+    topics to the same store: two daemons with different group ids share it, and every
+    event they both read is counted twice. Not retriable: the daemon stops loudly."""
+
+    def __init__(self, group_id: str, others: Sequence[str]) -> None:
+        names = ", ".join(f"'{g}'" for g in others)
+        super().__init__(
+            f"consumer group {names} is committing offsets for the topics of kafka.group_id "
+            f"'{group_id}' to the same store: two daemons with different group ids share it "
+            "and would count every event twice. Stopping: give them the same kafka.group_id "
+            "(replicas) or stores of their own"
+        )
+
+
+Snapshot = dict[tuple[str, str, int], int]
+"""(group, topic, partition) → next offset: the other groups' rows at start."""
+
+
+def others_now(conn: Connection, group_id: str, topics: Sequence[str]) -> Snapshot:
+    """The offsets other groups hold for ``topics``."""
+    c = t.consumer_offsets.c
+    rows = conn.execute(
+        select(c.group_id, c.topic, c.partition, c.next_offset).where(
+            c.topic.in_(sorted(topics)) & (c.group_id != group_id)
+        )
+    ).all()
+    return {(str(r.group_id), str(r.topic), int(r.partition)): int(r.next_offset) for r in rows}
+
+
+def check_alone(conn: Connection, group_id: str, topics: Sequence[str], at_start: Snapshot) -> None:
+    """Inside a commit: raise :class:`AnotherGroupWritingError` when another group's offsets
+    for ``topics`` moved (or appeared) since ``at_start``. Rows left by a group that stopped
+    long ago never move, so they do not stop anyone; a daemon of another group started at
+    the same moment on an empty store, or still running after its offsets were adopted, is
+    caught at its first commit (one select over a table of partitions × groups)."""
+    now = others_now(conn, group_id, topics)
+    moved = sorted({g for (g, tp, p), o in now.items() if at_start.get((g, tp, p)) != o})
+    if moved:
+        raise AnotherGroupWritingError(group_id, moved)
+
+
 def claim_offsets(
     engine: Engine,
     group_id: str,
     topics: Sequence[str],
     adopt_from: str | None = None,
-) -> int:
+) -> tuple[int, Snapshot]:
     """Check (and with ``adopt_from``, move) the stored offsets of ``topics`` for
     ``group_id``, in one transaction; returns how many partitions' offsets were adopted
     (0: none needed).
+
+    Also returns the other groups' offsets as the claim leaves them (for :func:`check_alone`).
 
     Raises :class:`OffsetsOfAnotherGroupError` when another group holds offsets for
     partitions of ``topics`` that ``group_id`` holds none for (and ``adopt_from`` does not
@@ -84,7 +128,7 @@ def claim_offsets(
         # partitions another group has read and this one has not: re-reading doubles them
         others = sorted(g for g, parts in held.items() if parts - mine)
         if not others:
-            return 0
+            return 0, others_now(conn, group_id, topics)
         # the URL without its password: the message is logged and printed
         store = engine.url.render_as_string(hide_password=True)
         if adopt_from is None or adopt_from not in others:
@@ -104,4 +148,4 @@ def claim_offsets(
                 conn.execute(
                     update(table).where(at & (tc.group_id == adopt_from)).values(group_id=group_id)
                 )
-        return len(adopted)
+        return len(adopted), others_now(conn, group_id, topics)

@@ -105,3 +105,46 @@ def test_a_new_group_over_a_filled_store_is_refused_or_adopts_without_doubling(
     with running(adopting):
         wait_until(lambda: totals(a)["events"] == 600)
     assert totals(a)["events"] == 600 and joined(a) == 200
+
+
+def test_a_daemon_whose_offsets_another_group_takes_over_stops_loudly(
+    broker: EmbeddedBroker, store_url: str, tmp_path: Path, topic_name: str, kafka_client: str
+) -> None:
+    """A rolling deploy that changes the group id: the new daemon adopts the old group's
+    offsets while the old one still runs; the old one's next commit is refused (rolled
+    back) and it stops, so no event is counted by both."""
+    preds = create_topic(broker.bootstrap, f"p-{topic_name}", partitions=2)
+    topics = {"predictions": {"name": preds}}
+    ga, gb = f"group-a-{topic_name}", f"group-b-{topic_name}"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = make_config(tmp_path / "a", broker.bootstrap, store_url, topics, ga, kafka_client)
+    b = make_config(tmp_path / "b", broker.bootstrap, store_url, topics, gb, kafka_client)
+    b = b.model_copy(update={"kafka": b.kafka.model_copy(update={"adopt_offsets_from": ga})})
+    produce(broker.bootstrap, preds, [prediction(i) for i in range(200)])
+    old = Daemon(a)
+    stop = threading.Event()
+    died: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            old.run(stop)
+        except BaseException as exc:  # the test thread reads it
+            died.append(exc)
+
+    thread = threading.Thread(target=target, name="wk-old-group")
+    thread.start()
+    try:
+        wait_until(lambda: old.started.is_set() or died, timeout=30)
+        wait_until(lambda: totals(a)["events"] == 200)
+        with running(b):
+            # the old daemon reads these too, but cannot commit them
+            produce(broker.bootstrap, preds, [prediction(i) for i in range(200, 300)])
+            wait_until(lambda: totals(a)["events"] == 300)
+            thread.join(timeout=60)
+            assert not thread.is_alive(), "the old daemon did not stop"
+        assert totals(a)["events"] == 300  # each event once
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert len(died) == 1 and f"consumer group '{gb}' is committing offsets" in str(died[0])
