@@ -131,6 +131,15 @@ class KafkaConfig(StrictSection):
     """Further client options, checked against the client's own list: kafka-python
     ``KafkaConsumer`` keyword arguments, or librdkafka properties for ``confluent``."""
 
+    @pydantic.model_validator(mode="after")
+    def _adopt_another(self) -> KafkaConfig:
+        if self.adopt_offsets_from == self.group_id:
+            raise ValueError(
+                f"adopt_offsets_from is group_id itself ('{self.group_id}'): it names the "
+                "old group whose stored offsets this one takes over"
+            )
+        return self
+
     @pydantic.field_validator("bootstrap_servers", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
