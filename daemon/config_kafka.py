@@ -109,6 +109,10 @@ class KafkaConfig(StrictSection):
     confluent (confluent-kafka on librdkafka, several times faster)."""
     bootstrap_servers: list[NonEmpty] = Field(min_length=1)
     group_id: NonEmpty = "watchkeeper"
+    adopt_offsets_from: NonEmpty | None = None
+    """A consumer group whose offsets in the store ``group_id`` takes over (moved, once, at
+    start) when it holds none: changing ``group_id`` over a store refuses to start
+    otherwise, since reading the topics again would count every event twice."""
     client_id: NonEmpty = "watchkeeper"
     topics: TopicsConfig
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
@@ -126,6 +130,15 @@ class KafkaConfig(StrictSection):
     options: dict[str, Any] = Field(default_factory=dict)
     """Further client options, checked against the client's own list: kafka-python
     ``KafkaConsumer`` keyword arguments, or librdkafka properties for ``confluent``."""
+
+    @pydantic.model_validator(mode="after")
+    def _adopt_another(self) -> KafkaConfig:
+        if self.adopt_offsets_from == self.group_id:
+            raise ValueError(
+                f"adopt_offsets_from is group_id itself ('{self.group_id}'): it names the "
+                "old group whose stored offsets this one takes over"
+            )
+        return self
 
     @pydantic.field_validator("bootstrap_servers", mode="before")
     @classmethod

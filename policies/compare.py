@@ -121,7 +121,7 @@ class ABCondition(_Strict):
         metric, stat, op, bound = m.groups()
         if metric not in AB_METRICS:
             names = ", ".join(AB_METRICS)
-            raise ValueError(f"'{metric}' is not an A/B metric (known: {names})")
+            raise ValueError(f"'{metric[:200]}' is not an A/B metric (known: {names})")
         stat = stat or "value"
         # a ratio or a distance has a value only: .estimate on it would name a field its
         # details never carry (and fail at every look instead of here)
@@ -162,7 +162,7 @@ class ABPromotion(_Strict):
     when: Annotated[
         tuple[ABCondition, ...],
         Field(min_length=1),
-        pydantic.BeforeValidator(parsed_each(ABCondition.parse)),
+        pydantic.BeforeValidator(parsed_each(ABCondition.parse, "ab_accuracy_delta.low > -0.005")),
     ]
     on_promote: tuple[str, ...] = ()
     on_reject: tuple[str, ...] = ()

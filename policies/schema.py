@@ -29,6 +29,7 @@ A policy file describes one model's checks::
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Annotated, Any, Final, Literal
 
 import pydantic
@@ -247,6 +248,7 @@ def _located(loc: tuple[str | int, ...], value: Any, message: str) -> None:
     )
 
 
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 STORED_REFERENCE_PREFIX: Final = "store:"
 """``reference: store:NAME``: a reference kept in the daemon's store under NAME."""
 DEFAULT_STORED_REFERENCE: Final = "default"
@@ -286,6 +288,21 @@ class Policy(SegmentedPolicy, _Strict):  # segments: policies/segments.py
         if self.reference.startswith(STORED_REFERENCE_PREFIX):
             return self.reference.removeprefix(STORED_REFERENCE_PREFIX)
         return None
+
+    @pydantic.field_validator("reference")
+    @classmethod
+    def _path_or_stored(cls, value: str | None) -> str | None:
+        # a URL would be read as a file name under the policy's folder (".../file:/x"):
+        # say what a reference is instead. Two letters at least: "C:" is no scheme here.
+        if value is not None and not value.startswith(STORED_REFERENCE_PREFIX):
+            scheme = _URL_SCHEME.match(value)
+            if scheme is not None:
+                raise ValueError(
+                    f"'{value[:200]}' looks like a URL ({scheme.group(1)}:): a reference is a "
+                    "profile file's path, relative to the policy file (or absolute), or "
+                    "store:NAME; write the path itself (a file name with a colon: rename it)"
+                )
+        return value
 
     @pydantic.model_validator(mode="after")
     def _unique_rules(self) -> Policy:

@@ -132,7 +132,7 @@ class Condition(_Strict):
         m = _CONDITION.match(text)
         if m is None:
             raise ValueError(
-                f"'{text}' is not a condition: write it as `metric op number`, op one of "
+                f"'{text[:200]}' is not a condition: write it as `metric op number`, op one of "
                 ">=, <=, >, < (e.g. `shadow_agreement >= 0.99`)"
             )
         metric, op, bound = m.groups()
@@ -142,9 +142,11 @@ class Condition(_Strict):
             names = sorted(n for n in METRICS if n.startswith("shadow_"))
             close = difflib.get_close_matches(metric, names, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ValueError(f"'{metric}' is not a shadow metric{hint} (known: {', '.join(names)})")
+            raise ValueError(
+                f"'{metric[:200]}' is not a shadow metric{hint} (known: {', '.join(names)})"
+            )
         if not math.isfinite(float(bound)):  # 1e999 reads as inf: always true or never
-            raise ValueError(f"'{bound}' in '{text}' is not a finite number")
+            raise ValueError(f"'{bound}' in '{text[:200]}' is not a finite number")
         return cls(metric=metric, op=op, bound=float(bound))  # type: ignore[arg-type]
 
     def holds(self, value: float) -> bool:
@@ -158,7 +160,7 @@ class Promotion(_Strict):
     when: Annotated[
         tuple[Condition, ...],
         Field(min_length=1),
-        pydantic.BeforeValidator(parsed_each(Condition.parse)),
+        pydantic.BeforeValidator(parsed_each(Condition.parse, "shadow_agreement >= 0.99")),
     ]
     min_rows: Annotated[int, Field(ge=1)] = 10_000
     min_labelled_rows: Annotated[int, Field(ge=1)] = 500

@@ -143,6 +143,7 @@ class Ingestor:
         self._consumer: Source | None = None
         self._prefetch: Prefetch[Slice, Prepared | None] | None = None
         self._paused = False
+        self._fatal: WatchkeeperError | None = None  # a commit that retrying cannot help
         self._last_flush = time.monotonic()
         self._last_retry = 0.0
         # guards the state below against the rebalance callbacks (kafka-python: on its IO thread)
@@ -153,6 +154,19 @@ class Ingestor:
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
+        # before joining the group: a group new to a store that another group's offsets
+        # fill would read every event into the windows again (store/group_offsets.py)
+        k = self.config.kafka
+        adopted = self.store.claim_offsets(
+            self.group_id, sorted(self.decoders), k.adopt_offsets_from
+        )
+        if adopted:
+            log.warning(
+                "adopted the stored offsets of %d partitions from group '%s' for group '%s'",
+                adopted,
+                k.adopt_offsets_from,
+                self.group_id,
+            )
         self._consumer = self._open_source(self.config)
         self._consumer.subscribe(sorted(self.decoders), self)
         self._prefetch = Prefetch()
@@ -162,7 +176,9 @@ class Ingestor:
         if self._consumer is None:
             return
         try:
-            if not self.flush():
+            if self._fatal is not None:
+                log.error("not committing on the way out: %s", self._fatal)
+            elif not self.flush():
                 log.error("final commit failed: uncommitted events will be read again on restart")
         finally:
             self._consumer.close()
@@ -279,7 +295,11 @@ class Ingestor:
             late = self.time.judge(key, batch, self.windows, now_ms)
             # a late event is not in its window: it must not be graded or sampled there
             kept = on_time(batch, late)
-            if self._joining:
+            if self._joining and batch.role == "labels" and late.any():
+                # a late label still joins the prediction waiting for it (label_join.py)
+                plan = self.references.segments(batch.model)
+                self._joins.add(batch, self.windows.size_ms, plan, late=late)
+            elif self._joining:
                 self._joins.add(kept, self.windows.size_ms, self.references.segments(kept.model))
             if self.shadow is not None:
                 self.shadow.offer(kept, topic, partition)
@@ -343,6 +363,8 @@ class Ingestor:
                 )
             except WatchkeeperError as exc:
                 if not exc.retriable:  # retrying cannot help: let the daemon stop loudly
+                    # and commit nothing more on the way out (close, the revocation)
+                    self._fatal = exc
                     raise
                 self.windows.restore(delta)
                 joins.predictions += self._joins.predictions
@@ -387,6 +409,8 @@ class Ingestor:
     # blocking consumer calls are refused:
     # they only touch the store and the consumer's local state (seek, pause, resume).
     def on_revoked(self, revoked: list[PartitionKey]) -> None:
+        if self._fatal is not None:
+            return
         if self._commit() is not None:
             with self._lock:
                 self.time.revoke(set(revoked))

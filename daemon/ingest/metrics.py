@@ -52,6 +52,19 @@ class IngestMetrics:
             ["model"],
             registry=registry,
         )
+        self.late_labels_joined = Counter(
+            "watchkeeper_late_labels_joined",
+            "Late labels (past allowed lateness in the labels stream) still joined to the "
+            "prediction waiting for them, graded into the prediction's window.",
+            ["model"],
+            registry=registry,
+        )
+        self.late_labels_unmatched = Counter(
+            "watchkeeper_late_labels_unmatched",
+            "Late labels with no prediction waiting for them: dropped, never stored.",
+            ["model"],
+            registry=registry,
+        )
         self.join_expired = Counter(
             "watchkeeper_label_join_expired",
             "Waiting predictions (side=prediction) or labels (side=label) that expired "

@@ -51,6 +51,13 @@ from watchkeeper.detectors.segments import OTHER, SegmentPlan, segment_labels
 from watchkeeper.detectors.window import WindowSummary
 
 _CHUNK = 5_000  # request ids per statement (SQLite allows 32,766 parameters)
+# A label late in its own stream (past allowed_lateness) is not in its labels window, but
+# its pair belongs to the *prediction's* window, which a waiting prediction proves is still
+# open to labels: checks on labels wait for the labels watermark to pass a window's end +
+# allowed_lateness + label_ttl, and the prediction would have expired by then. So it joins
+# the prediction waiting for it (rather than leave it waiting label_ttl for nothing); with
+# no prediction waiting it is dropped and counted, never stored to wait.
+_LATE = "late"
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,10 @@ class JoinOutcome:
     reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """(model, side, reason) → rows; reason ``ttl``, ``max_wait``, ``max_pending``, or
     ``apart``: a pair more than ``ttl`` apart, neither joined."""
+    late_joined: Counter[str] = field(default_factory=Counter)
+    """model → late labels joined to the prediction waiting for them (in ``joined`` too)."""
+    late_unmatched: Counter[str] = field(default_factory=Counter)
+    """model → late labels no prediction waited for: dropped, never stored."""
 
 
 @dataclass
@@ -88,9 +99,16 @@ class JoinBuffer:
     def __bool__(self) -> bool:
         return bool(self.predictions or self.labels)
 
-    def add(self, batch: ColumnBatch, window_size_ms: int, plan: SegmentPlan | None = None) -> None:
+    def add(
+        self,
+        batch: ColumnBatch,
+        window_size_ms: int,
+        plan: SegmentPlan | None = None,
+        late: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
+    ) -> None:
         """The batch's rows with a request id; ``plan``: how the model's windows split
-        into segments now (its predictions keep their segment labels)."""
+        into segments now (its predictions keep their segment labels); ``late``: which
+        rows of a labels batch are late (they join a waiting prediction only)."""
         if plan:
             self.plans[batch.model] = plan
         if batch.request_ids is None:
@@ -138,17 +156,19 @@ class JoinBuffer:
                 else class_names([float(v) for v in values])
             )
             numbers = _numbers(values) if batch.label.kind == "numeric" else [None] * idx.size
+            tardy = late[idx].tolist() if late is not None else [False] * idx.size
             for i, rid in enumerate(ids):
                 if not absent[i]:
-                    self.labels.append(
-                        {
-                            "model": batch.model,
-                            "request_id": rid,
-                            "label": names[i],
-                            "value": numbers[i],
-                            "ts_ms": int(ts[i]),
-                        }
-                    )
+                    row = {
+                        "model": batch.model,
+                        "request_id": rid,
+                        "label": names[i],
+                        "value": numbers[i],
+                        "ts_ms": int(ts[i]),
+                    }
+                    if tardy[i]:
+                        row[_LATE] = True
+                    self.labels.append(row)
 
 
 def _segment_texts(
@@ -262,7 +282,10 @@ def join_in_transaction(
                 matched.add(key)
                 pred = fresh[key] if pred is None else pred
             if pred is None:
-                waiting.append(label)
+                if label.get(_LATE):
+                    outcome.late_unmatched[label["model"]] += 1
+                else:
+                    waiting.append(label)
             else:
                 pairs.append((pred, label))
         if waiting:
@@ -287,6 +310,9 @@ def join_in_transaction(
             for side in ("prediction", "label"):
                 outcome.expired[(pred["model"], side)] += 1
                 outcome.reasons[(pred["model"], side, "apart")] += 1
+    for pred, label in timely:
+        if label.get(_LATE):
+            outcome.late_joined[pred["model"]] += 1
     graded: dict[WindowKey, WindowSummary] = {}
     outcome.joined = grade_pairs(graded, delta.size_ms, timely, settings.threshold, buffer.plans)
     if expire:

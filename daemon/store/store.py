@@ -25,6 +25,7 @@ from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.connection import create_store_engine, reader, writing
+from watchkeeper.daemon.store.group_offsets import Snapshot, check_alone, claim_offsets
 from watchkeeper.daemon.store.label_join import (
     JoinBuffer,
     JoinOutcome,
@@ -50,6 +51,8 @@ class Store(StoreQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # group → (its topics, the other groups' offsets for them when it claimed them)
+        self._claims: dict[str, tuple[tuple[str, ...], Snapshot]] = {}
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -121,6 +124,9 @@ class Store(StoreQueries):
             try:
                 with self.engine.begin() as conn:
                     self._upsert_offsets(conn, group_id, offsets)
+                    claim = self._claims.get(group_id)
+                    if claim is not None and offsets:
+                        check_alone(conn, group_id, claim[0], claim[1])
                     self._merge_marks(conn, group_id, delta.marks)
                     self._upsert_statuses(conn, group_id, delta, owner)
                     graded: dict[WindowKey, WindowSummary] = {}
@@ -155,6 +161,15 @@ class Store(StoreQueries):
             except (OperationalError, DBAPIError) as exc:
                 raise StoreUnavailableError("commit", exc) from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def claim_offsets(
+        self, group_id: str, topics: Sequence[str], adopt_from: str | None = None
+    ) -> int:
+        """See :func:`~watchkeeper.daemon.store.group_offsets.claim_offsets`."""
+        adopted, others = claim_offsets(self.engine, group_id, topics, adopt_from)
+        # each commit of this group checks that no other group's offsets move meanwhile
+        self._claims[group_id] = (tuple(topics), others)
+        return adopted
 
     def _upsert_offsets(
         self, conn: Connection, group_id: str, offsets: Mapping[TopicPartitionKey, int]
