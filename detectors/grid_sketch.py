@@ -122,17 +122,6 @@ class GridSketch(NumericSketch):
         else:
             self._count, self._mean, self._m2, self._min, self._max = n, mean, m2, lo, hi
 
-    def _combine(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
-        # Chan, Golub & LeVeque (1979), as NumericSketch's, in Python floats: they overflow
-        # to inf without numpy's error state (whose context costs more than the sum here)
-        total = self._count + n
-        delta = mean - self._mean
-        self._mean += delta * n / total
-        self._m2 += m2 + delta * delta * self._count * n / total
-        self._count = total
-        self._min = min(self._min, lo)
-        self._max = max(self._max, hi)
-
     def _hold(self, finite: FloatArray) -> None:
         # the values themselves while at most k (before _count grows): exact answers
         if self._count + finite.size > self.k:
