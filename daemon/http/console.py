@@ -252,7 +252,11 @@ class Console:
         if policy is None or metric is None or metric.scope != "column":
             return [], None
         size = self.sources.window_size_ms
-        anchor = timeline[-1]["at_ms"] if timeline else incident["updated_ms"]
+        # the windows behind the last value on the plot: an evaluation that measured
+        # nothing (too few samples, no data yet) has no distribution to show
+        measured = [row for row in timeline if row["value"] is not None]
+        last = measured[-1] if measured else timeline[-1] if timeline else None
+        anchor = last["at_ms"] if last is not None else incident["updated_ms"]
         start, end = window_bounds(int(anchor), size, int(policy.window * 1000))
         reference = self.sources.reference_of(incident["policy"])
         distributions = self.sources.queries.distributions(

@@ -94,8 +94,14 @@ def test_from_the_slack_link_to_a_drawn_plot_and_a_silence(
             )
             page.goto(link, wait_until="load", timeout=60_000)
             page.wait_for_selector("#timeline-chart[data-drawn='1']", timeout=30_000)
-            page.wait_for_selector("#distribution-0[data-drawn='1']", timeout=30_000)
             embedded = chart_data(page.content())
+            # the page's own data first: with none, no plot is coming, and the last
+            # evaluations and the daemon's log say why
+            assert embedded["distributions"], (
+                api(base, "/api/evaluations?rule=drift")["evaluations"][-3:],
+                daemon.log_path.read_text(errors="replace")[-3000:],
+            )
+            page.wait_for_selector("#distribution-0[data-drawn='1']", timeout=30_000)
             values = [v for v in embedded["series"][0]["value"] if v is not None]
             assert len(values) >= 5
             # one marker per evaluation on the value trace (the first trace)
