@@ -7,7 +7,6 @@ method raises :class:`StoreUnavailableError` when the store cannot be reached.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from watchkeeper.daemon.eventtime.watermarks import (
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.connection import reading
+from watchkeeper.daemon.store.skipped_windows import SkippedWindows
 from watchkeeper.daemon.store.window_parts import StoredWindow
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
@@ -68,6 +68,9 @@ def evaluation_rows(
 
 class StoreQueries:
     engine: Engine
+    skipped_windows: SkippedWindows
+    """Window reads skipped because a stored part is corrupt (counted, logged once per
+    part): made in the store's ``__init__``, before any thread reads, and locked inside."""
 
     # -- reading --------------------------------------------------------------------------
     @contextmanager
@@ -261,11 +264,6 @@ class StoreQueries:
         with self._read(None) as conn:
             skipped = self.skipped_windows
             return window_parts.read(conn, model, version, start_ms, end_ms, view, skipped)
-
-    @functools.cached_property
-    def skipped_windows(self) -> window_parts.SkippedWindows:
-        """Window reads skipped because a stored part is corrupt, per model (logged)."""
-        return window_parts.SkippedWindows()
 
     def reference(self, model: str, name: str = "default") -> ReferenceProfile | None:
         with self._read(None) as conn:

@@ -34,6 +34,7 @@ from watchkeeper.daemon.store.label_join import (
 )
 from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.daemon.store.queries import StoreQueries, TopicPartitionKey
+from watchkeeper.daemon.store.skipped_windows import SkippedWindows
 from watchkeeper.daemon.store.upsert import dialect_insert, upsert
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
@@ -51,6 +52,8 @@ class Store(StoreQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # shared by every reading thread (HTTP, checks, ingest): made here, never lazily
+        self.skipped_windows = SkippedWindows()
         # group → (its topics, the other groups' offsets for them when it claimed them)
         self._claims: dict[str, tuple[tuple[str, ...], Snapshot]] = {}
 

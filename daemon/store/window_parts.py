@@ -17,17 +17,16 @@ Folding locks the window's base row (PostgreSQL), reads its parts after the lock
 deletes exactly the parts it folded, so a part another replica commits meanwhile stays.
 
 A window whose base or a part does not load (a damaged or hand-edited row: never what a
-release writes) is skipped by reads, logged with its model, window and part, and counted
-(:class:`SkippedWindows`): one bad window never fails a whole check or page. Folding leaves
-it as it is (its rows stay for an operator to look at).
+release writes) is skipped by reads, logged once per part with its model, window and part,
+and counted on every read (:mod:`~watchkeeper.daemon.store.skipped_windows`): one bad
+window never fails a whole check or page. Folding leaves it as it is (its rows stay for
+an operator to look at).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,11 @@ import orjson
 from sqlalchemy import Connection, delete, func, select, union_all
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
+from watchkeeper.daemon.store.skipped_windows import (
+    CorruptPartError,
+    SkippedWindows,
+    StoredKey,
+)
 from watchkeeper.detectors.errors import CorruptStateError
 from watchkeeper.detectors.window import WindowSummary
 
@@ -45,28 +49,6 @@ FOLD_AT = 16
 """Parts a window gathers before a commit folds them into its base row."""
 FOLD_MAX = 64
 """Windows folded per commit at most: a commit's cost stays bounded."""
-
-StoredKey = tuple[str, str, int, int]
-"""(model, version, window size, window start)."""
-
-
-class SkippedWindows:
-    """Reads of windows skipped because a stored base or part is corrupt, per model: each
-    read that meets one counts it once and logs it (the store's readers share one)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # checks, the API and the console read at once
-        self._by_model: Counter[str] = Counter()
-
-    def record(self, model: str, error: CorruptStateError) -> None:
-        with self._lock:
-            self._by_model[model] += 1
-        log.error("window skipped: %s", error)
-
-    def counts(self) -> dict[str, int]:
-        """Skipped reads per model since the process started."""
-        with self._lock:
-            return dict(self._by_model)
 
 
 @dataclass(frozen=True)
@@ -167,7 +149,7 @@ def fold(conn: Connection, dialect: str, key: StoredKey) -> None:
     blobs = [(int(p.id), p.summary) for p in parts]
     try:
         summary = _merged(key, base.summary if base is not None else None, blobs)
-    except CorruptStateError as exc:  # left as it is: its rows stay for a look
+    except CorruptPartError as exc:  # left as it is: its rows stay for a look
         log.error("window not folded: %s", exc)
         return
     late = (int(base.late_events) if base is not None else 0) + sum(
@@ -201,20 +183,15 @@ View = Callable[[dict[str, Any]], WindowSummary]
 of only the parts a caller needs (one that skips the feature sketches)."""
 
 
-def _place(key: StoredKey, part: int | None) -> str:
-    where = "its base row" if part is None else f"part {part}"
-    return f"model {key[0]!r} version {key[1]!r}, window {key[3]} of {key[2]} ms, {where}"
-
-
 def _load(view: View, key: StoredKey, part: int | None, blob: bytes) -> WindowSummary:
-    """One stored base or part, or :class:`CorruptStateError` naming the window and part."""
+    """One stored base or part, or :class:`CorruptPartError` naming the window and part."""
     try:
         return view(orjson.loads(blob))
     except CorruptStateError as exc:
-        raise exc.located(_place(key, part)) from exc
+        raise CorruptPartError(exc, key, part) from exc
     except (ValueError, KeyError, TypeError) as exc:  # not JSON, or fields missing / wrong
         problem = f"{type(exc).__name__}: {exc}"
-        raise CorruptStateError("window summary", problem, _place(key, part)) from exc
+        raise CorruptPartError(CorruptStateError("window summary", problem), key, part) from exc
 
 
 def _merged(
@@ -234,7 +211,7 @@ def _merged(
         try:
             out.merge(part)
         except CorruptStateError as exc:  # sketches that load but do not fit together
-            raise exc.located(_place(key, part_id)) from exc
+            raise CorruptPartError(exc, key, part_id) from exc
     assert out is not None, "a window has a base row or a part"
     return out
 
@@ -287,11 +264,11 @@ def read(
         blobs = [(int(r.id), r.summary) for r in mine]
         try:
             summary = _merged(key, None if base is None else base.summary, blobs, view)
-        except CorruptStateError as exc:
+        except CorruptPartError as exc:
             if skipped is None:
                 log.error("window skipped: %s", exc)
             else:
-                skipped.record(key[0], exc)
+                skipped.record(exc)  # logged once per part, counted every time
             continue
         late = (0 if base is None else int(base.late_events)) + sum(
             int(r.late_events) for r in mine
