@@ -142,7 +142,8 @@ def test_the_collector_labels_configured_models_only() -> None:
     registry = CollectorRegistry()
     registry.register(SkippedWindowsCollector(skipped, lambda: models))
     value = registry.get_sample_value
-    reads, parts = "watchkeeper_window_reads_skipped_total", "watchkeeper_corrupt_window_parts_total"
+    reads = "watchkeeper_window_reads_skipped_total"
+    parts = "watchkeeper_corrupt_window_parts_total"
     assert value(reads, {"model": "fraud"}) == 3
     assert value(parts, {"model": "fraud"}) == 2
     assert value(reads, {"model": OTHER}) == 2 and value(parts, {"model": OTHER}) == 2
