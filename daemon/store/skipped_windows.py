@@ -63,6 +63,18 @@ def bounded(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters written as escapes: a stored string in a log
+    line never forges another line or colours a terminal.
+
+    >>> printable("a\\nb\\x1b")
+    'a\\\\nb\\\\x1b'
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class CorruptPartError(CorruptStateError):
     """A stored base row or part of a window that does not load, with the window and the
     part it is (``part`` None: the base row)."""
@@ -147,7 +159,7 @@ class SkippedWindows:
         if new:  # outside the lock: a slow log handler never holds a reader up
             log.error(
                 "window skipped by reads: %s (logged once per part; counted on every read)",
-                bounded(str(error), 2 * MAX_TEXT + 100),
+                printable(bounded(str(error), 2 * MAX_TEXT + 100)),
             )
         return new
 

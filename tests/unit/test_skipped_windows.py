@@ -87,6 +87,16 @@ def test_models_beyond_the_cap_count_as_other(monkeypatch: pytest.MonkeyPatch) -
     assert skipped.part_counts() == {"a": 1, "b": 1, OTHER: 2}
 
 
+def test_the_log_line_escapes_control_characters(caplog: pytest.LogCaptureFixture) -> None:
+    cause = CorruptStateError("window rows", "bad\nERROR forged line\x1b[31m")
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        SkippedWindows().record(CorruptPartError(cause, ("fraud", "3", HOUR, 0), 1))
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "\n" not in message and "\x1b" not in message
+    assert "bad\\nERROR forged line\\x1b[31m" in message
+
+
 def test_strings_from_the_store_are_cut() -> None:
     skipped = SkippedWindows()
     long_model = "m" * 5000
@@ -161,3 +171,24 @@ def test_no_skipped_window_means_empty_families() -> None:
         "watchkeeper_window_reads_skipped": [],
         "watchkeeper_corrupt_window_parts": [],
     }
+
+
+def test_the_status_command_prints_stored_names_as_text() -> None:
+    from rich.console import Console
+    from watchkeeper.daemon.cli.skipped import print_skipped
+
+    skipped = SkippedWindows(clock=lambda: 1.0)
+    cause = CorruptStateError("window rows", "[red]bad\x1b[31m")
+    skipped.record(CorruptPartError(cause, ("[bold]fraud[/bold]", "3", HOUR, HOUR), None))
+    section = skipped.document()
+    for part in section["recent"]:
+        part["window_start"] = "1970-01-01T01:00:00Z"
+    console = Console(record=True, width=300)
+    print_skipped(console, {"skipped_windows": section})
+    text = console.export_text()
+    assert "[bold]fraud[/bold]" in text and "[red]bad" in text  # shown, not interpreted
+    assert "\x1b" not in text and "base row" in text and "3,600s" in text
+    assert "1 read(s)" in text
+    empty = Console(record=True)
+    print_skipped(empty, {"skipped_windows": SkippedWindows().document()})
+    assert empty.export_text() == ""  # nothing skipped: no table
