@@ -22,6 +22,7 @@ from watchkeeper.daemon.checks.housekeeping import Housekeeper
 from watchkeeper.daemon.checks.leadership import Leadership
 from watchkeeper.daemon.checks.retention import Retention
 from watchkeeper.daemon.checks.scheduler import PolicyScheduler, PolicyStatus
+from watchkeeper.daemon.checks.set_aside import SetAside
 from watchkeeper.daemon.checks.stepping import PolicyStepper, labels_watermark, step_settings
 from watchkeeper.daemon.config import Config, secret_values
 from watchkeeper.daemon.console_sources import console_for
@@ -379,5 +380,6 @@ class Daemon:
             clock=self.clock,
             prune=self._pruner(store),
             leading=leadership.is_leader,
+            set_aside=SetAside(store),
         ).start()
         stack.callback(self.housekeeper.close)

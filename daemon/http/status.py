@@ -83,9 +83,11 @@ def status(
 
 
 def _skipped(store: Store) -> dict[str, Any]:
-    """Reads this process skipped (per model), distinct corrupt parts met (per model), and
-    the most recently met parts (bounded: ``RECENT``, strings cut at ``MAX_TEXT``)."""
+    """Reads this process skipped (per model), distinct corrupt parts met (per model), the
+    most recently met parts (bounded: ``RECENT``, strings cut at ``MAX_TEXT``), and per
+    model the windows housekeeping set aside (from the store: every replica's)."""
     doc = store.skipped_windows.document()
+    doc["set_aside"] = store.set_aside_counts()
     for part in doc["recent"]:
         part["window_start"] = iso(part["window_start_ms"])
         part["first_seen"] = iso(part.pop("first_seen_ms"))

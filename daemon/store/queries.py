@@ -265,6 +265,12 @@ class StoreQueries:
             skipped = self.skipped_windows
             return window_parts.read(conn, model, version, start_ms, end_ms, view, skipped)
 
+    def set_aside_counts(self) -> dict[str, dict[str, int]]:
+        """Per model, the corrupt windows housekeeping set aside (``set_aside_windows``):
+        windows, their stored rows and events; every replica's, kept across restarts."""
+        with self._read(None) as conn:
+            return window_parts.set_aside_counts(conn)
+
     def reference(self, model: str, name: str = "default") -> ReferenceProfile | None:
         with self._read(None) as conn:
             blob = conn.execute(

@@ -84,9 +84,14 @@ class CorruptPartError(CorruptStateError):
         self.key, self.part = key, part
 
 
+def window_name(key: StoredKey) -> str:
+    """The window, for a log line (model and version quoted: control characters escaped)."""
+    return f"model {key[0]!r} version {key[1]!r}, window {key[3]} of {key[2]} ms"
+
+
 def place(key: StoredKey, part: int | None) -> str:
     where = "its base row" if part is None else f"part {part}"
-    return f"model {key[0]!r} version {key[1]!r}, window {key[3]} of {key[2]} ms, {where}"
+    return f"{window_name(key)}, {where}"
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,8 @@ class SkippedPart:
     last_seen_ms: int
     reads: int
     """Reads that skipped its window since this process first met it."""
+    set_aside: bool = False
+    """Housekeeping moved its window to ``set_aside_windows`` (or found it repaired)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,8 +143,9 @@ class SkippedWindows:
             model = self._model(key[0])
             self._reads[model] += 1
             seen = self._seen.pop((key, part), None)
-            new = seen is None
-            if seen is None:
+            # new: never met, or met before its window was set aside (written again since)
+            new = seen is None or seen.set_aside
+            if seen is None or seen.set_aside:
                 self._parts[model] += 1
                 seen = SkippedPart(
                     model=bounded(key[0]),
@@ -162,6 +170,26 @@ class SkippedWindows:
                 printable(bounded(str(error), 2 * MAX_TEXT + 100)),
             )
         return new
+
+    def pending(self, limit: int) -> list[StoredKey]:
+        """Up to ``limit`` windows with a corrupt part met and not yet set aside, the
+        least recently met first (what housekeeping moves next)."""
+        out: list[StoredKey] = []
+        with self._lock:
+            for (key, _), part in self._seen.items():
+                if len(out) >= limit:
+                    break
+                if not part.set_aside and key not in out:
+                    out.append(key)
+        return out
+
+    def settled(self, key: StoredKey) -> None:
+        """Housekeeping set the window aside (or found it repaired): not pending any more;
+        still listed and counted. A part of it met again later is met anew."""
+        with self._lock:
+            mine = [(k, part_id) for k, part_id in self._seen if k == key]
+            for entry in mine:
+                self._seen[entry] = replace(self._seen[entry], set_aside=True)
 
     def counts(self) -> dict[str, int]:
         """Skipped reads per model since the process started."""

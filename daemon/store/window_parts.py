@@ -39,6 +39,7 @@ from watchkeeper.daemon.store.skipped_windows import (
     CorruptPartError,
     SkippedWindows,
     StoredKey,
+    bounded,
 )
 from watchkeeper.detectors.errors import CorruptStateError
 from watchkeeper.detectors.window import WindowSummary
@@ -176,6 +177,79 @@ def fold(conn: Connection, dialect: str, key: StoredKey) -> None:
     else:
         conn.execute(w.update().where(_where_key(w, key)).values(**values))
     conn.execute(delete(t.window_parts).where(t.window_parts.c.id.in_([p.id for p in parts])))
+
+
+def set_aside(conn: Connection, dialect: str, key: StoredKey) -> int:
+    """Move the window's base row and parts to ``set_aside_windows`` if it still does not
+    load (the corrupt row marked, the error as the reason); returns the rows moved (0: it
+    loads now, or is gone). Locks the base row like :func:`fold` and deletes exactly the
+    rows it copied, so a part another replica commits meanwhile stays (a new window)."""
+    w, p = t.windows, t.window_parts
+    query = select(w).where(_where_key(w, key))
+    if dialect == "postgresql":
+        query = query.with_for_update()
+    base = conn.execute(query).first()
+    parts_query = select(p).where(_where_key(p, key)).order_by(p.c.id)
+    if dialect == "postgresql":  # two replicas setting it aside at once: one moves it
+        parts_query = parts_query.with_for_update()
+    parts = conn.execute(parts_query).all()
+    if base is None and not parts:
+        return 0
+    try:
+        _merged(
+            key, None if base is None else base.summary, [(int(r.id), r.summary) for r in parts]
+        )
+    except CorruptPartError as exc:
+        error = exc
+    else:
+        return 0  # repaired since the read met it: nothing to move
+    now = dt.datetime.now(dt.UTC)
+    reason = bounded(str(error), 500)
+    rows: list[tuple[int | None, Any]] = [(None, base)] if base is not None else []
+    rows += [(int(r.id), r) for r in parts]
+    conn.execute(
+        t.set_aside_windows.insert(),
+        [
+            {
+                "model": key[0],
+                "model_version": key[1],
+                "window_size_ms": key[2],
+                "window_start_ms": key[3],
+                "part_id": part_id,
+                "corrupt": part_id == error.part,
+                "events": int(r.events),
+                "late_events": int(r.late_events),
+                "first_ts_ms": r.first_ts_ms,
+                "last_ts_ms": r.last_ts_ms,
+                "summary": r.summary,
+                "reason": reason,
+                "set_aside_at": now,
+            }
+            for part_id, r in rows
+        ],
+    )
+    if base is not None:
+        conn.execute(delete(w).where(_where_key(w, key)))
+    if parts:
+        conn.execute(delete(p).where(p.c.id.in_([r.id for r in parts])))
+    return len(rows)
+
+
+def set_aside_counts(conn: Connection) -> dict[str, dict[str, int]]:
+    """Per model, the windows set aside so far, their stored rows and their events."""
+    c = t.set_aside_windows.c
+    window = (c.model_version, c.window_size_ms, c.window_start_ms)
+    per_window = (
+        select(c.model, *window, func.count().label("rows"), func.sum(c.events).label("events"))
+        .group_by(c.model, *window)
+        .subquery("set_aside_window")
+    )
+    s = per_window.c
+    query = select(s.model, func.count(), func.sum(s.rows), func.sum(s.events)).group_by(s.model)
+    return {
+        str(model): {"windows": int(n), "rows": int(rows or 0), "events": int(events or 0)}
+        for model, n, rows, events in conn.execute(query).all()
+    }
 
 
 View = Callable[[dict[str, Any]], WindowSummary]
