@@ -192,3 +192,31 @@ def test_the_status_command_prints_stored_names_as_text() -> None:
     empty = Console(record=True)
     print_skipped(empty, {"skipped_windows": SkippedWindows().document()})
     assert empty.export_text() == ""  # nothing skipped: no table
+
+
+def test_pending_windows_until_set_aside_then_a_new_corruption_is_met_anew(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    skipped = SkippedWindows()
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        skipped.record(corrupt(start=0, part=1))
+        skipped.record(corrupt(start=0, part=None))  # the same window's base
+        skipped.record(corrupt(start=HOUR, part=2))
+        skipped.record(corrupt(start=0, part=1))
+    window0, window1 = ("fraud", "3", HOUR, 0), ("fraud", "3", HOUR, HOUR)
+    assert skipped.pending(10) == [window0, window1]  # one entry per window
+    assert skipped.pending(1) == [window0]
+    skipped.settled(window0)
+    assert skipped.pending(10) == [window1]
+    assert {(p.part, p.set_aside) for p in skipped.recent()} == {
+        (1, True),
+        (None, True),
+        (2, False),
+    }
+    assert len(caplog.records) == 3
+    # the window written again since and corrupt again: met (logged, counted) anew
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        assert skipped.record(corrupt(start=0, part=None)) is True
+    assert len(caplog.records) == 4
+    assert skipped.part_counts() == {"fraud": 4} and skipped.counts() == {"fraud": 5}
+    assert skipped.pending(10) == [window1, window0]
