@@ -9,7 +9,6 @@ import logging
 import threading
 
 import numpy as np
-import orjson
 import pytest
 from sqlalchemy import func, select, text
 from watchkeeper.daemon.checks.set_aside import SetAside
