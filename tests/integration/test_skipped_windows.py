@@ -13,9 +13,11 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import orjson
 import pytest
+import yaml
 from sqlalchemy import select
 from watchkeeper.daemon.demo.broker import EmbeddedBroker
 from watchkeeper.daemon.eventtime.windows import WindowState
@@ -31,6 +33,7 @@ from tests.support import create_topic, make_config, wait_until
 
 pytestmark = pytest.mark.broker
 
+OPENAPI = Path(__file__).parents[2] / "daemon" / "http" / "openapi.yaml"
 SIZE_MS = 300_000
 SCRIPT = "<script>alert(1)</script>"
 POLICY = """\
@@ -119,6 +122,10 @@ def test_a_corrupt_part_shows_on_metrics_status_and_the_overview_escaped(
             return doc if len(doc["set_aside"]) == 2 else {}
 
         section = wait_until(set_aside, timeout=60)
+        status_schema = yaml.safe_load(OPENAPI.read_text())["components"]["schemas"]["Status"]
+        jsonschema.Draft202012Validator(status_schema).validate(
+            json.loads(fetch(base + "/api/status")[1])
+        )  # the section as openapi.yaml describes it
         assert section["set_aside"] == {
             "fraud": {"windows": 1, "rows": 1, "events": 3},
             SCRIPT: {"windows": 1, "rows": 1, "events": 3},
