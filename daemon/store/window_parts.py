@@ -19,8 +19,10 @@ deletes exactly the parts it folded, so a part another replica commits meanwhile
 A window whose base or a part does not load (a damaged or hand-edited row: never what a
 release writes) is skipped by reads, logged once per part with its model, window and part,
 and counted on every read (:mod:`~watchkeeper.daemon.store.skipped_windows`): one bad
-window never fails a whole check or page. Folding leaves it as it is (its rows stay for
-an operator to look at).
+window never fails a whole check or page. Folding leaves it as it is; housekeeping then
+moves the whole window, its rows as they were stored, to ``set_aside_windows``
+(:func:`set_aside`, :mod:`~watchkeeper.daemon.checks.set_aside`), so reads stop meeting
+it while an operator can still look.
 """
 
 from __future__ import annotations
