@@ -12,7 +12,8 @@ per model (``skipped_windows.set_aside``), and every move is logged.
 The whole window goes, not only its corrupt row: a window without one of its parts would
 read as a smaller window with nothing to say so, while reads already left it out whole.
 A window met only by another replica's reads is moved once this one's reads (its checks)
-meet it, or once that replica leads.
+meet it, or once that replica leads; a crowded one is moved by whichever replica's commit
+folds it (:func:`~watchkeeper.daemon.store.window_parts.fold`).
 """
 
 from __future__ import annotations
@@ -44,14 +45,7 @@ class SetAside:
             with writing(self.store.engine, "set a corrupt window aside") as conn:
                 n = window_parts.set_aside(conn, self.store.dialect, key)
             skipped.settled(key)  # after the commit: a failed one is tried next round
-            if n:
-                log.warning(
-                    "window set aside: %s — %d stored row(s) moved to set_aside_windows "
-                    "(reads no longer meet it; kept for a look, never deleted)",
-                    window_name(key),
-                    n,
-                )
-            else:
+            if not n:  # a move is logged by set_aside
                 log.info("window not set aside (it loads now, or is gone): %s", window_name(key))
             moved += n
         return moved

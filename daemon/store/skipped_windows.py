@@ -8,10 +8,10 @@ What is counted, and why:
 
 * ``reads``: every read that skipped a window, per model — what the corrupt part costs
   (each one is a window a check or a page did not see). Monotonic per process.
-* ``parts``: distinct corrupt (window, part) met, per model — how many things an operator
-  has to look at. Counted, and logged at ERROR, the first time this process meets each
-  one; later reads of it are counted in ``reads`` only (a check every minute over a
-  corrupt window would otherwise log it every minute).
+* ``parts``: distinct corrupt (window, part) met by a read or a fold, per model — how
+  many things an operator has to look at. Counted, and logged at ERROR, the first time
+  this process meets each one; later reads of it are counted in ``reads`` only (a check
+  every minute over a corrupt window would otherwise log it every minute).
 
 Memory is bounded: at most :data:`MAX_PARTS` parts are remembered (the most recently met;
 one met again after it was forgotten is logged and counted in ``parts`` again, so
@@ -134,14 +134,16 @@ class SkippedWindows:
             return bounded(model)
         return OTHER
 
-    def record(self, error: CorruptPartError) -> bool:
-        """Count a read that skipped ``error``'s window; log it if this process has not
-        met that part yet (returns whether it logged)."""
+    def record(self, error: CorruptPartError, read: bool = True) -> bool:
+        """Count a read that skipped ``error``'s window (``read`` False: a fold met it, no
+        read was skipped); log it if this process has not met that part yet (returns
+        whether it logged)."""
         key, part = error.key, error.part
         now_ms = int(self._clock() * 1000)
         with self._lock:
             model = self._model(key[0])
-            self._reads[model] += 1
+            if read:
+                self._reads[model] += 1
             seen = self._seen.pop((key, part), None)
             # new: never met, or met before its window was set aside (written again since)
             new = seen is None or seen.set_aside
@@ -166,7 +168,8 @@ class SkippedWindows:
             self._seen[(key, part)] = seen  # the most recently met last
         if new:  # outside the lock: a slow log handler never holds a reader up
             log.error(
-                "window skipped by reads: %s (logged once per part; counted on every read)",
+                "%s: %s (logged once per part; counted on every read)",
+                "window skipped by reads" if read else "window not folded",
                 printable(bounded(str(error), 2 * MAX_TEXT + 100)),
             )
         return new
@@ -243,8 +246,8 @@ class SkippedWindowsCollector(Collector):
             ),
             (
                 "watchkeeper_corrupt_window_parts",
-                "Distinct corrupt stored window parts (or base rows) met by reads, each "
-                "logged once (status: skipped_windows).",
+                "Distinct corrupt stored window parts (or base rows) met by reads or folds, "
+                "each logged once (status: skipped_windows).",
                 self.skipped.part_counts(),
             ),
         ):

@@ -151,7 +151,7 @@ class Store(StoreQueries):
                         self._count_joins(conn, outcome)
                     # each window's delta as a part of its own; crowded windows folded
                     window_parts.append(conn, delta, graded)
-                    window_parts.fold_crowded(conn, self.dialect)
+                    window_parts.fold_crowded(conn, self.dialect, skipped=self.skipped_windows)
                     if kinds:
                         self._insert_kinds(conn, kinds)
                     if quarantined:

@@ -19,10 +19,10 @@ deletes exactly the parts it folded, so a part another replica commits meanwhile
 A window whose base or a part does not load (a damaged or hand-edited row: never what a
 release writes) is skipped by reads, logged once per part with its model, window and part,
 and counted on every read (:mod:`~watchkeeper.daemon.store.skipped_windows`): one bad
-window never fails a whole check or page. Folding leaves it as it is; housekeeping then
-moves the whole window, its rows as they were stored, to ``set_aside_windows``
-(:func:`set_aside`, :mod:`~watchkeeper.daemon.checks.set_aside`), so reads stop meeting
-it while an operator can still look.
+window never fails a whole check or page. The whole window, its rows as they were
+stored, is then moved to ``set_aside_windows`` (:func:`set_aside`), so reads stop meeting
+it while an operator can still look: by housekeeping for a window a read met
+(:mod:`~watchkeeper.daemon.checks.set_aside`), by the fold for one it meets.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from watchkeeper.daemon.store.skipped_windows import (
     SkippedWindows,
     StoredKey,
     bounded,
+    window_name,
 )
 from watchkeeper.detectors.errors import CorruptStateError
 from watchkeeper.detectors.window import WindowSummary
@@ -116,9 +117,16 @@ def _where_key(table: Any, key: StoredKey) -> Any:
     )
 
 
-def fold_crowded(conn: Connection, dialect: str, at: int = FOLD_AT, most: int = FOLD_MAX) -> int:
+def fold_crowded(
+    conn: Connection,
+    dialect: str,
+    at: int = FOLD_AT,
+    most: int = FOLD_MAX,
+    skipped: SkippedWindows | None = None,
+) -> int:
     """Fold the parts of up to ``most`` windows having ``at`` parts or more into their
-    base rows (the most crowded first); returns how many windows were folded."""
+    base rows (the most crowded first); returns how many windows were folded (or, for a
+    corrupt one, set aside)."""
     n = func.count().label("n")
     crowded = conn.execute(
         select(*_key_columns(t.window_parts), n)
@@ -130,12 +138,17 @@ def fold_crowded(conn: Connection, dialect: str, at: int = FOLD_AT, most: int = 
     # a fixed order: two replicas folding the same windows lock them in the same order
     keys = sorted((str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in crowded)
     for key in keys:
-        fold(conn, dialect, key)
+        fold(conn, dialect, key, skipped)
     return len(keys)
 
 
-def fold(conn: Connection, dialect: str, key: StoredKey) -> None:
-    """Merge the window's parts into its base row (made if missing) and delete them."""
+def fold(
+    conn: Connection, dialect: str, key: StoredKey, skipped: SkippedWindows | None = None
+) -> None:
+    """Merge the window's parts into its base row (made if missing) and delete them; a
+    window that does not load is set aside instead (:func:`set_aside`), in the same
+    transaction, and noted in ``skipped`` (logged once per part), so no later commit
+    picks it again as the most crowded."""
     w = t.windows
     query = select(w.c.summary, w.c.events, w.c.late_events).where(_where_key(w, key))
     if dialect == "postgresql":
@@ -152,8 +165,14 @@ def fold(conn: Connection, dialect: str, key: StoredKey) -> None:
     blobs = [(int(p.id), p.summary) for p in parts]
     try:
         summary = _merged(key, base.summary if base is not None else None, blobs)
-    except CorruptPartError as exc:  # left as it is: its rows stay for a look
-        log.error("window not folded: %s", exc)
+    except CorruptPartError as exc:  # moved aside whole: its rows stay for a look
+        if skipped is None:
+            log.error("window not folded: %s", exc)
+        else:
+            skipped.record(exc, read=False)
+        set_aside(conn, dialect, key)
+        if skipped is not None:
+            skipped.settled(key)
         return
     late = (int(base.late_events) if base is not None else 0) + sum(
         int(p.late_events) for p in parts
@@ -234,6 +253,12 @@ def set_aside(conn: Connection, dialect: str, key: StoredKey) -> int:
         conn.execute(delete(w).where(_where_key(w, key)))
     if parts:
         conn.execute(delete(p).where(p.c.id.in_([r.id for r in parts])))
+    log.warning(
+        "window set aside: %s — %d stored row(s) moved to set_aside_windows (reads no "
+        "longer meet it; kept for a look, never deleted)",
+        window_name(key),
+        len(rows),
+    )
     return len(rows)
 
 

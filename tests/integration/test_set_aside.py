@@ -58,9 +58,9 @@ def test_a_corrupt_window_is_moved_aside_whole_and_reads_stop_meeting_it(
         assert [w.summary.start_ms for w in store.windows("fraud")] == [0]
         assert store.skipped_windows.counts() == {"fraud": 1}
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="watchkeeper.daemon.checks.set_aside"):
+        with caplog.at_level(logging.WARNING, logger="watchkeeper.daemon.store.window_parts"):
             assert SetAside(store)() == 2  # both parts of window HOUR
-        (record,) = [r for r in caplog.records if r.name.endswith("set_aside")]
+        (record,) = [r for r in caplog.records if "set aside" in r.getMessage()]
         assert f"model 'fraud' version '3', window {HOUR} of {HOUR} ms" in record.getMessage()
         # reads no longer meet it: nothing more skipped, the other window read as before
         (left,) = store.windows("fraud")
@@ -155,3 +155,25 @@ def test_two_replicas_setting_the_same_window_aside_move_it_once(pg_database: st
         thread.join(timeout=30)
         assert moved == [0]
         assert a.set_aside_counts() == {"fraud": {"windows": 1, "rows": 2, "events": 4}}
+
+
+def test_a_commit_folding_a_crowded_corrupt_window_sets_it_aside(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Store.open(store_url) as store:
+        two_windows(store, window_parts.FOLD_AT - 1)  # one part short of a fold
+        damage(store, stored(store)[3][0])
+        with caplog.at_level(logging.WARNING, logger="watchkeeper.daemon.store"):
+            two_windows(store, 1)  # the 16th part: this commit folds both windows
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("window not folded" in m for m in messages) == 1
+        assert sum("window set aside" in m for m in messages) == 1
+        skipped = store.skipped_windows
+        assert skipped.counts() == {} and skipped.part_counts() == {"fraud": 1}  # no read
+        assert skipped.pending(10) == []  # moved in the commit: nothing left to do
+        assert store.set_aside_counts() == {
+            "fraud": {"windows": 1, "rows": window_parts.FOLD_AT, "events": 2 * 16}
+        }
+        (left,) = store.windows("fraud")  # window 0, folded; nothing skipped
+        assert (left.summary.start_ms, left.events) == (0, 3 * window_parts.FOLD_AT)
+        assert parts_count(store) == 0 and skipped.counts() == {}

@@ -294,12 +294,14 @@ def test_a_corrupt_part_is_named_logged_counted_and_skipped(
         assert store.skipped_windows.part_counts() == {"fraud": 1}
         (met,) = store.skipped_windows.recent()
         assert (met.window_start_ms, met.part, met.reads) == (HOUR, part_id, 2)
-        # a fold leaves it as it is (logged), and folds nothing away
+        # a fold meeting it sets the window aside (logged), and folds nothing
         caplog.clear()
-        with store.engine.begin() as conn, caplog.at_level(logging.ERROR):
+        with store.engine.begin() as conn, caplog.at_level(logging.WARNING):
             window_parts.fold(conn, store.dialect, ("fraud", "3", HOUR, HOUR))
         assert any("window not folded" in r.getMessage() for r in caplog.records)
-        assert parts_count(store) == 2
+        assert any("window set aside" in r.getMessage() for r in caplog.records)
+        assert parts_count(store) == 1  # window 0's part; window HOUR's is set aside
+        assert store.set_aside_counts() == {"fraud": {"windows": 1, "rows": 1, "events": 2}}
 
 
 def test_a_check_over_a_corrupt_window_scores_the_others(store_url: str) -> None:
