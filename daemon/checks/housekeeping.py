@@ -91,8 +91,6 @@ class Housekeeper:
         if self.prune is not None and now - self._last_prune >= 3600.0:
             self._last_prune = now
             self.prune(now)  # logs what it removed
-        if self.set_aside is not None:
-            self.set_aside()  # corrupt windows the reads met: moved aside, logged
         notes: list[tuple[str, Notification]] = []
         beat = self.config.heartbeat
         if beat is not None and now - self._last_heartbeat >= beat.every:
@@ -118,6 +116,11 @@ class Housekeeper:
         if notes:
             self.outbox.add(notes, int(now * 1000))
             self.wake()
+        if self.set_aside is not None:
+            try:  # after the notifications: a failure here never holds the heartbeat up
+                self.set_aside()  # corrupt windows the reads met: moved aside, logged
+            except Exception:  # the store may be away: they stay pending, next round
+                log.exception("setting corrupt windows aside failed")
         return len(notes)
 
     def _reminders(self, now: float) -> list[tuple[str, Notification]]:
