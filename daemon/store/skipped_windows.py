@@ -127,11 +127,16 @@ class SkippedWindows:
         self._clock = clock
         self._reads: Counter[str] = Counter()
         self._parts: Counter[str] = Counter()
+        self._named: set[str] = set()  # the models counted by name (at most MAX_MODELS)
         self._seen: OrderedDict[tuple[StoredKey, int | None], SkippedPart] = OrderedDict()
 
     def _model(self, model: str) -> str:
-        if model in self._reads or len(self._reads) < MAX_MODELS:
-            return bounded(model)
+        """The name ``model`` is counted under: itself (cut) while fewer than MAX_MODELS
+        are named, else OTHER (the caller holds the lock)."""
+        name = bounded(model)
+        if name in self._named or len(self._named) < MAX_MODELS:
+            self._named.add(name)
+            return name
         return OTHER
 
     def record(self, error: CorruptPartError, read: bool = True) -> bool:

@@ -85,6 +85,10 @@ def test_models_beyond_the_cap_count_as_other(monkeypatch: pytest.MonkeyPatch) -
         skipped.record(corrupt(model=model))
     assert skipped.counts() == {"a": 2, "b": 1, OTHER: 2}
     assert skipped.part_counts() == {"a": 1, "b": 1, OTHER: 2}
+    folds = SkippedWindows()  # parts met by folds only (no read) are bounded the same way
+    for model in ("a", "b", "c", "d"):
+        folds.record(corrupt(model=model), read=False)
+    assert folds.part_counts() == {"a": 1, "b": 1, OTHER: 2} and folds.counts() == {}
 
 
 def test_the_log_line_escapes_control_characters(caplog: pytest.LogCaptureFixture) -> None:
