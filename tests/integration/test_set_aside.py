@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import func, select, text
 from watchkeeper.daemon.checks.set_aside import SetAside
+from watchkeeper.daemon.cli.main import main
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.store import Store
 
 from tests.integration.test_window_parts import HOUR, batch, parts_count
-from tests.support import wait_until
+from tests.support import wait_until, write_config
 
 DAMAGED = b'{"format": 3, "rows": "not rows"}'
 
@@ -177,3 +179,25 @@ def test_a_commit_folding_a_crowded_corrupt_window_sets_it_aside(
         (left,) = store.windows("fraud")  # window 0, folded; nothing skipped
         assert (left.summary.start_ms, left.events) == (0, 3 * window_parts.FOLD_AT)
         assert parts_count(store) == 0 and skipped.counts() == {}
+
+
+def test_the_status_command_shows_the_windows_set_aside(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Store.open(store_url) as store:
+        two_windows(store, 2)
+        damage(store, stored(store)[1][0])
+        store.windows("fraud")
+        assert SetAside(store)() == 2
+    config = write_config(
+        tmp_path / "watchkeeper.yaml",
+        {
+            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
+            "store": {"url": store_url},
+        },
+    )
+    assert main(["status", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "windows set aside: corrupt" in out
+    (row,) = [line for line in out.splitlines() if "│ fraud" in line and "│ 1 " in line]
+    assert [c.strip() for c in row.strip("│ ").split("│")] == ["fraud", "1", "2", "4"]
