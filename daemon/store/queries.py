@@ -266,10 +266,26 @@ class StoreQueries:
             return window_parts.read(conn, model, version, start_ms, end_ms, view, skipped)
 
     def set_aside_counts(self) -> dict[str, dict[str, int]]:
-        """Per model, the corrupt windows housekeeping set aside (``set_aside_windows``):
-        windows, their stored rows and events; every replica's, kept across restarts."""
+        """Per model, the corrupt windows set aside (``set_aside_windows``, by housekeeping
+        or a fold): windows, their stored rows and events; every replica's, kept across
+        restarts."""
+        c = t.set_aside_windows.c
+        window = (c.model_version, c.window_size_ms, c.window_start_ms)
+        per_window = (
+            select(c.model, *window, func.count().label("rows"), func.sum(c.events).label("events"))
+            .group_by(c.model, *window)
+            .subquery("set_aside_window")
+        )
+        s = per_window.c
+        query = select(s.model, func.count(), func.sum(s.rows), func.sum(s.events)).group_by(
+            s.model
+        )
         with self._read(None) as conn:
-            return window_parts.set_aside_counts(conn)
+            found = conn.execute(query).all()
+        return {
+            str(model): {"windows": int(n), "rows": int(rows or 0), "events": int(events or 0)}
+            for model, n, rows, events in found
+        }
 
     def reference(self, model: str, name: str = "default") -> ReferenceProfile | None:
         with self._read(None) as conn:

@@ -262,23 +262,6 @@ def set_aside(conn: Connection, dialect: str, key: StoredKey) -> int:
     return len(rows)
 
 
-def set_aside_counts(conn: Connection) -> dict[str, dict[str, int]]:
-    """Per model, the windows set aside so far, their stored rows and their events."""
-    c = t.set_aside_windows.c
-    window = (c.model_version, c.window_size_ms, c.window_start_ms)
-    per_window = (
-        select(c.model, *window, func.count().label("rows"), func.sum(c.events).label("events"))
-        .group_by(c.model, *window)
-        .subquery("set_aside_window")
-    )
-    s = per_window.c
-    query = select(s.model, func.count(), func.sum(s.rows), func.sum(s.events)).group_by(s.model)
-    return {
-        str(model): {"windows": int(n), "rows": int(rows or 0), "events": int(events or 0)}
-        for model, n, rows, events in conn.execute(query).all()
-    }
-
-
 View = Callable[[dict[str, Any]], WindowSummary]
 """Builds a summary from its stored form: :meth:`WindowSummary.from_dict`, or a reader
 of only the parts a caller needs (one that skips the feature sketches)."""
