@@ -20,6 +20,10 @@ one met again after it was forgotten is logged and counted in ``parts`` again, s
 store is cut to :data:`MAX_TEXT` characters. The status document shows the
 :data:`RECENT` most recently met parts; ``/metrics`` shows the counts through
 :class:`SkippedWindowsCollector`, labelled only by configured model names.
+
+The windows met are also what housekeeping sets aside next (:meth:`SkippedWindows.pending`,
+:mod:`~watchkeeper.daemon.checks.set_aside`): once moved, reads stop meeting them, and
+their parts stay listed, marked ``set_aside``.
 """
 
 from __future__ import annotations
