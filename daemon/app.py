@@ -22,6 +22,7 @@ from watchkeeper.daemon.checks.housekeeping import Housekeeper
 from watchkeeper.daemon.checks.leadership import Leadership
 from watchkeeper.daemon.checks.retention import Retention
 from watchkeeper.daemon.checks.scheduler import PolicyScheduler, PolicyStatus
+from watchkeeper.daemon.checks.set_aside import SetAside
 from watchkeeper.daemon.checks.stepping import PolicyStepper, labels_watermark, step_settings
 from watchkeeper.daemon.config import Config, secret_values
 from watchkeeper.daemon.console_sources import console_for
@@ -39,6 +40,7 @@ from watchkeeper.daemon.notify.silences import Silences
 from watchkeeper.daemon.shadow.checks import ShadowChecks
 from watchkeeper.daemon.shadow.evaluator import ShadowEvaluator
 from watchkeeper.daemon.shadow.store import ShadowStore
+from watchkeeper.daemon.store.skipped_windows import SkippedWindowsCollector
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.segment_reference import declared_segments
 from watchkeeper.policies.loader import LoadedPolicy
@@ -166,6 +168,7 @@ class Daemon:
             store = Store.open(config.store_url())
             stack.callback(store.close)
             self.store = store
+            self._register_store_metrics(stack, store)
             self._build_ingestion(store)
             reports = self._start_reports(stack, store)
             leadership = self._start_leadership(stack, store)
@@ -193,6 +196,15 @@ class Daemon:
         log.info("stopped")
 
     # -- the steps of run(), in start order ---------------------------------------------
+    def _register_store_metrics(self, stack: ExitStack, store: Store) -> None:
+        """The store's skipped-window counts on ``/metrics``, labelled by the policies'
+        models only (read at each scrape); unregistered when the daemon stops."""
+        collector = SkippedWindowsCollector(
+            store.skipped_windows, lambda: {p.model for p in self._policies().values()}
+        )
+        self.registry.register(collector)
+        stack.callback(self.registry.unregister, collector)
+
     def _build_ingestion(self, store: Store) -> None:
         """The shadow evaluator and the ingestor (neither started yet)."""
         config = self.config
@@ -368,5 +380,6 @@ class Daemon:
             clock=self.clock,
             prune=self._pruner(store),
             leading=leadership.is_leader,
+            set_aside=SetAside(store),
         ).start()
         stack.callback(self.housekeeper.close)

@@ -7,6 +7,8 @@
 * Retention (``store.retention``): hourly, windows far enough behind their model's
   newest event time, and old quarantined records and delivered notifications, are
   deleted, so the store does not grow without bound (:mod:`retention`).
+* Corrupt windows: each round, the stored windows reads found corrupt are moved aside
+  (kept, counted and shown, never deleted), so reads stop meeting them (:mod:`set_aside`).
 * Reminders (``alerts.repeat_interval``, Alertmanager's default of 4 h): an incident still
   open with no notification for that long is notified again — unless its policy's last
   evaluated tick is older than ``alerts.max_age`` (a backfill's incidents are history).
@@ -47,6 +49,7 @@ class Housekeeper:
         clock: Callable[[], float] = time.time,
         prune: Callable[[float], dict[str, int]] | None = None,
         leading: Callable[[], bool] = lambda: True,
+        set_aside: Callable[[], int] | None = None,
     ) -> None:
         self.leading = leading
         self.config = config
@@ -60,6 +63,7 @@ class Housekeeper:
         self._last_heartbeat = 0.0
         self._last_prune = 0.0
         self.prune = prune
+        self.set_aside = set_aside
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="wk-housekeeping", daemon=False)
 
@@ -112,6 +116,11 @@ class Housekeeper:
         if notes:
             self.outbox.add(notes, int(now * 1000))
             self.wake()
+        if self.set_aside is not None:
+            try:  # after the notifications: a failure here never holds the heartbeat up
+                self.set_aside()  # corrupt windows the reads met: moved aside, logged
+            except Exception:  # the store may be away: they stay pending, next round
+                log.exception("setting corrupt windows aside failed")
         return len(notes)
 
     def _reminders(self, now: float) -> list[tuple[str, Notification]]:

@@ -229,6 +229,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     print_performance(console, doc)
     _print_progress(console, doc)
+    from watchkeeper.daemon.cli.skipped import print_skipped
+
+    print_skipped(console, doc)
     if any(p.policy.shadow for p in result.policies):
         _print_shadow(console, config, policies, now_ms)
     if any(p.policy.compare for p in result.policies):

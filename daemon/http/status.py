@@ -1,6 +1,8 @@
 """What ``watchkeeper status`` and ``GET /api/status`` show: per model what was stored and
 what was not (late events, expired joins), how far each stream's event time got, where
-each partition's consumer stands, and where each policy is in its ticks."""
+each partition's consumer stands, where each policy is in its ticks, and which stored
+windows this process's reads skipped because a part of them is corrupt
+(``skipped_windows``: :mod:`~watchkeeper.daemon.store.skipped_windows`)."""
 
 from __future__ import annotations
 
@@ -76,7 +78,21 @@ def status(
         "models": out_models,
         "partitions": _partitions(store, settings.group_id),
         "policies": _policies(store, settings, policies, now_ms, progress or {}),
+        "skipped_windows": _skipped(store),
     }
+
+
+def _skipped(store: Store) -> dict[str, Any]:
+    """Reads this process skipped (per model), distinct corrupt parts met (per model), the
+    most recently met parts (bounded: ``RECENT``, strings cut at ``MAX_TEXT``), and per
+    model the windows housekeeping set aside (from the store: every replica's)."""
+    doc = store.skipped_windows.document()
+    doc["set_aside"] = store.set_aside_counts()
+    for part in doc["recent"]:
+        part["window_start"] = iso(part["window_start_ms"])
+        part["first_seen"] = iso(part.pop("first_seen_ms"))
+        part["last_seen"] = iso(part.pop("last_seen_ms"))
+    return doc
 
 
 def _streams(

@@ -7,7 +7,6 @@ method raises :class:`StoreUnavailableError` when the store cannot be reached.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from watchkeeper.daemon.eventtime.watermarks import (
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.connection import reading
+from watchkeeper.daemon.store.skipped_windows import SkippedWindows
 from watchkeeper.daemon.store.window_parts import StoredWindow
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
@@ -68,6 +68,9 @@ def evaluation_rows(
 
 class StoreQueries:
     engine: Engine
+    skipped_windows: SkippedWindows
+    """Window reads skipped because a stored part is corrupt (counted, logged once per
+    part): made in the store's ``__init__``, before any thread reads, and locked inside."""
 
     # -- reading --------------------------------------------------------------------------
     @contextmanager
@@ -262,10 +265,27 @@ class StoreQueries:
             skipped = self.skipped_windows
             return window_parts.read(conn, model, version, start_ms, end_ms, view, skipped)
 
-    @functools.cached_property
-    def skipped_windows(self) -> window_parts.SkippedWindows:
-        """Window reads skipped because a stored part is corrupt, per model (logged)."""
-        return window_parts.SkippedWindows()
+    def set_aside_counts(self) -> dict[str, dict[str, int]]:
+        """Per model, the corrupt windows set aside (``set_aside_windows``, by housekeeping
+        or a fold): windows, their stored rows and events; every replica's, kept across
+        restarts."""
+        c = t.set_aside_windows.c
+        window = (c.model_version, c.window_size_ms, c.window_start_ms)
+        per_window = (
+            select(c.model, *window, func.count().label("rows"), func.sum(c.events).label("events"))
+            .group_by(c.model, *window)
+            .subquery("set_aside_window")
+        )
+        s = per_window.c
+        query = select(s.model, func.count(), func.sum(s.rows), func.sum(s.events)).group_by(
+            s.model
+        )
+        with self._read(None) as conn:
+            found = conn.execute(query).all()
+        return {
+            str(model): {"windows": int(n), "rows": int(rows or 0), "events": int(events or 0)}
+            for model, n, rows, events in found
+        }
 
     def reference(self, model: str, name: str = "default") -> ReferenceProfile | None:
         with self._read(None) as conn:

@@ -34,6 +34,7 @@ from watchkeeper.daemon.store.label_join import (
 )
 from watchkeeper.daemon.store.quarantine import Quarantined
 from watchkeeper.daemon.store.queries import StoreQueries, TopicPartitionKey
+from watchkeeper.daemon.store.skipped_windows import SkippedWindows
 from watchkeeper.daemon.store.upsert import dialect_insert, upsert
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
@@ -51,6 +52,8 @@ class Store(StoreQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # shared by every reading thread (HTTP, checks, ingest): made here, never lazily
+        self.skipped_windows = SkippedWindows()
         # group → (its topics, the other groups' offsets for them when it claimed them)
         self._claims: dict[str, tuple[tuple[str, ...], Snapshot]] = {}
 
@@ -148,7 +151,7 @@ class Store(StoreQueries):
                         self._count_joins(conn, outcome)
                     # each window's delta as a part of its own; crowded windows folded
                     window_parts.append(conn, delta, graded)
-                    window_parts.fold_crowded(conn, self.dialect)
+                    window_parts.fold_crowded(conn, self.dialect, skipped=self.skipped_windows)
                     if kinds:
                         self._insert_kinds(conn, kinds)
                     if quarantined:

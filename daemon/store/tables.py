@@ -57,6 +57,29 @@ window_parts = Table(
     Index("ix_window_parts_window", "model", "model_version", "window_size_ms", "window_start_ms"),
 )
 
+# windows a read found corrupt, moved aside by housekeeping (migration 0014): every row
+# of the window (its base, part_id null, and its parts) as it was stored, so reads stop
+# paying for it and an operator can still look; never deleted by watchkeeper
+set_aside_windows = Table(
+    "set_aside_windows",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("model_version", String(200), nullable=False),
+    Column("window_size_ms", BigInteger, nullable=False),
+    Column("window_start_ms", BigInteger, nullable=False),
+    Column("part_id", BigInteger),
+    Column("corrupt", Boolean, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("late_events", BigInteger, nullable=False),
+    Column("first_ts_ms", BigInteger),
+    Column("last_ts_ms", BigInteger),
+    Column("summary", LargeBinary, nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("set_aside_at", DateTime(timezone=True), nullable=False),
+    Index("ix_set_aside_windows_model", "model"),
+)
+
 consumer_offsets = Table(
     "consumer_offsets",
     metadata,

@@ -17,17 +17,18 @@ Folding locks the window's base row (PostgreSQL), reads its parts after the lock
 deletes exactly the parts it folded, so a part another replica commits meanwhile stays.
 
 A window whose base or a part does not load (a damaged or hand-edited row: never what a
-release writes) is skipped by reads, logged with its model, window and part, and counted
-(:class:`SkippedWindows`): one bad window never fails a whole check or page. Folding leaves
-it as it is (its rows stay for an operator to look at).
+release writes) is skipped by reads, logged once per part with its model, window and part,
+and counted on every read (:mod:`~watchkeeper.daemon.store.skipped_windows`): one bad
+window never fails a whole check or page. The whole window, its rows as they were
+stored, is then moved to ``set_aside_windows`` (:func:`set_aside`), so reads stop meeting
+it while an operator can still look: by housekeeping for a window a read met
+(:mod:`~watchkeeper.daemon.checks.set_aside`), by the fold for one it meets.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,13 @@ import orjson
 from sqlalchemy import Connection, delete, func, select, union_all
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
+from watchkeeper.daemon.store.skipped_windows import (
+    CorruptPartError,
+    SkippedWindows,
+    StoredKey,
+    bounded,
+    window_name,
+)
 from watchkeeper.detectors.errors import CorruptStateError
 from watchkeeper.detectors.window import WindowSummary
 
@@ -45,28 +53,6 @@ FOLD_AT = 16
 """Parts a window gathers before a commit folds them into its base row."""
 FOLD_MAX = 64
 """Windows folded per commit at most: a commit's cost stays bounded."""
-
-StoredKey = tuple[str, str, int, int]
-"""(model, version, window size, window start)."""
-
-
-class SkippedWindows:
-    """Reads of windows skipped because a stored base or part is corrupt, per model: each
-    read that meets one counts it once and logs it (the store's readers share one)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # checks, the API and the console read at once
-        self._by_model: Counter[str] = Counter()
-
-    def record(self, model: str, error: CorruptStateError) -> None:
-        with self._lock:
-            self._by_model[model] += 1
-        log.error("window skipped: %s", error)
-
-    def counts(self) -> dict[str, int]:
-        """Skipped reads per model since the process started."""
-        with self._lock:
-            return dict(self._by_model)
 
 
 @dataclass(frozen=True)
@@ -131,9 +117,16 @@ def _where_key(table: Any, key: StoredKey) -> Any:
     )
 
 
-def fold_crowded(conn: Connection, dialect: str, at: int = FOLD_AT, most: int = FOLD_MAX) -> int:
+def fold_crowded(
+    conn: Connection,
+    dialect: str,
+    at: int = FOLD_AT,
+    most: int = FOLD_MAX,
+    skipped: SkippedWindows | None = None,
+) -> int:
     """Fold the parts of up to ``most`` windows having ``at`` parts or more into their
-    base rows (the most crowded first); returns how many windows were folded."""
+    base rows (the most crowded first); returns how many windows were folded (or, for a
+    corrupt one, set aside)."""
     n = func.count().label("n")
     crowded = conn.execute(
         select(*_key_columns(t.window_parts), n)
@@ -145,12 +138,17 @@ def fold_crowded(conn: Connection, dialect: str, at: int = FOLD_AT, most: int = 
     # a fixed order: two replicas folding the same windows lock them in the same order
     keys = sorted((str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in crowded)
     for key in keys:
-        fold(conn, dialect, key)
+        fold(conn, dialect, key, skipped)
     return len(keys)
 
 
-def fold(conn: Connection, dialect: str, key: StoredKey) -> None:
-    """Merge the window's parts into its base row (made if missing) and delete them."""
+def fold(
+    conn: Connection, dialect: str, key: StoredKey, skipped: SkippedWindows | None = None
+) -> None:
+    """Merge the window's parts into its base row (made if missing) and delete them; a
+    window that does not load is set aside instead (:func:`set_aside`), in the same
+    transaction, and noted in ``skipped`` (logged once per part), so no later commit
+    picks it again as the most crowded."""
     w = t.windows
     query = select(w.c.summary, w.c.events, w.c.late_events).where(_where_key(w, key))
     if dialect == "postgresql":
@@ -167,8 +165,14 @@ def fold(conn: Connection, dialect: str, key: StoredKey) -> None:
     blobs = [(int(p.id), p.summary) for p in parts]
     try:
         summary = _merged(key, base.summary if base is not None else None, blobs)
-    except CorruptStateError as exc:  # left as it is: its rows stay for a look
-        log.error("window not folded: %s", exc)
+    except CorruptPartError as exc:  # moved aside whole: its rows stay for a look
+        if skipped is None:
+            log.error("window not folded: %s", exc)
+        else:
+            skipped.record(exc, read=False)
+        set_aside(conn, dialect, key)
+        if skipped is not None:
+            skipped.settled(key)
         return
     late = (int(base.late_events) if base is not None else 0) + sum(
         int(p.late_events) for p in parts
@@ -196,25 +200,82 @@ def fold(conn: Connection, dialect: str, key: StoredKey) -> None:
     conn.execute(delete(t.window_parts).where(t.window_parts.c.id.in_([p.id for p in parts])))
 
 
+def set_aside(conn: Connection, dialect: str, key: StoredKey) -> int:
+    """Move the window's base row and parts to ``set_aside_windows`` if it still does not
+    load (the corrupt row marked, the error as the reason); returns the rows moved (0: it
+    loads now, or is gone). Locks the base row like :func:`fold` and deletes exactly the
+    rows it copied, so a part another replica commits meanwhile stays (a new window)."""
+    w, p = t.windows, t.window_parts
+    query = select(w).where(_where_key(w, key))
+    if dialect == "postgresql":
+        query = query.with_for_update()
+    base = conn.execute(query).first()
+    parts_query = select(p).where(_where_key(p, key)).order_by(p.c.id)
+    if dialect == "postgresql":  # two replicas setting it aside at once: one moves it
+        parts_query = parts_query.with_for_update()
+    parts = conn.execute(parts_query).all()
+    if base is None and not parts:
+        return 0
+    try:
+        _merged(
+            key, None if base is None else base.summary, [(int(r.id), r.summary) for r in parts]
+        )
+    except CorruptPartError as exc:
+        error = exc
+    else:
+        return 0  # repaired since the read met it: nothing to move
+    now = dt.datetime.now(dt.UTC)
+    reason = bounded(str(error), 500)
+    rows: list[tuple[int | None, Any]] = [(None, base)] if base is not None else []
+    rows += [(int(r.id), r) for r in parts]
+    conn.execute(
+        t.set_aside_windows.insert(),
+        [
+            {
+                "model": key[0],
+                "model_version": key[1],
+                "window_size_ms": key[2],
+                "window_start_ms": key[3],
+                "part_id": part_id,
+                "corrupt": part_id == error.part,
+                "events": int(r.events),
+                "late_events": int(r.late_events),
+                "first_ts_ms": r.first_ts_ms,
+                "last_ts_ms": r.last_ts_ms,
+                "summary": r.summary,
+                "reason": reason,
+                "set_aside_at": now,
+            }
+            for part_id, r in rows
+        ],
+    )
+    if base is not None:
+        conn.execute(delete(w).where(_where_key(w, key)))
+    if parts:
+        conn.execute(delete(p).where(p.c.id.in_([r.id for r in parts])))
+    log.warning(
+        "window set aside: %s — %d stored row(s) moved to set_aside_windows (reads no "
+        "longer meet it; kept for a look, never deleted)",
+        window_name(key),
+        len(rows),
+    )
+    return len(rows)
+
+
 View = Callable[[dict[str, Any]], WindowSummary]
 """Builds a summary from its stored form: :meth:`WindowSummary.from_dict`, or a reader
 of only the parts a caller needs (one that skips the feature sketches)."""
 
 
-def _place(key: StoredKey, part: int | None) -> str:
-    where = "its base row" if part is None else f"part {part}"
-    return f"model {key[0]!r} version {key[1]!r}, window {key[3]} of {key[2]} ms, {where}"
-
-
 def _load(view: View, key: StoredKey, part: int | None, blob: bytes) -> WindowSummary:
-    """One stored base or part, or :class:`CorruptStateError` naming the window and part."""
+    """One stored base or part, or :class:`CorruptPartError` naming the window and part."""
     try:
         return view(orjson.loads(blob))
     except CorruptStateError as exc:
-        raise exc.located(_place(key, part)) from exc
+        raise CorruptPartError(exc, key, part) from exc
     except (ValueError, KeyError, TypeError) as exc:  # not JSON, or fields missing / wrong
         problem = f"{type(exc).__name__}: {exc}"
-        raise CorruptStateError("window summary", problem, _place(key, part)) from exc
+        raise CorruptPartError(CorruptStateError("window summary", problem), key, part) from exc
 
 
 def _merged(
@@ -234,7 +295,7 @@ def _merged(
         try:
             out.merge(part)
         except CorruptStateError as exc:  # sketches that load but do not fit together
-            raise exc.located(_place(key, part_id)) from exc
+            raise CorruptPartError(exc, key, part_id) from exc
     assert out is not None, "a window has a base row or a part"
     return out
 
@@ -287,11 +348,11 @@ def read(
         blobs = [(int(r.id), r.summary) for r in mine]
         try:
             summary = _merged(key, None if base is None else base.summary, blobs, view)
-        except CorruptStateError as exc:
+        except CorruptPartError as exc:
             if skipped is None:
                 log.error("window skipped: %s", exc)
             else:
-                skipped.record(key[0], exc)
+                skipped.record(exc)  # logged once per part, counted every time
             continue
         late = (0 if base is None else int(base.late_events)) + sum(
             int(r.late_events) for r in mine

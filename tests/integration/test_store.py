@@ -59,13 +59,14 @@ def test_migrations_create_the_schema(store_url: str) -> None:
             "store_secrets",
             "window_parts",
             "ab_comparisons",
+            "set_aside_windows",
             "alembic_version",
         } <= names
         columns = {c["name"] for c in inspect(store.engine).get_columns("pending_predictions")}
         assert "segments" in columns  # 0013: waiting predictions keep their segment labels
         store.migrate()  # idempotent
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0013"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0014"
 
 
 def test_commit_merges_windows_and_stores_offsets_atomically(store_url: str) -> None:

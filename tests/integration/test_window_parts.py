@@ -277,7 +277,7 @@ def test_a_corrupt_part_is_named_logged_counted_and_skipped(
                 .where(t.window_parts.c.id == part_id)
                 .values(summary=orjson.dumps(data))
             )
-        with caplog.at_level(logging.ERROR, logger="watchkeeper.daemon.store.window_parts"):
+        with caplog.at_level(logging.ERROR, logger="watchkeeper.daemon.store"):
             read = store.windows("fraud")
         # the other window is read; the corrupt one is left out, named and counted
         assert [(w.summary.start_ms, w.events) for w in read] == [(0, 3)]
@@ -286,14 +286,22 @@ def test_a_corrupt_part_is_named_logged_counted_and_skipped(
         assert f"window {HOUR} of {HOUR} ms, part {part_id}" in message
         assert "model 'fraud'" in message and "'keys' does not hold 2 values" in message
         assert store.skipped_windows.counts() == {"fraud": 1}
-        store.windows("fraud", start_ms=HOUR)  # each read that meets it counts it
-        assert store.skipped_windows.counts() == {"fraud": 2}
-        # a fold leaves it as it is (logged), and folds nothing away
         caplog.clear()
-        with store.engine.begin() as conn, caplog.at_level(logging.ERROR):
+        with caplog.at_level(logging.ERROR, logger="watchkeeper.daemon.store"):
+            store.windows("fraud", start_ms=HOUR)  # each read that meets it counts it
+        assert store.skipped_windows.counts() == {"fraud": 2}
+        assert not caplog.records  # logged once per part, not on every read
+        assert store.skipped_windows.part_counts() == {"fraud": 1}
+        (met,) = store.skipped_windows.recent()
+        assert (met.window_start_ms, met.part, met.reads) == (HOUR, part_id, 2)
+        # a fold meeting it sets the window aside (logged), and folds nothing
+        caplog.clear()
+        with store.engine.begin() as conn, caplog.at_level(logging.WARNING):
             window_parts.fold(conn, store.dialect, ("fraud", "3", HOUR, HOUR))
         assert any("window not folded" in r.getMessage() for r in caplog.records)
-        assert parts_count(store) == 2
+        assert any("window set aside" in r.getMessage() for r in caplog.records)
+        assert parts_count(store) == 1  # window 0's part; window HOUR's is set aside
+        assert store.set_aside_counts() == {"fraud": {"windows": 1, "rows": 1, "events": 2}}
 
 
 def test_a_check_over_a_corrupt_window_scores_the_others(store_url: str) -> None:

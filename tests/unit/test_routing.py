@@ -4,9 +4,11 @@ group_interval), heartbeat and reminders: the notify layer's decisions, without 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from watchkeeper.daemon.checks.housekeeping import Housekeeper
 from watchkeeper.daemon.config_alerts import AlertsConfig, RouteConfig
 from watchkeeper.daemon.http.reports import ReportSigner
@@ -129,3 +131,37 @@ def test_group_wait_suppresses_flaps_and_group_interval_coalesces(tmp_path: Any)
         assert latest.notification.summary == "real updated 2"  # only the newest change
         states = [r["state"] for r in outbox.rows() if r["fingerprint"] == "real"]
         assert states == ["sent", "superseded", "superseded", "pending"]
+
+
+def test_housekeeping_sets_corrupt_windows_aside_after_its_notifications(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        outbox, incidents = Outbox(store.engine), IncidentStore(store.engine)
+        config = AlertsConfig.model_validate(
+            {
+                "channels": {"am": {"type": "alertmanager", "url": "http://x"}},
+                "heartbeat": {"channels": ["am"], "every": "5m"},
+            }
+        )
+        calls: list[int] = []
+
+        def failing() -> int:
+            calls.append(len(outbox.rows()))  # the heartbeat is already in the outbox
+            raise RuntimeError("store away")
+
+        keeper = Housekeeper(
+            config,
+            outbox,
+            incidents,
+            Router(),
+            dict,
+            lambda: None,
+            clock=lambda: 1_000_000.0,
+            set_aside=failing,
+        )
+        with caplog.at_level(logging.ERROR, logger="watchkeeper.daemon.checks.housekeeping"):
+            assert keeper.run_once() == 1  # logged, not raised: the round completes
+        assert calls == [1]
+        (record,) = caplog.records
+        assert "setting corrupt windows aside failed" in record.getMessage()
