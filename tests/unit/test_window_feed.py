@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from watchkeeper.daemon.eventtime.windows import _codes
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.sketches import NumericSketch
@@ -76,3 +77,12 @@ def test_deferred_settling_ends_where_settling_each_update_ends(
         assert isinstance(fed[name], NumericSketch)
         assert _state(fed[name]) == _state(sketch), name  # type: ignore[arg-type]
     assert "bins" in _state(fed["a"])  # type: ignore[arg-type]
+
+
+@given(st.lists(st.sampled_from(["", "1", "2", "10"]), min_size=1, max_size=30))
+def test_version_codes_are_np_uniques(versions: list[str]) -> None:
+    """The one-version shortcut of WindowState.summarise gives np.unique's answer."""
+    values = np.array(versions, dtype=object)
+    names, codes = _codes(values)
+    want_names, want_codes = np.unique(values, return_inverse=True)
+    assert names.tolist() == want_names.tolist() and codes.tolist() == want_codes.tolist()
