@@ -33,7 +33,6 @@ slices, not a Python pass per column.
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -286,31 +285,59 @@ class PackedBatch:
         )
 
 
-def _value(column: Column, i: int) -> Any:
-    if column.null[i] or column.missing[i]:
-        return None
-    value = column.values[i]
+def _values(column: Column, idx: IndexArray) -> list[Any]:
+    """The column's values at ``idx`` as a sample holds them: None where null or missing;
+    a number as a Python float, and NaN and ±inf null too (JSON has neither: orjson
+    writes null), so the row in memory is the row read back."""
+    null = column.null[idx] | column.missing[idx]
     if column.kind == "numeric":
-        number = float(value)
-        # NaN and ±inf are null in a sample: JSON has neither (orjson writes null), so the
-        # row in memory is the row read back
-        return number if math.isfinite(number) else None
-    return value
+        numbers = np.asarray(column.values[idx], dtype=np.float64)
+        null |= ~np.isfinite(numbers)
+        out: list[Any] = numbers.tolist()
+    else:
+        out = column.values[idx].tolist()
+    for j in np.flatnonzero(null).tolist():
+        out[j] = None
+    return out
 
 
 def sample_rows(batch: ColumnBatch, idx: IndexArray) -> list[dict[str, Any]]:
-    """Rows for a window's sample, built only for the few events it may keep."""
+    """Rows for a window's sample, built only for the few events it may keep.
+
+    Column by column (a ``tolist`` per column, then one ``zip`` per row), not a numpy
+    scalar read per row and feature: ~0.3 µs an event of the ingest path at 20 features.
+    A feature missing from a row is left out of its ``features`` (in the batch's order)."""
+    n = int(idx.size)
+    names = list(batch.features)
+    values = [_values(c, idx) for c in batch.features.values()]
+    absent = [c.missing[idx] for c in batch.features.values()]
+    if any(a.any() for a in absent):
+        flags = [a.tolist() for a in absent]
+        features = [
+            {name: v[j] for name, v, gone in zip(names, values, flags, strict=True) if not gone[j]}
+            for j in range(n)
+        ]
+    else:
+        features = [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+        if not names:
+            features = [{} for _ in range(n)]
+    ts = batch.ts_ms[idx].tolist()
+    request_ids = None if batch.request_ids is None else batch.request_ids[idx].tolist()
+    prediction = None if batch.prediction is None else _values(batch.prediction, idx)
+    latency = None
+    if batch.latency_ms is not None:
+        numbers = np.asarray(batch.latency_ms[idx], dtype=np.float64)
+        latency = numbers.tolist()
+        for j in np.flatnonzero(np.isnan(numbers)).tolist():
+            latency[j] = None
     rows: list[dict[str, Any]] = []
-    for i in idx.tolist():
-        row: dict[str, Any] = {
-            "ts_ms": int(batch.ts_ms[i]),
-            "features": {n: _value(c, i) for n, c in batch.features.items() if not c.missing[i]},
-        }
-        if batch.request_ids is not None and batch.request_ids[i] is not None:
-            row["request_id"] = batch.request_ids[i]
-        if batch.prediction is not None:
-            row["prediction"] = _value(batch.prediction, i)
-        if batch.latency_ms is not None and batch.latency_ms[i] == batch.latency_ms[i]:
-            row["latency_ms"] = float(batch.latency_ms[i])
+    for j in range(n):
+        row: dict[str, Any] = {"ts_ms": ts[j], "features": features[j]}
+        if request_ids is not None and request_ids[j] is not None:
+            row["request_id"] = request_ids[j]
+        if prediction is not None:
+            row["prediction"] = prediction[j]
+        if latency is not None and latency[j] is not None:
+            row["latency_ms"] = latency[j]
         rows.append(row)
     return rows

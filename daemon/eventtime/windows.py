@@ -95,11 +95,16 @@ class WindowState:
             if watermark is None
             else starts + self.size_ms + self.lateness_ms <= watermark
         )
-        # one group per (version, window start); np.unique sorts, so groups are stable
-        names, version_code = np.unique(batch.versions, return_inverse=True)
+        # one group per (version, window start); np.unique sorts, so groups are stable.
+        # The common batch (one version, one window) skips both sorts, the one over the
+        # version strings most (Python comparisons): the same groups, found directly
+        names, version_code = _codes(batch.versions)
         slot = (starts - starts.min()) // self.size_ms
         combined = version_code.astype(np.int64) * (int(slot.max()) + 1) + slot
-        _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        if combined.max() == combined.min():
+            first, inverse = np.zeros(1, dtype=np.intp), np.zeros(n, dtype=np.intp)
+        else:
+            _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
         groups = first.size
         if late_mask.any():
             late_counts = np.bincount(inverse[late_mask], minlength=groups).tolist()
@@ -109,7 +114,7 @@ class WindowState:
                 self._delta.late[key] = self._delta.late.get(key, 0) + late_counts[group]
         # the on-time events grouped by window, in batch order within a group (a stable
         # sort): one pass for the batch, then each window takes its run
-        order = np.argsort(inverse, kind="stable")
+        order = np.argsort(inverse, kind="stable") if groups > 1 else np.arange(n)
         if late_mask.any():
             order = order[~late_mask[order]]
         owner = inverse[order]
@@ -195,6 +200,16 @@ class WindowState:
         """Forget everything since the last commit (the consumer rewinds to that point)."""
         self._delta = Delta(self.size_ms)
         self.pending_events = 0
+
+
+def _codes(versions: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """``np.unique(versions, return_inverse=True)``, without its sort of Python strings
+    when every event has the first one's version (~0.4 µs an event at 2,000 a batch)."""
+    first = versions[0]
+    if isinstance(first, str) and bool((versions == first).all()):
+        return np.array([first], dtype=object), np.zeros(versions.size, dtype=np.intp)
+    names, codes = np.unique(versions, return_inverse=True)
+    return names, codes
 
 
 def _group_bounds(ts: np.ndarray[Any, Any], bounds: list[int]) -> tuple[list[int], list[int]]:

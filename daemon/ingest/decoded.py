@@ -34,6 +34,22 @@ class RecordFields(Protocol):
     def record_timestamps(self) -> list[int]: ...
 
 
+@runtime_checkable
+class CountedBytes(Protocol):
+    """Records that know their values' total size once read (a confluent
+    :class:`~watchkeeper.daemon.ingest.confluent.MessageRun`, whose values the parse read
+    on the prefetch worker): the loop's byte count without reading them again."""
+
+    def record_bytes(self) -> int: ...
+
+
+def bytes_of(records: Sequence[RecordLike]) -> int:
+    """The total size of the records' values (tombstones count 0)."""
+    if isinstance(records, CountedBytes):
+        return records.record_bytes()
+    return sum(map(len, filter(None, values_of(records))))
+
+
 def values_of(records: Sequence[RecordLike]) -> list[bytes | None]:
     """The records' values, in order."""
     if isinstance(records, RecordFields):

@@ -40,7 +40,7 @@ from watchkeeper.daemon.ingest.batch_tap import BatchTap
 from watchkeeper.daemon.ingest.broker_progress import mirror_offsets, track_connections, update_lag
 from watchkeeper.daemon.ingest.collector import collector_paused
 from watchkeeper.daemon.ingest.decode import Decoder
-from watchkeeper.daemon.ingest.decoded import Prepared, values_of
+from watchkeeper.daemon.ingest.decoded import Prepared, bytes_of
 from watchkeeper.daemon.ingest.event_time import PartitionTime
 from watchkeeper.daemon.ingest.join_metrics import count_joins
 from watchkeeper.daemon.ingest.kinds import KindRegistry
@@ -290,7 +290,7 @@ class Ingestor:
         now_ms = int(self.clock() * 1000)
         result = decoder.decode(partition, records, now_ms, prepared)
         self.metrics.records.labels(topic).inc(len(records))
-        self.metrics.bytes.labels(topic).inc(sum(map(len, filter(None, values_of(records)))))
+        self.metrics.bytes.labels(topic).inc(bytes_of(records))
         for batch in result.batches:
             late = self.time.judge(key, batch, self.windows, now_ms)
             # a late event is not in its window: it must not be graded or sampled there

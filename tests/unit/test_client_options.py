@@ -107,3 +107,25 @@ def test_kafka_python_options_are_not_librdkafka_properties(tmp_path: Path) -> N
     base = SECURE.format(client="kafka-python")
     (error,) = errors_of(tmp_path, base + "  options: {fetch.wait.max.ms: 50}\n")
     assert "unrecognized kafka-python consumer option" in error
+
+
+def test_librdkafka_prefetches_a_small_queue_refilled_soon_unless_the_options_say(
+    tmp_path: Path,
+) -> None:
+    """8 MB of prefetch refilled after 10 ms, not 64 MB after 1 s: the memory without the
+    rate loss a small queue had with librdkafka's backoff (README, Performance)."""
+    config = load(tmp_path, SECURE.format(client="confluent"))
+    options = confluent.consumer_options(config, ENV)
+    assert options["queued.max.messages.kbytes"] == confluent.PREFETCH_QUEUE_KBYTES == 8192
+    assert options["fetch.queue.backoff.ms"] == confluent.FETCH_QUEUE_BACKOFF_MS == 10
+    confluent.check_options(
+        {k: options[k] for k in ("queued.max.messages.kbytes", "fetch.queue.backoff.ms")}
+    )
+    mine = config.model_copy(
+        update={
+            "kafka": config.kafka.model_copy(
+                update={"options": {"queued.max.messages.kbytes": 65536}}
+            )
+        }
+    )
+    assert confluent.consumer_options(mine, ENV)["queued.max.messages.kbytes"] == 65536
