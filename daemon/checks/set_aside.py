@@ -13,17 +13,23 @@ The whole window goes, not only its corrupt row: a window without one of its par
 read as a smaller window with nothing to say so, while reads already left it out whole.
 A window met only by another replica's reads is moved once this one's reads (its checks)
 meet it, or once that replica leads; a crowded one is moved by whichever replica's commit
-folds it (:func:`~watchkeeper.daemon.store.window_parts.fold`).
+folds it (:func:`~watchkeeper.daemon.store.window_parts.fold`). That fold takes the part
+its own commit just wrote with the window: those events are in the set-aside counts, not
+in reads. Events that arrive for the window afterwards are stored as a new window at the
+same key; reads do not flag it as partial (the status page's set-aside counts name the
+model, version and window whose other rows are aside).
 """
 
 from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import SQLAlchemyError
 from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.connection import writing
 from watchkeeper.daemon.store.skipped_windows import window_name
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.errors import WatchkeeperError
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,13 @@ class SetAside:
         skipped = self.store.skipped_windows
         moved = 0
         for key in skipped.pending(self.per_round):
-            with writing(self.store.engine, "set a corrupt window aside") as conn:
-                n = window_parts.set_aside(conn, self.store.dialect, key)
+            try:
+                with writing(self.store.engine, "set a corrupt window aside") as conn:
+                    n = window_parts.set_aside(conn, self.store.dialect, key)
+            except (WatchkeeperError, SQLAlchemyError, TypeError, ValueError):
+                # one window that cannot be moved must not hold up the others behind it
+                log.exception("window not set aside, tried again next round: %s", window_name(key))
+                continue
             skipped.settled(key)  # after the commit: a failed one is tried next round
             if not n:  # a move is logged by set_aside
                 log.info("window not set aside (it loads now, or is gone): %s", window_name(key))

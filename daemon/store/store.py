@@ -151,11 +151,16 @@ class Store(StoreQueries):
                         self._count_joins(conn, outcome)
                     # each window's delta as a part of its own; crowded windows folded
                     window_parts.append(conn, delta, graded)
-                    window_parts.fold_crowded(conn, self.dialect, skipped=self.skipped_windows)
+                    set_aside = window_parts.fold_crowded(
+                        conn, self.dialect, skipped=self.skipped_windows
+                    )
                     if kinds:
                         self._insert_kinds(conn, kinds)
                     if quarantined:
                         self._insert_quarantine(conn, quarantined)
+                # settled once committed: a commit rolled back leaves them pending
+                for key in set_aside:
+                    self.skipped_windows.settled(key)
                 return outcome
             except IntegrityError as exc:
                 # another replica folded the same new window first: retry, it updates it

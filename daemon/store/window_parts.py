@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, delete, func, select, union_all
+from sqlalchemy.exc import SQLAlchemyError
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.skipped_windows import (
@@ -123,10 +124,10 @@ def fold_crowded(
     at: int = FOLD_AT,
     most: int = FOLD_MAX,
     skipped: SkippedWindows | None = None,
-) -> int:
+) -> list[StoredKey]:
     """Fold the parts of up to ``most`` windows having ``at`` parts or more into their
-    base rows (the most crowded first); returns how many windows were folded (or, for a
-    corrupt one, set aside)."""
+    base rows (the most crowded first); returns the windows set aside instead (corrupt:
+    the caller marks them settled in ``skipped`` once its transaction has committed)."""
     n = func.count().label("n")
     crowded = conn.execute(
         select(*_key_columns(t.window_parts), n)
@@ -137,18 +138,17 @@ def fold_crowded(
     ).all()
     # a fixed order: two replicas folding the same windows lock them in the same order
     keys = sorted((str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in crowded)
-    for key in keys:
-        fold(conn, dialect, key, skipped)
-    return len(keys)
+    return [key for key in keys if fold(conn, dialect, key, skipped)]
 
 
 def fold(
     conn: Connection, dialect: str, key: StoredKey, skipped: SkippedWindows | None = None
-) -> None:
+) -> bool:
     """Merge the window's parts into its base row (made if missing) and delete them; a
     window that does not load is set aside instead (:func:`set_aside`), in the same
     transaction, and noted in ``skipped`` (logged once per part), so no later commit
-    picks it again as the most crowded."""
+    picks it again as the most crowded. Returns whether it was set aside. A move that
+    fails leaves the window as stored (logged): it never fails the caller's commit."""
     w = t.windows
     query = select(w.c.summary, w.c.events, w.c.late_events).where(_where_key(w, key))
     if dialect == "postgresql":
@@ -161,7 +161,7 @@ def fold(
         .order_by(t.window_parts.c.id)
     ).all()
     if not parts:
-        return
+        return False
     blobs = [(int(p.id), p.summary) for p in parts]
     try:
         summary = _merged(key, base.summary if base is not None else None, blobs)
@@ -170,10 +170,14 @@ def fold(
             log.error("window not folded: %s", exc)
         else:
             skipped.record(exc, read=False)
-        set_aside(conn, dialect, key)
-        if skipped is not None:
-            skipped.settled(key)
-        return
+        try:
+            # a savepoint: a move that fails rolls back alone, the ingest commit goes on
+            with conn.begin_nested():
+                set_aside(conn, dialect, key)
+        except (SQLAlchemyError, TypeError, ValueError):
+            log.exception("corrupt window not set aside, left as stored: %s", window_name(key))
+            return False
+        return True
     late = (int(base.late_events) if base is not None else 0) + sum(
         int(p.late_events) for p in parts
     )
@@ -198,6 +202,15 @@ def fold(
     else:
         conn.execute(w.update().where(_where_key(w, key)).values(**values))
     conn.execute(delete(t.window_parts).where(t.window_parts.c.id.in_([p.id for p in parts])))
+    return False
+
+
+def _stored_bytes(summary: Any) -> bytes:
+    """A stored summary as bytes: a row damaged by hand on SQLite (``UPDATE … SET summary
+    = '…'``) reads back as text, which a binary column will not take as it is."""
+    if isinstance(summary, bytes | bytearray | memoryview):
+        return bytes(summary)
+    return str(summary).encode("utf-8", "surrogatepass")
 
 
 def set_aside(conn: Connection, dialect: str, key: StoredKey) -> int:
@@ -242,7 +255,7 @@ def set_aside(conn: Connection, dialect: str, key: StoredKey) -> int:
                 "late_events": int(r.late_events),
                 "first_ts_ms": r.first_ts_ms,
                 "last_ts_ms": r.last_ts_ms,
-                "summary": r.summary,
+                "summary": _stored_bytes(r.summary),
                 "reason": reason,
                 "set_aside_at": now,
             }

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from watchkeeper.daemon.checks.set_aside import SetAside
 from watchkeeper.daemon.cli.main import main
 from watchkeeper.daemon.eventtime.windows import WindowState
@@ -179,6 +180,47 @@ def test_a_commit_folding_a_crowded_corrupt_window_sets_it_aside(
         (left,) = store.windows("fraud")  # window 0, folded; nothing skipped
         assert (left.summary.start_ms, left.events) == (0, 3 * window_parts.FOLD_AT)
         assert parts_count(store) == 0 and skipped.counts() == {}
+
+
+def test_a_part_damaged_as_text_on_sqlite_is_set_aside_as_its_bytes(tmp_path: Path) -> None:
+    """``sqlite3 store.db "UPDATE window_parts SET summary = '…'"`` stores text, which
+    reads back as ``str``: the commit that folds it sets it aside as those bytes."""
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        two_windows(store, window_parts.FOLD_AT - 1)
+        part_id = stored(store)[3][0]
+        with store.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE window_parts SET summary = :s WHERE id = :id"),
+                {"s": "not json é", "id": part_id},
+            )
+        two_windows(store, 1)  # the 16th part: this commit folds both windows
+        a = t.set_aside_windows.c
+        with store.engine.connect() as conn:
+            (row,) = conn.execute(select(a.summary).where(a.corrupt)).all()
+        assert bytes(row.summary) == "not json é".encode()
+        assert store.set_aside_counts()["fraud"]["windows"] == 1
+        assert store.skipped_windows.pending(10) == []
+
+
+def test_a_move_that_fails_leaves_the_window_and_the_commit_goes_through(
+    store_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*_args: object) -> int:
+        raise SQLAlchemyError("the move is refused")
+
+    with Store.open(store_url) as store:
+        two_windows(store, window_parts.FOLD_AT - 1)
+        damage(store, stored(store)[3][0])
+        monkeypatch.setattr(window_parts, "set_aside", refused)
+        with caplog.at_level(logging.ERROR, logger="watchkeeper.daemon.store.window_parts"):
+            two_windows(store, 1)  # folds window 0; window HOUR's move fails
+        assert any("not set aside, left as stored" in r.getMessage() for r in caplog.records)
+        assert store.offsets("g") == {("preds", 0): 5}  # the last commit's offsets: committed
+        assert store.skipped_windows.pending(10) == [("fraud", "3", HOUR, HOUR)]
+        assert store.set_aside_counts() == {}
+        assert parts_count(store) == window_parts.FOLD_AT  # window HOUR, as stored
+        monkeypatch.undo()
+        assert SetAside(store)() == window_parts.FOLD_AT  # housekeeping moves it later
 
 
 def test_the_status_command_shows_the_windows_set_aside(
