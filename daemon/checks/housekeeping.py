@@ -90,7 +90,10 @@ class Housekeeper:
         now = self.clock()
         if self.prune is not None and now - self._last_prune >= 3600.0:
             self._last_prune = now
-            self.prune(now)  # logs what it removed
+            try:  # logs what it removed; a failure waits for the next hour, as a success
+                self.prune(now)
+            except Exception:  # never holds up the heartbeat, reminders or set-aside
+                log.exception("pruning old rows failed")
         notes: list[tuple[str, Notification]] = []
         beat = self.config.heartbeat
         if beat is not None and now - self._last_heartbeat >= beat.every:

@@ -165,3 +165,37 @@ def test_housekeeping_sets_corrupt_windows_aside_after_its_notifications(
         assert calls == [1]
         (record,) = caplog.records
         assert "setting corrupt windows aside failed" in record.getMessage()
+
+
+def test_a_failed_prune_holds_up_neither_the_heartbeat_nor_the_set_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        outbox, incidents = Outbox(store.engine), IncidentStore(store.engine)
+        config = AlertsConfig.model_validate(
+            {
+                "channels": {"am": {"type": "alertmanager", "url": "http://x"}},
+                "heartbeat": {"channels": ["am"], "every": "5m"},
+            }
+        )
+        moved: list[int] = []
+
+        def prune(_now: float) -> dict[str, int]:
+            raise RuntimeError("store away")
+
+        keeper = Housekeeper(
+            config,
+            outbox,
+            incidents,
+            Router(),
+            dict,
+            lambda: None,
+            clock=lambda: 1_000_000.0,
+            prune=prune,
+            set_aside=lambda: moved.append(1) or 0,
+        )
+        with caplog.at_level(logging.ERROR, logger="watchkeeper.daemon.checks.housekeeping"):
+            assert keeper.run_once() == 1  # the heartbeat
+        assert moved == [1] and len(outbox.rows()) == 1
+        (record,) = caplog.records
+        assert "pruning old rows failed" in record.getMessage()
