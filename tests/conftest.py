@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,21 @@ def kafka_python_closes_failed_connects() -> Iterator[None]:
     daemon's ``gc.collect()`` at start-up put it in another client's test. In this process
     the connect closes its socket on those paths, so an unclosed socket reported here is
     one of ours. (In the daemon such a socket lives until the next collection: no warning
-    is shown by default, and the descriptor is closed then.)"""
+    is shown by default, and the descriptor is closed then.) Likewise a connected socket
+    whose transport still had bytes to write when its client closed: the transport
+    defers the close to its flush, which the closed loop never runs; here the loop's
+    close closes the sockets it connected."""
     from kafka.net.inet import KafkaNetSocket
+    from kafka.net.selector import NetworkSelector
+
+    connected: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Any]] = weakref.WeakKeyDictionary()
+    close_loop = NetworkSelector.close
+
+    def close(self: Any) -> None:
+        close_loop(self)
+        for sock in list(connected.pop(self, ())):
+            if sock.fileno() != -1:
+                sock.close()
 
     async def connect(
         self: Any, net: Any, addrinfo: Any, socket_options: Any = (), timeout_at: Any = None
@@ -79,13 +93,16 @@ def kafka_python_closes_failed_connects() -> Iterator[None]:
             sock.setblocking(False)
             for option in socket_options:
                 sock.setsockopt(*option)
-            return await self.sock_connect(net, sock, sockaddr, timeout_at=timeout_at)
+            made = await self.sock_connect(net, sock, sockaddr, timeout_at=timeout_at)
+            connected.setdefault(net, weakref.WeakSet()).add(made)
+            return made
         except BaseException:  # GeneratorExit included: the client closed its loop
             sock.close()
             raise
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(KafkaNetSocket, "connect", connect)
+        patch.setattr(NetworkSelector, "close", close)
         yield
 
 
