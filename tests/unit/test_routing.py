@@ -133,33 +133,39 @@ def test_group_wait_suppresses_flaps_and_group_interval_coalesces(tmp_path: Any)
         assert states == ["sent", "superseded", "superseded", "pending"]
 
 
+def heartbeat_keeper(store: Store, outbox: Outbox, **hooks: Any) -> Housekeeper:
+    """A housekeeper due to beat (every 5 minutes, to an Alertmanager channel) at its
+    first round, with ``hooks`` (``prune``, ``set_aside``)."""
+    config = AlertsConfig.model_validate(
+        {
+            "channels": {"am": {"type": "alertmanager", "url": "http://x"}},
+            "heartbeat": {"channels": ["am"], "every": "5m"},
+        }
+    )
+    return Housekeeper(
+        config,
+        outbox,
+        IncidentStore(store.engine),
+        Router(),
+        dict,
+        lambda: None,
+        clock=lambda: 1_000_000.0,
+        **hooks,
+    )
+
+
 def test_housekeeping_sets_corrupt_windows_aside_after_its_notifications(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
-        outbox, incidents = Outbox(store.engine), IncidentStore(store.engine)
-        config = AlertsConfig.model_validate(
-            {
-                "channels": {"am": {"type": "alertmanager", "url": "http://x"}},
-                "heartbeat": {"channels": ["am"], "every": "5m"},
-            }
-        )
+        outbox = Outbox(store.engine)
         calls: list[int] = []
 
         def failing() -> int:
             calls.append(len(outbox.rows()))  # the heartbeat is already in the outbox
             raise RuntimeError("store away")
 
-        keeper = Housekeeper(
-            config,
-            outbox,
-            incidents,
-            Router(),
-            dict,
-            lambda: None,
-            clock=lambda: 1_000_000.0,
-            set_aside=failing,
-        )
+        keeper = heartbeat_keeper(store, outbox, set_aside=failing)
         with caplog.at_level(logging.ERROR, logger="watchkeeper.daemon.checks.housekeeping"):
             assert keeper.run_once() == 1  # logged, not raised: the round completes
         assert calls == [1]
@@ -171,28 +177,14 @@ def test_a_failed_prune_holds_up_neither_the_heartbeat_nor_the_set_aside(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
-        outbox, incidents = Outbox(store.engine), IncidentStore(store.engine)
-        config = AlertsConfig.model_validate(
-            {
-                "channels": {"am": {"type": "alertmanager", "url": "http://x"}},
-                "heartbeat": {"channels": ["am"], "every": "5m"},
-            }
-        )
+        outbox = Outbox(store.engine)
         moved: list[int] = []
 
         def prune(_now: float) -> dict[str, int]:
             raise RuntimeError("store away")
 
-        keeper = Housekeeper(
-            config,
-            outbox,
-            incidents,
-            Router(),
-            dict,
-            lambda: None,
-            clock=lambda: 1_000_000.0,
-            prune=prune,
-            set_aside=lambda: moved.append(1) or 0,
+        keeper = heartbeat_keeper(
+            store, outbox, prune=prune, set_aside=lambda: moved.append(1) or 0
         )
         with caplog.at_level(logging.ERROR, logger="watchkeeper.daemon.checks.housekeeping"):
             assert keeper.run_once() == 1  # the heartbeat
