@@ -10,7 +10,7 @@ import threading
 from typing import Literal, TextIO
 
 from watchkeeper.alerts.channel_type import ChannelContext, ChannelModel, ChannelType
-from watchkeeper.alerts.notification import Notification, comparison_lines
+from watchkeeper.alerts.notification import Notification, comparison_lines, side_by_side_lines
 from watchkeeper.alerts.text import terminal
 
 _ICON = {
@@ -40,6 +40,7 @@ def _render(n: Notification) -> str:
     table = comparison_lines(n)
     if table:
         lines += ["    " + line for line in table]
+        lines += ["    " + line for line in side_by_side_lines(n)]
     elif n.members and len(n.members) > 1:
         top = sorted(n.members.items(), key=lambda kv: -(kv[1] or 0.0))[:10]
         lines.append("    " + ", ".join(f"{k}={v:.4g}" if v is not None else k for k, v in top))

@@ -79,6 +79,37 @@ def comparison_lines(n: Notification) -> list[str]:
     return lines
 
 
+SIDE_ROWS = 30
+SIDE_CELL = 16
+
+
+def side_by_side_lines(n: Notification) -> list[str]:
+    """An A/B decision's columns of both versions, merged since the experiment's start
+    (``details["side_by_side"]``, in the order the check wrote them), as aligned text:
+    a header of the two versions, then one line per column. Versions and text values come
+    from events: each cell is clipped (the channel escapes them). Empty for anything else.
+    """
+    side = n.details.get("side_by_side") or {}
+    if n.kind not in DECISIONS or n.details.get("comparison") != "ab" or not side:
+        return []
+    b, c = side.get("baseline") or {}, side.get("candidate") or {}
+    names = [*b, *(k for k in c if k not in b)][:SIDE_ROWS]
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "—"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            text = " ".join(str(value).split())
+            return text if len(text) <= SIDE_CELL else text[:SIDE_CELL] + "…"
+        return f"{value:.4g}"
+
+    version = [cell(n.details.get("baseline")), cell(n.details.get("candidate"))]
+    lines = [f"{'version':<24} {version[0]:>17} {version[1]:>17}"]
+    for name in names:
+        lines.append(f"{cell(name)[:24]:<24} {cell(b.get(name)):>17} {cell(c.get(name)):>17}")
+    return lines
+
+
 def comparison_title(n: Notification) -> str:
     """The heading of a decision's comparison table."""
     return "A/B comparison" if n.details.get("comparison") == "ab" else "Shadow comparison"

@@ -35,6 +35,7 @@ from watchkeeper.alerts.notification import (
     Notification,
     comparison_lines,
     comparison_title,
+    side_by_side_lines,
 )
 from watchkeeper.alerts.text import clip, mrkdwn
 from watchkeeper.policies.secret_fields import EnvName, PlainUrl
@@ -119,6 +120,11 @@ def blocks(n: Notification) -> list[dict[str, Any]]:
         text = f"*{comparison_title(n)}*\n```" + _code_text("\n".join(table)) + "```"
         text = clip(text, SECTION_CHARS - 3) + ("```" if len(text) > SECTION_CHARS - 3 else "")
         out.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        side = side_by_side_lines(n)
+        if side:  # an A/B decision: both versions' columns, merged since the start
+            text = "*Side by side (merged since the start)*\n```" + _code_text("\n".join(side))
+            text = clip(text, SECTION_CHARS - 3) + "```"
+            out.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     elif len(n.members) > 1:
         top = sorted(n.members.items(), key=lambda kv: -(kv[1] or 0.0))[:10]
         lines = "\n".join(

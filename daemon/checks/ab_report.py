@@ -28,17 +28,27 @@ SIDE_BY_SIDE = (
     "latency_p99_ms",
     "score_mean",
     "score_std",
+    "score_p10",
+    "score_p50",
+    "score_p90",
     "top_class",
     "top_class_share",
     "labelled_rows",
     "accuracy",
+    "precision",
+    "recall",
+    "specificity",
     "f1",
     "roc_auc",
     "log_loss",
     "mae",
     "rmse",
+    "mape",
 )
-"""The columns shown for each version (those a window allows), in this order."""
+"""The columns shown for each version (those a window allows), in this order: every
+realised metric :meth:`~watchkeeper.detectors.performance.PerformanceSketch.metrics`
+gives, and the score distribution's mean, spread and deciles 1, 5 and 9; the label-free
+estimates (``estimated_*``) follow them when the reference has an estimation."""
 SHOWN_CHARS = 64
 
 
@@ -91,6 +101,8 @@ def columns(w: WindowSummary, reference: ReferenceProfile | None = None) -> dict
     if isinstance(prediction, NumericSketch) and prediction.count:
         out["score_mean"] = prediction.mean
         out["score_std"] = math.sqrt(prediction.variance) if prediction.count > 1 else 0.0
+        p10, p50, p90 = (float(q) for q in prediction.quantiles([0.1, 0.5, 0.9]))
+        out |= {"score_p10": p10, "score_p50": p50, "score_p90": p90}
     klass = w.prediction_class
     if isinstance(klass, CategoryCounts) and klass.count:
         name, n = max(klass.counts.items(), key=lambda kv: (kv[1], kv[0]))

@@ -64,6 +64,19 @@ def pair(compare: Any) -> tuple[str | None, str | None]:
     return compare.baseline, compare.candidate
 
 
+def shown_columns(last: Mapping[str, Any]) -> list[str]:
+    """The columns in the order they are shown: :data:`SIDE_BY_SIDE`, then the label-free
+    estimates (``estimated_*``) any side of the look carries, by name (a page or the CLI
+    iterating ``columns`` would otherwise never show them)."""
+    sides = [
+        last.get(part, {}).get(role, {})
+        for part in ("merged", "window")
+        for role in ("baseline", "candidate")
+    ]
+    extra = {k for side in sides for k in side if k not in SIDE_BY_SIDE}
+    return [*SIDE_BY_SIDE, *sorted(k for k in extra if k.startswith("estimated_"))]
+
+
 def _entry(row: dict[str, Any]) -> dict[str, Any]:
     last = row["last"]
     values = {
@@ -82,6 +95,6 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
         "unavailable": last.get("unavailable", {}),
         "merged": last.get("merged", {}),
         "window": window,
-        "columns": list(SIDE_BY_SIDE),
+        "columns": shown_columns(last),
         "decision": row["decision"],
     }

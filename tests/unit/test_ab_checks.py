@@ -442,3 +442,38 @@ def test_without_input_features_the_population_metric_says_why(store: Store) -> 
     (finding,) = checks.findings(ab, T0, T0 + SIZE)[ab.rules[0].key]
     assert finding.status == "insufficient_data" and finding.value is None
     assert "no input feature" in finding.details["reason"]
+
+
+def test_the_side_by_side_columns_carry_every_realised_metric_and_the_score_quantiles() -> None:
+    w = window("4", T0, 2_000, 0.8, 7)
+    side = columns(w)
+    assert w.performance is not None and w.prediction is not None
+    realised = w.performance.metrics()
+    assert {"precision", "recall", "specificity"} <= set(realised)
+    for name, value in realised.items():  # every realised metric the labels allow
+        assert side[name] == value, name
+    p10, p50, p90 = w.prediction.quantiles([0.1, 0.5, 0.9])
+    assert (side["score_p10"], side["score_p50"], side["score_p90"]) == (p10, p50, p90)
+    # regression: the mean absolute percentage error too
+    r = WindowSummary("fraud", "4", T0, SIZE)
+    r.performance = PerformanceSketch("regression")
+    r.performance.update_regression(np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0]))
+    assert columns(r)["mape"] == r.performance.metrics()["mape"]
+
+
+def test_status_lists_the_label_free_estimate_columns_it_shows() -> None:
+    from watchkeeper.daemon.checks.ab_status import _entry
+
+    merged = {"baseline": {"events": 10, "estimated_accuracy": 0.9}, "candidate": {"events": 9}}
+    window_ = {"baseline": {"events": 2, "estimated_f1": 0.5}, "candidate": {}}
+    row = {
+        "baseline": "3",
+        "candidate": "4",
+        "since_ms": T0,
+        "decision": None,
+        "last": {"merged": merged, "window": window_},
+    }
+    cols = _entry(row)["columns"]
+    assert cols[0] == "events"
+    # the estimates after the others, as the columns carry them
+    assert cols[-2:] == ["estimated_accuracy", "estimated_f1"]

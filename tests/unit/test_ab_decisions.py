@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from watchkeeper.alerts.console import render
-from watchkeeper.alerts.notification import Notification, comparison_lines
+from watchkeeper.alerts.notification import Notification, comparison_lines, side_by_side_lines
 from watchkeeper.alerts.slack import blocks, headline
 from watchkeeper.alerts.webhook import payload
 from watchkeeper.daemon.checks.ab_checks import ABChecks
@@ -110,6 +110,16 @@ def test_a_verdict_is_recorded_and_announced_once_per_change(tmp_path: Path) -> 
     assert "version 4 is" in render(note)
     body = payload(note)
     assert body["type"] == "ab.promote" and body["decision"]["candidate"] == "4"
+    # Slack and the console show both versions' columns, merged since the start
+    side = note.details["side_by_side"]
+    slack = str(blocks(note))
+    assert "Side by side" in slack
+    rows = {line.split()[0]: line.split()[1:] for line in side_by_side_lines(note)}
+    assert rows["version"] == ["3", "4"]
+    for name in ("events", "latency_p99_ms", "score_p50", "labelled_rows", "accuracy", "recall"):
+        assert rows[name] == [f"{side[r][name]:.4g}" for r in ("baseline", "candidate")], name
+        assert name in slack
+    assert f"{side['candidate']['accuracy']:.4g}" in render(note)
     store.close()
 
 
@@ -193,3 +203,39 @@ def test_a_version_with_backticks_cannot_close_slacks_code_block() -> None:
     assert (
         "<https://evil.example|click>" not in text and "&lt;https://evil.example|click&gt;" in text
     )
+
+
+def test_the_side_by_side_table_clips_versions_and_values_from_events() -> None:
+    long = "v" * 80
+    note = Notification(
+        kind="reject",
+        fingerprint="f",
+        severity="info",
+        summary="fraud: rejected",
+        model="fraud",
+        policy="fraud",
+        rule="ab-promotion",
+        metric="",
+        feature="x",
+        members={},
+        at_ms=T0,
+        opened_ms=T0,
+        details={
+            "comparison": "ab",
+            "baseline": "3",
+            "candidate": long,
+            "side_by_side": {
+                "baseline": {"events": 10, "top_class": "<!channel>" * 20},
+                "candidate": {"events": 12, "accuracy": 0.5},
+            },
+        },
+    )
+    lines = side_by_side_lines(note)
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[0].split()[2] == "v" * 16 + "…"
+    assert [line.split()[0] for line in lines] == ["version", "events", "top_class", "accuracy"]
+    assert lines[3].split()[1:] == ["—", "0.5"]
+    assert "<!channel>" not in str(blocks(note))
+    # a shadow decision or an incident has none
+    plain = Notification(**{**note.to_dict(), "details": {"checks": []}})
+    assert side_by_side_lines(plain) == []
