@@ -32,6 +32,7 @@ from watchkeeper.daemon.checks.segment_findings import (
     add_segment_findings,
     segment_trust_findings,
 )
+from watchkeeper.daemon.checks.segment_traffic import SegmentTraffic
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.shadow.checks import ShadowChecks
@@ -124,6 +125,7 @@ def assess(
     at_ms: int,
     extra: Callable[[int, int], dict[str, list[Finding]]] | None = None,
     spans: LabelledSpans | None = None,
+    traffic: SegmentTraffic | None = None,
 ) -> Assessment:
     """Evaluate ``loaded`` at tick ``at_ms`` on the stored windows, advancing ``engine``.
 
@@ -131,7 +133,9 @@ def assess(
     baseline and rules give the same values and decisions. ``reference_of`` is asked
     only when there is data to score; ``extra`` adds findings for the window range
     (shadow comparisons); ``spans`` finds the labelled span the trust check reads
-    (the checker keeps one across ticks; without it each tick searches afresh).
+    (the checker keeps one across ticks; without it each tick searches afresh);
+    ``traffic`` remembers each segment's counts for a per-segment ``traffic_ratio``
+    (kept alike; without it each tick reads its baseline span).
     """
     policy = loaded.policy
     window_ms = int(policy.window * 1000)
@@ -147,7 +151,9 @@ def assess(
     baseline = _baseline(store, policy.model, start, window_ms)
     reference = reference_of()
     found = findings_for(policy, reference, window, duration_s, baseline)
-    add_segment_findings(found, policy, reference, window, duration_s)
+    traffic = traffic if traffic is not None else SegmentTraffic(BASELINE_WINDOWS)
+    rates = traffic.baselines(store, policy, parts, start, window_ms)
+    add_segment_findings(found, policy, reference, window, duration_s, rates)
     trusting = [r for r in policy.rules if r.metric == TRUST_METRIC]
     spans = spans if spans is not None else LabelledSpans()
     for rule in trusting:
@@ -278,6 +284,7 @@ class Checker:
     ) -> None:
         self.max_age_ms = int(max_age_s * 1000)
         self.spans = LabelledSpans(label_ttl_s)
+        self.traffic = SegmentTraffic(BASELINE_WINDOWS)
         self.row_cache = PerformanceRowCache()
         """Realised-beside-estimated views for ``GET /api/status`` (``status(rows_cache=)``)."""
         """The trust check's labelled spans, searched back to ``ingest.label_ttl``."""
@@ -341,7 +348,15 @@ class Checker:
             return found | ab.findings(policy, lo, hi, reference)
 
         found = assess(
-            self.store, loaded, engine, reference, self.size_ms, at_ms, extra, self.spans
+            self.store,
+            loaded,
+            engine,
+            reference,
+            self.size_ms,
+            at_ms,
+            extra,
+            self.spans,
+            self.traffic,
         )
         # A/B incidents say what their interval means; a pair's that is no longer in force end
         ab.describe(policy, engine, found.events, at_ms)

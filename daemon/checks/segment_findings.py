@@ -7,7 +7,8 @@ window kept and those the reference has — the rule's metric is evaluated on th
 segment child with the one evaluator of the daemon
 (:func:`~watchkeeper.detectors.evaluate.evaluate`), so the sample-size guard applies per
 segment (``segment_min_samples``, else the rule's or the policy's ``min_samples``: events,
-labelled pairs for realised performance, scored predictions for an estimate). Each
+labelled pairs for realised performance, scored predictions for an estimate);
+``traffic_ratio`` reads the segment's own baseline (:mod:`segment_traffic`). Each
 finding's feature slot names its segment (``amount[country=DE]``) and its details carry
 ``segment: {"country": "DE"}``, so the engine keeps one member, and one incident, per
 segment.
@@ -23,6 +24,7 @@ its estimate and band are the whole reference's estimation's, as for ``estimated
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from watchkeeper.daemon.checks.estimates import Span, labelled_windows
 from watchkeeper.detectors.base import Finding
@@ -95,6 +97,7 @@ def _rule_findings(
     reference: ReferenceProfile | None,
     window: WindowSummary,
     duration_s: float,
+    traffic: Mapping[tuple[str, str], tuple[float, ...]],
 ) -> list[Finding]:
     info = METRICS[rule.metric]
     min_samples = policy.segment_min_samples or rule.min_samples or policy.min_samples
@@ -130,6 +133,7 @@ def _rule_findings(
                     features=rule.feature_patterns(),
                     min_samples=min_samples,
                     duration_s=duration_s,
+                    baseline_rates=traffic.get((feature, label), ()),
                     options={rule.metric: rule.options} if rule.options else None,
                 )
             out += [_tagged(f, feature, label, mixed) for f in found]
@@ -142,14 +146,18 @@ def add_segment_findings(
     reference: ReferenceProfile | None,
     window: WindowSummary,
     duration_s: float,
+    traffic: Mapping[tuple[str, str], tuple[float, ...]] | None = None,
 ) -> None:
-    """Append the per-segment findings of ``policy``'s rules to ``found`` (by rule key)."""
+    """Append the per-segment findings of ``policy``'s rules to ``found`` (by rule key).
+    ``traffic``: each segment's baseline rates for ``traffic_ratio``
+    (:class:`~watchkeeper.daemon.checks.segment_traffic.SegmentTraffic`; none: the rule
+    says it has no baseline windows)."""
     keys = set(policy.segmented_rules())
     for rule in policy.rules:
         if rule.key in keys and rule.metric != TRUST_METRIC:  # segment_trust_findings
             found[rule.key] = [
                 *found.get(rule.key, []),
-                *_rule_findings(policy, rule, reference, window, duration_s),
+                *_rule_findings(policy, rule, reference, window, duration_s, traffic or {}),
             ]
 
 

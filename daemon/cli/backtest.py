@@ -39,9 +39,10 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
     (:func:`~watchkeeper.daemon.checks.checker.assess`): every tick in [start, end]."""
     from watchkeeper.daemon.checks.ab_checks import ABChecks
     from watchkeeper.daemon.checks.ab_store import ReplayABStore
-    from watchkeeper.daemon.checks.checker import assess
+    from watchkeeper.daemon.checks.checker import BASELINE_WINDOWS, assess
     from watchkeeper.daemon.checks.estimates import LabelledSpans
     from watchkeeper.daemon.checks.reference_cache import ReferenceCache
+    from watchkeeper.daemon.checks.segment_traffic import SegmentTraffic
     from watchkeeper.daemon.checks.ticks import Ticks
     from watchkeeper.daemon.store.store import Store
     from watchkeeper.policies.engine import PolicyEngine
@@ -61,6 +62,7 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
             return cached[0]
 
         spans = LabelledSpans(config.ingest.label_ttl)  # as the daemon's checker keeps one
+        traffic = SegmentTraffic(BASELINE_WINDOWS)  # and this
         replay = ReplayABStore(store.engine)
         ab = ABChecks(  # as the daemon builds it (app.py), sending and recording nothing
             store,
@@ -76,7 +78,7 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
         at = grid.at_or_after(start_ms)
         while at <= end_ms:
             replay.until_ms = at  # the versions seen by then, not those of later history
-            found = assess(store, loaded, engine, reference, size_ms, at, extra, spans)
+            found = assess(store, loaded, engine, reference, size_ms, at, extra, spans, traffic)
             ab.describe(policy, engine, found.events, at)
             out.ticks.append(at)
             out.evaluations += found.evaluations

@@ -477,3 +477,47 @@ def test_the_console_reads_a_segment_slot_from_both_sides() -> None:
     assert win is window.segments["country"].children["DE"]
     assert segment_view(reference, window, "amount") == ("amount", reference, window)
     assert segment_view(reference, window, "amount[os=ios]")[1:] == (None, None)
+
+
+def _every_segment_metric() -> list[str]:
+    from watchkeeper.detectors.registry import METRICS
+
+    return [n for n, m in METRICS.items() if m.scope in ("column", "window")]
+
+
+@pytest.mark.parametrize("metric", _every_segment_metric())
+def test_every_drift_and_sanity_metric_is_scored_in_every_segment(metric: str) -> None:
+    """Each segment gets a value of each column and window metric (those of realised
+    and estimated performance: test_segment_performance.py), the traffic ratio against
+    the segment's own baseline."""
+    from watchkeeper.detectors.evaluate import evaluate
+    from watchkeeper.detectors.registry import METRICS
+
+    plan = (SegmentSpec("country", 20, COUNTRIES),)
+    reference = reference_of([make_batch(20_000, 30)], plan)
+    edges = {"amount": reference.features["amount"].edges}
+    batch = make_batch(20_000, 31)
+    if metric == "prediction_top_class_share":  # a classifier's predicted classes
+        channel = batch.features["channel"]
+        batch.prediction = Column("categorical", channel.values, channel.null, channel.missing)
+    current = window_of([batch], plan, edges=edges)
+    rule = {"name": "r", "metric": metric, "critical": 1e9}
+    policy = Policy.model_validate(
+        {"model": "fraud", "min_samples": 100, "segments": ["country"], "rules": [rule]}
+    )
+    traffic = {("country", c): (5.0, 6.0) for c in COUNTRIES}
+    found: dict[str, list[Any]] = {}
+    add_segment_findings(found, policy, reference, current, 3600.0, traffic)
+    split = current.segments["country"]
+    segs = reference.segments["country"]
+    for label in COUNTRIES:
+        mine = [f for f in found["r"] if f.details["segment"] == {"country": label}]
+        scored = [f for f in mine if f.status == "ok"]
+        assert scored, (label, {f.details.get("reason") for f in mine})
+        # the value of the segment's child against the same segment of the reference
+        child, ref = split.children[label], segs.profile(label)
+        rates = traffic[("country", label)] if metric == "traffic_ratio" else ()
+        direct = evaluate(ref, child, [metric], duration_s=3600.0, baseline_rates=rates)
+        want = {f.feature: f.value for f in direct if f.status == "ok"}
+        assert {f.details["feature"]: f.value for f in scored} == want
+        assert METRICS[metric].scope != "column" or len(want) >= 1

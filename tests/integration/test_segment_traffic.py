@@ -1,0 +1,84 @@
+"""``traffic_ratio`` per segment, through the checker on both databases: a segment's rate
+over the median rate of the same segment in the previous policy windows, equal to the
+counts computed here from the events; a drop in one country is found there alone; the
+baseline is read from the store once (the first tick), then remembered."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import numpy as np
+from watchkeeper.daemon.checks.checker import BASELINE_WINDOWS, Checker
+from watchkeeper.daemon.eventtime.windows import WindowState
+from watchkeeper.daemon.notify.incidents import IncidentStore
+from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
+from watchkeeper.detectors.reservoir import record_keys
+from watchkeeper.detectors.segments import SegmentSpec
+from watchkeeper.detectors.window import SketchSettings
+from watchkeeper.policies.loader import LoadedPolicy
+from watchkeeper.policies.schema import Policy
+
+NOW_MS = 1_795_255_200_000  # a 5-minute boundary
+SIZE_MS = 300_000
+COUNTRIES = np.array(["DE", "FR", "US"], dtype=object)
+POLICY = Policy.model_validate(
+    {
+        "model": "fraud",
+        "window": "5m",
+        "min_samples": 50,
+        "segments": ["country"],
+        "rules": [{"name": "traffic", "metric": "traffic_ratio", "warn": 0.5, "critical": 0.3}],
+    }
+)
+
+
+def _batch(n: int, start_ms: int, seed: int, keep_de: float) -> ColumnBatch:
+    """``n`` events over one window; only a share ``keep_de`` of DE's are kept."""
+    rng = np.random.default_rng(seed)
+    country = rng.choice(COUNTRIES, size=n, p=[0.5, 0.3, 0.2]).astype(object)
+    keep = (country != "DE") | (rng.random(n) < keep_de)
+    country = country[keep]
+    m = country.size
+    zeros = np.zeros(m, bool)
+    return ColumnBatch(
+        model="fraud",
+        role="predictions",
+        ts_ms=start_ms + np.sort(rng.integers(0, SIZE_MS, m)).astype(np.int64),
+        versions=np.array(["1"] * m, dtype=object),
+        keys=record_keys(0, seed, np.arange(m)),
+        features={"country": Column("categorical", country, zeros, zeros)},
+        prediction=Column("numeric", rng.random(m), zeros, zeros),
+    )
+
+
+def test_a_drop_in_one_country_is_its_traffic_ratio_alone(store_url: str, tmp_path: Path) -> None:
+    plan = (SegmentSpec("country", 20, ("DE", "FR", "US")),)
+    loaded = LoadedPolicy(POLICY, str(tmp_path / "fraud.yaml"), "v1")
+    counts: list[dict[str, int]] = []
+    with Store.open(store_url) as store:
+        state = WindowState(300, 3600, SketchSettings(segments=lambda model: plan))
+        windows = BASELINE_WINDOWS + 1
+        for i in range(windows):  # the last window keeps a fifth of DE's traffic
+            batch = _batch(2_000 + 97 * i, NOW_MS + i * SIZE_MS, i, 0.2 if i == windows - 1 else 1)
+            values, n = np.unique(batch.features["country"].values.astype(str), return_counts=True)
+            counts.append(dict(zip(values.tolist(), n.tolist(), strict=True)))
+            state.add(batch)
+        store.commit("g", state.drain(), {("preds", 0): 1})
+        checker = Checker(store, IncidentStore(store.engine), 300)
+        at = NOW_MS + windows * SIZE_MS
+        result = checker.run(loaded, at)
+        by_slot = {e.feature: e for e in result.evaluations}
+        seconds = SIZE_MS / 1000
+        for c in ("DE", "FR", "US"):
+            e = by_slot[f"[country={c}]"]
+            baseline = statistics.median(k[c] / seconds for k in counts[:-1])
+            assert e.value == counts[-1][c] / seconds / baseline, c  # the same division
+        assert by_slot["[country=DE]"].value < 0.3 and by_slot["[country=DE]"].severity
+        assert all(by_slot[f"[country={c}]"].value > 0.8 for c in ("FR", "US"))
+        assert [e.incident.feature for e in result.events] == ["[country=DE]"]
+        assert checker.traffic.seeded == 1
+        # the next tick reads no baseline span again: the counts are remembered
+        checker.run(loaded, at + SIZE_MS)
+        assert checker.traffic.seeded == 1
