@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 import pydantic
 from pydantic import ConfigDict, Field
-from watchkeeper.detectors.ab import AB_METRICS
+from watchkeeper.detectors.ab_metrics import AB_METRICS
 from watchkeeper.detectors.sequential import DEFAULT_ALPHA, DEFAULT_MIN_ROWS, DEFAULT_TUNED_ROWS
 from watchkeeper.policies.conditions import OPS, parsed_each
 from watchkeeper.policies.durations import Duration

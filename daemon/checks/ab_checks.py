@@ -35,7 +35,7 @@ from watchkeeper.daemon.checks.ab_store import ABStore
 from watchkeeper.daemon.checks.ab_values import Look, statistic
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.ab import AB_METRICS
+from watchkeeper.detectors.ab_metrics import AB_METRICS
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.errors import WatchkeeperError

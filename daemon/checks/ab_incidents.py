@@ -5,7 +5,7 @@ force resolve with a note."""
 from __future__ import annotations
 
 from watchkeeper.daemon.checks.ab_promotion import pair_label
-from watchkeeper.detectors.ab import AB_METRICS
+from watchkeeper.detectors.ab_metrics import AB_METRICS
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import IncidentEvent, fingerprint
 from watchkeeper.policies.schema import Policy

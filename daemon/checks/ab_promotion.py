@@ -20,7 +20,7 @@ from typing import Any
 from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.checks.ab_report import shown
 from watchkeeper.daemon.checks.ab_state import ABState
-from watchkeeper.detectors.ab import AB_METRICS
+from watchkeeper.detectors.ab_metrics import AB_METRICS
 from watchkeeper.policies.compare import ABPromotion
 from watchkeeper.policies.incident_model import fingerprint
 from watchkeeper.policies.schema import Policy

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from watchkeeper.detectors.ab import AB_METRICS
+from watchkeeper.detectors.ab_metrics import AB_METRICS
 from watchkeeper.detectors.sequential import Interval, decide
 
 
