@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from watchkeeper.detectors.column_batch import ColumnBatch, IndexArray, Kind
 from watchkeeper.detectors.column_sketch import ColumnSketch
+from watchkeeper.detectors.pending_rows import SETTLE_ROWS, PendingRows
 from watchkeeper.detectors.performance import PerformanceSketch
 from watchkeeper.detectors.reserved_names import LABEL, PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import Reservoir
 from watchkeeper.detectors.segments import (
     SEGMENT_SKETCH_K,
-    SETTLE_ROWS,
-    PendingRows,
     PlanOf,
     SegmentSpec,
     SegmentSplit,
@@ -311,7 +310,7 @@ class WindowSummary:
             estimate_rows(self.estimates, estimation(self.model), batch, idx)
         if batch.features and self.sample.capacity:
             self.sample.update(batch.keys[idx], lambda sel: sample_rows(batch, idx[sel]))
-        if self._segments:  # routed in runs (segments.SETTLE_ROWS), not batch by batch
+        if self._segments:  # routed in runs (pending_rows.SETTLE_ROWS), not batch by batch
             self._pending.add(batch, idx)
             if self._pending.rows >= SETTLE_ROWS:
                 _ = self.segments

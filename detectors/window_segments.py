@@ -21,12 +21,13 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from watchkeeper.detectors.column_batch import Column, ColumnBatch, IndexArray
-    from watchkeeper.detectors.segments import PendingRows, SegmentSplit
+    from watchkeeper.detectors.pending_rows import PendingRows
+    from watchkeeper.detectors.segments import SegmentSplit
     from watchkeeper.detectors.window_shape import Summary
 
 
 def route_pending(pending: PendingRows, splits: Iterable[SegmentSplit[Any]]) -> None:
-    """The rows a window queued for its segments (in runs of :data:`segments.SETTLE_ROWS`)
+    """The rows a window queued for its segments (in runs of :data:`pending_rows.SETTLE_ROWS`)
     into each split's children."""
     splits = list(splits)
     for batch in pending.take():
