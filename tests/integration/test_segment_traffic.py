@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+import pytest
 from watchkeeper.daemon.checks.checker import BASELINE_WINDOWS, Checker
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.notify.incidents import IncidentStore
@@ -82,3 +83,60 @@ def test_a_drop_in_one_country_is_its_traffic_ratio_alone(store_url: str, tmp_pa
         # the next tick reads no baseline span again: the counts are remembered
         checker.run(loaded, at + SIZE_MS)
         assert checker.traffic.seeded == 1
+
+
+def test_policy_backtest_gives_the_daemons_per_segment_traffic_ratios(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``policy backtest`` replays the ticks with the checker's own baseline memory: the
+    same per-segment values at every tick as the daemon's checker on the same store."""
+    import datetime as dt
+    import json
+
+    from watchkeeper.daemon.cli.main import main
+    from watchkeeper.policies.loader import load_all
+
+    from tests.support import write_config
+
+    plan = (SegmentSpec("country", 20, ("DE", "FR", "US")),)
+    windows = BASELINE_WINDOWS + 3
+    with Store.open(store_url) as store:
+        state = WindowState(300, 3600, SketchSettings(segments=lambda model: plan))
+        for i in range(windows):  # DE falls to a fifth in the last three windows
+            state.add(_batch(2_000, NOW_MS + i * SIZE_MS, i, 0.2 if i >= windows - 3 else 1))
+        store.commit("g", state.drain(), {("preds", 0): 1})
+    policy = tmp_path / "fraud.yaml"
+    policy.write_text(
+        "model: fraud\nwindow: 5m\nmin_samples: 50\nsegments: [country]\nrules:\n"
+        "  - {name: traffic, metric: traffic_ratio, warn: 0.5, critical: 0.3}\n"
+    )
+    config = write_config(
+        tmp_path / "watchkeeper.yaml",
+        {
+            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
+            "store": {"url": store_url},
+        },
+    )
+    ticks = [NOW_MS + (BASELINE_WINDOWS + h) * SIZE_MS for h in range(1, 4)]
+
+    def iso(ms: int) -> str:
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
+
+    args = ["policy", "backtest", str(policy), "-c", str(config), "--format", "json"]
+    assert main([*args, "--since", "10m", "--until", iso(ticks[-1])]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)["policies"]
+    replayed = sorted(
+        (e["at_ms"], e["feature"], e["value"]) for e in doc["evaluations"] if e["feature"]
+    )
+    with Store.open(store_url) as store:
+        checker = Checker(store, IncidentStore(store.engine), 300)
+        (loaded,) = load_all([str(policy)], set(), 300).policies
+        daemon = sorted(
+            (e.at_ms, e.feature, e.value)
+            for at in ticks
+            for e in checker.run(loaded, at).evaluations
+            if e.feature
+        )
+    assert replayed == daemon and len(daemon) == 3 * 3
+    de = [v for _, f, v in daemon if f == "[country=DE]"]
+    assert all(v is not None and v < 0.3 for v in de)
