@@ -463,6 +463,11 @@ def test_compress_prints_the_attribution_columns_for_each_variant(
     printed = capsys.readouterr()
     assert "attributions vs fp32 (80 rows, background 50, protected: f3)" in printed.out
     assert "rank ρ" in printed.out and "protected Δ share" in printed.out
+    assert "overlap" in printed.out  # the three columns, each variant a row
+    rows = [line for line in printed.out.splitlines() if " f3) │" in line]  # the protected cell
+    assert [line.split("│")[1].strip() for line in rows] == ["int8-dynamic", "fp16"]
+    assert all(line.split("│")[2].strip() == "1.000" for line in rows)  # rank ρ
+    assert all(line.split("│")[3].strip() == "1.00" for line in rows)  # top-k overlap
     assert "1.000" in printed.out  # the ρ column
     with pytest.raises(SystemExit, match=r"protected features \['gender'\] are not inputs"):
         main([*args, "--protected", "gender"])
