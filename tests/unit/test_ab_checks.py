@@ -473,7 +473,18 @@ def test_status_lists_the_label_free_estimate_columns_it_shows() -> None:
         "decision": None,
         "last": {"merged": merged, "window": window_},
     }
-    cols = _entry(row)["columns"]
+    entry = _entry(row)
+    cols = entry["columns"]
     assert cols[0] == "events"
     # the estimates after the others, as the columns carry them
     assert cols[-2:] == ["estimated_accuracy", "estimated_f1"]
+    # and `watchkeeper status` prints their rows
+    from rich.console import Console
+    from watchkeeper.daemon.cli.ab import print_ab
+
+    console = Console(record=True, width=200)
+    table = {"fraud": {"model": "fraud", "comparisons": [entry]}}
+    print_ab(console, table)
+    text = console.export_text()
+    assert "estimated_accuracy" in text and "0.9" in text.split("estimated_accuracy")[1]
+    assert "estimated_f1" in text
