@@ -47,6 +47,7 @@ def test_pairs_in_one_buffer_and_early_labels_join_without_being_stored(store_ur
         )
         out = store.commit("g", WindowState(300, 600).drain(), {("p", 0): 11}, joins=first)
         assert out.joined == {"m": 5}
+        assert out.in_buffer == {"m": 5}
         assert waiting(store, t.pending_predictions) == [f"r{i}" for i in range(5, 10)]
         assert waiting(store, t.pending_labels) == ["r20"]
         # a stored prediction wins over a new one of the same request id; an early label
@@ -56,6 +57,7 @@ def test_pairs_in_one_buffer_and_early_labels_join_without_being_stored(store_ur
         )
         out = store.commit("g", WindowState(300, 600).drain(), {("p", 0): 13}, joins=second)
         assert out.joined == {"m": 6}
+        assert not out.in_buffer  # each pair had a stored side
         assert waiting(store, t.pending_predictions) == []
         assert waiting(store, t.pending_labels) == []
         window = store.window_range("m", T0 - T0 % SIZE, T0 - T0 % SIZE + SIZE)
