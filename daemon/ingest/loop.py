@@ -42,7 +42,6 @@ from watchkeeper.daemon.ingest.collector import collector_paused
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.decoded import Prepared, bytes_of
 from watchkeeper.daemon.ingest.event_time import PartitionTime
-from watchkeeper.daemon.ingest.join_flush import JOIN_ROWS, JOIN_ROWS_CAP, JoinFlushRule
 from watchkeeper.daemon.ingest.join_metrics import count_joins
 from watchkeeper.daemon.ingest.kinds import KindRegistry
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
@@ -58,15 +57,16 @@ from watchkeeper.detectors.window import SketchSettings
 
 log = logging.getLogger(__name__)
 
-# A flush is due at this bound too, checked after each slice of a poll: a window of a
+# A flush is due at these bounds too, checked after each slice of a poll: a window of a
 # few events costs ~30 KB in memory with 20 features (its sketches hold their values
-# exactly until k, detectors/sketches.py; most of the rest is its sample's rows), and a
-# flush costs what changed (store/window_parts.py), so a backfill over thousands of
-# windows holds ~15-20 MB, not hundreds (the ingest benchmark: 500 windows peaked lower
-# than 1,000 at the same rate). The label join's rows have their own rule (join_flush.py).
+# exactly until k, detectors/sketches.py; most of the rest is its sample's rows), a
+# waiting label-join row ~1 KB, and a flush costs what changed (store/window_parts.py),
+# so a backfill over thousands of windows or a burst of joins holds ~15-20 MB, not
+# hundreds. Smaller bounds cost little: a flush's cost is per window and per row (the
+# ingest benchmark: 500 windows, 20,000 rows peaked 20-70 MB lower than 1,000 / 50,000
+# at the same rate).
 FLUSH_MAX_WINDOWS = 500
-FLUSH_MAX_JOIN_ROWS = JOIN_ROWS
-FLUSH_JOIN_ROWS_CAP = JOIN_ROWS_CAP
+FLUSH_MAX_JOIN_ROWS = 20_000
 PROCESS_SLICE = 2_000  # records; a slice's offsets are pending once it is summarised
 Slice = tuple[PartitionKey, Sequence[Record]]
 
@@ -140,14 +140,7 @@ class Ingestor:
         # predictions wait for labels only when a labels topic is read: otherwise the join
         # would store every prediction for nothing
         self._joining = config.kafka.topics.labels is not None
-        # read when the rule is built (tests set the module's bounds first)
-        self._join_flush = JoinFlushRule(
-            FLUSH_MAX_JOIN_ROWS, max(FLUSH_MAX_JOIN_ROWS, FLUSH_JOIN_ROWS_CAP)
-        )
         self.joined_in_buffer = 0  # pairs met in a commit's buffer, neither stored
-        self._role_topics: dict[str, str] = {
-            role: topic.name for role, topic in config.kafka.topics.by_role().items()
-        }
         self._consumer: Source | None = None
         self._prefetch: Prefetch[Slice, Prepared | None] | None = None
         self._paused = False
@@ -248,7 +241,7 @@ class Ingestor:
             try:
                 for (key, records), prepared in ahead:
                     self._process(key, records, prepared)
-                    if not self._paused and self._crowded(end_of_poll=False):
+                    if self._crowded() and not self._paused:
                         self.flush()
             finally:
                 ahead.close()
@@ -266,42 +259,9 @@ class Ingestor:
         ):
             self.flush()
 
-    def _crowded(self, end_of_poll: bool = True) -> bool:
-        if self.windows.open_windows >= FLUSH_MAX_WINDOWS:
-            return True
-        predictions, labels = len(self._joins.predictions), len(self._joins.labels)
-        missing = self._join_flush.missing(predictions, labels)
-        return self._join_flush.due(
-            predictions,
-            labels,
-            partner_idle=missing is not None and self._idle(missing),
-            end_of_poll=end_of_poll,
-        )
-
-    def _idle(self, role: str) -> bool:
-        """Whether ``role``'s topic has nothing more to give this replica now: each of its
-        assigned partitions paused or read up to its end as of the last fetch (none
-        assigned: another replica reads it)."""
-        consumer = self._consumer
-        topic = self._role_topics.get(role)
-        if consumer is None or topic is None:
-            return True
-        paused = consumer.paused()
-        for key in consumer.assignment():
-            if key[0] != topic or key in paused:
-                continue
-            try:
-                end = consumer.end_offset(key)
-                read = self._read_up_to(key)
-                if read is None:
-                    read = consumer.position(key)
-            except KafkaClientError:
-                return False  # cannot tell: wait (the rule's time bound holds)
-            if end == 0:  # empty (confluent knows no position before a first record)
-                continue
-            if end is None or read is None or read < end:
-                return False
-        return True
+    def _crowded(self) -> bool:
+        joins = len(self._joins.predictions) + len(self._joins.labels)
+        return self.windows.open_windows >= FLUSH_MAX_WINDOWS or joins >= FLUSH_MAX_JOIN_ROWS
 
     def _track_positions(self, consumer: Source) -> None:
         """Each assigned partition's end and position, and whether it is caught up."""
@@ -379,7 +339,6 @@ class Ingestor:
             if not self._pending and not self._quarantined and not status_due:
                 return {}
             joins, self._joins = self._joins, JoinBuffer()
-            self._join_flush.committed()  # a failed commit restores the rows: due again
             # expiring old pending joins scans their tables: once a minute is plenty
             expire = self.clock() - self._last_expiry >= 60.0
             delta = self.windows.drain()

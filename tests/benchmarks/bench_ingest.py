@@ -239,10 +239,7 @@ def phase_watchkeeper(
     columnar = ingestor.decoders[topic].columnar
     ingestor.close()
     joins = (
-        {  # how many pairs met in a commit's buffer, and why join-driven commits fell due
-            "joined_in_buffer": ingestor.joined_in_buffer,
-            "join_commits": dict(ingestor._join_flush.reasons),
-        }
+        {"joined_in_buffer": ingestor.joined_in_buffer}  # pairs met in a commit's buffer
         if labels
         else {}
     )
@@ -470,8 +467,7 @@ def main() -> None:
                 )
                 + (
                     f"; {r['joined']:,} joined, {r['joined_in_buffer']:,} of them in a "
-                    "commit's buffer, "
-                    f"join-driven commits {r['join_commits']}"
+                    "commit's buffer"
                     if "joined_in_buffer" in r
                     else ""
                 )

@@ -386,12 +386,10 @@ def test_waiting_label_joins_flush_at_their_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With the interval an hour away, predictions waiting for labels commit once 40 of
-    them wait (the join rows' cap, checked between slices of 10 records; join_flush.py),
-    and a label then joins its stored prediction."""
+    them wait (slices of 10 records), and a label then joins its stored prediction."""
     from watchkeeper.daemon.ingest import loop
 
     monkeypatch.setattr(loop, "FLUSH_MAX_JOIN_ROWS", 40)
-    monkeypatch.setattr(loop, "FLUSH_JOIN_ROWS_CAP", 40)
     monkeypatch.setattr(loop, "PROCESS_SLICE", 10)
     preds = create_topic(broker.bootstrap, f"p-{topic_name}", partitions=1)
     labels = create_topic(broker.bootstrap, f"l-{topic_name}", partitions=1)
