@@ -339,6 +339,7 @@ def _take(
     for model, rid in keys:
         by_model.setdefault(model, []).append(rid)
     names = [c.name for c in table.c]
+    rid_at = names.index("request_id")
     returning = ", ".join(f'"{n}"' for n in names)  # our own column names, not input
     postgres = conn.dialect.name == "postgresql"
     for model, ids in by_model.items():
@@ -360,9 +361,9 @@ def _take(
                     f"RETURNING {returning}"
                 )
                 params = (model, *chunk)
+            # rows of this model: keyed by their request id's position, no lookup per row
             for row in conn.exec_driver_sql(sql, params).all():
-                entry = dict(zip(names, row, strict=True))
-                out[(entry["model"], entry["request_id"])] = entry
+                out[(model, row[rid_at])] = dict(zip(names, row, strict=True))
     return out
 
 
