@@ -140,6 +140,7 @@ class Ingestor:
         # predictions wait for labels only when a labels topic is read: otherwise the join
         # would store every prediction for nothing
         self._joining = config.kafka.topics.labels is not None
+        self.joined_in_buffer = 0  # pairs met in a commit's buffer, neither stored
         self._consumer: Source | None = None
         self._prefetch: Prefetch[Slice, Prepared | None] | None = None
         self._paused = False
@@ -385,6 +386,7 @@ class Ingestor:
             if expire:
                 self._last_expiry = self.clock()
             count_joins(outcome, self.metrics)
+            self.joined_in_buffer += sum(outcome.in_buffer.values())
             self.kinds.committed(kinds)
             del self._quarantined[: len(quarantined)]
             self._durable.update(offsets)

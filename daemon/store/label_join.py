@@ -84,6 +84,9 @@ class JoinOutcome:
     """model → late labels joined to the prediction waiting for them (in ``joined`` too)."""
     late_unmatched: Counter[str] = field(default_factory=Counter)
     """model → late labels no prediction waited for: dropped, never stored."""
+    in_buffer: Counter[str] = field(default_factory=Counter)
+    """model → pairs whose prediction and label were both in this commit's buffer (joined
+    in memory, neither stored; in ``joined`` too unless more than ``ttl`` apart)."""
 
 
 @dataclass
@@ -280,7 +283,9 @@ def join_in_transaction(
             pred: dict[str, Any] | None = found.get(key)
             if key in fresh:  # joined here, or shadowed by the stored one as the insert was
                 matched.add(key)
-                pred = fresh[key] if pred is None else pred
+                if pred is None:
+                    pred = fresh[key]
+                    outcome.in_buffer[label["model"]] += 1
             if pred is None:
                 if label.get(_LATE):
                     outcome.late_unmatched[label["model"]] += 1
@@ -334,6 +339,7 @@ def _take(
     for model, rid in keys:
         by_model.setdefault(model, []).append(rid)
     names = [c.name for c in table.c]
+    rid_at = names.index("request_id")
     returning = ", ".join(f'"{n}"' for n in names)  # our own column names, not input
     postgres = conn.dialect.name == "postgresql"
     for model, ids in by_model.items():
@@ -355,9 +361,9 @@ def _take(
                     f"RETURNING {returning}"
                 )
                 params = (model, *chunk)
+            # rows of this model: keyed by their request id's position, no lookup per row
             for row in conn.exec_driver_sql(sql, params).all():
-                entry = dict(zip(names, row, strict=True))
-                out[(entry["model"], entry["request_id"])] = entry
+                out[(model, row[rid_at])] = dict(zip(names, row, strict=True))
     return out
 
 

@@ -238,7 +238,14 @@ def phase_watchkeeper(
     elapsed = consume(ingestor, metrics, expected)
     columnar = ingestor.decoders[topic].columnar
     ingestor.close()
+    joins = (
+        {"joined_in_buffer": ingestor.joined_in_buffer}  # pairs met in a commit's buffer
+        if labels
+        else {}
+    )
     totals = store.totals()
+    if labels:
+        joins["joined"] = store.join_counts().get("fraud", {}).get("joined", 0)
     store.close()
     flush_hist = metrics.flush_duration.collect()[0].samples
     flush_sum = next(s.value for s in flush_hist if s.name.endswith("_sum"))
@@ -249,6 +256,7 @@ def phase_watchkeeper(
         "flush_mean_s": flush_sum / max(flush_count, 1),
         "flushes": flush_count,
         "columnar_fallbacks": columnar.fallbacks if columnar is not None else -1,
+        **joins,
     }
 
 
@@ -455,6 +463,12 @@ def main() -> None:
                     f", {r['flushes']:.0f} commits of {r['flush_mean_s'] * 1000:.0f} ms mean, "
                     f"{r['columnar_fallbacks']} batches decoded record by record"
                     if "flushes" in r
+                    else ""
+                )
+                + (
+                    f"; {r['joined']:,} joined, {r['joined_in_buffer']:,} of them in a "
+                    "commit's buffer"
+                    if "joined_in_buffer" in r
                     else ""
                 )
             )

@@ -47,6 +47,7 @@ def test_pairs_in_one_buffer_and_early_labels_join_without_being_stored(store_ur
         )
         out = store.commit("g", WindowState(300, 600).drain(), {("p", 0): 11}, joins=first)
         assert out.joined == {"m": 5}
+        assert out.in_buffer == {"m": 5}
         assert waiting(store, t.pending_predictions) == [f"r{i}" for i in range(5, 10)]
         assert waiting(store, t.pending_labels) == ["r20"]
         # a stored prediction wins over a new one of the same request id; an early label
@@ -56,6 +57,7 @@ def test_pairs_in_one_buffer_and_early_labels_join_without_being_stored(store_ur
         )
         out = store.commit("g", WindowState(300, 600).drain(), {("p", 0): 13}, joins=second)
         assert out.joined == {"m": 6}
+        assert not out.in_buffer  # each pair had a stored side
         assert waiting(store, t.pending_predictions) == []
         assert waiting(store, t.pending_labels) == []
         window = store.window_range("m", T0 - T0 % SIZE, T0 - T0 % SIZE + SIZE)
@@ -64,3 +66,32 @@ def test_pairs_in_one_buffer_and_early_labels_join_without_being_stored(store_ur
         # every pair graded predicted "1" against label "1": the duplicates lost
         assert window.performance.metrics()["accuracy"] == 1.0
         assert store.join_counts()["m"]["joined"] == 11
+
+
+def test_bulk_insert_keeps_stored_rows_and_the_first_of_twice_given_ones(store_url: str) -> None:
+    """Multi-row inserts of ROWS_PER_INSERT rows and a shorter last one: every new row
+    stored once, exactly, a stored row kept, and of a row given twice the first."""
+    from watchkeeper.daemon.store.upsert import ROWS_PER_INSERT, insert_new
+
+    n = 2 * ROWS_PER_INSERT + 50
+    rows = [label(i) | {"created_ms": 1} for i in range(n)]
+    rows[7]["label"] = "0"
+    with Store.open(store_url) as store:
+        with store.engine.begin() as conn:
+            insert_new(
+                conn, t.pending_labels, [label(3) | {"created_ms": 0}], ["model", "request_id"]
+            )
+            insert_new(
+                conn, t.pending_labels, [*rows, rows[7] | {"label": "1"}], ["model", "request_id"]
+            )
+        with store.engine.connect() as conn:
+            stored = conn.execute(
+                select(
+                    t.pending_labels.c.request_id,
+                    t.pending_labels.c.label,
+                    t.pending_labels.c.created_ms,
+                )
+            ).all()
+    assert sorted(stored) == sorted(
+        (f"r{i}", "0" if i == 7 else "1", 0 if i == 3 else 1) for i in range(n)
+    )
