@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from watchkeeper.detectors.base import Finding
 from watchkeeper.policies.digest import LISTED
 from watchkeeper.policies.engine import PolicyEngine
@@ -208,3 +210,43 @@ def test_an_unknown_grouping_names_the_allowed_ones(tmp_path: Path) -> None:
         load_policy(path, None, 300.0)
     (error,) = (str(e) for e in info.value.errors)
     assert "rules[0].group" in error and "'rule', 'segment' or 'feature'" in error, error
+
+
+SLOTS = [
+    f"{feature}{segment}"
+    for feature in ("amount", "age", "income")
+    for segment in ("", "[country=DE]", "[country=FR]", "[country=ES]", "[channel=web]")
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=len(SLOTS), max_size=len(SLOTS)), max_size=6))
+def test_one_incident_whose_members_are_exactly_the_firing_slots(ticks: list[list[bool]]) -> None:
+    """Over any sequence of ticks: at most one incident for the rule, its members exactly
+    the slots past the threshold, opened / updated / resolved as that set changes, and a
+    summary of bounded length."""
+    engine = PolicyEngine(policy())
+    before: set[str] = set()
+    for at, fires in enumerate(ticks):
+        values = {
+            s: (0.3 + i / 100 if f else 0.01)
+            for i, (s, f) in enumerate(zip(SLOTS, fires, strict=True))
+        }
+        events = step(engine, values, at)
+        now = {s for s, f in zip(SLOTS, fires, strict=True) if f}
+        incidents = list(engine.incidents.values())
+        assert [i.members for i in incidents] == ([{s: values[s] for s in now}] if now else [])
+        kinds = [e.kind for e in events]
+        expected = (
+            []
+            if now == before
+            else ["opened"]
+            if not before
+            else ["resolved"]
+            if not now
+            else ["updated"]
+        )
+        assert kinds == expected
+        for incident in incidents:
+            assert len(incident.summary) < 400, incident.summary
+        before = now
