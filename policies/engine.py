@@ -9,8 +9,10 @@ Per rule and feature (a *member*) the engine keeps a small state machine::
 A *breach* is a value past the warn (or critical) threshold; a *clear* is a value back
 past the resolve threshold (hysteresis: between the two, a firing member holds). A rule
 over many features raises one incident for all of them (a digest, "3 features drifted on
-fraud"), unless it says ``group: feature``. A window with too little data, and a check
-that fails, raise incidents of their own and leave the drift members as they were.
+fraud"), its segments' members included ("amount drifted on fraud in 3 segments"),
+unless it says ``group: segment`` (a digest per segment) or ``group: feature``
+(policies/digest.py). A window with too little data, and a check that fails, raise
+incidents of their own and leave the drift members as they were.
 
 Incident events are emitted on transitions only (opened, escalated / de-escalated,
 members changed, resolved): one incident is one notification stream, never one message
@@ -23,8 +25,8 @@ from dataclasses import asdict
 from typing import Any
 
 from watchkeeper.detectors.base import Finding
+from watchkeeper.policies.digest import digest_groups, digest_summary
 from watchkeeper.policies.incident_model import (
-    DIGEST,
     ERROR,
     NO_DATA,
     CandidateIncident,
@@ -41,7 +43,7 @@ from watchkeeper.policies.incident_model import (
 )
 from watchkeeper.policies.rule_thresholds import Thresholds, rule_thresholds
 from watchkeeper.policies.schema import Policy, Rule, Severity
-from watchkeeper.policies.segments import digest_groups, is_digest
+from watchkeeper.policies.segments import is_digest
 from watchkeeper.policies.summaries import (
     duration_text,
     hhmm,
@@ -200,34 +202,24 @@ class PolicyEngine:
 
     # -- incidents ----------------------------------------------------------------------------
     def _incident_events(self, rule: Rule, at_ms: int) -> list[IncidentEvent]:
-        members = self._rule_members(rule)
-        firing = {feature: m for feature, m in members if m.state == "firing"}
+        firing = {m.feature: m for m in self.members.values() if m.rule == rule.key}
+        firing = {feature: m for feature, m in firing.items() if m.state == "firing"}
+        if rule.grouped():  # digests: one for the rule, or one per segment (digest.py)
+            groups = digest_groups(firing, by_segment=rule.group == "segment")
+        else:
+            groups = {feature: {feature: m} for feature, m in firing.items()}
+        # every open incident of the rule is synced too: one whose members stopped firing
+        # resolves, and so do those of another grouping (the rule's group changed)
         events: list[IncidentEvent] = []
-        if rule.grouped():  # one digest over the features, one per segment (segments.py)
-            groups = digest_groups(firing)
-            open_digests = {
-                i.feature for i in self.incidents.values() if i.rule == rule.key and i.feature
-            }
-            for key in sorted({DIGEST, *groups, *filter(is_digest, open_digests)}):
-                events += self._sync(rule, key, groups.get(key, {}), at_ms)
-            return events
-        for feature in sorted({f for f, _ in members} | self._open_features(rule)):
-            events += self._sync(
-                rule, feature, {feature: firing[feature]} if feature in firing else {}, at_ms
-            )
+        for key in sorted(set(groups) | self._open_slots(rule)):
+            events += self._sync(rule, key, groups.get(key, {}), at_ms)
         return events
 
-    def _rule_members(self, rule: Rule) -> list[tuple[str, Member]]:
-        return sorted(
-            ((m.feature, m) for m in self.members.values() if m.rule == rule.key),
-            key=lambda kv: kv[0],
-        )
-
-    def _open_features(self, rule: Rule) -> set[str]:
+    def _open_slots(self, rule: Rule) -> set[str]:
         return {
             i.feature or ""
             for i in self.incidents.values()
-            if i.rule == rule.key and i.feature not in (DIGEST, ERROR, NO_DATA)
+            if i.rule == rule.key and i.feature not in (ERROR, NO_DATA)
         }
 
     def _sync(
@@ -250,7 +242,11 @@ class PolicyEngine:
             (m.severity or "warn" for m in firing.values()), key=lambda s: _RANK[s]
         )
         members = {f: m.value for f, m in firing.items()}
-        summary = incident_summary(self.policy, rule, members, firing, severity, is_digest(feature))
+        summary = (
+            digest_summary(self.policy, rule, members, severity)
+            if is_digest(feature)
+            else incident_summary(self.policy, rule, members, firing, severity)
+        )
         if incident is None:
             incident = Incident(
                 key,

@@ -114,8 +114,9 @@ class Rule(_Strict):
     relative: bool = False
     resolve: float | None = None
     for_: Annotated[int, Field(alias="for", ge=1, le=1000)] = 1
-    group: Literal["rule", "feature"] | None = None
-    """One incident for all the rule's features (a digest) or one per feature."""
+    group: Literal["rule", "segment", "feature"] | None = None
+    """One incident for the rule (a digest over its features and segments), one per
+    segment (a digest of each) or one per feature (policies/digest.py)."""
     actions: Actions = Actions()
     min_samples: Annotated[int, Field(ge=1)] | None = None
     options: dict[str, Any] = {}
@@ -225,7 +226,7 @@ class Rule(_Strict):
 
     def grouped(self) -> bool:
         if self.group is not None:
-            return self.group == "rule"
+            return self.group != "feature"
         patterns = self.feature_patterns()
         if METRICS[self.metric].scope == "shadow":
             return False  # one incident per candidate

@@ -11,9 +11,11 @@ Every drift and sanity rule (column and whole-window metrics) and every realised
 estimated performance rule runs per segment unless
 ``segment_rules`` names a subset; each segment is scored against the same segment of the
 reference and guarded by its own sample size. A segment's finding names the segment in
-its feature slot — ``amount[country=DE]`` (``[country=DE]`` for a whole-window metric,
-``*[country=DE]`` for a digest) — so members, incidents and their fingerprints are per
-segment, and a digest rule gets one digest per segment, as it has one over the features.
+its feature slot — ``amount[country=DE]`` (``[country=DE]`` for a whole-window metric)
+— so members and their fingerprints are per segment. A digest rule groups the segments
+as it groups the features (one incident naming the segments that fired); ``group:
+segment`` gives one digest per segment instead (slot ``*[country=DE]``;
+policies/digest.py).
 
 Realised performance metrics (accuracy, f1, mae … on joined labels) run per segment too:
 the label join grades each pair into its prediction's segments, the sample-size guard
@@ -27,11 +29,11 @@ naming one of them is an error (docs/segments.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Final, Literal, TypeVar
+from typing import Annotated, Final, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.segments import DEFAULT_TOP_K, MAX_TOP_K, SegmentSpec
@@ -42,7 +44,6 @@ SEGMENT_SCOPES: Final = ("column", "window", "performance", "estimate")
 FEATURE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
 """A segment feature's name: no ``[``, ``]`` or ``=`` (they delimit the segment slot)."""
 MAX_SEGMENT_FEATURES = 4
-M = TypeVar("M")
 
 
 class SegmentedPolicy(pydantic.BaseModel):
@@ -75,6 +76,15 @@ class SegmentedPolicy(pydantic.BaseModel):
         why = check_rules(self.segment_rules, rules)
         if why is not None:
             raise ValueError(why)
+        segmented = self.segmented_rules()
+        for i, rule in enumerate(getattr(self, "rules", ())):
+            if rule.group == "segment" and rule.key not in segmented:
+                why = (
+                    "the policy names no segments"
+                    if not self.segments
+                    else f"rule '{rule.key}' does not run per segment (segment_rules)"
+                )
+                located(("rules", i, "group"), "segment", f"group: segment needs segments: {why}")
         return self
 
     def segment_specs(self) -> tuple[SegmentSpec, ...]:
@@ -91,6 +101,14 @@ class SegmentedPolicy(pydantic.BaseModel):
             and METRICS[metric].scope in SEGMENT_SCOPES
             and (self.segment_rules == "all" or key in self.segment_rules)
         ]
+
+
+def located(loc: tuple[str | int, ...], value: object, message: str) -> None:
+    """Raise ``message`` located at ``loc`` of the policy (the loader names its line)."""
+    detail = InitErrorDetails(
+        type=PydanticCustomError("value_error", message), loc=loc, input=value
+    )
+    raise ValidationError.from_exception_data("Policy", [detail])
 
 
 def check_rules(
@@ -143,7 +161,7 @@ def split_slot(text: str | None) -> tuple[str | None, tuple[str, str] | None]:
 
 
 def segment_digest(segment: tuple[str, str]) -> str:
-    """The digest slot of a segment (one digest per segment of a grouped rule)."""
+    """The digest slot of a segment (``group: segment``: one digest per segment)."""
     return slot("*", *segment)
 
 
@@ -163,21 +181,6 @@ def described(text: str | None) -> str:
 def is_digest(text: str | None) -> bool:
     """Whether a slot is a digest's: over the features (``*``) or over one segment's."""
     return text == "*" or split_slot(text)[0] == "*"
-
-
-def digest_groups(firing: Mapping[str, M]) -> dict[str, dict[str, M]]:
-    """A digest rule's firing members by digest: the whole window's under ``*``, each
-    segment's under its own digest slot, so DE and FR are separate incidents.
-
-    >>> sorted(digest_groups({"a": 1, "a[country=DE]": 2, "b[country=DE]": 3}).items())
-    [('*', {'a': 1}), ('*[country=DE]', {'a[country=DE]': 2, 'b[country=DE]': 3})]
-    """
-    out: dict[str, dict[str, M]] = {}
-    for text, member in firing.items():
-        segment = split_slot(text)[1]
-        key = "*" if segment is None else segment_digest(segment)
-        out.setdefault(key, {})[text] = member
-    return out
 
 
 def segment_view(

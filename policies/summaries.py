@@ -1,7 +1,7 @@
 """How incidents describe themselves: the one-line summaries of opened, changed and
 resolved incidents that every channel shows. A segment's incident names it: "psi 0.41
->= 0.25 on fraud.amount for country=DE (critical)"; a segment's digest, "2 features
-drifted on fraud for country=DE (…)"."""
+>= 0.25 on fraud.amount for country=DE (critical)". A digest's line is
+:func:`watchkeeper.policies.digest.digest_summary`'s."""
 
 from __future__ import annotations
 
@@ -39,30 +39,9 @@ def incident_summary(
     members: dict[str, float | None],
     firing: Mapping[str, MemberLike],
     severity: Severity,
-    digest: bool,
 ) -> str:
-    segments = {split_slot(f)[1] for f in members}
-    (one,) = segments if len(segments) == 1 else (None,)
-    where_segment = f" for {one[0]}={one[1]}" if one is not None else ""
-
-    def show(feature: str) -> str:
-        bare, segment = split_slot(feature)
-        name = "prediction" if bare == PREDICTION else (bare or "")
-        if segment is not None and one is None:  # else the segment is said after the model
-            name = f"{name} for {segment[0]}={segment[1]}".strip()
-        value = members[feature]
-        return f"{name} {value:.4g}" if value is not None else name
-
-    ordered = sorted(members, key=lambda f: -(members[f] or 0.0))
-    if digest:
-        noun = "feature" if len(members) == 1 else "features"
-        shown = ", ".join(show(f) for f in ordered[:5])
-        more = f" and {len(ordered) - 5} more" if len(ordered) > 5 else ""
-        return (
-            f"{len(members)} {noun} drifted on {policy.model}{where_segment} ({rule.metric} "
-            f"{severity}): {shown}{more}"
-        )
-    (feature,) = ordered
+    """One member's incident line (a digest's: policies/digest.py)."""
+    (feature,) = members
     member = firing[feature]
     if rule.metric == TRUST_METRIC:  # the finding's feature names the estimate compared
         value = "n/a" if member.value is None else f"{member.value:.3g}"

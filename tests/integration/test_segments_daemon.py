@@ -1,6 +1,8 @@
 """Segments in the running daemon, on the real broker: events carry a segment feature
 (``country``), the stored reference carries its segments, and a shift of ``amount`` in
-one country only opens an incident naming that segment and none for the others."""
+one country only opens an incident naming that segment and none for the others; a
+digest rule over the segments keeps one incident naming the countries that shifted,
+and resolves it when the shift is gone."""
 
 from __future__ import annotations
 
@@ -41,6 +43,11 @@ rules:
     group: feature
     critical: 0.25
     actions: {critical: [console]}
+  - name: digest
+    metric: psi
+    features: [amount]
+    group: rule
+    critical: 0.25
 """
 
 
@@ -50,7 +57,7 @@ class Stream(threading.Thread):
     def __init__(self, bootstrap: str, topic: str) -> None:
         super().__init__(name="wk-test-segments")
         self.bootstrap, self.topic = bootstrap, topic
-        self.shift, self.shifted = 0.0, "DE"
+        self.shift, self.shifted = 0.0, {"DE"}
         self.stop = threading.Event()
         self.rng = np.random.default_rng(5)
 
@@ -64,7 +71,7 @@ class Stream(threading.Thread):
                 now = int(time.time() * 1000)
                 for country in self.rng.choice(COUNTRIES, size=30).tolist():
                     i += 1
-                    x = self.rng.normal() + (self.shift if country == self.shifted else 0.0)
+                    x = self.rng.normal() + (self.shift if country in self.shifted else 0.0)
                     event = {
                         "model": "fraud",
                         "request_id": f"r{i}",
@@ -168,6 +175,29 @@ def test_a_shift_in_one_country_opens_an_incident_for_that_segment_only(
                 assert latest[f"amount[country={c}]"]["decision"] == "ok", latest
             features = {i["feature"] for i in api(base, "/api/incidents")["incidents"]}
             assert not features & {"amount[country=FR]", "amount[country=US]"}
+
+            def digests() -> list[dict[str, Any]]:
+                return [
+                    i for i in api(base, "/api/incidents")["incidents"] if i["rule"] == "digest"
+                ]
+
+            def both() -> dict[str, Any] | None:
+                found = digests()
+                named = found[0]["members"] if len(found) == 1 else {}
+                wanted = {"amount[country=DE]", "amount[country=FR]"}
+                return found[0] if wanted <= set(named) else None
+
+            # FR shifts too: the digest rule keeps one incident, naming both countries
+            stream.shifted = {"DE", "FR"}
+            digest = wait_until(both, timeout=40, describe=digests)
+            assert digest["feature"] == "*"
+            assert "amount[country=US]" not in digest["members"]
+            assert all(v > 0.25 for v in digest["members"].values()), digest
+            assert "country=DE" in digest["summary"] and "country=FR" in digest["summary"]
+            assert " segments (psi critical): " in digest["summary"]
+            # the shift is gone: the digest resolves
+            stream.shift = 0.0
+            wait_until(lambda: not digests(), timeout=40, describe=digests)
     finally:
         stream.stop.set()
         stream.join()

@@ -37,6 +37,7 @@ N = 600
 ATTRIBUTION_RATE = 0.5
 BACKGROUND = 40
 REFERENCE_ROWS = 200  # attributions.reference_rows, the default
+SCALE = np.array([1.0, 1.5, 1.0, 2.0])
 
 POLICY = """\
 model: m
@@ -67,7 +68,8 @@ shadow:
 """
 
 
-def _linear(path: Path, weights: np.ndarray[Any, Any]) -> None:
+def linear_onnx(path: Path, weights: np.ndarray[Any, Any]) -> None:
+    """A linear regressor ``x · weights + 0.25`` as an ONNX file (input X, output variable)."""
     graph = helper.make_graph(
         [
             helper.make_node("MatMul", ["X", "W"], ["xw"]),
@@ -86,25 +88,25 @@ def _linear(path: Path, weights: np.ndarray[Any, Any]) -> None:
     onnx.save(model, path)
 
 
-def test_shadow_candidates_attribution_metrics_in_the_api(
-    broker: Any, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    folder = tmp_path / "policies"
-    folder.mkdir()
-    _linear(folder / "prod.onnx", WEIGHTS)
-    _linear(folder / "copy.onnx", WEIGHTS)
-    _linear(folder / "zeroed.onnx", ZEROED)
-    rng = np.random.default_rng(21)
-    scale = np.array([1.0, 1.5, 1.0, 2.0])
-    reference = (rng.normal(size=(400, 4)) * scale).astype(np.float32).astype(np.float64)
+def write_models(folder: Path, policy: str, rng: np.random.Generator) -> np.ndarray[Any, Any]:
+    """In ``folder``: prod.onnx, copy.onnx (the same weights), zeroed.onnx (f0's weight
+    zeroed), ref.json (a profile whose sample is 400 reference rows, the explainer's
+    background) and the policy as m.yaml; returns the reference rows."""
+    folder.mkdir(exist_ok=True)
+    linear_onnx(folder / "prod.onnx", WEIGHTS)
+    linear_onnx(folder / "copy.onnx", WEIGHTS)
+    linear_onnx(folder / "zeroed.onnx", ZEROED)
+    reference = (rng.normal(size=(400, 4)) * SCALE).astype(np.float32).astype(np.float64)
     sample = tuple({"features": dict(zip(FEATURES, r, strict=True))} for r in reference.tolist())
     profile = ReferenceProfile("m", {}, 400, sample=sample)
     (folder / "ref.json").write_bytes(orjson.dumps(profile.to_dict()))
-    (folder / "m.yaml").write_text(POLICY)
+    (folder / "m.yaml").write_text(policy)
+    return reference
 
-    x = (rng.normal(size=(N, 4)) * scale).astype(np.float32).astype(np.float64)
-    now = int(time.time() * 1000)
-    events = [
+
+def prediction_events(x: np.ndarray[Any, Any], now: int) -> list[bytes]:
+    """One event of model m per row of ``x``, its prediction production's."""
+    return [
         orjson.dumps(
             {
                 "model": "m",
@@ -114,15 +116,54 @@ def test_shadow_candidates_attribution_metrics_in_the_api(
                 "prediction": float(x[i] @ WEIGHTS + 0.25),
             }
         )
-        for i in range(N)
+        for i in range(len(x))
     ]
-    topic = create_topic(broker.bootstrap, f"preds-{time.time_ns()}")
-    keys = record_keys(zlib.crc32(topic.encode()), 0, np.arange(N))
-    # the rows chosen by key, the first attributions.max_rows_per_window (default 200) of
-    # them in offset order (one partition, one window: batches come in order)
+
+
+def attributed_rows(topic: str, n: int) -> np.ndarray[Any, Any]:
+    """The offsets of the ``n`` events produced to ``topic`` (one partition) that the
+    daemon attributes: those chosen by key at ATTRIBUTION_RATE, the first
+    attributions.max_rows_per_window (default 200) of them in offset order (one
+    partition, one window: batches come in order)."""
+    keys = record_keys(zlib.crc32(topic.encode()), 0, np.arange(n))
     sampled = np.flatnonzero(sample_mask(keys, ATTRIBUTION_RATE))
     assert 200 < sampled.size < 400
-    chosen = sampled[:200]
+    return sampled[:200]
+
+
+def background_mean(reference: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The mean of the explainer's background: BACKGROUND evenly spaced reference rows."""
+    picks = np.linspace(0, len(reference) - 1, BACKGROUND).round().astype(int)
+    return np.asarray(reference[picks].mean(axis=0))
+
+
+def importance(
+    weights: np.ndarray[Any, Any], rows: np.ndarray[Any, Any], mean: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """Mean |exact Shapley value| per feature of a linear model: |wᵢ (xᵢ − mean)|."""
+    return np.asarray(np.abs(weights * (rows - mean)).mean(axis=0))
+
+
+def reference_importance(reference: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Production's importance on the reference's own rows: REFERENCE_ROWS evenly spaced
+    rows of those not in the background (what attribution_shift compares with)."""
+    picks = np.linspace(0, len(reference) - 1, BACKGROUND).round().astype(int)
+    rest = np.setdiff1d(np.arange(len(reference)), picks)
+    at = np.linspace(0, len(rest) - 1, REFERENCE_ROWS).round().astype(int)
+    return importance(WEIGHTS, reference[rest[at]], background_mean(reference))
+
+
+def test_shadow_candidates_attribution_metrics_in_the_api(
+    broker: Any, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "policies"
+    rng = np.random.default_rng(21)
+    reference = write_models(folder, POLICY, rng)
+    x = (rng.normal(size=(N, 4)) * SCALE).astype(np.float32).astype(np.float64)
+    now = int(time.time() * 1000)
+    events = prediction_events(x, now)
+    topic = create_topic(broker.bootstrap, f"preds-{time.time_ns()}")
+    chosen = attributed_rows(topic, N)
     n_chosen = chosen.size
     monkeypatch.setenv("WK_TEST_SECRET", SECRET)
     config = make_config(
@@ -182,19 +223,18 @@ def test_shadow_candidates_attribution_metrics_in_the_api(
 
     # independently: a linear model's exact Shapley values are wᵢ (xᵢ − background mean),
     # the background being BACKGROUND evenly spaced rows of the reference sample
-    picks = np.linspace(0, len(reference) - 1, BACKGROUND).round().astype(int)
-    mean = reference[picks].mean(axis=0)
-    importance = {
-        name: np.abs(w * (x[chosen] - mean)).mean(axis=0)
+    mean = background_mean(reference)
+    importances = {
+        name: importance(w, x[chosen], mean)
         for name, w in (("production", WEIGHTS), ("copy", WEIGHTS), ("zeroed", ZEROED))
     }
-    shares = {k: v / v.sum() for k, v in importance.items()}
+    shares = {k: v / v.sum() for k, v in importances.items()}
     for name in ("copy", "zeroed"):
         c = rows[name]["comparison"]
         a = rows[name]["attribution"]
         assert c["shadow_attributed_rows"] == n_chosen == a["rows"]
         assert a["skipped"] == 0
-        rho = scipy_stats.spearmanr(importance["production"], importance[name]).statistic
+        rho = scipy_stats.spearmanr(importances["production"], importances[name]).statistic
         assert c["shadow_attribution_rank_corr"] == pytest.approx(rho, abs=1e-9)
         np.testing.assert_allclose(a["production_shares"], shares["production"], atol=1e-5)
         np.testing.assert_allclose(a["candidate_shares"], shares[name], atol=1e-5)
@@ -206,12 +246,10 @@ def test_shadow_candidates_attribution_metrics_in_the_api(
 
     # attribution_shift: production's window rows (the chosen ones) against the reference's
     # rows — REFERENCE_ROWS evenly spaced rows of those not in the background
-    rest = np.setdiff1d(np.arange(len(reference)), picks)
-    at = np.linspace(0, len(rest) - 1, REFERENCE_ROWS).round().astype(int)
-    reference_importance = np.abs(WEIGHTS * (reference[rest[at]] - mean)).mean(axis=0)
     shift = entry["attribution_shift"]
     assert shift["rows"] == n_chosen and shift["reference_rows"] == REFERENCE_ROWS
-    rho = scipy_stats.spearmanr(reference_importance, importance["production"]).statistic
+    rho = scipy_stats.spearmanr(reference_importance(reference), importances["production"])
+    rho = rho.statistic
     assert shift["value"] == pytest.approx(rho, abs=1e-9)
     assert evaluated["metric"] == "attribution_shift" and evaluated["feature"] is None
     assert evaluated["value"] == pytest.approx(rho, abs=1e-9)
@@ -249,15 +287,8 @@ def test_attribution_shift_of_production_without_candidates(broker: Any, tmp_pat
     model lean on another feature is an attribution_shift incident — equal to the exact
     Shapley values computed here."""
     folder = tmp_path / "policies"
-    folder.mkdir()
-    _linear(folder / "prod.onnx", WEIGHTS)
     rng = np.random.default_rng(22)
-    scale = np.array([1.0, 1.5, 1.0, 2.0])
-    reference = (rng.normal(size=(400, 4)) * scale).astype(np.float32).astype(np.float64)
-    sample = tuple({"features": dict(zip(FEATURES, r, strict=True))} for r in reference.tolist())
-    profile = ReferenceProfile("m", {}, 400, sample=sample)
-    (folder / "ref.json").write_bytes(orjson.dumps(profile.to_dict()))
-    (folder / "m.yaml").write_text(PRODUCTION_ONLY)
+    reference = write_models(folder, PRODUCTION_ONLY, rng)
 
     # live: f0 barely varies, f3 ten times more: the model now leans on f3, not f0
     live = np.array([0.05, 1.5, 1.0, 20.0])
@@ -275,10 +306,7 @@ def test_attribution_shift_of_production_without_candidates(broker: Any, tmp_pat
         for i in range(N)
     ]
     topic = create_topic(broker.bootstrap, f"preds-{time.time_ns()}")
-    keys = record_keys(zlib.crc32(topic.encode()), 0, np.arange(N))
-    sampled = np.flatnonzero(sample_mask(keys, ATTRIBUTION_RATE))
-    assert 200 < sampled.size < 400
-    chosen = sampled[:200]  # attributions.max_rows_per_window, in offset order
+    chosen = attributed_rows(topic, N)
     config = make_config(
         tmp_path,
         broker.bootstrap,
@@ -323,13 +351,8 @@ def test_attribution_shift_of_production_without_candidates(broker: Any, tmp_pat
     assert entry["candidates"] == []
     assert set(stored) == {PRODUCTION}  # no candidate windows, no decisions
 
-    picks = np.linspace(0, len(reference) - 1, BACKGROUND).round().astype(int)
-    mean = reference[picks].mean(axis=0)
-    window_importance = np.abs(WEIGHTS * (x[chosen] - mean)).mean(axis=0)
-    rest = np.setdiff1d(np.arange(len(reference)), picks)
-    at = np.linspace(0, len(rest) - 1, REFERENCE_ROWS).round().astype(int)
-    reference_importance = np.abs(WEIGHTS * (reference[rest[at]] - mean)).mean(axis=0)
-    rho = scipy_stats.spearmanr(reference_importance, window_importance).statistic
+    window_importance = importance(WEIGHTS, x[chosen], background_mean(reference))
+    rho = scipy_stats.spearmanr(reference_importance(reference), window_importance).statistic
     assert rho < 0.7
     shift = entry["attribution_shift"]
     assert shift["rows"] == chosen.size and shift["reference_rows"] == REFERENCE_ROWS

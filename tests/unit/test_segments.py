@@ -374,27 +374,39 @@ def test_reference_without_segments_says_how_to_fix_it() -> None:
     assert latency and all(f.feature.startswith("[country=") for f in latency)
 
 
-def test_digest_rules_get_one_digest_per_segment() -> None:
+@pytest.mark.parametrize("group", [None, "segment"])
+def test_a_digest_rule_groups_the_segments_that_drifted(group: str | None) -> None:
+    """By default one incident names both shifted countries (as a digest names features);
+    ``group: segment`` gives one per segment. Either resolves once the shift is gone."""
     plan = (SegmentSpec("country", 20, COUNTRIES),)
     reference = reference_of([make_batch(20_000, 16)], plan)
     edges = {"amount": reference.features["amount"].edges}
     current = window_of([make_batch(20_000, 17, shift={"FR": 1.0, "DE": 1.0})], plan, edges=edges)
-    policy = _policy(
-        rules=[{"name": "drift", "metric": "psi", "features": ["amount", "age"], "critical": 0.25}]
-    )
+    rule = {"name": "drift", "metric": "psi", "features": ["amount", "age"], "critical": 0.25}
+    policy = _policy(rules=[rule | ({"group": group} if group else {})])
     engine = PolicyEngine(policy)
-    _, events = engine.step(_findings(policy, reference, current), 0)
+    found = _findings(policy, reference, current)
+    _, events = engine.step(found, 0)
     by_slot = {e.incident.feature: e.incident for e in events}
-    assert set(by_slot) == {"*[country=DE]", "*[country=FR]"}
-    assert by_slot["*[country=DE]"].summary.startswith("1 feature drifted on fraud for country=DE")
-    assert "amount" in by_slot["*[country=DE]"].summary
-    # back to normal: both resolve, each on its own
+    psi = {f.feature: f.value for f in found["drift"]}
+    if group is None:
+        (incident,) = by_slot.values()
+        assert incident.feature == "*"
+        assert incident.members == {k: psi[k] for k in ("amount[country=DE]", "amount[country=FR]")}
+        assert incident.summary.startswith("amount drifted on fraud in 2 segments (psi critical): ")
+        assert "country=DE" in incident.summary and "country=FR" in incident.summary
+    else:
+        assert set(by_slot) == {"*[country=DE]", "*[country=FR]"}
+        assert by_slot["*[country=DE]"].summary.startswith(
+            "1 feature drifted on fraud for country=DE"
+        )
+    # back to normal: every incident resolves
     calm = window_of([make_batch(20_000, 18)], plan, edges=edges)
     _, events = engine.step(_findings(policy, reference, calm), 1)
-    assert sorted((e.kind, e.incident.feature) for e in events) == [
-        ("resolved", "*[country=DE]"),
-        ("resolved", "*[country=FR]"),
-    ]
+    assert sorted((e.kind, e.incident.feature) for e in events) == sorted(
+        ("resolved", slot) for slot in by_slot
+    )
+    assert engine.incidents == {}
 
 
 # -- the policy schema ---------------------------------------------------------------------
