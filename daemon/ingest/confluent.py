@@ -423,11 +423,26 @@ class ConfluentSource:
         return None if high is None or high < 0 else int(high)
 
     def position(self, partition: PartitionKey) -> int | None:
+        tp = TopicPartition(*partition)
         try:
-            (tp,) = self._consumer.position([TopicPartition(*partition)])
+            (tp,) = self._consumer.position([tp])
         except KafkaException as exc:
             raise KafkaClientError("position", exc) from exc
-        return None if tp.offset < 0 else int(tp.offset)
+        if tp.offset >= 0:
+            return int(tp.offset)
+        # librdkafka has no position for a partition it has consumed nothing from, and an
+        # empty one gives it nothing to consume: without this, an empty partition would
+        # never read as caught up, so it would hold its role's watermark (and every tick of
+        # a policy reading it) forever. Its low and high watermarks of the last fetch
+        # (cached, no round trip) being equal say there is nothing to read: wherever the
+        # consumer starts, it starts at the end. kafka-python reports that end itself.
+        try:
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
+        except KafkaException:
+            return None
+        if low is None or high is None or low < 0 or low != high:
+            return None
+        return int(high)
 
     def connections(self) -> int | None:
         return self._connections
