@@ -423,9 +423,8 @@ class ConfluentSource:
         return None if high is None or high < 0 else int(high)
 
     def position(self, partition: PartitionKey) -> int | None:
-        tp = TopicPartition(*partition)
         try:
-            (tp,) = self._consumer.position([tp])
+            (tp,) = self._consumer.position([TopicPartition(*partition)])
         except KafkaException as exc:
             raise KafkaClientError("position", exc) from exc
         if tp.offset >= 0:
@@ -437,7 +436,7 @@ class ConfluentSource:
         # (cached, no round trip) being equal say there is nothing to read: wherever the
         # consumer starts, it starts at the end. kafka-python reports that end itself.
         try:
-            low, high = self._consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
         except KafkaException:
             return None
         if low is None or high is None or low < 0 or low != high:
