@@ -7,12 +7,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from watchkeeper.daemon.demo.broker import EmbeddedBroker
 from watchkeeper.daemon.ingest import sources
-from tests.integration.test_sources import Listener, poll_until, source_config
 from watchkeeper.daemon.store.store import Store
+
 from tests.integration.test_ingest import event, running, totals
+from tests.integration.test_sources import Listener, poll_until, source_config
 from tests.support import create_topic, make_config, produce, wait_until
 
 
