@@ -188,3 +188,64 @@ def test_a_partition_paused_while_others_flow_is_read_again_once_resumed(
         assert source.position(held) == 155 and source.position(flowing) == 160
     finally:
         source.close()
+
+
+class Holding(Listener):
+    """A listener that also keeps what its callbacks say the source holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: set[PartitionKey] = set()
+
+    def on_assigned(self, partitions: list[PartitionKey]) -> None:
+        super().on_assigned(partitions)
+        self.held |= set(partitions)
+
+    def on_revoked(self, partitions: list[PartitionKey]) -> None:
+        super().on_revoked(partitions)
+        self.held -= set(partitions)
+
+
+@pytest.mark.parametrize("client", sorted(sources.CLIENTS))
+def test_the_assignment_follows_each_rebalance(
+    client: str, broker: EmbeddedBroker, topic_name: str, tmp_path: Path
+) -> None:
+    """``assignment()`` answers what the rebalance callbacks last gave, through a second
+    member joining and leaving (the confluent source keeps librdkafka's answer between
+    callbacks: asking librdkafka costs ~3 ms a call)."""
+    create_topic(broker.bootstrap, topic_name, partitions=2)
+    both = {(topic_name, 0), (topic_name, 1)}
+    config = source_config(tmp_path, broker, topic_name)
+    first, one = sources.open_source(config, client), Holding()
+    second: Source | None = None
+    try:
+        first.subscribe([topic_name], one)
+        wait_for_assignments([(first, one)], lambda: first.assignment() == both)
+        second, two = sources.open_source(config, client), Holding()
+        second.subscribe([topic_name], two)
+        members = [(first, one), (second, two)]
+        wait_for_assignments(
+            members, lambda: len(first.assignment()) == len(second.assignment()) == 1
+        )
+        assert first.assignment() | second.assignment() == both
+        assert first.assignment() == one.held and second.assignment() == two.held
+        second.close()
+        second = None
+        wait_for_assignments([(first, one)], lambda: first.assignment() == both)
+        assert one.held == both
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
+def wait_for_assignments(
+    members: list[tuple[Source, Holding]], done: Any, timeout: float = 60.0
+) -> None:
+    """Poll every member (the clients rebalance from inside their polls) until ``done()``
+    and each member's assignment is what its callbacks said."""
+    deadline = time.monotonic() + timeout
+    while not (done() and all(s.assignment() == h.held for s, h in members)):
+        assert time.monotonic() < deadline, [s.assignment() for s, _ in members]
+        for source, _ in members:
+            source.poll(0.1)
