@@ -139,7 +139,27 @@ def _cross_check(
         path = Path(ref) if Path(ref).is_absolute() else Path(doc.file).parent / ref
         if not path.is_file():
             err(("reference",), f"no reference profile file at {path}")
+        else:
+            for where, _name, why in _reference_problems(policy, path):
+                err(where, why)
     return errors
+
+
+def _reference_problems(policy: Policy, path: Path) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """Rule features and segments the profile file does not have (a typo selects nothing)."""
+    if not policy.segments and all(
+        isinstance(r.features, str) and r.features in ("all", "prediction") for r in policy.rules
+    ):
+        return []  # nothing named: the file need not be read
+    from watchkeeper.detectors.profile import ReferenceProfile
+    from watchkeeper.policies.feature_names import unknown_names
+
+    try:
+        profile = ReferenceProfile.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        return [(("reference",), "", f"the reference profile {path} cannot be read ({detail})")]
+    return unknown_names(policy, profile.features, f"the reference {path.name}", profile.segments)
 
 
 def load_policy(

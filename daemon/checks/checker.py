@@ -47,6 +47,7 @@ from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.durations import parse_duration
 from watchkeeper.policies.engine import PolicyEngine
+from watchkeeper.policies.feature_names import unknown_names
 from watchkeeper.policies.incident_model import Evaluation, IncidentEvent
 from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.schema import Policy
@@ -102,7 +103,41 @@ def findings_for(
             baseline_rates=baseline,
             options={rule.metric: rule.options} if rule.options else None,
         )
+    if reference is not None:
+        _add_unknown_names(out, policy, reference, window)
     return out
+
+
+def _add_unknown_names(
+    out: dict[str, list[Finding]],
+    policy: Policy,
+    reference: ReferenceProfile,
+    window: WindowSummary,
+) -> None:
+    """An ``insufficient_data`` evaluation per rule feature or segment the reference does
+    not have (a typo selects nothing): the loader catches these for a profile file, a
+    stored reference is known only here. Segments are reported under the first rule."""
+    problems = unknown_names(
+        policy, reference.features, "the reference in force", reference.segments
+    )
+    for where, name, why in problems:
+        key = policy.rules[int(where[1])].key if where[0] == "rules" else policy.rules[0].key
+        slot = name if where[0] == "rules" else f"[{name}]"
+        rule = next(r for r in policy.rules if r.key == key)
+        out.setdefault(key, []).append(
+            Finding(
+                policy.model,
+                rule.metric,
+                slot,
+                None,
+                "insufficient_data",
+                window.start_ms,
+                window.end_ms,
+                0,
+                0,
+                {"reason": f"{'/'.join(map(str, where))}: {why}"},
+            )
+        )
 
 
 @dataclass
