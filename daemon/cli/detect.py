@@ -129,7 +129,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 
     reference = load_profile(args.reference)
-    window = summarize_file(args.current, reference, args.prediction, label=args.label)
+    window = summarize_file(
+        args.current,
+        reference,
+        args.prediction,
+        label=args.label,
+        prediction_class=args.prediction_class,
+    )
     if args.policy:
         from watchkeeper.policies.loader import load_policy
 
@@ -162,7 +168,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         drift = [r for r in results if not is_performance(r[0])]
         performance = [r for r in results if is_performance(r[0])]
         if drift:
-            console.print(render_table(drift))
+            console.print(render_table(drift, console.width))
         if performance:
             console.print(render_performance(performance))
         warn = sum(1 for _, s in results if s == "warn")
@@ -301,6 +307,11 @@ def _add_drift_parser(sub: Any) -> None:
         "--prediction",
         help="the prediction column of the batch: its drift is scored, and it gives the "
         "estimated_* metrics (default for those: the reference's prediction column)",
+    )
+    drift.add_argument(
+        "--prediction-class",
+        help="the model's decision column of the batch, scored with --prediction "
+        "(default: the reference's, when the batch has it)",
     )
     drift.add_argument(
         "--label",
