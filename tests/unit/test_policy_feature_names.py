@@ -100,3 +100,32 @@ def test_a_stored_reference_without_the_feature_records_an_evaluation_naming_it(
     (evaluation,) = PolicyEngine(policy).step(found, 1000)[0]
     assert evaluation.decision == "insufficient_data"
     assert "countryy" in evaluation.reason
+
+
+def test_check_reports_schema_and_cross_check_errors_in_one_run(tmp_path: Path) -> None:
+    """F6: an undefined channel, a window off the grid and a missing reference file are
+    reported with the schema's errors, not in a later run once those are fixed."""
+    path = tmp_path / "credit.yaml"
+    path.write_text(
+        "model: credit\nwindow: 7m\nreference: nowhere.json\nrules:\n"
+        "  - {metric: psii, critical: 0.25}\n"
+        "  - {metric: psi, critical: 0.25, colour: red}\n"
+        "  - {metric: ks, critical: 0.2, actions: {critical: [consol]}}\n"
+    )
+    with pytest.raises(InvalidDocumentError) as info:
+        load_policy(path, {"console"}, 300.0)
+    found = [str(e) for e in info.value.errors]
+    assert len(found) == 5, found
+    assert "rules[0].metric: metric 'psii' is not known" in found[0]
+    assert "rules[1].colour: unknown key 'colour'" in found[1]
+    assert found[2].endswith(":2:9: window: must be a multiple of the daemon's windows.size (300s)")
+    assert found[3].endswith(
+        ":7:54: rules[2].actions.critical[0]: channel 'consol' is not defined in "
+        "alerts.channels (console)"
+    )
+    assert "reference: no reference profile file at" in found[4]
+    # a part the schema refused is its error alone
+    path.write_text("model: credit\nrules:\n  - {metric: psi, critical: 0.2, actions: [x]}\n")
+    with pytest.raises(InvalidDocumentError) as info:
+        load_policy(path, {"console"}, 300.0)
+    assert [e.field for e in info.value.errors] == ["rules[0].actions"]
