@@ -334,6 +334,8 @@ class Checker:
         self.clock = clock
         self.references = ReferenceCache(store)
         self.engines: dict[str, PolicyEngine] = {}
+        self.name_warnings: dict[str, list[str]] = {}
+        """Per policy, the rule features and segments its stored reference lacks."""
         self.follow_up = EstimateFollowUp(store, self.size_ms)
         self.ab = (
             ab
@@ -341,6 +343,24 @@ class Checker:
             else ABChecks(store, self.size_ms, label_ttl_s, max_age_s=max_age_s, clock=clock)
         )
         """Policies' ``compare`` sections (live A/B between versions)."""
+
+    def _warn_unknown_names(self, policy: Policy, reference: ReferenceProfile | None) -> None:
+        """Rule features and segments the reference in force lacks: logged when they
+        change, kept for ``/api/policies`` (``warnings``); each tick's evaluations name
+        them too (:func:`findings_for`)."""
+        problems = (
+            unknown_names(policy, reference.features, "the reference in force", reference.segments)
+            if reference is not None
+            else []
+        )
+        found = [f"{'/'.join(map(str, where))}: {why}" for where, _name, why in problems]
+        if found != self.name_warnings.get(policy.key, []):
+            for line in found:
+                log.warning("policy %s: %s (it selects nothing)", policy.key, line)
+        if found:
+            self.name_warnings[policy.key] = found
+        else:
+            self.name_warnings.pop(policy.key, None)
 
     def engine(
         self, loaded: LoadedPolicy, at_ms: int | None = None
@@ -393,6 +413,8 @@ class Checker:
             self.spans,
             self.traffic,
         )
+        if found.evaluations:  # the reference was read: say what it lacks, once
+            self._warn_unknown_names(policy, reference())
         # A/B incidents say what their interval means; a pair's that is no longer in force end
         ab.describe(policy, engine, found.events, at_ms)
         events += found.events

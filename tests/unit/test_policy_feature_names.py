@@ -129,3 +129,38 @@ def test_check_reports_schema_and_cross_check_errors_in_one_run(tmp_path: Path) 
     with pytest.raises(InvalidDocumentError) as info:
         load_policy(path, {"console"}, 300.0)
     assert [e.field for e in info.value.errors] == ["rules[0].actions"]
+
+
+def test_the_daemon_logs_a_missing_feature_once_and_lists_it_on_api_policies(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from watchkeeper.daemon.checks.checker import Checker
+    from watchkeeper.daemon.checks.scheduler import PolicyStatus, describe
+    from watchkeeper.daemon.notify.incidents import IncidentStore
+    from watchkeeper.daemon.store.store import Store
+    from watchkeeper.policies.loader import LoadedPolicy
+
+    policy = Policy.model_validate(
+        {
+            "model": "credit",
+            "segments": ["chanel"],
+            "rules": [
+                {"name": "unseen", "metric": "psi", "critical": 0.25, "features": ["countryy"]}
+            ],
+        }
+    )
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        checker = Checker(store, IncidentStore(store.engine), 300.0)
+        with caplog.at_level("WARNING"):
+            checker._warn_unknown_names(policy, profile())
+            checker._warn_unknown_names(policy, profile())  # the next tick: not again
+        logged = [r.getMessage() for r in caplog.records]
+        assert len(logged) == 2, logged
+        assert "policy credit: segments/0: 'chanel' is not a feature" in logged[0]
+        status = PolicyStatus(policies={"credit": LoadedPolicy(policy, "p.yaml", "d")})
+        body = describe(status, warnings=lambda key: checker.name_warnings.get(key, []))
+        (entry,) = body["policies"]
+        assert [w.split(":")[0] for w in entry["warnings"]] == ["segments/0", "rules/0/features/0"]
+        fixed = policy.model_copy(update={"segments": ("channel",)})
+        checker._warn_unknown_names(fixed, profile())
+        assert len(checker.name_warnings["credit"]) == 1
