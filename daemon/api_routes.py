@@ -83,7 +83,10 @@ class ApiRoutes:
         scheduler = self.daemon.scheduler
         if scheduler is None:
             return starting()
-        return Response.of_json(200, describe(scheduler.status, self._progress))
+        checker = self.daemon.checker
+        names = checker.name_warnings if checker is not None else {}
+        body = describe(scheduler.status, self._progress, lambda key: names.get(key, []))
+        return Response.of_json(200, body)
 
     def status(self, _request: Request) -> Response:
         d = self.daemon

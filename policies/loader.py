@@ -18,6 +18,7 @@ from watchkeeper.policies.errors import (
     SourceError,
     WatchkeeperDocumentError,
 )
+from watchkeeper.policies.raw_checks import raw_problems
 from watchkeeper.policies.schema import SEVERITIES, Policy
 from watchkeeper.policies.yamlsource import (
     SourceDocument,
@@ -73,23 +74,25 @@ def policy_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def _located(doc: SourceDocument, path: tuple[str | int, ...], message: str) -> SourceError:
+    pos = doc.position(path)
+    dotted = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path)
+    return SourceError(
+        doc.file,
+        pos.line if pos else None,
+        pos.column if pos else None,
+        dotted.replace(".[", "["),
+        message,
+    )
+
+
 def _cross_check(
     doc: SourceDocument, policy: Policy, channels: set[str] | None, window_size_s: float | None
 ) -> list[SourceError]:
     errors: list[SourceError] = []
 
     def err(path: tuple[str | int, ...], message: str) -> None:
-        pos = doc.position(path)
-        dotted = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path)
-        errors.append(
-            SourceError(
-                doc.file,
-                pos.line if pos else None,
-                pos.column if pos else None,
-                dotted.replace(".[", "["),
-                message,
-            )
-        )
+        errors.append(_located(doc, path, message))
 
     if window_size_s and policy.window % window_size_s:
         err(("window",), f"must be a multiple of the daemon's windows.size ({window_size_s:g}s)")
@@ -139,7 +142,27 @@ def _cross_check(
         path = Path(ref) if Path(ref).is_absolute() else Path(doc.file).parent / ref
         if not path.is_file():
             err(("reference",), f"no reference profile file at {path}")
+        else:
+            for where, _name, why in _reference_problems(policy, path):
+                err(where, why)
     return errors
+
+
+def _reference_problems(policy: Policy, path: Path) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """Rule features and segments the profile file does not have (a typo selects nothing)."""
+    if not policy.segments and all(
+        isinstance(r.features, str) and r.features in ("all", "prediction") for r in policy.rules
+    ):
+        return []  # nothing named: the file need not be read
+    from watchkeeper.detectors.profile import ReferenceProfile
+    from watchkeeper.policies.feature_names import unknown_names
+
+    try:
+        profile = ReferenceProfile.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        return [(("reference",), "", f"the reference profile {path} cannot be read ({detail})")]
+    return unknown_names(policy, profile.features, f"the reference {path.name}", profile.segments)
 
 
 def load_policy(
@@ -156,7 +179,21 @@ def load_policy(
     name = str(path)
     text = read_text(path)
     doc = parse_yaml(text, name)
-    policy = validate_document(Policy, doc)
+    try:
+        policy = validate_document(Policy, doc)
+    except InvalidDocumentError as exc:
+        if not cross_check:
+            raise
+        # the cross-checks too, from the raw document: every error in one run
+        refused = {e.field for e in exc.errors}
+        more = [
+            e
+            for where, message in raw_problems(doc.data, Path(name).parent, channels, window_size_s)
+            if (e := _located(doc, where, message)).field not in refused
+        ]
+        if not more:
+            raise
+        raise InvalidDocumentError(name, [*exc.errors, *more]) from None
     errors = _cross_check(doc, policy, channels, window_size_s) if cross_check else []
     if errors:
         raise InvalidDocumentError(name, errors)

@@ -47,6 +47,7 @@ from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.durations import parse_duration
 from watchkeeper.policies.engine import PolicyEngine
+from watchkeeper.policies.feature_names import unknown_names
 from watchkeeper.policies.incident_model import Evaluation, IncidentEvent
 from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.schema import Policy
@@ -102,7 +103,41 @@ def findings_for(
             baseline_rates=baseline,
             options={rule.metric: rule.options} if rule.options else None,
         )
+    if reference is not None:
+        _add_unknown_names(out, policy, reference, window)
     return out
+
+
+def _add_unknown_names(
+    out: dict[str, list[Finding]],
+    policy: Policy,
+    reference: ReferenceProfile,
+    window: WindowSummary,
+) -> None:
+    """An ``insufficient_data`` evaluation per rule feature or segment the reference does
+    not have (a typo selects nothing): the loader catches these for a profile file, a
+    stored reference is known only here. Segments are reported under the first rule."""
+    problems = unknown_names(
+        policy, reference.features, "the reference in force", reference.segments
+    )
+    for where, name, why in problems:
+        key = policy.rules[int(where[1])].key if where[0] == "rules" else policy.rules[0].key
+        slot = name if where[0] == "rules" else f"[{name}]"
+        rule = next(r for r in policy.rules if r.key == key)
+        out.setdefault(key, []).append(
+            Finding(
+                policy.model,
+                rule.metric,
+                slot,
+                None,
+                "insufficient_data",
+                window.start_ms,
+                window.end_ms,
+                0,
+                0,
+                {"reason": f"{'/'.join(map(str, where))}: {why}"},
+            )
+        )
 
 
 @dataclass
@@ -299,6 +334,8 @@ class Checker:
         self.clock = clock
         self.references = ReferenceCache(store)
         self.engines: dict[str, PolicyEngine] = {}
+        self.name_warnings: dict[str, list[str]] = {}
+        """Per policy, the rule features and segments its stored reference lacks."""
         self.follow_up = EstimateFollowUp(store, self.size_ms)
         self.ab = (
             ab
@@ -306,6 +343,24 @@ class Checker:
             else ABChecks(store, self.size_ms, label_ttl_s, max_age_s=max_age_s, clock=clock)
         )
         """Policies' ``compare`` sections (live A/B between versions)."""
+
+    def _warn_unknown_names(self, policy: Policy, reference: ReferenceProfile | None) -> None:
+        """Rule features and segments the reference in force lacks: logged when they
+        change, kept for ``/api/policies`` (``warnings``); each tick's evaluations name
+        them too (:func:`findings_for`)."""
+        problems = (
+            unknown_names(policy, reference.features, "the reference in force", reference.segments)
+            if reference is not None
+            else []
+        )
+        found = [f"{'/'.join(map(str, where))}: {why}" for where, _name, why in problems]
+        if found != self.name_warnings.get(policy.key, []):
+            for line in found:
+                log.warning("policy %s: %s (it selects nothing)", policy.key, line)
+        if found:
+            self.name_warnings[policy.key] = found
+        else:
+            self.name_warnings.pop(policy.key, None)
 
     def engine(
         self, loaded: LoadedPolicy, at_ms: int | None = None
@@ -358,6 +413,8 @@ class Checker:
             self.spans,
             self.traffic,
         )
+        if found.evaluations:  # the reference was read: say what it lacks, once
+            self._warn_unknown_names(policy, reference())
         # A/B incidents say what their interval means; a pair's that is no longer in force end
         ab.describe(policy, engine, found.events, at_ms)
         events += found.events

@@ -273,9 +273,12 @@ def _utcnow() -> Any:
 
 
 def describe(
-    status: PolicyStatus, progress: Callable[[str], dict[str, Any] | None] = lambda _: None
+    status: PolicyStatus,
+    progress: Callable[[str], dict[str, Any] | None] = lambda _: None,
+    warnings: Callable[[str], list[str]] = lambda _: [],
 ) -> dict[str, Any]:
-    """The JSON of ``/api/policies``."""
+    """The JSON of ``/api/policies`` (``warnings``: what a loaded policy names that its
+    reference in force lacks, found when a tick reads it)."""
     return {
         "last_reload_successful": status.ok,
         "loaded_at": status.loaded_at,
@@ -290,6 +293,7 @@ def describe(
                 "rules": [r.key for r in p.policy.rules],
                 "last_run": status.last_runs.get(key),
                 "progress": progress(key),
+                "warnings": warnings(key),
             }
             for key, p in sorted(status.policies.items())
         ],

@@ -129,7 +129,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 
     reference = load_profile(args.reference)
-    window = summarize_file(args.current, reference, args.prediction, label=args.label)
+    window = summarize_file(
+        args.current,
+        reference,
+        args.prediction,
+        label=args.label,
+        prediction_class=args.prediction_class,
+    )
     if args.policy:
         from watchkeeper.policies.loader import load_policy
 
@@ -162,7 +168,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         drift = [r for r in results if not is_performance(r[0])]
         performance = [r for r in results if is_performance(r[0])]
         if drift:
-            console.print(render_table(drift))
+            console.print(render_table(drift, console.width))
         if performance:
             console.print(render_performance(performance))
         warn = sum(1 for _, s in results if s == "warn")
@@ -170,25 +176,51 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 1 if critical else 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from watchkeeper.daemon.offline.drift import drift_report
+def _report_reference(args: argparse.Namespace, config: Any, store: Any) -> Any:
+    """The reference a report compares with: ``--reference FILE``, ``--reference-name``
+    (stored), else the one the model's policy names (a profile file or ``store:NAME``),
+    else the stored ``default``; a :class:`DataFileError` naming what was tried."""
+    from watchkeeper.policies.loader import load_all
+    from watchkeeper.policies.schema import DEFAULT_STORED_REFERENCE
 
-    with open_store(args.config) as store:
-        if args.reference:
-            reference = load_profile(args.reference)
-        else:
-            stored = store.reference(args.model, args.reference_name)
-            if stored is None:
-                print(f"no stored reference {args.model}/{args.reference_name}", file=sys.stderr)
-                return 1
-            reference = stored
+    if args.reference:
+        return load_profile(args.reference)
+    if args.reference_name is not None:
+        name, tried = args.reference_name, f"--reference-name {args.reference_name}"
+    else:
+        result = load_all(config.policies.paths)
+        mine = [p for p in result.policies if p.policy.model == args.model]
+        policy = mine[0] if mine else None
+        name = policy.policy.stored_reference() if policy is not None else None
+        if policy is not None and name is None:
+            assert policy.policy.reference is not None  # a profile file
+            return load_profile(str(policy.directory / policy.policy.reference))
+        name = name or DEFAULT_STORED_REFERENCE
+        tried = f"policy {policy.policy.key}'s reference" if policy else "no policy of the model"
+    stored = store.reference(args.model, name)
+    if stored is None:
+        raise DataFileError(
+            f"no stored reference {args.model}/{name} ({tried}): give --reference FILE "
+            "or store one (watchkeeper reference build --into-store)"
+        )
+    return stored
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from watchkeeper.daemon.cli.common import load_or_exit
+    from watchkeeper.daemon.offline.drift import drift_report
+    from watchkeeper.daemon.store.store import Store
+
+    config = load_or_exit(args.config)
+    with Store.open(config.store_url()) as store:
+        reference = _report_reference(args, config, store)
         start, _, end = args.window.partition("/")
         start_ms = _ms(start)
         end_ms = _ms(end) if end else start_ms + 1
         window = store.window_range(args.model, start_ms, end_ms)
     if window is None:
         print(f"no stored windows of {args.model} starting in that range", file=sys.stderr)
-        return 1
+        return 2
     path = drift_report(reference, window, Path(args.output))
     print(f"wrote {path}")
     return 0
@@ -277,6 +309,11 @@ def _add_drift_parser(sub: Any) -> None:
         "estimated_* metrics (default for those: the reference's prediction column)",
     )
     drift.add_argument(
+        "--prediction-class",
+        help="the model's decision column of the batch, scored with --prediction "
+        "(default: the reference's, when the batch has it)",
+    )
+    drift.add_argument(
         "--label",
         help="the label column of the batch: gives the realised metrics "
         "(default: the reference's label column, when the batch has it)",
@@ -299,8 +336,12 @@ def _add_report_parser(sub: Any, default_config: str) -> None:
     report = sub.add_parser("report", help="an Evidently HTML drift report of stored windows")
     report.add_argument("--model", required=True)
     report.add_argument("--window", required=True, help="START[/END]: ISO-8601 or epoch ms")
-    report.add_argument("--reference", help="a profile file (default: the stored one)")
-    report.add_argument("--reference-name", default="default")
+    report.add_argument(
+        "--reference",
+        help="a profile file (default: the reference the model's policy names, else the "
+        "stored default)",
+    )
+    report.add_argument("--reference-name", help="a stored reference of the model, by name")
     report.add_argument("-o", "--output", default="drift-report.html")
     report.add_argument("-c", "--config", default=default_config)
     report.set_defaults(func=cmd_report)

@@ -258,13 +258,19 @@ def _print_incidents(console: Any, incidents: IncidentStore, last: int) -> None:
     table = Table(title="open incidents")
     for column in ("severity", "since (UTC)", "policy", "rule", "summary"):
         table.add_column(column)
+    from watchkeeper.daemon.store.incident_values import current_line
+
     for row in incidents.incidents("open"):
+        summary, now = cell(row["summary"]), current_line(row)
+        if now:
+            summary.append("\n")
+            summary.append(cell(now))
         table.add_row(
             cell(row["severity"]),
             utc_minute(row["opened_ms"]),
             cell(row["policy"]),
             cell(row["rule"]),
-            cell(row["summary"]),
+            summary,
         )
     console.print(table)
     recent = Table(title="last evaluations")

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.incident_values import current_line, current_values
 from watchkeeper.daemon.store.queries import evaluation_rows, incident_rows
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.binning import binned
@@ -82,10 +83,12 @@ class ConsoleQueries:
         )
         with reader(self.engine) as conn:
             row = conn.execute(query).first()
-        if row is None:
-            return None
-        out = dict(row._mapping)
-        out["members"] = json.loads(out["members"])
+            if row is None:
+                return None
+            out = dict(row._mapping)
+            out["members"] = json.loads(out["members"])
+            out["current"] = current_values(conn, out)
+        out["now"] = current_line(out)
         return out
 
     def history(self, fingerprint: str) -> list[dict[str, Any]]:
@@ -101,7 +104,10 @@ class ConsoleQueries:
             return [dict(r._mapping) for r in conn.execute(query).all()]
 
     def open_incidents(self, limit: int = 500) -> list[dict[str, Any]]:
-        return incident_rows(self.engine, "open", limit)
+        rows = incident_rows(self.engine, "open", limit)
+        for row in rows:
+            row["now"] = current_line(row)
+        return rows
 
     def timeline(
         self, policy: str, rule: str, features: list[str] | None, since_ms: int

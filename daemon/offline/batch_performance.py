@@ -37,10 +37,12 @@ def add_batch(
     reference: ReferenceProfile,
     prediction: str | None,
     label: str | None,
+    prediction_class: str | None = None,
 ) -> None:
-    """One chunk of the batch into ``window``'s performance and estimate state."""
+    """One chunk of the batch into ``window``'s performance and estimate state
+    (``prediction_class``: the class column, default the reference's)."""
     names = reference.column_names
-    klass = names.get("prediction_class")
+    klass = prediction_class or names.get("prediction_class")
     klass = klass if klass in chunk.columns else None
     if prediction and label and label in chunk.columns and prediction in chunk.columns:
         if window.performance is None:

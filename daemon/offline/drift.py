@@ -17,7 +17,7 @@ from watchkeeper.daemon.offline.batch_performance import add_batch, judge
 from watchkeeper.daemon.offline.data_files import read_chunks
 from watchkeeper.daemon.offline.frame_columns import is_numeric
 from watchkeeper.daemon.offline.held_column import HeldSketch, HoldBudget
-from watchkeeper.daemon.offline.reference import REFERENCE_K, column_sketch
+from watchkeeper.daemon.offline.reference import REFERENCE_K, as_classes, column_sketch
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.column_sketch import ColumnSketch
 from watchkeeper.detectors.estimate_findings import estimation_bases
@@ -25,7 +25,7 @@ from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.out_of_range import pinned_edges
 from watchkeeper.detectors.profile import ColumnProfile, NumericProfile, ReferenceProfile
 from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS, METRICS
-from watchkeeper.detectors.reserved_names import PREDICTION
+from watchkeeper.detectors.reserved_names import PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import Reservoir, mix64
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.rule_thresholds import rule_thresholds
@@ -38,18 +38,22 @@ def summarize_file(
     prediction: str | None = None,
     sample_size: int = 2000,
     label: str | None = None,
+    prediction_class: str | None = None,
 ) -> WindowSummary:
     """The batch in ``path`` summarised as one window, on the reference's columns.
 
     The prediction (``prediction``, else the reference's prediction column) gives the
     estimates when the reference has an estimation; the label (``label``, else the
     reference's) gives the realised metrics (:mod:`batch_performance`). The prediction's
-    own drift is scored only when ``prediction`` is given. Numeric columns count the
+    own drift is scored only when ``prediction`` is given, and so is the drift of its
+    class (``prediction_class``, else the reference's class column, spelled as the
+    reference spells classes) when the batch has it. Numeric columns count the
     reference's bins and out-of-range limits exactly and hold their values
     (:mod:`held_column`), so every number scored from the window is exact on the file's
     side and the same run after run."""
     scored = prediction or reference.column_names.get("prediction")
     labelled = label or reference.column_names.get("label")
+    klass = prediction_class or reference.column_names.get("prediction_class")
     window = WindowSummary(reference.model, "batch", 0, 0, SketchSettings(k=REFERENCE_K))
     window.sample = Reservoir(sample_size)
     budget = HoldBudget()
@@ -66,7 +70,14 @@ def summarize_file(
             window.prediction = _add(
                 chunk[prediction], window.prediction, reference.prediction, budget
             )
-        add_batch(window, chunk, reference, scored, labelled)
+        if prediction and klass and klass in chunk.columns:
+            window.prediction_class = _add(
+                as_classes(chunk[klass]),
+                window.prediction_class,
+                reference.prediction_class,
+                budget,
+            )
+        add_batch(window, chunk, reference, scored, labelled, klass)
         keys = mix64(np.arange(rows, rows + len(chunk), dtype=np.uint64))
         names = [n for n in reference.features if n in chunk.columns]
         if not names:  # nothing to sample: the check after the loop says so
@@ -133,7 +144,9 @@ def drift_findings(
     # every input feature, and the prediction when the batch has one
     features = sorted(reference.features) + ([PREDICTION] if window.prediction is not None else [])
     findings = evaluate(reference, window, metrics, min_samples=min_samples, features=features)
-    return [(f, judge(f, reference)) for f in findings]
+    # the class is selected with the prediction; a batch without its column has no class
+    absent = {PREDICTION_CLASS} if window.prediction_class is None else set()
+    return [(f, judge(f, reference)) for f in findings if f.feature not in absent]
 
 
 def policy_findings(
@@ -164,33 +177,62 @@ def policy_findings(
 _SHORT = {name: info.short for name, info in METRICS.items() if info.short}
 
 
-def render_table(results: list[tuple[Finding, Verdict]]) -> Any:
+MAX_NAME_WIDTH = 40
+"""A feature name is shown whole up to this many characters (longer ones fold)."""
+
+
+def render_table(results: list[tuple[Finding, Verdict]], width: int = 80) -> Any:
+    """The findings as feature × metric tables that fit ``width`` columns: the metrics are
+    split over as many tables as needed, each repeating the feature column, so a name is
+    never cut to a few characters (rich shrinks columns of a table wider than the
+    terminal)."""
+    from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
+    from watchkeeper.alerts.text import terminal
 
     metrics = list(dict.fromkeys(f.metric for f, _ in results))
     features = list(dict.fromkeys(f.feature or "" for f, _ in results))
     cells = {(f.feature or "", f.metric): (f, s) for f, s in results}
-    table = Table(title="drift against the reference (yellow: warn, red: critical)")
-    table.add_column("feature")
-    for m in metrics:
-        table.add_column(_SHORT.get(m, m), justify="right")
-    style = {"ok": "", "warn": "yellow", "critical": "bold red"}
-    from rich.markup import escape
-    from watchkeeper.alerts.text import terminal
+    # a feature name is data: no rich markup, no terminal escapes
+    special = {PREDICTION: "prediction", PREDICTION_CLASS: "prediction class"}
+    names = {f: special.get(f) or terminal(f) for f in features}
+    name_width = min(MAX_NAME_WIDTH, max((len(n) for n in names.values()), default=7))
+    name_width = max(name_width, len("feature"))
 
-    for feature in features:
-        # a feature name is data: no rich markup, no terminal escapes
-        row = [("prediction" if feature == PREDICTION else escape(terminal(feature)))]
-        for m in metrics:
-            f, s = cells.get((feature, m), (None, "ok"))
-            if f is None:
-                row.append("")
-            elif f.value is None:
-                row.append("[dim]n/a[/]")
-            else:
-                row.append(f"[{style[s]}]{f.value:.3f}[/]" if style[s] else f"{f.value:.3f}")
-        table.add_row(*row)
-    return table
+    def column_width(m: str) -> int:  # the cell's text and its padding and border
+        return max(len(_SHORT.get(m, m)), 6) + 3
+
+    groups: list[list[str]] = [[]]
+    used = name_width + 4
+    for m in metrics:
+        if groups[-1] and used + column_width(m) > width:
+            groups.append([])
+            used = name_width + 4
+        groups[-1].append(m)
+        used += column_width(m)
+    style = {"ok": "", "warn": "yellow", "critical": "bold red"}
+    tables = []
+    for i, group in enumerate(groups):
+        title = "drift against the reference (yellow: warn, red: critical)"
+        table = Table(title=title + (f" ({i + 1}/{len(groups)})" if len(groups) > 1 else ""))
+        table.add_column("feature", min_width=name_width, overflow="fold")
+        for m in group:
+            table.add_column(_SHORT.get(m, m), justify="right", no_wrap=True)
+        for feature in features:
+            row = [escape(names[feature])]
+            for m in group:
+                f, s = cells.get((feature, m), (None, "ok"))
+                if f is None:
+                    row.append("")
+                elif f.value is None:
+                    row.append("[dim]n/a[/]")
+                else:
+                    value = f"{f.value:.3f}"
+                    row.append(f"[{style[s]}]{value}[/]" if style[s] else value)
+            table.add_row(*row)
+        tables.append(table)
+    return Group(*tables)
 
 
 _INERT = str.maketrans(

@@ -110,7 +110,7 @@ def grade_pairs(
     perf.update_classification(labels, predicted, scores)
 
 
-def _as_classes(series: pd.Series) -> pd.Series:
+def as_classes(series: pd.Series) -> pd.Series:
     """A class column spelled as the daemon spells classes (``1``, ``1.0``, ``True``: "1")."""
     return pd.Series(
         [None if pd.isna(v) else class_names([v])[0] for v in series],
@@ -290,7 +290,7 @@ class _FirstPass:
         c = self.columns
         special = c.special
         if c.prediction_class and c.prediction_class in chunk.columns:
-            chunk[c.prediction_class] = _as_classes(chunk[c.prediction_class])
+            chunk[c.prediction_class] = as_classes(chunk[c.prediction_class])
         if self.chosen is None:
             self.chosen = c.features_of(chunk)
         chosen = self.chosen

@@ -24,6 +24,7 @@ from watchkeeper.daemon.eventtime.watermarks import (
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_parts
 from watchkeeper.daemon.store.connection import reading
+from watchkeeper.daemon.store.incident_values import current_values
 from watchkeeper.daemon.store.skipped_windows import SkippedWindows
 from watchkeeper.daemon.store.window_parts import StoredWindow
 from watchkeeper.detectors.profile import ReferenceProfile
@@ -43,8 +44,9 @@ def incident_rows(
         query = query.where(t.incidents.c.state == state)
     with reading(engine, "read incidents") as conn:
         rows = [dict(r._mapping) for r in conn.execute(query).all()]
-    for row in rows:
-        row["members"] = json.loads(row["members"])
+        for row in rows:
+            row["members"] = json.loads(row["members"])
+            row["current"] = current_values(conn, row)
     return rows
 
 

@@ -260,7 +260,7 @@ def test_reference_from_a_stored_window_range_and_a_report(
     html = out.read_text()
     assert out.stat().st_size > 10_000 and "drifted columns" in html.lower()
     assert "amount" in html and "country" in html
-    assert main(["report", "--model", "nobody", "--window", start, "-c", str(config)]) == 1
+    assert main(["report", "--model", "nobody", "--window", start, "-c", str(config)]) == 2
 
 
 def _fetch(url: str, data: bytes | None = None, token: str | None = None) -> tuple[int, bytes]:

@@ -216,11 +216,13 @@ def test_every_error_is_reported(tmp_path: Path) -> None:
     )
     found = errors(tmp_path, text)
     # a rule with an unknown key is not checked further (pydantic runs a model's own
-    # checks only once its fields are valid): fixing it reveals the rest
-    assert len(found) == 3, found
+    # checks only once its fields are valid): fixing it reveals the rest; the loader's
+    # cross-checks (here: the window off the 300 s grid) come with the schema's errors
+    assert len(found) == 4, found
     assert "schedule: give exactly one of every" in found[0]
     assert "rules[0].colour: unknown key 'colour'" in found[1]
     assert "accuracy is a whole-window metric: it takes no features" in found[2]
+    assert "window: must be a multiple of the daemon's windows.size (300s)" in found[3]
     (swapped,) = errors(tmp_path, "model: m\nrules:\n  - {metric: psi, warn: 0.3, critical: 0.2}\n")
     assert "critical (0.2) must be beyond warn (0.3) on the bad side (above)" in swapped
 
