@@ -288,3 +288,39 @@ def test_labels_are_not_a_model_version(store: Store) -> None:
 
         rows = conn.execute(select(t.ab_versions.c.version)).scalars().all()
     assert rows == ["1"]
+
+
+def test_labels_later_than_the_idle_timeout_leave_the_ticks_run_meanwhile_as_stored(
+    store: Store, tmp_path: Path
+) -> None:
+    """What README "Event time" says: once idle, the ticks run on what had arrived (no
+    label: insufficient_data) and are never re-evaluated; the labels that come then gate
+    the following ticks by their watermark again."""
+    predictions(store, NOW, hours=3)
+    (tmp_path / "p.yaml").write_text(POLICY)
+    loaded = load_policy(tmp_path / "p.yaml")
+    clock = Clock(NOW)
+    checker = Checker(
+        store,
+        IncidentStore(store.engine),
+        300,
+        lambda event, policy: [("console", notification(event, policy, None))],
+        clock=clock,
+        max_age_s=86_400,
+    )
+    stepper = PolicyStepper(checker, store, SETTINGS, CollectorRegistry(), clock)
+    assert stepper.step(loaded).results == []
+    clock.ms = NOW + IDLE
+    refresh(store, clock.ms)  # caught up and empty for idle_timeout: idle
+    ran = stepper.step(loaded).results
+    assert [r.at_ms for r in ran][:3] == [T0 + HOUR, T0 + 2 * HOUR, T0 + 3 * HOUR]
+    assert {e.reason for r in ran for e in r.evaluations} == {
+        "0 labelled predictions < min_samples 10"
+    }
+    # the labels come later; the ticks already run stay as stored, nothing re-runs them
+    clock.ms += 2 * HOUR
+    refresh(store, clock.ms, labels_ms=T0 + 3 * HOUR, labels=50)
+    stored = IncidentStore(store.engine).evaluations("m", "acc", None, 100)
+    assert stepper.step(loaded).results == []  # the next tick waits for the labels
+    assert IncidentStore(store.engine).evaluations("m", "acc", None, 100) == stored
+    assert stepper.progress["m"].mode == "event time"
