@@ -39,7 +39,8 @@ class EmptyStreams:
     """
 
     def __init__(self) -> None:
-        self._since: dict[tuple[str, str], int] = {}
+        self._since: dict[tuple[str, str], tuple[int, bool]] = {}
+        """(model, role) → (first seen caught up and empty, whether partitions were known)."""
         self._lock = threading.Lock()  # the stepper's threads and the HTTP status read it
 
     def settle(
@@ -47,21 +48,29 @@ class EmptyStreams:
     ) -> StreamTime:
         """``time`` as readiness sees it: a stream that has shown none of the model's
         events is held (no watermark, not idle) until it has been caught up and empty for
-        ``idle_ms``; a stream that has shown any is returned unchanged."""
+        ``idle_ms``; a stream that has shown any is returned unchanged. A role none of
+        whose partitions has reported yet (just started, or its topic missing) is timed
+        the same way, the clock restarting when its partitions appear: a missing labels
+        topic delays the policies that read it by ``idle_ms``, never stops them."""
         key = (model, role)
+        known = time.partitions > 0
         with self._lock:
             if time.newest_ms is not None:  # the model's events came: watermarks rule
                 self._since.pop(key, None)
                 return time
-            if time.partitions and time.caught_up:
-                since = self._since.setdefault(key, now_ms)
+            if time.caught_up:  # vacuously, with no partition known
+                since, was_known = self._since.get(key, (now_ms, known))
+                if was_known != known:
+                    since = now_ms
+                self._since[key] = (since, known)
                 if now_ms - since >= idle_ms:
                     return time
-            else:  # behind, or no partition known yet: the clock starts when caught up
+            else:  # behind: the clock starts when caught up
                 self._since.pop(key, None)
         return replace(time, watermark_ms=None, held=True, idle=False)
 
     def empty_since(self, model: str, role: str) -> int | None:
         """When the stream was first seen caught up and empty (None: it is not)."""
         with self._lock:
-            return self._since.get((model, role))
+            entry = self._since.get((model, role))
+        return None if entry is None else entry[0]

@@ -125,10 +125,16 @@ def test_a_stream_with_none_of_the_models_events_is_held_until_empty_for_the_idl
     assert empty.settle("m", "labels", behind, 2 * IDLE, IDLE).held
     assert empty.settle("m", "labels", nothing, 2 * IDLE, IDLE).held
     assert empty.settle("m", "labels", nothing, 3 * IDLE, IDLE).idle
-    # no partition known yet (its status not written): not yet, the clock not started
+    # no partition known yet (just started, or the topic missing): timed the same way,
+    # the clock restarting when the partitions appear — delayed, never stopped
     unknown = StreamTime(None, False, True, True, None, partitions=0)
     assert empty.settle("n", "labels", unknown, 10 * IDLE, IDLE).held
-    assert empty.empty_since("n", "labels") is None
+    assert empty.empty_since("n", "labels") == 10 * IDLE
+    assert empty.settle("n", "labels", nothing, 10 * IDLE + 1, IDLE).held
+    assert empty.settle("n", "labels", nothing, 11 * IDLE, IDLE).held  # restarted at +1
+    assert empty.settle("n", "labels", nothing, 11 * IDLE + 1, IDLE).idle
+    assert empty.settle("o", "labels", unknown, 0, IDLE).held
+    assert empty.settle("o", "labels", unknown, IDLE, IDLE).idle
     # a stream that carried the model is left to the watermark rules
     carried = StreamTime(None, False, True, True, 5_000, partitions=2)
     assert empty.settle("m", "labels", carried, 0, IDLE) == carried
