@@ -26,6 +26,7 @@ from watchkeeper.daemon.checks.set_aside import SetAside
 from watchkeeper.daemon.checks.stepping import PolicyStepper, labels_watermark, step_settings
 from watchkeeper.daemon.config import Config, secret_values
 from watchkeeper.daemon.console_sources import console_for
+from watchkeeper.daemon.eventtime.empty_streams import EmptyStreams
 from watchkeeper.daemon.http.reports import Reports, report_routes
 from watchkeeper.daemon.http.server import HttpServer
 from watchkeeper.daemon.ingest.loop import Ingestor
@@ -81,6 +82,8 @@ class Daemon:
         self.checker: Checker | None = None
         self._next_reference_check = 0.0
         self.stepper: PolicyStepper | None = None
+        # streams without any of a model's events: shared by the ticks and the A/B fold
+        self.empty_streams = EmptyStreams()
         self.housekeeper: Housekeeper | None = None
 
     def _leadership_changed(self, leading: bool) -> None:
@@ -328,7 +331,9 @@ class Daemon:
                 lateness_s=config.windows.allowed_lateness,
                 max_age_s=config.alerts.max_age,
                 clock=self.clock,
-                labels_until=lambda model, now_ms: labels_watermark(store, steps, model, now_ms),
+                labels_until=lambda model, now_ms: labels_watermark(
+                    store, steps, model, now_ms, self.empty_streams
+                ),
             ),
             shadow=ShadowChecks(
                 self.shadow_store,
@@ -345,7 +350,12 @@ class Daemon:
         config = self.config
         assert self.checker is not None and self.shadow is not None
         self.stepper = PolicyStepper(
-            self.checker, store, step_settings(config), self.registry, clock=self.clock
+            self.checker,
+            store,
+            step_settings(config),
+            self.registry,
+            clock=self.clock,
+            empty=self.empty_streams,
         )
         self.scheduler = PolicyScheduler(
             self.stepper,

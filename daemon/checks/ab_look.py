@@ -65,8 +65,11 @@ class ABLooks:
     shortens it, default :data:`DEFAULT_LABEL_WAIT_S`); ``lateness_s``: how long its
     events may still arrive (``windows.allowed_lateness``). A window is folded one window
     after both. ``labels_until``: (model, wall ms) → event time up to which its labels
-    have been read (None: no cap), so the fold never passes labels still to come
-    (catch-up, outage)."""
+    have been read (None: no cap — no labels stream, or an idle one that never carried a
+    label), so the fold never passes labels still to come (catch-up, outage); a labels
+    stream with no watermark yet must answer with a point before every window (the
+    daemon's :func:`~watchkeeper.daemon.checks.stepping.labels_watermark` gives
+    ``HELD_MS``), so nothing is folded before its labels: "not yet", never "no limit"."""
 
     def __init__(
         self,

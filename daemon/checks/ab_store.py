@@ -25,7 +25,9 @@ def _seen(
     see versions or events that came later)."""
     c = window_parts.rows().c
     v = t.ab_versions.c
-    where = (c.model == model) & (c.events > 0)
+    # the empty version is no model version (labels, unversioned predictions): a compare
+    # names non-empty versions only, so it is never recorded (trial finding F11)
+    where = (c.model == model) & (c.events > 0) & (c.model_version != "")
     if until_ms is not None:
         where = where & (c.window_start_ms < until_ms)
     query = (
@@ -39,7 +41,9 @@ def _seen(
         else {
             str(r.version): (int(r.first_seen_ms), int(r.events))
             for r in conn.execute(
-                select(v.version, v.first_seen_ms, v.events).where(v.model == model)
+                select(v.version, v.first_seen_ms, v.events).where(
+                    (v.model == model) & (v.version != "")
+                )
             ).all()
         }
     )

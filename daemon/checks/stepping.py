@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from watchkeeper.daemon.checks.checker import Checker, CheckResult
 from watchkeeper.daemon.checks.ticks import PolicyClock, Ticks, policy_clock, read_end
 from watchkeeper.daemon.config import Config
+from watchkeeper.daemon.eventtime.empty_streams import EmptyStreams
 from watchkeeper.daemon.eventtime.watermarks import ClockSettings, stream_time
 from watchkeeper.daemon.ingest.event_time import clock_settings
 from watchkeeper.daemon.store.store import Store
@@ -88,17 +89,29 @@ HELD_MS = -(2**62)
 yet (catching up): nothing is known to have arrived."""
 
 
-def labels_watermark(store: Store, settings: StepSettings, model: str, now_ms: int) -> int | None:
+def labels_watermark(
+    store: Store,
+    settings: StepSettings,
+    model: str,
+    now_ms: int,
+    empty: EmptyStreams | None = None,
+) -> int | None:
     """Event time up to which the model's labels have been read (the slowest labels
     partition that is not quiet; all quiet: the newest label read), :data:`HELD_MS` while
-    held; None without a labels stream or before any label (nothing to wait for). The
-    A/B fold stops there, so labels still to come during a catch-up or an outage of the
-    labels stream are not lost to it."""
+    held — a partition behind that has shown none of the model's labels, or a labels
+    stream that has shown none yet and has not been caught up and empty for
+    ``idle_timeout`` (:class:`~watchkeeper.daemon.eventtime.empty_streams.EmptyStreams`;
+    without one, never idle: "not yet" until a label comes). None without a labels stream
+    or once it is idle without ever having carried a label (nothing to wait for: the fold
+    goes on at tick − settle). The A/B fold stops there, so labels still to come during a
+    catch-up, an outage of the labels stream or before its producer started are not lost
+    to it."""
     s = settings
     if "labels" not in set(s.clocks.roles.values()):
         return None
     clocks = store.partition_clocks(s.group_id, s.clocks, now_ms)
     st = stream_time(clocks.values(), model, "labels", now_ms, s.clocks.idle_ms)
+    st = (empty or EmptyStreams()).settle(model, "labels", st, now_ms, s.clocks.idle_ms)
     if st.held:
         return HELD_MS
     return st.watermark_ms if st.watermark_ms is not None else st.newest_ms
@@ -132,11 +145,15 @@ class PolicyStepper:
         settings: StepSettings,
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
+        empty: EmptyStreams | None = None,
     ) -> None:
         self.checker = checker
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.empty = EmptyStreams() if empty is None else empty
+        """When each stream without any of a model's events was first seen caught up
+        (shared with the A/B looks' :func:`labels_watermark`)."""
         self.metrics = StepMetrics(registry)
         self.progress: dict[str, Progress] = {}
         self._cursors: dict[str, int] = {}
@@ -238,19 +255,33 @@ class PolicyStepper:
         return target
 
     def policy_clock(self, policy: Policy, now_ms: int) -> PolicyClock:
-        return read_policy_clock(self.store, self.settings, policy, now_ms)
+        return read_policy_clock(self.store, self.settings, policy, now_ms, self.empty)
 
 
 def read_policy_clock(
-    store: Store, settings: StepSettings, policy: Policy, now_ms: int
+    store: Store,
+    settings: StepSettings,
+    policy: Policy,
+    now_ms: int,
+    empty: EmptyStreams | None = None,
 ) -> PolicyClock:
-    """The policy's clock from the partition clocks their owners committed."""
+    """The policy's clock from the partition clocks their owners committed. A role whose
+    stream has shown none of the model's events is held until it has been caught up and
+    empty for ``idle_timeout`` (``empty``; without one, until it shows an event), not
+    idle at once: an empty labels topic is "not yet", never "no constraint"."""
     s = settings
     roles = roles_read(policy, set(s.clocks.roles.values()))
     statuses = store.partition_statuses(s.group_id)
     clocks = store.partition_clocks(s.group_id, s.clocks, now_ms)
+    empty = EmptyStreams() if empty is None else empty
     times = {
-        role: stream_time(clocks.values(), policy.model, role, now_ms, s.clocks.idle_ms)
+        role: empty.settle(
+            policy.model,
+            role,
+            stream_time(clocks.values(), policy.model, role, now_ms, s.clocks.idle_ms),
+            now_ms,
+            s.clocks.idle_ms,
+        )
         for role in roles
     }
     margins = dict.fromkeys(roles, s.lateness_ms)

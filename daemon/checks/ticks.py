@@ -29,7 +29,11 @@ in the future and one of:
 
 A role quiet on every partition does not hold the others back; a partition behind that
 has shown none of the model's events yet holds the whole policy (its backlog may start
-earlier). These functions are pure; :mod:`stepping` reads the clocks from the store.
+earlier), and so does a role whose stream has shown none of the model's events at all
+until it has been caught up and empty for ``idle_timeout``
+(:mod:`~watchkeeper.daemon.eventtime.empty_streams`): an empty labels topic during a
+catch-up means "not yet", never "no constraint". These functions are pure;
+:mod:`stepping` reads the clocks from the store.
 """
 
 from __future__ import annotations
@@ -175,7 +179,12 @@ def policy_clock(
             continue
         if time.watermark_ms is None:
             held = True
-            reason = f"a {role} partition has shown none of the model's events yet"
+            if not time.partitions:
+                reason = f"no {role} partition has reported yet"
+            elif time.caught_up and time.newest_ms is None:
+                reason = f"no {role} yet (the stream counts as idle after ingest.idle_timeout)"
+            else:
+                reason = f"a {role} partition has shown none of the model's events yet"
             continue
         bounds.append(time.watermark_ms - margins.get(role, lateness_ms))
     idle = all(time.idle for time in times.values())

@@ -101,6 +101,8 @@ class StreamTime:
     """Every partition of the role is caught up."""
     newest_ms: int | None = None
     """The largest mark, quiet partitions included (the model's newest event time)."""
+    partitions: int = 0
+    """How many partitions of the role there are (0: none known yet)."""
 
 
 def is_quiet(clock: PartitionClock, model: str, now_ms: int, idle_ms: int) -> bool:
@@ -132,9 +134,11 @@ def stream_time(
     held = False
     idle = True
     caught_up = True
+    count = 0
     for clock in partitions:
         if clock.role != role:
             continue
+        count += 1
         caught_up = caught_up and clock.caught_up
         mark = clock.marks.get(model)
         if mark is not None:
@@ -147,7 +151,7 @@ def stream_time(
         else:
             counted.append(mark.event_ms)
     watermark = None if held or not counted else min(counted)
-    return StreamTime(watermark, held, idle, caught_up, newest)
+    return StreamTime(watermark, held, idle, caught_up, newest, count)
 
 
 def expiry_watermark(partitions: Iterable[PartitionClock], model: str, role: str) -> int | None:

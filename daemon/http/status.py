@@ -175,13 +175,18 @@ def _policies(
         due = 0 if tick is None or until is None else grid.count_between(tick, until, period_ms)
         running = progress.get(key)
         due = running.due if running is not None else due
+        # the running daemon's own view when it has one: only it knows since when a
+        # stream with none of the model's events has been empty (EmptyStreams)
+        mode, reason = (
+            (clock.mode, clock.reason) if running is None else (running.mode, running.reason)
+        )
         out[key] = {
             "model": policy.model,
             "tick": iso(tick),
             "tick_ms": tick,
             "behind_s": None if tick is None else max(0, now_ms - tick) / 1000,
-            "mode": clock.mode,
-            "waiting_for": (clock.reason or None) if due == 0 else None,
+            "mode": mode,
+            "waiting_for": (reason or None) if due == 0 else None,
             "ticks_due": due,
         }
     return out
