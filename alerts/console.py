@@ -10,7 +10,15 @@ import threading
 from typing import Literal, TextIO
 
 from watchkeeper.alerts.channel_type import ChannelContext, ChannelModel, ChannelType
-from watchkeeper.alerts.notification import Notification, comparison_lines, side_by_side_lines
+from watchkeeper.alerts.notification import (
+    LISTED_MEMBERS,
+    Notification,
+    comparison_lines,
+    member_name,
+    members_title,
+    side_by_side_lines,
+    worst_members,
+)
 from watchkeeper.alerts.text import terminal
 
 _ICON = {
@@ -37,13 +45,17 @@ def _render(n: Notification) -> str:
     head = f"{_ICON.get(n.kind, '•')} [{n.severity.upper()}] {n.kind}: {summary}"
     rule = n.rule or "—"
     lines = [head, f"    model {n.model} · policy {n.policy} · rule {rule} · {when}"]
-    table = comparison_lines(n)
-    if table:
+    table, side = comparison_lines(n), side_by_side_lines(n)
+    if table or side:
         lines += ["    " + line for line in table]
-        lines += ["    " + line for line in side_by_side_lines(n)]
+        lines += ["    " + line for line in side]
     elif n.members and len(n.members) > 1:
-        top = sorted(n.members.items(), key=lambda kv: -(kv[1] or 0.0))[:10]
-        lines.append("    " + ", ".join(f"{k}={v:.4g}" if v is not None else k for k, v in top))
+        listed = ", ".join(
+            member_name(k) + ("" if v is None else f"={v:.4g}") for k, v in worst_members(n)
+        )
+        extra = len(n.members) - LISTED_MEMBERS
+        more = f" and {extra} more" if extra > 0 else ""
+        lines.append(f"    {members_title(n)}: {listed}{more}")
     if n.note:
         lines.append(f"    note: {n.note}")
     for label, url in n.links.items():

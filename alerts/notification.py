@@ -29,6 +29,9 @@ class Notification:
     """Stable across redeliveries of this notification: receivers dedupe on it."""
     details: dict[str, Any] = field(default_factory=dict)
     """Kind-specific content, e.g. a shadow decision's comparison table."""
+    bad_side: Literal["above", "below"] = "above"
+    """The rule's bad side (``Rule.bad_side``): which end of ``members`` is worst, so a
+    channel lists a digest's members worst first as its summary does."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -40,6 +43,42 @@ class Notification:
 
 DECISIONS = ("promote", "reject")
 """Kinds of a shadow candidate's recommendation (the rest are incident changes)."""
+
+LISTED_MEMBERS = 10
+"""Members of a digest a channel lists before "…and N more"."""
+OVERALL = "overall"
+"""How a member list names the whole window (the member ``""`` of a whole-window metric)."""
+
+
+def worst_members(n: Notification, limit: int = LISTED_MEMBERS) -> list[tuple[str, float | None]]:
+    """The first ``limit`` members, worst first on the rule's bad side (as the digest's
+    summary orders them, policies/digest.py), members without a value last.
+
+    >>> n = Notification("opened", "f", "warn", "s", "m", "p", "r", "accuracy", "*",
+    ...     {"[c=A]": 0.9, "[c=B]": 0.5, "[c=C]": None, "[c=D]": 0.7}, 0, 0, bad_side="below")
+    >>> worst_members(n, 3)
+    [('[c=B]', 0.5), ('[c=D]', 0.7), ('[c=A]', 0.9)]
+    """
+    sign = -1.0 if n.bad_side == "above" else 1.0
+
+    def badness(kv: tuple[str, float | None]) -> tuple[bool, float, str]:
+        return (kv[1] is None, 0.0 if kv[1] is None else sign * kv[1], kv[0])
+
+    return sorted(n.members.items(), key=badness)[:limit]
+
+
+def members_title(n: Notification) -> str:
+    """The heading of a digest's member list: drifted features for a per-feature metric,
+    the worst segments of a whole-window one (accuracy, latency, traffic_ratio …), whose
+    members name no feature (``""`` and ``[country=DE]``)."""
+    if all(k and not k.startswith("[") for k in n.members):
+        return "Top drifted features"
+    return f"Worst segments ({n.metric}, {'highest' if n.bad_side == 'above' else 'lowest'} first)"
+
+
+def member_name(key: str) -> str:
+    """A member's name as listed: the whole window's (``""``) is "overall"."""
+    return key or OVERALL
 
 
 def comparison_lines(n: Notification) -> list[str]:

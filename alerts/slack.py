@@ -31,11 +31,15 @@ from watchkeeper.alerts.channel_type import ChannelContext, ChannelModel, Channe
 from watchkeeper.alerts.errors import DeliveryError
 from watchkeeper.alerts.notification import (
     DECISIONS,
+    LISTED_MEMBERS,
     ChannelState,
     Notification,
     comparison_lines,
     comparison_title,
+    member_name,
+    members_title,
     side_by_side_lines,
+    worst_members,
 )
 from watchkeeper.alerts.text import clip, mrkdwn
 from watchkeeper.policies.secret_fields import EnvName, PlainUrl
@@ -115,29 +119,30 @@ def blocks(n: Notification) -> list[dict[str, Any]]:
             "fields": [{"type": "mrkdwn", "text": clip(f, FIELD_CHARS)} for f in fields],
         },
     ]
-    table = comparison_lines(n)
-    if table:
-        text = f"*{comparison_title(n)}*\n```" + _code_text("\n".join(table)) + "```"
-        text = clip(text, SECTION_CHARS - 3) + ("```" if len(text) > SECTION_CHARS - 3 else "")
-        out.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-        side = side_by_side_lines(n)
+    table, side = comparison_lines(n), side_by_side_lines(n)
+    if table or side:
+        if table:
+            text = f"*{comparison_title(n)}*\n```" + _code_text("\n".join(table)) + "```"
+            text = clip(text, SECTION_CHARS - 3) + ("```" if len(text) > SECTION_CHARS - 3 else "")
+            out.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
         if side:  # an A/B decision: both versions' columns, merged since the start
             text = "*Side by side (merged since the start)*\n```" + _code_text("\n".join(side))
             text = clip(text, SECTION_CHARS - 3) + "```"
             out.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     elif len(n.members) > 1:
-        top = sorted(n.members.items(), key=lambda kv: -(kv[1] or 0.0))[:10]
         lines = "\n".join(
-            f"• `{_code_text(k, 200)}` {v:.4g}" if v is not None else f"• `{_code_text(k, 200)}`"
-            for k, v in top
+            f"• `{_code_text(member_name(k), 200)}`" + ("" if v is None else f" {v:.4g}")
+            for k, v in worst_members(n)
         )
-        more = f"\n…and {len(n.members) - 10} more" if len(n.members) > 10 else ""
+        extra = len(n.members) - LISTED_MEMBERS
+        more = f"\n…and {extra} more" if extra > 0 else ""
+        title = mrkdwn(members_title(n), 200)
         out.append(
             {
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": clip(f"*Top drifted features*\n{lines}{more}", SECTION_CHARS),
+                    "text": clip(f"*{title}*\n{lines}{more}", SECTION_CHARS),
                 },
             }
         )

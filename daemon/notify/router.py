@@ -37,6 +37,7 @@ def notification(
             if reference is not None:
                 name = report_name(i.model, start, end, reference)
                 links["report"] = f"{base_url}/reports/{name}"
+    rule = next((r for r in policy.rules if r.key == i.rule), None)
     return Notification(
         kind=event.kind,
         fingerprint=i.fingerprint,
@@ -53,6 +54,7 @@ def notification(
         note=event.note,
         labels=dict(policy.labels),
         links=links,
+        bad_side="above" if rule is None else rule.bad_side(),
     )
 
 
