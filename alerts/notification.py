@@ -119,7 +119,10 @@ def comparison_lines(n: Notification) -> list[str]:
 
 
 SIDE_ROWS = 30
-SIDE_CELL = 16
+SIDE_CELL = 17
+"""Width of a version's or a value's cell (the column is 17 wide)."""
+SIDE_NAME = 24
+"""Width of a column name's cell."""
 
 
 def side_by_side_lines(n: Notification) -> list[str]:
@@ -134,19 +137,57 @@ def side_by_side_lines(n: Notification) -> list[str]:
     b, c = side.get("baseline") or {}, side.get("candidate") or {}
     names = [*b, *(k for k in c if k not in b)][:SIDE_ROWS]
 
-    def cell(value: Any) -> str:
+    def cell(value: Any, width: int = SIDE_CELL) -> str:
         if value is None:
             return "—"
         if isinstance(value, bool) or not isinstance(value, int | float):
             text = " ".join(str(value).split())
-            return text if len(text) <= SIDE_CELL else text[:SIDE_CELL] + "…"
+            return text if len(text) <= width else text[: width - 1] + "…"
         return f"{value:.4g}"
 
-    version = [cell(n.details.get("baseline")), cell(n.details.get("candidate"))]
-    lines = [f"{'version':<24} {version[0]:>17} {version[1]:>17}"]
+    base, cand = (" ".join(str(n.details.get(r) or "—").split()) for r in ("baseline", "candidate"))
+    lines = [f"{'version':<24} " + " ".join(f"{v:>17}" for v in distinct(base, cand, SIDE_CELL))]
     for name in names:
-        lines.append(f"{cell(name)[:24]:<24} {cell(b.get(name)):>17} {cell(c.get(name)):>17}")
+        lines.append(f"{cell(name, SIDE_NAME):<24} {cell(b.get(name)):>17} {cell(c.get(name)):>17}")
     return lines
+
+
+def distinct(a: str, b: str, width: int) -> tuple[str, str]:
+    """``a`` and ``b`` each clipped to at most ``width`` characters so that they still
+    differ if they did: the tail is kept (versions differ at their end: ``v2.3.1`` /
+    ``v2.3.2``), else the first character where they differ is shown, an ellipsis
+    marking each cut.
+
+    >>> distinct("fraud-model-v2.3.1", "fraud-model-v2.3.2", 12)
+    ('fraud…v2.3.1', 'fraud…v2.3.2')
+    >>> distinct("v1-" + "a" * 20 + "X" + "a" * 20, "v1-" + "a" * 20 + "Y" + "a" * 20, 12)
+    ('…aaaaaXaaaa…', '…aaaaaYaaaa…')
+    >>> distinct("x" * 30, "x" * 31, 12)
+    ('…xxxxx', '…xxxxxx')
+    >>> distinct("3", "4", 12)
+    ('3', '4')
+    """
+
+    def middle(text: str) -> str:
+        if len(text) <= width:
+            return text
+        head = (width - 1) // 2
+        return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+    out = middle(a), middle(b)
+    if a == b or out[0] != out[1]:
+        return out
+    # they share their head and their tail: show both around where they first differ
+    at = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    start = max(0, at - (width - 2) // 2)
+
+    def around(text: str) -> str:
+        cut = text[start : start + width - 2]
+        return ("…" if start else "") + cut + ("…" if start + width - 2 < len(text) else "")
+
+    return around(a), around(b)
 
 
 def comparison_title(n: Notification) -> str:

@@ -232,7 +232,7 @@ def test_the_side_by_side_table_clips_versions_and_values_from_events() -> None:
     )
     lines = side_by_side_lines(note)
     assert all(len(line) <= 80 for line in lines)
-    assert lines[0].split()[2] == "v" * 16 + "…"
+    assert lines[0].split()[2] == "v" * 8 + "…" + "v" * 8  # the tail kept: versions end apart
     assert [line.split()[0] for line in lines] == ["version", "events", "top_class", "accuracy"]
     assert lines[3].split()[1:] == ["—", "0.5"]
     assert "<!channel>" not in str(blocks(note))
