@@ -86,6 +86,8 @@ def digest_summary(
         shown = ", ".join(
             f"{_name(parsed[s][0])} {_value(members[s])}".strip() for s in ordered[:LISTED]
         )
+        if not features[0]:  # a whole-window metric (accuracy, latency …): no feature
+            return f"{rule.metric} {severity} on {policy.model}{where}: {shown}"
         return (
             f"{len(members)} {noun} drifted on {policy.model}{where} {head}: "
             f"{shown}{_more(len(ordered), LISTED)}"

@@ -167,6 +167,31 @@ def test_a_whole_window_metric_grouped_by_rule_names_its_segments() -> None:
     assert sorted(e.incident.feature or "" for e in events) == ["", "[country=DE]", "[country=FR]"]
 
 
+def test_a_whole_window_metric_alone_in_its_digest_reads_as_the_metric_not_a_feature() -> None:
+    # group: segment, one digest per segment: each holds one whole-window value
+    engine = PolicyEngine(policy(metric="accuracy", critical=0.8, group="segment"))
+    events = step(engine, {"": 0.7, "[country=DE]": 0.6, "[country=FR]": 0.5}, 0)
+    assert {e.incident.feature: e.incident.summary for e in events} == {
+        "*": "accuracy critical on fraud: 0.7",
+        "*[country=DE]": "accuracy critical on fraud for country=DE: 0.6",
+        "*[country=FR]": "accuracy critical on fraud for country=FR: 0.5",
+    }
+    engine = PolicyEngine(policy(metric="latency_p99_ms", critical=10_000.0, group="segment"))
+    events = step(engine, {"": 12_000.0, "[country=DE]": 20_000.0}, 0)
+    assert {e.incident.feature: e.incident.summary for e in events} == {
+        "*": "latency_p99_ms critical on fraud: 1.2e+04",
+        "*[country=DE]": "latency_p99_ms critical on fraud for country=DE: 2e+04",
+    }
+    # group: rule with one segment firing, or the whole window alone
+    engine = PolicyEngine(policy(metric="traffic_ratio", critical=0.3, group="rule"))
+    (event,) = step(engine, {"": 0.9, "[country=DE]": 0.2, "[country=FR]": 1.1}, 0)
+    assert event.incident.summary == "traffic_ratio critical on fraud for country=DE: 0.2"
+    engine = PolicyEngine(policy(metric="traffic_ratio", critical=0.3, group="rule"))
+    (event,) = step(engine, {"": 0.2, "[country=DE]": 0.9}, 0)
+    assert event.incident.summary == "traffic_ratio critical on fraud: 0.2"
+    assert all("drifted" not in e.incident.summary for e in events)
+
+
 def test_without_segments_a_digest_reads_as_before() -> None:
     engine = PolicyEngine(policy(segments=False))
     (event,) = step(engine, {"amount": 0.31, "age": 0.27, "income": 0.01}, 0)
