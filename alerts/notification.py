@@ -145,7 +145,10 @@ def side_by_side_lines(n: Notification) -> list[str]:
             return text if len(text) <= width else text[: width - 1] + "…"
         return f"{value:.4g}"
 
-    base, cand = (" ".join(str(n.details.get(r) or "—").split()) for r in ("baseline", "candidate"))
+    base, cand = (
+        "—" if n.details.get(r) is None else " ".join(str(n.details[r]).split())
+        for r in ("baseline", "candidate")
+    )
     lines = [f"{'version':<24} " + " ".join(f"{v:>17}" for v in distinct(base, cand, SIDE_CELL))]
     for name in names:
         lines.append(f"{cell(name, SIDE_NAME):<24} {cell(b.get(name)):>17} {cell(c.get(name)):>17}")
