@@ -19,11 +19,16 @@ from typing import ClassVar
 from watchkeeper.detectors.base import Score, WindowView
 from watchkeeper.detectors.errors import InsufficientDataError
 
+TRAFFIC_ROLE = "predictions"
+"""The role whose events the rate counts, now and in the baseline windows (the daemon
+reads the baseline's counts of this role: every role's would halve the ratio of steady
+traffic with a features or labels stream)."""
+
 
 class TrafficRatio:
     name: ClassVar[str] = "traffic_ratio"
 
-    def __init__(self, role: str = "predictions") -> None:
+    def __init__(self, role: str = TRAFFIC_ROLE) -> None:
         self.role = role
 
     def score(self, view: WindowView) -> Score:

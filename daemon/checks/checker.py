@@ -43,6 +43,7 @@ from watchkeeper.detectors.estimate_trust import TRUST_METRIC, EstimateTrust
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
+from watchkeeper.detectors.traffic import TRAFFIC_ROLE, TrafficRatio
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.durations import parse_duration
@@ -183,7 +184,8 @@ def assess(
         events = engine.no_data(at_ms, _last_seen(store, policy.model, end, size_ms), seen)
         return Assessment([], events, seen, start, end)
     duration_s = max(1.0, (min(at_ms, end) - start) / 1000)
-    baseline = _baseline(store, policy.model, start, window_ms)
+    wants_traffic = any(r.metric == TrafficRatio.name for r in policy.rules)
+    baseline = _baseline(store, policy.model, start, window_ms) if wants_traffic else ()
     reference = reference_of()
     found = findings_for(policy, reference, window, duration_s, baseline)
     traffic = traffic if traffic is not None else SegmentTraffic(BASELINE_WINDOWS)
@@ -233,7 +235,11 @@ def assess(
 
 
 def _baseline(store: Store, model: str, start_ms: int, window_ms: int) -> tuple[float, ...]:
-    counts = store.event_counts(model, start_ms - BASELINE_WINDOWS * window_ms, start_ms)
+    # the role traffic_ratio counts now (TrafficRatio's): every role's total would make
+    # steady traffic with a features or labels stream read as half its baseline
+    counts = store.event_counts(
+        model, start_ms - BASELINE_WINDOWS * window_ms, start_ms, role=TRAFFIC_ROLE
+    )
     rates = []
     for i in range(BASELINE_WINDOWS):
         lo = start_ms - (i + 1) * window_ms

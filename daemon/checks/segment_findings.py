@@ -3,7 +3,8 @@ the reference.
 
 For every rule that runs per segment (:meth:`~watchkeeper.policies.segments.
 SegmentedPolicy.segmented_rules`), every segment feature and every segment — those the
-window kept and those the reference has — the rule's metric is evaluated on the window's
+window kept, those the reference has and, for ``traffic_ratio``, those with a baseline
+(a segment whose traffic stopped) — the rule's metric is evaluated on the window's
 segment child with the one evaluator of the daemon
 (:func:`~watchkeeper.detectors.evaluate.evaluate`), so the sample-size guard applies per
 segment (``segment_min_samples``, else the rule's or the policy's ``min_samples``: events,
@@ -35,6 +36,7 @@ from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.segment_reference import SegmentReference
+from watchkeeper.detectors.traffic import TrafficRatio
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.schema import Policy, Rule
 from watchkeeper.policies.segments import slot
@@ -110,9 +112,13 @@ def _rule_findings(
         if reference is not None:
             segs = reference.segments.get(feature)
         labels = set(children) | (set(segs.profiles) if segs is not None else set())
+        if rule.metric == TrafficRatio.name:
+            # a segment whose traffic stopped has no child and maybe no reference
+            # profile: its baseline names it (an empty child then scores 0 against it)
+            labels |= {label for (f, label) in traffic if f == feature}
         for label in sorted(labels):
             child = children.get(label)
-            if child is None:  # a segment of the reference without rows in the window
+            if child is None:  # a segment of the reference or baseline without rows in the window
                 child = WindowSummary(window.model, window.version, window.start_ms, window.size_ms)
             ref = segs.profile(label) if segs is not None else None
             if info.scope == "column" and ref is None:

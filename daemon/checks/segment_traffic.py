@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.traffic import TRAFFIC_ROLE
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.schema import Policy
 
@@ -30,13 +31,14 @@ METRIC = "traffic_ratio"
 
 
 def counts_of(parts: Iterable[WindowSummary]) -> dict[int, dict[Segment, int]]:
-    """Events per segment of each stored window start (every version's part summed)."""
+    """Predictions per segment of each stored window start (every version's part summed)."""
     out: dict[int, dict[Segment, int]] = {}
     for part in parts:
         into = out.setdefault(part.start_ms, defaultdict(int))
         for feature, split in part.segments.items():
             for label, child in split.children.items():
-                into[(feature, label)] += child.count
+                # the role traffic_ratio counts now, not every role's total
+                into[(feature, label)] += child.events.get(TRAFFIC_ROLE, 0)
     return out
 
 

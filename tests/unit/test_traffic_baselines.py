@@ -1,0 +1,115 @@
+"""``traffic_ratio``'s baselines, whole model and per segment, through the checker on a
+SQLite store: they count the role the current rate counts (predictions), a segment whose
+traffic stops is still evaluated, and a segment's baseline does not depend on when the
+checker started, how often the policy ticks, or which policy a name meant before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from watchkeeper.daemon.checks.checker import BASELINE_WINDOWS, Checker
+from watchkeeper.daemon.eventtime.windows import WindowState
+from watchkeeper.daemon.notify.incidents import IncidentStore
+from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
+from watchkeeper.detectors.reservoir import record_keys
+from watchkeeper.detectors.segments import SegmentSpec
+from watchkeeper.detectors.window import SketchSettings
+from watchkeeper.policies.loader import LoadedPolicy
+from watchkeeper.policies.schema import Policy
+
+NOW_MS = 1_795_255_200_000  # a 5-minute boundary
+SIZE_MS = 300_000
+PLAN = (SegmentSpec("country", 20, ("DE", "FR")),)
+
+
+def _policy(model: str = "fraud", every: str | None = None, name: str | None = None) -> Policy:
+    doc: dict[str, object] = {
+        "model": model,
+        "window": "5m",
+        "min_samples": 50,
+        "segments": ["country"],
+        "rules": [{"name": "traffic", "metric": "traffic_ratio", "warn": 0.5, "critical": 0.3}],
+    }
+    if every is not None:
+        doc["schedule"] = {"every": every}
+    if name is not None:
+        doc["name"] = name
+    return Policy.model_validate(doc)
+
+
+def _batch(
+    de: int, fr: int, start_ms: int, seed: int, role: str, model: str = "fraud"
+) -> ColumnBatch:
+    """``de`` rows of DE and ``fr`` of FR over one window, of ``role``."""
+    rng = np.random.default_rng(seed)
+    country = np.array(["DE"] * de + ["FR"] * fr, dtype=object)
+    n = country.size
+    zeros = np.zeros(n, bool)
+    return ColumnBatch(
+        model=model,
+        role=role,
+        ts_ms=start_ms + np.sort(rng.integers(0, SIZE_MS, n)).astype(np.int64),
+        versions=np.array(["1"] * n, dtype=object),
+        keys=record_keys(0 if role == "predictions" else 1, seed, np.arange(n)),
+        features={"country": Column("categorical", country, zeros, zeros)},
+        prediction=Column("numeric", rng.random(n), zeros, zeros)
+        if role == "predictions"
+        else None,
+    )
+
+
+def _fill(
+    store: Store, windows: list[tuple[int, int]], roles: tuple[str, ...], model: str = "fraud"
+) -> None:
+    state = WindowState(300, 3600, SketchSettings(segments=lambda m: PLAN))
+    for i, (de, fr) in enumerate(windows):
+        for role in roles:
+            state.add(_batch(de, fr, NOW_MS + i * SIZE_MS, i, role, model))
+    store.commit("g", state.drain(), {(model, 0): 1})
+
+
+def _values(checker: Checker, loaded: LoadedPolicy, at_ms: int) -> dict[str | None, float | None]:
+    return {e.feature: e.value for e in checker.run(loaded, at_ms).evaluations}
+
+
+def test_steady_traffic_with_a_features_stream_reads_one(tmp_path: Path) -> None:
+    """Each window holds 1,200 DE + 800 FR predictions and the same rows on the features
+    role: the ratio is 1 everywhere (every role's count made it 0.5)."""
+    loaded = LoadedPolicy(_policy(), str(tmp_path / "f.yaml"), "v1")
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        _fill(store, [(1_200, 800)] * (BASELINE_WINDOWS + 1), ("predictions", "features"))
+        checker = Checker(store, IncidentStore(store.engine), 300)
+        result = checker.run(loaded, NOW_MS + (BASELINE_WINDOWS + 1) * SIZE_MS)
+        assert {e.feature: e.value for e in result.evaluations} == {
+            None: 1.0,
+            "[country=DE]": 1.0,
+            "[country=FR]": 1.0,
+        }
+        assert result.events == []
+        # the role's counts, beside every role's
+        lo, hi = NOW_MS, NOW_MS + SIZE_MS
+        assert store.event_counts("fraud", lo, hi, role="predictions") == [(lo, 2_000)]
+        assert store.event_counts("fraud", lo, hi) == [(lo, 4_000)]
+
+
+def test_a_segment_whose_traffic_stops_reads_zero(tmp_path: Path) -> None:
+    """DE falls to a fifth (an incident opens), then stops: its ratio reads 0 (no child in
+    the window, no reference: the baseline names it; before, no DE evaluation at all)."""
+    loaded = LoadedPolicy(_policy(), str(tmp_path / "f.yaml"), "v1")
+    history = [(1_000, 1_000)] * BASELINE_WINDOWS + [(200, 1_000), (0, 2_000)]
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        _fill(store, history, ("predictions",))
+        checker = Checker(store, IncidentStore(store.engine), 300)
+        first = checker.run(loaded, NOW_MS + (BASELINE_WINDOWS + 1) * SIZE_MS)
+        assert {e.feature: e.value for e in first.evaluations}["[country=DE]"] == (200 / 300) / (
+            1_000 / 300
+        )
+        assert [e.incident.feature for e in first.events] == ["[country=DE]"]
+        second = checker.run(loaded, NOW_MS + (BASELINE_WINDOWS + 2) * SIZE_MS)
+        by_slot = {e.feature: e for e in second.evaluations}
+        assert by_slot["[country=DE]"].value == 0.0
+        assert by_slot["[country=DE]"].severity == "critical"
+        assert second.events == []  # still open, at its new value: not frozen at 0.2
+        assert checker.engines[loaded.policy.key].state_dict() != {}
