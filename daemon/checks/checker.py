@@ -189,7 +189,7 @@ def assess(
     reference = reference_of()
     found = findings_for(policy, reference, window, duration_s, baseline)
     traffic = traffic if traffic is not None else SegmentTraffic(BASELINE_WINDOWS)
-    rates = traffic.baselines(store, policy, parts, start, window_ms)
+    rates = traffic.baselines(store, policy, parts, start, window_ms, end)
     add_segment_findings(found, policy, reference, window, duration_s, rates)
     trusting = [r for r in policy.rules if r.metric == TRUST_METRIC]
     spans = spans if spans is not None else LabelledSpans()

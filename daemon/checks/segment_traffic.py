@@ -6,10 +6,14 @@ previous :data:`~watchkeeper.daemon.checks.checker.BASELINE_WINDOWS` policy wind
 The whole model's baseline is a cheap count in the store (``Store.event_counts``); a
 segment's count lives only inside each stored window's summary. So the counts are taken
 from the windows every tick reads anyway (the policy window's parts) and remembered, per
-stored window, for as long as a baseline needs them; only the first tick of a policy
-with a per-segment ``traffic_ratio`` rule reads the baseline span from the store, one
-policy window at a time (a restart does it once more). A policy without such a rule
-costs nothing here.
+stored window, for as long as a baseline needs them, with the spans of window starts
+they cover; the parts of the baseline span no earlier tick covered (the first tick, a
+policy ticking less often than its window, a tick that returned early for too few
+events) are read from the store, one policy window at a time, so the baseline is the
+same whenever the checker started. What a policy remembers is keyed by its model,
+window and segment features: a reload that changes them starts afresh (a removed
+policy's memory is dropped by the scheduler). A policy without such a rule costs
+nothing here.
 
 Windows late events changed after they left the policy window keep the counts they had
 when last read (the whole model's baseline counts them; a segment's misses them).
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.traffic import TRAFFIC_ROLE
@@ -42,20 +47,60 @@ def counts_of(parts: Iterable[WindowSummary]) -> dict[int, dict[Segment, int]]:
     return out
 
 
+Identity = tuple[str, int, tuple[str, ...]]
+"""What a policy's counts mean: its model, policy window (ms) and segment features."""
+
+
+@dataclass
+class _Memory:
+    identity: Identity
+    counts: dict[int, dict[Segment, int]] = field(default_factory=dict)
+    covered: list[tuple[int, int]] = field(default_factory=list)
+    """The [a, b) spans of window starts read (from the store or a tick's parts)."""
+
+    def missing(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The parts of [lo, hi) no span read covers, oldest first."""
+        out, at = [], lo
+        for a, b in sorted(self.covered):
+            if b <= at:
+                continue
+            if a >= hi:
+                break
+            if a > at:
+                out.append((at, a))
+            at = max(at, b)
+        if at < hi:
+            out.append((at, hi))
+        return out
+
+    def cover(self, a: int, b: int, counts: dict[int, dict[Segment, int]]) -> None:
+        self.counts.update(counts)
+        self.covered.append((a, b))
+
+    def forget_before(self, lo: int) -> None:
+        for old in [s for s in self.counts if s < lo]:
+            del self.counts[old]
+        self.covered = [(a, b) for a, b in self.covered if b > lo]
+
+
 class SegmentTraffic:
     """Per policy, the segment counts of the stored windows a traffic baseline reads
     (see the module docstring)."""
 
     def __init__(self, windows: int = 6) -> None:
         self.windows = windows
-        self._counts: dict[str, dict[int, dict[Segment, int]]] = {}
+        self._memory: dict[str, _Memory] = {}
         self.seeded = 0
-        """Policies whose baseline span was read from the store (for tests)."""
+        """Ticks that read part of their baseline span from the store (for tests)."""
 
     @staticmethod
     def wanted(policy: Policy) -> bool:
         rules = {r.key: r.metric for r in policy.rules}
         return any(rules[key] == METRIC for key in policy.segmented_rules())
+
+    def forget(self, key: str) -> None:
+        """Drop what a policy (by key) remembered: the policy was removed."""
+        self._memory.pop(key, None)
 
     def baselines(
         self,
@@ -64,25 +109,35 @@ class SegmentTraffic:
         parts: list[WindowSummary],
         start_ms: int,
         window_ms: int,
+        end_ms: int | None = None,
     ) -> dict[Segment, tuple[float, ...]]:
         """Each segment's rates (events / s) in the previous policy windows before
         ``start_ms`` that had traffic, newest first, as ``traffic_ratio`` reads them;
-        ``parts``: the policy window's stored windows this tick read."""
+        ``parts``: the stored windows starting in ``[start_ms, end_ms)`` this tick read
+        (``end_ms`` unknown: they are remembered but cover no span)."""
         if not self.wanted(policy):
-            self._counts.pop(policy.key, None)
+            self._memory.pop(policy.key, None)
             return {}
         lo = start_ms - self.windows * window_ms
-        known = self._counts.get(policy.key)
-        if known is None:
-            known = self._counts[policy.key] = {}
-            for i in range(self.windows):  # one policy window at a time: bounded memory
-                a = lo + i * window_ms
-                read = [w.summary for w in store.windows(policy.model, None, a, a + window_ms)]
-                known.update(counts_of(read))
+        identity = (policy.model, window_ms, tuple(policy.segments))
+        memory = self._memory.get(policy.key)
+        if memory is None or memory.identity != identity:
+            # a reload that changed what the counts mean starts afresh
+            memory = self._memory[policy.key] = _Memory(identity)
+        memory.forget_before(lo)
+        gaps = memory.missing(lo, start_ms)
+        for a0, b0 in gaps:  # windows no earlier tick read: a slow schedule, an early return
+            for a in range(a0, b0, window_ms):  # one policy window at a time: bounded memory
+                b = min(a + window_ms, b0)
+                read = [w.summary for w in store.windows(policy.model, None, a, b)]
+                memory.cover(a, b, counts_of(read))
+        if gaps:
             self.seeded += 1
-        known.update(counts_of(parts))
-        for old in [s for s in known if s < lo]:
-            del known[old]
+        if end_ms is not None:
+            memory.cover(start_ms, end_ms, counts_of(parts))
+        else:
+            memory.counts.update(counts_of(parts))
+        known = memory.counts
         seconds = window_ms / 1000
         spans = []
         for i in range(self.windows):

@@ -113,3 +113,39 @@ def test_a_segment_whose_traffic_stops_reads_zero(tmp_path: Path) -> None:
         assert by_slot["[country=DE]"].severity == "critical"
         assert second.events == []  # still open, at its new value: not frozen at 0.2
         assert checker.engines[loaded.policy.key].state_dict() != {}
+
+
+def test_a_policy_ticking_less_often_than_its_window_keeps_its_baseline(tmp_path: Path) -> None:
+    """Window 5m, a tick every hour on steady traffic: every tick's segments read 1 on six
+    baseline windows, as a checker started at that tick reads (before: only the first
+    tick had a baseline; the windows between ticks were never read)."""
+    loaded = LoadedPolicy(_policy(every="1h"), str(tmp_path / "f.yaml"), "v1")
+    hour = 3_600_000
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        _fill(store, [(300, 200)] * (BASELINE_WINDOWS + 3 * 12 + 1), ("predictions",))
+        checker = Checker(store, IncidentStore(store.engine), 300)
+        for k in range(4):
+            at = NOW_MS + (BASELINE_WINDOWS + 1) * SIZE_MS + k * hour
+            values = _values(checker, loaded, at)
+            fresh = _values(Checker(store, IncidentStore(store.engine), 300), loaded, at)
+            assert values == fresh == {None: 1.0, "[country=DE]": 1.0, "[country=FR]": 1.0}, k
+        assert checker.traffic.seeded == 4  # each tick read the windows no tick had read
+
+
+def test_a_reload_onto_another_model_starts_the_baseline_afresh(tmp_path: Path) -> None:
+    """``name: traffic-watch`` on fraud (DE 3,000 a window), reloaded onto churn (DE 30):
+    churn's DE reads 1 on churn's baseline (before: fraud's counts, 0.01, critical); a
+    forgotten policy reads its span again."""
+    fraud = LoadedPolicy(_policy("fraud", name="traffic-watch"), str(tmp_path / "f.yaml"), "v1")
+    churn = LoadedPolicy(_policy("churn", name="traffic-watch"), str(tmp_path / "f.yaml"), "v2")
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        _fill(store, [(3_000, 1_000)] * (BASELINE_WINDOWS + 2), ("predictions",), "fraud")
+        _fill(store, [(30, 100)] * (BASELINE_WINDOWS + 2), ("predictions",), "churn")
+        checker = Checker(store, IncidentStore(store.engine), 300)
+        at = NOW_MS + (BASELINE_WINDOWS + 1) * SIZE_MS
+        assert _values(checker, fraud, at)["[country=DE]"] == 1.0
+        assert _values(checker, churn, at + SIZE_MS)["[country=DE]"] == 1.0
+        assert checker.traffic.seeded == 2
+        checker.traffic.forget("traffic-watch")
+        assert _values(checker, churn, at + SIZE_MS)["[country=DE]"] == 1.0
+        assert checker.traffic.seeded == 3
