@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.segments import OTHER
 from watchkeeper.detectors.traffic import TRAFFIC_ROLE
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.schema import Policy
@@ -33,6 +34,12 @@ from watchkeeper.policies.schema import Policy
 Segment = tuple[str, str]
 """(segment feature, segment label), e.g. ("country", "DE")."""
 METRIC = "traffic_ratio"
+
+
+MIXED = "mixed"
+"""The value set of a stored window split by different sets (its parts disagree)."""
+ValueSet = tuple[str, ...] | None | str
+"""A split's value set: the fixed values, None (the hash fallback), or :data:`MIXED`."""
 
 
 def counts_of(parts: Iterable[WindowSummary]) -> dict[int, dict[Segment, int]]:
@@ -47,6 +54,33 @@ def counts_of(parts: Iterable[WindowSummary]) -> dict[int, dict[Segment, int]]:
     return out
 
 
+def value_sets_of(parts: Iterable[WindowSummary]) -> dict[int, dict[str, ValueSet]]:
+    """Each stored window start's value set per segment feature (:data:`MIXED` when its
+    parts were split by different sets)."""
+    out: dict[int, dict[str, ValueSet]] = {}
+    for part in parts:
+        into = out.setdefault(part.start_ms, {})
+        for feature, split in part.segments.items():
+            values: ValueSet = MIXED if split.mixed else split.spec.values
+            if into.setdefault(feature, values) != values:
+                into[feature] = MIXED
+    return out
+
+
+def comparable(stored: ValueSet, current: ValueSet, label: str) -> bool:
+    """Whether ``label``'s count in a window split by ``stored`` is the same segment's
+    as in one split by ``current``: the same value set, or (fixed sets) a label kept
+    apart by both. Else the label may have been folded into ``(other)`` or split out of
+    it (a new reference changed the top values), so that window is skipped for it rather
+    than read as a rate of 0 (or ``(other)``'s as inflated). A current window split by
+    different sets (:data:`MIXED`; its findings say so) compares with every window."""
+    if current == MIXED or stored == current:
+        return True
+    if stored == MIXED or stored is None or current is None or label == OTHER:
+        return False
+    return label in stored and label in current
+
+
 Identity = tuple[str, int, tuple[str, ...]]
 """What a policy's counts mean: its model, policy window (ms) and segment features."""
 
@@ -55,6 +89,7 @@ Identity = tuple[str, int, tuple[str, ...]]
 class _Memory:
     identity: Identity
     counts: dict[int, dict[Segment, int]] = field(default_factory=dict)
+    value_sets: dict[int, dict[str, ValueSet]] = field(default_factory=dict)
     covered: list[tuple[int, int]] = field(default_factory=list)
     """The [a, b) spans of window starts read (from the store or a tick's parts)."""
 
@@ -73,13 +108,18 @@ class _Memory:
             out.append((at, hi))
         return out
 
-    def cover(self, a: int, b: int, counts: dict[int, dict[Segment, int]]) -> None:
-        self.counts.update(counts)
+    def remember(self, parts: list[WindowSummary]) -> None:
+        self.counts.update(counts_of(parts))
+        self.value_sets.update(value_sets_of(parts))
+
+    def cover(self, a: int, b: int, parts: list[WindowSummary]) -> None:
+        self.remember(parts)
         self.covered.append((a, b))
 
     def forget_before(self, lo: int) -> None:
         for old in [s for s in self.counts if s < lo]:
             del self.counts[old]
+            self.value_sets.pop(old, None)
         self.covered = [(a, b) for a, b in self.covered if b > lo]
 
 
@@ -130,24 +170,37 @@ class SegmentTraffic:
             for a in range(a0, b0, window_ms):  # one policy window at a time: bounded memory
                 b = min(a + window_ms, b0)
                 read = [w.summary for w in store.windows(policy.model, None, a, b)]
-                memory.cover(a, b, counts_of(read))
+                memory.cover(a, b, read)
         if gaps:
             self.seeded += 1
         if end_ms is not None:
-            memory.cover(start_ms, end_ms, counts_of(parts))
+            memory.cover(start_ms, end_ms, parts)
         else:
-            memory.counts.update(counts_of(parts))
-        known = memory.counts
+            memory.remember(parts)
+        current = value_sets_of(parts)
         seconds = window_ms / 1000
-        spans = []
-        for i in range(self.windows):
-            a = start_ms - (i + 1) * window_ms
-            inside = [c for s, c in known.items() if a <= s < a + window_ms]
-            if inside:  # no traffic then: skipped, as the whole model's baseline skips it
-                spans.append(inside)
-        segments = {seg for inside in spans for c in inside for seg in c}
-        # a segment without events in a window that had traffic: a rate of 0 there
-        return {
-            seg: tuple(sum(c.get(seg, 0) for c in inside) / seconds for inside in spans)
-            for seg in segments
-        }
+        out: dict[Segment, tuple[float, ...]] = {}
+        for feature in policy.segments:
+            now = {sets.get(feature, MIXED) for sets in current.values()}
+            want = now.pop() if len(now) == 1 else MIXED
+            spans = []
+            for i in range(self.windows):
+                a = start_ms - (i + 1) * window_ms
+                starts = [s for s in memory.counts if a <= s < a + window_ms]
+                if starts:  # no traffic then: skipped, as the whole model's baseline skips it
+                    sets = [memory.value_sets.get(s, {}).get(feature, MIXED) for s in starts]
+                    spans.append(([memory.counts[s] for s in starts], sets))
+            labels = {
+                seg[1] for inside, _ in spans for c in inside for seg in c if seg[0] == feature
+            }
+            for label in labels:
+                seg = (feature, label)
+                # a segment without events in a window that had traffic: a rate of 0 there
+                rates = tuple(
+                    sum(c.get(seg, 0) for c in inside) / seconds
+                    for inside, sets in spans
+                    if all(comparable(v, want, label) for v in sets)
+                )
+                if rates:
+                    out[seg] = rates
+        return out

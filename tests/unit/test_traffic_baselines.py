@@ -40,11 +40,11 @@ def _policy(model: str = "fraud", every: str | None = None, name: str | None = N
 
 
 def _batch(
-    de: int, fr: int, start_ms: int, seed: int, role: str, model: str = "fraud"
+    de: int, fr: int, start_ms: int, seed: int, role: str, model: str = "fraud", us: int = 0
 ) -> ColumnBatch:
     """``de`` rows of DE and ``fr`` of FR over one window, of ``role``."""
     rng = np.random.default_rng(seed)
-    country = np.array(["DE"] * de + ["FR"] * fr, dtype=object)
+    country = np.array(["DE"] * de + ["FR"] * fr + ["US"] * us, dtype=object)
     n = country.size
     zeros = np.zeros(n, bool)
     return ColumnBatch(
@@ -149,3 +149,32 @@ def test_a_reload_onto_another_model_starts_the_baseline_afresh(tmp_path: Path) 
         checker.traffic.forget("traffic-watch")
         assert _values(checker, churn, at + SIZE_MS)["[country=DE]"] == 1.0
         assert checker.traffic.seeded == 3
+
+
+def test_a_label_moved_out_of_other_by_a_new_reference_is_not_read_against_zeros(
+    tmp_path: Path,
+) -> None:
+    """Six windows split by ("DE",) (FR and US in ``(other)``), then one by ("DE", "FR")
+    on unchanged traffic: DE reads 1; ``(other)`` (now US alone) and FR have no
+    comparable baseline window (before: ``(other)`` read 0.4, a warning, and FR a
+    baseline of zeros)."""
+    loaded = LoadedPolicy(_policy(), str(tmp_path / "f.yaml"), "v1")
+    plans = {"plan": (SegmentSpec("country", 1, ("DE",)),)}
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        state = WindowState(300, 3600, SketchSettings(segments=lambda m: plans["plan"]))
+        for i in range(BASELINE_WINDOWS):
+            state.add(_batch(1_000, 600, NOW_MS + i * SIZE_MS, i, "predictions", us=400))
+        store.commit("g", state.drain(), {("fraud", 0): 1})
+        plans["plan"] = (SegmentSpec("country", 2, ("DE", "FR")),)
+        at = NOW_MS + BASELINE_WINDOWS * SIZE_MS
+        state.add(_batch(1_000, 600, at, 99, "predictions", us=400))
+        store.commit("g", state.drain(), {("fraud", 0): 2})
+        checker = Checker(store, IncidentStore(store.engine), 300)
+        result = checker.run(loaded, at + SIZE_MS)
+        by_slot = {e.feature: e for e in result.evaluations}
+        assert by_slot[None].value == 1.0
+        assert by_slot["[country=DE]"].value == 1.0
+        for label in ("FR", "(other)"):
+            e = by_slot[f"[country={label}]"]
+            assert (e.value, e.decision, e.severity) == (None, "insufficient_data", None), label
+        assert result.events == []
