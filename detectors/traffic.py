@@ -14,7 +14,7 @@ keeps one odd baseline window from moving the reference point.
 from __future__ import annotations
 
 import statistics
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from watchkeeper.detectors.base import Score, WindowView
 from watchkeeper.detectors.errors import InsufficientDataError
@@ -23,6 +23,11 @@ TRAFFIC_ROLE = "predictions"
 """The role whose events the rate counts, now and in the baseline windows (the daemon
 reads the baseline's counts of this role: every role's would halve the ratio of steady
 traffic with a features or labels stream)."""
+
+
+def role_of(options: dict[str, Any] | None) -> str:
+    """The role a ``traffic_ratio`` rule's rate counts, from its options."""
+    return str((options or {}).get("role", TRAFFIC_ROLE))
 
 
 class TrafficRatio:

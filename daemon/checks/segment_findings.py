@@ -36,7 +36,7 @@ from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.segment_reference import SegmentReference
-from watchkeeper.detectors.traffic import TrafficRatio
+from watchkeeper.detectors.traffic import TrafficRatio, role_of
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.schema import Policy, Rule
 from watchkeeper.policies.segments import slot
@@ -99,7 +99,7 @@ def _rule_findings(
     reference: ReferenceProfile | None,
     window: WindowSummary,
     duration_s: float,
-    traffic: Mapping[tuple[str, str], tuple[float, ...]],
+    traffic: Mapping[tuple[str, str, str], tuple[float, ...]],
 ) -> list[Finding]:
     info = METRICS[rule.metric]
     min_samples = policy.segment_min_samples or rule.min_samples or policy.min_samples
@@ -115,7 +115,8 @@ def _rule_findings(
         if rule.metric == TrafficRatio.name:
             # a segment whose traffic stopped has no child and maybe no reference
             # profile: its baseline names it (an empty child then scores 0 against it)
-            labels |= {label for (f, label) in traffic if f == feature}
+            role = role_of(rule.options)
+            labels |= {label for (f, label, r) in traffic if f == feature and r == role}
         for label in sorted(labels):
             child = children.get(label)
             if child is None:  # a segment of the reference or baseline without rows in the window
@@ -139,7 +140,7 @@ def _rule_findings(
                     features=rule.feature_patterns(),
                     min_samples=min_samples,
                     duration_s=duration_s,
-                    baseline_rates=traffic.get((feature, label), ()),
+                    baseline_rates=traffic.get((feature, label, role_of(rule.options)), ()),
                     options={rule.metric: rule.options} if rule.options else None,
                 )
             out += [_tagged(f, feature, label, mixed) for f in found]
@@ -152,7 +153,7 @@ def add_segment_findings(
     reference: ReferenceProfile | None,
     window: WindowSummary,
     duration_s: float,
-    traffic: Mapping[tuple[str, str], tuple[float, ...]] | None = None,
+    traffic: Mapping[tuple[str, str, str], tuple[float, ...]] | None = None,
 ) -> None:
     """Append the per-segment findings of ``policy``'s rules to ``found`` (by rule key).
     ``traffic``: each segment's baseline rates for ``traffic_ratio``

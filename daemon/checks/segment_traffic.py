@@ -21,18 +21,19 @@ when last read (the whole model's baseline counts them; a segment's misses them)
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.segments import OTHER
-from watchkeeper.detectors.traffic import TRAFFIC_ROLE
+from watchkeeper.detectors.traffic import role_of
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.schema import Policy
 
-Segment = tuple[str, str]
-"""(segment feature, segment label), e.g. ("country", "DE")."""
+Segment = tuple[str, str, str]
+"""(segment feature, segment label, role), e.g. ("country", "DE", "predictions")."""
 METRIC = "traffic_ratio"
 
 
@@ -43,14 +44,16 @@ ValueSet = tuple[str, ...] | None | str
 
 
 def counts_of(parts: Iterable[WindowSummary]) -> dict[int, dict[Segment, int]]:
-    """Predictions per segment of each stored window start (every version's part summed)."""
+    """Events per segment and role of each stored window start (every version's part
+    summed)."""
     out: dict[int, dict[Segment, int]] = {}
     for part in parts:
         into = out.setdefault(part.start_ms, defaultdict(int))
         for feature, split in part.segments.items():
             for label, child in split.children.items():
-                # the role traffic_ratio counts now, not every role's total
-                into[(feature, label)] += child.events.get(TRAFFIC_ROLE, 0)
+                # per role: a rule's rate counts one role (predictions), not every role's
+                for role, n in child.events.items():
+                    into[(feature, label, role)] += n
     return out
 
 
@@ -151,7 +154,8 @@ class SegmentTraffic:
         window_ms: int,
         end_ms: int | None = None,
     ) -> dict[Segment, tuple[float, ...]]:
-        """Each segment's rates (events / s) in the previous policy windows before
+        """Each segment's rates (events of a traffic rule's role / s, keyed by segment
+        and role) in the previous policy windows before
         ``start_ms`` that had traffic, newest first, as ``traffic_ratio`` reads them;
         ``parts``: the stored windows starting in ``[start_ms, end_ms)`` this tick read
         (``end_ms`` unknown: they are remembered but cover no span)."""
@@ -180,6 +184,10 @@ class SegmentTraffic:
         current = value_sets_of(parts)
         seconds = window_ms / 1000
         out: dict[Segment, tuple[float, ...]] = {}
+        segmented = set(policy.segmented_rules())
+        roles = {
+            role_of(r.options) for r in policy.rules if r.key in segmented and r.metric == METRIC
+        }
         for feature in policy.segments:
             now = {sets.get(feature, MIXED) for sets in current.values()}
             want = now.pop() if len(now) == 1 else MIXED
@@ -193,8 +201,8 @@ class SegmentTraffic:
             labels = {
                 seg[1] for inside, _ in spans for c in inside for seg in c if seg[0] == feature
             }
-            for label in labels:
-                seg = (feature, label)
+            for label, role in itertools.product(labels, roles):
+                seg = (feature, label, role)
                 # a segment without events in a window that had traffic: a rate of 0 there
                 rates = tuple(
                     sum(c.get(seg, 0) for c in inside) / seconds

@@ -178,3 +178,25 @@ def test_a_label_moved_out_of_other_by_a_new_reference_is_not_read_against_zeros
             e = by_slot[f"[country={label}]"]
             assert (e.value, e.decision, e.severity) == (None, "insufficient_data", None), label
         assert result.events == []
+
+
+def test_a_rule_counting_another_role_reads_that_roles_baseline(tmp_path: Path) -> None:
+    """``options: {role: features}`` counts the features stream now and in its baseline,
+    whole model and per segment: 1,000 feature rows a window beside 2,000 predictions
+    read 1 (a predictions baseline made it 0.5)."""
+    policy = _policy().model_copy(
+        update={"rules": [_policy().rules[0].model_copy(update={"options": {"role": "features"}})]}
+    )
+    loaded = LoadedPolicy(policy, str(tmp_path / "f.yaml"), "v1")
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        state = WindowState(300, 3600, SketchSettings(segments=lambda m: PLAN))
+        for i in range(BASELINE_WINDOWS + 1):
+            state.add(_batch(1_200, 800, NOW_MS + i * SIZE_MS, i, "predictions"))
+            state.add(_batch(600, 400, NOW_MS + i * SIZE_MS, i, "features"))
+        store.commit("g", state.drain(), {("fraud", 0): 1})
+        checker = Checker(store, IncidentStore(store.engine), 300)
+        assert _values(checker, loaded, NOW_MS + (BASELINE_WINDOWS + 1) * SIZE_MS) == {
+            None: 1.0,
+            "[country=DE]": 1.0,
+            "[country=FR]": 1.0,
+        }
