@@ -33,6 +33,7 @@ from watchkeeper.daemon.checks.segment_findings import (
     segment_trust_findings,
 )
 from watchkeeper.daemon.checks.segment_traffic import SegmentTraffic
+from watchkeeper.daemon.checks.traffic_counts import RoleCounts
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.shadow.checks import ShadowChecks
@@ -191,10 +192,13 @@ def assess(
     duration_s = max(1.0, (min(at_ms, end) - start) / 1000)
     # each traffic rule's baseline counts the role its rate counts (option role)
     roles = {role_of(r.options) for r in policy.rules if r.metric == TrafficRatio.name}
-    baseline = {role: _baseline(store, policy.model, start, window_ms, role) for role in roles}
+    traffic = traffic if traffic is not None else SegmentTraffic(BASELINE_WINDOWS)
+    baseline = {
+        role: _baseline(store, policy.model, start, window_ms, role, traffic.whole)
+        for role in roles
+    }
     reference = reference_of()
     found = findings_for(policy, reference, window, duration_s, baseline)
-    traffic = traffic if traffic is not None else SegmentTraffic(BASELINE_WINDOWS)
     rates = traffic.baselines(store, policy, parts, start, window_ms, end)
     add_segment_findings(found, policy, reference, window, duration_s, rates)
     trusting = [r for r in policy.rules if r.metric == TRUST_METRIC]
@@ -241,11 +245,18 @@ def assess(
 
 
 def _baseline(
-    store: Store, model: str, start_ms: int, window_ms: int, role: str = TRAFFIC_ROLE
+    store: Store,
+    model: str,
+    start_ms: int,
+    window_ms: int,
+    role: str = TRAFFIC_ROLE,
+    counts_of: RoleCounts | None = None,
 ) -> tuple[float, ...]:
     # the role traffic_ratio counts now (TrafficRatio's): every role's total would make
     # steady traffic with a features or labels stream read as half its baseline
-    counts = store.event_counts(model, start_ms - BASELINE_WINDOWS * window_ms, start_ms, role=role)
+    counts = (counts_of if counts_of is not None else RoleCounts()).counts(
+        store, model, start_ms - BASELINE_WINDOWS * window_ms, start_ms, role
+    )
     rates = []
     for i in range(BASELINE_WINDOWS):
         lo = start_ms - (i + 1) * window_ms

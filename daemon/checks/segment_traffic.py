@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from watchkeeper.daemon.checks.traffic_counts import RoleCounts
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.segments import OTHER
 from watchkeeper.detectors.traffic import role_of
@@ -133,6 +134,8 @@ class SegmentTraffic:
     def __init__(self, windows: int = 6) -> None:
         self.windows = windows
         self._memory: dict[str, _Memory] = {}
+        self.whole = RoleCounts()
+        """The whole model's baseline counts per role (:mod:`traffic_counts`)."""
         self.seeded = 0
         """Ticks that read part of their baseline span from the store (for tests)."""
 

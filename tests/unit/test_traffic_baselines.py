@@ -200,3 +200,28 @@ def test_a_rule_counting_another_role_reads_that_roles_baseline(tmp_path: Path) 
             "[country=DE]": 1.0,
             "[country=FR]": 1.0,
         }
+
+
+def test_role_counts_read_again_only_the_windows_whose_total_changed(tmp_path: Path) -> None:
+    """The remembered role counts equal a fresh read after more events land in an old
+    window (a flush, late events); only that window's summary is read again."""
+    from watchkeeper.daemon.checks.traffic_counts import RoleCounts
+
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        _fill(store, [(300, 200)] * 4, ("predictions", "features"))
+        counts = RoleCounts()
+        hi = NOW_MS + 4 * SIZE_MS
+        first = counts.counts(store, "fraud", NOW_MS, hi, "predictions")
+        assert first == store.event_counts("fraud", NOW_MS, hi, role="predictions")
+        assert first == [(NOW_MS + i * SIZE_MS, 500) for i in range(4)]
+        assert counts.read == 4
+        assert counts.counts(store, "fraud", NOW_MS, hi, "predictions") == first
+        assert counts.read == 4  # nothing changed: no summary read
+        state = WindowState(300, 10**6, SketchSettings(segments=lambda m: PLAN))
+        state.add(_batch(7, 3, NOW_MS + SIZE_MS, 50, "predictions"))
+        state.add(_batch(7, 3, NOW_MS + SIZE_MS, 51, "features"))
+        store.commit("g", state.drain(), {("fraud", 0): 2})
+        again = counts.counts(store, "fraud", NOW_MS, hi, "predictions")
+        assert again == store.event_counts("fraud", NOW_MS, hi, role="predictions")
+        assert dict(again)[NOW_MS + SIZE_MS] == 510
+        assert counts.read == 5
