@@ -3,15 +3,19 @@ whole model: the segment's event rate over the median rate of the same segment i
 previous :data:`~watchkeeper.daemon.checks.checker.BASELINE_WINDOWS` policy windows
 ("traffic from country=DE fell to a fifth of normal").
 
-The whole model's baseline is a cheap count in the store (``Store.event_counts``); a
-segment's count lives only inside each stored window's summary. So the counts are taken
+Both count the rule's role (predictions by default: every role's total would make steady
+traffic with a features or labels stream read 0.5). The whole model's baseline reads the
+stored windows' role counts (:mod:`traffic_counts`); a segment's count lives only inside
+each stored window's segment children. So the counts, per role, are taken
 from the windows every tick reads anyway (the policy window's parts) and remembered, per
 stored window, for as long as a baseline needs them, with the spans of window starts
 they cover; the parts of the baseline span no earlier tick covered (the first tick, a
 policy ticking less often than its window, a tick that returned early for too few
 events) are read from the store, one policy window at a time, so the baseline is the
-same whenever the checker started. What a policy remembers is keyed by its model,
-window and segment features: a reload that changes them starts afresh (a removed
+same whenever the checker started. A baseline window split by another value set is
+skipped for a label it may have folded into ``(other)`` or split out
+(:func:`comparable`). What a policy remembers is keyed by its model, window and segment
+features: a reload that changes them starts afresh (a removed
 policy's memory is dropped by the scheduler). A policy without such a rule costs
 nothing here.
 
