@@ -14,16 +14,26 @@ keeps one odd baseline window from moving the reference point.
 from __future__ import annotations
 
 import statistics
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from watchkeeper.detectors.base import Score, WindowView
 from watchkeeper.detectors.errors import InsufficientDataError
+
+TRAFFIC_ROLE = "predictions"
+"""The role whose events the rate counts, now and in the baseline windows (the daemon
+reads the baseline's counts of this role: every role's would halve the ratio of steady
+traffic with a features or labels stream)."""
+
+
+def role_of(options: dict[str, Any] | None) -> str:
+    """The role a ``traffic_ratio`` rule's rate counts, from its options."""
+    return str((options or {}).get("role", TRAFFIC_ROLE))
 
 
 class TrafficRatio:
     name: ClassVar[str] = "traffic_ratio"
 
-    def __init__(self, role: str = "predictions") -> None:
+    def __init__(self, role: str = TRAFFIC_ROLE) -> None:
         self.role = role
 
     def score(self, view: WindowView) -> Score:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -33,6 +33,7 @@ from watchkeeper.daemon.checks.segment_findings import (
     segment_trust_findings,
 )
 from watchkeeper.daemon.checks.segment_traffic import SegmentTraffic
+from watchkeeper.daemon.checks.traffic_counts import RoleCounts
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.shadow.checks import ShadowChecks
@@ -43,6 +44,7 @@ from watchkeeper.detectors.estimate_trust import TRUST_METRIC, EstimateTrust
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
+from watchkeeper.detectors.traffic import TRAFFIC_ROLE, TrafficRatio, role_of
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.durations import parse_duration
@@ -71,9 +73,10 @@ def findings_for(
     reference: ReferenceProfile | None,
     window: WindowSummary,
     duration_s: float,
-    baseline: tuple[float, ...],
+    baseline: tuple[float, ...] | Mapping[str, tuple[float, ...]],
 ) -> dict[str, list[Finding]]:
-    """Every rule's findings for one window."""
+    """Every rule's findings for one window; ``baseline``: the traffic baseline's rates,
+    or per role (a ``traffic_ratio`` rule reads its role's)."""
     out: dict[str, list[Finding]] = {}
     for rule in policy.rules:
         info = METRICS[rule.metric]
@@ -100,7 +103,11 @@ def findings_for(
             features=rule.feature_patterns(),
             min_samples=rule.min_samples or policy.min_samples,
             duration_s=duration_s,
-            baseline_rates=baseline,
+            baseline_rates=(
+                baseline.get(role_of(rule.options), ())
+                if isinstance(baseline, Mapping)
+                else baseline
+            ),
             options={rule.metric: rule.options} if rule.options else None,
         )
     if reference is not None:
@@ -183,11 +190,16 @@ def assess(
         events = engine.no_data(at_ms, _last_seen(store, policy.model, end, size_ms), seen)
         return Assessment([], events, seen, start, end)
     duration_s = max(1.0, (min(at_ms, end) - start) / 1000)
-    baseline = _baseline(store, policy.model, start, window_ms)
+    # each traffic rule's baseline counts the role its rate counts (option role)
+    roles = {role_of(r.options) for r in policy.rules if r.metric == TrafficRatio.name}
+    traffic = traffic if traffic is not None else SegmentTraffic(BASELINE_WINDOWS)
+    baseline = {
+        role: _baseline(store, policy.model, start, window_ms, role, traffic.whole)
+        for role in roles
+    }
     reference = reference_of()
     found = findings_for(policy, reference, window, duration_s, baseline)
-    traffic = traffic if traffic is not None else SegmentTraffic(BASELINE_WINDOWS)
-    rates = traffic.baselines(store, policy, parts, start, window_ms)
+    rates = traffic.baselines(store, policy, parts, start, window_ms, end)
     add_segment_findings(found, policy, reference, window, duration_s, rates)
     trusting = [r for r in policy.rules if r.metric == TRUST_METRIC]
     spans = spans if spans is not None else LabelledSpans()
@@ -232,8 +244,19 @@ def assess(
     return Assessment(evaluations, events, seen, start, end)
 
 
-def _baseline(store: Store, model: str, start_ms: int, window_ms: int) -> tuple[float, ...]:
-    counts = store.event_counts(model, start_ms - BASELINE_WINDOWS * window_ms, start_ms)
+def _baseline(
+    store: Store,
+    model: str,
+    start_ms: int,
+    window_ms: int,
+    role: str = TRAFFIC_ROLE,
+    counts_of: RoleCounts | None = None,
+) -> tuple[float, ...]:
+    # the role traffic_ratio counts now (TrafficRatio's): every role's total would make
+    # steady traffic with a features or labels stream read as half its baseline
+    counts = (counts_of if counts_of is not None else RoleCounts()).counts(
+        store, model, start_ms - BASELINE_WINDOWS * window_ms, start_ms, role
+    )
     rates = []
     for i in range(BASELINE_WINDOWS):
         lo = start_ms - (i + 1) * window_ms

@@ -201,6 +201,7 @@ class PolicyScheduler:
                 self._scheduler.remove_job(key)
             engine = self.checker.engines.pop(key, None)
             self.stepper.forget(key)
+            self.checker.traffic.forget(key)
             # a removed policy's incidents resolve with a note (by the leader: its state)
             if engine is not None and self.leading():
                 now = int(self.clock() * 1000)

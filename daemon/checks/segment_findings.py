@@ -3,7 +3,8 @@ the reference.
 
 For every rule that runs per segment (:meth:`~watchkeeper.policies.segments.
 SegmentedPolicy.segmented_rules`), every segment feature and every segment — those the
-window kept and those the reference has — the rule's metric is evaluated on the window's
+window kept, those the reference has and, for ``traffic_ratio``, those with a baseline
+(a segment whose traffic stopped) — the rule's metric is evaluated on the window's
 segment child with the one evaluator of the daemon
 (:func:`~watchkeeper.detectors.evaluate.evaluate`), so the sample-size guard applies per
 segment (``segment_min_samples``, else the rule's or the policy's ``min_samples``: events,
@@ -35,6 +36,7 @@ from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.segment_reference import SegmentReference
+from watchkeeper.detectors.traffic import TrafficRatio, role_of
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.schema import Policy, Rule
 from watchkeeper.policies.segments import slot
@@ -97,7 +99,7 @@ def _rule_findings(
     reference: ReferenceProfile | None,
     window: WindowSummary,
     duration_s: float,
-    traffic: Mapping[tuple[str, str], tuple[float, ...]],
+    traffic: Mapping[tuple[str, str, str], tuple[float, ...]],
 ) -> list[Finding]:
     info = METRICS[rule.metric]
     min_samples = policy.segment_min_samples or rule.min_samples or policy.min_samples
@@ -110,9 +112,14 @@ def _rule_findings(
         if reference is not None:
             segs = reference.segments.get(feature)
         labels = set(children) | (set(segs.profiles) if segs is not None else set())
+        if rule.metric == TrafficRatio.name:
+            # a segment whose traffic stopped has no child and maybe no reference
+            # profile: its baseline names it (an empty child then scores 0 against it)
+            role = role_of(rule.options)
+            labels |= {label for (f, label, r) in traffic if f == feature and r == role}
         for label in sorted(labels):
             child = children.get(label)
-            if child is None:  # a segment of the reference without rows in the window
+            if child is None:  # a segment of the reference or baseline without rows in the window
                 child = WindowSummary(window.model, window.version, window.start_ms, window.size_ms)
             ref = segs.profile(label) if segs is not None else None
             if info.scope == "column" and ref is None:
@@ -133,7 +140,7 @@ def _rule_findings(
                     features=rule.feature_patterns(),
                     min_samples=min_samples,
                     duration_s=duration_s,
-                    baseline_rates=traffic.get((feature, label), ()),
+                    baseline_rates=traffic.get((feature, label, role_of(rule.options)), ()),
                     options={rule.metric: rule.options} if rule.options else None,
                 )
             out += [_tagged(f, feature, label, mixed) for f in found]
@@ -146,7 +153,7 @@ def add_segment_findings(
     reference: ReferenceProfile | None,
     window: WindowSummary,
     duration_s: float,
-    traffic: Mapping[tuple[str, str], tuple[float, ...]] | None = None,
+    traffic: Mapping[tuple[str, str, str], tuple[float, ...]] | None = None,
 ) -> None:
     """Append the per-segment findings of ``policy``'s rules to ``found`` (by rule key).
     ``traffic``: each segment's baseline rates for ``traffic_ratio``

@@ -29,6 +29,7 @@ from watchkeeper.daemon.store.skipped_windows import SkippedWindows
 from watchkeeper.daemon.store.window_parts import StoredWindow
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
+from watchkeeper.detectors.window_storage import check_format, load_counts
 
 TopicPartitionKey = tuple[str, int]
 
@@ -318,8 +319,19 @@ class StoreQueries:
             return None
         return WindowSummary.rollup(parts, start_ms, end_ms - start_ms, version)
 
-    def event_counts(self, model: str, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
-        """(window start, events) of the model's stored windows starting in [start, end)."""
+    def event_counts(
+        self, model: str, start_ms: int, end_ms: int, role: str | None = None
+    ) -> list[tuple[int, int]]:
+        """(window start, events) of the model's stored windows starting in [start, end);
+        with ``role``, only that role's events (``"predictions"``: what ``traffic_ratio``
+        counts). The ``events`` column is every role's total, so a role's count is read
+        from the stored summaries' counts, without building their sketches."""
+        if role is not None:
+            per_start: dict[int, int] = {}
+            for w in self.windows(model, None, start_ms, end_ms, view=_counts_view):
+                s = w.summary.start_ms
+                per_start[s] = per_start.get(s, 0) + w.summary.events.get(role, 0)
+            return sorted(per_start.items())
         c = window_parts.rows().c
         query = (
             select(c.window_start_ms, func.sum(c.events))
@@ -372,3 +384,12 @@ class StoreQueries:
                 select(t.quarantine.c.reason, func.count()).group_by(t.quarantine.c.reason)
             ).all()
         return {str(reason): int(n) for reason, n in rows}
+
+
+def _counts_view(data: dict[str, Any]) -> WindowSummary:
+    """A stored window's event counts per role and time bounds only (no sketches): what
+    :meth:`StoreQueries.event_counts` reads for one role."""
+    check_format(data)
+    out = WindowSummary(data["model"], data["version"], int(data["start_ms"]), int(data["size_ms"]))
+    load_counts(out, data)
+    return out

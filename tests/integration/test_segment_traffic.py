@@ -1,10 +1,12 @@
 """``traffic_ratio`` per segment, through the checker on both databases: a segment's rate
 over the median rate of the same segment in the previous policy windows, equal to the
-counts computed here from the events; a drop in one country is found there alone; the
+counts computed here from the predictions (a features stream carrying the same rows
+counts for nothing); a drop in one country is found there alone; the
 baseline is read from the store once (the first tick), then remembered."""
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from pathlib import Path
 
@@ -66,12 +68,17 @@ def test_a_drop_in_one_country_is_its_traffic_ratio_alone(store_url: str, tmp_pa
             values, n = np.unique(batch.features["country"].values.astype(str), return_counts=True)
             counts.append(dict(zip(values.tolist(), n.tolist(), strict=True)))
             state.add(batch)
+            # the same rows on the features stream: summarised too, never counted as traffic
+            keys = record_keys(1, i, np.arange(batch.ts_ms.size))
+            state.add(dataclasses.replace(batch, role="features", keys=keys, prediction=None))
         store.commit("g", state.drain(), {("preds", 0): 1})
         checker = Checker(store, IncidentStore(store.engine), 300)
         at = NOW_MS + windows * SIZE_MS
         result = checker.run(loaded, at)
         by_slot = {e.feature: e for e in result.evaluations}
         seconds = SIZE_MS / 1000
+        whole = [sum(k.values()) / seconds for k in counts]
+        assert by_slot[None].value == whole[-1] / statistics.median(whole[:-1])
         for c in ("DE", "FR", "US"):
             e = by_slot[f"[country={c}]"]
             baseline = statistics.median(k[c] / seconds for k in counts[:-1])

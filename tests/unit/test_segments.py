@@ -517,7 +517,7 @@ def test_every_drift_and_sanity_metric_is_scored_in_every_segment(metric: str) -
     policy = Policy.model_validate(
         {"model": "fraud", "min_samples": 100, "segments": ["country"], "rules": [rule]}
     )
-    traffic = {("country", c): (5.0, 6.0) for c in COUNTRIES}
+    traffic = {("country", c, "predictions"): (5.0, 6.0) for c in COUNTRIES}
     found: dict[str, list[Any]] = {}
     add_segment_findings(found, policy, reference, current, 3600.0, traffic)
     split = current.segments["country"]
@@ -528,7 +528,7 @@ def test_every_drift_and_sanity_metric_is_scored_in_every_segment(metric: str) -
         assert scored, (label, {f.details.get("reason") for f in mine})
         # the value of the segment's child against the same segment of the reference
         child, ref = split.children[label], segs.profile(label)
-        rates = traffic[("country", label)] if metric == "traffic_ratio" else ()
+        rates = traffic[("country", label, "predictions")] if metric == "traffic_ratio" else ()
         direct = evaluate(ref, child, [metric], duration_s=3600.0, baseline_rates=rates)
         want = {f.feature: f.value for f in direct if f.status == "ok"}
         assert {f.details["feature"]: f.value for f in scored} == want
