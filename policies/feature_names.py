@@ -3,8 +3,9 @@
 A typo there (``countryy``) used to select nothing: the rule or segment silently never
 evaluated. Where the features are known when the file loads (a profile file the policy
 names) the loader reports each unknown name, located, with the known ones; where they
-are known only at evaluation time (a stored reference), the checker records an ``error``
-evaluation naming the missing feature (``daemon/checks/checker.py``).
+are known only at evaluation time (a stored reference), the checker records an
+``insufficient_data`` evaluation naming the missing feature (``daemon/checks/checker.py``:
+an ``error`` would open a check-failure incident over a typo).
 """
 
 from __future__ import annotations
