@@ -128,10 +128,9 @@ def _add_unknown_names(
         policy, reference.features, "the reference in force", reference.segments
     )
     for where, name, why in problems:
-        key = policy.rules[int(where[1])].key if where[0] == "rules" else policy.rules[0].key
+        rule = policy.rules[int(where[1])] if where[0] == "rules" else policy.rules[0]
         slot = name if where[0] == "rules" else f"[{name}]"
-        rule = next(r for r in policy.rules if r.key == key)
-        out.setdefault(key, []).append(
+        out.setdefault(rule.key, []).append(
             Finding(
                 policy.model,
                 rule.metric,
