@@ -18,7 +18,12 @@ from watchkeeper.policies.errors import (
     SourceError,
     WatchkeeperDocumentError,
 )
-from watchkeeper.policies.raw_checks import raw_problems
+from watchkeeper.policies.raw_checks import (
+    missing_reference,
+    off_grid,
+    raw_problems,
+    undefined_channel,
+)
 from watchkeeper.policies.schema import SEVERITIES, Policy
 from watchkeeper.policies.yamlsource import (
     SourceDocument,
@@ -95,17 +100,13 @@ def _cross_check(
         errors.append(_located(doc, path, message))
 
     if window_size_s and policy.window % window_size_s:
-        err(("window",), f"must be a multiple of the daemon's windows.size ({window_size_s:g}s)")
+        err(("window",), off_grid(window_size_s))
     if channels is not None:
         for i, rule in enumerate(policy.rules):
             for severity in SEVERITIES:
                 for j, name in enumerate(getattr(rule.actions, severity)):
                     if name not in channels:
-                        known = ", ".join(sorted(channels)) or "none are configured"
-                        err(
-                            ("rules", i, "actions", severity, j),
-                            f"channel '{name}' is not defined in alerts.channels ({known})",
-                        )
+                        err(("rules", i, "actions", severity, j), undefined_channel(name, channels))
     shadow = policy.shadow
     if shadow is not None:
         base = Path(doc.file).parent
@@ -122,26 +123,21 @@ def _cross_check(
             for field_name in ("on_promote", "on_reject"):
                 for j, name in enumerate(getattr(shadow.promotion, field_name)):
                     if name not in channels:
-                        known = ", ".join(sorted(channels)) or "none are configured"
                         err(
                             ("shadow", "promotion", field_name, j),
-                            f"channel '{name}' is not defined in alerts.channels ({known})",
+                            undefined_channel(name, channels),
                         )
     ab = policy.compare.promotion if policy.compare is not None else None
     if ab is not None and channels is not None:
         for field_name in ("on_promote", "on_reject"):
             for j, name in enumerate(getattr(ab, field_name)):
                 if name not in channels:
-                    known = ", ".join(sorted(channels)) or "none are configured"
-                    err(
-                        ("compare", "promotion", field_name, j),
-                        f"channel '{name}' is not defined in alerts.channels ({known})",
-                    )
+                    err(("compare", "promotion", field_name, j), undefined_channel(name, channels))
     ref = policy.reference
     if ref and policy.stored_reference() is None:
         path = Path(ref) if Path(ref).is_absolute() else Path(doc.file).parent / ref
         if not path.is_file():
-            err(("reference",), f"no reference profile file at {path}")
+            err(("reference",), missing_reference(path))
         else:
             for where, _name, why in _reference_problems(policy, path):
                 err(where, why)

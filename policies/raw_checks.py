@@ -19,6 +19,22 @@ Where = tuple[str | int, ...]
 SEVERITY_KEYS = ("warn", "critical")
 
 
+def off_grid(window_size_s: float) -> str:
+    """The message of a policy window that is not a multiple of the daemon's windows."""
+    return f"must be a multiple of the daemon's windows.size ({window_size_s:g}s)"
+
+
+def undefined_channel(name: str, channels: set[str]) -> str:
+    """The message of a channel name ``alerts.channels`` does not define."""
+    known = ", ".join(sorted(channels)) or "none are configured"
+    return f"channel '{name}' is not defined in alerts.channels ({known})"
+
+
+def missing_reference(path: Path) -> str:
+    """The message of a reference profile file that is not there."""
+    return f"no reference profile file at {path}"
+
+
 def _names(value: Any, path: Where) -> Iterator[tuple[Where, str]]:
     if isinstance(value, list):
         for j, name in enumerate(value):
@@ -62,20 +78,14 @@ def raw_problems(
         except ValueError:
             window = None  # the schema says so
         if window and window % window_size_s:
-            out.append(
-                (
-                    ("window",),
-                    f"must be a multiple of the daemon's windows.size ({window_size_s:g}s)",
-                )
-            )
+            out.append((("window",), off_grid(window_size_s)))
     if channels is not None:
-        known = ", ".join(sorted(channels)) or "none are configured"
         for where, name in channel_names(data):
             if name not in channels:
-                out.append((where, f"channel '{name}' is not defined in alerts.channels ({known})"))
+                out.append((where, undefined_channel(name, channels)))
     ref = data.get("reference")
     if isinstance(ref, str) and ref and not ref.startswith("store:") and ":" not in ref[:8]:
         path = Path(ref) if Path(ref).is_absolute() else directory / ref
         if not path.is_file():
-            out.append((("reference",), f"no reference profile file at {path}"))
+            out.append((("reference",), missing_reference(path)))
     return out
