@@ -184,7 +184,8 @@ def assess(
     # read once: the rules score their roll-up, the trust check the labelled ones
     parts = [w.summary for w in store.windows(policy.model, None, start, end)]
     window = WindowSummary.rollup(parts, start, end - start) if parts else None
-    seen = window.count if window is not None else 0
+    # the model's traffic, never its labels (WindowSummary.traffic)
+    seen = window.traffic if window is not None else 0
     if window is None or seen < policy.min_samples:
         events = engine.no_data(at_ms, _last_seen(store, policy.model, end, size_ms), seen)
         return Assessment([], events, seen, start, end)
