@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from watchkeeper.policies.member_order import worst_first
+
 
 @dataclass(frozen=True)
 class Notification:
@@ -59,12 +61,7 @@ def worst_members(n: Notification, limit: int = LISTED_MEMBERS) -> list[tuple[st
     >>> worst_members(n, 3)
     [('[c=B]', 0.5), ('[c=D]', 0.7), ('[c=A]', 0.9)]
     """
-    sign = -1.0 if n.bad_side == "above" else 1.0
-
-    def badness(kv: tuple[str, float | None]) -> tuple[bool, float, str]:
-        return (kv[1] is None, 0.0 if kv[1] is None else sign * kv[1], kv[0])
-
-    return sorted(n.members.items(), key=badness)[:limit]
+    return [(key, n.members[key]) for key in worst_first(n.members, n.bad_side)[:limit]]
 
 
 def members_title(n: Notification) -> str:

@@ -7,8 +7,12 @@ The payload is JSON with a versioned schema (``"schema": "watchkeeper.notificati
      "incident": {"fingerprint": "…", "state": "firing", "severity": "critical",
                   "summary": "…", "policy": "fraud", "rule": "feature-drift",
                   "metric": "psi", "feature": "*", "members": {"amount": 0.31},
-                  "opened_at": "…"},
+                  "bad_side": "above", "opened_at": "…"},
      "labels": {"team": "payments"}, "links": {"status": "…"}, "note": ""}
+
+``bad_side`` is the rule's bad side: ``"above"`` when a high value is bad (psi, latency),
+``"below"`` when a low one is (accuracy, traffic_ratio), so a receiver knows which end of
+``members`` is worst (the summary and the other channels list them worst first).
 
 A shadow candidate's recommendation has ``"type": "shadow.promote"`` (or
 ``shadow.reject``) and, instead of ``incident``, a ``decision`` object: candidate, file,
@@ -78,6 +82,7 @@ def payload(n: Notification) -> dict[str, Any]:
             "metric": n.metric,
             "feature": n.feature,
             "members": n.members,
+            "bad_side": n.bad_side,
             "opened_at": _iso(n.opened_ms),
         },
         "labels": n.labels,

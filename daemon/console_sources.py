@@ -95,7 +95,7 @@ def console_for(daemon: DaemonParts, store: Store, reports: Reports, token: str 
 
     return Console(
         ConsoleSources(
-            queries=ConsoleQueries(store),
+            queries=ConsoleQueries(store, policies),
             policies=policies,
             reference_of=reference_of,
             status=status,

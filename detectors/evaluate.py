@@ -214,14 +214,16 @@ def _window_finding(
 ) -> Finding:
     window = view.summary
     needs_events = info.name not in ("throughput_eps", "traffic_ratio")
-    if needs_events and window.count < min_samples:
+    # the window's traffic (predictions or features rows), never its labels: latency,
+    # prediction and feature-presence metrics read no label row
+    if needs_events and window.traffic < min_samples:
         return _insufficient(
             window,
             info,
             None,
-            window.count,
+            window.traffic,
             0,
-            f"{window.count} events < min_samples {min_samples}",
+            f"{window.traffic} events < min_samples {min_samples}",
         )
     score, status, details = _run(lambda: detector.score(view))
     if score is not None:

@@ -282,6 +282,24 @@ class WindowSummary:
         """All events of every role in the window."""
         return sum(self.events.values())
 
+    @property
+    def traffic(self) -> int:
+        """The model's traffic in the window, what a whole-window ``min_samples`` guard
+        counts: its predictions, or its features rows where those are more (features on a
+        stream of their own, or a model without predictions); never its labels.
+
+        No check reads a window's label rows (realised metrics read the pairs joined into
+        the predictions' windows); counted in, the labels of earlier predictions, which go
+        on arriving after the predictions stop, would keep a stopped model from reading
+        as "no data", and a request on both streams would count twice.
+
+        >>> w = WindowSummary("m", "1", 0, 1000, SketchSettings())
+        >>> w.events = {"predictions": 60, "features": 60, "labels": 60}
+        >>> w.count, w.traffic
+        (180, 60)
+        """
+        return max(self.events.get("predictions", 0), self.events.get("features", 0))
+
     def update(self, batch: ColumnBatch, idx: IndexArray) -> None:
         """Add the events of ``batch`` at positions ``idx`` (all inside this window)."""
         if idx.size == 0:

@@ -21,6 +21,7 @@ from typing import Final, TypeVar
 
 from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.policies.incident_model import DIGEST
+from watchkeeper.policies.member_order import worst_first
 from watchkeeper.policies.schema import Policy, Rule, Severity
 from watchkeeper.policies.segments import segment_digest, split_slot
 
@@ -68,13 +69,7 @@ def digest_summary(
     features (or segments) are named, then "and N more". Segment values are shown as the
     window labels them (cut at ingestion, escaped by each channel).
     """
-    sign = -1.0 if rule.bad_side() == "above" else 1.0
-
-    def badness(slot: str) -> float:
-        value = members[slot]
-        return float("inf") if value is None else sign * value
-
-    ordered = sorted(members, key=lambda s: (badness(s), s))
+    ordered = worst_first(members, rule.bad_side())
     parsed = {s: split_slot(s) for s in ordered}
     features = list(dict.fromkeys(_name(bare) for bare, _ in parsed.values()))
     segments = list(dict.fromkeys(segment for _, segment in parsed.values()))

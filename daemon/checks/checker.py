@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -49,7 +49,7 @@ from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.policies.durations import parse_duration
 from watchkeeper.policies.engine import PolicyEngine
-from watchkeeper.policies.feature_names import unknown_names
+from watchkeeper.policies.feature_names import Problem, unknown_names
 from watchkeeper.policies.incident_model import Evaluation, IncidentEvent
 from watchkeeper.policies.loader import LoadedPolicy
 from watchkeeper.policies.schema import Policy
@@ -74,9 +74,12 @@ def findings_for(
     window: WindowSummary,
     duration_s: float,
     baseline: tuple[float, ...] | Mapping[str, tuple[float, ...]],
+    unknown: Sequence[Problem] | None = None,
 ) -> dict[str, list[Finding]]:
     """Every rule's findings for one window; ``baseline``: the traffic baseline's rates,
-    or per role (a ``traffic_ratio`` rule reads its role's)."""
+    or per role (a ``traffic_ratio`` rule reads its role's); ``unknown``: the rule
+    features and segments ``reference`` lacks, when the caller has them already
+    (:func:`reference_gaps`; computed here when None)."""
     out: dict[str, list[Finding]] = {}
     for rule in policy.rules:
         info = METRICS[rule.metric]
@@ -111,22 +114,29 @@ def findings_for(
             options={rule.metric: rule.options} if rule.options else None,
         )
     if reference is not None:
-        _add_unknown_names(out, policy, reference, window)
+        problems = unknown if unknown is not None else reference_gaps(policy, reference)
+        _add_unknown_names(out, policy, problems, window)
     return out
+
+
+def reference_gaps(policy: Policy, reference: ReferenceProfile | None) -> list[Problem]:
+    """The rule features and segments of ``policy`` that the reference in force lacks
+    (none without a reference): computed once a tick, for the tick's evaluations
+    (:func:`findings_for`) and the checker's warnings (``Checker.name_warnings``)."""
+    if reference is None:
+        return []
+    return unknown_names(policy, reference.features, "the reference in force", reference.segments)
 
 
 def _add_unknown_names(
     out: dict[str, list[Finding]],
     policy: Policy,
-    reference: ReferenceProfile,
+    problems: Sequence[Problem],
     window: WindowSummary,
 ) -> None:
     """An ``insufficient_data`` evaluation per rule feature or segment the reference does
     not have (a typo selects nothing): the loader catches these for a profile file, a
     stored reference is known only here. Segments are reported under the first rule."""
-    problems = unknown_names(
-        policy, reference.features, "the reference in force", reference.segments
-    )
     for where, name, why in problems:
         rule = policy.rules[int(where[1])] if where[0] == "rules" else policy.rules[0]
         slot = name if where[0] == "rules" else f"[{name}]"
@@ -155,6 +165,9 @@ class Assessment:
     seen: int
     start_ms: int
     end_ms: int
+    unknown: list[Problem] | None = None
+    """What the reference in force lacks (:func:`reference_gaps`); None when the tick
+    read no reference (too little data)."""
 
 
 def assess(
@@ -184,7 +197,8 @@ def assess(
     # read once: the rules score their roll-up, the trust check the labelled ones
     parts = [w.summary for w in store.windows(policy.model, None, start, end)]
     window = WindowSummary.rollup(parts, start, end - start) if parts else None
-    seen = window.count if window is not None else 0
+    # the model's traffic, never its labels (WindowSummary.traffic)
+    seen = window.traffic if window is not None else 0
     if window is None or seen < policy.min_samples:
         events = engine.no_data(at_ms, _last_seen(store, policy.model, end, size_ms), seen)
         return Assessment([], events, seen, start, end)
@@ -197,7 +211,8 @@ def assess(
         for role in roles
     }
     reference = reference_of()
-    found = findings_for(policy, reference, window, duration_s, baseline)
+    unknown = reference_gaps(policy, reference)
+    found = findings_for(policy, reference, window, duration_s, baseline, unknown)
     rates = traffic.baselines(store, policy, parts, start, window_ms, end)
     add_segment_findings(found, policy, reference, window, duration_s, rates)
     trusting = [r for r in policy.rules if r.metric == TRUST_METRIC]
@@ -240,7 +255,7 @@ def assess(
     # realised value of the metric they estimate
     bases = {**reference.metrics, **estimation_bases(reference)} if reference is not None else {}
     evaluations, events = engine.step(found, at_ms, bases)
-    return Assessment(evaluations, events, seen, start, end)
+    return Assessment(evaluations, events, seen, start, end, unknown)
 
 
 def _baseline(
@@ -366,15 +381,10 @@ class Checker:
         )
         """Policies' ``compare`` sections (live A/B between versions)."""
 
-    def _warn_unknown_names(self, policy: Policy, reference: ReferenceProfile | None) -> None:
-        """Rule features and segments the reference in force lacks: logged when they
-        change, kept for ``/api/policies`` (``warnings``); each tick's evaluations name
-        them too (:func:`findings_for`)."""
-        problems = (
-            unknown_names(policy, reference.features, "the reference in force", reference.segments)
-            if reference is not None
-            else []
-        )
+    def _warn_unknown_names(self, policy: Policy, problems: Sequence[Problem]) -> None:
+        """Rule features and segments the reference in force lacks (the tick's
+        :func:`reference_gaps`): logged when they change, kept for ``/api/policies``
+        (``warnings``); each tick's evaluations name them too (:func:`findings_for`)."""
         found = [f"{'/'.join(map(str, where))}: {why}" for where, _name, why in problems]
         if found != self.name_warnings.get(policy.key, []):
             for line in found:
@@ -436,7 +446,7 @@ class Checker:
             self.traffic,
         )
         if found.evaluations:  # the reference was read: say what it lacks, once
-            self._warn_unknown_names(policy, reference())
+            self._warn_unknown_names(policy, found.unknown or [])
         # A/B incidents say what their interval means; a pair's that is no longer in force end
         ab.describe(policy, engine, found.events, at_ms)
         events += found.events

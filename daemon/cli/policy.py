@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,7 +224,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             now_ms,
             reference_of=lambda model: references.of_model(loaded, model),
         )
-        _print_incidents(console, IncidentStore(store.engine), args.last)
+        _print_incidents(console, IncidentStore(store.engine), args.last, policies)
     _print_models(console, doc)
     from watchkeeper.daemon.cli.performance import print_performance
 
@@ -251,17 +252,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_incidents(console: Any, incidents: IncidentStore, last: int) -> None:
-    """The open incidents and the ``last`` evaluations, as tables."""
+def _print_incidents(
+    console: Any, incidents: IncidentStore, last: int, policies: Mapping[str, Policy]
+) -> None:
+    """The open incidents and the ``last`` evaluations, as tables (each incident's "now"
+    line lists its members worst first on its rule's bad side)."""
     from rich.table import Table
 
     table = Table(title="open incidents")
     for column in ("severity", "since (UTC)", "policy", "rule", "summary"):
         table.add_column(column)
-    from watchkeeper.daemon.store.incident_values import current_line
+    from watchkeeper.daemon.store.incident_values import current_line, rule_bad_side
 
     for row in incidents.incidents("open"):
-        summary, now = cell(row["summary"]), current_line(row)
+        summary, now = cell(row["summary"]), current_line(row, rule_bad_side(policies, row))
         if now:
             summary.append("\n")
             summary.append(cell(now))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import reader
-from watchkeeper.daemon.store.incident_values import current_line, current_values
+from watchkeeper.daemon.store.incident_values import current_line, current_values, rule_bad_side
 from watchkeeper.daemon.store.queries import evaluation_rows, incident_rows
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.binning import binned
@@ -24,6 +25,7 @@ from watchkeeper.detectors.errors import InsufficientDataError
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.reserved_names import OTHER, UNSEEN
+from watchkeeper.policies.schema import Policy
 from watchkeeper.policies.segments import segment_view
 
 DAY_MS = 86_400_000
@@ -70,9 +72,12 @@ class Distribution:
 class ConsoleQueries:
     """Bounded reads for the pages (module docstring)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, policies: Callable[[], Mapping[str, Policy]] = dict) -> None:
         self.store = store
         self.engine: Engine = store.engine
+        self.policies = policies
+        """The loaded policies: an incident's "now" line lists its members worst first
+        on its rule's bad side (``rule_bad_side``)."""
 
     # -- incidents --------------------------------------------------------------------
     def incident(self, fingerprint: str) -> dict[str, Any] | None:
@@ -88,7 +93,7 @@ class ConsoleQueries:
             out = dict(row._mapping)
             out["members"] = json.loads(out["members"])
             out["current"] = current_values(conn, out)
-        out["now"] = current_line(out)
+        out["now"] = current_line(out, rule_bad_side(self.policies(), out))
         return out
 
     def history(self, fingerprint: str) -> list[dict[str, Any]]:
@@ -105,8 +110,9 @@ class ConsoleQueries:
 
     def open_incidents(self, limit: int = 500) -> list[dict[str, Any]]:
         rows = incident_rows(self.engine, "open", limit)
+        policies = self.policies()
         for row in rows:
-            row["now"] = current_line(row)
+            row["now"] = current_line(row, rule_bad_side(policies, row))
         return rows
 
     def timeline(

@@ -96,6 +96,39 @@ FETCH_QUEUE_BACKOFF_MS = 10
 _NOT_CONNECTIONS = frozenset({"logical", "internal"})
 
 
+def idle_fetch_positions(document: Mapping[str, Any]) -> dict[PartitionKey, int]:
+    """From a librdkafka statistics document (STATISTICS.md, topics.partitions): where
+    the fetcher of each active partition will read next, for those with nothing fetched
+    and not yet handed over (``fetchq_cnt`` 0: for the high-level consumer, the one queue
+    all partitions forward to, so 0 only when nothing of any partition waits).
+
+    That is the partition's position as kafka-python reports it before it has read
+    anything (the offset a reset or the committed offset chose); librdkafka's
+    ``position()`` only knows the offset after the last message handed over.
+
+    >>> doc = {"topics": {"t": {"partitions": {
+    ...     "0": {"fetch_state": "active", "next_offset": 5, "fetchq_cnt": 0},
+    ...     "1": {"fetch_state": "offset-query", "next_offset": -1001, "fetchq_cnt": 0},
+    ...     "-1": {"fetch_state": "none", "next_offset": 0, "fetchq_cnt": 0}}}}}
+    >>> idle_fetch_positions(doc)
+    {('t', 0): 5}
+    """
+    found: dict[PartitionKey, int] = {}
+    for topic, entry in document.get("topics", {}).items():
+        for partition, stats in entry.get("partitions", {}).items():
+            offset = stats.get("next_offset")
+            if (
+                partition.lstrip("-").isdigit()
+                and int(partition) >= 0
+                and stats.get("fetch_state") == "active"
+                and stats.get("fetchq_cnt") == 0
+                and isinstance(offset, int)
+                and offset >= 0
+            ):
+                found[(str(topic), int(partition))] = offset
+    return found
+
+
 def check_options(options: Mapping[str, Any]) -> None:
     """Check ``kafka.options`` as librdkafka properties; raise ``ValueError`` naming the
     option. librdkafka knows its own properties and their values, so it judges them."""
@@ -294,6 +327,9 @@ class ConfluentSource:
         self._assigning: dict[PartitionKey, int] | None = None  # seeks during on_assigned
         self._fatal: KafkaError | None = None
         self._connections: int | None = None  # brokers UP in the last statistics
+        # per partition, from the last statistics: where its fetcher reads next while
+        # nothing of it waits to be handed over (idle_fetch_positions)
+        self._fetching: dict[PartitionKey, int] = {}
         self._closing = False
         # the assignment as librdkafka last gave it (None: read it again). librdkafka's
         # assignment() is a round trip to its main thread (0.02-0.06 s per 1,000,000 events
@@ -314,15 +350,18 @@ class ConfluentSource:
 
     def _on_stats(self, document: str) -> None:
         try:
-            brokers = json.loads(document).get("brokers", {})
+            parsed = json.loads(document)
+            brokers = parsed.get("brokers", {})
             self._connections = sum(
                 1
                 for b in brokers.values()
                 if b.get("state") == "UP" and b.get("source") not in _NOT_CONNECTIONS
             )
+            self._fetching = idle_fetch_positions(parsed)
         except (ValueError, AttributeError) as exc:  # a document we cannot read: not known
             log.debug("unreadable librdkafka statistics: %s", exc)
             self._connections = None
+            self._fetching = {}
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned, self._rebalancing = None, True
@@ -333,6 +372,8 @@ class ConfluentSource:
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        for key in keys:  # statistics of an earlier assignment say nothing of this one
+            self._fetching.pop(key, None)
         self._assigning = {}
         try:
             if self._listener is not None and not self._closing:
@@ -362,6 +403,7 @@ class ConfluentSource:
         for key in keys:
             self._paused.discard(key)
             self._rewind.pop(key, None)
+            self._fetching.pop(key, None)
         # librdkafka unassigns by itself once this returns
 
     # -- Source ---------------------------------------------------------------------------
@@ -425,6 +467,7 @@ class ConfluentSource:
 
     def seek(self, partition: PartitionKey, offset: int) -> None:
         self._rewind.pop(partition, None)
+        self._fetching.pop(partition, None)  # the fetcher moves: the statistics are old
         if self._assigning is not None:  # inside on_assigned: the start of the assignment
             self._assigning[partition] = offset
             return
@@ -456,12 +499,20 @@ class ConfluentSource:
             raise KafkaClientError("position", exc) from exc
         if tp.offset >= 0:
             return int(tp.offset)
-        # librdkafka has no position for a partition it has consumed nothing from, and an
-        # empty one gives it nothing to consume: without this, an empty partition would
+        # librdkafka has no position for a partition it has consumed nothing from, and a
+        # quiet one gives it nothing to consume: without this, such a partition would
         # never read as caught up, so it would hold its role's watermark (and every tick of
-        # a policy reading it) forever. Its low and high watermarks of the last fetch
-        # (cached, no round trip) being equal say there is nothing to read: wherever the
-        # consumer starts, it starts at the end. kafka-python reports that end itself.
+        # a policy reading it) forever. kafka-python reports where it will read (the end,
+        # for a partition a fresh group starts on with auto_offset_reset: latest).
+        # First, the fetcher's next offset from the last statistics, while nothing it
+        # fetched waits to be handed over (idle_fetch_positions): a partition that holds
+        # old records and gets no new ones (low watermark below high) sits at its end.
+        fetching = self._fetching.get(partition)
+        if fetching is not None:
+            return fetching
+        # Without statistics yet (or with statistics.interval.ms 0 in kafka.options):
+        # low and high watermarks of the last fetch (cached, no round trip) being equal
+        # say there is nothing to read: wherever the consumer starts, it is at the end.
         try:
             low, high = self._consumer.get_watermark_offsets(tp, cached=True)
         except KafkaException:

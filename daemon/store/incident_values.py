@@ -7,10 +7,15 @@ changing between them, so the pages and the API show the latest ones beside them
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, select
 from watchkeeper.daemon.store import tables as t
+from watchkeeper.policies.member_order import worst_first
+
+if TYPE_CHECKING:
+    from watchkeeper.policies.schema import Policy
 
 MAX_CURRENT_MEMBERS = 200
 """Members of one incident whose latest value is read (a digest's features)."""
@@ -41,14 +46,36 @@ def current_values(conn: Connection, incident: dict[str, Any]) -> dict[str, Any]
     return {"at_ms": int(at_ms), "values": {str(f): v for f, v in rows}}
 
 
-def current_line(incident: dict[str, Any]) -> str | None:
+def rule_bad_side(
+    policies: Mapping[str, Policy], incident: dict[str, Any]
+) -> Literal["above", "below"]:
+    """The bad side of the incident's rule (``Rule.bad_side``), as the router gives it to
+    the channels: ``"above"`` when its policy or rule is no longer loaded."""
+    policy = policies.get(incident["policy"])
+    rule = (
+        None
+        if policy is None
+        else next((r for r in policy.rules if r.key == incident["rule"]), None)
+    )
+    return "above" if rule is None else rule.bad_side()
+
+
+def current_line(incident: dict[str, Any], bad_side: Literal["above", "below"]) -> str | None:
     """ "now (tick 01:55 UTC): income 0.9566" when a member's latest value differs from
     the one its summary states; None when they agree (or nothing newer is known).
 
+    Members are listed worst first on the rule's ``bad_side``, as the summary and the
+    channels list them (policies/member_order.py).
+
     >>> row = {"members": {"a": 0.2974}, "current": {"at_ms": 0, "values": {"a": 0.9566}}}
-    >>> current_line(row)
+    >>> current_line(row, "above")
     'now (tick 1970-01-01 00:00 UTC): a 0.9566'
-    >>> current_line({"members": {"a": 0.5}, "current": {"at_ms": 0, "values": {"a": 0.5}}})
+    >>> row = {"members": {"a": 0.9, "b": 0.8},
+    ...        "current": {"at_ms": 0, "values": {"a": 0.7, "b": 0.6}}}
+    >>> current_line(row, "below")
+    'now (tick 1970-01-01 00:00 UTC): b 0.6, a 0.7'
+    >>> current_line({"members": {"a": 0.5}, "current": {"at_ms": 0, "values": {"a": 0.5}}},
+    ...     "above")
     """
     current = incident.get("current")
     if not current:
@@ -58,7 +85,7 @@ def current_line(incident: dict[str, Any]) -> str | None:
     if all(members.get(f) == v for f, v in values.items()) and set(values) >= set(members):
         return None
     tick = dt.datetime.fromtimestamp(current["at_ms"] / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
-    ordered = sorted(values, key=lambda f: -(values[f] or 0.0))
+    ordered = worst_first(values, bad_side)
     shown = ", ".join(
         f"{f} {values[f]:.4g}" if values[f] is not None else f"{f} n/a" for f in ordered[:5]
     )

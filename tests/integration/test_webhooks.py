@@ -49,6 +49,20 @@ def test_signed_payload_and_a_tampered_one_is_rejected(receiver: Receiver) -> No
     assert receiver.rejected == 1 and len(receiver.received) == 1
 
 
+@pytest.mark.parametrize("bad_side", ["above", "below"])
+def test_the_payload_says_which_end_of_members_is_worst(receiver: Receiver, bad_side: str) -> None:
+    """``members`` is a JSON object, unordered: ``bad_side`` tells a receiver whether the
+    highest value is the worst (psi) or the lowest (accuracy)."""
+    channel = WebhookChannel("retrain", receiver.url, SECRET)
+    data = note("fp1", "opened", 1000).to_dict()
+    members = {"[country=DE]": 0.6, "[country=FR]": 0.9}
+    n = {**data, "members": members, "bad_side": bad_side, "delivery_id": "wk-8"}
+    channel.send(Notification.from_dict(n))
+    (body,) = receiver.received
+    assert body["incident"]["bad_side"] == bad_side
+    assert body["incident"]["members"] == members
+
+
 def test_outage_then_recovery_delivers_each_once_and_in_order(
     receiver: Receiver, store_url: str
 ) -> None:

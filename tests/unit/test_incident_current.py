@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from watchkeeper.alerts.notification import Notification, worst_members
 from watchkeeper.daemon.cli.policy import _print_incidents
 from watchkeeper.daemon.http.console import Console as Pages
 from watchkeeper.daemon.http.console import ConsoleSources
@@ -49,7 +50,7 @@ def test_the_latest_value_is_shown_beside_the_transitions(tmp_path: Path) -> Non
         page = q.incident(row["fingerprint"])
         assert page is not None and page["now"] == listed["now"]
         out = io.StringIO()
-        _print_incidents(Console(file=out, width=200), incidents, 0)
+        _print_incidents(Console(file=out, width=200), incidents, 0, {POLICY.key: POLICY})
         assert "now (tick 1970-01-01 00:10 UTC): income 0.9566" in out.getvalue()
 
 
@@ -107,3 +108,64 @@ def test_an_idle_stream_without_a_watermark_reads_as_the_cli_says() -> None:
     assert "None (idle)" not in page and "labels: None" not in page
     assert "labels: idle (newest 2026-12-04 02:02)" in page
     assert "predictions: 2026-12-04 01:58 (idle)" in page
+
+
+LOW_IS_BAD = Policy.model_validate(
+    {
+        "model": "credit",
+        "rules": [
+            {
+                "name": "low",
+                "metric": "psi",
+                "features": "all",
+                "comparison": "below",
+                "critical": 0.25,
+            }
+        ],
+    }
+)
+
+
+def test_the_now_line_lists_members_worst_first_on_the_rules_bad_side(tmp_path: Path) -> None:
+    """A rule whose bad side is below: its "now" line names the lowest value first, as
+    the summary and every channel (``worst_members``) do, not the highest."""
+    rule = LOW_IS_BAD.rules[0]
+    engine = PolicyEngine(LOW_IS_BAD)
+
+    def tick(values: dict[str, float], at_ms: int) -> None:
+        found = [Finding("credit", "psi", f, v, "ok", 0, 1, 1000, 1000) for f, v in values.items()]
+        evaluations, events = engine.step({rule.key: found}, at_ms)
+        incidents.record(LOW_IS_BAD.key, at_ms, evaluations, events, engine.state_dict())
+
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        incidents = IncidentStore(store.engine)
+        tick({"age": 0.1, "income": 0.05}, 300_000)
+        tick({"age": 0.02, "income": 0.2}, 600_000)  # still both firing: no transition
+        (row,) = incidents.incidents("open")
+        assert row["summary"].index("income") < row["summary"].index("age")  # 0.05 first
+        expected = "now (tick 1970-01-01 00:10 UTC): age 0.02, income 0.2"
+        q = ConsoleQueries(store, lambda: {LOW_IS_BAD.key: LOW_IS_BAD})
+        (listed,) = q.open_incidents()
+        assert listed["now"] == expected
+        page = q.incident(row["fingerprint"])
+        assert page is not None and page["now"] == expected
+        out = io.StringIO()
+        _print_incidents(Console(file=out, width=200), incidents, 0, {LOW_IS_BAD.key: LOW_IS_BAD})
+        assert expected in out.getvalue()
+        # the channels' order of the same values
+        now = Notification(
+            "updated",
+            row["fingerprint"],
+            "critical",
+            "",
+            "credit",
+            LOW_IS_BAD.key,
+            rule.key,
+            "psi",
+            None,
+            row["current"]["values"],
+            600_000,
+            300_000,
+            bad_side=rule.bad_side(),
+        )
+        assert [k for k, _ in worst_members(now)] == ["age", "income"]

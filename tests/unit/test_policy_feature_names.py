@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from watchkeeper.detectors.profile import (
 from watchkeeper.detectors.sketches import NumericSketch
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.errors import InvalidDocumentError
+from watchkeeper.policies.feature_names import unknown_names
 from watchkeeper.policies.loader import load_all, load_policy
 from watchkeeper.policies.schema import Policy
 
@@ -134,7 +136,7 @@ def test_check_reports_schema_and_cross_check_errors_in_one_run(tmp_path: Path) 
 def test_the_daemon_logs_a_missing_feature_once_and_lists_it_on_api_policies(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from watchkeeper.daemon.checks.checker import Checker
+    from watchkeeper.daemon.checks.checker import Checker, reference_gaps
     from watchkeeper.daemon.checks.scheduler import PolicyStatus, describe
     from watchkeeper.daemon.notify.incidents import IncidentStore
     from watchkeeper.daemon.store.store import Store
@@ -152,8 +154,8 @@ def test_the_daemon_logs_a_missing_feature_once_and_lists_it_on_api_policies(
     with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
         checker = Checker(store, IncidentStore(store.engine), 300.0)
         with caplog.at_level("WARNING"):
-            checker._warn_unknown_names(policy, profile())
-            checker._warn_unknown_names(policy, profile())  # the next tick: not again
+            checker._warn_unknown_names(policy, reference_gaps(policy, profile()))
+            checker._warn_unknown_names(policy, reference_gaps(policy, profile()))  # not again
         logged = [r.getMessage() for r in caplog.records]
         assert len(logged) == 2, logged
         assert "policy credit: segments/0: 'chanel' is not a feature" in logged[0]
@@ -162,5 +164,67 @@ def test_the_daemon_logs_a_missing_feature_once_and_lists_it_on_api_policies(
         (entry,) = body["policies"]
         assert [w.split(":")[0] for w in entry["warnings"]] == ["segments/0", "rules/0/features/0"]
         fixed = policy.model_copy(update={"segments": ("channel",)})
-        checker._warn_unknown_names(fixed, profile())
+        checker._warn_unknown_names(fixed, reference_gaps(fixed, profile()))
         assert len(checker.name_warnings["credit"]) == 1
+
+
+def test_a_tick_finds_what_the_reference_lacks_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tick's evaluations and the checker's warnings read the same one computation
+    (it ran twice a tick: findings_for, then Checker._warn_unknown_names)."""
+    from watchkeeper.daemon.checks import checker as checker_module
+    from watchkeeper.daemon.checks.checker import Checker
+    from watchkeeper.daemon.eventtime.windows import WindowState
+    from watchkeeper.daemon.notify.incidents import IncidentStore
+    from watchkeeper.daemon.store.store import Store
+    from watchkeeper.detectors.column_batch import Column, ColumnBatch
+    from watchkeeper.detectors.reservoir import record_keys
+    from watchkeeper.policies.loader import LoadedPolicy
+
+    calls = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0].key)
+        return unknown_names(*args, **kwargs)
+
+    monkeypatch.setattr(checker_module, "unknown_names", counted)
+    profile().save(tmp_path / "ref.json")
+    policy = Policy.model_validate(
+        {
+            "model": "credit",
+            "reference": "ref.json",
+            "window": "5m",
+            "min_samples": 1,
+            "rules": [
+                {"name": "unseen", "metric": "psi", "critical": 0.25, "features": ["countryy"]}
+            ],
+        }
+    )
+    loaded = LoadedPolicy(policy, str(tmp_path / "p.yaml"), "d")
+    n = 50
+    flags = np.zeros(n, dtype=bool)
+    state = WindowState(300, 600)
+    state.add(
+        ColumnBatch(
+            "credit",
+            "predictions",
+            np.full(n, 1_000, dtype=np.int64),
+            np.array(["1"] * n, dtype=object),
+            record_keys(0, 0, np.arange(n)),
+            features={"country": Column("numeric", np.arange(n, dtype=np.float64), flags, flags)},
+        )
+    )
+    delta = state.drain()
+    delta.now_ms = 300_000
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        store.commit("g", delta, {})
+        checker = Checker(store, IncidentStore(store.engine), 300.0)
+        with caplog.at_level("WARNING"):
+            first = checker.run(loaded, 300_000)
+        assert calls == ["credit"]
+        (evaluation,) = first.evaluations
+        assert evaluation.feature == "countryy" and evaluation.decision == "insufficient_data"
+        assert [w.split(":")[0] for w in checker.name_warnings["credit"]] == ["rules/0/features/0"]
+        logged = [r.getMessage() for r in caplog.records if "countryy" in r.getMessage()]
+        assert len(logged) == 1, logged
