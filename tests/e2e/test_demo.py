@@ -195,9 +195,13 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     assert all(o["ok"] for o in result["outcomes"]), result["outcomes"]
     assert [(d["candidate"], d["decision"]) for d in decisions] == [("int8-static", "promote")]
     assert totals["events"] > 0 and totals["quarantined"] > 0  # 1 % malformed on purpose
-    # the daemon stops after the traffic, so it may not have read the last few records
+    # what the broker acknowledged, counted once the traffic had stopped (counted before,
+    # while it still ran, it missed its last tick: 45 records "over" in CI of 16ed597); the
+    # demo stops the daemon once it has read all of it: each record is stored, late or
+    # quarantined exactly once
+    assert result["send_failures"] == 0
     sent = result["produced"] + result["labels_produced"]
-    assert 0.95 * sent <= totals["events"] + totals["quarantined"] <= sent
+    assert totals["events"] + totals["late_events"] + totals["quarantined"] == sent
 
     # the console printed each incident as Slack would show it, opened and resolved
     for rule in (
