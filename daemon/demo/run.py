@@ -11,7 +11,9 @@ and a live view shows traffic, checks, incidents and the candidate. At the end i
 which incidents each phase opened and resolved against what it should have.
 
 Everything it starts stops through one exit stack, in reverse order, on ``--duration``,
-Ctrl-C or SIGTERM. ``--workdir`` keeps the store, config, policies and models afterwards.
+Ctrl-C or SIGTERM: the traffic first, then the daemon once it has read all the traffic sent,
+so the summary's stored, late and quarantined events add up to what was produced.
+``--workdir`` keeps the store, config, policies and models afterwards.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import signal
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from watchkeeper.daemon.config_kafka import Role, TopicConfig
 from watchkeeper.daemon.demo.broker import EmbeddedBroker
 from watchkeeper.daemon.demo.setup import (
     DemoOptions,
+    Sent,
     Traffic,
     create_topics,
     demo_config,
@@ -53,9 +56,13 @@ from watchkeeper.daemon.demo.timeline import (
     write_policies,
 )
 from watchkeeper.daemon.demo.view import LiveView
+from watchkeeper.daemon.errors import StoreUnavailableError
 from watchkeeper.daemon.ingest.sources import option_checks
 
 SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "policies" / "examples"
+READ_TO_END_S = 30.0
+"""How long the demo waits, once its traffic has stopped, for the daemon to read the rest:
+it reads ~100 k records a second (shared/DESIGN.md), the demo sends 450 a second."""
 
 
 def _wait_for_data(daemon: Daemon, scale: Scale, stop: threading.Event, timeout: float) -> bool:
@@ -91,9 +98,10 @@ def run_demo(options: DemoOptions) -> int:
                 workdir = Path(outer.enter_context(tempfile.TemporaryDirectory(prefix="wk-demo-")))
             record: dict[str, Any] = {"phase_s": options.phase_s, "phases": [], "t0_ms": None}
             with ExitStack() as stack:
-                outcome, produced = _run(options, console, workdir, record, stop, stack)
-            # everything has stopped (reverse order); the store holds the final state
-            return _summary(console, workdir, options.phase_s, record, produced, outcome)
+                outcome, traffic = _run(options, console, workdir, record, stop, stack)
+            # everything has stopped (reverse order); the store holds the final state, and
+            # only now are the traffic's counts final (Traffic.sent)
+            return _summary(console, workdir, options.phase_s, record, traffic.sent(), outcome)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -106,8 +114,8 @@ def _run(
     record: dict[str, Any],
     stop: threading.Event,
     stack: ExitStack,
-) -> tuple[int, tuple[int, int]]:
-    """The outcome and what was produced: (predictions, labels)."""
+) -> tuple[int, Traffic]:
+    """The outcome and the traffic (its counts are final once ``stack`` has closed)."""
     scale = Scale(options.phase_s)
     phases = timeline(options.phase_s)
     bootstrap, topics, config, shadow = _set_up(options, console, workdir, stack, scale)
@@ -117,15 +125,16 @@ def _run(
     runner.start()
     stack.callback(runner.join)
     stack.callback(daemon_stop.set)
-    traffic = stack.enter_context(
-        Traffic(
-            bootstrap,
-            topics["predictions"].name,
-            topics["labels"].name,
-            options.rate,
-            scale.label_delay_s,
-        )
+    traffic = Traffic(
+        bootstrap,
+        topics["predictions"].name,
+        topics["labels"].name,
+        options.rate,
+        scale.label_delay_s,
     )
+    # on the way out: the traffic stops, the daemon reads what it sent, then it stops
+    stack.callback(_read_to_the_end, daemon, traffic, runner, console)
+    stack.enter_context(traffic)
     started = time.monotonic()
     view = LiveView(daemon, phases, started)
     outcome = 0
@@ -134,7 +143,7 @@ def _run(
             if not stop.is_set():
                 console.print("[red]no events reached the store within 120 s[/]")
                 outcome = 1
-            return outcome, (traffic.produced, traffic.labels_produced)
+            return outcome, traffic
         if daemon.http is not None:
             # the console: each notification below links its incident page here
             console.print(f"console: http://{daemon.http.address}/")
@@ -144,7 +153,35 @@ def _run(
         console.print("policies in force: " + ", ".join(p.name for p in written))
         show = _Show(runner, traffic, view, live, shadow)
         outcome = _play(options, console, workdir, record, stop, show)
-    return outcome, (traffic.produced, traffic.labels_produced)
+    return outcome, traffic
+
+
+def _read_to_the_end(
+    daemon: Daemon,
+    traffic: Traffic,
+    runner: threading.Thread,
+    console: Console,
+    timeout: float = READ_TO_END_S,
+) -> None:
+    """Once the traffic has stopped: until the daemon has committed every record the
+    broker acknowledged, so the summary's stored + quarantined equals what was produced
+    (a daemon stopped at once would leave the last flush interval's records unread)."""
+    store, ingestor = daemon.store, daemon.ingestor
+    if store is None or ingestor is None:
+        return  # it never started: nothing to wait for
+    sent = traffic.sent()
+    deadline = time.monotonic() + timeout
+    unread = sent.predictions + sent.labels
+    while runner.is_alive():
+        # the daemon retries its commits while the store is away; so does this, until the deadline
+        with suppress(StoreUnavailableError):
+            unread = sent.unread(store.offsets(ingestor.group_id))
+        if not unread:
+            return
+        if time.monotonic() > deadline:
+            console.print(f"[yellow]the daemon had not read {unread:,} records in {timeout:g}s[/]")
+            return
+        time.sleep(0.2)
 
 
 def _set_up(
@@ -239,7 +276,7 @@ def _summary(
     workdir: Path,
     phase_s: float,
     record: dict[str, Any],
-    produced: tuple[int, int],
+    sent: Sent,
     outcome: int,
 ) -> int:
     """What each phase opened against what it should have, the candidate's decision and
@@ -288,15 +325,18 @@ def _summary(
             f"shadow decision for {d['policy']} / {d['candidate']}: [bold]{d['decision']}[/]"
         )
     console.print(
-        f"events produced {sum(produced):,} ({produced[0]:,} predictions, {produced[1]:,} labels;"
-        f" 1 % malformed on purpose) · stored {totals['events']:,}"
+        f"events produced {sent.predictions + sent.labels:,} ({sent.predictions:,} predictions,"
+        f" {sent.labels:,} labels, as the broker acknowledged them; 1 % malformed on purpose)"
+        f" · stored {totals['events']:,} · late {totals['late_events']:,}"
         f" · quarantined {totals['quarantined']:,}"
+        + (f" · [red]{sent.failed:,} sends failed[/]" if sent.failed else "")
     )
     result = record | {
         "outcomes": outcome_dicts(outcomes),
         "decisions": decisions,
-        "produced": produced[0],
-        "labels_produced": produced[1],
+        "produced": sent.predictions,
+        "labels_produced": sent.labels,
+        "send_failures": sent.failed,
         "totals": totals,
     }
     (workdir / "demo-result.json").write_text(json.dumps(result, indent=2, default=str))

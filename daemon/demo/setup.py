@@ -53,6 +53,26 @@ def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None
         admin.close()
 
 
+@dataclass(frozen=True)
+class Sent:
+    """What the demo's traffic got onto the broker (:meth:`Traffic.sent`)."""
+
+    predictions: int
+    """Prediction records the broker acknowledged."""
+    labels: int
+    """Label records the broker acknowledged."""
+    failed: int
+    """Records the producer gave up on (after its retries): not counted above."""
+    ends: dict[tuple[str, int], int]
+    """Per (topic, partition), the offset after the last acknowledged record: where a
+    consumer that read everything stands (Tansu's own end offsets can be short by a
+    batch, shared/DESIGN.md)."""
+
+    def unread(self, committed: dict[tuple[str, int], int]) -> int:
+        """How many acknowledged records lie beyond the ``committed`` offsets."""
+        return sum(max(0, end - committed.get(key, 0)) for key, end in self.ends.items())
+
+
 class Traffic:
     """The model server's producer: predictions now, each label ``label_delay_s`` later,
     with whatever :attr:`faults` the timeline sets."""
@@ -65,8 +85,14 @@ class Traffic:
         self.rate = rate
         self.label_delay_ms = int(label_delay_s * 1000)
         self.faults = Faults()  # replaced whole by the timeline: a reference swap, no lock
-        self.produced = 0  # predictions sent
-        self.labels_produced = 0  # labels sent (a held or still-delayed label is not)
+        self.produced = 0  # predictions handed to the producer (the live view's count)
+        self.labels_produced = 0  # labels handed to it (a held or still-delayed label is not)
+        # what the broker acknowledged, from the producer's callbacks: on its I/O thread, or
+        # on this one for a future already done, hence the lock
+        self._acked: collections.Counter[str] = collections.Counter()
+        self._ends: dict[tuple[str, int], int] = {}
+        self._failed = 0
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wk-demo-traffic")
 
@@ -78,7 +104,40 @@ class Traffic:
         self._stop.set()
         self._thread.join()
 
+    def sent(self) -> Sent:
+        """What the broker acknowledged, once the traffic has stopped (:meth:`__exit__`:
+        the producer flushed and closed). Read while it runs, a count is already stale: the
+        thread sends another tick every 0.1 s until it sees the stop — a summary that read
+        the counters before stopping the traffic claimed a tick (45 records) too few."""
+        if self._thread.is_alive():
+            raise RuntimeError("the traffic is still running: its counts are not final yet")
+        with self._lock:
+            return Sent(
+                self._acked[self.topics[0]],
+                self._acked[self.topics[1]],
+                self._failed,
+                dict(self._ends),
+            )
+
+    def _on_ack(self, metadata: Any) -> None:
+        key = (str(metadata.topic), int(metadata.partition))
+        with self._lock:
+            self._acked[key[0]] += 1
+            self._ends[key] = max(self._ends.get(key, 0), int(metadata.offset) + 1)
+
+    def _on_error(self, _exc: BaseException) -> None:
+        with self._lock:
+            self._failed += 1
+
+    def _send(self, producer: KafkaProducer, topic: str, value: bytes) -> None:
+        producer.send(topic, value).add_callback(self._on_ack).add_errback(self._on_error)
+
     def _run(self) -> None:
+        # kafka-python 3 is idempotent by default (enable_idempotence, retries until
+        # delivery_timeout_ms), and so is Tansu: its memory store (v0.6.0 DynoStore::produce)
+        # answers a batch re-sent with an old sequence DuplicateSequenceNumber, which the
+        # client takes as sent, so a retry is not stored twice (no duplicate in the topics
+        # read back under load: tests/integration/test_demo_traffic.py)
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20)
         server = SyntheticServer(bad_rate=0.01)
         waiting: collections.deque[tuple[int, list[bytes]]] = collections.deque()
@@ -91,20 +150,20 @@ class Traffic:
                 half = n // 2
                 batch = server.batch(half, n - half, now, self.faults, self.label_delay_ms)
                 for value in batch.predictions:
-                    producer.send(self.topics[0], value)
+                    self._send(producer, self.topics[0], value)
                 self.produced += len(batch.predictions)
                 if self.faults.labels_held:
                     held += batch.labels
                 else:
                     for value in held:
-                        producer.send(self.topics[1], value)
+                        self._send(producer, self.topics[1], value)
                     self.labels_produced += len(held)
                     held.clear()
                     waiting.append((now + self.label_delay_ms, batch.labels))
                 while waiting and waiting[0][0] <= now:
                     due = waiting.popleft()[1]
                     for value in due:
-                        producer.send(self.topics[1], value)
+                        self._send(producer, self.topics[1], value)
                     self.labels_produced += len(due)
         finally:
             producer.flush()

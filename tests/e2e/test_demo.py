@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -104,6 +105,21 @@ def assert_no_broker_leaked(seen: set[Process]) -> None:
     assert not [p for p in seen if alive(p)], seen
 
 
+def fetch(url: str, within: float = 120.0) -> tuple[int, bytes]:
+    """GET ``url``; a 503 with Retry-After (a report still being made on a loaded machine,
+    daemon/http/reports.py) is asked again after it, until ``within`` seconds have gone."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=within) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            retry = exc.headers.get("Retry-After")
+            if exc.code != 503 or retry is None or time.monotonic() > deadline:
+                raise
+            time.sleep(float(retry))
+
+
 def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     tmp_path: Path, slack: FakeSlack
 ) -> None:
@@ -156,9 +172,8 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
             match = re.search(r"report: (http://\S+\.html)", line)
             if match and "status" not in report:
                 # the report of the first drift incident, made on the first visit
-                with urllib.request.urlopen(match.group(1), timeout=120) as response:
-                    report["status"] = response.status
-                    report["body"] = response.read().decode("utf-8", "replace")
+                report["status"], body = fetch(match.group(1))
+                report["body"] = body.decode("utf-8", "replace")
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -195,9 +210,13 @@ def test_the_demo_timeline_opens_and_resolves_each_expected_incident(
     assert all(o["ok"] for o in result["outcomes"]), result["outcomes"]
     assert [(d["candidate"], d["decision"]) for d in decisions] == [("int8-static", "promote")]
     assert totals["events"] > 0 and totals["quarantined"] > 0  # 1 % malformed on purpose
-    # the daemon stops after the traffic, so it may not have read the last few records
+    # what the broker acknowledged, counted once the traffic had stopped (counted before,
+    # while it still ran, it missed its last tick: 45 records "over" in CI of 16ed597); the
+    # demo stops the daemon once it has read all of it: each record is stored, late or
+    # quarantined exactly once
+    assert result["send_failures"] == 0
     sent = result["produced"] + result["labels_produced"]
-    assert 0.95 * sent <= totals["events"] + totals["quarantined"] <= sent
+    assert totals["events"] + totals["late_events"] + totals["quarantined"] == sent
 
     # the console printed each incident as Slack would show it, opened and resolved
     for rule in (
