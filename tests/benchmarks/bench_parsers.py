@@ -13,10 +13,14 @@ candidate are compared with Arrow's (``np.array_equal``, NaN-aware) before timin
 * ``polars``: ``polars.read_ndjson`` with an explicit schema (struct for ``features``),
   ``POLARS_MAX_THREADS=1``;
 * ``msgspec``: one ``msgspec.json.Decoder(list[Event])`` call on the slice as a JSON array,
-  typed ``Struct``s (fields default to an ``_ABSENT`` marker, so absent is told from null),
-  then columns with ``attrgetter`` per event;
+  typed ``Struct``s whose fields default to None (absent and null alike, as Arrow reads
+  them), then columns with ``attrgetter`` per event;
 * ``orjson``: one ``orjson.loads`` of the slice as a JSON array, then columns per event;
 * ``simdjson``: ``pysimdjson``'s parser on the slice as a JSON array, then per event.
+
+The columns are also compared on a slice with holes (a feature null in every 7th event,
+absent in every 11th, ``latency_ms`` absent in every 13th): null masks and values must
+agree too.
 
 Times are the best and median of ``--repeat`` calls on one thread (µs an event), alone,
 and beside a thread running Python (the daemon's loop, which takes the GIL: a parser that
@@ -50,6 +54,22 @@ TEXT = ("model", "model_version", "request_id")
 NUMBERS = ("ts", "prediction", "latency_ms", *(f"features.{n}" for n in NAMES))
 
 Columns = dict[str, tuple[Any, Any]]  # name -> (values, null mask)
+
+
+def holed(values: list[bytes]) -> list[bytes]:
+    """The events with holes: ``f03`` null every 7th, ``f05`` absent every 11th,
+    ``latency_ms`` absent every 13th (the first event whole: Arrow infers from it)."""
+    out = []
+    for j, value in enumerate(values):
+        event = orjson.loads(value)
+        if j and j % 7 == 0:
+            event["features"]["f03"] = None
+        if j and j % 11 == 0:
+            del event["features"]["f05"]
+        if j and j % 13 == 0:
+            del event["latency_ms"]
+        out.append(orjson.dumps(event))
+    return out
 
 
 def events(n: int, seed: int = 1) -> list[bytes]:
@@ -194,6 +214,24 @@ def _columns_of_rows(
     return out
 
 
+def _dict_features() -> Callable[[dict[str, Any] | None], tuple[Any, ...]]:
+    """A features dict's values in ``NAMES`` order, None where absent (one ``itemgetter``
+    call a row; a row missing a feature takes the slower ``dict.get`` per name)."""
+    from operator import itemgetter
+
+    whole = itemgetter(*NAMES)
+
+    def feats(d: dict[str, Any] | None) -> tuple[Any, ...]:
+        if d is None:
+            return (None,) * FEATURES
+        try:
+            return whole(d)  # type: ignore[no-any-return]
+        except KeyError:
+            return tuple(map(d.get, NAMES))
+
+    return feats
+
+
 def msgspec_parse() -> tuple[Callable[[list[bytes]], Any], Callable[[Any], Columns]]:
     import msgspec
 
@@ -232,7 +270,6 @@ def msgspec_dict_parse() -> tuple[Callable[[list[bytes]], Any], Callable[[Any], 
     """msgspec with the features as ``dict[str, float]``: the feature names come from the
     data (the kind registry learns them), so a typed ``Struct`` per model would have to be
     built at run time; this is the form that needs no schema."""
-    from operator import itemgetter
 
     import msgspec
 
@@ -250,7 +287,7 @@ def msgspec_dict_parse() -> tuple[Callable[[list[bytes]], Any], Callable[[Any], 
         gc=False,
     )
     decoder = msgspec.json.Decoder(list[event_cls])  # type: ignore[valid-type]
-    feats = itemgetter(*NAMES)
+    feats = _dict_features()
 
     def parse(values: list[bytes]) -> Any:
         return decoder.decode(b"[" + b",".join(values) + b"]")
@@ -262,15 +299,13 @@ def msgspec_dict_parse() -> tuple[Callable[[list[bytes]], Any], Callable[[Any], 
 
 
 def orjson_parse() -> tuple[Callable[[list[bytes]], Any], Callable[[Any], Columns]]:
-    from operator import itemgetter
-
-    feats = itemgetter(*NAMES)
+    feats = _dict_features()
 
     def parse(values: list[bytes]) -> Any:
         return orjson.loads(b"[" + b",".join(values) + b"]")
 
     def columns(rows: Any) -> Columns:
-        return _columns_of_rows(rows, dict.get, lambda r: feats(r["features"]))
+        return _columns_of_rows(rows, dict.get, lambda r: feats(r.get("features")))
 
     return parse, columns
 
@@ -279,13 +314,14 @@ def simdjson_parse() -> tuple[Callable[[list[bytes]], Any], Callable[[Any], Colu
     import simdjson
 
     parser = simdjson.Parser()
+    feats = _dict_features()
 
     def parse(values: list[bytes]) -> Any:
         # as_list: the document's Python objects (a proxy is valid only until the next parse)
         return parser.parse(b"[" + b",".join(values) + b"]").as_list()
 
     def columns(rows: Any) -> Columns:
-        return _columns_of_rows(rows, dict.get, lambda r: tuple(r["features"][n] for n in NAMES))
+        return _columns_of_rows(rows, dict.get, lambda r: feats(r.get("features")))
 
     return parse, columns
 
@@ -424,6 +460,15 @@ def main() -> None:
         candidates["simdjson"] = (*simdjson_parse(), "simdjson")
 
     reference = _arrow_columns(candidates["arrow"][0](values))
+    holes = holed(values)
+    holed_reference = _arrow_columns(candidates["arrow"][0](holes))
+    for name, (parse, columns, _) in candidates.items():
+        try:
+            agree = same(holed_reference, columns(parse(holes)))
+        except Exception as exc:  # a candidate that refuses the holes says so
+            agree = False
+            print(f"{name} on the slice with holes: {type(exc).__name__}: {exc}")
+        print(f"{name}: same columns and null masks as Arrow on the slice with holes: {agree}")
     print(
         "| parser | same columns as Arrow | parse µs/event (min / median) | parse + columns | "
         "parse + columns, CPU | parse + columns beside a Python thread | holds the GIL | "
