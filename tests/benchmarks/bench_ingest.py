@@ -137,14 +137,16 @@ def phase_raw_confluent(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     consumer.subscribe([topic])
     count = 0
     started = None
+    cpu = 0.0
     while count < n:
         messages = consumer.consume(num_messages=20_000, timeout=1.0)
         if messages and started is None:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
         count += sum(1 for m in messages if m.error() is None)
     elapsed = time.perf_counter() - (started or time.perf_counter())
+    cpu = time.process_time() - cpu
     consumer.close()
-    return {"events": count, "seconds": elapsed}
+    return {"events": count, "seconds": elapsed, "cpu_s": cpu}
 
 
 def phase_raw(bootstrap: str, topic: str, n: int) -> dict[str, float]:
@@ -154,15 +156,17 @@ def phase_raw(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     consumer.subscribe([topic])
     count = 0
     started = None
+    cpu = 0.0
     while count < n:
         polled = consumer.poll(timeout_ms=1000)
         if polled and started is None:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
         for records in polled.values():
             count += len(records)
     elapsed = time.perf_counter() - (started or time.perf_counter())
+    cpu = time.process_time() - cpu
     consumer.close()
-    return {"events": count, "seconds": elapsed}
+    return {"events": count, "seconds": elapsed, "cpu_s": cpu}
 
 
 def bench_config(
@@ -208,17 +212,25 @@ def consume(
     gc.collect()  # as Ingestor.run does
     gc.freeze()
     started = time.perf_counter() if from_start else None
+    CPU.update(process=time.process_time(), loop=time.thread_time())
     while True:
         ingestor.step()
         consumed = {t: metrics.records.labels(t)._value.get() for t in expected}
         if any(consumed.values()) and started is None:
             started = time.perf_counter()
+            CPU.update(process=time.process_time(), loop=time.thread_time())
         if all(consumed[t] >= n for t, n in expected.items()):
             break
     ingestor.flush()
     elapsed = time.perf_counter() - (started or time.perf_counter())
+    CPU.update(process=time.process_time() - CPU["process"], loop=time.thread_time() - CPU["loop"])
     gc.unfreeze()
     return elapsed
+
+
+CPU: dict[str, float] = {}
+"""The last :func:`consume`'s CPU seconds over its timed span: the whole process's (every
+thread: the parse worker, the client's threads) and the loop's thread's."""
 
 
 def phase_watchkeeper(
@@ -263,6 +275,8 @@ def phase_watchkeeper(
         "flush_mean_s": flush_sum / max(flush_count, 1),
         "flushes": flush_count,
         "columnar_fallbacks": columnar.fallbacks if columnar is not None else -1,
+        "cpu_s": CPU["process"],
+        "loop_cpu_s": CPU["loop"],
         **joins,
     }
 
@@ -359,7 +373,12 @@ def phase_offline(
     ingestor.close()
     totals = store.totals()
     store.close()
-    return {"events": totals["events"], "seconds": elapsed}
+    return {
+        "events": totals["events"],
+        "seconds": elapsed,
+        "cpu_s": CPU["process"],
+        "loop_cpu_s": CPU["loop"],
+    }
 
 
 def peak_rss_mb() -> float:
@@ -575,6 +594,16 @@ def main() -> None:
                 f"{phase:<34} {r['events']:>10,} events in {r['seconds']:6.2f}s = "
                 f"{r['rate']:>10,.0f} {'predictions' if sent != r['events'] else 'events'}/s, "
                 f"peak RSS {r['peak_rss_mb']:.0f} MB"
+                + (
+                    f", CPU {r['cpu_s'] / r['events'] * 1e6:.2f} µs an event"
+                    + (
+                        f" ({r['loop_cpu_s'] / r['events'] * 1e6:.2f} on the loop's thread)"
+                        if "loop_cpu_s" in r
+                        else ""
+                    )
+                    if "cpu_s" in r
+                    else ""
+                )
                 + (
                     f", {r['flushes']:.0f} commits of {r['flush_mean_s'] * 1000:.0f} ms mean, "
                     f"{r['columnar_fallbacks']} batches decoded record by record"
