@@ -68,6 +68,11 @@ log = logging.getLogger(__name__)
 FLUSH_MAX_WINDOWS = 500
 FLUSH_MAX_JOIN_ROWS = 20_000
 PROCESS_SLICE = 2_000  # records; a slice's offsets are pending once it is summarised
+# A slice's fixed costs (Arrow's parse call, the event-time judgement, the summarise pass
+# and its metrics) are per slice, not per byte, and a label record (model, request id,
+# time, label: ~80 bytes) is a fifth of a 20-feature prediction (~450): the labels topic
+# is sliced this many times longer, to about a prediction slice's bytes.
+LABEL_SLICE_FACTOR = 5
 Slice = tuple[PartitionKey, Sequence[Record]]
 
 
@@ -140,6 +145,8 @@ class Ingestor:
         # predictions wait for labels only when a labels topic is read: otherwise the join
         # would store every prediction for nothing
         self._joining = config.kafka.topics.labels is not None
+        labels_topic = config.kafka.topics.labels
+        self._labels_topic = labels_topic.name if labels_topic is not None else None
         self.joined_in_buffer = 0  # pairs met in a commit's buffer, neither stored
         self._consumer: Source | None = None
         self._prefetch: Prefetch[Slice, Prepared | None] | None = None
@@ -228,9 +235,10 @@ class Ingestor:
             # at the open-window bound instead of holding them all; each slice's parse runs
             # ahead on a worker while the one before is summarised (prefetch.py)
             slices = [
-                (key, records[lo : lo + PROCESS_SLICE])
+                (key, records[lo : lo + step])
                 for key, records in polled.items()
-                for lo in range(0, len(records), PROCESS_SLICE)
+                for step in (self._slice_length(key[0]),)
+                for lo in range(0, len(records), step)
             ]
             del polled
             ahead: Generator[tuple[Slice, Prepared | None], None, None] = (
@@ -258,6 +266,11 @@ class Ingestor:
             or self._crowded()
         ):
             self.flush()
+
+    def _slice_length(self, topic: str) -> int:
+        if topic == self._labels_topic:
+            return PROCESS_SLICE * LABEL_SLICE_FACTOR
+        return PROCESS_SLICE
 
     def _crowded(self) -> bool:
         joins = len(self._joins.predictions) + len(self._joins.labels)

@@ -116,12 +116,18 @@ class JoinBuffer:
             self.plans[batch.model] = plan
         if batch.request_ids is None:
             return
-        has_id = np.asarray([r is not None for r in batch.request_ids.tolist()], dtype=bool)
+        # vectorised: a Python statement per row was most of this method (the profile of
+        # the labels phase: 1.8 s of 200,000 predictions and their labels)
+        has_id: np.ndarray[Any, np.dtype[np.bool_]] = np.not_equal(  # type: ignore[call-overload]
+            batch.request_ids, None
+        )
         if not has_id.any():
             return
         idx = np.flatnonzero(has_id)
         ids = batch.request_ids[idx].tolist()
         ts = batch.ts_ms[idx]
+        times = ts.tolist()
+        model = batch.model
         if batch.role == "predictions" and batch.prediction is not None:
             score = (
                 _numbers(batch.prediction.values[idx])
@@ -137,41 +143,59 @@ class JoinBuffer:
             starts = (ts - ts % window_size_ms).tolist()
             versions = batch.versions[idx].tolist()
             segments = _segment_texts(batch, idx, plan)
-            for i, rid in enumerate(ids):
-                self.predictions.append(
-                    {
-                        "model": batch.model,
-                        "request_id": rid,
-                        "model_version": versions[i],
-                        "window_start_ms": starts[i],
-                        "ts_ms": int(ts[i]),
-                        "score": score[i],
-                        "predicted": predicted[i],
-                        "segments": segments[i],
-                    }
+            self.predictions += [
+                {
+                    "model": model,
+                    "request_id": rid,
+                    "model_version": version,
+                    "window_start_ms": start,
+                    "ts_ms": at,
+                    "score": number,
+                    "predicted": name,
+                    "segments": labels,
+                }
+                for rid, version, start, at, number, name, labels in zip(
+                    ids, versions, starts, times, score, predicted, segments, strict=True
                 )
+            ]
         elif batch.role == "labels" and batch.label is not None:
             values = batch.label.values[idx]
             absent = (batch.label.null | batch.label.missing)[idx]
-            names = (
-                class_names(values)
-                if batch.label.kind == "categorical"
-                else class_names([float(v) for v in values])
-            )
-            numbers = _numbers(values) if batch.label.kind == "numeric" else [None] * idx.size
-            tardy = late[idx].tolist() if late is not None else [False] * idx.size
-            for i, rid in enumerate(ids):
-                if not absent[i]:
-                    row = {
-                        "model": batch.model,
-                        "request_id": rid,
-                        "label": names[i],
-                        "value": numbers[i],
-                        "ts_ms": int(ts[i]),
-                    }
-                    if tardy[i]:
-                        row[_LATE] = True
-                    self.labels.append(row)
+            if batch.label.kind == "categorical":
+                names = class_names(values)
+                numbers: list[float | None] = [None] * idx.size
+            else:
+                names = _class_names_of_numbers(values)
+                numbers = _numbers(values)
+            tardy = late[idx] if late is not None else np.zeros(idx.size, dtype=bool)
+            keep = ~absent
+            if not keep.all():
+                kept = np.flatnonzero(keep).tolist()
+                ids = [ids[i] for i in kept]
+                names = [names[i] for i in kept]
+                numbers = [numbers[i] for i in kept]
+                times = [times[i] for i in kept]
+                tardy = tardy[keep]
+            self.labels += [
+                {"model": model, "request_id": rid, "label": name, "value": number, "ts_ms": at}
+                for rid, name, number, at in zip(ids, names, numbers, times, strict=True)
+            ]
+            if tardy.any():
+                rows = self.labels[len(self.labels) - len(ids) :]
+                for i in np.flatnonzero(tardy).tolist():
+                    rows[i][_LATE] = True
+
+
+def _class_names_of_numbers(values: Any) -> list[str]:
+    """:func:`class_names` of numeric labels, spelled once per distinct value (a labels
+    topic holds a few classes): the same texts as spelling each value."""
+    numbers = np.asarray(values, dtype=np.float64)
+    if numbers.size == 0:
+        return []
+    distinct, inverse = np.unique(numbers, return_inverse=True)
+    spelled = np.asarray(class_names(distinct.tolist()), dtype=object)
+    out: list[str] = spelled[inverse.reshape(-1)].tolist()
+    return out
 
 
 def _segment_texts(
@@ -237,7 +261,15 @@ def _digits(code: int, radices: list[int]) -> list[int]:
 
 
 def _numbers(values: Any) -> list[float | None]:
-    return [float(v) if v == v else None for v in np.asarray(values, dtype=np.float64).tolist()]
+    """Floats, NaN as None."""
+    numbers = np.asarray(values, dtype=np.float64)
+    nan = np.isnan(numbers)
+    if not nan.any():
+        out: list[float | None] = numbers.tolist()
+        return out
+    held = numbers.astype(object)
+    held[nan] = None
+    return list(held.tolist())
 
 
 def _texts(values: Any) -> list[str | None]:
