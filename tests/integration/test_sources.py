@@ -256,6 +256,8 @@ def wait_for_assignments(
     ``rejoin_needed`` still set, and sends a fresh JoinGroup, dropping the assignment it got;
     each such round costs Tansu's ~3 s join delay and forces the other member to rejoin too,
     so at load ~3 the group kept rejoining at generation 1 past the 60 s deadline.
+    The daemon's loop has the same gap between its polls: a rebalance can cost it a few
+    more ~3 s join rounds, never a session timeout (``close()`` sends LeaveGroup).
     """
     deadline = time.monotonic() + timeout
 
@@ -282,7 +284,10 @@ class Polling:
     def _run(self, source: Source) -> None:
         try:
             while not self._stop.is_set():
-                source.poll(0.1)
+                # long polls: the gap between two is where kafka-python drops a join that
+                # completes (see wait_for_assignments); at 0.1 s a member still lost ~1 join
+                # in 6 runs to it, SyncGroup answered 1-2 ms after a poll timed out
+                source.poll(1.0)
                 with self._polled:
                     self._polled.notify_all()
         except BaseException as exc:  # re-raised by the test's thread
