@@ -334,20 +334,42 @@ def test_multiclass_estimates_from_probability_vectors_on_the_real_broker(
         assert daemon.http is not None
         base = f"http://{daemon.http.address}"
         wait_until(lambda: api(base, "/api/policies")["policies"], timeout=30)
+        # Each wait below is for one thing the daemon does, read from its own counters, and
+        # its bound is ~10x its time alone (~3.5 s to join, well under 1 s for the others):
+        # once at load ~4.8 a single 30 s wait for all of it ran out. The join is the slow
+        # and variable step: Tansu answers a JoinGroup after ~3 s, and kafka-python 3.0.12
+        # drops a join that completes while the loop is outside poll() and joins again
+        # (tests/integration/test_sources.py::wait_for_assignments).
+        metric = daemon.registry.get_sample_value
+        wait_until(
+            lambda: metric("watchkeeper_assigned_partitions") == 1,
+            timeout=60,
+            describe=lambda: f"assigned partitions {metric('watchkeeper_assigned_partitions')}",
+        )
         now = int(time.time() * 1000)
         produce(
             broker.bootstrap,
             preds,
             [orjson.dumps({"model": "iris", "ts": now, "prediction": v}) for v in vectors.tolist()],
         )
-        wait_until(lambda: totals(config)["events"] == len(vectors), timeout=30)
+        wait_until(
+            lambda: metric("watchkeeper_ingest_records_total", {"topic": preds}) == len(vectors),
+            timeout=60,
+            describe=lambda: metric("watchkeeper_ingest_records_total", {"topic": preds}),
+        )
+        wait_until(
+            lambda: totals(config)["events"] == len(vectors),
+            timeout=30,
+            describe=lambda: f"stored {totals(config)}",
+        )
         (ok, *_) = wait_until(
             lambda: [
                 e
                 for e in api(base, "/api/evaluations?rule=estimated-accuracy")["evaluations"]
                 if e["decision"] == "ok" and e["value"] is not None
             ],
-            timeout=30,
+            timeout=60,
+            describe=lambda: api(base, "/api/evaluations?rule=estimated-accuracy"),
         )
     with Store.open(url, migrate=False) as store:
         window = store.window_range("iris", now - 10_000, now + 10_000)

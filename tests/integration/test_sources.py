@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -243,9 +244,74 @@ def wait_for_assignments(
     members: list[tuple[Source, Holding]], done: Any, timeout: float = 60.0
 ) -> None:
     """Poll every member (the clients rebalance from inside their polls) until ``done()``
-    and each member's assignment is what its callbacks said."""
+    and each member's assignment is what its callbacks said.
+
+    The members poll at the same time and all the time, each from a thread of its own (as
+    each daemon polls from its own loop); the condition is read again once every poll
+    stopped. Polling them in turn from one thread made kafka-python 3.0.12 livelock under
+    load:
+    ``join_group_async`` (kafka/coordinator/base.py) keeps the in-flight JoinGroup/SyncGroup
+    task across polls, but when that task finishes while its consumer is not inside a poll
+    (here: while the other member was polled), the next poll finds it done, with
+    ``rejoin_needed`` still set, and sends a fresh JoinGroup, dropping the assignment it got;
+    each such round costs Tansu's ~3 s join delay and forces the other member to rejoin too,
+    so at load ~3 the group kept rejoining at generation 1 past the 60 s deadline.
+    The daemon's loop has the same gap between its polls: a rebalance can cost it a few
+    more ~3 s join rounds, never a session timeout (``close()`` sends LeaveGroup).
+    """
     deadline = time.monotonic() + timeout
-    while not (done() and all(s.assignment() == h.held for s, h in members)):
-        assert time.monotonic() < deadline, [s.assignment() for s, _ in members]
-        for source, _ in members:
-            source.poll(0.1)
+
+    def settled() -> bool:
+        return bool(done()) and all(s.assignment() == h.held for s, h in members)
+
+    while True:
+        with Polling([source for source, _ in members]) as polling:
+            polling.wait_until(settled, deadline, lambda: [s.assignment() for s, _ in members])
+        if settled():  # read again with every poll stopped: what the asserts will see
+            return
+
+
+class Polling:
+    """Each source polled in a loop from a thread of its own until the block exits (a poll
+    that raised is raised again there)."""
+
+    def __init__(self, members_: list[Source]) -> None:
+        self._stop = threading.Event()
+        self._polled = threading.Condition()
+        self._errors: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._run, args=(s,)) for s in members_]
+
+    def _run(self, source: Source) -> None:
+        try:
+            while not self._stop.is_set():
+                # long polls: the gap between two is where kafka-python drops a join that
+                # completes (see wait_for_assignments); at 0.1 s a member still lost ~1 join
+                # in 6 runs to it, SyncGroup answered 1-2 ms after a poll timed out
+                source.poll(1.0)
+                with self._polled:
+                    self._polled.notify_all()
+        except BaseException as exc:  # re-raised by the test's thread
+            self._errors.append(exc)
+            self._stop.set()
+
+    def wait_until(self, condition: Any, deadline: float, state: Any) -> None:
+        """Wait (woken after each poll) until ``condition()``; fail at ``deadline``."""
+        with self._polled:
+            while not condition():
+                if self._errors:
+                    raise self._errors[0]
+                left = deadline - time.monotonic()
+                assert left > 0, state()
+                self._polled.wait(min(left, 1.0))
+
+    def __enter__(self) -> Polling:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        if self._errors:
+            raise self._errors[0]
