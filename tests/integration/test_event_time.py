@@ -395,9 +395,10 @@ def test_a_backfill_loses_nothing_and_is_evaluated_once_per_period(backfill: Bac
         "pending_labels": 0,
     }
     # one evaluation per rule and period, from the first day that reads a full window to
-    # the last day with data, each tick once, in event time
+    # the last day with predictions, each tick once, in event time; the day after it holds
+    # only labels (1-12 h late), which is no traffic (WindowSummary.traffic): not evaluated
     ticks = sorted({e[0] for e in r.evaluations})
-    assert ticks == [START + d * DAY for d in range(1, SPAN_DAYS + 2)]
+    assert ticks == [START + d * DAY for d in range(1, SPAN_DAYS + 1)]
     per_tick = {t: [e for e in r.evaluations if e[0] == t] for t in ticks}
     assert all(len(es) == 3 for es in per_tick.values())  # drift(amount), accuracy, latency
     # the drift of days 8–10 and the bad labels of days 15–16 were found, and ended
