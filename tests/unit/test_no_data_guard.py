@@ -170,4 +170,4 @@ def test_a_whole_window_metric_counts_traffic_not_labels() -> None:
     assert found.status == "insufficient_data" and found.n_current == 60
     assert found.details["reason"] == "60 events < min_samples 100"
     (found,) = evaluate(None, w, ["latency_p99_ms"], min_samples=60)
-    assert found.status == "ok" and found.value == 5.0
+    assert (found.status, found.value, found.n_current) == ("ok", 5.0, 60)
