@@ -228,9 +228,9 @@ def _window_finding(
     score, status, details = _run(lambda: detector.score(view))
     if score is not None:
         details = score.details
-    return _finding(
-        window, info, None, None if score is None else score.value, status, window.count, 0, details
-    )
+    # n_current is what the guard above counted, whether it passed or not
+    value = None if score is None else score.value
+    return _finding(window, info, None, value, status, window.traffic, 0, details)
 
 
 def _performance_finding(

@@ -280,9 +280,32 @@ def _baseline(
     return tuple(rates)
 
 
-def _last_seen(store: Store, model: str, before_ms: int, size_ms: int) -> int | None:
-    counts = store.event_counts(model, 0, before_ms)
-    return max((s + size_ms for s, n in counts if n), default=None)
+_TRAFFIC_ROLES = ("predictions", "features")
+"""The roles :attr:`WindowSummary.traffic` counts (the larger of the two)."""
+
+
+def _last_seen(store: Store, model: str, before_ms: int, size_ms: int, run: int = 12) -> int | None:
+    """The end of the model's newest stored window before ``before_ms`` with traffic
+    (:attr:`WindowSummary.traffic`: its predictions or features, never its labels, which
+    go on arriving after the predictions stop); None if it never had any.
+
+    The stored ``events`` column counts every role, so a role's count is read from the
+    windows' counts (no sketches), from the newest window back, in doubling runs (the
+    first of ``run`` windows, an hour of 5-minute ones): the cost grows with the windows
+    since the traffic stopped, not with the history."""
+    starts = [s for s, n in store.event_counts(model, 0, before_ms) if n]
+    while starts:
+        lo, hi = starts[-min(run, len(starts))], starts[-1] + 1
+        traffic: dict[int, int] = {}
+        for role in _TRAFFIC_ROLES:
+            for s, n in store.event_counts(model, lo, hi, role=role):
+                traffic[s] = max(traffic.get(s, 0), n)
+        seen = [s for s, n in traffic.items() if n]
+        if seen:
+            return max(seen) + size_ms
+        del starts[-min(run, len(starts)) :]
+        run *= 2
+    return None
 
 
 class CheckMetrics:

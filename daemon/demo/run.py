@@ -11,8 +11,10 @@ and a live view shows traffic, checks, incidents and the candidate. At the end i
 which incidents each phase opened and resolved against what it should have.
 
 Everything it starts stops through one exit stack, in reverse order, on ``--duration``,
-Ctrl-C or SIGTERM: the traffic first, then the daemon once it has read all the traffic sent,
-so the summary's stored, late and quarantined events add up to what was produced.
+Ctrl-C or SIGTERM: the traffic first, then the daemon. When the timeline ran to its end (or
+``--duration``) the daemon stops once it has read all the traffic sent, so the summary's
+stored, late and quarantined events add up to what was produced; after Ctrl-C, SIGTERM or
+a failed start it stops at once (:func:`end_wait`).
 ``--workdir`` keeps the store, config, policies and models afterwards.
 """
 
@@ -125,6 +127,9 @@ def _run(
     runner.start()
     stack.callback(runner.join)
     stack.callback(daemon_stop.set)
+    # set once the timeline ran to its end or --duration: only then does the way out
+    # wait for the daemon to read the rest (end_wait)
+    played = threading.Event()
     traffic = Traffic(
         bootstrap,
         topics["predictions"].name,
@@ -133,7 +138,7 @@ def _run(
         scale.label_delay_s,
     )
     # on the way out: the traffic stops, the daemon reads what it sent, then it stops
-    stack.callback(_read_to_the_end, daemon, traffic, runner, console)
+    stack.callback(_read_to_the_end, daemon, traffic, runner, console, stop, played)
     stack.enter_context(traffic)
     started = time.monotonic()
     view = LiveView(daemon, phases, started)
@@ -153,7 +158,36 @@ def _run(
         console.print("policies in force: " + ", ".join(p.name for p in written))
         show = _Show(runner, traffic, view, live, shadow)
         outcome = _play(options, console, workdir, record, stop, show)
+        if not stop.is_set():
+            played.set()
     return outcome, traffic
+
+
+def end_wait(played: bool, interrupted: bool, daemon_alive: bool) -> str | None:
+    """Whether the way out waits for the daemon to read what the traffic sent: None to
+    wait, else why not (printed, unless the demo never got going).
+
+    Only a timeline that ran to its end (or ``--duration``) waits, so that its summary
+    adds up; Ctrl-C or SIGTERM stops at once (the README promises it always stops
+    cleanly, not up to :data:`READ_TO_END_S` later), a failed start has nothing to add
+    up, and a daemon that died reads nothing more.
+
+    >>> end_wait(played=True, interrupted=False, daemon_alive=True) is None
+    True
+    >>> end_wait(played=True, interrupted=True, daemon_alive=True)
+    'interrupted: the daemon stops without reading the last records sent'
+    >>> end_wait(played=False, interrupted=False, daemon_alive=True)
+    ''
+    """
+    if interrupted:
+        return "interrupted: the daemon stops without reading the last records sent"
+    if not daemon_alive:
+        return (
+            "the daemon has stopped: not waiting for it to read the records sent; see its log file"
+        )
+    if not played:
+        return ""  # the start failed: what went wrong is printed (or raised) already
+    return None
 
 
 def _read_to_the_end(
@@ -161,18 +195,27 @@ def _read_to_the_end(
     traffic: Traffic,
     runner: threading.Thread,
     console: Console,
+    stop: threading.Event,
+    played: threading.Event,
     timeout: float = READ_TO_END_S,
 ) -> None:
-    """Once the traffic has stopped: until the daemon has committed every record the
-    broker acknowledged, so the summary's stored + quarantined equals what was produced
-    (a daemon stopped at once would leave the last flush interval's records unread)."""
+    """Once the traffic has stopped, if :func:`end_wait` says so: until the daemon has
+    committed every record the broker acknowledged, so the summary's stored +
+    quarantined equals what was produced (a daemon stopped at once would leave the last
+    flush interval's records unread). Ctrl-C or SIGTERM meanwhile ends the wait."""
     store, ingestor = daemon.store, daemon.ingestor
-    if store is None or ingestor is None:
-        return  # it never started: nothing to wait for
     sent = traffic.sent()
     deadline = time.monotonic() + timeout
     unread = sent.predictions + sent.labels
-    while runner.is_alive():
+    while True:
+        why = end_wait(played.is_set(), stop.is_set(), runner.is_alive())
+        if why is None and (store is None or ingestor is None):
+            why = ""  # it never started: nothing to wait for
+        if why is not None:
+            if why:
+                console.print(f"[yellow]{why}[/]")
+            return
+        assert store is not None and ingestor is not None
         # the daemon retries its commits while the store is away; so does this, until the deadline
         with suppress(StoreUnavailableError):
             unread = sent.unread(store.offsets(ingestor.group_id))
@@ -181,7 +224,7 @@ def _read_to_the_end(
         if time.monotonic() > deadline:
             console.print(f"[yellow]the daemon had not read {unread:,} records in {timeout:g}s[/]")
             return
-        time.sleep(0.2)
+        stop.wait(0.2)
 
 
 def _set_up(

@@ -136,8 +136,9 @@ class Traffic:
         # kafka-python 3 is idempotent by default (enable_idempotence, retries until
         # delivery_timeout_ms), and so is Tansu: its memory store (v0.6.0 DynoStore::produce)
         # answers a batch re-sent with an old sequence DuplicateSequenceNumber, which the
-        # client takes as sent, so a retry is not stored twice (no duplicate in the topics
-        # read back under load: tests/integration/test_demo_traffic.py)
+        # client takes as sent, so a retry is not stored twice. Read from the code, not
+        # tested: tests/integration/test_demo_traffic.py finds no duplicate in the topics,
+        # but forces no retry
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20)
         server = SyntheticServer(bad_rate=0.01)
         waiting: collections.deque[tuple[int, list[bytes]]] = collections.deque()

@@ -72,12 +72,13 @@ class Distribution:
 class ConsoleQueries:
     """Bounded reads for the pages (module docstring)."""
 
-    def __init__(self, store: Store, policies: Callable[[], Mapping[str, Policy]] = dict) -> None:
+    def __init__(self, store: Store, policies: Callable[[], Mapping[str, Policy]]) -> None:
         self.store = store
         self.engine: Engine = store.engine
         self.policies = policies
         """The loaded policies: an incident's "now" line lists its members worst first
-        on its rule's bad side (``rule_bad_side``)."""
+        on its rule's bad side (``rule_bad_side``). Required: a default of none loaded
+        would list every rule's members highest first, its bad side or not."""
 
     # -- incidents --------------------------------------------------------------------
     def incident(self, fingerprint: str) -> dict[str, Any] | None:

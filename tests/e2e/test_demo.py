@@ -311,4 +311,6 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     output = "".join(lines)
     assert code == 0, output[-3000:]
     assert "policies in force" in output and "demo finished" in output
+    # the interrupt skips the wait for the daemon to read the rest (up to 30 s)
+    assert "interrupted: the daemon stops without reading" in output, output[-3000:]
     assert_no_broker_leaked(watch.stop())

@@ -171,7 +171,7 @@ def console(tmp_path: Path) -> Iterator[str]:
         }
     }
     sources = ConsoleSources(
-        queries=ConsoleQueries(store),
+        queries=ConsoleQueries(store, lambda: {MODEL: policy}),
         policies=lambda: {MODEL: policy},
         reference_of=lambda _key: store.reference(MODEL),
         status=lambda: status(store, config, {MODEL: policy}, int(clock() * 1000)),

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 from watchkeeper.alerts.notification import Notification, worst_members
 from watchkeeper.daemon.cli.policy import _print_incidents
@@ -44,7 +45,7 @@ def test_the_latest_value_is_shown_beside_the_transitions(tmp_path: Path) -> Non
         (row,) = incidents.incidents("open")
         assert "0.2974" in row["summary"] and row["members"] == {"income": 0.2974}
         assert row["current"] == {"at_ms": 600_000, "values": {"income": 0.9566}}
-        q = ConsoleQueries(store)
+        q = ConsoleQueries(store, lambda: {POLICY.key: POLICY})
         (listed,) = q.open_incidents()
         assert listed["now"] == "now (tick 1970-01-01 00:10 UTC): income 0.9566"
         page = q.incident(row["fingerprint"])
@@ -88,7 +89,7 @@ def test_the_pages_show_the_latest_value(tmp_path: Path) -> None:
         step(engine, incidents, 0.2974, 300_000)
         step(engine, incidents, 0.9566, 600_000)
         (row,) = incidents.incidents("open")
-        console = Pages(sources(ConsoleQueries(store)))
+        console = Pages(sources(ConsoleQueries(store, lambda: {POLICY.key: POLICY})))
         overview = console.overview(get("/")).body.decode()
         assert "now (tick 1970-01-01 00:10 UTC): income 0.9566" in overview
         page = console.incident(get(f"/incidents/{row['fingerprint']}")).body.decode()
@@ -104,10 +105,24 @@ def test_an_idle_stream_without_a_watermark_reads_as_the_cli_says() -> None:
     }
     status = {**STATUS, "models": {"credit": {"events": 5, "streams": streams}}}
     with Store.open("sqlite://") as store:
-        page = Pages(sources(ConsoleQueries(store), status)).overview(get("/")).body.decode()
+        page = (
+            Pages(sources(ConsoleQueries(store, lambda: {POLICY.key: POLICY}), status))
+            .overview(get("/"))
+            .body.decode()
+        )
     assert "None (idle)" not in page and "labels: None" not in page
     assert "labels: idle (newest 2026-12-04 02:02)" in page
     assert "predictions: 2026-12-04 01:58 (idle)" in page
+
+
+def test_the_queries_are_given_the_policies(tmp_path: Path) -> None:
+    """No default: a caller that left the policies out would order every rule's members
+    highest first, whatever its bad side (the next test's rule is low-is-bad)."""
+    with (
+        Store.open(f"sqlite:///{tmp_path / 's.db'}") as store,
+        pytest.raises(TypeError, match="policies"),
+    ):
+        ConsoleQueries(store)  # type: ignore[call-arg]
 
 
 LOW_IS_BAD = Policy.model_validate(

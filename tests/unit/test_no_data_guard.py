@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from watchkeeper.daemon.checks.checker import assess
+from watchkeeper.daemon.checks.checker import _last_seen, assess
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
@@ -21,6 +21,7 @@ from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import NO_DATA
 from watchkeeper.policies.loader import load_policy
+from watchkeeper.policies.summaries import hhmm
 
 MIN = 60_000
 SIZE = 5 * MIN
@@ -41,11 +42,13 @@ def numeric(v: np.ndarray) -> Column:
     return Column("numeric", np.asarray(v, dtype=np.float64), flags, flags.copy())
 
 
-def store_rows(store: Store, **counts: int) -> None:
-    """``counts[role]`` events of each role, spread over the hour from T0."""
+def store_rows(store: Store, spans: dict[str, int] | None = None, **counts: int) -> None:
+    """``counts[role]`` events of each role, spread over the hour from T0 (or over the
+    first ``spans[role]`` ms of it)."""
     state = WindowState(300, 600)
     for partition, (role, n) in enumerate(counts.items()):
-        ts = T0 + (np.arange(n, dtype=np.int64) * (60 * MIN // max(n, 1)))
+        span = (spans or {}).get(role, 60 * MIN)
+        ts = T0 + (np.arange(n, dtype=np.int64) * (span // max(n, 1)))
         ids = np.array([f"r{i}" for i in range(n)], dtype=object)
         extra = (
             {"request_ids": ids, "label": numeric(np.ones(n))}
@@ -95,6 +98,46 @@ def test_the_guard_counts_traffic_not_labels(
         assert f"{expected} events in the last 1h (< 100)" in found.events[0].incident.summary
 
 
+@pytest.mark.parametrize("traffic", ["predictions", "features"])
+def test_no_data_since_is_the_last_traffic_not_the_last_labels(
+    tmp_path: Path, traffic: str
+) -> None:
+    """The predictions (or features) stop at T0 + 30 min, their labels go on to T0 + 1h:
+    the model was last seen at 00:30, not in the labels' last window (01:00)."""
+    (tmp_path / "p.yaml").write_text(POLICY)
+    loaded = load_policy(tmp_path / "p.yaml")
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        store_rows(store, spans={traffic: 30 * MIN}, **{traffic: 60, "labels": 150})
+        found = assess(store, loaded, PolicyEngine(loaded.policy), lambda: None, SIZE, AT)
+    (event,) = found.events
+    assert event.incident.feature == NO_DATA
+    since = hhmm(T0 + 30 * MIN)
+    assert since.endswith(" 00:30 UTC")
+    assert (
+        event.incident.summary == f"no data for m since {since}: 60 events in the last 1h (< 100)"
+    )
+
+
+@pytest.mark.parametrize("run", [1, 2, 5, 12])
+def test_last_seen_walks_back_past_the_label_only_windows(tmp_path: Path, run: int) -> None:
+    """Six label-only windows after the last prediction: found whatever the first run."""
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        store_rows(store, spans={"predictions": 30 * MIN}, predictions=60, labels=150)
+        assert _last_seen(store, "m", AT, SIZE, run) == T0 + 30 * MIN
+        assert _last_seen(store, "m", T0 + 10 * MIN, SIZE, run) == T0 + 10 * MIN
+        assert _last_seen(store, "other", AT, SIZE, run) is None
+
+
+def test_no_data_since_is_absent_when_only_labels_were_stored(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(POLICY)
+    loaded = load_policy(tmp_path / "p.yaml")
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        store_rows(store, labels=150)
+        found = assess(store, loaded, PolicyEngine(loaded.policy), lambda: None, SIZE, AT)
+    (event,) = found.events
+    assert event.incident.summary == "no data for m: 0 events in the last 1h (< 100)"
+
+
 def test_a_whole_window_metric_counts_traffic_not_labels() -> None:
     """A latency rule's guard: 60 predictions and 60 labels are 60 latencies, too few."""
     w = WindowSummary("m", "1", T0, SIZE, SketchSettings())
@@ -127,4 +170,4 @@ def test_a_whole_window_metric_counts_traffic_not_labels() -> None:
     assert found.status == "insufficient_data" and found.n_current == 60
     assert found.details["reason"] == "60 events < min_samples 100"
     (found,) = evaluate(None, w, ["latency_p99_ms"], min_samples=60)
-    assert found.status == "ok" and found.value == 5.0
+    assert (found.status, found.value, found.n_current) == ("ok", 5.0, 60)
