@@ -290,6 +290,27 @@ class Policy(SegmentedPolicy, _Strict):  # segments: policies/segments.py
             return self.reference.removeprefix(STORED_REFERENCE_PREFIX)
         return None
 
+    def rule(self, key: str) -> Rule | None:
+        """The rule of that key; None for a no-data or check-failure incident's rule key,
+        or a rule no longer in the policy.
+
+        >>> policy = Policy(model="m", rules=[{"name": "acc", "metric": "accuracy", "warn": 0.8}])
+        >>> policy.rule("acc").metric, policy.rule("gone")
+        ('accuracy', None)
+        """
+        return next((r for r in self.rules if r.key == key), None)
+
+    def bad_side_of(self, key: str) -> Literal["above", "below"]:
+        """The bad side of the rule of that key (:meth:`Rule.bad_side`), ``"above"`` when
+        there is none (no data, a check failure): the one the channels list members by.
+
+        >>> policy = Policy(model="m", rules=[{"name": "acc", "metric": "accuracy", "warn": 0.8}])
+        >>> policy.bad_side_of("acc"), policy.bad_side_of("no-data")
+        ('below', 'above')
+        """
+        rule = self.rule(key)
+        return "above" if rule is None else rule.bad_side()
+
     @pydantic.field_validator("reference")
     @classmethod
     def _path_or_stored(cls, value: str | None) -> str | None:

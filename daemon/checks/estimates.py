@@ -274,7 +274,7 @@ class EstimateFollowUp:
             if window is None or window.performance is None:
                 continue
             pairs = window.performance.n
-            rule = next((r for r in policy.rules if r.key == incident.rule), None)
+            rule = policy.rule(incident.rule)
             needed = (rule.min_samples if rule else None) or policy.min_samples
             last = reported.get(incident.fingerprint)
             if pairs < needed or (last is not None and pairs < 2 * last):

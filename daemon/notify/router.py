@@ -37,7 +37,6 @@ def notification(
             if reference is not None:
                 name = report_name(i.model, start, end, reference)
                 links["report"] = f"{base_url}/reports/{name}"
-    rule = next((r for r in policy.rules if r.key == i.rule), None)
     return Notification(
         kind=event.kind,
         fingerprint=i.fingerprint,
@@ -54,7 +53,7 @@ def notification(
         note=event.note,
         labels=dict(policy.labels),
         links=links,
-        bad_side="above" if rule is None else rule.bad_side(),
+        bad_side=policy.bad_side_of(i.rule),
     )
 
 
@@ -88,7 +87,7 @@ class Router:
         return out
 
     def targets(self, rule_key: str, severity: str, policy: Policy) -> list[str]:
-        rule = next((r for r in policy.rules if r.key == rule_key), None)
+        rule = policy.rule(rule_key)
         if rule is not None:
             actions = rule.actions
             names = actions.critical if severity == "critical" else actions.warn

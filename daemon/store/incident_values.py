@@ -52,12 +52,7 @@ def rule_bad_side(
     """The bad side of the incident's rule (``Rule.bad_side``), as the router gives it to
     the channels: ``"above"`` when its policy or rule is no longer loaded."""
     policy = policies.get(incident["policy"])
-    rule = (
-        None
-        if policy is None
-        else next((r for r in policy.rules if r.key == incident["rule"]), None)
-    )
-    return "above" if rule is None else rule.bad_side()
+    return "above" if policy is None else policy.bad_side_of(incident["rule"])
 
 
 def current_line(incident: dict[str, Any], bad_side: Literal["above", "below"]) -> str | None:
