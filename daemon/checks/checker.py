@@ -280,27 +280,19 @@ def _baseline(
     return tuple(rates)
 
 
-_TRAFFIC_ROLES = ("predictions", "features")
-"""The roles :attr:`WindowSummary.traffic` counts (the larger of the two)."""
-
-
 def _last_seen(store: Store, model: str, before_ms: int, size_ms: int, run: int = 12) -> int | None:
     """The end of the model's newest stored window before ``before_ms`` with traffic
     (:attr:`WindowSummary.traffic`: its predictions or features, never its labels, which
     go on arriving after the predictions stop); None if it never had any.
 
-    The stored ``events`` column counts every role, so a role's count is read from the
+    The stored ``events`` column counts every role, so the traffic is read from the
     windows' counts (no sketches), from the newest window back, in doubling runs (the
     first of ``run`` windows, an hour of 5-minute ones): the cost grows with the windows
     since the traffic stopped, not with the history."""
     starts = [s for s, n in store.event_counts(model, 0, before_ms) if n]
     while starts:
         lo, hi = starts[-min(run, len(starts))], starts[-1] + 1
-        traffic: dict[int, int] = {}
-        for role in _TRAFFIC_ROLES:
-            for s, n in store.event_counts(model, lo, hi, role=role):
-                traffic[s] = max(traffic.get(s, 0), n)
-        seen = [s for s, n in traffic.items() if n]
+        seen = [s for s, n in store.traffic_counts(model, lo, hi) if n]
         if seen:
             return max(seen) + size_ms
         del starts[-min(run, len(starts)) :]

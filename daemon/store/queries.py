@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -327,11 +327,7 @@ class StoreQueries:
         counts). The ``events`` column is every role's total, so a role's count is read
         from the stored summaries' counts, without building their sketches."""
         if role is not None:
-            per_start: dict[int, int] = {}
-            for w in self.windows(model, None, start_ms, end_ms, view=_counts_view):
-                s = w.summary.start_ms
-                per_start[s] = per_start.get(s, 0) + w.summary.events.get(role, 0)
-            return sorted(per_start.items())
+            return self._counts_by_start(model, start_ms, end_ms, lambda w: w.events.get(role, 0))
         c = window_parts.rows().c
         query = (
             select(c.window_start_ms, func.sum(c.events))
@@ -343,6 +339,21 @@ class StoreQueries:
         )
         with self._read(None) as conn:
             return [(int(s), int(n)) for s, n in conn.execute(query).all()]
+
+    def traffic_counts(self, model: str, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+        """(window start, traffic) of the model's stored windows starting in [start, end):
+        each window's :attr:`WindowSummary.traffic` (predictions or features rows, never
+        labels), from the stored counts, without building sketches."""
+        return self._counts_by_start(model, start_ms, end_ms, lambda w: w.traffic)
+
+    def _counts_by_start(
+        self, model: str, start_ms: int, end_ms: int, count: Callable[[WindowSummary], int]
+    ) -> list[tuple[int, int]]:
+        per_start: dict[int, int] = {}
+        for w in self.windows(model, None, start_ms, end_ms, view=_counts_view):
+            s = w.summary.start_ms
+            per_start[s] = per_start.get(s, 0) + count(w.summary)
+        return sorted(per_start.items())
 
     def totals(self) -> dict[str, int]:
         """Events and late events over all stored windows, and quarantined records."""
@@ -388,7 +399,8 @@ class StoreQueries:
 
 def _counts_view(data: dict[str, Any]) -> WindowSummary:
     """A stored window's event counts per role and time bounds only (no sketches): what
-    :meth:`StoreQueries.event_counts` reads for one role."""
+    :meth:`StoreQueries.event_counts` reads for one role and
+    :meth:`StoreQueries.traffic_counts` for the traffic."""
     check_format(data)
     out = WindowSummary(data["model"], data["version"], int(data["start_ms"]), int(data["size_ms"]))
     load_counts(out, data)
