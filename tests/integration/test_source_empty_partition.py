@@ -4,17 +4,17 @@ up (the event-time rule reads it: shared/DESIGN.md, idle partitions)."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
+from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.demo.broker import EmbeddedBroker
 from watchkeeper.daemon.ingest import sources
 from watchkeeper.daemon.store.store import Store
 
 from tests.integration.test_ingest import event, running, totals
 from tests.integration.test_sources import Listener, poll_until, source_config
-from tests.support import create_topic, make_config, produce, wait_until
+from tests.support import create_topic, produce, wait_until
 
 
 @pytest.mark.parametrize("client", sorted(sources.CLIENTS))
@@ -46,23 +46,10 @@ def test_the_daemon_counts_an_empty_partition_as_caught_up(
     not hold the role's watermark."""
     create_topic(broker.bootstrap, topic_name, partitions=2)
     produce(broker.bootstrap, topic_name, [event(i) for i in range(20)], partition=0)
-    config = make_config(
-        tmp_path,
-        broker.bootstrap,
-        f"sqlite:///{tmp_path / 's.db'}",
-        {"predictions": {"name": topic_name}},
-        group=f"g-{uuid.uuid4().hex[:8]}",
-        client=client,
-    )
+    config = source_config(tmp_path, broker, topic_name, client)
     with running(config) as daemon:
         wait_until(lambda: totals(config)["events"] == 20, timeout=60)
-
-        def statuses() -> dict[int, bool]:
-            with Store.open(config.store_url(), migrate=False) as store:
-                found = store.partition_statuses(config.kafka.group_id)
-            return {key[1]: status.caught_up for key, (status, _o, _u) in found.items()}
-
-        wait_until(lambda: statuses() == {0: True, 1: True}, timeout=60)
+        wait_until(lambda: caught_up(config) == {0: True, 1: True}, timeout=60)
         assert daemon.started.is_set()
 
 
@@ -110,22 +97,21 @@ def test_latest_counts_a_quiet_partition_with_old_records_as_caught_up(
     create_topic(broker.bootstrap, topic_name, partitions=2)
     for i in range(5):  # a batch each: Tansu's end offset is exact after a one-record batch
         produce(broker.bootstrap, topic_name, [event(i)], partition=1)
-    config = make_config(
-        tmp_path,
-        broker.bootstrap,
-        f"sqlite:///{tmp_path / 's.db'}",
-        {"predictions": {"name": topic_name}},
-        group=f"g-{uuid.uuid4().hex[:8]}",
-        client=client,
-        kafka={"auto_offset_reset": "latest"},
+    config = source_config(
+        tmp_path, broker, topic_name, client, kafka={"auto_offset_reset": "latest"}
     )
     with running(config) as daemon:
         wait_until(daemon.started.is_set, timeout=60)
-
-        def statuses() -> dict[int, bool]:
-            with Store.open(config.store_url(), migrate=False) as store:
-                found = store.partition_statuses(config.kafka.group_id)
-            return {key[1]: status.caught_up for key, (status, _o, _u) in found.items()}
-
-        wait_until(lambda: statuses() == {0: True, 1: True}, timeout=60, describe=statuses)
+        wait_until(
+            lambda: caught_up(config) == {0: True, 1: True},
+            timeout=60,
+            describe=lambda: caught_up(config),
+        )
         assert totals(config)["events"] == 0  # the old records are not read
+
+
+def caught_up(config: Config) -> dict[int, bool]:
+    """Whether the daemon's stored status has each partition caught up, by partition."""
+    with Store.open(config.store_url(), migrate=False) as store:
+        found = store.partition_statuses(config.kafka.group_id)
+    return {key[1]: status.caught_up for key, (status, _o, _u) in found.items()}

@@ -43,8 +43,11 @@ def source_config(
     topic: str,
     client: str | None = None,
     options: dict[str, Any] | None = None,
+    kafka: dict[str, Any] | None = None,
 ) -> Config:
-    """A config reading ``topic`` from ``broker`` in a group of its own."""
+    """A config reading ``topic`` from ``broker`` in a group of its own; ``options``: its
+    ``kafka.options``, ``kafka``: other fields of its ``kafka`` section."""
+    section = {**(kafka or {}), **({"options": options} if options else {})}
     return make_config(
         tmp_path,
         broker.bootstrap,
@@ -52,7 +55,7 @@ def source_config(
         {"predictions": {"name": topic}},
         group=f"g-{uuid.uuid4().hex[:8]}",
         client=client,
-        **({"kafka": {"options": options}} if options else {}),
+        **({"kafka": section} if section else {}),
     )
 
 
