@@ -159,31 +159,26 @@ class JoinBuffer:
                 )
             ]
         elif batch.role == "labels" and batch.label is not None:
-            values = batch.label.values[idx]
             absent = (batch.label.null | batch.label.missing)[idx]
+            if absent.any():  # a row without a label is no label: the rows left only
+                idx = idx[~absent]
+                ids = batch.request_ids[idx].tolist()
+                times = batch.ts_ms[idx].tolist()
+            values = batch.label.values[idx]
             if batch.label.kind == "categorical":
                 names = class_names(values)
                 numbers: list[float | None] = [None] * idx.size
             else:
                 names = _class_names_of_numbers(values)
                 numbers = _numbers(values)
-            tardy = late[idx] if late is not None else np.zeros(idx.size, dtype=bool)
-            keep = ~absent
-            if not keep.all():
-                kept = np.flatnonzero(keep).tolist()
-                ids = [ids[i] for i in kept]
-                names = [names[i] for i in kept]
-                numbers = [numbers[i] for i in kept]
-                times = [times[i] for i in kept]
-                tardy = tardy[keep]
-            self.labels += [
+            rows = [
                 {"model": model, "request_id": rid, "label": name, "value": number, "ts_ms": at}
                 for rid, name, number, at in zip(ids, names, numbers, times, strict=True)
             ]
-            if tardy.any():
-                rows = self.labels[len(self.labels) - len(ids) :]
-                for i in np.flatnonzero(tardy).tolist():
+            if late is not None:
+                for i in np.flatnonzero(late[idx]).tolist():
                     rows[i][_LATE] = True
+            self.labels += rows
 
 
 def _class_names_of_numbers(values: Any) -> list[str]:
