@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry
 from watchkeeper.alerts.retry import RetryPolicy
 from watchkeeper.daemon.api_routes import ApiRoutes
 from watchkeeper.daemon.checks.ab_checks import ABChecks
-from watchkeeper.daemon.checks.checker import Checker, CheckMetrics
+from watchkeeper.daemon.checks.check_metrics import CheckMetrics
+from watchkeeper.daemon.checks.checker import Checker
 from watchkeeper.daemon.checks.housekeeping import Housekeeper
 from watchkeeper.daemon.checks.leadership import Leadership
 from watchkeeper.daemon.checks.retention import Retention

@@ -4,7 +4,7 @@ A typo there (``countryy``) used to select nothing: the rule or segment silently
 evaluated. Where the features are known when the file loads (a profile file the policy
 names) the loader reports each unknown name, located, with the known ones; where they
 are known only at evaluation time (a stored reference), the checker records an
-``insufficient_data`` evaluation naming the missing feature (``daemon/checks/checker.py``:
+``insufficient_data`` evaluation naming the missing feature (``daemon/checks/rule_findings.py``:
 an ``error`` would open a check-failure incident over a typo).
 """
 

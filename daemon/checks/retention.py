@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 
-from watchkeeper.daemon.checks.checker import BASELINE_WINDOWS
+from watchkeeper.daemon.checks.assessment import BASELINE_WINDOWS
 from watchkeeper.daemon.eventtime.watermarks import Mark
 from watchkeeper.daemon.shadow.store import ShadowStore
 from watchkeeper.daemon.store.store import Store

@@ -1,6 +1,6 @@
 """Each segment's traffic baseline, so ``traffic_ratio`` runs per segment as it runs on the
 whole model: the segment's event rate over the median rate of the same segment in the
-previous :data:`~watchkeeper.daemon.checks.checker.BASELINE_WINDOWS` policy windows
+previous :data:`~watchkeeper.daemon.checks.assessment.BASELINE_WINDOWS` policy windows
 ("traffic from country=DE fell to a fifth of normal").
 
 Both count the rule's role (predictions by default: every role's total would make steady

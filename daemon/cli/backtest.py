@@ -36,10 +36,10 @@ class Backtest:
 
 def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -> Backtest:
     """Replay a policy over stored history, on the daemon's tick grid and evaluation path
-    (:func:`~watchkeeper.daemon.checks.checker.assess`): every tick in [start, end]."""
+    (:func:`~watchkeeper.daemon.checks.assessment.assess`): every tick in [start, end]."""
     from watchkeeper.daemon.checks.ab_checks import ABChecks
     from watchkeeper.daemon.checks.ab_store import ReplayABStore
-    from watchkeeper.daemon.checks.checker import BASELINE_WINDOWS, assess
+    from watchkeeper.daemon.checks.assessment import BASELINE_WINDOWS, assess
     from watchkeeper.daemon.checks.estimates import LabelledSpans
     from watchkeeper.daemon.checks.reference_cache import ReferenceCache
     from watchkeeper.daemon.checks.segment_traffic import SegmentTraffic

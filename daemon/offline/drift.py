@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from watchkeeper.daemon.checks.checker import findings_for
+from watchkeeper.daemon.checks.rule_findings import findings_for
 from watchkeeper.daemon.errors import DataFileError
 from watchkeeper.daemon.offline.batch_performance import add_batch, judge
 from watchkeeper.daemon.offline.data_files import read_chunks

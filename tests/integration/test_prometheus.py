@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from watchkeeper.daemon.checks.checker import CheckMetrics
+from watchkeeper.daemon.checks.check_metrics import CheckMetrics
 from watchkeeper.daemon.checks.scheduler import PolicyMetrics
 from watchkeeper.daemon.demo.broker import free_port
 from watchkeeper.daemon.http.server import HttpServer

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from watchkeeper.daemon.checks.checker import BASELINE_WINDOWS, Checker
+from watchkeeper.daemon.checks.assessment import BASELINE_WINDOWS
+from watchkeeper.daemon.checks.checker import Checker
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.store.store import Store

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from watchkeeper.daemon.checks.checker import _last_seen, assess
+from watchkeeper.daemon.checks.assessment import _last_seen, assess
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.column_batch import Column, ColumnBatch

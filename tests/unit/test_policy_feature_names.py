@@ -76,7 +76,7 @@ def test_a_glob_that_matches_nothing_is_an_error(tmp_path: Path) -> None:
 
 
 def test_a_stored_reference_without_the_feature_records_an_evaluation_naming_it() -> None:
-    from watchkeeper.daemon.checks.checker import findings_for
+    from watchkeeper.daemon.checks.rule_findings import findings_for
     from watchkeeper.policies.engine import PolicyEngine
 
     policy = Policy.model_validate(
@@ -136,7 +136,8 @@ def test_check_reports_schema_and_cross_check_errors_in_one_run(tmp_path: Path) 
 def test_the_daemon_logs_a_missing_feature_once_and_lists_it_on_api_policies(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from watchkeeper.daemon.checks.checker import Checker, reference_gaps
+    from watchkeeper.daemon.checks.checker import Checker
+    from watchkeeper.daemon.checks.rule_findings import reference_gaps
     from watchkeeper.daemon.checks.scheduler import PolicyStatus, describe
     from watchkeeper.daemon.notify.incidents import IncidentStore
     from watchkeeper.daemon.store.store import Store
@@ -173,7 +174,7 @@ def test_a_tick_finds_what_the_reference_lacks_once(
 ) -> None:
     """The tick's evaluations and the checker's warnings read the same one computation
     (it ran twice a tick: findings_for, then Checker._warn_unknown_names)."""
-    from watchkeeper.daemon.checks import checker as checker_module
+    from watchkeeper.daemon.checks import rule_findings
     from watchkeeper.daemon.checks.checker import Checker
     from watchkeeper.daemon.eventtime.windows import WindowState
     from watchkeeper.daemon.notify.incidents import IncidentStore
@@ -188,7 +189,7 @@ def test_a_tick_finds_what_the_reference_lacks_once(
         calls.append(args[0].key)
         return unknown_names(*args, **kwargs)
 
-    monkeypatch.setattr(checker_module, "unknown_names", counted)
+    monkeypatch.setattr(rule_findings, "unknown_names", counted)
     profile().save(tmp_path / "ref.json")
     policy = Policy.model_validate(
         {

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from watchkeeper.daemon.checks.checker import BASELINE_WINDOWS, Checker
+from watchkeeper.daemon.checks.assessment import BASELINE_WINDOWS
+from watchkeeper.daemon.checks.checker import Checker
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.store.store import Store
