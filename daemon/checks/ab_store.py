@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import Connection, Engine, func, select, update
 from watchkeeper.daemon.checks.ab_state import ABState
 from watchkeeper.daemon.store import tables as t
-from watchkeeper.daemon.store import window_parts
+from watchkeeper.daemon.store import window_reads
 from watchkeeper.daemon.store.connection import reading, writing
 from watchkeeper.daemon.store.upsert import upsert
 
@@ -23,7 +23,7 @@ def _seen(
     ``until_ms``: only the windows that start before it, and not ``ab_versions`` (whose
     figures are those of the daemon's latest look: a replay at an earlier tick must not
     see versions or events that came later)."""
-    c = window_parts.rows().c
+    c = window_reads.rows().c
     v = t.ab_versions.c
     # the empty version is no model version (labels, unversioned predictions): a compare
     # names non-empty versions only, so it is never recorded (trial finding F11)

@@ -22,11 +22,11 @@ from watchkeeper.daemon.eventtime.watermarks import (
     PartitionStatus,
 )
 from watchkeeper.daemon.store import tables as t
-from watchkeeper.daemon.store import window_parts
+from watchkeeper.daemon.store import window_reads
 from watchkeeper.daemon.store.connection import reading
 from watchkeeper.daemon.store.incident_values import current_values
 from watchkeeper.daemon.store.skipped_windows import SkippedWindows
-from watchkeeper.daemon.store.window_parts import StoredWindow
+from watchkeeper.daemon.store.window_reads import StoredWindow
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.detectors.window_storage import check_format, load_counts
@@ -192,7 +192,7 @@ class StoreQueries:
 
     def model_totals(self) -> dict[str, dict[str, int]]:
         """Per model: stored events, late events, windows, first and last window start."""
-        c = window_parts.windows_of(window_parts.rows()).c
+        c = window_reads.windows_of(window_reads.rows()).c
         query = select(
             c.model,
             func.sum(c.events),
@@ -217,7 +217,7 @@ class StoreQueries:
     def first_window(self, model: str, since_ms: int | None = None) -> int | None:
         """The start of the model's earliest stored window holding events (at or after
         ``since_ms``)."""
-        c = window_parts.rows().c  # events never go negative: a row with some = a window
+        c = window_reads.rows().c  # events never go negative: a row with some = a window
         query = select(func.min(c.window_start_ms)).where((c.model == model) & (c.events > 0))
         if since_ms is not None:
             query = query.where(c.window_start_ms >= since_ms)
@@ -227,7 +227,7 @@ class StoreQueries:
 
     def window_starts(self, model: str, since_ms: int, limit: int) -> list[int]:
         """The newest ``limit`` distinct window starts of ``model`` at or after ``since_ms``."""
-        c = window_parts.rows().c
+        c = window_reads.rows().c
         with self._read(None) as conn:
             return [
                 int(s)
@@ -247,7 +247,7 @@ class StoreQueries:
 
     def model_versions(self) -> list[tuple[str, str]]:
         """Every (model, version) with stored windows: who was admitted before a restart."""
-        c = window_parts.rows().c
+        c = window_reads.rows().c
         with self._read(None) as conn:
             rows = conn.execute(select(c.model, c.model_version).distinct()).all()
         return [(str(m), str(v)) for m, v in rows]
@@ -258,15 +258,15 @@ class StoreQueries:
         version: str | None = None,
         start_ms: int | None = None,
         end_ms: int | None = None,
-        view: window_parts.View = WindowSummary.from_dict,
+        view: window_reads.View = WindowSummary.from_dict,
     ) -> list[StoredWindow]:
         """Stored windows, oldest first; ``start_ms``/``end_ms`` bound their start times.
         Each is its stored row merged with the parts flushes appended since
-        (:mod:`~watchkeeper.daemon.store.window_parts`); ``view`` builds each from its
+        (:mod:`~watchkeeper.daemon.store.window_reads`); ``view`` builds each from its
         stored form (a reader of only the parts a caller needs)."""
         with self._read(None) as conn:
             skipped = self.skipped_windows
-            return window_parts.read(conn, model, version, start_ms, end_ms, view, skipped)
+            return window_reads.read(conn, model, version, start_ms, end_ms, view, skipped)
 
     def set_aside_counts(self) -> dict[str, dict[str, int]]:
         """Per model, the corrupt windows set aside (``set_aside_windows``, by housekeeping
@@ -328,7 +328,7 @@ class StoreQueries:
         from the stored summaries' counts, without building their sketches."""
         if role is not None:
             return self._counts_by_start(model, start_ms, end_ms, lambda w: w.events.get(role, 0))
-        c = window_parts.rows().c
+        c = window_reads.rows().c
         query = (
             select(c.window_start_ms, func.sum(c.events))
             .where(
@@ -358,7 +358,7 @@ class StoreQueries:
     def totals(self) -> dict[str, int]:
         """Events and late events over all stored windows, and quarantined records."""
         with self._read(None) as conn:
-            every = window_parts.rows().c
+            every = window_reads.rows().c
             events, late = conn.execute(
                 select(
                     func.coalesce(func.sum(every.events), 0),

@@ -4,11 +4,10 @@ A flush appends one ``window_parts`` row per window it touched, holding only wha
 summarised since the last flush (its events' sketches, its sample of them, its late
 count), in one multi-row ``INSERT``: nothing is read back, merged or rewritten, and no
 replica takes a lock another one waits for (each writes rows of its own). The
-``windows`` row of a window is its *base*: what earlier parts were folded into.
+``windows`` row of a window is its *base*: what earlier parts were folded into. Reads
+merge the base with its parts in ``id`` order (:mod:`~watchkeeper.daemon.store.window_reads`).
 
-Reading a window merges its base with its parts in ``id`` order, which is the order
-the flushes committed in; the old design merged each flush into the row in that same
-order, so the numbers read are the same. A commit folds a window's parts into its base
+A commit folds a window's parts into its base
 (:func:`fold_crowded`) once it has :data:`FOLD_AT` of them, at most :data:`FOLD_MAX`
 windows per commit, so reads stay cheap and the table small whatever the windows do:
 a backfill touching thousands of windows once each writes thousands of small rows and
@@ -16,10 +15,8 @@ folds none, a live window written by every flush is folded every ``FOLD_AT`` flu
 Folding locks the window's base row (PostgreSQL), reads its parts after the lock and
 deletes exactly the parts it folded, so a part another replica commits meanwhile stays.
 
-A window whose base or a part does not load (a damaged or hand-edited row: never what a
-release writes) is skipped by reads, logged once per part with its model, window and part,
-and counted on every read (:mod:`~watchkeeper.daemon.store.skipped_windows`): one bad
-window never fails a whole check or page. The whole window, its rows as they were
+A window whose base or a part does not load is skipped by reads
+(:mod:`~watchkeeper.daemon.store.window_reads`); the whole window, its rows as they were
 stored, is then moved to ``set_aside_windows`` (:func:`set_aside`), so reads stop meeting
 it while an operator can still look: by housekeeping for a window a read met
 (:mod:`~watchkeeper.daemon.checks.set_aside`), by the fold for one it meets.
@@ -29,15 +26,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, func, select, union_all
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from watchkeeper.daemon.eventtime.windows import Delta, WindowKey
 from watchkeeper.daemon.store import tables as t
+from watchkeeper.daemon.store import window_reads
 from watchkeeper.daemon.store.skipped_windows import (
     CorruptPartError,
     SkippedWindows,
@@ -45,7 +42,7 @@ from watchkeeper.daemon.store.skipped_windows import (
     bounded,
     window_name,
 )
-from watchkeeper.detectors.errors import CorruptStateError
+from watchkeeper.daemon.store.window_reads import key_columns, merged
 from watchkeeper.detectors.window import WindowSummary
 
 log = logging.getLogger(__name__)
@@ -54,15 +51,6 @@ FOLD_AT = 16
 """Parts a window gathers before a commit folds them into its base row."""
 FOLD_MAX = 64
 """Windows folded per commit at most: a commit's cost stays bounded."""
-
-
-@dataclass(frozen=True)
-class StoredWindow:
-    """A window read back from the store."""
-
-    summary: WindowSummary
-    events: int
-    late_events: int
 
 
 def append(
@@ -103,11 +91,6 @@ def append(
     return [(k.model, k.version, size, k.start_ms) for k in keys]
 
 
-def _key_columns(table: Any) -> list[Any]:
-    c = table.c
-    return [c.model, c.model_version, c.window_size_ms, c.window_start_ms]
-
-
 def _where_key(table: Any, key: StoredKey) -> Any:
     c = table.c
     return (
@@ -130,8 +113,8 @@ def fold_crowded(
     the caller marks them settled in ``skipped`` once its transaction has committed)."""
     n = func.count().label("n")
     crowded = conn.execute(
-        select(*_key_columns(t.window_parts), n)
-        .group_by(*_key_columns(t.window_parts))
+        select(*key_columns(t.window_parts), n)
+        .group_by(*key_columns(t.window_parts))
         .having(func.count() >= at)
         .order_by(n.desc())
         .limit(most)
@@ -164,7 +147,7 @@ def fold(
         return False
     blobs = [(int(p.id), p.summary) for p in parts]
     try:
-        summary = _merged(key, base.summary if base is not None else None, blobs)
+        summary = merged(key, base.summary if base is not None else None, blobs)
     except CorruptPartError as exc:  # moved aside whole: its rows stay for a look
         if skipped is None:
             log.error("window not folded: %s", exc)
@@ -230,9 +213,7 @@ def set_aside(conn: Connection, dialect: str, key: StoredKey) -> int:
     if base is None and not parts:
         return 0
     try:
-        _merged(
-            key, None if base is None else base.summary, [(int(r.id), r.summary) for r in parts]
-        )
+        merged(key, None if base is None else base.summary, [(int(r.id), r.summary) for r in parts])
     except CorruptPartError as exc:
         error = exc
     else:
@@ -275,137 +256,10 @@ def set_aside(conn: Connection, dialect: str, key: StoredKey) -> int:
     return len(rows)
 
 
-View = Callable[[dict[str, Any]], WindowSummary]
-"""Builds a summary from its stored form: :meth:`WindowSummary.from_dict`, or a reader
-of only the parts a caller needs (one that skips the feature sketches)."""
-
-
-def _load(view: View, key: StoredKey, part: int | None, blob: bytes) -> WindowSummary:
-    """One stored base or part, or :class:`CorruptPartError` naming the window and part."""
-    try:
-        return view(orjson.loads(blob))
-    except CorruptStateError as exc:
-        raise CorruptPartError(exc, key, part) from exc
-    except (ValueError, KeyError, TypeError) as exc:  # not JSON, or fields missing / wrong
-        problem = f"{type(exc).__name__}: {exc}"
-        raise CorruptPartError(CorruptStateError("window summary", problem), key, part) from exc
-
-
-def _merged(
-    key: StoredKey,
-    base: bytes | None,
-    parts: Iterable[tuple[int, bytes]],
-    view: View = WindowSummary.from_dict,
-) -> WindowSummary:
-    """The base summary with the parts (id, stored form) merged into it in order (the
-    first part is the base when there is none, as the first flush's summary was)."""
-    out: WindowSummary | None = None if base is None else _load(view, key, None, base)
-    for part_id, blob in parts:
-        part = _load(view, key, part_id, blob)
-        if out is None:
-            out = part
-            continue
-        try:
-            out.merge(part)
-        except CorruptStateError as exc:  # sketches that load but do not fit together
-            raise CorruptPartError(exc, key, part_id) from exc
-    assert out is not None, "a window has a base row or a part"
-    return out
-
-
-def read(
-    conn: Connection,
-    model: str | None = None,
-    version: str | None = None,
-    start_ms: int | None = None,
-    end_ms: int | None = None,
-    view: View = WindowSummary.from_dict,
-    skipped: SkippedWindows | None = None,
-) -> list[StoredWindow]:
-    """Stored windows, each its base merged with its parts (each built by ``view``);
-    ordered by model, version, start (and size). A window that does not load is left
-    out, logged and counted in ``skipped`` (None: logged only)."""
-
-    def bounded(query: Any, table: Any) -> Any:
-        c = table.c
-        if model is not None:
-            query = query.where(c.model == model)
-        if version is not None:
-            query = query.where(c.model_version == version)
-        if start_ms is not None:
-            query = query.where(c.window_start_ms >= start_ms)
-        if end_ms is not None:
-            query = query.where(c.window_start_ms < end_ms)
-        return query
-
-    w, p = t.windows.c, t.window_parts.c
-    bases = conn.execute(
-        bounded(select(*_key_columns(t.windows), w.summary, w.late_events), t.windows)
-    ).all()
-    parts = conn.execute(
-        bounded(
-            select(*_key_columns(t.window_parts), p.id, p.summary, p.late_events),
-            t.window_parts,
-        ).order_by(p.id)
-    ).all()
-    base_of: dict[StoredKey, Any] = {}
-    for r in bases:
-        base_of[(r.model, r.model_version, int(r.window_size_ms), int(r.window_start_ms))] = r
-    parts_of: dict[StoredKey, list[Any]] = {}
-    for r in parts:
-        key = (r.model, r.model_version, int(r.window_size_ms), int(r.window_start_ms))
-        parts_of.setdefault(key, []).append(r)
-    out = []
-    for key in sorted(set(base_of) | set(parts_of), key=lambda k: (k[0], k[1], k[3], k[2])):
-        base, mine = base_of.get(key), parts_of.get(key, [])
-        blobs = [(int(r.id), r.summary) for r in mine]
-        try:
-            summary = _merged(key, None if base is None else base.summary, blobs, view)
-        except CorruptPartError as exc:
-            if skipped is None:
-                log.error("window skipped: %s", exc)
-            else:
-                skipped.record(exc)  # logged once per part, counted every time
-            continue
-        late = (0 if base is None else int(base.late_events)) + sum(
-            int(r.late_events) for r in mine
-        )
-        out.append(StoredWindow(summary, summary.count, late))
-    return out
-
-
-def rows() -> Any:
-    """Every base row and part as (model, model_version, window_size_ms,
-    window_start_ms, events, late_events): what the totals and counts aggregate."""
-    w, p = t.windows.c, t.window_parts.c
-    return union_all(
-        select(*_key_columns(t.windows), w.events, w.late_events),
-        select(*_key_columns(t.window_parts), p.events, p.late_events),
-    ).subquery("window_rows")
-
-
-def windows_of(query_rows: Any) -> Any:
-    """Per window (model, version, size, start) of ``query_rows``: its events and late
-    events summed over its base and parts."""
-    c = query_rows.c
-    return (
-        select(
-            c.model,
-            c.model_version,
-            c.window_size_ms,
-            c.window_start_ms,
-            func.sum(c.events).label("events"),
-            func.sum(c.late_events).label("late_events"),
-        )
-        .group_by(c.model, c.model_version, c.window_size_ms, c.window_start_ms)
-        .subquery("stored_windows")
-    )
-
-
 def delete_before(conn: Connection, model: str, before_ms: int) -> int:
     """Delete the model's windows (bases and parts) starting before ``before_ms``;
     returns how many windows that was."""
-    every = windows_of(rows())
+    every = window_reads.windows_of(window_reads.rows())
     n = conn.execute(
         select(func.count())
         .select_from(every)
