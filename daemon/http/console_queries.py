@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import reader
+from watchkeeper.daemon.store.incident_queries import evaluation_rows, incident_rows
 from watchkeeper.daemon.store.incident_values import current_line, current_values, rule_bad_side
-from watchkeeper.daemon.store.queries import evaluation_rows, incident_rows
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.binning import binned
 from watchkeeper.detectors.errors import InsufficientDataError

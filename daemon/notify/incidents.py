@@ -12,7 +12,7 @@ from watchkeeper.alerts.notification import Notification
 from watchkeeper.daemon.notify.outbox import enqueue, rows_for
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.connection import reading, writing
-from watchkeeper.daemon.store.queries import evaluation_rows, incident_rows
+from watchkeeper.daemon.store.incident_queries import evaluation_rows, incident_rows
 from watchkeeper.daemon.store.upsert import upsert
 from watchkeeper.policies.incident_model import Evaluation, IncidentEvent
 
