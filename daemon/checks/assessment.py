@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from watchkeeper.daemon.checks.estimates import LabelledSpans, no_labelled_windows
+from watchkeeper.daemon.checks.last_seen import LastSeen
 from watchkeeper.daemon.checks.rule_findings import findings_for, reference_gaps
 from watchkeeper.daemon.checks.segment_findings import (
     add_segment_findings,
@@ -62,6 +63,7 @@ def assess(
     extra: Callable[[int, int], dict[str, list[Finding]]] | None = None,
     spans: LabelledSpans | None = None,
     traffic: SegmentTraffic | None = None,
+    last_seen: LastSeen | None = None,
 ) -> Assessment:
     """Evaluate ``loaded`` at tick ``at_ms`` on the stored windows, advancing ``engine``.
 
@@ -71,7 +73,9 @@ def assess(
     (shadow comparisons); ``spans`` finds the labelled span the trust check reads
     (the checker keeps one across ticks; without it each tick searches afresh);
     ``traffic`` remembers each segment's counts for a per-segment ``traffic_ratio``
-    (kept alike; without it each tick reads its baseline span).
+    (kept alike; without it each tick reads its baseline span); ``last_seen`` remembers
+    each window's traffic for the "no data since" of a tick without enough (kept alike;
+    without it a tick reads the windows back to the model's last traffic).
     """
     policy = loaded.policy
     window_ms = int(policy.window * 1000)
@@ -82,7 +86,8 @@ def assess(
     # the model's traffic, never its labels (WindowSummary.traffic)
     seen = window.traffic if window is not None else 0
     if window is None or seen < policy.min_samples:
-        events = engine.no_data(at_ms, _last_seen(store, policy.model, end, size_ms), seen)
+        last_seen = last_seen if last_seen is not None else LastSeen()
+        events = engine.no_data(at_ms, last_seen(store, policy.model, end, size_ms), seen)
         return Assessment([], events, seen, start, end)
     duration_s = max(1.0, (min(at_ms, end) - start) / 1000)
     # each traffic rule's baseline counts the role its rate counts (option role)
@@ -160,23 +165,3 @@ def _baseline(
         if total:
             rates.append(total / (window_ms / 1000))
     return tuple(rates)
-
-
-def _last_seen(store: Store, model: str, before_ms: int, size_ms: int, run: int = 12) -> int | None:
-    """The end of the model's newest stored window before ``before_ms`` with traffic
-    (:attr:`WindowSummary.traffic`: its predictions or features, never its labels, which
-    go on arriving after the predictions stop); None if it never had any.
-
-    The stored ``events`` column counts every role, so the traffic is read from the
-    windows' counts (no sketches), from the newest window back, in doubling runs (the
-    first of ``run`` windows, an hour of 5-minute ones): the cost grows with the windows
-    since the traffic stopped, not with the history."""
-    starts = [s for s, n in store.event_counts(model, 0, before_ms) if n]
-    while starts:
-        lo, hi = starts[-min(run, len(starts))], starts[-1] + 1
-        seen = [s for s, n in store.traffic_counts(model, lo, hi) if n]
-        if seen:
-            return max(seen) + size_ms
-        del starts[-min(run, len(starts)) :]
-        run *= 2
-    return None

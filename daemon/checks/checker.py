@@ -23,6 +23,7 @@ from watchkeeper.daemon.checks.estimates import (
     EstimateFollowUp,
     LabelledSpans,
 )
+from watchkeeper.daemon.checks.last_seen import LastSeen
 from watchkeeper.daemon.checks.performance_rows import PerformanceRowCache
 from watchkeeper.daemon.checks.reference_cache import ReferenceCache
 from watchkeeper.daemon.checks.segment_traffic import SegmentTraffic
@@ -72,6 +73,8 @@ class Checker:
         self.max_age_ms = int(max_age_s * 1000)
         self.spans = LabelledSpans(label_ttl_s)
         self.traffic = SegmentTraffic(BASELINE_WINDOWS)
+        self.last_seen = LastSeen()
+        """When each model last had traffic, for the ticks without enough (no data)."""
         self.row_cache = PerformanceRowCache()
         """Realised-beside-estimated views for ``GET /api/status`` (``status(rows_cache=)``)."""
         """The trust check's labelled spans, searched back to ``ingest.label_ttl``."""
@@ -159,6 +162,7 @@ class Checker:
             extra,
             self.spans,
             self.traffic,
+            self.last_seen,
         )
         if found.evaluations:  # the reference was read: say what it lacks, once
             self._warn_unknown_names(policy, found.unknown or [])

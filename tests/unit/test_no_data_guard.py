@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from watchkeeper.daemon.checks.assessment import _last_seen, assess
+from watchkeeper.daemon.checks.assessment import assess
+from watchkeeper.daemon.checks.last_seen import LastSeen
 from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
@@ -123,9 +124,9 @@ def test_last_seen_walks_back_past_the_label_only_windows(tmp_path: Path, run: i
     """Six label-only windows after the last prediction: found whatever the first run."""
     with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
         store_rows(store, spans={"predictions": 30 * MIN}, predictions=60, labels=150)
-        assert _last_seen(store, "m", AT, SIZE, run) == T0 + 30 * MIN
-        assert _last_seen(store, "m", T0 + 10 * MIN, SIZE, run) == T0 + 10 * MIN
-        assert _last_seen(store, "other", AT, SIZE, run) is None
+        assert LastSeen(run)(store, "m", AT, SIZE) == T0 + 30 * MIN
+        assert LastSeen(run)(store, "m", T0 + 10 * MIN, SIZE) == T0 + 10 * MIN
+        assert LastSeen(run)(store, "other", AT, SIZE) is None
 
 
 def test_no_data_since_is_absent_when_only_labels_were_stored(tmp_path: Path) -> None:
