@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import numpy as np
 import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
@@ -25,8 +26,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook
 from watchkeeper.daemon.config import Config, load_config
+from watchkeeper.daemon.eventtime.windows import Delta, WindowState
 from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.daemon.store.store import Store
+from watchkeeper.detectors.column_batch import Column, ColumnBatch
+from watchkeeper.detectors.reservoir import record_keys
 
 PG_ADMIN_URL = os.environ.get(
     "WATCHKEEPER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -370,3 +374,42 @@ def stored_events(url: str) -> int:
             return int(store.totals()["events"])
     except Exception:
         return 0
+
+
+# -- window state as the ingestor commits it (unit tests of the checks on a real store) ----
+def numeric(values: Any) -> Column:
+    """A numeric column of ``values``, none missing or invalid."""
+    flags = np.zeros(len(values), dtype=bool)
+    return Column("numeric", np.asarray(values, dtype=np.float64), flags, flags.copy())
+
+
+def role_columns(role: str, n: int) -> dict[str, Any]:
+    """The columns of ``n`` rows of ``role``: a label, or a feature ``x`` (and a prediction)."""
+    if role == "labels":
+        return {"label": numeric(np.ones(n))}
+    columns: dict[str, Any] = {"features": {"x": numeric(np.arange(n, dtype=np.float64))}}
+    if role == "predictions":
+        columns["prediction"] = numeric(np.zeros(n))
+    return columns
+
+
+def role_rows(
+    role: str, ts: Any, partition: int = 0, model: str = "m", version: str = "1", **columns: Any
+) -> ColumnBatch:
+    """Rows of ``role`` of ``model`` at event times ``ts``, one version, keyed by their
+    offsets (from 0) in ``partition``."""
+    n = len(ts)
+    versions = np.array([version] * n, dtype=object)
+    keys = record_keys(partition, 0, np.arange(n))
+    return ColumnBatch(model, role, np.asarray(ts, dtype=np.int64), versions, keys, **columns)
+
+
+def drained(now_ms: int, *batches: ColumnBatch, size_s: float = 300) -> Delta:
+    """What the ingestor commits at ``now_ms`` after reading ``batches`` into new window
+    state of ``size_s`` windows (10 minutes' lateness)."""
+    state = WindowState(size_s, 600)
+    for batch in batches:
+        state.add(batch)
+    delta = state.drain()
+    delta.now_ms = now_ms
+    return delta

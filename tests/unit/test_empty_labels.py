@@ -31,12 +31,12 @@ from watchkeeper.daemon.eventtime.windows import Delta, WindowKey, WindowState
 from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.notify.router import notification
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.column_batch import ColumnBatch
 from watchkeeper.detectors.performance import PerformanceSketch
-from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.loader import load_policy
 from watchkeeper.policies.schema import Policy
+
+from tests.support import drained, role_rows
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -81,19 +81,8 @@ def store(tmp_path: Path):  # type: ignore[no-untyped-def]
 def predictions(store: Store, now_ms: int, hours: int = 2) -> None:
     """A predictions backlog from T0, read to its end; the labels topic empty, read to
     its end (position 0 of 0): what the ingestor commits in the trial's first seconds."""
-    state = WindowState(300, 600)
     ts = T0 + np.arange(hours * 60, dtype=np.int64) * MIN
-    state.add(
-        ColumnBatch(
-            "m",
-            "predictions",
-            ts,
-            np.array(["1"] * ts.size, dtype=object),
-            record_keys(0, 0, np.arange(ts.size)),
-        )
-    )
-    delta = state.drain()
-    delta.now_ms = now_ms
+    delta = drained(now_ms, role_rows("predictions", ts))
     delta.marks = {("preds", 0, "m"): Mark(int(ts.max()), now_ms)}
     delta.partitions = {
         ("preds", 0): PartitionStatus("predictions", int(ts.size), int(ts.size)),

@@ -12,56 +12,32 @@ import numpy as np
 import pytest
 from sqlalchemy import delete
 from watchkeeper.daemon.checks.last_seen import LastSeen
-from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.column_batch import Column, ColumnBatch
-from watchkeeper.detectors.reservoir import record_keys
+
+from tests.support import drained, role_columns, role_rows
 
 MIN = 60_000
 SIZE = 5 * MIN
 T0 = 1_790_000_000_000 - 1_790_000_000_000 % (24 * 60 * MIN)
 
 
-def numeric(v: np.ndarray) -> Column:
-    flags = np.zeros(v.size, dtype=bool)
-    return Column("numeric", np.asarray(v, dtype=np.float64), flags, flags.copy())
-
-
 class Writer:
-    """Commits rows of one role into given windows, each commit its own partition."""
+    """Commits rows of one role into given windows, each window's from its own partition."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.partition = 0
 
     def rows(self, role: str, windows: range | list[int], n: int = 3) -> None:
-        state = WindowState(SIZE / 1000, 3600)
+        batches = []
         for w in windows:
             self.partition += 1
             ts = np.full(n, T0 + w * SIZE + MIN, dtype=np.int64)
             ids = np.array([f"p{self.partition}r{i}" for i in range(n)], dtype=object)
-            extra: dict[str, Any] = (
-                {"label": numeric(np.ones(n))}
-                if role == "labels"
-                else {"features": {"x": numeric(np.arange(n, dtype=np.float64))}}
-            )
-            if role == "predictions":
-                extra["prediction"] = numeric(np.zeros(n))
-            state.add(
-                ColumnBatch(
-                    "m",
-                    role,
-                    ts,
-                    np.array(["1"] * n, dtype=object),
-                    record_keys(self.partition, 0, np.arange(n)),
-                    request_ids=ids,
-                    **extra,
-                )
-            )
-        delta = state.drain()
-        delta.now_ms = T0
-        self.store.commit("g", delta, {})
+            columns = role_columns(role, n)
+            batches.append(role_rows(role, ts, self.partition, request_ids=ids, **columns))
+        self.store.commit("g", drained(T0, *batches), {})
 
 
 def whole_walk(store: Store, before_ms: int) -> int | None:

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from watchkeeper.daemon.checks.assessment import assess
 from watchkeeper.daemon.checks.last_seen import LastSeen
-from watchkeeper.daemon.eventtime.windows import WindowState
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.column_batch import Column, ColumnBatch
+from watchkeeper.detectors.column_batch import ColumnBatch
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
@@ -23,6 +22,8 @@ from watchkeeper.policies.engine import PolicyEngine
 from watchkeeper.policies.incident_model import NO_DATA
 from watchkeeper.policies.loader import load_policy
 from watchkeeper.policies.summaries import hhmm
+
+from tests.support import drained, numeric, role_columns, role_rows
 
 MIN = 60_000
 SIZE = 5 * MIN
@@ -38,38 +39,16 @@ rules:
 """
 
 
-def numeric(v: np.ndarray) -> Column:
-    flags = np.zeros(v.size, dtype=bool)
-    return Column("numeric", np.asarray(v, dtype=np.float64), flags, flags.copy())
-
-
 def store_rows(store: Store, spans: dict[str, int] | None = None, **counts: int) -> None:
     """``counts[role]`` events of each role, spread over the hour from T0 (or over the
     first ``spans[role]`` ms of it)."""
-    state = WindowState(300, 600)
+    batches = []
     for partition, (role, n) in enumerate(counts.items()):
         span = (spans or {}).get(role, 60 * MIN)
         ts = T0 + (np.arange(n, dtype=np.int64) * (span // max(n, 1)))
         ids = np.array([f"r{i}" for i in range(n)], dtype=object)
-        extra = (
-            {"request_ids": ids, "label": numeric(np.ones(n))}
-            if role == "labels"
-            else {"features": {"x": numeric(np.arange(n, dtype=np.float64))}, "request_ids": ids}
-        )
-        if role == "predictions":
-            extra["prediction"] = numeric(np.zeros(n))
-        state.add(
-            ColumnBatch(
-                "m",
-                role,
-                ts,
-                np.array(["1"] * n, dtype=object),
-                record_keys(partition, 0, np.arange(n)),
-                **extra,  # type: ignore[arg-type]
-            )
-        )
-    delta = state.drain()
-    delta.now_ms = AT
+        batches.append(role_rows(role, ts, partition, request_ids=ids, **role_columns(role, n)))
+    delta = drained(AT, *batches)
     store.commit("g", delta, {})
 
 

@@ -17,9 +17,9 @@ from watchkeeper.daemon.notify.incidents import IncidentStore
 from watchkeeper.daemon.notify.outbox import Outbox
 from watchkeeper.daemon.notify.router import notification
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.column_batch import ColumnBatch
-from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.policies.loader import load_policy
+
+from tests.support import drained, role_rows
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -47,19 +47,8 @@ class Clock:
 
 def fill(store: Store, hours: int, caught_up: bool, now_ms: int) -> None:
     """60 events per hour for ``hours`` hours from T0, committed as the ingestor would."""
-    state = WindowState(300, 600)
     ts = T0 + np.arange(hours * 60, dtype=np.int64) * MIN
-    state.add(
-        ColumnBatch(
-            "m",
-            "predictions",
-            ts,
-            np.array(["1"] * ts.size, dtype=object),
-            record_keys(0, 0, np.arange(ts.size)),
-        )
-    )
-    delta = state.drain()
-    delta.now_ms = now_ms
+    delta = drained(now_ms, role_rows("predictions", ts))
     delta.marks = {("preds", 0, "m"): Mark(int(ts.max()), now_ms)}
     end = int(ts.size)
     delta.partitions = {
