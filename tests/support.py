@@ -11,13 +11,16 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import numpy as np
+import orjson
 import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
@@ -26,6 +29,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook
 from watchkeeper.daemon.config import Config, load_config
+from watchkeeper.daemon.demo.broker import free_port
 from watchkeeper.daemon.eventtime.windows import Delta, WindowState
 from watchkeeper.daemon.ingest.sources import option_checks
 from watchkeeper.daemon.store.store import Store
@@ -234,6 +238,60 @@ class DaemonProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def get_json(url: str) -> Any:
+    """The JSON body at ``url``; None while nothing answers there (a daemon starting)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return orjson.loads(response.read())
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class PolicyDaemon:
+    """A daemon process's config (its policies in one folder, its API on a free port),
+    its log and its API's address; :meth:`start` (again after a stop) runs it."""
+
+    config: Path
+    log: Path
+    base: str
+
+    def start(self) -> DaemonProcess:
+        return DaemonProcess(self.config, self.log).start()
+
+    def get(self, path: str) -> Any:
+        """The JSON of the daemon's ``path`` (``/api/shadow``); None while it does not answer."""
+        return get_json(self.base + path)
+
+    def tail(self) -> str:
+        """The end of its log: what a failed wait shows."""
+        return self.log.read_text()[-2000:]
+
+
+def policy_daemon(
+    tmp_path: Path,
+    bootstrap: str,
+    topics: dict[str, Any],
+    policies: Path,
+    store: str = "wk.db",
+    **sections: Any,
+) -> PolicyDaemon:
+    """A daemon on ``topics`` with the policy files of ``policies``, a SQLite store in
+    ``tmp_path`` and its config (:func:`daemon_config_dict`, ``sections`` added) written
+    there; not started."""
+    port = free_port()
+    data = daemon_config_dict(
+        bootstrap,
+        f"sqlite:///{tmp_path / store}",
+        topics,
+        http={"listen": f"127.0.0.1:{port}"},
+        policies={"paths": [str(policies)]},
+        **sections,
+    )
+    config = write_config(tmp_path / "watchkeeper.yaml", data)
+    return PolicyDaemon(config, tmp_path / "daemon.log", f"http://127.0.0.1:{port}")
 
 
 # -- a Slack-compatible Web API server (slack-sdk's real client talks to it) ---------------

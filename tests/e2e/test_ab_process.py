@@ -5,23 +5,14 @@ for a true gap, with its interval — shows in ``/api/shadow`` and as an inciden
 
 from __future__ import annotations
 
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from watchkeeper.daemon.demo.broker import EmbeddedBroker, free_port
+from watchkeeper.daemon.demo.broker import EmbeddedBroker
 
 from tests.integration.test_ab_daemon import ROWS, events
-from tests.support import (
-    DaemonProcess,
-    create_topic,
-    daemon_config_dict,
-    produce,
-    wait_until,
-    write_config,
-)
+from tests.support import DaemonProcess, create_topic, policy_daemon, produce, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 POLICY = """\
@@ -41,14 +32,6 @@ rules:
 """
 
 
-def get(url: str) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return orjson.loads(response.read())
-    except OSError:
-        return None
-
-
 def test_two_versions_on_one_topic_give_an_ab_finding_in_the_api(
     broker: EmbeddedBroker,
     tmp_path: Path,
@@ -59,27 +42,23 @@ def test_two_versions_on_one_topic_give_an_ab_finding_in_the_api(
     labels = create_topic(broker.bootstrap, f"l-{topic_name}")
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "fraud.yaml").write_text(POLICY)
-    port = free_port()
-    data = daemon_config_dict(
+    daemon = policy_daemon(
+        tmp_path,
         broker.bootstrap,
-        f"sqlite:///{tmp_path / 'store.db'}",
         {"predictions": {"name": preds}, "labels": {"name": labels}},
-        http={"listen": f"127.0.0.1:{port}"},
+        tmp_path / "policies",
+        store="store.db",
         windows={"size": "5s", "allowed_lateness": "1s"},
-        policies={"paths": [str(tmp_path / "policies")]},
         alerts={"channels": {"console": {"type": "console"}}},
         ingest={"idle_timeout": "1s"},
     )
-    config = write_config(tmp_path / "watchkeeper.yaml", data)
     p, lab = events({"3": 0.92, "4": 0.84}, seed=11)
     produce(broker.bootstrap, labels, lab)
     produce(broker.bootstrap, preds, p)
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "daemon.log"
-    processes.append(DaemonProcess(config, log).start())
+    processes.append(daemon.start())
 
     def comparison() -> dict[str, Any] | None:
-        body = get(base + "/api/shadow")
+        body = daemon.get("/api/shadow")
         if not body:
             return None
         found = body["ab"].get("fraud", {}).get("comparisons", [])
@@ -89,21 +68,21 @@ def test_two_versions_on_one_topic_give_an_ab_finding_in_the_api(
         done = values.get("n_candidate") == ROWS and values.get("n_baseline") == ROWS
         return found[0] if done else None
 
-    shown = wait_until(comparison, timeout=120, describe=lambda: log.read_text()[-2000:])
+    shown = wait_until(comparison, timeout=120, describe=daemon.tail)
     assert (shown["baseline"], shown["candidate"], shown["pair"]) == ("3", "4", "4 vs 3")
     accuracy = shown["values"]["ab_accuracy_delta"]
     assert accuracy["decision"] == "worse" and accuracy["high"] < -0.01
     assert accuracy["confidence"] == 0.95 and 0 <= accuracy["p_value"] < 0.05
     assert shown["values"]["ab_latency_p99_ratio"]["value"] == pytest.approx(1.0)  # same 5 ms
     incidents = wait_until(
-        lambda: [i for i in get(base + "/api/incidents")["incidents"] if i["rule"] == "ab-accuracy"]
+        lambda: [i for i in daemon.get("/api/incidents")["incidents"] if i["rule"] == "ab-accuracy"]
     )
     assert incidents[0]["feature"] == "4 vs 3" and "less accurate than 3" in incidents[0]["summary"]
-    assert not [i for i in get(base + "/api/incidents")["incidents"] if i["rule"] == "ab-latency"]
-    assert "A/B comparison in force: candidate 4 against baseline 3" in log.read_text()
+    assert not [i for i in daemon.get("/api/incidents")["incidents"] if i["rule"] == "ab-latency"]
+    assert "A/B comparison in force: candidate 4 against baseline 3" in daemon.log.read_text()
     # a restart continues the experiment: the same start, the same narrowed interval
     processes[-1].stop()
-    processes.append(DaemonProcess(config, log).start())
-    again = wait_until(lambda: comparison() if get(base + "/healthz") else None, timeout=60)
+    processes.append(daemon.start())
+    again = wait_until(lambda: comparison() if daemon.get("/healthz") else None, timeout=60)
     assert again["since_ms"] == shown["since_ms"]
     assert again["values"]["ab_accuracy_delta"]["high"] <= accuracy["high"]

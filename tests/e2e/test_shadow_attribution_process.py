@@ -8,15 +8,13 @@ are the integration test's, tests/integration/test_shadow_attribution.py)."""
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pytest
 from scipy import stats as scipy_stats
-from watchkeeper.daemon.demo.broker import EmbeddedBroker, free_port
+from watchkeeper.daemon.demo.broker import EmbeddedBroker
 
 from tests.integration.test_shadow_attribution import (
     REFERENCE_ROWS,
@@ -25,51 +23,18 @@ from tests.integration.test_shadow_attribution import (
     ZEROED,
     N,
     attributed_rows,
+    attribution_policy,
     background_mean,
     importance,
     prediction_events,
     reference_importance,
     write_models,
 )
-from tests.support import (
-    DaemonProcess,
-    create_topic,
-    daemon_config_dict,
-    produce,
-    wait_until,
-    write_config,
-)
+from tests.support import DaemonProcess, create_topic, policy_daemon, produce, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
-POLICY = """\
-model: m
-window: 5m
-schedule: {every: 1s}
-min_samples: 50
-reference: ref.json
-rules:
-  - {name: ranks, metric: shadow_attribution_rank_corr, critical: 0.8}
-  - {name: leans, metric: attribution_shift, critical: 0.7}
-shadow:
-  task: regression
-  inputs: {features: [f0, f1, f2, f3]}
-  outputs: {score: variable}
-  baseline: prod.onnx
-  sample_rate: 1.0
-  protected: [f0]
-  attributions: {sample_rate: 0.5, background_rows: 40, top_k: 2}   # 4 inputs: top 5 is all
-  candidates:
-    - {name: copy, onnx: copy.onnx}
-    - {name: zeroed, onnx: zeroed.onnx}
-"""
-
-
-def get(url: str) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return orjson.loads(response.read())
-    except OSError:
-        return None
+# 4 inputs: top 5 (the default) is all of them
+POLICY = attribution_policy(top_k=2, promotion=False)
 
 
 def test_shadow_candidates_attribution_metrics_in_the_api_of_the_process(
@@ -83,13 +48,11 @@ def test_shadow_candidates_attribution_metrics_in_the_api_of_the_process(
     x = (rng.normal(size=(N, 4)) * SCALE).astype(np.float32).astype(np.float64)
     topic = create_topic(broker.bootstrap, f"preds-{time.time_ns()}")
     chosen = attributed_rows(topic, N)
-    port = free_port()
-    data = daemon_config_dict(
+    daemon = policy_daemon(
+        tmp_path,
         broker.bootstrap,
-        f"sqlite:///{tmp_path / 'wk.db'}",
         {"predictions": {"name": topic}},
-        http={"listen": f"127.0.0.1:{port}"},
-        policies={"paths": [str(folder)]},
+        folder,
         # a whole core and a generous attribution share: every chosen row is attributed
         shadow={
             "flush_interval": "300ms",
@@ -98,16 +61,13 @@ def test_shadow_candidates_attribution_metrics_in_the_api_of_the_process(
             "queue_batches": 10000,
         },
     )
-    config = write_config(tmp_path / "watchkeeper.yaml", data)
     produce(broker.bootstrap, topic, prediction_events(x, int(time.time() * 1000)))
-    log = tmp_path / "daemon.log"
-    processes.append(DaemonProcess(config, log).start())
-    base = f"http://127.0.0.1:{port}"
+    processes.append(daemon.start())
 
     def complete() -> dict[str, Any] | None:
         """The model's /api/shadow entry once both candidates' chosen rows are attributed
         and production's shift against the reference is computed; None before."""
-        body = get(base + "/api/shadow")
+        body = daemon.get("/api/shadow")
         entry = (body or {}).get("models", {}).get("m")
         if not entry:
             return None
@@ -120,7 +80,7 @@ def test_shadow_candidates_attribution_metrics_in_the_api_of_the_process(
             return None
         return dict(entry)
 
-    entry = wait_until(complete, timeout=60, describe=lambda: log.read_text()[-2000:])
+    entry = wait_until(complete, timeout=60, describe=daemon.tail)
     assert entry["protected"] == ["f0"]
     rows = {r["candidate"]: r for r in entry["candidates"]}
 

@@ -39,26 +39,35 @@ BACKGROUND = 40
 REFERENCE_ROWS = 200  # attributions.reference_rows, the default
 SCALE = np.array([1.0, 1.5, 1.0, 2.0])
 
-POLICY = """\
+
+def attribution_policy(top_k: int | None = None, promotion: bool = True) -> str:
+    """The policy of model m: the two attribution rules, production and the two
+    candidates in shadow, attributions on half the rows (``top_k``: the overlap's k; the
+    default when None), and with ``promotion`` its conditions on them."""
+    k = "" if top_k is None else f", top_k: {top_k}"
+    text = f"""\
 model: m
 window: 5m
-schedule: {every: 1s}
+schedule: {{every: 1s}}
 min_samples: 50
 reference: ref.json
 rules:
-  - {name: ranks, metric: shadow_attribution_rank_corr, critical: 0.8}
-  - {name: leans, metric: attribution_shift, critical: 0.7}
+  - {{name: ranks, metric: shadow_attribution_rank_corr, critical: 0.8}}
+  - {{name: leans, metric: attribution_shift, critical: 0.7}}
 shadow:
   task: regression
-  inputs: {features: [f0, f1, f2, f3]}
-  outputs: {score: variable}
+  inputs: {{features: [f0, f1, f2, f3]}}
+  outputs: {{score: variable}}
   baseline: prod.onnx
   sample_rate: 1.0
   protected: [f0]
-  attributions: {sample_rate: 0.5, background_rows: 40}
+  attributions: {{sample_rate: 0.5, background_rows: 40{k}}}
   candidates:
-    - {name: copy, onnx: copy.onnx}
-    - {name: zeroed, onnx: zeroed.onnx}
+    - {{name: copy, onnx: copy.onnx}}
+    - {{name: zeroed, onnx: zeroed.onnx}}
+"""
+    if promotion:
+        text += """\
   promotion:
     when: [shadow_attribution_rank_corr >= 0.9, shadow_protected_attribution_delta <= 0.05]
     min_rows: 300
@@ -66,6 +75,10 @@ shadow:
     on_promote: [hook]
     on_reject: [hook]
 """
+    return text
+
+
+POLICY = attribution_policy()
 
 
 def linear_onnx(path: Path, weights: np.ndarray[Any, Any]) -> None:
