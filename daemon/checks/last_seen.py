@@ -24,9 +24,9 @@ from watchkeeper.daemon.store.store import Store
 
 class LastSeen:
     """The end of a model's newest stored window with traffic before a tick, per model
-    remembered across ticks (the checker keeps one; ``policy backtest`` a fresh one per
-    tick). ``run``: the first run of windows read at once, from the newest back, doubling
-    after each run without traffic (an hour of 5-minute windows)."""
+    remembered across ticks (the checker keeps one, and ``policy backtest``). ``run``: the
+    first run of windows read at once, from the newest back, doubling after each run
+    without traffic (an hour of 5-minute windows)."""
 
     def __init__(self, run: int = 12) -> None:
         self.run = run

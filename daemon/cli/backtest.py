@@ -41,6 +41,7 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
     from watchkeeper.daemon.checks.ab_store import ReplayABStore
     from watchkeeper.daemon.checks.assessment import BASELINE_WINDOWS, assess
     from watchkeeper.daemon.checks.estimates import LabelledSpans
+    from watchkeeper.daemon.checks.last_seen import LastSeen
     from watchkeeper.daemon.checks.reference_cache import ReferenceCache
     from watchkeeper.daemon.checks.segment_traffic import SegmentTraffic
     from watchkeeper.daemon.checks.ticks import Ticks
@@ -63,6 +64,7 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
 
         spans = LabelledSpans(config.ingest.label_ttl)  # as the daemon's checker keeps one
         traffic = SegmentTraffic(BASELINE_WINDOWS)  # and this
+        last_seen = LastSeen()  # and this
         replay = ReplayABStore(store.engine)
         ab = ABChecks(  # as the daemon builds it (app.py), sending and recording nothing
             store,
@@ -78,7 +80,9 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
         at = grid.at_or_after(start_ms)
         while at <= end_ms:
             replay.until_ms = at  # the versions seen by then, not those of later history
-            found = assess(store, loaded, engine, reference, size_ms, at, extra, spans, traffic)
+            found = assess(
+                store, loaded, engine, reference, size_ms, at, extra, spans, traffic, last_seen
+            )
             ab.describe(policy, engine, found.events, at)
             out.ticks.append(at)
             out.evaluations += found.evaluations
