@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,24 @@ def cmd_drift(args: argparse.Namespace) -> int:
             console.print(render_performance(performance))
         warn = sum(1 for _, s in results if s == "warn")
         console.print(f"{len(critical)} critical, {warn} warnings over {window.count} rows")
+    if not any(f.value is not None for f, _ in results):
+        # README "Offline check": a gate never passes on nothing — every metric
+        # insufficient_data (a batch under min_samples) is not a pass
+        print(_nothing_judged(results, window.count, args.current), file=sys.stderr)
+        return 2
     return 1 if critical else 0
+
+
+def _nothing_judged(results: Sequence[tuple[Any, str]], rows: int, path: str) -> str:
+    from collections import Counter
+
+    reasons = Counter(str(f.details.get("reason", "")) for f, _ in results)
+    reasons.pop("", None)
+    why = f" (most often: {reasons.most_common(1)[0][0]})" if reasons else ""
+    return (
+        f"watchkeeper drift: no metric could be judged on the {rows} rows of {path}{why}; "
+        "lower --min-samples (or the policy's min_samples) or give a larger batch"
+    )
 
 
 def _report_reference(args: argparse.Namespace, config: Any, store: Any) -> Any:
