@@ -57,6 +57,7 @@ def _class_scores(pairs: list[str] | None) -> dict[str, str] | None:
 def cmd_reference_build(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from watchkeeper.daemon.offline.data_files import count_rows
+    from watchkeeper.daemon.offline.estimation_check import self_check
     from watchkeeper.daemon.offline.reference import build_reference, utc_now_iso
     from watchkeeper.detectors.profile import profile_from_window
 
@@ -98,6 +99,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 notes=notes,
                 segments=args.segments,
                 segment_top_k=args.segment_top_k,
+                check=self_check,
             )
     for note in notes:
         print(note)
