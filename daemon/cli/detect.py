@@ -131,7 +131,19 @@ def cmd_drift(args: argparse.Namespace) -> int:
     )
     from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 
-    reference = load_profile(args.reference)
+    loaded = None
+    if args.policy:
+        from watchkeeper.policies.loader import load_policy
+
+        try:
+            loaded = load_policy(args.policy)
+        except WatchkeeperDocumentError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    path = args.reference or _policy_reference(loaded)
+    if path is None:
+        return 2
+    reference = load_profile(path)
     window = summarize_file(
         args.current,
         reference,
@@ -139,15 +151,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
         label=args.label,
         prediction_class=args.prediction_class,
     )
-    if args.policy:
-        from watchkeeper.policies.loader import load_policy
-
-        try:
-            policy = load_policy(args.policy).policy
-        except WatchkeeperDocumentError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-        results = policy_findings(policy, reference, window)
+    if loaded is not None:
+        results = policy_findings(loaded.policy, reference, window)
     else:
         # by default the drift set, and the realised / estimated performance the batch allows
         metrics = args.metrics or [
@@ -182,6 +187,24 @@ def cmd_drift(args: argparse.Namespace) -> int:
         print(_nothing_judged(results, window.count, args.current), file=sys.stderr)
         return 2
     return 1 if critical else 0
+
+
+def _policy_reference(loaded: Any) -> str | None:
+    """The profile file ``--policy`` names, resolved as the daemon resolves it (relative to
+    the policy file); None, with the reason printed, when there is none to read."""
+    if loaded is None:
+        print("watchkeeper drift: give --reference FILE (or --policy naming one)", file=sys.stderr)
+        return None
+    stored = loaded.policy.stored_reference()
+    if stored is not None:
+        print(
+            f"watchkeeper drift: {loaded.path} scores against the stored reference "
+            f"'{stored}'; give --reference FILE (a profile, e.g. from `reference build -o`)",
+            file=sys.stderr,
+        )
+        return None
+    ref = Path(loaded.policy.reference)
+    return str(ref if ref.is_absolute() else loaded.directory / ref)
 
 
 def _nothing_judged(results: Sequence[tuple[Any, str]], rows: int, path: str) -> str:
@@ -321,7 +344,10 @@ def _add_drift_parser(sub: Any) -> None:
         "drift",
         help="score a batch file against a reference; exit 1 when a critical threshold is crossed",
     )
-    drift.add_argument("--reference", required=True, help="a reference profile JSON file")
+    drift.add_argument(
+        "--reference",
+        help="a reference profile JSON file (default with --policy: the policy's reference file)",
+    )
     drift.add_argument("--current", required=True, help="a .csv, .tsv or .parquet file")
     drift.add_argument(
         "--prediction",
