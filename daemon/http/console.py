@@ -58,6 +58,7 @@ from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.incident_model import DIGEST
 from watchkeeper.policies.schema import Policy
+from watchkeeper.policies.segments import described
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ class Console:
                 {
                     "metric": metric,
                     "x": times,
-                    "y": names,
+                    "y": [described(f) for f in names],  # "prediction", "amount for country=DE"
                     "z": [[by_feature[f].get(t) for t in times] for f in names],
                 }
             )

@@ -47,7 +47,11 @@
   });
   (data.heatmaps || []).forEach(function (h, i) {
     draw("heatmap-" + i, [{ x: h.x, y: h.y, z: h.z, type: "heatmap", colorscale: "YlOrRd", reversescale: true, hoverongaps: false }],
-      layout(h.metric + " per feature", { height: Math.max(240, 40 + 24 * h.y.length), xaxis: { type: "date" } }));
+      // automargin: the left margin grows to the longest feature name, so bill_length_mm
+      // and flipper_length_mm are not both cut to "…ength_mm"
+      layout(h.metric + " per feature", {
+        height: Math.max(240, 40 + 24 * h.y.length), xaxis: { type: "date" }, yaxis: { automargin: true }
+      }));
   });
   if (data.latency && data.latency.x && data.latency.x.length) {
     draw("latency-chart", ["p50", "p90", "p99"].map(function (p) {
