@@ -44,7 +44,13 @@ import jinja2
 import yaml
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.http.console_charts import incident_chart, severity_changes, when
-from watchkeeper.daemon.http.console_queries import DAY_MS, ConsoleQueries, Distribution, finite
+from watchkeeper.daemon.http.console_queries import (
+    DAY_MS,
+    LATENCY_NAMES,
+    ConsoleQueries,
+    Distribution,
+    finite,
+)
 from watchkeeper.daemon.http.console_silence import (
     FINGERPRINT,
     SILENCE_DURATIONS,
@@ -314,7 +320,8 @@ class Console:
             "series": metric_series,
             "latency": {
                 "x": [when(r["start_ms"]) for r in latency],
-                **{p: [r[p] for r in latency] for p in ("p50", "p90", "p99")},
+                "percentiles": list(LATENCY_NAMES),
+                **{p: [r[p] for r in latency] for p in LATENCY_NAMES},
             },
         }
         tables = self.sources.shadow()

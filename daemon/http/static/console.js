@@ -54,7 +54,7 @@
       }));
   });
   if (data.latency && data.latency.x && data.latency.x.length) {
-    draw("latency-chart", ["p50", "p90", "p99"].map(function (p) {
+    draw("latency-chart", (data.latency.percentiles || []).map(function (p) {
       return { x: data.latency.x, y: data.latency[p], name: p + " (ms)", mode: "lines+markers", marker: { size: 4 } };
     }), layout("latency", { xaxis: { type: "date" } }));
   }
