@@ -342,7 +342,8 @@ def _add_reference_parser(sub: Any, default_config: str) -> None:
 def _add_drift_parser(sub: Any) -> None:
     drift = sub.add_parser(
         "drift",
-        help="score a batch file against a reference; exit 1 when a critical threshold is crossed",
+        help="score a batch file against a reference; exit 1 when a critical threshold is "
+        "crossed, 2 when no metric could be judged (or on a bad file)",
     )
     drift.add_argument(
         "--reference",
