@@ -19,11 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, TypeVar
 
-from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.policies.incident_model import DIGEST
 from watchkeeper.policies.member_order import worst_first
 from watchkeeper.policies.schema import Policy, Rule, Severity
-from watchkeeper.policies.segments import segment_digest, split_slot
+from watchkeeper.policies.segments import segment_digest, shown_name, split_slot
 
 M = TypeVar("M")
 LISTED: Final = 5
@@ -112,4 +111,4 @@ def digest_summary(
 
 
 def _name(bare: str | None) -> str:
-    return "prediction" if bare == PREDICTION else (bare or "")
+    return shown_name(bare)

@@ -36,6 +36,7 @@ from pydantic import ConfigDict, Field
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
+from watchkeeper.detectors.reserved_names import PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.segments import DEFAULT_TOP_K, MAX_TOP_K, SegmentSpec
 from watchkeeper.detectors.window import WindowSummary
 
@@ -165,6 +166,18 @@ def segment_digest(segment: tuple[str, str]) -> str:
     return slot("*", *segment)
 
 
+def shown_name(bare: str | None) -> str:
+    """A feature as people read it: the prediction (and its class) as the policy names
+    them, not by the store's reserved keys.
+
+    >>> shown_name("__prediction__"), shown_name("__prediction_class__"), shown_name("age")
+    ('prediction', 'prediction class', 'age')
+    """
+    return {PREDICTION: "prediction", PREDICTION_CLASS: "prediction class"}.get(
+        bare or "", bare or ""
+    )
+
+
 def described(text: str | None) -> str:
     """A slot as people read it: ``amount for country=DE``.
 
@@ -173,9 +186,9 @@ def described(text: str | None) -> str:
     """
     feature, segment = split_slot(text)
     if segment is None:
-        return text or ""
+        return shown_name(text)
     where = f"{segment[0]}={segment[1]}"
-    return f"{feature} for {where}" if feature else where
+    return f"{shown_name(feature)} for {where}" if feature else where
 
 
 def is_digest(text: str | None) -> bool:

@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
-from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.policies.schema import Policy, Rule, Severity
-from watchkeeper.policies.segments import described, split_slot
+from watchkeeper.policies.segments import described, shown_name, split_slot
 
 
 class MemberLike(Protocol):
@@ -53,7 +52,7 @@ def incident_summary(
             f"explains; {severity})"
         )
     bare, segment = split_slot(feature)
-    where = f"{policy.model}.{bare}" if bare else policy.model
+    where = f"{policy.model}.{shown_name(bare)}" if bare else policy.model
     where += f" for {segment[0]}={segment[1]}" if segment is not None else ""
     side = ">=" if rule.bad_side() == "above" else "<="
     value = "n/a" if member.value is None else f"{member.value:.4g}"
@@ -63,7 +62,7 @@ def incident_summary(
 
 def resolved_summary(policy: Policy, rule: Rule, values: dict[str, float | None]) -> str:
     def show(feature: str) -> str:
-        name = "prediction" if feature == PREDICTION else described(feature)
+        name = described(feature)
         value = values[feature]
         shown = "n/a" if value is None else f"{value:.4g}"
         return f"{name} {shown}" if name else shown

@@ -32,6 +32,9 @@ class Backtest:
     events: list[tuple[int, Any]] = field(default_factory=list)
     no_data: list[tuple[int, int]] = field(default_factory=list)
     """(tick, events seen) of the ticks whose windows held too little."""
+    history_from: int | None = None
+    """The first tick when it is later than the span asked: the one the daemon starts a new
+    policy at (a full ``window`` of stored history), so earlier ticks are not replayed."""
 
 
 def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -> Backtest:
@@ -78,6 +81,18 @@ def backtest(config: Config, loaded: LoadedPolicy, start_ms: int, end_ms: int) -
             return ab.findings(policy, lo, hi, reference)
 
         at = grid.at_or_after(start_ms)
+        first = store.first_window(policy.model)
+        if first is not None:
+            # where the daemon starts a policy with no stored tick (checks/stepping.py
+            # PolicyStepper._cursor): the first tick reading a full window of stored
+            # history, or the latest when the history is younger. Earlier ticks read a
+            # partial window or none, and the daemon never evaluates them: replaying them
+            # reported incidents ("no data" before the data began) it never opened.
+            period_ms = int(policy.schedule.period_s() * 1000)
+            full = grid.at_or_after(first + int(policy.window * 1000))
+            begin = min(full, grid.at_or_before(end_ms, period_ms))
+            if begin > at:
+                at = out.history_from = begin
         while at <= end_ms:
             replay.until_ms = at  # the versions seen by then, not those of later history
             found = assess(
@@ -102,6 +117,7 @@ def _backtest_json(loaded: LoadedPolicy, result: Backtest) -> dict[str, Any]:
         "ticks": len(result.ticks),
         "first_tick": result.ticks[0] if result.ticks else None,
         "last_tick": result.ticks[-1] if result.ticks else None,
+        "history_from": result.history_from,
         "evaluations": [asdict(e) for e in result.evaluations],
         "no_data": [{"at_ms": at, "events_seen": n} for at, n in result.no_data],
         "transitions": [
@@ -176,6 +192,12 @@ def _print_backtest(loaded: LoadedPolicy, run: Backtest, since: str) -> None:
     for _, _, row in sorted(rows, key=lambda r: (r[0], r[1])):
         table.add_row(*row)
     console.print(table)
+    if run.history_from is not None:
+        console.print(
+            f"{loaded.policy.key}: from {utc_minute(run.history_from)} UTC, the first tick that "
+            f"reads a full window of {loaded.policy.model}'s stored history (where the daemon "
+            "starts a new policy)"
+        )
     console.print(
         f"{loaded.policy.key}: {len(run.ticks)} tick(s), {len(run.evaluations)} evaluation(s); "
         f"{opened} incident(s) would have opened, {len(run.events)} notification(s) in {since}"

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def _class_scores(pairs: list[str] | None) -> dict[str, str] | None:
 def cmd_reference_build(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from watchkeeper.daemon.offline.data_files import count_rows
+    from watchkeeper.daemon.offline.estimation_check import self_check
     from watchkeeper.daemon.offline.reference import build_reference, utc_now_iso
     from watchkeeper.detectors.profile import profile_from_window
 
@@ -97,6 +99,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 notes=notes,
                 segments=args.segments,
                 segment_top_k=args.segment_top_k,
+                check=self_check,
             )
     for note in notes:
         print(note)
@@ -128,7 +131,19 @@ def cmd_drift(args: argparse.Namespace) -> int:
     )
     from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 
-    reference = load_profile(args.reference)
+    loaded = None
+    if args.policy:
+        from watchkeeper.policies.loader import load_policy
+
+        try:
+            loaded = load_policy(args.policy)
+        except WatchkeeperDocumentError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    path = args.reference or _policy_reference(loaded)
+    if path is None:
+        return 2
+    reference = load_profile(path)
     window = summarize_file(
         args.current,
         reference,
@@ -136,15 +151,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
         label=args.label,
         prediction_class=args.prediction_class,
     )
-    if args.policy:
-        from watchkeeper.policies.loader import load_policy
-
-        try:
-            policy = load_policy(args.policy).policy
-        except WatchkeeperDocumentError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-        results = policy_findings(policy, reference, window)
+    if loaded is not None:
+        results = policy_findings(loaded.policy, reference, window)
     else:
         # by default the drift set, and the realised / estimated performance the batch allows
         metrics = args.metrics or [
@@ -173,7 +181,42 @@ def cmd_drift(args: argparse.Namespace) -> int:
             console.print(render_performance(performance))
         warn = sum(1 for _, s in results if s == "warn")
         console.print(f"{len(critical)} critical, {warn} warnings over {window.count} rows")
+    if not any(f.value is not None for f, _ in results):
+        # README "Offline check": a gate never passes on nothing — every metric
+        # insufficient_data (a batch under min_samples) is not a pass
+        print(_nothing_judged(results, window.count, args.current), file=sys.stderr)
+        return 2
     return 1 if critical else 0
+
+
+def _policy_reference(loaded: Any) -> str | None:
+    """The profile file ``--policy`` names, resolved as the daemon resolves it (relative to
+    the policy file); None, with the reason printed, when there is none to read."""
+    if loaded is None:
+        print("watchkeeper drift: give --reference FILE (or --policy naming one)", file=sys.stderr)
+        return None
+    stored = loaded.policy.stored_reference()
+    if stored is not None:
+        print(
+            f"watchkeeper drift: {loaded.path} scores against the stored reference "
+            f"'{stored}'; give --reference FILE (a profile, e.g. from `reference build -o`)",
+            file=sys.stderr,
+        )
+        return None
+    ref = Path(loaded.policy.reference)
+    return str(ref if ref.is_absolute() else loaded.directory / ref)
+
+
+def _nothing_judged(results: Sequence[tuple[Any, str]], rows: int, path: str) -> str:
+    from collections import Counter
+
+    reasons = Counter(str(f.details.get("reason", "")) for f, _ in results)
+    reasons.pop("", None)
+    why = f" (most often: {reasons.most_common(1)[0][0]})" if reasons else ""
+    return (
+        f"watchkeeper drift: no metric could be judged on the {rows} rows of {path}{why}; "
+        "lower --min-samples (or the policy's min_samples) or give a larger batch"
+    )
 
 
 def _report_reference(args: argparse.Namespace, config: Any, store: Any) -> Any:
@@ -299,9 +342,13 @@ def _add_reference_parser(sub: Any, default_config: str) -> None:
 def _add_drift_parser(sub: Any) -> None:
     drift = sub.add_parser(
         "drift",
-        help="score a batch file against a reference; exit 1 when a critical threshold is crossed",
+        help="score a batch file against a reference; exit 1 when a critical threshold is "
+        "crossed, 2 when no metric could be judged (or on a bad file)",
     )
-    drift.add_argument("--reference", required=True, help="a reference profile JSON file")
+    drift.add_argument(
+        "--reference",
+        help="a reference profile JSON file (default with --policy: the policy's reference file)",
+    )
     drift.add_argument("--current", required=True, help="a .csv, .tsv or .parquet file")
     drift.add_argument(
         "--prediction",

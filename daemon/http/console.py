@@ -44,7 +44,13 @@ import jinja2
 import yaml
 from watchkeeper.daemon.eventtime.windows import window_bounds
 from watchkeeper.daemon.http.console_charts import incident_chart, severity_changes, when
-from watchkeeper.daemon.http.console_queries import DAY_MS, ConsoleQueries, Distribution, finite
+from watchkeeper.daemon.http.console_queries import (
+    DAY_MS,
+    LATENCY_NAMES,
+    ConsoleQueries,
+    Distribution,
+    finite,
+)
 from watchkeeper.daemon.http.console_silence import (
     FINGERPRINT,
     SILENCE_DURATIONS,
@@ -58,6 +64,7 @@ from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
 from watchkeeper.policies.incident_model import DIGEST
 from watchkeeper.policies.schema import Policy
+from watchkeeper.policies.segments import described
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +309,7 @@ class Console:
                 {
                     "metric": metric,
                     "x": times,
-                    "y": names,
+                    "y": [described(f) for f in names],  # "prediction", "amount for country=DE"
                     "z": [[by_feature[f].get(t) for t in times] for f in names],
                 }
             )
@@ -313,7 +320,8 @@ class Console:
             "series": metric_series,
             "latency": {
                 "x": [when(r["start_ms"]) for r in latency],
-                **{p: [r[p] for r in latency] for p in ("p50", "p90", "p99")},
+                "percentiles": list(LATENCY_NAMES),
+                **{p: [r[p] for r in latency] for p in LATENCY_NAMES},
             },
         }
         tables = self.sources.shadow()

@@ -48,10 +48,27 @@ def incident_chart(
     }
 
 
+SEVERITY_RANK = {None: 0, "warn": 1, "critical": 2}
+
+
 def severity_changes(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The severity the rule's evaluations reached, as it changed."""
+    """The severity the rule's evaluations reached, as it changed: per tick the worst of
+    its features' (a digest incident is as severe as its worst member), so two members of
+    different severities at one tick are one row, not a de-escalation and an escalation.
+
+    >>> rows = [{"at_ms": 1, "severity": "critical"}, {"at_ms": 1, "severity": "warn"},
+    ...         {"at_ms": 2, "severity": "warn"}, {"at_ms": 2, "severity": "critical"},
+    ...         {"at_ms": 3, "severity": "warn"}, {"at_ms": 3, "severity": None}]
+    >>> [(c["at_ms"], c["severity"]) for c in severity_changes(rows)]
+    [(1, 'critical'), (3, 'warn')]
+    """
+    worst: dict[int, str | None] = {}
+    for row in timeline:  # oldest first; dicts keep the ticks in that order
+        at, severity = row["at_ms"], row["severity"]
+        if at not in worst or SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK.get(worst[at], 0):
+            worst[at] = severity
     changes: list[dict[str, Any]] = []
-    for row in timeline:
-        if not changes or changes[-1]["severity"] != row["severity"]:
-            changes.append({"at_ms": row["at_ms"], "severity": row["severity"]})
+    for at, severity in worst.items():
+        if not changes or changes[-1]["severity"] != severity:
+            changes.append({"at_ms": at, "severity": severity})
     return changes

@@ -39,7 +39,10 @@ MAX_LATENCY_WINDOWS = 120
 sketch: this bounds what one page view parses)."""
 MAX_SHOWN_CHARS = 2_000
 RAW_PREFIX = 512
-LATENCY_RANKS = (0.5, 0.9, 0.99)
+LATENCY_RANKS = (0.5, 0.95, 0.99)
+"""The percentiles the model page plots: those a policy can name (``latency_p50_ms``,
+``latency_p95_ms``, ``latency_p99_ms``), so the plot and the rules read the same numbers."""
+LATENCY_NAMES = tuple(f"p{round(r * 100)}" for r in LATENCY_RANKS)
 
 
 def finite(value: Any) -> float | None:
@@ -277,10 +280,7 @@ class ConsoleQueries:
                     "start_ms": w.summary.start_ms,
                     "version": w.summary.version,
                     "count": int(sketch.count),
-                    **{
-                        f"p{int(r * 100)}": finite(v)
-                        for r, v in zip(LATENCY_RANKS, values, strict=True)
-                    },
+                    **{name: finite(v) for name, v in zip(LATENCY_NAMES, values, strict=True)},
                 }
             )
         out.sort(key=lambda r: (r["start_ms"], r["version"]))

@@ -164,6 +164,7 @@ def build_reference(
     notes: list[str] | None = None,
     segments: Sequence[str] = (),
     segment_top_k: int = DEFAULT_TOP_K,
+    check: Callable[[ReferenceProfile, pd.DataFrame], str | None] | None = None,
 ) -> ReferenceProfile:
     """A reference profile of ``model`` from a file; see the module docstring.
 
@@ -174,7 +175,9 @@ def build_reference(
     decision threshold, ``class_scores`` maps each class of a multiclass model to its
     score column); what was fitted, or why not, is appended to ``notes``. ``segments``
     adds a profile per segment of those features (their ``segment_top_k`` most frequent
-    values and the rest; :mod:`reference_segments`): two more passes.
+    values and the rest; :mod:`reference_segments`): two more passes. ``check`` is given
+    the profile and the labelled rows the estimation was fitted on, and what it returns is
+    appended to ``notes`` (the CLI passes :func:`estimation_check.self_check`).
     """
     columns = _Columns(features, exclude, prediction, label, prediction_class, class_scores)
     first = _FirstPass(path, columns, sample_size, task)
@@ -211,6 +214,10 @@ def build_reference(
         estimation=estimation,
         column_names=columns.names(),
     )
+    if estimation is not None and notes is not None and first.estimation_rows is not None:
+        warning = check(profile, first.estimation_rows.frame()) if check else None
+        if warning:
+            notes.append(warning)
     if not segments:
         return profile
     specials = ((PREDICTION, prediction), (PREDICTION_CLASS, prediction_class), (LABEL, label))

@@ -81,12 +81,18 @@ class EstimationRows:
         self._parts.append(labelled[list(dict.fromkeys(columns))])
         self.rows += len(labelled)
 
+    def frame(self) -> pd.DataFrame:
+        """The rows gathered, as one frame (empty without any)."""
+        if not self._parts:
+            return pd.DataFrame()
+        self._parts = [pd.concat(self._parts, ignore_index=True)]
+        return self._parts[0]
+
     def fit(self, task: str | None, threshold: float = 0.5) -> tuple[Estimation | None, str]:
         """The estimation, and what was fitted (or why nothing was), in one line."""
         if not self._parts:
             return None, "no estimation: no labelled rows"
-        frame = pd.concat(self._parts, ignore_index=True)
-        self._parts = [frame]
+        frame = self.frame()
         try:
             return self._fit(frame, task, threshold)
         except (InsufficientDataError, ValueError) as exc:

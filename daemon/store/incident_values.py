@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import Connection, select
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.policies.member_order import worst_first
+from watchkeeper.policies.segments import shown_name, split_slot
 
 if TYPE_CHECKING:
     from watchkeeper.policies.schema import Policy
@@ -71,6 +72,10 @@ def current_line(incident: dict[str, Any], bad_side: Literal["above", "below"]) 
     'now (tick 1970-01-01 00:00 UTC): b 0.6, a 0.7'
     >>> current_line({"members": {"a": 0.5}, "current": {"at_ms": 0, "values": {"a": 0.5}}},
     ...     "above")
+    >>> row = {"members": {"__prediction__": 0.2}, "current": {"at_ms": 0,
+    ...        "values": {"__prediction__": 0.87}}}
+    >>> current_line(row, "above")  # named as the policy names it, as the summary does
+    'now (tick 1970-01-01 00:00 UTC): prediction 0.87'
     """
     current = incident.get("current")
     if not current:
@@ -82,7 +87,17 @@ def current_line(incident: dict[str, Any], bad_side: Literal["above", "below"]) 
     tick = dt.datetime.fromtimestamp(current["at_ms"] / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
     ordered = worst_first(values, bad_side)
     shown = ", ".join(
-        f"{f} {values[f]:.4g}" if values[f] is not None else f"{f} n/a" for f in ordered[:5]
+        f"{_shown(f)} {values[f]:.4g}" if values[f] is not None else f"{_shown(f)} n/a"
+        for f in ordered[:5]
     )
     more = f" and {len(ordered) - 5} more" if len(ordered) > 5 else ""
     return f"now (tick {tick} UTC): {shown}{more}"
+
+
+def _shown(slot: str) -> str:
+    """A member's slot with the prediction named as the policy names it, the segment kept
+    as the store writes it (``income[country=DE]``, ``prediction[country=DE]``)."""
+    feature, segment = split_slot(slot)
+    if segment is None:
+        return shown_name(slot)
+    return f"{shown_name(feature)}[{segment[0]}={segment[1]}]"

@@ -47,10 +47,14 @@
   });
   (data.heatmaps || []).forEach(function (h, i) {
     draw("heatmap-" + i, [{ x: h.x, y: h.y, z: h.z, type: "heatmap", colorscale: "YlOrRd", reversescale: true, hoverongaps: false }],
-      layout(h.metric + " per feature", { height: Math.max(240, 40 + 24 * h.y.length), xaxis: { type: "date" } }));
+      // automargin: the left margin grows to the longest feature name, so bill_length_mm
+      // and flipper_length_mm are not both cut to "…ength_mm"
+      layout(h.metric + " per feature", {
+        height: Math.max(240, 40 + 24 * h.y.length), xaxis: { type: "date" }, yaxis: { automargin: true }
+      }));
   });
   if (data.latency && data.latency.x && data.latency.x.length) {
-    draw("latency-chart", ["p50", "p90", "p99"].map(function (p) {
+    draw("latency-chart", (data.latency.percentiles || []).map(function (p) {
       return { x: data.latency.x, y: data.latency[p], name: p + " (ms)", mode: "lines+markers", marker: { size: 4 } };
     }), layout("latency", { xaxis: { type: "date" } }));
   }
