@@ -40,6 +40,7 @@ import pyarrow.json as pj
 from watchkeeper.daemon.config import IngestConfig
 from watchkeeper.daemon.config_kafka import Role, TopicConfig
 from watchkeeper.daemon.ingest.admission import Admission
+from watchkeeper.daemon.ingest.arrow_arrays import numbers, texts
 from watchkeeper.daemon.ingest.columns import proba_columns
 from watchkeeper.daemon.ingest.decoded import (
     DecodeResult,
@@ -74,22 +75,15 @@ def _is_number(t: pa.DataType) -> bool:
 
 
 def _numbers(arr: pa.Array) -> Any:
-    # unsafe: an int64 past 2**53 rounds to the nearest double, as Python's float(int) does
-    return arr.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False, writable=True)
+    return numbers(arr)  # arrow_arrays.py: not through pyarrow's pandas bridge
 
 
 def _texts(arr: pa.Array, few: bool = False) -> Any:
-    """An object array of the column's strings. ``few``: a column of few distinct values
-    (model, version): each distinct string is made once and shared by its rows."""
-    if pa.types.is_int64(arr.type):  # an identifier logged as a number: its decimal text
-        arr = arr.cast(pa.string())
-    if not pa.types.is_string(arr.type):
+    """An object array of the column's strings (:func:`~.arrow_arrays.texts`)."""
+    out = texts(arr, few)
+    if out is None:
         raise _FallbackError
-    if few:
-        encoded = arr.dictionary_encode()
-        distinct = object_array(encoded.dictionary.to_numpy(zero_copy_only=False))
-        return distinct[encoded.indices.to_numpy(zero_copy_only=False)]
-    return object_array(arr.to_numpy(zero_copy_only=False))
+    return out
 
 
 class ColumnarDecoder:
@@ -425,9 +419,9 @@ class ColumnarDecoder:
         if arr is None:
             return Column("categorical", object_array([None] * n), none, np.ones(n, dtype=bool))
         if pa.types.is_string(arr.type):
-            values = object_array(arr.to_numpy(zero_copy_only=False))[idx]
+            values = object_array(arr.to_pylist())[idx]
         elif _is_number(arr.type) or pa.types.is_boolean(arr.type):
-            values = object_array(class_names(arr.to_numpy(zero_copy_only=False)[idx]))
+            values = object_array(class_names(object_array(arr.to_pylist())[idx]))
         else:
             raise _FallbackError
         return Column("categorical", values, none, none)

@@ -18,6 +18,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka.errors import KafkaError
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.eventtime.watermarks import PartitionKey
+from watchkeeper.daemon.ingest.record_run import RecordRun
 from watchkeeper.daemon.ingest.source import KafkaClientError, RebalanceListener, Record
 
 NAME = "kafka-python"
@@ -118,7 +119,8 @@ class KafkaPythonSource:
         except KafkaError as exc:
             # kafka-python raises once when the broker goes away, then reconnects itself
             raise KafkaClientError("poll", exc) from exc
-        return {(tp.topic, tp.partition): records for tp, records in polled.items()}
+        # each partition's records as a RecordRun: its fields read with map, its values once
+        return {(tp.topic, tp.partition): RecordRun(records) for tp, records in polled.items()}
 
     def assignment(self) -> set[PartitionKey]:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
