@@ -17,8 +17,12 @@ late events totals it was read at, and gives exactly the whole walk's answer:
   totals did not change since its traffic was read has the same rows, unless rows were
   deleted: the model's count of ``set_aside_windows`` rows (append-only, never deleted)
   is read before and after each lookup, and a change drops the model's cache (one during
-  the lookup retries it, then falls back to the whole walk). Starts retention deleted are
-  dropped when a lookup's totals no longer hold them.
+  the lookup retries it, then falls back to the whole walk). A remembered start that a
+  lookup's totals no longer hold (retention deleted it) drops the model's entries too: a
+  start deleted and stored again by late events would look unchanged otherwise. One
+  case stays unseen: every remembered start retention deleted stored again, by events
+  older than the retention cut, with the same events and late events totals, before the
+  next lookup.
 * A window's traffic read runs two SELECTs (base rows, then parts): a fold between them
   under-reads. Each read is checked against the totals read after it: a start whose
   count read differs (a fold or write meanwhile, or a corrupt row the read skipped) is
@@ -124,7 +128,8 @@ class LastSeen:
         seen = [s for s, (_, _, traffic) in known.items() if traffic and s < before_ms]
         lo = max(seen, default=0)
         totals = _totals(store, model, lo, before_ms)
-        _forget_gone(known, totals, lo, before_ms)
+        if _gone(known, totals, lo, before_ms):
+            known.clear()
         starts = sorted(totals)
         i, run = len(starts), self.run
         while True:
@@ -133,7 +138,9 @@ class LastSeen:
                     return None
                 # the window last seen with traffic lost it (or is gone): the older count
                 older = _totals(store, model, 0, lo)
-                _forget_gone(known, older, 0, lo)
+                if _gone(known, older, 0, lo):  # every entry goes: walk again from the top
+                    known.clear()
+                    return self._walk(store, model, known, before_ms)
                 totals |= older
                 starts = sorted(older) + starts
                 i, lo = len(older), 0
@@ -203,10 +210,11 @@ def _fresh(known: dict[int, tuple[int, int, int]], start: int, totals: Totals) -
     return entry is not None and entry[:2] == totals[start]
 
 
-def _forget_gone(known: dict[int, tuple[int, int, int]], totals: Totals, lo: int, hi: int) -> None:
-    """Entries in [lo, hi) whose window is no longer stored (retention deleted it)."""
-    for s in [s for s in known if lo <= s < hi and s not in totals]:
-        del known[s]
+def _gone(known: dict[int, tuple[int, int, int]], totals: Totals, lo: int, hi: int) -> bool:
+    """Whether an entry in [lo, hi) names a window no longer stored: retention deleted
+    every window before its cut, and a start it deleted that late events stored again
+    since would look unchanged if its totals came back the same (so every entry goes)."""
+    return any(lo <= s < hi and s not in totals for s in known)
 
 
 def _set_aside_rows(store: Store, model: str) -> int:

@@ -222,6 +222,19 @@ def test_windows_retention_deleted_are_forgotten(store: Store) -> None:
     assert sorted(last._models["m"].known) == [T0 + w * SIZE for w in range(20, 30)]
 
 
+def test_windows_retention_deleted_and_stored_again_are_read_again(store: Store) -> None:
+    """Retention deletes windows 0 and 1; late labels store window 0 again with the total
+    its predictions had: the gone window 1 drops the model's entries."""
+    write, last = Writer(store), LastSeen()
+    write.rows("predictions", [0])
+    write.rows("labels", range(1, 30))
+    assert last(store, "m", T0 + 30 * SIZE, SIZE) == T0 + SIZE
+    retain(store, 2)
+    write.rows("labels", [0])
+    assert whole_walk(store, T0 + 30 * SIZE) is None
+    assert last(store, "m", T0 + 30 * SIZE, SIZE) is None
+
+
 def test_models_and_entries_are_bounded(store: Store) -> None:
     last = LastSeen(run=4, limit=10, models=2)
     for model in ("a", "b", "c"):
