@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, update
+from watchkeeper.daemon.checks import last_seen
 from watchkeeper.daemon.checks.last_seen import LastSeen
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_parts
@@ -233,6 +234,21 @@ def test_windows_retention_deleted_and_stored_again_are_read_again(store: Store)
     write.rows("labels", [0])
     assert whole_walk(store, T0 + 30 * SIZE) is None
     assert last(store, "m", T0 + 30 * SIZE, SIZE) is None
+
+
+def test_windows_set_aside_under_every_lookup_fall_back_to_the_whole_walk(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A set-aside between the first and last read of each try: nothing read is kept,
+    and after the last try the whole walk answers."""
+    write, last = Writer(store), LastSeen()
+    write.rows("predictions", [2, 7])
+    write.rows("labels", range(12))
+    moved = itertools.count()
+    monkeypatch.setattr(last_seen, "_set_aside_rows", lambda store, model: next(moved))
+    assert last(store, "m", T0 + 12 * SIZE, SIZE) == T0 + 8 * SIZE
+    assert last._models["m"].known == {}
+    assert next(moved) == 2 * last_seen.ATTEMPTS
 
 
 def test_models_and_entries_are_bounded(store: Store) -> None:
