@@ -72,12 +72,12 @@ class Checker:
     ) -> None:
         self.max_age_ms = int(max_age_s * 1000)
         self.spans = LabelledSpans(label_ttl_s)
+        """The trust check's labelled spans, searched back to ``ingest.label_ttl``."""
         self.traffic = SegmentTraffic(BASELINE_WINDOWS)
         self.last_seen = LastSeen()
         """When each model last had traffic, for the ticks without enough (no data)."""
         self.row_cache = PerformanceRowCache()
         """Realised-beside-estimated views for ``GET /api/status`` (``status(rows_cache=)``)."""
-        """The trust check's labelled spans, searched back to ``ingest.label_ttl``."""
         self.store = store
         self.shadow = shadow
         self.incidents = incidents
