@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +119,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from rich.console import Console
     from watchkeeper.daemon.offline.batch_performance import (
         is_performance,
+        judged,
         performance_metrics,
         render_performance,
     )
@@ -129,6 +129,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         render_table,
         summarize_file,
     )
+    from watchkeeper.daemon.offline.unjudged import not_judged_lines, nothing_judged
     from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 
     loaded = None
@@ -179,12 +180,19 @@ def cmd_drift(args: argparse.Namespace) -> int:
             console.print(render_table(drift, console.width))
         if performance:
             console.print(render_performance(performance))
+        for line in not_judged_lines(results):
+            console.print(line, markup=False, highlight=False)
         warn = sum(1 for _, s in results if s == "warn")
-        console.print(f"{len(critical)} critical, {warn} warnings over {window.count} rows")
-    if not any(f.value is not None for f, _ in results):
+        na = sum(1 for _, s in results if s == "n/a")
+        unjudged = f", {na} not judged" if na else ""
+        console.print(
+            f"{len(critical)} critical, {warn} warnings{unjudged} over {window.count} rows"
+        )
+    if not judged(results):
         # README "Offline check": a gate never passes on nothing — every metric
-        # insufficient_data (a batch under min_samples) is not a pass
-        print(_nothing_judged(results, window.count, args.current), file=sys.stderr)
+        # insufficient_data (a batch under min_samples), or a value no threshold applies
+        # to (a relative rule against a reference without that metric), is not a pass
+        print(nothing_judged(results, window.count, args.current), file=sys.stderr)
         return 2
     return 1 if critical else 0
 
@@ -205,18 +213,6 @@ def _policy_reference(loaded: Any) -> str | None:
         return None
     ref = Path(loaded.policy.reference)
     return str(ref if ref.is_absolute() else loaded.directory / ref)
-
-
-def _nothing_judged(results: Sequence[tuple[Any, str]], rows: int, path: str) -> str:
-    from collections import Counter
-
-    reasons = Counter(str(f.details.get("reason", "")) for f, _ in results)
-    reasons.pop("", None)
-    why = f" (most often: {reasons.most_common(1)[0][0]})" if reasons else ""
-    return (
-        f"watchkeeper drift: no metric could be judged on the {rows} rows of {path}{why}; "
-        "lower --min-samples (or the policy's min_samples) or give a larger batch"
-    )
 
 
 def _report_reference(args: argparse.Namespace, config: Any, store: Any) -> Any:

@@ -12,7 +12,8 @@ reference's realised value, so they gate the exit code like every other finding.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,10 @@ from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.window import WindowSummary
 from watchkeeper.policies.defaults import severity
 from watchkeeper.policies.schema import Verdict
+
+GateVerdict = Verdict | Literal["n/a"]
+"""A finding's verdict in ``watchkeeper drift``: ``n/a`` when it was not judged (too few
+rows, or a value no threshold applies to), the reason in its ``details["reason"]``."""
 
 
 def add_batch(
@@ -89,20 +94,36 @@ def add_batch(
     window.estimates.update(est, values, None, features)
 
 
-def judge(finding: Finding, reference: ReferenceProfile) -> Verdict:
+def judge(finding: Finding, reference: ReferenceProfile) -> tuple[Finding, GateVerdict]:
     """A finding's severity by the metric's defaults: relative ones from the reference's
-    realised value, absolute ones as declared."""
+    realised value, absolute ones as declared; ``n/a`` (with the reason) when it has no
+    value or no threshold applies, as the daemon records ``insufficient_data`` then."""
     if finding.status != "ok" or finding.value is None:
-        return "ok"
+        return not_judged(finding, str(finding.details.get("reason", finding.status)))
     info = METRICS[finding.metric]
     if info.relative_thresholds is None:
-        return severity(finding.metric, finding.value)
+        if info.thresholds is None:
+            return not_judged(
+                finding, f"{finding.metric} has no default threshold: give it a --policy rule"
+            )
+        return finding, severity(finding.metric, finding.value)
     bases = {**reference.metrics, **estimation_bases(reference)}
     base = bases.get(finding.metric)
     if base is None:
-        return "ok"
+        # the words of policies.rule_thresholds for a relative rule without a base
+        return not_judged(finding, f"the reference has no {finding.metric} to compare with")
     warn, critical = (base + t for t in info.relative_thresholds)
-    return severity(finding.metric, finding.value, {finding.metric: (warn, critical)})
+    return finding, severity(finding.metric, finding.value, {finding.metric: (warn, critical)})
+
+
+def not_judged(finding: Finding, reason: str) -> tuple[Finding, GateVerdict]:
+    """``finding`` as not judged, ``reason`` in its details."""
+    return replace(finding, details={**finding.details, "reason": reason}), "n/a"
+
+
+def judged(results: list[tuple[Finding, GateVerdict]]) -> bool:
+    """Whether some finding got thresholds: the gate's pass needs one."""
+    return any(v != "n/a" for _, v in results)
 
 
 def performance_metrics(reference: ReferenceProfile, window: WindowSummary) -> list[str]:
@@ -122,16 +143,16 @@ def performance_findings(
     window: WindowSummary,
     metrics: list[str],
     min_samples: int = 100,
-) -> list[tuple[Finding, Verdict]]:
+) -> list[tuple[Finding, GateVerdict]]:
     findings = evaluate(reference, window, metrics, min_samples=min_samples)
-    return [(f, judge(f, reference)) for f in findings]
+    return [judge(f, reference) for f in findings]
 
 
 def is_performance(finding: Finding) -> bool:
     return METRICS[finding.metric].scope in ("performance", "estimate")
 
 
-def render_performance(results: list[tuple[Finding, Verdict]]) -> Any:
+def render_performance(results: list[tuple[Finding, GateVerdict]]) -> Any:
     """Realised and estimated metrics as a table: value, reference value, band, rows."""
     from rich.markup import escape
     from rich.table import Table
@@ -139,12 +160,12 @@ def render_performance(results: list[tuple[Finding, Verdict]]) -> Any:
     table = Table(title="performance: realised (labels) and estimated (no labels)")
     for title in ("metric", "value", "reference", "band", "rows", "verdict"):
         table.add_column(title, justify="left" if title == "metric" else "right")
-    style = {"ok": "", "warn": "yellow", "critical": "bold red"}
+    style = {"ok": "", "warn": "yellow", "critical": "bold red", "n/a": "dim"}
     for f, verdict in results:
         d = f.details
         name = f.metric if f.feature is None else f"{f.metric} ({f.feature})"
         if f.value is None:
-            table.add_row(escape(name), "[dim]n/a[/]", "", "", str(f.n_current), "")
+            table.add_row(escape(name), "[dim]n/a[/]", "", "", str(f.n_current), "n/a")
             continue
         band = d.get("band")
         shown = f"{f.value:.4f}"

@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 from watchkeeper.daemon.checks.rule_findings import findings_for
 from watchkeeper.daemon.errors import DataFileError
-from watchkeeper.daemon.offline.batch_performance import add_batch, judge
+from watchkeeper.daemon.offline.batch_performance import (
+    GateVerdict,
+    add_batch,
+    judge,
+    not_judged,
+)
 from watchkeeper.daemon.offline.data_files import read_chunks
 from watchkeeper.daemon.offline.frame_columns import is_numeric
 from watchkeeper.daemon.offline.held_column import HeldSketch, HoldBudget
@@ -29,7 +34,7 @@ from watchkeeper.detectors.reserved_names import PREDICTION, PREDICTION_CLASS
 from watchkeeper.detectors.reservoir import Reservoir, mix64
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 from watchkeeper.policies.rule_thresholds import rule_thresholds
-from watchkeeper.policies.schema import Policy, Verdict
+from watchkeeper.policies.schema import Policy, Rule
 
 
 def summarize_file(
@@ -140,36 +145,46 @@ def drift_findings(
     window: WindowSummary,
     metrics: Sequence[str] = DEFAULT_DRIFT_METRICS,
     min_samples: int = 100,
-) -> list[tuple[Finding, Verdict]]:
+) -> list[tuple[Finding, GateVerdict]]:
     # every input feature, and the prediction when the batch has one
     features = sorted(reference.features) + ([PREDICTION] if window.prediction is not None else [])
     findings = evaluate(reference, window, metrics, min_samples=min_samples, features=features)
     # the class is selected with the prediction; a batch without its column has no class
     absent = {PREDICTION_CLASS} if window.prediction_class is None else set()
-    return [(f, judge(f, reference)) for f in findings if f.feature not in absent]
+    return [judge(f, reference) for f in findings if f.feature not in absent]
+
+
+OFFLINE_SCOPES = ("column", "performance", "estimate")
+"""The rule scopes a batch file can be judged on (latency, A/B and shadow rules need the
+live streams)."""
+
+
+def offline_rules(policy: Policy) -> list[Rule]:
+    return [r for r in policy.rules if METRICS[r.metric].scope in OFFLINE_SCOPES]
 
 
 def policy_findings(
     policy: Policy, reference: ReferenceProfile, window: WindowSummary
-) -> list[tuple[Finding, Verdict]]:
+) -> list[tuple[Finding, GateVerdict]]:
     """A batch judged by a policy file's column, performance and estimate rules, with the
-    thresholds the daemon uses (fixed, relative or derived from the false-alarm budget)."""
-    scopes = ("column", "performance", "estimate")
-    column_rules = [r for r in policy.rules if METRICS[r.metric].scope in scopes]
+    thresholds the daemon uses (fixed, relative or derived from the false-alarm budget).
+    A finding without a value, or one no threshold applies to, is ``n/a`` with the
+    reason, as the daemon's engine records it ``insufficient_data``."""
+    column_rules = offline_rules(policy)
     bases = {**reference.metrics, **estimation_bases(reference)}
     scoped = policy.model_copy(update={"rules": column_rules})
     found = findings_for(scoped, reference, window, 1.0, ())
-    out: list[tuple[Finding, Verdict]] = []
+    out: list[tuple[Finding, GateVerdict]] = []
     for rule in column_rules:
         for f in found.get(rule.key, []):
-            sev: Verdict = "ok"
-            if f.status == "ok" and f.value is not None:
-                t = rule_thresholds(
-                    rule, f, bases, policy.schedule.period_s(), len(found[rule.key])
-                )
-                if not isinstance(t, str):
-                    sev = t.severity(f.value) or "ok"
-            out.append((f, sev))
+            if f.status != "ok" or f.value is None:
+                out.append(not_judged(f, str(f.details.get("reason", f.status))))
+                continue
+            t = rule_thresholds(rule, f, bases, policy.schedule.period_s(), len(found[rule.key]))
+            if isinstance(t, str):
+                out.append(not_judged(f, t))
+            else:
+                out.append((f, t.severity(f.value) or "ok"))
     return out
 
 
@@ -181,7 +196,7 @@ MAX_NAME_WIDTH = 40
 """A feature name is shown whole up to this many characters (longer ones fold)."""
 
 
-def render_table(results: list[tuple[Finding, Verdict]], width: int = 80) -> Any:
+def render_table(results: list[tuple[Finding, GateVerdict]], width: int = 80) -> Any:
     """The findings as feature × metric tables that fit ``width`` columns: the metrics are
     split over as many tables as needed, each repeating the feature column, so a name is
     never cut to a few characters (rich shrinks columns of a table wider than the
@@ -225,7 +240,7 @@ def render_table(results: list[tuple[Finding, Verdict]], width: int = 80) -> Any
                 f, s = cells.get((feature, m), (None, "ok"))
                 if f is None:
                     row.append("")
-                elif f.value is None:
+                elif f.value is None or s == "n/a":  # the reasons are listed below
                     row.append("[dim]n/a[/]")
                 else:
                     value = f"{f.value:.3f}"

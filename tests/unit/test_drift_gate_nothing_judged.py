@@ -90,3 +90,68 @@ def test_a_batch_with_one_judged_metric_still_gates_on_it(
     frame(1_000, 5, 0.0).to_csv(batch, index=False)
     assert main(drift(ref, batch, "--metrics", "psi")) == 0
     assert "no metric could be judged" not in capsys.readouterr().err
+
+
+@pytest.fixture
+def unlabelled_ref(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A reference built without --label: it has no accuracy to compare a batch's with."""
+    frame(2_000, 1, 0.0)[["x", "score"]].to_csv(tmp_path / "train.csv", index=False)
+    out = tmp_path / "unlabelled.json"
+    build = ["reference", "build", "--model", "m", "--from", str(tmp_path / "train.csv")]
+    assert main([*build, "--prediction", "score", "-o", str(out)]) == 0
+    capsys.readouterr()
+    return out
+
+
+def inverted_batch(tmp_path: Path) -> Path:
+    batch = frame(2_000, 6, 0.0)
+    batch["label"] = 1 - batch["label"]  # accuracy falls to ~0.25: it must not read ok
+    path = tmp_path / "inverted.csv"
+    batch.to_csv(path, index=False)
+    return path
+
+
+NO_BASE = "the reference has no accuracy to compare with"
+
+
+@pytest.mark.parametrize("how", ["policy", "metrics"])
+def test_a_value_without_a_threshold_is_n_a_and_not_a_pass(
+    unlabelled_ref: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    if how == "policy":
+        policy = tmp_path / "p.yaml"
+        policy.write_text(
+            f"model: m\nreference: {unlabelled_ref.name}\nwindow: 5m\nrules:\n"
+            "  - {name: acc, metric: accuracy, relative: true, critical: -0.05}\n"
+        )
+        extra = ["--policy", str(policy)]
+    else:
+        extra = ["--metrics", "accuracy"]
+    argv = drift(unlabelled_ref, inverted_batch(tmp_path), "--label", "label", *extra)
+    assert main([*argv, "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    (found,) = json.loads(captured.out)["findings"]
+    assert found["metric"] == "accuracy" and found["value"] < 0.3
+    assert found["severity"] == "n/a" and found["details"]["reason"] == NO_BASE
+    assert f"no metric could be judged on the 2000 rows of {argv[4]}" in captured.err
+    assert f"no threshold applies ({NO_BASE})" in captured.err
+    assert "min-samples" not in captured.err  # more rows would not help
+    assert main(argv) == 2  # the table says n/a, and why
+    out = capsys.readouterr().out
+    assert f"n/a: {NO_BASE} (accuracy)" in out
+    assert "1 not judged over 2000 rows" in out
+
+
+def test_one_judged_metric_gates_beside_an_n_a_one(
+    unlabelled_ref: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = drift(unlabelled_ref, inverted_batch(tmp_path), "--label", "label")
+    assert main([*argv, "--metrics", "psi,accuracy,chi2", "--format", "json"]) == 0
+    found = {
+        (f["metric"], f["feature"]): f for f in json.loads(capsys.readouterr().out)["findings"]
+    }
+    assert found["psi", "x"]["severity"] == "ok"
+    assert found["accuracy", None]["severity"] == "n/a"
+    chi2 = found["chi2", "x"]
+    assert chi2["value"] is not None and chi2["severity"] == "n/a"
+    assert chi2["details"]["reason"] == "chi2 has no default threshold: give it a --policy rule"

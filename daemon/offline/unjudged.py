@@ -1,0 +1,53 @@
+"""What ``watchkeeper drift`` says about findings it could not judge: one line per reason
+under the tables, and the line it exits 2 with when nothing was judged."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from watchkeeper.alerts.text import terminal
+from watchkeeper.daemon.offline.batch_performance import GateVerdict
+from watchkeeper.daemon.offline.drift import MAX_NAME_WIDTH
+from watchkeeper.detectors.base import Finding
+from watchkeeper.detectors.reserved_names import PREDICTION, PREDICTION_CLASS
+
+MAX_REASONS = 5
+"""Distinct reasons for ``n/a`` listed under the tables (the JSON has every one)."""
+
+
+def not_judged_lines(results: Sequence[tuple[Finding, GateVerdict]]) -> list[str]:
+    """One line per distinct reason a finding was not judged, naming what it covers."""
+    covered: dict[str, list[str]] = {}
+    for f, s in results:
+        if s == "n/a":
+            what = f.metric if f.feature is None else f"{f.metric} ({_shown(f.feature)})"
+            covered.setdefault(str(f.details.get("reason", f.status)), []).append(what)
+    lines: list[str] = []
+    for reason, names in list(covered.items())[:MAX_REASONS]:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        lines.append(f"n/a: {terminal(reason)} ({', '.join(names[:3])}{more})")
+    if len(covered) > MAX_REASONS:
+        lines.append(f"n/a: {len(covered) - MAX_REASONS} more reasons (see --format json)")
+    return lines
+
+
+def _shown(feature: str) -> str:
+    special = {PREDICTION: "prediction", PREDICTION_CLASS: "prediction class"}
+    return special.get(feature) or terminal(feature)[:MAX_NAME_WIDTH]
+
+
+def nothing_judged(results: Sequence[tuple[Finding, GateVerdict]], rows: int, path: str) -> str:
+    """The line ``drift`` exits 2 with when no finding was judged, naming why."""
+    head = f"watchkeeper drift: no metric could be judged on the {rows} rows of {path}"
+    # a value without a threshold: more rows would not help
+    unthresholded = Counter(
+        str(f.details.get("reason", "")) for f, _ in results if f.value is not None
+    )
+    unthresholded.pop("", None)
+    if unthresholded:
+        return f"{head}: no threshold applies ({unthresholded.most_common(1)[0][0]})"
+    reasons = Counter(str(f.details.get("reason", "")) for f, _ in results)
+    reasons.pop("", None)
+    why = f" (most often: {reasons.most_common(1)[0][0]})" if reasons else ""
+    return f"{head}{why}; lower --min-samples (or the policy's min_samples) or give a larger batch"
