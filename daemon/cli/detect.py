@@ -125,11 +125,16 @@ def cmd_drift(args: argparse.Namespace) -> int:
     )
     from watchkeeper.daemon.offline.drift import (
         drift_findings,
+        offline_rules,
         policy_findings,
         render_table,
         summarize_file,
     )
-    from watchkeeper.daemon.offline.unjudged import not_judged_lines, nothing_judged
+    from watchkeeper.daemon.offline.unjudged import (
+        no_offline_rules,
+        not_judged_lines,
+        nothing_judged,
+    )
     from watchkeeper.detectors.registry import DEFAULT_DRIFT_METRICS
 
     loaded = None
@@ -141,6 +146,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
         except WatchkeeperDocumentError as exc:
             print(exc, file=sys.stderr)
             return 2
+    if loaded is not None and not offline_rules(loaded.policy):
+        print(no_offline_rules(loaded.path, loaded.policy), file=sys.stderr)
+        return 2
     path = args.reference or _policy_reference(loaded)
     if path is None:
         return 2

@@ -1,16 +1,18 @@
 """What ``watchkeeper drift`` says about findings it could not judge: one line per reason
-under the tables, and the line it exits 2 with when nothing was judged."""
+under the tables, and the line it exits 2 with when nothing was judged (or could be)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from watchkeeper.alerts.text import terminal
 from watchkeeper.daemon.offline.batch_performance import GateVerdict
 from watchkeeper.daemon.offline.drift import MAX_NAME_WIDTH
 from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.reserved_names import PREDICTION, PREDICTION_CLASS
+from watchkeeper.policies.schema import Policy
 
 MAX_REASONS = 5
 """Distinct reasons for ``n/a`` listed under the tables (the JSON has every one)."""
@@ -51,3 +53,13 @@ def nothing_judged(results: Sequence[tuple[Finding, GateVerdict]], rows: int, pa
     reasons.pop("", None)
     why = f" (most often: {reasons.most_common(1)[0][0]})" if reasons else ""
     return f"{head}{why}; lower --min-samples (or the policy's min_samples) or give a larger batch"
+
+
+def no_offline_rules(path: Path | str, policy: Policy) -> str:
+    """The exit-2 line for a policy whose rules a batch file cannot answer."""
+    metrics = ", ".join(dict.fromkeys(r.metric for r in policy.rules))
+    return (
+        f"watchkeeper drift: {path} has no column, performance or estimate rules to judge "
+        f"offline (its rules read {metrics or 'nothing'}; latency, A/B and shadow rules "
+        "need the live streams)"
+    )

@@ -155,3 +155,23 @@ def test_one_judged_metric_gates_beside_an_n_a_one(
     chi2 = found["chi2", "x"]
     assert chi2["value"] is not None and chi2["severity"] == "n/a"
     assert chi2["details"]["reason"] == "chi2 has no default threshold: give it a --policy rule"
+
+
+def test_a_policy_of_live_only_rules_says_so(
+    ref: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = tmp_path / "big.csv"
+    frame(1_000, 7, 3.0).to_csv(batch, index=False)
+    policy = tmp_path / "live.yaml"
+    policy.write_text(
+        "model: m\nreference: ref.json\nwindow: 5m\nrules:\n"
+        "  - {name: slow, metric: latency_p99_ms, critical: 200}\n"
+        "  - {name: rps, metric: throughput_eps, warn: 1}\n"
+    )
+    assert main(drift(ref, batch, "--policy", str(policy))) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{policy} has no column, performance or estimate rules to judge offline "
+        "(its rules read latency_p99_ms, throughput_eps;" in err
+    )
+    assert "min-samples" not in err and "larger batch" not in err
