@@ -61,6 +61,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     from watchkeeper.detectors.profile import profile_from_window
 
     notes: list[str] = []
+    warnings: list[str] = []  # on stderr: a script reading stdout still sees them
     if args.from_store:
         if not (args.start and args.end):
             print("--from-store needs --start and --end", file=sys.stderr)
@@ -99,9 +100,12 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
                 segments=args.segments,
                 segment_top_k=args.segment_top_k,
                 check=self_check,
+                warnings=warnings,
             )
     for note in notes:
         print(note)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     if args.into_store:
         with open_store(args.config) as store:
             store.save_reference(profile, args.name)

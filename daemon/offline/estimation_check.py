@@ -13,18 +13,19 @@ numbers, instead of letting the first window say it as an alert.
 from __future__ import annotations
 
 import pandas as pd
-from watchkeeper.daemon.offline.batch_performance import add_batch
+from watchkeeper.daemon.offline.batch_performance import add_batch, judge
 from watchkeeper.detectors.estimate_findings import estimation_bases
 from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.profile import ReferenceProfile
-from watchkeeper.detectors.registry import METRICS
 from watchkeeper.detectors.window import SketchSettings, WindowSummary
 
 
 def self_check(profile: ReferenceProfile, rows: pd.DataFrame) -> str | None:
     """A warning line when the estimation, run on ``rows`` (the labelled rows it was fitted
-    on), is further from the reference's realised value than the metric's relative warn
-    threshold (−0.01 for a score such as accuracy, +0.01 for an error); None otherwise."""
+    on), reads warn or critical by the verdict ``watchkeeper drift`` gives it
+    (:func:`batch_performance.judge`: the metric's relative thresholds, −0.01 / −0.02 for a
+    score such as accuracy, +0.01 / +0.02 for an error, from the realised value); None
+    otherwise."""
     est = profile.estimation
     names = profile.column_names
     if est is None or "prediction" not in names:
@@ -34,14 +35,12 @@ def self_check(profile: ReferenceProfile, rows: pd.DataFrame) -> str | None:
     bases = estimation_bases(profile)
     off = []
     for finding in evaluate(profile, window, sorted(bases), min_samples=1):
-        thresholds = METRICS[finding.metric].relative_thresholds
-        if finding.value is None or thresholds is None:
-            continue
-        delta = finding.value - bases[finding.metric]
-        if delta * thresholds[0] >= thresholds[0] * thresholds[0]:  # at or past warn, bad side
+        _, verdict = judge(finding, profile)
+        if verdict in ("warn", "critical") and finding.value is not None:
+            base = bases[finding.metric]
             off.append(
-                f"{finding.metric} {finding.value:.4f} (realised {bases[finding.metric]:.4f},"
-                f" {delta:+.4f})"
+                f"{finding.metric} {finding.value:.4f} (realised {base:.4f},"
+                f" {finding.value - base:+.4f})"
             )
     if not off:
         return None

@@ -165,6 +165,7 @@ def build_reference(
     segments: Sequence[str] = (),
     segment_top_k: int = DEFAULT_TOP_K,
     check: Callable[[ReferenceProfile, pd.DataFrame], str | None] | None = None,
+    warnings: list[str] | None = None,
 ) -> ReferenceProfile:
     """A reference profile of ``model`` from a file; see the module docstring.
 
@@ -177,7 +178,8 @@ def build_reference(
     adds a profile per segment of those features (their ``segment_top_k`` most frequent
     values and the rest; :mod:`reference_segments`): two more passes. ``check`` is given
     the profile and the labelled rows the estimation was fitted on, and what it returns is
-    appended to ``notes`` (the CLI passes :func:`estimation_check.self_check`).
+    appended to ``warnings`` (the CLI passes :func:`estimation_check.self_check` and prints
+    them on stderr), else to ``notes``.
     """
     columns = _Columns(features, exclude, prediction, label, prediction_class, class_scores)
     first = _FirstPass(path, columns, sample_size, task)
@@ -214,10 +216,11 @@ def build_reference(
         estimation=estimation,
         column_names=columns.names(),
     )
-    if estimation is not None and notes is not None and first.estimation_rows is not None:
+    said = warnings if warnings is not None else notes
+    if estimation is not None and said is not None and first.estimation_rows is not None:
         warning = check(profile, first.estimation_rows.frame()) if check else None
         if warning:
-            notes.append(warning)
+            said.append(warning)
     if not segments:
         return profile
     specials = ((PREDICTION, prediction), (PREDICTION_CLASS, prediction_class), (LABEL, label))
