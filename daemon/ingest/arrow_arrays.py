@@ -35,10 +35,17 @@ _PRIMITIVE: dict[pa.DataType, np.dtype[Any]] = {
 }
 
 
-def primitive(arr: pa.Array) -> np.ndarray[Any, Any]:
+def whole(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``arr`` as one array: a table's column is a ChunkedArray, which has no ``buffers()``
+    or ``dictionary``; its chunks are combined (a copy only when there are several)."""
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def primitive(arr: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     """A writable numpy copy of a primitive array's values (``to_numpy(zero_copy_only=False,
     writable=True)``'s result); an array with nulls or of another type goes through
     ``to_numpy`` itself (never on the columnar path's clean batches)."""
+    arr = whole(arr)
     dtype = _PRIMITIVE.get(arr.type)
     if dtype is None or arr.null_count:
         return arr.to_numpy(zero_copy_only=False, writable=True)  # type: ignore[no-any-return]
@@ -52,17 +59,18 @@ def primitive(arr: pa.Array) -> np.ndarray[Any, Any]:
     return view.copy()
 
 
-def numbers(arr: pa.Array) -> np.ndarray[Any, Any]:
+def numbers(arr: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     """The column as float64; unsafe cast: an int64 past 2**53 rounds to the nearest
     double, as Python's ``float(int)`` does."""
-    return primitive(arr.cast(pa.float64(), safe=False))
+    return primitive(whole(arr).cast(pa.float64(), safe=False))
 
 
-def texts(arr: pa.Array, few: bool = False) -> np.ndarray[Any, Any] | None:
+def texts(arr: pa.Array | pa.ChunkedArray, few: bool = False) -> np.ndarray[Any, Any] | None:
     """An object array of the column's strings (an int64 column, an identifier logged as a
     number: its decimal text). ``few``: a column of few distinct values (model, version):
     each distinct string is made once and shared by its rows. None: a column of another
     type (not text)."""
+    arr = whole(arr)
     if pa.types.is_int64(arr.type):
         arr = arr.cast(pa.string())
     if not pa.types.is_string(arr.type):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -124,3 +125,37 @@ print("pandas" in sys.modules)
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+def chunked(values: list[Any], kind: pa.DataType, cuts: list[int]) -> pa.ChunkedArray:
+    """``values`` as a ChunkedArray cut at ``cuts`` (empty chunks included), as a table's
+    column is."""
+    bounds = [0, *sorted(min(c, len(values)) for c in cuts), len(values)]
+    chunks = [pa.array(values[a:b], kind) for a, b in pairwise(bounds)]
+    return pa.chunked_array(chunks, kind)
+
+
+@settings(deadline=None)  # the reference's first to_numpy imports pandas (~0.3 s)
+@given(
+    st.lists(floats | st.none(), max_size=40),
+    st.lists(ints, max_size=40),
+    st.lists(text, max_size=40),
+    st.lists(st.integers(0, 40), max_size=4),
+    st.booleans(),
+)
+def test_chunked_columns_read_as_their_combined_array(
+    floats_: list[float | None], ints_: list[int], texts_: list[str], cuts: list[int], few: bool
+) -> None:
+    # a ChunkedArray has no buffers(): it raised AttributeError out of decode
+    for values, kind in ((floats_, pa.float64()), (ints_, pa.int64())):
+        arr = chunked(values, kind, cuts)
+        want = reference_numbers(arr.combine_chunks())
+        assert numbers(arr).tobytes() == want.tobytes()
+        as_is = arr.combine_chunks().to_numpy(zero_copy_only=False, writable=True)
+        got = primitive(arr)
+        assert got.dtype == as_is.dtype and got.tobytes() == as_is.tobytes()
+    arr = chunked(texts_, pa.string(), cuts)
+    got, want = texts(arr, few), reference_texts(arr.combine_chunks(), few)
+    assert got is not None and got.tolist() == want.tolist()
+    empty = pa.chunked_array([], pa.float64())  # no chunks at all
+    assert numbers(empty).shape == (0,) and primitive(empty).shape == (0,)
