@@ -58,11 +58,12 @@ from watchkeeper.daemon.http.console_silence import (
     SilenceForm,
     incident_matchers,
 )
+from watchkeeper.daemon.http.console_timeline import timeline_members, whole_ticks
 from watchkeeper.daemon.http.params import ParamError, bounded_int, query_params
 from watchkeeper.daemon.http.routes import Request, Response, Route
+from watchkeeper.daemon.store.incident_values import rule_bad_side
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
-from watchkeeper.policies.incident_model import DIGEST
 from watchkeeper.policies.schema import Policy
 from watchkeeper.policies.segments import described
 
@@ -200,11 +201,16 @@ class Console:
         if incident is None:
             return self.not_found("no such incident")
         policy = self.sources.policies().get(incident["policy"])
-        feature = incident["feature"]
-        features = [f for f in incident["members"] if f] or ([feature] if feature else [])
-        features = [f for f in features if f != DIGEST][:20]
-        timeline = q.timeline(
-            incident["policy"], incident["rule"], features or None, self._now_ms() - DAY_MS
+        # the worst members, and whole ticks: "worst member per tick" must see the worst
+        features = timeline_members(
+            incident["members"],
+            incident["feature"],
+            rule_bad_side(self.sources.policies(), incident),
+        )
+        timeline = whole_ticks(
+            q.timeline(
+                incident["policy"], incident["rule"], features or None, self._now_ms() - DAY_MS
+            )
         )
         distributions, report = self._column_view(incident, policy, timeline, features)
         ab = self._ab_view(incident)
