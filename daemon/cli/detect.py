@@ -135,6 +135,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         summarize_file,
     )
     from watchkeeper.daemon.offline.unjudged import (
+        counts_line,
         no_offline_rules,
         not_judged_lines,
         nothing_judged,
@@ -192,14 +193,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
             console.print(render_table(drift, console.width))
         if performance:
             console.print(render_performance(performance))
-        for line in not_judged_lines(results):
+        for line in [*not_judged_lines(results), counts_line(results, window.count)]:
             console.print(line, markup=False, highlight=False)
-        warn = sum(1 for _, s in results if s == "warn")
-        na = sum(1 for _, s in results if s == "n/a")
-        unjudged = f", {na} not judged" if na else ""
-        console.print(
-            f"{len(critical)} critical, {warn} warnings{unjudged} over {window.count} rows"
-        )
     if not judged(results):
         # README "Offline check": a gate never passes on nothing — every metric
         # insufficient_data (a batch under min_samples), or a value no threshold applies

@@ -1,5 +1,6 @@
 """What ``watchkeeper drift`` says about findings it could not judge: one line per reason
-under the tables, and the line it exits 2 with when nothing was judged (or could be)."""
+under the tables, the counts line, and the line it exits 2 with when nothing was judged
+(or could be)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from watchkeeper.policies.schema import Policy
 
 MAX_REASONS = 5
 """Distinct reasons for ``n/a`` listed under the tables (the JSON has every one)."""
+MAX_REASON = 200
+"""Characters of a reason shown (an error's may quote data)."""
 
 
 def not_judged_lines(results: Sequence[tuple[Finding, GateVerdict]]) -> list[str]:
@@ -28,10 +31,17 @@ def not_judged_lines(results: Sequence[tuple[Finding, GateVerdict]]) -> list[str
     lines: list[str] = []
     for reason, names in list(covered.items())[:MAX_REASONS]:
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        lines.append(f"n/a: {terminal(reason)} ({', '.join(names[:3])}{more})")
+        lines.append(f"n/a: {terminal(reason)[:MAX_REASON]} ({', '.join(names[:3])}{more})")
     if len(covered) > MAX_REASONS:
         lines.append(f"n/a: {len(covered) - MAX_REASONS} more reasons (see --format json)")
     return lines
+
+
+def counts_line(results: Sequence[tuple[Finding, GateVerdict]], rows: int) -> str:
+    """``2 critical, 1 warnings, 3 not judged over 500 rows`` (no n/a part when none)."""
+    count = Counter(v for _, v in results)
+    na = f", {count['n/a']} not judged" if count["n/a"] else ""
+    return f"{count['critical']} critical, {count['warn']} warnings{na} over {rows} rows"
 
 
 def _shown(feature: str) -> str:
