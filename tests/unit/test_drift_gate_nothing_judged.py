@@ -175,3 +175,29 @@ def test_a_policy_of_live_only_rules_says_so(
         "(its rules read latency_p99_ms, throughput_eps;" in err
     )
     assert "min-samples" not in err and "larger batch" not in err
+
+
+def test_the_daemon_records_the_same_finding_insufficient_data_with_the_same_reason(
+    unlabelled_ref: Path, tmp_path: Path
+) -> None:
+    """The offline n/a is the daemon's ``insufficient_data``: one rule_thresholds answer."""
+    from watchkeeper.daemon.offline.drift import policy_findings, summarize_file
+    from watchkeeper.detectors.profile import ReferenceProfile
+    from watchkeeper.policies.engine import PolicyEngine
+    from watchkeeper.policies.schema import Policy
+
+    policy = Policy.model_validate(
+        {
+            "model": "m",
+            "reference": unlabelled_ref.name,
+            "window": "5m",
+            "rules": [{"name": "acc", "metric": "accuracy", "relative": True, "critical": -0.05}],
+        }
+    )
+    reference = ReferenceProfile.load(unlabelled_ref)
+    window = summarize_file(inverted_batch(tmp_path), reference, "score", label="label")
+    ((found, verdict),) = policy_findings(policy, reference, window)
+    assert verdict == "n/a" and found.details["reason"] == NO_BASE
+    evaluations, events = PolicyEngine(policy).step({"acc": [found]}, 0, reference.metrics)
+    assert [(e.decision, e.reason) for e in evaluations] == [("insufficient_data", NO_BASE)]
+    assert events == []
