@@ -23,7 +23,6 @@ from watchkeeper.detectors.base import Finding
 from watchkeeper.detectors.estimate_findings import estimation_bases
 from watchkeeper.detectors.estimate_sketch import binary_decisions, class_index
 from watchkeeper.detectors.estimate_trust import TRUST_METRIC
-from watchkeeper.detectors.evaluate import evaluate
 from watchkeeper.detectors.performance import PerformanceSketch, class_names
 from watchkeeper.detectors.profile import ReferenceProfile
 from watchkeeper.detectors.registry import METRICS
@@ -136,16 +135,6 @@ def performance_metrics(reference: ReferenceProfile, window: WindowSummary) -> l
     if realised and estimated:
         out.append(TRUST_METRIC)
     return out
-
-
-def performance_findings(
-    reference: ReferenceProfile,
-    window: WindowSummary,
-    metrics: list[str],
-    min_samples: int = 100,
-) -> list[tuple[Finding, GateVerdict]]:
-    findings = evaluate(reference, window, metrics, min_samples=min_samples)
-    return [judge(f, reference) for f in findings]
 
 
 def is_performance(finding: Finding) -> bool:
