@@ -180,6 +180,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "critical": len(critical),
+                    "warnings": sum(s == "warn" for _, s in results),
+                    "not_judged": sum(s == "n/a" for _, s in results),
+                    "rows": window.count,
                     "findings": [dict(f.to_dict(), severity=s) for f, s in results],
                 },
                 indent=1,

@@ -147,9 +147,17 @@ def test_one_judged_metric_gates_beside_an_n_a_one(
 ) -> None:
     argv = drift(unlabelled_ref, inverted_batch(tmp_path), "--label", "label")
     assert main([*argv, "--metrics", "psi,accuracy,chi2", "--format", "json"]) == 0
-    found = {
-        (f["metric"], f["feature"]): f for f in json.loads(capsys.readouterr().out)["findings"]
-    }
+    document = json.loads(capsys.readouterr().out)
+    found = {(f["metric"], f["feature"]): f for f in document["findings"]}
+    # the document's totals, counted from its findings: a script need not count them
+    severities = [f["severity"] for f in document["findings"]]
+    assert (document["critical"], document["warnings"], document["not_judged"]) == (
+        severities.count("critical"),
+        severities.count("warn"),
+        severities.count("n/a"),
+    )
+    # accuracy, and chi2 on x and on the prediction
+    assert document["not_judged"] == 3 and document["rows"] == 2000
     assert found["psi", "x"]["severity"] == "ok"
     assert found["accuracy", None]["severity"] == "n/a"
     chi2 = found["chi2", "x"]
