@@ -13,6 +13,8 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,16 +27,23 @@ import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook
 from watchkeeper.daemon.config import Config, load_config
 from watchkeeper.daemon.demo.broker import free_port
 from watchkeeper.daemon.eventtime.windows import Delta, WindowState
+from watchkeeper.daemon.http.console import Console, ConsoleSources
+from watchkeeper.daemon.http.console_queries import ConsoleQueries
+from watchkeeper.daemon.http.server import HttpServer
+from watchkeeper.daemon.http.status import status
 from watchkeeper.daemon.ingest.sources import option_checks
+from watchkeeper.daemon.notify.silences import Silences
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.column_batch import Column, ColumnBatch
 from watchkeeper.detectors.reservoir import record_keys
+from watchkeeper.policies.schema import Policy
 
 PG_ADMIN_URL = os.environ.get(
     "WATCHKEEPER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -471,3 +480,44 @@ def drained(now_ms: int, *batches: ColumnBatch, size_s: float = 300) -> Delta:
     delta = state.drain()
     delta.now_ms = now_ms
     return delta
+
+
+@contextmanager
+def console_server(
+    store: Store,
+    config: Config,
+    policy: Policy,
+    *,
+    clock: Callable[[], float],
+    reference_of: Callable[[Any], Any] = lambda _key: None,
+    shadow: Callable[[], Any] = dict,
+) -> Iterator[str]:
+    """The console of one model's policy over ``store``, served on a free loopback port
+    (no token, a fixed CSRF key, the daemon's injected wall clock): its base URL."""
+    model = policy.model
+    silences = Silences(store.engine)
+    sources = ConsoleSources(
+        queries=ConsoleQueries(store, lambda: {model: policy}),
+        policies=lambda: {model: policy},
+        reference_of=reference_of,
+        status=lambda: status(store, config, {model: policy}, int(clock() * 1000)),
+        shadow=shadow,
+        silences=silences.active,
+        add_silence=lambda m, d, by, note: silences.add(m, d, created_by=by, comment=note),
+        window_size_ms=300_000,
+        csrf_key=b"k" * 32,
+        token_required=False,
+        clock=clock,
+    )
+    server = HttpServer(
+        "127.0.0.1",
+        0,
+        CollectorRegistry(),
+        lambda: (True, ""),
+        lambda: (True, ""),
+        Console(sources).routes(),
+    ).start()
+    try:
+        yield f"http://{server.address}"
+    finally:
+        server.close()

@@ -11,20 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 from sqlalchemy import insert
-from watchkeeper.daemon.http.console import Console, ConsoleSources
-from watchkeeper.daemon.http.console_queries import ConsoleQueries
-from watchkeeper.daemon.http.server import HttpServer
-from watchkeeper.daemon.http.status import status
-from watchkeeper.daemon.notify.silences import Silences
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.store import Store
 from watchkeeper.detectors.reserved_names import PREDICTION
 from watchkeeper.policies.schema import Policy
 
 from tests.security.browser import chromium
-from tests.support import make_config
+from tests.support import console_server, make_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -67,33 +61,11 @@ def console(tmp_path: Path) -> Iterator[str]:
             "rules": [{"name": "drift", "metric": "psi", "features": "all", "critical": 0.25}],
         }
     )
-    silences = Silences(store.engine)
     clock = lambda: AT_MS / 1000 + 3_600  # noqa: E731 (the daemon's injected wall clock)
-    sources = ConsoleSources(
-        queries=ConsoleQueries(store, lambda: {MODEL: policy}),
-        policies=lambda: {MODEL: policy},
-        reference_of=lambda _key: None,
-        status=lambda: status(store, config, {MODEL: policy}, int(clock() * 1000)),
-        shadow=dict,
-        silences=silences.active,
-        add_silence=lambda m, d, by, note: silences.add(m, d, created_by=by, comment=note),
-        window_size_ms=300_000,
-        csrf_key=b"k" * 32,
-        token_required=False,
-        clock=clock,
-    )
-    server = HttpServer(
-        "127.0.0.1",
-        0,
-        CollectorRegistry(),
-        lambda: (True, ""),
-        lambda: (True, ""),
-        Console(sources).routes(),
-    ).start()
     try:
-        yield f"http://{server.address}"
+        with console_server(store, config, policy, clock=clock) as base:
+            yield base
     finally:
-        server.close()
         store.close()
 
 

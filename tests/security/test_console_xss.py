@@ -17,12 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 from sqlalchemy import insert
-from watchkeeper.daemon.http.console import Console, ConsoleSources
-from watchkeeper.daemon.http.console_queries import ConsoleQueries
-from watchkeeper.daemon.http.server import HttpServer
-from watchkeeper.daemon.http.status import status
 from watchkeeper.daemon.notify.silences import Silences
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store.store import Store
@@ -31,7 +26,7 @@ from watchkeeper.policies.schema import Policy
 
 from tests.security.browser import FLAG, PAYLOADS, chromium, visit
 from tests.security.test_reports import MODEL, START_MS, commit_hostile_windows
-from tests.support import make_config
+from tests.support import console_server, make_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -152,7 +147,6 @@ def console(tmp_path: Path) -> Iterator[str]:
         }
     )
     store = Store.open(url)
-    silences = Silences(store.engine)
     clock = lambda: AT_MS / 1000 + 60  # noqa: E731 (the daemon's injected wall clock)
     shadow = {
         "models": {
@@ -170,31 +164,17 @@ def console(tmp_path: Path) -> Iterator[str]:
             }
         }
     }
-    sources = ConsoleSources(
-        queries=ConsoleQueries(store, lambda: {MODEL: policy}),
-        policies=lambda: {MODEL: policy},
-        reference_of=lambda _key: store.reference(MODEL),
-        status=lambda: status(store, config, {MODEL: policy}, int(clock() * 1000)),
-        shadow=lambda: shadow,
-        silences=silences.active,
-        add_silence=lambda m, d, by, note: silences.add(m, d, created_by=by, comment=note),
-        window_size_ms=300_000,
-        csrf_key=b"k" * 32,
-        token_required=False,
-        clock=clock,
-    )
-    server = HttpServer(
-        "127.0.0.1",
-        0,
-        CollectorRegistry(),
-        lambda: (True, ""),
-        lambda: (True, ""),
-        Console(sources).routes(),
-    ).start()
     try:
-        yield f"http://{server.address}"
+        with console_server(
+            store,
+            config,
+            policy,
+            clock=clock,
+            reference_of=lambda _key: store.reference(MODEL),
+            shadow=lambda: shadow,
+        ) as base:
+            yield base
     finally:
-        server.close()
         store.close()
 
 
