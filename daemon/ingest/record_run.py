@@ -20,48 +20,63 @@ client's own records, unchanged.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar, overload
+
+Raw = TypeVar("Raw")
+Item = TypeVar("Item")
 
 _VALUE = operator.attrgetter("value")
 _OFFSET = operator.attrgetter("offset")
 _TIMESTAMP = operator.attrgetter("timestamp")
 
 
-class RecordRun(Sequence[Any]):
-    """A partition's records (any objects with ``offset``, ``timestamp`` and ``value``),
-    as a sequence that also implements
-    :class:`~watchkeeper.daemon.ingest.decoded.RecordFields` and
-    :class:`~watchkeeper.daemon.ingest.decoded.CountedBytes`."""
+def _identity(record: Any) -> Any:
+    return record
 
-    __slots__ = ("_bytes", "_records")
 
-    def __init__(self, records: list[Any]) -> None:
-        self._records = records
+class FieldRun(Sequence[Item], Generic[Raw, Item]):
+    """A partition's records of a poll as a sequence that also hands over their values,
+    offsets and timestamps as lists (:class:`~watchkeeper.daemon.ingest.decoded.RecordFields`)
+    and its byte count (:class:`~watchkeeper.daemon.ingest.decoded.CountedBytes`), noted
+    while the parse reads the values. A client's run says how to read its raw records:
+    each field with ``map`` over one C-level getter, never a Python frame per record, and
+    how one raw record is shown as an item (``_item``)."""
+
+    __slots__ = ("_bytes", "_raw")
+
+    _item: Callable[[Raw], Item]
+    _value: Callable[[Raw], bytes | None]
+    _offset: Callable[[Raw], int]
+    _timestamp: Callable[[Raw], int]
+
+    def __init__(self, raw: list[Raw]) -> None:
+        self._raw = raw
         self._bytes: int | None = None
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._raw)
 
     @overload
-    def __getitem__(self, index: int) -> Any: ...
+    def __getitem__(self, index: int) -> Item: ...
     @overload
-    def __getitem__(self, index: slice) -> RecordRun: ...
-    def __getitem__(self, index: int | slice) -> Any:
+    def __getitem__(self, index: slice) -> FieldRun[Raw, Item]: ...
+    def __getitem__(self, index: int | slice) -> Item | FieldRun[Raw, Item]:
         if isinstance(index, slice):
-            return RecordRun(self._records[index])
-        return self._records[index]
+            return type(self)(self._raw[index])
+        return type(self)._item(self._raw[index])
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._records)
+    def __iter__(self) -> Iterator[Item]:
+        return map(type(self)._item, self._raw)
 
     def __repr__(self) -> str:
-        return f"RecordRun({self._records!r})"
+        return f"{type(self).__name__}({self._raw!r})"
 
     def record_values(self) -> list[bytes | None]:
-        values: list[bytes | None] = list(map(_VALUE, self._records))
+        values = list(map(type(self)._value, self._raw))
         # the loop's byte count, noted on the way (the parse on the prefetch worker reads
-        # the values first); the values list itself is not kept
+        # the values first): the values themselves are not kept, a poll's worth of them
+        # would stay alive until its last slice is summarised
         self._bytes = sum(map(len, filter(None, values)))
         return values
 
@@ -72,7 +87,22 @@ class RecordRun(Sequence[Any]):
         return self._bytes
 
     def record_offsets(self) -> list[int]:
-        return list(map(_OFFSET, self._records))
+        return list(map(type(self)._offset, self._raw))
 
     def record_timestamps(self) -> list[int]:
-        return list(map(_TIMESTAMP, self._records))
+        return list(map(type(self)._timestamp, self._raw))
+
+
+class RecordRun(FieldRun[Any, Any]):
+    """A kafka-python partition's records (any objects with ``offset``, ``timestamp`` and
+    ``value``: its ``ConsumerRecord`` tuples), its items the records unchanged."""
+
+    __slots__ = ()
+
+    _item = staticmethod(_identity)
+    _value = staticmethod(_VALUE)
+    _offset = staticmethod(_OFFSET)
+    _timestamp = staticmethod(_TIMESTAMP)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._raw)
