@@ -24,7 +24,7 @@ class RecordLike(Protocol):
 @runtime_checkable
 class RecordFields(Protocol):
     """A partition's records that also hand over their fields as lists, without a record
-    object per record (:class:`~watchkeeper.daemon.ingest.confluent.MessageRun`: building
+    object per record (:class:`~watchkeeper.daemon.ingest.confluent_messages.MessageRun`: building
     one Python object per librdkafka message was ~1.7 s of a 1,000,000-event run, reading
     the fields straight off the messages ~0.15 s). Optional: other record sequences
     (kafka-python's lists of records) are read record by record."""
@@ -37,7 +37,7 @@ class RecordFields(Protocol):
 @runtime_checkable
 class CountedBytes(Protocol):
     """Records that know their values' total size once read (a confluent
-    :class:`~watchkeeper.daemon.ingest.confluent.MessageRun`, whose values the parse read
+    :class:`~watchkeeper.daemon.ingest.confluent_messages.MessageRun`, whose values the parse read
     on the prefetch worker): the loop's byte count without reading them again."""
 
     def record_bytes(self) -> int: ...

@@ -7,7 +7,7 @@ read twice (the parse, then the loop's byte count on the loop's thread: 0.24-0.3
 event of the loop's 3.6-3.9 in the stage harness of README "Performance", 2026-12-07).
 A :class:`RecordRun` reads each field with ``map`` over one ``attrgetter`` (a C loop)
 and notes the byte count while the parse reads the values, as confluent's
-:class:`~watchkeeper.daemon.ingest.confluent.MessageRun` does. Its items are the
+:class:`~watchkeeper.daemon.ingest.confluent_messages.MessageRun` does. Its items are the
 client's own records, unchanged.
 
 >>> from collections import namedtuple

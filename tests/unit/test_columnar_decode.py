@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from watchkeeper.daemon.config import IngestConfig
 from watchkeeper.daemon.config_kafka import FieldPaths, TopicConfig
 from watchkeeper.daemon.ingest.admission import Admission
-from watchkeeper.daemon.ingest.confluent import MessageRun
+from watchkeeper.daemon.ingest.confluent_messages import MessageRun
 from watchkeeper.daemon.ingest.decode import Decoder
 from watchkeeper.daemon.ingest.decoded import DecodeResult
 from watchkeeper.daemon.ingest.kinds import KindRegistry

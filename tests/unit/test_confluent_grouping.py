@@ -8,7 +8,7 @@ from confluent_kafka import KafkaError, Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from watchkeeper.daemon.eventtime.watermarks import PartitionKey
-from watchkeeper.daemon.ingest.confluent import MessageRun, _group_each, group_messages
+from watchkeeper.daemon.ingest.confluent_messages import MessageRun, _group_each, group_messages
 
 KEYS = [("a", 0), ("a", 1), ("b", 0), ("b", 2)]
 
