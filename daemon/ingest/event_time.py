@@ -11,7 +11,6 @@ partition, so they are stored with the offsets.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ from watchkeeper.daemon.eventtime.watermarks import (
     PartitionStatus,
 )
 from watchkeeper.daemon.eventtime.windows import WindowState
+from watchkeeper.daemon.ingest.late_log import LateLog
 from watchkeeper.daemon.ingest.metrics import IngestMetrics
 from watchkeeper.daemon.ingest.source import KafkaClientError, Source
 from watchkeeper.daemon.store.store import Store
@@ -39,7 +39,6 @@ STATUS_INTERVAL_S = 5.0
 """With nothing to commit, the partition status is still refreshed this often (at most;
 sooner with a short flush interval): the leader reads a partition whose status is older
 than ``clock_settings().stale_ms`` as behind."""
-LATE_LOG_INTERVAL_S = 60.0
 
 
 def clock_settings(config: Config) -> ClockSettings:
@@ -52,7 +51,9 @@ def clock_settings(config: Config) -> ClockSettings:
 class PartitionTime:
     """See the module docstring. Not thread-safe: the ingestor calls it under its lock."""
 
-    def __init__(self, config: Config, metrics: IngestMetrics) -> None:
+    def __init__(
+        self, config: Config, metrics: IngestMetrics, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = clock_settings(config)
         self.clocks = LocalClocks(self.settings.roles, self.settings.idle_ms)
         self.metrics = metrics
@@ -63,7 +64,7 @@ class PartitionTime:
         # consumer): its end at the last fetch, and its position when nothing was read
         self._ends: dict[PartitionKey, int] = {}
         self._positions: dict[PartitionKey, int] = {}
-        self._late_logged: dict[str, tuple[float, int]] = {}
+        self.late_log = LateLog(clock, lateness_s=self.lateness_s)
 
     # -- assignment -----------------------------------------------------------------------
     def assign(
@@ -116,29 +117,11 @@ class PartitionTime:
             count = int(late.sum())
             self.metrics.late.labels(batch.model).inc(count)
             watermark = self.clocks.watermark(batch.model, batch.role, now_ms)
-            self._log_late(batch, count, int(batch.ts_ms[late].min()), watermark)
+            oldest = int(batch.ts_ms[late].min())
+            self.late_log.add(
+                batch.model, batch.role, count, oldest_ms=oldest, watermark_ms=watermark
+            )
         return late
-
-    def _log_late(self, batch: ColumnBatch, late: int, oldest: int, watermark: int | None) -> None:
-        """Late events are counted always, logged at most once a minute per model."""
-        now = time.monotonic()
-        last, unlogged = self._late_logged.get(batch.model, (0.0, 0))
-        unlogged += late
-        if now - last < LATE_LOG_INTERVAL_S:
-            self._late_logged[batch.model] = (last, unlogged)
-            return
-        self._late_logged[batch.model] = (now, 0)
-        log.warning(
-            "%s: %d late %s event(s) dropped since the last report (the last at %s; the %s "
-            "watermark is %s and windows close %gs after their end); counted per window",
-            batch.model,
-            unlogged,
-            batch.role,
-            _iso(oldest),
-            batch.role,
-            _iso(watermark),
-            self.lateness_s,
-        )
 
     # -- commits --------------------------------------------------------------------------
     def status_due(self) -> bool:
@@ -177,9 +160,3 @@ class PartitionTime:
                 mark = self.clocks.watermark(model, role, now_ms)
                 if mark is not None:
                     self.metrics.watermark.labels(model, role).set(mark / 1000)
-
-
-def _iso(ms: int | None) -> str:
-    if ms is None:
-        return "none yet"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -122,7 +122,7 @@ class Ingestor:
         self.admission = Admission(
             i.max_models, i.max_versions, i.max_name_chars, store.model_versions()
         )
-        self.time = PartitionTime(config, metrics)
+        self.time = PartitionTime(config, metrics, clock=clock)
         self.clock_settings = self.time.settings
         self.clocks = self.time.clocks
         # names this replica in the partition status rows (status pages, operators)
@@ -189,6 +189,8 @@ class Ingestor:
             elif not self.flush():
                 log.error("final commit failed: uncommitted events will be read again on restart")
         finally:
+            with self._lock:
+                self.time.late_log.report(force=True)  # the log's count reaches the counter's
             self._consumer.close()
             self._consumer = None
             self.ready.clear()
@@ -348,6 +350,7 @@ class Ingestor:
         """The store part of a flush; returns the committed offsets, or None on failure."""
         with self._lock:
             self._last_flush = time.monotonic()
+            self.time.late_log.report()  # late events carried past their minute (late_log.py)
             status_due = self.time.status_due()
             if not self._pending and not self._quarantined and not status_due:
                 return {}

@@ -14,6 +14,7 @@ fires when the test moves it), absence is proven by counters.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -541,16 +542,27 @@ def test_real_lateness_is_counted_exactly_and_shown(
         base = f"http://{daemon.http.address}"
         metrics = fetch(base + "/metrics")[1]
         status = orjson.loads(fetch(base + "/api/status")[1])
+        while_running = late_lines(caplog)
+    assert len(while_running) == 1  # rate-limited: once a minute per model, however many batches
+    # and what the minute carried is logged at close: the lines' counts reach the counter's
+    assert sum(count for count, _ in late_lines(caplog)) == len(late)
     assert totals_late(store_url) == len(late)
     assert stored(store_url) == produced - len(late)
     assert f'watchkeeper_late_events_dropped_total{{model="fraud"}} {len(late)}.0' in metrics
     assert status["models"]["fraud"]["late_events"] == len(late)
     assert status["totals"]["late_events"] == len(late)
-    logged = [r for r in caplog.records if "late predictions event(s) dropped" in r.getMessage()]
-    assert len(logged) == 1  # rate-limited: once a minute per model, however many batches
     assert main(["status", "-c", str(tmp_path / "watchkeeper.yaml")]) == 0
     out = capsys.readouterr().out
     assert f"late events {len(late)}" in out
+
+
+def late_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    """(count, oldest) of each late-events log line."""
+    found = (
+        re.search(r": (\d+) late predictions event\(s\) dropped .*the oldest at (\S+);", m)
+        for m in (r.getMessage() for r in caplog.records)
+    )
+    return [(int(m[1]), m[2]) for m in found if m]
 
 
 def totals_late(url: str) -> int:
