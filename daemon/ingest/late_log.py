@@ -31,6 +31,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from watchkeeper.daemon.store.skipped_windows import printable
+
 log = logging.getLogger("watchkeeper.daemon.ingest.loop")
 
 LATE_LOG_INTERVAL_S = 60.0
@@ -82,12 +84,14 @@ class LateLog:
 
     def _report_one(self, model: str, role: str, carried: _Carried, *, force: bool) -> None:
         now = self._clock()
-        if not carried.count or (not force and now - carried.logged_at < self._interval_s):
+        # a clock stepped back (the loop's wall clock, NTP) counts as the interval passed:
+        # the line must not fall silent for the size of the step
+        if not carried.count or (not force and 0 <= now - carried.logged_at < self._interval_s):
             return
         log.warning(
             "%s: %d late %s event(s) dropped since the last report (the oldest at %s; the %s "
             "watermark is %s and windows close %gs after their end); counted per window",
-            model,
+            printable(model),  # from events: bounded at admission, escaped here
             carried.count,
             role,
             _iso(carried.oldest_ms),

@@ -85,13 +85,18 @@ def test_every_late_event_counted_is_logged_and_no_stream_twice_a_minute(
     now = [0.0]
     late = LateLog(lambda: now[0])
     lines: list[tuple[float, str, str, int]] = []
+    closing = [False]
 
     class Catch(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             model, rest = record.getMessage().split(": ", 1)
             count, _, role = rest.split(" ")[:3]
-            lines.append((now[0], model, role, int(count)))
+            if not closing[0]:
+                lines.append((now[0], model, role, int(count)))
+            else:
+                closed.append((model, role, int(count)))
 
+    closed: list[tuple[str, str, int]] = []
     handler = Catch()
     logger = logging.getLogger("watchkeeper.daemon.ingest.loop")
     logger.addHandler(handler)
@@ -103,13 +108,35 @@ def test_every_late_event_counted_is_logged_and_no_stream_twice_a_minute(
             counted[model, role] = counted.get((model, role), 0) + count
             if flush:
                 late.report()
+        closing[0] = True
         late.report(force=True)  # close
     finally:
         logger.removeHandler(handler)
     total: dict[tuple[str, str], int] = {}
-    for _, model, role, count in lines:
+    for model, role, count in [(m, r, c) for _, m, r, c in lines] + closed:
         total[model, role] = total.get((model, role), 0) + count
     assert total == counted
     for stream in counted:
-        times = [at for at, model, role, _ in lines if (model, role) == stream][:-1]  # not close's
+        times = [at for at, model, role, _ in lines if (model, role) == stream]  # not close's
         assert all(b - a >= 60.0 for a, b in itertools.pairwise(times))
+
+
+def test_a_clock_stepped_back_does_not_silence_the_line(caplog: pytest.LogCaptureFixture) -> None:
+    now = [10_000.0]
+    late = LateLog(lambda: now[0])
+    with caplog.at_level(logging.WARNING, "watchkeeper.daemon.ingest.loop"):
+        late.add("m", "predictions", 1, oldest_ms=0, watermark_ms=None)
+        now[0] -= 3_600.0  # NTP steps the wall clock an hour back
+        late.add("m", "predictions", 2, oldest_ms=0, watermark_ms=None)
+    assert [count for _, _, count, _ in logged(caplog)] == [1, 2]
+
+
+def test_a_model_name_from_events_cannot_forge_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    late = LateLog(lambda: 0.0)
+    with caplog.at_level(logging.WARNING, "watchkeeper.daemon.ingest.loop"):
+        late.add("evil\nINFO forged \x1b[31m", "predictions", 1, oldest_ms=0, watermark_ms=None)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "\n" not in line and "\x1b" not in line
+    assert line.startswith("evil\\nINFO forged \\x1b[31m: 1 late predictions")
