@@ -103,6 +103,17 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def store_config(tmp_path: Path, store_url: str, **sections: Any) -> Path:
+    """``watchkeeper.yaml`` for the commands that only read the store (``policy
+    backtest``, ``policy check``): an unreachable broker, one predictions topic."""
+    data: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
+        "store": {"url": store_url},
+        **sections,
+    }
+    return write_config(tmp_path / "watchkeeper.yaml", data)
+
+
 def daemon_config_dict(
     bootstrap: str,
     store_url: str,

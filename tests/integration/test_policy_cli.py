@@ -20,7 +20,7 @@ from watchkeeper.detectors.profile import (
 from watchkeeper.detectors.reservoir import record_keys
 from watchkeeper.detectors.sketches import NumericSketch
 
-from tests.support import write_config
+from tests.support import store_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "policies" / "examples"
@@ -117,13 +117,7 @@ def test_backtest_replays_stored_history(
         "model: fraud\nwindow: 1h\nschedule: {every: 1h}\nrules:\n"
         "  - {name: drift, metric: psi, critical: 0.25}\n"
     )
-    config = write_config(
-        tmp_path / "watchkeeper.yaml",
-        {
-            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
-            "store": {"url": store_url},
-        },
-    )
+    config = store_config(tmp_path, store_url)
     assert (
         main(
             [
@@ -182,13 +176,7 @@ def test_backtest_starts_where_the_daemon_starts_a_new_policy(
         "model: fraud\nwindow: 2h\nschedule: {every: 30m}\nrules:\n"
         "  - {name: drift, metric: psi, critical: 0.25}\n"
     )
-    config = write_config(
-        tmp_path / "watchkeeper.yaml",
-        {
-            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
-            "store": {"url": store_url},
-        },
-    )
+    config = store_config(tmp_path, store_url)
     args = ["policy", "backtest", str(policy), "-c", str(config), "--since", "10h"]
     assert main([*args, "--until", _iso(start + 6 * HOUR), "--format", "json"]) == 0
     (doc,) = json.loads(capsys.readouterr().out)["policies"]
@@ -222,13 +210,7 @@ def test_check_derives_auto_thresholds_from_the_stored_reference(
         store.save_reference(
             ReferenceProfile("churn", {"a": column, "b": column, "c": column}, 5000)
         )
-    config = write_config(
-        tmp_path / "watchkeeper.yaml",
-        {
-            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
-            "store": {"url": url},
-        },
-    )
+    config = store_config(tmp_path, url)
     policy = tmp_path / "churn.yaml"
     policy.write_text(
         "model: churn\nrules:\n  - {metric: psi, threshold: auto, false_alarm_every: 30d}\n"
@@ -293,14 +275,8 @@ def test_backtest_evaluates_ab_rules_as_the_daemon_does(
         "  - {name: worse, metric: ab_accuracy_delta, critical: -0.01}\n"
         "  - {name: scores, metric: ab_score_js_distance, critical: 0.2}\n"
     )
-    config = write_config(
-        tmp_path / "watchkeeper.yaml",
-        {
-            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
-            "store": {"url": store_url},
-            "ingest": {"label_ttl": "30m"},  # windows fold into the running roll-up
-        },
-    )
+    # windows fold into the running roll-up
+    config = store_config(tmp_path, store_url, ingest={"label_ttl": "30m"})
     args = ["policy", "backtest", str(policy), "-c", str(config), "--since", "5h"]
     assert main([*args, "--until", _iso(start + 6 * HOUR), "--format", "json"]) == 0
     (doc,) = json.loads(capsys.readouterr().out)["policies"]
@@ -363,14 +339,7 @@ def test_backtest_sees_only_the_versions_seen_by_each_tick(
         'compare: {baseline: "3", candidate: "4"}\nrules:\n'
         "  - {name: worse, metric: ab_accuracy_delta, critical: -0.01}\n"
     )
-    config = write_config(
-        tmp_path / "watchkeeper.yaml",
-        {
-            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
-            "store": {"url": store_url},
-            "ingest": {"label_ttl": "30m"},
-        },
-    )
+    config = store_config(tmp_path, store_url, ingest={"label_ttl": "30m"})
     args = ["policy", "backtest", str(policy), "-c", str(config), "--since", "5h"]
     assert main([*args, "--until", _iso(start + 6 * HOUR), "--format", "json"]) == 0
     (doc,) = json.loads(capsys.readouterr().out)["policies"]

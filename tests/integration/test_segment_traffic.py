@@ -104,7 +104,7 @@ def test_policy_backtest_gives_the_daemons_per_segment_traffic_ratios(
     from watchkeeper.daemon.cli.main import main
     from watchkeeper.policies.loader import load_all
 
-    from tests.support import write_config
+    from tests.support import store_config
 
     plan = (SegmentSpec("country", 20, ("DE", "FR", "US")),)
     windows = BASELINE_WINDOWS + 3
@@ -118,13 +118,7 @@ def test_policy_backtest_gives_the_daemons_per_segment_traffic_ratios(
         "model: fraud\nwindow: 5m\nmin_samples: 50\nsegments: [country]\nrules:\n"
         "  - {name: traffic, metric: traffic_ratio, warn: 0.5, critical: 0.3}\n"
     )
-    config = write_config(
-        tmp_path / "watchkeeper.yaml",
-        {
-            "kafka": {"bootstrap_servers": "x:1", "topics": {"predictions": {"name": "p"}}},
-            "store": {"url": store_url},
-        },
-    )
+    config = store_config(tmp_path, store_url)
     ticks = [NOW_MS + (BASELINE_WINDOWS + h) * SIZE_MS for h in range(1, 4)]
 
     def iso(ms: int) -> str:
