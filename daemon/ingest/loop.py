@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 
 from watchkeeper.daemon.config import Config
 from watchkeeper.daemon.errors import StoreUnavailableError, WatchkeeperError
@@ -236,12 +236,7 @@ class Ingestor:
             # in slices, so that a poll spanning thousands of windows (a backfill) commits
             # at the open-window bound instead of holding them all; each slice's parse runs
             # ahead on a worker while the one before is summarised (prefetch.py)
-            slices = [
-                (key, records[lo : lo + step])
-                for key, records in polled.items()
-                for step in (self._slice_length(key[0]),)
-                for lo in range(0, len(records), step)
-            ]
+            slices = self._slices(polled)
             del polled
             ahead: Generator[tuple[Slice, Prepared | None], None, None] = (
                 self._prefetch.run(slices, self._prepare)
@@ -268,6 +263,15 @@ class Ingestor:
             or self._crowded()
         ):
             self.flush()
+
+    def _slices(self, polled: Mapping[PartitionKey, Sequence[Record]]) -> list[Slice]:
+        """A poll's records cut into slices, each partition's in order."""
+        return [
+            (key, records[lo : lo + step])
+            for key, records in polled.items()
+            for step in (self._slice_length(key[0]),)
+            for lo in range(0, len(records), step)
+        ]
 
     def _slice_length(self, topic: str) -> int:
         if topic == self._labels_topic:

@@ -318,12 +318,7 @@ def overlap_ingestor(config: Any, store: Any, metrics: Any) -> Any:
             polled = consumer.poll(0.0 if self._held else ingest.poll_timeout)
             if consumer.assignment():
                 self.ready.set()
-            slices = [
-                (key, records[lo : lo + step])
-                for key, records in polled.items()
-                for step in (self._slice_length(key[0]),)
-                for lo in range(0, len(records), step)
-            ]
+            slices = self._slices(polled)
             held = self._held
             self._held = [(piece, self._pool.submit(self._prepare, piece)) for piece in slices]
             for (key, records), parsed in held:
