@@ -12,8 +12,8 @@ from watchkeeper.alerts.text import terminal
 from watchkeeper.daemon.offline.batch_performance import GateVerdict
 from watchkeeper.daemon.offline.drift import MAX_NAME_WIDTH
 from watchkeeper.detectors.base import Finding
-from watchkeeper.detectors.reserved_names import PREDICTION, PREDICTION_CLASS
 from watchkeeper.policies.schema import Policy
+from watchkeeper.policies.segments import shown_name
 
 MAX_REASONS = 5
 """Distinct reasons for ``n/a`` listed under the tables (the JSON has every one)."""
@@ -45,8 +45,7 @@ def counts_line(results: Sequence[tuple[Finding, GateVerdict]], rows: int) -> st
 
 
 def _shown(feature: str) -> str:
-    special = {PREDICTION: "prediction", PREDICTION_CLASS: "prediction class"}
-    return special.get(feature) or terminal(feature)[:MAX_NAME_WIDTH]
+    return terminal(shown_name(feature))[:MAX_NAME_WIDTH]
 
 
 def nothing_judged(results: Sequence[tuple[Finding, GateVerdict]], rows: int, path: str) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import Connection, select
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.policies.member_order import worst_first
-from watchkeeper.policies.segments import shown_name, split_slot
+from watchkeeper.policies.segments import shown_name, slot, split_slot
 
 if TYPE_CHECKING:
     from watchkeeper.policies.schema import Policy
@@ -94,10 +94,10 @@ def current_line(incident: dict[str, Any], bad_side: Literal["above", "below"]) 
     return f"now (tick {tick} UTC): {shown}{more}"
 
 
-def _shown(slot: str) -> str:
+def _shown(member: str) -> str:
     """A member's slot with the prediction named as the policy names it, the segment kept
     as the store writes it (``income[country=DE]``, ``prediction[country=DE]``)."""
-    feature, segment = split_slot(slot)
+    feature, segment = split_slot(member)
     if segment is None:
-        return shown_name(slot)
-    return f"{shown_name(feature)}[{segment[0]}={segment[1]}]"
+        return shown_name(member)
+    return slot(shown_name(feature), *segment)
