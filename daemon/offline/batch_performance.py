@@ -97,8 +97,9 @@ def judge(finding: Finding, reference: ReferenceProfile) -> tuple[Finding, GateV
     """A finding's severity by the metric's defaults: relative ones from the reference's
     realised value, absolute ones as declared; ``n/a`` (with the reason) when it has no
     value or no threshold applies, as the daemon records ``insufficient_data`` then."""
-    if finding.status != "ok" or finding.value is None:
-        return not_judged(finding, str(finding.details.get("reason", finding.status)))
+    valueless = unvalued(finding)
+    if valueless is not None:
+        return valueless
     info = METRICS[finding.metric]
     if info.relative_thresholds is None:
         if info.thresholds is None:
@@ -118,6 +119,14 @@ def judge(finding: Finding, reference: ReferenceProfile) -> tuple[Finding, GateV
 def not_judged(finding: Finding, reason: str) -> tuple[Finding, GateVerdict]:
     """``finding`` as not judged, ``reason`` in its details."""
     return replace(finding, details={**finding.details, "reason": reason}), "n/a"
+
+
+def unvalued(finding: Finding) -> tuple[Finding, GateVerdict] | None:
+    """``finding`` not judged, with its own reason, when it has no value (too few rows,
+    a metric the batch does not allow); None when it has one to judge."""
+    if finding.status != "ok" or finding.value is None:
+        return not_judged(finding, str(finding.details.get("reason", finding.status)))
+    return None
 
 
 def judged(results: list[tuple[Finding, GateVerdict]]) -> bool:

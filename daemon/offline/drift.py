@@ -18,6 +18,7 @@ from watchkeeper.daemon.offline.batch_performance import (
     add_batch,
     judge,
     not_judged,
+    unvalued,
 )
 from watchkeeper.daemon.offline.data_files import read_chunks
 from watchkeeper.daemon.offline.frame_columns import is_numeric
@@ -177,9 +178,11 @@ def policy_findings(
     out: list[tuple[Finding, GateVerdict]] = []
     for rule in column_rules:
         for f in found.get(rule.key, []):
-            if f.status != "ok" or f.value is None:
-                out.append(not_judged(f, str(f.details.get("reason", f.status))))
+            valueless = unvalued(f)
+            if valueless is not None:
+                out.append(valueless)
                 continue
+            assert f.value is not None  # unvalued passed it
             t = rule_thresholds(rule, f, bases, policy.schedule.period_s(), len(found[rule.key]))
             if isinstance(t, str):
                 out.append(not_judged(f, t))
