@@ -200,12 +200,11 @@ class Console:
         incident = q.incident(rest)
         if incident is None:
             return self.not_found("no such incident")
-        policy = self.sources.policies().get(incident["policy"])
+        policies = self.sources.policies()
+        policy = policies.get(incident["policy"])
         # the worst members, and whole ticks: "worst member per tick" must see the worst
         features = timeline_members(
-            incident["members"],
-            incident["feature"],
-            rule_bad_side(self.sources.policies(), incident),
+            incident["members"], incident["feature"], rule_bad_side(policies, incident)
         )
         timeline = whole_ticks(
             q.timeline(
