@@ -42,15 +42,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import func, select
 from watchkeeper.daemon.store import tables as t
 from watchkeeper.daemon.store import window_reads
 from watchkeeper.daemon.store.connection import reading
 from watchkeeper.daemon.store.store import Store
-from watchkeeper.detectors.window import WindowSummary
-from watchkeeper.detectors.window_storage import check_format, load_counts
+from watchkeeper.daemon.store.window_queries import counts_view
 
 ATTEMPTS = 3
 """Lookups tried while windows are being set aside under them, before the whole walk."""
@@ -244,16 +242,8 @@ def _counts(store: Store, model: str, start_ms: int, end_ms: int) -> dict[int, t
     stored counts (no sketches); a window that does not load is left out, as every read
     leaves it."""
     out: dict[int, tuple[int, int]] = {}
-    for w in store.windows(model, None, start_ms, end_ms, view=_counts_view):
+    for w in store.windows(model, None, start_ms, end_ms, view=counts_view):
         s = w.summary.start_ms
         events, traffic = out.get(s, (0, 0))
         out[s] = (events + w.summary.count, traffic + w.summary.traffic)
-    return out
-
-
-def _counts_view(data: dict[str, Any]) -> WindowSummary:
-    """A stored window's event counts per role and time bounds only (no sketches)."""
-    check_format(data)
-    out = WindowSummary(data["model"], data["version"], int(data["start_ms"]), int(data["size_ms"]))
-    load_counts(out, data)
     return out

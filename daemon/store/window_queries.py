@@ -175,16 +175,17 @@ class WindowQueries:
         self, model: str, start_ms: int, end_ms: int, count: Callable[[WindowSummary], int]
     ) -> list[tuple[int, int]]:
         per_start: dict[int, int] = {}
-        for w in self.windows(model, None, start_ms, end_ms, view=_counts_view):
+        for w in self.windows(model, None, start_ms, end_ms, view=counts_view):
             s = w.summary.start_ms
             per_start[s] = per_start.get(s, 0) + count(w.summary)
         return sorted(per_start.items())
 
 
-def _counts_view(data: dict[str, Any]) -> WindowSummary:
+def counts_view(data: dict[str, Any]) -> WindowSummary:
     """A stored window's event counts per role and time bounds only (no sketches): what
-    :meth:`WindowQueries.event_counts` reads for one role and
-    :meth:`WindowQueries.traffic_counts` for the traffic."""
+    :meth:`WindowQueries.event_counts` reads for one role,
+    :meth:`WindowQueries.traffic_counts` for the traffic, and
+    :class:`~watchkeeper.daemon.checks.last_seen.LastSeen` for each window's traffic."""
     check_format(data)
     out = WindowSummary(data["model"], data["version"], int(data["start_ms"]), int(data["size_ms"]))
     load_counts(out, data)
